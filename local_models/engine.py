@@ -1,0 +1,331 @@
+"""`VllmEngine`: the real `Engine`, around vLLM's `AsyncLLM`.
+
+Responsibilities:
+1. start the engine from `EngineConfig`, bounded by a timeout;
+2. turn chat messages into token ids with the model's own chat template,
+   and reject prompts that don't fit the context with a clear error;
+3. run one vLLM request per prompt and merge their outputs into `Batch`es,
+   coalescing whatever is ready so a slow consumer gets fewer, larger items;
+4. abort every engine request when the consumer goes away;
+5. report load (`stats`) from vLLM's own stat stream, without I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest
+
+from .interface import Batch, Delta, EmbedResult, GenerateRequest, LoadStats, ModelInfo
+from .interface import TokenLogprob as WireLogprob
+from .sampling import to_sampling_params
+from .stats import LoadTracker, stat_logger_factory
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything needed to start one engine; plain data, pickles across Ray."""
+
+    model_path: str
+    served_name: str
+    task: str = "generate"  # "generate" | "embed"
+    max_model_len: int = 2048
+    kv_cache_bytes: int = 1 << 30
+    max_num_seqs: int = 32
+    dtype: str = "auto"
+    startup_timeout_s: float = 300.0
+    cache_dir: str | None = None  # VLLM_CACHE_ROOT (compiled kernels and the like)
+    extra_engine_args: dict[str, Any] = field(default_factory=dict)
+
+
+def _engine_env(config: EngineConfig) -> None:
+    # vLLM reads these from the environment when the engine starts.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, config.kv_cache_bytes >> 30)))
+    if config.cache_dir:
+        os.environ["VLLM_CACHE_ROOT"] = config.cache_dir
+
+
+class VllmEngine:
+    """One vLLM `AsyncLLM` serving one model; implements `interface.Engine`."""
+
+    def __init__(self, llm: Any, config: EngineConfig, tracker: LoadTracker):
+        self._llm = llm
+        self._config = config
+        self._tracker = tracker
+        self._tokenizer = llm.get_tokenizer()
+        self._vocab_size = llm.model_config.get_vocab_size()
+        self._max_len = llm.model_config.max_model_len
+
+    @classmethod
+    async def start(cls, config: EngineConfig) -> VllmEngine:
+        """Start the engine in a worker thread, giving up after the timeout."""
+        _engine_env(config)
+        tracker = LoadTracker()
+        try:
+            llm = await asyncio.wait_for(asyncio.to_thread(_build_async_llm, config, tracker), config.startup_timeout_s)
+        except TimeoutError:
+            raise EngineError(
+                f"The local engine for '{config.served_name}' did not start within {config.startup_timeout_s:.0f} s."
+            ) from None
+        return cls(llm, config, tracker)
+
+    # ------------------------------------------------------------------ info, stats
+
+    def info(self) -> ModelInfo:
+        template = getattr(self._tokenizer, "chat_template", None)
+        return ModelInfo(
+            name=self._config.served_name,
+            task="embed" if self._config.task == "embed" else "generate",
+            max_model_len=self._max_len,
+            has_chat_template=bool(template),
+        )
+
+    def stats(self) -> LoadStats:
+        return self._tracker.snapshot(
+            unfinished=self._llm.get_num_unfinished_requests(),
+            queued_prompt_tokens=self._llm.get_num_queued_tokens(),
+        )
+
+    def shutdown(self) -> None:
+        self._llm.shutdown()
+
+    # -------------------------------------------------------------------- prompts
+
+    def _chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
+        if not getattr(self._tokenizer, "chat_template", None):
+            raise InvalidRequest(
+                f"The model '{self._config.served_name}' has no chat template; use /v1/completions.",
+                param="model",
+            )
+        text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
+        return ids
+
+    def _prompt_ids(self, request: GenerateRequest) -> list[list[int]]:
+        if request["kind"] == "chat":
+            return [self._chat_prompt(request.get("messages", []))]
+        prompts = request.get("prompts", [])
+        return [p if isinstance(p, list) else self._tokenizer.encode(p, add_special_tokens=True) for p in prompts]
+
+    def _max_tokens(self, prompt_len: int, requested: int | None, param: str) -> int:
+        room = self._max_len - prompt_len
+        if requested is None:
+            if room >= 1:
+                return room
+            requested = 1
+        if requested > room:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self._max_len} tokens. However, you "
+                f"requested {prompt_len + requested} tokens ({prompt_len} in the "
+                f"{param}, {requested} in the completion). Please reduce the length of the "
+                f"{param} or completion.",
+                param=param,
+            )
+        return requested
+
+    # ------------------------------------------------------------------- generate
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]:
+        param = "messages" if request["kind"] == "chat" else "prompt"
+        prompts = self._prompt_ids(request)
+        sampling = request["sampling"]
+        n = sampling.get("n", 1)
+        params = [
+            to_sampling_params(
+                sampling,
+                max_tokens=self._max_tokens(len(ids), sampling.get("max_tokens"), param),
+                vocab_size=self._vocab_size,
+                stream=request["stream"],
+            )
+            for ids in prompts
+        ]
+        echo = request["kind"] == "completion" and bool(sampling.get("echo"))
+        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        tasks = [
+            asyncio.create_task(self._pump(k, ids, params[k], f"{request['request_id']}-{k}", queue))
+            for k, ids in enumerate(prompts)
+        ]
+        usage = {"prompt_tokens": sum(map(len, prompts)), "completion_tokens": 0, "cached_tokens": 0}
+        first = [True] * len(prompts)
+        try:
+            open_prompts = len(tasks)
+            while open_prompts:
+                items = [await queue.get()]
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                deltas: dict[int, Delta] = {}
+                for k, out in items:
+                    if out is None:
+                        open_prompts -= 1
+                        continue
+                    if isinstance(out, BaseException):
+                        raise _translate(out)
+                    if first[k]:
+                        first[k] = False
+                        usage["cached_tokens"] += out.num_cached_tokens or 0
+                        if echo:
+                            for d in self._echo(k, n, out):
+                                _merge(deltas, d)
+                    for c in out.outputs:
+                        usage["completion_tokens"] += len(c.token_ids)
+                        _merge(deltas, self._delta(k * n + c.index, c, sampling))
+                merged = list(deltas.values())
+                if open_prompts == 0:
+                    yield Batch(deltas=merged, usage=usage)  # type: ignore[typeddict-item]
+                elif merged:
+                    yield Batch(deltas=merged)
+        finally:
+            for t in tasks:
+                t.cancel()
+            # Cancelling a task cancels its vLLM generate(), which aborts the request.
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _pump(
+        self,
+        k: int,
+        ids: list[int],
+        params: Any,
+        request_id: str,
+        queue: asyncio.Queue[tuple[int, Any]],
+    ) -> None:
+        try:
+            async for out in self._llm.generate({"prompt_token_ids": ids}, params, request_id):
+                queue.put_nowait((k, out))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # handed to the consumer, which raises it
+            queue.put_nowait((k, e))
+            return
+        queue.put_nowait((k, None))
+
+    def _echo(self, k: int, n: int, out: Any) -> list[Delta]:
+        prompt = out.prompt or self._tokenizer.decode(out.prompt_token_ids)
+        return [Delta(index=k * n + i, text=prompt, finish_reason=None) for i in range(n)]
+
+    def _delta(self, index: int, c: Any, sampling: Any) -> Delta:
+        d = Delta(index=index, text=c.text, finish_reason=_finish(c.finish_reason))
+        k = sampling.get("logprobs")
+        if k is not None and c.logprobs:
+            d["logprobs"] = [
+                self._token_logprob(tid, alts, k) for tid, alts in zip(c.token_ids, c.logprobs, strict=False)
+            ]
+        return d
+
+    def _token_logprob(self, token_id: int, alternatives: dict[int, Any], k: int) -> WireLogprob:
+        """One sampled token with its `k` most likely alternatives (vLLM ranks from 1)."""
+
+        def text(tid: int) -> str:
+            lp = alternatives.get(tid)
+            if lp is not None and lp.decoded_token is not None:
+                return str(lp.decoded_token)
+            return str(self._tokenizer.decode([tid]))
+
+        def logprob(tid: int) -> float:
+            # OpenAI never sends -inf; clamp like it does.
+            return max(float(alternatives[tid].logprob), -9999.0)
+
+        chosen = text(token_id)
+        top = sorted(
+            (t for t, lp in alternatives.items() if lp.rank is not None and lp.rank <= k),
+            key=lambda t: alternatives[t].rank,
+        )
+        return WireLogprob(
+            token=chosen,
+            logprob=logprob(token_id) if token_id in alternatives else -9999.0,
+            bytes=list(chosen.encode()),
+            top=[{"token": text(t), "logprob": logprob(t), "bytes": list(text(t).encode())} for t in top],
+        )
+
+    # ---------------------------------------------------------------------- embed
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
+        from vllm.pooling_params import PoolingParams
+
+        if self._config.task != "embed":
+            raise InvalidRequest(
+                f"The model '{self._config.served_name}' does not create embeddings.",
+                param="model",
+            )
+        ids = [i if isinstance(i, list) else self._tokenizer.encode(i, add_special_tokens=True) for i in inputs]
+        for n_tokens in map(len, ids):
+            if n_tokens > self._max_len:
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {self._max_len} tokens, "
+                    f"however you requested {n_tokens} tokens in the input.",
+                    param="input",
+                )
+
+        async def one(k: int, tokens: list[int]) -> list[float]:
+            rid = f"embd-{uuid.uuid4().hex}-{k}"
+            final = None
+            async for out in self._llm.encode({"prompt_token_ids": tokens}, PoolingParams(task="embed"), rid):
+                final = out
+            if final is None:
+                raise EngineError("The embedding engine returned nothing.")
+            return [float(x) for x in final.outputs.data.tolist()]
+
+        try:
+            vectors = await asyncio.gather(*(one(k, t) for k, t in enumerate(ids)))
+        except Exception as e:
+            raise _translate(e) from e
+        return EmbedResult(embeddings=list(vectors), prompt_tokens=sum(map(len, ids)))
+
+
+def _merge(deltas: dict[int, Delta], d: Delta) -> None:
+    """Coalesce deltas of one choice that were ready at the same time."""
+    prev = deltas.get(d["index"])
+    if prev is None:
+        deltas[d["index"]] = d
+        return
+    prev["text"] += d["text"]
+    prev["finish_reason"] = d["finish_reason"] or prev["finish_reason"]
+    if "logprobs" in d:
+        prev.setdefault("logprobs", []).extend(d["logprobs"])
+
+
+def _finish(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    return reason if reason in ("stop", "length") else "stop"
+
+
+def _translate(e: BaseException) -> Exception:
+    """vLLM's exceptions -> the gateway's tree."""
+    from orchestrator.errors import OrchestratorError
+
+    if isinstance(e, OrchestratorError):
+        return e
+    name = type(e).__name__
+    if isinstance(e, ValueError) or name in ("VLLMClientError", "VLLMValidationError"):
+        return InvalidRequest(str(e))
+    return EngineError(f"The local engine failed: {name}: {e}")
+
+
+def _build_async_llm(config: EngineConfig, tracker: LoadTracker) -> Any:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    args: dict[str, Any] = {
+        "model": config.model_path,
+        "served_model_name": config.served_name,
+        "max_model_len": config.max_model_len,
+        "kv_cache_memory_bytes": config.kv_cache_bytes,
+        "max_num_seqs": config.max_num_seqs,
+        "dtype": config.dtype,
+        "disable_log_stats": False,
+        "enable_log_requests": False,
+    }
+    if config.task == "embed":
+        args["runner"] = "pooling"
+    args.update(config.extra_engine_args)
+    if not Path(config.model_path).is_dir():
+        raise EngineError(f"Model directory not found: {config.model_path}")
+    return AsyncLLM.from_engine_args(AsyncEngineArgs(**args), stat_loggers=[stat_logger_factory(tracker)])

@@ -1,0 +1,114 @@
+"""The plain-data contract between the gateway and a local model.
+
+Only these shapes cross a Ray `DeploymentHandle`: dicts, lists, strings and
+numbers, never a Starlette request or a vLLM object. `Engine` is the seam:
+the real one wraps vLLM's `AsyncLLM` (`local_models.engine`), tests use a
+fake that implements the same Protocol.
+
+A generation streams `Batch`es. Each batch holds the deltas that were ready
+at once (one token each when the consumer keeps up, several when it lags,
+which keeps per-item overhead bounded under load) and, on the last batch,
+the usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
+
+
+class Sampling(TypedDict, total=False):
+    """OpenAI sampling fields, already validated, in OpenAI's names."""
+
+    temperature: float | None
+    top_p: float | None
+    n: int
+    max_tokens: int | None
+    stop: list[str]
+    seed: int | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    logit_bias: dict[str, float] | None
+    logprobs: int | None  # number of top alternatives; None = no logprobs
+    response_format: dict[str, Any] | None
+    echo: bool
+
+
+class GenerateRequest(TypedDict):
+    request_id: str
+    kind: Literal["chat", "completion"]
+    messages: NotRequired[list[dict[str, Any]]]  # chat: OpenAI messages as dicts
+    prompts: NotRequired[list[str] | list[list[int]]]  # completion: text or token ids
+    sampling: Sampling
+    stream: bool  # False: one batch at the end, no per-token traffic
+
+
+class TopToken(TypedDict):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TypedDict):
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[TopToken]
+
+
+class Delta(TypedDict):
+    index: int  # choice index: prompt_index * n + sample_index
+    text: str
+    finish_reason: str | None
+    logprobs: NotRequired[list[TokenLogprob]]
+
+
+class TokenUsage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
+class Batch(TypedDict):
+    deltas: list[Delta]
+    usage: NotRequired[TokenUsage]  # only on the last batch
+
+
+class EmbedResult(TypedDict):
+    embeddings: list[list[float]]
+    prompt_tokens: int
+
+
+class LoadStats(TypedDict):
+    """A cheap snapshot of one engine's load, for the scheduler."""
+
+    waiting: int  # requests queued in the engine's scheduler
+    running: int  # requests being decoded
+    unfinished: int  # requests this replica holds in any state
+    queued_prompt_tokens: int
+    kv_cache_usage: float  # 0..1
+    prefill_tokens_per_s: float  # recent, over the stats window
+    decode_tokens_per_s: float
+    ttft_p50_ms: float | None
+    updated_at: float  # time.time() of the engine's last report
+
+
+class ModelInfo(TypedDict):
+    name: str
+    task: Literal["generate", "embed"]
+    max_model_len: int
+    has_chat_template: bool
+
+
+class Engine(Protocol):
+    """What a LocalModel replica serves; one generation method and its siblings."""
+
+    def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]: ...
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult: ...
+
+    def stats(self) -> LoadStats: ...
+
+    def info(self) -> ModelInfo: ...
+
+    def shutdown(self) -> None: ...

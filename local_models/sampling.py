@@ -1,0 +1,89 @@
+"""OpenAI sampling fields -> vLLM `SamplingParams`.
+
+The one place that knows both vocabularies. OpenAI's defaults apply where a
+field is absent (temperature 1, top_p 1), `logit_bias` keys are token ids as
+strings, and `response_format` becomes vLLM structured output.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+
+from orchestrator.errors import InvalidRequest
+
+from .interface import Sampling
+
+
+def structured_outputs(response_format: dict[str, Any] | None) -> StructuredOutputsParams | None:
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return StructuredOutputsParams(json_object=True, disable_any_whitespace=True)
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema")
+        if schema is None:
+            # OpenAI accepts a json_schema without a schema: any JSON object then.
+            return StructuredOutputsParams(json_object=True, disable_any_whitespace=True)
+        return StructuredOutputsParams(json=json.dumps(schema), disable_any_whitespace=True)
+    return None
+
+
+def logit_bias(bias: dict[str, float] | None, vocab_size: int) -> dict[int, float] | None:
+    if not bias:
+        return None
+    out: dict[int, float] = {}
+    for key, value in bias.items():
+        try:
+            token = int(key)
+        except ValueError:
+            raise InvalidRequest(
+                f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias"
+            ) from None
+        if not 0 <= token < vocab_size:
+            raise InvalidRequest(
+                f"Invalid key in 'logit_bias': token id {token} is out of range [0, {vocab_size}).",
+                param="logit_bias",
+            )
+        out[token] = value
+    return out
+
+
+def to_sampling_params(sampling: Sampling, *, max_tokens: int, vocab_size: int, stream: bool) -> SamplingParams:
+    """Build vLLM's params; `max_tokens` is already resolved against the context."""
+    logprobs = sampling.get("logprobs")
+    temperature = sampling.get("temperature")
+    top_p = sampling.get("top_p")
+    try:
+        return _build(sampling, temperature, top_p, logprobs, max_tokens, vocab_size, stream)
+    except ValueError as e:  # vLLM's VLLMValidationError is a ValueError
+        raise InvalidRequest(e.args[0] if e.args else str(e), param=getattr(e, "parameter", None)) from None
+
+
+def _build(
+    sampling: Sampling,
+    temperature: float | None,
+    top_p: float | None,
+    logprobs: int | None,
+    max_tokens: int,
+    vocab_size: int,
+    stream: bool,
+) -> SamplingParams:
+    return SamplingParams(
+        n=sampling.get("n", 1),
+        temperature=1.0 if temperature is None else temperature,
+        top_p=1.0 if top_p is None else top_p,
+        presence_penalty=sampling.get("presence_penalty") or 0.0,
+        frequency_penalty=sampling.get("frequency_penalty") or 0.0,
+        seed=sampling.get("seed"),
+        stop=sampling.get("stop") or None,
+        max_tokens=max_tokens,
+        logprobs=logprobs,
+        logit_bias=logit_bias(sampling.get("logit_bias"), vocab_size),
+        structured_outputs=structured_outputs(sampling.get("response_format")),
+        output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
+    )

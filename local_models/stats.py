@@ -1,0 +1,102 @@
+"""The engine's load, as the scheduler needs it, kept cheap to read.
+
+vLLM reports scheduler and iteration stats to stat loggers after each engine
+step, in the frontend process. `LoadTracker` is fed by a `StatLoggerBase`
+adapter (`stat_logger_factory`) and keeps the last scheduler state plus a
+short sliding window of processed prompt tokens, generated tokens and
+time-to-first-token samples, so `snapshot()` is a few arithmetic operations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .interface import LoadStats
+
+WINDOW_S = 5.0
+
+
+class LoadTracker:
+    """Rolling view of one engine's queue and throughput."""
+
+    def __init__(self, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time):
+        self._window_s = window_s
+        self._clock = clock
+        self.waiting = 0
+        self.running = 0
+        self.kv_cache_usage = 0.0
+        self.updated_at = clock()
+        # (timestamp, prompt tokens computed, tokens generated)
+        self._steps: deque[tuple[float, int, int]] = deque()
+        self._ttfts: deque[tuple[float, float]] = deque(maxlen=256)
+
+    def record_scheduler(self, waiting: int, running: int, kv_cache_usage: float) -> None:
+        self.waiting, self.running, self.kv_cache_usage = waiting, running, kv_cache_usage
+        self.updated_at = self._clock()
+
+    def record_step(self, prompt_tokens: int, generated_tokens: int, ttfts_s: list[float]) -> None:
+        now = self._clock()
+        self._steps.append((now, prompt_tokens, generated_tokens))
+        for t in ttfts_s:
+            self._ttfts.append((now, t))
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self._window_s
+        while self._steps and self._steps[0][0] < horizon:
+            self._steps.popleft()
+
+    def snapshot(self, *, unfinished: int, queued_prompt_tokens: int) -> LoadStats:
+        now = self._clock()
+        self._expire(now)
+        prompt = sum(s[1] for s in self._steps)
+        generated = sum(s[2] for s in self._steps)
+        recent = sorted(t for ts, t in self._ttfts if ts >= now - self._window_s)
+        return LoadStats(
+            waiting=self.waiting,
+            running=self.running,
+            unfinished=unfinished,
+            queued_prompt_tokens=queued_prompt_tokens,
+            kv_cache_usage=self.kv_cache_usage,
+            prefill_tokens_per_s=prompt / self._window_s,
+            decode_tokens_per_s=generated / self._window_s,
+            ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
+            updated_at=self.updated_at,
+        )
+
+
+def stat_logger_factory(tracker: LoadTracker) -> Any:
+    """A vLLM per-engine stat logger factory that feeds `tracker`."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class _TrackerLogger(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0):
+            self._tracker = tracker
+
+        def record(
+            self,
+            scheduler_stats: Any,
+            iteration_stats: Any,
+            mm_cache_stats: Any = None,
+            engine_idx: int = 0,
+        ) -> None:
+            if scheduler_stats is not None:
+                self._tracker.record_scheduler(
+                    scheduler_stats.num_waiting_reqs,
+                    scheduler_stats.num_running_reqs,
+                    scheduler_stats.kv_cache_usage,
+                )
+            if iteration_stats is not None:
+                self._tracker.record_step(
+                    iteration_stats.prompt_token_stats.computed,
+                    iteration_stats.num_generation_tokens,
+                    list(iteration_stats.time_to_first_tokens_iter),
+                )
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return _TrackerLogger

@@ -1,0 +1,1 @@
+"""The gateway: everything between the client and a model."""

@@ -1,0 +1,197 @@
+"""The HTTP edge: FastAPI routes, SSE encoding, and OpenAI-shaped errors.
+
+The only place that knows HTTP. It parses and validates request bodies into
+the wire models, calls the pipeline, and encodes what comes back as JSON or
+as Server-Sent Events. Errors from anywhere in the gateway become OpenAI's
+error JSON here and nowhere else. A stream is committed (status 200 sent)
+only after its first chunk exists; a failure after that ends the stream with
+an explicit `error` event and no `[DONE]`, never a silent truncation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from orchestrator.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    OrchestratorError,
+    UpstreamError,
+)
+from orchestrator.pipeline import Pipeline, Route
+from orchestrator.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    CompletionChunk,
+    CompletionRequest,
+    EmbeddingRequest,
+    WireModel,
+)
+from orchestrator.streams import assemble_chat, assemble_completion, first_then_rest
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Chunk = ChatCompletionChunk | CompletionChunk
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def build_app(pipeline: Pipeline) -> FastAPI:
+    """The OpenAI-compatible ASGI app over one pipeline."""
+    app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(OrchestratorError)
+    async def _orchestrator_error(_: Request, exc: Exception) -> Response:
+        return error_response(exc)  # type: ignore[arg-type]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}."))
+        return error_response(NotFound(f"Unknown request URL: {request.method} {request.url.path}."))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(OrchestratorError("The server had an error processing your request."))
+
+    @app.get("/health")
+    async def health() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/v1/models")
+    async def models() -> Response:
+        return _json(pipeline.models())
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        body = await parse(request, ChatCompletionRequest)
+        routed = pipeline.chat(body)
+        if body.stream:
+            return await stream_response(routed.result, routed.route, body.include_usage())
+        return _json(await assemble_chat(routed.result), routed.route)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        body = await parse(request, CompletionRequest)
+        routed = pipeline.complete(body)
+        if body.stream:
+            return await stream_response(routed.result, routed.route, body.include_usage())
+        return _json(await assemble_completion(routed.result), routed.route)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        body = await parse(request, EmbeddingRequest)
+        routed = await pipeline.embed(body)
+        return _json(routed.result, routed.route)
+
+    return app
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    """The request body as `model`, or an `InvalidRequest` that says what is wrong."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise _validation_error(e) from None
+
+
+def _validation_error(e: ValidationError) -> InvalidRequest:
+    err = e.errors(include_url=False)[0]
+    loc = [p for p in err["loc"] if not _is_union_tag(p)]
+    param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    if err["type"] == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    message = err["msg"].removeprefix("Value error, ")
+    if param:
+        message = f"Invalid value for '{param}': {message}"
+    return InvalidRequest(message, param=param or None, code="invalid_value")
+
+
+def _is_union_tag(part: object) -> bool:
+    # pydantic names union members in `loc` ('str', 'list[str]', 'function-after[...]').
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "list", "dict"))
+
+
+# ---------------------------------------------------------------------------- responses
+
+
+def route_headers(route: Route | None) -> dict[str, str]:
+    if route is None:
+        return {}
+    return {"x-served-by": f"{route.provider}/{route.model}", "x-route-reason": route.reason}
+
+
+def _json(model: WireModel, route: Route | None = None) -> Response:
+    return Response(
+        content=model.model_dump_json(),
+        media_type="application/json",
+        headers=route_headers(route),
+    )
+
+
+def error_response(exc: OrchestratorError) -> Response:
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+async def stream_response(chunks: AsyncIterator[Any], route: Route, include_usage: bool) -> Response:
+    """Commit a stream once its first chunk exists; until then errors are plain errors."""
+    first, rest = await first_then_rest(chunks)
+    return StreamingResponse(
+        sse_events(first, rest, include_usage),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, **route_headers(route)},
+    )
+
+
+async def sse_events(first: Chunk, rest: AsyncIterator[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
+    """Encode chunks as SSE; end with `[DONE]`, or with an error event on failure."""
+    try:
+        async for chunk in _with_first(first, rest):
+            if chunk.usage is not None and not include_usage:
+                if not chunk.choices:
+                    continue
+                chunk.usage = None
+            yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+    except OrchestratorError as e:
+        yield _error_event(e)
+        return
+    except Exception as e:  # never a silent truncation: say the stream broke
+        log.exception("stream failed")
+        yield _error_event(UpstreamError(f"The stream failed: {type(e).__name__}."))
+        return
+    yield b"data: [DONE]\n\n"
+
+
+async def _with_first(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+def _error_event(exc: OrchestratorError) -> bytes:
+    return b"data: " + json.dumps(exc.to_dict()).encode() + b"\n\n"

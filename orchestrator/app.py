@@ -1,0 +1,104 @@
+"""The Ray Serve application: the Gateway ingress and the local models it calls.
+
+`build_application(settings)` binds the deployment graph:
+
+    Gateway (FastAPI ingress, `orchestrator.api`)
+      ├── LocalModel  "local-model"   (chat + completions, vLLM)
+      └── LocalModel  "local-embed"   (embeddings, vLLM pooling; optional)
+
+The Gateway builds its pipeline at replica start, from what each LocalModel
+reports (`info()`), and keeps cache hits and remote routes inside its own
+replica: only local generation crosses a `DeploymentHandle`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI
+
+from local_models.deployment import local_model_app
+from local_models.engine import EngineConfig
+from orchestrator.api import build_app
+from orchestrator.capabilities import Registry, local_entry
+from orchestrator.pipeline import Pipeline
+from orchestrator.providers.base import Provider
+from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
+from orchestrator.settings import EngineSettings, Settings
+
+LOCAL = "local"
+LOCAL_EMBED = "local-embed"
+
+
+async def build_pipeline(clients: dict[str, tuple[LocalModelClient, Any]]) -> Pipeline:
+    """A pipeline over local model clients, keyed by provider name, each with its info."""
+    providers: dict[str, Provider] = {}
+    entries = []
+    for name, (client, info) in clients.items():
+        providers[name] = LocalProvider(client)
+        entries.append(local_entry(info, name))
+    return Pipeline(Registry(entries), providers, created=int(time.time()))
+
+
+class Gateway:
+    """Serve ingress replica: one pipeline, one ASGI app."""
+
+    async def __init__(self, local: Any, embed: Any = None):
+        clients: dict[str, tuple[LocalModelClient, Any]] = {LOCAL: (HandleClient(local), await local.info.remote())}
+        if embed is not None:
+            clients[LOCAL_EMBED] = (HandleClient(embed), await embed.info.remote())
+        self._pipeline = await build_pipeline(clients)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_app(self._pipeline)
+
+
+def engine_config(section: EngineSettings, settings: Settings, task: str) -> EngineConfig:
+    model = section.model
+    assert model is not None
+    return EngineConfig(
+        model_path=model,
+        served_name=section.served_name or _default_name(model),
+        task=task,
+        max_model_len=section.max_model_len,
+        kv_cache_bytes=int(section.kv_cache_gib * (1 << 30)),
+        max_num_seqs=section.max_num_seqs,
+        dtype=section.dtype,
+        startup_timeout_s=section.startup_timeout_s,
+        cache_dir=str(settings.data_dir / "vllm-cache"),
+        extra_engine_args=section.engine_args,
+    )
+
+
+def _default_name(model: str) -> str:
+    from pathlib import Path
+
+    return Path(model).name if "/" in model else model
+
+
+def build_application(settings: Settings) -> Any:
+    """The bound Serve application for `serve.run`."""
+    from ray import serve
+
+    def bind(section: EngineSettings, task: str, name: str) -> Any:
+        return local_model_app(
+            engine_config(section, settings, task),
+            data_dir=settings.data_dir,
+            name=name,
+            num_replicas=section.num_replicas,
+            max_ongoing_requests=section.max_ongoing_requests,
+            max_queued_requests=section.max_queued_requests,
+            num_cpus=section.num_cpus,
+            num_gpus=section.num_gpus,
+        )
+
+    local_app = bind(settings.local, "generate", "LocalModel")
+    embed_app = bind(settings.embedding, "embed", "LocalEmbedder") if settings.embedding.model else None
+    gateway = serve.deployment(serve.ingress()(Gateway)).options(
+        name="Gateway",
+        num_replicas=settings.gateway.num_replicas,
+        max_ongoing_requests=settings.gateway.max_ongoing_requests,
+        ray_actor_options={"num_cpus": settings.gateway.num_cpus},
+    )
+    return gateway.bind(local_app, embed_app)

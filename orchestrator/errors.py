@@ -1,0 +1,120 @@
+"""The exception tree of the gateway.
+
+Everything inside the gateway raises these; foreign exceptions (Ray, vLLM,
+httpx, pydantic) are translated at the boundary where they appear, and the
+tree is turned into OpenAI's error JSON in exactly one place, the HTTP edge
+(`orchestrator.api`).
+
+    OrchestratorError                    500 api_error
+    ├── InvalidRequest                   400 invalid_request_error
+    │   ├── ContextLengthExceeded        400 code=context_length_exceeded
+    │   └── UnsupportedCapability        400 code=unsupported_<capability>
+    ├── NotFound                         404 invalid_request_error
+    │   └── ModelNotFound                404 code=model_not_found
+    ├── MethodNotAllowed                 405 invalid_request_error
+    ├── Overloaded                       503 code=overloaded (a route rejected the request)
+    └── UpstreamError                    502 api_error (a model backend failed)
+        └── EngineError                  500 api_error (the local engine failed)
+
+Each error carries what OpenAI's error object needs: `message`, `type`,
+`param` and `code`. The classes pickle cleanly, because they cross Ray
+actor boundaries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrchestratorError(Exception):
+    """Base of the tree: an error with an HTTP status and OpenAI error fields."""
+
+    status_code = 500
+    error_type = "api_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.param, self.code))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI error object: `{"error": {message, type, param, code}}`."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def _rebuild(cls: type[OrchestratorError], message: str, param: str | None, code: str | None) -> OrchestratorError:
+    return cls(message, param=param, code=code)
+
+
+class InvalidRequest(OrchestratorError):
+    """The client sent something we can't serve as asked (400)."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt plus the requested output doesn't fit the model's context."""
+
+    default_code = "context_length_exceeded"
+
+
+class UnsupportedCapability(InvalidRequest):
+    """The request needs a capability (tools, vision, ...) no route offers."""
+
+
+class NotFound(OrchestratorError):
+    """No such route or resource (404)."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    """The request names a model this gateway doesn't serve."""
+
+    default_code = "model_not_found"
+
+
+class MethodNotAllowed(OrchestratorError):
+    """The path exists but not for this HTTP method (405)."""
+
+    status_code = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class Overloaded(OrchestratorError):
+    """Every route for the request refused it for load; retrying later helps (503)."""
+
+    status_code = 503
+    error_type = "api_error"
+    default_code = "overloaded"
+
+
+class UpstreamError(OrchestratorError):
+    """A model backend failed while serving the request (502)."""
+
+    status_code = 502
+    error_type = "api_error"
+    default_code = "upstream_error"
+
+
+class EngineError(UpstreamError):
+    """The local inference engine failed (500)."""
+
+    status_code = 500
+    default_code = "engine_error"

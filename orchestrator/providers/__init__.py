@@ -1,0 +1,1 @@
+"""Model backends: the local engine and remote providers, one Protocol (`base.Provider`)."""

@@ -1,0 +1,254 @@
+"""The local provider: OpenAI requests -> the LocalModel's plain-data contract.
+
+`LocalModelClient` is the seam. In production it is `HandleClient`, a Ray
+Serve `DeploymentHandle` to the `LocalModel` deployment (Ray's exceptions are
+translated here, at the boundary); in-process it can be the engine itself
+(`local_models.engine.VllmEngine`) or a test fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from local_models.interface import Batch, Delta, EmbedResult, GenerateRequest, Sampling
+from orchestrator.errors import EngineError, InvalidRequest, OrchestratorError, Overloaded
+from orchestrator.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChoiceLogprobs,
+    ChunkChoice,
+    ChunkDelta,
+    CompletionChoice,
+    CompletionChunk,
+    CompletionLogprobs,
+    CompletionRequest,
+    EmbeddingData,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    PromptTokensDetails,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+    new_id,
+    now,
+)
+
+
+class LocalModelClient(Protocol):
+    """What the gateway calls on a local model (replica or in-process engine)."""
+
+    def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]: ...
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult: ...
+
+
+class HandleClient:
+    """A `LocalModelClient` over a Ray Serve `DeploymentHandle`."""
+
+    def __init__(self, handle: Any):
+        self._stream = handle.options(stream=True)
+        self._handle = handle
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]:
+        response = self._stream.generate.remote(request)
+        try:
+            async for batch in response:
+                yield batch
+        except BaseException as e:
+            response.cancel()  # the replica's generator is cancelled, vLLM aborts
+            raise _from_ray(e) from e
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
+        try:
+            result: EmbedResult = await self._handle.embed.remote(inputs)
+        except Exception as e:
+            raise _from_ray(e) from e
+        return result
+
+
+def _from_ray(e: BaseException) -> BaseException:
+    """Ray's wrappers -> the gateway's tree; cancellation passes through untouched."""
+    from ray.exceptions import RayTaskError
+    from ray.serve.exceptions import BackPressureError
+
+    if isinstance(e, OrchestratorError) and not isinstance(e, RayTaskError):
+        return e
+    if isinstance(e, BackPressureError):
+        return Overloaded("The local model's queue is full.")
+    if isinstance(e, RayTaskError):
+        cause = e.cause
+        if isinstance(cause, OrchestratorError):
+            return cause
+        return EngineError(f"The local model failed: {type(cause).__name__}: {cause}")
+    if isinstance(e, Exception):
+        return EngineError(f"The local model is unreachable: {type(e).__name__}: {e}")
+    return e
+
+
+def _sampling(request: ChatCompletionRequest | CompletionRequest) -> Sampling:
+    return Sampling(
+        temperature=request.temperature,
+        top_p=request.top_p,
+        n=request.n,
+        stop=request.stop_list(),
+        seed=request.seed,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+        logit_bias=request.logit_bias,
+    )
+
+
+class LocalProvider:
+    """Serves OpenAI requests from one local model."""
+
+    name = "local"
+
+    def __init__(self, client: LocalModelClient):
+        self._client = client
+
+    # ------------------------------------------------------------------------ chat
+
+    async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
+        sampling = _sampling(request)
+        sampling["max_tokens"] = request.output_limit()
+        sampling["logprobs"] = (request.top_logprobs or 0) if request.logprobs else None
+        if request.response_format is not None:
+            sampling["response_format"] = request.response_format.model_dump(by_alias=True)
+        generate = GenerateRequest(
+            request_id=new_id("chatcmpl"),
+            kind="chat",
+            messages=[m.model_dump(exclude_none=True) for m in request.messages],
+            sampling=sampling,
+            stream=request.stream,
+        )
+        cid, created = generate["request_id"], now()
+        started = False
+        async for batch in self._client.generate(generate):
+            if not started:
+                # OpenAI opens every choice with a role delta; sent only once the
+                # engine has produced output, so earlier failures stay plain errors.
+                started = True
+                yield ChatCompletionChunk(
+                    id=cid,
+                    created=created,
+                    model=model,
+                    choices=[
+                        ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content="")) for i in range(request.n)
+                    ],
+                )
+            choices = [_chat_choice(d) for d in batch["deltas"]]
+            if choices:
+                yield ChatCompletionChunk(id=cid, created=created, model=model, choices=choices)
+            if "usage" in batch:
+                yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
+
+    # ------------------------------------------------------------------ completions
+
+    async def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
+        if request.suffix is not None:
+            from orchestrator.errors import UnsupportedCapability
+
+            raise UnsupportedCapability("'suffix' (fill-in-the-middle) is not supported by this model.", param="suffix")
+        sampling = _sampling(request)
+        sampling["max_tokens"] = request.max_tokens if request.max_tokens is not None else 16
+        sampling["logprobs"] = request.logprobs
+        sampling["echo"] = request.echo
+        generate = GenerateRequest(
+            request_id=new_id("cmpl"),
+            kind="completion",
+            prompts=request.prompts(),
+            sampling=sampling,
+            stream=request.stream,
+        )
+        cid, created = generate["request_id"], now()
+        offsets: dict[int, int] = {}
+        async for batch in self._client.generate(generate):
+            choices = [_completion_choice(d, offsets) for d in batch["deltas"]]
+            if choices:
+                yield CompletionChunk(id=cid, created=created, model=model, choices=choices)
+            if "usage" in batch:
+                yield CompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
+
+    # ------------------------------------------------------------------- embeddings
+
+    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        result = await self._client.embed(request.inputs())
+        vectors = result["embeddings"]
+        if request.dimensions is not None and vectors and request.dimensions != len(vectors[0]):
+            raise InvalidRequest(
+                f"The model '{model}' only makes {len(vectors[0])}-dimensional embeddings; "
+                "'dimensions' can't change that.",
+                param="dimensions",
+            )
+        data = [EmbeddingData(index=i, embedding=_encode(v, request.encoding_format)) for i, v in enumerate(vectors)]
+        tokens = result["prompt_tokens"]
+        return EmbeddingResponse(
+            data=data, model=model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+        )
+
+
+def _usage(batch: Batch) -> Usage:
+    u = batch["usage"]
+    return Usage(
+        prompt_tokens=u["prompt_tokens"],
+        completion_tokens=u["completion_tokens"],
+        total_tokens=u["prompt_tokens"] + u["completion_tokens"],
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=u["cached_tokens"]),
+    )
+
+
+def _chat_choice(d: Delta) -> ChunkChoice:
+    logprobs = None
+    if "logprobs" in d:
+        logprobs = ChoiceLogprobs(
+            content=[
+                TokenLogprob(
+                    token=t["token"],
+                    logprob=t["logprob"],
+                    bytes=t["bytes"],
+                    top_logprobs=[TopLogprob(**a) for a in t["top"]],
+                )
+                for t in d["logprobs"]
+            ]
+        )
+    return ChunkChoice(
+        index=d["index"],
+        delta=ChunkDelta(content=d["text"]) if d["text"] else ChunkDelta(),
+        finish_reason=d["finish_reason"],  # type: ignore[arg-type]
+        logprobs=logprobs,
+    )
+
+
+def _completion_choice(d: Delta, offsets: dict[int, int]) -> CompletionChoice:
+    logprobs = None
+    if "logprobs" in d:
+        start = offsets.get(d["index"], 0)
+        tokens = [t["token"] for t in d["logprobs"]]
+        positions = []
+        for tok in tokens:
+            positions.append(start)
+            start += len(tok)
+        logprobs = CompletionLogprobs(
+            tokens=tokens,
+            token_logprobs=[t["logprob"] for t in d["logprobs"]],
+            top_logprobs=[{a["token"]: a["logprob"] for a in t["top"]} for t in d["logprobs"]],
+            text_offset=positions,
+        )
+    offsets[d["index"]] = offsets.get(d["index"], 0) + len(d["text"])
+    return CompletionChoice(
+        index=d["index"],
+        text=d["text"],
+        finish_reason=d["finish_reason"],  # type: ignore[arg-type]
+        logprobs=logprobs,
+    )
+
+
+def _encode(v: list[float], encoding_format: str) -> list[float] | str:
+    if encoding_format == "float":
+        return v
+    import base64
+    import struct
+
+    return base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()

@@ -1,0 +1,87 @@
+"""Starting and stopping the whole thing: Ray, Serve, the application.
+
+Used by the CLI (`orchestrator serve`), the end-to-end tests and the
+benchmarks, so all three run the same start-up path.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from orchestrator.settings import Settings
+
+APP_NAME = "orchestrator"
+
+
+def prepare_models(settings: Settings, *, progress: bool = True) -> None:
+    """Prepare every configured catalog model up front, with progress on stderr."""
+    from local_models.catalog import prepare
+
+    for section in (settings.local, settings.embedding):
+        if section.model:
+            prepare(section.model, settings.data_dir, progress=progress)
+
+
+def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
+    """Start Ray (or join `ray.address`), Serve on the configured port, and the app.
+
+    Returns once every deployment is ready; raises `TimeoutError` if that
+    takes longer than `timeout_s` (Serve itself would wait forever on a
+    deployment it cannot place).
+    """
+    import ray
+    from ray import serve
+
+    if settings.server.direct_ingress:
+        os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
+    if not ray.is_initialized():
+        ray.init(
+            address=settings.ray.address,
+            num_cpus=settings.ray.num_cpus,
+            include_dashboard=False,
+            log_to_driver=True,
+        )
+    serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
+
+    from orchestrator.app import build_application
+
+    app = build_application(settings)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve.run(
+                app,
+                name=APP_NAME,
+                route_prefix="/",
+                blocking=False,
+                logging_config={"enable_access_log": settings.server.access_log},
+            )
+        except BaseException as e:  # reported to the caller below
+            failure.append(e)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout_s)
+    if runner.is_alive():
+        raise TimeoutError(
+            f"the Serve application was not ready within {timeout_s:.0f} s "
+            "(a deployment may not fit this cluster's resources)"
+        )
+    if failure:
+        raise failure[0]
+
+
+def stop() -> None:
+    """Tear down the application, Serve and the Ray instance this process started."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()

@@ -1,0 +1,121 @@
+"""Configuration: one pydantic-settings root, built once at start and passed down.
+
+Sources, highest priority first: constructor arguments, environment variables
+(`ORCH_` prefix, `__` between nested names, e.g. `ORCH_LOCAL__MODEL=tiny-random`),
+then the YAML file (`config/default.yaml` unless another is given).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+
+
+class ServerSettings(BaseModel):
+    """Where the HTTP endpoint listens and how Ray Serve fronts it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Ray Serve's direct ingress: the gateway replica listens itself, no proxy hop.
+    direct_ingress: bool = False
+    access_log: bool = False
+
+
+class EngineSettings(BaseModel):
+    """One local vLLM engine, served as a `LocalModel` deployment."""
+
+    model: str | None = None  # a catalog name or a local HF model directory
+    served_name: str | None = None  # defaults to the catalog name / directory name
+    max_model_len: int = 2048
+    kv_cache_gib: float = 1.0
+    max_num_seqs: int = 32
+    dtype: str = "auto"
+    startup_timeout_s: float = 600.0
+    num_replicas: int = 1
+    num_cpus: float = 0.0  # Ray logical CPUs per replica; the engine threads are vLLM's
+    num_gpus: float = 0.0
+    max_ongoing_requests: int = 64
+    max_queued_requests: int = 256
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # passed to vLLM as is
+
+
+class LocalModelSettings(EngineSettings):
+    """The local generation model."""
+
+    model: str | None = "smollm2-135m"
+
+
+class EmbeddingSettings(EngineSettings):
+    """An optional local embedding model (vLLM's pooling runner); None serves none."""
+
+    model: str | None = None
+    max_model_len: int = 512
+    kv_cache_gib: float = 0.25
+
+
+class GatewaySettings(BaseModel):
+    """The ingress deployment."""
+
+    num_replicas: int = 1
+    max_ongoing_requests: int = 512
+    num_cpus: float = 0.0
+
+
+class RaySettings(BaseModel):
+    num_cpus: int | None = None  # None: let Ray count the machine's cores
+    address: str | None = None  # an existing cluster; None starts a local one
+
+
+class Settings(BaseSettings):
+    """The root of all configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCH_",
+        env_nested_delimiter="__",
+        yaml_file=str(DEFAULT_CONFIG),
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("~/.cache/burst-orchestrator")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    local: LocalModelSettings = Field(default_factory=LocalModelSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        # Ray workers run in other directories: never pass a relative path on.
+        return v.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from `config` (default: config/default.yaml), env and `overrides`."""
+    path = Path(config) if config is not None else DEFAULT_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    bound = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "yaml_file": str(path)}})
+    # Hand back the plain class so the object pickles by reference across Ray.
+    return Settings.model_validate(bound(**overrides).model_dump())
