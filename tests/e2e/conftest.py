@@ -1,0 +1,42 @@
+"""One real deployment for the whole session: Ray Serve + vLLM, the default config.
+
+Started once (Ray's start and the engines' start take most of a minute on two
+cores) and reached only through the official `openai` client.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from orchestrator import runtime
+from orchestrator.settings import load_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
+    port = _free_port()
+    settings = load_settings(server={"port": port})
+    runtime.prepare_models(settings, progress=False)
+    try:
+        runtime.start(settings, timeout_s=900)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        runtime.stop()
+
+
+@pytest.fixture(scope="session")
+def client(base_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=120) as c:
+        yield c

@@ -1,0 +1,151 @@
+"""The default deployment (SmolLM2 + MiniLM on CPU vLLM, behind Ray Serve), as a user sees it.
+
+Every response body and every stream chunk is checked against the official
+OpenAI schema.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+import pytest
+from openai_schema import validate
+
+pytestmark = pytest.mark.e2e
+
+CHAT_MODEL = "smollm2-135m"
+EMBED_MODEL = "all-minilm-l6-v2"
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def _sse_chunks(lines: Any) -> tuple[list[dict[str, Any]], bool]:
+    chunks, done = [], False
+    for line in lines:
+        if not line:
+            continue
+        assert line.startswith("data: "), line
+        data = line.removeprefix("data: ")
+        if data == "[DONE]":
+            done = True
+            continue
+        assert not done, "data after [DONE]"
+        chunks.append(json.loads(data))
+    return chunks, done
+
+
+def test_models_lists_local_chat_and_embedding_models(client: openai.OpenAI) -> None:
+    raw = client.models.with_raw_response.list()
+    validate("ListModelsResponse", raw.http_response.json())
+    assert {m.id for m in raw.parse()} == {CHAT_MODEL, EMBED_MODEL}
+
+
+def test_smollm2_answers_paris(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model=CHAT_MODEL, messages=FRANCE, temperature=0, max_tokens=24
+    )
+    validate("CreateChatCompletionResponse", raw.http_response.json())
+    assert raw.headers["x-served-by"] == f"local/{CHAT_MODEL}"
+    completion = raw.parse()
+    assert "Paris" in (completion.choices[0].message.content or "")
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+
+
+def test_stream_is_valid_sse_with_usage(client: openai.OpenAI) -> None:
+    with client.chat.completions.with_streaming_response.create(
+        model=CHAT_MODEL, messages=FRANCE, temperature=0, max_tokens=24,
+        stream=True, stream_options={"include_usage": True},
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        chunks, done = _sse_chunks(response.iter_lines())
+    assert done
+    for chunk in chunks:
+        validate("CreateChatCompletionStreamResponse", chunk)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert "Paris" in text
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 1
+    assert len({c["id"] for c in chunks}) == 1
+
+
+def test_stream_through_the_sdk_iterator(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=CHAT_MODEL, messages=FRANCE, temperature=0, max_tokens=8, stream=True
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert len(pieces) > 2 and "".join(pieces).strip()
+
+
+def test_completions(client: openai.OpenAI) -> None:
+    raw = client.completions.with_raw_response.create(
+        model=CHAT_MODEL, prompt="The capital of France is", temperature=0, max_tokens=6
+    )
+    validate("CreateCompletionResponse", raw.http_response.json())
+    assert "Paris" in raw.parse().choices[0].text
+
+
+def test_completions_stream(client: openai.OpenAI) -> None:
+    with client.completions.with_streaming_response.create(
+        model=CHAT_MODEL, prompt="One, two, three,", temperature=0, max_tokens=6, stream=True
+    ) as response:
+        chunks, done = _sse_chunks(response.iter_lines())
+    assert done and len(chunks) > 1
+    for chunk in chunks:
+        validate("CreateCompletionResponse", chunk, completion_stream=True)
+    assert chunks[-1]["choices"][-1]["finish_reason"] in ("stop", "length")
+
+
+def test_structured_json_output(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "enum": ["Paris", "London", "Rome"]}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    raw = client.chat.completions.with_raw_response.create(
+        model=CHAT_MODEL, messages=FRANCE, temperature=0, max_tokens=32,
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+    )
+    validate("CreateChatCompletionResponse", raw.http_response.json())
+    answer = json.loads(raw.parse().choices[0].message.content or "")
+    assert answer["city"] in ("Paris", "London", "Rome")
+
+
+def test_embeddings(client: openai.OpenAI) -> None:
+    raw = client.embeddings.with_raw_response.create(
+        model=EMBED_MODEL, input=["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock prices fell."],
+        encoding_format="float",
+    )
+    validate("CreateEmbeddingResponse", raw.http_response.json())
+    vectors = [d.embedding for d in raw.parse().data]
+    assert all(len(v) == 384 for v in vectors)
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True)) / (
+            sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5
+        )
+
+    assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2]) + 0.2
+
+
+def test_embeddings_default_sdk_encoding(client: openai.OpenAI) -> None:
+    # The SDK asks for base64 by default and decodes it itself.
+    result = client.embeddings.create(model=EMBED_MODEL, input="hello")
+    assert len(result.data[0].embedding) == 384
+
+
+def test_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="gpt-nope", messages=FRANCE)
+    validate("ErrorResponse", info.value.response.json())
+    assert info.value.code == "model_not_found" and info.value.param == "model"
+
+
+def test_context_too_long_is_400_even_when_streaming(client: openai.OpenAI) -> None:
+    long = [{"role": "user", "content": "word " * 5000}]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=CHAT_MODEL, messages=long, stream=True)
+    validate("ErrorResponse", info.value.response.json())
+    assert info.value.code == "context_length_exceeded"
+    assert "maximum context length is 2048 tokens" in info.value.message
