@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from .engine import EngineConfig, VllmEngine
-from .interface import Batch, EmbedResult, Engine, GenerateRequest, LoadStats, ModelInfo
+from .interface import Batch, EmbedResult, Engine, EngineConfig, GenerateRequest, LoadStats, ModelInfo
 
 EngineFactory = Callable[[EngineConfig], Awaitable[Engine]]
 
@@ -30,15 +29,15 @@ EngineFactory = Callable[[EngineConfig], Awaitable[Engine]]
 class LocalModel:
     """One replica: one engine for one model."""
 
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Serve awaits async constructors
         self,
         config: EngineConfig,
         data_dir: str | None = None,
-        engine_factory: EngineFactory = VllmEngine.start,
+        engine_factory: EngineFactory | None = None,
     ):
         if data_dir is not None:
             config = replace(config, model_path=_prepare(config.model_path, Path(data_dir)))
-        self._engine = await engine_factory(config)
+        self._engine = await (engine_factory or _start_vllm)(config)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]:
         async for batch in self._engine.generate(request):
@@ -63,6 +62,12 @@ class LocalModel:
             engine.shutdown()
 
 
+async def _start_vllm(config: EngineConfig) -> Engine:
+    from .engine import VllmEngine  # imports vLLM: only where an engine runs
+
+    return await VllmEngine.start(config)
+
+
 def _prepare(model: str, data_dir: Path) -> str:
     from .catalog import prepare
 
@@ -82,8 +87,9 @@ def local_model_app(
 ) -> Any:
     """The bound `LocalModel` deployment, ready to pass to another deployment."""
     from ray import serve
+    from ray.serve.deployment import Deployment
 
-    deployment = serve.deployment(LocalModel).options(
+    deployment = cast(Deployment, serve.deployment(LocalModel)).options(
         name=name,
         num_replicas=num_replicas,
         max_ongoing_requests=max_ongoing_requests,

@@ -16,32 +16,15 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest
 
-from .interface import Batch, Delta, EmbedResult, GenerateRequest, LoadStats, ModelInfo
+from .interface import Batch, Delta, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo
 from .interface import TokenLogprob as WireLogprob
 from .sampling import to_sampling_params
 from .stats import LoadTracker, stat_logger_factory
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Everything needed to start one engine; plain data, pickles across Ray."""
-
-    model_path: str
-    served_name: str
-    task: str = "generate"  # "generate" | "embed"
-    max_model_len: int = 2048
-    kv_cache_bytes: int = 1 << 30
-    max_num_seqs: int = 32
-    dtype: str = "auto"
-    startup_timeout_s: float = 300.0
-    cache_dir: str | None = None  # VLLM_CACHE_ROOT (compiled kernels and the like)
-    extra_engine_args: dict[str, Any] = field(default_factory=dict)
 
 
 def _engine_env(config: EngineConfig) -> None:
@@ -62,7 +45,7 @@ class VllmEngine:
         self._tracker = tracker
         self._tokenizer = llm.get_tokenizer()
         self._vocab_size = llm.model_config.get_vocab_size()
-        self._max_len = llm.model_config.max_model_len
+        self._max_len = int(llm.model_config.max_model_len)
 
     @classmethod
     async def start(cls, config: EngineConfig) -> VllmEngine:

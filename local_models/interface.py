@@ -14,7 +14,24 @@ the usage.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything needed to start one engine; plain data, pickles across Ray."""
+
+    model_path: str
+    served_name: str
+    task: str = "generate"  # "generate" | "embed"
+    max_model_len: int = 2048
+    kv_cache_bytes: int = 1 << 30
+    max_num_seqs: int = 32
+    dtype: str = "auto"
+    startup_timeout_s: float = 300.0
+    cache_dir: str | None = None  # VLLM_CACHE_ROOT (compiled kernels and the like)
+    extra_engine_args: dict[str, Any] = field(default_factory=dict)
 
 
 class Sampling(TypedDict, total=False):

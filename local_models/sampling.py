@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vllm.exceptions import VLLMValidationError
 from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
 from orchestrator.errors import InvalidRequest
@@ -60,7 +61,7 @@ def to_sampling_params(sampling: Sampling, *, max_tokens: int, vocab_size: int, 
     top_p = sampling.get("top_p")
     try:
         return _build(sampling, temperature, top_p, logprobs, max_tokens, vocab_size, stream)
-    except ValueError as e:  # vLLM's VLLMValidationError is a ValueError
+    except (ValueError, VLLMValidationError) as e:
         raise InvalidRequest(e.args[0] if e.args else str(e), param=getattr(e, "parameter", None)) from None
 
 

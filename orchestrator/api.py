@@ -121,20 +121,30 @@ async def parse(request: Request, model: type[M]) -> M:
 
 
 def _validation_error(e: ValidationError) -> InvalidRequest:
-    err = e.errors(include_url=False)[0]
-    loc = [p for p in err["loc"] if not _is_union_tag(p)]
-    param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    """The most specific of pydantic's errors, in OpenAI's words, naming the field."""
+    errors = [(_field_path(err["loc"]), err) for err in e.errors(include_url=False)]
+    # A field accepting several types yields one error per type; the one that got
+    # furthest into the value ("at most 4 items", an inner field) says what is wrong.
+    param, err = max(errors, key=lambda pe: (len(pe[0]), not pe[1]["type"].endswith("_type")))
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in param).lstrip(".")
     if err["type"] == "missing":
-        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+        return InvalidRequest(f"Missing required parameter: '{path}'.", param=path, code="missing_required_parameter")
     message = err["msg"].removeprefix("Value error, ")
-    if param:
-        message = f"Invalid value for '{param}': {message}"
-    return InvalidRequest(message, param=param or None, code="invalid_value")
+    if path:
+        message = f"Invalid value for '{path}': {message}"
+    return InvalidRequest(message, param=path or None, code="invalid_value")
+
+
+def _field_path(loc: tuple[int | str, ...]) -> list[int | str]:
+    """`loc` without pydantic's labels for union members and validators."""
+    return [p for p in loc if not _is_union_tag(p)]
 
 
 def _is_union_tag(part: object) -> bool:
-    # pydantic names union members in `loc` ('str', 'list[str]', 'function-after[...]').
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "list", "dict"))
+    # e.g. 'str', 'list[str]', 'constrained-str', 'function-after[...]', 'tagged-union[...]'
+    return isinstance(part, str) and (
+        "[" in part or "-" in part or part in ("str", "int", "float", "bool", "list", "dict")
+    )
 
 
 # ---------------------------------------------------------------------------- responses

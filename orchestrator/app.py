@@ -14,12 +14,12 @@ replica: only local generation crosses a `DeploymentHandle`.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 
 from local_models.deployment import local_model_app
-from local_models.engine import EngineConfig
+from local_models.interface import EngineConfig
 from orchestrator.api import build_app
 from orchestrator.capabilities import Registry, local_entry
 from orchestrator.pipeline import Pipeline
@@ -44,7 +44,7 @@ async def build_pipeline(clients: dict[str, tuple[LocalModelClient, Any]]) -> Pi
 class Gateway:
     """Serve ingress replica: one pipeline, one ASGI app."""
 
-    async def __init__(self, local: Any, embed: Any = None):
+    async def __init__(self, local: Any, embed: Any = None):  # type: ignore[misc]  # Serve awaits it
         clients: dict[str, tuple[LocalModelClient, Any]] = {LOCAL: (HandleClient(local), await local.info.remote())}
         if embed is not None:
             clients[LOCAL_EMBED] = (HandleClient(embed), await embed.info.remote())
@@ -80,6 +80,7 @@ def _default_name(model: str) -> str:
 def build_application(settings: Settings) -> Any:
     """The bound Serve application for `serve.run`."""
     from ray import serve
+    from ray.serve.deployment import Deployment
 
     def bind(section: EngineSettings, task: str, name: str) -> Any:
         return local_model_app(
@@ -95,7 +96,7 @@ def build_application(settings: Settings) -> Any:
 
     local_app = bind(settings.local, "generate", "LocalModel")
     embed_app = bind(settings.embedding, "embed", "LocalEmbedder") if settings.embedding.model else None
-    gateway = serve.deployment(serve.ingress()(Gateway)).options(
+    gateway = cast(Deployment, serve.deployment(serve.ingress()(Gateway))).options(
         name="Gateway",
         num_replicas=settings.gateway.num_replicas,
         max_ongoing_requests=settings.gateway.max_ongoing_requests,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
@@ -245,12 +245,16 @@ class CompletionRequest(SamplingFields):
 
     def prompts(self) -> list[str] | list[list[int]]:
         """The prompt as a list of prompts (text, or token ids)."""
-        p = self.prompt
-        if isinstance(p, str):
-            return [p]
-        if all(isinstance(x, int) for x in p):
-            return [list(p)]  # type: ignore[arg-type]
-        return list(p)  # type: ignore[arg-type]
+        return _as_batch(self.prompt)
+
+
+def _as_batch(value: str | list[str] | list[int] | list[list[int]]) -> list[str] | list[list[int]]:
+    """One text, one token list, or a list of either -> a list of prompts."""
+    if isinstance(value, str):
+        return [value]
+    if all(isinstance(x, int) for x in value):
+        return [cast(list[int], value)]
+    return cast(list[str] | list[list[int]], list(value))
 
 
 class EmbeddingRequest(BaseModel):
@@ -269,12 +273,7 @@ class EmbeddingRequest(BaseModel):
     user: str | None = None
 
     def inputs(self) -> list[str] | list[list[int]]:
-        i = self.input
-        if isinstance(i, str):
-            return [i]
-        if all(isinstance(x, int) for x in i):
-            return [list(i)]  # type: ignore[arg-type]
-        return list(i)  # type: ignore[arg-type]
+        return _as_batch(self.input)
 
 
 # -------------------------------------------------------------------------- responses

@@ -82,6 +82,6 @@ def stop() -> None:
 
     if ray.is_initialized():
         try:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             ray.shutdown()

@@ -43,9 +43,7 @@ def _validator(name: str, completion_stream: bool = False) -> jsonschema.protoco
     spec = copy.deepcopy(_spec()) if completion_stream else _spec()
     if completion_stream:
         choice = spec["components"]["schemas"]["CreateCompletionResponse"]["properties"]["choices"]["items"]
-        choice["properties"]["finish_reason"] = {
-            "anyOf": [choice["properties"]["finish_reason"], {"type": "null"}]
-        }
+        choice["properties"]["finish_reason"] = {"anyOf": [choice["properties"]["finish_reason"], {"type": "null"}]}
     schema = {"$ref": f"#/components/schemas/{name}", **spec}
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     return cls(schema)

@@ -224,8 +224,9 @@ def _chat_choice(d: Delta) -> ChunkChoice:
 def _completion_choice(d: Delta, offsets: dict[int, int]) -> CompletionChoice:
     logprobs = None
     if "logprobs" in d:
-        start = offsets.get(d["index"], 0)
         tokens = [t["token"] for t in d["logprobs"]]
+        # The generated tokens are the delta's tail (an echoed prompt may lead it).
+        start = offsets.get(d["index"], 0) + len(d["text"]) - sum(map(len, tokens))
         positions = []
         for tok in tokens:
             positions.append(start)

@@ -26,11 +26,18 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
-    port = _free_port()
-    settings = load_settings(server={"port": port})
-    runtime.prepare_models(settings, progress=False)
+    runtime.prepare_models(load_settings(), progress=False)
+    for attempt in range(3):
+        # A port free a moment ago can be taken by one of Ray's own workers: try another.
+        port = _free_port()
+        try:
+            runtime.start(load_settings(server={"port": port}), timeout_s=900)
+            break
+        except Exception:
+            runtime.stop()
+            if attempt == 2:
+                raise
     try:
-        runtime.start(settings, timeout_s=900)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         runtime.stop()

@@ -54,8 +54,12 @@ def test_smollm2_answers_paris(client: openai.OpenAI) -> None:
 
 def test_stream_is_valid_sse_with_usage(client: openai.OpenAI) -> None:
     with client.chat.completions.with_streaming_response.create(
-        model=CHAT_MODEL, messages=FRANCE, temperature=0, max_tokens=24,
-        stream=True, stream_options={"include_usage": True},
+        model=CHAT_MODEL,
+        messages=FRANCE,
+        temperature=0,
+        max_tokens=24,
+        stream=True,
+        stream_options={"include_usage": True},
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         chunks, done = _sse_chunks(response.iter_lines())
@@ -70,9 +74,7 @@ def test_stream_is_valid_sse_with_usage(client: openai.OpenAI) -> None:
 
 
 def test_stream_through_the_sdk_iterator(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
-        model=CHAT_MODEL, messages=FRANCE, temperature=0, max_tokens=8, stream=True
-    )
+    stream = client.chat.completions.create(model=CHAT_MODEL, messages=FRANCE, temperature=0, max_tokens=8, stream=True)
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert len(pieces) > 2 and "".join(pieces).strip()
 
@@ -104,7 +106,10 @@ def test_structured_json_output(client: openai.OpenAI) -> None:
         "additionalProperties": False,
     }
     raw = client.chat.completions.with_raw_response.create(
-        model=CHAT_MODEL, messages=FRANCE, temperature=0, max_tokens=32,
+        model=CHAT_MODEL,
+        messages=FRANCE,
+        temperature=0,
+        max_tokens=32,
         response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
     )
     validate("CreateChatCompletionResponse", raw.http_response.json())
@@ -114,7 +119,8 @@ def test_structured_json_output(client: openai.OpenAI) -> None:
 
 def test_embeddings(client: openai.OpenAI) -> None:
     raw = client.embeddings.with_raw_response.create(
-        model=EMBED_MODEL, input=["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock prices fell."],
+        model=EMBED_MODEL,
+        input=["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock prices fell."],
         encoding_format="float",
     )
     validate("CreateEmbeddingResponse", raw.http_response.json())
@@ -149,3 +155,46 @@ def test_context_too_long_is_400_even_when_streaming(client: openai.OpenAI) -> N
     validate("ErrorResponse", info.value.response.json())
     assert info.value.code == "context_length_exceeded"
     assert "maximum context length is 2048 tokens" in info.value.message
+
+
+def _local_model_stats() -> dict[str, Any]:
+    from ray import serve
+
+    handle = serve.get_deployment_handle("LocalModel", app_name="orchestrator")
+    stats: dict[str, Any] = handle.stats.remote().result(timeout_s=10)
+    return stats
+
+
+def test_local_model_reports_load_through_its_handle(client: openai.OpenAI) -> None:
+    client.chat.completions.create(model=CHAT_MODEL, messages=FRANCE, max_tokens=4)
+    stats = _local_model_stats()
+    assert set(stats) >= {
+        "waiting",
+        "running",
+        "unfinished",
+        "kv_cache_usage",
+        "prefill_tokens_per_s",
+        "decode_tokens_per_s",
+        "queued_prompt_tokens",
+    }
+    assert stats["unfinished"] == 0
+
+
+def test_client_disconnect_aborts_the_engine_request(client: openai.OpenAI) -> None:
+    import time
+
+    with client.chat.completions.with_streaming_response.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "Write a very long story."}],
+        max_tokens=1500,
+        temperature=1.0,
+        stream=True,
+    ) as response:
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert _local_model_stats()["unfinished"] == 1
+    deadline = time.monotonic() + 10
+    while _local_model_stats()["unfinished"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _local_model_stats()["unfinished"] == 0

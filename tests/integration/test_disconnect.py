@@ -1,0 +1,46 @@
+"""A client that goes away mid-stream stops the engine's work (over a real socket).
+
+`httpx.ASGITransport` buffers whole responses, so this runs the app under
+uvicorn (`live_server`) and reads the stream over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+from fakes import FakeEngine
+from http_checks import CHAT_MODEL, user
+from openai_schema import validate
+
+WORDS = 60
+
+
+async def test_client_disconnect_stops_the_generation(live_server: str, chat_engine: FakeEngine) -> None:
+    chat_engine.enqueue([" ".join(["tick"] * WORDS)])
+    chat_engine.token_delay = 0.05  # the whole reply would take 3 s
+    body = {"model": CHAT_MODEL, "messages": user("go"), "max_tokens": WORDS, "stream": True}
+    async with httpx.AsyncClient(base_url=live_server, timeout=10) as client:
+        async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            assert r.headers["x-served-by"] == f"local/{CHAT_MODEL}"
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    validate("CreateChatCompletionStreamResponse", json.loads(line.removeprefix("data: ")))
+                    break
+        # Leaving the block closes the half-read response, and with it the connection.
+    [gen] = chat_engine.generations
+    await asyncio.wait_for(gen.done.wait(), 2)
+    assert gen.stopped_early, gen.outcome
+    assert gen.batches < WORDS
+
+
+async def test_a_stream_read_to_the_end_finishes(live_server: str, chat_engine: FakeEngine) -> None:
+    chat_engine.enqueue(["a b c"])
+    body = {"model": CHAT_MODEL, "messages": user("go"), "stream": True}
+    async with httpx.AsyncClient(base_url=live_server, timeout=10) as client:
+        r = await client.post("/v1/chat/completions", json=body)
+    assert r.text.endswith("data: [DONE]\n\n")
+    [gen] = chat_engine.generations
+    assert gen.outcome == "finished"

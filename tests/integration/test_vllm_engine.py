@@ -1,0 +1,202 @@
+"""The real vLLM engine (CPU build) on `tiny-random`, in-process, behind the ASGI app.
+
+One engine for the module; the model is random, so these tests assert shapes,
+counts, determinism and constraints, never wording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openai_schema import validate
+
+from local_models.catalog import prepare
+from local_models.engine import EngineConfig, VllmEngine
+from orchestrator.api import build_app
+from orchestrator.app import build_pipeline
+from orchestrator.protocol import ChatCompletionRequest
+from orchestrator.providers.local import LocalProvider
+
+pytestmark = pytest.mark.engine
+
+MODEL = "tiny-random"
+
+
+@pytest.fixture(scope="module")
+async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[VllmEngine]:
+    data = Path("~/.cache/burst-orchestrator").expanduser()
+    path = prepare(MODEL, data, progress=False).path
+    engine = await VllmEngine.start(
+        EngineConfig(
+            model_path=str(path),
+            served_name=MODEL,
+            max_model_len=512,
+            kv_cache_bytes=256 << 20,
+            cache_dir=str(data / "vllm-cache"),
+        )
+    )
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def http(engine: VllmEngine) -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(await build_pipeline({"local": (engine, engine.info())}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        yield c
+
+
+def chat_body(**kw: Any) -> dict[str, Any]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": "Tell me about the river."}], **kw}
+
+
+def sse(text: str) -> list[dict[str, Any]]:
+    events = [e.removeprefix("data: ") for e in text.split("\n\n") if e]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+async def test_stream_counts_every_token(http: httpx.AsyncClient) -> None:
+    r = await http.post(
+        "/v1/chat/completions",
+        json=chat_body(max_tokens=20, temperature=0, stream=True, stream_options={"include_usage": True}),
+    )
+    assert r.status_code == 200
+    chunks = sse(r.text)
+    for c in chunks:
+        validate("CreateChatCompletionStreamResponse", c)
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] == 20 and chunks[-2]["choices"][0]["finish_reason"] == "length"
+
+
+async def test_greedy_is_deterministic_and_stream_equals_whole(http: httpx.AsyncClient) -> None:
+    whole = (await http.post("/v1/chat/completions", json=chat_body(max_tokens=12, temperature=0))).json()
+    validate("CreateChatCompletionResponse", whole)
+    streamed = sse(
+        (await http.post("/v1/chat/completions", json=chat_body(max_tokens=12, temperature=0, stream=True))).text
+    )
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in streamed if c["choices"])
+    assert text == whole["choices"][0]["message"]["content"]
+
+
+async def test_seeded_sampling_reproduces_and_n_gives_choices(http: httpx.AsyncClient) -> None:
+    body = chat_body(max_tokens=8, temperature=1.0, seed=7, n=3)
+    a = (await http.post("/v1/chat/completions", json=body)).json()
+    b = (await http.post("/v1/chat/completions", json=body)).json()
+    validate("CreateChatCompletionResponse", a)
+    assert [c["index"] for c in a["choices"]] == [0, 1, 2]
+    assert [c["message"]["content"] for c in a["choices"]] == [c["message"]["content"] for c in b["choices"]]
+    assert a["usage"]["completion_tokens"] == 24
+
+
+async def test_top_logprobs(http: httpx.AsyncClient) -> None:
+    r = (
+        await http.post(
+            "/v1/chat/completions", json=chat_body(max_tokens=5, temperature=0, logprobs=True, top_logprobs=3)
+        )
+    ).json()
+    validate("CreateChatCompletionResponse", r)
+    content = r["choices"][0]["logprobs"]["content"]
+    assert len(content) == 5
+    assert all(len(t["top_logprobs"]) == 3 and t["logprob"] <= 0 for t in content)
+    # Greedy: the chosen token is the most likely one.
+    assert all(t["logprob"] >= t["top_logprobs"][0]["logprob"] - 1e-4 for t in content)
+
+
+async def test_json_schema_output_is_enforced(http: httpx.AsyncClient) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"c": {"type": "string", "enum": ["alpha", "beta"]}},
+        "required": ["c"],
+        "additionalProperties": False,
+    }
+    r = (
+        await http.post(
+            "/v1/chat/completions",
+            json=chat_body(
+                max_tokens=30,
+                temperature=1.0,
+                seed=3,
+                response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+            ),
+        )
+    ).json()
+    validate("CreateChatCompletionResponse", r)
+    assert json.loads(r["choices"][0]["message"]["content"])["c"] in ("alpha", "beta")
+
+
+async def test_stop_sequence_ends_generation(http: httpx.AsyncClient) -> None:
+    free = (
+        await http.post(
+            "/v1/completions", json={"model": MODEL, "prompt": "The river", "max_tokens": 30, "temperature": 0}
+        )
+    ).json()
+    text = free["choices"][0]["text"]
+    stop = text[len(text) // 2 :][:3]
+    assert stop.strip(), text
+    r = (
+        await http.post(
+            "/v1/completions",
+            json={"model": MODEL, "prompt": "The river", "max_tokens": 30, "temperature": 0, "stop": [stop]},
+        )
+    ).json()
+    validate("CreateCompletionResponse", r)
+    assert r["choices"][0]["finish_reason"] == "stop"
+    assert r["choices"][0]["text"] == text[: text.index(stop)]
+
+
+async def test_completion_echo_logprobs_and_several_prompts(http: httpx.AsyncClient) -> None:
+    r = (
+        await http.post(
+            "/v1/completions",
+            json={
+                "model": MODEL,
+                "prompt": ["The river", "Trains leave"],
+                "max_tokens": 4,
+                "temperature": 0,
+                "echo": True,
+                "logprobs": 2,
+            },
+        )
+    ).json()
+    validate("CreateCompletionResponse", r)
+    assert [c["index"] for c in r["choices"]] == [0, 1]
+    assert r["choices"][0]["text"].startswith("The river")
+    assert r["choices"][1]["text"].startswith("Trains leave")
+    assert all(len(c["logprobs"]["tokens"]) == 4 for c in r["choices"])
+
+
+async def test_context_length_is_checked_with_the_model_tokenizer(http: httpx.AsyncClient) -> None:
+    r = await http.post("/v1/chat/completions", json=chat_body(max_tokens=600))
+    assert r.status_code == 400
+    validate("ErrorResponse", r.json())
+    assert r.json()["error"]["code"] == "context_length_exceeded"
+
+
+async def test_consumer_going_away_aborts_the_engine_request(engine: VllmEngine) -> None:
+    provider = LocalProvider(engine)
+    request = ChatCompletionRequest.model_validate(chat_body(max_tokens=400, temperature=0, stream=True))
+    stream = provider.chat(request, MODEL)
+    async for _ in stream:
+        if engine.stats()["unfinished"] >= 1:
+            break
+    assert engine.stats()["unfinished"] == 1
+    await stream.aclose()  # type: ignore[attr-defined]
+    for _ in range(50):
+        if engine.stats()["unfinished"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert engine.stats()["unfinished"] == 0
+
+
+async def test_stats_report_recent_work(engine: VllmEngine) -> None:
+    await anext(aiter(LocalProvider(engine).chat(ChatCompletionRequest.model_validate(chat_body(max_tokens=8)), MODEL)))
+    stats = engine.stats()
+    assert stats["decode_tokens_per_s"] > 0 and stats["prefill_tokens_per_s"] > 0
+    assert 0.0 <= stats["kv_cache_usage"] <= 1.0 and stats["ttft_p50_ms"] is not None

@@ -1,0 +1,87 @@
+"""`LoadTracker`: a sliding window of engine throughput, on an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import FakeClock
+
+from local_models.stats import LoadTracker
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def tracker(clock: FakeClock) -> LoadTracker:
+    return LoadTracker(window_s=5.0, clock=clock)
+
+
+def snap(tracker: LoadTracker) -> dict[str, object]:
+    return dict(tracker.snapshot(unfinished=3, queued_prompt_tokens=40))
+
+
+def test_empty_snapshot(tracker: LoadTracker, clock: FakeClock) -> None:
+    assert snap(tracker) == {
+        "waiting": 0,
+        "running": 0,
+        "unfinished": 3,
+        "queued_prompt_tokens": 40,
+        "kv_cache_usage": 0.0,
+        "prefill_tokens_per_s": 0.0,
+        "decode_tokens_per_s": 0.0,
+        "ttft_p50_ms": None,
+        "updated_at": clock.now,
+    }
+
+
+def test_scheduler_state_is_the_last_report(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_scheduler(waiting=4, running=2, kv_cache_usage=0.5)
+    clock.advance(1)
+    tracker.record_scheduler(waiting=1, running=6, kv_cache_usage=0.75)
+    s = snap(tracker)
+    assert (s["waiting"], s["running"], s["kv_cache_usage"], s["updated_at"]) == (1, 6, 0.75, clock.now)
+
+
+def test_rates_are_tokens_over_the_window(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_step(prompt_tokens=100, generated_tokens=10, ttfts_s=[])
+    clock.advance(1)
+    tracker.record_step(prompt_tokens=50, generated_tokens=20, ttfts_s=[])
+    s = snap(tracker)
+    assert s["prefill_tokens_per_s"] == pytest.approx(150 / 5)
+    assert s["decode_tokens_per_s"] == pytest.approx(30 / 5)
+
+
+def test_steps_leave_the_window(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_step(prompt_tokens=100, generated_tokens=10, ttfts_s=[])
+    clock.advance(3)
+    tracker.record_step(prompt_tokens=50, generated_tokens=20, ttfts_s=[])
+    clock.advance(2)  # the first step is exactly window_s old: still in
+    assert snap(tracker)["prefill_tokens_per_s"] == pytest.approx(150 / 5)
+    clock.advance(0.5)  # now it is out
+    s = snap(tracker)
+    assert s["prefill_tokens_per_s"] == pytest.approx(50 / 5)
+    assert s["decode_tokens_per_s"] == pytest.approx(20 / 5)
+    clock.advance(5)
+    s = snap(tracker)
+    assert (s["prefill_tokens_per_s"], s["decode_tokens_per_s"]) == (0.0, 0.0)
+
+
+def test_ttft_p50(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_step(prompt_tokens=1, generated_tokens=1, ttfts_s=[0.3, 0.1])
+    tracker.record_step(prompt_tokens=1, generated_tokens=1, ttfts_s=[0.2])
+    assert snap(tracker)["ttft_p50_ms"] == pytest.approx(200.0)
+    tracker.record_step(prompt_tokens=1, generated_tokens=1, ttfts_s=[0.4])
+    # An even count takes the upper middle sample.
+    assert snap(tracker)["ttft_p50_ms"] == pytest.approx(300.0)
+
+
+def test_ttft_samples_leave_the_window(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_step(prompt_tokens=1, generated_tokens=1, ttfts_s=[5.0])
+    clock.advance(4)
+    tracker.record_step(prompt_tokens=1, generated_tokens=1, ttfts_s=[0.05])
+    clock.advance(1.5)
+    assert snap(tracker)["ttft_p50_ms"] == pytest.approx(50.0)
+    clock.advance(10)
+    assert snap(tracker)["ttft_p50_ms"] is None
