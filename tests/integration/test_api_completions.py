@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from fakes import FakeEngine
 from http_checks import BASE_MODEL, CHAT_MODEL, Api
 
