@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +21,7 @@ from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.providers.local import LocalProvider
+from orchestrator.settings import load_settings
 
 pytestmark = pytest.mark.engine
 
@@ -30,7 +30,7 @@ MODEL = "tiny-random"
 
 @pytest.fixture(scope="module")
 async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[VllmEngine]:
-    data = Path("~/.cache/burst-orchestrator").expanduser()
+    data = load_settings().data_dir  # the prepared-model cache, shared with `make serve`
     path = prepare(MODEL, data, progress=False).path
     engine = await VllmEngine.start(
         EngineConfig(
@@ -39,6 +39,8 @@ async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Vllm
             max_model_len=512,
             kv_cache_bytes=256 << 20,
             cache_dir=str(data / "vllm-cache"),
+            dtype="float32",
+            extra_engine_args={"enforce_eager": True},  # starts in seconds, not a minute
         )
     )
     yield engine
