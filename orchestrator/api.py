@@ -27,7 +27,7 @@ from orchestrator.errors import (
     OrchestratorError,
     UpstreamError,
 )
-from orchestrator.pipeline import Pipeline, Route
+from orchestrator.pipeline import Pipeline, Route, Routed
 from orchestrator.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -36,7 +36,6 @@ from orchestrator.protocol import (
     EmbeddingRequest,
     WireModel,
 )
-from orchestrator.streams import assemble_chat, assemble_completion, first_then_rest
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +76,18 @@ def build_app(pipeline: Pipeline) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         body = await parse(request, ChatCompletionRequest)
-        routed = pipeline.chat(body)
         if body.stream:
-            return await stream_response(routed.result, routed.route, body.include_usage())
-        return _json(await assemble_chat(routed.result), routed.route)
+            return stream_response(await pipeline.chat_stream(body), body.include_usage())
+        routed = await pipeline.chat(body)
+        return _json(routed.result, routed.route)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         body = await parse(request, CompletionRequest)
-        routed = pipeline.complete(body)
         if body.stream:
-            return await stream_response(routed.result, routed.route, body.include_usage())
-        return _json(await assemble_completion(routed.result), routed.route)
+            return stream_response(await pipeline.complete_stream(body), body.include_usage())
+        routed = await pipeline.complete(body)
+        return _json(routed.result, routed.route)
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
@@ -168,20 +167,19 @@ def error_response(exc: OrchestratorError) -> Response:
     return JSONResponse(exc.to_dict(), status_code=exc.status_code)
 
 
-async def stream_response(chunks: AsyncIterator[Any], route: Route, include_usage: bool) -> Response:
-    """Commit a stream once its first chunk exists; until then errors are plain errors."""
-    first, rest = await first_then_rest(chunks)
+def stream_response(routed: Routed[AsyncIterator[Any]], include_usage: bool) -> Response:
+    """SSE for a stream the pipeline already committed (its first content exists)."""
     return StreamingResponse(
-        sse_events(first, rest, include_usage),
+        sse_events(routed.result, include_usage),
         media_type="text/event-stream",
-        headers={**SSE_HEADERS, **route_headers(route)},
+        headers={**SSE_HEADERS, **route_headers(routed.route)},
     )
 
 
-async def sse_events(first: Chunk, rest: AsyncIterator[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
+async def sse_events(chunks: AsyncIterator[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
     """Encode chunks as SSE; end with `[DONE]`, or with an error event on failure."""
     try:
-        async for chunk in _with_first(first, rest):
+        async for chunk in chunks:
             if chunk.usage is not None and not include_usage:
                 if not chunk.choices:
                     continue
@@ -195,12 +193,6 @@ async def sse_events(first: Chunk, rest: AsyncIterator[Chunk], include_usage: bo
         yield _error_event(UpstreamError(f"The stream failed: {type(e).__name__}."))
         return
     yield b"data: [DONE]\n\n"
-
-
-async def _with_first(first: Chunk, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    yield first
-    async for chunk in rest:
-        yield chunk
 
 
 def _error_event(exc: OrchestratorError) -> bytes:

@@ -7,48 +7,76 @@
       └── LocalModel  "local-embed"   (embeddings, vLLM pooling; optional)
 
 The Gateway builds its pipeline at replica start, from what each LocalModel
-reports (`info()`), and keeps cache hits and remote routes inside its own
-replica: only local generation crosses a `DeploymentHandle`.
+reports (`info()`) and the remote providers whose keys its environment holds,
+and keeps remote routes (and, later, cache hits) inside its own replica: only
+local generation crosses a `DeploymentHandle`.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 
 from fastapi import FastAPI
 
 from local_models.deployment import local_model_app
-from local_models.interface import EngineConfig
+from local_models.interface import EngineConfig, ModelInfo
 from orchestrator.api import build_app
-from orchestrator.capabilities import Registry, local_entry
+from orchestrator.capabilities import Backend, build_registry, local_backend
+from orchestrator.failover import Policy
 from orchestrator.pipeline import Pipeline
 from orchestrator.providers.base import Provider
+from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
-from orchestrator.settings import EngineSettings, Settings
+from orchestrator.settings import EngineSettings, ResilienceSettings, Settings
 
 LOCAL = "local"
 LOCAL_EMBED = "local-embed"
 
 
-async def build_pipeline(clients: dict[str, tuple[LocalModelClient, Any]]) -> Pipeline:
-    """A pipeline over local model clients, keyed by provider name, each with its info."""
+async def build_pipeline(
+    clients: dict[str, tuple[LocalModelClient, ModelInfo]],
+    settings: Settings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Pipeline:
+    """A pipeline over local model clients (keyed by provider name, each with its
+    info) and the remote providers `settings` configures and `env` has keys for."""
+    configs = settings.providers if settings else {}
+    chains = settings.models if settings else {}
+    r = settings.resilience if settings else ResilienceSettings()
     providers: dict[str, Provider] = {}
-    entries = []
+    local: dict[str, Backend] = {}
     for name, (client, info) in clients.items():
         providers[name] = LocalProvider(client)
-        entries.append(local_entry(info, name))
-    return Pipeline(Registry(entries), providers, created=int(time.time()))
+        local[info["name"]] = local_backend(info, name)
+    remote_providers, remote = build_remote(configs, http_client(r), os.environ if env is None else env)
+    providers.update(remote_providers)
+    policy = Policy(
+        attempts=r.attempts,
+        backoff_base_s=r.backoff_base_s,
+        backoff_max_s=r.backoff_max_s,
+        first_token_timeout_s=r.first_token_timeout_s,
+        idle_timeout_s=r.idle_timeout_s,
+        deadline_s=r.deadline_s,
+        breaker_threshold=r.breaker_threshold,
+        breaker_cooldown_s=r.breaker_cooldown_s,
+    )
+    registry = build_registry(local, remote, chains)
+    return Pipeline(registry, providers, created=int(time.time()), policy=policy)
 
 
 class Gateway:
     """Serve ingress replica: one pipeline, one ASGI app."""
 
-    async def __init__(self, local: Any, embed: Any = None):  # type: ignore[misc]  # Serve awaits it
-        clients: dict[str, tuple[LocalModelClient, Any]] = {LOCAL: (HandleClient(local), await local.info.remote())}
+    async def __init__(self, settings: Settings, local: Any, embed: Any = None):  # type: ignore[misc]  # Serve awaits it
+        clients: dict[str, tuple[LocalModelClient, ModelInfo]] = {
+            LOCAL: (HandleClient(local), await local.info.remote())
+        }
         if embed is not None:
             clients[LOCAL_EMBED] = (HandleClient(embed), await embed.info.remote())
-        self._pipeline = await build_pipeline(clients)
+        self._pipeline = await build_pipeline(clients, settings)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_app(self._pipeline)
@@ -102,4 +130,4 @@ def build_application(settings: Settings) -> Any:
         max_ongoing_requests=settings.gateway.max_ongoing_requests,
         ray_actor_options={"num_cpus": settings.gateway.num_cpus},
     )
-    return gateway.bind(local_app, embed_app)
+    return gateway.bind(settings, local_app, embed_app)

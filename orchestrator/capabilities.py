@@ -1,53 +1,72 @@
 """What each served model can do, and what a request needs.
 
-One registry for every model the gateway serves, local or remote. The
-pipeline asks it two questions: which model does this name mean
-(`Registry.resolve`), and can that model serve this request
-(`ModelEntry.check`). Pure data and policy, no I/O.
+One registry for every model the gateway serves, local or remote. A
+client-facing name (`ModelEntry`) maps to an ordered chain of `Backend`s:
+one model on one provider, with what it supports. The pipeline asks two
+questions: which chain does this name mean (`Registry.resolve`), and which
+of its backends can serve this request (`ModelEntry.candidates`). Pure data
+and policy, no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from local_models.interface import ModelInfo
 from orchestrator.errors import InvalidRequest, ModelNotFound, UnsupportedCapability
 from orchestrator.protocol import ChatCompletionRequest
 
+log = logging.getLogger(__name__)
+
 Task = Literal["chat", "completions", "embeddings"]
 Feature = Literal["tools", "vision", "audio", "json_schema"]
 
 
 @dataclass(frozen=True)
-class ModelEntry:
-    """A model as clients name it, where it runs, and what it supports."""
+class Backend:
+    """One model on one provider, and what it supports."""
 
-    name: str
     provider: str  # key into the pipeline's providers
-    provider_model: str  # the name the provider knows it by
+    model: str  # the name the provider knows it by
     tasks: frozenset[Task]
     features: frozenset[Feature] = frozenset()
     context_length: int | None = None
     owned_by: str = "local"
-    aliases: tuple[str, ...] = field(default=())
 
-    def check(self, task: Task, needs: Iterable[Feature] = ()) -> None:
-        if task not in self.tasks:
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model as clients name it, and the backends that serve it, in order."""
+
+    name: str
+    backends: tuple[Backend, ...]
+
+    @property
+    def owned_by(self) -> str:
+        return self.backends[0].owned_by
+
+    def candidates(self, task: Task, needs: Iterable[Feature] = ()) -> list[Backend]:
+        """The backends able to serve this request, in order; an error if there are none."""
+        needs = set(needs)
+        able = [b for b in self.backends if task in b.tasks]
+        if not able:
             raise InvalidRequest(
                 f"The model '{self.name}' does not support {_TASK_NAMES[task]}.",
                 param="model",
                 code="unsupported_task",
             )
-        for feature in needs:
-            if feature not in self.features:
+        for feature in sorted(needs):
+            if not any(feature in b.features for b in able):
                 raise UnsupportedCapability(
                     f"The model '{self.name}' does not support {_FEATURE_NAMES[feature]}, "
                     "and no other route that does is configured.",
                     param=_FEATURE_PARAMS[feature],
                     code=f"unsupported_{feature}",
                 )
+        return [b for b in able if needs <= b.features]
 
 
 _TASK_NAMES: dict[Task, str] = {
@@ -89,14 +108,13 @@ def chat_needs(request: ChatCompletionRequest) -> set[Feature]:
 
 
 class Registry:
-    """Every served model by name and alias."""
+    """Every served model by name."""
 
     def __init__(self, entries: Iterable[ModelEntry]):
         self._entries = list(entries)
         self._by_name: dict[str, ModelEntry] = {}
         for e in self._entries:
-            for name in (e.name, *e.aliases):
-                self._by_name.setdefault(name, e)
+            self._by_name.setdefault(e.name, e)
 
     def resolve(self, name: str) -> ModelEntry:
         entry = self._by_name.get(name)
@@ -112,24 +130,45 @@ class Registry:
         return list(self._entries)
 
 
-def local_entry(info: ModelInfo, provider: str) -> ModelEntry:
-    """The registry entry for a local model, from what its engine reports."""
+def local_backend(info: ModelInfo, provider: str) -> Backend:
+    """The backend for a local model, from what its engine reports."""
     if info["task"] == "embed":
-        return ModelEntry(
-            name=info["name"],
+        return Backend(
             provider=provider,
-            provider_model=info["name"],
+            model=info["name"],
             tasks=frozenset({"embeddings"}),
             context_length=info["max_model_len"],
         )
     tasks: set[Task] = {"completions"}
     if info["has_chat_template"]:
         tasks.add("chat")
-    return ModelEntry(
-        name=info["name"],
+    return Backend(
         provider=provider,
-        provider_model=info["name"],
+        model=info["name"],
         tasks=frozenset(tasks),
         features=frozenset({"json_schema"}),
         context_length=info["max_model_len"],
     )
+
+
+def build_registry(
+    local: Mapping[str, Backend], remote: Mapping[str, Backend], chains: Mapping[str, list[str]]
+) -> Registry:
+    """Entries for every local model, every remote `provider/model`, and each configured chain.
+
+    `local` is keyed by served name, `remote` by "provider/model". A chain's
+    routes that name no available backend are dropped (logged); a chain left
+    empty is not served.
+    """
+    entries = [ModelEntry(name, (b,)) for name, b in {**local, **remote}.items()]
+    known = {**local, **remote}
+    for name, routes in chains.items():
+        backends = tuple(known[r] for r in routes if r in known)
+        missing = [r for r in routes if r not in known]
+        if missing:
+            log.info("model %r: routes %s unavailable (no key, or not configured)", name, ", ".join(missing))
+        if backends:
+            entries.insert(0, ModelEntry(name, backends))
+        else:
+            log.warning("model %r is not served: none of its routes is available", name)
+    return Registry(entries)

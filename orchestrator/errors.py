@@ -12,13 +12,18 @@ tree is turned into OpenAI's error JSON in exactly one place, the HTTP edge
     ├── NotFound                         404 invalid_request_error
     │   └── ModelNotFound                404 code=model_not_found
     ├── MethodNotAllowed                 405 invalid_request_error
-    ├── Overloaded                       503 code=overloaded (a route rejected the request)
+    ├── Overloaded                       503 code=overloaded (a route refused the request for load)
     └── UpstreamError                    502 api_error (a model backend failed)
-        └── EngineError                  500 api_error (the local engine failed)
+        ├── EngineError                  500 api_error (the local engine failed)
+        ├── UpstreamTimeout              504 (no first token / a stall / the deadline)
+        ├── UpstreamRateLimited          429 rate_limit_exceeded (honours Retry-After)
+        ├── UpstreamUnavailable          503 (connection failed or reset, 5xx)
+        └── UpstreamRejected             4xx from the provider: never retried there
 
 Each error carries what OpenAI's error object needs: `message`, `type`,
-`param` and `code`. The classes pickle cleanly, because they cross Ray
-actor boundaries.
+`param` and `code`; backend errors also say whether retrying can help
+(`retryable`) and when (`retry_after`, seconds). The classes pickle cleanly,
+with every attribute, because they cross Ray actor boundaries.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ class OrchestratorError(Exception):
         self.code = code if code is not None else self.default_code
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self.param, self.code))
+        return (_rebuild, (type(self), self.message, self.param, self.code), dict(self.__dict__))
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI error object: `{"error": {message, type, param, code}}`."""
@@ -55,7 +60,10 @@ class OrchestratorError(Exception):
 
 
 def _rebuild(cls: type[OrchestratorError], message: str, param: str | None, code: str | None) -> OrchestratorError:
-    return cls(message, param=param, code=code)
+    # Bypass subclass constructors; pickle restores every attribute from __dict__.
+    err = OrchestratorError.__new__(cls)
+    OrchestratorError.__init__(err, message, param=param, code=code)
+    return err
 
 
 class InvalidRequest(OrchestratorError):
@@ -103,14 +111,66 @@ class Overloaded(OrchestratorError):
     status_code = 503
     error_type = "api_error"
     default_code = "overloaded"
+    retryable = True
+    retry_after: float | None = None
 
 
 class UpstreamError(OrchestratorError):
-    """A model backend failed while serving the request (502)."""
+    """A model backend failed while serving the request (502).
+
+    `retryable`: trying the same backend again may succeed. `retry_after`:
+    the backend said when (seconds), or None.
+    """
 
     status_code = 502
     error_type = "api_error"
     default_code = "upstream_error"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    default_code = "upstream_timeout"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status_code = 503
+    default_code = "upstream_unavailable"
+
+
+class UpstreamRejected(UpstreamError):
+    """The provider refused the request (4xx, or `insufficient_quota`): not retried there.
+
+    `upstream_status` is what the provider answered. A 400 is the client's
+    problem and reaches the client as a 400; a 401/403/404 or a quota error is
+    the gateway's configuration problem and reaches it as a 502.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, upstream_status: int, param: str | None = None, code: str | None = None):
+        super().__init__(message, param=param, code=code)
+        self.upstream_status = upstream_status
+        if upstream_status in (400, 413, 422):
+            self.status_code = 400
+            self.error_type = "invalid_request_error"
 
 
 class EngineError(UpstreamError):

@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer, model_validator
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
@@ -337,11 +337,30 @@ class ChunkDelta(WireModel):
     tool_calls: list[ToolCallDelta] | None = None
 
 
+# Providers' own stop reasons, as OpenAI names them.
+_FINISH_ALIASES = {
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "model_length": "length",
+    "error": "stop",
+}
+_FINISH = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+
+
+def _finish_reason(value: object) -> object:
+    if value is None or value in _FINISH:
+        return value
+    return _FINISH_ALIASES.get(str(value), "stop")
+
+
 class ChunkChoice(WireModel):
     always = frozenset({"finish_reason"})
     index: int
     delta: ChunkDelta
-    finish_reason: FinishReason | None = None
+    finish_reason: Annotated[FinishReason | None, BeforeValidator(_finish_reason)] = None
     logprobs: ChoiceLogprobs | None = None
 
 
@@ -396,7 +415,7 @@ class CompletionChoice(WireModel):
     always = frozenset({"logprobs", "finish_reason"})
     index: int
     text: str
-    finish_reason: Literal["stop", "length", "content_filter"] | None = None
+    finish_reason: Annotated[Literal["stop", "length", "content_filter"] | None, BeforeValidator(_finish_reason)] = None
     logprobs: CompletionLogprobs | None = None
 
 

@@ -8,7 +8,7 @@ then the YAML file (`config/default.yaml` unless another is given).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -71,6 +71,55 @@ class GatewaySettings(BaseModel):
     num_cpus: float = 0.0
 
 
+class RemoteModel(BaseModel):
+    """One model of a provider: its id there, its prices, what it can do."""
+
+    id: str  # the provider's own model id
+    input_per_mtok: float = 0.0  # dollars per million input tokens
+    output_per_mtok: float = 0.0
+    cached_input_per_mtok: float | None = None
+    tools: bool = True
+    vision: bool = False
+    json_schema: bool = True
+    context_length: int = 128_000
+    same_weights_as: str | None = None  # e.g. the local model it is a hosted copy of
+
+
+class QuirkSettings(BaseModel):
+    """Known departures from OpenAI's API (see `providers.openai_compat.Quirks`)."""
+
+    max_tokens_ceiling: int | None = None
+    parallel_tool_calls: bool = True
+    stream_usage: bool = True
+    json_schema: bool = True
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+
+
+class ProviderSettings(BaseModel):
+    """A pay-per-token provider. Unavailable (and said so at start) when its key is unset."""
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str
+    api_key_env: str  # the environment variable holding the key; the key itself is never in config
+    headers: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, RemoteModel] = Field(default_factory=dict)  # key: the gateway-side name
+    quirks: QuirkSettings = Field(default_factory=QuirkSettings)
+
+
+class ResilienceSettings(BaseModel):
+    """Retries, timeouts and circuit breakers for every route."""
+
+    attempts: int = 2
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    first_token_timeout_s: float = 30.0
+    idle_timeout_s: float = 60.0
+    deadline_s: float = 120.0
+    breaker_threshold: int = 3
+    breaker_cooldown_s: float = 30.0
+
+
 class RaySettings(BaseModel):
     num_cpus: int | None = None  # None: let Ray count the machine's cores
     address: str | None = None  # an existing cluster; None starts a local one
@@ -92,6 +141,10 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    # Client-facing model names -> ordered routes ("provider/model-name", or the local model's name).
+    models: dict[str, list[str]] = Field(default_factory=dict)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -1,15 +1,12 @@
-"""Chunk streams: assembling whole responses, and committing a stream.
+"""Assembling whole responses from chunk streams.
 
 Every backend streams typed chunks. A non-stream response is the fold of
-those chunks (`assemble_chat`, `assemble_completion`); a stream is committed
-to the client only once its first chunk exists (`first_then_rest`), so a
-failure before it is still a plain error with the right HTTP status.
+those chunks (`assemble_chat`, `assemble_completion`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypeVar
 
 from orchestrator.errors import UpstreamError
 from orchestrator.protocol import (
@@ -25,21 +22,6 @@ from orchestrator.protocol import (
     ToolCall,
     Usage,
 )
-
-T = TypeVar("T")
-
-
-async def first_then_rest(chunks: AsyncIterator[T]) -> tuple[T, AsyncIterator[T]]:
-    """Wait for the first chunk; return it and an iterator over the rest.
-
-    Raises whatever the stream raises before its first chunk, and
-    `UpstreamError` for a stream that ends without any chunk.
-    """
-    try:
-        first = await anext(chunks)
-    except StopAsyncIteration:
-        raise UpstreamError("The model returned an empty stream.") from None
-    return first, chunks
 
 
 async def assemble_chat(chunks: AsyncIterator[ChatCompletionChunk]) -> ChatCompletion:

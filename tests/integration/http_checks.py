@@ -86,7 +86,7 @@ class Api:
 
 def assert_routed(r: httpx.Response) -> None:
     assert r.headers["x-served-by"].startswith("local")
-    assert r.headers["x-route-reason"] == "only-route"
+    assert r.headers["x-route-reason"] == "primary"
 
 
 def sse_data(text: str) -> list[str]:

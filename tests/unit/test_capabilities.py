@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from local_models.interface import ModelInfo
-from orchestrator.capabilities import ModelEntry, Registry, chat_needs, local_entry
+from orchestrator.capabilities import Backend, ModelEntry, Registry, build_registry, chat_needs, local_backend
 from orchestrator.errors import InvalidRequest, ModelNotFound, UnsupportedCapability
 from orchestrator.protocol import ChatCompletionRequest
 
@@ -56,21 +56,28 @@ def test_chat_needs(req: ChatCompletionRequest, needs: set[str]) -> None:
     assert chat_needs(req) == needs
 
 
-CHAT = ModelEntry(
-    name="chatty",
+LOCAL_CHAT = Backend(
     provider="local",
-    provider_model="chatty-v1",
+    model="chatty-v1",
     tasks=frozenset({"chat", "completions"}),
     features=frozenset({"json_schema"}),
-    aliases=("chat-alias",),
+    context_length=2048,
 )
-EMBED = ModelEntry(name="embedder", provider="local-embed", provider_model="embedder", tasks=frozenset({"embeddings"}))
+REMOTE_TOOLS = Backend(
+    provider="remote",
+    model="big-v2",
+    tasks=frozenset({"chat", "completions"}),
+    features=frozenset({"tools", "vision", "json_schema"}),
+    owned_by="remote",
+)
+CHAT = ModelEntry(name="chatty", backends=(LOCAL_CHAT,))
+CHAIN = ModelEntry(name="auto", backends=(LOCAL_CHAT, REMOTE_TOOLS))
+EMBED = ModelEntry(name="embedder", backends=(Backend("local-embed", "embedder", frozenset({"embeddings"})),))
 
 
-def test_resolve_by_name_and_alias() -> None:
+def test_resolve_by_name() -> None:
     registry = Registry([CHAT, EMBED])
     assert registry.resolve("chatty") is CHAT
-    assert registry.resolve("chat-alias") is CHAT
     assert registry.resolve("embedder") is EMBED
     assert registry.entries() == [CHAT, EMBED]
 
@@ -85,19 +92,21 @@ def test_resolve_unknown_lists_the_models() -> None:
 
 
 def test_first_entry_wins_a_name_clash() -> None:
-    other = ModelEntry(name="chat-alias", provider="x", provider_model="x", tasks=frozenset({"chat"}))
-    assert Registry([CHAT, other]).resolve("chat-alias") is CHAT
+    other = ModelEntry(name="chatty", backends=(REMOTE_TOOLS,))
+    assert Registry([CHAT, other]).resolve("chatty") is CHAT
 
 
-def test_check_passes_what_the_model_offers() -> None:
-    CHAT.check("chat", {"json_schema"})
-    CHAT.check("completions")
-    EMBED.check("embeddings")
+def test_candidates_keep_the_chain_order_and_drop_what_cannot_serve() -> None:
+    assert CHAIN.candidates("chat") == [LOCAL_CHAT, REMOTE_TOOLS]
+    assert CHAIN.candidates("chat", {"json_schema"}) == [LOCAL_CHAT, REMOTE_TOOLS]
+    # The local model has no tools: a tool request goes only to the backend that has them.
+    assert CHAIN.candidates("chat", {"tools"}) == [REMOTE_TOOLS]
+    assert EMBED.candidates("embeddings") == list(EMBED.backends)
 
 
-def test_check_task_refuses_with_param_model() -> None:
+def test_candidates_refuse_an_unsupported_task_with_param_model() -> None:
     with pytest.raises(InvalidRequest) as info:
-        EMBED.check("chat")
+        EMBED.candidates("chat")
     e = info.value
     assert not isinstance(e, UnsupportedCapability)
     assert (e.status_code, e.param, e.code) == (400, "model", "unsupported_task")
@@ -108,10 +117,10 @@ def test_check_task_refuses_with_param_model() -> None:
     ("feature", "param"),
     [("tools", "tools"), ("vision", "messages"), ("audio", "messages"), ("json_schema", "response_format")],
 )
-def test_check_feature_raises_unsupported_capability(feature: Any, param: str) -> None:
-    entry = ModelEntry(name="bare", provider="p", provider_model="bare", tasks=frozenset({"chat"}))
+def test_candidates_raise_unsupported_capability(feature: Any, param: str) -> None:
+    entry = ModelEntry(name="bare", backends=(Backend("p", "bare", frozenset({"chat"})),))
     with pytest.raises(UnsupportedCapability) as info:
-        entry.check("chat", {feature})
+        entry.candidates("chat", {feature})
     e = info.value
     assert (e.status_code, e.error_type, e.param, e.code) == (
         400,
@@ -122,20 +131,32 @@ def test_check_feature_raises_unsupported_capability(feature: Any, param: str) -
     assert "'bare'" in e.message
 
 
-def test_local_entry_for_a_chat_model() -> None:
-    entry = local_entry(ModelInfo(name="m", task="generate", max_model_len=2048, has_chat_template=True), "local")
-    assert entry.tasks == {"chat", "completions"}
-    assert entry.features == {"json_schema"}
-    assert (entry.name, entry.provider, entry.provider_model, entry.context_length) == ("m", "local", "m", 2048)
+def test_local_backend_for_a_chat_model() -> None:
+    b = local_backend(ModelInfo(name="m", task="generate", max_model_len=2048, has_chat_template=True), "local")
+    assert b.tasks == {"chat", "completions"}
+    assert b.features == {"json_schema"}
+    assert (b.provider, b.model, b.context_length) == ("local", "m", 2048)
 
 
-def test_local_entry_without_chat_template_only_completes() -> None:
-    entry = local_entry(ModelInfo(name="base", task="generate", max_model_len=512, has_chat_template=False), "local")
-    assert entry.tasks == {"completions"}
+def test_local_backend_without_chat_template_only_completes() -> None:
+    b = local_backend(ModelInfo(name="base", task="generate", max_model_len=512, has_chat_template=False), "local")
+    assert b.tasks == {"completions"}
 
 
-def test_local_entry_for_an_embedder() -> None:
-    entry = local_entry(ModelInfo(name="e", task="embed", max_model_len=512, has_chat_template=False), "local-embed")
-    assert entry.tasks == {"embeddings"}
-    assert entry.features == frozenset()
-    assert entry.provider == "local-embed"
+def test_local_backend_for_an_embedder() -> None:
+    b = local_backend(ModelInfo(name="e", task="embed", max_model_len=512, has_chat_template=False), "local-embed")
+    assert b.tasks == {"embeddings"}
+    assert b.features == frozenset()
+    assert b.provider == "local-embed"
+
+
+def test_build_registry_serves_models_chains_and_drops_unavailable_routes() -> None:
+    registry = build_registry(
+        local={"chatty": LOCAL_CHAT},
+        remote={"remote/big": REMOTE_TOOLS},
+        chains={"auto": ["chatty", "missing/x", "remote/big"], "ghost": ["missing/y"]},
+    )
+    assert [e.name for e in registry.entries()] == ["auto", "chatty", "remote/big"]
+    assert registry.resolve("auto").backends == (LOCAL_CHAT, REMOTE_TOOLS)
+    with pytest.raises(ModelNotFound):
+        registry.resolve("ghost")

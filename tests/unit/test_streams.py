@@ -21,7 +21,7 @@ from orchestrator.protocol import (
     ToolCallFunctionDelta,
     Usage,
 )
-from orchestrator.streams import assemble_chat, assemble_completion, first_then_rest
+from orchestrator.streams import assemble_chat, assemble_completion
 
 T = TypeVar("T")
 
@@ -155,27 +155,3 @@ async def test_assemble_completion_without_logprobs() -> None:
 async def test_assemble_completion_of_nothing_is_an_upstream_error() -> None:
     with pytest.raises(UpstreamError):
         await assemble_completion(aiter_of([]))
-
-
-async def test_first_then_rest() -> None:
-    first, rest = await first_then_rest(aiter_of([1, 2, 3]))
-    assert first == 1
-    assert [x async for x in rest] == [2, 3]
-
-
-async def test_first_then_rest_of_an_empty_stream() -> None:
-    with pytest.raises(UpstreamError, match="empty stream") as info:
-        await first_then_rest(aiter_of([]))
-    assert info.value.status_code == 502
-
-
-async def test_first_then_rest_raises_an_error_before_the_first_chunk() -> None:
-    with pytest.raises(EngineError, match="no luck"):
-        await first_then_rest(aiter_of([], EngineError("no luck")))
-
-
-async def test_first_then_rest_leaves_later_errors_to_the_rest() -> None:
-    first, rest = await first_then_rest(aiter_of(["a"], EngineError("later")))
-    assert first == "a"
-    with pytest.raises(EngineError, match="later"):
-        await anext(rest)

@@ -1,0 +1,286 @@
+"""Executing a plan of routes: retries, circuit breakers, timeouts, and failover.
+
+`run_with_failover(targets, attempt)` tries the targets in order and returns
+the first success. The rules, in the order they apply:
+
+1. A provider whose circuit is open is skipped (`Breakers`); after its
+   cooldown one probe request is let through (half-open), and a success
+   closes the circuit.
+2. A failure that retrying can't fix (a 4xx, `insufficient_quota`, a
+   client error such as a too-long prompt) is never retried on that route.
+3. A retryable failure (429, 5xx, connection reset, a stall, local
+   back-pressure) moves on to the next route at once: a healthy alternative
+   is never kept waiting behind a backoff. Only when every route has had its
+   turn does a route get another attempt, not before its `Retry-After` (or an
+   exponential backoff) has passed.
+4. All of it happens inside the request's deadline; a `Retry-After` longer
+   than the time left ends that route.
+5. When everything failed, the client gets the most telling error
+   (`combine`): the client's own mistake as a 400, rate limits as a 429
+   with the shortest Retry-After, otherwise a 502 naming every route's
+   failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from orchestrator.errors import (
+    InvalidRequest,
+    OrchestratorError,
+    Overloaded,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One route of a plan: a provider, the model it knows, and why it is in the plan."""
+
+    provider: str
+    model: str
+    reason: str = "primary"
+
+
+@dataclass(frozen=True)
+class Policy:
+    attempts: int = 2  # passes over the routes
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 5.0
+    first_token_timeout_s: float = 30.0
+    idle_timeout_s: float = 60.0
+    deadline_s: float = 120.0
+    breaker_threshold: int = 3  # consecutive failures that open a provider's circuit
+    breaker_cooldown_s: float = 30.0
+
+
+@dataclass
+class _Circuit:
+    failures: int = 0
+    open_until: float = 0.0
+    probing: bool = False
+
+
+@dataclass
+class Breakers:
+    """Per-provider circuit breakers (closed -> open -> half-open -> closed)."""
+
+    threshold: int = 3
+    cooldown_s: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    _circuits: dict[str, _Circuit] = field(default_factory=dict)
+
+    def allow(self, provider: str) -> bool:
+        c = self._circuits.get(provider)
+        if c is None or c.failures < self.threshold:
+            return True
+        if self.clock() < c.open_until or c.probing:
+            return False
+        c.probing = True  # half-open: exactly one probe at a time
+        return True
+
+    def success(self, provider: str) -> None:
+        self._circuits.pop(provider, None)
+
+    def failure(self, provider: str, retry_after: float | None = None) -> None:
+        c = self._circuits.setdefault(provider, _Circuit())
+        c.failures += 1
+        c.probing = False
+        if c.failures >= self.threshold:
+            c.open_until = self.clock() + max(self.cooldown_s, retry_after or 0.0)
+
+    def state(self, provider: str) -> str:
+        c = self._circuits.get(provider)
+        if c is None or c.failures < self.threshold:
+            return "closed"
+        return "half-open" if self.clock() >= c.open_until else "open"
+
+
+@dataclass(frozen=True)
+class Success(Generic[R]):
+    target: Target
+    result: R
+    failures: tuple[tuple[Target, OrchestratorError], ...] = ()
+
+    def reason(self) -> str:
+        """Why this route served: its plan reason, plus what failed before it."""
+        if not self.failures:
+            return self.target.reason
+        failed = ", ".join(f"{t.provider} {e.code or e.status_code}" for t, e in self.failures)
+        return f"{self.target.reason}; fallback after {failed}"
+
+
+def retryable(e: OrchestratorError) -> bool:
+    return isinstance(e, UpstreamError | Overloaded) and bool(getattr(e, "retryable", False))
+
+
+def _trips_breaker(e: OrchestratorError) -> bool:
+    if isinstance(e, UpstreamRejected):
+        return e.upstream_status in (401, 403)  # a bad key won't fix itself
+    return retryable(e) and not isinstance(e, Overloaded)
+
+
+async def run_with_failover(
+    targets: list[Target],
+    attempt: Callable[[Target], Awaitable[R]],
+    *,
+    policy: Policy,
+    breakers: Breakers,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Success[R]:
+    """The first target whose `attempt` succeeds, following the module's rules."""
+    deadline = clock() + policy.deadline_s
+    failures: list[tuple[Target, OrchestratorError]] = []
+    done: set[int] = set()
+    not_before: dict[int, float] = {}
+    for round_ in range(policy.attempts):
+        for i, target in enumerate(targets):
+            if i in done:
+                continue
+            wait = not_before.get(i, 0.0) - clock()
+            if wait > 0:
+                if clock() + wait >= deadline:
+                    done.add(i)
+                    continue
+                await sleep(wait)
+            if not breakers.allow(target.provider):
+                continue
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise combine(failures, deadline_passed=True)
+            try:
+                async with asyncio.timeout(remaining):
+                    result = await attempt(target)
+            except TimeoutError:
+                error: OrchestratorError = UpstreamTimeout(
+                    f"{target.provider}: no answer within the request's deadline."
+                )
+            except OrchestratorError as e:
+                error = e
+            else:
+                breakers.success(target.provider)
+                return Success(target, result, tuple(failures))
+            failures.append((target, error))
+            if _trips_breaker(error):
+                breakers.failure(target.provider, getattr(error, "retry_after", None))
+            if not retryable(error):
+                done.add(i)
+            else:
+                backoff = min(policy.backoff_max_s, policy.backoff_base_s * 2**round_)
+                after = getattr(error, "retry_after", None)
+                not_before[i] = clock() + (after if after is not None else backoff * random.uniform(0.5, 1.0))
+    raise combine(failures)
+
+
+def combine(failures: list[tuple[Target, OrchestratorError]], *, deadline_passed: bool = False) -> OrchestratorError:
+    """One error for the client that says what happened on every route."""
+    if not failures:
+        return UpstreamUnavailable(
+            "Every route for this model is cooling down after repeated failures; retry shortly.",
+            code="all_routes_unavailable",
+        )
+    errors = [e for _, e in failures]
+    last = errors[-1]
+    if len({(t.provider, type(e)) for t, e in failures}) == 1 and not deadline_passed:
+        return last
+    if all(_client_error(e) for e in errors):
+        return last
+    if all(isinstance(e, UpstreamRateLimited) for e in errors):
+        waits = [e.retry_after for e in errors if isinstance(e, UpstreamRateLimited) and e.retry_after is not None]
+        return UpstreamRateLimited(
+            "Every route is rate limited: " + _summary(failures), retry_after=min(waits) if waits else None
+        )
+    return UpstreamError(
+        f"All routes failed{' before the deadline' if deadline_passed else ''}: {_summary(failures)}",
+        code="all_routes_failed",
+    )
+
+
+def _client_error(e: OrchestratorError) -> bool:
+    return isinstance(e, InvalidRequest) or (isinstance(e, UpstreamRejected) and e.status_code == 400)
+
+
+def _summary(failures: list[tuple[Target, OrchestratorError]]) -> str:
+    return "; ".join(f"{t.provider}/{t.model}: {e.message}" for t, e in failures)
+
+
+# ------------------------------------------------------------------------ stream helpers
+
+
+@dataclass
+class OpenStream(Generic[T]):
+    """A stream that reached its first content: what came so far, and the rest."""
+
+    prefix: list[T]
+    rest: AsyncIterator[T]
+
+    async def chunks(self) -> AsyncIterator[T]:
+        for chunk in self.prefix:
+            yield chunk
+        async for chunk in self.rest:
+            yield chunk
+
+
+async def open_stream(
+    stream: AsyncIterator[T], *, has_content: Callable[[T], bool], policy: Policy, provider: str
+) -> OpenStream[T]:
+    """Read until the first content chunk (within the first-token timeout).
+
+    On failure the upstream stream is closed, which cancels the provider's work.
+    """
+    prefix: list[T] = []
+    try:
+        async with asyncio.timeout(policy.first_token_timeout_s):
+            async for chunk in stream:
+                prefix.append(chunk)
+                if has_content(chunk):
+                    return OpenStream(prefix, with_idle_timeout(stream, policy.idle_timeout_s, provider))
+    except TimeoutError:
+        await _close(stream)
+        raise UpstreamTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
+    except BaseException:
+        await _close(stream)
+        raise
+    if prefix:  # a complete stream without content (e.g. an empty answer): still an answer
+        return OpenStream(prefix, _empty())
+    raise UpstreamUnavailable(f"{provider}: the stream ended without any output.")
+
+
+async def with_idle_timeout(stream: AsyncIterator[T], seconds: float, provider: str) -> AsyncIterator[T]:
+    """`stream`, failing with `UpstreamTimeout` if it goes quiet for `seconds`."""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(seconds):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise UpstreamTimeout(f"{provider}: the stream stalled for {seconds:g} s.") from None
+            yield chunk
+    finally:
+        await _close(stream)
+
+
+async def _close(stream: AsyncIterator[T]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _empty() -> AsyncIterator[T]:
+    return
+    yield  # pragma: no cover

@@ -1,0 +1,80 @@
+"""Remote providers from configuration: which are available, and the models they serve.
+
+A provider is available when the environment variable its config names holds
+a key. Availability is decided once, at start, and said in the log (the
+variable's name, never its value).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import httpx
+
+from orchestrator.capabilities import Backend, Feature
+from orchestrator.providers.base import Provider
+from orchestrator.providers.openai_compat import OpenAICompatProvider, Quirks
+from orchestrator.settings import ProviderSettings, RemoteModel, ResilienceSettings
+
+log = logging.getLogger(__name__)
+
+
+def http_client(resilience: ResilienceSettings) -> httpx.AsyncClient:
+    """One pooled client for every provider (connections are reused per host)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=resilience.connect_timeout_s,
+            read=resilience.idle_timeout_s,
+            write=resilience.connect_timeout_s,
+            pool=resilience.connect_timeout_s,
+        ),
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+    )
+
+
+def remote_backend(provider: str, model: RemoteModel) -> Backend:
+    features: set[Feature] = set()
+    if model.tools:
+        features.add("tools")
+    if model.vision:
+        features.add("vision")
+    if model.json_schema:
+        features.add("json_schema")
+    return Backend(
+        provider=provider,
+        model=model.id,
+        tasks=frozenset({"chat", "completions"}),
+        features=frozenset(features),
+        context_length=model.context_length,
+        owned_by=provider,
+    )
+
+
+def build_remote(
+    configs: Mapping[str, ProviderSettings], client: httpx.AsyncClient, env: Mapping[str, str]
+) -> tuple[dict[str, Provider], dict[str, Backend]]:
+    """(providers by name, backends by "provider/model") for every provider with a key."""
+    providers: dict[str, Provider] = {}
+    backends: dict[str, Backend] = {}
+    for name, cfg in configs.items():
+        key = env.get(cfg.api_key_env, "").strip()
+        if not key:
+            log.info("provider %s unavailable: %s is not set", name, cfg.api_key_env)
+            continue
+        providers[name] = _provider(name, cfg, client, key)
+        for model_name, model in cfg.models.items():
+            backends[f"{name}/{model_name}"] = remote_backend(name, model)
+        log.info("provider %s available with %d models", name, len(cfg.models))
+    return providers, backends
+
+
+def _provider(name: str, cfg: ProviderSettings, client: httpx.AsyncClient, key: str) -> Provider:
+    if cfg.kind == "anthropic":
+        from orchestrator.providers.anthropic import AnthropicProvider
+
+        provider: Provider = AnthropicProvider(name, client, cfg.base_url, key)
+        return provider
+    return OpenAICompatProvider(
+        name, client, cfg.base_url, key, quirks=Quirks(**cfg.quirks.model_dump()), headers=cfg.headers
+    )

@@ -1,0 +1,116 @@
+"""What every HTTP provider shares: error translation and SSE parsing.
+
+`map_transport_errors` turns httpx's exceptions into the gateway's tree
+(most specific first, like httpx's own `map_httpcore_exceptions`);
+`error_from_response` turns a provider's non-2xx answer into one, keeping
+the provider's message but never its headers (which may echo credentials);
+`sse_events` parses a Server-Sent Events body incrementally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from orchestrator.errors import (
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+MAX_RETRY_AFTER_S = 600.0
+
+
+@contextlib.contextmanager
+def map_transport_errors(provider: str) -> Iterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException as e:
+        raise UpstreamTimeout(f"{provider}: timed out ({type(e).__name__}).") from None
+    except (httpx.NetworkError, httpx.RemoteProtocolError) as e:
+        raise UpstreamUnavailable(f"{provider}: connection failed ({type(e).__name__}).") from None
+
+
+def retry_after_s(headers: httpx.Headers) -> float | None:
+    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        with contextlib.suppress(ValueError):
+            return min(max(float(ms) / 1000, 0.0), MAX_RETRY_AFTER_S)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return min(max(when - time.time(), 0.0), MAX_RETRY_AFTER_S)
+
+
+def _message(body: bytes) -> tuple[str, str | None, str | None]:
+    """(message, code, type) from an OpenAI- or Anthropic-shaped error body."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:300] or "no details"), None, None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        code = err.get("code")
+        return str(err.get("message") or "no details")[:1000], (str(code) if code else None), err.get("type")
+    if isinstance(err, str):
+        return err[:1000], None, None
+    return "no details", None, None
+
+
+def error_from_response(provider: str, status: int, headers: httpx.Headers, body: bytes) -> UpstreamError:
+    message, code, kind = _message(body)
+    text = f"{provider} answered {status}: {message}"
+    if status == 429 and (code == "insufficient_quota" or kind == "insufficient_quota"):
+        return UpstreamRejected(text, upstream_status=status, code="insufficient_quota")
+    if status == 429:
+        return UpstreamRateLimited(text, retry_after=retry_after_s(headers))
+    if status in (408, 409):
+        return UpstreamUnavailable(text, retry_after=retry_after_s(headers))
+    if 400 <= status < 500:
+        return UpstreamRejected(text, upstream_status=status, code=code)
+    return UpstreamUnavailable(text, retry_after=retry_after_s(headers))
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    event: str | None
+    data: str
+
+
+async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+    """Parse SSE lines into events (multi-line `data:` joined with newlines)."""
+    event: str | None = None
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield SSEEvent(event, "\n".join(data))
+            event, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+    if data:
+        yield SSEEvent(event, "\n".join(data))

@@ -1,0 +1,157 @@
+"""Any OpenAI-compatible API (OpenRouter, Together, Fireworks, Groq, DeepSeek, Mistral, Gemini's
+OpenAI endpoint, ...), streamed and parsed incrementally.
+
+The provider always asks upstream for a stream (with usage), because the
+gateway's one internal shape is a chunk stream; whole responses are folded
+from it. Unknown request fields pass through untouched (OpenRouter's
+`provider`, `models`, ...). Known differences between providers are
+normalized in one place, `Quirks`, applied to every request and chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.errors import UpstreamUnavailable
+from orchestrator.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    CompletionChunk,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+from orchestrator.providers.http import error_from_response, map_transport_errors, sse_events
+
+C = TypeVar("C", ChatCompletionChunk, CompletionChunk)
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """How one provider departs from OpenAI's API, and how we compensate."""
+
+    max_tokens_ceiling: int | None = None  # clamp max_tokens to what the provider accepts
+    parallel_tool_calls: bool = True  # False: the provider rejects the field; drop it
+    stream_usage: bool = True  # False: the provider rejects stream_options
+    json_schema: bool = True  # False: downgrade json_schema to json_object
+    max_tokens_field: str = "max_tokens"  # or "max_completion_tokens"
+
+
+def chat_body(request: ChatCompletionRequest, model: str, quirks: Quirks) -> dict[str, Any]:
+    """The upstream request: the client's fields (extras included), normalized."""
+    body = request.model_dump(exclude_none=True, by_alias=True)
+    body["model"] = model
+    _stream(body, quirks)
+    limit = body.pop("max_completion_tokens", None) or body.pop("max_tokens", None)
+    if limit is not None:
+        if quirks.max_tokens_ceiling is not None:
+            limit = min(limit, quirks.max_tokens_ceiling)
+        body[quirks.max_tokens_field] = limit
+    if not quirks.parallel_tool_calls:
+        body.pop("parallel_tool_calls", None)
+    fmt = body.get("response_format")
+    if not quirks.json_schema and isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def completion_body(request: CompletionRequest, model: str, quirks: Quirks) -> dict[str, Any]:
+    body = request.model_dump(exclude_none=True, by_alias=True)
+    body["model"] = model
+    _stream(body, quirks)
+    if quirks.max_tokens_ceiling is not None and "max_tokens" in body:
+        body["max_tokens"] = min(body["max_tokens"], quirks.max_tokens_ceiling)
+    return body
+
+
+def _stream(body: dict[str, Any], quirks: Quirks) -> None:
+    body["stream"] = True
+    if quirks.stream_usage:
+        body["stream_options"] = {"include_usage": True}
+    else:
+        body.pop("stream_options", None)
+
+
+def normalize_chunk(chunk: ChatCompletionChunk) -> ChatCompletionChunk:
+    """Repair what some providers leave out of tool-call deltas."""
+    for choice in chunk.choices:
+        for call in choice.delta.tool_calls or []:
+            if call.id is not None and call.type is None:
+                call.type = "function"
+    return chunk
+
+
+class OpenAICompatProvider:
+    """One OpenAI-compatible API at `base_url` (which includes `/v1`, or its equivalent)."""
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        base_url: str,
+        api_key: str,
+        *,
+        quirks: Quirks | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        self.name = name
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", **(headers or {})}
+        self._quirks = quirks or Quirks()
+
+    async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
+        body = chat_body(request, model, self._quirks)
+        async for chunk in self._stream("/chat/completions", body, ChatCompletionChunk):
+            yield normalize_chunk(chunk)
+
+    async def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
+        body = completion_body(request, model, self._quirks)
+        async for chunk in self._stream("/completions", body, CompletionChunk):
+            yield chunk
+
+    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        body = request.model_dump(exclude_none=True)
+        body["model"] = model
+        with map_transport_errors(self.name):
+            response = await self._client.post(f"{self._base}/embeddings", json=body, headers=self._headers)
+        if response.status_code != 200:
+            raise error_from_response(self.name, response.status_code, response.headers, response.content)
+        return _parse(self.name, response.content, EmbeddingResponse)
+
+    async def _stream(self, path: str, body: dict[str, Any], kind: type[C]) -> AsyncIterator[C]:
+        with map_transport_errors(self.name):
+            async with self._client.stream("POST", f"{self._base}{path}", json=body, headers=self._headers) as response:
+                if response.status_code != 200:
+                    raise error_from_response(self.name, response.status_code, response.headers, await response.aread())
+                async for event in sse_events(response.aiter_lines()):
+                    if event.data == "[DONE]":
+                        return
+                    if event.event == "error" or '"error"' in event.data[:20]:
+                        raise _stream_error(self.name, event.data)
+                    yield _parse(self.name, event.data.encode(), kind)
+        raise UpstreamUnavailable(f"{self.name}: the stream ended before [DONE].")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(provider: str, raw: bytes, kind: type[M]) -> M:
+    try:
+        return kind.model_validate_json(raw)
+    except ValidationError:
+        raise UpstreamUnavailable(f"{provider}: malformed response from the provider.") from None
+
+
+def _stream_error(provider: str, data: str) -> UpstreamUnavailable:
+    try:
+        message = str(json.loads(data)["error"].get("message", "unknown error"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message = "unknown error"
+    return UpstreamUnavailable(f"{provider}: the stream failed: {message[:500]}")
