@@ -1,0 +1,208 @@
+"""Failover rules: order, retries, Retry-After, breakers, deadline, and the error the client gets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from orchestrator.errors import (
+    ContextLengthExceeded,
+    OrchestratorError,
+    Overloaded,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from orchestrator.failover import Breakers, Policy, Target, combine, open_stream, run_with_failover, with_idle_timeout
+
+A, B, C = Target("a", "m1"), Target("b", "m2", "fallback-1"), Target("c", "m3", "fallback-2")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.now += s
+
+
+class Script:
+    """Per-provider scripted outcomes: an exception to raise, or a value to return."""
+
+    def __init__(self, **outcomes: list[object]):
+        self.outcomes = {k: list(v) for k, v in outcomes.items()}
+        self.calls: list[str] = []
+
+    async def __call__(self, target: Target) -> str:
+        self.calls.append(target.provider)
+        outcome = self.outcomes[target.provider].pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return str(outcome)
+
+
+async def run(
+    script: Script, targets: list[Target], clock: Clock, policy: Policy | None = None, breakers: Breakers | None = None
+) -> object:
+    return await run_with_failover(
+        targets,
+        script,
+        policy=policy or Policy(),
+        breakers=breakers or Breakers(clock=clock),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+async def test_first_success_wins_and_names_itself() -> None:
+    clock = Clock()
+    done = await run(Script(a=["ok-a"]), [A, B], clock)
+    assert (done.target, done.result, done.reason()) == (A, "ok-a", "primary")  # type: ignore[attr-defined]
+
+
+async def test_a_retryable_failure_falls_over_at_once_without_waiting() -> None:
+    clock, script = Clock(), Script(a=[UpstreamRateLimited("slow down", retry_after=30)], b=["ok-b"])
+    done = await run(script, [A, B], clock)
+    assert done.result == "ok-b" and clock.slept == []  # type: ignore[attr-defined]
+    assert done.reason() == "fallback-1; fallback after a rate_limit_exceeded"  # type: ignore[attr-defined]
+
+
+async def test_retry_on_the_same_route_honours_retry_after() -> None:
+    clock, script = Clock(), Script(a=[UpstreamRateLimited("slow down", retry_after=2.5), "ok-a"])
+    done = await run(script, [A], clock)
+    assert done.result == "ok-a" and clock.slept == [2.5] and script.calls == ["a", "a"]  # type: ignore[attr-defined]
+
+
+async def test_retry_without_retry_after_backs_off_exponentially() -> None:
+    clock = Clock()
+    script = Script(a=[UpstreamUnavailable("500"), UpstreamUnavailable("500"), "ok"])
+    await run(script, [A], clock, Policy(attempts=3, backoff_base_s=1.0, backoff_max_s=10))
+    assert 0.5 <= clock.slept[0] <= 1.0 and 1.0 <= clock.slept[1] <= 2.0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UpstreamRejected("bad request", upstream_status=400),
+        UpstreamRejected("bad key", upstream_status=401),
+        UpstreamRejected("no money", upstream_status=429, code="insufficient_quota"),
+        ContextLengthExceeded("too long"),
+    ],
+)
+async def test_non_retryable_failures_are_never_retried_on_the_same_route(error: OrchestratorError) -> None:
+    clock, script = Clock(), Script(a=[error, "never"], b=[UpstreamUnavailable("down"), "ok-b"])
+    done = await run(script, [A, B], clock)
+    assert done.result == "ok-b" and script.calls == ["a", "b", "b"]  # type: ignore[attr-defined]
+
+
+async def test_a_retry_after_beyond_the_deadline_gives_the_route_up() -> None:
+    clock, script = Clock(), Script(a=[UpstreamRateLimited("later", retry_after=500)])
+    with pytest.raises(UpstreamRateLimited) as info:
+        await run(script, [A], clock, Policy(deadline_s=10))
+    assert clock.slept == [] and info.value.retry_after == 500
+
+
+async def test_the_deadline_bounds_a_slow_attempt() -> None:
+    async def slow(target: Target) -> str:
+        await asyncio.sleep(5)
+        return "late"
+
+    with pytest.raises(UpstreamTimeout):
+        await run_with_failover([A], slow, policy=Policy(deadline_s=0.05, attempts=1), breakers=Breakers())
+
+
+async def test_breaker_opens_after_repeated_failures_then_probes_once() -> None:
+    clock = Clock()
+    breakers = Breakers(threshold=2, cooldown_s=10, clock=clock)
+    for _ in range(2):
+        with pytest.raises(UpstreamUnavailable):
+            await run(Script(a=[UpstreamUnavailable("down")]), [A], clock, Policy(attempts=1), breakers)
+    assert breakers.state("a") == "open"
+    # Open: the provider is skipped, the next route serves without calling it.
+    script = Script(a=["never"], b=["ok-b"])
+    assert (await run(script, [A, B], clock, Policy(attempts=1), breakers)).result == "ok-b"  # type: ignore[attr-defined]
+    assert script.calls == ["b"]
+    clock.now += 10
+    assert breakers.state("a") == "half-open"
+    assert breakers.allow("a") and not breakers.allow("a")  # exactly one probe at a time
+    breakers.success("a")
+    assert breakers.state("a") == "closed"
+
+
+async def test_a_client_mistake_does_not_trip_the_breaker() -> None:
+    clock = Clock()
+    breakers = Breakers(threshold=1, clock=clock)
+    with pytest.raises(UpstreamRejected):
+        await run(Script(a=[UpstreamRejected("bad", upstream_status=400)]), [A], clock, Policy(), breakers)
+    assert breakers.state("a") == "closed"
+
+
+async def test_every_route_cooling_down_is_a_503() -> None:
+    clock = Clock()
+    breakers = Breakers(threshold=1, cooldown_s=60, clock=clock)
+    breakers.failure("a")
+    with pytest.raises(UpstreamUnavailable) as info:
+        await run(Script(a=["never"]), [A], clock, Policy(), breakers)
+    assert info.value.status_code == 503 and info.value.code == "all_routes_unavailable"
+
+
+def test_combine_prefers_the_clients_own_mistake() -> None:
+    e = combine([(A, ContextLengthExceeded("too long")), (B, UpstreamRejected("bad", upstream_status=400))])
+    assert e.status_code == 400
+
+
+def test_combine_rate_limits_into_a_429_with_the_shortest_wait() -> None:
+    e = combine([(A, UpstreamRateLimited("x", retry_after=9)), (B, UpstreamRateLimited("y", retry_after=3))])
+    assert isinstance(e, UpstreamRateLimited) and e.retry_after == 3 and e.status_code == 429
+
+
+def test_combine_mixed_failures_name_every_route() -> None:
+    e = combine([(A, UpstreamUnavailable("a broke")), (B, Overloaded("queue full")), (C, UpstreamTimeout("stall"))])
+    assert type(e) is UpstreamError and e.status_code == 502 and e.code == "all_routes_failed"
+    assert "a/m1: a broke" in e.message and "b/m2: queue full" in e.message and "c/m3: stall" in e.message
+
+
+async def chunks(items: list[object], fail: BaseException | None = None, delay: float = 0) -> AsyncIterator[object]:
+    for item in items:
+        await asyncio.sleep(delay)
+        yield item
+    if fail is not None:
+        raise fail
+
+
+async def test_open_stream_buffers_until_the_first_content() -> None:
+    opened = await open_stream(
+        chunks(["role", "", "Hello", " world"]),
+        has_content=lambda c: c not in ("role", ""),
+        policy=Policy(),
+        provider="a",
+    )
+    assert opened.prefix == ["role", "", "Hello"]
+    assert [c async for c in opened.chunks()] == ["role", "", "Hello", " world"]
+
+
+async def test_open_stream_failure_before_content_is_raised() -> None:
+    with pytest.raises(UpstreamUnavailable):
+        await open_stream(chunks([""], UpstreamUnavailable("reset")), has_content=bool, policy=Policy(), provider="a")
+
+
+async def test_open_stream_first_token_timeout() -> None:
+    with pytest.raises(UpstreamTimeout, match="no first token"):
+        await open_stream(
+            chunks(["x"], delay=1), has_content=bool, policy=Policy(first_token_timeout_s=0.05), provider="a"
+        )
+
+
+async def test_idle_timeout_turns_a_stall_into_an_error() -> None:
+    with pytest.raises(UpstreamTimeout, match="stalled"):
+        async for _ in with_idle_timeout(chunks(["a", "b"], delay=0.2), 0.05, "a"):
+            pass
