@@ -31,6 +31,7 @@ class EngineConfig:
     dtype: str = "auto"
     startup_timeout_s: float = 300.0
     cache_dir: str | None = None  # VLLM_CACHE_ROOT (compiled kernels and the like)
+    stream_interval_s: float = 0.02  # after the first token, coalesce deltas for this long
     extra_engine_args: dict[str, Any] = field(default_factory=dict)
 
 

@@ -27,6 +27,7 @@ from orchestrator.errors import (
     OrchestratorError,
     UpstreamError,
 )
+from orchestrator.failover import OpenStream
 from orchestrator.pipeline import Pipeline, Route, Routed
 from orchestrator.protocol import (
     ChatCompletionChunk,
@@ -164,10 +165,12 @@ def _json(model: WireModel, route: Route | None = None) -> Response:
 
 
 def error_response(exc: OrchestratorError) -> Response:
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
 
-def stream_response(routed: Routed[AsyncIterator[Any]], include_usage: bool) -> Response:
+def stream_response(routed: Routed[OpenStream[Any]], include_usage: bool) -> Response:
     """SSE for a stream the pipeline already committed (its first content exists)."""
     return StreamingResponse(
         sse_events(routed.result, include_usage),
@@ -176,15 +179,17 @@ def stream_response(routed: Routed[AsyncIterator[Any]], include_usage: bool) -> 
     )
 
 
-async def sse_events(chunks: AsyncIterator[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
-    """Encode chunks as SSE; end with `[DONE]`, or with an error event on failure."""
+async def sse_events(stream: OpenStream[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
+    """Encode chunks as SSE; end with `[DONE]`, or with an error event on failure.
+
+    What arrived before the first content (the role chunk) goes out in the same
+    write as it: one packet, and no small-write stall in front of the first token.
+    """
     try:
-        async for chunk in chunks:
-            if chunk.usage is not None and not include_usage:
-                if not chunk.choices:
-                    continue
-                chunk.usage = None
-            yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+        yield b"".join(_event(c, include_usage) for c in stream.prefix)
+        async for chunk in stream.rest:
+            if event := _event(chunk, include_usage):
+                yield event
     except OrchestratorError as e:
         yield _error_event(e)
         return
@@ -193,6 +198,14 @@ async def sse_events(chunks: AsyncIterator[Chunk], include_usage: bool) -> Async
         yield _error_event(UpstreamError(f"The stream failed: {type(e).__name__}."))
         return
     yield b"data: [DONE]\n\n"
+
+
+def _event(chunk: Chunk, include_usage: bool) -> bytes:
+    if chunk.usage is not None and not include_usage:
+        if not chunk.choices:
+            return b""
+        chunk.usage = None
+    return b"data: " + chunk.model_dump_json().encode() + b"\n\n"
 
 
 def _error_event(exc: OrchestratorError) -> bytes:

@@ -94,6 +94,7 @@ def engine_config(section: EngineSettings, settings: Settings, task: str) -> Eng
         max_num_seqs=section.max_num_seqs,
         dtype=section.dtype,
         startup_timeout_s=section.startup_timeout_s,
+        stream_interval_s=section.stream_interval_ms / 1000,
         cache_dir=str(settings.data_dir / "vllm-cache"),
         extra_engine_args=section.engine_args,
     )

@@ -7,6 +7,7 @@ orchestrator prepare [--config FILE]   prepare the configured models and exit
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     runtime.prepare_models(settings)
     if args.command == "prepare":
         return 0
+    from orchestrator.providers.factory import availability
+
+    for line in availability(settings.providers, os.environ):
+        print(line, file=sys.stderr)
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

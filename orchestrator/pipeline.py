@@ -83,12 +83,12 @@ class Pipeline:
 
     # ----------------------------------------------------------------------- chat
 
-    async def chat_stream(self, request: ChatCompletionRequest) -> Routed[AsyncIterator[ChatCompletionChunk]]:
+    async def chat_stream(self, request: ChatCompletionRequest) -> Routed[OpenStream[ChatCompletionChunk]]:
         plan = self._plan(request.model, "chat", chat_needs(request))
         done = await self._run(
             plan, lambda t: self._open(self._providers[t.provider].chat(request, t.model), _chat_started, t)
         )
-        return _routed(done, done.result.chunks())
+        return _routed(done, done.result)
 
     async def chat(self, request: ChatCompletionRequest) -> Routed[ChatCompletion]:
         plan = self._plan(request.model, "chat", chat_needs(request))
@@ -102,12 +102,12 @@ class Pipeline:
 
     # ---------------------------------------------------------------- completions
 
-    async def complete_stream(self, request: CompletionRequest) -> Routed[AsyncIterator[CompletionChunk]]:
+    async def complete_stream(self, request: CompletionRequest) -> Routed[OpenStream[CompletionChunk]]:
         plan = self._plan(request.model, "completions")
         done = await self._run(
             plan, lambda t: self._open(self._providers[t.provider].complete(request, t.model), _completion_started, t)
         )
-        return _routed(done, done.result.chunks())
+        return _routed(done, done.result)
 
     async def complete(self, request: CompletionRequest) -> Routed[CompletionChunk]:
         plan = self._plan(request.model, "completions")

@@ -41,6 +41,9 @@ class EngineSettings(BaseModel):
     max_num_seqs: int = 32
     dtype: str = "auto"
     startup_timeout_s: float = 600.0
+    # After the first token (sent at once), deltas are coalesced for this long before
+    # crossing to the gateway: fewer, larger stream items cost far less CPU per token.
+    stream_interval_ms: float = 20.0
     num_replicas: int = 1
     num_cpus: float = 0.0  # Ray logical CPUs per replica; the engine threads are vLLM's
     num_gpus: float = 0.0

@@ -69,6 +69,16 @@ def build_remote(
     return providers, backends
 
 
+def availability(configs: Mapping[str, ProviderSettings], env: Mapping[str, str]) -> list[str]:
+    """One line per provider saying whether it is available, and why not."""
+    return [
+        f"provider {name}: available ({len(cfg.models)} models)"
+        if env.get(cfg.api_key_env, "").strip()
+        else f"provider {name}: unavailable, {cfg.api_key_env} is not set"
+        for name, cfg in configs.items()
+    ]
+
+
 def _provider(name: str, cfg: ProviderSettings, client: httpx.AsyncClient, key: str) -> Provider:
     if cfg.kind == "anthropic":
         from orchestrator.providers.anthropic import AnthropicProvider

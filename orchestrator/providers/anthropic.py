@@ -1,0 +1,553 @@
+"""The Anthropic provider: OpenAI chat requests served by Anthropic's Messages API.
+
+Responsibilities:
+
+1. Translate an OpenAI chat request into a Messages API body (`to_anthropic`),
+   refusing up front what Anthropic can't do: `n > 1`, `logprobs`, JSON
+   `response_format`, `logit_bias`, audio and file parts.
+2. `POST {base_url}/v1/messages` with `stream: true` on the injected
+   `httpx.AsyncClient`: a non-2xx answer becomes the gateway's error
+   (`error_from_response`, which reads Anthropic's `{"type": "error",
+   "error": {"type", "message"}}` body), and so do transport failures
+   (`map_transport_errors`).
+3. Translate the event stream into OpenAI chunks as each event arrives
+   (`translate` over a `StreamTranslator`). A stream never ends silently: an
+   `error` event raises the matching `UpstreamError`, unparseable data and a
+   stream without `message_stop` raise `UpstreamUnavailable`.
+
+`finish_reason` from Anthropic's `stop_reason`:
+
+    end_turn, stop_sequence             -> stop
+    max_tokens,
+    model_context_window_exceeded       -> length
+    tool_use                            -> tool_calls
+    refusal                             -> content_filter  (a safety classifier stopped the reply)
+    pause_turn, anything unknown        -> stop  (pause_turn needs server tools, which we never send)
+
+Decisions, where the two APIs differ:
+
+- system and developer messages, wherever they stand, are joined with blank
+  lines into the top-level `system` (Anthropic has no mid-conversation system
+  turn); consecutive same-role turns are merged (Anthropic wants user and
+  assistant to alternate), tool results first within a user turn, as
+  Anthropic requires; messages with no content at all are dropped; `name` on
+  a message is dropped (Anthropic has no equivalent).
+- `temperature` above 1.0 is clamped to 1.0 (OpenAI's range is 0..2,
+  Anthropic's 0..1); `presence_penalty`, `frequency_penalty` and `seed` are
+  best-effort hints Anthropic lacks and are dropped; unknown extra request
+  fields are never forwarded (Anthropic rejects unknown fields).
+- a tool's `strict` flag is not forwarded (Anthropic supports it only on some
+  models); `response_format` is refused although Anthropic now documents
+  structured outputs (`output_config.format`), also only on some models.
+- thinking and redacted-thinking blocks (and their deltas, signatures,
+  citations) are not part of an OpenAI reply and are skipped; `output_tokens`
+  still counts them, as OpenAI's `completion_tokens` counts reasoning tokens.
+- usage: `prompt_tokens` is input + cache-read + cache-creation tokens,
+  `cached_tokens` the cache reads (Anthropic's `input_tokens` excludes both).
+- a tool call that streams no input gets arguments `"{}"`, so clients can
+  always parse them.
+- the API key goes only into the `x-api-key` header; an error message that
+  somehow contains it (a proxy echoing headers) has it redacted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from orchestrator.errors import (
+    InvalidRequest,
+    OrchestratorError,
+    UnsupportedCapability,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from orchestrator.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    ChunkChoice,
+    ChunkDelta,
+    CompletionChunk,
+    CompletionRequest,
+    ContentPart,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    FinishReason,
+    ImagePart,
+    PromptTokensDetails,
+    RefusalPart,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallFunctionDelta,
+    Usage,
+    now,
+)
+from orchestrator.providers.http import SSEEvent, error_from_response, map_transport_errors, sse_events
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+Block = dict[str, Any]
+Turn = dict[str, Any]
+
+# --------------------------------------------------------------------------- requests
+
+
+def to_anthropic(request: ChatCompletionRequest, model: str, default_max_tokens: int) -> dict[str, Any]:
+    """The Messages API body (always streamed) for an OpenAI chat request."""
+    _refuse_unsupported(request)
+    system, turns = _conversation(request.messages)
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": turns,
+        "max_tokens": request.output_limit() or default_max_tokens,
+        "stream": True,
+    }
+    if system:
+        body["system"] = system
+    if request.temperature is not None:
+        body["temperature"] = min(request.temperature, 1.0)
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if stops := request.stop_list():
+        body["stop_sequences"] = stops
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    body.update(_tool_fields(request))
+    return body
+
+
+def _refuse_unsupported(request: ChatCompletionRequest) -> None:
+    if request.n > 1:
+        raise UnsupportedCapability(
+            "Anthropic models make one choice per request; 'n' must be 1.", param="n", code="unsupported_n"
+        )
+    if request.logprobs:
+        raise UnsupportedCapability(
+            "Anthropic models don't return log probabilities.", param="logprobs", code="unsupported_logprobs"
+        )
+    if request.response_format is not None and request.response_format.type != "text":
+        raise UnsupportedCapability(
+            f"'response_format' of type '{request.response_format.type}' is not supported for Anthropic models.",
+            param="response_format",
+            code="unsupported_json_schema",
+        )
+    if request.logit_bias:
+        raise UnsupportedCapability(
+            "Anthropic models don't support 'logit_bias'.", param="logit_bias", code="unsupported_logit_bias"
+        )
+
+
+def _conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
+    """(system prompt, alternating user/assistant turns) from OpenAI messages."""
+    system: list[str] = []
+    turns: list[Turn] = []
+    for i, message in enumerate(messages):
+        if message.role in ("system", "developer"):
+            if text := message.text():
+                system.append(text)
+            continue
+        role, blocks = _turn(message, f"messages[{i}]")
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":
+            # Anthropic wants a user turn's tool results before anything else in it.
+            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    if not turns:
+        raise InvalidRequest("'messages' needs at least one user or assistant message with content.", param="messages")
+    return "\n\n".join(system), turns
+
+
+def _turn(message: ChatMessage, param: str) -> tuple[Literal["user", "assistant"], list[Block]]:
+    if message.role == "tool":
+        return "user", [_tool_result(message, param)]
+    if message.role == "function":
+        raise UnsupportedCapability(
+            "The legacy 'function' role is not supported for Anthropic models; use 'tool' messages.",
+            param=f"{param}.role",
+            code="unsupported_function_role",
+        )
+    blocks = _blocks(message.content, f"{param}.content")
+    if message.role != "assistant":
+        return "user", blocks
+    calls = message.tool_calls or []
+    return "assistant", blocks + [_tool_use(c, f"{param}.tool_calls[{j}]") for j, c in enumerate(calls)]
+
+
+def _blocks(content: str | list[ContentPart] | None, param: str) -> list[Block]:
+    if not content:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    blocks: list[Block] = []
+    for j, part in enumerate(content):
+        if isinstance(part, TextPart | RefusalPart):
+            text = part.text if isinstance(part, TextPart) else part.refusal
+            if text:  # Anthropic refuses empty text blocks
+                blocks.append({"type": "text", "text": text})
+        elif isinstance(part, ImagePart):
+            blocks.append(_image(part.image_url.url, f"{param}[{j}].image_url.url"))
+        else:
+            raise UnsupportedCapability(
+                f"Anthropic models take text and image parts here, not '{part.type}'.",
+                param=f"{param}[{j}]",
+                code="unsupported_audio",
+            )
+    return blocks
+
+
+def _image(url: str, param: str) -> Block:
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    if not url.startswith("data:"):
+        raise InvalidRequest("An image URL must be http(s) or a base64 data URL.", param=param)
+    header, comma, data = url.removeprefix("data:").partition(",")
+    media_type, *options = header.split(";")
+    if not comma or options[-1:] != ["base64"]:
+        raise InvalidRequest("An image data URL must look like 'data:image/png;base64,...'.", param=param)
+    media_type = "image/jpeg" if media_type == "image/jpg" else media_type
+    if media_type not in IMAGE_MEDIA_TYPES:
+        raise UnsupportedCapability(
+            f"Anthropic models take JPEG, PNG, GIF or WebP images, not '{media_type}'.",
+            param=param,
+            code="unsupported_vision",
+        )
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def _tool_use(call: ToolCall, param: str) -> Block:
+    try:
+        arguments = json.loads(call.function.arguments) if call.function.arguments.strip() else {}
+    except ValueError:
+        raise InvalidRequest(
+            f"The arguments of tool call '{call.id}' are not valid JSON.", param=f"{param}.function.arguments"
+        ) from None
+    if not isinstance(arguments, dict):
+        raise InvalidRequest(
+            f"The arguments of tool call '{call.id}' must be a JSON object.", param=f"{param}.function.arguments"
+        )
+    return {"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments}
+
+
+def _tool_result(message: ChatMessage, param: str) -> Block:
+    block: Block = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+    content = message.content if isinstance(message.content, str) else _blocks(message.content, f"{param}.content")
+    if content:
+        block["content"] = content
+    return block
+
+
+def _tool_fields(request: ChatCompletionRequest) -> dict[str, Any]:
+    """`tools` and `tool_choice` (with `disable_parallel_tool_use`) for the body."""
+    if not request.tools:
+        if request.tool_choice in (None, "none", "auto"):
+            return {}
+        raise InvalidRequest("'tool_choice' needs 'tools'.", param="tool_choice")
+    fields: dict[str, Any] = {"tools": [_tool(t) for t in request.tools]}
+    choice = _tool_choice(request.tool_choice)
+    if request.parallel_tool_calls is False and (choice is None or choice["type"] != "none"):
+        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+    if choice is not None:
+        fields["tool_choice"] = choice
+    return fields
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": tool.function.name}
+    if tool.function.description:
+        spec["description"] = tool.function.description
+    spec["input_schema"] = tool.function.parameters or {"type": "object", "properties": {}}
+    return spec
+
+
+def _tool_choice(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        return {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
+    function = choice.get("function")
+    if choice.get("type") == "function" and isinstance(function, dict) and isinstance(function.get("name"), str):
+        return {"type": "tool", "name": function["name"]}
+    raise InvalidRequest(
+        "'tool_choice' must be 'none', 'auto', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}.",
+        param="tool_choice",
+    )
+
+
+# ----------------------------------------------------------------------------- stream
+
+
+@dataclass
+class _ToolBlock:
+    index: int  # the OpenAI tool call index: tool_use blocks counted from 0
+    input: dict[str, Any] = field(default_factory=dict)
+    streamed: bool = False  # whether any input JSON has been sent
+
+
+class StreamTranslator:
+    """Anthropic stream events -> OpenAI chunks, one parsed event at a time.
+
+    Holds what the events spread out: the message id and model (from
+    `message_start`), which content blocks are tool calls, usage so far and
+    the stop reason. `done` turns true at `message_stop`, after which the
+    stream has nothing more to say.
+    """
+
+    def __init__(self, provider: str, created: int | None = None):
+        self._provider = provider
+        self._created = now() if created is None else created
+        self._id = ""
+        self._model = ""
+        self._tools: dict[int, _ToolBlock] = {}  # content block index -> tool call
+        self._usage: dict[str, int] = {}
+        self._stop_reason: str | None = None
+        self._started = False
+        self.done = False
+
+    def feed(self, event: dict[str, Any]) -> list[ChatCompletionChunk]:
+        kind = event.get("type")
+        if kind == "error":
+            raise stream_error(self._provider, event)
+        if kind == "ping":
+            return []
+        if not self._started and kind != "message_start":
+            raise _malformed(self._provider, f"'{kind}' before message_start")
+        try:
+            return self._translate(kind, event)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+            raise _malformed(self._provider, f"{type(e).__name__} in a '{kind}' event") from None
+
+    def _translate(self, kind: object, event: dict[str, Any]) -> list[ChatCompletionChunk]:
+        match kind:
+            case "message_start":
+                return self._message_start(event["message"])
+            case "content_block_start":
+                return self._block_start(event["index"], event["content_block"])
+            case "content_block_delta":
+                return self._block_delta(event["index"], event["delta"])
+            case "content_block_stop":
+                return self._block_stop(event["index"])
+            case "message_delta":
+                self._stop_reason = event["delta"].get("stop_reason") or self._stop_reason
+                self._take_usage(event.get("usage"))
+                return []
+            case "message_stop":
+                return self._message_stop()
+        return []  # Anthropic may add event types; what we don't know carries nothing we translate
+
+    def _message_start(self, message: dict[str, Any]) -> list[ChatCompletionChunk]:
+        self._started = True
+        self._id = f"chatcmpl-{message['id']}"
+        self._model = str(message["model"])
+        self._take_usage(message.get("usage"))
+        return [self._chunk(ChunkDelta(role="assistant", content=""))]
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[ChatCompletionChunk]:
+        if block["type"] == "tool_use":
+            tool = self._tools[index] = _ToolBlock(len(self._tools), block.get("input") or {})
+            call = ToolCallDelta(
+                index=tool.index,
+                id=block["id"],
+                type="function",
+                function=ToolCallFunctionDelta(name=block["name"], arguments=""),
+            )
+            return [self._chunk(ChunkDelta(tool_calls=[call]))]
+        if block["type"] == "text" and block.get("text"):
+            return [self._chunk(ChunkDelta(content=block["text"]))]
+        return []  # thinking, redacted_thinking: not part of an OpenAI reply
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[ChatCompletionChunk]:
+        if delta["type"] == "text_delta":
+            return [self._chunk(ChunkDelta(content=delta["text"]))] if delta["text"] else []
+        if delta["type"] == "input_json_delta":
+            tool = self._tools.get(index)
+            if tool is None:
+                raise _malformed(self._provider, f"tool input for content block {index}, which is no tool call")
+            if not delta["partial_json"]:
+                return []
+            tool.streamed = True
+            return [self._arguments(tool.index, delta["partial_json"])]
+        return []  # thinking_delta, signature_delta, citations_delta
+
+    def _block_stop(self, index: int) -> list[ChatCompletionChunk]:
+        tool = self._tools.get(index)
+        if tool is None or tool.streamed:
+            return []
+        tool.streamed = True
+        return [self._arguments(tool.index, json.dumps(tool.input))]
+
+    def _message_stop(self) -> list[ChatCompletionChunk]:
+        self.done = True
+        finish = FINISH_REASONS.get(self._stop_reason or "end_turn", "stop")
+        cached = self._usage.get("cache_read_input_tokens", 0)
+        prompt = self._usage.get("input_tokens", 0) + cached + self._usage.get("cache_creation_input_tokens", 0)
+        completion = self._usage.get("output_tokens", 0)
+        usage = Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+        )
+        last = ChatCompletionChunk(
+            id=self._id,
+            created=self._created,
+            model=self._model,
+            choices=[ChunkChoice(index=0, delta=ChunkDelta(), finish_reason=finish)],
+        )
+        tail = ChatCompletionChunk(id=self._id, created=self._created, model=self._model, choices=[], usage=usage)
+        return [last, tail]
+
+    def _take_usage(self, usage: dict[str, Any] | None) -> None:
+        # message_delta's counts are cumulative, so the latest value wins.
+        for key, value in (usage or {}).items():
+            if isinstance(value, int) and key.endswith("_tokens"):
+                self._usage[key] = value
+
+    def _arguments(self, index: int, text: str) -> ChatCompletionChunk:
+        call = ToolCallDelta(index=index, function=ToolCallFunctionDelta(arguments=text))
+        return self._chunk(ChunkDelta(tool_calls=[call]))
+
+    def _chunk(self, delta: ChunkDelta) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self._id, created=self._created, model=self._model, choices=[ChunkChoice(index=0, delta=delta)]
+        )
+
+
+async def translate(events: AsyncIterator[SSEEvent], provider: str) -> AsyncGenerator[ChatCompletionChunk, None]:
+    """Translate an Anthropic SSE stream into chunks, each as soon as its event arrives."""
+    translator = StreamTranslator(provider)
+    async for sse in events:
+        try:
+            event = json.loads(sse.data)
+        except ValueError:
+            raise _malformed(provider, "a data line is not JSON") from None
+        if not isinstance(event, dict):
+            raise _malformed(provider, "an event is not a JSON object")
+        for chunk in translator.feed(event):
+            yield chunk
+        if translator.done:
+            return
+    raise UpstreamUnavailable(f"{provider}: the stream ended early, before message_stop.")
+
+
+def _malformed(provider: str, detail: str) -> UpstreamUnavailable:
+    return UpstreamUnavailable(f"{provider}: malformed stream ({detail}).")
+
+
+_STREAM_ERRORS: dict[str, type[UpstreamError]] = {
+    "overloaded_error": UpstreamUnavailable,
+    "api_error": UpstreamUnavailable,
+    "rate_limit_error": UpstreamRateLimited,
+    "timeout_error": UpstreamTimeout,
+}
+_REJECTED_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+}
+
+
+def stream_error(provider: str, event: dict[str, Any]) -> UpstreamError:
+    """The gateway's error for an `error` event that arrives after the HTTP 200."""
+    error = event.get("error")
+    error = error if isinstance(error, dict) else {}
+    kind = str(error.get("type") or "unknown_error")
+    text = f"{provider} failed mid-stream: {kind}: {str(error.get('message') or 'no details')[:1000]}"
+    if kind in _REJECTED_STATUS:
+        return UpstreamRejected(text, upstream_status=_REJECTED_STATUS[kind])
+    return _STREAM_ERRORS.get(kind, UpstreamUnavailable)(text)
+
+
+# --------------------------------------------------------------------------- provider
+
+
+class AnthropicProvider:
+    """Serves OpenAI chat requests from Anthropic's Messages API; nothing else."""
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        base_url: str,
+        api_key: str,
+        *,
+        default_max_tokens: int = 4096,
+        version: str = "2023-06-01",
+    ):
+        self.name = name
+        self._client = client
+        self._url = base_url.rstrip("/") + "/v1/messages"
+        self._api_key = api_key
+        self._default_max_tokens = default_max_tokens
+        self._version = version
+
+    async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
+        body = to_anthropic(request, model, self._default_max_tokens)
+        try:
+            with map_transport_errors(self.name):
+                async with self._client.stream("POST", self._url, json=body, headers=self._headers()) as response:
+                    if not response.is_success:
+                        await response.aread()
+                        raise error_from_response(self.name, response.status_code, response.headers, response.content)
+                    async with aclosing(translate(sse_events(response.aiter_lines()), self.name)) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
+        except OrchestratorError as e:
+            _redact(e, self._api_key)
+            raise
+
+    async def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
+        raise UnsupportedCapability(
+            f"'{model}' is an Anthropic model; Anthropic has no text completions API. Use /v1/chat/completions.",
+            param="model",
+            code="unsupported_task",
+        )
+        yield  # unreachable: makes this an async generator, as the Provider protocol expects
+
+    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        raise UnsupportedCapability(
+            f"'{model}' is an Anthropic model; Anthropic has no embeddings API.",
+            param="model",
+            code="unsupported_task",
+        )
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "x-api-key": self._api_key,
+            "anthropic-version": self._version,
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+        }
+
+
+def _redact(error: OrchestratorError, secret: str) -> None:
+    if secret and secret in error.message:
+        error.message = error.message.replace(secret, "[redacted]")
+        error.args = (error.message,)
