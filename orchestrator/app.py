@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
+import httpx
 from fastapi import FastAPI
 
 from local_models.deployment import local_model_app
@@ -40,18 +41,21 @@ async def build_pipeline(
     clients: dict[str, tuple[LocalModelClient, ModelInfo]],
     settings: Settings | None = None,
     env: Mapping[str, str] | None = None,
+    client: httpx.AsyncClient | None = None,
 ) -> Pipeline:
     """A pipeline over local model clients (keyed by provider name, each with its
-    info) and the remote providers `settings` configures and `env` has keys for."""
+    info) and the remote providers `settings` configures and `env` has keys for,
+    all sharing one pooled HTTP `client`."""
     configs = settings.providers if settings else {}
     chains = settings.models if settings else {}
     r = settings.resilience if settings else ResilienceSettings()
     providers: dict[str, Provider] = {}
     local: dict[str, Backend] = {}
-    for name, (client, info) in clients.items():
-        providers[name] = LocalProvider(client)
+    for name, (local_client, info) in clients.items():
+        providers[name] = LocalProvider(local_client)
         local[info["name"]] = local_backend(info, name)
-    remote_providers, remote = build_remote(configs, http_client(r), os.environ if env is None else env)
+    client = client or http_client(r)
+    remote_providers, remote = build_remote(configs, client, os.environ if env is None else env)
     providers.update(remote_providers)
     policy = Policy(
         attempts=r.attempts,
