@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
+from benchmarks.fake_provider import FakeProvider
 from orchestrator import runtime
 from orchestrator.settings import load_settings
 
@@ -28,15 +29,47 @@ def _free_port() -> int:
 EAGER = {section: {"engine_args": {"enforce_eager": True}} for section in ("local", "embedding")}
 
 
+# Remote providers: fakes on loopback that speak each provider's wire format. Keys go
+# into the environment before Ray starts, the way a user gives them (workers inherit it).
+KEYS = {
+    "TOGETHER_API_KEY": "sk-e2e-together",
+    "OPENROUTER_API_KEY": "sk-e2e-openrouter",
+    "ANTHROPIC_API_KEY": "sk-e2e-anthropic",
+}
+
+
 @pytest.fixture(scope="session")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def remote_fakes() -> Iterator[dict[str, FakeProvider]]:
+    fakes = {
+        "together": FakeProvider(api_key=KEYS["TOGETHER_API_KEY"], reply="Paris is the capital of France."),
+        "openrouter": FakeProvider(api_key=KEYS["OPENROUTER_API_KEY"], reply="Paris is the capital of France."),
+        "anthropic": FakeProvider(api_key=KEYS["ANTHROPIC_API_KEY"], reply="Paris is the capital of France."),
+    }
+    for fake in fakes.values():
+        fake.start()
+    yield fakes
+    for fake in fakes.values():
+        fake.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(tmp_path_factory: pytest.TempPathFactory, remote_fakes: dict[str, FakeProvider]) -> Iterator[str]:
     os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
+    os.environ.update(KEYS)
+    remote = {
+        "providers": {
+            "together": {"base_url": remote_fakes["together"].base_url + "/v1"},
+            "openrouter": {"base_url": remote_fakes["openrouter"].base_url + "/v1"},
+            "anthropic": {"base_url": remote_fakes["anthropic"].base_url},
+        },
+        "resilience": {"first_token_timeout_s": 2.0, "idle_timeout_s": 1.0, "breaker_threshold": 1000},
+    }
     runtime.prepare_models(load_settings(), progress=False)
     for attempt in range(3):
         # A port free a moment ago can be taken by one of Ray's own workers: try another.
         port = _free_port()
         try:
-            runtime.start(load_settings(server={"port": port}, **EAGER), timeout_s=900)
+            runtime.start(load_settings(server={"port": port}, **EAGER, **remote), timeout_s=900)
             break
         except Exception:
             runtime.stop()
@@ -46,6 +79,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         runtime.stop()
+        for key in KEYS:
+            os.environ.pop(key, None)
 
 
 @pytest.fixture(scope="session")

@@ -35,10 +35,16 @@ def _sse_chunks(lines: Any) -> tuple[list[dict[str, Any]], bool]:
     return chunks, done
 
 
-def test_models_lists_local_chat_and_embedding_models(client: openai.OpenAI) -> None:
+def test_models_lists_local_models_chains_and_available_remote_models(client: openai.OpenAI) -> None:
     raw = client.models.with_raw_response.list()
     validate("ListModelsResponse", raw.http_response.json())
-    assert {m.id for m in raw.parse()} == {CHAT_MODEL, EMBED_MODEL}
+    owners = {m.id: m.owned_by for m in raw.parse()}
+    assert owners[CHAT_MODEL] == owners[EMBED_MODEL] == "local"
+    # Chains whose providers have keys here (together, openrouter, anthropic are fakes) ...
+    assert {"llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "claude-haiku"} <= set(owners)
+    assert owners["together/llama-3.1-8b-instruct"] == "together"
+    # ... and nothing from providers without a key.
+    assert not any(name.startswith(("groq/", "mistral/", "deepseek/")) for name in owners)
 
 
 def test_smollm2_answers_paris(client: openai.OpenAI) -> None:
