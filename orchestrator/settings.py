@@ -78,6 +78,7 @@ class RemoteModel(BaseModel):
     """One model of a provider: its id there, its prices, what it can do."""
 
     id: str  # the provider's own model id
+    kind: Literal["chat", "embedding"] = "chat"  # chat: chat + text completions
     input_per_mtok: float = 0.0  # dollars per million input tokens
     output_per_mtok: float = 0.0
     cached_input_per_mtok: float | None = None

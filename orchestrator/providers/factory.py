@@ -34,6 +34,14 @@ def http_client(resilience: ResilienceSettings) -> httpx.AsyncClient:
 
 
 def remote_backend(provider: str, model: RemoteModel) -> Backend:
+    if model.kind == "embedding":
+        return Backend(
+            provider=provider,
+            model=model.id,
+            tasks=frozenset({"embeddings"}),
+            context_length=model.context_length,
+            owned_by=provider,
+        )
     features: set[Feature] = set()
     if model.tools:
         features.add("tools")

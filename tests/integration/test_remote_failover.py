@@ -62,7 +62,7 @@ async def http(fakes: dict[str, FakeProvider]) -> AsyncIterator[httpx.AsyncClien
             "alpha": {
                 "base_url": fakes["alpha"].base_url + "/v1",
                 "api_key_env": "ALPHA_KEY",
-                "models": {"m": {"id": "alpha-model"}},
+                "models": {"m": {"id": "alpha-model"}, "e": {"id": "alpha-embed", "kind": "embedding"}},
             },
             "beta": {
                 "base_url": fakes["beta"].base_url + "/v1",
@@ -360,3 +360,15 @@ async def test_keys_never_appear_in_responses_errors_or_logs(
     for key in KEYS.values():
         assert key not in everything
         assert key[-8:] not in everything
+
+
+async def test_embeddings_go_to_a_remote_embedding_model(
+    http: httpx.AsyncClient, fakes: dict[str, FakeProvider]
+) -> None:
+    r = await http.post("/v1/embeddings", json={"model": "alpha/e", "input": ["a", "b"]})
+    assert r.status_code == 200, r.text
+    validate("CreateEmbeddingResponse", r.json())
+    assert len(r.json()["data"]) == 2 and r.headers["x-served-by"] == "alpha/alpha-embed"
+    assert fakes["alpha"].requests[-1].body["model"] == "alpha-embed"
+    r = await http.post("/v1/chat/completions", json={"model": "alpha/e", "messages": QUESTION})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_task"
