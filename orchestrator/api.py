@@ -78,16 +78,16 @@ def build_app(pipeline: Pipeline) -> FastAPI:
     async def chat(request: Request) -> Response:
         body = await parse(request, ChatCompletionRequest)
         if body.stream:
-            return stream_response(await pipeline.chat_stream(body), body.include_usage())
-        routed = await pipeline.chat(body)
+            return stream_response(await pipeline.chat_stream(body, request.headers), body.include_usage())
+        routed = await pipeline.chat(body, request.headers)
         return _json(routed.result, routed.route)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         body = await parse(request, CompletionRequest)
         if body.stream:
-            return stream_response(await pipeline.complete_stream(body), body.include_usage())
-        routed = await pipeline.complete(body)
+            return stream_response(await pipeline.complete_stream(body, request.headers), body.include_usage())
+        routed = await pipeline.complete(body, request.headers)
         return _json(routed.result, routed.route)
 
     @app.post("/v1/embeddings")
@@ -153,7 +153,7 @@ def _is_union_tag(part: object) -> bool:
 def route_headers(route: Route | None) -> dict[str, str]:
     if route is None:
         return {}
-    return {"x-served-by": f"{route.provider}/{route.model}", "x-route-reason": route.reason}
+    return {"x-served-by": f"{route.provider}/{route.model}", "x-route-reason": route.reason, "x-cache": route.cache}
 
 
 def _json(model: WireModel, route: Route | None = None) -> Response:
@@ -201,10 +201,11 @@ async def sse_events(stream: OpenStream[Chunk], include_usage: bool) -> AsyncIte
 
 
 def _event(chunk: Chunk, include_usage: bool) -> bytes:
+    # Chunks may be shared by several clients (single-flight): never mutate them here.
     if chunk.usage is not None and not include_usage:
         if not chunk.choices:
             return b""
-        chunk.usage = None
+        return b"data: " + chunk.model_dump_json(exclude={"usage"}).encode() + b"\n\n"
     return b"data: " + chunk.model_dump_json().encode() + b"\n\n"
 
 

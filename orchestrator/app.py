@@ -25,9 +25,10 @@ from fastapi import FastAPI
 from local_models.deployment import local_model_app
 from local_models.interface import EngineConfig, ModelInfo
 from orchestrator.api import build_app
+from orchestrator.cache import ResponseCache
 from orchestrator.capabilities import Backend, build_registry, local_backend
 from orchestrator.failover import Policy
-from orchestrator.pipeline import Pipeline
+from orchestrator.pipeline import CacheConfig, Pipeline
 from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
@@ -68,7 +69,16 @@ async def build_pipeline(
         breaker_cooldown_s=r.breaker_cooldown_s,
     )
     registry = build_registry(local, remote, chains)
-    return Pipeline(registry, providers, created=int(time.time()), policy=policy)
+    cache, cache_config = None, CacheConfig(mode="never")
+    if settings is not None and settings.cache.enabled:
+        c = settings.cache
+        cache = ResponseCache(
+            c.directory or settings.data_dir / "response-cache", size_limit_bytes=c.size_limit_mb << 20
+        )
+        cache_config = CacheConfig(mode=c.mode, ttl_s=c.ttl_s)
+    return Pipeline(
+        registry, providers, created=int(time.time()), policy=policy, cache=cache, cache_config=cache_config
+    )
 
 
 class Gateway:

@@ -1,25 +1,40 @@
 """The request flow, readable top to bottom.
 
-    resolve the model name -> the backends able to serve this request (the plan)
-    -> try them in order with retries and failover (`failover.run_with_failover`)
-    -> a chunk stream committed at its first content, or a whole response
+    cache lookup (reproducible requests) ──hit──▶ replay as JSON or as a real stream
+    single-flight: an identical request already in flight is joined, not repeated
+    plan: the model's backends able to serve this request, in order
+    run: try them with retries and failover (`failover.run_with_failover`)
+    ──▶ a stream committed at its first content, or a whole answer
+    store the finished answer in the cache
 
 A stream is handed to the edge only once a route produced its first content
 chunk, so every failure before that falls over to the next route without the
-client seeing it. A whole (non-stream) response is folded inside the attempt,
+client seeing it. A whole (non-stream) answer is folded inside the attempt,
 so even a failure mid-answer falls over. The plan today is the configured
-order; the scheduler (latency, load, price), the response cache,
-single-flight and budgets slot in around `_plan` and `_run` (see
-shared/DESIGN.md) and are not faked here. What the pipeline returns says who
-served the request and why (`x-served-by`, `x-route-reason`).
+order; the scheduler (latency, load, price) and budgets slot in at `_plan`
+(see shared/DESIGN.md) and are not faked here. Every result carries a
+`Route`: who served it, why, and what the cache did.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
 
+from orchestrator.cache import (
+    Decision,
+    Entry,
+    ResponseCache,
+    cache_key,
+    complete_enough,
+    decide,
+    fresh_chat,
+    fresh_completion,
+    replay_chat,
+    replay_completion,
+)
 from orchestrator.capabilities import Feature, Registry, Task, chat_needs
 from orchestrator.failover import Breakers, OpenStream, Policy, Success, Target, open_stream, run_with_failover
 from orchestrator.protocol import (
@@ -34,25 +49,21 @@ from orchestrator.protocol import (
     ModelList,
 )
 from orchestrator.providers.base import Provider
+from orchestrator.routes import Route, Routed
+from orchestrator.singleflight import Flight, SingleFlight
 from orchestrator.streams import assemble_chat, assemble_completion
+
+__all__ = ["CacheConfig", "Pipeline", "Route", "Routed"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+W = TypeVar("W", ChatCompletion, CompletionChunk)
 
 
 @dataclass(frozen=True)
-class Route:
-    """Who served a request, and why."""
-
-    provider: str
-    model: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Routed(Generic[T]):
-    route: Route
-    result: T
+class CacheConfig:
+    mode: Literal["auto", "always", "never"] = "auto"
+    ttl_s: float = 3600.0
 
 
 def _chat_started(chunk: ChatCompletionChunk) -> bool:
@@ -63,8 +74,26 @@ def _completion_started(chunk: CompletionChunk) -> bool:
     return any(c.text or c.finish_reason for c in chunk.choices)
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What differs between chat and text completions along the flow."""
+
+    name: Literal["chat", "completion"]
+    task: Task
+    started: Callable[[Any], bool]
+    assemble: Callable[[AsyncIterator[Any]], Awaitable[Any]]
+    replay: Callable[[Entry], AsyncIterator[Any]]
+    fresh: Callable[[Entry], Any]
+
+
+CHAT = _Kind("chat", "chat", _chat_started, assemble_chat, replay_chat, fresh_chat)
+COMPLETION = _Kind(
+    "completion", "completions", _completion_started, assemble_completion, replay_completion, fresh_completion
+)
+
+
 class Pipeline:
-    """Turns validated OpenAI requests into answers from the right backend."""
+    """Turns validated OpenAI requests into answers from the cache or the right backend."""
 
     def __init__(
         self,
@@ -74,53 +103,63 @@ class Pipeline:
         created: int,
         policy: Policy | None = None,
         breakers: Breakers | None = None,
+        cache: ResponseCache | None = None,
+        cache_config: CacheConfig | None = None,
     ):
         self._registry = registry
         self._providers = providers
         self._created = created
         self._policy = policy or Policy()
         self._breakers = breakers or Breakers(self._policy.breaker_threshold, self._policy.breaker_cooldown_s)
+        self._cache = cache
+        self._cache_config = cache_config or CacheConfig()
+        self._flights = SingleFlight()
 
-    # ----------------------------------------------------------------------- chat
+    # ------------------------------------------------------------------ public API
 
-    async def chat_stream(self, request: ChatCompletionRequest) -> Routed[OpenStream[ChatCompletionChunk]]:
+    async def chat_stream(
+        self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
+    ) -> Routed[OpenStream[ChatCompletionChunk]]:
         plan = self._plan(request.model, "chat", chat_needs(request))
-        done = await self._run(
-            plan, lambda t: self._open(self._providers[t.provider].chat(request, t.model), _chat_started, t)
+        return await self._stream(
+            CHAT, request, headers or {}, namespace, lambda t: self._providers[t.provider].chat(request, t.model), plan
         )
-        return _routed(done, done.result)
 
-    async def chat(self, request: ChatCompletionRequest) -> Routed[ChatCompletion]:
+    async def chat(
+        self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
+    ) -> Routed[ChatCompletion]:
         plan = self._plan(request.model, "chat", chat_needs(request))
-
-        async def whole(t: Target) -> ChatCompletion:
-            opened = await self._open(self._providers[t.provider].chat(request, t.model), _chat_started, t)
-            return await assemble_chat(opened.chunks())
-
-        done = await self._run(plan, whole)
-        return _routed(done, done.result)
-
-    # ---------------------------------------------------------------- completions
-
-    async def complete_stream(self, request: CompletionRequest) -> Routed[OpenStream[CompletionChunk]]:
-        plan = self._plan(request.model, "completions")
-        done = await self._run(
-            plan, lambda t: self._open(self._providers[t.provider].complete(request, t.model), _completion_started, t)
+        result: Routed[ChatCompletion] = await self._whole(
+            CHAT, request, headers or {}, namespace, lambda t: self._providers[t.provider].chat(request, t.model), plan
         )
-        return _routed(done, done.result)
+        return result
 
-    async def complete(self, request: CompletionRequest) -> Routed[CompletionChunk]:
+    async def complete_stream(
+        self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
+    ) -> Routed[OpenStream[CompletionChunk]]:
         plan = self._plan(request.model, "completions")
+        return await self._stream(
+            COMPLETION,
+            request,
+            headers or {},
+            namespace,
+            lambda t: self._providers[t.provider].complete(request, t.model),
+            plan,
+        )
 
-        async def whole(t: Target) -> CompletionChunk:
-            stream = self._providers[t.provider].complete(request, t.model)
-            opened = await self._open(stream, _completion_started, t)
-            return await assemble_completion(opened.chunks())
-
-        done = await self._run(plan, whole)
-        return _routed(done, done.result)
-
-    # ----------------------------------------------------------------- embeddings
+    async def complete(
+        self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
+    ) -> Routed[CompletionChunk]:
+        plan = self._plan(request.model, "completions")
+        result: Routed[CompletionChunk] = await self._whole(
+            COMPLETION,
+            request,
+            headers or {},
+            namespace,
+            lambda t: self._providers[t.provider].complete(request, t.model),
+            plan,
+        )
+        return result
 
     async def embed(self, request: EmbeddingRequest) -> Routed[EmbeddingResponse]:
         plan = self._plan(request.model, "embeddings")
@@ -131,6 +170,102 @@ class Pipeline:
         return ModelList(
             data=[ModelCard(id=e.name, created=self._created, owned_by=e.owned_by) for e in self._registry.entries()]
         )
+
+    # ------------------------------------------------------------------- the flow
+
+    async def _stream(
+        self,
+        kind: _Kind,
+        request: Any,
+        headers: Mapping[str, str],
+        namespace: str,
+        call: Callable[[Target], AsyncIterator[Any]],
+        plan: list[Target],
+    ) -> Routed[OpenStream[Any]]:
+        key, decision = self._decide(request, headers, namespace)
+        if (hit := self._lookup(key, decision)) is not None:
+            return Routed(
+                _hit_route(hit),
+                await open_stream(kind.replay(hit), has_content=kind.started, policy=self._policy, provider="cache"),
+            )
+        def upstream() -> Awaitable[Routed[OpenStream[Any]]]:
+            return self._open_routed(kind, call, plan)
+
+        if not decision.cacheable:
+            return _with_cache(await upstream(), decision)
+        flight, _ = self._flights.join(key, upstream, self._storer(kind, key, decision))
+        return _with_cache(await flight.follow(), decision)
+
+    async def _whole(
+        self,
+        kind: _Kind,
+        request: Any,
+        headers: Mapping[str, str],
+        namespace: str,
+        call: Callable[[Target], AsyncIterator[Any]],
+        plan: list[Target],
+    ) -> Routed[Any]:
+        key, decision = self._decide(request, headers, namespace)
+        if (hit := self._lookup(key, decision)) is not None:
+            return Routed(_hit_route(hit), kind.fresh(hit))
+        if decision.cacheable:
+            # Join (or start) the shared flight; if it fails, retry on our own, with
+            # whole-answer failover, rather than hand a shared failure on.
+            flight, _ = self._flights.join(
+                key, lambda: self._open_routed(kind, call, plan), self._storer(kind, key, decision)
+            )
+            try:
+                routed = await flight.follow()
+                return _with_cache(Routed(routed.route, await kind.assemble(routed.result.chunks())), decision)
+            except Exception:
+                if not flight.finished or flight.route is None:
+                    raise
+        done = await self._run(plan, lambda t: self._fold(kind, call(t), t))
+        routed_whole = _routed(done, done.result)
+        if decision.write and complete_enough(kind.name, routed_whole.result.model_dump()):
+            await self._store(key, kind, routed_whole.result.model_dump(), routed_whole.route, decision)
+        return _with_cache(routed_whole, decision)
+
+    async def _open_routed(
+        self, kind: _Kind, call: Callable[[Target], AsyncIterator[Any]], plan: list[Target]
+    ) -> Routed[OpenStream[Any]]:
+        done = await self._run(plan, lambda t: self._open(call(t), kind.started, t))
+        return _routed(done, done.result)
+
+    async def _fold(self, kind: _Kind, stream: AsyncIterator[Any], target: Target) -> Any:
+        opened = await self._open(stream, kind.started, target)
+        return await kind.assemble(opened.chunks())
+
+    # ------------------------------------------------------------------- the cache
+
+    def _decide(self, request: Any, headers: Mapping[str, str], namespace: str) -> tuple[str, Decision]:
+        decision = decide(request, headers, mode=self._cache_config.mode, default_ttl_s=self._cache_config.ttl_s)
+        if self._cache is None:
+            decision = replace(decision, read=False, write=False)
+        return cache_key(request, namespace), decision
+
+    def _lookup(self, key: str, decision: Decision) -> Entry | None:
+        if not decision.read or self._cache is None:
+            return None
+        return self._cache.get(key)
+
+    def _storer(self, kind: _Kind, key: str, decision: Decision) -> Callable[[Flight[Any]], Awaitable[None]]:
+        async def store(flight: Flight[Any]) -> None:
+            if not decision.write or flight.route is None:
+                return
+            whole = await kind.assemble(_aiter(flight.chunks))
+            body = whole.model_dump()
+            if complete_enough(kind.name, body):
+                await self._store(key, kind, body, flight.route, decision)
+
+        return store
+
+    async def _store(self, key: str, kind: _Kind, body: dict[str, Any], route: Route, decision: Decision) -> None:
+        if self._cache is None:
+            return
+        entry = Entry(kind=kind.name, body=body, provider=route.provider, model=route.model)
+        # Off the event loop: a write waits on the disk, a lookup must not wait on it.
+        await asyncio.to_thread(self._cache.set, key, entry, decision.ttl_s)
 
     # -------------------------------------------------------------------- helpers
 
@@ -147,3 +282,16 @@ class Pipeline:
 
 def _routed(done: Success[Any], result: T) -> Routed[T]:
     return Routed(Route(done.target.provider, done.target.model, done.reason()), result)
+
+
+def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:
+    return Routed(replace(routed.route, cache=decision.outcome_if_missed), routed.result)
+
+
+def _hit_route(entry: Entry) -> Route:
+    return Route(provider="cache", model=f"{entry.provider}/{entry.model}", reason="cache-hit", cache="HIT")
+
+
+async def _aiter(items: list[T]) -> AsyncIterator[T]:
+    for item in items:
+        yield item

@@ -124,6 +124,16 @@ class ResilienceSettings(BaseModel):
     breaker_cooldown_s: float = 30.0
 
 
+class CacheSettings(BaseModel):
+    """The response cache on local disk (one per node, shared by its gateway replicas)."""
+
+    enabled: bool = True
+    mode: Literal["auto", "always", "never"] = "auto"  # auto: temperature 0 or an explicit seed
+    ttl_s: float = 3600.0
+    size_limit_mb: int = 1024
+    directory: Path | None = None  # default: <data_dir>/response-cache
+
+
 class RaySettings(BaseModel):
     num_cpus: int | None = None  # None: let Ray count the machine's cores
     address: str | None = None  # an existing cluster; None starts a local one
@@ -149,6 +159,7 @@ class Settings(BaseSettings):
     # Client-facing model names -> ordered routes ("provider/model-name", or the local model's name).
     models: dict[str, list[str]] = Field(default_factory=dict)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @field_validator("data_dir")
     @classmethod

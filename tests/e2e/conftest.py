@@ -63,6 +63,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, remote_fakes: dict[str, F
             "anthropic": {"base_url": remote_fakes["anthropic"].base_url},
         },
         "resilience": {"first_token_timeout_s": 2.0, "idle_timeout_s": 1.0, "breaker_threshold": 1000},
+        # A fresh response cache per session: answers cached by an earlier run must not leak in.
+        "cache": {"directory": str(tmp_path_factory.mktemp("response-cache"))},
     }
     runtime.prepare_models(load_settings(), progress=False)
     for attempt in range(3):

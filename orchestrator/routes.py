@@ -1,0 +1,24 @@
+"""Who served a request, and why: what the edge turns into response headers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+CacheOutcome = Literal["HIT", "MISS", "BYPASS"]
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: str
+    model: str
+    reason: str
+    cache: CacheOutcome = "BYPASS"
+
+
+@dataclass(frozen=True)
+class Routed(Generic[T]):
+    route: Route
+    result: T
