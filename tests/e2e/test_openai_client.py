@@ -204,3 +204,43 @@ def test_client_disconnect_aborts_the_engine_request(client: openai.OpenAI) -> N
     while _local_model_stats()["unfinished"] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _local_model_stats()["unfinished"] == 0
+
+
+def test_a_repeated_question_is_answered_from_the_cache_streamed_and_not(client: openai.OpenAI) -> None:
+    question = [{"role": "user", "content": "Name one colour of the rainbow."}]
+    first = client.chat.completions.with_raw_response.create(
+        model=CHAT_MODEL, messages=question, temperature=0, max_tokens=12
+    )
+    assert first.headers["x-cache"] == "MISS"
+    again = client.chat.completions.with_raw_response.create(
+        model=CHAT_MODEL, messages=question, temperature=0, max_tokens=12
+    )
+    validate("CreateChatCompletionResponse", again.http_response.json())
+    assert again.headers["x-cache"] == "HIT" and again.headers["x-served-by"].startswith("cache/local/")
+    assert again.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert again.parse().id != first.parse().id
+    # The same entry replays as a real stream of many chunks.
+    with client.chat.completions.with_streaming_response.create(
+        model=CHAT_MODEL, messages=question, temperature=0, max_tokens=12, stream=True
+    ) as response:
+        assert response.headers["x-cache"] == "HIT"
+        chunks, done = _sse_chunks(response.iter_lines())
+    assert done and len(chunks) > 3
+    for chunk in chunks:
+        validate("CreateChatCompletionStreamResponse", chunk)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == first.parse().choices[0].message.content
+
+
+def test_a_streamed_answer_is_cached_for_a_later_whole_request(client: openai.OpenAI) -> None:
+    question = [{"role": "user", "content": "Say hello politely."}]
+    stream = client.chat.completions.create(model=CHAT_MODEL, messages=question, seed=11, max_tokens=10, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    again = client.chat.completions.with_raw_response.create(
+        model=CHAT_MODEL, messages=question, seed=11, max_tokens=10
+    )
+    assert again.headers["x-cache"] == "HIT" and again.parse().choices[0].message.content == text
+    bypass = client.chat.completions.with_raw_response.create(
+        model=CHAT_MODEL, messages=question, seed=11, max_tokens=10, extra_headers={"Cache-Control": "no-cache"}
+    )
+    assert bypass.headers["x-cache"] == "BYPASS"
