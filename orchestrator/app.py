@@ -28,6 +28,7 @@ from orchestrator.api import build_app
 from orchestrator.cache import ResponseCache
 from orchestrator.capabilities import Backend, build_registry, local_backend
 from orchestrator.failover import Policy
+from orchestrator.ledger import Prices
 from orchestrator.pipeline import CacheConfig, Pipeline
 from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
@@ -77,7 +78,13 @@ async def build_pipeline(
         )
         cache_config = CacheConfig(mode=c.mode, ttl_s=c.ttl_s)
     return Pipeline(
-        registry, providers, created=int(time.time()), policy=policy, cache=cache, cache_config=cache_config
+        registry,
+        providers,
+        created=int(time.time()),
+        policy=policy,
+        cache=cache,
+        cache_config=cache_config,
+        prices=Prices.from_providers(configs),
     )
 
 

@@ -37,6 +37,7 @@ from orchestrator.cache import (
 )
 from orchestrator.capabilities import Feature, Registry, Task, chat_needs
 from orchestrator.failover import Breakers, OpenStream, Policy, Success, Target, open_stream, run_with_failover
+from orchestrator.ledger import Ledger, LogLedger, Prices, UsageRecord
 from orchestrator.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -47,6 +48,7 @@ from orchestrator.protocol import (
     EmbeddingResponse,
     ModelCard,
     ModelList,
+    Usage,
 )
 from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
@@ -105,6 +107,8 @@ class Pipeline:
         breakers: Breakers | None = None,
         cache: ResponseCache | None = None,
         cache_config: CacheConfig | None = None,
+        prices: Prices | None = None,
+        ledger: Ledger | None = None,
     ):
         self._registry = registry
         self._providers = providers
@@ -114,6 +118,8 @@ class Pipeline:
         self._cache = cache
         self._cache_config = cache_config or CacheConfig()
         self._flights = SingleFlight()
+        self._prices = prices or Prices({})
+        self._ledger = ledger or LogLedger()
 
     # ------------------------------------------------------------------ public API
 
@@ -184,17 +190,18 @@ class Pipeline:
     ) -> Routed[OpenStream[Any]]:
         key, decision = self._decide(request, headers, namespace)
         if (hit := self._lookup(key, decision)) is not None:
-            return Routed(
-                _hit_route(hit),
-                await open_stream(kind.replay(hit), has_content=kind.started, policy=self._policy, provider="cache"),
+            replay = await open_stream(
+                kind.replay(hit), has_content=kind.started, policy=self._policy, provider="cache"
             )
+            return self._metered(request, Routed(_hit_route(hit), replay), hit)
+
         def upstream() -> Awaitable[Routed[OpenStream[Any]]]:
             return self._open_routed(kind, call, plan)
 
         if not decision.cacheable:
-            return _with_cache(await upstream(), decision)
+            return self._metered(request, _with_cache(await upstream(), decision))
         flight, _ = self._flights.join(key, upstream, self._storer(kind, key, decision))
-        return _with_cache(await flight.follow(), decision)
+        return self._metered(request, _with_cache(await flight.follow(), decision))
 
     async def _whole(
         self,
@@ -207,7 +214,7 @@ class Pipeline:
     ) -> Routed[Any]:
         key, decision = self._decide(request, headers, namespace)
         if (hit := self._lookup(key, decision)) is not None:
-            return Routed(_hit_route(hit), kind.fresh(hit))
+            return self._accounted(request, Routed(_hit_route(hit), kind.fresh(hit)), hit)
         if decision.cacheable:
             # Join (or start) the shared flight; if it fails, retry on our own, with
             # whole-answer failover, rather than hand a shared failure on.
@@ -216,7 +223,8 @@ class Pipeline:
             )
             try:
                 routed = await flight.follow()
-                return _with_cache(Routed(routed.route, await kind.assemble(routed.result.chunks())), decision)
+                whole = Routed(routed.route, await kind.assemble(routed.result.chunks()))
+                return self._accounted(request, _with_cache(whole, decision))
             except Exception:
                 if not flight.finished or flight.route is None:
                     raise
@@ -224,7 +232,7 @@ class Pipeline:
         routed_whole = _routed(done, done.result)
         if decision.write and complete_enough(kind.name, routed_whole.result.model_dump()):
             await self._store(key, kind, routed_whole.result.model_dump(), routed_whole.route, decision)
-        return _with_cache(routed_whole, decision)
+        return self._accounted(request, _with_cache(routed_whole, decision))
 
     async def _open_routed(
         self, kind: _Kind, call: Callable[[Target], AsyncIterator[Any]], plan: list[Target]
@@ -235,6 +243,70 @@ class Pipeline:
     async def _fold(self, kind: _Kind, stream: AsyncIterator[Any], target: Target) -> Any:
         opened = await self._open(stream, kind.started, target)
         return await kind.assemble(opened.chunks())
+
+    # ------------------------------------------------------------------ accounting
+
+    def _record(
+        self,
+        request: Any,
+        route: Route,
+        usage: Usage | None,
+        answer_id: str,
+        *,
+        stream: bool,
+        complete: bool,
+        hit: Entry | None,
+    ) -> None:
+        cost = self._prices.cost(route.provider, route.model, usage)
+        saved = self._prices.cost(hit.provider, hit.model, usage) if hit is not None else 0.0
+        details = usage.prompt_tokens_details if usage is not None else None
+        self._ledger.record(
+            UsageRecord(
+                id=answer_id,
+                model=request.model,
+                provider=route.provider,
+                provider_model=route.model,
+                route_reason=route.reason,
+                cache=route.cache,
+                stream=stream,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cached_tokens=details.cached_tokens if details else 0,
+                cost_usd=0.0 if hit is not None else cost,
+                saved_usd=saved,
+                complete=complete,
+            )
+        )
+
+    def _accounted(self, request: Any, routed: Routed[W], hit: Entry | None = None) -> Routed[W]:
+        whole = routed.result
+        self._record(request, routed.route, whole.usage, whole.id, stream=False, complete=True, hit=hit)
+        return routed
+
+    def _metered(
+        self, request: Any, routed: Routed[OpenStream[Any]], hit: Entry | None = None
+    ) -> Routed[OpenStream[Any]]:
+        """The same stream, recorded in the ledger when it ends (or breaks off)."""
+        seen: dict[str, Any] = {"usage": None, "id": ""}
+
+        def observe(chunk: Any) -> None:
+            seen["id"] = seen["id"] or chunk.id
+            seen["usage"] = chunk.usage or seen["usage"]
+
+        for chunk in routed.result.prefix:
+            observe(chunk)
+
+        async def rest() -> AsyncIterator[Any]:
+            complete = False
+            try:
+                async for chunk in routed.result.rest:
+                    observe(chunk)
+                    yield chunk
+                complete = True
+            finally:
+                self._record(request, routed.route, seen["usage"], seen["id"], stream=True, complete=complete, hit=hit)
+
+        return Routed(routed.route, OpenStream(routed.result.prefix, rest()))
 
     # ------------------------------------------------------------------- the cache
 

@@ -11,6 +11,7 @@ goes away before the end, the upstream call is cancelled.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -18,6 +19,7 @@ from orchestrator.failover import OpenStream
 from orchestrator.routes import Route, Routed
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Flight(Generic[T]):
@@ -96,6 +98,11 @@ class Flight(Generic[T]):
             async for chunk in routed.result.rest:
                 self.chunks.append(chunk)
                 self._notify()
+            # Before anyone sees the end: a client that asks again right after gets the stored answer.
+            try:
+                await on_finish(self)
+            except Exception:
+                log.exception("single-flight: finishing hook failed")
         except asyncio.CancelledError:
             self.error = asyncio.CancelledError()
         except Exception as e:
@@ -105,8 +112,6 @@ class Flight(Generic[T]):
             self._opened.set()
             self._notify()
             self._on_empty()
-        if self.error is None:
-            await on_finish(self)
 
 
 class SingleFlight:

@@ -1,0 +1,89 @@
+"""Prices, usage and cost: what every answer cost, and what the cache saved.
+
+`Prices` turns a backend's usage into dollars from the provider presets
+(per million input, cached input and output tokens). Every answer the
+pipeline hands out becomes one `UsageRecord`, given to a `Ledger`: a cache
+hit records zero cost and the cost it saved (what its original route
+charged for the same tokens). `LogLedger` writes each record as one JSON log
+line; budgets, virtual keys and the cluster-wide ledger build on this seam.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from orchestrator.protocol import Usage
+from orchestrator.settings import ProviderSettings
+
+log = logging.getLogger("orchestrator.requests")
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+    cached_input_per_mtok: float | None = None
+
+    def cost(self, usage: Usage) -> float:
+        cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+        cached_price = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        fresh = usage.prompt_tokens - cached
+        return (
+            fresh * self.input_per_mtok + cached * cached_price + usage.completion_tokens * self.output_per_mtok
+        ) / 1e6
+
+
+class Prices:
+    """Prices by (provider, the provider's model id); unknown backends (local ones) cost nothing here."""
+
+    def __init__(self, prices: Mapping[tuple[str, str], Price]):
+        self._prices = dict(prices)
+
+    @classmethod
+    def from_providers(cls, providers: Mapping[str, ProviderSettings]) -> Prices:
+        return cls(
+            {
+                (name, m.id): Price(m.input_per_mtok, m.output_per_mtok, m.cached_input_per_mtok)
+                for name, cfg in providers.items()
+                for m in cfg.models.values()
+            }
+        )
+
+    def cost(self, provider: str, model: str, usage: Usage | None) -> float:
+        if usage is None:
+            return 0.0
+        return self._prices.get((provider, model), Price()).cost(usage)
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One answer, accounted for."""
+
+    id: str
+    model: str  # the name the client asked for
+    provider: str  # who served it ("cache" for a hit)
+    provider_model: str
+    route_reason: str
+    cache: str
+    stream: bool
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    saved_usd: float
+    complete: bool  # False: the answer broke off (the tokens received are still counted)
+
+
+class Ledger(Protocol):
+    def record(self, record: UsageRecord) -> None: ...
+
+
+class LogLedger:
+    """Each record as one JSON line on the `orchestrator.requests` logger."""
+
+    def record(self, record: UsageRecord) -> None:
+        log.info(json.dumps(asdict(record), separators=(",", ":")))
