@@ -16,7 +16,7 @@ deployment around a fake engine.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -39,7 +39,7 @@ class LocalModel:
             config = replace(config, model_path=_prepare(config.model_path, Path(data_dir)))
         self._engine = await (engine_factory or _start_vllm)(config)
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]:
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         async for batch in self._engine.generate(request):
             yield batch
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ class VllmEngine:
 
     # ------------------------------------------------------------------- generate
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]:
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         param = "messages" if request["kind"] == "chat" else "prompt"
         prompts = self._prompt_ids(request)
         sampling = request["sampling"]

@@ -13,7 +13,7 @@ the usage.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
@@ -121,7 +121,7 @@ class ModelInfo(TypedDict):
 class Engine(Protocol):
     """What a LocalModel replica serves; one generation method and its siblings."""
 
-    def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]: ...
+    def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]: ...
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult: ...
 

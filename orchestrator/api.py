@@ -197,6 +197,8 @@ async def sse_events(stream: OpenStream[Chunk], include_usage: bool) -> AsyncIte
         log.exception("stream failed")
         yield _error_event(UpstreamError(f"The stream failed: {type(e).__name__}."))
         return
+    finally:
+        await stream.aclose()  # the client may have gone before the first write: release upstream work
     yield b"data: [DONE]\n\n"
 
 

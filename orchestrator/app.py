@@ -14,6 +14,7 @@ local generation crosses a `DeploymentHandle`.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -34,6 +35,8 @@ from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
 from orchestrator.settings import EngineSettings, ResilienceSettings, Settings
+
+log = logging.getLogger(__name__)
 
 LOCAL = "local"
 LOCAL_EMBED = "local-embed"
@@ -73,10 +76,12 @@ async def build_pipeline(
     cache, cache_config = None, CacheConfig(mode="never")
     if settings is not None and settings.cache.enabled:
         c = settings.cache
-        cache = ResponseCache(
-            c.directory or settings.data_dir / "response-cache", size_limit_bytes=c.size_limit_mb << 20
-        )
-        cache_config = CacheConfig(mode=c.mode, ttl_s=c.ttl_s)
+        directory = c.directory or settings.data_dir / "response-cache"
+        try:
+            cache = ResponseCache(directory, size_limit_bytes=c.size_limit_mb << 20)
+            cache_config = CacheConfig(mode=c.mode, ttl_s=c.ttl_s)
+        except Exception as e:  # a broken cache must not keep the endpoint down
+            log.error("response cache at %s unusable (%s: %s); serving without it", directory, type(e).__name__, e)
     return Pipeline(
         registry,
         providers,

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import diskcache
+from diskcache.core import MODE_PICKLE
+
 from orchestrator.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -133,6 +136,10 @@ class Entry:
     provider: str
     model: str
 
+    def validate(self) -> None:
+        """Raise (a ValueError) unless the body is a well-formed answer of its kind."""
+        (ChatCompletion if self.kind == "chat" else CompletionChunk).model_validate(self.body)
+
     def to_bytes(self) -> bytes:
         return json.dumps(
             {"kind": self.kind, "body": self.body, "provider": self.provider, "model": self.model}
@@ -145,48 +152,64 @@ class Entry:
 
 
 class ResponseCache:
-    """A diskcache on local disk; every failure is a miss (or a skipped write) and a log line."""
+    """A diskcache on local disk; every failure is a miss (or a skipped write) and a log line.
 
-    def __init__(self, directory: Path, *, size_limit_bytes: int, lock_timeout_s: float = 0.05):
-        import diskcache
+    Lookups run on the event loop, so they must never wait: entries are evicted
+    least-recently-*stored* (a least-recently-used policy would make every read
+    a write transaction, queued behind other processes' writes), and the read
+    handle gives up on a lock after `lock_timeout_s`. Writes run in a worker
+    thread and may wait longer for a lock held by another process.
+    """
 
-        self._cache = diskcache.Cache(
-            str(directory),
-            timeout=lock_timeout_s,
-            size_limit=size_limit_bytes,
-            eviction_policy="least-recently-used",
-        )
+    def __init__(
+        self, directory: Path, *, size_limit_bytes: int, lock_timeout_s: float = 0.05, write_timeout_s: float = 2.0
+    ):
+        settings = {"size_limit": size_limit_bytes, "eviction_policy": "least-recently-stored"}
+        self._reader = diskcache.Cache(str(directory), timeout=lock_timeout_s, disk=_JsonOnlyDisk, **settings)
+        self._writer = diskcache.Cache(str(directory), timeout=write_timeout_s, disk=_JsonOnlyDisk, **settings)
 
     def get(self, key: str) -> Entry | None:
         try:
-            raw = self._cache.get(key)
-        except Exception as e:  # locked, unreadable: a miss, never a failed request
-            log.warning("cache read failed (%s): %s", type(e).__name__, e)
+            raw = self._reader.get(key)
+        except Exception as e:  # locked, unreadable, a refused pickle: a miss, never a failed request
+            log.warning("cache read failed (%s): %s", type(e).__name__, e or "lock timeout")
             return None
         if raw is None:
             return None
         try:
-            return Entry.from_bytes(raw)
-        except (ValueError, KeyError, TypeError) as e:
+            entry = Entry.from_bytes(raw)
+            entry.validate()
+        except (ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError is a ValueError
             log.warning("cache entry %s is corrupt (%s); dropping it", key, type(e).__name__)
             self.delete(key)
             return None
+        return entry
 
     def set(self, key: str, entry: Entry, ttl_s: float) -> bool:
         try:
-            return bool(self._cache.set(key, entry.to_bytes(), expire=ttl_s))
+            return bool(self._writer.set(key, entry.to_bytes(), expire=ttl_s))
         except Exception as e:  # full disk, locked database
-            log.warning("cache write failed (%s): %s", type(e).__name__, e)
+            log.warning("cache write failed (%s): %s", type(e).__name__, e or "lock timeout")
             return False
 
     def delete(self, key: str) -> None:
         try:
-            self._cache.delete(key)
+            self._writer.delete(key)
         except Exception as e:
-            log.warning("cache delete failed (%s): %s", type(e).__name__, e)
+            log.warning("cache delete failed (%s): %s", type(e).__name__, e or "lock timeout")
 
     def close(self) -> None:
-        self._cache.close()
+        self._reader.close()
+        self._writer.close()
+
+
+class _JsonOnlyDisk(diskcache.Disk):  # type: ignore[misc]
+    """Never unpickles: whoever can write the cache directory must not run code in the gateway."""
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode == MODE_PICKLE:
+            raise ValueError("a pickled cache entry was refused")
+        return super().fetch(mode, filename, value, read)
 
 
 def complete_enough(kind: str, body: dict[str, Any]) -> bool:

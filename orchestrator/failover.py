@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from orchestrator.errors import (
     InvalidRequest,
@@ -222,16 +222,31 @@ def _summary(failures: list[tuple[Target, OrchestratorError]]) -> str:
 
 @dataclass
 class OpenStream(Generic[T]):
-    """A stream that reached its first content: what came so far, and the rest."""
+    """A stream that reached its first content: what came so far, and the rest.
+
+    `aclose()` releases everything behind it (the upstream connection, a
+    single-flight seat) even when `rest` was never iterated, which closing an
+    async generator that never started would not do. `also` holds what the
+    rest wraps.
+    """
 
     prefix: list[T]
     rest: AsyncIterator[T]
+    also: tuple[Any, ...] = ()
+
+    async def aclose(self) -> None:
+        await _close(self.rest)
+        for inner in self.also:
+            await inner.aclose()
 
     async def chunks(self) -> AsyncIterator[T]:
-        for chunk in self.prefix:
-            yield chunk
-        async for chunk in self.rest:
-            yield chunk
+        try:
+            for chunk in self.prefix:
+                yield chunk
+            async for chunk in self.rest:
+                yield chunk
+        finally:
+            await self.aclose()
 
 
 async def open_stream(
@@ -247,7 +262,8 @@ async def open_stream(
             async for chunk in stream:
                 prefix.append(chunk)
                 if has_content(chunk):
-                    return OpenStream(prefix, with_idle_timeout(stream, policy.idle_timeout_s, provider))
+                    rest = with_idle_timeout(stream, policy.idle_timeout_s, provider)
+                    return OpenStream(prefix, rest, also=(stream,))
     except TimeoutError:
         await _close(stream)
         raise UpstreamTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
@@ -255,7 +271,7 @@ async def open_stream(
         await _close(stream)
         raise
     if prefix:  # a complete stream without content (e.g. an empty answer): still an answer
-        return OpenStream(prefix, _empty())
+        return OpenStream(prefix, _empty(), also=(stream,))
     raise UpstreamUnavailable(f"{provider}: the stream ended without any output.")
 
 

@@ -305,8 +305,9 @@ class Pipeline:
                 complete = True
             finally:
                 self._record(request, routed.route, seen["usage"], seen["id"], stream=True, complete=complete, hit=hit)
+                await routed.result.aclose()  # closing an outer generator doesn't close the inner
 
-        return Routed(routed.route, OpenStream(routed.result.prefix, rest()))
+        return Routed(routed.route, OpenStream(routed.result.prefix, rest(), also=(routed.result,)))
 
     # ------------------------------------------------------------------- the cache
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from orchestrator.failover import OpenStream
@@ -56,22 +56,7 @@ class Flight(Generic[T]):
             assert self.error is not None
             raise self.error
         seen = len(self.chunks)
-        return Routed(self.route, OpenStream(list(self.chunks), self._tail(seen)))
-
-    async def _tail(self, i: int) -> AsyncIterator[T]:
-        try:
-            while True:
-                changed = self._changed
-                while i < len(self.chunks):
-                    yield self.chunks[i]
-                    i += 1
-                if self.finished:
-                    if self.error is not None:
-                        raise self.error
-                    return
-                await changed.wait()
-        finally:
-            self._leave()
+        return Routed(self.route, OpenStream(list(self.chunks), _Tail(self, seen)))
 
     def _leave(self) -> None:
         self._followers -= 1
@@ -112,6 +97,46 @@ class Flight(Generic[T]):
             self._opened.set()
             self._notify()
             self._on_empty()
+
+
+class _Tail(Generic[T]):
+    """A follower's view of the flight from chunk `i` on; leaving is idempotent and
+    happens on exhaustion, failure, cancellation or `aclose()`, started or not."""
+
+    def __init__(self, flight: Flight[T], i: int):
+        self._flight = flight
+        self._i = i
+        self._left = False
+
+    def __aiter__(self) -> _Tail[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        flight = self._flight
+        try:
+            while not self._left:
+                changed = flight._changed
+                if self._i < len(flight.chunks):
+                    self._i += 1
+                    return flight.chunks[self._i - 1]
+                if flight.finished:
+                    self._leave()
+                    if flight.error is not None:
+                        raise flight.error
+                    break
+                await changed.wait()
+        except asyncio.CancelledError:
+            self._leave()
+            raise
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        if not self._left:
+            self._left = True
+            self._flight._leave()
 
 
 class SingleFlight:

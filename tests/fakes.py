@@ -45,7 +45,7 @@ import re
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -170,7 +170,7 @@ class FakeEngine:
 
     # ------------------------------------------------------------- generate
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]:
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         gen = Generation(request)
         self.generations.append(gen)
         try:

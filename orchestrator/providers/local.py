@@ -8,7 +8,8 @@ translated here, at the boundary); in-process it can be the engine itself
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any, Protocol
 
 from local_models.interface import Batch, Delta, EmbedResult, GenerateRequest, Sampling
@@ -39,7 +40,7 @@ from orchestrator.protocol import (
 class LocalModelClient(Protocol):
     """What the gateway calls on a local model (replica or in-process engine)."""
 
-    def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]: ...
+    def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]: ...
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult: ...
 
@@ -51,7 +52,7 @@ class HandleClient:
         self._stream = handle.options(stream=True)
         self._handle = handle
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[Batch]:
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         response = self._stream.generate.remote(request)
         try:
             async for batch in response:
@@ -125,24 +126,26 @@ class LocalProvider:
         )
         cid, created = generate["request_id"], now()
         started = False
-        async for batch in self._client.generate(generate):
-            if not started:
-                # OpenAI opens every choice with a role delta; sent only once the
-                # engine has produced output, so earlier failures stay plain errors.
-                started = True
-                yield ChatCompletionChunk(
-                    id=cid,
-                    created=created,
-                    model=model,
-                    choices=[
-                        ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content="")) for i in range(request.n)
-                    ],
-                )
-            choices = [_chat_choice(d) for d in batch["deltas"]]
-            if choices:
-                yield ChatCompletionChunk(id=cid, created=created, model=model, choices=choices)
-            if "usage" in batch:
-                yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
+        async with aclosing(self._client.generate(generate)) as batches:
+            async for batch in batches:
+                if not started:
+                    # OpenAI opens every choice with a role delta; sent only once the
+                    # engine has produced output, so earlier failures stay plain errors.
+                    started = True
+                    yield ChatCompletionChunk(
+                        id=cid,
+                        created=created,
+                        model=model,
+                        choices=[
+                            ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content=""))
+                            for i in range(request.n)
+                        ],
+                    )
+                choices = [_chat_choice(d) for d in batch["deltas"]]
+                if choices:
+                    yield ChatCompletionChunk(id=cid, created=created, model=model, choices=choices)
+                if "usage" in batch:
+                    yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
 
     # ------------------------------------------------------------------ completions
 
@@ -164,12 +167,13 @@ class LocalProvider:
         )
         cid, created = generate["request_id"], now()
         offsets: dict[int, int] = {}
-        async for batch in self._client.generate(generate):
-            choices = [_completion_choice(d, offsets) for d in batch["deltas"]]
-            if choices:
-                yield CompletionChunk(id=cid, created=created, model=model, choices=choices)
-            if "usage" in batch:
-                yield CompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
+        async with aclosing(self._client.generate(generate)) as batches:
+            async for batch in batches:
+                choices = [_completion_choice(d, offsets) for d in batch["deltas"]]
+                if choices:
+                    yield CompletionChunk(id=cid, created=created, model=model, choices=choices)
+                if "usage" in batch:
+                    yield CompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
 
     # ------------------------------------------------------------------- embeddings
 

@@ -11,7 +11,8 @@ normalized in one place, `Quirks`, applied to every request and chunk.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,9 +44,18 @@ class Quirks:
     max_tokens_field: str = "max_tokens"  # or "max_completion_tokens"
 
 
+# The gateway's own request fields: they steer the gateway and never go upstream.
+GATEWAY_FIELDS = frozenset({"cache"})
+
+
+def _dump(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
+    body = request.model_dump(exclude_none=True, by_alias=True)
+    return {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+
+
 def chat_body(request: ChatCompletionRequest, model: str, quirks: Quirks) -> dict[str, Any]:
     """The upstream request: the client's fields (extras included), normalized."""
-    body = request.model_dump(exclude_none=True, by_alias=True)
+    body = _dump(request)
     body["model"] = model
     _stream(body, quirks)
     limit = body.pop("max_completion_tokens", None) or body.pop("max_tokens", None)
@@ -62,7 +72,7 @@ def chat_body(request: ChatCompletionRequest, model: str, quirks: Quirks) -> dic
 
 
 def completion_body(request: CompletionRequest, model: str, quirks: Quirks) -> dict[str, Any]:
-    body = request.model_dump(exclude_none=True, by_alias=True)
+    body = _dump(request)
     body["model"] = model
     _stream(body, quirks)
     if quirks.max_tokens_ceiling is not None and "max_tokens" in body:
@@ -108,13 +118,15 @@ class OpenAICompatProvider:
 
     async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
         body = chat_body(request, model, self._quirks)
-        async for chunk in self._stream("/chat/completions", body, ChatCompletionChunk):
-            yield normalize_chunk(chunk)
+        async with aclosing(self._stream("/chat/completions", body, ChatCompletionChunk)) as chunks:
+            async for chunk in chunks:
+                yield normalize_chunk(chunk)
 
     async def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
         body = completion_body(request, model, self._quirks)
-        async for chunk in self._stream("/completions", body, CompletionChunk):
-            yield chunk
+        async with aclosing(self._stream("/completions", body, CompletionChunk)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         body = request.model_dump(exclude_none=True)
@@ -125,7 +137,7 @@ class OpenAICompatProvider:
             raise error_from_response(self.name, response.status_code, response.headers, response.content)
         return _parse(self.name, response.content, EmbeddingResponse)
 
-    async def _stream(self, path: str, body: dict[str, Any], kind: type[C]) -> AsyncIterator[C]:
+    async def _stream(self, path: str, body: dict[str, Any], kind: type[C]) -> AsyncGenerator[C, None]:
         with map_transport_errors(self.name):
             async with self._client.stream("POST", f"{self._base}{path}", json=body, headers=self._headers) as response:
                 if response.status_code != 200:
