@@ -7,6 +7,7 @@ benchmarks, so all three run the same start-up path.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 
 from orchestrator.settings import Settings
@@ -33,8 +34,18 @@ def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
     import ray
     from ray import serve
 
+    http_port = settings.server.port
     if settings.server.direct_ingress:
+        # The Gateway replicas listen themselves, on server.port (and the next ports,
+        # one per replica); Serve's own proxy moves out of the way to a free port.
         os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(settings.server.port)
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(  # exclusive
+            settings.server.port + settings.gateway.num_replicas
+        )
+        # Ray holds an ingress replica 30 s at shutdown for an external balancer to drain it.
+        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+        http_port = _free_port()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
     if not ray.is_initialized():
@@ -44,7 +55,7 @@ def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
             include_dashboard=False,
             log_to_driver=True,
         )
-    serve.start(http_options={"host": settings.server.host, "port": settings.server.port})
+    serve.start(http_options={"host": settings.server.host, "port": http_port})
 
     from orchestrator.app import build_application
 
@@ -73,6 +84,12 @@ def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
         )
     if failure:
         raise failure[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stop() -> None:

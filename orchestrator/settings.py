@@ -26,8 +26,10 @@ class ServerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    # Ray Serve's direct ingress: the gateway replica listens itself, no proxy hop.
-    direct_ingress: bool = False
+    # Ray Serve's direct ingress: the Gateway replicas listen on `port` (and the next
+    # ports, one per replica) themselves, without the Serve proxy's extra hop; the
+    # proxy moves to a free port. Off: the Serve proxy listens on `port`.
+    direct_ingress: bool = True
     access_log: bool = False
 
 
