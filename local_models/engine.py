@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest
 
-from .interface import Batch, Delta, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo
+from .interface import Batch, Delta, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo, output_budget
 from .interface import TokenLogprob as WireLogprob
 from .sampling import to_sampling_params
 from .stats import LoadTracker, stat_logger_factory
@@ -98,22 +98,6 @@ class VllmEngine:
         prompts = request.get("prompts", [])
         return [p if isinstance(p, list) else self._tokenizer.encode(p, add_special_tokens=True) for p in prompts]
 
-    def _max_tokens(self, prompt_len: int, requested: int | None, param: str) -> int:
-        room = self._max_len - prompt_len
-        if requested is None:
-            if room >= 1:
-                return room
-            requested = 1
-        if requested > room:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self._max_len} tokens. However, you "
-                f"requested {prompt_len + requested} tokens ({prompt_len} in the "
-                f"{param}, {requested} in the completion). Please reduce the length of the "
-                f"{param} or completion.",
-                param=param,
-            )
-        return requested
-
     # ------------------------------------------------------------------- generate
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
@@ -124,7 +108,7 @@ class VllmEngine:
         params = [
             to_sampling_params(
                 sampling,
-                max_tokens=self._max_tokens(len(ids), sampling.get("max_tokens"), param),
+                max_tokens=output_budget(self._max_len, len(ids), sampling.get("max_tokens"), param),
                 vocab_size=self._vocab_size,
                 stream=request["stream"],
             )

@@ -130,3 +130,27 @@ class Engine(Protocol):
     def info(self) -> ModelInfo: ...
 
     def shutdown(self) -> None: ...
+
+
+def output_budget(max_model_len: int, prompt_len: int, requested: int | None, param: str) -> int:
+    """How many tokens a generation may produce: what was asked, if it fits the context.
+
+    No `max_tokens` means "the rest of the context". What doesn't fit is the
+    client's mistake, said in OpenAI's words.
+    """
+    from orchestrator.errors import ContextLengthExceeded
+
+    room = max_model_len - prompt_len
+    if requested is None:
+        if room >= 1:
+            return room
+        requested = 1
+    if requested > room:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {max_model_len} tokens. However, you "
+            f"requested {prompt_len + requested} tokens ({prompt_len} in the "
+            f"{param}, {requested} in the completion). Please reduce the length of the "
+            f"{param} or completion.",
+            param=param,
+        )
+    return requested

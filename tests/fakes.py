@@ -59,6 +59,7 @@ from local_models.interface import (
     ModelInfo,
     TokenLogprob,
     TopToken,
+    output_budget,
 )
 from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest
 from orchestrator.providers.local import LocalModelClient
@@ -238,27 +239,12 @@ class FakeEngine:
         echo = request["kind"] == "completion" and bool(sampling.get("echo"))
         choices = []
         for p, (prompt, default) in enumerate(zip(prompts, defaults, strict=True)):
-            limit = self._max_tokens(count_tokens(prompt), sampling.get("max_tokens"), param)
+            limit = output_budget(self.max_model_len, count_tokens(prompt), sampling.get("max_tokens"), param)
             for i in range(n):
                 reply = self.replies.popleft() if self.replies else default
                 tokens, finish = _cut(reply, limit, sampling.get("stop") or [])
                 choices.append(_Choice(p * n + i, prompt_text(prompt) if echo else "", tokens, finish))
         return prompts, choices
-
-    def _max_tokens(self, prompt_len: int, requested: int | None, param: str) -> int:
-        room = self.max_model_len - prompt_len
-        if requested is None:
-            if room >= 1:
-                return room
-            requested = 1
-        if requested > room:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.max_model_len} tokens. However, you "
-                f"requested {prompt_len + requested} tokens ({prompt_len} in the {param}, {requested} in "
-                f"the completion). Please reduce the length of the {param} or completion.",
-                param=param,
-            )
-        return requested
 
     def _step(self, choices: list[_Choice], j: int, k: int | None) -> list[Delta]:
         """The deltas of token position `j`: each unfinished choice's next token."""
