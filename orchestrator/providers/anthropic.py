@@ -516,9 +516,13 @@ class AnthropicProvider:
                     if not response.is_success:
                         await response.aread()
                         raise error_from_response(self.name, response.status_code, response.headers, response.content)
-                    async with aclosing(translate(sse_events(response.aiter_lines()), self.name)) as chunks:
+                    lines = response.aiter_lines()
+                    async with aclosing(translate(sse_events(lines), self.name)) as chunks:
                         async for chunk in chunks:
                             yield chunk
+                    # Read the body to its end, so the connection goes back to the pool.
+                    async for _ in lines:
+                        pass
         except OrchestratorError as e:
             _redact(e, self._api_key)
             raise

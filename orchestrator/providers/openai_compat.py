@@ -142,8 +142,12 @@ class OpenAICompatProvider:
             async with self._client.stream("POST", f"{self._base}{path}", json=body, headers=self._headers) as response:
                 if response.status_code != 200:
                     raise error_from_response(self.name, response.status_code, response.headers, await response.aread())
-                async for event in sse_events(response.aiter_lines()):
+                lines = response.aiter_lines()
+                async for event in sse_events(lines):
                     if event.data == "[DONE]":
+                        # Read the body to its end, so the connection goes back to the pool.
+                        async for _ in lines:
+                            pass
                         return
                     if event.event == "error" or '"error"' in event.data[:20]:
                         raise _stream_error(self.name, event.data)

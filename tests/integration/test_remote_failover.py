@@ -372,3 +372,22 @@ async def test_embeddings_go_to_a_remote_embedding_model(
     assert fakes["alpha"].requests[-1].body["model"] == "alpha-embed"
     r = await http.post("/v1/chat/completions", json={"model": "alpha/e", "messages": QUESTION})
     assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_task"
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_upstream_connections_are_reused_after_a_stream(fakes: dict[str, FakeProvider], kind: str) -> None:
+    from orchestrator.protocol import ChatCompletionRequest
+    from orchestrator.providers.anthropic import AnthropicProvider
+    from orchestrator.providers.openai_compat import OpenAICompatProvider
+
+    request = ChatCompletionRequest.model_validate({"model": "x", "messages": QUESTION, "max_tokens": 20})
+    async with httpx.AsyncClient() as client:
+        if kind == "openai":
+            provider: Any = OpenAICompatProvider("alpha", client, fakes["alpha"].base_url + "/v1", KEYS["ALPHA_KEY"])
+        else:
+            provider = AnthropicProvider("claude", client, fakes["claude"].base_url, KEYS["CLAUDE_KEY"])
+        for _ in range(3):
+            assert [c async for c in provider.chat(request, "m")]
+        pool = client._transport._pool  # type: ignore[attr-defined]  # inspected, not patched
+        # One connection, idle and back in the pool: no new TCP (and TLS) handshake per request.
+        assert len(pool.connections) == 1 and pool.connections[0].is_idle()
