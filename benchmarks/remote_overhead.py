@@ -17,13 +17,15 @@ Each Ray-hosted target runs in its own process and Ray instance (own `RAY_TMPDIR
 in groups: a group starts the trivial ingress and ours with the same settings, side by side with the fake and
 LiteLLM (started once), and alternates rounds over those four, so that the machine's noise hits them equally;
 each group is compared within itself. Settings (see `GROUPS`): Serve's proxy; direct ingress (the ingress
-replica's own port); `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`; and, on the trivial ingress only, one knob at a time:
-Serve's default `max_ongoing_requests` (5), the access log on, uvloop off, the throughput bundle through the
-proxy.
+replica's own port; ours puts it on server.port); `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`; and, on the trivial ingress
+only, one knob at a time (option groups, without LiteLLM): Serve's default `max_ongoing_requests` (5), the access
+log on, uvloop off, the throughput bundle through the proxy, and aiohttp instead of httpx as the upstream client.
 
 Per target, per round: sequential non-stream chat latency (one keep-alive connection, `max_tokens` 8), sequential
 stream first-content-chunk latency, and requests/s from 32 closed-loop clients for a fixed time (aiohttp: an
-httpx client tops out near 200 req/s here). CPU seconds per request of each server's processes come from /proc.
+httpx client tops out near 200 req/s here). Requests carry no `temperature`, so our response cache passes them by;
+ours also gets cacheable ones that miss (temperature 0, a new prompt each). CPU seconds per request of each
+server's processes come from /proc; py-spy (in the LiteLLM venv) profiles the ingress replicas of one group.
 
 Prints a table and saves `benchmarks/out/remote_overhead.{json,md}` (and time-stamped copies), with each
 server's log under `benchmarks/out/logs/remote-<stamp>/`. Every process started is stopped at the end, and
@@ -240,7 +242,7 @@ SETTINGS = {
     s.name: s
     for s in (
         RaySetting("proxy", "Serve proxy (HTTP proxy actor → replica)"),
-        RaySetting("di", "direct ingress (replica's own port)", direct_ingress=True),
+        RaySetting("di", "direct ingress (at the ingress replica's port; ours: server.port)", direct_ingress=True),
         RaySetting(
             "tput",
             "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (direct ingress, user code on the main loop, …)",
