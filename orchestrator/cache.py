@@ -45,11 +45,11 @@ from orchestrator.protocol import (
     new_id,
     now,
 )
+from orchestrator.routes import CacheOutcome
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "always", "never"]
-Outcome = Literal["HIT", "MISS", "BYPASS"]
 
 # Fields that change how an answer is delivered or billed, not what it says.
 _NOT_IN_KEY = frozenset({"stream", "stream_options", "user", "metadata", "cache", "service_tier", "store"})
@@ -78,7 +78,7 @@ class Decision:
     cacheable: bool  # reproducible: identical requests in flight may share one upstream call
 
     @property
-    def outcome_if_missed(self) -> Outcome:
+    def outcome_if_missed(self) -> CacheOutcome:
         return "MISS" if self.read else "BYPASS"
 
 
