@@ -338,17 +338,6 @@ def orchestrator_server(
     return Server(name, argv, env=env, log_path=logs / f"{name}.log", cwd=ROOT)
 
 
-def _is_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 # ------------------------------------------------------------------------------------------ the run
 
 
