@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 
 import httpx
+from httpx_aiohttp import HttpxAiohttpClient
 
 from orchestrator.capabilities import Backend, Feature
 from orchestrator.providers.base import Provider
@@ -21,8 +22,18 @@ log = logging.getLogger(__name__)
 
 
 def http_client(resilience: ResilienceSettings) -> httpx.AsyncClient:
-    """One pooled client for every provider (connections are reused per host)."""
-    return httpx.AsyncClient(
+    """One pooled client for every provider (connections are reused per host).
+
+    An `httpx.AsyncClient` whose transport is aiohttp (httpx-aiohttp, what the
+    openai SDK ships as `DefaultAioHttpClient`): httpx's own pool checks every
+    idle connection with a syscall on each request and response, which made it
+    most of the gateway's CPU per request at 32 concurrent streams
+    (benchmarks/RESULTS.md). The aiohttp session is made on the loop of the
+    first request; aiohttp keeps up to `max_connections` alive (httpx's
+    `max_keepalive_connections` has no equivalent). Its errors are mapped in
+    `providers.http.map_transport_errors`.
+    """
+    return HttpxAiohttpClient(
         timeout=httpx.Timeout(
             connect=resilience.connect_timeout_s,
             read=resilience.idle_timeout_s,

@@ -1,7 +1,9 @@
 """What every HTTP provider shares: error translation and SSE parsing.
 
 `map_transport_errors` turns httpx's exceptions into the gateway's tree
-(most specific first, like httpx's own `map_httpcore_exceptions`);
+(most specific first, like httpx's own `map_httpcore_exceptions`), also
+where the client's transport is aiohttp (`factory.http_client`), whose
+errors httpx-aiohttp maps only in part;
 `error_from_response` turns a provider's non-2xx answer into one, keeping
 the provider's message but never its headers (which may echo credentials);
 `sse_events` parses a Server-Sent Events body incrementally.
@@ -16,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 
 from orchestrator.errors import (
@@ -34,8 +37,16 @@ def map_transport_errors(provider: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as e:
+        cause = e.__cause__
+        if isinstance(cause, aiohttp.ClientError) and not isinstance(cause, TimeoutError):
+            # httpx-aiohttp maps every aiohttp.ClientConnectionError (refused, reset, closed
+            # before answering, DNS) to ConnectTimeout: a failed connection, not a slow one.
+            raise UpstreamUnavailable(f"{provider}: connection failed ({type(cause).__name__}).") from None
         raise UpstreamTimeout(f"{provider}: timed out ({type(e).__name__}).") from None
     except (httpx.NetworkError, httpx.RemoteProtocolError) as e:
+        raise UpstreamUnavailable(f"{provider}: connection failed ({type(e).__name__}).") from None
+    except aiohttp.ClientError as e:
+        # What httpx-aiohttp leaves unmapped: a response that is not valid HTTP (ClientResponseError), ...
         raise UpstreamUnavailable(f"{provider}: connection failed ({type(e).__name__}).") from None
 
 
