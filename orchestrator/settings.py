@@ -136,6 +136,45 @@ class CacheSettings(BaseModel):
     directory: Path | None = None  # default: <data_dir>/response-cache
 
 
+class KeySettings(BaseModel):
+    """One virtual key: its sha256 (never the key itself) and its limits.
+
+    `orchestrator hash-key` makes a key and prints its hash. Budgets count
+    per `period` (calendar periods in UTC; `total` never resets). Past a soft
+    limit, a request for another model is served by `downgrade_to` instead of
+    being refused (the response says so in `x-budget-downgrade`).
+    """
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+    period: Literal["hour", "day", "week", "month", "total"] = "month"
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens (prompt + completion) per minute
+    models: list[str] | None = None  # models/aliases this key may use; None: all
+    soft_limit_usd: float | None = None
+    soft_limit_tokens: int | None = None
+    downgrade_to: str | None = None  # the cheaper model/alias served past the soft limit
+
+
+class LedgerSettings(BaseModel):
+    """Usage, budgets and reports: one owner for every gateway replica."""
+
+    # The environment variable holding the admin master key (guards /admin/*); unset: no admin API.
+    master_key_env: str = "ORCHESTRATOR_MASTER_KEY"
+    path: Path | None = None  # the usage database; default <data_dir>/ledger.sqlite
+    # "actor": one named Ray actor owns the ledger (every replica, every node); "process": in-process (tests, tools).
+    owner: Literal["actor", "process"] = "actor"
+    # Savings are measured against sending everything here ("provider/model", a preset model).
+    reference_model: str | None = None
+    # The local model's amortized cost: the GPU's price per hour over its measured throughput
+    # (decode tokens/s from the engine's stats), never below these floors.
+    gpu_price_per_hour: float = 0.0
+    min_decode_tokens_per_s: float = 50.0
+    min_prefill_tokens_per_s: float = 500.0
+    reservation_ttl_s: float = 900.0  # a reservation never settled (a lost replica) is released after this
+
+
 class RaySettings(BaseModel):
     num_cpus: int | None = None  # None: let Ray count the machine's cores
     address: str | None = None  # an existing cluster; None starts a local one
@@ -162,6 +201,9 @@ class Settings(BaseSettings):
     models: dict[str, list[str]] = Field(default_factory=dict)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    # Virtual keys by id (the id appears in logs and reports; the key never does). None: the endpoint is open.
+    keys: dict[str, KeySettings] = Field(default_factory=dict)
 
     @field_validator("data_dir")
     @classmethod

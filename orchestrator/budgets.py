@@ -1,0 +1,495 @@
+"""The ledger's book: keys, spend, reservations and rate windows, persisted in sqlite.
+
+One `Book` is the single owner of every budget (in production inside one
+named Ray actor, `ledger_actor.py`; in tests in-process). The gateway talks
+to it through one method, `LedgerOwner.call(command)`; each command is a
+small frozen dataclass that knows how to apply itself to a book, so the
+actor is a one-line dispatcher and an in-process owner is the same book
+behind the same method.
+
+Admission reserves, completion settles:
+
+    Reserve(key, worst case $ and tokens)  ──▶ Admitted(model, downgraded) | Refused(reason, retry_after)
+    Settle(reservation, the request's row)  ──▶ spend += real cost; the row goes into the request log
+
+A key is admitted while its period's spend plus what is reserved is still
+under its budget, so concurrent requests can overshoot a budget by at most
+the one reservation that crossed it (and never more than that, however many
+run at once). Past a soft limit, the reservation is made for the key's
+cheaper `downgrade_to` model instead. Requests per minute count at admission;
+tokens per minute count the reservation's tokens, replaced by the real ones
+at settlement. Spend and the request log are on disk (every settlement is
+one transaction); reservations and minute windows live in memory: a restart
+drops only work in flight, and a reservation never settled is released after
+`reservation_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from orchestrator.keys import KeyPolicy
+
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+WINDOW_S = 60.0
+
+# The request log: one row per answered (or failed) request; what reports are made of.
+REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ts", "REAL"),
+    ("request_id", "TEXT"),
+    ("key_id", "TEXT"),
+    ("endpoint", "TEXT"),
+    ("model", "TEXT"),
+    ("provider", "TEXT"),
+    ("provider_model", "TEXT"),
+    ("route", "TEXT"),
+    ("route_reason", "TEXT"),
+    ("cache", "TEXT"),
+    ("stream", "INTEGER"),
+    ("status", "INTEGER"),
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("cached_tokens", "INTEGER"),
+    ("cost_usd", "REAL"),
+    ("reference_usd", "REAL"),
+    ("saved_usd", "REAL"),
+    ("estimated", "INTEGER"),
+    ("complete", "INTEGER"),
+    ("latency_ms", "REAL"),
+    ("ttft_ms", "REAL"),
+    ("overhead_ms", "REAL"),
+)
+
+
+class Command(Generic[R_co]):
+    """Something the owner does to its book, returning `R`."""
+
+    def apply(self, book: Book) -> R_co:
+        raise NotImplementedError
+
+
+class LedgerOwner(Protocol):
+    """The one seam between the gateway and whoever owns the book."""
+
+    async def call(self, command: Command[R]) -> R: ...
+
+
+class InProcessOwner:
+    """A book in this process (tests, single-process tools)."""
+
+    def __init__(self, book: Book):
+        self.book = book
+
+    async def call(self, command: Command[R]) -> R:
+        return command.apply(self.book)
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class Admitted:
+    reservation_id: str
+    model: str  # what to serve: the asked model, or the key's downgrade model past its soft limit
+    downgraded: bool = False
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: Literal["revoked", "rpm", "tpm", "budget_usd", "budget_tokens"]
+    message: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class KeySpend:
+    period_start: float
+    spent_usd: float
+    spent_tokens: int
+    reserved_usd: float
+    reserved_tokens: int
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One model the request could be served by, with its worst-case cost."""
+
+    model: str
+    usd: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Reserve(Command[Admitted | Refused]):
+    key_id: str
+    request_id: str
+    primary: Choice
+    downgrade: Choice | None = None  # the key's cheaper model, if the request isn't for it already
+
+    def apply(self, book: Book) -> Admitted | Refused:
+        return book.reserve(self)
+
+
+@dataclass(frozen=True)
+class Settle(Command[None]):
+    """Close a reservation (if any) with what the request really used, and log the request."""
+
+    reservation_id: str | None
+    row: dict[str, Any]
+
+    def apply(self, book: Book) -> None:
+        book.settle(self)
+
+
+@dataclass(frozen=True)
+class SyncKeys(Command[None]):
+    """The keys config defines: added or updated; config keys no longer there are removed."""
+
+    keys: tuple[KeyPolicy, ...]
+
+    def apply(self, book: Book) -> None:
+        book.sync_keys(self.keys)
+
+
+@dataclass(frozen=True)
+class Lookup(Command[KeyPolicy | None]):
+    sha256: str
+
+    def apply(self, book: Book) -> KeyPolicy | None:
+        return book.lookup(self.sha256)
+
+
+@dataclass(frozen=True)
+class CreateKey(Command[KeyPolicy | None]):
+    """None when the id or the hash is taken."""
+
+    policy: KeyPolicy
+
+    def apply(self, book: Book) -> KeyPolicy | None:
+        return book.create_key(self.policy)
+
+
+@dataclass(frozen=True)
+class DeleteKey(Command[bool]):
+    key_id: str
+
+    def apply(self, book: Book) -> bool:
+        return book.delete_key(self.key_id)
+
+
+@dataclass(frozen=True)
+class ListKeys(Command[list[tuple[KeyPolicy, KeySpend]]]):
+    def apply(self, book: Book) -> list[tuple[KeyPolicy, KeySpend]]:
+        return [(k, book.spend(k.id)) for k in book.keys()]
+
+
+@dataclass(frozen=True)
+class Query(Command[R_co]):
+    """Run a read-only function over the book's database (reports)."""
+
+    fn: Callable[[sqlite3.Connection], R_co]
+
+    def apply(self, book: Book) -> R_co:
+        return self.fn(book.db)
+
+
+# ------------------------------------------------------------------------------ periods
+
+
+def period_bounds(period: str, now: float) -> tuple[float, float | None]:
+    """The calendar period (UTC) holding `now`: its start and end (None: never ends)."""
+    if period == "total":
+        return 0.0, None
+    t = datetime.fromtimestamp(now, UTC)
+    if period == "hour":
+        start = t.replace(minute=0, second=0, microsecond=0)
+        end = start + timedelta(hours=1)
+    elif period == "day":
+        start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + timedelta(days=1)
+    elif period == "week":
+        start = (t - timedelta(days=t.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = start + timedelta(weeks=1)
+    elif period == "month":
+        start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = (start + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f"unknown budget period {period!r}")
+    return start.timestamp(), end.timestamp()
+
+
+# ------------------------------------------------------------------------------ the book
+
+
+@dataclass
+class _Reservation:
+    key_id: str
+    period_start: float
+    usd: float
+    tokens: int
+    at: float
+    window_entry: list[float]  # [time, tokens] in the key's minute window
+
+
+@dataclass
+class _Held:
+    usd: float = 0.0
+    tokens: int = 0
+    ids: set[str] = field(default_factory=set)
+
+
+class Book:
+    """Keys, spend per period, reservations and minute windows; see the module docstring."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, reservation_ttl_s: float = 900.0):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._clock = clock
+        self._ttl = reservation_ttl_s
+        _create_schema(self.db)
+        self._keys: dict[str, KeyPolicy] = {}
+        self._by_hash: dict[str, str] = {}
+        for row in self.db.execute("SELECT policy FROM keys"):
+            self._index(_policy_from_json(row[0]))
+        self._spent: dict[tuple[str, float], list[float]] = {}  # (key, period start) -> [usd, tokens]
+        self._reservations: dict[str, _Reservation] = {}
+        self._held: dict[str, _Held] = {}
+        self._windows: dict[str, deque[list[float]]] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -------------------------------------------------------------------- keys
+
+    def _index(self, k: KeyPolicy) -> None:
+        self._keys[k.id] = k
+        self._by_hash[k.sha256] = k.id
+
+    def _unindex(self, key_id: str) -> None:
+        k = self._keys.pop(key_id, None)
+        if k is not None:
+            self._by_hash.pop(k.sha256, None)
+
+    def _save_key(self, k: KeyPolicy) -> None:
+        self.db.execute(
+            "INSERT INTO keys (id, sha256, policy) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET sha256 = excluded.sha256, policy = excluded.policy",
+            (k.id, k.sha256, json.dumps(asdict(k))),
+        )
+
+    def keys(self) -> list[KeyPolicy]:
+        return sorted(self._keys.values(), key=lambda k: k.id)
+
+    def lookup(self, sha256: str) -> KeyPolicy | None:
+        key_id = self._by_hash.get(sha256)
+        return self._keys.get(key_id) if key_id is not None else None
+
+    def sync_keys(self, keys: Sequence[KeyPolicy]) -> None:
+        wanted = {k.id: k for k in keys}
+        with self._transaction():
+            for k in list(self._keys.values()):
+                if k.source == "config" and k.id not in wanted:
+                    self.db.execute("DELETE FROM keys WHERE id = ?", (k.id,))
+                    self._unindex(k.id)
+            for k in wanted.values():
+                current = self._keys.get(k.id)
+                other = self._by_hash.get(k.sha256)
+                if other is not None and other != k.id:  # the same key under another id: config wins
+                    self.db.execute("DELETE FROM keys WHERE id = ?", (other,))
+                    self._unindex(other)
+                if current is None or current != k:
+                    if current is not None:
+                        self._unindex(k.id)
+                    self._save_key(k)
+                    self._index(k)
+
+    def create_key(self, policy: KeyPolicy) -> KeyPolicy | None:
+        if policy.id in self._keys or policy.sha256 in self._by_hash:
+            return None
+        with self._transaction():
+            self._save_key(policy)
+        self._index(policy)
+        return policy
+
+    def delete_key(self, key_id: str) -> bool:
+        if key_id not in self._keys:
+            return False
+        with self._transaction():
+            self.db.execute("DELETE FROM keys WHERE id = ?", (key_id,))
+        self._unindex(key_id)
+        return True
+
+    # ------------------------------------------------------------------- spend
+
+    def _spend_row(self, key_id: str, period_start: float) -> list[float]:
+        slot = self._spent.get((key_id, period_start))
+        if slot is None:
+            row = self.db.execute(
+                "SELECT usd, tokens FROM spend WHERE key_id = ? AND period_start = ?", (key_id, period_start)
+            ).fetchone()
+            slot = [float(row[0]), float(row[1])] if row else [0.0, 0.0]
+            self._spent[(key_id, period_start)] = slot
+        return slot
+
+    def spend(self, key_id: str) -> KeySpend:
+        k = self._keys.get(key_id)
+        start, _ = period_bounds(k.period if k else "total", self._clock())
+        usd, tokens = self._spend_row(key_id, start)
+        held = self._held.get(key_id, _Held())
+        return KeySpend(start, usd, int(tokens), held.usd, held.tokens)
+
+    # -------------------------------------------------------------- admission
+
+    def reserve(self, r: Reserve) -> Admitted | Refused:
+        now = self._clock()
+        self._expire(now)
+        k = self._keys.get(r.key_id)
+        if k is None:
+            return Refused("revoked", "This API key has been revoked.")
+        window = self._window(k.id, now)
+        if k.rpm is not None and len(window) >= k.rpm:
+            return Refused(
+                "rpm",
+                f"Rate limit reached for requests per min (RPM): Limit {k.rpm}, Used {len(window)}, Requested 1.",
+                window[0][0] + WINDOW_S - now,
+            )
+        if k.tpm is not None:
+            used = int(sum(e[1] for e in window))
+            if used >= k.tpm:
+                return Refused(
+                    "tpm",
+                    f"Rate limit reached for tokens per min (TPM): Limit {k.tpm}, Used {used}.",
+                    _tokens_free_after(window, used - k.tpm + 1, now),
+                )
+        start, end = period_bounds(k.period, now)
+        spent_usd, spent_tokens = self._spend_row(k.id, start)
+        held = self._held.setdefault(k.id, _Held())
+        committed_usd, committed_tokens = spent_usd + held.usd, spent_tokens + held.tokens
+        retry = end - now if end is not None else None
+        if k.budget_usd is not None and committed_usd >= k.budget_usd:
+            return Refused("budget_usd", f"This key's budget of ${k.budget_usd:g} per {k.period} is spent.", retry)
+        if k.budget_tokens is not None and committed_tokens >= k.budget_tokens:
+            return Refused(
+                "budget_tokens", f"This key's budget of {k.budget_tokens} tokens per {k.period} is spent.", retry
+            )
+        choice, downgraded = r.primary, False
+        soft = (k.soft_limit_usd is not None and committed_usd >= k.soft_limit_usd) or (
+            k.soft_limit_tokens is not None and committed_tokens >= k.soft_limit_tokens
+        )
+        if soft and r.downgrade is not None:
+            choice, downgraded = r.downgrade, True
+        entry = [now, float(choice.tokens)]
+        window.append(entry)
+        self._reservations[r.request_id] = _Reservation(k.id, start, choice.usd, choice.tokens, now, entry)
+        held.usd += choice.usd
+        held.tokens += choice.tokens
+        held.ids.add(r.request_id)
+        return Admitted(r.request_id, choice.model, downgraded)
+
+    def _window(self, key_id: str, now: float) -> deque[list[float]]:
+        window = self._windows.setdefault(key_id, deque())
+        while window and window[0][0] <= now - WINDOW_S:
+            window.popleft()
+        return window
+
+    def _release(self, reservation_id: str) -> _Reservation | None:
+        res = self._reservations.pop(reservation_id, None)
+        if res is not None:
+            held = self._held[res.key_id]
+            held.ids.discard(reservation_id)
+            held.usd = max(0.0, held.usd - res.usd) if held.ids else 0.0
+            held.tokens = max(0, held.tokens - res.tokens) if held.ids else 0
+        return res
+
+    def _expire(self, now: float) -> None:
+        stale = [rid for rid, res in self._reservations.items() if now - res.at > self._ttl]
+        for rid in stale:
+            self._release(rid)
+
+    # ------------------------------------------------------------- settlement
+
+    def settle(self, s: Settle) -> None:
+        res = self._release(s.reservation_id) if s.reservation_id else None
+        row = {name: s.row.get(name) for name, _ in REQUEST_COLUMNS}
+        tokens = int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0)
+        if res is not None:
+            res.window_entry[1] = float(tokens)  # the minute window counts what was really used
+        key_id = row["key_id"]
+        with self._transaction():
+            if key_id is not None and key_id in self._keys:
+                now = float(row["ts"] or self._clock())
+                start = res.period_start if res is not None else period_bounds(self._keys[key_id].period, now)[0]
+                slot = self._spend_row(key_id, start)
+                slot[0] += float(row["cost_usd"] or 0.0)
+                slot[1] += tokens
+                self.db.execute(
+                    "INSERT INTO spend (key_id, period_start, usd, tokens) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(key_id, period_start) DO UPDATE SET usd = excluded.usd, tokens = excluded.tokens",
+                    (key_id, start, slot[0], int(slot[1])),
+                )
+            names = [name for name, _ in REQUEST_COLUMNS]
+            self.db.execute(
+                f"INSERT INTO requests ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                [row[n] for n in names],
+            )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _tokens_free_after(window: deque[list[float]], needed: float, now: float) -> float:
+    """Seconds until `needed` tokens have left the minute window."""
+    freed = 0.0
+    for t, tokens in window:
+        freed += tokens
+        if freed >= needed:
+            return max(0.0, t + WINDOW_S - now)
+    return WINDOW_S
+
+
+def _policy_from_json(text: str) -> KeyPolicy:
+    data = json.loads(text)
+    if data.get("models") is not None:
+        data["models"] = tuple(data["models"])
+    return KeyPolicy(**data)
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    columns = ", ".join(f"{name} {kind}" for name, kind in REQUEST_COLUMNS)
+    db.executescript(
+        f"""
+        CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, policy TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS spend (
+            key_id TEXT NOT NULL, period_start REAL NOT NULL, usd REAL NOT NULL, tokens INTEGER NOT NULL,
+            PRIMARY KEY (key_id, period_start));
+        CREATE TABLE IF NOT EXISTS requests ({columns});
+        CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+        """
+    )

@@ -1,0 +1,208 @@
+"""The ledger's book: admission, settlement, periods, minute windows, persistence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import FakeClock
+
+from orchestrator.budgets import (
+    Admitted,
+    Book,
+    Choice,
+    CreateKey,
+    DeleteKey,
+    InProcessOwner,
+    ListKeys,
+    Lookup,
+    Query,
+    Refused,
+    Reserve,
+    Settle,
+    SyncKeys,
+    period_bounds,
+)
+from orchestrator.keys import KeyPolicy, hash_key, new_key, presented, redact
+from orchestrator.reports import usage_report
+
+NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC).timestamp()
+
+
+def policy(key_id: str = "team-a", **limits: Any) -> KeyPolicy:
+    return KeyPolicy(id=key_id, sha256=hash_key(f"sk-{key_id}"), **limits)
+
+
+def row(key_id: str | None, cost: float, prompt: int = 10, completion: int = 5, **extra: Any) -> dict[str, Any]:
+    return {
+        "ts": NOW,
+        "key_id": key_id,
+        "status": 200,
+        "model": "m",
+        "provider": "p",
+        "route": "remote",
+        "cache": "MISS",
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost_usd": cost,
+        "reference_usd": 2 * cost,
+        **extra,
+    }
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
+
+
+@pytest.fixture
+def book(tmp_path: Path, clock: FakeClock) -> Book:
+    return Book(tmp_path / "ledger.sqlite", clock=clock)
+
+
+def reserve(book: Book, key_id: str, rid: str, usd: float = 1.0, tokens: int = 100) -> Admitted | Refused:
+    return book.reserve(Reserve(key_id, rid, Choice("m", usd, tokens)))
+
+
+def test_keys_are_random_hashed_and_read_from_either_header() -> None:
+    a, b = new_key(), new_key()
+    assert a != b and a.startswith("sk-orch-") and len(a) > 40
+    assert hash_key(a) != a and len(hash_key(a)) == 64
+    assert presented({"authorization": f"Bearer {a}"}) == a
+    assert presented({"x-api-key": a}) == a
+    assert presented({"authorization": "Basic xyz"}) is None
+    assert a[-4:] in redact(a) and a[10:-4] not in redact(a)
+
+
+def test_admitted_while_under_budget_so_overspend_is_at_most_one_reservation(book: Book) -> None:
+    book.sync_keys([policy(budget_usd=2.5)])
+    answers = [reserve(book, "team-a", f"r{i}") for i in range(5)]
+    admitted = [a for a in answers if isinstance(a, Admitted)]
+    assert len(admitted) == 3  # 0 < 2.5, 1 < 2.5, 2 < 2.5; then 3 >= 2.5
+    refused = answers[3]
+    assert isinstance(refused, Refused) and refused.reason == "budget_usd" and refused.retry_after is not None
+    for a in admitted:  # each cost less than it reserved
+        book.settle(Settle(a.reservation_id, row("team-a", 0.4)))
+    assert book.spend("team-a").spent_usd == pytest.approx(1.2)
+    assert book.spend("team-a").reserved_usd == 0
+    again = reserve(book, "team-a", "r9")
+    assert isinstance(again, Admitted)  # 1.2 spent < 2.5: room again
+
+
+def test_token_budget_and_period_reset(book: Book, clock: FakeClock) -> None:
+    book.sync_keys([policy(budget_tokens=100, period="day")])
+    a = reserve(book, "team-a", "r1", usd=0, tokens=50)
+    assert isinstance(a, Admitted)
+    book.settle(Settle("r1", row("team-a", 0.0, prompt=60, completion=60)))
+    refused = reserve(book, "team-a", "r2")
+    assert isinstance(refused, Refused) and refused.reason == "budget_tokens"
+    assert refused.retry_after == pytest.approx(period_bounds("day", NOW)[1] - NOW)  # type: ignore[operator]
+    clock.advance(24 * 3600)
+    assert isinstance(reserve(book, "team-a", "r3"), Admitted)
+
+
+def test_rpm_and_tpm_windows_with_retry_after(book: Book, clock: FakeClock) -> None:
+    book.sync_keys([policy("rpm", rpm=2), policy("tpm", tpm=100)])
+    assert isinstance(reserve(book, "rpm", "a"), Admitted)
+    clock.advance(10)
+    assert isinstance(reserve(book, "rpm", "b"), Admitted)
+    refused = reserve(book, "rpm", "c")
+    assert isinstance(refused, Refused) and refused.reason == "rpm"
+    assert refused.retry_after == pytest.approx(50)
+    clock.advance(50.5)
+    assert isinstance(reserve(book, "rpm", "d"), Admitted)
+
+    first = reserve(book, "tpm", "t1", tokens=500)  # reserved: 500 tokens count in the window
+    assert isinstance(first, Admitted)
+    assert isinstance(reserve(book, "tpm", "t2"), Refused)
+    book.settle(Settle("t1", row("tpm", 0.0, prompt=20, completion=10)))  # really 30
+    assert isinstance(reserve(book, "tpm", "t3", tokens=10), Admitted)
+
+
+def test_soft_limit_downgrades_instead_of_refusing(book: Book) -> None:
+    book.sync_keys([policy(budget_usd=10, soft_limit_usd=1, downgrade_to="cheap")])
+    cheap = Choice("cheap", 0.01, 100)
+    first = book.reserve(Reserve("team-a", "r1", Choice("big", 1.0, 100), cheap))
+    assert isinstance(first, Admitted) and (first.model, first.downgraded) == ("big", False)
+    second = book.reserve(Reserve("team-a", "r2", Choice("big", 1.0, 100), cheap))
+    assert isinstance(second, Admitted) and (second.model, second.downgraded) == ("cheap", True)
+    assert book.spend("team-a").reserved_usd == pytest.approx(1.01)
+
+
+def test_spend_keys_and_log_survive_a_restart(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.sqlite"
+    book = Book(path, clock=clock)
+    book.sync_keys([policy(budget_usd=1)])
+    book.create_key(policy("admin-made", budget_usd=5, source="admin"))
+    a = reserve(book, "team-a", "r1")
+    assert isinstance(a, Admitted)
+    book.settle(Settle("r1", row("team-a", 0.75)))
+    reserve(book, "team-a", "in-flight")  # lost with the process: only settled spend counts
+    book.close()
+
+    again = Book(path, clock=clock)
+    assert [k.id for k in again.keys()] == ["admin-made", "team-a"]
+    assert again.spend("team-a").spent_usd == pytest.approx(0.75)
+    assert again.spend("team-a").reserved_usd == 0
+    assert usage_report(again.db)["totals"]["requests"] == 1
+
+
+def test_config_sync_removes_config_keys_only_and_revokes(book: Book) -> None:
+    book.sync_keys([policy("a"), policy("b")])
+    book.create_key(policy("c", source="admin"))
+    book.sync_keys([policy("a")])
+    assert [k.id for k in book.keys()] == ["a", "c"]
+    assert book.lookup(hash_key("sk-b")) is None and book.lookup(hash_key("sk-a")) is not None
+    refused = reserve(book, "b", "r")
+    assert isinstance(refused, Refused) and refused.reason == "revoked"
+    assert book.create_key(policy("a", source="admin")) is None  # the id is taken
+
+
+def test_unsettled_reservations_expire(tmp_path: Path, clock: FakeClock) -> None:
+    book = Book(tmp_path / "l.sqlite", clock=clock, reservation_ttl_s=60)
+    book.sync_keys([policy(budget_usd=1)])
+    assert isinstance(reserve(book, "team-a", "lost"), Admitted)
+    assert isinstance(reserve(book, "team-a", "r2"), Refused)
+    clock.advance(61)
+    assert isinstance(reserve(book, "team-a", "r3"), Admitted)
+
+
+async def test_every_command_goes_through_one_method(book: Book) -> None:
+    owner = InProcessOwner(book)
+    await owner.call(SyncKeys((policy(budget_usd=3),)))
+    assert (await owner.call(Lookup(hash_key("sk-team-a")))) is not None
+    assert await owner.call(CreateKey(policy("x", source="admin"))) is not None
+    listed = await owner.call(ListKeys())
+    assert [k.id for k, _ in listed] == ["team-a", "x"]
+    assert await owner.call(DeleteKey("x")) is True and await owner.call(DeleteKey("x")) is False
+    await owner.call(Settle(None, row(None, 0.5)))
+    report = await owner.call(Query(usage_report))
+    assert report["by_key"]["-"]["cost_usd"] == pytest.approx(0.5)
+
+
+def test_report_groups_and_savings(book: Book) -> None:
+    book.sync_keys([policy("a"), policy("b")])
+    book.settle(Settle(None, row("a", 0.1, provider="openrouter", route="remote")))
+    book.settle(Settle(None, row("a", 0.0, provider="local", route="local")))
+    book.settle(Settle(None, row("b", 0.0, provider="cache", route="cache", cache="HIT")))
+    report = usage_report(book.db, reference_model="openrouter/gpt-4o-mini")
+    assert report["totals"]["requests"] == 3
+    assert report["savings"]["saved_usd"] == pytest.approx(0.1)  # reference 0.2 - actual 0.1
+    assert set(report["by_route"]) == {"remote", "local", "cache"}
+    assert report["by_key"]["a"]["requests"] == 2 and report["by_route"]["cache"]["cache_hits"] == 1
+
+
+@pytest.mark.parametrize(
+    ("period", "start", "end"),
+    [
+        ("hour", datetime(2026, 11, 23, 12, tzinfo=UTC), datetime(2026, 11, 23, 13, tzinfo=UTC)),
+        ("day", datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 24, tzinfo=UTC)),
+        ("week", datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)),  # a Monday
+        ("month", datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)),
+    ],
+)
+def test_periods_are_utc_calendar_periods(period: str, start: datetime, end: datetime) -> None:
+    assert period_bounds(period, NOW) == (start.timestamp(), end.timestamp())
+    assert period_bounds("total", NOW) == (0.0, None)
