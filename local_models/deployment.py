@@ -7,7 +7,9 @@ Responsibilities:
    `handle.options(stream=True)`), plain data only;
 3. abort the engine request when the caller goes away (Serve cancels the
    generator; the engine's `finally` aborts);
-4. answer `stats()` and `info()` cheaply, for the scheduler and the gateway;
+4. answer `stats()` and `info()` cheaply, for the scheduler and the gateway,
+   and push `stats()` to the gateway's load board every `report_interval_s`
+   (so the scheduler sees every replica, not the one a handle call reaches);
 5. fail Serve's health check when the engine is dead, so Serve replaces it.
 
 The engine class is injected (`engine_factory`), so tests can run the real
@@ -16,6 +18,9 @@ deployment around a fake engine.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +29,8 @@ from typing import Any, cast
 from .interface import Batch, EmbedResult, Engine, EngineConfig, GenerateRequest, LoadStats, ModelInfo
 
 EngineFactory = Callable[[EngineConfig], Awaitable[Engine]]
+
+log = logging.getLogger(__name__)
 
 
 class LocalModel:
@@ -34,10 +41,17 @@ class LocalModel:
         config: EngineConfig,
         data_dir: str | None = None,
         engine_factory: EngineFactory | None = None,
+        board: Any = None,
+        report_interval_s: float = 0.1,
     ):
         if data_dir is not None:
             config = replace(config, model_path=_prepare(config.model_path, Path(data_dir)))
         self._engine = await (engine_factory or _start_vllm)(config)
+        self._reporter: asyncio.Task[None] | None = None
+        if board is not None:
+            self._reporter = asyncio.get_running_loop().create_task(
+                _report(board, config.served_name, self._engine, report_interval_s)
+            )
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         async for batch in self._engine.generate(request):
@@ -57,9 +71,38 @@ class LocalModel:
         self._engine.stats()
 
     def __del__(self) -> None:
+        reporter = getattr(self, "_reporter", None)
+        if reporter is not None:
+            reporter.cancel()
         engine = getattr(self, "_engine", None)
         if engine is not None:
             engine.shutdown()
+
+
+async def _report(board: Any, model: str, engine: Engine, interval_s: float) -> None:
+    """Push this replica's load to the board until cancelled; a missed report only ages the view."""
+    replica = _replica_id()
+    failing = False
+    while True:
+        try:
+            await board.report.remote(model, replica, engine.stats())
+            failing = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if not failing:
+                log.warning("cannot report load to the board (%s: %s)", type(e).__name__, e)
+            failing = True
+        await asyncio.sleep(interval_s)
+
+
+def _replica_id() -> str:
+    try:
+        from ray import serve
+
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # outside a Serve replica (tests)
+        return uuid.uuid4().hex
 
 
 async def _start_vllm(config: EngineConfig) -> Engine:
@@ -84,14 +127,18 @@ def local_model_app(
     max_queued_requests: int,
     num_cpus: float = 0.0,
     num_gpus: float = 0.0,
+    board: Any = None,
+    report_interval_s: float = 0.1,
+    autoscaling: dict[str, Any] | None = None,
 ) -> Any:
     """The bound `LocalModel` deployment, ready to pass to another deployment."""
     from ray import serve
     from ray.serve.deployment import Deployment
 
+    scaling: dict[str, Any] = {"autoscaling_config": autoscaling} if autoscaling else {"num_replicas": num_replicas}
     deployment = cast(Deployment, serve.deployment(LocalModel)).options(
         name=name,
-        num_replicas=num_replicas,
+        **scaling,
         max_ongoing_requests=max_ongoing_requests,
         max_queued_requests=max_queued_requests,
         ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
@@ -99,4 +146,6 @@ def local_model_app(
         health_check_timeout_s=30,
         graceful_shutdown_timeout_s=5,
     )
-    return deployment.bind(config, str(data_dir) if data_dir else None)
+    return deployment.bind(
+        config, str(data_dir) if data_dir else None, board=board, report_interval_s=report_interval_s
+    )

@@ -51,7 +51,7 @@ class VllmEngine:
     async def start(cls, config: EngineConfig) -> VllmEngine:
         """Start the engine in a worker thread, giving up after the timeout."""
         _engine_env(config)
-        tracker = LoadTracker()
+        tracker = LoadTracker(max_num_seqs=config.max_num_seqs)
         try:
             llm = await asyncio.wait_for(asyncio.to_thread(_build_async_llm, config, tracker), config.startup_timeout_s)
         except TimeoutError:
@@ -69,6 +69,7 @@ class VllmEngine:
             task="embed" if self._config.task == "embed" else "generate",
             max_model_len=self._max_len,
             has_chat_template=bool(template),
+            tokenizer_path=self._config.model_path,
         )
 
     def stats(self) -> LoadStats:

@@ -108,6 +108,9 @@ class LoadStats(TypedDict):
     prefill_tokens_per_s: float  # recent, over the stats window
     decode_tokens_per_s: float
     ttft_p50_ms: float | None
+    finished_per_s: float  # requests completed, over the stats window
+    step_ms: float | None  # median engine step interval while busy, over the window
+    max_num_seqs: int  # requests the engine runs at once; the rest wait
     updated_at: float  # time.time() of the engine's last report
 
 
@@ -116,6 +119,7 @@ class ModelInfo(TypedDict):
     task: Literal["generate", "embed"]
     max_model_len: int
     has_chat_template: bool
+    tokenizer_path: NotRequired[str]  # a local directory AutoTokenizer can load, for the gateway's counts
 
 
 class Engine(Protocol):

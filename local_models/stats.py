@@ -22,24 +22,32 @@ WINDOW_S = 5.0
 class LoadTracker:
     """Rolling view of one engine's queue and throughput."""
 
-    def __init__(self, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time):
+    def __init__(self, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time, max_num_seqs: int = 0):
         self._window_s = window_s
+        self.max_num_seqs = max_num_seqs
         self._clock = clock
         self.waiting = 0
         self.running = 0
         self.kv_cache_usage = 0.0
         self.updated_at = clock()
-        # (timestamp, prompt tokens computed, tokens generated)
-        self._steps: deque[tuple[float, int, int]] = deque()
+        # (timestamp, prompt tokens computed, tokens generated, requests finished, interval since
+        # the previous step when the engine was busy in between, else None)
+        self._steps: deque[tuple[float, int, int, int, float | None]] = deque()
         self._ttfts: deque[tuple[float, float]] = deque(maxlen=256)
+        self._last_step: float | None = None
+        self._busy_after_last = False
 
     def record_scheduler(self, waiting: int, running: int, kv_cache_usage: float) -> None:
         self.waiting, self.running, self.kv_cache_usage = waiting, running, kv_cache_usage
         self.updated_at = self._clock()
 
-    def record_step(self, prompt_tokens: int, generated_tokens: int, ttfts_s: list[float]) -> None:
+    def record_step(self, prompt_tokens: int, generated_tokens: int, ttfts_s: list[float], finished: int = 0) -> None:
         now = self._clock()
-        self._steps.append((now, prompt_tokens, generated_tokens))
+        # An interval is a step only if the engine had work when the previous step ended.
+        interval = now - self._last_step if self._busy_after_last and self._last_step is not None else None
+        self._last_step = now
+        self._busy_after_last = self.running > 0 or self.waiting > 0
+        self._steps.append((now, prompt_tokens, generated_tokens, finished, interval))
         for t in ttfts_s:
             self._ttfts.append((now, t))
         self._expire(now)
@@ -55,6 +63,7 @@ class LoadTracker:
         prompt = sum(s[1] for s in self._steps)
         generated = sum(s[2] for s in self._steps)
         recent = sorted(t for ts, t in self._ttfts if ts >= now - self._window_s)
+        intervals = sorted(s[4] for s in self._steps if s[4] is not None)
         return LoadStats(
             waiting=self.waiting,
             running=self.running,
@@ -64,6 +73,9 @@ class LoadTracker:
             prefill_tokens_per_s=prompt / self._window_s,
             decode_tokens_per_s=generated / self._window_s,
             ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
+            finished_per_s=sum(s[3] for s in self._steps) / self._window_s,
+            step_ms=intervals[len(intervals) // 2] * 1000 if intervals else None,
+            max_num_seqs=self.max_num_seqs,
             updated_at=self.updated_at,
         )
 
@@ -94,6 +106,7 @@ def stat_logger_factory(tracker: LoadTracker) -> Any:
                     iteration_stats.prompt_token_stats.computed,
                     iteration_stats.num_generation_tokens,
                     list(iteration_stats.time_to_first_tokens_iter),
+                    len(iteration_stats.finished_requests),
                 )
 
         def log_engine_initialized(self) -> None:

@@ -35,6 +35,7 @@ class Backend:
     features: frozenset[Feature] = frozenset()
     context_length: int | None = None
     owned_by: str = "local"
+    weights: str | None = None  # the open weights it runs (local: its name), for same-weights spill
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def local_backend(info: ModelInfo, provider: str) -> Backend:
         tasks=frozenset(tasks),
         features=frozenset({"json_schema"}),
         context_length=info["max_model_len"],
+        weights=info["name"],
     )
 
 

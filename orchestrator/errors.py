@@ -13,6 +13,7 @@ tree is turned into OpenAI's error JSON in exactly one place, the HTTP edge
     │   └── ModelNotFound                404 code=model_not_found
     ├── MethodNotAllowed                 405 invalid_request_error
     ├── Overloaded                       503 code=overloaded (a route refused the request for load)
+    ├── OverflowBudgetExhausted          429 code=overflow_budget_exhausted (the hour's burst budget is spent)
     └── UpstreamError                    502 api_error (a model backend failed)
         ├── EngineError                  500 api_error (the local engine failed)
         ├── UpstreamTimeout              504 (no first token / a stall / the deadline)
@@ -113,6 +114,18 @@ class Overloaded(OrchestratorError):
     default_code = "overloaded"
     retryable = True
     retry_after: float | None = None
+
+
+class OverflowBudgetExhausted(OrchestratorError):
+    """The hour's overflow (burst) budget is spent and the local model can't answer in time (429)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "overflow_budget_exhausted"
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UpstreamError(OrchestratorError):

@@ -119,7 +119,11 @@ class Success(Generic[R]):
         if not self.failures:
             return self.target.reason
         failed = ", ".join(f"{t.provider} {e.code or e.status_code}" for t, e in self.failures)
-        return f"{self.target.reason}; fallback after {failed}"
+        if self.target.reason != "fallback":
+            return f"{self.target.reason}; fallback after {failed}"
+        if all(isinstance(e, Overloaded) for _, e in self.failures):
+            return f"back-pressure: {failed}"  # a full local queue moved it on at once
+        return f"fallback after {failed}"
 
 
 def retryable(e: OrchestratorError) -> bool:

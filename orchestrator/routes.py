@@ -16,6 +16,7 @@ class Route:
     model: str
     reason: str
     cache: CacheOutcome = "BYPASS"
+    overflow: bool = False  # a remote route serving because the local model was too busy (burst budget)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ then the YAML file (`config/default.yaml` unless another is given).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +31,10 @@ class ServerSettings(BaseModel):
     # ports, one per replica) themselves, without the Serve proxy's extra hop; the
     # proxy moves to a free port. Off: the Serve proxy listens on `port`.
     direct_ingress: bool = True
+    # Ray Serve's throughput-optimized mode (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, set by runtime.start):
+    # user code and the request router on each replica's main event loop, gRPC between
+    # deployments, the GC frozen after start-up; direct ingress still as `direct_ingress` says.
+    throughput_optimized: bool = False
     access_log: bool = False
 
 
@@ -47,6 +52,9 @@ class EngineSettings(BaseModel):
     # crossing to the gateway: fewer, larger stream items cost far less CPU per token.
     stream_interval_ms: float = 20.0
     num_replicas: int = 1
+    # Ray Serve autoscaling_config (min_replicas, max_replicas, target_ongoing_requests, ...);
+    # set, it replaces num_replicas. The scheduler spills while new replicas start.
+    autoscaling: dict[str, Any] | None = None
     num_cpus: float = 0.0  # Ray logical CPUs per replica; the engine threads are vLLM's
     num_gpus: float = 0.0
     max_ongoing_requests: int = 64
@@ -175,6 +183,52 @@ class LedgerSettings(BaseModel):
     reservation_ttl_s: float = 900.0  # a reservation never settled (a lost replica) is released after this
 
 
+class RuleSettings(BaseModel):
+    """Route matching requests for an alias to another alias; every condition given must hold."""
+
+    use: str  # the alias to use instead
+    name: str = ""
+    min_prompt_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    pattern: str | None = None  # a regular expression searched in the request's text
+    tags: dict[str, str] = Field(default_factory=dict)  # request metadata / x-tags that must match
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            re.compile(v)
+        return v
+
+
+class ModelRouting(BaseModel):
+    """A client-facing model name (an alias): its routes in order, and how to choose among them."""
+
+    routes: list[str]  # "provider/model", or a local model's name
+    ttft_slo_ms: float | None = None  # time-to-first-token target; None: scheduler.ttft_slo_ms
+    order: Literal["listed", "price", "latency"] = "listed"  # how spill routes rank after same-weights hosts
+    rules: list[RuleSettings] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_list(cls, v: Any) -> Any:
+        return {"routes": v} if isinstance(v, list) else v
+
+
+class SchedulerSettings(BaseModel):
+    """The overflow scheduler (see orchestrator/scheduler.py)."""
+
+    # Default time-to-first-token target; per alias: models.<name>.ttft_slo_ms, per request: x-ttft-slo-ms.
+    ttft_slo_ms: float = 1000.0
+    hysteresis: float = 0.2  # once spilling, back to local only below (1 - hysteresis) x SLO
+    same_weights_first: bool = True  # spill first to hosts of the local model's open weights
+    overflow_budget_usd_per_hour: float | None = None  # spend cap for load spill; None: no cap
+    budget_max_wait_ms: float = 30_000.0  # budget spent: wait locally at most this long, else 429
+    prefill_tokens_per_s: float = 2000.0  # floor for the local prefill speed until measured higher
+    poll_interval_ms: float = 100.0  # how often gateways read the load board
+    max_staleness_ms: float = 1000.0  # older load data is not used
+
+
 class RaySettings(BaseModel):
     num_cpus: int | None = None  # None: let Ray count the machine's cores
     address: str | None = None  # an existing cluster; None starts a local one
@@ -197,8 +251,10 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
-    # Client-facing model names -> ordered routes ("provider/model-name", or the local model's name).
-    models: dict[str, list[str]] = Field(default_factory=dict)
+    # Client-facing model names (aliases) -> ordered routes ("provider/model-name", or the local
+    # model's name), as a bare list or with an SLO, an order and rules (`ModelRouting`).
+    models: dict[str, ModelRouting] = Field(default_factory=dict)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)

@@ -119,8 +119,10 @@ class FakeEngine:
         token_delay: float = 0.0,
         fail_after: int | None = None,
         error: BaseException | None = None,
+        max_num_seqs: int = 32,
     ):
         self.name = name
+        self.max_num_seqs = max_num_seqs
         self.task = task
         self.max_model_len = max_model_len
         self.has_chat_template = has_chat_template
@@ -153,16 +155,20 @@ class FakeEngine:
         )
 
     def stats(self) -> LoadStats:
-        running = sum(g.outcome == "running" for g in self.generations)
+        active = sum(g.outcome == "running" for g in self.generations)
+        running = min(active, self.max_num_seqs)
         return LoadStats(
-            waiting=0,
+            waiting=active - running,
             running=running,
-            unfinished=running,
+            unfinished=active,
             queued_prompt_tokens=0,
             kv_cache_usage=0.0,
             prefill_tokens_per_s=0.0,
             decode_tokens_per_s=0.0,
             ttft_p50_ms=None,
+            finished_per_s=0.0,
+            step_ms=self.token_delay * 1000 if active else None,
+            max_num_seqs=self.max_num_seqs,
             updated_at=time.time(),
         )
 

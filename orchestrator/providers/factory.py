@@ -67,6 +67,7 @@ def remote_backend(provider: str, model: RemoteModel) -> Backend:
         features=frozenset(features),
         context_length=model.context_length,
         owned_by=provider,
+        weights=model.same_weights_as,
     )
 
 

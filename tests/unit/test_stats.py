@@ -15,7 +15,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def tracker(clock: FakeClock) -> LoadTracker:
-    return LoadTracker(window_s=5.0, clock=clock)
+    return LoadTracker(window_s=5.0, clock=clock, max_num_seqs=8)
 
 
 def snap(tracker: LoadTracker) -> dict[str, object]:
@@ -32,6 +32,9 @@ def test_empty_snapshot(tracker: LoadTracker, clock: FakeClock) -> None:
         "prefill_tokens_per_s": 0.0,
         "decode_tokens_per_s": 0.0,
         "ttft_p50_ms": None,
+        "finished_per_s": 0.0,
+        "step_ms": None,
+        "max_num_seqs": 8,
         "updated_at": clock.now,
     }
 
@@ -85,3 +88,24 @@ def test_ttft_samples_leave_the_window(tracker: LoadTracker, clock: FakeClock) -
     assert snap(tracker)["ttft_p50_ms"] == pytest.approx(50.0)
     clock.advance(10)
     assert snap(tracker)["ttft_p50_ms"] is None
+
+
+def test_finished_requests_are_a_rate_over_the_window(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_step(prompt_tokens=0, generated_tokens=4, ttfts_s=[], finished=3)
+    clock.advance(1)
+    tracker.record_step(prompt_tokens=0, generated_tokens=4, ttfts_s=[], finished=2)
+    assert snap(tracker)["finished_per_s"] == pytest.approx(5 / 5)
+    clock.advance(5)
+    assert snap(tracker)["finished_per_s"] == pytest.approx(2 / 5)
+
+
+def test_step_time_is_the_median_interval_while_busy(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_step(prompt_tokens=10, generated_tokens=1, ttfts_s=[])  # idle before: no interval
+    clock.advance(3)
+    assert snap(tracker)["step_ms"] is None  # an idle gap is not a step
+    tracker.record_scheduler(waiting=0, running=2, kv_cache_usage=0.1)
+    for gap in (0.05, 0.05, 0.2):
+        tracker.record_step(prompt_tokens=0, generated_tokens=2, ttfts_s=[])
+        clock.advance(gap)
+    tracker.record_step(prompt_tokens=0, generated_tokens=2, ttfts_s=[])
+    assert snap(tracker)["step_ms"] == pytest.approx(50)

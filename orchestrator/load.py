@@ -1,0 +1,202 @@
+"""The local engines' load, as every gateway replica sees it.
+
+    LocalModel replica ──report(every 100 ms)──▶ LoadBoard ◀──read(every 100 ms)── Gateway replica (LoadView)
+
+Each `LocalModel` replica pushes its engine's `LoadStats` to the one
+`LoadBoard` (a small Serve deployment); each gateway replica polls the board
+for the aggregate across replicas (`aggregate`, pure), so what a gateway sees
+is at most about two poll intervals old. Between reads a gateway adds what it
+sent to the local model itself since the snapshot was taken (`LoadView`),
+so a burst arriving at one gateway within one poll interval is not planned
+against an empty queue. Reports older than `max_age_s` are dropped: a replica
+that stopped reporting (removed by autoscaling, crashed) stops counting, and
+a board with no fresh report says there is no ready local replica.
+
+The board also keeps the overflow spend of the last hour, reported by every
+gateway, for the scheduler's burst budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict
+
+from local_models.interface import LoadStats
+
+log = logging.getLogger(__name__)
+
+HOUR_S = 3600.0
+
+
+@dataclass(frozen=True)
+class LoadSnapshot:
+    """One local model's load, summed over its ready replicas."""
+
+    replicas: int
+    slots: int  # requests the replicas run at once, together
+    waiting: int
+    running: int
+    queued_prompt_tokens: int
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    finished_per_s: float
+    step_ms: float | None  # the slowest replica's median step: a new request's first step
+    kv_cache_usage: float  # the fullest replica's
+    taken_at: float  # the oldest report's time (time.time())
+
+
+def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) -> LoadSnapshot:
+    """The sum of the fresh reports; stale ones (their replica is gone or stuck) don't count."""
+    fresh = [r for r in reports.values() if now - r["updated_at"] <= max_age_s]
+    steps = [r["step_ms"] for r in fresh if r["step_ms"] is not None]
+    return LoadSnapshot(
+        replicas=len(fresh),
+        slots=sum(r["max_num_seqs"] for r in fresh),
+        waiting=sum(r["waiting"] for r in fresh),
+        running=sum(r["running"] for r in fresh),
+        queued_prompt_tokens=sum(r["queued_prompt_tokens"] for r in fresh),
+        prefill_tokens_per_s=sum(r["prefill_tokens_per_s"] for r in fresh),
+        decode_tokens_per_s=sum(r["decode_tokens_per_s"] for r in fresh),
+        finished_per_s=sum(r["finished_per_s"] for r in fresh),
+        step_ms=max(steps) if steps else None,
+        kv_cache_usage=max((r["kv_cache_usage"] for r in fresh), default=0.0),
+        taken_at=min((r["updated_at"] for r in fresh), default=now),
+    )
+
+
+class BoardState(TypedDict):
+    """What a gateway reads from the board: plain data, crosses Ray."""
+
+    models: dict[str, dict[str, Any]]  # model -> LoadSnapshot fields
+    overflow_spent_usd: float  # over the last hour, every gateway together
+    read_at: float
+
+
+class LoadBoard:
+    """The one place where local load and overflow spend meet (a Serve deployment, one replica)."""
+
+    def __init__(self, max_age_s: float = 1.0, clock: Callable[[], float] = time.time):
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._reports: dict[str, dict[str, LoadStats]] = {}
+        self._spend: deque[tuple[float, float]] = deque()
+        self._spent = 0.0
+
+    def report(self, model: str, replica: str, stats: LoadStats) -> None:
+        self._reports.setdefault(model, {})[replica] = stats
+
+    def spent(self, usd: float) -> None:
+        now = self._clock()
+        self._spend.append((now, usd))
+        self._spent += usd
+
+    def read(self) -> BoardState:
+        now = self._clock()
+        while self._spend and self._spend[0][0] < now - HOUR_S:
+            self._spent -= self._spend.popleft()[1]
+        models = {}
+        for model, reports in self._reports.items():
+            for replica in [r for r, s in reports.items() if now - s["updated_at"] > 10 * self._max_age_s]:
+                del reports[replica]  # long gone
+            models[model] = aggregate(reports, now, self._max_age_s).__dict__
+        return BoardState(models=models, overflow_spent_usd=max(0.0, self._spent), read_at=now)
+
+
+class LoadView:
+    """A gateway replica's view of the board, corrected by what it sent since.
+
+    `run()` polls the board; `snapshot(model)` is the last aggregate plus this
+    gateway's own local dispatches made after it was taken, or None when the
+    board hasn't been read recently (the scheduler then keeps the configured
+    order rather than guess).
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[BoardState]],
+        *,
+        report: Callable[[float], Awaitable[None]] | None = None,
+        interval_s: float = 0.1,
+        max_staleness_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._read = read
+        self._interval_s = interval_s
+        self._max_staleness_s = max_staleness_s
+        self._clock = clock
+        self._state: BoardState | None = None
+        self._sent: dict[str, deque[tuple[float, int]]] = {}
+        self._unreported_usd = 0.0
+        self._report = report
+        self._reports: set[asyncio.Task[None]] = set()
+
+    def update(self, state: BoardState) -> None:
+        self._state = state
+
+    async def poll_once(self) -> None:
+        self.update(await self._read())
+
+    async def run(self) -> None:
+        """Poll forever (a background task of the gateway replica)."""
+        failing = False
+        while True:
+            try:
+                await self.poll_once()
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # keep polling; staleness makes the scheduler fall back
+                if not failing:
+                    log.warning("load board unreachable (%s: %s); planning without load data", type(e).__name__, e)
+                failing = True
+            await asyncio.sleep(self._interval_s)
+
+    def sent(self, model: str, prompt_tokens: int) -> None:
+        """This gateway just sent a request to the local `model`."""
+        now = self._clock()
+        q = self._sent.setdefault(model, deque())
+        q.append((now, prompt_tokens))
+        while q and q[0][0] < now - 2 * self._max_staleness_s:
+            q.popleft()
+
+    def snapshot(self, model: str) -> LoadSnapshot | None:
+        state = self._state
+        if state is None or self._clock() - state["read_at"] > self._max_staleness_s:
+            return None
+        raw = state["models"].get(model)
+        if raw is None:
+            return None
+        snap = LoadSnapshot(**raw)
+        since = [tokens for at, tokens in self._sent.get(model, ()) if at > snap.taken_at]
+        if not since:
+            return snap
+        return replace(
+            snap, waiting=snap.waiting + len(since), queued_prompt_tokens=snap.queued_prompt_tokens + sum(since)
+        )
+
+    def spending(self, usd: float) -> None:
+        """Overflow spend of this gateway: counted here at once, and reported to the board."""
+        self._unreported_usd += usd
+        if self._report is not None:
+            task = asyncio.get_running_loop().create_task(self._send(usd))
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
+
+    async def _send(self, usd: float) -> None:
+        assert self._report is not None
+        try:
+            await self._report(usd)
+        except Exception as e:  # kept counted here; the board's hourly figure misses it
+            log.warning("could not report overflow spend to the load board (%s: %s)", type(e).__name__, e)
+            return
+        self._unreported_usd = max(0.0, self._unreported_usd - usd)
+
+    def overflow_spent_usd(self) -> float | None:
+        if self._state is None:
+            return None
+        return self._state["overflow_spent_usd"] + self._unreported_usd

@@ -1,0 +1,238 @@
+"""The scheduler's I/O side: gathers what the pure policy needs, and keeps its state.
+
+`Router.plan(request, task, needs, headers)` reads the request's routing
+headers, counts its prompt with the local tokenizer (only when a decision
+depends on it), takes the current load snapshot and overflow spend from the
+`LoadView`, and asks `scheduler.plan`. It remembers each alias's spill state
+(hysteresis) and, as routes are tried, tells the `LoadView` what it sends to
+the local model (`attempting`) and what overflow cost (`settled`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from orchestrator.capabilities import Feature, Registry, Task
+from orchestrator.errors import InvalidRequest
+from orchestrator.failover import Target
+from orchestrator.load import LoadView
+from orchestrator.scheduler import AliasPolicy, Budget, DataClass, Facts, Knobs, Plan, Rule, plan
+from orchestrator.settings import ModelRouting, ProviderSettings, SchedulerSettings
+from orchestrator.tokens import ByteCounter, Countable, TokenCounter, request_text
+
+SLO_HEADER = "x-ttft-slo-ms"
+DATA_CLASS_HEADER = "x-data-class"
+TAGS_HEADER = "x-tags"
+_DATA_CLASSES = ("default", "sensitive", "batch")
+_BYTES = ByteCounter()
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan and the facts it was made from (the pipeline hands both back as it runs)."""
+
+    plan: Plan
+    facts: Facts
+
+    @property
+    def targets(self) -> list[Target]:
+        return self.plan.targets
+
+
+class Router:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        local: Mapping[str, str],  # local provider name -> its model's served name
+        policies: Mapping[str, AliasPolicy] | None = None,
+        knobs: Knobs | None = None,
+        load: LoadView | None = None,
+        counter: TokenCounter | None = None,
+        prices: Mapping[tuple[str, str], float] | None = None,
+    ):
+        self._registry = registry
+        self._local = dict(local)
+        self._local_providers = frozenset(local)
+        self._policies = dict(policies or {})
+        self._knobs = knobs or Knobs()
+        self._load = load
+        self._counter = counter or ByteCounter()
+        self._prices = dict(prices or {})
+        self._spilling: dict[str, bool] = {}
+        self._needs_text = {name for name, p in self._policies.items() if any(r.pattern for r in p.rules)}
+        self._exact = {e.name for e in registry.entries() if self._counts_exactly(e.name)}
+        self._min_context = {
+            e.name: min((b.context_length for b in e.backends if b.context_length), default=math.inf)
+            for e in registry.entries()
+        }
+
+    def _counts_exactly(self, name: str) -> bool:
+        """Whether a decision for `name` can depend on the exact prompt size: it has a local
+        route (latency, context) or a rule on prompt size, or a rule leads to such an alias."""
+        policy = self._policies.get(name, AliasPolicy())
+        entries = {e.name: e for e in self._registry.entries()}
+        targets = [name, *(r.use for r in policy.rules)]
+        local = any(b.provider in self._local_providers for t in targets if t in entries for b in entries[t].backends)
+        sized = any(r.min_prompt_tokens is not None or r.max_prompt_tokens is not None for r in policy.rules)
+        return local or sized
+
+    # ------------------------------------------------------------------ planning
+
+    def plan(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> Planned:
+        facts = self.facts(request, task, needs, headers)
+        local_model = next(iter(self._local.values()), None)
+        snapshot = self._load.snapshot(local_model) if self._load is not None and local_model else None
+        spent = self._load.overflow_spent_usd() if self._load is not None else None
+        made = plan(
+            facts,
+            self._registry,
+            self._policies,
+            local_providers=self._local_providers,
+            snapshot=snapshot,
+            budget=Budget(self._knobs.overflow_budget_usd_per_hour, spent),
+            knobs=self._knobs,
+            spilling=self._spilling,
+            prices=self._prices,
+        )
+        self._spilling[made.alias] = made.spilling
+        return Planned(made, facts)
+
+    def facts(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> Facts:
+        tags = dict(getattr(request, "metadata", None) or {})
+        tags.update(_tags(headers.get(TAGS_HEADER)))
+        text = request_text(request) if request.model in self._needs_text else ""
+        tokens, exact = self._count(request)
+        return Facts(
+            model=request.model,
+            task=task,
+            needs=frozenset(needs),
+            prompt_tokens=tokens,
+            exact=exact,
+            text=text,
+            tags=tags,
+            ttft_slo_ms=_slo(headers.get(SLO_HEADER)),
+            data_class=_data_class(headers.get(DATA_CLASS_HEADER)),
+        )
+
+    def _count(self, request: Countable) -> tuple[int, bool]:
+        """The prompt's tokens and whether the count is exact. Counted with the tokenizer
+        where a decision depends on it; elsewhere a byte count, an upper bound that changes
+        no decision while it is below every route's context."""
+        if request.model not in self._exact:
+            rough = _BYTES.count(request)
+            if rough < self._min_context.get(request.model, math.inf):
+                return rough, True
+        return self._counter.count(request), self._counter.exact
+
+    # ------------------------------------------------------------ as it runs
+
+    def attempting(self, target: Target, planned: Planned) -> None:
+        """A route of `planned` is about to be tried: local sends count toward the load at once."""
+        model = self._local.get(target.provider)
+        if model is not None and self._load is not None:
+            self._load.sent(model, planned.facts.prompt_tokens)
+
+    def is_overflow(self, planned: Planned, target: Target) -> bool:
+        """Whether `target` serving `planned` is load spill (a remote route leading because the
+        local model was too busy), whose spend counts against the burst budget."""
+        return planned.plan.overflow and target.provider not in self._local_providers
+
+    def overflowed(self, cost_usd: float) -> None:
+        """An overflow answer cost this much."""
+        if cost_usd > 0 and self._load is not None:
+            self._load.spending(cost_usd)
+
+
+def policies_from(models: Mapping[str, ModelRouting]) -> dict[str, AliasPolicy]:
+    return {
+        name: AliasPolicy(
+            ttft_slo_ms=m.ttft_slo_ms,
+            order=m.order,
+            rules=tuple(
+                Rule(
+                    use=r.use,
+                    name=r.name,
+                    min_prompt_tokens=r.min_prompt_tokens,
+                    max_prompt_tokens=r.max_prompt_tokens,
+                    pattern=re.compile(r.pattern) if r.pattern else None,
+                    tags=dict(r.tags),
+                )
+                for r in m.rules
+            ),
+        )
+        for name, m in models.items()
+    }
+
+
+def knobs_from(s: SchedulerSettings) -> Knobs:
+    return Knobs(
+        ttft_slo_ms=s.ttft_slo_ms,
+        hysteresis=s.hysteresis,
+        same_weights_first=s.same_weights_first,
+        overflow_budget_usd_per_hour=s.overflow_budget_usd_per_hour,
+        budget_max_wait_ms=s.budget_max_wait_ms,
+        prefill_tokens_per_s=s.prefill_tokens_per_s,
+    )
+
+
+def blended_prices(providers: Mapping[str, ProviderSettings]) -> dict[tuple[str, str], float]:
+    """(provider, model id) -> input + output price per million tokens, to rank spill routes by price."""
+    return {
+        (name, m.id): m.input_per_mtok + m.output_per_mtok
+        for name, cfg in providers.items()
+        for m in cfg.models.values()
+    }
+
+
+# ------------------------------------------------------------------ headers
+
+
+def _slo(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidRequest(
+            f"Invalid {SLO_HEADER} header {raw!r}: expected a positive number of milliseconds.",
+            param=SLO_HEADER,
+            code="invalid_header",
+        )
+    return value
+
+
+def _data_class(raw: str | None) -> DataClass:
+    if raw is None:
+        return "default"
+    value = raw.strip().lower()
+    if value not in _DATA_CLASSES:
+        raise InvalidRequest(
+            f"Invalid {DATA_CLASS_HEADER} header {raw!r}: expected one of {', '.join(_DATA_CLASSES)}.",
+            param=DATA_CLASS_HEADER,
+            code="invalid_header",
+        )
+    return cast(DataClass, value)
+
+
+def _tags(raw: str | None) -> dict[str, str]:
+    """`x-tags: team=research, tier=free` -> {"team": "research", "tier": "free"}."""
+    if not raw:
+        return {}
+    tags: dict[str, Any] = {}
+    for part in raw.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(
+                f"Invalid {TAGS_HEADER} header {raw!r}: expected comma-separated key=value pairs.",
+                param=TAGS_HEADER,
+                code="invalid_header",
+            )
+        tags[key.strip()] = value.strip()
+    return tags

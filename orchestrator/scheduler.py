@@ -1,0 +1,311 @@
+"""The overflow scheduler: which routes serve a request, in what order, and why.
+
+Pure policy, no I/O: `plan(facts, registry, policies, snapshot, budget, knobs, spilling)`
+returns the ordered routes, each with its reason, or raises the client-facing
+error. Everything it needs is handed in: what the request is (`Facts`), what
+each model can do (`Registry`), how each alias is routed (`AliasPolicy`), the
+local engine's load (`load.LoadSnapshot`), the overflow spend, and whether the
+alias was spilling before (hysteresis).
+
+The order of questions:
+
+1. *rules* — an alias's rules (prompt size, a regex on the text, request tags)
+   may send the request to another alias;
+2. *capabilities and context* — only routes that can serve the request
+   (tools, images, structured output, a context the prompt fits in);
+3. *data class* — `sensitive` never leaves the machine; `batch` takes the
+   cheapest route and may wait for it;
+4. *latency* — the local model serves when its predicted time to first token
+   (`predict_ttft_ms`) fits the request's SLO; otherwise the request spills to
+   a remote route, hosts of the same open weights first. Once spilling, the
+   local model takes traffic back only when the prediction is `hysteresis`
+   below the SLO, so traffic doesn't flap at the edge;
+5. *burst budget* — spilling spends money; once the hour's overflow budget is
+   spent, requests wait for the local model if it can answer within
+   `budget_max_wait_ms`, and otherwise get a 429.
+
+The local routes stay in every plan that may use them: a local rejection
+(back-pressure) or failure moves on to the next route at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from orchestrator.capabilities import Backend, Feature, ModelEntry, Registry, Task
+from orchestrator.errors import ContextLengthExceeded, InvalidRequest, OverflowBudgetExhausted
+from orchestrator.failover import Target
+from orchestrator.load import LoadSnapshot
+
+DataClass = Literal["default", "sensitive", "batch"]
+Order = Literal["listed", "price", "latency"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Send matching requests for an alias to another alias. Every given condition must hold."""
+
+    use: str
+    name: str = ""
+    min_prompt_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    pattern: re.Pattern[str] | None = None  # searched in the request's text
+    tags: Mapping[str, str] = field(default_factory=dict)  # each must be present with this value
+
+    def matches(self, facts: Facts) -> bool:
+        if self.min_prompt_tokens is not None and facts.prompt_tokens < self.min_prompt_tokens:
+            return False
+        if self.max_prompt_tokens is not None and facts.prompt_tokens > self.max_prompt_tokens:
+            return False
+        if self.pattern is not None and not self.pattern.search(facts.text):
+            return False
+        return all(facts.tags.get(k) == v for k, v in self.tags.items())
+
+    @property
+    def label(self) -> str:
+        return self.name or f"to {self.use}"
+
+
+@dataclass(frozen=True)
+class AliasPolicy:
+    ttft_slo_ms: float | None = None  # None: the scheduler's default
+    order: Order = "listed"  # how spill routes are ranked after same-weights hosts
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Scheduler-wide settings."""
+
+    ttft_slo_ms: float = 1000.0
+    hysteresis: float = 0.2  # back to local only below (1 - hysteresis) x SLO
+    same_weights_first: bool = True
+    overflow_budget_usd_per_hour: float | None = None
+    budget_max_wait_ms: float = 30_000.0
+    prefill_tokens_per_s: float = 2000.0  # a floor for the local prefill speed until measured higher
+    idle_step_ms: float = 20.0  # a step of an idle engine, until measured
+    min_finish_rate: float = 0.5  # requests/s assumed to free slots when none finished lately
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the scheduler knows about one request."""
+
+    model: str
+    task: Task
+    needs: frozenset[Feature] = frozenset()
+    prompt_tokens: int = 0
+    exact: bool = True  # prompt_tokens counted with the local tokenizer; else an upper bound
+    text: str = ""  # for rule patterns; empty when no rule needs it
+    tags: Mapping[str, str] = field(default_factory=dict)
+    ttft_slo_ms: float | None = None  # the request's own (x-ttft-slo-ms)
+    data_class: DataClass = "default"
+
+
+@dataclass(frozen=True)
+class Budget:
+    cap_usd_per_hour: float | None
+    spent_usd: float | None  # None: unknown (board not read yet)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.cap_usd_per_hour is not None and (self.spent_usd or 0.0) >= self.cap_usd_per_hour
+
+
+@dataclass(frozen=True)
+class Plan:
+    alias: str  # the alias that planned it (after rules)
+    targets: list[Target]
+    spilling: bool  # for the alias's hysteresis
+    overflow: bool  # remote routes lead because of load: spend counts against the burst budget
+    predicted_ttft_ms: float | None = None
+
+
+def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) -> float:
+    """The local model's time to first token for a new request of `prompt_tokens`.
+
+    One engine step (measured), plus the prefill of every prompt queued ahead
+    and this one (at the measured rate, or the configured floor), plus, when
+    every slot is taken, the wait for a slot at the rate requests have been
+    finishing. Per replica: Serve spreads requests over the replicas.
+    """
+    replicas = max(1, snapshot.replicas)
+    step = snapshot.step_ms if snapshot.step_ms is not None else knobs.idle_step_ms
+    rate = max(snapshot.prefill_tokens_per_s / replicas, knobs.prefill_tokens_per_s)
+    prefill = (snapshot.queued_prompt_tokens / replicas + prompt_tokens) / rate * 1000
+    free = snapshot.slots - snapshot.running
+    wait = 0.0
+    if snapshot.waiting >= free:
+        finish_rate = max(snapshot.finished_per_s, knobs.min_finish_rate * replicas)
+        wait = (snapshot.waiting - free + 1) / finish_rate * 1000
+    return step + prefill + wait
+
+
+def plan(
+    facts: Facts,
+    registry: Registry,
+    policies: Mapping[str, AliasPolicy],
+    *,
+    local_providers: frozenset[str],
+    snapshot: LoadSnapshot | None,
+    budget: Budget,
+    knobs: Knobs,
+    spilling: Mapping[str, bool] | None = None,
+    prices: Mapping[tuple[str, str], float] | None = None,
+    remote_ttft_ms: Mapping[str, float] | None = None,
+) -> Plan:
+    """The ordered routes for `facts`, each with its reason; see the module docstring."""
+    entry = registry.resolve(facts.model)
+    policy = policies.get(entry.name, AliasPolicy())
+    via = ""
+    for rule in policy.rules:
+        if rule.matches(facts):
+            entry = registry.resolve(rule.use)
+            policy = policies.get(entry.name, AliasPolicy())
+            via = f" (rule {rule.label}: {facts.model} -> {entry.name})"
+            break
+
+    able = entry.candidates(facts.task, facts.needs)  # raises when no route has the task or a feature
+    # Only an exact count rules a route out; an upper bound leaves it to the route to refuse.
+    fitting = [b for b in able if not facts.exact or b.context_length is None or facts.prompt_tokens < b.context_length]
+    if not fitting:
+        longest = max(b.context_length or 0 for b in able)
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {longest} tokens. However, your messages resulted in "
+            f"{facts.prompt_tokens} tokens. Please reduce the length of the messages.",
+            param="messages" if facts.task == "chat" else "prompt",
+        )
+    local = [b for b in fitting if b.provider in local_providers]
+    remote = _rank_remote(
+        [b for b in fitting if b.provider not in local_providers],
+        local,
+        policy.order,
+        knobs,
+        prices or {},
+        remote_ttft_ms or {},
+    )
+    was_spilling = (spilling or {}).get(entry.name, False)
+
+    def done(
+        reason: str,
+        first: list[Backend],
+        then: list[Backend],
+        *,
+        spill: bool = False,
+        overflow: bool = False,
+        predicted: float | None = None,
+    ) -> Plan:
+        return Plan(entry.name, _targets(reason + via, first + then), spill, overflow, predicted)
+
+    if facts.data_class == "sensitive":
+        if not local:
+            why = _why_not_local(entry, able, fitting, local_providers, facts)
+            raise InvalidRequest(
+                "Requests marked x-data-class: sensitive never leave this machine, and no local route of "
+                f"'{entry.name}' can serve this one" + (f" ({why})." if why else "."),
+                param="x-data-class",
+                code="data_class_unroutable",
+            )
+        return done("data-class: sensitive stays local", local, [])
+    if not local:
+        return done(
+            _why_not_local(entry, able, fitting, local_providers, facts) or "remote: no local route", remote, []
+        )
+    if not remote:
+        return done("local: the only route", local, [])
+    if facts.data_class == "batch":
+        return done("batch: cheapest route, may wait", local, remote)
+    if snapshot is None:
+        return done("local: no load data yet", local, remote, spill=was_spilling)
+
+    slo = facts.ttft_slo_ms or policy.ttft_slo_ms or knobs.ttft_slo_ms
+    if snapshot.replicas == 0:
+        predicted, lead = float("inf"), "cold-start: no local replica ready"
+    else:
+        predicted = predict_ttft_ms(snapshot, facts.prompt_tokens, knobs)
+        threshold = slo * (1 - knobs.hysteresis) if was_spilling else slo
+        if predicted <= threshold:
+            reason = f"local: predicted TTFT {predicted:.0f} ms within SLO {slo:.0f} ms"
+            return done(reason, local, remote, predicted=predicted)
+        band = "SLO" if not was_spilling else "hysteresis band"
+        lead = f"spill: predicted local TTFT {predicted:.0f} ms over {band} {threshold:.0f} ms"
+    if budget.exhausted:
+        if predicted <= knobs.budget_max_wait_ms:
+            reason = f"budget: overflow budget spent, waiting locally (predicted TTFT {predicted:.0f} ms)"
+            return done(reason, local, [], spill=True, predicted=predicted)
+        raise OverflowBudgetExhausted(
+            f"The overflow budget of ${budget.cap_usd_per_hour or 0:.2f} per hour is spent and the local model "
+            f"can't start answering within {knobs.budget_max_wait_ms / 1000:.0f} s. Retry later.",
+            retry_after=60.0,
+        )
+    return done(lead, remote, local, spill=True, overflow=True, predicted=predicted)
+
+
+def _rank_remote(
+    remote: list[Backend],
+    local: Sequence[Backend],
+    order: Order,
+    knobs: Knobs,
+    prices: Mapping[tuple[str, str], float],
+    ttft: Mapping[str, float],
+) -> list[Backend]:
+    """Hosts of the local model's weights first (when configured), then by `order` (stable)."""
+    local_weights = {w for b in local for w in (b.model, b.weights) if w}
+
+    def key(pair: tuple[int, Backend]) -> tuple[int, float, int]:
+        i, b = pair
+        same = 0 if knobs.same_weights_first and b.weights is not None and b.weights in local_weights else 1
+        if order == "price":
+            return same, prices.get((b.provider, b.model), 0.0), i
+        if order == "latency":
+            return same, ttft.get(b.provider, float("inf")), i
+        return same, 0.0, i
+
+    return [b for _, b in sorted(enumerate(remote), key=key)]
+
+
+def _targets(reason: str, backends: Iterable[Backend]) -> list[Target]:
+    return [Target(b.provider, b.model, reason if i == 0 else "fallback") for i, b in enumerate(backends)]
+
+
+def _why_not_local(
+    entry: ModelEntry,
+    able: Sequence[Backend],
+    fitting: Sequence[Backend],
+    local_providers: frozenset[str],
+    facts: Facts,
+) -> str:
+    """Why the entry's local routes can't serve this request ('' when it has none)."""
+    local_all = [b for b in entry.backends if b.provider in local_providers]
+    if not local_all:
+        return ""
+    if not any(b in able for b in local_all):
+        missing = sorted({f for b in local_all for f in facts.needs if f not in b.features})
+        if missing:
+            return f"capability: the local model lacks {', '.join(missing)}"
+        return f"capability: the local model does not serve {facts.task}"
+    if not any(b in fitting for b in local_all):
+        return f"context: {facts.prompt_tokens} prompt tokens exceed the local model's context"
+    return ""
+
+
+def spill_reason_code(reason: str) -> str:
+    """The bounded label of a route reason, for metrics: the part before the first ':'."""
+    return reason.split(":", 1)[0].split(";", 1)[0].split(" ", 1)[0].strip() or "unknown"
+
+
+__all__ = [
+    "AliasPolicy",
+    "Budget",
+    "Facts",
+    "Knobs",
+    "OverflowBudgetExhausted",
+    "Plan",
+    "Rule",
+    "plan",
+    "predict_ttft_ms",
+    "spill_reason_code",
+]

@@ -1,0 +1,99 @@
+"""Counting a request's prompt tokens the way the local model will.
+
+The scheduler needs prompt sizes for its latency prediction, its rules and
+each route's context length; they are counted with the local model's own
+tokenizer and chat template (`HfTokenCounter`), loaded in the gateway from
+the directory the engine reports. Where no tokenizer is at hand (a local
+model that isn't a Hugging Face directory, tests with a fake engine),
+`ByteCounter` gives an upper bound: a byte-level BPE token is at least one
+byte, so one token per UTF-8 byte is never fewer than the real count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from orchestrator.protocol import ChatCompletionRequest, CompletionRequest
+
+log = logging.getLogger(__name__)
+
+Countable = ChatCompletionRequest | CompletionRequest
+
+# Role markers and separators a chat template adds per message, when counted without the template.
+_PER_MESSAGE = 8
+
+
+class TokenCounter(Protocol):
+    exact: bool  # False: `count` is an upper bound
+
+    def count(self, request: Countable) -> int: ...
+
+
+def request_text(request: Countable) -> str:
+    """The request's text, for rule patterns and rough counts."""
+    if isinstance(request, ChatCompletionRequest):
+        return "\n".join(_message_text(m.content) for m in request.messages)
+    prompt = request.prompt
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(p for p in prompt if isinstance(p, str))
+
+
+def _message_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(getattr(part, "text", None) or "" for part in content)
+
+
+class ByteCounter:
+    """An upper bound without a tokenizer: one token per byte, plus per-message overhead."""
+
+    exact = False
+
+    def count(self, request: Countable) -> int:
+        if isinstance(request, ChatCompletionRequest):
+            return sum(len(_message_text(m.content).encode()) + _PER_MESSAGE for m in request.messages)
+        return _longest(request.prompt, lambda text: len(text.encode()))
+
+
+class HfTokenCounter:
+    """Counts with a Hugging Face tokenizer and its chat template."""
+
+    exact = True
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, path: str) -> TokenCounter:
+        """The tokenizer in `path`, or a `ByteCounter` (logged) when it can't be loaded."""
+        try:
+            from transformers import AutoTokenizer
+
+            return cls(AutoTokenizer.from_pretrained(path, local_files_only=True))
+        except Exception as e:
+            log.warning("no tokenizer at %s (%s: %s); counting prompt tokens as bytes", path, type(e).__name__, e)
+            return ByteCounter()
+
+    def count(self, request: Countable) -> int:
+        if isinstance(request, ChatCompletionRequest):
+            messages = [{"role": m.role, "content": _message_text(m.content)} for m in request.messages]
+            if getattr(self._tokenizer, "chat_template", None):
+                ids = self._tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+                return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+            text = "\n".join(m["content"] for m in messages)
+            return len(self._tokenizer.encode(text)) + _PER_MESSAGE * len(messages)
+        return _longest(request.prompt, lambda text: len(self._tokenizer.encode(text)))
+
+
+def _longest(prompt: Any, count: Callable[[str], int]) -> int:
+    """Tokens of the longest prompt: several prompts are several generations, each must fit."""
+    if isinstance(prompt, str):
+        return count(prompt)
+    if prompt and isinstance(prompt[0], int):
+        return len(prompt)  # one prompt, already token ids
+    return max((len(p) if isinstance(p, list) else count(p) for p in prompt), default=0)
