@@ -1,0 +1,136 @@
+"""Load snapshots: replicas summed, stale ones dropped, the gateway's own sends added."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fakes import FakeClock
+
+from local_models.interface import LoadStats
+from orchestrator.load import BoardState, LoadBoard, LoadView, aggregate
+
+
+def stats(at: float, **kw: Any) -> LoadStats:
+    base: dict[str, Any] = dict(
+        waiting=0,
+        running=0,
+        unfinished=0,
+        queued_prompt_tokens=0,
+        kv_cache_usage=0.0,
+        prefill_tokens_per_s=0.0,
+        decode_tokens_per_s=0.0,
+        ttft_p50_ms=None,
+        finished_per_s=0.0,
+        step_ms=None,
+        max_num_seqs=8,
+        updated_at=at,
+    )
+    base.update(kw)
+    return LoadStats(**base)  # type: ignore[typeddict-item]
+
+
+def test_aggregate_sums_fresh_replicas_and_drops_stale_ones() -> None:
+    reports = {
+        "a": stats(10.0, waiting=2, running=8, queued_prompt_tokens=100, step_ms=40.0, finished_per_s=1.5),
+        "b": stats(9.8, waiting=1, running=3, queued_prompt_tokens=50, step_ms=60.0, kv_cache_usage=0.7),
+        "gone": stats(8.0, waiting=100, running=8),
+    }
+    s = aggregate(reports, now=10.1, max_age_s=1.0)
+    assert (s.replicas, s.slots, s.waiting, s.running, s.queued_prompt_tokens) == (2, 16, 3, 11, 150)
+    assert (s.step_ms, s.kv_cache_usage, s.finished_per_s, s.taken_at) == (60.0, 0.7, 1.5, 9.8)
+
+
+def test_no_fresh_report_means_no_ready_replica() -> None:
+    s = aggregate({"a": stats(1.0)}, now=10.0, max_age_s=1.0)
+    assert (s.replicas, s.slots) == (0, 0)
+
+
+def test_board_keeps_the_last_report_per_replica_and_the_hours_spend() -> None:
+    clock = FakeClock(1000.0)
+    board = LoadBoard(max_age_s=1.0, clock=clock)
+    board.report("m", "r1", stats(clock.now, waiting=5))
+    board.report("m", "r1", stats(clock.now, waiting=1))
+    board.report("m", "r2", stats(clock.now, waiting=2))
+    board.spent(0.5)
+    clock.advance(1800)
+    board.spent(0.25)
+    state = board.read()
+    assert state["models"]["m"]["waiting"] == 0  # both reports are 30 minutes old now
+    assert state["overflow_spent_usd"] == pytest.approx(0.75)
+    clock.advance(1801)
+    assert board.read()["overflow_spent_usd"] == pytest.approx(0.25)  # the first spend left the hour
+
+
+def test_board_aggregates_fresh_reports() -> None:
+    clock = FakeClock(1000.0)
+    board = LoadBoard(max_age_s=1.0, clock=clock)
+    board.report("m", "r1", stats(clock.now, waiting=1))
+    board.report("m", "r2", stats(clock.now, waiting=2))
+    assert board.read()["models"]["m"]["waiting"] == 3
+
+
+def state(read_at: float, **snapshot: Any) -> BoardState:
+    snap: dict[str, Any] = dict(
+        replicas=1,
+        slots=8,
+        waiting=1,
+        running=8,
+        queued_prompt_tokens=10,
+        prefill_tokens_per_s=0.0,
+        decode_tokens_per_s=0.0,
+        finished_per_s=0.0,
+        step_ms=None,
+        kv_cache_usage=0.0,
+        taken_at=read_at - 0.05,
+    )
+    snap.update(snapshot)
+    return BoardState(models={"m": snap}, overflow_spent_usd=1.0, read_at=read_at)
+
+
+async def test_view_adds_what_this_gateway_sent_since_the_snapshot() -> None:
+    clock = FakeClock(100.0)
+    view = LoadView(_never, clock=clock)
+    view.sent("m", 500)  # before the snapshot: already in the engine's figures
+    clock.advance(0.1)
+    view.update(state(clock.now))
+    clock.advance(0.01)
+    view.sent("m", 30)
+    view.sent("m", 20)
+    snap = view.snapshot("m")
+    assert snap is not None and (snap.waiting, snap.queued_prompt_tokens) == (3, 60)
+
+
+async def test_view_forgets_a_stale_board() -> None:
+    clock = FakeClock(100.0)
+    view = LoadView(_never, clock=clock, max_staleness_s=1.0)
+    assert view.snapshot("m") is None  # never read
+    view.update(state(clock.now))
+    assert view.snapshot("other") is None  # a model nobody reports
+    clock.advance(1.5)
+    assert view.snapshot("m") is None
+
+
+async def test_view_counts_its_own_spend_until_the_board_has_it() -> None:
+    reported: list[float] = []
+
+    async def report(usd: float) -> None:
+        reported.append(usd)
+
+    view = LoadView(_never, report=report)
+    view.update(state(0.0))
+    view.spending(0.5)
+    assert view.overflow_spent_usd() == pytest.approx(1.5)
+    await _settle()
+    assert reported == [0.5]
+
+
+async def _never() -> BoardState:
+    raise AssertionError("not polled in this test")
+
+
+async def _settle() -> None:
+    import asyncio
+
+    for _ in range(3):
+        await asyncio.sleep(0)

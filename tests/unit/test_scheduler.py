@@ -1,0 +1,307 @@
+"""The overflow scheduler's decisions, as tables: request x load x config -> routes and reason."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from orchestrator.capabilities import Backend, ModelEntry, Registry
+from orchestrator.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound, OverflowBudgetExhausted
+from orchestrator.load import LoadSnapshot
+from orchestrator.scheduler import AliasPolicy, Budget, Facts, Knobs, Plan, Rule, plan, predict_ttft_ms
+
+CHAT = frozenset({"chat", "completions"})
+LOCAL = Backend("local", "small", CHAT, frozenset({"json_schema"}), 2048, weights="small")
+BIG = Backend("r1", "big", CHAT, frozenset({"tools", "vision", "json_schema"}), 128_000, "r1")
+HOSTED = Backend("r2", "small-hosted", CHAT, frozenset({"tools", "json_schema"}), 8192, "r2", weights="small")
+CHEAP = Backend("r3", "cheap", CHAT, frozenset({"tools", "json_schema"}), 32_000, "r3")
+SMART = Backend("r1", "smart", CHAT, frozenset({"tools", "json_schema"}), 200_000, "r1")
+
+REGISTRY = Registry(
+    [
+        ModelEntry("auto", (LOCAL, BIG, HOSTED, CHEAP)),
+        ModelEntry("local", (LOCAL,)),
+        ModelEntry("remote", (BIG, CHEAP)),
+        ModelEntry("smart", (SMART,)),
+        ModelEntry("hybrid-smart", (LOCAL, SMART)),
+    ]
+)
+PRICES = {("r1", "big"): 3.0, ("r2", "small-hosted"): 2.0, ("r3", "cheap"): 0.5, ("r1", "smart"): 10.0}
+KNOBS = Knobs(ttft_slo_ms=1000, hysteresis=0.2, prefill_tokens_per_s=1000, idle_step_ms=20, min_finish_rate=1.0)
+
+IDLE = LoadSnapshot(
+    replicas=1,
+    slots=8,
+    waiting=0,
+    running=1,
+    queued_prompt_tokens=0,
+    prefill_tokens_per_s=0.0,
+    decode_tokens_per_s=50.0,
+    finished_per_s=2.0,
+    step_ms=30.0,
+    kv_cache_usage=0.1,
+    taken_at=0.0,
+)
+# Every slot busy and 10 waiting: the 11th in line waits 11 / 2 per s = 5.5 s for a slot.
+SATURATED = replace(IDLE, running=8, waiting=10, queued_prompt_tokens=500)
+# Predicted 30 + (0 + 100) / 1000 s + 0 = 130 ms with 100 prompt tokens.
+
+
+def make(facts: Facts, snapshot: LoadSnapshot | None = IDLE, **kw: Any) -> Plan:
+    kw.setdefault("knobs", KNOBS)
+    kw.setdefault("budget", Budget(None, 0.0))
+    kw.setdefault("prices", PRICES)
+    policies = kw.pop("policies", {})
+    return plan(facts, REGISTRY, policies, local_providers=frozenset({"local"}), snapshot=snapshot, **kw)
+
+
+def routes(p: Plan) -> list[str]:
+    return [f"{t.provider}/{t.model}" for t in p.targets]
+
+
+def ask(model: str = "auto", **kw: Any) -> Facts:
+    kw.setdefault("prompt_tokens", 100)
+    return Facts(model=model, task=kw.pop("task", "chat"), **kw)
+
+
+# --------------------------------------------------------------------- prediction
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "prompt", "expected_ms"),
+    [
+        (IDLE, 100, 30 + 100),  # a step, then its own prefill
+        (replace(IDLE, step_ms=None), 100, 20 + 100),  # no step measured yet: the idle figure
+        (replace(IDLE, queued_prompt_tokens=900), 100, 30 + 1000),  # prompts queued ahead prefill first
+        (replace(IDLE, prefill_tokens_per_s=4000), 100, 30 + 25),  # a measured rate above the floor counts
+        (replace(IDLE, running=8, waiting=0), 100, 30 + 100 + 1 / 2 * 1000),  # all slots busy: wait for one
+        (SATURATED, 100, 30 + 600 + 11 / 2 * 1000),
+        (replace(SATURATED, finished_per_s=0.0), 100, 30 + 600 + 11 / 1 * 1000),  # none finished: the floor
+        (replace(SATURATED, replicas=2, slots=16, running=16, queued_prompt_tokens=1000), 0, 30 + 500 + 11 / 2 * 1000),
+    ],
+    ids=["idle", "no-step", "queued-prompts", "fast-prefill", "slots-full", "saturated", "no-finishes", "2-replicas"],
+)
+def test_predicted_ttft(snapshot: LoadSnapshot, prompt: int, expected_ms: float) -> None:
+    assert predict_ttft_ms(snapshot, prompt, KNOBS) == pytest.approx(expected_ms)
+
+
+# ------------------------------------------------------------------------ latency
+
+
+def test_idle_local_model_serves_with_remote_routes_behind_it() -> None:
+    p = make(ask())
+    assert routes(p) == ["local/small", "r2/small-hosted", "r1/big", "r3/cheap"]
+    assert p.targets[0].reason == "local: predicted TTFT 130 ms within SLO 1000 ms"
+    assert [t.reason for t in p.targets[1:]] == ["fallback"] * 3
+    assert (p.spilling, p.overflow) == (False, False)
+
+
+def test_saturated_local_model_spills_same_weights_first_and_keeps_local_last() -> None:
+    p = make(ask(), SATURATED)
+    assert routes(p) == ["r2/small-hosted", "r1/big", "r3/cheap", "local/small"]
+    assert p.targets[0].reason == "spill: predicted local TTFT 6130 ms over SLO 1000 ms"
+    assert (p.spilling, p.overflow) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("order", "same_weights_first", "expected"),
+    [
+        ("listed", True, ["r2/small-hosted", "r1/big", "r3/cheap"]),
+        ("price", True, ["r2/small-hosted", "r3/cheap", "r1/big"]),
+        ("listed", False, ["r1/big", "r2/small-hosted", "r3/cheap"]),
+        ("price", False, ["r3/cheap", "r2/small-hosted", "r1/big"]),
+    ],
+)
+def test_spill_order(order: Any, same_weights_first: bool, expected: list[str]) -> None:
+    p = make(
+        ask(),
+        SATURATED,
+        policies={"auto": AliasPolicy(order=order)},
+        knobs=replace(KNOBS, same_weights_first=same_weights_first),
+    )
+    assert routes(p) == [*expected, "local/small"]
+
+
+def test_spill_order_by_observed_latency() -> None:
+    p = make(ask(), SATURATED, policies={"auto": AliasPolicy(order="latency")}, remote_ttft_ms={"r3": 90, "r1": 400})
+    assert routes(p) == ["r2/small-hosted", "r3/cheap", "r1/big", "local/small"]
+
+
+# predicted 30 + 100 + 750 = 880 ms: between 0.8 x 1000 and 1000
+EDGE = replace(IDLE, queued_prompt_tokens=750)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "was_spilling", "leads", "still_spilling"),
+    [
+        (EDGE, False, "local", False),  # under the SLO: stays local
+        (EDGE, True, "r2", True),  # but once spilling, not back until under 800 ms
+        (IDLE, True, "local", False),  # well under: back to local
+        (SATURATED, False, "r2", True),
+    ],
+)
+def test_hysteresis(snapshot: LoadSnapshot, was_spilling: bool, leads: str, still_spilling: bool) -> None:
+    p = make(ask(), snapshot, spilling={"auto": was_spilling})
+    assert (p.targets[0].provider, p.spilling) == (leads, still_spilling)
+    if was_spilling and leads == "r2":
+        assert p.targets[0].reason == "spill: predicted local TTFT 880 ms over hysteresis band 800 ms"
+
+
+@pytest.mark.parametrize(
+    ("request_slo", "alias_slo", "leads"),
+    [(None, None, "local"), (100, None, "r2"), (None, 100, "r2"), (5000, 100, "local")],
+    ids=["default", "request", "alias", "request-over-alias"],
+)
+def test_slo_from_request_then_alias_then_default(
+    request_slo: float | None, alias_slo: float | None, leads: str
+) -> None:
+    p = make(
+        ask(ttft_slo_ms=request_slo),
+        replace(IDLE, queued_prompt_tokens=200),
+        policies={"auto": AliasPolicy(ttft_slo_ms=alias_slo)},
+    )
+    assert p.targets[0].provider == leads
+
+
+def test_without_load_data_the_configured_order_holds() -> None:
+    p = make(ask(), None)
+    assert routes(p)[0] == "local/small" and p.targets[0].reason == "local: no load data yet"
+
+
+def test_cold_start_spills_until_a_replica_reports() -> None:
+    p = make(ask(), replace(IDLE, replicas=0, slots=0, running=0))
+    assert routes(p) == ["r2/small-hosted", "r1/big", "r3/cheap", "local/small"]
+    assert p.targets[0].reason == "cold-start: no local replica ready" and p.overflow
+
+
+# ------------------------------------------------------------------ capabilities
+
+
+@pytest.mark.parametrize(
+    ("needs", "expected", "reason"),
+    [
+        ({"tools"}, ["r1/big", "r2/small-hosted", "r3/cheap"], "capability: the local model lacks tools"),
+        ({"vision"}, ["r1/big"], "capability: the local model lacks vision"),
+        ({"json_schema"}, ["local/small", "r2/small-hosted", "r1/big", "r3/cheap"], None),
+    ],
+)
+def test_capabilities(needs: Any, expected: list[str], reason: str | None) -> None:
+    p = make(ask(needs=frozenset(needs)))
+    assert routes(p) == expected
+    if reason:
+        assert p.targets[0].reason == reason and not p.overflow
+
+
+def test_a_prompt_longer_than_the_local_context_goes_remote() -> None:
+    p = make(ask(prompt_tokens=5000))
+    assert routes(p) == ["r1/big", "r2/small-hosted", "r3/cheap"]
+    assert p.targets[0].reason.startswith("context: 5000 prompt tokens")
+
+
+def test_only_exact_counts_rule_routes_out() -> None:
+    p = make(ask(prompt_tokens=5000, exact=False, ttft_slo_ms=60_000))  # an upper bound: the engine decides
+    assert routes(p)[0] == "local/small"
+
+
+def test_a_prompt_longer_than_every_context_is_the_clients_mistake() -> None:
+    with pytest.raises(ContextLengthExceeded) as e:
+        make(ask(prompt_tokens=500_000))
+    assert e.value.param == "messages" and "128000" in e.value.message
+
+
+def test_unknown_model() -> None:
+    with pytest.raises(ModelNotFound):
+        make(ask("nope"))
+
+
+def test_remote_only_alias() -> None:
+    p = make(ask("remote"), SATURATED)
+    assert routes(p) == ["r1/big", "r3/cheap"] and p.targets[0].reason == "remote: no local route"
+
+
+def test_local_only_alias_never_spills() -> None:
+    p = make(ask("local"), SATURATED)
+    assert routes(p) == ["local/small"] and p.targets[0].reason == "local: the only route"
+
+
+# -------------------------------------------------------------------- data class
+
+
+def test_sensitive_never_leaves_the_machine_even_when_saturated() -> None:
+    p = make(ask(data_class="sensitive"), SATURATED)
+    assert routes(p) == ["local/small"] and p.targets[0].reason == "data-class: sensitive stays local"
+
+
+def test_sensitive_that_needs_a_remote_capability_is_refused() -> None:
+    with pytest.raises(InvalidRequest) as e:
+        make(ask(data_class="sensitive", needs=frozenset({"tools"})))
+    assert (e.value.code, e.value.param) == ("data_class_unroutable", "x-data-class")
+    assert "lacks tools" in e.value.message
+
+
+def test_batch_waits_for_the_cheapest_route() -> None:
+    p = make(ask(data_class="batch"), SATURATED)
+    assert routes(p)[0] == "local/small" and p.targets[0].reason.startswith("batch:")
+
+
+# ------------------------------------------------------------------------- budget
+
+
+def test_spent_budget_queues_locally_when_the_wait_fits() -> None:
+    p = make(ask(), SATURATED, budget=Budget(5.0, 5.0))
+    assert routes(p) == ["local/small"] and p.targets[0].reason.startswith("budget: overflow budget spent")
+    assert not p.overflow
+
+
+def test_spent_budget_with_a_wait_beyond_the_limit_is_a_429() -> None:
+    with pytest.raises(OverflowBudgetExhausted) as e:
+        make(ask(), SATURATED, budget=Budget(5.0, 7.5), knobs=replace(KNOBS, budget_max_wait_ms=2000))
+    assert e.value.status_code == 429 and e.value.retry_after and e.value.code == "overflow_budget_exhausted"
+
+
+def test_budget_left_spills_normally() -> None:
+    assert make(ask(), SATURATED, budget=Budget(5.0, 4.99)).overflow
+
+
+def test_capability_routes_are_not_overflow_and_ignore_the_burst_budget() -> None:
+    p = make(ask(needs=frozenset({"tools"})), SATURATED, budget=Budget(5.0, 50.0))
+    assert routes(p)[0] == "r1/big" and not p.overflow
+
+
+# -------------------------------------------------------------------------- rules
+
+
+RULES = {
+    "auto": AliasPolicy(
+        rules=(
+            Rule(use="smart", name="long", min_prompt_tokens=1000),
+            Rule(use="smart", name="proofs", pattern=re.compile(r"(?i)\bprove\b")),
+            Rule(use="local", name="internal", tags={"team": "internal"}),
+        )
+    )
+}
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected", "rule"),
+    [
+        (ask(prompt_tokens=1500), ["r1/smart"], "long"),
+        (ask(text="Please PROVE it"), ["r1/smart"], "proofs"),
+        (ask(tags={"team": "internal"}), ["local/small"], "internal"),
+        (ask(tags={"team": "other"}, text="improve"), ["local/small", "r2/small-hosted", "r1/big", "r3/cheap"], None),
+    ],
+    ids=["tokens", "regex", "tags", "none"],
+)
+def test_rules_pick_an_alias(facts: Facts, expected: list[str], rule: str | None) -> None:
+    p = make(facts, policies=RULES)
+    assert routes(p) == expected
+    if rule:
+        assert p.targets[0].reason.endswith(f"(rule {rule}: auto -> {p.alias})")
+
+
+def test_spill_state_is_per_alias() -> None:
+    p = make(ask("hybrid-smart"), SATURATED, spilling={"auto": True})
+    assert p.alias == "hybrid-smart" and routes(p) == ["r1/smart", "local/small"]
