@@ -130,7 +130,7 @@ class LoadView:
         self._max_staleness_s = max_staleness_s
         self._clock = clock
         self._state: BoardState | None = None
-        self._sent: dict[str, deque[tuple[float, int]]] = {}
+        self._sent: dict[str, list[tuple[float, int]]] = {}  # in flight, by model: (sent at, prompt tokens)
         self._unreported_usd = 0.0
         self._report = report
         self._reports: set[asyncio.Task[None]] = set()
@@ -156,13 +156,19 @@ class LoadView:
                 failing = True
             await asyncio.sleep(self._interval_s)
 
-    def sent(self, model: str, prompt_tokens: int) -> None:
-        """This gateway just sent a request to the local `model`."""
-        now = self._clock()
-        q = self._sent.setdefault(model, deque())
-        q.append((now, prompt_tokens))
-        while q and q[0][0] < now - 2 * self._max_staleness_s:
-            q.popleft()
+    def sent(self, model: str, prompt_tokens: int) -> Callable[[], None]:
+        """This gateway just sent a request to the local `model`; call the result when it ends.
+
+        Until it ends, and unless a newer snapshot already counts it, it adds to the load."""
+        entry = (self._clock(), prompt_tokens)
+        pending = self._sent.setdefault(model, [])
+        pending.append(entry)
+
+        def done() -> None:
+            if entry in pending:
+                pending.remove(entry)
+
+        return done
 
     def snapshot(self, model: str) -> LoadSnapshot | None:
         state = self._state

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ DATA_CLASS_HEADER = "x-data-class"
 TAGS_HEADER = "x-tags"
 _DATA_CLASSES = ("default", "sensitive", "batch")
 _BYTES = ByteCounter()
+_EWMA = 0.2  # weight of the newest first-token time
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Router:
         self._counter = counter or ByteCounter()
         self._prices = dict(prices or {})
         self._spilling: dict[str, bool] = {}
+        self._ttft_ms: dict[str, float] = {}
         self._needs_text = {name for name, p in self._policies.items() if any(r.pattern for r in p.rules)}
         self._exact = {e.name for e in registry.entries() if self._counts_exactly(e.name)}
         self._min_context = {
@@ -98,6 +100,7 @@ class Router:
             knobs=self._knobs,
             spilling=self._spilling,
             prices=self._prices,
+            remote_ttft_ms=self._ttft_ms,
         )
         self._spilling[made.alias] = made.spilling
         return Planned(made, facts)
@@ -131,21 +134,35 @@ class Router:
 
     # ------------------------------------------------------------ as it runs
 
-    def attempting(self, target: Target, planned: Planned) -> None:
-        """A route of `planned` is about to be tried: local sends count toward the load at once."""
+    def attempting(self, target: Target, planned: Planned) -> Callable[[], None]:
+        """A route of `planned` is being tried; call the result when that attempt's output ends.
+        Local sends count toward the local load from now until then."""
         model = self._local.get(target.provider)
-        if model is not None and self._load is not None:
-            self._load.sent(model, planned.facts.prompt_tokens)
+        if model is None or self._load is None:
+            return _nothing
+        return self._load.sent(model, planned.facts.prompt_tokens)
 
     def is_overflow(self, planned: Planned, target: Target) -> bool:
         """Whether `target` serving `planned` is load spill (a remote route leading because the
         local model was too busy), whose spend counts against the burst budget."""
         return planned.plan.overflow and target.provider not in self._local_providers
 
+    def first_token(self, target: Target, ms: float) -> None:
+        """A remote route's observed time to first token (an average over recent streams, for
+        aliases that rank spill routes by latency)."""
+        if target.provider in self._local_providers:
+            return
+        last = self._ttft_ms.get(target.provider)
+        self._ttft_ms[target.provider] = ms if last is None else last + _EWMA * (ms - last)
+
     def overflowed(self, cost_usd: float) -> None:
         """An overflow answer cost this much."""
         if cost_usd > 0 and self._load is not None:
             self._load.spending(cost_usd)
+
+
+def _nothing() -> None:
+    pass
 
 
 def policies_from(models: Mapping[str, ModelRouting]) -> dict[str, AliasPolicy]:

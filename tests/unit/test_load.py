@@ -96,9 +96,12 @@ async def test_view_adds_what_this_gateway_sent_since_the_snapshot() -> None:
     view.update(state(clock.now))
     clock.advance(0.01)
     view.sent("m", 30)
-    view.sent("m", 20)
+    ended = view.sent("m", 20)
     snap = view.snapshot("m")
     assert snap is not None and (snap.waiting, snap.queued_prompt_tokens) == (3, 60)
+    ended()  # over before the next snapshot: no longer adds to the load
+    snap = view.snapshot("m")
+    assert snap is not None and (snap.waiting, snap.queued_prompt_tokens) == (2, 40)
 
 
 async def test_view_forgets_a_stale_board() -> None:

@@ -1,0 +1,163 @@
+"""Spill and return through the gateway: a busy local engine sends traffic to the remote route.
+
+The local model is a `FakeEngine` that runs one request at a time (the rest
+wait, as in vLLM's scheduler); the remote route is a fake provider on a
+real socket. The scheduler reads the engine's load through a real
+`LoadBoard` and `LoadView`, polled by the test at the moments that matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fakes import FakeEngine
+from openai_schema import validate
+
+from benchmarks.fake_provider import FakeProvider
+from orchestrator.api import build_app
+from orchestrator.app import build_pipeline
+from orchestrator.load import BoardState, LoadBoard, LoadView
+from orchestrator.settings import load_settings
+
+KEYS = {"REMOTE_KEY": "sk-remote-test"}
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+HOSTED = "remote/small-hosted"
+
+
+@pytest.fixture(scope="module")
+def remote() -> Iterator[FakeProvider]:
+    fake = FakeProvider(api_key=KEYS["REMOTE_KEY"], reply="Paris is the capital of France.")
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+class Env:
+    def __init__(self, engine: FakeEngine, board: LoadBoard, view: LoadView, http: httpx.AsyncClient):
+        self.engine, self.board, self.view, self.http = engine, board, view, http
+
+    async def poll(self) -> None:
+        """One report from the engine and one read by the gateway (each every 100 ms in production)."""
+        self.board.report("local-chat", "replica-1", self.engine.stats())
+        await self.view.poll_once()
+
+    async def chat(self, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+        payload = {"model": "auto", "messages": QUESTION, "max_tokens": 8, **body}
+        r = await self.http.post("/v1/chat/completions", json=payload, headers=headers or {})
+        assert r.status_code == 200, r.text
+        validate("CreateChatCompletionResponse", r.json())
+        return r
+
+
+@pytest.fixture
+async def env(remote: FakeProvider) -> AsyncIterator[Env]:
+    settings = load_settings(
+        providers={
+            "remote": {
+                "base_url": remote.base_url + "/v1",
+                "api_key_env": "REMOTE_KEY",
+                "models": {
+                    "small-hosted": {"id": "small-hosted", "same_weights_as": "local-chat", "input_per_mtok": 1.0},
+                    "other": {"id": "other", "input_per_mtok": 0.1},
+                },
+            }
+        },
+        models={"auto": {"routes": ["local-chat", "remote/other", HOSTED], "ttft_slo_ms": 500}},
+        scheduler={"prefill_tokens_per_s": 10_000},
+        cache={"enabled": False},
+    )
+    engine = FakeEngine("local-chat", max_num_seqs=1, token_delay=0.05)
+    board = LoadBoard(max_age_s=5.0)
+
+    async def read() -> BoardState:
+        return board.read()
+
+    view = LoadView(read, max_staleness_s=5.0)
+    async with httpx.AsyncClient() as upstream:
+        pipeline = await build_pipeline(
+            {"local": (engine, engine.info())}, settings, env=KEYS, client=upstream, load=view
+        )
+        app = build_app(pipeline)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+            e = Env(engine, board, view, http)
+            await e.poll()
+            yield e
+
+
+async def test_spills_to_the_same_weights_host_while_busy_and_comes_back(env: Env) -> None:
+    r = await env.chat()
+    assert r.headers["x-served-by"] == "local/local-chat"
+    assert r.headers["x-route-reason"].startswith("local: predicted TTFT")
+
+    # Three long generations: one runs, two wait behind it.
+    env.engine.enqueue(["word " * 60] * 3)
+    busy = [asyncio.create_task(env.chat(max_tokens=60)) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    await env.poll()
+    r = await env.chat()
+    assert r.headers["x-served-by"] == f"{HOSTED}"  # hosts of the same weights first
+    assert r.headers["x-route-reason"].startswith("spill: predicted local TTFT")
+    assert r.json()["choices"][0]["message"]["content"] == "Paris is the capital of France."
+
+    await asyncio.gather(*busy)
+    await env.poll()
+    r = await env.chat()
+    assert r.headers["x-served-by"] == "local/local-chat"
+
+
+async def test_sends_between_two_polls_count_toward_the_load(env: Env) -> None:
+    """A burst inside one poll interval is not planned against the empty queue of the last snapshot."""
+    env.engine.enqueue(["word " * 40] * 4)
+    first = [asyncio.create_task(env.chat(max_tokens=40)) for _ in range(4)]
+    await asyncio.sleep(0.05)  # no poll: the snapshot still says idle
+    r = await env.chat()
+    assert r.headers["x-served-by"] == HOSTED
+    await asyncio.gather(*first)
+
+
+async def test_a_tight_slo_header_spills_and_a_loose_one_waits(env: Env) -> None:
+    env.engine.enqueue(["word " * 30] * 2)
+    busy = [asyncio.create_task(env.chat(max_tokens=30)) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    await env.poll()
+    tight = await env.chat(headers={"x-ttft-slo-ms": "50"})
+    loose = await env.chat(headers={"x-ttft-slo-ms": "60000"})
+    assert tight.headers["x-served-by"] == HOSTED
+    assert loose.headers["x-served-by"] == "local/local-chat"
+    await asyncio.gather(*busy)
+
+
+async def test_sensitive_requests_stay_local_under_load(env: Env) -> None:
+    env.engine.enqueue(["word " * 30] * 2)
+    busy = [asyncio.create_task(env.chat(max_tokens=30)) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    await env.poll()
+    r = await env.chat(headers={"x-data-class": "sensitive"})
+    assert r.headers["x-served-by"] == "local/local-chat"
+    assert r.headers["x-route-reason"] == "data-class: sensitive stays local"
+    await asyncio.gather(*busy)
+
+
+async def test_tools_go_to_a_remote_route_that_has_them(env: Env) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    r = await env.chat(tools=[tool])
+    assert r.headers["x-served-by"].startswith("remote/")
+    assert r.headers["x-route-reason"] == "capability: the local model lacks tools"
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("x-ttft-slo-ms", "fast"), ("x-ttft-slo-ms", "-5"), ("x-data-class", "secret"), ("x-tags", "novalue")],
+)
+async def test_bad_routing_headers_are_clear_400s(env: Env, header: str, value: str) -> None:
+    r = await env.http.post(
+        "/v1/chat/completions", json={"model": "auto", "messages": QUESTION}, headers={header: value}
+    )
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert (err["type"], err["param"], err["code"]) == ("invalid_request_error", header, "invalid_header")
+    assert value in err["message"]
