@@ -6,8 +6,10 @@ Every target answers the same requests from one fake provider (`benchmarks.fake_
 token, no pacing), on loopback:
 
 - **direct**: the fake itself;
-- **trivial**: a Ray Serve ingress that only forwards (FastAPI, one shared `httpx.AsyncClient`, streams passed
-  through byte for byte), built by `__serve_build_asgi_app__` exactly like our Gateway: the floor Ray sets;
+- **trivial**: a Ray Serve ingress that only forwards (FastAPI, one shared upstream client, streams passed through
+  byte for byte), built by `__serve_build_asgi_app__` exactly like our Gateway: the floor Ray sets. Its client is
+  the gateway's own (`orchestrator.providers.factory.http_client`: an `httpx.AsyncClient` on aiohttp), so that
+  "ours − trivial" prices our gateway and not a choice of HTTP client;
 - **ours**: `python -m orchestrator.cli serve --config <temp yaml>` (local model `tiny-random`, idle; no
   embedding model; the `openrouter` preset pointed at the fake), asked for `openrouter/gpt-4o-mini`;
 - **LiteLLM**: `litellm --config cfg.yaml --num_workers 1`, one `openai/...` model at the fake, logging turned
@@ -17,9 +19,11 @@ Each Ray-hosted target runs in its own process and Ray instance (own `RAY_TMPDIR
 in groups: a group starts the trivial ingress and ours with the same settings, side by side with the fake and
 LiteLLM (started once), and alternates rounds over those four, so that the machine's noise hits them equally;
 each group is compared within itself. Settings (see `GROUPS`): Serve's proxy; direct ingress (the ingress
-replica's own port; ours puts it on server.port); `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`; and, on the trivial ingress
-only, one knob at a time (option groups, without LiteLLM): Serve's default `max_ongoing_requests` (5), the access
-log on, uvloop off, the throughput bundle through the proxy, and aiohttp instead of httpx as the upstream client.
+replica's own port; ours puts it on server.port; `server.throughput_optimized: false`); Ray's throughput bundle
+(ours: `server.throughput_optimized: true`, which sets `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`; the trivial ingress gets
+the same Serve variables); and, on the trivial ingress only, one knob at a time (option groups, without LiteLLM):
+Serve's default `max_ongoing_requests` (5), the access log on, uvloop off, the throughput bundle through the proxy,
+and plain httpx or plain aiohttp instead of the gateway's client upstream.
 
 Per target, per round: sequential non-stream chat latency (one keep-alive connection, `max_tokens` 8), sequential
 stream first-content-chunk latency, and requests/s from 32 closed-loop clients for a fixed time (aiohttp: an
@@ -91,12 +95,13 @@ TARGETS = ("direct", "trivial", "ours", "litellm")
 class TrivialIngress:
     """Serve ingress replica that only forwards POST /v1/chat/completions to the upstream.
 
-    `client` "httpx": one shared `httpx.AsyncClient`, the gateway's own pool shape
-    (orchestrator.providers.factory.http_client); "aiohttp": one shared `aiohttp.ClientSession`
-    instead (an option, to price httpx itself).
+    `client` "gateway": the gateway's own client (orchestrator.providers.factory.http_client,
+    httpx's interface on aiohttp); "httpx": a plain `httpx.AsyncClient` of the same shape (httpx's
+    own pool; the gateway's client before it moved to aiohttp); "aiohttp": one shared
+    `aiohttp.ClientSession` (the last two are options, to price the client itself).
     """
 
-    def __init__(self, upstream: str, client: str = "httpx"):
+    def __init__(self, upstream: str, client: str = "gateway"):
         self._url = upstream.rstrip("/") + "/chat/completions"
         self._kind = client
 
@@ -116,13 +121,19 @@ class TrivialIngress:
         async def health():  # type: ignore[no-untyped-def]
             return JSONResponse({"status": "ok", "app": "trivial"})
 
-        if self._kind == "httpx":
+        if self._kind in ("gateway", "httpx"):
             import httpx
 
-            client = httpx.AsyncClient(
-                timeout=httpx.Timeout(connect=5.0, read=60.0, write=5.0, pool=5.0),
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-            )
+            if self._kind == "gateway":
+                from orchestrator.providers.factory import http_client
+                from orchestrator.settings import ResilienceSettings
+
+                client = http_client(ResilienceSettings(connect_timeout_s=5.0, idle_timeout_s=60.0))
+            else:
+                client = httpx.AsyncClient(
+                    timeout=httpx.Timeout(connect=5.0, read=60.0, write=5.0, pool=5.0),
+                    limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+                )
 
             async def chat(request):  # type: ignore[no-untyped-def]
                 built = client.build_request(
@@ -183,7 +194,9 @@ def serve_trivial(argv: list[str]) -> int:
     parser.add_argument("--upstream", required=True, help="the fake's base URL, with /v1")
     parser.add_argument("--max-ongoing-requests", type=int, default=512)
     parser.add_argument("--access-log", action="store_true")
-    parser.add_argument("--client", choices=("httpx", "aiohttp"), default="httpx", help="the upstream HTTP client")
+    parser.add_argument(
+        "--client", choices=("gateway", "httpx", "aiohttp"), default="gateway", help="the upstream HTTP client"
+    )
     args = parser.parse_args(argv)
 
     import ray
@@ -229,7 +242,10 @@ class RaySetting:
     name: str
     label: str
     direct_ingress: bool = False  # measure at the ingress replica's own port
-    env: dict[str, str] = field(default_factory=dict)
+    # Ray's throughput bundle: ours through `server.throughput_optimized` (orchestrator.runtime.serve_env sets
+    # the variables), the trivial ingress through the same variables in its environment.
+    throughput_optimized: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # more environment, for both
     max_ongoing_requests: int = 512
     access_log: bool = False
     trivial_args: tuple[str, ...] = ()  # extra arguments for the trivial ingress's process
@@ -237,17 +253,24 @@ class RaySetting:
 
 
 TPUT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# What orchestrator.runtime.serve_env sets with server.throughput_optimized (Serve's logs stay on stderr).
+TPUT_AS_OURS = {**TPUT, "RAY_SERVE_LOG_TO_STDERR": "1"}
 
 SETTINGS = {
     s.name: s
     for s in (
         RaySetting("proxy", "Serve proxy (HTTP proxy actor → replica)"),
-        RaySetting("di", "direct ingress (at the ingress replica's port; ours: server.port)", direct_ingress=True),
+        RaySetting(
+            "di",
+            "direct ingress (at the ingress replica's port; ours: server.port, server.throughput_optimized false)",
+            direct_ingress=True,
+        ),
         RaySetting(
             "tput",
-            "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (direct ingress, user code on the main loop, …)",
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (ours: server.throughput_optimized true; direct ingress, user code "
+            "on the main loop, …)",
             direct_ingress=True,
-            env=TPUT,
+            throughput_optimized=True,
         ),
         # One knob at a time, on the trivial ingress only:
         RaySetting(
@@ -266,7 +289,7 @@ SETTINGS = {
             "tput_access_log",
             "throughput-optimized + access log on",
             direct_ingress=True,
-            env=TPUT,
+            throughput_optimized=True,
             access_log=True,
             trivial_only=True,
         ),
@@ -274,14 +297,23 @@ SETTINGS = {
             "tput_no_uvloop",
             "throughput-optimized + uvloop off (RAY_USE_UVLOOP=0)",
             direct_ingress=True,
-            env={**TPUT, "RAY_USE_UVLOOP": "0"},
+            throughput_optimized=True,
+            env={"RAY_USE_UVLOOP": "0"},
+            trivial_only=True,
+        ),
+        RaySetting(
+            "tput_httpx",
+            "throughput-optimized, plain httpx upstream client (httpx's pool) instead of the gateway's",
+            direct_ingress=True,
+            throughput_optimized=True,
+            trivial_args=("--client", "httpx"),
             trivial_only=True,
         ),
         RaySetting(
             "tput_aiohttp",
-            "throughput-optimized, aiohttp upstream client instead of httpx",
+            "throughput-optimized, plain aiohttp upstream client instead of the gateway's (httpx on aiohttp)",
             direct_ingress=True,
-            env=TPUT,
+            throughput_optimized=True,
             trivial_args=("--client", "aiohttp"),
             trivial_only=True,
         ),
@@ -306,6 +338,7 @@ GROUPS: dict[str, Group] = {
     "options_tput": Group(
         (
             ("trivial", "tput"),
+            ("trivial", "tput_httpx"),
             ("trivial", "tput_aiohttp"),
             ("trivial", "tput_access_log"),
             ("trivial", "tput_no_uvloop"),
@@ -322,7 +355,7 @@ GROUPS: dict[str, Group] = {
 _RAY_DIRS = iter(range(10**6))
 
 
-def _ray_env(tmp: Path, setting: RaySetting, di_ports: range, data_dir: Path) -> dict[str, str]:
+def _ray_env(tmp: Path, setting: RaySetting, di_ports: range, data_dir: Path, kind: str) -> dict[str, str]:
     ray_tmp = tmp / f"r{next(_RAY_DIRS)}"  # short: Ray's socket paths below it must stay < 108 bytes
     ray_tmp.mkdir()
     env = child_env(
@@ -335,9 +368,12 @@ def _ray_env(tmp: Path, setting: RaySetting, di_ports: range, data_dir: Path) ->
         # The idle local engine: in-process, starts in seconds instead of ~30 s.
         VLLM_ENABLE_V1_MULTIPROCESSING="0",
     )
+    if kind == "trivial":  # ours: server.direct_ingress / server.throughput_optimized in its config
+        if setting.throughput_optimized:
+            env.update(TPUT_AS_OURS)
+        if setting.direct_ingress:
+            env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
     env.update(setting.env)
-    if setting.direct_ingress and "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in setting.env:
-        env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
     return env
 
 
@@ -423,7 +459,7 @@ def trivial_server(
     if setting.access_log:
         argv.append("--access-log")
     argv += setting.trivial_args
-    env = _ray_env(tmp, setting, di_ports, data_dir)
+    env = _ray_env(tmp, setting, di_ports, data_dir, "trivial")
     return Server(name, argv, env=env, log_path=logs / f"{name}.log", cwd=ROOT), Path(env["RAY_TMPDIR"])
 
 
@@ -439,6 +475,7 @@ def ours_server(
         "host": "127.0.0.1",
         "port": port,
         "direct_ingress": setting.direct_ingress,
+        "throughput_optimized": setting.throughput_optimized,
         "access_log": setting.access_log,
     }
     config["local"].update(model="tiny-random", max_model_len=512, kv_cache_gib=0.25)
@@ -449,7 +486,7 @@ def ours_server(
     config.setdefault("cache", {})["directory"] = str(tmp / f"cache-{name}")
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = _ray_env(tmp, setting, di_ports, data_dir)
+    env = _ray_env(tmp, setting, di_ports, data_dir, "ours")
     env["OPENROUTER_API_KEY"] = "dummy"
     argv = [sys.executable, "-m", "orchestrator.cli", "serve", "--config", str(path)]
     return Server(name, argv, env=env, log_path=logs / f"{name}.log", cwd=ROOT), Path(env["RAY_TMPDIR"])
@@ -1094,7 +1131,10 @@ def meta(load: Load, logs: Path, args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join([python, "-m", "benchmarks.remote_overhead", *sys.argv[1:]]),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
-        "versions": {d: version(d) for d in ("ray", "fastapi", "uvicorn", "httpx", "aiohttp", "uvloop", "pydantic")},
+        "versions": {
+            d: version(d)
+            for d in ("ray", "fastapi", "uvicorn", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "pydantic")
+        },
         "load": load.__dict__,
         "groups": args.groups,
         "model": MODEL,

@@ -6,6 +6,7 @@ benchmarks, so all three run the same start-up path.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -13,6 +14,11 @@ import threading
 from orchestrator.settings import Settings
 
 APP_NAME = "orchestrator"
+
+log = logging.getLogger(__name__)
+
+# Serve variables given to the Ray workers only, never set in this (the driver's) process: see serve_env.
+_WORKERS_ONLY = frozenset({"RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_LOG_TO_STDERR"})
 
 
 def prepare_models(settings: Settings, *, progress: bool = True) -> None:
@@ -24,6 +30,39 @@ def prepare_models(settings: Settings, *, progress: bool = True) -> None:
             prepare(section.model, settings.data_dir, progress=progress)
 
 
+def serve_env(settings: Settings) -> dict[str, str]:
+    """Ray Serve's environment variables for `settings`, for every Ray worker.
+
+    Serve reads them once per process, when `ray.serve` is first imported:
+    `start` hands them to the workers it starts (the Serve controller, the
+    proxy, the replicas) through the job's runtime_env, which also holds on a
+    cluster started elsewhere. This process gets only the ingress ones: with
+    the throughput bundle here, its own handles would run their router on the
+    caller's event loop, and a synchronous call (a test, a tool) would fail.
+    """
+    server = settings.server
+    env = {
+        # Said either way: the throughput bundle would turn direct ingress on by itself.
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1" if server.direct_ingress else "0",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if server.throughput_optimized else "0",
+    }
+    if server.direct_ingress:
+        # The Gateway replicas listen themselves, on server.port (and the next ports,
+        # one per replica); Serve's own proxy moves out of the way to a free port.
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(server.port)
+        env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(server.port + settings.gateway.num_replicas)  # exclusive
+        # Ray holds an ingress replica 30 s at shutdown for an external balancer to drain it.
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = os.environ.get(
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1"
+        )
+    if server.throughput_optimized:
+        # The bundle also sends the replicas' logs, prints and stderr (vLLM's included) only to
+        # files under the Ray session; keep them on the console as without it. With the access
+        # log off nothing is logged per request, so this costs nothing on the request path.
+        env["RAY_SERVE_LOG_TO_STDERR"] = os.environ.get("RAY_SERVE_LOG_TO_STDERR", "1")
+    return env
+
+
 def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
     """Start Ray (or join `ray.address`), Serve on the configured port, and the app.
 
@@ -31,29 +70,27 @@ def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
     takes longer than `timeout_s` (Serve itself would wait forever on a
     deployment it cannot place).
     """
+    http_port = _free_port() if settings.server.direct_ingress else settings.server.port
+    env = serve_env(settings)
+    os.environ.update({k: v for k, v in env.items() if k not in _WORKERS_ONLY})
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
+
     import ray
     from ray import serve
 
-    http_port = settings.server.port
-    if settings.server.direct_ingress:
-        # The Gateway replicas listen themselves, on server.port (and the next ports,
-        # one per replica); Serve's own proxy moves out of the way to a free port.
-        os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
-        os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(settings.server.port)
-        os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(  # exclusive
-            settings.server.port + settings.gateway.num_replicas
-        )
-        # Ray holds an ingress replica 30 s at shutdown for an external balancer to drain it.
-        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
-        http_port = _free_port()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
     if not ray.is_initialized():
         ray.init(
             address=settings.ray.address,
             num_cpus=settings.ray.num_cpus,
             include_dashboard=False,
             log_to_driver=True,
+            runtime_env={"env_vars": env},
+        )
+    elif settings.server.throughput_optimized:
+        log.warning(
+            "Ray was initialised before start(): server.throughput_optimized needs "
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in that job's runtime_env env_vars to take effect"
         )
     serve.start(http_options={"host": settings.server.host, "port": http_port})
 
