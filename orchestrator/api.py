@@ -20,6 +20,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.accounting import Accounts, RequestScope, Tab
+from orchestrator.admin import add_admin_routes
+from orchestrator.capabilities import Feature, Task, chat_needs
 from orchestrator.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -28,6 +31,7 @@ from orchestrator.errors import (
     UpstreamError,
 )
 from orchestrator.failover import OpenStream
+from orchestrator.metrics import CONTENT_TYPE_LATEST
 from orchestrator.pipeline import Pipeline, Route, Routed
 from orchestrator.protocol import (
     ChatCompletionChunk,
@@ -35,24 +39,37 @@ from orchestrator.protocol import (
     CompletionChunk,
     CompletionRequest,
     EmbeddingRequest,
+    ModelList,
     WireModel,
 )
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", ChatCompletionRequest, CompletionRequest, EmbeddingRequest)
 Chunk = ChatCompletionChunk | CompletionChunk
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def build_app(pipeline: Pipeline) -> FastAPI:
-    """The OpenAI-compatible ASGI app over one pipeline."""
+def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
+    """The OpenAI-compatible ASGI app over one pipeline; `accounts` checks keys and budgets
+    and accounts for every request (default: an open endpoint that logs and meters)."""
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
+    acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
+    app.add_middleware(RequestScope, accounts=acct)  # type: ignore[arg-type]
+    add_admin_routes(app, acct)
+
+    async def admitted(request: Request, body: R, task: Task, needs: set[Feature]) -> R:
+        """`body` if the key may send it, perhaps on the key's cheaper model (soft limit)."""
+        model = await acct.admit(_tab(request), body, task, needs)
+        return body if model == body.model else body.model_copy(update={"model": model})  # type: ignore[attr-defined]
 
     @app.exception_handler(OrchestratorError)
-    async def _orchestrator_error(_: Request, exc: Exception) -> Response:
-        return error_response(exc)  # type: ignore[arg-type]
+    async def _orchestrator_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OrchestratorError)
+        _tab(request).error_code = exc.code
+        return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: Exception) -> Response:
@@ -70,13 +87,23 @@ def build_app(pipeline: Pipeline) -> FastAPI:
     async def health() -> Response:
         return JSONResponse({"status": "ok"})
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(acct.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/v1/models")
-    async def models() -> Response:
-        return _json(pipeline.models())
+    async def models(request: Request) -> Response:
+        key = await acct.authenticate(_tab(request), request.headers)
+        listed = pipeline.models()
+        if key is not None:
+            listed = ModelList(data=[m for m in listed.data if key.allows(m.id)])
+        return _json(listed)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
+        await acct.authenticate(_tab(request), request.headers)
         body = await parse(request, ChatCompletionRequest)
+        body = await admitted(request, body, "chat", chat_needs(body))
         if body.stream:
             return stream_response(await pipeline.chat_stream(body, request.headers), body.include_usage())
         routed = await pipeline.chat(body, request.headers)
@@ -84,7 +111,9 @@ def build_app(pipeline: Pipeline) -> FastAPI:
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
+        await acct.authenticate(_tab(request), request.headers)
         body = await parse(request, CompletionRequest)
+        body = await admitted(request, body, "completions", set())
         if body.stream:
             return stream_response(await pipeline.complete_stream(body, request.headers), body.include_usage())
         routed = await pipeline.complete(body, request.headers)
@@ -92,11 +121,19 @@ def build_app(pipeline: Pipeline) -> FastAPI:
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
+        await acct.authenticate(_tab(request), request.headers)
         body = await parse(request, EmbeddingRequest)
+        body = await admitted(request, body, "embeddings", set())
         routed = await pipeline.embed(body)
+        acct.record_embedding(_tab(request), routed)
         return _json(routed.result, routed.route)
 
     return app
+
+
+def _tab(request: Request) -> Tab:
+    tab: Tab = request.scope["state"]["tab"]
+    return tab
 
 
 # ---------------------------------------------------------------------------- parsing

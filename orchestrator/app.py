@@ -25,11 +25,13 @@ from fastapi import FastAPI
 
 from local_models.deployment import local_model_app
 from local_models.interface import EngineConfig, ModelInfo
+from orchestrator.accounting import timed
 from orchestrator.api import build_app
 from orchestrator.cache import ResponseCache
 from orchestrator.capabilities import Backend, build_registry, local_backend
 from orchestrator.failover import Policy
 from orchestrator.ledger import Prices
+from orchestrator.ledger_setup import build_accounts
 from orchestrator.pipeline import CacheConfig, Pipeline
 from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
@@ -84,7 +86,7 @@ async def build_pipeline(
             log.error("response cache at %s unusable (%s: %s); serving without it", directory, type(e).__name__, e)
     return Pipeline(
         registry,
-        providers,
+        timed(providers),  # time waiting on models is not the gateway's overhead
         created=int(time.time()),
         policy=policy,
         cache=cache,
@@ -103,9 +105,12 @@ class Gateway:
         if embed is not None:
             clients[LOCAL_EMBED] = (HandleClient(embed), await embed.info.remote())
         self._pipeline = await build_pipeline(clients, settings)
+        self._accounts = await build_accounts(
+            settings, self._pipeline, local={LOCAL: (lambda: local.stats.remote(), clients[LOCAL][1])}
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_app(self._pipeline)
+        return build_app(self._pipeline, self._accounts)
 
 
 def engine_config(section: EngineSettings, settings: Settings, task: str) -> EngineConfig:

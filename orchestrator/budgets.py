@@ -26,11 +26,12 @@ drops only work in flight, and a reservation never settled is released after
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -79,19 +80,29 @@ class Command(Generic[R_co]):
 
 
 class LedgerOwner(Protocol):
-    """The one seam between the gateway and whoever owns the book."""
+    """The one seam between the gateway and whoever owns the book.
 
-    async def call(self, command: Command[R]) -> R: ...
+    `call` sends the command at once and returns what to await for its result:
+    commands from one caller are applied in the order they were sent, so a
+    settlement sent (and not awaited) before the next admission counts in it.
+    """
+
+    def call(self, command: Command[R]) -> Awaitable[R]: ...
 
 
 class InProcessOwner:
-    """A book in this process (tests, single-process tools)."""
+    """A book in this process (tests, single-process tools): applied when sent."""
 
     def __init__(self, book: Book):
         self.book = book
 
-    async def call(self, command: Command[R]) -> R:
-        return command.apply(self.book)
+    def call(self, command: Command[R]) -> Awaitable[R]:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        try:
+            done.set_result(command.apply(self.book))
+        except Exception as e:
+            done.set_exception(e)
+        return done
 
 
 # ------------------------------------------------------------------------------ results

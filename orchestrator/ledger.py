@@ -37,11 +37,31 @@ class Price:
         ) / 1e6
 
 
-class Prices:
-    """Prices by (provider, the provider's model id); unknown backends (local ones) cost nothing here."""
+class PriceSource(Protocol):
+    """A price that changes as it is measured (a local model's amortized cost)."""
 
-    def __init__(self, prices: Mapping[tuple[str, str], Price]):
+    def price(self) -> Price: ...
+
+
+class Prices:
+    """Prices by (provider, the provider's model id), and live prices by provider (local models).
+
+    A backend with neither costs nothing.
+    """
+
+    def __init__(self, prices: Mapping[tuple[str, str], Price], live: Mapping[str, PriceSource] | None = None):
         self._prices = dict(prices)
+        self._live = dict(live or {})
+
+    def add_live(self, provider: str, source: PriceSource) -> None:
+        """Price `provider`'s answers from `source` from now on (set once, at start)."""
+        self._live[provider] = source
+
+    def price(self, provider: str, model: str) -> Price:
+        source = self._live.get(provider)
+        if source is not None:
+            return source.price()
+        return self._prices.get((provider, model), Price())
 
     @classmethod
     def from_providers(cls, providers: Mapping[str, ProviderSettings]) -> Prices:
@@ -56,7 +76,7 @@ class Prices:
     def cost(self, provider: str, model: str, usage: Usage | None) -> float:
         if usage is None:
             return 0.0
-        return self._prices.get((provider, model), Price()).cost(usage)
+        return self.price(provider, model).cost(usage)
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,7 @@ class UsageRecord:
     cost_usd: float
     saved_usd: float
     complete: bool  # False: the answer broke off (the tokens received are still counted)
+    estimated: bool = False  # the provider gave no usage: counted with the local model's tokenizer
 
 
 class Ledger(Protocol):

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
+from orchestrator.accounting import answer_text, chunk_text, current_tab
 from orchestrator.cache import (
     Decision,
     Entry,
@@ -246,6 +247,15 @@ class Pipeline:
 
     # ------------------------------------------------------------------ accounting
 
+    @property
+    def registry(self) -> Registry:
+        """The served models (read-only: the edge checks keys' models and worst cases against it)."""
+        return self._registry
+
+    @property
+    def prices(self) -> Prices:
+        return self._prices
+
     def _record(
         self,
         request: Any,
@@ -256,11 +266,19 @@ class Pipeline:
         stream: bool,
         complete: bool,
         hit: Entry | None,
+        text: Callable[[], str] | None = None,
     ) -> None:
+        # Inside a request the edge opened, the record goes to that request's tab (the
+        # edge settles, logs and meters it); without usage from the provider, the tab's
+        # tokenizer counts it.
+        tab = current_tab()
+        estimated = False
+        if usage is None and text is not None and tab is not None and tab.estimator is not None:
+            usage, estimated = tab.estimator.estimate(request, text()), True
         cost = self._prices.cost(route.provider, route.model, usage)
         saved = self._prices.cost(hit.provider, hit.model, usage) if hit is not None else 0.0
         details = usage.prompt_tokens_details if usage is not None else None
-        self._ledger.record(
+        (tab or self._ledger).record(
             UsageRecord(
                 id=answer_id,
                 model=request.model,
@@ -275,12 +293,22 @@ class Pipeline:
                 cost_usd=0.0 if hit is not None else cost,
                 saved_usd=saved,
                 complete=complete,
+                estimated=estimated,
             )
         )
 
     def _accounted(self, request: Any, routed: Routed[W], hit: Entry | None = None) -> Routed[W]:
         whole = routed.result
-        self._record(request, routed.route, whole.usage, whole.id, stream=False, complete=True, hit=hit)
+        self._record(
+            request,
+            routed.route,
+            whole.usage,
+            whole.id,
+            stream=False,
+            complete=True,
+            hit=hit,
+            text=lambda: answer_text(whole),
+        )
         return routed
 
     def _metered(
@@ -288,10 +316,15 @@ class Pipeline:
     ) -> Routed[OpenStream[Any]]:
         """The same stream, recorded in the ledger when it ends (or breaks off)."""
         seen: dict[str, Any] = {"usage": None, "id": ""}
+        texts: list[str] = []
+        tab = current_tab()
+        collect = tab is not None and tab.estimator is not None  # text only to count it, if need be
 
         def observe(chunk: Any) -> None:
             seen["id"] = seen["id"] or chunk.id
             seen["usage"] = chunk.usage or seen["usage"]
+            if collect:
+                texts.append(chunk_text(chunk))
 
         for chunk in routed.result.prefix:
             observe(chunk)
@@ -304,7 +337,16 @@ class Pipeline:
                     yield chunk
                 complete = True
             finally:
-                self._record(request, routed.route, seen["usage"], seen["id"], stream=True, complete=complete, hit=hit)
+                self._record(
+                    request,
+                    routed.route,
+                    seen["usage"],
+                    seen["id"],
+                    stream=True,
+                    complete=complete,
+                    hit=hit,
+                    text=lambda: "".join(texts),
+                )
                 await routed.result.aclose()  # closing an outer generator doesn't close the inner
 
         return Routed(routed.route, OpenStream(routed.result.prefix, rest(), also=(routed.result,)))

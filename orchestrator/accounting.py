@@ -1,0 +1,585 @@
+"""Every request accounted for: who asked, what it may do, what it cost, how long it took.
+
+The edge opens a `Tab` for each HTTP request (`RequestScope`, a plain ASGI
+middleware) and `Accounts` runs it:
+
+    authenticate   the virtual key (401 without a valid one, once keys exist)
+    admit          model allowed for the key (403); reserve the worst case with
+                   the ledger's owner: refused (429) or admitted, perhaps on the
+                   key's cheaper model past its soft limit
+    record         the pipeline's `UsageRecord` lands on the request's tab
+                   (usage counted with the tokenizer when the provider gave none)
+    finish         when the response has ended: one JSON log line, the metrics,
+                   and the settlement (real cost) sent to the owner
+
+The pipeline finds the tab of the request it is serving through a context
+variable (`current_tab`): a request's stream may be finished by another task
+than the one that started it, but it always runs in a copy of the request's
+context. Time spent waiting on a model is counted by `timed` providers, so
+the gateway's own overhead is the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from orchestrator.budgets import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle
+from orchestrator.capabilities import Feature, Registry, Task
+from orchestrator.errors import OrchestratorError
+from orchestrator.keys import KeyPolicy, hash_key, presented
+from orchestrator.ledger import Price, Prices, UsageRecord
+from orchestrator.metrics import Metrics
+from orchestrator.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    CompletionChunk,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Usage,
+)
+from orchestrator.providers.base import Provider
+from orchestrator.routes import Routed
+from orchestrator.usage_tokens import UsageEstimator
+
+log = logging.getLogger("orchestrator.requests")
+_internal = logging.getLogger(__name__)
+
+# Worst-case output when a request names no limit and a backend states no context.
+DEFAULT_MAX_OUTPUT = 4096
+# Chat templates add a few tokens per message around its text.
+PER_MESSAGE_TOKENS = 8
+ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})  # these record usage
+ENDPOINTS = ANSWERING | {"/v1/models"}
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+class InvalidApiKey(OrchestratorError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class ModelNotAllowed(OrchestratorError):
+    """The key may not use this model (OpenAI answers a project without access the same way)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class KeyRateLimited(OrchestratorError):
+    status_code = 429
+    error_type = "requests"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, retry_after: float | None):
+        super().__init__(message)
+        self.error_type = kind
+        self.retry_after = retry_after
+
+
+class KeyBudgetExhausted(OrchestratorError):
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+    def __init__(self, message: str, *, retry_after: float | None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# ------------------------------------------------------------------------------ the tab
+
+
+_CURRENT: ContextVar[Tab | None] = ContextVar("orchestrator_tab", default=None)
+
+
+def current_tab() -> Tab | None:
+    """The tab of the request being served here, if the edge opened one."""
+    return _CURRENT.get()
+
+
+@dataclass
+class Tab:
+    """One request's account, from its first byte in to its last byte out."""
+
+    accounts: Accounts
+    request_id: str
+    method: str
+    path: str
+    ts: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+    key: KeyPolicy | None = None
+    reservation: str | None = None
+    downgraded_from: str | None = None
+    upstream_s: float = 0.0  # time spent waiting on a model (the rest is the gateway's)
+    overhead_s: float | None = None  # the gateway's own time up to the response's first byte
+    first_byte_s: float | None = None
+    status: int = 0
+    error_code: str | None = None
+    answer: UsageRecord | None = None  # the pipeline's record of the answer
+    reference_usd: float = 0.0
+    response_ended: bool = False
+    finished: bool = False
+
+    @property
+    def estimator(self) -> UsageEstimator | None:
+        return self.accounts.estimator
+
+    def record(self, record: UsageRecord) -> None:
+        """The pipeline's record of this request's answer (a `Ledger`)."""
+        self.answer = record
+        if self.response_ended:
+            self.accounts.finish(self)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+# ------------------------------------------------------------------------------ accounts
+
+
+class Accounts:
+    """Keys, admission, settlement, the request log and the metrics of one gateway app."""
+
+    def __init__(
+        self,
+        *,
+        owner: LedgerOwner | None = None,
+        metrics: Metrics | None = None,
+        registry: Registry | None = None,
+        prices: Prices | None = None,
+        reference: Price | None = None,
+        reference_model: str | None = None,
+        require_keys: bool = False,
+        master_key_sha256: str | None = None,
+        local_providers: frozenset[str] = frozenset(),
+        estimator: UsageEstimator | None = None,
+        lookup_ttl_s: float = 5.0,
+    ):
+        self.owner = owner
+        self.metrics = metrics or Metrics()
+        self._registry = registry
+        self.prices = prices or Prices({})
+        self.reference = reference
+        self.reference_model = reference_model
+        self.require_keys = require_keys
+        self.master_key_sha256 = master_key_sha256
+        self._local = local_providers
+        self.estimator = estimator
+        self._lookup_ttl = lookup_ttl_s
+        self._policies: dict[str, tuple[KeyPolicy | None, float]] = {}
+        self._pending: set[asyncio.Task[Any]] = set()
+        self.background: object | None = None  # what keeps its local rates current (kept alive here)
+
+    # ---------------------------------------------------------------- tabs
+
+    def open(self, method: str, path: str, request_id: str | None = None) -> Tab:
+        tab = Tab(self, request_id or f"req_{uuid.uuid4().hex}", method, path)
+        _CURRENT.set(tab)
+        return tab
+
+    # ------------------------------------------------------- authentication
+
+    async def authenticate(self, tab: Tab, headers: Mapping[str, str]) -> KeyPolicy | None:
+        """The request's key, or None on an open endpoint; 401 for a missing or unknown key."""
+        if not self.require_keys:
+            return None
+        key = presented(headers)
+        if key is None:
+            raise InvalidApiKey(
+                "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            )
+        policy = await self._lookup(hash_key(key))
+        if policy is None:
+            # OpenAI shows a redacted key here; we show nothing of it at all.
+            raise InvalidApiKey("Incorrect API key provided.")
+        tab.key = policy
+        return policy
+
+    async def _lookup(self, sha256: str) -> KeyPolicy | None:
+        now = time.monotonic()
+        cached = self._policies.get(sha256)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        policy = await self.owner.call(Lookup(sha256)) if self.owner is not None else None
+        self._policies[sha256] = (policy, now + (self._lookup_ttl if policy is not None else 1.0))
+        return policy
+
+    def forget(self, sha256: str | None = None) -> None:
+        """Drop cached key lookups (after the admin API changed keys)."""
+        if sha256 is None:
+            self._policies.clear()
+        else:
+            self._policies.pop(sha256, None)
+
+    # ------------------------------------------------------------ admission
+
+    async def admit(self, tab: Tab, request: Any, task: Task, needs: set[Feature]) -> str:
+        """Check the key's limits for `request` and reserve its worst case; the model to serve."""
+        key = tab.key
+        if key is None or self.owner is None:
+            return str(request.model)
+        if not key.allows(request.model):
+            self._registry_resolve(request.model)  # an unknown model is a 404 for everyone
+            raise ModelNotAllowed(f"This API key does not have access to model `{request.model}`.", param="model")
+        primary = self.worst_case(request, request.model, task, needs)
+        downgrade = None
+        if key.downgrade_to and key.downgrade_to != request.model:
+            try:
+                downgrade = self.worst_case(request, key.downgrade_to, task, needs)
+            except OrchestratorError:  # the cheaper model can't serve this request: no downgrade
+                downgrade = None
+        answer = await self.owner.call(Reserve(key.id, tab.request_id, primary, downgrade))
+        if not isinstance(answer, Admitted):
+            self.metrics.refusals.labels(key=key.id, reason=answer.reason).inc()
+            if answer.reason == "revoked":
+                self.forget(key.sha256)
+                raise InvalidApiKey("Incorrect API key provided.")
+            if answer.reason in ("rpm", "tpm"):
+                kind = "requests" if answer.reason == "rpm" else "tokens"
+                raise KeyRateLimited(answer.message, kind=kind, retry_after=answer.retry_after)
+            raise KeyBudgetExhausted(answer.message, retry_after=answer.retry_after)
+        tab.reservation = answer.reservation_id
+        if answer.downgraded:
+            tab.downgraded_from = str(request.model)
+            self.metrics.downgrades.labels(key=key.id).inc()
+        return answer.model
+
+    def _registry_resolve(self, model: str) -> Any:
+        return self._registry.resolve(model) if self._registry is not None else None
+
+    def worst_case(self, request: Any, model: str, task: Task, needs: set[Feature]) -> Choice:
+        """The most `request` can cost on `model`: an upper bound on its prompt, its whole output
+        allowance, at the most expensive of the model's routes."""
+        prompt = prompt_upper_bound(request)
+        outputs, n = output_allowance(request)
+        usd, most = 0.0, 0
+        backends = self._registry.resolve(model).candidates(task, needs) if self._registry is not None else []
+        for b in backends:
+            out = outputs if outputs is not None else (b.context_length or DEFAULT_MAX_OUTPUT)
+            out *= n
+            cost = self.prices.price(b.provider, b.model).cost(
+                Usage(prompt_tokens=prompt, completion_tokens=out, total_tokens=prompt + out)
+            )
+            usd, most = max(usd, cost), max(most, out)
+        return Choice(model, usd, prompt + most)
+
+    # ------------------------------------------------------------- records
+
+    def record(self, record: UsageRecord) -> None:
+        """A `Ledger`: a record made outside any request's tab is logged and settled on its own."""
+        tab = current_tab()
+        if tab is not None and not tab.finished:
+            tab.record(record)
+            return
+        lone = Tab(self, record.id, "POST", "", status=200, answer=record, response_ended=True)
+        self.finish(lone)
+
+    def record_embedding(self, tab: Tab, routed: Routed[EmbeddingResponse]) -> None:
+        r, usage = routed.route, routed.result.usage
+        as_usage = Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=0, total_tokens=usage.prompt_tokens)
+        tab.record(
+            UsageRecord(
+                id=tab.request_id,
+                model=routed.result.model,
+                provider=r.provider,
+                provider_model=r.model,
+                route_reason=r.reason,
+                cache=r.cache,
+                stream=False,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=0,
+                cached_tokens=0,
+                cost_usd=self.prices.cost(r.provider, r.model, as_usage),
+                saved_usd=0.0,
+                complete=True,
+            )
+        )
+
+    def response_started(self, tab: Tab, status: int) -> dict[str, str]:
+        """The response's headers are going out: what the edge adds to them."""
+        tab.status = status
+        tab.overhead_s = max(0.0, tab.elapsed() - tab.upstream_s)
+        headers = {"x-request-id": tab.request_id, "x-gateway-overhead-ms": f"{tab.overhead_s * 1000:.2f}"}
+        if tab.downgraded_from is not None:
+            headers["x-budget-downgrade"] = f"{tab.downgraded_from} -> {_served_model(tab)}; soft limit reached"
+        return headers
+
+    def response_ended(self, tab: Tab) -> None:
+        tab.response_ended = True
+        if tab.status == 0:  # the app raised past every handler: the server answered 500
+            tab.status = 500
+        if not tab.path.startswith("/v1/"):
+            return  # /metrics, /health, /admin: not requests to account for
+        if tab.answer is not None or tab.status >= 300 or tab.path not in ANSWERING:
+            self.finish(tab)
+            return
+        # A stream whose record comes from a generator still closing: give it a moment.
+        loop = asyncio.get_running_loop()
+        loop.call_later(5.0, self._late, tab)
+
+    def _late(self, tab: Tab) -> None:
+        if not tab.finished:
+            _internal.warning("request %s ended without a usage record", tab.request_id)
+            self.finish(tab)
+
+    def finish(self, tab: Tab) -> None:
+        """Exactly once per request: the log line, the metrics, the settlement."""
+        if tab.finished:
+            return
+        tab.finished = True
+        try:
+            row = self._row(tab)
+            log.info(json.dumps(row, separators=(",", ":")))
+            if self.owner is not None:
+                self._send(Settle(tab.reservation, row))
+            self._observe(tab, row)
+        except Exception:  # accounting must never break an answer already given
+            _internal.exception("accounting for request %s failed", tab.request_id)
+
+    def _send(self, settle: Settle) -> None:
+        assert self.owner is not None
+        task = asyncio.ensure_future(self.owner.call(settle))  # sent now, in order; awaited in the background
+        self._pending.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _internal.error("settling a request failed: %r", task.exception())
+
+    async def drain(self) -> None:
+        """Wait for every settlement sent so far (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def _row(self, tab: Tab) -> dict[str, Any]:
+        rec = tab.answer
+        base: dict[str, Any] = asdict(rec) if rec is not None else dict(_NO_ANSWER)
+        ttft = tab.first_byte_s
+        usage = Usage(
+            prompt_tokens=rec.prompt_tokens if rec else 0,
+            completion_tokens=rec.completion_tokens if rec else 0,
+            total_tokens=(rec.prompt_tokens + rec.completion_tokens) if rec else 0,
+        )
+        reference = self.reference.cost(usage) if self.reference is not None and rec is not None else 0.0
+        return {
+            "ts": round(tab.ts, 6),
+            "request_id": tab.request_id,
+            "key_id": tab.key.id if tab.key else None,
+            "endpoint": tab.path,
+            "status": tab.status,
+            "error": tab.error_code,
+            **base,
+            "id": rec.id if rec else None,
+            "route": self._route_kind(rec.provider) if rec else "none",
+            "downgraded_from": tab.downgraded_from,
+            "reference_usd": reference,
+            "latency_ms": round(tab.elapsed() * 1000, 3),
+            "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
+            "overhead_ms": round(tab.overhead_s * 1000, 3) if tab.overhead_s is not None else None,
+        }
+
+    def _route_kind(self, provider: str) -> str:
+        if provider == "cache":
+            return "cache"
+        return "local" if provider in self._local else "remote"
+
+    def _observe(self, tab: Tab, row: dict[str, Any]) -> None:
+        m, rec = self.metrics, tab.answer
+        route, provider = row["route"], rec.provider if rec else "none"
+        endpoint = tab.path if tab.path in ENDPOINTS else "other"
+        m.requests.labels(endpoint=endpoint, route=route, provider=provider, status=str(tab.status)).inc()
+        m.latency.labels(route=route, provider=provider).observe(tab.elapsed())
+        if tab.first_byte_s is not None:
+            m.ttft.labels(route=route, provider=provider).observe(tab.first_byte_s)
+        if tab.overhead_s is not None:
+            m.overhead.labels(route=route).observe(tab.overhead_s)
+        if rec is None:
+            return
+        estimated = "true" if rec.estimated else "false"
+        m.tokens.labels(provider=provider, model=rec.provider_model, kind="prompt", estimated=estimated).inc(
+            rec.prompt_tokens
+        )
+        m.tokens.labels(provider=provider, model=rec.provider_model, kind="completion", estimated=estimated).inc(
+            rec.completion_tokens
+        )
+        key = tab.key.id if tab.key else "none"
+        m.cost.labels(provider=provider, model=rec.provider_model, key=key).inc(rec.cost_usd)
+        if self.reference is not None:
+            m.reference_cost.labels(route=route).inc(row["reference_usd"])
+        m.cache.labels(outcome=rec.cache).inc()
+        m.decisions.labels(reason=rec.route_reason).inc()
+
+
+# The log line of a request that got no answer (refused, failed): the same fields, empty.
+_NO_ANSWER: dict[str, Any] = {
+    "model": None,
+    "provider": None,
+    "provider_model": None,
+    "route_reason": None,
+    "cache": None,
+    "stream": None,
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "cached_tokens": 0,
+    "cost_usd": 0.0,
+    "saved_usd": 0.0,
+    "complete": False,
+    "estimated": False,
+}
+
+
+def _served_model(tab: Tab) -> str:
+    return tab.answer.model if tab.answer is not None else (tab.key.downgrade_to or "") if tab.key else ""
+
+
+# ------------------------------------------------------------------------------ estimates
+
+
+def prompt_upper_bound(request: Any) -> int:
+    """At least as many tokens as the prompt has: its UTF-8 bytes (a byte-level BPE token is at
+    least one byte), a few per chat message for the template, token-id prompts as counted."""
+    if isinstance(request, ChatCompletionRequest):
+        body = json.dumps([m.model_dump(exclude_none=True) for m in request.messages], ensure_ascii=False)
+        return len(body.encode()) + PER_MESSAGE_TOKENS * len(request.messages)
+    if isinstance(request, CompletionRequest):
+        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.prompts())
+    if isinstance(request, EmbeddingRequest):
+        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.inputs())
+    return 0
+
+
+def output_allowance(request: Any) -> tuple[int | None, int]:
+    """The request's output limit per choice (None: up to the context) and how many choices."""
+    if isinstance(request, ChatCompletionRequest):
+        return request.output_limit(), request.n or 1
+    if isinstance(request, CompletionRequest):
+        prompts = len(request.prompts()) or 1
+        return (request.max_tokens if request.max_tokens is not None else 16), (request.n or 1) * prompts
+    return 0, 1
+
+
+def answer_text(whole: Any) -> str:
+    """All choices' generated text of a whole chat or text completion."""
+    parts: list[str] = []
+    for c in getattr(whole, "choices", []):
+        message = getattr(c, "message", None)
+        if message is not None:
+            parts.append(message.content or "")
+            for call in message.tool_calls or []:
+                parts.append(call.function.name + call.function.arguments)
+        else:
+            parts.append(getattr(c, "text", "") or "")
+    return "".join(parts)
+
+
+def chunk_text(chunk: ChatCompletionChunk | CompletionChunk) -> str:
+    parts: list[str] = []
+    for c in chunk.choices:
+        delta = getattr(c, "delta", None)
+        if delta is not None:
+            parts.append(delta.content or "")
+            for call in delta.tool_calls or []:
+                fn = call.function
+                if fn is not None:
+                    parts.append((fn.name or "") + (fn.arguments or ""))
+        else:
+            parts.append(getattr(c, "text", "") or "")
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------------------ upstream time
+
+
+class TimedProvider:
+    """A provider whose waits are counted on the request's tab (time not spent in the gateway)."""
+
+    def __init__(self, inner: Provider):
+        self._inner = inner
+        self.name = inner.name
+
+    def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
+        return _timed(self._inner.chat(request, model))
+
+    def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
+        return _timed(self._inner.complete(request, model))
+
+    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        tab, t0 = current_tab(), time.perf_counter()
+        try:
+            return await self._inner.embed(request, model)
+        finally:
+            if tab is not None:
+                tab.upstream_s += time.perf_counter() - t0
+
+
+async def _timed(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    tab = current_tab()
+    async with aclosing(stream) as inner:  # type: ignore[type-var]
+        iterator = aiter(inner)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            finally:
+                if tab is not None:
+                    tab.upstream_s += time.perf_counter() - t0
+            yield chunk
+
+
+def timed(providers: Mapping[str, Provider]) -> dict[str, Provider]:
+    return {name: TimedProvider(p) for name, p in providers.items()}
+
+
+# ------------------------------------------------------------------------------ the middleware
+
+
+class RequestScope:
+    """Plain ASGI middleware: a tab per HTTP request, its headers, and its end.
+
+    (Not Starlette's BaseHTTPMiddleware: that runs the app in another task and
+    buffers nothing well for streams.)
+    """
+
+    def __init__(self, app: Callable[..., Any], accounts: Accounts):
+        self.app = app
+        self.accounts = accounts
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tab = self.accounts.open(scope["method"], scope["path"])
+        scope.setdefault("state", {})["tab"] = tab
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                extra = self.accounts.response_started(tab, message["status"])
+                headers = list(message.get("headers", []))
+                headers.extend((k.encode(), v.encode()) for k, v in extra.items())
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and tab.first_byte_s is None and message.get("body"):
+                tab.first_byte_s = tab.elapsed()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            self.accounts.response_ended(tab)

@@ -1,0 +1,126 @@
+"""The admin API, guarded by the master key: virtual keys and usage reports.
+
+    POST   /admin/keys          create a key; the answer shows it once (only its hash is kept)
+    GET    /admin/keys          every key: its limits and this period's spend (never a key or a hash)
+    DELETE /admin/keys/{id}     revoke a key (config keys come back at the next start: remove them there)
+    GET    /admin/usage         usage, spend and savings by key, model, provider and route (?since=&until=)
+
+The master key comes from the environment variable `ledger.master_key_env`;
+without it there is no admin API (every call is a 401). Errors are OpenAI-shaped.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from orchestrator.accounting import Accounts, InvalidApiKey
+from orchestrator.budgets import CreateKey, DeleteKey, ListKeys, Query
+from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError
+from orchestrator.keys import KeyPolicy, hash_key, new_key, presented, same_hash
+from orchestrator.reports import usage_report
+from orchestrator.settings import KeySettings
+
+
+class NewKey(BaseModel):
+    """What `POST /admin/keys` takes: an id and the key's limits (all optional)."""
+
+    model_config = {"extra": "forbid"}
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    budget_usd: float | None = Field(default=None, ge=0)
+    budget_tokens: int | None = Field(default=None, ge=0)
+    period: str = Field(default="month", pattern=r"^(hour|day|week|month|total)$")
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    models: list[str] | None = None
+    soft_limit_usd: float | None = Field(default=None, ge=0)
+    soft_limit_tokens: int | None = Field(default=None, ge=0)
+    downgrade_to: str | None = None
+
+
+class AdminDisabled(OrchestratorError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+def add_admin_routes(app: FastAPI, accounts: Accounts) -> None:
+    def guard(request: Request) -> None:
+        if accounts.master_key_sha256 is None or accounts.owner is None:
+            raise AdminDisabled("The admin API is disabled: no master key is configured.")
+        key = presented(request.headers)
+        if key is None or not same_hash(hash_key(key), accounts.master_key_sha256):
+            raise InvalidApiKey("Incorrect master key provided.")
+
+    @app.post("/admin/keys")
+    async def create_key(request: Request) -> Response:
+        guard(request)
+        try:
+            spec = NewKey.model_validate_json(await request.body())
+        except ValidationError as e:
+            first = e.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            raise InvalidRequest(f"Invalid value for '{field}': {first['msg']}", param=field) from None
+        assert accounts.owner is not None
+        key = new_key()
+        settings = KeySettings(sha256=hash_key(key), **spec.model_dump(exclude={"id"}))
+        policy = KeyPolicy.from_settings(spec.id, settings, source="admin", created=time.time())
+        created = await accounts.owner.call(CreateKey(policy))
+        if created is None:
+            raise InvalidRequest(f"A key with id '{spec.id}' already exists.", param="id", code="key_exists")
+        accounts.forget(policy.sha256)
+        return JSONResponse({**policy.public(), "key": key}, status_code=201)
+
+    @app.get("/admin/keys")
+    async def list_keys(request: Request) -> Response:
+        guard(request)
+        assert accounts.owner is not None
+        listed = await accounts.owner.call(ListKeys())
+        data = [
+            {
+                **k.public(),
+                "spend": {
+                    "period_start": int(s.period_start),
+                    "usd": s.spent_usd,
+                    "tokens": s.spent_tokens,
+                    "reserved_usd": s.reserved_usd,
+                    "reserved_tokens": s.reserved_tokens,
+                },
+            }
+            for k, s in listed
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.delete("/admin/keys/{key_id}")
+    async def delete_key(key_id: str, request: Request) -> Response:
+        guard(request)
+        assert accounts.owner is not None
+        if not await accounts.owner.call(DeleteKey(key_id)):
+            raise NotFound(f"No key with id '{key_id}'.", param="id")
+        accounts.forget()
+        return JSONResponse({"id": key_id, "object": "key", "deleted": True})
+
+    @app.get("/admin/usage")
+    async def usage(request: Request) -> Response:
+        guard(request)
+        assert accounts.owner is not None
+        since, until = _float(request, "since"), _float(request, "until")
+        fn = functools.partial(usage_report, since=since, until=until, reference_model=accounts.reference_model)
+        report: dict[str, Any] = await accounts.owner.call(Query(fn))
+        return JSONResponse(report)
+
+
+def _float(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be a Unix time in seconds.", param=name) from None

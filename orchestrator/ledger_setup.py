@@ -1,0 +1,119 @@
+"""Building a gateway's `Accounts` from settings: the ledger's owner, keys, prices, local rates.
+
+    owner      the named Ray actor (`ledger.owner: actor`) or a book in this
+               process (`process`), on `ledger.path` (default <data_dir>/ledger.sqlite)
+    keys       config keys synced into the owner; with any key configured, or a
+               master key set, every request needs a valid key
+    prices     the presets' prices, plus each local model's amortized rate, kept
+               current from its engine's stats
+    reference  the model savings are measured against (`ledger.reference_model`)
+    estimator  the local model's tokenizer, for answers that came without usage
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+from local_models.interface import LoadStats, ModelInfo
+from orchestrator.accounting import Accounts
+from orchestrator.budgets import Book, InProcessOwner, LedgerOwner, SyncKeys
+from orchestrator.keys import KeyPolicy, hash_key
+from orchestrator.ledger import Price
+from orchestrator.local_cost import LocalRate, LocalStatsPoller
+from orchestrator.metrics import Metrics
+from orchestrator.pipeline import Pipeline
+from orchestrator.settings import Settings
+from orchestrator.usage_tokens import TokenizerEstimator, UsageEstimator
+
+log = logging.getLogger(__name__)
+
+StatsReader = Callable[[], Awaitable[LoadStats]]
+
+
+def ledger_path(settings: Settings) -> Path:
+    return settings.ledger.path or settings.data_dir / "ledger.sqlite"
+
+
+def owner_for(settings: Settings) -> LedgerOwner:
+    path = ledger_path(settings)
+    if settings.ledger.owner == "process":
+        return InProcessOwner(Book(path, reservation_ttl_s=settings.ledger.reservation_ttl_s))
+    from orchestrator.ledger_actor import get_or_create
+
+    return get_or_create(path, reservation_ttl_s=settings.ledger.reservation_ttl_s)
+
+
+def reference_price(settings: Settings) -> Price | None:
+    """The reference model's price, from its provider preset ("provider/model")."""
+    name = settings.ledger.reference_model
+    if not name:
+        return None
+    provider, _, model = name.partition("/")
+    try:
+        m = settings.providers[provider].models[model]
+    except KeyError:
+        raise ValueError(f"ledger.reference_model {name!r} is not a configured provider/model") from None
+    return Price(m.input_per_mtok, m.output_per_mtok, m.cached_input_per_mtok)
+
+
+async def build_accounts(
+    settings: Settings,
+    pipeline: Pipeline,
+    *,
+    local: Mapping[str, tuple[StatsReader, ModelInfo]] | None = None,
+    owner: LedgerOwner | None = None,
+    env: Mapping[str, str] | None = None,
+    stats_interval_s: float = 1.0,
+) -> Accounts:
+    """Accounts for `pipeline`; `local` maps each local provider to its stats and info."""
+    env = os.environ if env is None else env
+    owner = owner or owner_for(settings)
+    await owner.call(SyncKeys(tuple(KeyPolicy.from_settings(k, s) for k, s in settings.keys.items())))
+    master = env.get(settings.ledger.master_key_env)
+    metrics = Metrics()
+    rates: dict[str, tuple[StatsReader, LocalRate]] = {}
+    estimator: UsageEstimator | None = None
+    for name, (read, info) in (local or {}).items():
+        if info["task"] != "generate":
+            continue
+        rate = LocalRate(
+            settings.ledger.gpu_price_per_hour,
+            min_decode_tps=settings.ledger.min_decode_tokens_per_s,
+            min_prefill_tps=settings.ledger.min_prefill_tokens_per_s,
+        )
+        pipeline.prices.add_live(name, rate)
+        rates[name] = (read, rate)
+        metrics.gauge_from(metrics.queue_depth, name, rate.waiting)
+        metrics.gauge_from(metrics.local_running, name, rate.running)
+        metrics.gauge_from(metrics.local_cost, name, rate.output_per_mtok)
+        if estimator is None and "tokenizer_path" in info:
+            estimator = await _estimator(Path(info["tokenizer_path"]))
+    poller = LocalStatsPoller(rates, stats_interval_s)
+    await poller.poll_once()
+    poller.start()
+    accounts = Accounts(
+        owner=owner,
+        metrics=metrics,
+        registry=pipeline.registry,
+        prices=pipeline.prices,
+        reference=reference_price(settings),
+        reference_model=settings.ledger.reference_model,
+        require_keys=bool(settings.keys) or bool(master),
+        master_key_sha256=hash_key(master) if master else None,
+        local_providers=frozenset(rates) | frozenset((local or {}).keys()),
+        estimator=estimator,
+    )
+    accounts.background = poller
+    return accounts
+
+
+async def _estimator(path: Path) -> UsageEstimator | None:
+    try:
+        return await asyncio.to_thread(TokenizerEstimator.from_directory, path)
+    except Exception as e:  # answers without usage then count as zero tokens, and say so
+        log.warning("no tokenizer at %s for usage estimates (%s: %s)", path, type(e).__name__, e)
+        return None

@@ -1,0 +1,378 @@
+"""Virtual keys, budgets, the admin API, reports, metrics and the request log, through HTTP.
+
+The app is the real one (`build_pipeline` + `build_accounts` + `build_app`) over a
+fake local engine and a fake paid provider on a real socket; the ledger's owner
+is an in-process book on a temporary sqlite file (the Ray actor has its own test).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fakes import FakeEngine
+from openai_schema import validate
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.fake_provider import FakeProvider
+from local_models.catalog import prepare
+from local_models.interface import LoadStats, ModelInfo
+from orchestrator.api import build_app
+from orchestrator.app import build_pipeline
+from orchestrator.budgets import Book, InProcessOwner
+from orchestrator.keys import hash_key
+from orchestrator.ledger_setup import build_accounts
+from orchestrator.settings import Settings, load_settings
+
+KEY_A = "sk-orch-team-a-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"
+KEY_B = "sk-orch-team-b-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB2"
+KEY_SOFT = "sk-orch-soft-CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC3"
+KEY_RPM = "sk-orch-rpm-DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD4"
+MASTER = "sk-orch-master-MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM9"
+SECRETS = (KEY_A, KEY_B, KEY_SOFT, KEY_RPM, MASTER)
+
+BIG = {"input_per_mtok": 2.0, "output_per_mtok": 10.0}
+SMALL = {"input_per_mtok": 0.1, "output_per_mtok": 0.2}
+REF = {"input_per_mtok": 1.0, "output_per_mtok": 4.0}
+GPU_PER_HOUR = 3.6  # with the floors below: $1e-6 per prompt token, $1e-5 per output token
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def paid() -> Iterator[FakeProvider]:
+    with FakeProvider(reply="Paris is the capital of France, a city on the Seine.") as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare("tiny-random", tmp_path_factory.mktemp("models"), progress=False).path
+
+
+def settings_for(paid: FakeProvider, tmp: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "providers": {
+            "paid": {
+                "base_url": paid.base_url + "/v1",
+                "api_key_env": "PAID_KEY",
+                "models": {
+                    "big": {"id": "paid-big", **BIG},
+                    "small": {"id": "paid-small", **SMALL},
+                    "ref": {"id": "paid-ref", **REF},
+                },
+            },
+            "quiet": {  # never reports usage in streams
+                "base_url": paid.base_url + "/v1",
+                "api_key_env": "PAID_KEY",
+                "quirks": {"stream_usage": False},
+                "models": {"m": {"id": "quiet-model", **BIG}},
+            },
+        },
+        "models": {},
+        "cache": {"directory": str(tmp / "cache")},
+        "ledger": {
+            "path": str(tmp / "ledger.sqlite"),
+            "owner": "process",
+            "reference_model": "paid/ref",
+            "gpu_price_per_hour": GPU_PER_HOUR,
+            "min_decode_tokens_per_s": 100,
+            "min_prefill_tokens_per_s": 1000,
+        },
+        "keys": {
+            "team-a": {"sha256": hash_key(KEY_A), "budget_usd": 0.0005, "period": "day"},
+            "team-b": {"sha256": hash_key(KEY_B), "budget_usd": 10.0},
+            "soft": {
+                "sha256": hash_key(KEY_SOFT),
+                "soft_limit_usd": 0.0001,
+                "downgrade_to": "paid/small",
+                "models": ["paid/big"],
+            },
+            "rpm": {"sha256": hash_key(KEY_RPM), "rpm": 2, "models": ["fake-chat", "paid/big"]},
+        },
+    }
+    base.update(overrides)
+    return load_settings(**base)
+
+
+@asynccontextmanager
+async def gateway(
+    settings: Settings, engine: FakeEngine, env: dict[str, str], info: ModelInfo | None = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    async def stats() -> LoadStats:
+        return engine.stats()
+
+    info = info or engine.info()
+    async with httpx.AsyncClient() as upstream:
+        pipeline = await build_pipeline({"local": (engine, info)}, settings, env=env, client=upstream)
+        path = settings.ledger.path
+        assert path is not None
+        book = Book(path)
+        accounts = await build_accounts(
+            settings, pipeline, local={"local": (stats, info)}, owner=InProcessOwner(book), env=env
+        )
+        app = build_app(pipeline, accounts)
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+                yield c, accounts
+        finally:
+            await accounts.drain()
+            await accounts.background.stop()
+            book.close()
+
+
+ENV = {"PAID_KEY": "sk-upstream-paid", "ORCHESTRATOR_MASTER_KEY": MASTER}
+
+
+@pytest.fixture
+async def gw(paid: FakeProvider, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV) as g:
+        yield g
+
+
+def records(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "orchestrator.requests"]
+
+
+async def chat(c: httpx.AsyncClient, key: str | None, model: str = "paid/big", **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": QUESTION, "max_tokens": 20, **extra}
+    return await c.post("/v1/chat/completions", json=body, headers=auth(key) if key else {})
+
+
+def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    validate("ErrorResponse", r.json())
+    error: dict[str, Any] = r.json()["error"]
+    return error
+
+
+# ------------------------------------------------------------------------------ keys
+
+
+async def test_with_keys_configured_a_request_needs_a_valid_key(gw: tuple[httpx.AsyncClient, Any]) -> None:
+    c, _ = gw
+    missing = error_of(await chat(c, None), 401)
+    assert (missing["type"], missing["code"]) == ("invalid_request_error", "invalid_api_key")
+    wrong = error_of(await chat(c, "sk-orch-not-a-key"), 401)
+    assert wrong["code"] == "invalid_api_key" and "sk-orch-not-a-key" not in json.dumps(wrong)
+    ok = await chat(c, KEY_B)
+    assert ok.status_code == 200, ok.text
+    validate("CreateChatCompletionResponse", ok.json())
+    assert ok.headers["x-request-id"].startswith("req_")
+    assert float(ok.headers["x-gateway-overhead-ms"]) >= 0
+    # x-api-key works too (Anthropic's SDK sends it), and /v1/models needs a key as well.
+    assert (await c.get("/v1/models")).status_code == 401
+    listed = await c.get("/v1/models", headers={"x-api-key": KEY_RPM})
+    assert sorted(m["id"] for m in listed.json()["data"]) == ["fake-chat", "paid/big"]
+
+
+async def test_models_a_key_may_not_use(gw: tuple[httpx.AsyncClient, Any]) -> None:
+    c, _ = gw
+    denied = error_of(await chat(c, KEY_RPM, model="paid/small"), 403)
+    assert (denied["code"], denied["param"]) == ("model_not_found", "model")
+    unknown = error_of(await chat(c, KEY_RPM, model="no-such-model"), 404)
+    assert unknown["code"] == "model_not_found"
+
+
+async def test_rpm_limit_is_a_429_with_retry_after(gw: tuple[httpx.AsyncClient, Any]) -> None:
+    c, _ = gw
+    assert (await chat(c, KEY_RPM, model="fake-chat")).status_code == 200
+    assert (await chat(c, KEY_RPM, model="fake-chat")).status_code == 200
+    r = await chat(c, KEY_RPM, model="fake-chat")
+    error = error_of(r, 429)
+    assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
+    assert 50 <= int(r.headers["retry-after"]) <= 60
+    assert (await chat(c, KEY_B, model="fake-chat")).status_code == 200  # other keys are not limited
+
+
+async def test_two_keys_one_refused_at_its_budget_the_other_working_and_spend_survives_a_restart(
+    paid: FakeProvider, tmp_path: Path
+) -> None:
+    settings = settings_for(paid, tmp_path)
+    async with gateway(settings, FakeEngine("fake-chat"), ENV) as (c, _):
+        statuses = []
+        for _ in range(20):
+            r = await chat(c, KEY_A)
+            statuses.append(r.status_code)
+            if r.status_code != 200:
+                break
+        assert statuses[0] == 200 and statuses[-1] == 429, statuses
+        error = error_of(r, 429)
+        assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
+        assert int(r.headers["retry-after"]) > 0  # until the day's period ends
+        assert (await chat(c, KEY_B)).status_code == 200
+        listed = (await c.get("/admin/keys", headers=auth(MASTER))).json()["data"]
+        spent = {k["id"]: k["spend"]["usd"] for k in listed}
+        assert spent["team-a"] >= 0.0005
+
+    # A new app on the same ledger file (what a restart is): the spend is still there.
+    async with gateway(settings, FakeEngine("fake-chat"), ENV) as (c, _):
+        assert error_of(await chat(c, KEY_A), 429)["code"] == "insufficient_quota"
+        assert (await chat(c, KEY_B)).status_code == 200
+        listed = (await c.get("/admin/keys", headers=auth(MASTER))).json()["data"]
+        assert {k["id"]: k["spend"]["usd"] for k in listed}["team-a"] == pytest.approx(spent["team-a"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_past_the_soft_limit_requests_downgrade_and_say_so(
+    gw: tuple[httpx.AsyncClient, Any], stream: bool
+) -> None:
+    c, _ = gw
+    first = await chat(c, KEY_SOFT, stream=stream)
+    assert first.status_code == 200 and "x-budget-downgrade" not in first.headers
+    second = await chat(c, KEY_SOFT, stream=stream)
+    assert second.status_code == 200, second.text
+    assert second.headers["x-budget-downgrade"].startswith("paid/big -> paid/small")
+    assert second.headers["x-served-by"] == "paid/paid-small"
+
+
+# ------------------------------------------------------------------------------ admin
+
+
+async def test_admin_creates_lists_and_deletes_keys(gw: tuple[httpx.AsyncClient, Any]) -> None:
+    c, _ = gw
+    assert error_of(await c.get("/admin/keys"), 401)["code"] == "invalid_api_key"
+    assert error_of(await c.get("/admin/keys", headers=auth(KEY_B)), 401)["code"] == "invalid_api_key"
+    made = await c.post("/admin/keys", json={"id": "new-team", "budget_usd": 1, "rpm": 100}, headers=auth(MASTER))
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    assert key.startswith("sk-orch-") and "sha256" not in made.json()
+    assert (await chat(c, key, model="fake-chat")).status_code == 200
+    listed = (await c.get("/admin/keys", headers=auth(MASTER))).json()["data"]
+    new = next(k for k in listed if k["id"] == "new-team")
+    assert new["source"] == "admin" and new["spend"]["tokens"] > 0 and key not in json.dumps(listed)
+    again = await c.post("/admin/keys", json={"id": "new-team"}, headers=auth(MASTER))
+    assert error_of(again, 400)["code"] == "key_exists"
+    assert (await c.delete("/admin/keys/new-team", headers=auth(MASTER))).json()["deleted"] is True
+    assert error_of(await chat(c, key, model="fake-chat"), 401)["code"] == "invalid_api_key"
+    assert error_of(await c.delete("/admin/keys/new-team", headers=auth(MASTER)), 404)["code"] == "not_found"
+
+
+async def test_without_a_master_key_there_is_no_admin_api(paid: FakeProvider, tmp_path: Path) -> None:
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), {"PAID_KEY": "k"}) as (c, _):
+        assert error_of(await c.get("/admin/keys", headers=auth(MASTER)), 401)["code"] == "invalid_api_key"
+
+
+# ------------------------------------------------------------------------------ reports
+
+
+async def test_savings_report_reproduces_from_the_request_log(
+    gw: tuple[httpx.AsyncClient, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    c, accounts = gw
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    for i in range(3):
+        for model in ("fake-chat", "paid/big", "paid/small"):
+            for stream in (False, True):
+                r = await chat(c, KEY_B, model=model, stream=stream, temperature=0, seed=i % 2)
+                assert r.status_code == 200, r.text
+    await chat(c, None)  # a 401: in the log, costs nothing
+    await accounts.drain()
+    report = (await c.get("/admin/usage", headers=auth(MASTER))).json()
+
+    lines = records(caplog)
+    assert len(lines) == 19 and {line["cache"] for line in lines if line["status"] == 200} == {"HIT", "MISS"}
+    reference = sum(
+        (line["prompt_tokens"] or 0) * REF["input_per_mtok"] / 1e6
+        + (line["completion_tokens"] or 0) * REF["output_per_mtok"] / 1e6
+        for line in lines
+    )
+    actual = sum(line["cost_usd"] or 0.0 for line in lines)
+    assert reference - actual > 0
+    assert report["savings"]["saved_usd"] == pytest.approx(reference - actual, rel=0.01)
+    assert report["savings"]["reference_model"] == "paid/ref"
+    assert set(report["by_route"]) == {"local", "remote", "cache", "none"}
+    assert report["by_key"]["team-b"]["requests"] == 18
+    assert set(report["by_provider"]) >= {"local", "paid", "cache"}
+    # Local answers cost the GPU's amortized price, to the token.
+    local = next(line for line in lines if line["provider"] == "local")
+    assert local["cost_usd"] == pytest.approx(local["prompt_tokens"] * 1e-6 + local["completion_tokens"] * 1e-5)
+
+
+async def test_every_request_is_one_json_line_with_its_id_and_key_id(
+    gw: tuple[httpx.AsyncClient, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    c, _ = gw
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    ok = await chat(c, KEY_B, stream=True)
+    denied = await chat(c, KEY_RPM, model="paid/small")
+    [first, second] = records(caplog)
+    assert first["request_id"] == ok.headers["x-request-id"] and second["request_id"] == denied.headers["x-request-id"]
+    assert (first["key_id"], first["status"], first["route"], first["provider"]) == ("team-b", 200, "remote", "paid")
+    assert first["latency_ms"] >= first["ttft_ms"] > 0 and first["overhead_ms"] >= 0
+    assert first["route_reason"] and first["completion_tokens"] > 0 and first["cost_usd"] > 0
+    assert (second["status"], second["error"], second["key_id"]) == (403, "model_not_found", "rpm")
+
+
+async def test_streams_without_usage_are_counted_with_the_tokenizer(
+    paid: FakeProvider, tmp_path: Path, tokenizer_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from transformers import AutoTokenizer
+
+    engine = FakeEngine("fake-chat")
+    info = ModelInfo(**engine.info(), tokenizer_path=str(tokenizer_dir))  # type: ignore[typeddict-item]
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    async with gateway(settings_for(paid, tmp_path, keys={}), engine, {"PAID_KEY": "k"}, info) as (c, _):
+        r = await c.post("/v1/chat/completions", json={"model": "quiet/m", "messages": QUESTION, "stream": True})
+        assert r.status_code == 200 and "[DONE]" in r.text
+        told = await c.post("/v1/chat/completions", json={"model": "paid/big", "messages": QUESTION, "stream": True})
+        assert told.status_code == 200
+    quiet, reported = records(caplog)
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    reply = "Paris is the capital of France, a city on the Seine."
+    prompt = len(tok.encode(tok.apply_chat_template(QUESTION, add_generation_prompt=True, tokenize=False)))
+    assert prompt > 10  # the template's tokens and the question's
+    assert quiet["estimated"] is True and reported["estimated"] is False
+    completion = len(tok.encode(reply, add_special_tokens=False))
+    assert (quiet["prompt_tokens"], quiet["completion_tokens"]) == (prompt, completion)
+    assert quiet["cost_usd"] == pytest.approx((prompt * 2.0 + quiet["completion_tokens"] * 10.0) / 1e6)
+
+
+# ------------------------------------------------------------------------------ metrics
+
+
+async def test_metrics_scrape_in_prometheus_text_format(gw: tuple[httpx.AsyncClient, Any]) -> None:
+    c, _ = gw
+    await chat(c, KEY_B, model="fake-chat", temperature=0)
+    await chat(c, KEY_B, model="fake-chat", temperature=0)  # a cache hit
+    await chat(c, KEY_B, stream=True)
+    await chat(c, None)
+    r = await c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=")
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
+
+    assert value("orchestrator_requests_total", route="local", provider="local", status="200") == 1
+    assert value("orchestrator_requests_total", route="cache", status="200") == 1
+    assert value("orchestrator_requests_total", route="remote", provider="paid", status="200") == 1
+    assert value("orchestrator_requests_total", status="401") == 1
+    assert value("orchestrator_ttft_seconds_count", route="remote") == 1
+    assert value("orchestrator_request_duration_seconds_count") == 4
+    assert value("orchestrator_gateway_overhead_seconds_count") == 4
+    assert value("orchestrator_tokens_total", provider="paid", kind="completion") > 0
+    assert value("orchestrator_cost_usd_total", provider="paid", key="team-b") > 0
+    assert value("orchestrator_cache_lookups_total", outcome="HIT") == 1
+    assert value("orchestrator_route_decisions_total") == 3
+    assert ("orchestrator_local_queue_depth", (("provider", "local"),)) in samples
+    assert value("orchestrator_reference_cost_usd_total") > 0
+
+
+async def test_the_default_app_stays_open_and_still_says_who_and_how_long(api: Any) -> None:
+    r = await api.client.post("/v1/chat/completions", json={"model": "fake-chat", "messages": QUESTION})
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] and float(r.headers["x-gateway-overhead-ms"]) >= 0
+    assert (await api.client.get("/metrics")).status_code == 200
