@@ -2,6 +2,8 @@
 
 orchestrator serve   [--config FILE]   run the endpoint in the foreground
 orchestrator prepare [--config FILE]   prepare the configured models and exit
+orchestrator report  [--config FILE] [--since 24h] [--json]   usage, spend and savings
+orchestrator hash-key [ID] [--stdin]   make a virtual key; print its sha256 for config
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from orchestrator import ledger_cli
 from orchestrator.settings import DEFAULT_CONFIG, load_settings
 
 
@@ -25,8 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"YAML config (default: {DEFAULT_CONFIG})")
+    report = sub.add_parser("report", help="usage, spend and savings by key, model, provider and route")
+    report.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"YAML config (default: {DEFAULT_CONFIG})")
+    hash_cmd = sub.add_parser("hash-key", help="make a virtual key and print its sha256 for config")
+    ledger_cli.add_arguments(report, hash_cmd)
     args = parser.parse_args(argv)
+    if args.command == "hash-key":
+        return ledger_cli.hash_cmd(args)
     settings = load_settings(args.config)
+    if args.command == "report":
+        return ledger_cli.report(settings, args)
 
     from orchestrator import runtime
 

@@ -18,7 +18,8 @@ import sqlite3
 import time
 from typing import Any
 
-GROUPS = {"key": "COALESCE(key_id, '-')", "model": "model", "provider": "provider", "route": "route"}
+_COLUMNS = (("key", "key_id"), ("model", "model"), ("provider", "provider"), ("route", "route"))
+GROUPS = {name: f"COALESCE({column}, '-')" for name, column in _COLUMNS}
 
 _MEASURES = """
     COUNT(*) AS requests,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,9 @@ from openai_schema import validate
 from benchmarks.fake_provider import FakeProvider
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
+from orchestrator.budgets import Query
+from orchestrator.keys import hash_key
+from orchestrator.ledger_setup import build_accounts
 from orchestrator.settings import load_settings
 
 KEYS = {"ALPHA_KEY": "sk-alpha-SECRET-1111", "BETA_KEY": "sk-beta-SECRET-2222", "CLAUDE_KEY": "sk-ant-SECRET-3333"}
@@ -325,7 +329,7 @@ async def test_client_disconnect_cancels_the_upstream_request(fakes: dict[str, F
 
 
 async def test_keys_never_appear_in_responses_errors_or_logs(
-    http: httpx.AsyncClient, fakes: dict[str, FakeProvider], caplog: pytest.LogCaptureFixture
+    http: httpx.AsyncClient, fakes: dict[str, FakeProvider], caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
@@ -356,10 +360,64 @@ async def test_keys_never_appear_in_responses_errors_or_logs(
                 seen.append(r.text)
     finally:
         wrong.stop()
+    seen += await _virtual_key_traffic(fakes["alpha"], tmp_path)
     everything = "\n".join(seen) + "\n" + caplog.text
-    for key in KEYS.values():
+    for key in (*KEYS.values(), *VIRTUAL_KEYS.values()):
         assert key not in everything
         assert key[-8:] not in everything
+
+
+VIRTUAL_KEYS = {
+    "client": "sk-orch-client-SECRET-4444",
+    "wrong": "sk-orch-wrong-SECRET-5555",
+    "master": "sk-orch-master-SECRET-6666",
+}
+
+
+async def _virtual_key_traffic(provider: FakeProvider, tmp_path: Path) -> list[str]:
+    """Requests with virtual keys (valid, wrong, a key the admin API made, the master key):
+    what the client sees, except the one answer that hands a new key out."""
+    settings = load_settings(
+        providers={
+            "alpha": {"base_url": provider.base_url + "/v1", "api_key_env": "ALPHA_KEY", "models": {"m": {"id": "a"}}}
+        },
+        models={SOLO: ["alpha/m"]},
+        cache={"enabled": False},
+        ledger={"path": str(tmp_path / "ledger.sqlite"), "owner": "process", "master_key_env": "MASTER"},
+        keys={"client": {"sha256": hash_key(VIRTUAL_KEYS["client"]), "rpm": 2}},
+    )
+    env = {**KEYS, "MASTER": VIRTUAL_KEYS["master"]}
+    seen: list[str] = []
+    async with httpx.AsyncClient() as upstream:
+        pipeline = await build_pipeline({}, settings, env=env, client=upstream)
+        accounts = await build_accounts(settings, pipeline, env=env)
+        app = build_app(pipeline, accounts)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+            made = await c.post("/admin/keys", json={"id": "made"}, headers=_bearer(VIRTUAL_KEYS["master"]))
+            assert made.status_code == 201
+            VIRTUAL_KEYS["made"] = made.json()["key"]  # shown once, in that answer only
+            for key in ("client", "wrong", "made", "client", "client"):  # the last is over its rpm
+                for stream in (False, True):
+                    body = {"model": SOLO, "messages": QUESTION, "stream": stream}
+                    r = await c.post("/v1/chat/completions", json=body, headers=_bearer(VIRTUAL_KEYS[key]))
+                    seen.append(r.text + json.dumps(dict(r.headers)))
+            for path in ("/admin/keys", "/admin/usage", "/metrics"):
+                r = await c.get(path, headers=_bearer(VIRTUAL_KEYS["master"]))
+                seen.append(r.text + json.dumps(dict(r.headers)))
+            r = await c.get("/admin/keys", headers=_bearer(VIRTUAL_KEYS["client"]))  # not the master key
+            seen.append(r.text)
+        await accounts.drain()
+        await accounts.background.stop()  # type: ignore[attr-defined]
+        seen.append(json.dumps(await accounts.owner.call(Query(_all_rows))))  # type: ignore[union-attr]
+    return seen
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _all_rows(db: Any) -> list[Any]:
+    return [list(row) for table in ("requests", "keys", "spend") for row in db.execute(f"SELECT * FROM {table}")]
 
 
 async def test_embeddings_go_to_a_remote_embedding_model(

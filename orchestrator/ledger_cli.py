@@ -1,0 +1,70 @@
+"""The ledger's commands: `orchestrator report` and `orchestrator hash-key`.
+
+`report` reads the usage database directly (`ledger.path`; sqlite allows
+readers beside the running gateway's owner), so it works with or without
+the endpoint running. `hash-key` makes a virtual key and prints the YAML to
+put under `keys:` (the key itself is printed once, to the terminal, and
+stored nowhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import time
+
+from orchestrator.keys import hash_key, new_key
+from orchestrator.reports import render, usage_report
+from orchestrator.settings import Settings
+
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def add_arguments(report: argparse.ArgumentParser, hash_cmd: argparse.ArgumentParser) -> None:
+    report.add_argument("--since", help="a Unix time, or how long ago: 90m, 24h, 7d, 4w (default: everything)")
+    report.add_argument("--until", help="same forms as --since (default: now)")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    hash_cmd.add_argument("id", nargs="?", default="my-team", help="the key's id (what logs and reports show)")
+    hash_cmd.add_argument("--stdin", action="store_true", help="hash a key read from stdin instead of making one")
+
+
+def parse_when(text: str | None, now: float) -> float | None:
+    if text is None:
+        return None
+    unit = _UNITS.get(text[-1:])
+    if unit is not None:
+        return now - float(text[:-1]) * unit
+    return float(text)
+
+
+def report(settings: Settings, args: argparse.Namespace) -> int:
+    path = settings.ledger.path or settings.data_dir / "ledger.sqlite"
+    if not path.is_file():
+        print(f"no usage recorded yet ({path} does not exist)", file=sys.stderr)
+        return 1
+    now = time.time()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        data = usage_report(
+            db,
+            since=parse_when(args.since, now),
+            until=parse_when(args.until, now),
+            reference_model=settings.ledger.reference_model,
+        )
+    finally:
+        db.close()
+    print(json.dumps(data, indent=2) if args.json else render(data))
+    return 0
+
+
+def hash_cmd(args: argparse.Namespace) -> int:
+    key = sys.stdin.readline().strip() if args.stdin else new_key()
+    if not key:
+        print("no key on stdin", file=sys.stderr)
+        return 1
+    if not args.stdin:
+        print(f"key (shown once; give it to the client): {key}", file=sys.stderr)
+    print(f"keys:\n  {args.id}:\n    sha256: {hash_key(key)}\n    # budget_usd: 10\n    # period: month")
+    return 0

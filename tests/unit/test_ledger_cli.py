@@ -1,0 +1,40 @@
+"""`orchestrator hash-key` and `orchestrator report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.budgets import Book, Settle
+from orchestrator.cli import main
+from orchestrator.keys import hash_key
+from orchestrator.settings import KeySettings
+
+
+def test_hash_key_prints_config_and_shows_the_key_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["hash-key", "team-a"]) == 0
+    out, err = capsys.readouterr()
+    key = err.split(": ")[-1].strip()
+    entry = yaml.safe_load(out)["keys"]["team-a"]
+    assert KeySettings(**entry).sha256 == hash_key(key) and key not in out
+
+
+def test_report_reads_the_ledger_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    ledger = tmp_path / "ledger.sqlite"
+    config.write_text(f"ledger:\n  path: {ledger}\n  reference_model: paid/ref\nproviders: {{}}\nmodels: {{}}\n")
+    assert main(["report", "--config", str(config)]) == 1  # nothing recorded yet
+    book = Book(ledger)
+    for cost, reference in ((0.5, 1.0), (0.0, 0.25)):
+        row = {"ts": 1000.0, "key_id": "a", "status": 200, "provider": "p", "route": "remote"}
+        book.settle(Settle(None, {**row, "cost_usd": cost, "reference_usd": reference}))
+    book.close()
+    capsys.readouterr()
+    assert main(["report", "--config", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["savings"]["saved_usd"] == pytest.approx(0.75) and report["by_key"]["a"]["requests"] == 2
+    assert main(["report", "--config", str(config), "--since", "1h"]) == 0
+    assert "saved $0.000000" in capsys.readouterr().out  # nothing in the last hour
