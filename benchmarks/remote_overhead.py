@@ -23,7 +23,8 @@ replica's own port; ours puts it on server.port; `server.throughput_optimized: f
 (ours: `server.throughput_optimized: true`, which sets `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`; the trivial ingress gets
 the same Serve variables); and, on the trivial ingress only, one knob at a time (option groups, without LiteLLM):
 Serve's default `max_ongoing_requests` (5), the access log on, uvloop off, the throughput bundle through the proxy,
-and plain httpx or plain aiohttp instead of the gateway's client upstream.
+and plain httpx or plain aiohttp instead of the gateway's client upstream. One more option group runs ours with and
+without `server.throughput_optimized` side by side, so that the two are compared under the same noise.
 
 Per target, per round: sequential non-stream chat latency (one keep-alive connection, `max_tokens` 8), sequential
 stream first-content-chunk latency, and requests/s from 32 closed-loop clients for a fixed time (aiohttp: an
@@ -327,14 +328,17 @@ class Group:
 
     members: tuple[tuple[str, str], ...]  # (kind, setting name)
     litellm: bool = True
+    reference: str | None = None  # option groups: the member ("kind@setting") every other one is compared with
 
 
 # Main groups: the trivial ingress and ours under one setting (the comparisons the issue asks for).
-# Option groups: trivial ingresses only, one knob changed against a reference in the same group.
+# Option groups: one knob changed against a reference in the same group (same noise): ours with and without
+# server.throughput_optimized; trivial ingresses only, each with one Ray knob or HTTP client changed.
 GROUPS: dict[str, Group] = {
     "proxy": Group((("trivial", "proxy"), ("ours", "proxy"))),
     "di": Group((("trivial", "di"), ("ours", "di"))),
     "tput": Group((("trivial", "tput"), ("ours", "tput"))),
+    "ours_tput": Group((("ours", "di"), ("ours", "tput")), litellm=False, reference="ours@di"),
     "options_tput": Group(
         (
             ("trivial", "tput"),
@@ -344,8 +348,13 @@ GROUPS: dict[str, Group] = {
             ("trivial", "tput_no_uvloop"),
         ),
         litellm=False,
+        reference="trivial@tput",
     ),
-    "options_proxy": Group((("trivial", "proxy"), ("trivial", "proxy_mor5"), ("trivial", "tput_proxy")), litellm=False),
+    "options_proxy": Group(
+        (("trivial", "proxy"), ("trivial", "proxy_mor5"), ("trivial", "tput_proxy")),
+        litellm=False,
+        reference="trivial@proxy",
+    ),
 }
 
 
@@ -1237,6 +1246,8 @@ def verdicts(result: dict[str, Any]) -> list[str]:
     """The issue's targets, evaluated inside each main group (same Ray setting, same noise)."""
     out = []
     for name, group in result["groups"].items():
+        if name in GROUPS and GROUPS[name].reference is not None:
+            continue
         t = group["targets"]
         ours = next((k for k in t if k.startswith("ours@")), None)
         trivial = next((k for k in t if k.startswith("trivial@")), None)
@@ -1267,8 +1278,8 @@ def verdicts(result: dict[str, Any]) -> list[str]:
 
 
 def options_lines(result: dict[str, Any]) -> list[str]:
-    """Each trivial-ingress knob against its reference in the same group, and the fastest setting for ours."""
-    refs = {"options_tput": "trivial@tput", "options_proxy": "trivial@proxy"}
+    """Each option against its group's reference (same noise), and the fastest setting for ours."""
+    refs = {name: g.reference for name, g in GROUPS.items() if g.reference is not None}
     out = []
     for name, ref in refs.items():
         t = result["groups"].get(name, {}).get("targets", {})
@@ -1349,7 +1360,8 @@ def report(result: dict[str, Any]) -> str:
             "",
             miss_text(group),
         ]
-    parts += ["", "## Targets", "", *verdicts(result), "", "## Ray options, one at a time", "", *options_lines(result)]
+    parts += ["", "## Targets", "", *verdicts(result), ""]
+    parts += ["## Options, one at a time (against a reference in the same group)", "", *options_lines(result)]
     parts += ["", "## Server CPU per request (throughput phases, ms)", ""]
     parts += cpu_lines(result)
     if result.get("profiles"):
