@@ -49,6 +49,7 @@ from orchestrator.protocol import (
 )
 from orchestrator.providers.base import Provider
 from orchestrator.routes import Routed
+from orchestrator.scheduler import spill_reason_code
 from orchestrator.usage_tokens import UsageEstimator
 
 log = logging.getLogger("orchestrator.requests")
@@ -423,7 +424,7 @@ class Accounts:
         if self.reference is not None:
             m.reference_cost.labels(route=route).inc(row["reference_usd"])
         m.cache.labels(outcome=rec.cache).inc()
-        m.decisions.labels(reason=rec.route_reason).inc()
+        m.decisions.labels(reason=spill_reason_code(rec.route_reason)).inc()  # bounded: "local", "spill", ...
 
 
 # The log line of a request that got no answer (refused, failed): the same fields, empty.

@@ -55,8 +55,9 @@ def reference_price(settings: Settings) -> Price | None:
     provider, _, model = name.partition("/")
     try:
         m = settings.providers[provider].models[model]
-    except KeyError:
-        raise ValueError(f"ledger.reference_model {name!r} is not a configured provider/model") from None
+    except KeyError:  # reports then show no savings; the gateway still serves
+        log.warning("ledger.reference_model %r is not a configured provider/model: no savings figures", name)
+        return None
     return Price(m.input_per_mtok, m.output_per_mtok, m.cached_input_per_mtok)
 
 

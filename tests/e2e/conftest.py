@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.fake_provider import FakeProvider
 from orchestrator import runtime
+from orchestrator.keys import hash_key
 from orchestrator.settings import load_settings
 
 
@@ -35,7 +36,12 @@ KEYS = {
     "TOGETHER_API_KEY": "sk-e2e-together",
     "OPENROUTER_API_KEY": "sk-e2e-openrouter",
     "ANTHROPIC_API_KEY": "sk-e2e-anthropic",
+    "ORCHESTRATOR_MASTER_KEY": "sk-e2e-master",  # the gateway's admin API
 }
+
+# Virtual keys (stored as hashes): the keys the tests' clients send, and two for test_ledger.py.
+CLIENT_KEYS = {"client": "not-needed", "overflow": "x"}
+LEDGER_KEYS = {"small": "sk-orch-e2e-small-budget", "big": "sk-orch-e2e-big-budget"}
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +68,19 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, remote_fakes: dict[str, F
             "openrouter": {"base_url": remote_fakes["openrouter"].base_url + "/v1"},
             "anthropic": {"base_url": remote_fakes["anthropic"].base_url},
         },
-        "resilience": {"first_token_timeout_s": 2.0, "idle_timeout_s": 1.0, "breaker_threshold": 1000},
+        "resilience": {"first_token_timeout_s": 6.0, "idle_timeout_s": 1.0, "breaker_threshold": 1000},
         # A fresh response cache per session: answers cached by an earlier run must not leak in.
         "cache": {"directory": str(tmp_path_factory.mktemp("response-cache"))},
+        # The ledger's own file, and keys: every request needs one (the clients' keys have no limits).
+        "ledger": {
+            "path": str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"),
+            "reference_model": "openrouter/gpt-4o-mini",
+        },
+        "keys": {
+            **{name: {"sha256": hash_key(key)} for name, key in CLIENT_KEYS.items()},
+            "small": {"sha256": hash_key(LEDGER_KEYS["small"]), "budget_tokens": 60},
+            "big": {"sha256": hash_key(LEDGER_KEYS["big"]), "budget_usd": 10},
+        },
     }
     runtime.prepare_models(load_settings(), progress=False)
     for attempt in range(3):

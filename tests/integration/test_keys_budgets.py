@@ -367,6 +367,8 @@ async def test_metrics_scrape_in_prometheus_text_format(gw: tuple[httpx.AsyncCli
     assert value("orchestrator_cost_usd_total", provider="paid", key="team-b") > 0
     assert value("orchestrator_cache_lookups_total", outcome="HIT") == 1
     assert value("orchestrator_route_decisions_total") == 3
+    reasons = {dict(ls).get("reason") for (n, ls) in samples if n == "orchestrator_route_decisions_total"}
+    assert all(r and " " not in r and ":" not in r for r in reasons), reasons  # bounded codes, not free text
     assert ("orchestrator_local_queue_depth", (("provider", "local"),)) in samples
     assert value("orchestrator_reference_cost_usd_total") > 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -119,7 +120,8 @@ async def test_1000_concurrent_requests_overspend_by_at_most_one_reservation(
     served = statuses.count(200)
     assert spend["busy"].reserved_usd == pytest.approx(0, abs=1e-12)
     assert spend["busy"].spent_usd <= BUDGET + reservation
-    assert spend["busy"].spent_usd > 0.9 * BUDGET  # the budget was used, not refused early
+    # Nobody was refused before the reservations alone reached the budget.
+    assert served >= math.ceil(BUDGET / reservation)
     # The book agrees with what the answers cost, request by request.
     logged = [r for r in _lines(caplog) if r["status"] == 200]
     assert len(logged) == served

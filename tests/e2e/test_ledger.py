@@ -1,0 +1,56 @@
+"""Keys, budgets and metrics on the real deployment (Ray Serve, the ledger's named actor), via the openai client."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.e2e
+
+# As configured in conftest.py (not imported: two conftest modules share that name).
+LEDGER_KEYS = {"small": "sk-orch-e2e-small-budget", "big": "sk-orch-e2e-big-budget"}
+MASTER = "sk-e2e-master"
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_one_key_is_refused_at_its_budget_the_other_keeps_working(base_url: str) -> None:
+    with (
+        openai.OpenAI(base_url=base_url, api_key=LEDGER_KEYS["small"], max_retries=0, timeout=60) as small,
+        openai.OpenAI(base_url=base_url, api_key=LEDGER_KEYS["big"], max_retries=0, timeout=60) as big,
+        openai.OpenAI(base_url=base_url, api_key="sk-orch-wrong", max_retries=0, timeout=60) as wrong,
+    ):
+        _budgets(base_url, small, big, wrong)
+
+
+def _budgets(base_url: str, small: openai.OpenAI, big: openai.OpenAI, wrong: openai.OpenAI) -> None:
+    refused = None
+    for _ in range(20):
+        try:
+            small.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, max_tokens=10)  # type: ignore[arg-type]
+        except openai.RateLimitError as e:
+            refused = e
+            break
+    assert refused is not None and refused.code == "insufficient_quota"
+    reply = big.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, max_tokens=10)  # type: ignore[arg-type]
+    assert reply.choices[0].message.content
+    with pytest.raises(openai.AuthenticationError) as e:
+        wrong.models.list()
+    assert e.value.code == "invalid_api_key"
+
+    root = base_url.removesuffix("/v1")
+    master = {"Authorization": f"Bearer {MASTER}"}
+    keys = {k["id"]: k for k in httpx.get(f"{root}/admin/keys", headers=master).json()["data"]}
+    assert keys["small"]["spend"]["tokens"] >= 60 and keys["big"]["spend"]["tokens"] > 0
+    usage = httpx.get(f"{root}/admin/usage", headers=master).json()
+    assert usage["by_key"]["small"]["errors"] >= 1 and usage["savings"]["reference_model"] == "openrouter/gpt-4o-mini"
+
+
+def test_metrics_scrape_in_prometheus_text_format(base_url: str, client: openai.OpenAI) -> None:
+    client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, max_tokens=5)  # type: ignore[arg-type]
+    r = httpx.get(base_url.removesuffix("/v1") + "/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    names = {f.name for f in text_string_to_metric_families(r.text)}
+    assert {"orchestrator_requests", "orchestrator_ttft_seconds", "orchestrator_local_queue_depth"} <= names
+    assert "orchestrator_route_decisions" in names and "orchestrator_gateway_overhead_seconds" in names
