@@ -108,10 +108,11 @@ class LoadStats(TypedDict):
     prefill_tokens_per_s: float  # recent, over the stats window
     decode_tokens_per_s: float
     ttft_p50_ms: float | None
+    ttft_p90_ms: float | None  # over the last TTFT_WINDOW_S (local_models.stats): what requests saw just now
     finished_per_s: float  # requests completed, over the stats window
     step_ms: float | None  # median engine step interval while busy, over the window
     max_num_seqs: int  # requests the engine runs at once; the rest wait
-    updated_at: float  # time.time() of the engine's last report
+    updated_at: float  # time.time() of this snapshot
 
 
 class ModelInfo(TypedDict):

@@ -17,6 +17,7 @@ from typing import Any
 from .interface import LoadStats
 
 WINDOW_S = 5.0
+TTFT_WINDOW_S = 2.0  # shorter: the scheduler uses recent first-token times as a floor for its prediction
 
 
 class LoadTracker:
@@ -63,6 +64,7 @@ class LoadTracker:
         prompt = sum(s[1] for s in self._steps)
         generated = sum(s[2] for s in self._steps)
         recent = sorted(t for ts, t in self._ttfts if ts >= now - self._window_s)
+        latest = sorted(t for ts, t in self._ttfts if ts >= now - min(TTFT_WINDOW_S, self._window_s))
         intervals = sorted(s[4] for s in self._steps if s[4] is not None)
         return LoadStats(
             waiting=self.waiting,
@@ -73,10 +75,11 @@ class LoadTracker:
             prefill_tokens_per_s=prompt / self._window_s,
             decode_tokens_per_s=generated / self._window_s,
             ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
+            ttft_p90_ms=latest[int(0.9 * (len(latest) - 1))] * 1000 if latest else None,
             finished_per_s=sum(s[3] for s in self._steps) / self._window_s,
             step_ms=intervals[len(intervals) // 2] * 1000 if intervals else None,
             max_num_seqs=self.max_num_seqs,
-            updated_at=self.updated_at,
+            updated_at=now,  # an idle engine reports nothing, and its idle state stays true
         )
 
 

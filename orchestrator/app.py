@@ -4,7 +4,11 @@
 
     Gateway (FastAPI ingress, `orchestrator.api`)
       ├── LocalModel  "local-model"   (chat + completions, vLLM)
-      └── LocalModel  "local-embed"   (embeddings, vLLM pooling; optional)
+      ├── LocalModel  "local-embed"   (embeddings, vLLM pooling; optional)
+      └── LoadBoard                   (local load and overflow spend, `orchestrator.load`)
+
+Every LocalModel replica reports its engine's load to the LoadBoard; every
+Gateway replica polls it for the scheduler (`orchestrator.router`).
 
 The Gateway builds its pipeline at replica start, from what each LocalModel
 reports (`info()`) and the remote providers whose keys its environment holds,
@@ -14,6 +18,7 @@ local generation crosses a `DeploymentHandle`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -32,11 +37,14 @@ from orchestrator.capabilities import Backend, build_registry, local_backend
 from orchestrator.failover import Policy
 from orchestrator.ledger import Prices
 from orchestrator.ledger_setup import build_accounts
+from orchestrator.load import LoadBoard, LoadView
 from orchestrator.pipeline import CacheConfig, Pipeline
 from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
-from orchestrator.settings import EngineSettings, ResilienceSettings, Settings
+from orchestrator.router import Router, blended_prices, knobs_from, policies_from
+from orchestrator.settings import EngineSettings, ResilienceSettings, SchedulerSettings, Settings
+from orchestrator.tokens import ByteCounter, HfTokenCounter, TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +57,26 @@ async def build_pipeline(
     settings: Settings | None = None,
     env: Mapping[str, str] | None = None,
     client: httpx.AsyncClient | None = None,
+    load: LoadView | None = None,
 ) -> Pipeline:
     """A pipeline over local model clients (keyed by provider name, each with its
     info) and the remote providers `settings` configures and `env` has keys for,
-    all sharing one pooled HTTP `client`."""
+    all sharing one pooled HTTP `client`; `load` is the local load the scheduler
+    plans with (None: it keeps each alias's configured order)."""
     configs = settings.providers if settings else {}
     chains = settings.models if settings else {}
     r = settings.resilience if settings else ResilienceSettings()
     providers: dict[str, Provider] = {}
     local: dict[str, Backend] = {}
+    local_names: dict[str, str] = {}
+    counter: TokenCounter = ByteCounter()
     for name, (local_client, info) in clients.items():
         providers[name] = LocalProvider(local_client)
         local[info["name"]] = local_backend(info, name)
+        if info["task"] == "generate":
+            local_names[name] = info["name"]
+            if "tokenizer_path" in info:
+                counter = HfTokenCounter.load(info["tokenizer_path"])
     client = client or http_client(r)
     remote_providers, remote = build_remote(configs, client, os.environ if env is None else env)
     providers.update(remote_providers)
@@ -74,7 +90,17 @@ async def build_pipeline(
         breaker_threshold=r.breaker_threshold,
         breaker_cooldown_s=r.breaker_cooldown_s,
     )
-    registry = build_registry(local, remote, chains)
+    registry = build_registry(local, remote, {name: m.routes for name, m in chains.items()})
+    scheduler = settings.scheduler if settings else SchedulerSettings()
+    router = Router(
+        registry,
+        local=local_names,
+        policies=policies_from(chains),
+        knobs=knobs_from(scheduler),
+        load=load,
+        counter=counter,
+        prices=blended_prices(configs),
+    )
     cache, cache_config = None, CacheConfig(mode="never")
     if settings is not None and settings.cache.enabled:
         c = settings.cache
@@ -87,6 +113,7 @@ async def build_pipeline(
     return Pipeline(
         registry,
         timed(providers),  # time waiting on models is not the gateway's overhead
+        router=router,
         created=int(time.time()),
         policy=policy,
         cache=cache,
@@ -98,13 +125,26 @@ async def build_pipeline(
 class Gateway:
     """Serve ingress replica: one pipeline, one ASGI app."""
 
-    async def __init__(self, settings: Settings, local: Any, embed: Any = None):  # type: ignore[misc]  # Serve awaits it
+    async def __init__(  # type: ignore[misc]  # Serve awaits it
+        self, settings: Settings, local: Any, embed: Any = None, board: Any = None
+    ):
         clients: dict[str, tuple[LocalModelClient, ModelInfo]] = {
             LOCAL: (HandleClient(local), await local.info.remote())
         }
         if embed is not None:
             clients[LOCAL_EMBED] = (HandleClient(embed), await embed.info.remote())
-        self._pipeline = await build_pipeline(clients, settings)
+        load = None
+        if board is not None:
+            s = settings.scheduler
+            load = LoadView(
+                lambda: board.read.remote(),
+                report=lambda usd: board.spent.remote(usd),
+                interval_s=s.poll_interval_ms / 1000,
+                max_staleness_s=s.max_staleness_ms / 1000,
+            )
+            await load.poll_once()
+            self._poller = asyncio.get_running_loop().create_task(load.run())
+        self._pipeline = await build_pipeline(clients, settings, load=load)
         self._accounts = await build_accounts(
             settings, self._pipeline, local={LOCAL: (lambda: local.stats.remote(), clients[LOCAL][1])}
         )
@@ -142,6 +182,12 @@ def build_application(settings: Settings) -> Any:
     from ray import serve
     from ray.serve.deployment import Deployment
 
+    board = (
+        cast(Deployment, serve.deployment(LoadBoard))
+        .options(name="LoadBoard", num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0})
+        .bind(max_age_s=settings.scheduler.max_staleness_ms / 1000)
+    )
+
     def bind(section: EngineSettings, task: str, name: str) -> Any:
         return local_model_app(
             engine_config(section, settings, task),
@@ -152,6 +198,9 @@ def build_application(settings: Settings) -> Any:
             max_queued_requests=section.max_queued_requests,
             num_cpus=section.num_cpus,
             num_gpus=section.num_gpus,
+            board=board,
+            report_interval_s=settings.scheduler.poll_interval_ms / 1000,
+            autoscaling=section.autoscaling,
         )
 
     local_app = bind(settings.local, "generate", "LocalModel")
@@ -162,4 +211,4 @@ def build_application(settings: Settings) -> Any:
         max_ongoing_requests=settings.gateway.max_ongoing_requests,
         ray_actor_options={"num_cpus": settings.gateway.num_cpus},
     )
-    return gateway.bind(settings, local_app, embed_app)
+    return gateway.bind(settings, local_app, embed_app, board)

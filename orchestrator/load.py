@@ -46,6 +46,7 @@ class LoadSnapshot:
     decode_tokens_per_s: float
     finished_per_s: float
     step_ms: float | None  # the slowest replica's median step: a new request's first step
+    recent_ttft_ms: float | None  # the worst replica's recent TTFT p90, as the engines measured it
     kv_cache_usage: float  # the fullest replica's
     taken_at: float  # the oldest report's time (time.time())
 
@@ -54,6 +55,7 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
     """The sum of the fresh reports; stale ones (their replica is gone or stuck) don't count."""
     fresh = [r for r in reports.values() if now - r["updated_at"] <= max_age_s]
     steps = [r["step_ms"] for r in fresh if r["step_ms"] is not None]
+    ttfts = [r["ttft_p90_ms"] for r in fresh if r.get("ttft_p90_ms") is not None]
     return LoadSnapshot(
         replicas=len(fresh),
         slots=sum(r["max_num_seqs"] for r in fresh),
@@ -64,6 +66,7 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
         decode_tokens_per_s=sum(r["decode_tokens_per_s"] for r in fresh),
         finished_per_s=sum(r["finished_per_s"] for r in fresh),
         step_ms=max(steps) if steps else None,
+        recent_ttft_ms=max(ttfts) if ttfts else None,  # type: ignore[type-var]
         kv_cache_usage=max((r["kv_cache_usage"] for r in fresh), default=0.0),
         taken_at=min((r["updated_at"] for r in fresh), default=now),
     )

@@ -2,7 +2,7 @@
 
     cache lookup (reproducible requests) ──hit──▶ replay as JSON or as a real stream
     single-flight: an identical request already in flight is joined, not repeated
-    plan: the model's backends able to serve this request, in order
+    plan: the scheduler orders the routes able to serve it (`router`, `scheduler`)
     run: try them with retries and failover (`failover.run_with_failover`)
     ──▶ a stream committed at its first content, or a whole answer
     store the finished answer in the cache
@@ -10,15 +10,15 @@
 A stream is handed to the edge only once a route produced its first content
 chunk, so every failure before that falls over to the next route without the
 client seeing it. A whole (non-stream) answer is folded inside the attempt,
-so even a failure mid-answer falls over. The plan today is the configured
-order; the scheduler (latency, load, price) and budgets slot in at `_plan`
-(see shared/DESIGN.md) and are not faked here. Every result carries a
-`Route`: who served it, why, and what the cache did.
+so even a failure mid-answer falls over. Plans are made lazily, only for
+requests the cache doesn't answer. Every result carries a `Route`: who
+served it, why, and what the cache did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
@@ -36,7 +36,7 @@ from orchestrator.cache import (
     replay_chat,
     replay_completion,
 )
-from orchestrator.capabilities import Feature, Registry, Task, chat_needs
+from orchestrator.capabilities import Registry, Task, chat_needs
 from orchestrator.failover import Breakers, OpenStream, Policy, Success, Target, open_stream, run_with_failover
 from orchestrator.ledger import Ledger, LogLedger, Prices, UsageRecord
 from orchestrator.protocol import (
@@ -52,6 +52,7 @@ from orchestrator.protocol import (
     Usage,
 )
 from orchestrator.providers.base import Provider
+from orchestrator.router import Planned, Router
 from orchestrator.routes import Route, Routed
 from orchestrator.singleflight import Flight, SingleFlight
 from orchestrator.streams import assemble_chat, assemble_completion
@@ -103,6 +104,7 @@ class Pipeline:
         registry: Registry,
         providers: Mapping[str, Provider],
         *,
+        router: Router,
         created: int,
         policy: Policy | None = None,
         breakers: Breakers | None = None,
@@ -113,6 +115,7 @@ class Pipeline:
     ):
         self._registry = registry
         self._providers = providers
+        self._router = router
         self._created = created
         self._policy = policy or Policy()
         self._breakers = breakers or Breakers(self._policy.breaker_threshold, self._policy.breaker_cooldown_s)
@@ -127,51 +130,69 @@ class Pipeline:
     async def chat_stream(
         self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
     ) -> Routed[OpenStream[ChatCompletionChunk]]:
-        plan = self._plan(request.model, "chat", chat_needs(request))
+        h = headers or {}
         return await self._stream(
-            CHAT, request, headers or {}, namespace, lambda t: self._providers[t.provider].chat(request, t.model), plan
+            CHAT,
+            request,
+            h,
+            namespace,
+            lambda t: self._providers[t.provider].chat(request, t.model),
+            lambda: self._router.plan(request, "chat", chat_needs(request), h),
         )
 
     async def chat(
         self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
     ) -> Routed[ChatCompletion]:
-        plan = self._plan(request.model, "chat", chat_needs(request))
+        h = headers or {}
         result: Routed[ChatCompletion] = await self._whole(
-            CHAT, request, headers or {}, namespace, lambda t: self._providers[t.provider].chat(request, t.model), plan
+            CHAT,
+            request,
+            h,
+            namespace,
+            lambda t: self._providers[t.provider].chat(request, t.model),
+            lambda: self._router.plan(request, "chat", chat_needs(request), h),
         )
         return result
 
     async def complete_stream(
         self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
     ) -> Routed[OpenStream[CompletionChunk]]:
-        plan = self._plan(request.model, "completions")
+        h = headers or {}
         return await self._stream(
             COMPLETION,
             request,
-            headers or {},
+            h,
             namespace,
             lambda t: self._providers[t.provider].complete(request, t.model),
-            plan,
+            lambda: self._router.plan(request, "completions", set(), h),
         )
 
     async def complete(
         self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
     ) -> Routed[CompletionChunk]:
-        plan = self._plan(request.model, "completions")
+        h = headers or {}
         result: Routed[CompletionChunk] = await self._whole(
             COMPLETION,
             request,
-            headers or {},
+            h,
             namespace,
             lambda t: self._providers[t.provider].complete(request, t.model),
-            plan,
+            lambda: self._router.plan(request, "completions", set(), h),
         )
         return result
 
     async def embed(self, request: EmbeddingRequest) -> Routed[EmbeddingResponse]:
-        plan = self._plan(request.model, "embeddings")
-        done = await self._run(plan, lambda t: self._providers[t.provider].embed(request, t.model))
-        return _routed(done, done.result)
+        backends = self._registry.resolve(request.model).candidates("embeddings")
+        targets = [
+            Target(b.provider, b.model, "embedding route" if i == 0 else "fallback") for i, b in enumerate(backends)
+        ]
+        done = await run_with_failover(
+            targets,
+            lambda t: self._providers[t.provider].embed(request, t.model),
+            policy=self._policy,
+            breakers=self._breakers,
+        )
+        return Routed(Route(done.target.provider, done.target.model, done.reason()), done.result)
 
     def models(self) -> ModelList:
         return ModelList(
@@ -187,7 +208,7 @@ class Pipeline:
         headers: Mapping[str, str],
         namespace: str,
         call: Callable[[Target], AsyncIterator[Any]],
-        plan: list[Target],
+        plan: Callable[[], Planned],
     ) -> Routed[OpenStream[Any]]:
         key, decision = self._decide(request, headers, namespace)
         if (hit := self._lookup(key, decision)) is not None:
@@ -211,7 +232,7 @@ class Pipeline:
         headers: Mapping[str, str],
         namespace: str,
         call: Callable[[Target], AsyncIterator[Any]],
-        plan: list[Target],
+        plan: Callable[[], Planned],
     ) -> Routed[Any]:
         key, decision = self._decide(request, headers, namespace)
         if (hit := self._lookup(key, decision)) is not None:
@@ -229,17 +250,29 @@ class Pipeline:
             except Exception:
                 if not flight.finished or flight.route is None:
                     raise
-        done = await self._run(plan, lambda t: self._fold(kind, call(t), t))
-        routed_whole = _routed(done, done.result)
+        planned = plan()
+        tracked = self._tracked(call, planned)
+        done = await self._run(planned, lambda t: self._fold(kind, tracked(t), t))
+        routed_whole = self._routed(planned, done, done.result)
         if decision.write and complete_enough(kind.name, routed_whole.result.model_dump()):
             await self._store(key, kind, routed_whole.result.model_dump(), routed_whole.route, decision)
         return self._accounted(request, _with_cache(routed_whole, decision))
 
     async def _open_routed(
-        self, kind: _Kind, call: Callable[[Target], AsyncIterator[Any]], plan: list[Target]
+        self, kind: _Kind, call: Callable[[Target], AsyncIterator[Any]], plan: Callable[[], Planned]
     ) -> Routed[OpenStream[Any]]:
-        done = await self._run(plan, lambda t: self._open(call(t), kind.started, t))
-        return _routed(done, done.result)
+        planned = plan()
+
+        tracked = self._tracked(call, planned)
+
+        async def opened(t: Target) -> OpenStream[Any]:
+            start = time.monotonic()
+            stream = await self._open(tracked(t), kind.started, t)
+            self._router.first_token(t, (time.monotonic() - start) * 1000)
+            return stream
+
+        done = await self._run(planned, opened)
+        return self._routed(planned, done, done.result)
 
     async def _fold(self, kind: _Kind, stream: AsyncIterator[Any], target: Target) -> Any:
         opened = await self._open(stream, kind.started, target)
@@ -276,6 +309,8 @@ class Pipeline:
         if usage is None and text is not None and tab is not None and tab.estimator is not None:
             usage, estimated = tab.estimator.estimate(request, text()), True
         cost = self._prices.cost(route.provider, route.model, usage)
+        if route.overflow and hit is None:
+            self._router.overflowed(cost)  # counts against the burst budget
         saved = self._prices.cost(hit.provider, hit.model, usage) if hit is not None else 0.0
         details = usage.prompt_tokens_details if usage is not None else None
         (tab or self._ledger).record(
@@ -384,19 +419,33 @@ class Pipeline:
 
     # -------------------------------------------------------------------- helpers
 
-    def _plan(self, name: str, task: Task, needs: set[Feature] | None = None) -> list[Target]:
-        backends = self._registry.resolve(name).candidates(task, needs or set())
-        return [Target(b.provider, b.model, "primary" if i == 0 else f"fallback-{i}") for i, b in enumerate(backends)]
+    async def _run(self, planned: Planned, attempt: Callable[[Target], Awaitable[R]]) -> Success[R]:
+        return await run_with_failover(planned.targets, attempt, policy=self._policy, breakers=self._breakers)
 
-    async def _run(self, plan: list[Target], attempt: Callable[[Target], Awaitable[R]]) -> Success[R]:
-        return await run_with_failover(plan, attempt, policy=self._policy, breakers=self._breakers)
+    def _tracked(
+        self, call: Callable[[Target], AsyncIterator[T]], planned: Planned
+    ) -> Callable[[Target], AsyncIterator[T]]:
+        """`call`, with each attempt's output counted in the scheduler's view of the local load."""
+
+        async def tracked(target: Target) -> AsyncIterator[T]:
+            done = self._router.attempting(target, planned)
+            stream = call(target)
+            try:
+                async for chunk in stream:
+                    yield chunk
+            finally:
+                done()
+                await _close(stream)
+
+        return tracked
+
+    def _routed(self, planned: Planned, done: Success[Any], result: T) -> Routed[T]:
+        t = done.target
+        overflow = self._router.is_overflow(planned, t)
+        return Routed(Route(t.provider, t.model, done.reason(), overflow=overflow), result)
 
     async def _open(self, stream: AsyncIterator[T], started: Callable[[T], bool], target: Target) -> OpenStream[T]:
         return await open_stream(stream, has_content=started, policy=self._policy, provider=target.provider)
-
-
-def _routed(done: Success[Any], result: T) -> Routed[T]:
-    return Routed(Route(done.target.provider, done.target.model, done.reason()), result)
 
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:
@@ -405,6 +454,12 @@ def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:
 
 def _hit_route(entry: Entry) -> Route:
     return Route(provider="cache", model=f"{entry.provider}/{entry.model}", reason="cache-hit", cache="HIT")
+
+
+async def _close(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _aiter(items: list[T]) -> AsyncIterator[T]:

@@ -130,7 +130,10 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) ->
     One engine step (measured), plus the prefill of every prompt queued ahead
     and this one (at the measured rate, or the configured floor), plus, when
     every slot is taken, the wait for a slot at the rate requests have been
-    finishing. Per replica: Serve spreads requests over the replicas.
+    finishing. Per replica: Serve spreads requests over the replicas. What
+    the engines measured for the requests that just got their first token
+    (p90 over the last two seconds) is a floor: the model can't know every
+    cost (a CPU shared with other work, long prefills), the measurement can.
     """
     replicas = max(1, snapshot.replicas)
     step = snapshot.step_ms if snapshot.step_ms is not None else knobs.idle_step_ms
@@ -141,7 +144,7 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) ->
     if snapshot.waiting >= free:
         finish_rate = max(snapshot.finished_per_s, knobs.min_finish_rate * replicas)
         wait = (snapshot.waiting - free + 1) / finish_rate * 1000
-    return step + prefill + wait
+    return max(step + prefill + wait, snapshot.recent_ttft_ms or 0.0)
 
 
 def plan(

@@ -21,6 +21,7 @@ def stats(at: float, **kw: Any) -> LoadStats:
         prefill_tokens_per_s=0.0,
         decode_tokens_per_s=0.0,
         ttft_p50_ms=None,
+        ttft_p90_ms=None,
         finished_per_s=0.0,
         step_ms=None,
         max_num_seqs=8,
@@ -81,6 +82,7 @@ def state(read_at: float, **snapshot: Any) -> BoardState:
         decode_tokens_per_s=0.0,
         finished_per_s=0.0,
         step_ms=None,
+        recent_ttft_ms=None,
         kv_cache_usage=0.0,
         taken_at=read_at - 0.05,
     )

@@ -42,6 +42,7 @@ IDLE = LoadSnapshot(
     decode_tokens_per_s=50.0,
     finished_per_s=2.0,
     step_ms=30.0,
+    recent_ttft_ms=None,
     kv_cache_usage=0.1,
     taken_at=0.0,
 )
@@ -81,8 +82,21 @@ def ask(model: str = "auto", **kw: Any) -> Facts:
         (SATURATED, 100, 30 + 600 + 11 / 2 * 1000),
         (replace(SATURATED, finished_per_s=0.0), 100, 30 + 600 + 11 / 1 * 1000),  # none finished: the floor
         (replace(SATURATED, replicas=2, slots=16, running=16, queued_prompt_tokens=1000), 0, 30 + 500 + 11 / 2 * 1000),
+        (replace(IDLE, recent_ttft_ms=900.0), 100, 900),  # what requests just saw is a floor
+        (replace(IDLE, recent_ttft_ms=50.0), 100, 130),  # but never lowers the model's figure
     ],
-    ids=["idle", "no-step", "queued-prompts", "fast-prefill", "slots-full", "saturated", "no-finishes", "2-replicas"],
+    ids=[
+        "idle",
+        "no-step",
+        "queued-prompts",
+        "fast-prefill",
+        "slots-full",
+        "saturated",
+        "no-finishes",
+        "2-replicas",
+        "measured-floor",
+        "measured-below",
+    ],
 )
 def test_predicted_ttft(snapshot: LoadSnapshot, prompt: int, expected_ms: float) -> None:
     assert predict_ttft_ms(snapshot, prompt, KNOBS) == pytest.approx(expected_ms)

@@ -32,6 +32,7 @@ def test_empty_snapshot(tracker: LoadTracker, clock: FakeClock) -> None:
         "prefill_tokens_per_s": 0.0,
         "decode_tokens_per_s": 0.0,
         "ttft_p50_ms": None,
+        "ttft_p90_ms": None,
         "finished_per_s": 0.0,
         "step_ms": None,
         "max_num_seqs": 8,
@@ -109,3 +110,12 @@ def test_step_time_is_the_median_interval_while_busy(tracker: LoadTracker, clock
         clock.advance(gap)
     tracker.record_step(prompt_tokens=0, generated_tokens=2, ttfts_s=[])
     assert snap(tracker)["step_ms"] == pytest.approx(50)
+
+
+def test_recent_ttft_p90_covers_only_the_last_two_seconds(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_step(prompt_tokens=0, generated_tokens=1, ttfts_s=[5.0, 5.0])
+    clock.advance(3)
+    tracker.record_step(prompt_tokens=0, generated_tokens=1, ttfts_s=[0.1] * 9 + [0.4])
+    s = snap(tracker)
+    assert s["ttft_p90_ms"] == pytest.approx(100)  # 10 recent samples; the 5 s ones are too old
+    assert s["ttft_p50_ms"] == pytest.approx(100)

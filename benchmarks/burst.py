@@ -1,0 +1,495 @@
+"""The burst benchmark: local-only, remote-only and hybrid under the same Poisson burst.
+
+    python -m benchmarks.burst            # ~12 minutes on two cores; figures, JSON and PNGs under benchmarks/out/
+
+One run, one Ray Serve deployment of the orchestrator (the local SmolLM2-135M
+on vLLM's CPU build, the default engine settings but eager) and one fake
+remote provider on loopback with a realistic time to first token and token
+rate. Three aliases of the same deployment are the three modes:
+
+    local-only   [smollm2-135m]                   never spills
+    remote-only  [burst/llama-3.1-8b]             always pays
+    hybrid       [smollm2-135m, burst/llama-3.1-8b] the scheduler decides
+
+First the local model's capacity C is measured (closed loop at
+`--calib-concurrency`, requests/s). Then each mode gets the same seeded
+Poisson arrivals: `--base` x C for `--edge-s`, a linear ramp to 4 x C over
+`--ramp-s`, 4 x C for `--peak-s`, the ramp back, and `--base` x C again.
+Every request is a streamed chat completion; the client records its TTFT,
+who served it (`x-served-by`) and its usage; the remote cost is its tokens
+at the configured prices. Reported per mode: TTFT p50/p95/p99 overall and
+per 10 s window, the share served locally, failures, and the remote cost;
+three PNGs (TTFT over time, local share over time, cumulative cost).
+Targets (issue 4): hybrid p95 TTFT within the SLO with >= 70 % served
+locally; local-only misses the SLO; remote-only costs the most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.fake_provider import FakeProvider
+from benchmarks.loadgen import JSON_HEADERS, percentile
+from benchmarks.servers import free_port
+
+OUT = Path(__file__).resolve().parent / "out"
+REMOTE = "burst/llama-3.1-8b"
+PRICE_IN, PRICE_OUT = 0.18, 0.18  # $/Mtok, like a hosted 8B model
+MODES = {"local-only": "local-only", "remote-only": "remote-only", "hybrid": "hybrid"}
+PROMPTS = [
+    "Give me three tips for staying focused while studying.",
+    "What is the capital of France, and why is it famous?",
+    "Explain in two sentences what a hash table is.",
+    "Write a haiku about autumn leaves.",
+    "Why is the sky blue? Answer briefly.",
+    "Name three uses of the Python programming language.",
+]
+
+
+@dataclass
+class Outcome:
+    mode: str
+    sent_at: float  # seconds since the mode's start
+    ok: bool
+    ttft_s: float | None
+    latency_s: float
+    served_by: str
+    reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.served_by.startswith("local/")
+
+    @property
+    def cost_usd(self) -> float:
+        if not self.ok or self.local or not self.served_by:
+            return 0.0
+        return (self.prompt_tokens * PRICE_IN + self.completion_tokens * PRICE_OUT) / 1e6
+
+
+# ----------------------------------------------------------------------------- load profile
+
+
+def rate_at(t: float, c: float, base: float, edge_s: float, ramp_s: float, peak_s: float) -> float:
+    """Arrivals per second at `t`: base x C, ramp to 4 x C, hold, ramp back, base x C."""
+    lo, hi = base * c, 4 * c
+    marks = [edge_s, edge_s + ramp_s, edge_s + ramp_s + peak_s, edge_s + 2 * ramp_s + peak_s]
+    if t < marks[0]:
+        return lo
+    if t < marks[1]:
+        return lo + (hi - lo) * (t - marks[0]) / ramp_s
+    if t < marks[2]:
+        return hi
+    if t < marks[3]:
+        return hi - (hi - lo) * (t - marks[2]) / ramp_s
+    return lo
+
+
+def arrivals(seed: int, c: float, base: float, edge_s: float, ramp_s: float, peak_s: float) -> list[float]:
+    """Send times of a non-homogeneous Poisson process (thinning), seeded: the same for every mode."""
+    rng = random.Random(seed)
+    total = 2 * edge_s + 2 * ramp_s + peak_s
+    top = 4 * c
+    t, times = 0.0, []
+    while True:
+        t += rng.expovariate(top)
+        if t >= total:
+            return times
+        if rng.random() < rate_at(t, c, base, edge_s, ramp_s, peak_s) / top:
+            times.append(t)
+
+
+# ---------------------------------------------------------------------------------- client
+
+
+def body(model: str, i: int, max_tokens: int) -> bytes:
+    return json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} (#{i})"}],
+            "max_tokens": max_tokens,
+            "temperature": 0.7,  # not cacheable: every request reaches a model
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
+
+
+async def one(session: aiohttp.ClientSession, url: str, mode: str, payload: bytes, sent_at: float) -> Outcome:
+    t0 = time.perf_counter()
+    ttft, usage, done = None, {}, False
+    served_by = reason = ""
+    try:
+        async with session.post(url, data=payload, headers=JSON_HEADERS) as resp:
+            served_by = resp.headers.get("x-served-by", "")
+            reason = resp.headers.get("x-route-reason", "")
+            if resp.status != 200:
+                text = await resp.text()
+                return Outcome(
+                    mode,
+                    sent_at,
+                    False,
+                    None,
+                    time.perf_counter() - t0,
+                    served_by,
+                    reason,
+                    error=f"HTTP {resp.status}: {text[:160]}",
+                )
+            async for line in resp.content:
+                if not line.startswith(b"data: "):
+                    continue
+                data = line[6:].strip()
+                if data == b"[DONE]":
+                    done = True
+                    break
+                event = json.loads(data)
+                if "error" in event:
+                    return Outcome(
+                        mode,
+                        sent_at,
+                        False,
+                        ttft,
+                        time.perf_counter() - t0,
+                        served_by,
+                        reason,
+                        error=str(event["error"])[:160],
+                    )
+                if ttft is None and any((c.get("delta") or {}).get("content") for c in event.get("choices") or ()):
+                    ttft = time.perf_counter() - t0
+                usage = event.get("usage") or usage
+    except (aiohttp.ClientError, TimeoutError) as e:
+        return Outcome(
+            mode, sent_at, False, ttft, time.perf_counter() - t0, served_by, reason, error=f"{type(e).__name__}: {e}"
+        )
+    return Outcome(
+        mode,
+        sent_at,
+        done,
+        ttft,
+        time.perf_counter() - t0,
+        served_by,
+        reason,
+        int(usage.get("prompt_tokens", 0)),
+        int(usage.get("completion_tokens", 0)),
+        None if done else "stream ended without [DONE]",
+    )
+
+
+async def open_loop(
+    url: str, mode: str, model: str, times: Sequence[float], max_tokens: int, timeout_s: float
+) -> list[Outcome]:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as s:
+        start = time.perf_counter()
+        tasks = []
+        for i, at in enumerate(times):
+            delay = start + at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(s, url, mode, body(model, i, max_tokens), at)))
+        return list(await asyncio.gather(*tasks))
+
+
+async def calibrate(url: str, model: str, concurrency: int, seconds: float, max_tokens: int) -> dict[str, float]:
+    """Closed loop on the local model: its capacity C in requests/s, and its TTFT there."""
+    ttfts: list[float] = []
+    done = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+        stop = time.perf_counter() + seconds
+        start = time.perf_counter()
+
+        async def worker(w: int) -> None:
+            nonlocal done
+            i = w
+            while time.perf_counter() < stop:
+                o = await one(s, url, "calibrate", body(model, i, max_tokens), 0.0)
+                i += concurrency
+                if o.ok:
+                    done += 1
+                    if o.ttft_s is not None:
+                        ttfts.append(o.ttft_s)
+
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        wall = time.perf_counter() - start
+    return {
+        "capacity_rps": done / wall,
+        "ttft_p50_ms": percentile(ttfts, 50) * 1000,
+        "ttft_p95_ms": percentile(ttfts, 95) * 1000,
+        "requests": done,
+    }
+
+
+# ------------------------------------------------------------------------------- summaries
+
+
+def summarize(outcomes: Sequence[Outcome], slo_ms: float, window_s: float) -> dict[str, Any]:
+    ok = [o for o in outcomes if o.ok]
+    # A failed request missed its SLO: it counts as an infinite TTFT in the percentiles.
+    ttfts = [(o.ttft_s * 1000 if o.ok and o.ttft_s is not None else math.inf) for o in outcomes]
+    windows = []
+    end = max((o.sent_at for o in outcomes), default=0.0)
+    for k in range(int(end // window_s) + 1):
+        group = [o for o in outcomes if k * window_s <= o.sent_at < (k + 1) * window_s]
+        if not group:
+            continue
+        g_ttfts = [(o.ttft_s * 1000 if o.ok and o.ttft_s is not None else math.inf) for o in group]
+        windows.append(
+            {
+                "t_s": k * window_s,
+                "requests": len(group),
+                "ttft_p50_ms": percentile(g_ttfts, 50),
+                "ttft_p95_ms": percentile(g_ttfts, 95),
+                "local_share": sum(o.local for o in group if o.ok) / len(group),
+                "cost_usd": sum(o.cost_usd for o in group),
+            }
+        )
+    reasons: dict[str, int] = {}
+    for o in outcomes:
+        code = o.reason.split(":", 1)[0].split(";", 1)[0].split(" ", 1)[0] if o.reason else "none"
+        reasons[code] = reasons.get(code, 0) + 1
+    return {
+        "requests": len(outcomes),
+        "ok": len(ok),
+        "failed": len(outcomes) - len(ok),
+        "errors": sorted({o.error or "" for o in outcomes if not o.ok})[:5],
+        "ttft_p50_ms": percentile(ttfts, 50),
+        "ttft_p95_ms": percentile(ttfts, 95),
+        "ttft_p99_ms": percentile(ttfts, 99),
+        "within_slo": sum(t <= slo_ms for t in ttfts) / max(1, len(ttfts)),
+        "local_share": sum(o.local for o in ok) / max(1, len(outcomes)),
+        "remote_cost_usd": sum(o.cost_usd for o in outcomes),
+        "reasons": reasons,
+        "windows": windows,
+    }
+
+
+def plot(
+    results: dict[str, dict[str, Any]], slo_ms: float, stamp: str, profile: list[tuple[float, float]]
+) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for mode, r in results.items():
+        w = r["windows"]
+        ax.plot([x["t_s"] for x in w], [min(x["ttft_p95_ms"], 1e5) for x in w], marker="o", label=f"{mode} p95")
+    ax.axhline(slo_ms, color="red", linestyle="--", label=f"SLO {slo_ms:.0f} ms")
+    ax.set_yscale("log")
+    ax.set_xlabel("time since start of the burst profile (s)")
+    ax.set_ylabel("TTFT p95 per window (ms, log)")
+    ax2 = ax.twinx()
+    ax2.plot([p[0] for p in profile], [p[1] for p in profile], color="gray", alpha=0.4, label="offered load")
+    ax2.set_ylabel("offered load (req/s)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Time to first token under a 4x burst")
+    paths.append(_save(fig, f"burst-ttft-{stamp}.png"))
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for mode, r in results.items():
+        w = r["windows"]
+        ax.plot([x["t_s"] for x in w], [100 * x["local_share"] for x in w], marker="o", label=mode)
+    ax.set_ylim(-5, 105)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("served locally (%)")
+    ax.legend(fontsize=8)
+    ax.set_title("Share of requests served by the local model")
+    paths.append(_save(fig, f"burst-share-{stamp}.png"))
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for mode, r in results.items():
+        w = r["windows"]
+        total, xs, ys = 0.0, [], []
+        for x in w:
+            total += x["cost_usd"]
+            xs.append(x["t_s"])
+            ys.append(total * 1000)
+        ax.plot(xs, ys, marker="o", label=f"{mode} (${r['remote_cost_usd'] * 1000:.3f} per 1000 runs)")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("cumulative remote cost (milli-dollars)")
+    ax.legend(fontsize=8)
+    ax.set_title("Remote spend")
+    paths.append(_save(fig, f"burst-cost-{stamp}.png"))
+    plt.close("all")
+    return paths
+
+
+def _save(fig: Any, name: str) -> str:
+    path = OUT / name
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------- main
+
+
+def settings_for(args: argparse.Namespace, fake: FakeProvider, port: int, data_dir: Path) -> Any:
+    from orchestrator.settings import load_settings
+
+    return load_settings(
+        data_dir=str(data_dir),
+        server={"port": port},
+        local={"engine_args": {"enforce_eager": True}},
+        embedding={"model": None},
+        providers={
+            "burst": {
+                "base_url": fake.base_url + "/v1",
+                "api_key_env": "BURST_FAKE_KEY",
+                "models": {
+                    "llama-3.1-8b": {
+                        "id": "llama-3.1-8b",
+                        "input_per_mtok": PRICE_IN,
+                        "output_per_mtok": PRICE_OUT,
+                        "context_length": 131072,
+                    }
+                },
+            }
+        },
+        models={
+            "local-only": ["smollm2-135m"],
+            "remote-only": [REMOTE],
+            "hybrid": {"routes": ["smollm2-135m", REMOTE], "ttft_slo_ms": args.slo_ms},
+        },
+        cache={"enabled": False},
+        resilience={"first_token_timeout_s": args.timeout_s, "deadline_s": args.timeout_s * 2},
+    )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from orchestrator import runtime
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    fake = FakeProvider(
+        api_key="sk-burst-fake",
+        reply=" ".join(["token"] * 200),
+        ttft_ms=args.remote_ttft_ms,
+        tokens_per_s=args.remote_tokens_per_s,
+    )
+    fake.start()
+    os.environ["BURST_FAKE_KEY"] = "sk-burst-fake"
+    port = free_port()
+    data_dir = Path(args.data_dir).resolve()
+    settings = settings_for(args, fake, port, data_dir)
+    print(f"starting the orchestrator on :{port} (Ray Serve + vLLM CPU, SmolLM2-135M) ...", flush=True)
+    runtime.prepare_models(settings, progress=False)
+    runtime.start(settings, timeout_s=900)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    try:
+        await calibrate(url, "local-only", 2, 5, args.max_tokens)  # warm-up
+        cal = await calibrate(url, "local-only", args.calib_concurrency, args.calib_s, args.max_tokens)
+        c = cal["capacity_rps"]
+        print(
+            f"local capacity C = {c:.2f} req/s at concurrency {args.calib_concurrency} "
+            f"(TTFT p50 {cal['ttft_p50_ms']:.0f} ms, p95 {cal['ttft_p95_ms']:.0f} ms)",
+            flush=True,
+        )
+        times = arrivals(args.seed, c, args.base, args.edge_s, args.ramp_s, args.peak_s)
+        total_s = 2 * args.edge_s + 2 * args.ramp_s + args.peak_s
+        profile = [
+            (t, rate_at(t, c, args.base, args.edge_s, args.ramp_s, args.peak_s))
+            for t in [x * 2.0 for x in range(int(total_s / 2) + 1)]
+        ]
+        results: dict[str, dict[str, Any]] = {}
+        raw: dict[str, list[dict[str, Any]]] = {}
+        for mode in args.modes:
+            print(f"{mode}: {len(times)} requests over {total_s:.0f} s ...", flush=True)
+            outcomes = await open_loop(url, mode, MODES[mode], times, args.max_tokens, args.timeout_s)
+            results[mode] = summarize(outcomes, args.slo_ms, args.window_s)
+            raw[mode] = [asdict(o) for o in outcomes]
+            r = results[mode]
+            print(
+                f"  TTFT p50/p95/p99 {r['ttft_p50_ms']:.0f}/{r['ttft_p95_ms']:.0f}/{r['ttft_p99_ms']:.0f} ms, "
+                f"local {100 * r['local_share']:.0f} %, failed {r['failed']}, "
+                f"remote cost ${r['remote_cost_usd']:.6f}, reasons {r['reasons']}",
+                flush=True,
+            )
+            await asyncio.sleep(args.settle_s)  # the engine drains and its stats window forgets the burst
+    finally:
+        runtime.stop()
+        fake.stop()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    report = {
+        "command": "python -m benchmarks.burst " + " ".join(sys.argv[1:]),
+        "slo_ms": args.slo_ms,
+        "calibration": cal,
+        "profile": {
+            "base": args.base,
+            "peak": 4,
+            "edge_s": args.edge_s,
+            "ramp_s": args.ramp_s,
+            "peak_s": args.peak_s,
+            "seed": args.seed,
+            "requests": len(times),
+        },
+        "remote": {
+            "ttft_ms": args.remote_ttft_ms,
+            "tokens_per_s": args.remote_tokens_per_s,
+            "price_per_mtok": [PRICE_IN, PRICE_OUT],
+        },
+        "max_tokens": args.max_tokens,
+        "results": results,
+    }
+    report["plots"] = plot(results, args.slo_ms, stamp, profile)
+    report["targets"] = targets(results, args.slo_ms)
+    (OUT / f"burst-{stamp}.json").write_text(json.dumps({**report, "outcomes": raw}, indent=1))
+    (OUT / "burst.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def targets(results: dict[str, dict[str, Any]], slo_ms: float) -> dict[str, Any]:
+    h, lo, re_ = results.get("hybrid"), results.get("local-only"), results.get("remote-only")
+    out: dict[str, Any] = {}
+    if h:
+        out["hybrid_p95_within_slo"] = h["ttft_p95_ms"] <= slo_ms
+        out["hybrid_local_share_at_least_70pct"] = h["local_share"] >= 0.70
+    if lo:
+        out["local_only_misses_slo"] = lo["ttft_p95_ms"] > slo_ms
+    if h and lo and re_:
+        out["remote_only_costs_most"] = re_["remote_cost_usd"] > max(h["remote_cost_usd"], lo["remote_cost_usd"])
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--slo-ms", type=float, default=1000.0, help="the hybrid alias's TTFT target")
+    p.add_argument("--base", type=float, default=0.5, help="load outside the burst, as a fraction of C")
+    p.add_argument("--edge-s", type=float, default=40.0, help="seconds at base load before and after")
+    p.add_argument("--ramp-s", type=float, default=20.0)
+    p.add_argument("--peak-s", type=float, default=60.0, help="seconds at 4 x C")
+    p.add_argument("--window-s", type=float, default=10.0)
+    p.add_argument("--max-tokens", type=int, default=48)
+    p.add_argument("--calib-concurrency", type=int, default=4)
+    p.add_argument("--calib-s", type=float, default=20.0)
+    p.add_argument("--remote-ttft-ms", type=float, default=350.0)
+    p.add_argument("--remote-tokens-per-s", type=float, default=80.0)
+    p.add_argument("--timeout-s", type=float, default=60.0, help="per request; a local queue past it fails")
+    p.add_argument("--settle-s", type=float, default=15.0)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    p.add_argument("--data-dir", default=str(Path(__file__).resolve().parent.parent / ".data" / "bench"))
+    args = p.parse_args()
+    report = asyncio.run(run(args))
+    print(json.dumps({"targets": report["targets"], "plots": report["plots"]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
