@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from orchestrator.budgets import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle
+from orchestrator.budgets import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle, SettleMany
 from orchestrator.capabilities import Feature, Registry, Task
 from orchestrator.errors import OrchestratorError
 from orchestrator.keys import KeyPolicy, hash_key, presented
@@ -169,6 +169,8 @@ class Accounts:
         local_providers: frozenset[str] = frozenset(),
         estimator: UsageEstimator | None = None,
         lookup_ttl_s: float = 5.0,
+        settle_rows: int = 64,
+        settle_delay_s: float = 0.05,
     ):
         self.owner = owner
         self.metrics = metrics or Metrics()
@@ -182,7 +184,11 @@ class Accounts:
         self.estimator = estimator
         self._lookup_ttl = lookup_ttl_s
         self._policies: dict[str, tuple[KeyPolicy | None, float]] = {}
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._batch: list[Settle] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._settle_rows = settle_rows
+        self._settle_delay_s = settle_delay_s
         self.background: object | None = None  # what keeps its local rates current (kept alive here)
 
     # ---------------------------------------------------------------- tabs
@@ -244,6 +250,7 @@ class Accounts:
                 downgrade = self.worst_case(request, key.downgrade_to, task, needs)
             except OrchestratorError:  # the cheaper model can't serve this request: no downgrade
                 downgrade = None
+        self.flush()  # settlements waiting in this replica's batch count in this admission
         answer = await self.owner.call(Reserve(key.id, tab.request_id, primary, downgrade))
         if not isinstance(answer, Admitted):
             self.metrics.refusals.labels(key=key.id, reason=answer.reason).inc()
@@ -353,18 +360,34 @@ class Accounts:
             _internal.exception("accounting for request %s failed", tab.request_id)
 
     def _send(self, settle: Settle) -> None:
-        assert self.owner is not None
-        task = asyncio.ensure_future(self.owner.call(settle))  # sent now, in order; awaited in the background
+        """Queue a settlement; a batch goes to the owner when full, after `settle_delay_s`, or
+        before this replica's next admission (one call and one transaction for many requests)."""
+        self._batch.append(settle)
+        if len(self._batch) >= self._settle_rows:
+            self.flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(self._settle_delay_s, self.flush)
+
+    def flush(self) -> None:
+        """Send the settlements waiting in the batch now."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._batch or self.owner is None:
+            return
+        batch, self._batch = tuple(self._batch), []
+        task = asyncio.ensure_future(self.owner.call(SettleMany(batch)))  # sent now, in order
         self._pending.add(task)
         task.add_done_callback(self._settled)
 
-    def _settled(self, task: asyncio.Task[Any]) -> None:
+    def _settled(self, task: asyncio.Future[Any]) -> None:
         self._pending.discard(task)
         if not task.cancelled() and task.exception() is not None:
             _internal.error("settling a request failed: %r", task.exception())
 
     async def drain(self) -> None:
-        """Wait for every settlement sent so far (tests, shutdown)."""
+        """Send and wait for every settlement so far (tests, shutdown)."""
+        self.flush()
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 

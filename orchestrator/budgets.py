@@ -11,6 +11,7 @@ Admission reserves, completion settles:
 
     Reserve(key, worst case $ and tokens)  ──▶ Admitted(model, downgraded) | Refused(reason, retry_after)
     Settle(reservation, the request's row)  ──▶ spend += real cost; the row goes into the request log
+                                                (a replica sends them in batches: SettleMany)
 
 A key is admitted while its period's spend plus what is reserved is still
 under its budget, so concurrent requests can overshoot a budget by at most
@@ -69,6 +70,12 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("latency_ms", "REAL"),
     ("ttft_ms", "REAL"),
     ("overhead_ms", "REAL"),
+)
+
+
+_INSERT_REQUEST = (
+    f"INSERT INTO requests ({', '.join(n for n, _ in REQUEST_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
 )
 
 
@@ -163,6 +170,16 @@ class Settle(Command[None]):
 
     def apply(self, book: Book) -> None:
         book.settle(self)
+
+
+@dataclass(frozen=True)
+class SettleMany(Command[None]):
+    """Several settlements at once, applied in order (what a gateway replica batches)."""
+
+    settles: tuple[Settle, ...]
+
+    def apply(self, book: Book) -> None:
+        book.settle_many(self.settles)
 
 
 @dataclass(frozen=True)
@@ -436,29 +453,33 @@ class Book:
     # ------------------------------------------------------------- settlement
 
     def settle(self, s: Settle) -> None:
+        self.settle_many([s])
+
+    def settle_many(self, settles: Sequence[Settle]) -> None:
+        """Settle a batch in one transaction (one disk sync for many requests)."""
+        with self._transaction():
+            for s in settles:
+                self._settle(s)
+
+    def _settle(self, s: Settle) -> None:
         res = self._release(s.reservation_id) if s.reservation_id else None
         row = {name: s.row.get(name) for name, _ in REQUEST_COLUMNS}
         tokens = int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0)
         if res is not None:
             res.window_entry[1] = float(tokens)  # the minute window counts what was really used
         key_id = row["key_id"]
-        with self._transaction():
-            if key_id is not None and key_id in self._keys:
-                now = float(row["ts"] or self._clock())
-                start = res.period_start if res is not None else period_bounds(self._keys[key_id].period, now)[0]
-                slot = self._spend_row(key_id, start)
-                slot[0] += float(row["cost_usd"] or 0.0)
-                slot[1] += tokens
-                self.db.execute(
-                    "INSERT INTO spend (key_id, period_start, usd, tokens) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(key_id, period_start) DO UPDATE SET usd = excluded.usd, tokens = excluded.tokens",
-                    (key_id, start, slot[0], int(slot[1])),
-                )
-            names = [name for name, _ in REQUEST_COLUMNS]
+        if key_id is not None and key_id in self._keys:
+            now = float(row["ts"] or self._clock())
+            start = res.period_start if res is not None else period_bounds(self._keys[key_id].period, now)[0]
+            slot = self._spend_row(key_id, start)
+            slot[0] += float(row["cost_usd"] or 0.0)
+            slot[1] += tokens
             self.db.execute(
-                f"INSERT INTO requests ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                [row[n] for n in names],
+                "INSERT INTO spend (key_id, period_start, usd, tokens) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(key_id, period_start) DO UPDATE SET usd = excluded.usd, tokens = excluded.tokens",
+                (key_id, start, slot[0], int(slot[1])),
             )
+        self.db.execute(_INSERT_REQUEST, [row[name] for name, _ in REQUEST_COLUMNS])
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db)
