@@ -52,6 +52,7 @@ class Target:
     provider: str
     model: str
     reason: str = "primary"
+    first_token_timeout_s: float | None = None  # this route's own patience; None: the policy's
 
 
 @dataclass(frozen=True)

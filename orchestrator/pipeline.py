@@ -445,7 +445,12 @@ class Pipeline:
         return Routed(Route(t.provider, t.model, done.reason(), overflow=overflow), result)
 
     async def _open(self, stream: AsyncIterator[T], started: Callable[[T], bool], target: Target) -> OpenStream[T]:
-        return await open_stream(stream, has_content=started, policy=self._policy, provider=target.provider)
+        policy = self._policy
+        if target.first_token_timeout_s is not None:
+            policy = replace(
+                policy, first_token_timeout_s=min(policy.first_token_timeout_s, target.first_token_timeout_s)
+            )
+        return await open_stream(stream, has_content=started, policy=policy, provider=target.provider)
 
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:

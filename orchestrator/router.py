@@ -194,6 +194,7 @@ def knobs_from(s: SchedulerSettings) -> Knobs:
         overflow_budget_usd_per_hour=s.overflow_budget_usd_per_hour,
         budget_max_wait_ms=s.budget_max_wait_ms,
         prefill_tokens_per_s=s.prefill_tokens_per_s,
+        local_patience=s.local_patience,
     )
 
 

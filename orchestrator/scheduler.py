@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from orchestrator.capabilities import Backend, Feature, ModelEntry, Registry, Task
@@ -88,6 +88,7 @@ class Knobs:
     prefill_tokens_per_s: float = 2000.0  # a floor for the local prefill speed until measured higher
     idle_step_ms: float = 20.0  # a step of an idle engine, until measured
     min_finish_rate: float = 0.5  # requests/s assumed to free slots when none finished lately
+    local_patience: float = 3.0  # a local attempt with remote routes behind it waits this many SLOs for a token
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,8 @@ def plan(
         remote_ttft_ms or {},
     )
     was_spilling = (spilling or {}).get(entry.name, False)
+    slo = facts.ttft_slo_ms or policy.ttft_slo_ms or knobs.ttft_slo_ms
+    patience: float | None = knobs.local_patience * slo / 1000 if facts.data_class == "default" else None
 
     def done(
         reason: str,
@@ -201,7 +204,14 @@ def plan(
         overflow: bool = False,
         predicted: float | None = None,
     ) -> Plan:
-        return Plan(entry.name, _targets(reason + via, first + then), spill, overflow, predicted)
+        targets = _targets(reason + via, first + then)
+        if patience is not None and remote:
+            # A prediction can be wrong: a local attempt that has remote routes to fall back on gives
+            # up after `local_patience` SLOs without a first token, and the next route serves.
+            targets = [
+                replace(t, first_token_timeout_s=patience) if t.provider in local_providers else t for t in targets
+            ]
+        return Plan(entry.name, targets, spill, overflow, predicted)
 
     if facts.data_class == "sensitive":
         if not local:
@@ -224,7 +234,6 @@ def plan(
     if snapshot is None:
         return done("local: no load data yet", local, remote, spill=was_spilling)
 
-    slo = facts.ttft_slo_ms or policy.ttft_slo_ms or knobs.ttft_slo_ms
     if snapshot.replicas == 0:
         predicted, lead = float("inf"), "cold-start: no local replica ready"
     else:

@@ -225,6 +225,9 @@ class SchedulerSettings(BaseModel):
     overflow_budget_usd_per_hour: float | None = None  # spend cap for load spill; None: no cap
     budget_max_wait_ms: float = 30_000.0  # budget spent: wait locally at most this long, else 429
     prefill_tokens_per_s: float = 2000.0  # floor for the local prefill speed until measured higher
+    # A local attempt with remote routes behind it gives up after this many SLOs without a first
+    # token (a wrong prediction costs a fall-over, not a missed budget).
+    local_patience: float = 3.0
     poll_interval_ms: float = 100.0  # how often gateways read the load board
     max_staleness_ms: float = 1000.0  # older load data is not used
 

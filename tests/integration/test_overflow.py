@@ -161,3 +161,11 @@ async def test_bad_routing_headers_are_clear_400s(env: Env, header: str, value: 
     err = r.json()["error"]
     assert (err["type"], err["param"], err["code"]) == ("invalid_request_error", header, "invalid_header")
     assert value in err["message"]
+
+
+async def test_a_wrong_prediction_costs_a_fall_over_not_the_budget(env: Env) -> None:
+    """The engine looks idle but answers slowly: after 3 x the SLO the remote route serves."""
+    env.engine.token_delay = 2.0  # first token after 2 s; the SLO is 0.2 s, patience 0.6 s
+    r = await env.chat(headers={"x-ttft-slo-ms": "200"})
+    assert r.headers["x-served-by"] == HOSTED
+    assert r.headers["x-route-reason"] == "fallback after local upstream_timeout"

@@ -319,3 +319,25 @@ def test_rules_pick_an_alias(facts: Facts, expected: list[str], rule: str | None
 def test_spill_state_is_per_alias() -> None:
     p = make(ask("hybrid-smart"), SATURATED, spilling={"auto": True})
     assert p.alias == "hybrid-smart" and routes(p) == ["r1/smart", "local/small"]
+
+
+# ---------------------------------------------------------------------- patience
+
+
+def test_a_local_attempt_with_remote_routes_behind_it_has_a_first_token_budget() -> None:
+    p = make(ask(ttft_slo_ms=500))
+    assert [(t.provider, t.first_token_timeout_s) for t in p.targets] == [
+        ("local", 1.5),  # 3 x the SLO, then the next route serves
+        ("r2", None),
+        ("r1", None),
+        ("r3", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [ask("local"), ask(data_class="sensitive"), ask(data_class="batch")],
+    ids=["only-route", "sensitive", "batch"],
+)
+def test_a_local_attempt_that_must_or_may_wait_keeps_the_policys_timeout(facts: Facts) -> None:
+    assert all(t.first_token_timeout_s is None for t in make(facts, SATURATED).targets)
