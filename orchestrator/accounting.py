@@ -1,7 +1,7 @@
 """Every request accounted for: who asked, what it may do, what it cost, how long it took.
 
-The edge opens a `Tab` for each HTTP request (`RequestScope`, a plain ASGI
-middleware) and `Accounts` runs it:
+The edge opens a `Tab` for each HTTP request (`scope.RequestScope`, a plain
+ASGI middleware) and `Accounts` runs it:
 
     authenticate   the virtual key (401 without a valid one, once keys exist)
     admit          model allowed for the key (403); reserve the worst case with
@@ -26,79 +26,38 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import aclosing
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from orchestrator.budgets import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle, SettleMany
 from orchestrator.capabilities import Feature, Registry, Task
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import (
+    InvalidApiKey,
+    KeyBudgetExhausted,
+    KeyRateLimited,
+    ModelNotAllowed,
+    OrchestratorError,
+)
 from orchestrator.keys import KeyPolicy, hash_key, presented
 from orchestrator.ledger import Price, Prices, UsageRecord
 from orchestrator.metrics import Metrics
 from orchestrator.protocol import (
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    CompletionChunk,
-    CompletionRequest,
-    EmbeddingRequest,
     EmbeddingResponse,
     Usage,
 )
-from orchestrator.providers.base import Provider
 from orchestrator.routes import Routed
 from orchestrator.scheduler import spill_reason_code
-from orchestrator.usage_tokens import UsageEstimator
+from orchestrator.usage_tokens import UsageEstimator, output_allowance, prompt_upper_bound
 
 log = logging.getLogger("orchestrator.requests")
 _internal = logging.getLogger(__name__)
 
 # Worst-case output when a request names no limit and a backend states no context.
 DEFAULT_MAX_OUTPUT = 4096
-# Chat templates add a few tokens per message around its text.
-PER_MESSAGE_TOKENS = 8
 ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})  # these record usage
 ENDPOINTS = ANSWERING | {"/v1/models"}
-
-
-# ------------------------------------------------------------------------------ errors
-
-
-class InvalidApiKey(OrchestratorError):
-    status_code = 401
-    error_type = "invalid_request_error"
-    default_code = "invalid_api_key"
-
-
-class ModelNotAllowed(OrchestratorError):
-    """The key may not use this model (OpenAI answers a project without access the same way)."""
-
-    status_code = 403
-    error_type = "invalid_request_error"
-    default_code = "model_not_found"
-
-
-class KeyRateLimited(OrchestratorError):
-    status_code = 429
-    error_type = "requests"
-    default_code = "rate_limit_exceeded"
-
-    def __init__(self, message: str, *, kind: str, retry_after: float | None):
-        super().__init__(message)
-        self.error_type = kind
-        self.retry_after = retry_after
-
-
-class KeyBudgetExhausted(OrchestratorError):
-    status_code = 429
-    error_type = "insufficient_quota"
-    default_code = "insufficient_quota"
-
-    def __init__(self, message: str, *, retry_after: float | None):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 # ------------------------------------------------------------------------------ the tab
@@ -131,7 +90,6 @@ class Tab:
     status: int = 0
     error_code: str | None = None
     answer: UsageRecord | None = None  # the pipeline's record of the answer
-    reference_usd: float = 0.0
     response_ended: bool = False
     finished: bool = False
 
@@ -470,140 +428,3 @@ _NO_ANSWER: dict[str, Any] = {
 
 def _served_model(tab: Tab) -> str:
     return tab.answer.model if tab.answer is not None else (tab.key.downgrade_to or "") if tab.key else ""
-
-
-# ------------------------------------------------------------------------------ estimates
-
-
-def prompt_upper_bound(request: Any) -> int:
-    """At least as many tokens as the prompt has: its UTF-8 bytes (a byte-level BPE token is at
-    least one byte), a few per chat message for the template, token-id prompts as counted."""
-    if isinstance(request, ChatCompletionRequest):
-        body = json.dumps([m.model_dump(exclude_none=True) for m in request.messages], ensure_ascii=False)
-        return len(body.encode()) + PER_MESSAGE_TOKENS * len(request.messages)
-    if isinstance(request, CompletionRequest):
-        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.prompts())
-    if isinstance(request, EmbeddingRequest):
-        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.inputs())
-    return 0
-
-
-def output_allowance(request: Any) -> tuple[int | None, int]:
-    """The request's output limit per choice (None: up to the context) and how many choices."""
-    if isinstance(request, ChatCompletionRequest):
-        return request.output_limit(), request.n or 1
-    if isinstance(request, CompletionRequest):
-        prompts = len(request.prompts()) or 1
-        return (request.max_tokens if request.max_tokens is not None else 16), (request.n or 1) * prompts
-    return 0, 1
-
-
-def answer_text(whole: Any) -> str:
-    """All choices' generated text of a whole chat or text completion."""
-    parts: list[str] = []
-    for c in getattr(whole, "choices", []):
-        message = getattr(c, "message", None)
-        if message is not None:
-            parts.append(message.content or "")
-            for call in message.tool_calls or []:
-                parts.append(call.function.name + call.function.arguments)
-        else:
-            parts.append(getattr(c, "text", "") or "")
-    return "".join(parts)
-
-
-def chunk_text(chunk: ChatCompletionChunk | CompletionChunk) -> str:
-    parts: list[str] = []
-    for c in chunk.choices:
-        delta = getattr(c, "delta", None)
-        if delta is not None:
-            parts.append(delta.content or "")
-            for call in delta.tool_calls or []:
-                fn = call.function
-                if fn is not None:
-                    parts.append((fn.name or "") + (fn.arguments or ""))
-        else:
-            parts.append(getattr(c, "text", "") or "")
-    return "".join(parts)
-
-
-# ------------------------------------------------------------------------------ upstream time
-
-
-class TimedProvider:
-    """A provider whose waits are counted on the request's tab (time not spent in the gateway)."""
-
-    def __init__(self, inner: Provider):
-        self._inner = inner
-        self.name = inner.name
-
-    def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
-        return _timed(self._inner.chat(request, model))
-
-    def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
-        return _timed(self._inner.complete(request, model))
-
-    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
-        tab, t0 = current_tab(), time.perf_counter()
-        try:
-            return await self._inner.embed(request, model)
-        finally:
-            if tab is not None:
-                tab.upstream_s += time.perf_counter() - t0
-
-
-async def _timed(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    tab = current_tab()
-    async with aclosing(stream) as inner:  # type: ignore[type-var]
-        iterator = aiter(inner)
-        while True:
-            t0 = time.perf_counter()
-            try:
-                chunk = await anext(iterator)
-            except StopAsyncIteration:
-                return
-            finally:
-                if tab is not None:
-                    tab.upstream_s += time.perf_counter() - t0
-            yield chunk
-
-
-def timed(providers: Mapping[str, Provider]) -> dict[str, Provider]:
-    return {name: TimedProvider(p) for name, p in providers.items()}
-
-
-# ------------------------------------------------------------------------------ the middleware
-
-
-class RequestScope:
-    """Plain ASGI middleware: a tab per HTTP request, its headers, and its end.
-
-    (Not Starlette's BaseHTTPMiddleware: that runs the app in another task and
-    buffers nothing well for streams.)
-    """
-
-    def __init__(self, app: Callable[..., Any], accounts: Accounts):
-        self.app = app
-        self.accounts = accounts
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        tab = self.accounts.open(scope["method"], scope["path"])
-        scope.setdefault("state", {})["tab"] = tab
-
-        async def tracking_send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                extra = self.accounts.response_started(tab, message["status"])
-                headers = list(message.get("headers", []))
-                headers.extend((k.encode(), v.encode()) for k, v in extra.items())
-                message = {**message, "headers": headers}
-            elif message["type"] == "http.response.body" and tab.first_byte_s is None and message.get("body"):
-                tab.first_byte_s = tab.elapsed()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        finally:
-            self.accounts.response_ended(tab)

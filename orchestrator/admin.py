@@ -19,9 +19,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from orchestrator.accounting import Accounts, InvalidApiKey
+from orchestrator.accounting import Accounts
 from orchestrator.budgets import CreateKey, DeleteKey, ListKeys, Query
-from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError
+from orchestrator.errors import InvalidApiKey, InvalidRequest, NotFound, OrchestratorError
 from orchestrator.keys import KeyPolicy, hash_key, new_key, presented, same_hash
 from orchestrator.reports import usage_report
 from orchestrator.settings import KeySettings

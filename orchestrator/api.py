@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestrator.accounting import Accounts, RequestScope, Tab
+from orchestrator.accounting import Accounts, Tab
 from orchestrator.admin import add_admin_routes
 from orchestrator.capabilities import Feature, Task, chat_needs
 from orchestrator.errors import (
@@ -42,6 +42,7 @@ from orchestrator.protocol import (
     ModelList,
     WireModel,
 )
+from orchestrator.scope import RequestScope
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,6 @@ from fastapi import FastAPI
 
 from local_models.deployment import local_model_app
 from local_models.interface import EngineConfig, ModelInfo
-from orchestrator.accounting import timed
 from orchestrator.api import build_app
 from orchestrator.cache import ResponseCache
 from orchestrator.capabilities import Backend, build_registry, local_backend
@@ -43,6 +42,7 @@ from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
 from orchestrator.router import Router, blended_prices, knobs_from, policies_from
+from orchestrator.scope import timed
 from orchestrator.settings import EngineSettings, ResilienceSettings, SchedulerSettings, Settings
 from orchestrator.tokens import ByteCounter, HfTokenCounter, TokenCounter
 

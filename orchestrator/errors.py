@@ -11,7 +11,11 @@ tree is turned into OpenAI's error JSON in exactly one place, the HTTP edge
     │   └── UnsupportedCapability        400 code=unsupported_<capability>
     ├── NotFound                         404 invalid_request_error
     │   └── ModelNotFound                404 code=model_not_found
+    ├── InvalidApiKey                    401 code=invalid_api_key (no virtual key, or an unknown one)
+    ├── ModelNotAllowed                  403 code=model_not_found (the key may not use this model)
     ├── MethodNotAllowed                 405 invalid_request_error
+    ├── KeyRateLimited                   429 type=requests|tokens code=rate_limit_exceeded (a key's rpm/tpm)
+    ├── KeyBudgetExhausted               429 insufficient_quota (a key's budget for its period is spent)
     ├── Overloaded                       503 code=overloaded (a route refused the request for load)
     ├── OverflowBudgetExhausted          429 code=overflow_budget_exhausted (the hour's burst budget is spent)
     └── UpstreamError                    502 api_error (a model backend failed)
@@ -104,6 +108,47 @@ class MethodNotAllowed(OrchestratorError):
     status_code = 405
     error_type = "invalid_request_error"
     default_code = "method_not_allowed"
+
+
+class InvalidApiKey(OrchestratorError):
+    """No virtual key, or one the gateway doesn't know (401, as OpenAI answers a bad key)."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class ModelNotAllowed(OrchestratorError):
+    """The key may not use this model (OpenAI answers a project without access the same way)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class KeyRateLimited(OrchestratorError):
+    """A key's requests or tokens per minute are used up; `error_type` says which (429)."""
+
+    status_code = 429
+    error_type = "requests"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, retry_after: float | None):
+        super().__init__(message)
+        self.error_type = kind
+        self.retry_after = retry_after
+
+
+class KeyBudgetExhausted(OrchestratorError):
+    """A key's budget for its period is spent (429, as OpenAI's `insufficient_quota`)."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+    def __init__(self, message: str, *, retry_after: float | None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Overloaded(OrchestratorError):

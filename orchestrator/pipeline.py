@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
-from orchestrator.accounting import answer_text, chunk_text, current_tab
+from orchestrator.accounting import current_tab
 from orchestrator.cache import (
     Decision,
     Entry,
@@ -56,6 +56,7 @@ from orchestrator.router import Planned, Router
 from orchestrator.routes import Route, Routed
 from orchestrator.singleflight import Flight, SingleFlight
 from orchestrator.streams import assemble_chat, assemble_completion
+from orchestrator.usage_tokens import answer_text, chunk_text
 
 __all__ = ["CacheConfig", "Pipeline", "Route", "Routed"]
 

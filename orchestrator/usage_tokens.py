@@ -11,13 +11,24 @@ characters-per-token rule.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.protocol import ChatCompletionRequest, CompletionRequest, Usage
+from orchestrator.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    CompletionChunk,
+    CompletionRequest,
+    EmbeddingRequest,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
+
+# Chat templates add a few tokens per message around its text.
+PER_MESSAGE_TOKENS = 8
 
 
 class UsageEstimator(Protocol):
@@ -66,3 +77,58 @@ def _text(content: object) -> str:
     if isinstance(content, list):
         return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
     return ""
+
+
+# ------------------------------------------------------------------------------ texts and bounds
+
+
+def prompt_upper_bound(request: Any) -> int:
+    """At least as many tokens as the prompt has: its UTF-8 bytes (a byte-level BPE token is at
+    least one byte), a few per chat message for the template, token-id prompts as counted."""
+    if isinstance(request, ChatCompletionRequest):
+        body = json.dumps([m.model_dump(exclude_none=True) for m in request.messages], ensure_ascii=False)
+        return len(body.encode()) + PER_MESSAGE_TOKENS * len(request.messages)
+    if isinstance(request, CompletionRequest):
+        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.prompts())
+    if isinstance(request, EmbeddingRequest):
+        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.inputs())
+    return 0
+
+
+def output_allowance(request: Any) -> tuple[int | None, int]:
+    """The request's output limit per choice (None: up to the context) and how many choices."""
+    if isinstance(request, ChatCompletionRequest):
+        return request.output_limit(), request.n or 1
+    if isinstance(request, CompletionRequest):
+        prompts = len(request.prompts()) or 1
+        return (request.max_tokens if request.max_tokens is not None else 16), (request.n or 1) * prompts
+    return 0, 1
+
+
+def answer_text(whole: Any) -> str:
+    """All choices' generated text of a whole chat or text completion."""
+    parts: list[str] = []
+    for c in getattr(whole, "choices", []):
+        message = getattr(c, "message", None)
+        if message is not None:
+            parts.append(message.content or "")
+            for call in message.tool_calls or []:
+                parts.append(call.function.name + call.function.arguments)
+        else:
+            parts.append(getattr(c, "text", "") or "")
+    return "".join(parts)
+
+
+def chunk_text(chunk: ChatCompletionChunk | CompletionChunk) -> str:
+    parts: list[str] = []
+    for c in chunk.choices:
+        delta = getattr(c, "delta", None)
+        if delta is not None:
+            parts.append(delta.content or "")
+            for call in delta.tool_calls or []:
+                fn = call.function
+                if fn is not None:
+                    parts.append((fn.name or "") + (fn.arguments or ""))
+        else:
+            parts.append(getattr(c, "text", "") or "")
+    return "".join(parts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -69,6 +70,7 @@ def settings_for(paid: FakeProvider, tmp: Path, **overrides: Any) -> Settings:
                     "big": {"id": "paid-big", **BIG},
                     "small": {"id": "paid-small", **SMALL},
                     "ref": {"id": "paid-ref", **REF},
+                    "embed": {"id": "paid-embed", "kind": "embedding", "input_per_mtok": 0.5},
                 },
             },
             "quiet": {  # never reports usage in streams
@@ -378,3 +380,30 @@ async def test_the_default_app_stays_open_and_still_says_who_and_how_long(api: A
     assert r.status_code == 200
     assert r.headers["x-request-id"] and float(r.headers["x-gateway-overhead-ms"]) >= 0
     assert (await api.client.get("/metrics")).status_code == 200
+
+
+async def test_embeddings_are_admitted_and_accounted_like_the_rest(
+    gw: tuple[httpx.AsyncClient, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    c, _ = gw
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    r = await c.post("/v1/embeddings", json={"model": "paid/embed", "input": ["a b c", "d e"]}, headers=auth(KEY_B))
+    assert r.status_code == 200, r.text
+    validate("CreateEmbeddingResponse", r.json())
+    assert error_of(await c.post("/v1/embeddings", json={"model": "paid/embed", "input": "x"}), 401)
+    [line, refused] = records(caplog)
+    assert (line["key_id"], line["provider"], line["prompt_tokens"]) == ("team-b", "paid", 5)
+    assert line["cost_usd"] == pytest.approx(5 * 0.5 / 1e6) and refused["status"] == 401
+
+
+async def test_the_overhead_header_leaves_out_the_time_spent_waiting_on_the_model(
+    paid: FakeProvider, tmp_path: Path
+) -> None:
+    slow = FakeEngine("fake-chat", token_delay=0.05)  # ~0.4 s of "model" time per answer
+    async with gateway(settings_for(paid, tmp_path, keys={}), slow, {"PAID_KEY": "k"}) as (c, _):
+        for stream in (False, True):
+            started = time.perf_counter()
+            r = await chat(c, None, model="fake-chat", stream=stream)
+            total_ms = (time.perf_counter() - started) * 1000
+            assert r.status_code == 200 and total_ms > 250
+            assert float(r.headers["x-gateway-overhead-ms"]) < 50  # the model's time isn't the gateway's
