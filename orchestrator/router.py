@@ -87,15 +87,15 @@ class Router:
 
     def plan(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> Planned:
         facts = self.facts(request, task, needs, headers)
-        local_model = next(iter(self._local.values()), None)
-        snapshot = self._load.snapshot(local_model) if self._load is not None and local_model else None
+        view = self._load
+        load = {m: view.snapshot(m) for m in self._local.values()} if view is not None else {}
         spent = self._load.overflow_spent_usd() if self._load is not None else None
         made = plan(
             facts,
             self._registry,
             self._policies,
             local_providers=self._local_providers,
-            snapshot=snapshot,
+            load=load,
             budget=Budget(self._knobs.overflow_budget_usd_per_hour, spent),
             knobs=self._knobs,
             spilling=self._spilling,

@@ -1,6 +1,6 @@
 """The overflow scheduler: which routes serve a request, in what order, and why.
 
-Pure policy, no I/O: `plan(facts, registry, policies, snapshot, budget, knobs, spilling)`
+Pure policy, no I/O: `plan(facts, registry, policies, load, budget, knobs, spilling)`
 returns the ordered routes, each with its reason, or raises the client-facing
 error. Everything it needs is handed in: what the request is (`Facts`), what
 each model can do (`Registry`), how each alias is routed (`AliasPolicy`), the
@@ -154,7 +154,7 @@ def plan(
     policies: Mapping[str, AliasPolicy],
     *,
     local_providers: frozenset[str],
-    snapshot: LoadSnapshot | None,
+    load: Mapping[str, LoadSnapshot | None],  # by local model name; None or absent: no data
     budget: Budget,
     knobs: Knobs,
     spilling: Mapping[str, bool] | None = None,
@@ -231,6 +231,7 @@ def plan(
         return done("local: the only route", local, [])
     if facts.data_class == "batch":
         return done("batch: cheapest route, may wait", local, remote)
+    snapshot = load.get(local[0].model)
     if snapshot is None:
         return done("local: no load data yet", local, remote, spill=was_spilling)
 

@@ -56,7 +56,8 @@ def make(facts: Facts, snapshot: LoadSnapshot | None = IDLE, **kw: Any) -> Plan:
     kw.setdefault("budget", Budget(None, 0.0))
     kw.setdefault("prices", PRICES)
     policies = kw.pop("policies", {})
-    return plan(facts, REGISTRY, policies, local_providers=frozenset({"local"}), snapshot=snapshot, **kw)
+    load = {"small": snapshot}
+    return plan(facts, REGISTRY, policies, local_providers=frozenset({"local"}), load=load, **kw)
 
 
 def routes(p: Plan) -> list[str]:
@@ -341,3 +342,16 @@ def test_a_local_attempt_with_remote_routes_behind_it_has_a_first_token_budget()
 )
 def test_a_local_attempt_that_must_or_may_wait_keeps_the_policys_timeout(facts: Facts) -> None:
     assert all(t.first_token_timeout_s is None for t in make(facts, SATURATED).targets)
+
+
+def test_the_load_that_counts_is_that_of_the_local_model_in_the_plan() -> None:
+    busy_other = plan(
+        ask(),
+        REGISTRY,
+        {},
+        local_providers=frozenset({"local"}),
+        load={"small": IDLE, "other": SATURATED},
+        budget=Budget(None, 0.0),
+        knobs=KNOBS,
+    )
+    assert busy_other.targets[0].provider == "local"
