@@ -208,8 +208,8 @@ class Accounts:
                 downgrade = self.worst_case(request, key.downgrade_to, task, needs)
             except OrchestratorError:  # the cheaper model can't serve this request: no downgrade
                 downgrade = None
-        self.flush()  # settlements waiting in this replica's batch count in this admission
-        answer = await self.owner.call(Reserve(key.id, tab.request_id, primary, downgrade))
+        # Settlements waiting in this replica's batch ride along: they count in this admission.
+        answer = await self.owner.call(Reserve(key.id, tab.request_id, primary, downgrade, self._take_batch()))
         if not isinstance(answer, Admitted):
             self.metrics.refusals.labels(key=key.id, reason=answer.reason).inc()
             if answer.reason == "revoked":
@@ -319,21 +319,25 @@ class Accounts:
 
     def _send(self, settle: Settle) -> None:
         """Queue a settlement; a batch goes to the owner when full, after `settle_delay_s`, or
-        before this replica's next admission (one call and one transaction for many requests)."""
+        with this replica's next admission (one call and one transaction for many requests)."""
         self._batch.append(settle)
         if len(self._batch) >= self._settle_rows:
             self.flush()
         elif self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(self._settle_delay_s, self.flush)
 
-    def flush(self) -> None:
-        """Send the settlements waiting in the batch now."""
+    def _take_batch(self) -> tuple[Settle, ...]:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        if not self._batch or self.owner is None:
-            return
         batch, self._batch = tuple(self._batch), []
+        return batch
+
+    def flush(self) -> None:
+        """Send the settlements waiting in the batch now."""
+        batch = self._take_batch()
+        if not batch or self.owner is None:
+            return
         task = asyncio.ensure_future(self.owner.call(SettleMany(batch)))  # sent now, in order
         self._pending.add(task)
         task.add_done_callback(self._settled)

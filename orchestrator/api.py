@@ -133,7 +133,12 @@ def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
 
 
 def _tab(request: Request) -> Tab:
-    tab: Tab = request.scope["state"]["tab"]
+    """The request's tab, opened by `RequestScope`; an app without it gets a detached one."""
+    state = request.scope.setdefault("state", {})
+    tab = state.get("tab")
+    if tab is None:
+        tab = state["tab"] = Tab(Accounts(), "", request.method, request.url.path)
+    assert isinstance(tab, Tab)
     return tab
 
 

@@ -151,17 +151,6 @@ class Choice:
 
 
 @dataclass(frozen=True)
-class Reserve(Command[Admitted | Refused]):
-    key_id: str
-    request_id: str
-    primary: Choice
-    downgrade: Choice | None = None  # the key's cheaper model, if the request isn't for it already
-
-    def apply(self, book: Book) -> Admitted | Refused:
-        return book.reserve(self)
-
-
-@dataclass(frozen=True)
 class Settle(Command[None]):
     """Close a reservation (if any) with what the request really used, and log the request."""
 
@@ -170,6 +159,21 @@ class Settle(Command[None]):
 
     def apply(self, book: Book) -> None:
         book.settle(self)
+
+
+@dataclass(frozen=True)
+class Reserve(Command[Admitted | Refused]):
+    key_id: str
+    request_id: str
+    primary: Choice
+    downgrade: Choice | None = None  # the key's cheaper model, if the request isn't for it already
+    # Settlements the caller had waiting, applied first: they count in this admission, in the same round trip.
+    settles: tuple[Settle, ...] = ()
+
+    def apply(self, book: Book) -> Admitted | Refused:
+        if self.settles:
+            book.settle_many(self.settles)
+        return book.reserve(self)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,112 @@
+"""What accounting adds to a request: the edge's tab, keys, reservations and settlement.
+
+    .venv/bin/python -m benchmarks.accounting_overhead [--requests 500] [--rounds 5]
+
+The gateway's ASGI app in-process (no sockets, no Ray Serve: only the gateway's own work differs) over a
+fake local engine that answers at once, asked the same small chat request sequentially, in four setups
+that alternate round by round so the machine's noise hits them alike:
+
+- **none**: the app with its accounting middleware taken out (the pipeline still writes its usage log line);
+- **open**: no keys: a tab per request, the JSON log line, metrics, settlement batched to an in-process book;
+- **keys**: a virtual key with a budget and rpm: authentication, a reservation and a settlement per request,
+  in-process book;
+- **keys+actor**: the same with the ledger's owner the real named Ray actor (one actor call per admission,
+  settlements batched), Ray started once with one CPU.
+
+Prints median microseconds per request per setup (median over rounds of each round's median).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+KEY = "sk-orch-benchmark-0000000000000000000000000000000000000000"
+BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
+
+
+async def build(setup: str, tmp: Path) -> tuple[Any, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from fakes import FakeEngine
+
+    from orchestrator.api import build_app
+    from orchestrator.app import build_pipeline
+    from orchestrator.keys import hash_key
+    from orchestrator.ledger_setup import build_accounts
+    from orchestrator.settings import load_settings
+
+    engine = FakeEngine("fake-chat")
+    keyed = setup.startswith("keys")
+    settings = load_settings(
+        providers={},
+        models={},
+        cache={"enabled": False},
+        ledger={"path": str(tmp / f"{setup}.sqlite"), "owner": "actor" if setup == "keys+actor" else "process"},
+        keys={"bench": {"sha256": hash_key(KEY), "budget_usd": 1e9, "rpm": 10**9}} if keyed else {},
+    )
+    pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env={})
+
+    async def stats() -> Any:
+        return engine.stats()
+
+    accounts = await build_accounts(settings, pipeline, local={"local": (stats, engine.info())}, env={})
+    app = build_app(pipeline, accounts)
+    if setup == "none":
+        app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ != "RequestScope"]
+    return app, accounts
+
+
+async def round_of(app: Any, n: int) -> float:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as c:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = await c.post("/v1/chat/completions", json=BODY, headers=headers)
+            times.append(time.perf_counter() - t0)
+            assert r.status_code == 200, r.text
+    return statistics.median(times) * 1e6
+
+
+async def main(requests: int, rounds: int) -> None:
+    import ray
+
+    logging.disable(logging.WARNING)  # the per-request INFO lines are still formatted, not printed
+    setups = ["none", "open", "keys", "keys+actor"]
+    with tempfile.TemporaryDirectory() as tmp:
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        try:
+            apps = {s: await build(s, Path(tmp)) for s in setups}
+            for app, _ in apps.values():
+                await round_of(app, 50)  # warm up
+            results: dict[str, list[float]] = {s: [] for s in setups}
+            for _ in range(rounds):
+                for s in setups:
+                    results[s].append(await round_of(apps[s][0], requests))
+            for _, accounts in apps.values():
+                await accounts.drain()
+                await accounts.background.stop()
+        finally:
+            ray.shutdown()
+    base = statistics.median(results["none"])
+    print(f"{'setup':<12}{'µs/request':>12}{'vs none':>10}   (median of {rounds} rounds x {requests} sequential)")
+    for s in setups:
+        m = statistics.median(results[s])
+        print(f"{s:<12}{m:>12.0f}{m - base:>+10.0f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.rounds))
