@@ -11,7 +11,9 @@ that alternate round by round so the machine's noise hits them alike:
 - **keys**: a virtual key with a budget and rpm: authentication, a reservation and a settlement per request,
   in-process book;
 - **keys+actor**: the same with the ledger's owner the real named Ray actor (one actor call per admission,
-  settlements batched), Ray started once with one CPU.
+  carrying the settlements waiting since the last one), Ray started once with one CPU;
+- **free+actor**: a key without limits, actor owner: authenticated from the replica's lookup cache, nothing to
+  reserve, settlements batched in the background.
 
 Prints median microseconds per request per setup (median over rounds of each round's median).
 """
@@ -46,12 +48,13 @@ async def build(setup: str, tmp: Path) -> tuple[Any, Any]:
 
     engine = FakeEngine("fake-chat")
     keyed = setup.startswith("keys")
+    limits: dict[str, Any] = {"budget_usd": 1e9, "rpm": 10**9} if keyed else {}
     settings = load_settings(
         providers={},
         models={},
         cache={"enabled": False},
-        ledger={"path": str(tmp / f"{setup}.sqlite"), "owner": "actor" if setup == "keys+actor" else "process"},
-        keys={"bench": {"sha256": hash_key(KEY), "budget_usd": 1e9, "rpm": 10**9}} if keyed else {},
+        ledger={"path": str(tmp / f"{setup}.sqlite"), "owner": "actor" if setup.endswith("+actor") else "process"},
+        keys={"bench": {"sha256": hash_key(KEY), **limits}} if setup != "open" and setup != "none" else {},
     )
     pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env={})
 
@@ -81,7 +84,7 @@ async def main(requests: int, rounds: int) -> None:
     import ray
 
     logging.disable(logging.WARNING)  # the per-request INFO lines are still formatted, not printed
-    setups = ["none", "open", "keys", "keys+actor"]
+    setups = ["none", "open", "keys", "keys+actor", "free+actor"]
     with tempfile.TemporaryDirectory() as tmp:
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
         try:

@@ -201,6 +201,8 @@ class Accounts:
         if not key.allows(request.model):
             self._registry_resolve(request.model)  # an unknown model is a 404 for everyone
             raise ModelNotAllowed(f"This API key does not have access to model `{request.model}`.", param="model")
+        if not key.limited:
+            return str(request.model)  # nothing to reserve: no round trip (revocation: the lookup's TTL)
         primary = self.worst_case(request, request.model, task, needs)
         downgrade = None
         if key.downgrade_to and key.downgrade_to != request.model:

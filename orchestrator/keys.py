@@ -98,6 +98,12 @@ class KeyPolicy:
             downgrade_to=self.downgrade_to,
         )
 
+    @property
+    def limited(self) -> bool:
+        """Whether admission must ask the ledger's owner (a budget, a rate or a soft limit to check)."""
+        limits = (self.budget_usd, self.budget_tokens, self.rpm, self.tpm, self.soft_limit_usd, self.soft_limit_tokens)
+        return any(v is not None for v in limits)
+
     def allows(self, model: str) -> bool:
         return self.models is None or model in self.models
 
