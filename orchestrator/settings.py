@@ -34,7 +34,7 @@ class ServerSettings(BaseModel):
     # Ray Serve's throughput-optimized mode (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, set by runtime.start):
     # user code and the request router on each replica's main event loop, gRPC between
     # deployments, the GC frozen after start-up; direct ingress still as `direct_ingress` says.
-    throughput_optimized: bool = False
+    throughput_optimized: bool = True
     access_log: bool = False
 
 
