@@ -37,6 +37,7 @@ from orchestrator.errors import (
     InvalidApiKey,
     KeyBudgetExhausted,
     KeyRateLimited,
+    LedgerUnavailable,
     ModelNotAllowed,
     OrchestratorError,
 )
@@ -56,6 +57,8 @@ _internal = logging.getLogger(__name__)
 
 # Worst-case output when a request names no limit and a backend states no context.
 DEFAULT_MAX_OUTPUT = 4096
+RETRY_S = 1.0  # settlements the owner didn't take are sent again after this
+MAX_UNSETTLED = 100_000  # and kept up to this many while it stays away
 ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})  # these record usage
 ENDPOINTS = ANSWERING | {"/v1/models"}
 
@@ -180,7 +183,11 @@ class Accounts:
         cached = self._policies.get(sha256)
         if cached is not None and cached[1] > now:
             return cached[0]
-        policy = await self.owner.call(Lookup(sha256)) if self.owner is not None else None
+        try:
+            policy = await self.owner.call(Lookup(sha256)) if self.owner is not None else None
+        except Exception as e:
+            _internal.error("key lookup failed: %r", e)
+            raise LedgerUnavailable("The gateway can't check API keys right now; try again shortly.") from None
         self._policies[sha256] = (policy, now + (self._lookup_ttl if policy is not None else 1.0))
         return policy
 
@@ -211,7 +218,12 @@ class Accounts:
             except OrchestratorError:  # the cheaper model can't serve this request: no downgrade
                 downgrade = None
         # Settlements waiting in this replica's batch ride along: they count in this admission.
-        answer = await self.owner.call(Reserve(key.id, tab.request_id, primary, downgrade, self._take_batch()))
+        settles = self._take_batch()
+        try:
+            answer = await self.owner.call(Reserve(key.id, tab.request_id, primary, downgrade, settles))
+        except Exception as e:
+            self._requeue(settles, e)
+            raise LedgerUnavailable("The gateway can't check this key's limits now; try again shortly.") from None
         if not isinstance(answer, Admitted):
             self.metrics.refusals.labels(key=key.id, reason=answer.reason).inc()
             if answer.reason == "revoked":
@@ -342,18 +354,36 @@ class Accounts:
             return
         task = asyncio.ensure_future(self.owner.call(SettleMany(batch)))  # sent now, in order
         self._pending.add(task)
-        task.add_done_callback(self._settled)
+        task.add_done_callback(lambda t: self._settled(t, batch))
 
-    def _settled(self, task: asyncio.Future[Any]) -> None:
+    def _settled(self, task: asyncio.Future[Any], batch: tuple[Settle, ...]) -> None:
         self._pending.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            _internal.error("settling a request failed: %r", task.exception())
+            self._requeue(batch, task.exception())
+
+    def _requeue(self, batch: tuple[Settle, ...], error: BaseException | None) -> None:
+        """The owner didn't take `batch` (it restarts, say): keep it, in order, and try again soon.
+        (If it had applied the batch before failing to answer, the retry counts it twice: spend is
+        overstated rather than lost.)"""
+        if not batch:
+            return
+        _internal.error("settling %d requests failed (%r); retrying", len(batch), error)
+        self._batch[:0] = batch
+        if len(self._batch) > MAX_UNSETTLED:
+            dropped = len(self._batch) - MAX_UNSETTLED
+            _internal.error("dropping %d unsettled requests: the ledger is unreachable", dropped)
+            del self._batch[: len(self._batch) - MAX_UNSETTLED]
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(RETRY_S, self.flush)
 
     async def drain(self) -> None:
-        """Send and wait for every settlement so far (tests, shutdown)."""
-        self.flush()
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        """Send and wait for every settlement so far (tests, shutdown); a few tries if the owner fails."""
+        for _ in range(3):
+            self.flush()
+            while self._pending:
+                await asyncio.gather(*list(self._pending), return_exceptions=True)
+            if not self._batch:
+                return
 
     def _row(self, tab: Tab) -> dict[str, Any]:
         rec = tab.answer

@@ -17,6 +17,7 @@ tree is turned into OpenAI's error JSON in exactly one place, the HTTP edge
     ├── KeyRateLimited                   429 type=requests|tokens code=rate_limit_exceeded (a key's rpm/tpm)
     ├── KeyBudgetExhausted               429 insufficient_quota (a key's budget for its period is spent)
     ├── Overloaded                       503 code=overloaded (a route refused the request for load)
+    ├── LedgerUnavailable                503 code=ledger_unavailable (keys and budgets can't be checked now)
     ├── OverflowBudgetExhausted          429 code=overflow_budget_exhausted (the hour's burst budget is spent)
     └── UpstreamError                    502 api_error (a model backend failed)
         ├── EngineError                  500 api_error (the local engine failed)
@@ -149,6 +150,15 @@ class KeyBudgetExhausted(OrchestratorError):
     def __init__(self, message: str, *, retry_after: float | None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class LedgerUnavailable(OrchestratorError):
+    """The ledger's owner didn't answer: a key's limits can't be checked, so the request waits (503)."""
+
+    status_code = 503
+    error_type = "api_error"
+    default_code = "ledger_unavailable"
+    retry_after: float | None = 1.0
 
 
 class Overloaded(OrchestratorError):

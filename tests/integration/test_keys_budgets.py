@@ -7,6 +7,7 @@ is an in-process book on a temporary sqlite file (the Ray actor has its own test
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from orchestrator.app import build_pipeline
 from orchestrator.budgets import Book, InProcessOwner
 from orchestrator.keys import hash_key
 from orchestrator.ledger_setup import build_accounts
+from orchestrator.reports import usage_report
 from orchestrator.settings import Settings, load_settings
 
 KEY_A = "sk-orch-team-a-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"
@@ -407,3 +409,44 @@ async def test_the_overhead_header_leaves_out_the_time_spent_waiting_on_the_mode
             total_ms = (time.perf_counter() - started) * 1000
             assert r.status_code == 200 and total_ms > 250
             assert float(r.headers["x-gateway-overhead-ms"]) < 50  # the model's time isn't the gateway's
+
+
+class FlakyOwner:
+    """A `LedgerOwner` whose owner can be away (an actor restarting), over a real book."""
+
+    def __init__(self, inner: InProcessOwner):
+        self.inner = inner
+        self.away = False
+
+    def call(self, command: Any) -> Any:
+        if self.away:
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(RuntimeError("the ledger actor died"))
+            return failed
+        return self.inner.call(command)
+
+
+async def test_while_the_ledger_is_away_keyed_requests_wait_and_no_usage_is_lost(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(paid, tmp_path)
+    engine = FakeEngine("fake-chat")
+    book = Book(tmp_path / "ledger.sqlite")
+    owner = FlakyOwner(InProcessOwner(book))
+    async with httpx.AsyncClient() as upstream:
+        pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env=ENV, client=upstream)
+        accounts = await build_accounts(settings, pipeline, owner=owner, env=ENV)  # type: ignore[arg-type]
+        app = build_app(pipeline, accounts)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+            assert (await chat(c, KEY_B, model="fake-chat")).status_code == 200  # its settlement waits in the batch
+            owner.away = True
+            r = await chat(c, KEY_B, model="fake-chat")
+            error = error_of(r, 503)
+            assert error["code"] == "ledger_unavailable" and r.headers["retry-after"] == "1"
+            owner.away = False
+            assert (await chat(c, KEY_B, model="fake-chat")).status_code == 200
+            await accounts.drain()
+            await accounts.background.stop()
+    logged = usage_report(book.db)["by_key"]["team-b"]
+    assert (logged["requests"], logged["errors"]) == (3, 1)  # both answers and the refusal, none lost
+    book.close()
