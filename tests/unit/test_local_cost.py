@@ -1,0 +1,63 @@
+"""The local model's amortized price: the GPU's hourly price over measured throughput, with floors."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from local_models.interface import LoadStats
+from orchestrator.ledger import Prices
+from orchestrator.local_cost import LocalRate, LocalStatsPoller
+from orchestrator.protocol import Usage
+
+
+def stats(decode: float, prefill: float, waiting: int = 0) -> LoadStats:
+    return LoadStats(
+        waiting=waiting,
+        running=1,
+        unfinished=1 + waiting,
+        queued_prompt_tokens=0,
+        kv_cache_usage=0.1,
+        prefill_tokens_per_s=prefill,
+        decode_tokens_per_s=decode,
+        ttft_p50_ms=None,
+        updated_at=time.time(),
+    )
+
+
+def test_price_per_token_is_hourly_price_over_measured_throughput_never_below_the_floors() -> None:
+    rate = LocalRate(3.6, min_decode_tps=100, min_prefill_tps=1000)  # $0.001 per second of GPU
+    assert rate.price().output_per_mtok == pytest.approx(10.0)  # idle: the floor, 100 tok/s
+    assert rate.price().input_per_mtok == pytest.approx(1.0)
+    rate.update(stats(decode=400, prefill=8000, waiting=3))
+    assert rate.price().output_per_mtok == pytest.approx(2.5)
+    assert rate.price().input_per_mtok == pytest.approx(0.125)
+    assert rate.waiting() == 3 and rate.running() == 1
+    rate.update(stats(decode=20, prefill=10))  # slower than the floors: the floors
+    assert rate.price().output_per_mtok == pytest.approx(10.0)
+
+
+def test_prices_use_the_live_rate_for_the_local_provider_only() -> None:
+    prices = Prices.from_providers({})
+    rate = LocalRate(3.6, min_decode_tps=100, min_prefill_tps=1000)
+    prices.add_live("local", rate)
+    usage = Usage(prompt_tokens=1000, completion_tokens=100, total_tokens=1100)
+    assert prices.cost("local", "smollm2-135m", usage) == pytest.approx((1000 * 1.0 + 100 * 10.0) / 1e6)
+    assert prices.cost("elsewhere", "m", usage) == 0.0
+
+
+async def test_the_poller_keeps_the_last_reading_when_one_fails() -> None:
+    rate = LocalRate(3.6, min_decode_tps=100, min_prefill_tps=1000)
+    readings = [stats(400, 8000), RuntimeError("replica gone")]
+
+    async def read() -> LoadStats:
+        r = readings.pop(0)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    poller = LocalStatsPoller({"local": (read, rate)}, interval_s=60)
+    await poller.poll_once()
+    await poller.poll_once()
+    assert rate.price().output_per_mtok == pytest.approx(2.5)
