@@ -42,7 +42,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.fake_provider import FakeProvider
-from benchmarks.loadgen import JSON_HEADERS, percentile
+from benchmarks.loadgen import JSON_HEADERS
 from benchmarks.servers import free_port
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -236,6 +236,15 @@ async def calibrate(url: str, model: str, concurrency: int, seconds: float, max_
 
 
 # ------------------------------------------------------------------------------- summaries
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: failed requests count as infinite TTFTs, and interpolating between
+    two infinities would give NaN."""
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
 
 
 def summarize(outcomes: Sequence[Outcome], slo_ms: float, window_s: float) -> dict[str, Any]:

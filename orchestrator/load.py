@@ -49,6 +49,8 @@ class LoadSnapshot:
     recent_ttft_ms: float | None  # the worst replica's recent TTFT p90, as the engines measured it
     kv_cache_usage: float  # the fullest replica's
     taken_at: float  # the oldest report's time (time.time())
+    sent: int = 0  # requests this gateway sent since `taken_at` that are still running (LoadView)
+    sent_prompt_tokens: int = 0
 
 
 def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) -> LoadSnapshot:
@@ -184,9 +186,7 @@ class LoadView:
         since = [tokens for at, tokens in self._sent.get(model, ()) if at > snap.taken_at]
         if not since:
             return snap
-        return replace(
-            snap, waiting=snap.waiting + len(since), queued_prompt_tokens=snap.queued_prompt_tokens + sum(since)
-        )
+        return replace(snap, sent=len(since), sent_prompt_tokens=sum(since))
 
     def spending(self, usd: float) -> None:
         """Overflow spend of this gateway: counted here at once, and reported to the board."""

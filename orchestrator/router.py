@@ -189,6 +189,7 @@ def policies_from(models: Mapping[str, ModelRouting]) -> dict[str, AliasPolicy]:
 def knobs_from(s: SchedulerSettings) -> Knobs:
     return Knobs(
         ttft_slo_ms=s.ttft_slo_ms,
+        headroom=s.headroom,
         hysteresis=s.hysteresis,
         same_weights_first=s.same_weights_first,
         overflow_budget_usd_per_hour=s.overflow_budget_usd_per_hour,

@@ -81,7 +81,8 @@ class Knobs:
     """Scheduler-wide settings."""
 
     ttft_slo_ms: float = 1000.0
-    hysteresis: float = 0.2  # back to local only below (1 - hysteresis) x SLO
+    headroom: float = 0.7  # local while the predicted (typical) TTFT is within headroom x SLO: the SLO bounds the tail
+    hysteresis: float = 0.2  # back to local only below (1 - hysteresis) x that
     same_weights_first: bool = True
     overflow_budget_usd_per_hour: float | None = None
     budget_max_wait_ms: float = 30_000.0
@@ -131,21 +132,31 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) ->
     One engine step (measured), plus the prefill of every prompt queued ahead
     and this one (at the measured rate, or the configured floor), plus, when
     every slot is taken, the wait for a slot at the rate requests have been
-    finishing. Per replica: Serve spreads requests over the replicas. What
-    the engines measured for the requests that just got their first token
-    (p90 over the last two seconds) is a floor: the model can't know every
-    cost (a CPU shared with other work, long prefills), the measurement can.
+    finishing. Per replica: Serve spreads requests over the replicas. The
+    requests this gateway sent since the snapshot (`sent`) count as waiting.
+
+    What the engines measured for the requests that just got their first
+    token (p90 over the last two seconds) is a floor: the model can't know
+    every cost (a CPU shared with other work, a step slowed by a bigger
+    batch), the measurement can. It grows with the requests in flight since
+    it was measured: on a busy engine every extra request slows every step.
     """
     replicas = max(1, snapshot.replicas)
+    waiting = snapshot.waiting + snapshot.sent
     step = snapshot.step_ms if snapshot.step_ms is not None else knobs.idle_step_ms
     rate = max(snapshot.prefill_tokens_per_s / replicas, knobs.prefill_tokens_per_s)
-    prefill = (snapshot.queued_prompt_tokens / replicas + prompt_tokens) / rate * 1000
+    queued = snapshot.queued_prompt_tokens + snapshot.sent_prompt_tokens
+    prefill = (queued / replicas + prompt_tokens) / rate * 1000
     free = snapshot.slots - snapshot.running
     wait = 0.0
-    if snapshot.waiting >= free:
+    if waiting >= free:
         finish_rate = max(snapshot.finished_per_s, knobs.min_finish_rate * replicas)
-        wait = (snapshot.waiting - free + 1) / finish_rate * 1000
-    return max(step + prefill + wait, snapshot.recent_ttft_ms or 0.0)
+        wait = (waiting - free + 1) / finish_rate * 1000
+    measured = 0.0
+    if snapshot.recent_ttft_ms is not None:
+        in_flight = snapshot.running + snapshot.waiting
+        measured = snapshot.recent_ttft_ms * (in_flight + snapshot.sent + 1) / (in_flight + 1)
+    return max(step + prefill + wait, measured)
 
 
 def plan(
@@ -239,12 +250,12 @@ def plan(
         predicted, lead = float("inf"), "cold-start: no local replica ready"
     else:
         predicted = predict_ttft_ms(snapshot, facts.prompt_tokens, knobs)
-        threshold = slo * (1 - knobs.hysteresis) if was_spilling else slo
+        threshold = slo * knobs.headroom * ((1 - knobs.hysteresis) if was_spilling else 1)
         if predicted <= threshold:
-            reason = f"local: predicted TTFT {predicted:.0f} ms within SLO {slo:.0f} ms"
+            reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {slo:.0f} ms)"
             return done(reason, local, remote, predicted=predicted)
-        band = "SLO" if not was_spilling else "hysteresis band"
-        lead = f"spill: predicted local TTFT {predicted:.0f} ms over {band} {threshold:.0f} ms"
+        band = "" if not was_spilling else ", hysteresis"
+        lead = f"spill: predicted local TTFT {predicted:.0f} ms over {threshold:.0f} ms (SLO {slo:.0f} ms{band})"
     if budget.exhausted:
         if predicted <= knobs.budget_max_wait_ms:
             reason = f"budget: overflow budget spent, waiting locally (predicted TTFT {predicted:.0f} ms)"

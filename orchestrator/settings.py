@@ -220,7 +220,9 @@ class SchedulerSettings(BaseModel):
 
     # Default time-to-first-token target; per alias: models.<name>.ttft_slo_ms, per request: x-ttft-slo-ms.
     ttft_slo_ms: float = 1000.0
-    hysteresis: float = 0.2  # once spilling, back to local only below (1 - hysteresis) x SLO
+    # Local while the predicted (typical) TTFT is within headroom x SLO: the SLO bounds the tail.
+    headroom: float = 0.7
+    hysteresis: float = 0.2  # once spilling, back to local only below (1 - hysteresis) x that
     same_weights_first: bool = True  # spill first to hosts of the local model's open weights
     overflow_budget_usd_per_hour: float | None = None  # spend cap for load spill; None: no cap
     budget_max_wait_ms: float = 30_000.0  # budget spent: wait locally at most this long, else 429

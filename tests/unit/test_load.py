@@ -100,10 +100,10 @@ async def test_view_adds_what_this_gateway_sent_since_the_snapshot() -> None:
     view.sent("m", 30)
     ended = view.sent("m", 20)
     snap = view.snapshot("m")
-    assert snap is not None and (snap.waiting, snap.queued_prompt_tokens) == (3, 60)
+    assert snap is not None and (snap.waiting, snap.sent, snap.sent_prompt_tokens) == (1, 2, 50)
     ended()  # over before the next snapshot: no longer adds to the load
     snap = view.snapshot("m")
-    assert snap is not None and (snap.waiting, snap.queued_prompt_tokens) == (2, 40)
+    assert snap is not None and (snap.sent, snap.sent_prompt_tokens) == (1, 30)
 
 
 async def test_view_forgets_a_stale_board() -> None:

@@ -30,7 +30,9 @@ REGISTRY = Registry(
     ]
 )
 PRICES = {("r1", "big"): 3.0, ("r2", "small-hosted"): 2.0, ("r3", "cheap"): 0.5, ("r1", "smart"): 10.0}
-KNOBS = Knobs(ttft_slo_ms=1000, hysteresis=0.2, prefill_tokens_per_s=1000, idle_step_ms=20, min_finish_rate=1.0)
+KNOBS = Knobs(
+    ttft_slo_ms=1000, headroom=1.0, hysteresis=0.2, prefill_tokens_per_s=1000, idle_step_ms=20, min_finish_rate=1.0
+)
 
 IDLE = LoadSnapshot(
     replicas=1,
@@ -85,6 +87,8 @@ def ask(model: str = "auto", **kw: Any) -> Facts:
         (replace(SATURATED, replicas=2, slots=16, running=16, queued_prompt_tokens=1000), 0, 30 + 500 + 11 / 2 * 1000),
         (replace(IDLE, recent_ttft_ms=900.0), 100, 900),  # what requests just saw is a floor
         (replace(IDLE, recent_ttft_ms=50.0), 100, 130),  # but never lowers the model's figure
+        (replace(IDLE, recent_ttft_ms=900.0, sent=2), 100, 900 * 4 / 2),  # scaled by the sends since
+        (replace(IDLE, sent=8, sent_prompt_tokens=400), 100, 30 + 500 + 2 / 2 * 1000),  # sends wait like any
     ],
     ids=[
         "idle",
@@ -97,6 +101,8 @@ def ask(model: str = "auto", **kw: Any) -> Facts:
         "2-replicas",
         "measured-floor",
         "measured-below",
+        "measured-scaled",
+        "sent-since",
     ],
 )
 def test_predicted_ttft(snapshot: LoadSnapshot, prompt: int, expected_ms: float) -> None:
@@ -109,7 +115,7 @@ def test_predicted_ttft(snapshot: LoadSnapshot, prompt: int, expected_ms: float)
 def test_idle_local_model_serves_with_remote_routes_behind_it() -> None:
     p = make(ask())
     assert routes(p) == ["local/small", "r2/small-hosted", "r1/big", "r3/cheap"]
-    assert p.targets[0].reason == "local: predicted TTFT 130 ms within SLO 1000 ms"
+    assert p.targets[0].reason == "local: predicted TTFT 130 ms within 1000 ms (SLO 1000 ms)"
     assert [t.reason for t in p.targets[1:]] == ["fallback"] * 3
     assert (p.spilling, p.overflow) == (False, False)
 
@@ -117,7 +123,7 @@ def test_idle_local_model_serves_with_remote_routes_behind_it() -> None:
 def test_saturated_local_model_spills_same_weights_first_and_keeps_local_last() -> None:
     p = make(ask(), SATURATED)
     assert routes(p) == ["r2/small-hosted", "r1/big", "r3/cheap", "local/small"]
-    assert p.targets[0].reason == "spill: predicted local TTFT 6130 ms over SLO 1000 ms"
+    assert p.targets[0].reason == "spill: predicted local TTFT 6130 ms over 1000 ms (SLO 1000 ms)"
     assert (p.spilling, p.overflow) == (True, True)
 
 
@@ -162,7 +168,7 @@ def test_hysteresis(snapshot: LoadSnapshot, was_spilling: bool, leads: str, stil
     p = make(ask(), snapshot, spilling={"auto": was_spilling})
     assert (p.targets[0].provider, p.spilling) == (leads, still_spilling)
     if was_spilling and leads == "r2":
-        assert p.targets[0].reason == "spill: predicted local TTFT 880 ms over hysteresis band 800 ms"
+        assert p.targets[0].reason == "spill: predicted local TTFT 880 ms over 800 ms (SLO 1000 ms, hysteresis)"
 
 
 @pytest.mark.parametrize(
@@ -355,3 +361,16 @@ def test_the_load_that_counts_is_that_of_the_local_model_in_the_plan() -> None:
         knobs=KNOBS,
     )
     assert busy_other.targets[0].provider == "local"
+
+
+@pytest.mark.parametrize(
+    ("predicted_load", "was_spilling", "leads"),
+    [(550, False, "local"), (750, False, "r2"), (600, True, "r2"), (500, True, "local")],
+)
+def test_headroom_keeps_the_typical_ttft_well_inside_the_slo(
+    predicted_load: int, was_spilling: bool, leads: str
+) -> None:
+    # predicted = 30 + (queued + 100) / 1000 s: queued chosen to land on `predicted_load` ms
+    snap = replace(IDLE, queued_prompt_tokens=predicted_load - 130)
+    p = make(ask(), snap, knobs=replace(KNOBS, headroom=0.7), spilling={"auto": was_spilling})
+    assert p.targets[0].provider == leads  # local up to 700 ms; back from spilling below 560 ms
