@@ -102,6 +102,11 @@ class Tab:
 
     def record(self, record: UsageRecord) -> None:
         """The pipeline's record of this request's answer (a `Ledger`)."""
+        if self.finished:  # later than the response's end allowed for: a line of its own, not lost
+            late = Tab(self.accounts, self.request_id, self.method, self.path, key=self.key, status=self.status)
+            late.answer, late.response_ended = record, True
+            self.accounts.finish(late)
+            return
         self.answer = record
         if self.response_ended:
             self.accounts.finish(self)

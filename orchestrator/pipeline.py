@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
-from orchestrator.accounting import current_tab
+from orchestrator.accounting import Tab, current_tab
 from orchestrator.cache import (
     Decision,
     Entry,
@@ -300,12 +300,12 @@ class Pipeline:
         stream: bool,
         complete: bool,
         hit: Entry | None,
+        tab: Tab | None,
         text: Callable[[], str] | None = None,
     ) -> None:
         # Inside a request the edge opened, the record goes to that request's tab (the
         # edge settles, logs and meters it); without usage from the provider, the tab's
         # tokenizer counts it.
-        tab = current_tab()
         estimated = False
         if usage is None and text is not None and tab is not None and tab.estimator is not None:
             usage, estimated = tab.estimator.estimate(request, text()), True
@@ -343,6 +343,7 @@ class Pipeline:
             stream=False,
             complete=True,
             hit=hit,
+            tab=current_tab(),
             text=lambda: answer_text(whole),
         )
         return routed
@@ -353,6 +354,7 @@ class Pipeline:
         """The same stream, recorded in the ledger when it ends (or breaks off)."""
         seen: dict[str, Any] = {"usage": None, "id": ""}
         texts: list[str] = []
+        # Taken now: the stream may be closed later from another context (a collected generator).
         tab = current_tab()
         collect = tab is not None and tab.estimator is not None  # text only to count it, if need be
 
@@ -381,6 +383,7 @@ class Pipeline:
                     stream=True,
                     complete=complete,
                     hit=hit,
+                    tab=tab,
                     text=lambda: "".join(texts),
                 )
                 await routed.result.aclose()  # closing an outer generator doesn't close the inner

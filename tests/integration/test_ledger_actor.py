@@ -39,12 +39,17 @@ MESSAGES = [{"role": "user", "content": "Say many words."}]
 def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     import ray
 
+    before = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:
         ray.shutdown()
+        if before is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = before
 
 
 def settings(tmp: Path) -> Settings:
