@@ -22,11 +22,12 @@ the gateway's own overhead is the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -159,10 +160,16 @@ class Accounts:
 
     # ---------------------------------------------------------------- tabs
 
-    def open(self, method: str, path: str, request_id: str | None = None) -> Tab:
-        tab = Tab(self, request_id or f"req_{uuid.uuid4().hex}", method, path)
-        _CURRENT.set(tab)
-        return tab
+    @contextlib.contextmanager
+    def open(self, method: str, path: str) -> Iterator[Tab]:
+        """A new tab, current in this context until the response has ended."""
+        tab = Tab(self, f"req_{uuid.uuid4().hex}", method, path)
+        token = _CURRENT.set(tab)
+        try:
+            yield tab
+        finally:
+            self.response_ended(tab)
+            _CURRENT.reset(token)
 
     # ------------------------------------------------------- authentication
 

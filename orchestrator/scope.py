@@ -86,20 +86,17 @@ class RequestScope:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        tab = self.accounts.open(scope["method"], scope["path"])
-        scope.setdefault("state", {})["tab"] = tab
+        with self.accounts.open(scope["method"], scope["path"]) as tab:
+            scope.setdefault("state", {})["tab"] = tab
 
-        async def tracking_send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                extra = self.accounts.response_started(tab, message["status"])
-                headers = list(message.get("headers", []))
-                headers.extend((k.encode(), v.encode()) for k, v in extra.items())
-                message = {**message, "headers": headers}
-            elif message["type"] == "http.response.body" and tab.first_byte_s is None and message.get("body"):
-                tab.first_byte_s = tab.elapsed()
-            await send(message)
+            async def tracking_send(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    extra = self.accounts.response_started(tab, message["status"])
+                    headers = list(message.get("headers", []))
+                    headers.extend((k.encode(), v.encode()) for k, v in extra.items())
+                    message = {**message, "headers": headers}
+                elif message["type"] == "http.response.body" and tab.first_byte_s is None and message.get("body"):
+                    tab.first_byte_s = tab.elapsed()
+                await send(message)
 
-        try:
             await self.app(scope, receive, tracking_send)
-        finally:
-            self.accounts.response_ended(tab)
