@@ -106,6 +106,7 @@ class LoadStats(TypedDict):
     queued_prompt_tokens: int
     kv_cache_usage: float  # 0..1
     prefill_tokens_per_s: float  # recent, over the stats window
+    prefill_capacity_tokens_per_s: float | None  # the fastest prefill the engine showed in the window
     decode_tokens_per_s: float
     ttft_p50_ms: float | None
     ttft_p90_ms: float | None  # over the last TTFT_WINDOW_S (local_models.stats): what requests saw just now

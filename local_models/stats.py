@@ -66,6 +66,9 @@ class LoadTracker:
         recent = sorted(t for ts, t in self._ttfts if ts >= now - self._window_s)
         latest = sorted(t for ts, t in self._ttfts if ts >= now - min(TTFT_WINDOW_S, self._window_s))
         intervals = sorted(s[4] for s in self._steps if s[4] is not None)
+        # Prefill speed the engine showed: prompt tokens of a busy step over its length (decodes
+        # shared those steps, so it understates what the engine can do: a safe estimate).
+        prefill_speeds = [s[1] / s[4] for s in self._steps if s[4] and s[1] > 0]
         return LoadStats(
             waiting=self.waiting,
             running=self.running,
@@ -73,6 +76,7 @@ class LoadTracker:
             queued_prompt_tokens=queued_prompt_tokens,
             kv_cache_usage=self.kv_cache_usage,
             prefill_tokens_per_s=prompt / self._window_s,
+            prefill_capacity_tokens_per_s=max(prefill_speeds) if prefill_speeds else None,
             decode_tokens_per_s=generated / self._window_s,
             ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
             ttft_p90_ms=latest[int(0.9 * (len(latest) - 1))] * 1000 if latest else None,

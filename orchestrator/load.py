@@ -45,6 +45,7 @@ class LoadSnapshot:
     prefill_tokens_per_s: float
     decode_tokens_per_s: float
     finished_per_s: float
+    prefill_capacity_tokens_per_s: float | None  # the slowest replica's best observed prefill speed
     step_ms: float | None  # the slowest replica's median step: a new request's first step
     recent_ttft_ms: float | None  # the worst replica's recent TTFT p90, as the engines measured it
     kv_cache_usage: float  # the fullest replica's
@@ -58,6 +59,7 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
     fresh = [r for r in reports.values() if now - r["updated_at"] <= max_age_s]
     steps = [r["step_ms"] for r in fresh if r["step_ms"] is not None]
     ttfts = [r["ttft_p90_ms"] for r in fresh if r.get("ttft_p90_ms") is not None]
+    prefills = [r["prefill_capacity_tokens_per_s"] for r in fresh if r.get("prefill_capacity_tokens_per_s")]
     return LoadSnapshot(
         replicas=len(fresh),
         slots=sum(r["max_num_seqs"] for r in fresh),
@@ -67,6 +69,7 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
         prefill_tokens_per_s=sum(r["prefill_tokens_per_s"] for r in fresh),
         decode_tokens_per_s=sum(r["decode_tokens_per_s"] for r in fresh),
         finished_per_s=sum(r["finished_per_s"] for r in fresh),
+        prefill_capacity_tokens_per_s=min(prefills) if prefills else None,  # type: ignore[type-var]
         step_ms=max(steps) if steps else None,
         recent_ttft_ms=max(ttfts) if ttfts else None,  # type: ignore[type-var]
         kv_cache_usage=max((r["kv_cache_usage"] for r in fresh), default=0.0),

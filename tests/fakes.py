@@ -167,6 +167,7 @@ class FakeEngine:
             decode_tokens_per_s=0.0,
             ttft_p50_ms=None,
             ttft_p90_ms=None,
+            prefill_capacity_tokens_per_s=None,
             finished_per_s=0.0,
             step_ms=self.token_delay * 1000 if active else None,
             max_num_seqs=self.max_num_seqs,

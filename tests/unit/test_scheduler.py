@@ -41,6 +41,7 @@ IDLE = LoadSnapshot(
     running=1,
     queued_prompt_tokens=0,
     prefill_tokens_per_s=0.0,
+    prefill_capacity_tokens_per_s=None,
     decode_tokens_per_s=50.0,
     finished_per_s=2.0,
     step_ms=30.0,
@@ -80,7 +81,8 @@ def ask(model: str = "auto", **kw: Any) -> Facts:
         (IDLE, 100, 30 + 100),  # a step, then its own prefill
         (replace(IDLE, step_ms=None), 100, 20 + 100),  # no step measured yet: the idle figure
         (replace(IDLE, queued_prompt_tokens=900), 100, 30 + 1000),  # prompts queued ahead prefill first
-        (replace(IDLE, prefill_tokens_per_s=4000), 100, 30 + 25),  # a measured rate above the floor counts
+        (replace(IDLE, prefill_capacity_tokens_per_s=4000), 100, 30 + 25),  # the engine's shown speed
+        (replace(IDLE, prefill_capacity_tokens_per_s=250), 100, 30 + 400),  # slower than configured, too
         (replace(IDLE, running=8, waiting=0), 100, 30 + 100 + 1 / 2 * 1000),  # all slots busy: wait for one
         (SATURATED, 100, 30 + 600 + 11 / 2 * 1000),
         (replace(SATURATED, finished_per_s=0.0), 100, 30 + 600 + 11 / 1 * 1000),  # none finished: the floor
@@ -95,6 +97,7 @@ def ask(model: str = "auto", **kw: Any) -> Facts:
         "no-step",
         "queued-prompts",
         "fast-prefill",
+        "slow-prefill",
         "slots-full",
         "saturated",
         "no-finishes",

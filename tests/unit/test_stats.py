@@ -30,6 +30,7 @@ def test_empty_snapshot(tracker: LoadTracker, clock: FakeClock) -> None:
         "queued_prompt_tokens": 40,
         "kv_cache_usage": 0.0,
         "prefill_tokens_per_s": 0.0,
+        "prefill_capacity_tokens_per_s": None,
         "decode_tokens_per_s": 0.0,
         "ttft_p50_ms": None,
         "ttft_p90_ms": None,
@@ -119,3 +120,12 @@ def test_recent_ttft_p90_covers_only_the_last_two_seconds(tracker: LoadTracker, 
     s = snap(tracker)
     assert s["ttft_p90_ms"] == pytest.approx(100)  # 10 recent samples; the 5 s ones are too old
     assert s["ttft_p50_ms"] == pytest.approx(100)
+
+
+def test_prefill_capacity_is_the_fastest_busy_step(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_scheduler(waiting=1, running=1, kv_cache_usage=0.1)
+    tracker.record_step(prompt_tokens=0, generated_tokens=1, ttfts_s=[])
+    for prompt, gap in ((100, 0.5), (300, 0.5), (0, 0.1)):
+        clock.advance(gap)
+        tracker.record_step(prompt_tokens=prompt, generated_tokens=1, ttfts_s=[])
+    assert snap(tracker)["prefill_capacity_tokens_per_s"] == pytest.approx(600)
