@@ -48,7 +48,12 @@ def _budgets(base_url: str, small: openai.OpenAI, big: openai.OpenAI, wrong: ope
 
 
 def test_metrics_scrape_in_prometheus_text_format(base_url: str, client: openai.OpenAI) -> None:
-    client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION, max_tokens=5)  # type: ignore[arg-type]
+    reply = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=5,
+    )
+    assert reply.headers["x-request-id"].startswith("req_") and float(reply.headers["x-gateway-overhead-ms"]) >= 0
     r = httpx.get(base_url.removesuffix("/v1") + "/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     names = {f.name for f in text_string_to_metric_families(r.text)}

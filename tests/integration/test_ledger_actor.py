@@ -39,6 +39,9 @@ MESSAGES = [{"role": "user", "content": "Say many words."}]
 def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     import ray
 
+    if ray.is_initialized():  # the end-to-end session's Ray, in a whole-suite run: use it, leave it
+        yield
+        return
     before = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
