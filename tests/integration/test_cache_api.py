@@ -79,7 +79,7 @@ def check_route(r: httpx.Response, model: str) -> str:
     else:
         assert outcome in ("MISS", "BYPASS")
         assert r.headers["x-served-by"].startswith("local")
-        assert r.headers["x-route-reason"] == "primary"
+        assert r.headers["x-route-reason"] == "local: the only route"
     return outcome
 
 
