@@ -45,13 +45,17 @@ def build(replicas: int) -> Any:
     from ray import serve
     from test_load_board_serve import busy_engine as factory  # by module name, as the workers import it
 
-    board = serve.deployment(LoadBoard).options(name="LoadBoard", ray_actor_options={"num_cpus": 0}).bind()
+    # The workers import this module and the fakes: tell them where (a Ray started by the e2e
+    # session, when the whole suite runs, knows nothing of this directory).
+    paths = f"{TESTS / 'integration'}:{TESTS}:{TESTS.parent}"
+    actor = {"num_cpus": 0, "runtime_env": {"env_vars": {"PYTHONPATH": paths}}}
+    board = serve.deployment(LoadBoard).options(name="BoardUnderTest", ray_actor_options=actor).bind()
     local = (
         serve.deployment(LocalModel)
-        .options(name="LocalModel", num_replicas=replicas, ray_actor_options={"num_cpus": 0})
+        .options(name="LocalUnderTest", num_replicas=replicas, ray_actor_options=actor)
         .bind(EngineConfig("m", "fake-chat"), None, factory, board=board, report_interval_s=0.05)
     )
-    return serve.deployment(Probe).options(ray_actor_options={"num_cpus": 0}).bind(board, local)
+    return serve.deployment(Probe).options(ray_actor_options=actor).bind(board, local)
 
 
 class Probe:
@@ -64,23 +68,26 @@ class Probe:
         return await self.board.read.remote()
 
 
+APP = "load-board-test"
+
+
 @pytest.fixture(scope="module")
 def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     import ray
     from ray import serve
 
-    os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": f"{TESTS / 'integration'}:{TESTS}:{TESTS.parent}"}},
-    )
+    # In a whole-suite run the e2e session's Ray (and Serve) is up: deploy beside it, touch nothing else.
+    started = not ray.is_initialized()
+    if started:
+        os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        yield serve.run(build(2), name="load-board-test", route_prefix=None)
+        yield serve.run(build(2), name=APP, route_prefix=None)
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        serve.delete(APP)
+        if started:
+            serve.shutdown()
+            ray.shutdown()
 
 
 def wait_for(handle: Any, pred: Any, timeout_s: float = 30.0) -> Any:
@@ -113,5 +120,5 @@ def test_a_replica_that_goes_away_stops_counting(serve_app: Any) -> None:
     from ray import serve
 
     wait_for(serve_app, lambda s: s["replicas"] == 2)
-    handle = serve.run(build(1), name="load-board-test", route_prefix=None)  # scale LocalModel down in place
+    handle = serve.run(build(1), name=APP, route_prefix=None)  # scale LocalModel down in place
     wait_for(handle, lambda s: s["replicas"] == 1 and s["slots"] == 3, timeout_s=60)
