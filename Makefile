@@ -14,7 +14,7 @@ ENGINE := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/n
 # pip's local index prints a warning per package it doesn't hold; keep the log readable.
 QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: serve test install bench lint clean
+.PHONY: serve test install bench lint clean bench-burst
 
 serve: $(STAMP)
 	$(VENV)/bin/orchestrator serve --config $(CONFIG)
@@ -36,6 +36,9 @@ $(STAMP): pyproject.toml Makefile
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.local_slice
+
+bench-burst: $(STAMP)
+	$(PY) -m benchmarks.burst
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
