@@ -36,6 +36,9 @@ def _engine_env(config: EngineConfig) -> None:
         os.environ["VLLM_CACHE_ROOT"] = config.cache_dir
 
 
+WHOLE_INTERVAL_S = 0.5  # batch interval of a non-streamed generation after its first token
+
+
 class VllmEngine:
     """One vLLM `AsyncLLM` serving one model; implements `interface.Engine`."""
 
@@ -111,7 +114,7 @@ class VllmEngine:
                 sampling,
                 max_tokens=output_budget(self._max_len, len(ids), sampling.get("max_tokens"), param),
                 vocab_size=self._vocab_size,
-                stream=request["stream"],
+                stream=True,  # deltas even for whole answers: see `window` below
             )
             for ids in prompts
         ]
@@ -124,11 +127,19 @@ class VllmEngine:
         usage = {"prompt_tokens": sum(map(len, prompts)), "completion_tokens": 0, "cached_tokens": 0}
         first = [True] * len(prompts)
         window = 0.0  # the first batch goes out at once: time to first token is sacred
+        # A whole answer still crosses in a few batches (the first token, then every WHOLE_INTERVAL_S):
+        # the gateway's first-token and idle timeouts then mean what they say for it too, instead of
+        # timing the whole generation.
+        interval = (
+            self._config.stream_interval_s
+            if request["stream"]
+            else max(self._config.stream_interval_s, WHOLE_INTERVAL_S)
+        )
         try:
             open_prompts = len(tasks)
             while open_prompts:
                 items = await _collect(queue, window)
-                window = self._config.stream_interval_s
+                window = interval
                 deltas: dict[int, Delta] = {}
                 for k, out in items:
                     if out is None:

@@ -58,7 +58,7 @@ class GenerateRequest(TypedDict):
     messages: NotRequired[list[dict[str, Any]]]  # chat: OpenAI messages as dicts
     prompts: NotRequired[list[str] | list[list[int]]]  # completion: text or token ids
     sampling: Sampling
-    stream: bool  # False: one batch at the end, no per-token traffic
+    stream: bool  # False: the first token, then a batch every 0.5 s (engine.WHOLE_INTERVAL_S), not per token
 
 
 class TopToken(TypedDict):

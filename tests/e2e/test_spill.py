@@ -15,15 +15,23 @@ import time
 import openai
 import pytest
 
+from benchmarks.fake_provider import FakeProvider
+
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def healthy(remote_fakes: dict[str, FakeProvider]) -> None:
+    for fake in remote_fakes.values():  # other modules leave faults set
+        fake.clear_fault()
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 SLO = {"x-ttft-slo-ms": "400"}
 
 
-def served(client: openai.OpenAI, **extra: object) -> tuple[str, str]:
+def served(client: openai.OpenAI, headers: dict[str, str] | None = None) -> tuple[str, str]:
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", messages=QUESTION, max_tokens=8, extra_headers=SLO, **extra
+        model="auto", messages=QUESTION, max_tokens=8, extra_headers={**SLO, **(headers or {})}
     )
     assert raw.parse().choices[0].message.content
     return raw.headers["x-served-by"], raw.headers["x-route-reason"]
@@ -60,7 +68,7 @@ def test_spills_while_the_local_engine_is_saturated_and_comes_back(client: opena
 
     loop = asyncio.new_event_loop()
     try:
-        busy = loop.run_in_executor(None, lambda: asyncio.run(saturate(base_url, 32, 200)))
+        busy = loop.run_in_executor(None, lambda: asyncio.run(saturate(base_url, 12, 300)))
         # A request planned just before the burst may still time out locally and fall over;
         # the scheduler must then see the load and spill before trying the local model.
         by, reason = until(client, "spill: predicted local TTFT", 60)
@@ -69,12 +77,12 @@ def test_spills_while_the_local_engine_is_saturated_and_comes_back(client: opena
         finishes = loop.run_until_complete(busy)
     finally:
         loop.close()
-    assert len(finishes) == 32  # the saturating requests were all answered, none dropped
+    assert len(finishes) == 12  # the saturating requests were all answered, none dropped
 
     by, reason = until(client, "local: predicted TTFT", 30)
     assert by.startswith("local/"), (by, reason)
 
 
 def test_sensitive_requests_never_spill(client: openai.OpenAI) -> None:
-    by, reason = served(client, extra_headers={**SLO, "x-data-class": "sensitive"})
+    by, reason = served(client, {"x-data-class": "sensitive"})
     assert by.startswith("local/") and reason == "data-class: sensitive stays local"
