@@ -131,55 +131,23 @@ class Pipeline:
     async def chat_stream(
         self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
     ) -> Routed[OpenStream[ChatCompletionChunk]]:
-        h = headers or {}
-        return await self._stream(
-            CHAT,
-            request,
-            h,
-            namespace,
-            lambda t: self._providers[t.provider].chat(request, t.model),
-            lambda: self._router.plan(request, "chat", chat_needs(request), h),
-        )
+        return await self._stream(CHAT, request, headers or {}, namespace)
 
     async def chat(
         self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
     ) -> Routed[ChatCompletion]:
-        h = headers or {}
-        result: Routed[ChatCompletion] = await self._whole(
-            CHAT,
-            request,
-            h,
-            namespace,
-            lambda t: self._providers[t.provider].chat(request, t.model),
-            lambda: self._router.plan(request, "chat", chat_needs(request), h),
-        )
+        result: Routed[ChatCompletion] = await self._whole(CHAT, request, headers or {}, namespace)
         return result
 
     async def complete_stream(
         self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
     ) -> Routed[OpenStream[CompletionChunk]]:
-        h = headers or {}
-        return await self._stream(
-            COMPLETION,
-            request,
-            h,
-            namespace,
-            lambda t: self._providers[t.provider].complete(request, t.model),
-            lambda: self._router.plan(request, "completions", set(), h),
-        )
+        return await self._stream(COMPLETION, request, headers or {}, namespace)
 
     async def complete(
         self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
     ) -> Routed[CompletionChunk]:
-        h = headers or {}
-        result: Routed[CompletionChunk] = await self._whole(
-            COMPLETION,
-            request,
-            h,
-            namespace,
-            lambda t: self._providers[t.provider].complete(request, t.model),
-            lambda: self._router.plan(request, "completions", set(), h),
-        )
+        result: Routed[CompletionChunk] = await self._whole(COMPLETION, request, headers or {}, namespace)
         return result
 
     async def embed(self, request: EmbeddingRequest) -> Routed[EmbeddingResponse]:
@@ -208,9 +176,8 @@ class Pipeline:
         request: Any,
         headers: Mapping[str, str],
         namespace: str,
-        call: Callable[[Target], AsyncIterator[Any]],
-        plan: Callable[[], Planned],
     ) -> Routed[OpenStream[Any]]:
+        call, plan = self._routes(kind, request, headers)
         key, decision = self._decide(request, headers, namespace)
         if (hit := self._lookup(key, decision)) is not None:
             replay = await open_stream(
@@ -232,9 +199,8 @@ class Pipeline:
         request: Any,
         headers: Mapping[str, str],
         namespace: str,
-        call: Callable[[Target], AsyncIterator[Any]],
-        plan: Callable[[], Planned],
     ) -> Routed[Any]:
+        call, plan = self._routes(kind, request, headers)
         key, decision = self._decide(request, headers, namespace)
         if (hit := self._lookup(key, decision)) is not None:
             return self._accounted(request, Routed(_hit_route(hit), kind.fresh(hit)), hit)
@@ -258,6 +224,22 @@ class Pipeline:
         if decision.write and complete_enough(kind.name, routed_whole.result.model_dump()):
             await self._store(key, kind, routed_whole.result.model_dump(), routed_whole.route, decision)
         return self._accounted(request, _with_cache(routed_whole, decision))
+
+    def _routes(
+        self, kind: _Kind, request: Any, headers: Mapping[str, str]
+    ) -> tuple[Callable[[Target], AsyncIterator[Any]], Callable[[], Planned]]:
+        """How to call one route for this request, and how to plan its routes (only when needed)."""
+        if kind is CHAT:
+
+            def call(t: Target) -> AsyncIterator[Any]:
+                return self._providers[t.provider].chat(request, t.model)
+
+            return call, lambda: self._router.plan(request, "chat", chat_needs(request), headers)
+
+        def complete(t: Target) -> AsyncIterator[Any]:
+            return self._providers[t.provider].complete(request, t.model)
+
+        return complete, lambda: self._router.plan(request, "completions", set(), headers)
 
     async def _open_routed(
         self, kind: _Kind, call: Callable[[Target], AsyncIterator[Any]], plan: Callable[[], Planned]
