@@ -149,6 +149,10 @@ async def parse(request: Request, model: type[M]) -> M:
     """The request body as `model`, or an `InvalidRequest` that says what is wrong."""
     raw = await request.body()
     try:
+        return model.model_validate_json(raw)  # one pass, bytes to model: the common case
+    except ValidationError:
+        pass  # say what is wrong the careful way: as JSON first, then against the model
+    try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidRequest(

@@ -9,6 +9,7 @@ them. Labels stay bounded: `route` is local | remote | cache | none,
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -24,6 +25,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "orchestrator_requests", "Requests answered", ["endpoint", "route", "provider", "status"], registry=r
         )
@@ -81,6 +83,15 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)` (in the order of its label names), looked up once: prometheus_client
+        checks and locks on every `labels` call, and a request touches about ten children."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def gauge_from(self, gauge: Gauge, provider: str, read: Callable[[], float]) -> None:
         gauge.labels(provider=provider).set_function(read)

@@ -375,10 +375,11 @@ class Pipeline:
     # ------------------------------------------------------------------- the cache
 
     def _decide(self, request: Any, headers: Mapping[str, str], namespace: str) -> tuple[str, Decision]:
+        """The cache's decision, and the request's key where the cache or a flight will use it."""
         decision = decide(request, headers, mode=self._cache_config.mode, default_ttl_s=self._cache_config.ttl_s)
         if self._cache is None:
             decision = replace(decision, read=False, write=False)
-        return cache_key(request, namespace), decision
+        return (cache_key(request, namespace) if decision.cacheable else ""), decision
 
     def _lookup(self, key: str, decision: Decision) -> Entry | None:
         if not decision.read or self._cache is None:

@@ -503,7 +503,7 @@ class AnthropicProvider:
     ):
         self.name = name
         self._client = client
-        self._url = base_url.rstrip("/") + "/v1/messages"
+        self._url = httpx.URL(base_url.rstrip("/") + "/v1/messages")
         self._api_key = api_key
         self._default_max_tokens = default_max_tokens
         self._version = version
@@ -516,12 +516,12 @@ class AnthropicProvider:
                     if not response.is_success:
                         await response.aread()
                         raise error_from_response(self.name, response.status_code, response.headers, response.content)
-                    lines = response.aiter_lines()
-                    async with aclosing(translate(sse_events(lines), self.name)) as chunks:
+                    pieces = response.aiter_bytes()
+                    async with aclosing(translate(sse_events(pieces), self.name)) as chunks:
                         async for chunk in chunks:
                             yield chunk
                     # Read the body to its end, so the connection goes back to the pool.
-                    async for _ in lines:
+                    async for _ in pieces:
                         pass
         except OrchestratorError as e:
             _redact(e, self._api_key)

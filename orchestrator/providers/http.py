@@ -105,23 +105,46 @@ class SSEEvent:
     data: str
 
 
-async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
-    """Parse SSE lines into events (multi-line `data:` joined with newlines)."""
+async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
+    """Parse a Server-Sent Events body into events, as its bytes arrive in pieces of any size.
+
+    Lines end in LF, CRLF or CR (a CR at the end of one piece and an LF at the start of the
+    next are one line end); `data:` lines of one event are joined with newlines; comments and
+    unknown fields are skipped; an event the body ends in without a blank line still counts.
+    Bytes, not text: no decoder or line splitter runs per piece, only `bytes.splitlines`.
+    """
     event: str | None = None
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield SSEEvent(event, "\n".join(data))
-            event, data = None, []
+    data: list[bytes] = []
+    rest = b""  # the start of a line whose end hasn't arrived
+    after_cr = False  # the last piece ended in CR: an LF opening the next one belongs to it
+    async for piece in body:
+        if after_cr and piece[:1] == b"\n":
+            piece = piece[1:]
+        buffer = rest + piece if rest else piece
+        end = max(buffer.rfind(b"\n"), buffer.rfind(b"\r"))
+        if end < 0:
+            rest, after_cr = buffer, False
             continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            event = value
+        complete, rest = buffer[: end + 1], buffer[end + 1 :]
+        after_cr = not rest and complete[-1:] == b"\r"
+        for line in complete.splitlines():
+            if not line:
+                if data:
+                    yield SSEEvent(event, b"\n".join(data).decode("utf-8", "replace"))
+                event, data = None, []
+                continue
+            if line[:1] == b":":
+                continue
+            field, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if field == b"data":
+                data.append(value)
+            elif field == b"event":
+                event = value.decode("utf-8", "replace")
+    if rest:
+        field, _, value = rest.partition(b":")
+        if field == b"data":
+            data.append(value[1:] if value[:1] == b" " else value)
     if data:
-        yield SSEEvent(event, "\n".join(data))
+        yield SSEEvent(event, b"\n".join(data).decode("utf-8", "replace"))

@@ -113,7 +113,8 @@ class OpenAICompatProvider:
         self.name = name
         self._client = client
         self._base = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}", **(headers or {})}
+        self._urls = {path: httpx.URL(self._base + path) for path in ("/chat/completions", "/completions")}
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json", **(headers or {})}
         self._quirks = quirks or Quirks()
 
     async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
@@ -138,15 +139,17 @@ class OpenAICompatProvider:
         return _parse(self.name, response.content, EmbeddingResponse)
 
     async def _stream(self, path: str, body: dict[str, Any], kind: type[C]) -> AsyncGenerator[C, None]:
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        url, headers = self._urls[path], self._headers
         with map_transport_errors(self.name):
-            async with self._client.stream("POST", f"{self._base}{path}", json=body, headers=self._headers) as response:
+            async with self._client.stream("POST", url, content=content, headers=headers) as response:
                 if response.status_code != 200:
                     raise error_from_response(self.name, response.status_code, response.headers, await response.aread())
-                lines = response.aiter_lines()
-                async for event in sse_events(lines):
+                pieces = response.aiter_bytes()
+                async for event in sse_events(pieces):
                     if event.data == "[DONE]":
                         # Read the body to its end, so the connection goes back to the pool.
-                        async for _ in lines:
+                        async for _ in pieces:
                             pass
                         return
                     if event.event == "error" or '"error"' in event.data[:20]:

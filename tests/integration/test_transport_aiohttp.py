@@ -165,6 +165,38 @@ async def test_client_disconnect_closes_the_upstream_request(fakes: dict[str, Fa
         fakes["alpha"].tokens_per_s = 0
 
 
+async def test_a_providers_cookies_are_never_sent_back() -> None:
+    """Cookies a provider sets (a load balancer's, say) are not kept: one user's request must not
+    carry what another's answer set, and the gateway doesn't parse them at all."""
+    seen: list[bytes] = []
+
+    async def sets_cookies(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            seen.append(head)
+            headers = dict(h.lower().partition(b": ")[::2] for h in head.split(b"\r\n")[1:] if h)
+            length = int(headers.get(b"content-length", b"0"))
+            await reader.readexactly(length)
+            body = b'{"object": "list", "data": [], "model": "e", "usage": {"prompt_tokens": 1, "total_tokens": 1}}'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nset-cookie: __cf_bm=secret; Path=/\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            await writer.drain()
+
+    server = await _serve(sets_cookies)
+    port = server.sockets[0].getsockname()[1]
+    client = http_client(ResilienceSettings())
+    try:
+        for _ in range(2):
+            response = await client.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"input": "x"})
+            assert response.status_code == 200
+        assert len(seen) == 2 and all(b"cookie" not in head.lower().replace(b"set-cookie", b"") for head in seen)
+        assert not client.cookies
+    finally:
+        await client.aclose()
+        server.close()
+
+
 # ------------------------------------------------------------------------------- failures, as the gateway's errors
 
 

@@ -391,13 +391,15 @@ def test_refused_requests(
 # ------------------------------------------------------------------ stream: fixtures
 
 
-async def lines_of(name: str) -> AsyncIterator[str]:
-    for line in (FIXTURES / name).read_text().splitlines():
-        yield line
+async def body_of(name: str) -> AsyncIterator[bytes]:
+    """The fixture's bytes in 7-byte pieces, lines and events cut anywhere, as a socket may deliver them."""
+    raw = (FIXTURES / name).read_bytes()
+    for i in range(0, len(raw), 7):
+        yield raw[i : i + 7]
 
 
 async def chunks_of(name: str) -> list[ChatCompletionChunk]:
-    return [c async for c in translate(sse_events(lines_of(name)), "anthropic")]
+    return [c async for c in translate(sse_events(body_of(name)), "anthropic")]
 
 
 def dumps(chunks: list[ChatCompletionChunk]) -> list[dict[str, Any]]:
@@ -478,7 +480,7 @@ async def test_tool_use_reply_chunks() -> None:
 
 
 async def test_tool_use_reply_assembles() -> None:
-    result = await assemble_chat(translate(sse_events(lines_of("tool_use_reply.sse")), "anthropic"))
+    result = await assemble_chat(translate(sse_events(body_of("tool_use_reply.sse")), "anthropic"))
     message = result.choices[0].message
     assert message.content == "Okay, let me check."
     assert message.tool_calls is not None
@@ -492,7 +494,7 @@ async def test_tool_use_reply_assembles() -> None:
 async def test_error_event_mid_stream() -> None:
     received: list[ChatCompletionChunk] = []
     with pytest.raises(UpstreamUnavailable) as info:
-        async for chunk in translate(sse_events(lines_of("error_mid_stream.sse")), "anthropic"):
+        async for chunk in translate(sse_events(body_of("error_mid_stream.sse")), "anthropic"):
             received.append(chunk)
     assert [c.choices[0].delta.content for c in received] == ["", "Once upon"]
     assert info.value.retryable
@@ -502,7 +504,7 @@ async def test_error_event_mid_stream() -> None:
 async def test_truncated_stream_is_an_error() -> None:
     received: list[ChatCompletionChunk] = []
     with pytest.raises(UpstreamUnavailable, match="ended early"):
-        async for chunk in translate(sse_events(lines_of("truncated.sse")), "anthropic"):
+        async for chunk in translate(sse_events(body_of("truncated.sse")), "anthropic"):
             received.append(chunk)
     assert received[-1].choices[0].delta.content == "The first half of an ans"
 
@@ -649,7 +651,7 @@ def test_malformed_events(events: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("data", ["{not json", "[1, 2]", '"text"'])
 async def test_malformed_data_lines(data: str) -> None:
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[bytes]:
         for line in [
             "event: message_start",
             f"data: {json.dumps(START)}",
@@ -658,7 +660,7 @@ async def test_malformed_data_lines(data: str) -> None:
             f"data: {data}",
             "",
         ]:
-            yield line
+            yield line.encode() + b"\n"
 
     with pytest.raises(UpstreamUnavailable, match="malformed stream"):
         async for _ in translate(sse_events(events()), "anthropic"):

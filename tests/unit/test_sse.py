@@ -1,0 +1,67 @@
+"""The SSE parser every HTTP provider reads its streams with, fed bytes cut anywhere."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from orchestrator.providers.http import SSEEvent, sse_events
+
+BODY = (
+    b": keep-alive comment\n"
+    b"event: message_start\n"
+    b'data: {"a": 1}\n'
+    b"\n"
+    b"data: first line\n"
+    b"data:second line\n"
+    b"id: 7\n"
+    b"\n"
+    b"data: [DONE]\n"
+    b"\n"
+)
+EXPECTED = [
+    SSEEvent("message_start", '{"a": 1}'),
+    SSEEvent(None, "first line\nsecond line"),
+    SSEEvent(None, "[DONE]"),
+]
+
+
+async def pieces(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def parse(*parts: bytes) -> list[SSEEvent]:
+    return [e async for e in sse_events(pieces(*parts))]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+async def test_every_cut_point_gives_the_same_events(newline: bytes) -> None:
+    body = BODY.replace(b"\n", newline)
+    for cut in range(len(body) + 1):
+        assert await parse(body[:cut], body[cut:]) == EXPECTED, (newline, cut)
+
+
+async def test_one_byte_at_a_time_with_crlf() -> None:
+    body = BODY.replace(b"\n", b"\r\n")
+    assert await parse(*(body[i : i + 1] for i in range(len(body)))) == EXPECTED
+
+
+async def test_a_cr_ending_one_piece_and_an_lf_opening_the_next_are_one_line_end() -> None:
+    # Were they two, the empty line between would end the event after its first data line.
+    assert await parse(b"data: a\r", b"\ndata: b\r\n\r\n") == [SSEEvent(None, "a\nb")]
+
+
+async def test_an_event_the_body_ends_in_still_counts() -> None:
+    assert await parse(b"data: x\n\ndata: tail") == [SSEEvent(None, "x"), SSEEvent(None, "tail")]
+
+
+async def test_utf8_split_inside_a_character() -> None:
+    text = 'data: {"content": "naïve — 東京"}\n\n'.encode()
+    cut = text.index("東".encode()) + 1
+    assert await parse(text[:cut], text[cut:]) == [SSEEvent(None, '{"content": "naïve — 東京"}')]
+
+
+async def test_blank_lines_without_data_yield_nothing() -> None:
+    assert await parse(b"\n\n: ping\n\nevent: ping\n\n") == []
