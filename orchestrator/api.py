@@ -84,15 +84,12 @@ def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
         log.exception("unhandled error")
         return error_response(OrchestratorError("The server had an error processing your request."))
 
-    @app.get("/health")
-    async def health() -> Response:
+    async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(_: Request) -> Response:
         return Response(acct.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models")
     async def models(request: Request) -> Response:
         key = await acct.authenticate(_tab(request), request.headers)
         listed = pipeline.models()
@@ -100,7 +97,6 @@ def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
             listed = ModelList(data=[m for m in listed.data if key.allows(m.id)])
         return _json(listed)
 
-    @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         await acct.authenticate(_tab(request), request.headers)
         body = await parse(request, ChatCompletionRequest)
@@ -110,7 +106,6 @@ def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
         routed = await pipeline.chat(body, request.headers)
         return _json(routed.result, routed.route)
 
-    @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         await acct.authenticate(_tab(request), request.headers)
         body = await parse(request, CompletionRequest)
@@ -120,7 +115,6 @@ def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
         routed = await pipeline.complete(body, request.headers)
         return _json(routed.result, routed.route)
 
-    @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         await acct.authenticate(_tab(request), request.headers)
         body = await parse(request, EmbeddingRequest)
@@ -129,6 +123,14 @@ def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
         acct.record_embedding(_tab(request), routed)
         return _json(routed.result, routed.route)
 
+    # Starlette's own routes: the handlers take the request and return a response, so FastAPI's
+    # per-request dependency solving would only cost time.
+    app.add_route("/health", health, methods=["GET"])
+    app.add_route("/metrics", metrics, methods=["GET"])
+    app.add_route("/v1/models", models, methods=["GET"])
+    app.add_route("/v1/chat/completions", chat, methods=["POST"])
+    app.add_route("/v1/completions", completions, methods=["POST"])
+    app.add_route("/v1/embeddings", embeddings, methods=["POST"])
     return app
 
 

@@ -281,19 +281,73 @@ async def open_stream(
 
 
 async def with_idle_timeout(stream: AsyncIterator[T], seconds: float, provider: str) -> AsyncIterator[T]:
-    """`stream`, failing with `UpstreamTimeout` if it goes quiet for `seconds`."""
+    """`stream`, failing with `UpstreamTimeout` if a wait for its next chunk lasts `seconds`.
+
+    Only waiting counts: time the consumer spends between chunks doesn't. One timer serves the
+    whole stream (`_IdleWatch`), not one `asyncio.timeout` per chunk: this runs for every chunk of
+    every answer, remote and local.
+    """
+    watch = _IdleWatch(seconds)
     try:
         while True:
+            task = asyncio.current_task()
+            assert task is not None
+            cancelling = task.cancelling()
+            watch.waiting(task)
             try:
-                async with asyncio.timeout(seconds):
-                    chunk = await anext(stream)
+                chunk = await anext(stream)
             except StopAsyncIteration:
                 return
-            except TimeoutError:
-                raise UpstreamTimeout(f"{provider}: the stream stalled for {seconds:g} s.") from None
+            except asyncio.CancelledError:
+                if watch.fired and task.uncancel() <= cancelling:  # our cancel, no one else's
+                    raise UpstreamTimeout(f"{provider}: the stream stalled for {seconds:g} s.") from None
+                raise
+            finally:
+                watch.task = None
             yield chunk
     finally:
+        watch.close()
         await _close(stream)
+
+
+class _IdleWatch:
+    """A timer that cancels the wait in progress once it has lasted `seconds`.
+
+    It fires at most once per `seconds` of a stream's life: on firing, a wait that began less
+    than `seconds` ago sets it again for that wait's own end, and no wait at all leaves it unset
+    until the next one starts.
+    """
+
+    __slots__ = ("_handle", "_loop", "_seconds", "fired", "since", "task")
+
+    def __init__(self, seconds: float):
+        self._loop = asyncio.get_running_loop()
+        self._seconds = seconds
+        self._handle: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[Any] | None = None  # the task waiting for a chunk now, if any
+        self.since = 0.0
+        self.fired = False
+
+    def waiting(self, task: asyncio.Task[Any]) -> None:
+        self.task, self.since = task, self._loop.time()
+        if self._handle is None:
+            self._handle = self._loop.call_at(self.since + self._seconds, self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        if self.task is None:
+            return
+        due = self.since + self._seconds
+        if self._loop.time() >= due - 1e-3:
+            self.fired = True
+            self.task.cancel()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 async def _close(stream: AsyncIterator[T]) -> None:

@@ -219,7 +219,7 @@ class Pipeline:
                     raise
         planned = plan()
         tracked = self._tracked(call, planned)
-        done = await self._run(planned, lambda t: self._fold(kind, tracked(t), t))
+        done = await self._run(planned, lambda t: self._fold(kind, tracked(t), t, planned))
         routed_whole = self._routed(planned, done, done.result)
         if decision.write and complete_enough(kind.name, routed_whole.result.model_dump()):
             await self._store(key, kind, routed_whole.result.model_dump(), routed_whole.route, decision)
@@ -251,14 +251,16 @@ class Pipeline:
         async def opened(t: Target) -> OpenStream[Any]:
             start = time.monotonic()
             stream = await self._open(tracked(t), kind.started, t)
-            self._router.first_token(t, (time.monotonic() - start) * 1000)
+            self._router.first_token(t, (time.monotonic() - start) * 1000, planned)
             return stream
 
         done = await self._run(planned, opened)
         return self._routed(planned, done, done.result)
 
-    async def _fold(self, kind: _Kind, stream: AsyncIterator[Any], target: Target) -> Any:
+    async def _fold(self, kind: _Kind, stream: AsyncIterator[Any], target: Target, planned: Planned) -> Any:
+        start = time.monotonic()
         opened = await self._open(stream, kind.started, target)
+        self._router.first_token(target, (time.monotonic() - start) * 1000, planned)
         return await kind.assemble(opened.chunks())
 
     # ------------------------------------------------------------------ accounting
@@ -412,9 +414,9 @@ class Pipeline:
     def _tracked(
         self, call: Callable[[Target], AsyncIterator[T]], planned: Planned
     ) -> Callable[[Target], AsyncIterator[T]]:
-        """`call`, with each attempt's output counted in the scheduler's view of the local load."""
+        """`call`, with each local attempt's output counted in the scheduler's view of the local load."""
 
-        async def tracked(target: Target) -> AsyncIterator[T]:
+        async def counted(target: Target) -> AsyncIterator[T]:
             done = self._router.attempting(target, planned)
             stream = call(target)
             try:
@@ -423,6 +425,9 @@ class Pipeline:
             finally:
                 done()
                 await _close(stream)
+
+        def tracked(target: Target) -> AsyncIterator[T]:
+            return counted(target) if self._router.is_local(target) else call(target)
 
         return tracked
 

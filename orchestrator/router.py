@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from orchestrator.calibration import Calibration
 from orchestrator.capabilities import Feature, Registry, Task
 from orchestrator.errors import InvalidRequest
 from orchestrator.failover import Target
@@ -66,6 +67,7 @@ class Router:
         self._prices = dict(prices or {})
         self._spilling: dict[str, bool] = {}
         self._ttft_ms: dict[str, float] = {}
+        self._calibration = {model: Calibration() for model in self._local.values()}
         self._needs_text = {name for name, p in self._policies.items() if any(r.pattern for r in p.rules)}
         self._exact = {e.name for e in registry.entries() if self._counts_exactly(e.name)}
         self._min_context = {
@@ -101,6 +103,7 @@ class Router:
             spilling=self._spilling,
             prices=self._prices,
             remote_ttft_ms=self._ttft_ms,
+            calibration={m: c.factor for m, c in self._calibration.items()},
         )
         self._spilling[made.alias] = made.spilling
         return Planned(made, facts)
@@ -142,18 +145,30 @@ class Router:
             return _nothing
         return self._load.sent(model, planned.facts.prompt_tokens)
 
+    def is_local(self, target: Target) -> bool:
+        return target.provider in self._local_providers
+
     def is_overflow(self, planned: Planned, target: Target) -> bool:
         """Whether `target` serving `planned` is load spill (a remote route leading because the
         local model was too busy), whose spend counts against the burst budget."""
         return planned.plan.overflow and target.provider not in self._local_providers
 
-    def first_token(self, target: Target, ms: float) -> None:
-        """A remote route's observed time to first token (an average over recent streams, for
-        aliases that rank spill routes by latency)."""
-        if target.provider in self._local_providers:
+    def first_token(self, target: Target, ms: float, planned: Planned | None = None) -> None:
+        """A route's observed time to first token. Remote: an average over recent answers, for
+        aliases that rank spill routes by latency. Local, where the plan chose it on a prediction:
+        what the prediction's calibration learns from."""
+        model = self._local.get(target.provider)
+        if model is not None:
+            made = planned.plan if planned is not None else None
+            if made is not None and made.modelled_ttft_ms is not None and made.targets[0].provider == target.provider:
+                self._calibration[model].observe(made.modelled_ttft_ms, ms)
             return
         last = self._ttft_ms.get(target.provider)
         self._ttft_ms[target.provider] = ms if last is None else last + _EWMA * (ms - last)
+
+    def calibration(self, model: str) -> Calibration | None:
+        """The local model's prediction calibration (for tests and reports)."""
+        return self._calibration.get(model)
 
     def overflowed(self, cost_usd: float) -> None:
         """An overflow answer cost this much."""

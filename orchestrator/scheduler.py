@@ -30,6 +30,7 @@ The local routes stay in every plan that may use them: a local rejection
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -123,7 +124,8 @@ class Plan:
     targets: list[Target]
     spilling: bool  # for the alias's hysteresis
     overflow: bool  # remote routes lead because of load: spend counts against the burst budget
-    predicted_ttft_ms: float | None = None
+    predicted_ttft_ms: float | None = None  # the local TTFT the decision used (calibrated)
+    modelled_ttft_ms: float | None = None  # the same before calibration: what `Calibration` learns from
 
 
 def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) -> float:
@@ -173,6 +175,7 @@ def plan(
     spilling: Mapping[str, bool] | None = None,
     prices: Mapping[tuple[str, str], float] | None = None,
     remote_ttft_ms: Mapping[str, float] | None = None,
+    calibration: Mapping[str, float] | None = None,  # by local model name: see `orchestrator.calibration`
 ) -> Plan:
     """The ordered routes for `facts`, each with its reason; see the module docstring."""
     entry = registry.resolve(facts.model)
@@ -217,6 +220,7 @@ def plan(
         overflow: bool = False,
         predicted: float | None = None,
     ) -> Plan:
+        modelled = predicted / factor if predicted is not None and math.isfinite(predicted) else None
         targets = _targets(reason + via, first + then)
         if patience is not None and remote:
             # A prediction can be wrong: a local attempt that has remote routes to fall back on gives
@@ -224,7 +228,7 @@ def plan(
             targets = [
                 replace(t, first_token_timeout_s=patience) if t.provider in local_providers else t for t in targets
             ]
-        return Plan(entry.name, targets, spill, overflow, predicted)
+        return Plan(entry.name, targets, spill, overflow, predicted, modelled)
 
     if facts.data_class == "sensitive":
         if not local:
@@ -248,15 +252,17 @@ def plan(
     if snapshot is None:
         return done("local: no load data yet", local, remote, spill=was_spilling)
 
+    factor = (calibration or {}).get(local[0].model, 1.0)
     if snapshot.replicas == 0:
         predicted, lead = float("inf"), "cold-start: no local replica ready"
     else:
-        predicted = predict_ttft_ms(snapshot, facts.prompt_tokens, knobs)
+        predicted = predict_ttft_ms(snapshot, facts.prompt_tokens, knobs) * factor
+        learned = "" if factor == 1.0 else f", x{factor:.2f} learned"
         threshold = slo * knobs.headroom * ((1 - knobs.hysteresis) if was_spilling else 1)
         if predicted <= threshold:
-            reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {slo:.0f} ms)"
+            reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {slo:.0f} ms{learned})"
             return done(reason, local, remote, predicted=predicted)
-        band = "" if not was_spilling else ", hysteresis"
+        band = learned if not was_spilling else f"{learned}, hysteresis"
         lead = f"spill: predicted local TTFT {predicted:.0f} ms over {threshold:.0f} ms (SLO {slo:.0f} ms{band})"
     if budget.exhausted:
         if predicted <= knobs.budget_max_wait_ms:

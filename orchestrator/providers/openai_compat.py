@@ -11,8 +11,7 @@ normalized in one place, `Quirks`, applied to every request and chunk.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -117,17 +116,13 @@ class OpenAICompatProvider:
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json", **(headers or {})}
         self._quirks = quirks or Quirks()
 
-    async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
+    def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
         body = chat_body(request, model, self._quirks)
-        async with aclosing(self._stream("/chat/completions", body, ChatCompletionChunk)) as chunks:
-            async for chunk in chunks:
-                yield normalize_chunk(chunk)
+        return self._stream("/chat/completions", body, ChatCompletionChunk, normalize_chunk)
 
-    async def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
+    def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
         body = completion_body(request, model, self._quirks)
-        async with aclosing(self._stream("/completions", body, CompletionChunk)) as chunks:
-            async for chunk in chunks:
-                yield chunk
+        return self._stream("/completions", body, CompletionChunk)
 
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         body = request.model_dump(exclude_none=True)
@@ -138,7 +133,9 @@ class OpenAICompatProvider:
             raise error_from_response(self.name, response.status_code, response.headers, response.content)
         return _parse(self.name, response.content, EmbeddingResponse)
 
-    async def _stream(self, path: str, body: dict[str, Any], kind: type[C]) -> AsyncGenerator[C, None]:
+    async def _stream(
+        self, path: str, body: dict[str, Any], kind: type[C], fix: Callable[[C], C] | None = None
+    ) -> AsyncGenerator[C, None]:
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         url, headers = self._urls[path], self._headers
         with map_transport_errors(self.name):
@@ -154,14 +151,15 @@ class OpenAICompatProvider:
                         return
                     if event.event == "error" or '"error"' in event.data[:20]:
                         raise _stream_error(self.name, event.data)
-                    yield _parse(self.name, event.data.encode(), kind)
+                    chunk = _parse(self.name, event.data, kind)
+                    yield fix(chunk) if fix is not None else chunk
         raise UpstreamUnavailable(f"{self.name}: the stream ended before [DONE].")
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def _parse(provider: str, raw: bytes, kind: type[M]) -> M:
+def _parse(provider: str, raw: str | bytes, kind: type[M]) -> M:
     try:
         return kind.model_validate_json(raw)
     except ValidationError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -206,3 +207,62 @@ async def test_idle_timeout_turns_a_stall_into_an_error() -> None:
     with pytest.raises(UpstreamTimeout, match="stalled"):
         async for _ in with_idle_timeout(chunks(["a", "b"], delay=0.2), 0.05, "a"):
             pass
+
+
+async def test_idle_timeout_counts_each_wait_not_the_whole_stream() -> None:
+    # 12 chunks 20 ms apart take 240 ms in all; no single wait comes near 50 ms.
+    got = [c async for c in with_idle_timeout(chunks(list("abcdefghijkl"), delay=0.02), 0.05, "a")]
+    assert got == list("abcdefghijkl")
+
+
+async def test_idle_timeout_stall_after_some_chunks_and_the_time_it_takes() -> None:
+    async def stalls() -> AsyncIterator[str]:
+        yield "a"
+        yield "b"
+        await asyncio.sleep(10)
+        yield "never"
+
+    got: list[str] = []
+    start = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match="stalled for 0.1 s"):
+        async for c in with_idle_timeout(stalls(), 0.1, "a"):
+            got.append(c)
+    assert got == ["a", "b"] and 0.09 <= time.monotonic() - start < 0.5
+
+
+async def test_idle_timeout_ignores_a_slow_consumer() -> None:
+    seen = []
+    async for c in with_idle_timeout(chunks(["a", "b", "c"]), 0.05, "a"):
+        seen.append(c)
+        await asyncio.sleep(0.12)  # the client is slow, not the provider
+    assert seen == ["a", "b", "c"]
+
+
+async def test_idle_timeout_leaves_an_outside_cancel_a_cancel() -> None:
+    async def forever() -> AsyncIterator[str]:
+        yield "a"
+        await asyncio.sleep(10)
+        yield "b"
+
+    async def consume() -> list[str]:
+        return [c async for c in with_idle_timeout(forever(), 5.0, "a")]
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_idle_timeout_follows_the_stream_across_tasks() -> None:
+    # A stream opened in one task and read in another (a response's own task, a shared flight).
+    async def late_second() -> AsyncIterator[str]:
+        yield "a"
+        await asyncio.sleep(10)
+        yield "b"
+
+    stream = with_idle_timeout(late_second(), 0.05, "a")
+    assert await asyncio.ensure_future(anext(stream)) == "a"
+    await asyncio.sleep(0.1)  # between reads, in no task: not a wait
+    with pytest.raises(UpstreamTimeout):
+        await asyncio.ensure_future(anext(stream))

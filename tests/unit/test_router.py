@@ -1,12 +1,16 @@
-"""The scheduler's I/O side: observed first-token times rank spill routes for `order: latency`."""
+"""The scheduler's I/O side: observed first-token times rank spill routes for `order: latency`, and
+calibrate the local TTFT prediction."""
 
 from __future__ import annotations
 
+import pytest
+
 from orchestrator.capabilities import Backend, ModelEntry, Registry
 from orchestrator.failover import Target
+from orchestrator.load import LoadSnapshot
 from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.router import Router
-from orchestrator.scheduler import AliasPolicy
+from orchestrator.scheduler import AliasPolicy, Knobs
 
 CHAT = frozenset({"chat", "completions"})
 REGISTRY = Registry(
@@ -43,3 +47,50 @@ def test_listed_order_ignores_observed_latency() -> None:
     router.first_token(Target("quickco", "m2"), 1.0)
     router.first_token(Target("slowco", "m1"), 5000.0)
     assert order(router) == ["slowco", "quickco"]
+
+
+# ---------------------------------------------------------------- local calibration
+
+LOCAL = Backend("local", "small", CHAT, owned_by="me")
+HYBRID = Registry([ModelEntry("hybrid", (LOCAL, Backend("quickco", "m2", CHAT, owned_by="q")))])
+HYBRID_REQUEST = REQUEST.model_copy(update={"model": "hybrid"})
+
+
+class Board:
+    """A LoadView stand-in: one local replica, busy enough that the model predicts 30 + prefill + 500 ms."""
+
+    def snapshot(self, model: str) -> LoadSnapshot:
+        return LoadSnapshot(
+            replicas=1, slots=8, waiting=0, running=8, queued_prompt_tokens=0, prefill_tokens_per_s=0.0,
+            prefill_capacity_tokens_per_s=None, decode_tokens_per_s=50.0, finished_per_s=2.0, step_ms=30.0,
+            recent_ttft_ms=None, kv_cache_usage=0.1, taken_at=0.0,
+        )  # fmt: skip
+
+    def overflow_spent_usd(self) -> float:
+        return 0.0
+
+
+def test_local_first_tokens_teach_the_prediction_its_error() -> None:
+    router = Router(HYBRID, local={"local": "small"}, load=Board(), knobs=Knobs(headroom=0.7))  # type: ignore[arg-type]
+    planned = router.plan(HYBRID_REQUEST, "chat", set(), {})
+    assert planned.targets[0].provider == "local"  # ~530 ms modelled, within 700
+    modelled = planned.plan.modelled_ttft_ms
+    assert modelled is not None
+    for _ in range(60):  # the local model keeps taking twice as long as predicted
+        router.first_token(Target("local", "small"), modelled * 2, planned)
+    calibration = router.calibration("small")
+    assert calibration is not None and calibration.factor == pytest.approx(2.0, rel=0.15)
+    again = router.plan(HYBRID_REQUEST, "chat", set(), {})
+    assert again.targets[0].provider == "quickco" and "learned" in again.targets[0].reason
+
+
+def test_only_local_answers_the_plan_chose_on_a_prediction_count() -> None:
+    router = Router(HYBRID, local={"local": "small"}, load=Board(), knobs=Knobs(headroom=0.1))  # type: ignore[arg-type]
+    spilled = router.plan(HYBRID_REQUEST, "chat", set(), {})
+    assert spilled.targets[0].provider == "quickco"
+    for _ in range(30):
+        router.first_token(Target("local", "small"), 5000.0, spilled)  # local as a fallback: not what was predicted
+        router.first_token(Target("local", "small"), 5000.0)  # no plan known
+        router.first_token(Target("quickco", "m2"), 5000.0, spilled)  # a remote route's time
+    calibration = router.calibration("small")
+    assert calibration is not None and calibration.factor == 1.0 and calibration.observations == 0

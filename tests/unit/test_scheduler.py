@@ -131,6 +131,23 @@ def test_saturated_local_model_spills_same_weights_first_and_keeps_local_last() 
 
 
 @pytest.mark.parametrize(
+    ("factor", "leads", "reason"),
+    [
+        (1.0, "local", "local: predicted TTFT 630 ms within 700 ms (SLO 1000 ms)"),
+        # the model has been under-predicting: 630 ms x 1.5 is over the line
+        (1.5, "r2", "spill: predicted local TTFT 945 ms over 700 ms (SLO 1000 ms, x1.50 learned)"),
+        # over-predicting (a quiet machine, a fast batch): more stays local
+        (0.8, "local", "local: predicted TTFT 504 ms within 700 ms (SLO 1000 ms, x0.80 learned)"),
+    ],
+)
+def test_the_learned_calibration_scales_the_prediction(factor: float, leads: str, reason: str) -> None:
+    busy = replace(IDLE, running=8, waiting=0)  # 30 + 100 + 500 = 630 ms modelled
+    p = make(ask(), busy, knobs=replace(KNOBS, headroom=0.7), calibration={"small": factor})
+    assert (p.targets[0].provider, p.targets[0].reason) == (leads, reason)
+    assert p.modelled_ttft_ms == pytest.approx(630) and p.predicted_ttft_ms == pytest.approx(630 * factor)
+
+
+@pytest.mark.parametrize(
     ("order", "same_weights_first", "expected"),
     [
         ("listed", True, ["r2/small-hosted", "r1/big", "r3/cheap"]),

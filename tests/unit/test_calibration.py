@@ -1,0 +1,53 @@
+"""The scheduler's TTFT model, corrected by what the local model then did."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from orchestrator.calibration import Calibration
+
+
+def feed(c: Calibration, ratios: list[float], predicted: float = 400.0) -> None:
+    for r in ratios:
+        c.observe(predicted, predicted * r)
+
+
+@pytest.mark.parametrize(("centre", "spread"), [(1.0, 0.3), (0.75, 0.2), (2.5, 0.4)])
+def test_settles_at_the_90th_percentile_of_actual_over_predicted(centre: float, spread: float) -> None:
+    rng = random.Random(1)
+    ratios = [centre * math.exp(rng.gauss(0, spread)) for _ in range(4000)]
+    c = Calibration()
+    feed(c, ratios)
+    later = ratios[-1000:]
+    below = sum(r <= c.factor for r in later) / len(later)
+    assert 0.8 <= below <= 0.97, (c.factor, below)
+
+
+def test_an_over_predicting_model_is_brought_down_and_an_under_predicting_one_up() -> None:
+    quiet, shared = Calibration(), Calibration()
+    feed(quiet, [0.7] * 200)
+    feed(shared, [2.5] * 200)
+    assert quiet.factor == pytest.approx(0.7, rel=0.1)
+    assert shared.factor == pytest.approx(2.5, rel=0.1)
+
+
+def test_it_follows_a_change_within_seconds_of_traffic() -> None:
+    c = Calibration()
+    feed(c, [0.7] * 200)
+    feed(c, [2.0] * 40)  # the machine got busy: 40 local requests later the model is trusted less
+    assert c.factor > 1.5
+
+
+def test_bounded_and_deaf_to_nonsense() -> None:
+    c = Calibration()
+    feed(c, [100.0] * 500)
+    assert c.factor == pytest.approx(4.0)
+    feed(c, [0.001] * 5000)
+    assert c.factor == pytest.approx(0.5)
+    before = (c.factor, c.observations)
+    for predicted, actual in [(0.0, 100.0), (100.0, 0.0), (math.inf, 5.0), (5.0, math.nan), (-1.0, 3.0)]:
+        c.observe(predicted, actual)
+    assert (c.factor, c.observations) == before
