@@ -4,9 +4,13 @@
 recent TTFT); it can't see everything: a CPU shared with other work makes it
 under-predict, a fast batch on a quiet machine makes it over-predict, and the
 hops between gateway and engine aren't in it at all. `Calibration` tracks the
-`quantile` (0.9) of actual / predicted over the local first tokens this gateway
-saw, so that `predicted × factor` is a first-token time 9 in 10 requests
-beat: what the SLO, a bound on the tail, should be compared with.
+`quantile` (the median) of actual / predicted over the local first tokens this
+gateway saw, so that `predicted × factor` is what a request typically gets; the
+scheduler's `headroom` keeps that far enough under the SLO for the tail.
+
+Only predictions that came near a decision teach it (`Router.first_token`):
+an idle engine's error is a fixed cost (the hops), not a proportion, and
+learning a ratio from 100 ms predictions would scale every busy one wrongly.
 
 A stochastic quantile estimate in log space (no window to keep, constant work
 per observation): each observation moves the estimate up by `rate × q` if the
@@ -24,8 +28,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Calibration:
-    quantile: float = 0.9
-    rate: float = 0.1  # log-space step per observation
+    quantile: float = 0.5
+    rate: float = 0.05  # log-space step per observation
     low: float = 0.5
     high: float = 4.0
     observations: int = 0

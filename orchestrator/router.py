@@ -160,7 +160,8 @@ class Router:
         model = self._local.get(target.provider)
         if model is not None:
             made = planned.plan if planned is not None else None
-            if made is not None and made.modelled_ttft_ms is not None and made.targets[0].provider == target.provider:
+            if made is not None and made.targets[0].provider == target.provider and _near_decision(made):
+                assert made.modelled_ttft_ms is not None
                 self._calibration[model].observe(made.modelled_ttft_ms, ms)
             return
         last = self._ttft_ms.get(target.provider)
@@ -178,6 +179,18 @@ class Router:
 
 def _nothing() -> None:
     pass
+
+
+def _near_decision(made: Plan) -> bool:
+    """Whether the plan's local prediction came within half of its threshold: only such
+    predictions teach the calibration (see `orchestrator.calibration`)."""
+    predicted, threshold = made.predicted_ttft_ms, made.threshold_ms
+    return (
+        made.modelled_ttft_ms is not None
+        and predicted is not None
+        and threshold is not None
+        and (predicted >= threshold / 2)
+    )
 
 
 def policies_from(models: Mapping[str, ModelRouting]) -> dict[str, AliasPolicy]:

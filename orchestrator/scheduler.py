@@ -126,6 +126,7 @@ class Plan:
     overflow: bool  # remote routes lead because of load: spend counts against the burst budget
     predicted_ttft_ms: float | None = None  # the local TTFT the decision used (calibrated)
     modelled_ttft_ms: float | None = None  # the same before calibration: what `Calibration` learns from
+    threshold_ms: float | None = None  # what the prediction was held against
 
 
 def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) -> float:
@@ -210,6 +211,8 @@ def plan(
     was_spilling = (spilling or {}).get(entry.name, False)
     slo = facts.ttft_slo_ms or policy.ttft_slo_ms or knobs.ttft_slo_ms
     patience: float | None = knobs.local_patience * slo / 1000 if facts.data_class == "default" else None
+    factor = (calibration or {}).get(local[0].model, 1.0) if local else 1.0
+    threshold: float | None = None
 
     def done(
         reason: str,
@@ -228,7 +231,7 @@ def plan(
             targets = [
                 replace(t, first_token_timeout_s=patience) if t.provider in local_providers else t for t in targets
             ]
-        return Plan(entry.name, targets, spill, overflow, predicted, modelled)
+        return Plan(entry.name, targets, spill, overflow, predicted, modelled, threshold)
 
     if facts.data_class == "sensitive":
         if not local:
@@ -252,7 +255,6 @@ def plan(
     if snapshot is None:
         return done("local: no load data yet", local, remote, spill=was_spilling)
 
-    factor = (calibration or {}).get(local[0].model, 1.0)
     if snapshot.replicas == 0:
         predicted, lead = float("inf"), "cold-start: no local replica ready"
     else:

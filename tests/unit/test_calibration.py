@@ -15,15 +15,24 @@ def feed(c: Calibration, ratios: list[float], predicted: float = 400.0) -> None:
         c.observe(predicted, predicted * r)
 
 
+@pytest.mark.parametrize("quantile", [0.5, 0.9])
 @pytest.mark.parametrize(("centre", "spread"), [(1.0, 0.3), (0.75, 0.2), (2.5, 0.4)])
-def test_settles_at_the_90th_percentile_of_actual_over_predicted(centre: float, spread: float) -> None:
+def test_settles_at_its_quantile_of_actual_over_predicted(quantile: float, centre: float, spread: float) -> None:
     rng = random.Random(1)
     ratios = [centre * math.exp(rng.gauss(0, spread)) for _ in range(4000)]
-    c = Calibration()
-    feed(c, ratios)
-    later = ratios[-1000:]
-    below = sum(r <= c.factor for r in later) / len(later)
-    assert 0.8 <= below <= 0.97, (c.factor, below)
+    c = Calibration(quantile=quantile)
+    feed(c, ratios[:3000])
+    factors = []
+    for r in ratios[3000:]:  # where it hovers, observation after observation
+        feed(c, [r])
+        factors.append(c.factor)
+    typical = sorted(factors)[len(factors) // 2]
+    below = sum(r <= typical for r in ratios[3000:]) / 1000
+    assert abs(below - quantile) < 0.08, (typical, below)
+
+
+def test_by_default_the_median_a_typical_request() -> None:
+    assert Calibration().quantile == 0.5
 
 
 def test_an_over_predicting_model_is_brought_down_and_an_under_predicting_one_up() -> None:

@@ -3,6 +3,8 @@ calibrate the local TTFT prediction."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from orchestrator.capabilities import Backend, ModelEntry, Registry
@@ -94,3 +96,18 @@ def test_only_local_answers_the_plan_chose_on_a_prediction_count() -> None:
         router.first_token(Target("quickco", "m2"), 5000.0, spilled)  # a remote route's time
     calibration = router.calibration("small")
     assert calibration is not None and calibration.factor == 1.0 and calibration.observations == 0
+
+
+def test_predictions_far_from_the_threshold_teach_nothing() -> None:
+    # An idle engine: ~50 ms modelled against a 700 ms line; its error is the hops' fixed cost.
+    class Idle(Board):
+        def snapshot(self, model: str) -> LoadSnapshot:
+            return replace(super().snapshot(model), running=1)
+
+    router = Router(HYBRID, local={"local": "small"}, load=Idle(), knobs=Knobs(headroom=0.7))  # type: ignore[arg-type]
+    planned = router.plan(HYBRID_REQUEST, "chat", set(), {})
+    assert planned.targets[0].provider == "local" and (planned.plan.predicted_ttft_ms or 0) < 350
+    for _ in range(50):
+        router.first_token(Target("local", "small"), 300.0, planned)
+    calibration = router.calibration("small")
+    assert calibration is not None and calibration.observations == 0
