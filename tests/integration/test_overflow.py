@@ -9,6 +9,7 @@ real socket. The scheduler reads the engine's load through a real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -53,8 +54,9 @@ class Env:
         return r
 
 
-@pytest.fixture
-async def env(remote: FakeProvider) -> AsyncIterator[Env]:
+@contextlib.asynccontextmanager
+async def gateway(remote: FakeProvider, **scheduler: Any) -> AsyncIterator[Env]:
+    """The gateway over a one-slot fake engine and the fake remote, its scheduler configured by `scheduler`."""
     settings = load_settings(
         providers={
             "remote": {
@@ -67,7 +69,7 @@ async def env(remote: FakeProvider) -> AsyncIterator[Env]:
             }
         },
         models={"auto": {"routes": ["local-chat", "remote/other", HOSTED], "ttft_slo_ms": 500}},
-        scheduler={"prefill_tokens_per_s": 10_000},
+        scheduler={"prefill_tokens_per_s": 10_000, **scheduler},
         cache={"enabled": False},
     )
     engine = FakeEngine("local-chat", max_num_seqs=1, token_delay=0.05)
@@ -76,7 +78,10 @@ async def env(remote: FakeProvider) -> AsyncIterator[Env]:
     async def read() -> BoardState:
         return board.read()
 
-    view = LoadView(read, max_staleness_s=5.0)
+    async def report(usd: float) -> None:
+        board.spent(usd)
+
+    view = LoadView(read, report=report, max_staleness_s=5.0)
     async with httpx.AsyncClient() as upstream:
         pipeline = await build_pipeline(
             {"local": (engine, engine.info())}, settings, env=KEYS, client=upstream, load=view
@@ -86,6 +91,12 @@ async def env(remote: FakeProvider) -> AsyncIterator[Env]:
             e = Env(engine, board, view, http)
             await e.poll()
             yield e
+
+
+@pytest.fixture
+async def env(remote: FakeProvider) -> AsyncIterator[Env]:
+    async with gateway(remote) as e:
+        yield e
 
 
 async def test_spills_to_the_same_weights_host_while_busy_and_comes_back(env: Env) -> None:
@@ -169,3 +180,31 @@ async def test_a_wrong_prediction_costs_a_fall_over_not_the_budget(env: Env) -> 
     r = await env.chat(headers={"x-ttft-slo-ms": "200"})
     assert r.headers["x-served-by"] == HOSTED
     assert r.headers["x-route-reason"] == "fallback after local upstream_timeout"
+
+
+@pytest.mark.parametrize("max_wait_ms", [60_000, 1])
+async def test_a_spent_burst_budget_stops_the_spill(remote: FakeProvider, max_wait_ms: int) -> None:
+    """One spill spends the hour's overflow budget (as the board counts it); then requests wait for the
+    local model when it can answer within `budget_max_wait_ms`, or get a 429 that says why."""
+    async with gateway(remote, overflow_budget_usd_per_hour=1e-6, budget_max_wait_ms=max_wait_ms) as env:
+        env.engine.enqueue(["word " * 30] * 3)
+        local = {"x-data-class": "sensitive"}  # the busy work itself never spills, never spends
+        busy = [asyncio.create_task(env.chat(headers=local, max_tokens=30)) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        await env.poll()
+        spilled = await env.chat()
+        assert spilled.headers["x-served-by"] == HOSTED  # the budget isn't spent yet: this one pays
+        await asyncio.sleep(0.05)  # the spend report reaches the board
+        assert env.board.read()["overflow_spent_usd"] > 1e-6
+        await env.poll()
+        if max_wait_ms > 1:
+            waited = await env.chat()
+            assert waited.headers["x-served-by"] == "local/local-chat"
+            assert waited.headers["x-route-reason"].startswith("budget: overflow budget spent, waiting locally")
+        else:
+            r = await env.http.post("/v1/chat/completions", json={"model": "auto", "messages": QUESTION})
+            assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+            err = r.json()["error"]
+            assert err["code"] == "overflow_budget_exhausted" and "overflow budget" in err["message"]
+            assert err["type"] and "param" in err
+        await asyncio.gather(*busy)
