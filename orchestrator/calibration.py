@@ -17,12 +17,17 @@ per observation): each observation moves the estimate up by `rate × q` if the
 ratio was above it, down by `rate × (1 - q)` if below, so it settles where a
 fraction q of ratios lie below. It starts at 1 (the model as it is) and stays
 within [`low`, `high`], so a few wild observations can't switch the local
-model off or trust it blindly.
+model off or trust it blindly. What it learned fades towards 1 with a
+`half_life_s` when nothing new comes: once it has sent everything remote it
+sees no local answers, and a factor learned in a bad minute must not keep the
+local model out for good.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -32,19 +37,28 @@ class Calibration:
     rate: float = 0.05  # log-space step per observation
     low: float = 0.5
     high: float = 4.0
+    half_life_s: float = 30.0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     observations: int = 0
     _log: float = field(default=0.0, repr=False)
+    _at: float | None = field(default=None, repr=False)  # when `_log` was last set
 
     @property
     def factor(self) -> float:
         """What a prediction is multiplied by."""
-        return math.exp(self._log)
+        return math.exp(self._faded())
+
+    def _faded(self) -> float:
+        if self._at is None or self._log == 0.0:
+            return self._log
+        return self._log * math.pow(0.5, max(0.0, self.clock() - self._at) / self.half_life_s)
 
     def observe(self, predicted_ms: float, actual_ms: float) -> None:
         """A local request predicted at `predicted_ms` got its first token after `actual_ms`."""
         if not (predicted_ms > 0 and actual_ms > 0 and math.isfinite(predicted_ms) and math.isfinite(actual_ms)):
             return
-        above = math.log(actual_ms / predicted_ms) > self._log
-        self._log += self.rate * (self.quantile if above else self.quantile - 1)
-        self._log = min(max(self._log, math.log(self.low)), math.log(self.high))
+        log = self._faded()
+        log += self.rate * (self.quantile if math.log(actual_ms / predicted_ms) > log else self.quantile - 1)
+        self._log = min(max(log, math.log(self.low)), math.log(self.high))
+        self._at = self.clock()
         self.observations += 1

@@ -51,7 +51,7 @@ def test_it_follows_a_change_within_seconds_of_traffic() -> None:
 
 
 def test_bounded_and_deaf_to_nonsense() -> None:
-    c = Calibration()
+    c = Calibration(clock=lambda: 0.0)
     feed(c, [100.0] * 500)
     assert c.factor == pytest.approx(4.0)
     feed(c, [0.001] * 5000)
@@ -60,3 +60,16 @@ def test_bounded_and_deaf_to_nonsense() -> None:
     for predicted, actual in [(0.0, 100.0), (100.0, 0.0), (math.inf, 5.0), (5.0, math.nan), (-1.0, 3.0)]:
         c.observe(predicted, actual)
     assert (c.factor, c.observations) == before
+
+
+def test_what_it_learned_fades_when_no_local_answer_comes() -> None:
+    now = [0.0]
+    c = Calibration(clock=lambda: now[0])
+    feed(c, [2.0] * 200)  # a bad minute: everything local came twice as slow as predicted
+    assert c.factor == pytest.approx(2.0, rel=0.1)
+    now[0] += 30.0  # then it spilled everything, and saw no local answer for a half-life
+    assert c.factor == pytest.approx(2.0**0.5, rel=0.1)
+    now[0] += 300.0
+    assert c.factor == pytest.approx(1.0, abs=0.01)  # the model as it is: local traffic can come back
+    feed(c, [0.8] * 100)
+    assert c.factor == pytest.approx(0.8, rel=0.1)
