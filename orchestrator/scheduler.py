@@ -16,7 +16,9 @@ The order of questions:
 3. *data class* — `sensitive` never leaves the machine; `batch` takes the
    cheapest route and may wait for it;
 4. *latency* — the local model serves when its predicted time to first token
-   (`predict_ttft_ms`) fits the request's SLO; otherwise the request spills to
+   (`predict_ttft_ms`, scaled by the error the gateway has learned it makes:
+   `calibration`, see `orchestrator.calibration`) fits the request's SLO;
+   otherwise the request spills to
    a remote route, hosts of the same open weights first. Once spilling, the
    local model takes traffic back only when the prediction is `hysteresis`
    below the SLO, so traffic doesn't flap at the edge;
