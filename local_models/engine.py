@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest
+from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest, OrchestratorError
 
 from .interface import Batch, Delta, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo, output_budget
 from .interface import TokenLogprob as WireLogprob
@@ -36,6 +37,9 @@ def _engine_env(config: EngineConfig) -> None:
         os.environ["VLLM_CACHE_ROOT"] = config.cache_dir
 
 
+A = TypeVar("A")
+R = TypeVar("R")
+
 WHOLE_INTERVAL_S = 0.5  # batch interval of a non-streamed generation after its first token
 
 
@@ -49,6 +53,12 @@ class VllmEngine:
         self._tokenizer = llm.get_tokenizer()
         self._vocab_size = llm.model_config.get_vocab_size()
         self._max_len = int(llm.model_config.max_model_len)
+        # One thread for the tokenizer: off the event loop, and never two calls at once
+        # (a Hugging Face fast tokenizer is not safe to share between threads).
+        self._tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
+
+    async def _off_loop(self, fn: Callable[[A], R], arg: A) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizing, fn, arg)
 
     @classmethod
     async def start(cls, config: EngineConfig) -> VllmEngine:
@@ -82,6 +92,7 @@ class VllmEngine:
         )
 
     def shutdown(self) -> None:
+        self._tokenizing.shutdown(wait=False)
         self._llm.shutdown()
 
     # -------------------------------------------------------------------- prompts
@@ -104,20 +115,49 @@ class VllmEngine:
 
     # ------------------------------------------------------------------- generate
 
-    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
+    def _prepare(self, request: GenerateRequest) -> tuple[list[list[int]], list[Any]]:
+        """The request's prompts as token ids and their sampling parameters.
+
+        Everything here depends only on the request (the chat template, the tokenizer, the
+        sampling fields), so whatever fails here is the request's fault: a 400 naming the
+        field, never an engine failure that would count against the local route.
+        """
         param = "messages" if request["kind"] == "chat" else "prompt"
-        prompts = self._prompt_ids(request)
+        sampling = request["sampling"]
+        try:
+            prompts = self._prompt_ids(request)
+        except OrchestratorError:
+            raise
+        except Exception as e:
+            raise InvalidRequest(
+                f"The model '{self._config.served_name}' can't make a prompt of this request's '{param}': "
+                f"{type(e).__name__}: {e}",
+                param=param,
+            ) from None
+        for ids in prompts:
+            if any(not 0 <= t < self._vocab_size for t in ids):
+                raise InvalidRequest(f"A token id in '{param}' is outside the vocabulary.", param=param)
+        try:
+            params = [
+                to_sampling_params(
+                    sampling,
+                    max_tokens=output_budget(self._max_len, len(ids), sampling.get("max_tokens"), param),
+                    vocab_size=self._vocab_size,
+                    stream=True,  # deltas even for whole answers: see `window` in `generate`
+                )
+                for ids in prompts
+            ]
+        except OrchestratorError:
+            raise
+        except Exception as e:
+            raise InvalidRequest(f"Invalid sampling parameters: {type(e).__name__}: {e}") from None
+        return prompts, params
+
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
+        # Long prompts take the tokenizer a while: off the event loop, which serves every stream.
+        prompts, params = await self._off_loop(self._prepare, request)
         sampling = request["sampling"]
         n = sampling.get("n", 1)
-        params = [
-            to_sampling_params(
-                sampling,
-                max_tokens=output_budget(self._max_len, len(ids), sampling.get("max_tokens"), param),
-                vocab_size=self._vocab_size,
-                stream=True,  # deltas even for whole answers: see `window` below
-            )
-            for ids in prompts
-        ]
         echo = request["kind"] == "completion" and bool(sampling.get("echo"))
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         tasks = [
@@ -225,6 +265,15 @@ class VllmEngine:
 
     # ---------------------------------------------------------------------- embed
 
+    def _embed_ids(self, inputs: list[str] | list[list[int]]) -> list[list[int]]:
+        try:
+            ids = [i if isinstance(i, list) else self._tokenizer.encode(i, add_special_tokens=True) for i in inputs]
+        except Exception as e:  # the input's fault: the tokenizer depends on nothing else
+            raise InvalidRequest(f"The input could not be tokenized: {type(e).__name__}: {e}", param="input") from None
+        if any(not 0 <= t < self._vocab_size for one in ids for t in one):
+            raise InvalidRequest("A token id in 'input' is outside the vocabulary.", param="input")
+        return ids
+
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
         from vllm.pooling_params import PoolingParams
 
@@ -233,7 +282,7 @@ class VllmEngine:
                 f"The model '{self._config.served_name}' does not create embeddings.",
                 param="model",
             )
-        ids = [i if isinstance(i, list) else self._tokenizer.encode(i, add_special_tokens=True) for i in inputs]
+        ids = await self._off_loop(self._embed_ids, inputs)
         for n_tokens in map(len, ids):
             if n_tokens > self._max_len:
                 raise ContextLengthExceeded(
@@ -300,8 +349,6 @@ def _finish(reason: str | None) -> str | None:
 
 def _translate(e: BaseException) -> Exception:
     """vLLM's exceptions -> the gateway's tree."""
-    from orchestrator.errors import OrchestratorError
-
     if isinstance(e, OrchestratorError):
         return e
     name = type(e).__name__

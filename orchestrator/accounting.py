@@ -27,11 +27,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.bounded import TTLMap
 from orchestrator.budgets import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle, SettleMany
 from orchestrator.capabilities import Feature, Registry, Task
 from orchestrator.errors import (
@@ -42,7 +43,7 @@ from orchestrator.errors import (
     ModelNotAllowed,
     OrchestratorError,
 )
-from orchestrator.keys import KeyPolicy, hash_key, presented
+from orchestrator.keys import KeyPolicy, hash_key, presented, same_hash
 from orchestrator.ledger import Price, Prices, UsageRecord
 from orchestrator.metrics import Metrics
 from orchestrator.protocol import (
@@ -60,6 +61,11 @@ _internal = logging.getLogger(__name__)
 DEFAULT_MAX_OUTPUT = 4096
 RETRY_S = 1.0  # settlements the owner didn't take are sent again after this
 MAX_UNSETTLED = 100_000  # and kept up to this many while it stays away
+# Key lookups kept per replica. Known keys are few (config and admin made them); unknown ones are
+# whatever clients present, so they are kept briefly, and at most this many (an LRU drops the rest).
+KNOWN_KEYS_CACHED = 100_000
+UNKNOWN_KEYS_CACHED = 10_000
+UNKNOWN_KEY_TTL_S = 1.0
 ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})  # these record usage
 ENDPOINTS = ANSWERING | {"/v1/models"}
 
@@ -133,9 +139,12 @@ class Accounts:
         reference_model: str | None = None,
         require_keys: bool = False,
         master_key_sha256: str | None = None,
+        metrics_key_sha256: str | None = None,
         local_providers: frozenset[str] = frozenset(),
         estimator: UsageEstimator | None = None,
         lookup_ttl_s: float = 5.0,
+        unknown_key_ttl_s: float = UNKNOWN_KEY_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
         settle_rows: int = 64,
         settle_delay_s: float = 0.05,
     ):
@@ -147,10 +156,12 @@ class Accounts:
         self.reference_model = reference_model
         self.require_keys = require_keys
         self.master_key_sha256 = master_key_sha256
+        self.metrics_key_sha256 = metrics_key_sha256
         self._local = local_providers
         self.estimator = estimator
-        self._lookup_ttl = lookup_ttl_s
-        self._policies: dict[str, tuple[KeyPolicy | None, float]] = {}
+        # By the presented key's sha256. Unknown keys apart: a flood of them can't evict known ones.
+        self._known: TTLMap[str, KeyPolicy] = TTLMap(KNOWN_KEYS_CACHED, lookup_ttl_s, clock=clock)
+        self._unknown: TTLMap[str, bool] = TTLMap(UNKNOWN_KEYS_CACHED, unknown_key_ttl_s, clock=clock)
         self._pending: set[asyncio.Future[Any]] = set()
         self._batch: list[Settle] = []
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -191,24 +202,49 @@ class Accounts:
         return policy
 
     async def _lookup(self, sha256: str) -> KeyPolicy | None:
-        now = time.monotonic()
-        cached = self._policies.get(sha256)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        """The key's policy; a known key is asked again after `lookup_ttl_s` (revocation reaches
+        every replica), an unknown one after `unknown_key_ttl_s` (a key made on another replica)."""
+        known = self._known.get(sha256)
+        if known is not None:
+            return known
+        if self._unknown.get(sha256) is not None:
+            return None
         try:
             policy = await self.owner.call(Lookup(sha256)) if self.owner is not None else None
         except Exception as e:
             _internal.error("key lookup failed: %r", e)
             raise LedgerUnavailable("The gateway can't check API keys right now; try again shortly.") from None
-        self._policies[sha256] = (policy, now + (self._lookup_ttl if policy is not None else 1.0))
+        if policy is None:
+            self._unknown.put(sha256, True)
+        else:
+            self._known.put(sha256, policy)
         return policy
 
     def forget(self, sha256: str | None = None) -> None:
         """Drop cached key lookups (after the admin API changed keys)."""
         if sha256 is None:
-            self._policies.clear()
+            self._known.clear()
+            self._unknown.clear()
         else:
-            self._policies.pop(sha256, None)
+            self._known.pop(sha256)
+            self._unknown.pop(sha256)
+
+    def cached_lookups(self) -> int:
+        """How many key lookups this replica holds (bounded: see `KNOWN_KEYS_CACHED`)."""
+        return len(self._known) + len(self._unknown)
+
+    def check_metrics_reader(self, headers: Mapping[str, str]) -> None:
+        """`/metrics` shows key ids and per-key spend: once keys are required, or a metrics key is
+        set, it takes the master key or the metrics key (401 otherwise); an open endpoint keeps it open."""
+        allowed = [h for h in (self.master_key_sha256, self.metrics_key_sha256) if h is not None]
+        if not self.require_keys and not allowed:
+            return
+        key = presented(headers)
+        if key is None:
+            raise InvalidApiKey("/metrics needs the master key or the metrics key (Authorization: Bearer ...).")
+        digest = hash_key(key)
+        if not any([same_hash(digest, h) for h in allowed]):  # a list: compare with each, in constant time
+            raise InvalidApiKey("Incorrect API key provided for /metrics.")
 
     # ------------------------------------------------------------ admission
 

@@ -28,6 +28,7 @@ from orchestrator.errors import (
     MethodNotAllowed,
     NotFound,
     OrchestratorError,
+    RequestTooLarge,
     UpstreamError,
 )
 from orchestrator.failover import OpenStream
@@ -51,11 +52,15 @@ R = TypeVar("R", ChatCompletionRequest, CompletionRequest, EmbeddingRequest)
 Chunk = ChatCompletionChunk | CompletionChunk
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DEFAULT_MAX_BODY_BYTES = 8 << 20  # server.max_body_mb
 
 
-def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
+def build_app(
+    pipeline: Pipeline, accounts: Accounts | None = None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FastAPI:
     """The OpenAI-compatible ASGI app over one pipeline; `accounts` checks keys and budgets
-    and accounts for every request (default: an open endpoint that logs and meters)."""
+    and accounts for every request (default: an open endpoint that logs and meters); bodies
+    over `max_body_bytes` get a 413."""
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
     app.add_middleware(RequestScope, accounts=acct)  # type: ignore[arg-type]
@@ -87,7 +92,8 @@ def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        acct.check_metrics_reader(request.headers)  # it shows key ids and per-key spend
         return Response(acct.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def models(request: Request) -> Response:
@@ -99,27 +105,31 @@ def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
 
     async def chat(request: Request) -> Response:
         await acct.authenticate(_tab(request), request.headers)
-        body = await parse(request, ChatCompletionRequest)
+        body = await parse(request, ChatCompletionRequest, max_body_bytes)
         body = await admitted(request, body, "chat", chat_needs(body))
+        tenant = _tenant(request)
         if body.stream:
-            return stream_response(await pipeline.chat_stream(body, request.headers), body.include_usage())
-        routed = await pipeline.chat(body, request.headers)
+            return stream_response(await pipeline.chat_stream(body, request.headers, tenant), body.include_usage())
+        routed = await pipeline.chat(body, request.headers, tenant)
         return _json(routed.result, routed.route)
 
     async def completions(request: Request) -> Response:
         await acct.authenticate(_tab(request), request.headers)
-        body = await parse(request, CompletionRequest)
+        body = await parse(request, CompletionRequest, max_body_bytes)
         body = await admitted(request, body, "completions", set())
+        tenant = _tenant(request)
         if body.stream:
-            return stream_response(await pipeline.complete_stream(body, request.headers), body.include_usage())
-        routed = await pipeline.complete(body, request.headers)
+            return stream_response(
+                await pipeline.complete_stream(body, request.headers, tenant), body.include_usage()
+            )
+        routed = await pipeline.complete(body, request.headers, tenant)
         return _json(routed.result, routed.route)
 
     async def embeddings(request: Request) -> Response:
         await acct.authenticate(_tab(request), request.headers)
-        body = await parse(request, EmbeddingRequest)
+        body = await parse(request, EmbeddingRequest, max_body_bytes)
         body = await admitted(request, body, "embeddings", set())
-        routed = await pipeline.embed(body)
+        routed = await pipeline.embed(body, request.headers)
         acct.record_embedding(_tab(request), routed)
         return _json(routed.result, routed.route)
 
@@ -132,6 +142,12 @@ def build_app(pipeline: Pipeline, accounts: Accounts | None = None) -> FastAPI:
     app.add_route("/v1/completions", completions, methods=["POST"])
     app.add_route("/v1/embeddings", embeddings, methods=["POST"])
     return app
+
+
+def _tenant(request: Request) -> str:
+    """Whose cache entries and flights the request may share: its key's (everyone's on an open endpoint)."""
+    key = _tab(request).key
+    return f"key:{key.id}" if key is not None else "open"
 
 
 def _tab(request: Request) -> Tab:
@@ -147,16 +163,46 @@ def _tab(request: Request) -> Tab:
 # ---------------------------------------------------------------------------- parsing
 
 
-async def parse(request: Request, model: type[M]) -> M:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or `RequestTooLarge` as soon as it is known to be over `limit` bytes
+    (from its Content-Length, else while it arrives): a huge body is never held in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"The request body is larger than this gateway accepts ({limit / 2**20:g} MB, server.max_body_mb)."
+    )
+
+
+async def parse(request: Request, model: type[M], max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> M:
     """The request body as `model`, or an `InvalidRequest` that says what is wrong."""
-    raw = await request.body()
+    raw = await read_body(request, max_body_bytes)
     try:
         return model.model_validate_json(raw)  # one pass, bytes to model: the common case
-    except ValidationError:
-        pass  # say what is wrong the careful way: as JSON first, then against the model
+    except ValidationError as e:
+        # Not JSON to pydantic's parser (which refuses lone surrogates and nesting past its
+        # recursion limit): not JSON to us either. Otherwise say what is wrong the careful way.
+        bad_json = next((err["msg"] for err in e.errors(include_url=False) if err["type"] == "json_invalid"), None)
+    if bad_json is not None:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request ({bad_json.removeprefix('Invalid JSON: ')}). "
+            "(HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects "
+            "a JSON payload.)"
+        )
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest(
             "We could not parse the JSON body of your request. (HINT: This likely means you "
             "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)"

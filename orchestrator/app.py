@@ -69,11 +69,14 @@ async def build_pipeline(
     providers: dict[str, Provider] = {}
     local: dict[str, Backend] = {}
     local_names: dict[str, str] = {}
+    embedders: set[str] = set()
     counter: TokenCounter = ByteCounter()
     for name, (local_client, info) in clients.items():
         providers[name] = LocalProvider(local_client)
         local[info["name"]] = local_backend(info, name)
-        if info["task"] == "generate":
+        if info["task"] != "generate":
+            embedders.add(name)
+        else:
             local_names[name] = info["name"]
             if "tokenizer_path" in info:
                 counter = HfTokenCounter.load(info["tokenizer_path"])
@@ -95,6 +98,7 @@ async def build_pipeline(
     router = Router(
         registry,
         local=local_names,
+        embedders=embedders,
         policies=policies_from(chains),
         knobs=knobs_from(scheduler),
         load=load,
@@ -107,7 +111,7 @@ async def build_pipeline(
         directory = c.directory or settings.data_dir / "response-cache"
         try:
             cache = ResponseCache(directory, size_limit_bytes=c.size_limit_mb << 20)
-            cache_config = CacheConfig(mode=c.mode, ttl_s=c.ttl_s)
+            cache_config = CacheConfig(mode=c.mode, ttl_s=c.ttl_s, shared=c.shared)
         except Exception as e:  # a broken cache must not keep the endpoint down
             log.error("response cache at %s unusable (%s: %s); serving without it", directory, type(e).__name__, e)
     return Pipeline(
@@ -145,12 +149,13 @@ class Gateway:
             await load.poll_once()
             self._poller = asyncio.get_running_loop().create_task(load.run())
         self._pipeline = await build_pipeline(clients, settings, load=load)
+        self._max_body_mb = settings.server.max_body_mb
         self._accounts = await build_accounts(
             settings, self._pipeline, local={LOCAL: (lambda: local.stats.remote(), clients[LOCAL][1])}
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_app(self._pipeline, self._accounts)
+        return build_app(self._pipeline, self._accounts, max_body_bytes=int(self._max_body_mb * 2**20))
 
 
 def engine_config(section: EngineSettings, settings: Settings, task: str) -> EngineConfig:

@@ -22,7 +22,10 @@ tokens per minute count the reservation's tokens, replaced by the real ones
 at settlement. Spend and the request log are on disk (every settlement is
 one transaction); reservations and minute windows live in memory: a restart
 drops only work in flight, and a reservation never settled is released after
-`reservation_ttl_s`.
+`reservation_ttl_s`. What is held per key in memory stays bounded: a key's
+window and spend go with the key, and of its spend only the current and the
+previous period are kept (an older one is read from disk again if a late
+settlement needs it).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
 WINDOW_S = 60.0
+PERIODS_HELD = 2  # per key, in memory: the current period's spend and the previous one's
 
 # The request log: one row per answered (or failed) request; what reports are made of.
 REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -299,7 +303,7 @@ class Book:
         self._by_hash: dict[str, str] = {}
         for row in self.db.execute("SELECT policy FROM keys"):
             self._index(_policy_from_json(row[0]))
-        self._spent: dict[tuple[str, float], list[float]] = {}  # (key, period start) -> [usd, tokens]
+        self._spent: dict[str, dict[float, list[float]]] = {}  # key -> period start -> [usd, tokens]
         self._reservations: dict[str, _Reservation] = {}
         self._held: dict[str, _Held] = {}
         self._windows: dict[str, deque[list[float]]] = {}
@@ -317,6 +321,14 @@ class Book:
         k = self._keys.pop(key_id, None)
         if k is not None:
             self._by_hash.pop(k.sha256, None)
+
+    def _forget_state(self, key_id: str) -> None:
+        """A removed key's memory: its window and spend (on disk still); what it holds once settled."""
+        self._windows.pop(key_id, None)
+        self._spent.pop(key_id, None)
+        held = self._held.get(key_id)
+        if held is not None and not held.ids:
+            del self._held[key_id]
 
     def _save_key(self, k: KeyPolicy) -> None:
         self.db.execute(
@@ -339,12 +351,14 @@ class Book:
                 if k.source == "config" and k.id not in wanted:
                     self.db.execute("DELETE FROM keys WHERE id = ?", (k.id,))
                     self._unindex(k.id)
+                    self._forget_state(k.id)
             for k in wanted.values():
                 current = self._keys.get(k.id)
                 other = self._by_hash.get(k.sha256)
                 if other is not None and other != k.id:  # the same key under another id: config wins
                     self.db.execute("DELETE FROM keys WHERE id = ?", (other,))
                     self._unindex(other)
+                    self._forget_state(other)
                 if current is None or current != k:
                     if current is not None:
                         self._unindex(k.id)
@@ -365,18 +379,22 @@ class Book:
         with self._transaction():
             self.db.execute("DELETE FROM keys WHERE id = ?", (key_id,))
         self._unindex(key_id)
+        self._forget_state(key_id)
         return True
 
     # ------------------------------------------------------------------- spend
 
     def _spend_row(self, key_id: str, period_start: float) -> list[float]:
-        slot = self._spent.get((key_id, period_start))
+        periods = self._spent.setdefault(key_id, {})
+        slot = periods.get(period_start)
         if slot is None:
             row = self.db.execute(
                 "SELECT usd, tokens FROM spend WHERE key_id = ? AND period_start = ?", (key_id, period_start)
             ).fetchone()
             slot = [float(row[0]), float(row[1])] if row else [0.0, 0.0]
-            self._spent[(key_id, period_start)] = slot
+            periods[period_start] = slot
+            while len(periods) > PERIODS_HELD:  # written through to disk: the oldest can go
+                del periods[min(periods)]
         return slot
 
     def spend(self, key_id: str) -> KeySpend:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import diskcache
 from diskcache.core import MODE_PICKLE
 
+from orchestrator.errors import InvalidRequest
 from orchestrator.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -54,6 +56,7 @@ Mode = Literal["auto", "always", "never"]
 # Fields that change how an answer is delivered or billed, not what it says.
 _NOT_IN_KEY = frozenset({"stream", "stream_options", "user", "metadata", "cache", "service_tier", "store"})
 _PIECE = re.compile(r"\s*\S+|\s+")
+MAX_TTL_S = 10 * 365 * 86400.0  # a TTL beyond ten years is a mistake, not a wish
 
 
 # ----------------------------------------------------------------------------- keys
@@ -111,16 +114,25 @@ def _directives(cache_control: str, extra: Mapping[str, Any]) -> dict[str, Any]:
             out["no_store"] = True
         elif part.startswith("max-age="):
             try:
-                out["ttl"] = max(0.0, float(part.removeprefix("max-age=")))
+                age = float(part.removeprefix("max-age="))
             except ValueError:
-                pass
+                continue  # an unreadable directive is ignored, as HTTP caches do
+            if math.isfinite(age):
+                out["ttl"] = min(MAX_TTL_S, max(0.0, age))
     body = extra.get("cache")
     if isinstance(body, dict):
         for name in ("no_cache", "no_store"):
             if body.get(name) is True:
                 out[name] = True
-        if isinstance(body.get("ttl"), int | float) and not isinstance(body.get("ttl"), bool):
-            out["ttl"] = max(0.0, float(body["ttl"]))
+        ttl = body.get("ttl")
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= MAX_TTL_S:
+                raise InvalidRequest(
+                    f"Invalid value for 'cache.ttl': expected seconds from 0 to {MAX_TTL_S:.0f}.",
+                    param="cache.ttl",
+                    code="invalid_value",
+                )
+            out["ttl"] = float(ttl)
     return out
 
 

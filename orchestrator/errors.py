@@ -9,6 +9,7 @@ tree is turned into OpenAI's error JSON in exactly one place, the HTTP edge
     ├── InvalidRequest                   400 invalid_request_error
     │   ├── ContextLengthExceeded        400 code=context_length_exceeded
     │   └── UnsupportedCapability        400 code=unsupported_<capability>
+    ├── RequestTooLarge                  413 code=request_too_large (the body is over `server.max_body_mb`)
     ├── NotFound                         404 invalid_request_error
     │   └── ModelNotFound                404 code=model_not_found
     ├── InvalidApiKey                    401 code=invalid_api_key (no virtual key, or an unknown one)
@@ -87,6 +88,14 @@ class ContextLengthExceeded(InvalidRequest):
 
 class UnsupportedCapability(InvalidRequest):
     """The request needs a capability (tools, vision, ...) no route offers."""
+
+
+class RequestTooLarge(OrchestratorError):
+    """The request body is larger than the gateway accepts (413); read no further than the limit."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
 
 
 class NotFound(OrchestratorError):

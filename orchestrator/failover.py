@@ -5,7 +5,12 @@ the first success. The rules, in the order they apply:
 
 1. A provider whose circuit is open is skipped (`Breakers`); after its
    cooldown one probe request is let through (half-open), and a success
-   closes the circuit.
+   closes the circuit. Only the route's own failures feed a breaker (down,
+   timed out, 5xx, 429, the operator's credentials refused), once per
+   request, within a window: a client's bad requests never open a circuit
+   other clients depend on. A route known to be alive by another signal
+   (`Target.alive`: a local engine that reports its load) is never shut
+   out when it is all that is left: it gets one attempt anyway.
 2. A failure that retrying can't fix (a 4xx, `insufficient_quota`, a
    client error such as a too-long prompt) is never retried on that route.
 3. A retryable failure (429, 5xx, connection reset, a stall, local
@@ -53,6 +58,7 @@ class Target:
     model: str
     reason: str = "primary"
     first_token_timeout_s: float | None = None  # this route's own patience; None: the policy's
+    alive: bool = False  # known alive (a local engine reporting its load): tried even with its circuit open
 
 
 @dataclass(frozen=True)
@@ -65,22 +71,29 @@ class Policy:
     deadline_s: float = 120.0
     breaker_threshold: int = 3  # consecutive failures that open a provider's circuit
     breaker_cooldown_s: float = 30.0
+    breaker_window_s: float = 60.0  # failures further apart than this don't add up
 
 
 @dataclass
 class _Circuit:
     failures: int = 0
+    last_failure: float = 0.0
     open_until: float = 0.0
     probing: bool = False
 
 
 @dataclass
 class Breakers:
-    """Per-provider circuit breakers (closed -> open -> half-open -> closed)."""
+    """Per-provider circuit breakers (closed -> open -> half-open -> closed).
+
+    A circuit opens after `threshold` failures of distinct requests (the caller reports at most
+    one per request), each within `window_s` of the one before.
+    """
 
     threshold: int = 3
     cooldown_s: float = 30.0
     clock: Callable[[], float] = time.monotonic
+    window_s: float = 60.0
     _circuits: dict[str, _Circuit] = field(default_factory=dict)
 
     def allow(self, provider: str) -> bool:
@@ -97,7 +110,11 @@ class Breakers:
 
     def failure(self, provider: str, retry_after: float | None = None) -> None:
         c = self._circuits.setdefault(provider, _Circuit())
+        now = self.clock()
+        if c.failures < self.threshold and now - c.last_failure > self.window_s:
+            c.failures = 0  # the earlier failures are too old to say anything about now
         c.failures += 1
+        c.last_failure = now
         c.probing = False
         if c.failures >= self.threshold:
             c.open_until = self.clock() + max(self.cooldown_s, retry_after or 0.0)
@@ -151,6 +168,27 @@ async def run_with_failover(
     failures: list[tuple[Target, OrchestratorError]] = []
     done: set[int] = set()
     not_before: dict[int, float] = {}
+    tripped: set[str] = set()  # providers this request already reported to the breakers
+    shut_out: list[int] = []  # alive routes skipped for an open circuit
+
+    async def one(target: Target) -> tuple[R, None] | tuple[None, OrchestratorError]:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise combine(failures, deadline_passed=True)
+        try:
+            async with asyncio.timeout(remaining):
+                return await attempt(target), None
+        except TimeoutError:
+            return None, UpstreamTimeout(f"{target.provider}: no answer within the request's deadline.")
+        except OrchestratorError as e:
+            return None, e
+
+    def failed(target: Target, error: OrchestratorError) -> None:
+        failures.append((target, error))
+        if _trips_breaker(error) and target.provider not in tripped:
+            tripped.add(target.provider)
+            breakers.failure(target.provider, getattr(error, "retry_after", None))
+
     for round_ in range(policy.attempts):
         for i, target in enumerate(targets):
             if i in done:
@@ -162,31 +200,30 @@ async def run_with_failover(
                     continue
                 await sleep(wait)
             if not breakers.allow(target.provider):
+                if target.alive and i not in shut_out:
+                    shut_out.append(i)
                 continue
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise combine(failures, deadline_passed=True)
-            try:
-                async with asyncio.timeout(remaining):
-                    result = await attempt(target)
-            except TimeoutError:
-                error: OrchestratorError = UpstreamTimeout(
-                    f"{target.provider}: no answer within the request's deadline."
-                )
-            except OrchestratorError as e:
-                error = e
-            else:
+            result, error = await one(target)
+            if error is None:
                 breakers.success(target.provider)
-                return Success(target, result, tuple(failures))
-            failures.append((target, error))
-            if _trips_breaker(error):
-                breakers.failure(target.provider, getattr(error, "retry_after", None))
+                return Success(target, result, tuple(failures))  # type: ignore[arg-type]
+            failed(target, error)
             if not retryable(error):
                 done.add(i)
             else:
                 backoff = min(policy.backoff_max_s, policy.backoff_base_s * 2**round_)
                 after = getattr(error, "retry_after", None)
                 not_before[i] = clock() + (after if after is not None else backoff * random.uniform(0.5, 1.0))
+    # Nothing else could serve: an alive route is tried once even with its circuit open (the
+    # breaker protects other routes' time, and there are none left to protect).
+    for i in shut_out:
+        if i in done or any(t is targets[i] for t, _ in failures):
+            continue
+        result, error = await one(targets[i])
+        if error is None:
+            breakers.success(targets[i].provider)
+            return Success(targets[i], result, tuple(failures))  # type: ignore[arg-type]
+        failed(targets[i], error)
     raise combine(failures)
 
 

@@ -3,7 +3,8 @@
     owner      the named Ray actor (`ledger.owner: actor`) or a book in this
                process (`process`), on `ledger.path` (default <data_dir>/ledger.sqlite)
     keys       config keys synced into the owner; with any key configured, or a
-               master key set, every request needs a valid key
+               master key set, every request needs a valid key, and /metrics the
+               master key or the metrics key (`ledger.metrics_key_env`)
     prices     the presets' prices, plus each local model's amortized rate, kept
                current from its engine's stats
     reference  the model savings are measured against (`ledger.reference_model`)
@@ -75,6 +76,7 @@ async def build_accounts(
     owner = owner or owner_for(settings)
     await owner.call(SyncKeys(tuple(KeyPolicy.from_settings(k, s) for k, s in settings.keys.items())))
     master = env.get(settings.ledger.master_key_env)
+    metrics_key = env.get(settings.ledger.metrics_key_env)
     metrics = Metrics()
     rates: dict[str, tuple[StatsReader, LocalRate]] = {}
     estimator: UsageEstimator | None = None
@@ -105,6 +107,7 @@ async def build_accounts(
         reference_model=settings.ledger.reference_model,
         require_keys=bool(settings.keys) or bool(master),
         master_key_sha256=hash_key(master) if master else None,
+        metrics_key_sha256=hash_key(metrics_key) if metrics_key else None,
         local_providers=frozenset(rates) | frozenset((local or {}).keys()),
         estimator=estimator,
     )

@@ -69,6 +69,7 @@ W = TypeVar("W", ChatCompletion, CompletionChunk)
 class CacheConfig:
     mode: Literal["auto", "always", "never"] = "auto"
     ttl_s: float = 3600.0
+    shared: bool = False  # one namespace for every key (otherwise each key has its own)
 
 
 def _chat_started(chunk: ChatCompletionChunk) -> bool:
@@ -119,7 +120,9 @@ class Pipeline:
         self._router = router
         self._created = created
         self._policy = policy or Policy()
-        self._breakers = breakers or Breakers(self._policy.breaker_threshold, self._policy.breaker_cooldown_s)
+        self._breakers = breakers or Breakers(
+            self._policy.breaker_threshold, self._policy.breaker_cooldown_s, window_s=self._policy.breaker_window_s
+        )
         self._cache = cache
         self._cache_config = cache_config or CacheConfig()
         self._flights = SingleFlight()
@@ -129,32 +132,31 @@ class Pipeline:
     # ------------------------------------------------------------------ public API
 
     async def chat_stream(
-        self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
+        self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "open"
     ) -> Routed[OpenStream[ChatCompletionChunk]]:
         return await self._stream(CHAT, request, headers or {}, namespace)
 
     async def chat(
-        self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
+        self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "open"
     ) -> Routed[ChatCompletion]:
         result: Routed[ChatCompletion] = await self._whole(CHAT, request, headers or {}, namespace)
         return result
 
     async def complete_stream(
-        self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
+        self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "open"
     ) -> Routed[OpenStream[CompletionChunk]]:
         return await self._stream(COMPLETION, request, headers or {}, namespace)
 
     async def complete(
-        self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "default"
+        self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "open"
     ) -> Routed[CompletionChunk]:
         result: Routed[CompletionChunk] = await self._whole(COMPLETION, request, headers or {}, namespace)
         return result
 
-    async def embed(self, request: EmbeddingRequest) -> Routed[EmbeddingResponse]:
-        backends = self._registry.resolve(request.model).candidates("embeddings")
-        targets = [
-            Target(b.provider, b.model, "embedding route" if i == 0 else "fallback") for i, b in enumerate(backends)
-        ]
+    async def embed(
+        self, request: EmbeddingRequest, headers: Mapping[str, str] | None = None
+    ) -> Routed[EmbeddingResponse]:
+        targets = self._router.embedding_targets(request, headers or {})
         done = await run_with_failover(
             targets,
             lambda t: self._providers[t.provider].embed(request, t.model),
@@ -177,21 +179,24 @@ class Pipeline:
         headers: Mapping[str, str],
         namespace: str,
     ) -> Routed[OpenStream[Any]]:
-        call, plan = self._routes(kind, request, headers)
         key, decision = self._decide(request, headers, namespace)
         if (hit := self._lookup(key, decision)) is not None:
             replay = await open_stream(
                 kind.replay(hit), has_content=kind.started, policy=self._policy, provider="cache"
             )
             return self._metered(request, Routed(_hit_route(hit), replay), hit)
+        # Planned (and so validated: headers, data class, capabilities, context) before any flight
+        # is joined: a request that joins another is held to the same rules as one that leads.
+        planned = await self._plan(kind, request, headers)
 
         def upstream() -> Awaitable[Routed[OpenStream[Any]]]:
-            return self._open_routed(kind, call, plan)
+            return self._open_routed(kind, request, planned)
 
         if not decision.cacheable:
             return self._metered(request, _with_cache(await upstream(), decision))
-        flight, _ = self._flights.join(key, upstream, self._storer(kind, key, decision))
-        return self._metered(request, _with_cache(await flight.follow(), decision))
+        flight, leads = self._flights.join(_flight_key(key, planned), upstream, self._storer(kind, key, decision))
+        routed = _with_cache(await flight.follow(), decision)
+        return self._metered(request, routed if leads else _shared(routed), shared=not leads)
 
     async def _whole(
         self,
@@ -200,53 +205,44 @@ class Pipeline:
         headers: Mapping[str, str],
         namespace: str,
     ) -> Routed[Any]:
-        call, plan = self._routes(kind, request, headers)
         key, decision = self._decide(request, headers, namespace)
         if (hit := self._lookup(key, decision)) is not None:
             return self._accounted(request, Routed(_hit_route(hit), kind.fresh(hit)), hit)
+        planned = await self._plan(kind, request, headers)
         if decision.cacheable:
             # Join (or start) the shared flight; if it fails, retry on our own, with
             # whole-answer failover, rather than hand a shared failure on.
-            flight, _ = self._flights.join(
-                key, lambda: self._open_routed(kind, call, plan), self._storer(kind, key, decision)
+            flight, leads = self._flights.join(
+                _flight_key(key, planned),
+                lambda: self._open_routed(kind, request, planned),
+                self._storer(kind, key, decision),
             )
             try:
                 routed = await flight.follow()
                 whole = Routed(routed.route, await kind.assemble(routed.result.chunks()))
-                return self._accounted(request, _with_cache(whole, decision))
+                whole = _with_cache(whole, decision)
+                return self._accounted(request, whole if leads else _shared(whole), shared=not leads)
             except Exception:
                 if not flight.finished or flight.route is None:
                     raise
-        planned = plan()
-        tracked = self._tracked(call, planned)
+        tracked = self._tracked(kind, request, planned)
         done = await self._run(planned, lambda t: self._fold(kind, tracked(t), t, planned))
         routed_whole = self._routed(planned, done, done.result)
         if decision.write and complete_enough(kind.name, routed_whole.result.model_dump()):
             await self._store(key, kind, routed_whole.result.model_dump(), routed_whole.route, decision)
         return self._accounted(request, _with_cache(routed_whole, decision))
 
-    def _routes(
-        self, kind: _Kind, request: Any, headers: Mapping[str, str]
-    ) -> tuple[Callable[[Target], AsyncIterator[Any]], Callable[[], Planned]]:
-        """How to call one route for this request, and how to plan its routes (only when needed)."""
-        if kind is CHAT:
+    async def _plan(self, kind: _Kind, request: Any, headers: Mapping[str, str]) -> Planned:
+        needs = chat_needs(request) if kind is CHAT else set()
+        return await self._router.plan(request, kind.task, needs, headers)
 
-            def call(t: Target) -> AsyncIterator[Any]:
-                return self._providers[t.provider].chat(request, t.model)
+    def _call(self, kind: _Kind, request: Any, target: Target) -> AsyncIterator[Any]:
+        """One route's answer to `request`, as a chunk stream."""
+        provider = self._providers[target.provider]
+        return provider.chat(request, target.model) if kind is CHAT else provider.complete(request, target.model)
 
-            return call, lambda: self._router.plan(request, "chat", chat_needs(request), headers)
-
-        def complete(t: Target) -> AsyncIterator[Any]:
-            return self._providers[t.provider].complete(request, t.model)
-
-        return complete, lambda: self._router.plan(request, "completions", set(), headers)
-
-    async def _open_routed(
-        self, kind: _Kind, call: Callable[[Target], AsyncIterator[Any]], plan: Callable[[], Planned]
-    ) -> Routed[OpenStream[Any]]:
-        planned = plan()
-
-        tracked = self._tracked(call, planned)
+    async def _open_routed(self, kind: _Kind, request: Any, planned: Planned) -> Routed[OpenStream[Any]]:
+        tracked = self._tracked(kind, request, planned)
 
         async def opened(t: Target) -> OpenStream[Any]:
             start = time.monotonic()
@@ -286,17 +282,23 @@ class Pipeline:
         hit: Entry | None,
         tab: Tab | None,
         text: Callable[[], str] | None = None,
+        shared: bool = False,
     ) -> None:
         # Inside a request the edge opened, the record goes to that request's tab (the
         # edge settles, logs and meters it); without usage from the provider, the tab's
-        # tokenizer counts it.
+        # tokenizer counts it. An answer shared with the identical request that led its
+        # flight is recorded like a cache hit: that request paid for it.
         estimated = False
         if usage is None and text is not None and tab is not None and tab.estimator is not None:
             usage, estimated = tab.estimator.estimate(request, text()), True
         cost = self._prices.cost(route.provider, route.model, usage)
-        if route.overflow and hit is None:
-            self._router.overflowed(cost)  # counts against the burst budget
-        saved = self._prices.cost(hit.provider, hit.model, usage) if hit is not None else 0.0
+        free = hit is not None or shared
+        if route.overflow and not free:
+            self._router.overflowed(cost)  # counts against the burst budget, once per upstream call
+        if hit is not None:
+            saved = self._prices.cost(hit.provider, hit.model, usage)
+        else:
+            saved = cost if shared else 0.0
         details = usage.prompt_tokens_details if usage is not None else None
         (tab or self._ledger).record(
             UsageRecord(
@@ -305,19 +307,21 @@ class Pipeline:
                 provider=route.provider,
                 provider_model=route.model,
                 route_reason=route.reason,
-                cache=route.cache,
+                cache="SHARED" if shared else route.cache,
                 stream=stream,
                 prompt_tokens=usage.prompt_tokens if usage else 0,
                 completion_tokens=usage.completion_tokens if usage else 0,
                 cached_tokens=details.cached_tokens if details else 0,
-                cost_usd=0.0 if hit is not None else cost,
+                cost_usd=0.0 if free else cost,
                 saved_usd=saved,
                 complete=complete,
                 estimated=estimated,
             )
         )
 
-    def _accounted(self, request: Any, routed: Routed[W], hit: Entry | None = None) -> Routed[W]:
+    def _accounted(
+        self, request: Any, routed: Routed[W], hit: Entry | None = None, *, shared: bool = False
+    ) -> Routed[W]:
         whole = routed.result
         self._record(
             request,
@@ -329,11 +333,12 @@ class Pipeline:
             hit=hit,
             tab=current_tab(),
             text=lambda: answer_text(whole),
+            shared=shared,
         )
         return routed
 
     def _metered(
-        self, request: Any, routed: Routed[OpenStream[Any]], hit: Entry | None = None
+        self, request: Any, routed: Routed[OpenStream[Any]], hit: Entry | None = None, *, shared: bool = False
     ) -> Routed[OpenStream[Any]]:
         """The same stream, recorded in the ledger when it ends (or breaks off)."""
         seen: dict[str, Any] = {"usage": None, "id": ""}
@@ -369,6 +374,7 @@ class Pipeline:
                     hit=hit,
                     tab=tab,
                     text=lambda: "".join(texts),
+                    shared=shared,
                 )
                 await routed.result.aclose()  # closing an outer generator doesn't close the inner
 
@@ -381,6 +387,7 @@ class Pipeline:
         decision = decide(request, headers, mode=self._cache_config.mode, default_ttl_s=self._cache_config.ttl_s)
         if self._cache is None:
             decision = replace(decision, read=False, write=False)
+        namespace = "shared" if self._cache_config.shared else namespace
         return (cache_key(request, namespace) if decision.cacheable else ""), decision
 
     def _lookup(self, key: str, decision: Decision) -> Entry | None:
@@ -411,14 +418,13 @@ class Pipeline:
     async def _run(self, planned: Planned, attempt: Callable[[Target], Awaitable[R]]) -> Success[R]:
         return await run_with_failover(planned.targets, attempt, policy=self._policy, breakers=self._breakers)
 
-    def _tracked(
-        self, call: Callable[[Target], AsyncIterator[T]], planned: Planned
-    ) -> Callable[[Target], AsyncIterator[T]]:
-        """`call`, with each local attempt's output counted in the scheduler's view of the local load."""
+    def _tracked(self, kind: _Kind, request: Any, planned: Planned) -> Callable[[Target], AsyncIterator[Any]]:
+        """How to call a route of `planned`, with each local attempt's output counted in the
+        scheduler's view of the local load."""
 
-        async def counted(target: Target) -> AsyncIterator[T]:
+        async def counted(target: Target) -> AsyncIterator[Any]:
             done = self._router.attempting(target, planned)
-            stream = call(target)
+            stream = self._call(kind, request, target)
             try:
                 async for chunk in stream:
                     yield chunk
@@ -426,8 +432,8 @@ class Pipeline:
                 done()
                 await _close(stream)
 
-        def tracked(target: Target) -> AsyncIterator[T]:
-            return counted(target) if self._router.is_local(target) else call(target)
+        def tracked(target: Target) -> AsyncIterator[Any]:
+            return counted(target) if self._router.is_local(target) else self._call(kind, request, target)
 
         return tracked
 
@@ -447,6 +453,17 @@ class Pipeline:
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:
     return Routed(replace(routed.route, cache=decision.outcome_if_missed), routed.result)
+
+
+def _flight_key(cache_key: str, planned: Planned) -> str:
+    """Requests share a flight only where they share a cache key and their plans agree on
+    where they may go (a request that must stay local never rides a remote flight)."""
+    return f"{cache_key}|{planned.facts.data_class}"
+
+
+def _shared(routed: Routed[T]) -> Routed[T]:
+    route = routed.route
+    return Routed(replace(route, reason=f"{route.reason}; shared with an identical request in flight"), routed.result)
 
 
 def _hit_route(entry: Entry) -> Route:

@@ -22,6 +22,28 @@ from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
+# OpenAI's integer fields are int64 (`seed`) or smaller; a bigger number is the client's mistake
+# (a 400 naming the field), never an overflow somewhere downstream.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+TokenId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+def _metadata(value: object) -> object:
+    """OpenAI's `metadata`: at most 16 pairs of strings, keys up to 64 and values up to 512 characters."""
+    if isinstance(value, dict):
+        if len(value) > 16:
+            raise ValueError("'metadata' may have at most 16 keys")
+        for k, v in value.items():
+            if isinstance(k, str) and len(k) > 64:
+                raise ValueError("'metadata' keys may be at most 64 characters")
+            if isinstance(v, str) and len(v) > 512:
+                raise ValueError("'metadata' values may be at most 512 characters")
+    return value
+
+
+Metadata = Annotated[dict[str, str], BeforeValidator(_metadata)]
+
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
@@ -116,13 +138,25 @@ class ChatMessage(BaseModel):
             raise ValueError("a 'tool' message needs 'tool_call_id'")
         return self
 
-    def text(self) -> str:
+    def flat(self) -> dict[str, Any]:
+        """The message as a text-only model's chat template takes it: `content` always a string
+        (text parts joined by newlines, as vLLM joins them; null -> ""), tool calls as plain dicts."""
+        message: dict[str, Any] = {"role": self.role, "content": self.text("\n")}
+        if self.name is not None:
+            message["name"] = self.name
+        if self.tool_calls:
+            message["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        return message
+
+    def text(self, sep: str = "") -> str:
         """The message's text parts joined; non-text parts are not text."""
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+        return sep.join(p.text for p in self.content if isinstance(p, TextPart))
 
     def has_media(self) -> bool:
         return isinstance(self.content, list) and any(not isinstance(p, TextPart | RefusalPart) for p in self.content)
@@ -181,12 +215,13 @@ class SamplingFields(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: Stop = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     user: str | None = None
+    metadata: Metadata | None = None
 
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
@@ -207,14 +242,13 @@ class ChatCompletionRequest(SamplingFields):
     """`POST /v1/chat/completions`."""
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-    metadata: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
@@ -229,7 +263,7 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     """`POST /v1/completions` (the legacy text completion API)."""
 
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: str | list[str] | list[TokenId] | list[list[TokenId]]
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
     echo: bool = False
     suffix: str | None = None
@@ -265,11 +299,11 @@ class EmbeddingRequest(BaseModel):
     input: (
         Annotated[str, Field(min_length=1)]
         | Annotated[list[str], Field(min_length=1)]
-        | Annotated[list[int], Field(min_length=1)]
-        | Annotated[list[list[int]], Field(min_length=1)]
+        | Annotated[list[TokenId], Field(min_length=1)]
+        | Annotated[list[list[TokenId]], Field(min_length=1)]
     )
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: Annotated[int, Field(ge=1)] | None = None
+    dimensions: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
     user: str | None = None
 
     def inputs(self) -> list[str] | list[list[int]]:

@@ -10,19 +10,22 @@ the local model (`attempting`) and what overflow cost (`settled`).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from orchestrator.calibration import Calibration
 from orchestrator.capabilities import Feature, Registry, Task
-from orchestrator.errors import InvalidRequest
+from orchestrator.errors import ContextLengthExceeded, InvalidRequest
 from orchestrator.failover import Target
 from orchestrator.load import LoadView
 from orchestrator.scheduler import AliasPolicy, Budget, DataClass, Facts, Knobs, Plan, Rule, plan
 from orchestrator.settings import ModelRouting, ProviderSettings, SchedulerSettings
+from orchestrator.protocol import EmbeddingRequest
 from orchestrator.tokens import ByteCounter, Countable, TokenCounter, request_text
 
 SLO_HEADER = "x-ttft-slo-ms"
@@ -31,6 +34,7 @@ TAGS_HEADER = "x-tags"
 _DATA_CLASSES = ("default", "sensitive", "batch")
 _BYTES = ByteCounter()
 _EWMA = 0.2  # weight of the newest first-token time
+_INLINE_BYTES = 16_384  # prompts up to this size are counted on the event loop (well under a millisecond)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Router:
         registry: Registry,
         *,
         local: Mapping[str, str],  # local provider name -> its model's served name
+        embedders: Iterable[str] = (),  # local embedding providers
         policies: Mapping[str, AliasPolicy] | None = None,
         knobs: Knobs | None = None,
         load: LoadView | None = None,
@@ -60,6 +65,7 @@ class Router:
         self._registry = registry
         self._local = dict(local)
         self._local_providers = frozenset(local)
+        self._embedders = frozenset(embedders)
         self._policies = dict(policies or {})
         self._knobs = knobs or Knobs()
         self._load = load
@@ -74,6 +80,17 @@ class Router:
             e.name: min((b.context_length for b in e.backends if b.context_length), default=math.inf)
             for e in registry.entries()
         }
+        # The longest context any route of a name could offer, its rules' targets included.
+        contexts = {
+            e.name: max((b.context_length or math.inf for b in e.backends), default=math.inf)
+            for e in registry.entries()
+        }
+        self._max_context = {
+            name: max([most, *(contexts.get(r.use, math.inf) for r in self._policies.get(name, AliasPolicy()).rules)])
+            for name, most in contexts.items()
+        }
+        # One thread for the tokenizer (not safe to share between threads), off the event loop.
+        self._tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="router-tokenizer")
 
     def _counts_exactly(self, name: str) -> bool:
         """Whether a decision for `name` can depend on the exact prompt size: it has a local
@@ -87,8 +104,10 @@ class Router:
 
     # ------------------------------------------------------------------ planning
 
-    def plan(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> Planned:
-        facts = self.facts(request, task, needs, headers)
+    async def plan(
+        self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]
+    ) -> Planned:
+        facts = await self.facts(request, task, needs, headers)
         view = self._load
         load = {m: view.snapshot(m) for m in self._local.values()} if view is not None else {}
         spent = self._load.overflow_spent_usd() if self._load is not None else None
@@ -106,13 +125,23 @@ class Router:
             calibration={m: c.factor for m, c in self._calibration.items()},
         )
         self._spilling[made.alias] = made.spilling
-        return Planned(made, facts)
+        # A local engine that reports its load is alive: its circuit never shuts it out when it is
+        # the last route left (in-process engines, without a board, are alive while we are).
+        alive = {m for m, snap in load.items() if snap is not None and snap.replicas > 0} if view else None
+        targets = [
+            replace(t, alive=True) if t.provider in self._local and (alive is None or self._local[t.provider] in alive)
+            else t
+            for t in made.targets
+        ]
+        return Planned(replace(made, targets=targets), facts)
 
-    def facts(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> Facts:
+    async def facts(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> Facts:
         tags = dict(getattr(request, "metadata", None) or {})
         tags.update(_tags(headers.get(TAGS_HEADER)))
+        slo = _slo(headers.get(SLO_HEADER))
+        data_class = _data_class(headers.get(DATA_CLASS_HEADER))
         text = request_text(request) if request.model in self._needs_text else ""
-        tokens, exact = self._count(request)
+        tokens, exact = await self._count(request, task)
         return Facts(
             model=request.model,
             task=task,
@@ -121,19 +150,57 @@ class Router:
             exact=exact,
             text=text,
             tags=tags,
-            ttft_slo_ms=_slo(headers.get(SLO_HEADER)),
-            data_class=_data_class(headers.get(DATA_CLASS_HEADER)),
+            ttft_slo_ms=slo,
+            data_class=data_class,
         )
 
-    def _count(self, request: Countable) -> tuple[int, bool]:
+    async def _count(self, request: Countable, task: Task) -> tuple[int, bool]:
         """The prompt's tokens and whether the count is exact. Counted with the tokenizer
         where a decision depends on it; elsewhere a byte count, an upper bound that changes
-        no decision while it is below every route's context."""
-        if request.model not in self._exact:
-            rough = _BYTES.count(request)
-            if rough < self._min_context.get(request.model, math.inf):
-                return rough, True
-        return self._counter.count(request), self._counter.exact
+        no decision while it is below every route's context.
+
+        A prompt that can't fit any route even at the longest token the tokenizer has is
+        refused before it is tokenized, and a long one is tokenized off the event loop."""
+        rough = _BYTES.count(request)
+        if request.model not in self._exact and rough < self._min_context.get(request.model, math.inf):
+            return rough, True
+        most = self._max_context.get(request.model, math.inf)
+        floor = rough // self._counter.longest_token_bytes
+        if floor > most:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {most:.0f} tokens. However, your "
+                f"{'messages' if task == 'chat' else 'prompt'} resulted in at least {floor} tokens. "
+                "Please reduce the length of the messages.",
+                param="messages" if task == "chat" else "prompt",
+            )
+        if rough <= _INLINE_BYTES:
+            return self._counter.count(request), self._counter.exact
+        count = await asyncio.get_running_loop().run_in_executor(self._tokenizing, self._counter.count, request)
+        return count, self._counter.exact
+
+    def embedding_targets(self, request: EmbeddingRequest, headers: Mapping[str, str]) -> list[Target]:
+        """The routes for an embedding request, in order, under its routing headers: a
+        `sensitive` input goes to local embedders only (a 400 where there is none)."""
+        _tags(headers.get(TAGS_HEADER))
+        _slo(headers.get(SLO_HEADER))
+        data_class = _data_class(headers.get(DATA_CLASS_HEADER))
+        backends = self._registry.resolve(request.model).candidates("embeddings")
+        if data_class == "sensitive":
+            backends = [b for b in backends if b.provider in self._embedders]
+            if not backends:
+                raise InvalidRequest(
+                    "Requests marked x-data-class: sensitive never leave this machine, and no local route of "
+                    f"'{request.model}' makes embeddings.",
+                    param=DATA_CLASS_HEADER,
+                    code="data_class_unroutable",
+                )
+            reason = "data-class: sensitive stays local"
+        else:
+            reason = "embedding route"
+        return [
+            Target(b.provider, b.model, reason if i == 0 else "fallback", alive=b.provider in self._embedders)
+            for i, b in enumerate(backends)
+        ]
 
     # ------------------------------------------------------------ as it runs
 

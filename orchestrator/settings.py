@@ -36,6 +36,8 @@ class ServerSettings(BaseModel):
     # deployments, the GC frozen after start-up; direct ingress still as `direct_ingress` says.
     throughput_optimized: bool = True
     access_log: bool = False
+    # A request body over this is refused with a 413 before it is read whole.
+    max_body_mb: float = Field(default=8.0, gt=0)
 
 
 class EngineSettings(BaseModel):
@@ -139,9 +141,11 @@ class CacheSettings(BaseModel):
 
     enabled: bool = True
     mode: Literal["auto", "always", "never"] = "auto"  # auto: temperature 0 or an explicit seed
-    ttl_s: float = 3600.0
+    ttl_s: float = Field(default=3600.0, ge=0, le=10 * 365 * 86400)
     size_limit_mb: int = 1024
     directory: Path | None = None  # default: <data_dir>/response-cache
+    # Entries and in-flight requests are each key's own; true shares them between keys (one tenant).
+    shared: bool = False
 
 
 class KeySettings(BaseModel):
@@ -170,6 +174,9 @@ class LedgerSettings(BaseModel):
 
     # The environment variable holding the admin master key (guards /admin/*); unset: no admin API.
     master_key_env: str = "ORCHESTRATOR_MASTER_KEY"
+    # The variable holding a key that may read /metrics (a scraper's Bearer token) besides the master
+    # key. Once keys are required, /metrics takes one of the two; set, it is required even on an open endpoint.
+    metrics_key_env: str = "ORCHESTRATOR_METRICS_KEY"
     path: Path | None = None  # the usage database; default <data_dir>/ledger.sqlite
     # "actor": one named Ray actor owns the ledger (every replica, every node); "process": in-process (tests, tools).
     owner: Literal["actor", "process"] = "actor"

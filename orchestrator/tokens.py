@@ -25,8 +25,13 @@ Countable = ChatCompletionRequest | CompletionRequest
 _PER_MESSAGE = 8
 
 
+# No tokenizer we know has a token longer than this many UTF-8 bytes: bytes / this is a floor.
+LONGEST_TOKEN_BYTES = 256
+
+
 class TokenCounter(Protocol):
     exact: bool  # False: `count` is an upper bound
+    longest_token_bytes: int  # a prompt of B bytes has at least B // this many tokens
 
     def count(self, request: Countable) -> int: ...
 
@@ -53,6 +58,7 @@ class ByteCounter:
     """An upper bound without a tokenizer: one token per byte, plus per-message overhead."""
 
     exact = False
+    longest_token_bytes = LONGEST_TOKEN_BYTES
 
     def count(self, request: Countable) -> int:
         if isinstance(request, ChatCompletionRequest):
@@ -67,6 +73,7 @@ class HfTokenCounter:
 
     def __init__(self, tokenizer: Any):
         self._tokenizer = tokenizer
+        self.longest_token_bytes = _longest_token(tokenizer)
 
     @classmethod
     def load(cls, path: str) -> TokenCounter:
@@ -88,6 +95,16 @@ class HfTokenCounter:
             text = "\n".join(m["content"] for m in messages)
             return len(self._tokenizer.encode(text)) + _PER_MESSAGE * len(messages)
         return _longest(request.prompt, lambda text: len(self._tokenizer.encode(text)))
+
+
+def _longest_token(tokenizer: Any) -> int:
+    """The most UTF-8 bytes of one token's text in the vocabulary (byte-level markers such as
+    'Ġ' count two where they stand for one: the floor it gives stays a floor)."""
+    try:
+        vocab = tokenizer.get_vocab()
+        return max(1, min(LONGEST_TOKEN_BYTES, max(len(t.encode("utf-8", "replace")) for t in vocab)))
+    except Exception:  # a tokenizer without a readable vocabulary: the generic bound
+        return LONGEST_TOKEN_BYTES
 
 
 def _longest(prompt: Any, count: Callable[[str], int]) -> int:

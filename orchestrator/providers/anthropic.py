@@ -93,7 +93,13 @@ from orchestrator.protocol import (
     Usage,
     now,
 )
-from orchestrator.providers.http import SSEEvent, error_from_response, map_transport_errors, sse_events
+from orchestrator.providers.http import (
+    SSEEvent,
+    credentials_rejected,
+    error_from_response,
+    map_transport_errors,
+    sse_events,
+)
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -479,6 +485,8 @@ def stream_error(provider: str, event: dict[str, Any]) -> UpstreamError:
     error = event.get("error")
     error = error if isinstance(error, dict) else {}
     kind = str(error.get("type") or "unknown_error")
+    if _REJECTED_STATUS.get(kind) in (401, 403):
+        return credentials_rejected(provider, _REJECTED_STATUS[kind])  # its text may quote the key
     text = f"{provider} failed mid-stream: {kind}: {str(error.get('message') or 'no details')[:1000]}"
     if kind in _REJECTED_STATUS:
         return UpstreamRejected(text, upstream_status=_REJECTED_STATUS[kind])
@@ -500,8 +508,10 @@ class AnthropicProvider:
         *,
         default_max_tokens: int = 4096,
         version: str = "2023-06-01",
+        key_env: str | None = None,
     ):
         self.name = name
+        self._key_env = key_env  # the variable holding `api_key`: what a 401 tells the operator to check
         self._client = client
         self._url = httpx.URL(base_url.rstrip("/") + "/v1/messages")
         self._api_key = api_key
@@ -515,7 +525,9 @@ class AnthropicProvider:
                 async with self._client.stream("POST", self._url, json=body, headers=self._headers()) as response:
                     if not response.is_success:
                         await response.aread()
-                        raise error_from_response(self.name, response.status_code, response.headers, response.content)
+                        raise error_from_response(
+                            self.name, response.status_code, response.headers, response.content, key_env=self._key_env
+                        )
                     pieces = response.aiter_bytes()
                     async with aclosing(translate(sse_events(pieces), self.name)) as chunks:
                         async for chunk in chunks:
@@ -523,6 +535,11 @@ class AnthropicProvider:
                     # Read the body to its end, so the connection goes back to the pool.
                     async for _ in pieces:
                         pass
+        except UpstreamRejected as e:
+            if e.upstream_status in (401, 403):  # mid-stream: say which variable to check
+                raise credentials_rejected(self.name, e.upstream_status, self._key_env) from None
+            _redact(e, self._api_key)
+            raise
         except OrchestratorError as e:
             _redact(e, self._api_key)
             raise

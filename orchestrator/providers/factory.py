@@ -133,8 +133,14 @@ def _provider(name: str, cfg: ProviderSettings, client: httpx.AsyncClient, key: 
     if cfg.kind == "anthropic":
         from orchestrator.providers.anthropic import AnthropicProvider
 
-        provider: Provider = AnthropicProvider(name, client, cfg.base_url, key)
+        provider: Provider = AnthropicProvider(name, client, cfg.base_url, key, key_env=cfg.api_key_env)
         return provider
     return OpenAICompatProvider(
-        name, client, cfg.base_url, key, quirks=Quirks(**cfg.quirks.model_dump()), headers=cfg.headers
+        name,
+        client,
+        cfg.base_url,
+        key,
+        quirks=Quirks(**cfg.quirks.model_dump()),
+        headers=cfg.headers,
+        key_env=cfg.api_key_env,
     )

@@ -6,6 +6,10 @@ where the client's transport is aiohttp (`factory.http_client`), whose
 errors httpx-aiohttp maps only in part;
 `error_from_response` turns a provider's non-2xx answer into one, keeping
 the provider's message but never its headers (which may echo credentials);
+a 401 or 403 is the operator's key being refused, and its body is never
+kept (providers quote part of the key in it): `credentials_rejected` says
+which provider refused and which variable the operator must check, nothing
+of the key (code `provider_auth_failed`, a 502 to the client);
 `sse_events` parses a Server-Sent Events body incrementally.
 """
 
@@ -85,7 +89,22 @@ def _message(body: bytes) -> tuple[str, str | None, str | None]:
     return "no details", None, None
 
 
-def error_from_response(provider: str, status: int, headers: httpx.Headers, body: bytes) -> UpstreamError:
+def credentials_rejected(provider: str, status: int, key_env: str | None = None) -> UpstreamRejected:
+    """The error for a provider refusing the operator's key: no word of the provider's own."""
+    where = key_env or "the provider's API key"
+    return UpstreamRejected(
+        f"{provider} rejected the gateway's credentials ({status}); the operator must check {where}.",
+        upstream_status=status,
+        code="provider_auth_failed",
+    )
+
+
+def error_from_response(
+    provider: str, status: int, headers: httpx.Headers, body: bytes, *, key_env: str | None = None
+) -> UpstreamError:
+    """The gateway's error for a provider's non-2xx answer; `key_env` names the variable holding its key."""
+    if status in (401, 403):
+        return credentials_rejected(provider, status, key_env)  # the body may quote the key: never read
     message, code, kind = _message(body)
     text = f"{provider} answered {status}: {message}"
     if status == 429 and (code == "insufficient_quota" or kind == "insufficient_quota"):

@@ -120,7 +120,8 @@ class LocalProvider:
         generate = GenerateRequest(
             request_id=new_id("chatcmpl"),
             kind="chat",
-            messages=[m.model_dump(exclude_none=True) for m in request.messages],
+            # Text-only: content parts joined, null content as "" (a chat template indexes it).
+            messages=[m.flat() for m in request.messages],
             sampling=sampling,
             stream=request.stream,
         )

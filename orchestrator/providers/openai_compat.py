@@ -56,6 +56,7 @@ def chat_body(request: ChatCompletionRequest, model: str, quirks: Quirks) -> dic
     """The upstream request: the client's fields (extras included), normalized."""
     body = _dump(request)
     body["model"] = model
+    body["messages"] = [_flat_text(m) for m in body["messages"]]
     _stream(body, quirks)
     limit = body.pop("max_completion_tokens", None) or body.pop("max_tokens", None)
     if limit is not None:
@@ -68,6 +69,16 @@ def chat_body(request: ChatCompletionRequest, model: str, quirks: Quirks) -> dic
     if not quirks.json_schema and isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         body["response_format"] = {"type": "json_object"}
     return body
+
+
+def _flat_text(message: dict[str, Any]) -> dict[str, Any]:
+    """A message whose content is only plain text parts, with the parts joined into one string:
+    the same to OpenAI, and the only form some providers accept. Parts with anything more (an
+    image, a provider's `cache_control`) stay parts."""
+    content = message.get("content")
+    if isinstance(content, list) and all(set(p) == {"type", "text"} and p["type"] == "text" for p in content):
+        return {**message, "content": "\n".join(p["text"] for p in content)}
+    return message
 
 
 def completion_body(request: CompletionRequest, model: str, quirks: Quirks) -> dict[str, Any]:
@@ -108,8 +119,10 @@ class OpenAICompatProvider:
         *,
         quirks: Quirks | None = None,
         headers: dict[str, str] | None = None,
+        key_env: str | None = None,
     ):
         self.name = name
+        self._key_env = key_env  # the variable holding `api_key`: what a 401 tells the operator to check
         self._client = client
         self._base = base_url.rstrip("/")
         self._urls = {path: httpx.URL(self._base + path) for path in ("/chat/completions", "/completions")}
@@ -130,7 +143,9 @@ class OpenAICompatProvider:
         with map_transport_errors(self.name):
             response = await self._client.post(f"{self._base}/embeddings", json=body, headers=self._headers)
         if response.status_code != 200:
-            raise error_from_response(self.name, response.status_code, response.headers, response.content)
+            raise error_from_response(
+                self.name, response.status_code, response.headers, response.content, key_env=self._key_env
+            )
         return _parse(self.name, response.content, EmbeddingResponse)
 
     async def _stream(
@@ -141,7 +156,9 @@ class OpenAICompatProvider:
         with map_transport_errors(self.name):
             async with self._client.stream("POST", url, content=content, headers=headers) as response:
                 if response.status_code != 200:
-                    raise error_from_response(self.name, response.status_code, response.headers, await response.aread())
+                    raise error_from_response(
+                        self.name, response.status_code, response.headers, await response.aread(), key_env=self._key_env
+                    )
                 pieces = response.aiter_bytes()
                 async for event in sse_events(pieces):
                     if event.data == "[DONE]":

@@ -54,7 +54,7 @@ def test_metrics_scrape_in_prometheus_text_format(base_url: str, client: openai.
         max_tokens=5,
     )
     assert reply.headers["x-request-id"].startswith("req_") and float(reply.headers["x-gateway-overhead-ms"]) >= 0
-    r = httpx.get(base_url.removesuffix("/v1") + "/metrics")
+    r = httpx.get(base_url.removesuffix("/v1") + "/metrics", headers={"Authorization": f"Bearer {MASTER}"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     names = {f.name for f in text_string_to_metric_families(r.text)}
     assert {"orchestrator_requests", "orchestrator_ttft_seconds", "orchestrator_local_queue_depth"} <= names

@@ -350,7 +350,7 @@ async def test_metrics_scrape_in_prometheus_text_format(gw: tuple[httpx.AsyncCli
     await chat(c, KEY_B, model="fake-chat", temperature=0)  # a cache hit
     await chat(c, KEY_B, stream=True)
     await chat(c, None)
-    r = await c.get("/metrics")
+    r = await c.get("/metrics", headers=auth(MASTER))  # it shows key ids: keys required, so is a key here
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=")
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
     samples = {

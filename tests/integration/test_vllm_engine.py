@@ -19,6 +19,7 @@ from local_models.catalog import prepare
 from local_models.engine import EngineConfig, VllmEngine
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
+from orchestrator.errors import InvalidRequest
 from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.providers.local import LocalProvider
 from orchestrator.settings import load_settings
@@ -202,3 +203,67 @@ async def test_stats_report_recent_work(engine: VllmEngine) -> None:
     stats = engine.stats()
     assert stats["decode_tokens_per_s"] > 0 and stats["prefill_tokens_per_s"] > 0
     assert 0.0 <= stats["kv_cache_usage"] <= 1.0 and stats["ttft_p50_ms"] is not None
+
+
+# ------------------------------------------------ request shapes that once took the local model away
+
+
+async def test_content_parts_null_content_and_a_large_seed_are_served(http: httpx.AsyncClient) -> None:
+    # Each of these made the chat template or the sampler raise: a 500 counted against the local
+    # route, and two of them opened its circuit for every client (issue 11).
+    shapes = [
+        [{"role": "user", "content": [{"type": "text", "text": "Tell me"}, {"type": "text", "text": "a story."}]}],
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": None},
+            {"role": "user", "content": [{"type": "text", "text": "Again?"}]},
+        ],
+    ]
+    for messages in shapes:
+        r = await http.post("/v1/chat/completions", json={"model": MODEL, "messages": messages, "max_tokens": 2})
+        assert r.status_code == 200, r.text
+        validate("CreateChatCompletionResponse", r.json())
+    for seed in (2**63 - 1, -(2**63)):
+        r = await http.post("/v1/chat/completions", json=chat_body(max_tokens=2, seed=seed))
+        assert r.status_code == 200, r.text
+    r = await http.post("/v1/chat/completions", json=chat_body(max_tokens=2, seed=2**63))
+    assert r.status_code == 400 and r.json()["error"]["param"] == "seed"
+
+
+async def test_a_prompt_the_template_or_tokenizer_refuses_is_the_requests_fault(engine: VllmEngine) -> None:
+    from local_models.interface import GenerateRequest, Sampling
+
+    # A message shape no text template knows (a dict where it wants a string) reaches the engine only
+    # through a client of the plain-data contract; the engine still answers it as the request's fault.
+    odd = GenerateRequest(
+        request_id="odd-1",
+        kind="chat",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "x"}]}],
+        sampling=Sampling(max_tokens=2),
+        stream=True,
+    )
+    with pytest.raises(InvalidRequest) as info:
+        async for _ in engine.generate(odd):
+            pass
+    assert info.value.param == "messages" and info.value.status_code == 400
+    ids = GenerateRequest(request_id="odd-2", kind="completion", prompts=[[10**9]], sampling=Sampling(), stream=False)
+    with pytest.raises(InvalidRequest):
+        async for _ in engine.generate(ids):
+            pass
+
+
+async def test_two_hundred_bad_requests_then_another_clients_good_one_is_served_at_once(
+    http: httpx.AsyncClient,
+) -> None:
+    bad = [
+        ("/v1/chat/completions", chat_body(max_tokens=600)),  # over the context
+        ("/v1/chat/completions", chat_body(logit_bias={"99999999": 5})),  # not a token id
+        ("/v1/completions", {"model": MODEL, "prompt": [10**9], "max_tokens": 1}),  # outside the vocabulary
+        ("/v1/chat/completions", chat_body(seed=2**64)),
+    ]
+    for i in range(200):
+        path, body = bad[i % len(bad)]
+        r = await http.post(path, json=body)
+        assert r.status_code == 400, r.text
+    r = await http.post("/v1/chat/completions", json=chat_body(max_tokens=2))
+    assert r.status_code == 200, r.text

@@ -607,7 +607,10 @@ def test_error_events(error_type: str, error: type[UpstreamError], status: int |
     with pytest.raises(UpstreamError) as info:
         run(START, {"type": "error", "error": {"type": error_type, "message": "details"}})
     assert type(info.value) is error
-    assert info.value.message == f"anthropic failed mid-stream: {error_type}: details"
+    if status in (401, 403):  # the operator's key refused: nothing of what the provider said
+        assert info.value.message.startswith(f"anthropic rejected the gateway's credentials ({status})")
+    else:
+        assert info.value.message == f"anthropic failed mid-stream: {error_type}: details"
     assert getattr(info.value, "upstream_status", None) == status
 
 
@@ -784,15 +787,34 @@ async def test_authentication_error_never_shows_the_key() -> None:
         await chat(failing(401, "error_401.json"))
     assert info.value.upstream_status == 401
     assert not info.value.retryable
-    assert "invalid x-api-key" in info.value.message
+    assert info.value.message == (
+        "anthropic rejected the gateway's credentials (401); the operator must check the provider's API key."
+    )
     assert_no_key(info.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_key_names_the_variable_and_relays_nothing(status: int) -> None:
+    kind = "authentication_error" if status == 401 else "permission_error"
+    echo = json.dumps({"type": "error", "error": {"type": kind, "message": f"bad key ...{API_KEY[-4:]}"}}).encode()
+    mid_stream = b"event: error\ndata: " + echo + b"\n\n"
+    for upstream in (Upstream(status, echo), Upstream(200, mid_stream, {"content-type": "text/event-stream"})):
+        async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
+            provider = AnthropicProvider("anthropic", client, BASE_URL, API_KEY, key_env="ANTHROPIC_API_KEY")
+            with pytest.raises(UpstreamRejected) as info:
+                await assemble_chat(provider.chat(request(), MODEL))
+        assert info.value.message == (
+            f"anthropic rejected the gateway's credentials ({status}); the operator must check ANTHROPIC_API_KEY."
+        )
+        assert info.value.upstream_status == status and info.value.code == "provider_auth_failed"
+        assert API_KEY[-4:] not in json.dumps(info.value.to_dict())
 
 
 async def test_an_echoed_key_is_redacted() -> None:
     # A misconfigured proxy in front of Anthropic might echo the request headers back.
-    echo = json.dumps({"type": "error", "error": {"type": "authentication_error", "message": f"bad key {API_KEY}"}})
+    echo = json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": f"bad {API_KEY}"}})
     with pytest.raises(UpstreamRejected) as info:
-        await chat(Upstream(401, echo.encode()))
+        await chat(Upstream(400, echo.encode()))
     assert "[redacted]" in info.value.message
     assert_no_key(info.value)
 

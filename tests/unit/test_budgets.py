@@ -121,6 +121,28 @@ def test_rpm_and_tpm_windows_with_retry_after(book: Book, clock: FakeClock) -> N
     assert isinstance(reserve(book, "tpm", "t3", tokens=10), Admitted)
 
 
+def test_what_the_book_holds_per_key_in_memory_stays_bounded(book: Book, clock: FakeClock) -> None:
+    book.sync_keys([policy("hourly", period="hour", budget_usd=100.0, rpm=1000), policy("gone", rpm=5)])
+    late = reserve(book, "hourly", "late", usd=0.01)
+    for hour in range(48):
+        assert isinstance(reserve(book, "hourly", f"r{hour}", usd=0.01), Admitted)
+        book.settle(Settle(f"r{hour}", row("hourly", 0.01, ts=clock.now)))
+        clock.advance(3600)
+    # Inspected, not patched: of 48 periods, the current and the previous one are in memory.
+    assert len(book._spent["hourly"]) <= 2
+    # A settlement for a period long gone still lands on disk, where that period's spend is.
+    assert isinstance(late, Admitted)
+    book.settle(Settle("late", row("hourly", 0.5, ts=NOW)))
+    start = period_bounds("hour", NOW)[0]
+    usd = book.db.execute("SELECT usd FROM spend WHERE key_id = 'hourly' AND period_start = ?", (start,)).fetchone()
+    assert usd[0] == pytest.approx(0.51)
+    # A deleted key leaves nothing behind but its history on disk.
+    assert isinstance(reserve(book, "gone", "g1"), Admitted)
+    book.settle(Settle("g1", row("gone", 0.1)))
+    assert book.delete_key("gone")
+    assert "gone" not in book._windows and "gone" not in book._spent and "gone" not in book._held
+
+
 def test_soft_limit_downgrades_instead_of_refusing(book: Book) -> None:
     book.sync_keys([policy(budget_usd=10, soft_limit_usd=1, downgrade_to="cheap")])
     cheap = Choice("cheap", 0.01, 100)

@@ -26,6 +26,7 @@ from openai_schema import validate
 from starlette.datastructures import Headers
 
 from orchestrator.cache import (
+    MAX_TTL_S,
     Decision,
     Entry,
     ResponseCache,
@@ -37,6 +38,7 @@ from orchestrator.cache import (
     replay_chat,
     replay_completion,
 )
+from orchestrator.errors import InvalidRequest
 from orchestrator.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -254,8 +256,6 @@ def test_cache_control_from_real_http_headers_any_case() -> None:
         ({"ttl": 5}, (True, True, 5.0, True)),
         ({"ttl": 2.5, "no_cache": True}, (False, True, 2.5, True)),
         ({"ttl": 0}, (True, False, 0.0, True)),
-        ({"ttl": True}, (True, True, 3600.0, True)),  # a bool is not a number of seconds
-        ({"ttl": "5"}, (True, True, 3600.0, True)),
         ({"no_store": "yes"}, (True, True, 3600.0, True)),  # only a real true counts
         ({}, (True, True, 3600.0, True)),
     ],
@@ -266,6 +266,22 @@ def test_cache_directives_in_the_body(cache: dict[str, Any], expected: tuple[boo
     )
     d = decide(request, {}, mode="auto", default_ttl_s=3600)
     assert rwt(d) == expected
+
+
+@pytest.mark.parametrize("ttl", [True, "5", -1, 1e400, float("nan"), 1e12, [5]])
+def test_a_ttl_that_is_not_a_sane_number_of_seconds_is_the_clients_mistake(ttl: object) -> None:
+    request = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "cache": {"ttl": ttl}}
+    )
+    with pytest.raises(InvalidRequest) as info:
+        decide(request, {}, mode="auto", default_ttl_s=3600)
+    assert info.value.param == "cache.ttl"
+
+
+@pytest.mark.parametrize("age", ["1e400", "inf", "nan", "-5", "x"])
+def test_an_unreadable_or_huge_max_age_never_breaks_the_request(age: str) -> None:
+    d = decide(chat(temperature=0), {"cache-control": f"max-age={age}"}, mode="auto", default_ttl_s=3600)
+    assert 0 <= d.ttl_s <= MAX_TTL_S
 
 
 def test_body_and_header_directives_combine() -> None:

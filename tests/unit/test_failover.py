@@ -156,6 +156,45 @@ async def test_every_route_cooling_down_is_a_503() -> None:
     assert info.value.status_code == 503 and info.value.code == "all_routes_unavailable"
 
 
+async def test_one_request_counts_once_however_often_it_retried() -> None:
+    clock = Clock()
+    breakers = Breakers(threshold=2, clock=clock)
+    down = [UpstreamUnavailable("down")] * 3
+    with pytest.raises(UpstreamUnavailable):
+        await run(Script(a=list(down)), [A], clock, Policy(attempts=3), breakers)
+    assert breakers.state("a") == "closed"  # three failed attempts, one request
+    with pytest.raises(UpstreamUnavailable):
+        await run(Script(a=list(down)), [A], clock, Policy(attempts=3), breakers)
+    assert breakers.state("a") == "open"
+
+
+async def test_failures_far_apart_never_add_up_to_an_open_circuit() -> None:
+    clock = Clock()
+    breakers = Breakers(threshold=3, window_s=60, clock=clock)
+    for _ in range(10):
+        breakers.failure("a")
+        clock.now += 61
+    assert breakers.state("a") == "closed"
+
+
+async def test_an_alive_route_with_nothing_else_left_is_tried_despite_its_open_circuit() -> None:
+    clock = Clock()
+    breakers = Breakers(threshold=1, cooldown_s=60, clock=clock)
+    breakers.failure("a")
+    local = Target("a", "m1", alive=True)
+    done = await run(Script(a=["ok-a"]), [local], clock, Policy(), breakers)
+    assert done.result == "ok-a"  # type: ignore[attr-defined]
+    assert breakers.state("a") == "closed"
+    # With another route able to serve, the open circuit still spares the alive route.
+    breakers.failure("a")
+    script = Script(a=["never"], b=["ok-b"])
+    assert (await run(script, [local, B], clock, Policy(), breakers)).result == "ok-b"  # type: ignore[attr-defined]
+    assert script.calls == ["b"]
+    # And when that route fails too, the alive one gets its one attempt.
+    script = Script(a=["ok-a"], b=[UpstreamUnavailable("down")] * 2)
+    assert (await run(script, [local, B], clock, Policy(), breakers)).result == "ok-a"  # type: ignore[attr-defined]
+
+
 def test_combine_prefers_the_clients_own_mistake() -> None:
     e = combine([(A, ContextLengthExceeded("too long")), (B, UpstreamRejected("bad", upstream_status=400))])
     assert e.status_code == 400

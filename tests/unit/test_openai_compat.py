@@ -145,13 +145,6 @@ async def test_tool_call_deltas_missing_type_are_repaired() -> None:
         (500, {}, {"error": {"message": "boom"}}, UpstreamUnavailable, None),
         (503, {"retry-after": "2"}, {"error": {"message": "busy"}}, UpstreamUnavailable, 2.0),
         (400, {}, {"error": {"message": "bad temperature", "param": "temperature"}}, UpstreamRejected, None),
-        (
-            401,
-            {},
-            {"error": {"message": f"Incorrect API key provided: {KEY[:8]}...", "code": "invalid_api_key"}},
-            UpstreamRejected,
-            None,
-        ),
     ],
 )
 async def test_http_failures_map_onto_the_error_tree(
@@ -164,6 +157,28 @@ async def test_http_failures_map_onto_the_error_tree(
         await anext(aiter(provider(handler).chat(chat(), "m")))
     assert getattr(info.value, "retry_after", None) == retry_after
     assert KEY not in str(info.value) and "acme answered" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("call", ["chat", "embed"])
+async def test_a_refused_key_says_which_variable_to_check_and_nothing_the_provider_said(status: int, call: str) -> None:
+    # OpenAI's own 401 quotes the start and the last four characters of the key it was sent.
+    body = {"error": {"message": f"Incorrect API key provided: {KEY[:3]}***{KEY[-4:]}.", "code": "invalid_api_key"}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    acme = OpenAICompatProvider("acme", client, "https://api.acme.test/v1", KEY, key_env="ACME_API_KEY")
+    with pytest.raises(UpstreamRejected) as info:
+        if call == "chat":
+            await anext(aiter(acme.chat(chat(), "m")))
+        else:
+            await acme.embed(EmbeddingRequest(model="e", input="hi"), "m")
+    e = info.value
+    assert e.message == f"acme rejected the gateway's credentials ({status}); the operator must check ACME_API_KEY."
+    assert (e.status_code, e.upstream_status, e.code, e.retryable) == (502, status, "provider_auth_failed", False)
+    assert KEY[-4:] not in json.dumps(e.to_dict()) and "Incorrect" not in e.message
 
 
 async def test_a_400_from_the_provider_reaches_the_client_as_a_400() -> None:

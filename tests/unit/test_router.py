@@ -29,26 +29,26 @@ REGISTRY = Registry(
 REQUEST = ChatCompletionRequest.model_validate({"model": "fast-first", "messages": [{"role": "user", "content": "hi"}]})
 
 
-def order(router: Router) -> list[str]:
-    return [t.provider for t in router.plan(REQUEST, "chat", set(), {}).targets]
+async def order(router: Router) -> list[str]:
+    return [t.provider for t in (await router.plan(REQUEST, "chat", set(), {})).targets]
 
 
-def test_latency_order_follows_the_first_tokens_each_route_has_shown() -> None:
+async def test_latency_order_follows_the_first_tokens_each_route_has_shown() -> None:
     router = Router(REGISTRY, local={}, policies={"fast-first": AliasPolicy(order="latency")})
-    assert order(router) == ["slowco", "quickco"]  # nothing observed yet: as listed
+    assert await order(router) == ["slowco", "quickco"]  # nothing observed yet: as listed
     router.first_token(Target("slowco", "m1"), 900.0)
     router.first_token(Target("quickco", "m2"), 120.0)
-    assert order(router) == ["quickco", "slowco"]
+    assert await order(router) == ["quickco", "slowco"]
     for _ in range(20):  # quickco slows down for good: the average follows
         router.first_token(Target("quickco", "m2"), 2000.0)
-    assert order(router) == ["slowco", "quickco"]
+    assert await order(router) == ["slowco", "quickco"]
 
 
-def test_listed_order_ignores_observed_latency() -> None:
+async def test_listed_order_ignores_observed_latency() -> None:
     router = Router(REGISTRY, local={})
     router.first_token(Target("quickco", "m2"), 1.0)
     router.first_token(Target("slowco", "m1"), 5000.0)
-    assert order(router) == ["slowco", "quickco"]
+    assert await order(router) == ["slowco", "quickco"]
 
 
 # ---------------------------------------------------------------- local calibration
@@ -72,9 +72,9 @@ class Board:
         return 0.0
 
 
-def test_local_first_tokens_teach_the_prediction_its_error() -> None:
+async def test_local_first_tokens_teach_the_prediction_its_error() -> None:
     router = Router(HYBRID, local={"local": "small"}, load=Board(), knobs=Knobs(headroom=0.7))  # type: ignore[arg-type]
-    planned = router.plan(HYBRID_REQUEST, "chat", set(), {})
+    planned = await router.plan(HYBRID_REQUEST, "chat", set(), {})
     assert planned.targets[0].provider == "local"  # ~530 ms modelled, within 700
     modelled = planned.plan.modelled_ttft_ms
     assert modelled is not None
@@ -82,13 +82,13 @@ def test_local_first_tokens_teach_the_prediction_its_error() -> None:
         router.first_token(Target("local", "small"), modelled * 2, planned)
     calibration = router.calibration("small")
     assert calibration is not None and calibration.factor == pytest.approx(2.0, rel=0.15)
-    again = router.plan(HYBRID_REQUEST, "chat", set(), {})
+    again = await router.plan(HYBRID_REQUEST, "chat", set(), {})
     assert again.targets[0].provider == "quickco" and "learned" in again.targets[0].reason
 
 
-def test_only_local_answers_the_plan_chose_on_a_prediction_count() -> None:
+async def test_only_local_answers_the_plan_chose_on_a_prediction_count() -> None:
     router = Router(HYBRID, local={"local": "small"}, load=Board(), knobs=Knobs(headroom=0.1))  # type: ignore[arg-type]
-    spilled = router.plan(HYBRID_REQUEST, "chat", set(), {})
+    spilled = await router.plan(HYBRID_REQUEST, "chat", set(), {})
     assert spilled.targets[0].provider == "quickco"
     for _ in range(30):
         router.first_token(Target("local", "small"), 5000.0, spilled)  # local as a fallback: not what was predicted
@@ -98,14 +98,14 @@ def test_only_local_answers_the_plan_chose_on_a_prediction_count() -> None:
     assert calibration is not None and calibration.factor == 1.0 and calibration.observations == 0
 
 
-def test_predictions_far_from_the_threshold_teach_nothing() -> None:
+async def test_predictions_far_from_the_threshold_teach_nothing() -> None:
     # An idle engine: ~50 ms modelled against a 700 ms line; its error is the hops' fixed cost.
     class Idle(Board):
         def snapshot(self, model: str) -> LoadSnapshot:
             return replace(super().snapshot(model), running=1)
 
     router = Router(HYBRID, local={"local": "small"}, load=Idle(), knobs=Knobs(headroom=0.7))  # type: ignore[arg-type]
-    planned = router.plan(HYBRID_REQUEST, "chat", set(), {})
+    planned = await router.plan(HYBRID_REQUEST, "chat", set(), {})
     assert planned.targets[0].provider == "local" and (planned.plan.predicted_ttft_ms or 0) < 350
     for _ in range(50):
         router.first_token(Target("local", "small"), 300.0, planned)

@@ -1,0 +1,263 @@
+"""A careless or hostile client at the front door: a clear 4xx, never a 5xx, never an effect on others.
+
+Each test here names the defect it keeps fixed (issue 11). The app is the real one over
+fake engines (`conftest`), or, for tenants, the keyed app of `test_keys_budgets`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fakes import FakeEngine
+from http_checks import CHAT_MODEL, EMBED_MODEL
+from openai_schema import validate
+from test_keys_budgets import ENV, KEY_A, KEY_B, auth, gateway, records, settings_for
+
+from benchmarks.fake_provider import FakeProvider
+from orchestrator.api import build_app
+from orchestrator.app import build_pipeline
+from orchestrator.errors import EngineError
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def paid() -> Iterator[FakeProvider]:
+    with FakeProvider(reply="Paris is the capital of France.") as p:
+        yield p
+
+
+def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    validate("ErrorResponse", r.json())
+    error: dict[str, Any] = r.json()["error"]
+    return error
+
+
+def chat_body(**extra: Any) -> dict[str, Any]:
+    return {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hello there"}], **extra}
+
+
+# ------------------------------------------------------------- bodies that used to be 500s
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        # A lone surrogate: the fallback JSON parser took it, the cache key and the tokenizer crashed.
+        (b'{"model": "fake-chat", "temperature": 0, "messages": [{"role": "user", "content": "a\\ud800b"}]}', None),
+        # Nested far past any parser's recursion limit.
+        (b'{"model": "fake-chat", "messages": [{"role": "user", "content": "x"}], "x": '
+         + b"[" * 5000 + b"]" * 5000 + b"}", None),
+        (json.dumps(chat_body(seed=2**63)).encode(), "seed"),
+        (json.dumps(chat_body(seed=-(2**63) - 1)).encode(), "seed"),
+        (json.dumps(chat_body(max_tokens=10**30)).encode(), "max_tokens"),
+        (json.dumps(chat_body(metadata="not an object")).encode(), "metadata"),
+        (json.dumps(chat_body(metadata={str(i): "v" for i in range(17)})).encode(), "metadata"),
+        (b'{"model": "fake-chat", "temperature": 0, "messages": [{"role": "user", "content": "x"}], '
+         b'"cache": {"ttl": 1e400}}', "cache.ttl"),
+    ],
+)
+async def test_malformed_bodies_are_a_400_naming_the_field(client: httpx.AsyncClient, raw: bytes, param: str) -> None:
+    error = error_of(await client.post(CHAT, content=raw, headers={"content-type": "application/json"}), 400)
+    assert error["type"] == "invalid_request_error"
+    if param is not None:
+        assert error["param"] == param
+
+
+async def test_completions_with_a_metadata_that_is_not_an_object(client: httpx.AsyncClient) -> None:
+    body = {"model": CHAT_MODEL, "prompt": "hi", "metadata": ["a", "b"]}
+    assert error_of(await client.post("/v1/completions", json=body), 400)["param"] == "metadata"
+    body = {"model": CHAT_MODEL, "prompt": [2**40]}  # a token id no vocabulary has
+    assert error_of(await client.post("/v1/completions", json=body), 400)["param"].startswith("prompt")
+
+
+async def test_content_parts_and_null_content_are_served_by_a_text_only_model(
+    client: httpx.AsyncClient, chat_engine: FakeEngine
+) -> None:
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": [{"type": "text", "text": "first"}, {"type": "text", "text": "second"}]},
+        {"role": "assistant", "content": None},
+        {"role": "user", "content": [{"type": "text", "text": "again"}]},
+    ]
+    r = await client.post(CHAT, json={"model": CHAT_MODEL, "messages": messages, "seed": 2**63 - 1})
+    assert r.status_code == 200, r.text
+    sent = chat_engine.generations[-1].request["messages"]
+    # What reaches a chat template is text: parts joined, null as "".
+    assert [m["content"] for m in sent] == ["Be brief.", "first\nsecond", "", "again"]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    vision = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": [image]}]}
+    assert error_of(await client.post(CHAT, json=vision), 400)["code"] == "unsupported_vision"
+
+
+# --------------------------------------------------------------------------- size limits
+
+
+async def test_a_body_over_the_limit_is_a_413_before_it_is_read_whole(chat_engine: FakeEngine) -> None:
+    app = build_app(await build_pipeline({"local": (chat_engine, chat_engine.info())}), max_body_bytes=1 << 20)
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:  # no Content-Length: the limit must hold while it arrives
+        nonlocal sent
+        yield b'{"model": "fake-chat", "messages": [{"role": "user", "content": "'
+        for _ in range(50):  # 50 MB if it were read to the end
+            sent += 1
+            yield b"x" * (1 << 20)
+        yield b'"}]}'
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post(CHAT, content=body(), headers={"content-type": "application/json"})
+        error = error_of(r, 413)
+        assert error["code"] == "request_too_large" and "server.max_body_mb" in error["message"]
+        assert sent < 5
+        declared = await c.post(CHAT, content=b"x" * (2 << 20), headers={"content-type": "application/json"})
+        assert error_of(declared, 413)["code"] == "request_too_large"
+        assert (await c.post(CHAT, json=chat_body(max_tokens=3))).status_code == 200
+
+
+async def test_a_prompt_far_over_every_context_is_refused_without_tokenizing(client: httpx.AsyncClient) -> None:
+    # fake-chat's context is 64 tokens; 256 bytes per token is more than any tokenizer's longest token.
+    body = chat_body(messages=[{"role": "user", "content": "y" * (64 * 256 * 4)}])
+    error = error_of(await client.post(CHAT, json=body), 400)
+    assert (error["code"], error["param"]) == ("context_length_exceeded", "messages")
+
+
+# ----------------------------------------------------- one client never shuts out the others
+
+
+async def test_a_failing_engine_that_is_alive_still_serves_its_only_alias(
+    client: httpx.AsyncClient, chat_engine: FakeEngine
+) -> None:
+    chat_engine.fail_after = 0
+    for _ in range(6):  # enough failures to open the local circuit
+        assert (await client.post(CHAT, json=chat_body())).status_code == 500
+    chat_engine.fail_after = None
+    started = time.monotonic()
+    r = await client.post(CHAT, json=chat_body())
+    assert r.status_code == 200, r.text  # not 503 all_routes_unavailable for the cooldown
+    assert time.monotonic() - started < 1.0
+
+
+async def test_bad_requests_from_one_client_never_open_a_circuit(client: httpx.AsyncClient) -> None:
+    bad = [
+        chat_body(seed=2**64),
+        chat_body(messages=[{"role": "user", "content": "z " * 5000}]),  # over the context
+        chat_body(logprobs=False, top_logprobs=3),
+        {"model": CHAT_MODEL, "prompt": [10**12]},
+    ]
+    for i in range(200):
+        body = bad[i % len(bad)]
+        path = "/v1/completions" if "prompt" in body else CHAT
+        assert (await client.post(path, json=body)).status_code == 400
+    started = time.monotonic()
+    assert (await client.post(CHAT, json=chat_body())).status_code == 200
+    assert time.monotonic() - started < 1.0
+
+
+# ------------------------------------------------------------------------------- tenants
+
+
+async def test_one_keys_cached_answer_is_never_anothers(paid: FakeProvider, tmp_path: Path) -> None:
+    engine = FakeEngine("fake-chat")
+    async with gateway(settings_for(paid, tmp_path), engine, ENV) as (c, _):
+        body = {"model": "fake-chat", "messages": [{"role": "user", "content": "A's secret"}], "temperature": 0}
+        a = await c.post(CHAT, json=body, headers=auth(KEY_A))
+        again = await c.post(CHAT, json=body, headers=auth(KEY_A))
+        b = await c.post(CHAT, json=body, headers=auth(KEY_B))
+        assert (a.headers["x-cache"], again.headers["x-cache"], b.headers["x-cache"]) == ("MISS", "HIT", "MISS")
+        assert len(engine.generations) == 2
+
+
+async def test_a_shared_cache_is_one_the_config_asks_for(paid: FakeProvider, tmp_path: Path) -> None:
+    engine = FakeEngine("fake-chat")
+    cache = {"directory": str(tmp_path / "cache"), "shared": True}
+    async with gateway(settings_for(paid, tmp_path, cache=cache), engine, ENV) as (c, _):
+        body = {"model": "fake-chat", "messages": [{"role": "user", "content": "common"}], "temperature": 0}
+        assert (await c.post(CHAT, json=body, headers=auth(KEY_A))).headers["x-cache"] == "MISS"
+        assert (await c.post(CHAT, json=body, headers=auth(KEY_B))).headers["x-cache"] == "HIT"
+
+
+async def test_flights_are_per_key_and_shared_answers_are_billed_once(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="orchestrator.requests")
+    engine = FakeEngine("fake-chat", token_delay=0.02)
+    async with gateway(settings_for(paid, tmp_path), engine, ENV) as (c, accounts):
+        question = [{"role": "user", "content": "shared"}]
+        body = {"model": "paid/big", "messages": question, "temperature": 0, "max_tokens": 20}
+        calls = len(paid.requests)
+        same_key = await asyncio.gather(*(c.post(CHAT, json=body, headers=auth(KEY_B)) for _ in range(10)))
+        assert all(r.status_code == 200 for r in same_key)
+        assert len(paid.requests) - calls == 1  # one upstream call for the ten
+        await accounts.drain()
+        rows = [r for r in records(caplog) if r.get("model") == "paid/big"]
+        assert len(rows) == 10
+        paying = [r for r in rows if r["cost_usd"] > 0]
+        shared = [r for r in rows if r["cache"] == "SHARED"]
+        assert len(paying) == 1 and len(shared) == 9
+        assert all(r["cost_usd"] == 0 and r["saved_usd"] == pytest.approx(paying[0]["cost_usd"]) for r in shared)
+        # Another key's identical request never rides this key's flight.
+        other = {**body, "messages": [{"role": "user", "content": "shared too"}]}
+        calls = len(paid.requests)
+        both = await asyncio.gather(
+            c.post(CHAT, json=other, headers=auth(KEY_A)), c.post(CHAT, json=other, headers=auth(KEY_B))
+        )
+        assert [r.status_code for r in both] == [200, 200]
+        assert len(paid.requests) - calls == 2
+
+
+async def test_a_request_that_joins_a_flight_is_validated_like_any_other(client: httpx.AsyncClient,
+                                                                         chat_engine: FakeEngine) -> None:
+    chat_engine.token_delay = 0.05
+    body = chat_body(temperature=0)
+    leader = asyncio.create_task(client.post(CHAT, json=body))
+    await asyncio.sleep(0.02)
+    joiner = await client.post(CHAT, json=body, headers={"x-data-class": "top-secret"})
+    assert error_of(joiner, 400)["param"] == "x-data-class"
+    slo = await client.post(CHAT, json=body, headers={"x-ttft-slo-ms": "-1"})
+    assert error_of(slo, 400)["param"] == "x-ttft-slo-ms"
+    assert (await leader).status_code == 200
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+async def test_sensitive_embeddings_never_leave_the_machine(
+    paid: FakeProvider, tmp_path: Path, embed_engine: FakeEngine
+) -> None:
+    settings = settings_for(paid, tmp_path, models={"emb": [EMBED_MODEL, "paid/embed"]})
+    chat = FakeEngine("fake-chat")
+    async with httpx.AsyncClient() as upstream:
+        pipeline = await build_pipeline(
+            {"local": (chat, chat.info()), "local-embed": (embed_engine, embed_engine.info())},
+            settings,
+            env={"PAID_KEY": "sk-upstream-paid"},
+            client=upstream,
+        )
+        app = build_app(pipeline)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            body = {"model": "emb", "input": "my medical record"}
+            bad = await c.post("/v1/embeddings", json=body, headers={"x-data-class": "secret"})
+            assert error_of(bad, 400)["param"] == "x-data-class"
+            ok = await c.post("/v1/embeddings", json=body, headers={"x-data-class": "sensitive"})
+            assert ok.status_code == 200 and ok.headers["x-served-by"] == f"local-embed/{EMBED_MODEL}"
+            embed_engine.fail_after, embed_engine.error = 0, EngineError("the embedder died")
+            before = len(paid.requests)
+            failed = await c.post("/v1/embeddings", json=body, headers={"x-data-class": "sensitive"})
+            assert failed.status_code >= 500  # the local embedder's failure, not a remote answer
+            assert len(paid.requests) == before
+            assert all("my medical record" not in json.dumps(r.body) for r in paid.requests)
+            only_remote = await c.post(
+                "/v1/embeddings", json={**body, "model": "paid/embed"}, headers={"x-data-class": "sensitive"}
+            )
+            assert error_of(only_remote, 400)["code"] == "data_class_unroutable"
+            # Without the header, a failing local embedder falls over to the remote one.
+            assert (await c.post("/v1/embeddings", json=body)).headers["x-served-by"] == "paid/paid-embed"
