@@ -20,8 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest, OrchestratorError
-
+from .errors import BadRequest, EngineFailure, LocalModelError, PromptTooLong
 from .interface import Batch, Delta, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo, output_budget
 from .interface import TokenLogprob as WireLogprob
 from .sampling import to_sampling_params
@@ -68,7 +67,7 @@ class VllmEngine:
         try:
             llm = await asyncio.wait_for(asyncio.to_thread(_build_async_llm, config, tracker), config.startup_timeout_s)
         except TimeoutError:
-            raise EngineError(
+            raise EngineFailure(
                 f"The local engine for '{config.served_name}' did not start within {config.startup_timeout_s:.0f} s."
             ) from None
         return cls(llm, config, tracker)
@@ -99,7 +98,7 @@ class VllmEngine:
 
     def _chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
         if not getattr(self._tokenizer, "chat_template", None):
-            raise InvalidRequest(
+            raise BadRequest(
                 f"The model '{self._config.served_name}' has no chat template; use /v1/completions.",
                 param="model",
             )
@@ -126,17 +125,17 @@ class VllmEngine:
         sampling = request["sampling"]
         try:
             prompts = self._prompt_ids(request)
-        except OrchestratorError:
+        except LocalModelError:
             raise
         except Exception as e:
-            raise InvalidRequest(
+            raise BadRequest(
                 f"The model '{self._config.served_name}' can't make a prompt of this request's '{param}': "
                 f"{type(e).__name__}: {e}",
                 param=param,
             ) from None
         for ids in prompts:
             if any(not 0 <= t < self._vocab_size for t in ids):
-                raise InvalidRequest(f"A token id in '{param}' is outside the vocabulary.", param=param)
+                raise BadRequest(f"A token id in '{param}' is outside the vocabulary.", param=param)
         try:
             params = [
                 to_sampling_params(
@@ -147,10 +146,10 @@ class VllmEngine:
                 )
                 for ids in prompts
             ]
-        except OrchestratorError:
+        except LocalModelError:
             raise
         except Exception as e:
-            raise InvalidRequest(f"Invalid sampling parameters: {type(e).__name__}: {e}") from None
+            raise BadRequest(f"Invalid sampling parameters: {type(e).__name__}: {e}") from None
         return prompts, params
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
@@ -269,23 +268,23 @@ class VllmEngine:
         try:
             ids = [i if isinstance(i, list) else self._tokenizer.encode(i, add_special_tokens=True) for i in inputs]
         except Exception as e:  # the input's fault: the tokenizer depends on nothing else
-            raise InvalidRequest(f"The input could not be tokenized: {type(e).__name__}: {e}", param="input") from None
+            raise BadRequest(f"The input could not be tokenized: {type(e).__name__}: {e}", param="input") from None
         if any(not 0 <= t < self._vocab_size for one in ids for t in one):
-            raise InvalidRequest("A token id in 'input' is outside the vocabulary.", param="input")
+            raise BadRequest("A token id in 'input' is outside the vocabulary.", param="input")
         return ids
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
         from vllm.pooling_params import PoolingParams
 
         if self._config.task != "embed":
-            raise InvalidRequest(
+            raise BadRequest(
                 f"The model '{self._config.served_name}' does not create embeddings.",
                 param="model",
             )
         ids = await self._off_loop(self._embed_ids, inputs)
         for n_tokens in map(len, ids):
             if n_tokens > self._max_len:
-                raise ContextLengthExceeded(
+                raise PromptTooLong(
                     f"This model's maximum context length is {self._max_len} tokens, "
                     f"however you requested {n_tokens} tokens in the input.",
                     param="input",
@@ -297,7 +296,7 @@ class VllmEngine:
             async for out in self._llm.encode({"prompt_token_ids": tokens}, PoolingParams(task="embed"), rid):
                 final = out
             if final is None:
-                raise EngineError("The embedding engine returned nothing.")
+                raise EngineFailure("The embedding engine returned nothing.")
             return [float(x) for x in final.outputs.data.tolist()]
 
         try:
@@ -348,13 +347,13 @@ def _finish(reason: str | None) -> str | None:
 
 
 def _translate(e: BaseException) -> Exception:
-    """vLLM's exceptions -> the gateway's tree."""
-    if isinstance(e, OrchestratorError):
+    """vLLM's exceptions -> this package's (`local_models.errors`)."""
+    if isinstance(e, LocalModelError):
         return e
     name = type(e).__name__
     if isinstance(e, ValueError) or name in ("VLLMClientError", "VLLMValidationError"):
-        return InvalidRequest(str(e))
-    return EngineError(f"The local engine failed: {name}: {e}")
+        return BadRequest(str(e))
+    return EngineFailure(f"The local engine failed: {name}: {e}")
 
 
 def _build_async_llm(config: EngineConfig, tracker: LoadTracker) -> Any:
@@ -375,5 +374,5 @@ def _build_async_llm(config: EngineConfig, tracker: LoadTracker) -> Any:
         args["runner"] = "pooling"
     args.update(config.extra_engine_args)
     if not Path(config.model_path).is_dir():
-        raise EngineError(f"Model directory not found: {config.model_path}")
+        raise EngineFailure(f"Model directory not found: {config.model_path}")
     return AsyncLLM.from_engine_args(AsyncEngineArgs(**args), stat_loggers=[stat_logger_factory(tracker)])

@@ -17,6 +17,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
+from .errors import PromptTooLong
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -144,15 +146,13 @@ def output_budget(max_model_len: int, prompt_len: int, requested: int | None, pa
     No `max_tokens` means "the rest of the context". What doesn't fit is the
     client's mistake, said in OpenAI's words.
     """
-    from orchestrator.errors import ContextLengthExceeded
-
     room = max_model_len - prompt_len
     if requested is None:
         if room >= 1:
             return room
         requested = 1
     if requested > room:
-        raise ContextLengthExceeded(
+        raise PromptTooLong(
             f"This model's maximum context length is {max_model_len} tokens. However, you "
             f"requested {prompt_len + requested} tokens ({prompt_len} in the "
             f"{param}, {requested} in the completion). Please reduce the length of the "

@@ -13,8 +13,7 @@ from typing import Any
 from vllm.exceptions import VLLMValidationError
 from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
-from orchestrator.errors import InvalidRequest
-
+from .errors import BadRequest
 from .interface import Sampling
 
 
@@ -42,11 +41,11 @@ def logit_bias(bias: dict[str, float] | None, vocab_size: int) -> dict[int, floa
         try:
             token = int(key)
         except ValueError:
-            raise InvalidRequest(
+            raise BadRequest(
                 f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias"
             ) from None
         if not 0 <= token < vocab_size:
-            raise InvalidRequest(
+            raise BadRequest(
                 f"Invalid key in 'logit_bias': token id {token} is out of range [0, {vocab_size}).",
                 param="logit_bias",
             )
@@ -62,7 +61,7 @@ def to_sampling_params(sampling: Sampling, *, max_tokens: int, vocab_size: int, 
     try:
         return _build(sampling, temperature, top_p, logprobs, max_tokens, vocab_size, stream)
     except (ValueError, VLLMValidationError) as e:
-        raise InvalidRequest(e.args[0] if e.args else str(e), param=getattr(e, "parameter", None)) from None
+        raise BadRequest(e.args[0] if e.args else str(e), param=getattr(e, "parameter", None)) from None
 
 
 def _build(

@@ -14,7 +14,7 @@ contract (`local_models.engine.VllmEngine`):
   reply is the last user message's text, an unscripted completion the prompt;
 - choice `index` is `prompt_index * n + sample_index`;
 - `max_tokens` of None means "fill the context" (bounded by the reply);
-  prompt + `max_tokens` past `max_model_len` raises `ContextLengthExceeded`;
+  prompt + `max_tokens` past `max_model_len` raises `PromptTooLong`;
 - a stop string cuts the reply just before it (`finish_reason` "stop"),
   `max_tokens` cuts it to that many tokens ("length");
 - `stream=True` yields one `Batch` per token position (every choice's next
@@ -27,7 +27,7 @@ contract (`local_models.engine.VllmEngine`):
 `enqueue(["first", "second"])` queues reply texts; each choice of each
 generation takes the next one (so `n=2` takes two), and an empty queue falls
 back to the parrot. Failure and timing are scripted with attributes:
-`fail_after` raises `error` (default `EngineError`) after that many batches
+`fail_after` raises `error` (default `EngineFailure`) after that many batches
 (0: before the first; `embed` fails too; a generation with fewer batches
 finishes normally), `token_delay` sleeps that long per token. An embedder is
 `FakeEngine(task="embed")`: unit vectors of `dimensions` floats derived from
@@ -49,6 +49,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from local_models.errors import BadRequest, EngineFailure, PromptTooLong
 from local_models.interface import (
     Batch,
     Delta,
@@ -61,7 +62,6 @@ from local_models.interface import (
     TopToken,
     output_budget,
 )
-from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest
 from orchestrator.providers.local import LocalModelClient
 
 _TOKEN = re.compile(r"\s*\S+")
@@ -142,7 +142,7 @@ class FakeEngine:
         self.replies.extend(replies)
 
     def _raise(self) -> None:
-        raise self.error if self.error is not None else EngineError("The fake engine failed.")
+        raise self.error if self.error is not None else EngineFailure("The fake engine failed.")
 
     # ---------------------------------------------------------- info, stats
 
@@ -233,7 +233,7 @@ class FakeEngine:
         n = sampling.get("n", 1)
         if request["kind"] == "chat":
             if not self.has_chat_template:
-                raise InvalidRequest(
+                raise BadRequest(
                     f"The model '{self.name}' has no chat template; use /v1/completions.", param="model"
                 )
             messages = request.get("messages", [])
@@ -283,10 +283,10 @@ class FakeEngine:
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
         self.embed_calls.append(inputs)
         if self.task != "embed":
-            raise InvalidRequest(f"The model '{self.name}' does not create embeddings.", param="model")
+            raise BadRequest(f"The model '{self.name}' does not create embeddings.", param="model")
         for item in inputs:
             if count_tokens(item) > self.max_model_len:
-                raise ContextLengthExceeded(
+                raise PromptTooLong(
                     f"This model's maximum context length is {self.max_model_len} tokens, "
                     f"however you requested {count_tokens(item)} tokens in the input.",
                     param="input",

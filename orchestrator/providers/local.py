@@ -8,12 +8,13 @@ translated here, at the boundary); in-process it can be the engine itself
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing, contextmanager
 from typing import Any, Protocol
 
+from local_models.errors import BadRequest, LocalModelError, PromptTooLong
 from local_models.interface import Batch, Delta, EmbedResult, GenerateRequest, Sampling
-from orchestrator.errors import EngineError, InvalidRequest, OrchestratorError, Overloaded
+from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest, OrchestratorError, Overloaded
 from orchestrator.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -74,18 +75,38 @@ def _from_ray(e: BaseException) -> BaseException:
     from ray.exceptions import RayTaskError
     from ray.serve.exceptions import BackPressureError
 
-    if isinstance(e, OrchestratorError) and not isinstance(e, RayTaskError):
-        return e
+    if isinstance(e, OrchestratorError | LocalModelError) and not isinstance(e, RayTaskError):
+        return _from_local(e)
     if isinstance(e, BackPressureError):
         return Overloaded("The local model's queue is full.")
     if isinstance(e, RayTaskError):
         cause = e.cause
-        if isinstance(cause, OrchestratorError):
-            return cause
+        if isinstance(cause, OrchestratorError | LocalModelError):
+            return _from_local(cause)
         return EngineError(f"The local model failed: {type(cause).__name__}: {cause}")
     if isinstance(e, Exception):
         return EngineError(f"The local model is unreachable: {type(e).__name__}: {e}")
     return e
+
+
+def _from_local(e: BaseException) -> BaseException:
+    """`local_models.errors` -> the gateway's tree: the request's fault is a 400, the engine's a 500."""
+    if isinstance(e, PromptTooLong):
+        return ContextLengthExceeded(e.message, param=e.param)
+    if isinstance(e, BadRequest):
+        return InvalidRequest(e.message, param=e.param)
+    if isinstance(e, LocalModelError):
+        return EngineError(e.message, param=e.param)
+    return e
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    """Translate what a local model raised (in-process engines raise it directly)."""
+    try:
+        yield
+    except LocalModelError as e:
+        raise _from_local(e) from e
 
 
 def _sampling(request: ChatCompletionRequest | CompletionRequest) -> Sampling:
@@ -127,26 +148,27 @@ class LocalProvider:
         )
         cid, created = generate["request_id"], now()
         started = False
-        async with aclosing(self._client.generate(generate)) as batches:
-            async for batch in batches:
-                if not started:
-                    # OpenAI opens every choice with a role delta; sent only once the
-                    # engine has produced output, so earlier failures stay plain errors.
-                    started = True
-                    yield ChatCompletionChunk(
-                        id=cid,
-                        created=created,
-                        model=model,
-                        choices=[
-                            ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content=""))
-                            for i in range(request.n)
-                        ],
-                    )
-                choices = [_chat_choice(d) for d in batch["deltas"]]
-                if choices:
-                    yield ChatCompletionChunk(id=cid, created=created, model=model, choices=choices)
-                if "usage" in batch:
-                    yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
+        with _mapped():
+            async with aclosing(self._client.generate(generate)) as batches:
+                async for batch in batches:
+                    if not started:
+                        # OpenAI opens every choice with a role delta; sent only once the
+                        # engine has produced output, so earlier failures stay plain errors.
+                        started = True
+                        yield ChatCompletionChunk(
+                            id=cid,
+                            created=created,
+                            model=model,
+                            choices=[
+                                ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content=""))
+                                for i in range(request.n)
+                            ],
+                        )
+                    choices = [_chat_choice(d) for d in batch["deltas"]]
+                    if choices:
+                        yield ChatCompletionChunk(id=cid, created=created, model=model, choices=choices)
+                    if "usage" in batch:
+                        yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
 
     # ------------------------------------------------------------------ completions
 
@@ -168,18 +190,20 @@ class LocalProvider:
         )
         cid, created = generate["request_id"], now()
         offsets: dict[int, int] = {}
-        async with aclosing(self._client.generate(generate)) as batches:
-            async for batch in batches:
-                choices = [_completion_choice(d, offsets) for d in batch["deltas"]]
-                if choices:
-                    yield CompletionChunk(id=cid, created=created, model=model, choices=choices)
-                if "usage" in batch:
-                    yield CompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
+        with _mapped():
+            async with aclosing(self._client.generate(generate)) as batches:
+                async for batch in batches:
+                    choices = [_completion_choice(d, offsets) for d in batch["deltas"]]
+                    if choices:
+                        yield CompletionChunk(id=cid, created=created, model=model, choices=choices)
+                    if "usage" in batch:
+                        yield CompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
 
     # ------------------------------------------------------------------- embeddings
 
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
-        result = await self._client.embed(request.inputs())
+        with _mapped():
+            result = await self._client.embed(request.inputs())
         vectors = result["embeddings"]
         if request.dimensions is not None and vectors and request.dimensions != len(vectors[0]):
             raise InvalidRequest(

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fakes import FakeClock, FakeEngine, tokenize
 
+from local_models.errors import BadRequest, EngineFailure, PromptTooLong
 from local_models.interface import Batch, Engine, GenerateRequest, Sampling
-from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest
 from orchestrator.providers.local import LocalModelClient
 
 
@@ -99,7 +99,7 @@ async def test_logprobs_are_well_formed() -> None:
 
 async def test_context_length() -> None:
     engine = FakeEngine(max_model_len=4)
-    with pytest.raises(ContextLengthExceeded) as info:
+    with pytest.raises(PromptTooLong) as info:
         await collect(engine.generate(request(max_tokens=3)))
     assert info.value.param == "prompt"
     [batch] = await collect(engine.generate(request()))  # max_tokens None: fill what is left
@@ -108,7 +108,7 @@ async def test_context_length() -> None:
 
 async def test_fail_before_first_and_after_n() -> None:
     engine = FakeEngine(fail_after=0)
-    with pytest.raises(EngineError):
+    with pytest.raises(EngineFailure):
         await collect(engine.generate(request(stream=True)))
     assert engine.generations[0].outcome == "failed" and engine.generations[0].batches == 0
     engine.fail_after, engine.error = 1, RuntimeError("x")
@@ -143,7 +143,7 @@ async def test_records_a_consumer_that_stops_early() -> None:
 
 
 async def test_chat_needs_a_chat_template() -> None:
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(BadRequest):
         await collect(FakeEngine(has_chat_template=False).generate(request("chat")))
 
 
@@ -155,7 +155,7 @@ async def test_embed() -> None:
     assert len(a) == 8 and a != c
     assert math.isclose(sum(x * x for x in a), 1.0, rel_tol=1e-6)
     assert (await engine.embed(["a b"]))["embeddings"][0] == a
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(BadRequest):
         await FakeEngine().embed(["x"])
 
 
