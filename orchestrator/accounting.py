@@ -12,11 +12,10 @@ ASGI middleware) and `Accounts` runs it:
     finish         when the response has ended: one JSON log line, the metrics,
                    and the settlement (real cost) sent to the owner
 
-The pipeline finds the tab of the request it is serving through a context
-variable (`current_tab`): a request's stream may be finished by another task
-than the one that started it, but it always runs in a copy of the request's
-context. Time spent waiting on a model is counted by `timed` providers, so
-the gateway's own overhead is the rest.
+The tab travels with the request explicitly (the edge hands it to the front
+door, which puts it in the `Call` the flow answers): admission, the time spent
+waiting on a model (the gateway's overhead is the rest) and the usage record
+all land on it.
 """
 
 from __future__ import annotations
@@ -28,29 +27,25 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.bounded import TTLMap
 from orchestrator.budgets import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle, SettleMany
-from orchestrator.capabilities import Feature, Registry, Task
+from orchestrator.capabilities import Backend, Feature, Registry, Task
 from orchestrator.errors import (
     InvalidApiKey,
     KeyBudgetExhausted,
     KeyRateLimited,
     LedgerUnavailable,
     ModelNotAllowed,
-    OrchestratorError,
 )
 from orchestrator.keys import KeyPolicy, hash_key, presented, same_hash
 from orchestrator.ledger import Price, Prices, UsageRecord
 from orchestrator.metrics import Metrics
 from orchestrator.protocol import (
-    EmbeddingResponse,
     Usage,
 )
-from orchestrator.routes import Routed
 from orchestrator.scheduler import spill_reason_code
 from orchestrator.usage_tokens import UsageEstimator, output_allowance, prompt_upper_bound
 
@@ -71,14 +66,6 @@ ENDPOINTS = ANSWERING | {"/v1/models"}
 
 
 # ------------------------------------------------------------------------------ the tab
-
-
-_CURRENT: ContextVar[Tab | None] = ContextVar("orchestrator_tab", default=None)
-
-
-def current_tab() -> Tab | None:
-    """The tab of the request being served here, if the edge opened one."""
-    return _CURRENT.get()
 
 
 @dataclass
@@ -103,9 +90,20 @@ class Tab:
     response_ended: bool = False
     finished: bool = False
 
+    @classmethod
+    def detached(cls) -> Tab:
+        """A tab of no request the edge opened (open endpoint, nothing settled): for direct callers."""
+        return cls(Accounts(), f"req_{uuid.uuid4().hex}", "POST", "")
+
     @property
     def estimator(self) -> UsageEstimator | None:
         return self.accounts.estimator
+
+    async def admit(
+        self, request: Any, routes: list[Backend], downgrade: tuple[str, list[Backend]] | None = None
+    ) -> str:
+        """The key's limits checked for `request` on `routes` (its resolved routes); the model to serve."""
+        return await self.accounts.admit(self, request, routes, downgrade)
 
     def record(self, record: UsageRecord) -> None:
         """The pipeline's record of this request's answer (a `Ledger`)."""
@@ -173,14 +171,12 @@ class Accounts:
 
     @contextlib.contextmanager
     def open(self, method: str, path: str) -> Iterator[Tab]:
-        """A new tab, current in this context until the response has ended."""
+        """A new tab, finished once the response has ended."""
         tab = Tab(self, f"req_{uuid.uuid4().hex}", method, path)
-        token = _CURRENT.set(tab)
         try:
             yield tab
         finally:
             self.response_ended(tab)
-            _CURRENT.reset(token)
 
     # ------------------------------------------------------- authentication
 
@@ -248,8 +244,12 @@ class Accounts:
 
     # ------------------------------------------------------------ admission
 
-    async def admit(self, tab: Tab, request: Any, task: Task, needs: set[Feature]) -> str:
-        """Check the key's limits for `request` and reserve its worst case; the model to serve."""
+    async def admit(
+        self, tab: Tab, request: Any, routes: list[Backend], downgrade: tuple[str, list[Backend]] | None = None
+    ) -> str:
+        """Check the key's limits for `request` and reserve its worst case at `routes` (the routes it
+        resolved to, rules applied); past a soft limit, the `downgrade` model and its routes. The
+        model to serve."""
         key = tab.key
         if key is None or self.owner is None:
             return str(request.model)
@@ -258,17 +258,12 @@ class Accounts:
             raise ModelNotAllowed(f"This API key does not have access to model `{request.model}`.", param="model")
         if not key.limited:
             return str(request.model)  # nothing to reserve: no round trip (revocation: the lookup's TTL)
-        primary = self.worst_case(request, request.model, task, needs)
-        downgrade = None
-        if key.downgrade_to and key.downgrade_to != request.model:
-            try:
-                downgrade = self.worst_case(request, key.downgrade_to, task, needs)
-            except OrchestratorError:  # the cheaper model can't serve this request: no downgrade
-                downgrade = None
+        primary = self._worst(request, request.model, routes)
+        cheaper = self._worst(request, downgrade[0], downgrade[1]) if downgrade is not None else None
         # Settlements waiting in this replica's batch ride along: they count in this admission.
         settles = self._take_batch()
         try:
-            answer = await self.owner.call(Reserve(key.id, tab.request_id, primary, downgrade, settles))
+            answer = await self.owner.call(Reserve(key.id, tab.request_id, primary, cheaper, settles))
         except Exception as e:
             self._requeue(settles, e)
             raise LedgerUnavailable("The gateway can't check this key's limits now; try again shortly.") from None
@@ -293,10 +288,13 @@ class Accounts:
     def worst_case(self, request: Any, model: str, task: Task, needs: set[Feature]) -> Choice:
         """The most `request` can cost on `model`: an upper bound on its prompt, its whole output
         allowance, at the most expensive of the model's routes."""
+        backends = self._registry.resolve(model).candidates(task, needs) if self._registry is not None else []
+        return self._worst(request, model, backends)
+
+    def _worst(self, request: Any, model: str, backends: list[Backend]) -> Choice:
         prompt = prompt_upper_bound(request)
         outputs, n = output_allowance(request)
         usd, most = 0.0, 0
-        backends = self._registry.resolve(model).candidates(task, needs) if self._registry is not None else []
         for b in backends:
             out = outputs if outputs is not None else (b.context_length or DEFAULT_MAX_OUTPUT)
             out *= n
@@ -307,36 +305,6 @@ class Accounts:
         return Choice(model, usd, prompt + most)
 
     # ------------------------------------------------------------- records
-
-    def record(self, record: UsageRecord) -> None:
-        """A `Ledger`: a record made outside any request's tab is logged and settled on its own."""
-        tab = current_tab()
-        if tab is not None and not tab.finished:
-            tab.record(record)
-            return
-        lone = Tab(self, record.id, "POST", "", status=200, answer=record, response_ended=True)
-        self.finish(lone)
-
-    def record_embedding(self, tab: Tab, routed: Routed[EmbeddingResponse]) -> None:
-        r, usage = routed.route, routed.result.usage
-        as_usage = Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=0, total_tokens=usage.prompt_tokens)
-        tab.record(
-            UsageRecord(
-                id=tab.request_id,
-                model=routed.result.model,
-                provider=r.provider,
-                provider_model=r.model,
-                route_reason=r.reason,
-                cache=r.cache,
-                stream=False,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=0,
-                cached_tokens=0,
-                cost_usd=self.prices.cost(r.provider, r.model, as_usage),
-                saved_usd=0.0,
-                complete=True,
-            )
-        )
 
     def response_started(self, tab: Tab, status: int) -> dict[str, str]:
         """The response's headers are going out: what the edge adds to them."""

@@ -42,7 +42,6 @@ from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
 from orchestrator.router import Router, blended_prices, knobs_from, policies_from
-from orchestrator.scope import timed
 from orchestrator.settings import EngineSettings, ResilienceSettings, SchedulerSettings, Settings
 from orchestrator.tokens import ByteCounter, HfTokenCounter, TokenCounter
 
@@ -92,6 +91,7 @@ async def build_pipeline(
         deadline_s=r.deadline_s,
         breaker_threshold=r.breaker_threshold,
         breaker_cooldown_s=r.breaker_cooldown_s,
+        breaker_window_s=r.breaker_window_s,
     )
     registry = build_registry(local, remote, {name: m.routes for name, m in chains.items()})
     scheduler = settings.scheduler if settings else SchedulerSettings()
@@ -116,7 +116,7 @@ async def build_pipeline(
             log.error("response cache at %s unusable (%s: %s); serving without it", directory, type(e).__name__, e)
     return Pipeline(
         registry,
-        timed(providers),  # time waiting on models is not the gateway's overhead
+        providers,
         router=router,
         created=int(time.time()),
         policy=policy,

@@ -1,68 +1,46 @@
-"""The request flow, readable top to bottom.
+"""The request flow, readable top to bottom in one function: `Pipeline.serve`.
 
-    cache lookup (reproducible requests) ──hit──▶ replay as JSON or as a real stream
-    single-flight: an identical request already in flight is joined, not repeated
-    plan: the scheduler orders the routes able to serve it (`router`, `scheduler`)
-    run: try them with retries and failover (`failover.run_with_failover`)
-    ──▶ a stream committed at its first content, or a whole answer
-    store the finished answer in the cache
+    resolve   the alias, once: rules, capabilities, context, routing headers (`Router.resolve`)
+    admit     the key's limits, reserving the worst case at the resolved routes (the tab)
+    cache     a reproducible request's stored answer, replayed as a whole or as a real stream
+    plan      the resolved routes in order under the load of now (`Router.order`)
+    flight    an identical request in flight is joined (it pays), or this one leads
+    attempt   each route in turn, with retries and failover (`failover.run_with_failover`)
+    meter     the answer's usage and cost on the request's tab (`metering.Meter`)
+    store     a finished reproducible answer into the cache
 
-A stream is handed to the edge only once a route produced its first content
-chunk, so every failure before that falls over to the next route without the
-client seeing it. A whole (non-stream) answer is folded inside the attempt,
-so even a failure mid-answer falls over. Plans are made lazily, only for
-requests the cache doesn't answer. Every result carries a `Route`: who
-served it, why, and what the cache did.
+A stream is handed to the front door only once a route produced its first
+content, so every failure before that falls over to the next route without
+the client seeing it. A whole answer is folded inside its attempt, so even a
+failure mid-answer falls over. Every result carries a `Route`: who served it,
+why, and what the cache did. The request's tab is passed along explicitly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Literal, TypeVar
 
-from orchestrator.accounting import Tab, current_tab
-from orchestrator.cache import (
-    Decision,
-    Entry,
-    ResponseCache,
-    cache_key,
-    complete_enough,
-    decide,
-    fresh_chat,
-    fresh_completion,
-    replay_chat,
-    replay_completion,
-)
-from orchestrator.capabilities import Registry, Task, chat_needs
-from orchestrator.failover import Breakers, OpenStream, Policy, Success, Target, open_stream, run_with_failover
-from orchestrator.ledger import Ledger, LogLedger, Prices, UsageRecord
-from orchestrator.protocol import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    CompletionChunk,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    ModelCard,
-    ModelList,
-    Usage,
-)
+from orchestrator.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
+from orchestrator.calls import CHAT, EMBEDDING, Call
+from orchestrator.capabilities import Registry
+from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, run_with_failover
+from orchestrator.ledger import Prices
+from orchestrator.metering import Meter
+from orchestrator.protocol import ModelCard, ModelList
 from orchestrator.providers.base import Provider
-from orchestrator.router import Planned, Router
+from orchestrator.router import Resolution, RoutePlan, Router
 from orchestrator.routes import Route, Routed
 from orchestrator.singleflight import Flight, SingleFlight
-from orchestrator.streams import assemble_chat, assemble_completion
-from orchestrator.usage_tokens import answer_text, chunk_text
 
 __all__ = ["CacheConfig", "Pipeline", "Route", "Routed"]
 
 T = TypeVar("T")
-R = TypeVar("R")
-W = TypeVar("W", ChatCompletion, CompletionChunk)
 
 
 @dataclass(frozen=True)
@@ -72,34 +50,8 @@ class CacheConfig:
     shared: bool = False  # one namespace for every key (otherwise each key has its own)
 
 
-def _chat_started(chunk: ChatCompletionChunk) -> bool:
-    return any(c.delta.content or c.delta.tool_calls or c.delta.refusal or c.finish_reason for c in chunk.choices)
-
-
-def _completion_started(chunk: CompletionChunk) -> bool:
-    return any(c.text or c.finish_reason for c in chunk.choices)
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """What differs between chat and text completions along the flow."""
-
-    name: Literal["chat", "completion"]
-    task: Task
-    started: Callable[[Any], bool]
-    assemble: Callable[[AsyncIterator[Any]], Awaitable[Any]]
-    replay: Callable[[Entry], AsyncIterator[Any]]
-    fresh: Callable[[Entry], Any]
-
-
-CHAT = _Kind("chat", "chat", _chat_started, assemble_chat, replay_chat, fresh_chat)
-COMPLETION = _Kind(
-    "completion", "completions", _completion_started, assemble_completion, replay_completion, fresh_completion
-)
-
-
 class Pipeline:
-    """Turns validated OpenAI requests into answers from the cache or the right backend."""
+    """Answers `Call`s from the cache or the right route."""
 
     def __init__(
         self,
@@ -113,7 +65,6 @@ class Pipeline:
         cache: ResponseCache | None = None,
         cache_config: CacheConfig | None = None,
         prices: Prices | None = None,
-        ledger: Ledger | None = None,
     ):
         self._registry = registry
         self._providers = providers
@@ -127,43 +78,16 @@ class Pipeline:
         self._cache_config = cache_config or CacheConfig()
         self._flights = SingleFlight()
         self._prices = prices or Prices({})
-        self._ledger = ledger or LogLedger()
+        self._meter = Meter(self._prices)
 
-    # ------------------------------------------------------------------ public API
+    @property
+    def registry(self) -> Registry:
+        """The served models (read-only: the edge checks keys' models against it)."""
+        return self._registry
 
-    async def chat_stream(
-        self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "open"
-    ) -> Routed[OpenStream[ChatCompletionChunk]]:
-        return await self._stream(CHAT, request, headers or {}, namespace)
-
-    async def chat(
-        self, request: ChatCompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "open"
-    ) -> Routed[ChatCompletion]:
-        result: Routed[ChatCompletion] = await self._whole(CHAT, request, headers or {}, namespace)
-        return result
-
-    async def complete_stream(
-        self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "open"
-    ) -> Routed[OpenStream[CompletionChunk]]:
-        return await self._stream(COMPLETION, request, headers or {}, namespace)
-
-    async def complete(
-        self, request: CompletionRequest, headers: Mapping[str, str] | None = None, namespace: str = "open"
-    ) -> Routed[CompletionChunk]:
-        result: Routed[CompletionChunk] = await self._whole(COMPLETION, request, headers or {}, namespace)
-        return result
-
-    async def embed(
-        self, request: EmbeddingRequest, headers: Mapping[str, str] | None = None
-    ) -> Routed[EmbeddingResponse]:
-        targets = self._router.embedding_targets(request, headers or {})
-        done = await run_with_failover(
-            targets,
-            lambda t: self._providers[t.provider].embed(request, t.model),
-            policy=self._policy,
-            breakers=self._breakers,
-        )
-        return Routed(Route(done.target.provider, done.target.model, done.reason()), done.result)
+    @property
+    def prices(self) -> Prices:
+        return self._prices
 
     def models(self) -> ModelList:
         return ModelList(
@@ -172,293 +96,173 @@ class Pipeline:
 
     # ------------------------------------------------------------------- the flow
 
-    async def _stream(
-        self,
-        kind: _Kind,
-        request: Any,
-        headers: Mapping[str, str],
-        namespace: str,
-    ) -> Routed[OpenStream[Any]]:
-        key, decision = self._decide(request, headers, namespace)
+    async def serve(self, call: Call) -> Routed[Any]:
+        """The answer to `call`: a whole one, or (for a stream request) an `OpenStream` at its first content."""
+        resolution = await self._resolve(call)
+        call, resolution = await self._admit(call, resolution)
+        key, decision = self._cache_decision(call)
         if (hit := self._lookup(key, decision)) is not None:
-            replay = await open_stream(
-                kind.replay(hit), has_content=kind.started, policy=self._policy, provider="cache"
-            )
-            return self._metered(request, Routed(_hit_route(hit), replay), hit)
-        # Planned (and so validated: headers, data class, capabilities, context) before any flight
-        # is joined: a request that joins another is held to the same rules as one that leads.
-        planned = await self._plan(kind, request, headers)
-
-        def upstream() -> Awaitable[Routed[OpenStream[Any]]]:
-            return self._open_routed(kind, request, planned)
-
+            return await self._replay(call, hit)
+        plan = self._router.order(resolution)
         if not decision.cacheable:
-            return self._metered(request, _with_cache(await upstream(), decision))
-        flight, leads = self._flights.join(_flight_key(key, planned), upstream, self._storer(kind, key, decision))
-        routed = _with_cache(await flight.follow(), decision)
-        return self._metered(request, routed if leads else _shared(routed), shared=not leads)
+            routed = await self._attempt(call, plan, whole=not call.stream)
+            return self._metered(call, _with_cache(routed, decision), plan)
+        lead = partial(self._attempt, call, plan, whole=False)
+        flight, leads = self._flights.join(_flight_key(key, plan), lead, partial(self._store, call, key, decision))
+        try:
+            routed = await self._follow(call, flight)
+        except Exception:
+            if call.stream or not flight.finished or flight.route is None:
+                raise
+            # The shared flight broke after it started: a whole answer retries on its own.
+            routed, leads = await self._attempt(call, plan, whole=True), True
+            await self._store_whole(call, key, decision, routed)
+        routed = _with_cache(routed, decision)
+        return self._metered(call, routed if leads else _shared(routed), plan, shared=not leads)
 
-    async def _whole(
-        self,
-        kind: _Kind,
-        request: Any,
-        headers: Mapping[str, str],
-        namespace: str,
-    ) -> Routed[Any]:
-        key, decision = self._decide(request, headers, namespace)
-        if (hit := self._lookup(key, decision)) is not None:
-            return self._accounted(request, Routed(_hit_route(hit), kind.fresh(hit)), hit)
-        planned = await self._plan(kind, request, headers)
-        if decision.cacheable:
-            # Join (or start) the shared flight; if it fails, retry on our own, with
-            # whole-answer failover, rather than hand a shared failure on.
-            flight, leads = self._flights.join(
-                _flight_key(key, planned),
-                lambda: self._open_routed(kind, request, planned),
-                self._storer(kind, key, decision),
-            )
+    # ----------------------------------------------------------------- the steps
+
+    async def _resolve(self, call: Call) -> Resolution:
+        return await self._router.resolve(call.body, call.kind.task, call.needs(), call.headers)
+
+    async def _admit(self, call: Call, resolution: Resolution) -> tuple[Call, Resolution]:
+        """The key's limits checked and its worst case reserved at the resolved routes; past a soft
+        limit, the call moves to the key's cheaper model (resolved the same way)."""
+        key = call.tab.key
+        downgrade: Resolution | None = None
+        if key is not None and key.limited and key.downgrade_to and key.downgrade_to != call.model:
             try:
-                routed = await flight.follow()
-                whole = Routed(routed.route, await kind.assemble(routed.result.chunks()))
-                whole = _with_cache(whole, decision)
-                return self._accounted(request, whole if leads else _shared(whole), shared=not leads)
-            except Exception:
-                if not flight.finished or flight.route is None:
-                    raise
-        tracked = self._tracked(kind, request, planned)
-        done = await self._run(planned, lambda t: self._fold(kind, tracked(t), t, planned))
-        routed_whole = self._routed(planned, done, done.result)
-        if decision.write and complete_enough(kind.name, routed_whole.result.model_dump()):
-            await self._store(key, kind, routed_whole.result.model_dump(), routed_whole.route, decision)
-        return self._accounted(request, _with_cache(routed_whole, decision))
-
-    async def _plan(self, kind: _Kind, request: Any, headers: Mapping[str, str]) -> Planned:
-        needs = chat_needs(request) if kind is CHAT else set()
-        return await self._router.plan(request, kind.task, needs, headers)
-
-    def _call(self, kind: _Kind, request: Any, target: Target) -> AsyncIterator[Any]:
-        """One route's answer to `request`, as a chunk stream."""
-        provider = self._providers[target.provider]
-        return provider.chat(request, target.model) if kind is CHAT else provider.complete(request, target.model)
-
-    async def _open_routed(self, kind: _Kind, request: Any, planned: Planned) -> Routed[OpenStream[Any]]:
-        tracked = self._tracked(kind, request, planned)
-
-        async def opened(t: Target) -> OpenStream[Any]:
-            start = time.monotonic()
-            stream = await self._open(tracked(t), kind.started, t)
-            self._router.first_token(t, (time.monotonic() - start) * 1000, planned)
-            return stream
-
-        done = await self._run(planned, opened)
-        return self._routed(planned, done, done.result)
-
-    async def _fold(self, kind: _Kind, stream: AsyncIterator[Any], target: Target, planned: Planned) -> Any:
-        start = time.monotonic()
-        opened = await self._open(stream, kind.started, target)
-        self._router.first_token(target, (time.monotonic() - start) * 1000, planned)
-        return await kind.assemble(opened.chunks())
-
-    # ------------------------------------------------------------------ accounting
-
-    @property
-    def registry(self) -> Registry:
-        """The served models (read-only: the edge checks keys' models and worst cases against it)."""
-        return self._registry
-
-    @property
-    def prices(self) -> Prices:
-        return self._prices
-
-    def _record(
-        self,
-        request: Any,
-        route: Route,
-        usage: Usage | None,
-        answer_id: str,
-        *,
-        stream: bool,
-        complete: bool,
-        hit: Entry | None,
-        tab: Tab | None,
-        text: Callable[[], str] | None = None,
-        shared: bool = False,
-    ) -> None:
-        # Inside a request the edge opened, the record goes to that request's tab (the
-        # edge settles, logs and meters it); without usage from the provider, the tab's
-        # tokenizer counts it. An answer shared with the identical request that led its
-        # flight is recorded like a cache hit: that request paid for it.
-        estimated = False
-        if usage is None and text is not None and tab is not None and tab.estimator is not None:
-            usage, estimated = tab.estimator.estimate(request, text()), True
-        cost = self._prices.cost(route.provider, route.model, usage)
-        free = hit is not None or shared
-        if route.overflow and not free:
-            self._router.overflowed(cost)  # counts against the burst budget, once per upstream call
-        if hit is not None:
-            saved = self._prices.cost(hit.provider, hit.model, usage)
-        else:
-            saved = cost if shared else 0.0
-        details = usage.prompt_tokens_details if usage is not None else None
-        (tab or self._ledger).record(
-            UsageRecord(
-                id=answer_id,
-                model=request.model,
-                provider=route.provider,
-                provider_model=route.model,
-                route_reason=route.reason,
-                cache="SHARED" if shared else route.cache,
-                stream=stream,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-                cached_tokens=details.cached_tokens if details else 0,
-                cost_usd=0.0 if free else cost,
-                saved_usd=saved,
-                complete=complete,
-                estimated=estimated,
-            )
+                downgrade = await self._resolve(call.on(key.downgrade_to))
+            except Exception:  # the cheaper model can't serve this request: no downgrade
+                downgrade = None
+        model = await call.tab.admit(
+            call.body, resolution.backends, (downgrade.facts.model, downgrade.backends) if downgrade else None
         )
+        if model == call.model or downgrade is None:
+            return call, resolution
+        return call.on(model), downgrade
 
-    def _accounted(
-        self, request: Any, routed: Routed[W], hit: Entry | None = None, *, shared: bool = False
-    ) -> Routed[W]:
-        whole = routed.result
-        self._record(
-            request,
-            routed.route,
-            whole.usage,
-            whole.id,
-            stream=False,
-            complete=True,
-            hit=hit,
-            tab=current_tab(),
-            text=lambda: answer_text(whole),
-            shared=shared,
-        )
-        return routed
-
-    def _metered(
-        self, request: Any, routed: Routed[OpenStream[Any]], hit: Entry | None = None, *, shared: bool = False
-    ) -> Routed[OpenStream[Any]]:
-        """The same stream, recorded in the ledger when it ends (or breaks off)."""
-        seen: dict[str, Any] = {"usage": None, "id": ""}
-        texts: list[str] = []
-        # Taken now: the stream may be closed later from another context (a collected generator).
-        tab = current_tab()
-        collect = tab is not None and tab.estimator is not None  # text only to count it, if need be
-
-        def observe(chunk: Any) -> None:
-            seen["id"] = seen["id"] or chunk.id
-            seen["usage"] = chunk.usage or seen["usage"]
-            if collect:
-                texts.append(chunk_text(chunk))
-
-        for chunk in routed.result.prefix:
-            observe(chunk)
-
-        async def rest() -> AsyncIterator[Any]:
-            complete = False
-            try:
-                async for chunk in routed.result.rest:
-                    observe(chunk)
-                    yield chunk
-                complete = True
-            finally:
-                self._record(
-                    request,
-                    routed.route,
-                    seen["usage"],
-                    seen["id"],
-                    stream=True,
-                    complete=complete,
-                    hit=hit,
-                    tab=tab,
-                    text=lambda: "".join(texts),
-                    shared=shared,
-                )
-                await routed.result.aclose()  # closing an outer generator doesn't close the inner
-
-        return Routed(routed.route, OpenStream(routed.result.prefix, rest(), also=(routed.result,)))
-
-    # ------------------------------------------------------------------- the cache
-
-    def _decide(self, request: Any, headers: Mapping[str, str], namespace: str) -> tuple[str, Decision]:
-        """The cache's decision, and the request's key where the cache or a flight will use it."""
-        decision = decide(request, headers, mode=self._cache_config.mode, default_ttl_s=self._cache_config.ttl_s)
+    def _cache_decision(self, call: Call) -> tuple[str, Decision]:
+        """What the cache may do for the call, and its key where the cache or a flight will use it."""
+        if not call.kind.streams:  # embeddings are answered fresh
+            return "", Decision(read=False, write=False, ttl_s=0.0, cacheable=False)
+        decision = decide(call.body, call.headers, mode=self._cache_config.mode, default_ttl_s=self._cache_config.ttl_s)
         if self._cache is None:
             decision = replace(decision, read=False, write=False)
-        namespace = "shared" if self._cache_config.shared else namespace
-        return (cache_key(request, namespace) if decision.cacheable else ""), decision
+        namespace = "shared" if self._cache_config.shared else call.tenant
+        return (cache_key(call.body, namespace) if decision.cacheable else ""), decision
 
     def _lookup(self, key: str, decision: Decision) -> Entry | None:
         if not decision.read or self._cache is None:
             return None
         return self._cache.get(key)
 
-    def _storer(self, kind: _Kind, key: str, decision: Decision) -> Callable[[Flight[Any]], Awaitable[None]]:
-        async def store(flight: Flight[Any]) -> None:
-            if not decision.write or flight.route is None:
-                return
-            whole = await kind.assemble(_aiter(flight.chunks))
-            body = whole.model_dump()
-            if complete_enough(kind.name, body):
-                await self._store(key, kind, body, flight.route, decision)
+    async def _replay(self, call: Call, hit: Entry) -> Routed[Any]:
+        kind, route = call.kind, _hit_route(hit)
+        assert kind.replay is not None and kind.fresh is not None and kind.started is not None
+        if not call.stream:
+            return self._meter.whole(call, Routed(route, kind.fresh(hit)), None, hit=hit)
+        replay = await open_stream(kind.replay(hit), has_content=kind.started, policy=self._policy, provider="cache")
+        return self._meter.stream(call, Routed(route, replay), None, hit=hit)
 
-        return store
+    async def _attempt(self, call: Call, plan: RoutePlan, *, whole: bool) -> Routed[Any]:
+        """The plan's routes in turn (retries, failover) until one answers: whole, or a stream at its
+        first content."""
+        done = await run_with_failover(
+            plan.targets, partial(self._attempt_route, call, plan, whole), policy=self._policy, breakers=self._breakers
+        )
+        t = done.target
+        return Routed(Route(t.provider, t.model, done.reason(), overflow=plan.is_overflow(t)), done.result)
 
-    async def _store(self, key: str, kind: _Kind, body: dict[str, Any], route: Route, decision: Decision) -> None:
-        if self._cache is None:
+    async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, target: Target) -> Any:
+        """One route's answer: opened to its first content within the route's patience, then folded
+        whole when asked (inside the attempt: a failure mid-answer still falls over)."""
+        if call.kind is EMBEDDING:
+            return await self._embed(call, target)
+        kind = call.kind
+        assert kind.started is not None and kind.assemble is not None
+        start = time.monotonic()
+        opened = await open_stream(
+            self._route_stream(call, plan, target), has_content=kind.started, policy=self._patience(target),
+            provider=target.provider,
+        )  # fmt: skip
+        plan.first_token(target, (time.monotonic() - start) * 1000)
+        return await kind.assemble(opened.chunks()) if whole else opened
+
+    async def _route_stream(self, call: Call, plan: RoutePlan, target: Target) -> AsyncIterator[Any]:
+        """The provider's chunks for `call`: counted as local load while they last, and the time spent
+        waiting on them counted on the tab (it is not the gateway's overhead)."""
+        provider, tab, model = self._providers[target.provider], call.tab, target.model
+        stream = provider.chat(call.body, model) if call.kind is CHAT else provider.complete(call.body, model)
+        sent = plan.attempting(target)
+        try:
+            async with aclosing(stream) as chunks:  # type: ignore[type-var]
+                iterator = aiter(chunks)
+                while True:
+                    t0 = time.perf_counter()
+                    try:
+                        chunk = await anext(iterator)
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        tab.upstream_s += time.perf_counter() - t0
+                    yield chunk
+        finally:
+            sent()
+
+    async def _embed(self, call: Call, target: Target) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await self._providers[target.provider].embed(call.body, target.model)
+        finally:
+            call.tab.upstream_s += time.perf_counter() - t0
+
+    async def _follow(self, call: Call, flight: Flight[Any]) -> Routed[Any]:
+        """The flight's answer as this call wants it: its stream, or folded whole."""
+        routed = await flight.follow()
+        if call.stream:
+            return routed
+        assert call.kind.assemble is not None
+        return Routed(routed.route, await call.kind.assemble(routed.result.chunks()))
+
+    def _metered(self, call: Call, routed: Routed[Any], plan: RoutePlan, *, shared: bool = False) -> Routed[Any]:
+        if isinstance(routed.result, OpenStream):
+            return self._meter.stream(call, routed, plan, shared=shared)
+        return self._meter.whole(call, routed, plan, shared=shared)
+
+    async def _store(self, call: Call, key: str, decision: Decision, flight: Flight[Any]) -> None:
+        """A flight's finished answer into the cache (its leader's `on_finish`)."""
+        if not decision.write or flight.route is None:
             return
-        entry = Entry(kind=kind.name, body=body, provider=route.provider, model=route.model)
+        assert call.kind.assemble is not None
+        whole = await call.kind.assemble(_aiter(flight.chunks))
+        await self._store_whole(call, key, decision, Routed(flight.route, whole))
+
+    async def _store_whole(self, call: Call, key: str, decision: Decision, routed: Routed[Any]) -> None:
+        body = routed.result.model_dump()
+        if self._cache is None or not decision.write or not complete_enough(call.kind.name, body):
+            return
+        entry = Entry(kind=call.kind.name, body=body, provider=routed.route.provider, model=routed.route.model)  # type: ignore[arg-type]
         # Off the event loop: a write waits on the disk, a lookup must not wait on it.
         await asyncio.to_thread(self._cache.set, key, entry, decision.ttl_s)
 
-    # -------------------------------------------------------------------- helpers
+    def _patience(self, target: Target) -> Policy:
+        """The policy for one route: its own first-token timeout where the plan gave it one."""
+        if target.first_token_timeout_s is None:
+            return self._policy
+        return replace(
+            self._policy, first_token_timeout_s=min(self._policy.first_token_timeout_s, target.first_token_timeout_s)
+        )
 
-    async def _run(self, planned: Planned, attempt: Callable[[Target], Awaitable[R]]) -> Success[R]:
-        return await run_with_failover(planned.targets, attempt, policy=self._policy, breakers=self._breakers)
 
-    def _tracked(self, kind: _Kind, request: Any, planned: Planned) -> Callable[[Target], AsyncIterator[Any]]:
-        """How to call a route of `planned`, with each local attempt's output counted in the
-        scheduler's view of the local load."""
-
-        async def counted(target: Target) -> AsyncIterator[Any]:
-            done = self._router.attempting(target, planned)
-            stream = self._call(kind, request, target)
-            try:
-                async for chunk in stream:
-                    yield chunk
-            finally:
-                done()
-                await _close(stream)
-
-        def tracked(target: Target) -> AsyncIterator[Any]:
-            return counted(target) if self._router.is_local(target) else self._call(kind, request, target)
-
-        return tracked
-
-    def _routed(self, planned: Planned, done: Success[Any], result: T) -> Routed[T]:
-        t = done.target
-        overflow = self._router.is_overflow(planned, t)
-        return Routed(Route(t.provider, t.model, done.reason(), overflow=overflow), result)
-
-    async def _open(self, stream: AsyncIterator[T], started: Callable[[T], bool], target: Target) -> OpenStream[T]:
-        policy = self._policy
-        if target.first_token_timeout_s is not None:
-            policy = replace(
-                policy, first_token_timeout_s=min(policy.first_token_timeout_s, target.first_token_timeout_s)
-            )
-        return await open_stream(stream, has_content=started, policy=policy, provider=target.provider)
+def _flight_key(cache_key: str, plan: RoutePlan) -> str:
+    """Requests share a flight only where they share a cache key and their plans agree on
+    where they may go (a request that must stay local never rides a remote flight)."""
+    return f"{cache_key}|{plan.facts.data_class}"
 
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:
     return Routed(replace(routed.route, cache=decision.outcome_if_missed), routed.result)
-
-
-def _flight_key(cache_key: str, planned: Planned) -> str:
-    """Requests share a flight only where they share a cache key and their plans agree on
-    where they may go (a request that must stay local never rides a remote flight)."""
-    return f"{cache_key}|{planned.facts.data_class}"
 
 
 def _shared(routed: Routed[T]) -> Routed[T]:
@@ -468,12 +272,6 @@ def _shared(routed: Routed[T]) -> Routed[T]:
 
 def _hit_route(entry: Entry) -> Route:
     return Route(provider="cache", model=f"{entry.provider}/{entry.model}", reason="cache-hit", cache="HIT")
-
-
-async def _close(stream: AsyncIterator[Any]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 async def _aiter(items: list[T]) -> AsyncIterator[T]:

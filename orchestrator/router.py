@@ -1,11 +1,15 @@
 """The scheduler's I/O side: gathers what the pure policy needs, and keeps its state.
 
-`Router.plan(request, task, needs, headers)` reads the request's routing
-headers, counts its prompt with the local tokenizer (only when a decision
-depends on it), takes the current load snapshot and overflow spend from the
-`LoadView`, and asks `scheduler.plan`. It remembers each alias's spill state
-(hysteresis) and, as routes are tried, tells the `LoadView` what it sends to
-the local model (`attempting`) and what overflow cost (`settled`).
+Two steps per request. `Router.resolve(request, task, needs, headers)` reads the
+request's routing headers, counts its prompt with the local tokenizer (only
+when a decision depends on it) and resolves its alias once (`scheduler.resolve`:
+rules, capabilities, context): what admission prices. `Router.order(resolution)`
+takes the current load snapshot and overflow spend from the `LoadView` and
+orders the routes (`scheduler.order`), remembering each alias's spill state
+(hysteresis). The `RoutePlan` it returns is what the attempts report to: what
+is sent to the local model (`attempting`), first tokens (`first_token`, which
+teach the calibration and rank spill routes by latency) and overflow spend
+(`overflowed`).
 """
 
 from __future__ import annotations
@@ -19,13 +23,25 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from orchestrator.calibration import Calibration
-from orchestrator.capabilities import Feature, Registry, Task
+from orchestrator.capabilities import Backend, Feature, Registry, Task
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest
 from orchestrator.failover import Target
 from orchestrator.load import LoadView
-from orchestrator.scheduler import AliasPolicy, Budget, DataClass, Facts, Knobs, Plan, Rule, plan
-from orchestrator.settings import ModelRouting, ProviderSettings, SchedulerSettings
 from orchestrator.protocol import EmbeddingRequest
+from orchestrator.scheduler import (
+    AliasPolicy,
+    Budget,
+    Conditions,
+    DataClass,
+    Facts,
+    Knobs,
+    Plan,
+    Resolved,
+    Rule,
+    order,
+    resolve,
+)
+from orchestrator.settings import ModelRouting, ProviderSettings, SchedulerSettings
 from orchestrator.tokens import ByteCounter, Countable, TokenCounter, request_text
 
 SLO_HEADER = "x-ttft-slo-ms"
@@ -38,15 +54,45 @@ _INLINE_BYTES = 16_384  # prompts up to this size are counted on the event loop 
 
 
 @dataclass(frozen=True)
-class Planned:
-    """A plan and the facts it was made from (the pipeline hands both back as it runs)."""
+class Resolution:
+    """What a request is (`Facts`) and the alias and routes that may serve it (`Resolved`)."""
 
-    plan: Plan
     facts: Facts
+    resolved: Resolved
+
+    @property
+    def backends(self) -> list[Backend]:
+        return self.resolved.fitting
+
+
+class RoutePlan:
+    """One request's ordered routes, and what its attempts report back to the router."""
+
+    def __init__(self, router: Router, plan: Plan, facts: Facts):
+        self._router = router
+        self.plan = plan
+        self.facts = facts
 
     @property
     def targets(self) -> list[Target]:
         return self.plan.targets
+
+    def is_local(self, target: Target) -> bool:
+        return self._router.is_local(target)
+
+    def attempting(self, target: Target) -> Callable[[], None]:
+        """A route is being tried; call the result when its output ends (local sends count as load till then)."""
+        return self._router.attempting(target, self)
+
+    def first_token(self, target: Target, ms: float) -> None:
+        self._router.first_token(target, ms, self)
+
+    def is_overflow(self, target: Target) -> bool:
+        """Whether `target` serving is load spill: its spend counts against the burst budget."""
+        return self.plan.overflow and not self._router.is_local(target)
+
+    def overflowed(self, cost_usd: float) -> None:
+        self._router.overflowed(cost_usd)
 
 
 class Router:
@@ -104,26 +150,56 @@ class Router:
 
     # ------------------------------------------------------------------ planning
 
-    async def plan(
+    async def resolve(
         self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]
-    ) -> Planned:
+    ) -> Resolution:
+        """The request's facts and its alias resolved once (a 4xx when nothing can serve it)."""
+        if isinstance(request, EmbeddingRequest):
+            return self._resolve_embedding(request, headers)
         facts = await self.facts(request, task, needs, headers)
+        return Resolution(facts, resolve(facts, self._registry, self._policies))
+
+    def _resolve_embedding(self, request: EmbeddingRequest, headers: Mapping[str, str]) -> Resolution:
+        """An embedding request's routes under its routing headers: a `sensitive` input may use
+        local embedders only (a 400 where there is none)."""
+        facts = Facts(
+            model=request.model,
+            task="embeddings",
+            tags=_tags(headers.get(TAGS_HEADER)),
+            ttft_slo_ms=_slo(headers.get(SLO_HEADER)),
+            data_class=_data_class(headers.get(DATA_CLASS_HEADER)),
+        )
+        entry = self._registry.resolve(request.model)
+        able = entry.candidates("embeddings")
+        if facts.data_class == "sensitive":
+            able = [b for b in able if b.provider in self._embedders]
+            if not able:
+                raise InvalidRequest(
+                    "Requests marked x-data-class: sensitive never leave this machine, and no local route of "
+                    f"'{request.model}' makes embeddings.",
+                    param=DATA_CLASS_HEADER,
+                    code="data_class_unroutable",
+                )
+        return Resolution(facts, Resolved(entry, AliasPolicy(), "", able, able))
+
+    def order(self, resolution: Resolution) -> RoutePlan:
+        """The resolved routes in the order to try them, under the load and spend of now."""
+        if resolution.facts.task == "embeddings":
+            return self._order_embedding(resolution)
         view = self._load
         load = {m: view.snapshot(m) for m in self._local.values()} if view is not None else {}
-        spent = self._load.overflow_spent_usd() if self._load is not None else None
-        made = plan(
-            facts,
-            self._registry,
-            self._policies,
-            local_providers=self._local_providers,
-            load=load,
-            budget=Budget(self._knobs.overflow_budget_usd_per_hour, spent),
-            knobs=self._knobs,
-            spilling=self._spilling,
-            prices=self._prices,
-            remote_ttft_ms=self._ttft_ms,
-            calibration={m: c.factor for m, c in self._calibration.items()},
+        spent = view.overflow_spent_usd() if view is not None else None
+        conditions = Conditions(
+            self._local_providers,
+            load,
+            Budget(self._knobs.overflow_budget_usd_per_hour, spent),
+            self._knobs,
+            self._spilling,
+            self._prices,
+            self._ttft_ms,
+            {m: c.factor for m, c in self._calibration.items()},
         )
+        made = order(resolution.resolved, resolution.facts, conditions)
         self._spilling[made.alias] = made.spilling
         # A local engine that reports its load is alive: its circuit never shuts it out when it is
         # the last route left (in-process engines, without a board, are alive while we are).
@@ -133,7 +209,13 @@ class Router:
             else t
             for t in made.targets
         ]
-        return Planned(replace(made, targets=targets), facts)
+        return RoutePlan(self, replace(made, targets=targets), resolution.facts)
+
+    async def plan(
+        self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]
+    ) -> RoutePlan:
+        """`resolve`, then `order`."""
+        return self.order(await self.resolve(request, task, needs, headers))
 
     async def facts(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> Facts:
         tags = dict(getattr(request, "metadata", None) or {})
@@ -178,33 +260,21 @@ class Router:
         count = await asyncio.get_running_loop().run_in_executor(self._tokenizing, self._counter.count, request)
         return count, self._counter.exact
 
-    def embedding_targets(self, request: EmbeddingRequest, headers: Mapping[str, str]) -> list[Target]:
-        """The routes for an embedding request, in order, under its routing headers: a
-        `sensitive` input goes to local embedders only (a 400 where there is none)."""
-        _tags(headers.get(TAGS_HEADER))
-        _slo(headers.get(SLO_HEADER))
-        data_class = _data_class(headers.get(DATA_CLASS_HEADER))
-        backends = self._registry.resolve(request.model).candidates("embeddings")
-        if data_class == "sensitive":
-            backends = [b for b in backends if b.provider in self._embedders]
-            if not backends:
-                raise InvalidRequest(
-                    "Requests marked x-data-class: sensitive never leave this machine, and no local route of "
-                    f"'{request.model}' makes embeddings.",
-                    param=DATA_CLASS_HEADER,
-                    code="data_class_unroutable",
-                )
-            reason = "data-class: sensitive stays local"
-        else:
-            reason = "embedding route"
-        return [
+    def _order_embedding(self, resolution: Resolution) -> RoutePlan:
+        """Embedding routes as listed; a local embedder is alive while we are."""
+        facts, backends = resolution.facts, resolution.backends
+        reason = "data-class: sensitive stays local" if facts.data_class == "sensitive" else "embedding route"
+        targets = [
             Target(b.provider, b.model, reason if i == 0 else "fallback", alive=b.provider in self._embedders)
             for i, b in enumerate(backends)
         ]
+        return RoutePlan(self, Plan(resolution.resolved.entry.name, targets, False, False), facts)
 
     # ------------------------------------------------------------ as it runs
 
-    def attempting(self, target: Target, planned: Planned) -> Callable[[], None]:
+    # ------------------------------------------------------------ as it runs
+
+    def attempting(self, target: Target, planned: RoutePlan) -> Callable[[], None]:
         """A route of `planned` is being tried; call the result when that attempt's output ends.
         Local sends count toward the local load from now until then."""
         model = self._local.get(target.provider)
@@ -215,12 +285,7 @@ class Router:
     def is_local(self, target: Target) -> bool:
         return target.provider in self._local_providers
 
-    def is_overflow(self, planned: Planned, target: Target) -> bool:
-        """Whether `target` serving `planned` is load spill (a remote route leading because the
-        local model was too busy), whose spend counts against the burst budget."""
-        return planned.plan.overflow and target.provider not in self._local_providers
-
-    def first_token(self, target: Target, ms: float, planned: Planned | None = None) -> None:
+    def first_token(self, target: Target, ms: float, planned: RoutePlan | None = None) -> None:
         """A route's observed time to first token. Remote: an average over recent answers, for
         aliases that rank spill routes by latency. Local, where the plan chose it on a prediction:
         what the prediction's calibration learns from."""

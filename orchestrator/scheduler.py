@@ -166,21 +166,20 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) ->
     return max(step + prefill + wait, measured)
 
 
-def plan(
-    facts: Facts,
-    registry: Registry,
-    policies: Mapping[str, AliasPolicy],
-    *,
-    local_providers: frozenset[str],
-    load: Mapping[str, LoadSnapshot | None],  # by local model name; None or absent: no data
-    budget: Budget,
-    knobs: Knobs,
-    spilling: Mapping[str, bool] | None = None,
-    prices: Mapping[tuple[str, str], float] | None = None,
-    remote_ttft_ms: Mapping[str, float] | None = None,
-    calibration: Mapping[str, float] | None = None,  # by local model name: see `orchestrator.calibration`
-) -> Plan:
-    """The ordered routes for `facts`, each with its reason; see the module docstring."""
+@dataclass(frozen=True)
+class Resolved:
+    """A request's alias after its rules, and its routes able to serve it: what admission
+    prices and what the plan orders. Made once per request, before any load is seen."""
+
+    entry: ModelEntry
+    policy: AliasPolicy
+    via: str  # " (rule ...: a -> b)" when a rule chose the alias
+    able: list[Backend]  # routes with the task and every needed feature
+    fitting: list[Backend]  # those whose context the prompt fits
+
+
+def resolve(facts: Facts, registry: Registry, policies: Mapping[str, AliasPolicy]) -> Resolved:
+    """The alias that serves `facts` (its rules applied) and its able routes, or the 4xx that says why none."""
     entry = registry.resolve(facts.model)
     policy = policies.get(entry.name, AliasPolicy())
     via = ""
@@ -190,7 +189,6 @@ def plan(
             policy = policies.get(entry.name, AliasPolicy())
             via = f" (rule {rule.label}: {facts.model} -> {entry.name})"
             break
-
     able = entry.candidates(facts.task, facts.needs)  # raises when no route has the task or a feature
     # Only an exact count rules a route out; an upper bound leaves it to the route to refuse.
     fitting = [b for b in able if not facts.exact or b.context_length is None or facts.prompt_tokens < b.context_length]
@@ -201,22 +199,58 @@ def plan(
             f"{facts.prompt_tokens} tokens. Please reduce the length of the messages.",
             param="messages" if facts.task == "chat" else "prompt",
         )
-    local = [b for b in fitting if b.provider in local_providers]
-    remote = _rank_remote(
-        [b for b in fitting if b.provider not in local_providers],
-        local,
-        policy.order,
-        knobs,
-        prices or {},
-        remote_ttft_ms or {},
+    return Resolved(entry, policy, via, able, fitting)
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What the order depends on besides the request: load, spend, and what the gateway learned."""
+
+    local_providers: frozenset[str]
+    load: Mapping[str, LoadSnapshot | None]  # by local model name; None or absent: no data
+    budget: Budget
+    knobs: Knobs
+    spilling: Mapping[str, bool] = field(default_factory=dict)
+    prices: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    remote_ttft_ms: Mapping[str, float] = field(default_factory=dict)
+    calibration: Mapping[str, float] = field(default_factory=dict)  # by local model: see `orchestrator.calibration`
+
+
+def plan(
+    facts: Facts,
+    registry: Registry,
+    policies: Mapping[str, AliasPolicy],
+    *,
+    local_providers: frozenset[str],
+    load: Mapping[str, LoadSnapshot | None],
+    budget: Budget,
+    knobs: Knobs,
+    spilling: Mapping[str, bool] | None = None,
+    prices: Mapping[tuple[str, str], float] | None = None,
+    remote_ttft_ms: Mapping[str, float] | None = None,
+    calibration: Mapping[str, float] | None = None,
+) -> Plan:
+    """The ordered routes for `facts`, each with its reason; see the module docstring."""
+    conditions = Conditions(
+        local_providers, load, budget, knobs, spilling or {}, prices or {}, remote_ttft_ms or {}, calibration or {}
     )
-    was_spilling = (spilling or {}).get(entry.name, False)
-    slo = facts.ttft_slo_ms or policy.ttft_slo_ms or knobs.ttft_slo_ms
-    patience: float | None = knobs.local_patience * slo / 1000 if facts.data_class == "default" else None
-    factor = (calibration or {}).get(local[0].model, 1.0) if local else 1.0
-    threshold: float | None = None
+    return order(resolve(facts, registry, policies), facts, conditions)
+
+
+@dataclass(frozen=True)
+class _Ordering:
+    """One request's ordering in progress: its routes split local and remote, and how to finish a plan."""
+
+    resolved: Resolved
+    facts: Facts
+    c: Conditions
+    local: list[Backend]
+    remote: list[Backend]
+    slo: float
+    factor: float
 
     def done(
+        self,
         reason: str,
         first: list[Backend],
         then: list[Backend],
@@ -224,60 +258,85 @@ def plan(
         spill: bool = False,
         overflow: bool = False,
         predicted: float | None = None,
+        threshold: float | None = None,
     ) -> Plan:
-        modelled = predicted / factor if predicted is not None and math.isfinite(predicted) else None
-        targets = _targets(reason + via, first + then)
-        if patience is not None and remote:
+        modelled = predicted / self.factor if predicted is not None and math.isfinite(predicted) else None
+        targets = _targets(reason + self.resolved.via, first + then)
+        if self.facts.data_class == "default" and self.remote:
             # A prediction can be wrong: a local attempt that has remote routes to fall back on gives
             # up after `local_patience` SLOs without a first token, and the next route serves.
+            patience = self.c.knobs.local_patience * self.slo / 1000
             targets = [
-                replace(t, first_token_timeout_s=patience) if t.provider in local_providers else t for t in targets
+                replace(t, first_token_timeout_s=patience) if t.provider in self.c.local_providers else t
+                for t in targets
             ]
-        return Plan(entry.name, targets, spill, overflow, predicted, modelled, threshold)
+        return Plan(self.resolved.entry.name, targets, spill, overflow, predicted, modelled, threshold)
 
+
+def order(resolved: Resolved, facts: Facts, c: Conditions) -> Plan:
+    """`resolved`'s routes in the order to try them, by data class, then latency and budget."""
+    entry, fitting = resolved.entry, resolved.fitting
+    local = [b for b in fitting if b.provider in c.local_providers]
+    remote = _rank_remote(
+        [b for b in fitting if b.provider not in c.local_providers],
+        local,
+        resolved.policy.order,
+        c.knobs,
+        c.prices,
+        c.remote_ttft_ms,
+    )
+    slo = facts.ttft_slo_ms or resolved.policy.ttft_slo_ms or c.knobs.ttft_slo_ms
+    factor = c.calibration.get(local[0].model, 1.0) if local else 1.0
+    o = _Ordering(resolved, facts, c, local, remote, slo, factor)
     if facts.data_class == "sensitive":
         if not local:
-            why = _why_not_local(entry, able, fitting, local_providers, facts)
+            why = _why_not_local(entry, resolved.able, fitting, c.local_providers, facts)
             raise InvalidRequest(
                 "Requests marked x-data-class: sensitive never leave this machine, and no local route of "
                 f"'{entry.name}' can serve this one" + (f" ({why})." if why else "."),
                 param="x-data-class",
                 code="data_class_unroutable",
             )
-        return done("data-class: sensitive stays local", local, [])
+        return o.done("data-class: sensitive stays local", local, [])
     if not local:
-        return done(
-            _why_not_local(entry, able, fitting, local_providers, facts) or "remote: no local route", remote, []
-        )
+        why = _why_not_local(entry, resolved.able, fitting, c.local_providers, facts)
+        return o.done(why or "remote: no local route", remote, [])
     if not remote:
-        return done("local: the only route", local, [])
+        return o.done("local: the only route", local, [])
     if facts.data_class == "batch":
-        return done("batch: cheapest route, may wait", local, remote)
-    snapshot = load.get(local[0].model)
-    if snapshot is None:
-        return done("local: no load data yet", local, remote, spill=was_spilling)
+        return o.done("batch: cheapest route, may wait", local, remote)
+    return _by_latency(o)
 
+
+def _by_latency(o: _Ordering) -> Plan:
+    """Local while its predicted first token fits the SLO; otherwise spill, within the burst budget."""
+    local, remote, c = o.local, o.remote, o.c
+    was_spilling = c.spilling.get(o.resolved.entry.name, False)
+    snapshot = c.load.get(local[0].model)
+    if snapshot is None:
+        return o.done("local: no load data yet", local, remote, spill=was_spilling)
+    threshold: float | None = None
     if snapshot.replicas == 0:
         predicted, lead = float("inf"), "cold-start: no local replica ready"
     else:
-        predicted = predict_ttft_ms(snapshot, facts.prompt_tokens, knobs) * factor
-        learned = "" if factor == 1.0 else f", x{factor:.2f} learned"
-        threshold = slo * knobs.headroom * ((1 - knobs.hysteresis) if was_spilling else 1)
+        predicted = predict_ttft_ms(snapshot, o.facts.prompt_tokens, c.knobs) * o.factor
+        learned = "" if o.factor == 1.0 else f", x{o.factor:.2f} learned"
+        threshold = o.slo * c.knobs.headroom * ((1 - c.knobs.hysteresis) if was_spilling else 1)
         if predicted <= threshold:
-            reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {slo:.0f} ms{learned})"
-            return done(reason, local, remote, predicted=predicted)
+            reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {o.slo:.0f} ms{learned})"
+            return o.done(reason, local, remote, predicted=predicted, threshold=threshold)
         band = learned if not was_spilling else f"{learned}, hysteresis"
-        lead = f"spill: predicted local TTFT {predicted:.0f} ms over {threshold:.0f} ms (SLO {slo:.0f} ms{band})"
-    if budget.exhausted:
-        if predicted <= knobs.budget_max_wait_ms:
+        lead = f"spill: predicted local TTFT {predicted:.0f} ms over {threshold:.0f} ms (SLO {o.slo:.0f} ms{band})"
+    if c.budget.exhausted:
+        if predicted <= c.knobs.budget_max_wait_ms:
             reason = f"budget: overflow budget spent, waiting locally (predicted TTFT {predicted:.0f} ms)"
-            return done(reason, local, [], spill=True, predicted=predicted)
+            return o.done(reason, local, [], spill=True, predicted=predicted, threshold=threshold)
         raise OverflowBudgetExhausted(
-            f"The overflow budget of ${budget.cap_usd_per_hour or 0:.2f} per hour is spent and the local model "
-            f"can't start answering within {knobs.budget_max_wait_ms / 1000:.0f} s. Retry later.",
+            f"The overflow budget of ${c.budget.cap_usd_per_hour or 0:.2f} per hour is spent and the local model "
+            f"can't start answering within {c.knobs.budget_max_wait_ms / 1000:.0f} s. Retry later.",
             retry_after=60.0,
         )
-    return done(lead, remote, local, spill=True, overflow=True, predicted=predicted)
+    return o.done(lead, remote, local, spill=True, overflow=True, predicted=predicted, threshold=threshold)
 
 
 def _rank_remote(
@@ -336,6 +395,10 @@ def spill_reason_code(reason: str) -> str:
 __all__ = [
     "AliasPolicy",
     "Budget",
+    "Conditions",
+    "Resolved",
+    "order",
+    "resolve",
     "Facts",
     "Knobs",
     "OverflowBudgetExhausted",

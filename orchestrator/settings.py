@@ -132,8 +132,9 @@ class ResilienceSettings(BaseModel):
     first_token_timeout_s: float = 30.0
     idle_timeout_s: float = 60.0
     deadline_s: float = 120.0
-    breaker_threshold: int = 3
+    breaker_threshold: int = 3  # failures of distinct requests that open a provider's circuit
     breaker_cooldown_s: float = 30.0
+    breaker_window_s: float = 60.0  # failures further apart than this don't add up
 
 
 class CacheSettings(BaseModel):

@@ -24,6 +24,7 @@ from benchmarks.fake_provider import FakeProvider
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.errors import EngineError
+from orchestrator.keys import hash_key
 
 CHAT = "/v1/chat/completions"
 
@@ -261,3 +262,31 @@ async def test_sensitive_embeddings_never_leave_the_machine(
             assert error_of(only_remote, 400)["code"] == "data_class_unroutable"
             # Without the header, a failing local embedder falls over to the remote one.
             assert (await c.post("/v1/embeddings", json=body)).headers["x-served-by"] == "paid/paid-embed"
+
+
+# ------------------------------------------------------------------------------ admission
+
+
+async def test_admission_reserves_at_the_routes_a_rule_sends_the_request_to(paid: FakeProvider, tmp_path: Path) -> None:
+    key = "sk-orch-mid-MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM7"
+    settings = settings_for(
+        paid,
+        tmp_path,
+        models={"cheap": {"routes": ["paid/small"], "rules": [{"use": "paid/big", "pattern": "think hard"}]}},
+        keys={"mid": {"sha256": hash_key(key), "budget_usd": 0.005}},
+    )
+    body = {"model": "cheap", "max_tokens": 1000}
+    hard = {**body, "messages": [{"role": "user", "content": "think hard about it"}]}
+    easy = {**body, "messages": [{"role": "user", "content": "hello"}]}
+    async with gateway(settings, FakeEngine("fake-chat"), ENV) as (c, _):
+        paid.tokens_per_s = 10
+        try:
+            # The rule sends `hard` to paid/big: while it runs, its reservation is paid/big's worst case
+            # ($0.01, over the key's $0.005), not cheap's ($0.0002): the next request must wait for it.
+            running = asyncio.create_task(c.post(CHAT, json=hard, headers=auth(key)))
+            await asyncio.sleep(0.3)
+            refused = await c.post(CHAT, json=easy, headers=auth(key))
+            assert error_of(refused, 429)["code"] == "insufficient_quota"
+            assert (await running).status_code == 200
+        finally:
+            paid.tokens_per_s = 0

@@ -302,6 +302,7 @@ async def test_a_tool_request_skips_the_local_model_without_tools(http: httpx.As
 
 async def test_client_disconnect_cancels_the_upstream_request(fakes: dict[str, FakeProvider]) -> None:
     # Through the pipeline directly: closing the stream the edge holds closes the upstream one.
+    from orchestrator.calls import CHAT, Call
     from orchestrator.protocol import ChatCompletionRequest
 
     fakes["alpha"].tokens_per_s = 20
@@ -318,9 +319,8 @@ async def test_client_disconnect_cancels_the_upstream_request(fakes: dict[str, F
     try:
         async with httpx.AsyncClient() as upstream:
             pipeline = await build_pipeline({}, settings, env=KEYS, client=upstream)
-            routed = await pipeline.chat_stream(
-                ChatCompletionRequest.model_validate({"model": SOLO, "messages": QUESTION, "stream": True})
-            )
+            body = ChatCompletionRequest.model_validate({"model": SOLO, "messages": QUESTION, "stream": True})
+            routed = await pipeline.serve(Call(CHAT, body))
             await anext(aiter(routed.result.rest))
             await routed.result.rest.aclose()  # type: ignore[attr-defined]
             assert await fakes["alpha"].wait_for_async(lambda p: p.disconnects == 1, timeout=5)
@@ -434,6 +434,7 @@ async def test_embeddings_go_to_a_remote_embedding_model(
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 async def test_upstream_connections_are_reused_after_a_stream(fakes: dict[str, FakeProvider], kind: str) -> None:
+    from orchestrator.calls import CHAT, Call
     from orchestrator.protocol import ChatCompletionRequest
     from orchestrator.providers.anthropic import AnthropicProvider
     from orchestrator.providers.openai_compat import OpenAICompatProvider

@@ -1,0 +1,80 @@
+"""One request as the flow sees it, whatever front door it came in by.
+
+A front door parses its wire format into a `Call`: what kind of work it is
+(`Kind`: chat, completion, embedding), the validated body, the routing
+headers, the request's tab (its account: key, reservation, usage, timings)
+and the tenant whose cache entries and flights it may share. The flow
+(`orchestrator.pipeline`) answers it; the front door encodes the answer back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from orchestrator.accounting import Tab
+from orchestrator.cache import Entry, fresh_chat, fresh_completion, replay_chat, replay_completion
+from orchestrator.capabilities import Feature, Task, chat_needs
+from orchestrator.protocol import ChatCompletionChunk, ChatCompletionRequest, CompletionChunk
+from orchestrator.streams import assemble_chat, assemble_completion
+
+
+def _chat_started(chunk: ChatCompletionChunk) -> bool:
+    return any(c.delta.content or c.delta.tool_calls or c.delta.refusal or c.finish_reason for c in chunk.choices)
+
+
+def _completion_started(chunk: CompletionChunk) -> bool:
+    return any(c.text or c.finish_reason for c in chunk.choices)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What differs between kinds of work along the flow. Generations stream chunks (`started`
+    says which chunk is the first content; `assemble` folds a whole answer; `replay` and `fresh`
+    turn a cache entry back into a stream or an answer); embeddings answer whole and aren't cached."""
+
+    name: Literal["chat", "completion", "embedding"]
+    task: Task
+    started: Callable[[Any], bool] | None = None
+    assemble: Callable[[AsyncIterator[Any]], Awaitable[Any]] | None = None
+    replay: Callable[[Entry], AsyncIterator[Any]] | None = None
+    fresh: Callable[[Entry], Any] | None = None
+
+    @property
+    def streams(self) -> bool:
+        return self.started is not None
+
+
+CHAT = Kind("chat", "chat", _chat_started, assemble_chat, replay_chat, fresh_chat)
+COMPLETION = Kind(
+    "completion", "completions", _completion_started, assemble_completion, replay_completion, fresh_completion
+)
+EMBEDDING = Kind("embedding", "embeddings")
+
+
+@dataclass(frozen=True)
+class Call:
+    """A validated request, its routing headers, its tab and its tenant."""
+
+    kind: Kind
+    body: Any  # ChatCompletionRequest | CompletionRequest | EmbeddingRequest
+    headers: Mapping[str, str] = field(default_factory=dict)
+    tab: Tab = field(default_factory=Tab.detached)
+    tenant: str = "open"  # whose cache entries and flights it may share
+
+    @property
+    def stream(self) -> bool:
+        return bool(getattr(self.body, "stream", False))
+
+    @property
+    def model(self) -> str:
+        return str(self.body.model)
+
+    def needs(self) -> set[Feature]:
+        """The features it can't be served without."""
+        return chat_needs(self.body) if isinstance(self.body, ChatCompletionRequest) else set()
+
+    def on(self, model: str) -> Call:
+        """The same call for another model (a soft-limit downgrade)."""
+        return Call(self.kind, self.body.model_copy(update={"model": model}), self.headers, self.tab, self.tenant)

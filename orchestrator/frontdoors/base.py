@@ -1,0 +1,36 @@
+"""The front-door seam: parse a wire format into a `Call`, encode the answer and errors back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from starlette.responses import Response
+
+from orchestrator.accounting import Tab
+from orchestrator.calls import Call
+from orchestrator.errors import OrchestratorError
+from orchestrator.routes import Routed
+
+
+class FrontDoor(Protocol):
+    """One inbound protocol at one path."""
+
+    path: str
+
+    def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
+        """The body as a `Call`, or an `InvalidRequest` naming what is wrong."""
+        ...
+
+    def encode(self, call: Call, routed: Routed[Any]) -> Response:
+        """The flow's answer (whole, or a stream open at its first content) in this protocol."""
+        ...
+
+    def error(self, exc: OrchestratorError) -> Response:
+        """An error in this protocol's own shape and status."""
+        ...
+
+
+def tenant(tab: Tab) -> str:
+    """Whose cache entries and flights the request may share: its key's (everyone's on an open endpoint)."""
+    return f"key:{tab.key.id}" if tab.key is not None else "open"

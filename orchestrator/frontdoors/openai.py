@@ -1,0 +1,193 @@
+"""OpenAI's wire format: the chat completions, completions and embeddings front doors.
+
+Bodies are parsed in one pass into the wire models (`orchestrator.protocol`),
+with OpenAI's words for what is wrong and the field it is in; answers go out
+as JSON or SSE; errors as OpenAI's error JSON. A stream goes out only once the
+flow committed it (its first content exists); a failure after that ends it with
+an explicit `error` event and no `[DONE]`, never a silent truncation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from orchestrator.accounting import Tab
+from orchestrator.calls import CHAT, COMPLETION, EMBEDDING, Call, Kind
+from orchestrator.errors import InvalidRequest, OrchestratorError, UpstreamError
+from orchestrator.failover import OpenStream
+from orchestrator.frontdoors.base import tenant
+from orchestrator.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    CompletionChunk,
+    CompletionRequest,
+    EmbeddingRequest,
+    WireModel,
+)
+from orchestrator.routes import Route, Routed
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Chunk = ChatCompletionChunk | CompletionChunk
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_NOT_JSON = (
+    "We could not parse the JSON body of your request{why}. (HINT: This likely means you aren't using your "
+    "HTTP library correctly. The OpenAI API expects a JSON payload.)"
+)
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_body(raw: bytes, model: type[M]) -> M:
+    """`raw` as `model`, or an `InvalidRequest` that says what is wrong, naming the field."""
+    try:
+        return model.model_validate_json(raw)  # one pass, bytes to model: the common case
+    except ValidationError as e:
+        # Not JSON to pydantic's parser (which refuses lone surrogates and nesting past its
+        # recursion limit): not JSON to us either. Otherwise say what is wrong the careful way.
+        bad_json = next((err["msg"] for err in e.errors(include_url=False) if err["type"] == "json_invalid"), None)
+    if bad_json is not None:
+        raise InvalidRequest(_NOT_JSON.format(why=f" ({bad_json.removeprefix('Invalid JSON: ')})"))
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise InvalidRequest(_NOT_JSON.format(why="")) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e) from None
+
+
+def validation_error(e: ValidationError) -> InvalidRequest:
+    """The most specific of pydantic's errors, in OpenAI's words, naming the field."""
+    errors = [(_field_path(err["loc"]), err) for err in e.errors(include_url=False)]
+    # A field accepting several types yields one error per type; the one that got
+    # furthest into the value ("at most 4 items", an inner field) says what is wrong.
+    param, err = max(errors, key=lambda pe: (len(pe[0]), not pe[1]["type"].endswith("_type")))
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in param).lstrip(".")
+    if err["type"] == "missing":
+        return InvalidRequest(f"Missing required parameter: '{path}'.", param=path, code="missing_required_parameter")
+    message = err["msg"].removeprefix("Value error, ")
+    if path:
+        message = f"Invalid value for '{path}': {message}"
+    return InvalidRequest(message, param=path or None, code="invalid_value")
+
+
+def _field_path(loc: tuple[int | str, ...]) -> list[int | str]:
+    """`loc` without pydantic's labels for union members and validators."""
+    return [p for p in loc if not _is_union_tag(p)]
+
+
+def _is_union_tag(part: object) -> bool:
+    # e.g. 'str', 'list[str]', 'constrained-str', 'function-after[...]', 'tagged-union[...]'
+    return isinstance(part, str) and (
+        "[" in part or "-" in part or part in ("str", "int", "float", "bool", "list", "dict")
+    )
+
+
+# ---------------------------------------------------------------------------- responses
+
+
+def route_headers(route: Route | None) -> dict[str, str]:
+    """Who served the answer, why, and what the cache did."""
+    if route is None:
+        return {}
+    return {"x-served-by": f"{route.provider}/{route.model}", "x-route-reason": route.reason, "x-cache": route.cache}
+
+
+def json_response(model: WireModel, route: Route | None = None) -> Response:
+    return Response(content=model.model_dump_json(), media_type="application/json", headers=route_headers(route))
+
+
+def error_response(exc: OrchestratorError) -> Response:
+    """OpenAI's error JSON (`error.message`, `type`, `param`, `code`) with its status and `Retry-After`."""
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+
+def stream_response(routed: Routed[OpenStream[Any]], include_usage: bool) -> Response:
+    """SSE for a stream the flow already committed (its first content exists)."""
+    return StreamingResponse(
+        sse_events(routed.result, include_usage),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, **route_headers(routed.route)},
+    )
+
+
+async def sse_events(stream: OpenStream[Chunk], include_usage: bool) -> AsyncIterator[bytes]:
+    """Encode chunks as SSE; end with `[DONE]`, or with an error event on failure.
+
+    What arrived before the first content (the role chunk) goes out in the same
+    write as it: one packet, and no small-write stall in front of the first token.
+    """
+    try:
+        yield b"".join(_event(c, include_usage) for c in stream.prefix)
+        async for chunk in stream.rest:
+            if event := _event(chunk, include_usage):
+                yield event
+    except OrchestratorError as e:
+        yield _error_event(e)
+        return
+    except Exception as e:  # never a silent truncation: say the stream broke
+        log.exception("stream failed")
+        yield _error_event(UpstreamError(f"The stream failed: {type(e).__name__}."))
+        return
+    finally:
+        await stream.aclose()  # the client may have gone before the first write: release upstream work
+    yield b"data: [DONE]\n\n"
+
+
+def _event(chunk: Chunk, include_usage: bool) -> bytes:
+    # Chunks may be shared by several clients (single-flight): never mutate them here.
+    if chunk.usage is not None and not include_usage:
+        if not chunk.choices:
+            return b""
+        return b"data: " + chunk.model_dump_json(exclude={"usage"}).encode() + b"\n\n"
+    return b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+
+
+def _error_event(exc: OrchestratorError) -> bytes:
+    return b"data: " + json.dumps(exc.to_dict()).encode() + b"\n\n"
+
+
+# ---------------------------------------------------------------------------- the doors
+
+
+class OpenAIDoor:
+    """One OpenAI route: its path, the kind of work, and the body model it takes."""
+
+    def __init__(self, path: str, kind: Kind, body: type[BaseModel]):
+        self.path = path
+        self._kind = kind
+        self._body = body
+
+    def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
+        return Call(self._kind, parse_body(raw, self._body), headers, tab, tenant(tab))
+
+    def encode(self, call: Call, routed: Routed[Any]) -> Response:
+        if isinstance(routed.result, OpenStream):
+            return stream_response(routed, call.body.include_usage())
+        return json_response(routed.result, routed.route)
+
+    def error(self, exc: OrchestratorError) -> Response:
+        return error_response(exc)
+
+
+def openai_doors() -> list[OpenAIDoor]:
+    return [
+        OpenAIDoor("/v1/chat/completions", CHAT, ChatCompletionRequest),
+        OpenAIDoor("/v1/completions", COMPLETION, CompletionRequest),
+        OpenAIDoor("/v1/embeddings", EMBEDDING, EmbeddingRequest),
+    ]

@@ -1,0 +1,141 @@
+"""Metering: one `UsageRecord` per answer, on the request's tab.
+
+The flow's meter step. A whole answer is recorded at once; a stream when it
+ends or breaks off (with the usage it reported, or, without any, what the
+tab's tokenizer counts of its text). A cache hit costs nothing and saves what
+the stored answer cost; so does an answer shared with the identical request
+that led its flight (that one paid). Load spill's cost counts against the
+burst budget once per upstream call (`RoutePlan.overflowed`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from orchestrator.cache import Entry
+from orchestrator.calls import Call
+from orchestrator.failover import OpenStream
+from orchestrator.ledger import Prices, UsageRecord
+from orchestrator.protocol import EmbeddingResponse, Usage
+from orchestrator.router import RoutePlan
+from orchestrator.routes import Route, Routed
+from orchestrator.usage_tokens import answer_text, chunk_text
+
+T = TypeVar("T")
+
+
+class Meter:
+    """Records what each answer used and cost, at the prices it was served at."""
+
+    def __init__(self, prices: Prices):
+        self._prices = prices
+
+    def whole(
+        self, call: Call, routed: Routed[T], plan: RoutePlan | None, *, hit: Entry | None = None, shared: bool = False
+    ) -> Routed[T]:
+        answer: Any = routed.result
+        if isinstance(answer, EmbeddingResponse):
+            u = answer.usage
+            usage = Usage(prompt_tokens=u.prompt_tokens, completion_tokens=0, total_tokens=u.prompt_tokens)
+            self._record(call, routed.route, usage, call.tab.request_id, plan, stream=False, complete=True)
+            return routed
+        self._record(
+            call, routed.route, answer.usage, answer.id, plan, stream=False, complete=True, hit=hit, shared=shared,
+            text=lambda: answer_text(answer),  # counted only when the provider gave no usage
+        )  # fmt: skip
+        return routed
+
+    def stream(
+        self,
+        call: Call,
+        routed: Routed[OpenStream[Any]],
+        plan: RoutePlan | None,
+        *,
+        hit: Entry | None = None,
+        shared: bool = False,
+    ) -> Routed[OpenStream[Any]]:
+        """The same stream, recorded when it ends (or breaks off)."""
+        seen = _Seen(collect=call.tab.estimator is not None)  # text only to count it, if need be
+        for chunk in routed.result.prefix:
+            seen.observe(chunk)
+
+        async def rest() -> AsyncIterator[Any]:
+            complete = False
+            try:
+                async for chunk in routed.result.rest:
+                    seen.observe(chunk)
+                    yield chunk
+                complete = True
+            finally:
+                self._record(
+                    call, routed.route, seen.usage, seen.id, plan, stream=True, complete=complete, hit=hit,
+                    shared=shared, text=seen.text,
+                )  # fmt: skip
+                await routed.result.aclose()  # closing an outer generator doesn't close the inner
+
+        return Routed(routed.route, OpenStream(routed.result.prefix, rest(), also=(routed.result,)))
+
+    def _record(
+        self,
+        call: Call,
+        route: Route,
+        usage: Usage | None,
+        answer_id: str,
+        plan: RoutePlan | None,
+        *,
+        stream: bool,
+        complete: bool,
+        hit: Entry | None = None,
+        shared: bool = False,
+        text: Callable[[], str] | None = None,
+    ) -> None:
+        tab = call.tab
+        estimated = False
+        if usage is None and text is not None and tab.estimator is not None:
+            usage, estimated = tab.estimator.estimate(call.body, text()), True
+        cost = self._prices.cost(route.provider, route.model, usage)
+        free = hit is not None or shared
+        if plan is not None and route.overflow and not free:
+            plan.overflowed(cost)  # counts against the burst budget, once per upstream call
+        saved = self._prices.cost(hit.provider, hit.model, usage) if hit is not None else (cost if shared else 0.0)
+        details = usage.prompt_tokens_details if usage is not None else None
+        tab.record(
+            UsageRecord(
+                id=answer_id,
+                model=call.model,
+                provider=route.provider,
+                provider_model=route.model,
+                route_reason=route.reason,
+                cache="SHARED" if shared else route.cache,
+                stream=stream,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cached_tokens=details.cached_tokens if details else 0,
+                cost_usd=0.0 if free else cost,
+                saved_usd=saved,
+                complete=complete,
+                estimated=estimated,
+            )
+        )
+
+
+class _Seen:
+    """What a stream showed so far: its id, its usage, and (only if needed) its text."""
+
+    __slots__ = ("collect", "id", "texts", "usage")
+
+    def __init__(self, collect: bool):
+        self.collect = collect
+        self.id = ""
+        self.usage: Usage | None = None
+        self.texts: list[str] = []
+
+    def observe(self, chunk: Any) -> None:
+        self.id = self.id or chunk.id
+        self.usage = chunk.usage or self.usage
+        if self.collect:
+            self.texts.append(chunk_text(chunk))
+
+    def text(self) -> str:
+        return "".join(self.texts)
