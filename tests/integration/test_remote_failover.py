@@ -434,7 +434,6 @@ async def test_embeddings_go_to_a_remote_embedding_model(
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 async def test_upstream_connections_are_reused_after_a_stream(fakes: dict[str, FakeProvider], kind: str) -> None:
-    from orchestrator.calls import CHAT, Call
     from orchestrator.protocol import ChatCompletionRequest
     from orchestrator.providers.anthropic import AnthropicProvider
     from orchestrator.providers.openai_compat import OpenAICompatProvider
