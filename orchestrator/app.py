@@ -33,16 +33,15 @@ from local_models.interface import EngineConfig, ModelInfo
 from orchestrator.api import build_app
 from orchestrator.cache import ResponseCache
 from orchestrator.capabilities import Backend, build_registry, local_backend
-from orchestrator.failover import Policy
 from orchestrator.ledger import Prices
 from orchestrator.ledger_setup import build_accounts
 from orchestrator.load import LoadBoard, LoadView
-from orchestrator.pipeline import CacheConfig, Pipeline
+from orchestrator.pipeline import Pipeline
 from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
-from orchestrator.router import Router, blended_prices, knobs_from, policies_from
-from orchestrator.settings import EngineSettings, ResilienceSettings, SchedulerSettings, Settings
+from orchestrator.router import Router, blended_prices, policies_from
+from orchestrator.settings import CacheSettings, EngineSettings, ResilienceSettings, SchedulerSettings, Settings
 from orchestrator.tokens import ByteCounter, HfTokenCounter, TokenCounter
 
 log = logging.getLogger(__name__)
@@ -82,17 +81,7 @@ async def build_pipeline(
     client = client or http_client(r)
     remote_providers, remote = build_remote(configs, client, os.environ if env is None else env)
     providers.update(remote_providers)
-    policy = Policy(
-        attempts=r.attempts,
-        backoff_base_s=r.backoff_base_s,
-        backoff_max_s=r.backoff_max_s,
-        first_token_timeout_s=r.first_token_timeout_s,
-        idle_timeout_s=r.idle_timeout_s,
-        deadline_s=r.deadline_s,
-        breaker_threshold=r.breaker_threshold,
-        breaker_cooldown_s=r.breaker_cooldown_s,
-        breaker_window_s=r.breaker_window_s,
-    )
+
     registry = build_registry(local, remote, {name: m.routes for name, m in chains.items()})
     scheduler = settings.scheduler if settings else SchedulerSettings()
     router = Router(
@@ -100,18 +89,18 @@ async def build_pipeline(
         local=local_names,
         embedders=embedders,
         policies=policies_from(chains),
-        knobs=knobs_from(scheduler),
+        knobs=scheduler,
         load=load,
         counter=counter,
         prices=blended_prices(configs),
     )
-    cache, cache_config = None, CacheConfig(mode="never")
+    cache, cache_config = None, CacheSettings(mode="never")
     if settings is not None and settings.cache.enabled:
         c = settings.cache
         directory = c.directory or settings.data_dir / "response-cache"
         try:
             cache = ResponseCache(directory, size_limit_bytes=c.size_limit_mb << 20)
-            cache_config = CacheConfig(mode=c.mode, ttl_s=c.ttl_s, shared=c.shared)
+            cache_config = c
         except Exception as e:  # a broken cache must not keep the endpoint down
             log.error("response cache at %s unusable (%s: %s); serving without it", directory, type(e).__name__, e)
     return Pipeline(
@@ -119,7 +108,7 @@ async def build_pipeline(
         providers,
         router=router,
         created=int(time.time()),
-        policy=policy,
+        policy=r,
         cache=cache,
         cache_config=cache_config,
         prices=Prices.from_providers(configs),

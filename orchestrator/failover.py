@@ -45,6 +45,7 @@ from orchestrator.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from orchestrator.settings import ResilienceSettings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -61,17 +62,8 @@ class Target:
     alive: bool = False  # known alive (a local engine reporting its load): tried even with its circuit open
 
 
-@dataclass(frozen=True)
-class Policy:
-    attempts: int = 2  # passes over the routes
-    backoff_base_s: float = 0.2
-    backoff_max_s: float = 5.0
-    first_token_timeout_s: float = 30.0
-    idle_timeout_s: float = 60.0
-    deadline_s: float = 120.0
-    breaker_threshold: int = 3  # consecutive failures that open a provider's circuit
-    breaker_cooldown_s: float = 30.0
-    breaker_window_s: float = 60.0  # failures further apart than this don't add up
+# Retries, timeouts and breakers are the `resilience:` settings section, as configured.
+Policy = ResilienceSettings
 
 
 @dataclass

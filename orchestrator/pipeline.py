@@ -22,9 +22,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from orchestrator.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.calls import CHAT, EMBEDDING, Call
@@ -36,18 +36,12 @@ from orchestrator.protocol import ModelCard, ModelList
 from orchestrator.providers.base import Provider
 from orchestrator.router import Resolution, RoutePlan, Router
 from orchestrator.routes import Route, Routed
+from orchestrator.settings import CacheSettings
 from orchestrator.singleflight import Flight, SingleFlight
 
-__all__ = ["CacheConfig", "Pipeline", "Route", "Routed"]
+__all__ = ["Pipeline", "Route", "Routed"]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class CacheConfig:
-    mode: Literal["auto", "always", "never"] = "auto"
-    ttl_s: float = 3600.0
-    shared: bool = False  # one namespace for every key (otherwise each key has its own)
 
 
 class Pipeline:
@@ -63,7 +57,7 @@ class Pipeline:
         policy: Policy | None = None,
         breakers: Breakers | None = None,
         cache: ResponseCache | None = None,
-        cache_config: CacheConfig | None = None,
+        cache_config: CacheSettings | None = None,
         prices: Prices | None = None,
     ):
         self._registry = registry
@@ -75,7 +69,7 @@ class Pipeline:
             self._policy.breaker_threshold, self._policy.breaker_cooldown_s, window_s=self._policy.breaker_window_s
         )
         self._cache = cache
-        self._cache_config = cache_config or CacheConfig()
+        self._cache_config = cache_config or CacheSettings()
         self._flights = SingleFlight()
         self._prices = prices or Prices({})
         self._meter = Meter(self._prices)
@@ -250,8 +244,8 @@ class Pipeline:
         """The policy for one route: its own first-token timeout where the plan gave it one."""
         if target.first_token_timeout_s is None:
             return self._policy
-        return replace(
-            self._policy, first_token_timeout_s=min(self._policy.first_token_timeout_s, target.first_token_timeout_s)
+        return self._policy.model_copy(
+            update={"first_token_timeout_s": min(self._policy.first_token_timeout_s, target.first_token_timeout_s)}
         )
 
 

@@ -41,7 +41,7 @@ from orchestrator.scheduler import (
     order,
     resolve,
 )
-from orchestrator.settings import ModelRouting, ProviderSettings, SchedulerSettings
+from orchestrator.settings import ModelRouting, ProviderSettings
 from orchestrator.tokens import ByteCounter, Countable, TokenCounter, request_text
 
 SLO_HEADER = "x-ttft-slo-ms"
@@ -344,19 +344,6 @@ def policies_from(models: Mapping[str, ModelRouting]) -> dict[str, AliasPolicy]:
         )
         for name, m in models.items()
     }
-
-
-def knobs_from(s: SchedulerSettings) -> Knobs:
-    return Knobs(
-        ttft_slo_ms=s.ttft_slo_ms,
-        headroom=s.headroom,
-        hysteresis=s.hysteresis,
-        same_weights_first=s.same_weights_first,
-        overflow_budget_usd_per_hour=s.overflow_budget_usd_per_hour,
-        budget_max_wait_ms=s.budget_max_wait_ms,
-        prefill_tokens_per_s=s.prefill_tokens_per_s,
-        local_patience=s.local_patience,
-    )
 
 
 def blended_prices(providers: Mapping[str, ProviderSettings]) -> dict[tuple[str, str], float]:

@@ -42,6 +42,7 @@ from orchestrator.capabilities import Backend, Feature, ModelEntry, Registry, Ta
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest, OverflowBudgetExhausted
 from orchestrator.failover import Target
 from orchestrator.load import LoadSnapshot
+from orchestrator.settings import SchedulerSettings
 
 DataClass = Literal["default", "sensitive", "batch"]
 Order = Literal["listed", "price", "latency"]
@@ -79,20 +80,8 @@ class AliasPolicy:
     rules: tuple[Rule, ...] = ()
 
 
-@dataclass(frozen=True)
-class Knobs:
-    """Scheduler-wide settings."""
-
-    ttft_slo_ms: float = 1000.0
-    headroom: float = 0.7  # local while the predicted (typical) TTFT is within headroom x SLO: the SLO bounds the tail
-    hysteresis: float = 0.2  # back to local only below (1 - hysteresis) x that
-    same_weights_first: bool = True
-    overflow_budget_usd_per_hour: float | None = None
-    budget_max_wait_ms: float = 30_000.0
-    prefill_tokens_per_s: float = 2000.0  # a floor for the local prefill speed until measured higher
-    idle_step_ms: float = 20.0  # a step of an idle engine, until measured
-    min_finish_rate: float = 0.5  # requests/s assumed to free slots when none finished lately
-    local_patience: float = 3.0  # a local attempt with remote routes behind it waits this many SLOs for a token
+# The scheduler's knobs are its settings section, as configured (`scheduler:` in the YAML).
+Knobs = SchedulerSettings
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,8 @@ class SchedulerSettings(BaseModel):
     # A local attempt with remote routes behind it gives up after this many SLOs without a first
     # token (a wrong prediction costs a fall-over, not a missed budget).
     local_patience: float = 3.0
+    idle_step_ms: float = 20.0  # a step of an idle engine, until measured
+    min_finish_rate: float = 0.5  # requests/s assumed to free slots when none finished lately
     poll_interval_ms: float = 100.0  # how often gateways read the load board
     max_staleness_ms: float = 1000.0  # older load data is not used
 

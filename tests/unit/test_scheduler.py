@@ -142,7 +142,7 @@ def test_saturated_local_model_spills_same_weights_first_and_keeps_local_last() 
 )
 def test_the_learned_calibration_scales_the_prediction(factor: float, leads: str, reason: str) -> None:
     busy = replace(IDLE, running=8, waiting=0)  # 30 + 100 + 500 = 630 ms modelled
-    p = make(ask(), busy, knobs=replace(KNOBS, headroom=0.7), calibration={"small": factor})
+    p = make(ask(), busy, knobs=KNOBS.model_copy(update={"headroom": 0.7}), calibration={"small": factor})
     assert (p.targets[0].provider, p.targets[0].reason) == (leads, reason)
     assert p.modelled_ttft_ms == pytest.approx(630) and p.predicted_ttft_ms == pytest.approx(630 * factor)
 
@@ -161,7 +161,7 @@ def test_spill_order(order: Any, same_weights_first: bool, expected: list[str]) 
         ask(),
         SATURATED,
         policies={"auto": AliasPolicy(order=order)},
-        knobs=replace(KNOBS, same_weights_first=same_weights_first),
+        knobs=KNOBS.model_copy(update={"same_weights_first": same_weights_first}),
     )
     assert routes(p) == [*expected, "local/small"]
 
@@ -299,7 +299,7 @@ def test_spent_budget_queues_locally_when_the_wait_fits() -> None:
 
 def test_spent_budget_with_a_wait_beyond_the_limit_is_a_429() -> None:
     with pytest.raises(OverflowBudgetExhausted) as e:
-        make(ask(), SATURATED, budget=Budget(5.0, 7.5), knobs=replace(KNOBS, budget_max_wait_ms=2000))
+        make(ask(), SATURATED, budget=Budget(5.0, 7.5), knobs=KNOBS.model_copy(update={"budget_max_wait_ms": 2000}))
     assert e.value.status_code == 429 and e.value.retry_after and e.value.code == "overflow_budget_exhausted"
 
 
@@ -392,5 +392,5 @@ def test_headroom_keeps_the_typical_ttft_well_inside_the_slo(
 ) -> None:
     # predicted = 30 + (queued + 100) / 1000 s: queued chosen to land on `predicted_load` ms
     snap = replace(IDLE, queued_prompt_tokens=predicted_load - 130)
-    p = make(ask(), snap, knobs=replace(KNOBS, headroom=0.7), spilling={"auto": was_spilling})
+    p = make(ask(), snap, knobs=KNOBS.model_copy(update={"headroom": 0.7}), spilling={"auto": was_spilling})
     assert p.targets[0].provider == leads  # local up to 700 ms; back from spilling below 560 ms
