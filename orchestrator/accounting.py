@@ -47,7 +47,7 @@ from orchestrator.protocol import (
     Usage,
 )
 from orchestrator.scheduler import spill_reason_code
-from orchestrator.usage_tokens import UsageEstimator, output_allowance, prompt_upper_bound
+from orchestrator.tokens import UsageEstimator, output_allowance, prompt_upper_bound
 
 log = logging.getLogger("orchestrator.requests")
 _internal = logging.getLogger(__name__)

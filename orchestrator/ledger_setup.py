@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,7 +27,7 @@ from orchestrator.local_cost import LocalRate, LocalStatsPoller
 from orchestrator.metrics import Metrics
 from orchestrator.pipeline import Pipeline
 from orchestrator.settings import Settings
-from orchestrator.usage_tokens import TokenizerEstimator, UsageEstimator
+from orchestrator.tokens import UsageEstimator
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,8 @@ async def build_accounts(
     metrics_key = env.get(settings.ledger.metrics_key_env)
     metrics = Metrics()
     rates: dict[str, tuple[StatsReader, LocalRate]] = {}
-    estimator: UsageEstimator | None = None
+    # The pipeline's tokenizer counts usage too (loaded once); without one, such answers count zero, and say so.
+    estimator: UsageEstimator | None = pipeline.tokenizer
     for name, (read, info) in (local or {}).items():
         if info["task"] != "generate":
             continue
@@ -93,8 +93,6 @@ async def build_accounts(
         metrics.gauge_from(metrics.queue_depth, name, rate.waiting)
         metrics.gauge_from(metrics.local_running, name, rate.running)
         metrics.gauge_from(metrics.local_cost, name, rate.output_per_mtok)
-        if estimator is None and "tokenizer_path" in info:
-            estimator = await _estimator(Path(info["tokenizer_path"]))
     poller = LocalStatsPoller(rates, stats_interval_s)
     await poller.poll_once()
     poller.start()
@@ -113,11 +111,3 @@ async def build_accounts(
     )
     accounts.background = poller
     return accounts
-
-
-async def _estimator(path: Path) -> UsageEstimator | None:
-    try:
-        return await asyncio.to_thread(TokenizerEstimator.from_directory, path)
-    except Exception as e:  # answers without usage then count as zero tokens, and say so
-        log.warning("no tokenizer at %s for usage estimates (%s: %s)", path, type(e).__name__, e)
-        return None

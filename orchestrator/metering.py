@@ -20,7 +20,7 @@ from orchestrator.ledger import Prices, UsageRecord
 from orchestrator.protocol import EmbeddingResponse, Usage
 from orchestrator.router import RoutePlan
 from orchestrator.routes import Route, Routed
-from orchestrator.usage_tokens import answer_text, chunk_text
+from orchestrator.tokens import answer_text, chunk_text
 
 T = TypeVar("T")
 

@@ -38,6 +38,7 @@ from orchestrator.router import Resolution, RoutePlan, Router
 from orchestrator.routes import Route, Routed
 from orchestrator.settings import CacheSettings
 from orchestrator.singleflight import Flight, SingleFlight
+from orchestrator.tokens import UsageEstimator
 
 __all__ = ["Pipeline", "Route", "Routed"]
 
@@ -82,6 +83,11 @@ class Pipeline:
     @property
     def prices(self) -> Prices:
         return self._prices
+
+    @property
+    def tokenizer(self) -> UsageEstimator | None:
+        """The local model's tokenizer, where the gateway has one (usage for answers without any)."""
+        return self._router.tokenizer
 
     def models(self) -> ModelList:
         return ModelList(

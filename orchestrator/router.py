@@ -42,7 +42,7 @@ from orchestrator.scheduler import (
     resolve,
 )
 from orchestrator.settings import ModelRouting, ProviderSettings
-from orchestrator.tokens import ByteCounter, Countable, TokenCounter, request_text
+from orchestrator.tokens import ByteCounter, Countable, HfTokenCounter, TokenCounter, UsageEstimator, request_text
 
 SLO_HEADER = "x-ttft-slo-ms"
 DATA_CLASS_HEADER = "x-data-class"
@@ -298,6 +298,11 @@ class Router:
             return
         last = self._ttft_ms.get(target.provider)
         self._ttft_ms[target.provider] = ms if last is None else last + _EWMA * (ms - last)
+
+    @property
+    def tokenizer(self) -> UsageEstimator | None:
+        """The counter, where it is a real tokenizer (it then estimates usage too)."""
+        return self._counter if isinstance(self._counter, HfTokenCounter) else None
 
     def calibration(self, model: str) -> Calibration | None:
         """The local model's prediction calibration (for tests and reports)."""

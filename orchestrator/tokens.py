@@ -1,21 +1,38 @@
-"""Counting a request's prompt tokens the way the local model will.
+"""Counting tokens the way the local model does: one tokenizer, loaded once per gateway.
 
-The scheduler needs prompt sizes for its latency prediction, its rules and
-each route's context length; they are counted with the local model's own
-tokenizer and chat template (`HfTokenCounter`), loaded in the gateway from
-the directory the engine reports. Where no tokenizer is at hand (a local
-model that isn't a Hugging Face directory, tests with a fake engine),
-`ByteCounter` gives an upper bound: a byte-level BPE token is at least one
-byte, so one token per UTF-8 byte is never fewer than the real count.
+- The scheduler needs prompt sizes for its latency prediction, its rules and
+  each route's context length (`TokenCounter.count`).
+- The meter needs usage for answers whose provider reported none (a few never
+  do for streams): the prompt through the chat template and the answer's text
+  (`UsageEstimator.estimate`); such records are marked `estimated`. Another
+  model's tokenizer counts somewhat differently, but the same way every time,
+  and far closer than any characters-per-token rule.
+- Admission needs an upper bound before anything is counted
+  (`prompt_upper_bound`, `output_allowance`).
+
+`HfTokenCounter` does the first two with the local model's own tokenizer and
+chat template, loaded from the directory the engine reports. Where no
+tokenizer is at hand (a local model that isn't a Hugging Face directory,
+tests with a fake engine), `ByteCounter` gives an upper bound: a byte-level
+BPE token is at least one byte, so one token per UTF-8 byte is never fewer
+than the real count.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from orchestrator.protocol import ChatCompletionRequest, CompletionRequest
+from orchestrator.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    CompletionChunk,
+    CompletionRequest,
+    EmbeddingRequest,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +51,12 @@ class TokenCounter(Protocol):
     longest_token_bytes: int  # a prompt of B bytes has at least B // this many tokens
 
     def count(self, request: Countable) -> int: ...
+
+
+class UsageEstimator(Protocol):
+    def estimate(self, request: Any, text: str) -> Usage:
+        """The usage of `request` answered with `text` (all choices' text, concatenated)."""
+        ...
 
 
 def request_text(request: Countable) -> str:
@@ -86,6 +109,15 @@ class HfTokenCounter:
             log.warning("no tokenizer at %s (%s: %s); counting prompt tokens as bytes", path, type(e).__name__, e)
             return ByteCounter()
 
+    def estimate(self, request: Any, text: str) -> Usage:
+        """A `UsageEstimator`: the prompt as the model sees it, and `text` as its answer."""
+        if isinstance(request, CompletionRequest):  # every prompt is read: usage counts them all
+            prompt = sum(_longest([p], self._count_text) for p in request.prompts())
+        else:
+            prompt = self.count(request) if isinstance(request, ChatCompletionRequest) else 0
+        completion = len(self._tokenizer.encode(text, add_special_tokens=False)) if text else 0
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
     def count(self, request: Countable) -> int:
         if isinstance(request, ChatCompletionRequest):
             messages = [{"role": m.role, "content": _message_text(m.content)} for m in request.messages]
@@ -94,7 +126,10 @@ class HfTokenCounter:
                 return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
             text = "\n".join(m["content"] for m in messages)
             return len(self._tokenizer.encode(text)) + _PER_MESSAGE * len(messages)
-        return _longest(request.prompt, lambda text: len(self._tokenizer.encode(text)))
+        return _longest(request.prompt, self._count_text)
+
+    def _count_text(self, text: str) -> int:
+        return len(self._tokenizer.encode(text))
 
 
 def _longest_token(tokenizer: Any) -> int:
@@ -114,3 +149,58 @@ def _longest(prompt: Any, count: Callable[[str], int]) -> int:
     if prompt and isinstance(prompt[0], int):
         return len(prompt)  # one prompt, already token ids
     return max((len(p) if isinstance(p, list) else count(p) for p in prompt), default=0)
+
+
+# ------------------------------------------------------------------------------ texts and bounds
+
+
+def prompt_upper_bound(request: Any) -> int:
+    """At least as many tokens as the prompt has: its UTF-8 bytes (a byte-level BPE token is at
+    least one byte), a few per chat message for the template, token-id prompts as counted."""
+    if isinstance(request, ChatCompletionRequest):
+        body = json.dumps([m.model_dump(exclude_none=True) for m in request.messages], ensure_ascii=False)
+        return len(body.encode()) + _PER_MESSAGE * len(request.messages)
+    if isinstance(request, CompletionRequest):
+        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.prompts())
+    if isinstance(request, EmbeddingRequest):
+        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.inputs())
+    return 0
+
+
+def output_allowance(request: Any) -> tuple[int | None, int]:
+    """The request's output limit per choice (None: up to the context) and how many choices."""
+    if isinstance(request, ChatCompletionRequest):
+        return request.output_limit(), request.n or 1
+    if isinstance(request, CompletionRequest):
+        prompts = len(request.prompts()) or 1
+        return (request.max_tokens if request.max_tokens is not None else 16), (request.n or 1) * prompts
+    return 0, 1
+
+
+def answer_text(whole: Any) -> str:
+    """All choices' generated text of a whole chat or text completion."""
+    parts: list[str] = []
+    for c in getattr(whole, "choices", []):
+        message = getattr(c, "message", None)
+        if message is not None:
+            parts.append(message.content or "")
+            for call in message.tool_calls or []:
+                parts.append(call.function.name + call.function.arguments)
+        else:
+            parts.append(getattr(c, "text", "") or "")
+    return "".join(parts)
+
+
+def chunk_text(chunk: ChatCompletionChunk | CompletionChunk) -> str:
+    parts: list[str] = []
+    for c in chunk.choices:
+        delta = getattr(c, "delta", None)
+        if delta is not None:
+            parts.append(delta.content or "")
+            for call in delta.tool_calls or []:
+                fn = call.function
+                if fn is not None:
+                    parts.append((fn.name or "") + (fn.arguments or ""))
+        else:
+            parts.append(getattr(c, "text", "") or "")
+    return "".join(parts)
