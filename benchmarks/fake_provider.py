@@ -1133,6 +1133,9 @@ class FakeProvider:
                     code="missing_required_parameter",
                     param=name,
                 )
+        dimensions = body.get("dimensions") if kind == "embedding" else None
+        if dimensions is not None and (not isinstance(dimensions, int) or not 1 <= dimensions <= 4096):
+            return error_response(api, 400, "invalid_request_error", "dimensions: 1 to 4096", param="dimensions")
         if api == "anthropic" and (not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1):
             return error_response(api, 400, "invalid_request_error", "max_tokens: Input should be a positive integer")
         return None
@@ -1171,8 +1174,12 @@ class FakeProvider:
         body: dict[str, Any],
         fault: Fault | None,
     ) -> web.StreamResponse:
-        ask = {"chat": openai_chat_ask, "completion": openai_completion_ask, "messages": anthropic_ask}[kind](body)
-        reply = self._compose(ask, api, rec.seq, body)
+        try:
+            ask = {"chat": openai_chat_ask, "completion": openai_completion_ask, "messages": anthropic_ask}[kind](body)
+            reply = self._compose(ask, api, rec.seq, body)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            # A body a real provider would refuse (a tool schema with odd `required`, a wrong type): a 400.
+            return error_response(api, 400, "invalid_request_error", f"Invalid request: {type(exc).__name__}.")
         prefix = {"chat": "chatcmpl-", "completion": "cmpl-", "messages": "msg_"}[kind]
         meta = {
             "id": prefix + hashlib.sha256(f"id{rec.seq}".encode()).hexdigest()[:24],

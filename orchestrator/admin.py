@@ -12,6 +12,7 @@ without it there is no admin API (every call is a 401). Errors are OpenAI-shaped
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Any
 
@@ -33,14 +34,15 @@ class NewKey(BaseModel):
     model_config = {"extra": "forbid"}
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    budget_usd: float | None = Field(default=None, ge=0)
-    budget_tokens: int | None = Field(default=None, ge=0)
+    # Finite, and within what sqlite's INTEGER and REAL hold: a limit is a number, never inf or NaN.
+    budget_usd: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
+    budget_tokens: int | None = Field(default=None, ge=0, le=2**62)
     period: str = Field(default="month", pattern=r"^(hour|day|week|month|total)$")
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=2**62)
+    tpm: int | None = Field(default=None, ge=1, le=2**62)
     models: list[str] | None = None
-    soft_limit_usd: float | None = Field(default=None, ge=0)
-    soft_limit_tokens: int | None = Field(default=None, ge=0)
+    soft_limit_usd: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
+    soft_limit_tokens: int | None = Field(default=None, ge=0, le=2**62)
     downgrade_to: str | None = None
 
 
@@ -122,6 +124,9 @@ def _float(request: Request, name: str) -> float | None:
     if raw is None:
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise InvalidRequest(f"'{name}' must be a Unix time in seconds.", param=name) from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidRequest(f"'{name}' must be a Unix time in seconds.", param=name)
+    return value

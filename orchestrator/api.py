@@ -44,6 +44,7 @@ def build_app(
     `/metrics` and the admin API. `accounts` checks keys and budgets and accounts for every request
     (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413."""
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
+    app.router.redirect_slashes = False  # `/v1/chat/completions/` is a 404 in OpenAI's shape, as OpenAI answers
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
     app.add_middleware(RequestScope, accounts=acct)  # type: ignore[arg-type]
     add_admin_routes(app, acct)

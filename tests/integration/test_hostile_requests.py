@@ -290,3 +290,24 @@ async def test_admission_reserves_at_the_routes_a_rule_sends_the_request_to(paid
             assert (await running).status_code == 200
         finally:
             paid.tokens_per_s = 0
+
+
+# ---------------------------------------------------------------------- the admin API and paths
+
+
+async def test_admin_inputs_that_are_not_finite_numbers_are_a_400(paid: FakeProvider, tmp_path: Path) -> None:
+    master = auth(ENV["ORCHESTRATOR_MASTER_KEY"])
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV) as (c, _):
+        for query in ("since=nan", "until=inf", "since=1e400", "since=-inf&until=inf"):
+            r = await c.get(f"/admin/usage?{query}", headers=master)
+            assert error_of(r, 400)["param"] in ("since", "until")
+        for limit in ({"budget_usd": 1e400}, {"soft_limit_usd": float("inf")}, {"rpm": 2**64}):
+            r = await c.post("/admin/keys", content=json.dumps({"id": "k0", **limit}), headers=master)
+            assert r.status_code == 400, r.text
+        assert (await c.get("/admin/keys", headers=master)).status_code == 200  # nothing broken was stored
+
+
+async def test_a_trailing_slash_is_a_404_in_openais_shape(client: httpx.AsyncClient) -> None:
+    for path in ("/v1/chat/completions/", "/v1/models/"):
+        r = await client.post(path, json=chat_body()) if "chat" in path else await client.get(path)
+        assert error_of(r, 404)["code"] == "not_found"
