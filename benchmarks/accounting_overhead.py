@@ -40,10 +40,10 @@ async def build(setup: str, tmp: Path) -> tuple[Any, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from fakes import FakeEngine
 
+    from orchestrator.accounting.keys import hash_key
+    from orchestrator.accounting.setup import build_accounts
     from orchestrator.api import build_app
     from orchestrator.app import build_pipeline
-    from orchestrator.keys import hash_key
-    from orchestrator.ledger_setup import build_accounts
     from orchestrator.settings import load_settings
 
     engine = FakeEngine("fake-chat")

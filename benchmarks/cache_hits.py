@@ -31,7 +31,7 @@ import aiohttp
 
 from benchmarks.loadgen import percentile
 from benchmarks.servers import Server, free_port, http_get
-from orchestrator.cache import Entry, ResponseCache, cache_key, decide
+from orchestrator.caching.cache import Entry, ResponseCache, cache_key, decide
 from orchestrator.protocol import ChatCompletionRequest
 
 ROOT = Path(__file__).resolve().parents[1]

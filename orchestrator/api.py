@@ -18,12 +18,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestrator.accounting import Accounts, Tab
-from orchestrator.admin import add_admin_routes
+from orchestrator.accounting.accounts import Accounts, Tab
+from orchestrator.accounting.admin import add_admin_routes
+from orchestrator.accounting.metrics import CONTENT_TYPE_LATEST
 from orchestrator.errors import MethodNotAllowed, NotFound, OrchestratorError, RequestTooLarge
 from orchestrator.frontdoors.base import FrontDoor
 from orchestrator.frontdoors.openai import error_response, json_response, openai_doors
-from orchestrator.metrics import CONTENT_TYPE_LATEST
 from orchestrator.pipeline import Pipeline
 from orchestrator.protocol import ModelList
 from orchestrator.scope import RequestScope

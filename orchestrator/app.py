@@ -5,10 +5,10 @@
     Gateway (FastAPI ingress, `orchestrator.api`)
       ├── LocalModel  "local-model"   (chat + completions, vLLM)
       ├── LocalModel  "local-embed"   (embeddings, vLLM pooling; optional)
-      └── LoadBoard                   (local load and overflow spend, `orchestrator.load`)
+      └── LoadBoard                   (local load and overflow spend, `orchestrator.scheduling.load`)
 
 Every LocalModel replica reports its engine's load to the LoadBoard; every
-Gateway replica polls it for the scheduler (`orchestrator.router`).
+Gateway replica polls it for the scheduler (`orchestrator.scheduling.router`).
 
 The Gateway builds its pipeline at replica start, from what each LocalModel
 reports (`info()`) and the remote providers whose keys its environment holds,
@@ -30,19 +30,19 @@ from fastapi import FastAPI
 
 from local_models.deployment import local_model_app
 from local_models.interface import EngineConfig, ModelInfo
+from orchestrator.accounting.prices import Prices
+from orchestrator.accounting.setup import build_accounts
 from orchestrator.api import build_app
-from orchestrator.cache import ResponseCache
-from orchestrator.capabilities import Backend, build_registry, local_backend
-from orchestrator.ledger import Prices
-from orchestrator.ledger_setup import build_accounts
-from orchestrator.load import LoadBoard, LoadView
+from orchestrator.caching.cache import ResponseCache
 from orchestrator.pipeline import Pipeline
 from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
-from orchestrator.router import Router, blended_prices, policies_from
+from orchestrator.scheduling.capabilities import Backend, build_registry, local_backend
+from orchestrator.scheduling.load import LoadBoard, LoadView
+from orchestrator.scheduling.router import Router, blended_prices, policies_from
+from orchestrator.scheduling.tokens import ByteCounter, HfTokenCounter, TokenCounter
 from orchestrator.settings import CacheSettings, EngineSettings, ResilienceSettings, SchedulerSettings, Settings
-from orchestrator.tokens import ByteCounter, HfTokenCounter, TokenCounter
 
 log = logging.getLogger(__name__)
 

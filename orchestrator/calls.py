@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from orchestrator.accounting import Tab
-from orchestrator.cache import Entry, fresh_chat, fresh_completion, replay_chat, replay_completion
-from orchestrator.capabilities import Feature, Task, chat_needs
+from orchestrator.accounting.accounts import Tab
+from orchestrator.caching.cache import Entry, fresh_chat, fresh_completion, replay_chat, replay_completion
 from orchestrator.protocol import ChatCompletionChunk, ChatCompletionRequest, CompletionChunk
+from orchestrator.scheduling.capabilities import Feature, Task, chat_needs
 from orchestrator.streams import assemble_chat, assemble_completion
 
 

@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from orchestrator import ledger_cli
+from orchestrator.accounting import cli as ledger_cli
 from orchestrator.settings import DEFAULT_CONFIG, load_settings
 
 

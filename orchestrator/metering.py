@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from orchestrator.cache import Entry
+from orchestrator.accounting.prices import Prices, UsageRecord
+from orchestrator.caching.cache import Entry
 from orchestrator.calls import Call
 from orchestrator.failover import OpenStream
-from orchestrator.ledger import Prices, UsageRecord
 from orchestrator.protocol import EmbeddingResponse, Usage
-from orchestrator.router import RoutePlan
 from orchestrator.routes import Route, Routed
-from orchestrator.tokens import answer_text, chunk_text
+from orchestrator.scheduling.router import RoutePlan
+from orchestrator.scheduling.tokens import answer_text, chunk_text
 
 T = TypeVar("T")
 

@@ -26,19 +26,19 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
-from orchestrator.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
+from orchestrator.accounting.prices import Prices
+from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
+from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
-from orchestrator.capabilities import Registry
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, run_with_failover
-from orchestrator.ledger import Prices
 from orchestrator.metering import Meter
 from orchestrator.protocol import ModelCard, ModelList
 from orchestrator.providers.base import Provider
-from orchestrator.router import Resolution, RoutePlan, Router
 from orchestrator.routes import Route, Routed
+from orchestrator.scheduling.capabilities import Registry
+from orchestrator.scheduling.router import Resolution, RoutePlan, Router
+from orchestrator.scheduling.tokens import UsageEstimator
 from orchestrator.settings import CacheSettings
-from orchestrator.singleflight import Flight, SingleFlight
-from orchestrator.tokens import UsageEstimator
 
 __all__ = ["Pipeline", "Route", "Routed"]
 

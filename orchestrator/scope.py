@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.accounting import Accounts
+from orchestrator.accounting.accounts import Accounts
 
 # ------------------------------------------------------------------------------ the middleware
 

@@ -224,7 +224,7 @@ class ModelRouting(BaseModel):
 
 
 class SchedulerSettings(BaseModel):
-    """The overflow scheduler (see orchestrator/scheduler.py)."""
+    """The overflow scheduler (see orchestrator/scheduling/policy.py)."""
 
     # Default time-to-first-token target; per alias: models.<name>.ttft_slo_ms, per request: x-ttft-slo-ms.
     ttft_slo_ms: float = 1000.0

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from starlette.responses import Response
 
-from orchestrator.accounting import Tab
+from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import Call
 from orchestrator.errors import OrchestratorError
 from orchestrator.routes import Routed

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from orchestrator.accounting import Tab
+from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, COMPLETION, EMBEDDING, Call, Kind
 from orchestrator.errors import InvalidRequest, OrchestratorError, UpstreamError
 from orchestrator.failover import OpenStream

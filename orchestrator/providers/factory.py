@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-from orchestrator.capabilities import Backend, Feature
 from orchestrator.providers.base import Provider
 from orchestrator.providers.openai_compat import OpenAICompatProvider, Quirks
+from orchestrator.scheduling.capabilities import Backend, Feature
 from orchestrator.settings import ProviderSettings, RemoteModel, ResilienceSettings
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.fake_provider import FakeProvider
 from orchestrator import runtime
-from orchestrator.keys import hash_key
+from orchestrator.accounting.keys import hash_key
 from orchestrator.settings import load_settings
 
 

@@ -24,7 +24,7 @@ from fakes import FakeEngine
 
 from local_models.deployment import LocalModel
 from local_models.interface import Engine, EngineConfig
-from orchestrator.load import LoadBoard, LoadView
+from orchestrator.scheduling.load import LoadBoard, LoadView
 
 TESTS = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,7 @@ from openai_schema import validate
 
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
-from orchestrator.cache import Entry, ResponseCache, cache_key
+from orchestrator.caching.cache import Entry, ResponseCache, cache_key
 from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.settings import Settings, load_settings
 

@@ -18,14 +18,14 @@ import pytest
 from fakes import FakeEngine
 from openai_schema import validate
 
-from orchestrator import accounting
-from orchestrator.accounting import Accounts, Tab
+from orchestrator.accounting import accounts as accounting
+from orchestrator.accounting.accounts import Accounts, Tab
+from orchestrator.accounting.book import Book, CreateKey, InProcessOwner
+from orchestrator.accounting.keys import KeyPolicy, hash_key
+from orchestrator.accounting.setup import build_accounts
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
-from orchestrator.budgets import Book, CreateKey, InProcessOwner
 from orchestrator.errors import InvalidApiKey
-from orchestrator.keys import KeyPolicy, hash_key
-from orchestrator.ledger_setup import build_accounts
 from orchestrator.settings import load_settings
 
 KEY = "sk-orch-edge-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"

@@ -21,10 +21,10 @@ from openai_schema import validate
 from test_keys_budgets import ENV, KEY_A, KEY_B, auth, gateway, records, settings_for
 
 from benchmarks.fake_provider import FakeProvider
+from orchestrator.accounting.keys import hash_key
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.errors import EngineError
-from orchestrator.keys import hash_key
 
 CHAT = "/v1/chat/completions"
 

@@ -25,12 +25,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.fake_provider import FakeProvider
 from local_models.catalog import prepare
 from local_models.interface import LoadStats, ModelInfo
+from orchestrator.accounting.book import Book, InProcessOwner
+from orchestrator.accounting.keys import hash_key
+from orchestrator.accounting.reports import usage_report
+from orchestrator.accounting.setup import build_accounts
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
-from orchestrator.budgets import Book, InProcessOwner
-from orchestrator.keys import hash_key
-from orchestrator.ledger_setup import build_accounts
-from orchestrator.reports import usage_report
 from orchestrator.settings import Settings, load_settings
 
 KEY_A = "sk-orch-team-a-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"

@@ -20,12 +20,12 @@ import pytest
 from fakes import FakeEngine
 
 from local_models.interface import LoadStats
+from orchestrator.accounting.actor import get_or_create
+from orchestrator.accounting.book import ListKeys
+from orchestrator.accounting.keys import hash_key
+from orchestrator.accounting.setup import build_accounts
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
-from orchestrator.budgets import ListKeys
-from orchestrator.keys import hash_key
-from orchestrator.ledger_actor import get_or_create
-from orchestrator.ledger_setup import build_accounts
 from orchestrator.settings import Settings, load_settings
 
 KEY = "sk-orch-concurrent-KKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKK1"
@@ -141,7 +141,7 @@ async def test_1000_concurrent_requests_overspend_by_at_most_one_reservation(
 async def test_spend_survives_a_restart_of_the_actor(gateway: tuple[httpx.AsyncClient, Any, Settings]) -> None:
     import ray
 
-    from orchestrator.ledger_actor import NAMESPACE, actor_name
+    from orchestrator.accounting.actor import NAMESPACE, actor_name
 
     c, accounts, s = gateway
     for _ in range(3):

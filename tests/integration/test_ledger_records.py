@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from benchmarks.fake_provider import FakeProvider
+from orchestrator.accounting.prices import Price
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
-from orchestrator.ledger import Price
 from orchestrator.protocol import PromptTokensDetails, Usage
 from orchestrator.settings import load_settings
 

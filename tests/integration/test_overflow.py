@@ -21,7 +21,7 @@ from openai_schema import validate
 from benchmarks.fake_provider import FakeProvider
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
-from orchestrator.load import BoardState, LoadBoard, LoadView
+from orchestrator.scheduling.load import BoardState, LoadBoard, LoadView
 from orchestrator.settings import load_settings
 
 KEYS = {"REMOTE_KEY": "sk-remote-test"}

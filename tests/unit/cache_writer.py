@@ -35,7 +35,7 @@ def write_entries(directory: str, worker: int, count: int, barrier: Any, results
     counted, so the parent can check both that nothing was lost silently and
     that nothing was torn. Puts `(worker, dropped_writes)` on `results`.
     """
-    from orchestrator.cache import Entry, ResponseCache
+    from orchestrator.caching.cache import Entry, ResponseCache
 
     cache = ResponseCache(Path(directory), size_limit_bytes=1 << 30)
     barrier.wait()

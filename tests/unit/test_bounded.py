@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.bounded import TTLMap
+from orchestrator.accounting.bounded import TTLMap
 
 
 class Clock:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fakes import FakeClock
 
-from orchestrator.budgets import (
+from orchestrator.accounting.book import (
     Admitted,
     Book,
     Choice,
@@ -25,8 +25,8 @@ from orchestrator.budgets import (
     SyncKeys,
     period_bounds,
 )
-from orchestrator.keys import KeyPolicy, hash_key, new_key, presented, redact
-from orchestrator.reports import usage_report
+from orchestrator.accounting.keys import KeyPolicy, hash_key, new_key, presented, redact
+from orchestrator.accounting.reports import usage_report
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC).timestamp()
 

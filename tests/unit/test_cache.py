@@ -25,7 +25,7 @@ import pytest
 from openai_schema import validate
 from starlette.datastructures import Headers
 
-from orchestrator.cache import (
+from orchestrator.caching.cache import (
     MAX_TTL_S,
     Decision,
     Entry,
@@ -350,7 +350,7 @@ def test_a_corrupt_entry_is_a_miss_and_is_dropped(
 ) -> None:
     with diskcache.Cache(str(tmp_path)) as raw:
         raw.set("k", garbage)
-    with caplog.at_level(logging.WARNING, logger="orchestrator.cache"):
+    with caplog.at_level(logging.WARNING, logger="orchestrator.caching.cache"):
         assert cache.get("k") is None
     assert any("corrupt" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     with diskcache.Cache(str(tmp_path)) as raw:
@@ -398,7 +398,7 @@ def test_a_locked_database_never_stalls_a_read_and_fails_a_write_cleanly(
     holder.start()
     try:
         assert held.wait(5)
-        with caplog.at_level(logging.WARNING, logger="orchestrator.cache"):
+        with caplog.at_level(logging.WARNING, logger="orchestrator.caching.cache"):
             start = time.perf_counter()
             # Reads take no write lock (least-recently-stored eviction): another
             # process's write transaction doesn't make the event loop wait.
@@ -453,7 +453,7 @@ def test_size_limit_evicts_the_least_recently_stored(tmp_path: Path, caplog: pyt
     # 40 kB entries are stored as files, so the limit counts them exactly: about 20 fit in 1 MB.
     cache = ResponseCache(tmp_path, size_limit_bytes=1_000_000)
     big = {**stored_chat().model_dump(), "padding": "x" * 40_000}
-    with caplog.at_level(logging.WARNING, logger="orchestrator.cache"):
+    with caplog.at_level(logging.WARNING, logger="orchestrator.caching.cache"):
         for i in range(60):
             assert cache.set(f"k{i}", entry(big), 600)
         present = [i for i in range(60) if cache.get(f"k{i}") is not None]

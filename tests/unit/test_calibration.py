@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from orchestrator.calibration import Calibration
+from orchestrator.scheduling.calibration import Calibration
 
 
 def feed(c: Calibration, ratios: list[float], predicted: float = 400.0) -> None:

@@ -7,9 +7,16 @@ from typing import Any
 import pytest
 
 from local_models.interface import ModelInfo
-from orchestrator.capabilities import Backend, ModelEntry, Registry, build_registry, chat_needs, local_backend
 from orchestrator.errors import InvalidRequest, ModelNotFound, UnsupportedCapability
 from orchestrator.protocol import ChatCompletionRequest
+from orchestrator.scheduling.capabilities import (
+    Backend,
+    ModelEntry,
+    Registry,
+    build_registry,
+    chat_needs,
+    local_backend,
+)
 
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
 IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}

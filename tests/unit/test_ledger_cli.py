@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.budgets import Book, Settle
+from orchestrator.accounting.book import Book, Settle
+from orchestrator.accounting.keys import hash_key
 from orchestrator.cli import main
-from orchestrator.keys import hash_key
 from orchestrator.settings import KeySettings
 
 

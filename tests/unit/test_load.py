@@ -8,7 +8,7 @@ import pytest
 from fakes import FakeClock
 
 from local_models.interface import LoadStats
-from orchestrator.load import BoardState, LoadBoard, LoadView, aggregate
+from orchestrator.scheduling.load import BoardState, LoadBoard, LoadView, aggregate
 
 
 def stats(at: float, **kw: Any) -> LoadStats:

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from local_models.interface import LoadStats
-from orchestrator.ledger import Prices
-from orchestrator.local_cost import LocalRate, LocalStatsPoller
+from orchestrator.accounting.local_prices import LocalRate, LocalStatsPoller
+from orchestrator.accounting.prices import Prices
 from orchestrator.protocol import Usage
 
 

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.capabilities import Backend, ModelEntry, Registry
 from orchestrator.failover import Target
-from orchestrator.load import LoadSnapshot
 from orchestrator.protocol import ChatCompletionRequest
-from orchestrator.router import Router
-from orchestrator.scheduler import AliasPolicy, Knobs
+from orchestrator.scheduling.capabilities import Backend, ModelEntry, Registry
+from orchestrator.scheduling.load import LoadSnapshot
+from orchestrator.scheduling.policy import AliasPolicy, Knobs
+from orchestrator.scheduling.router import Router
 
 CHAT = frozenset({"chat", "completions"})
 REGISTRY = Registry(

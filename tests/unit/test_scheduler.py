@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.capabilities import Backend, ModelEntry, Registry
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound, OverflowBudgetExhausted
-from orchestrator.load import LoadSnapshot
-from orchestrator.scheduler import AliasPolicy, Budget, Facts, Knobs, Plan, Rule, plan, predict_ttft_ms
+from orchestrator.scheduling.capabilities import Backend, ModelEntry, Registry
+from orchestrator.scheduling.load import LoadSnapshot
+from orchestrator.scheduling.policy import AliasPolicy, Budget, Facts, Knobs, Plan, Rule, plan, predict_ttft_ms
 
 CHAT = frozenset({"chat", "completions"})
 LOCAL = Backend("local", "small", CHAT, frozenset({"json_schema"}), 2048, weights="small")

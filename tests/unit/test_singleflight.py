@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.errors import EngineError, UpstreamUnavailable
 from orchestrator.failover import OpenStream
 from orchestrator.routes import Route, Routed
-from orchestrator.singleflight import Flight, SingleFlight
 
 ROUTE = Route("local", "fake-chat", "primary")
 CHUNKS = [f"c{i}" for i in range(8)]
@@ -123,7 +123,7 @@ async def test_the_finishing_hook_runs_before_any_follower_sees_the_end() -> Non
 async def test_a_failing_finishing_hook_does_not_fail_the_answer(caplog: pytest.LogCaptureFixture) -> None:
     flights, up, done = SingleFlight(), Upstream(), Finished(error=OSError("disk full"))
     joined = [flights.join("k", up, done)[0] for _ in range(2)]
-    with caplog.at_level(logging.ERROR, logger="orchestrator.singleflight"):
+    with caplog.at_level(logging.ERROR, logger="orchestrator.caching.singleflight"):
         async with asyncio.timeout(TIMEOUT):
             assert await asyncio.gather(*(drain(f) for f in joined)) == [CHUNKS, CHUNKS]
     assert done.calls == [CHUNKS]

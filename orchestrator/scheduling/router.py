@@ -22,13 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from orchestrator.calibration import Calibration
-from orchestrator.capabilities import Backend, Feature, Registry, Task
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest
 from orchestrator.failover import Target
-from orchestrator.load import LoadView
 from orchestrator.protocol import EmbeddingRequest
-from orchestrator.scheduler import (
+from orchestrator.scheduling.calibration import Calibration
+from orchestrator.scheduling.capabilities import Backend, Feature, Registry, Task
+from orchestrator.scheduling.load import LoadView
+from orchestrator.scheduling.policy import (
     AliasPolicy,
     Budget,
     Conditions,
@@ -41,8 +41,15 @@ from orchestrator.scheduler import (
     order,
     resolve,
 )
+from orchestrator.scheduling.tokens import (
+    ByteCounter,
+    Countable,
+    HfTokenCounter,
+    TokenCounter,
+    UsageEstimator,
+    request_text,
+)
 from orchestrator.settings import ModelRouting, ProviderSettings
-from orchestrator.tokens import ByteCounter, Countable, HfTokenCounter, TokenCounter, UsageEstimator, request_text
 
 SLO_HEADER = "x-ttft-slo-ms"
 DATA_CLASS_HEADER = "x-data-class"
@@ -320,7 +327,7 @@ def _nothing() -> None:
 
 def _near_decision(made: Plan) -> bool:
     """Whether the plan's local prediction came within half of its threshold: only such
-    predictions teach the calibration (see `orchestrator.calibration`)."""
+    predictions teach the calibration (see `orchestrator.scheduling.calibration`)."""
     predicted, threshold = made.predicted_ttft_ms, made.threshold_ms
     return (
         made.modelled_ttft_ms is not None

@@ -30,9 +30,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.bounded import TTLMap
-from orchestrator.budgets import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle, SettleMany
-from orchestrator.capabilities import Backend, Feature, Registry, Task
+from orchestrator.accounting.book import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle, SettleMany
+from orchestrator.accounting.bounded import TTLMap
+from orchestrator.accounting.keys import KeyPolicy, hash_key, presented, same_hash
+from orchestrator.accounting.metrics import Metrics
+from orchestrator.accounting.prices import Price, Prices, UsageRecord
 from orchestrator.errors import (
     InvalidApiKey,
     KeyBudgetExhausted,
@@ -40,14 +42,12 @@ from orchestrator.errors import (
     LedgerUnavailable,
     ModelNotAllowed,
 )
-from orchestrator.keys import KeyPolicy, hash_key, presented, same_hash
-from orchestrator.ledger import Price, Prices, UsageRecord
-from orchestrator.metrics import Metrics
 from orchestrator.protocol import (
     Usage,
 )
-from orchestrator.scheduler import spill_reason_code
-from orchestrator.tokens import UsageEstimator, output_allowance, prompt_upper_bound
+from orchestrator.scheduling.capabilities import Backend, Feature, Registry, Task
+from orchestrator.scheduling.policy import spill_reason_code
+from orchestrator.scheduling.tokens import UsageEstimator, output_allowance, prompt_upper_bound
 
 log = logging.getLogger("orchestrator.requests")
 _internal = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from local_models.interface import LoadStats
-from orchestrator.ledger import Price
+from orchestrator.accounting.prices import Price
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ The order of questions:
    cheapest route and may wait for it;
 4. *latency* — the local model serves when its predicted time to first token
    (`predict_ttft_ms`, scaled by the error the gateway has learned it makes:
-   `calibration`, see `orchestrator.calibration`) fits the request's SLO;
+   `calibration`, see `orchestrator.scheduling.calibration`) fits the request's SLO;
    otherwise the request spills to
    a remote route, hosts of the same open weights first. Once spilling, the
    local model takes traffic back only when the prediction is `hysteresis`
@@ -38,10 +38,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from orchestrator.capabilities import Backend, Feature, ModelEntry, Registry, Task
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest, OverflowBudgetExhausted
 from orchestrator.failover import Target
-from orchestrator.load import LoadSnapshot
+from orchestrator.scheduling.capabilities import Backend, Feature, ModelEntry, Registry, Task
+from orchestrator.scheduling.load import LoadSnapshot
 from orchestrator.settings import SchedulerSettings
 
 DataClass = Literal["default", "sensitive", "batch"]
@@ -202,7 +202,7 @@ class Conditions:
     spilling: Mapping[str, bool] = field(default_factory=dict)
     prices: Mapping[tuple[str, str], float] = field(default_factory=dict)
     remote_ttft_ms: Mapping[str, float] = field(default_factory=dict)
-    calibration: Mapping[str, float] = field(default_factory=dict)  # by local model: see `orchestrator.calibration`
+    calibration: Mapping[str, float] = field(default_factory=dict)  # by local model (`scheduling.calibration`)
 
 
 def plan(

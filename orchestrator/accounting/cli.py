@@ -15,8 +15,8 @@ import sqlite3
 import sys
 import time
 
-from orchestrator.keys import hash_key, new_key
-from orchestrator.reports import render, usage_report
+from orchestrator.accounting.keys import hash_key, new_key
+from orchestrator.accounting.reports import render, usage_report
 from orchestrator.settings import Settings
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.budgets import Book, Command
+from orchestrator.accounting.book import Book, Command
 
 R = TypeVar("R")
 

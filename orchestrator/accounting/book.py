@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from orchestrator.keys import KeyPolicy
+from orchestrator.accounting.keys import KeyPolicy
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)

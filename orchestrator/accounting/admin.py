@@ -20,11 +20,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from orchestrator.accounting import Accounts
-from orchestrator.budgets import CreateKey, DeleteKey, ListKeys, Query
+from orchestrator.accounting.accounts import Accounts
+from orchestrator.accounting.book import CreateKey, DeleteKey, ListKeys, Query
+from orchestrator.accounting.keys import KeyPolicy, hash_key, new_key, presented, same_hash
+from orchestrator.accounting.reports import usage_report
 from orchestrator.errors import InvalidApiKey, InvalidRequest, NotFound, OrchestratorError
-from orchestrator.keys import KeyPolicy, hash_key, new_key, presented, same_hash
-from orchestrator.reports import usage_report
 from orchestrator.settings import KeySettings
 
 

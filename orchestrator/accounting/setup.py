@@ -17,17 +17,32 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from local_models.interface import LoadStats, ModelInfo
-from orchestrator.accounting import Accounts
-from orchestrator.budgets import Book, InProcessOwner, LedgerOwner, SyncKeys
-from orchestrator.keys import KeyPolicy, hash_key
-from orchestrator.ledger import Price
-from orchestrator.local_cost import LocalRate, LocalStatsPoller
-from orchestrator.metrics import Metrics
-from orchestrator.pipeline import Pipeline
+from orchestrator.accounting.accounts import Accounts
+from orchestrator.accounting.book import Book, InProcessOwner, LedgerOwner, SyncKeys
+from orchestrator.accounting.keys import KeyPolicy, hash_key
+from orchestrator.accounting.local_prices import LocalRate, LocalStatsPoller
+from orchestrator.accounting.metrics import Metrics
+from orchestrator.accounting.prices import Price, Prices
+from orchestrator.scheduling.capabilities import Registry
+from orchestrator.scheduling.tokens import UsageEstimator
 from orchestrator.settings import Settings
-from orchestrator.tokens import UsageEstimator
+
+
+class Served(Protocol):
+    """What accounting needs of the flow it accounts for (the `Pipeline`): no import upward."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def prices(self) -> Prices: ...
+
+    @property
+    def tokenizer(self) -> UsageEstimator | None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +57,7 @@ def owner_for(settings: Settings) -> LedgerOwner:
     path = ledger_path(settings)
     if settings.ledger.owner == "process":
         return InProcessOwner(Book(path, reservation_ttl_s=settings.ledger.reservation_ttl_s))
-    from orchestrator.ledger_actor import get_or_create
+    from orchestrator.accounting.actor import get_or_create
 
     return get_or_create(path, reservation_ttl_s=settings.ledger.reservation_ttl_s)
 
@@ -63,7 +78,7 @@ def reference_price(settings: Settings) -> Price | None:
 
 async def build_accounts(
     settings: Settings,
-    pipeline: Pipeline,
+    pipeline: Served,
     *,
     local: Mapping[str, tuple[StatsReader, ModelInfo]] | None = None,
     owner: LedgerOwner | None = None,
