@@ -156,67 +156,91 @@ async def run_with_failover(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Success[R]:
     """The first target whose `attempt` succeeds, following the module's rules."""
-    deadline = clock() + policy.deadline_s
-    failures: list[tuple[Target, OrchestratorError]] = []
-    done: set[int] = set()
-    not_before: dict[int, float] = {}
-    tripped: set[str] = set()  # providers this request already reported to the breakers
-    shut_out: list[int] = []  # alive routes skipped for an open circuit
+    return await _Run(targets, attempt, policy, breakers, clock, sleep).run()
 
-    async def one(target: Target) -> tuple[R, None] | tuple[None, OrchestratorError]:
-        remaining = deadline - clock()
+
+class _Run(Generic[R]):
+    """One request's way through its routes: rounds of attempts, then the alive routes left."""
+
+    def __init__(
+        self,
+        targets: list[Target],
+        attempt: Callable[[Target], Awaitable[R]],
+        policy: Policy,
+        breakers: Breakers,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ):
+        self.targets, self.attempt, self.policy, self.breakers = targets, attempt, policy, breakers
+        self.clock, self.sleep = clock, sleep
+        self.deadline = clock() + policy.deadline_s
+        self.failures: list[tuple[Target, OrchestratorError]] = []
+        self.done: set[int] = set()  # routes not to try again
+        self.not_before: dict[int, float] = {}  # a route's next attempt, not before (backoff, Retry-After)
+        self.tripped: set[str] = set()  # providers this request already reported to the breakers
+        self.shut_out: list[int] = []  # alive routes skipped for an open circuit
+
+    async def run(self) -> Success[R]:
+        for round_ in range(self.policy.attempts):
+            for i, target in enumerate(self.targets):
+                if i in self.done or not await self._waited(i) or not self._allowed(i, target):
+                    continue
+                if (won := await self._try(i, target, round_)) is not None:
+                    return won
+        # Nothing else could serve: an alive route is tried once even with its circuit open (the
+        # breaker protects other routes' time, and there are none left to protect).
+        for i in self.shut_out:
+            if i not in self.done and not any(t is self.targets[i] for t, _ in self.failures):
+                if (won := await self._try(i, self.targets[i], self.policy.attempts)) is not None:
+                    return won
+        raise combine(self.failures)
+
+    async def _waited(self, i: int) -> bool:
+        """Wait out the route's backoff; False when that would pass the deadline (the route is done)."""
+        wait = self.not_before.get(i, 0.0) - self.clock()
+        if wait > 0:
+            if self.clock() + wait >= self.deadline:
+                self.done.add(i)
+                return False
+            await self.sleep(wait)
+        return True
+
+    def _allowed(self, i: int, target: Target) -> bool:
+        if self.breakers.allow(target.provider):
+            return True
+        if target.alive and i not in self.shut_out:
+            self.shut_out.append(i)
+        return False
+
+    async def _try(self, i: int, target: Target, round_: int) -> Success[R] | None:
+        """One attempt within the deadline: the success, or None with the failure noted."""
+        remaining = self.deadline - self.clock()
         if remaining <= 0:
-            raise combine(failures, deadline_passed=True)
+            raise combine(self.failures, deadline_passed=True)
         try:
             async with asyncio.timeout(remaining):
-                return await attempt(target), None
+                result = await self.attempt(target)
         except TimeoutError:
-            return None, UpstreamTimeout(f"{target.provider}: no answer within the request's deadline.")
+            error: OrchestratorError = UpstreamTimeout(f"{target.provider}: no answer within the request's deadline.")
         except OrchestratorError as e:
-            return None, e
+            error = e
+        else:
+            self.breakers.success(target.provider)
+            return Success(target, result, tuple(self.failures))
+        self._failed(i, target, error, round_)
+        return None
 
-    def failed(target: Target, error: OrchestratorError) -> None:
-        failures.append((target, error))
-        if _trips_breaker(error) and target.provider not in tripped:
-            tripped.add(target.provider)
-            breakers.failure(target.provider, getattr(error, "retry_after", None))
-
-    for round_ in range(policy.attempts):
-        for i, target in enumerate(targets):
-            if i in done:
-                continue
-            wait = not_before.get(i, 0.0) - clock()
-            if wait > 0:
-                if clock() + wait >= deadline:
-                    done.add(i)
-                    continue
-                await sleep(wait)
-            if not breakers.allow(target.provider):
-                if target.alive and i not in shut_out:
-                    shut_out.append(i)
-                continue
-            result, error = await one(target)
-            if error is None:
-                breakers.success(target.provider)
-                return Success(target, result, tuple(failures))  # type: ignore[arg-type]
-            failed(target, error)
-            if not retryable(error):
-                done.add(i)
-            else:
-                backoff = min(policy.backoff_max_s, policy.backoff_base_s * 2**round_)
-                after = getattr(error, "retry_after", None)
-                not_before[i] = clock() + (after if after is not None else backoff * random.uniform(0.5, 1.0))
-    # Nothing else could serve: an alive route is tried once even with its circuit open (the
-    # breaker protects other routes' time, and there are none left to protect).
-    for i in shut_out:
-        if i in done or any(t is targets[i] for t, _ in failures):
-            continue
-        result, error = await one(targets[i])
-        if error is None:
-            breakers.success(targets[i].provider)
-            return Success(targets[i], result, tuple(failures))  # type: ignore[arg-type]
-        failed(targets[i], error)
-    raise combine(failures)
+    def _failed(self, i: int, target: Target, error: OrchestratorError, round_: int) -> None:
+        self.failures.append((target, error))
+        if _trips_breaker(error) and target.provider not in self.tripped:
+            self.tripped.add(target.provider)
+            self.breakers.failure(target.provider, getattr(error, "retry_after", None))
+        if not retryable(error):
+            self.done.add(i)
+            return
+        backoff = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2**round_)
+        after = getattr(error, "retry_after", None)
+        self.not_before[i] = self.clock() + (after if after is not None else backoff * random.uniform(0.5, 1.0))
 
 
 def combine(failures: list[tuple[Target, OrchestratorError]], *, deadline_passed: bool = False) -> OrchestratorError:

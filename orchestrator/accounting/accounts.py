@@ -30,11 +30,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.accounting.book import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle, SettleMany
+from orchestrator.accounting.book import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle
 from orchestrator.accounting.bounded import TTLMap
 from orchestrator.accounting.keys import KeyPolicy, hash_key, presented, same_hash
 from orchestrator.accounting.metrics import Metrics
 from orchestrator.accounting.prices import Price, Prices, UsageRecord
+from orchestrator.accounting.request_log import RequestLog
+from orchestrator.accounting.settlement import Settlements
 from orchestrator.errors import (
     InvalidApiKey,
     KeyBudgetExhausted,
@@ -46,7 +48,6 @@ from orchestrator.protocol import (
     Usage,
 )
 from orchestrator.scheduling.capabilities import Backend, Feature, Registry, Task
-from orchestrator.scheduling.policy import spill_reason_code
 from orchestrator.scheduling.tokens import UsageEstimator, output_allowance, prompt_upper_bound
 
 log = logging.getLogger("orchestrator.requests")
@@ -54,15 +55,12 @@ _internal = logging.getLogger(__name__)
 
 # Worst-case output when a request names no limit and a backend states no context.
 DEFAULT_MAX_OUTPUT = 4096
-RETRY_S = 1.0  # settlements the owner didn't take are sent again after this
-MAX_UNSETTLED = 100_000  # and kept up to this many while it stays away
 # Key lookups kept per replica. Known keys are few (config and admin made them); unknown ones are
 # whatever clients present, so they are kept briefly, and at most this many (an LRU drops the rest).
 KNOWN_KEYS_CACHED = 100_000
 UNKNOWN_KEYS_CACHED = 10_000
 UNKNOWN_KEY_TTL_S = 1.0
 ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})  # these record usage
-ENDPOINTS = ANSWERING | {"/v1/models"}
 
 
 # ------------------------------------------------------------------------------ the tab
@@ -155,16 +153,12 @@ class Accounts:
         self.require_keys = require_keys
         self.master_key_sha256 = master_key_sha256
         self.metrics_key_sha256 = metrics_key_sha256
-        self._local = local_providers
         self.estimator = estimator
         # By the presented key's sha256. Unknown keys apart: a flood of them can't evict known ones.
         self._known: TTLMap[str, KeyPolicy] = TTLMap(KNOWN_KEYS_CACHED, lookup_ttl_s, clock=clock)
         self._unknown: TTLMap[str, bool] = TTLMap(UNKNOWN_KEYS_CACHED, unknown_key_ttl_s, clock=clock)
-        self._pending: set[asyncio.Future[Any]] = set()
-        self._batch: list[Settle] = []
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self._settle_rows = settle_rows
-        self._settle_delay_s = settle_delay_s
+        self.settlements = Settlements(owner, rows=settle_rows, delay_s=settle_delay_s)
+        self.request_log = RequestLog(self.metrics, reference, local_providers)
         self.background: object | None = None  # what keeps its local rates current (kept alive here)
 
     # ---------------------------------------------------------------- tabs
@@ -261,11 +255,11 @@ class Accounts:
         primary = self._worst(request, request.model, routes)
         cheaper = self._worst(request, downgrade[0], downgrade[1]) if downgrade is not None else None
         # Settlements waiting in this replica's batch ride along: they count in this admission.
-        settles = self._take_batch()
+        settles = self.settlements.take_batch()
         try:
             answer = await self.owner.call(Reserve(key.id, tab.request_id, primary, cheaper, settles))
         except Exception as e:
-            self._requeue(settles, e)
+            self.settlements.requeue(settles, e)
             raise LedgerUnavailable("The gateway can't check this key's limits now; try again shortly.") from None
         if not isinstance(answer, Admitted):
             self.metrics.refusals.labels(key=key.id, reason=answer.reason).inc()
@@ -339,140 +333,22 @@ class Accounts:
             return
         tab.finished = True
         try:
-            row = self._row(tab)
+            row = self.request_log.row(tab)
             if log.isEnabledFor(logging.INFO):
                 log.info(json.dumps(row, separators=(",", ":")))
             if self.owner is not None:
-                self._send(Settle(tab.reservation, row))
-            self._observe(tab, row)
+                self.settlements.send(Settle(tab.reservation, row))
+            self.request_log.observe(tab, row)
         except Exception:  # accounting must never break an answer already given
             _internal.exception("accounting for request %s failed", tab.request_id)
 
-    def _send(self, settle: Settle) -> None:
-        """Queue a settlement; a batch goes to the owner when full, after `settle_delay_s`, or
-        with this replica's next admission (one call and one transaction for many requests)."""
-        self._batch.append(settle)
-        if len(self._batch) >= self._settle_rows:
-            self.flush()
-        elif self._flush_timer is None:
-            self._flush_timer = asyncio.get_running_loop().call_later(self._settle_delay_s, self.flush)
-
-    def _take_batch(self) -> tuple[Settle, ...]:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        batch, self._batch = tuple(self._batch), []
-        return batch
-
     def flush(self) -> None:
-        """Send the settlements waiting in the batch now."""
-        batch = self._take_batch()
-        if not batch or self.owner is None:
-            return
-        task = asyncio.ensure_future(self.owner.call(SettleMany(batch)))  # sent now, in order
-        self._pending.add(task)
-        task.add_done_callback(lambda t: self._settled(t, batch))
-
-    def _settled(self, task: asyncio.Future[Any], batch: tuple[Settle, ...]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._requeue(batch, task.exception())
-
-    def _requeue(self, batch: tuple[Settle, ...], error: BaseException | None) -> None:
-        """The owner didn't take `batch` (it restarts, say): keep it, in order, and try again soon.
-        (If it had applied the batch before failing to answer, the retry counts it twice: spend is
-        overstated rather than lost.)"""
-        if not batch:
-            return
-        _internal.error("settling %d requests failed (%r); retrying", len(batch), error)
-        self._batch[:0] = batch
-        if len(self._batch) > MAX_UNSETTLED:
-            dropped = len(self._batch) - MAX_UNSETTLED
-            _internal.error("dropping %d unsettled requests: the ledger is unreachable", dropped)
-            del self._batch[: len(self._batch) - MAX_UNSETTLED]
-        if self._flush_timer is None:
-            self._flush_timer = asyncio.get_running_loop().call_later(RETRY_S, self.flush)
+        """Send the settlements waiting in this replica's batch now."""
+        self.settlements.flush()
 
     async def drain(self) -> None:
-        """Send and wait for every settlement so far (tests, shutdown); a few tries if the owner fails."""
-        for _ in range(3):
-            self.flush()
-            while self._pending:
-                await asyncio.gather(*list(self._pending), return_exceptions=True)
-            if not self._batch:
-                return
-
-    def _row(self, tab: Tab) -> dict[str, Any]:
-        rec = tab.answer
-        base: dict[str, Any] = dict(vars(rec)) if rec is not None else dict(_NO_ANSWER)  # flat: no asdict copy
-        ttft = tab.first_byte_s
-        usage = Usage(
-            prompt_tokens=rec.prompt_tokens if rec else 0,
-            completion_tokens=rec.completion_tokens if rec else 0,
-            total_tokens=(rec.prompt_tokens + rec.completion_tokens) if rec else 0,
-        )
-        reference = self.reference.cost(usage) if self.reference is not None and rec is not None else 0.0
-        return {
-            "ts": round(tab.ts, 6),
-            "request_id": tab.request_id,
-            "key_id": tab.key.id if tab.key else None,
-            "endpoint": tab.path,
-            "status": tab.status,
-            "error": tab.error_code,
-            **base,
-            "id": rec.id if rec else None,
-            "route": self._route_kind(rec.provider) if rec else "none",
-            "downgraded_from": tab.downgraded_from,
-            "reference_usd": reference,
-            "latency_ms": round(tab.elapsed() * 1000, 3),
-            "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
-            "overhead_ms": round(tab.overhead_s * 1000, 3) if tab.overhead_s is not None else None,
-        }
-
-    def _route_kind(self, provider: str) -> str:
-        if provider == "cache":
-            return "cache"
-        return "local" if provider in self._local else "remote"
-
-    def _observe(self, tab: Tab, row: dict[str, Any]) -> None:
-        m, rec = self.metrics, tab.answer
-        route, provider = row["route"], rec.provider if rec else "none"
-        endpoint = tab.path if tab.path in ENDPOINTS else "other"
-        m.child(m.requests, endpoint, route, provider, str(tab.status)).inc()
-        m.child(m.latency, route, provider).observe(tab.elapsed())
-        if tab.first_byte_s is not None:
-            m.child(m.ttft, route, provider).observe(tab.first_byte_s)
-        if tab.overhead_s is not None:
-            m.child(m.overhead, route).observe(tab.overhead_s)
-        if rec is None:
-            return
-        estimated = "true" if rec.estimated else "false"
-        m.child(m.tokens, provider, rec.provider_model, "prompt", estimated).inc(rec.prompt_tokens)
-        m.child(m.tokens, provider, rec.provider_model, "completion", estimated).inc(rec.completion_tokens)
-        key = tab.key.id if tab.key else "none"
-        m.child(m.cost, provider, rec.provider_model, key).inc(rec.cost_usd)
-        if self.reference is not None:
-            m.child(m.reference_cost, route).inc(row["reference_usd"])
-        m.child(m.cache, rec.cache).inc()
-        m.child(m.decisions, spill_reason_code(rec.route_reason)).inc()  # bounded: "local", "spill", ...
-
-
-# The log line of a request that got no answer (refused, failed): the same fields, empty.
-_NO_ANSWER: dict[str, Any] = {
-    "model": None,
-    "provider": None,
-    "provider_model": None,
-    "route_reason": None,
-    "cache": None,
-    "stream": None,
-    "prompt_tokens": 0,
-    "completion_tokens": 0,
-    "cached_tokens": 0,
-    "cost_usd": 0.0,
-    "saved_usd": 0.0,
-    "complete": False,
-    "estimated": False,
-}
+        """Send and wait for every settlement so far (tests, shutdown)."""
+        await self.settlements.drain()
 
 
 def _served_model(tab: Tab) -> str:
