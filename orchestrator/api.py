@@ -51,6 +51,56 @@ def build_app(
     doors = doors if doors is not None else list(openai_doors())
     by_path = {door.path: door for door in doors}
 
+    _answer_errors(app, by_path)
+
+    _info_routes(app, pipeline, acct)
+    for door in doors:
+        app.add_route(door.path, _serving(door, pipeline, acct, max_body_bytes), methods=["POST"])
+    return app
+
+
+def _serving(
+    door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes: int
+) -> Callable[[Request], Awaitable[Response]]:
+    """A front door's route: key, body (size-limited), the door's parse, the flow, the door's encoding."""
+
+    async def handle(request: Request) -> Response:
+        tab = _tab(request)
+        await acct.authenticate(tab, request.headers)
+        call = door.parse(await read_body(request, max_body_bytes), request.headers, tab)
+        return door.encode(call, await pipeline.serve(call))
+
+    return handle
+
+
+def _info_routes(app: FastAPI, pipeline: Pipeline, acct: Accounts) -> None:
+    """`/health`, `/metrics` (the master or metrics key once keys exist) and `/v1/models` (a key's own).
+
+    Starlette's own routes: the handlers take the request and return a response, so FastAPI's
+    per-request dependency solving would only cost time."""
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        acct.check_metrics_reader(request.headers)  # it shows key ids and per-key spend
+        return Response(acct.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    async def models(request: Request) -> Response:
+        key = await acct.authenticate(_tab(request), request.headers)
+        listed = pipeline.models()
+        if key is not None:
+            listed = ModelList(data=[m for m in listed.data if key.allows(m.id)])
+        return json_response(listed)
+
+    app.add_route("/health", health, methods=["GET"])
+    app.add_route("/metrics", metrics, methods=["GET"])
+    app.add_route("/v1/models", models, methods=["GET"])
+
+
+def _answer_errors(app: FastAPI, by_path: dict[str, FrontDoor]) -> None:
+    """Every error, from anywhere, in the shape of the front door the request came in by."""
+
     def error(request: Request, exc: OrchestratorError) -> Response:
         door = by_path.get(request.url.path)
         return door.error(exc) if door is not None else error_response(exc)
@@ -72,38 +122,6 @@ def build_app(
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
         return error(request, OrchestratorError("The server had an error processing your request."))
-
-    def serving(door: FrontDoor) -> Callable[[Request], Awaitable[Response]]:
-        async def handle(request: Request) -> Response:
-            tab = _tab(request)
-            await acct.authenticate(tab, request.headers)
-            call = door.parse(await read_body(request, max_body_bytes), request.headers, tab)
-            return door.encode(call, await pipeline.serve(call))
-
-        return handle
-
-    async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def metrics(request: Request) -> Response:
-        acct.check_metrics_reader(request.headers)  # it shows key ids and per-key spend
-        return Response(acct.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    async def models(request: Request) -> Response:
-        key = await acct.authenticate(_tab(request), request.headers)
-        listed = pipeline.models()
-        if key is not None:
-            listed = ModelList(data=[m for m in listed.data if key.allows(m.id)])
-        return json_response(listed)
-
-    # Starlette's own routes: the handlers take the request and return a response, so FastAPI's
-    # per-request dependency solving would only cost time.
-    app.add_route("/health", health, methods=["GET"])
-    app.add_route("/metrics", metrics, methods=["GET"])
-    app.add_route("/v1/models", models, methods=["GET"])
-    for door in doors:
-        app.add_route(door.path, serving(door), methods=["POST"])
-    return app
 
 
 def _tab(request: Request) -> Tab:

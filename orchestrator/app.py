@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httpx
@@ -64,55 +65,67 @@ async def build_pipeline(
     configs = settings.providers if settings else {}
     chains = settings.models if settings else {}
     r = settings.resilience if settings else ResilienceSettings()
-    providers: dict[str, Provider] = {}
-    local: dict[str, Backend] = {}
-    local_names: dict[str, str] = {}
-    embedders: set[str] = set()
-    counter: TokenCounter = ByteCounter()
-    for name, (local_client, info) in clients.items():
-        providers[name] = LocalProvider(local_client)
-        local[info["name"]] = local_backend(info, name)
-        if info["task"] != "generate":
-            embedders.add(name)
-        else:
-            local_names[name] = info["name"]
-            if "tokenizer_path" in info:
-                counter = HfTokenCounter.load(info["tokenizer_path"])
-    client = client or http_client(r)
-    remote_providers, remote = build_remote(configs, client, os.environ if env is None else env)
-    providers.update(remote_providers)
-
-    registry = build_registry(local, remote, {name: m.routes for name, m in chains.items()})
-    scheduler = settings.scheduler if settings else SchedulerSettings()
+    local = _local_routes(clients)
+    remote_providers, remote = build_remote(configs, client or http_client(r), os.environ if env is None else env)
+    registry = build_registry(local.backends, remote, {name: m.routes for name, m in chains.items()})
     router = Router(
         registry,
-        local=local_names,
-        embedders=embedders,
+        local=local.names,
+        embedders=local.embedders,
         policies=policies_from(chains),
-        knobs=scheduler,
+        knobs=settings.scheduler if settings else SchedulerSettings(),
         load=load,
-        counter=counter,
+        counter=local.counter,
         prices=blended_prices(configs),
     )
-    cache, cache_config = None, CacheSettings(mode="never")
-    if settings is not None and settings.cache.enabled:
-        c = settings.cache
-        directory = c.directory or settings.data_dir / "response-cache"
-        try:
-            cache = ResponseCache(directory, size_limit_bytes=c.size_limit_mb << 20)
-            cache_config = c
-        except Exception as e:  # a broken cache must not keep the endpoint down
-            log.error("response cache at %s unusable (%s: %s); serving without it", directory, type(e).__name__, e)
+    cache, cache_settings = _response_cache(settings)
     return Pipeline(
         registry,
-        providers,
+        {**local.providers, **remote_providers},
         router=router,
         created=int(time.time()),
         policy=r,
         cache=cache,
-        cache_config=cache_config,
+        cache_config=cache_settings,
         prices=Prices.from_providers(configs),
     )
+
+
+@dataclass
+class _LocalRoutes:
+    providers: dict[str, Provider] = field(default_factory=dict)
+    backends: dict[str, Backend] = field(default_factory=dict)  # by served model name
+    names: dict[str, str] = field(default_factory=dict)  # generation provider -> its served model name
+    embedders: set[str] = field(default_factory=set)
+    counter: TokenCounter = field(default_factory=ByteCounter)
+
+
+def _local_routes(clients: dict[str, tuple[LocalModelClient, ModelInfo]]) -> _LocalRoutes:
+    """The local models as providers and routes; the generation model's tokenizer counts tokens."""
+    out = _LocalRoutes()
+    for name, (local_client, info) in clients.items():
+        out.providers[name] = LocalProvider(local_client)
+        out.backends[info["name"]] = local_backend(info, name)
+        if info["task"] != "generate":
+            out.embedders.add(name)
+            continue
+        out.names[name] = info["name"]
+        if "tokenizer_path" in info:
+            out.counter = HfTokenCounter.load(info["tokenizer_path"])
+    return out
+
+
+def _response_cache(settings: Settings | None) -> tuple[ResponseCache | None, CacheSettings]:
+    """The disk cache as configured; a broken one is logged and left out, never an endpoint down."""
+    if settings is None or not settings.cache.enabled:
+        return None, CacheSettings(mode="never")
+    c = settings.cache
+    directory = c.directory or settings.data_dir / "response-cache"
+    try:
+        return ResponseCache(directory, size_limit_bytes=c.size_limit_mb << 20), c
+    except Exception as e:
+        log.error("response cache at %s unusable (%s: %s); serving without it", directory, type(e).__name__, e)
+        return None, CacheSettings(mode="never")
 
 
 class Gateway:
