@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import BadRequest, EngineFailure, LocalModelError, PromptTooLong
-from .interface import Batch, Delta, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo, output_budget
-from .interface import TokenLogprob as WireLogprob
+from .interface import Batch, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo, output_budget
+from .outputs import Folding, OutputReader, translate
 from .sampling import to_sampling_params
 from .stats import LoadTracker, stat_logger_factory
 
@@ -50,6 +50,7 @@ class VllmEngine:
         self._config = config
         self._tracker = tracker
         self._tokenizer = llm.get_tokenizer()
+        self._reader = OutputReader(self._tokenizer)
         self._vocab_size = llm.model_config.get_vocab_size()
         self._max_len = int(llm.model_config.max_model_len)
         # One thread for the tokenizer: off the event loop, and never two calls at once
@@ -155,51 +156,25 @@ class VllmEngine:
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         # Long prompts take the tokenizer a while: off the event loop, which serves every stream.
         prompts, params = await self._off_loop(self._prepare, request)
-        sampling = request["sampling"]
-        n = sampling.get("n", 1)
-        echo = request["kind"] == "completion" and bool(sampling.get("echo"))
+        folding = Folding(self._reader, request, prompts)
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         tasks = [
             asyncio.create_task(self._pump(k, ids, params[k], f"{request['request_id']}-{k}", queue))
             for k, ids in enumerate(prompts)
         ]
-        usage = {"prompt_tokens": sum(map(len, prompts)), "completion_tokens": 0, "cached_tokens": 0}
-        first = [True] * len(prompts)
         window = 0.0  # the first batch goes out at once: time to first token is sacred
         # A whole answer still crosses in a few batches (the first token, then every WHOLE_INTERVAL_S):
         # the gateway's first-token and idle timeouts then mean what they say for it too, instead of
         # timing the whole generation.
-        interval = (
-            self._config.stream_interval_s
-            if request["stream"]
-            else max(self._config.stream_interval_s, WHOLE_INTERVAL_S)
-        )
+        interval = self._config.stream_interval_s
+        if not request["stream"]:
+            interval = max(interval, WHOLE_INTERVAL_S)
         try:
-            open_prompts = len(tasks)
-            while open_prompts:
-                items = await _collect(queue, window)
+            while folding.open:
+                batch = folding.fold(await _collect(queue, window))
                 window = interval
-                deltas: dict[int, Delta] = {}
-                for k, out in items:
-                    if out is None:
-                        open_prompts -= 1
-                        continue
-                    if isinstance(out, BaseException):
-                        raise _translate(out)
-                    if first[k]:
-                        first[k] = False
-                        usage["cached_tokens"] += out.num_cached_tokens or 0
-                        if echo:
-                            for d in self._echo(k, n, out):
-                                _merge(deltas, d)
-                    for c in out.outputs:
-                        usage["completion_tokens"] += len(c.token_ids)
-                        _merge(deltas, self._delta(k * n + c.index, c, sampling))
-                merged = list(deltas.values())
-                if open_prompts == 0:
-                    yield Batch(deltas=merged, usage=usage)  # type: ignore[typeddict-item]
-                elif merged:
-                    yield Batch(deltas=merged)
+                if batch is not None:
+                    yield batch
         finally:
             for t in tasks:
                 t.cancel()
@@ -223,44 +198,6 @@ class VllmEngine:
             queue.put_nowait((k, e))
             return
         queue.put_nowait((k, None))
-
-    def _echo(self, k: int, n: int, out: Any) -> list[Delta]:
-        prompt = out.prompt or self._tokenizer.decode(out.prompt_token_ids)
-        return [Delta(index=k * n + i, text=prompt, finish_reason=None) for i in range(n)]
-
-    def _delta(self, index: int, c: Any, sampling: Any) -> Delta:
-        d = Delta(index=index, text=c.text, finish_reason=_finish(c.finish_reason))
-        k = sampling.get("logprobs")
-        if k is not None and c.logprobs:
-            d["logprobs"] = [
-                self._token_logprob(tid, alts, k) for tid, alts in zip(c.token_ids, c.logprobs, strict=False)
-            ]
-        return d
-
-    def _token_logprob(self, token_id: int, alternatives: dict[int, Any], k: int) -> WireLogprob:
-        """One sampled token with its `k` most likely alternatives (vLLM ranks from 1)."""
-
-        def text(tid: int) -> str:
-            lp = alternatives.get(tid)
-            if lp is not None and lp.decoded_token is not None:
-                return str(lp.decoded_token)
-            return str(self._tokenizer.decode([tid]))
-
-        def logprob(tid: int) -> float:
-            # OpenAI never sends -inf; clamp like it does.
-            return max(float(alternatives[tid].logprob), -9999.0)
-
-        chosen = text(token_id)
-        top = sorted(
-            (t for t, lp in alternatives.items() if lp.rank is not None and lp.rank <= k),
-            key=lambda t: alternatives[t].rank,
-        )
-        return WireLogprob(
-            token=chosen,
-            logprob=logprob(token_id) if token_id in alternatives else -9999.0,
-            bytes=list(chosen.encode()),
-            top=[{"token": text(t), "logprob": logprob(t), "bytes": list(text(t).encode())} for t in top],
-        )
 
     # ---------------------------------------------------------------------- embed
 
@@ -302,7 +239,7 @@ class VllmEngine:
         try:
             vectors = await asyncio.gather(*(one(k, t) for k, t in enumerate(ids)))
         except Exception as e:
-            raise _translate(e) from e
+            raise translate(e) from e
         return EmbedResult(embeddings=list(vectors), prompt_tokens=sum(map(len, ids)))
 
 
@@ -326,34 +263,6 @@ async def _collect(queue: asyncio.Queue[tuple[int, Any]], window_s: float) -> li
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
-
-
-def _merge(deltas: dict[int, Delta], d: Delta) -> None:
-    """Coalesce deltas of one choice that were ready at the same time."""
-    prev = deltas.get(d["index"])
-    if prev is None:
-        deltas[d["index"]] = d
-        return
-    prev["text"] += d["text"]
-    prev["finish_reason"] = d["finish_reason"] or prev["finish_reason"]
-    if "logprobs" in d:
-        prev.setdefault("logprobs", []).extend(d["logprobs"])
-
-
-def _finish(reason: str | None) -> str | None:
-    if reason is None:
-        return None
-    return reason if reason in ("stop", "length") else "stop"
-
-
-def _translate(e: BaseException) -> Exception:
-    """vLLM's exceptions -> this package's (`local_models.errors`)."""
-    if isinstance(e, LocalModelError):
-        return e
-    name = type(e).__name__
-    if isinstance(e, ValueError) or name in ("VLLMClientError", "VLLMValidationError"):
-        return BadRequest(str(e))
-    return EngineFailure(f"The local engine failed: {name}: {e}")
 
 
 def _build_async_llm(config: EngineConfig, tracker: LoadTracker) -> Any:

@@ -1,0 +1,129 @@
+"""vLLM's outputs -> the plain-data `Batch`es that cross the handle.
+
+`OutputReader` turns one vLLM completion output into a `Delta` (text, finish
+reason, logprobs with their top alternatives) and an echoed prompt into
+deltas. `Folding` is one `generate` call's state: it folds whatever outputs
+were ready at once into one batch (deltas of a choice merged), counts usage,
+and puts the usage on the last batch. `translate` turns vLLM's exceptions
+into this package's (`local_models.errors`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import BadRequest, EngineFailure, LocalModelError
+from .interface import Batch, Delta, GenerateRequest
+from .interface import TokenLogprob as WireLogprob
+
+
+class OutputReader:
+    """Reads vLLM outputs with the model's tokenizer (for tokens vLLM didn't decode)."""
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+
+    def echo(self, k: int, n: int, out: Any) -> list[Delta]:
+        prompt = out.prompt or self._tokenizer.decode(out.prompt_token_ids)
+        return [Delta(index=k * n + i, text=prompt, finish_reason=None) for i in range(n)]
+
+    def delta(self, index: int, c: Any, sampling: Any) -> Delta:
+        d = Delta(index=index, text=c.text, finish_reason=_finish(c.finish_reason))
+        k = sampling.get("logprobs")
+        if k is not None and c.logprobs:
+            d["logprobs"] = [
+                self.token_logprob(tid, alts, k) for tid, alts in zip(c.token_ids, c.logprobs, strict=False)
+            ]
+        return d
+
+    def token_logprob(self, token_id: int, alternatives: dict[int, Any], k: int) -> WireLogprob:
+        """One sampled token with its `k` most likely alternatives (vLLM ranks from 1)."""
+
+        def text(tid: int) -> str:
+            lp = alternatives.get(tid)
+            if lp is not None and lp.decoded_token is not None:
+                return str(lp.decoded_token)
+            return str(self._tokenizer.decode([tid]))
+
+        def logprob(tid: int) -> float:
+            # OpenAI never sends -inf; clamp like it does.
+            return max(float(alternatives[tid].logprob), -9999.0)
+
+        chosen = text(token_id)
+        top = sorted(
+            (t for t, lp in alternatives.items() if lp.rank is not None and lp.rank <= k),
+            key=lambda t: alternatives[t].rank,
+        )
+        return WireLogprob(
+            token=chosen,
+            logprob=logprob(token_id) if token_id in alternatives else -9999.0,
+            bytes=list(chosen.encode()),
+            top=[{"token": text(t), "logprob": logprob(t), "bytes": list(text(t).encode())} for t in top],
+        )
+
+
+class Folding:
+    """One generation's outputs folded into batches, and its usage."""
+
+    def __init__(self, reader: OutputReader, request: GenerateRequest, prompts: list[list[int]]):
+        self._reader = reader
+        self._sampling = request["sampling"]
+        self._n = self._sampling.get("n", 1)
+        self._echo = request["kind"] == "completion" and bool(self._sampling.get("echo"))
+        self._first = [True] * len(prompts)
+        self.usage = {"prompt_tokens": sum(map(len, prompts)), "completion_tokens": 0, "cached_tokens": 0}
+        self.open = len(prompts)  # prompts still generating
+
+    def fold(self, items: list[tuple[int, Any]]) -> Batch | None:
+        """The outputs ready at once as one batch (None: nothing to send yet); the last carries usage."""
+        deltas: dict[int, Delta] = {}
+        for k, out in items:
+            if out is None:
+                self.open -= 1
+            elif isinstance(out, BaseException):
+                raise translate(out)
+            else:
+                self._add(deltas, k, out)
+        merged = list(deltas.values())
+        if self.open == 0:
+            return Batch(deltas=merged, usage=self.usage)  # type: ignore[typeddict-item]
+        return Batch(deltas=merged) if merged else None
+
+    def _add(self, deltas: dict[int, Delta], k: int, out: Any) -> None:
+        if self._first[k]:
+            self._first[k] = False
+            self.usage["cached_tokens"] += out.num_cached_tokens or 0
+            if self._echo:
+                for d in self._reader.echo(k, self._n, out):
+                    _merge(deltas, d)
+        for c in out.outputs:
+            self.usage["completion_tokens"] += len(c.token_ids)
+            _merge(deltas, self._reader.delta(k * self._n + c.index, c, self._sampling))
+
+
+def _merge(deltas: dict[int, Delta], d: Delta) -> None:
+    """Coalesce deltas of one choice that were ready at the same time."""
+    prev = deltas.get(d["index"])
+    if prev is None:
+        deltas[d["index"]] = d
+        return
+    prev["text"] += d["text"]
+    prev["finish_reason"] = d["finish_reason"] or prev["finish_reason"]
+    if "logprobs" in d:
+        prev.setdefault("logprobs", []).extend(d["logprobs"])
+
+
+def _finish(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    return reason if reason in ("stop", "length") else "stop"
+
+
+def translate(e: BaseException) -> Exception:
+    """vLLM's exceptions -> this package's (`local_models.errors`)."""
+    if isinstance(e, LocalModelError):
+        return e
+    name = type(e).__name__
+    if isinstance(e, ValueError) or name in ("VLLMClientError", "VLLMValidationError"):
+        return BadRequest(str(e))
+    return EngineFailure(f"The local engine failed: {name}: {e}")
