@@ -76,8 +76,16 @@ def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
 
-    import ray
     from ray import serve
+
+    _init_ray(settings, env)
+    serve.start(http_options={"host": settings.server.host, "port": http_port})
+    _run_bounded(settings, timeout_s)
+
+
+def _init_ray(settings: Settings, env: dict[str, str]) -> None:
+    """Start Ray (or join `ray.address`) with the replicas' environment, unless this process already did."""
+    import ray
 
     if not ray.is_initialized():
         ray.init(
@@ -92,7 +100,11 @@ def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
             "Ray was initialised before start(): server.throughput_optimized needs "
             "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in that job's runtime_env env_vars to take effect"
         )
-    serve.start(http_options={"host": settings.server.host, "port": http_port})
+
+
+def _run_bounded(settings: Settings, timeout_s: float) -> None:
+    """`serve.run` the application, giving up after `timeout_s` (Serve waits forever on what can't be placed)."""
+    from ray import serve
 
     from orchestrator.app import build_application
 

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from orchestrator.accounting.accounts import Accounts
-from orchestrator.accounting.book import CreateKey, DeleteKey, ListKeys, Query
+from orchestrator.accounting.book import CreateKey, DeleteKey, LedgerOwner, ListKeys, Query
 from orchestrator.accounting.keys import KeyPolicy, hash_key, new_key, presented, same_hash
 from orchestrator.accounting.reports import usage_report
 from orchestrator.errors import InvalidApiKey, InvalidRequest, NotFound, OrchestratorError
@@ -53,70 +53,75 @@ class AdminDisabled(OrchestratorError):
 
 
 def add_admin_routes(app: FastAPI, accounts: Accounts) -> None:
-    def guard(request: Request) -> None:
+    admin = AdminApi(accounts)
+    app.add_api_route("/admin/keys", admin.create_key, methods=["POST"])
+    app.add_api_route("/admin/keys", admin.list_keys, methods=["GET"])
+    app.add_api_route("/admin/keys/{key_id}", admin.delete_key, methods=["DELETE"])
+    app.add_api_route("/admin/usage", admin.usage, methods=["GET"])
+
+
+class AdminApi:
+    """The admin routes over one gateway's accounts; every one needs the master key."""
+
+    def __init__(self, accounts: Accounts):
+        self._accounts = accounts
+
+    def _owner(self, request: Request) -> LedgerOwner:
+        """The ledger's owner, once the request showed the master key."""
+        accounts = self._accounts
         if accounts.master_key_sha256 is None or accounts.owner is None:
             raise AdminDisabled("The admin API is disabled: no master key is configured.")
         key = presented(request.headers)
         if key is None or not same_hash(hash_key(key), accounts.master_key_sha256):
             raise InvalidApiKey("Incorrect master key provided.")
         accounts.flush()  # this replica's settlements first: what it answered counts in what it shows
+        return accounts.owner
 
-    @app.post("/admin/keys")
-    async def create_key(request: Request) -> Response:
-        guard(request)
+    async def create_key(self, request: Request) -> Response:
+        owner = self._owner(request)
         try:
             spec = NewKey.model_validate_json(await request.body())
         except ValidationError as e:
             first = e.errors(include_url=False)[0]
             field = ".".join(str(p) for p in first["loc"]) or None
             raise InvalidRequest(f"Invalid value for '{field}': {first['msg']}", param=field) from None
-        assert accounts.owner is not None
         key = new_key()
         settings = KeySettings(sha256=hash_key(key), **spec.model_dump(exclude={"id"}))
         policy = KeyPolicy.from_settings(spec.id, settings, source="admin", created=time.time())
-        created = await accounts.owner.call(CreateKey(policy))
-        if created is None:
+        if await owner.call(CreateKey(policy)) is None:
             raise InvalidRequest(f"A key with id '{spec.id}' already exists.", param="id", code="key_exists")
-        accounts.forget(policy.sha256)
+        self._accounts.forget(policy.sha256)
         return JSONResponse({**policy.public(), "key": key}, status_code=201)
 
-    @app.get("/admin/keys")
-    async def list_keys(request: Request) -> Response:
-        guard(request)
-        assert accounts.owner is not None
-        listed = await accounts.owner.call(ListKeys())
-        data = [
-            {
-                **k.public(),
-                "spend": {
-                    "period_start": int(s.period_start),
-                    "usd": s.spent_usd,
-                    "tokens": s.spent_tokens,
-                    "reserved_usd": s.reserved_usd,
-                    "reserved_tokens": s.reserved_tokens,
-                },
-            }
-            for k, s in listed
-        ]
+    async def list_keys(self, request: Request) -> Response:
+        listed = await self._owner(request).call(ListKeys())
+        data = [{**k.public(), "spend": _spend(s)} for k, s in listed]
         return JSONResponse({"object": "list", "data": data})
 
-    @app.delete("/admin/keys/{key_id}")
-    async def delete_key(key_id: str, request: Request) -> Response:
-        guard(request)
-        assert accounts.owner is not None
-        if not await accounts.owner.call(DeleteKey(key_id)):
+    async def delete_key(self, key_id: str, request: Request) -> Response:
+        if not await self._owner(request).call(DeleteKey(key_id)):
             raise NotFound(f"No key with id '{key_id}'.", param="id")
-        accounts.forget()
+        self._accounts.forget()
         return JSONResponse({"id": key_id, "object": "key", "deleted": True})
 
-    @app.get("/admin/usage")
-    async def usage(request: Request) -> Response:
-        guard(request)
-        assert accounts.owner is not None
+    async def usage(self, request: Request) -> Response:
+        owner = self._owner(request)
         since, until = _float(request, "since"), _float(request, "until")
-        fn = functools.partial(usage_report, since=since, until=until, reference_model=accounts.reference_model)
-        report: dict[str, Any] = await accounts.owner.call(Query(fn))
+        reference = self._accounts.reference_model
+        report: dict[str, Any] = await owner.call(
+            Query(functools.partial(usage_report, since=since, until=until, reference_model=reference))
+        )
         return JSONResponse(report)
+
+
+def _spend(s: Any) -> dict[str, Any]:
+    return {
+        "period_start": int(s.period_start),
+        "usd": s.spent_usd,
+        "tokens": s.spent_tokens,
+        "reserved_usd": s.reserved_usd,
+        "reserved_tokens": s.reserved_tokens,
+    }
 
 
 def _float(request: Request, name: str) -> float | None:
