@@ -26,58 +26,75 @@ from orchestrator.protocol import (
 
 async def assemble_chat(chunks: AsyncIterator[ChatCompletionChunk]) -> ChatCompletion:
     """Fold a chunk stream into one `ChatCompletion`."""
-    head: ChatCompletionChunk | None = None
-    texts: dict[int, list[str]] = {}
-    finish: dict[int, str | None] = {}
-    logprobs: dict[int, ChoiceLogprobs] = {}
-    calls: dict[int, dict[int, dict[str, str]]] = {}
-    usage: Usage | None = None
+    fold = _ChatFold()
     async for chunk in chunks:
-        head = head or chunk
-        usage = chunk.usage or usage
+        fold.add(chunk)
+    return fold.whole()
+
+
+class _ChatFold:
+    """A chat answer as its chunks arrive: each choice's text, finish, logprobs and tool calls."""
+
+    def __init__(self) -> None:
+        self.head: ChatCompletionChunk | None = None
+        self.usage: Usage | None = None
+        self.texts: dict[int, list[str]] = {}
+        self.finish: dict[int, str | None] = {}
+        self.logprobs: dict[int, ChoiceLogprobs] = {}
+        self.calls: dict[int, dict[int, dict[str, str]]] = {}
+
+    def add(self, chunk: ChatCompletionChunk) -> None:
+        self.head = self.head or chunk
+        self.usage = chunk.usage or self.usage
         for c in chunk.choices:
-            texts.setdefault(c.index, [])
+            self.texts.setdefault(c.index, [])
             if c.delta.content:
-                texts[c.index].append(c.delta.content)
+                self.texts[c.index].append(c.delta.content)
             if c.finish_reason is not None:
-                finish[c.index] = c.finish_reason
+                self.finish[c.index] = c.finish_reason
             if c.logprobs is not None and c.logprobs.content:
-                lp = logprobs.setdefault(c.index, ChoiceLogprobs(content=[]))
+                lp = self.logprobs.setdefault(c.index, ChoiceLogprobs(content=[]))
                 assert lp.content is not None
                 lp.content.extend(c.logprobs.content)
             for tc in c.delta.tool_calls or []:
-                call = calls.setdefault(c.index, {}).setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                call = self.calls.setdefault(c.index, {}).setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
                 call["id"] = tc.id or call["id"]
                 if tc.function is not None:
                     call["name"] += tc.function.name or ""
                     call["arguments"] += tc.function.arguments or ""
-    if head is None:
-        raise UpstreamError("The model returned an empty stream.")
-    choices = [
-        ChatChoice(
-            index=i,
-            message=AssistantMessage(
-                content="".join(texts[i]) if texts[i] or i not in calls else None,
-                tool_calls=[
-                    ToolCall(id=c["id"], function=FunctionCall(name=c["name"], arguments=c["arguments"]))
-                    for _, c in sorted(calls[i].items())
-                ]
-                if i in calls
-                else None,
-            ),
-            finish_reason=finish.get(i),  # type: ignore[arg-type]
-            logprobs=logprobs.get(i),
+
+    def whole(self) -> ChatCompletion:
+        head = self.head
+        if head is None:
+            raise UpstreamError("The model returned an empty stream.")
+        choices = [
+            ChatChoice(
+                index=i,
+                message=AssistantMessage(content=self._content(i), tool_calls=self._tool_calls(i)),
+                finish_reason=self.finish.get(i),  # type: ignore[arg-type]
+                logprobs=self.logprobs.get(i),
+            )
+            for i in sorted(self.texts)
+        ]
+        return ChatCompletion(
+            id=head.id,
+            created=head.created,
+            model=head.model,
+            choices=choices,
+            usage=self.usage,
+            system_fingerprint=head.system_fingerprint,
         )
-        for i in sorted(texts)
-    ]
-    return ChatCompletion(
-        id=head.id,
-        created=head.created,
-        model=head.model,
-        choices=choices,
-        usage=usage,
-        system_fingerprint=head.system_fingerprint,
-    )
+
+    def _content(self, i: int) -> str | None:
+        return "".join(self.texts[i]) if self.texts[i] or i not in self.calls else None
+
+    def _tool_calls(self, i: int) -> list[ToolCall] | None:
+        if i not in self.calls:
+            return None
+        return [
+            ToolCall(id=c["id"], function=FunctionCall(name=c["name"], arguments=c["arguments"]))
+            for _, c in sorted(self.calls[i].items())
+        ]
 
 
 async def assemble_completion(chunks: AsyncIterator[CompletionChunk]) -> CompletionChunk:

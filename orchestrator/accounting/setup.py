@@ -92,22 +92,7 @@ async def build_accounts(
     master = env.get(settings.ledger.master_key_env)
     metrics_key = env.get(settings.ledger.metrics_key_env)
     metrics = Metrics()
-    rates: dict[str, tuple[StatsReader, LocalRate]] = {}
-    # The pipeline's tokenizer counts usage too (loaded once); without one, such answers count zero, and say so.
-    estimator: UsageEstimator | None = pipeline.tokenizer
-    for name, (read, info) in (local or {}).items():
-        if info["task"] != "generate":
-            continue
-        rate = LocalRate(
-            settings.ledger.gpu_price_per_hour,
-            min_decode_tps=settings.ledger.min_decode_tokens_per_s,
-            min_prefill_tps=settings.ledger.min_prefill_tokens_per_s,
-        )
-        pipeline.prices.add_live(name, rate)
-        rates[name] = (read, rate)
-        metrics.gauge_from(metrics.queue_depth, name, rate.waiting)
-        metrics.gauge_from(metrics.local_running, name, rate.running)
-        metrics.gauge_from(metrics.local_cost, name, rate.output_per_mtok)
+    rates = _local_rates(settings, pipeline, local or {}, metrics)
     poller = LocalStatsPoller(rates, stats_interval_s)
     await poller.poll_once()
     poller.start()
@@ -122,7 +107,29 @@ async def build_accounts(
         master_key_sha256=hash_key(master) if master else None,
         metrics_key_sha256=hash_key(metrics_key) if metrics_key else None,
         local_providers=frozenset(rates) | frozenset((local or {}).keys()),
-        estimator=estimator,
+        # The pipeline's tokenizer counts usage too (loaded once); without one, such answers count zero, and say so.
+        estimator=pipeline.tokenizer,
     )
     accounts.background = poller
     return accounts
+
+
+def _local_rates(
+    settings: Settings, pipeline: Served, local: Mapping[str, tuple[StatsReader, ModelInfo]], metrics: Metrics
+) -> dict[str, tuple[StatsReader, LocalRate]]:
+    """Each local generation model's amortized price, live in the pipeline's prices and the metrics."""
+    rates: dict[str, tuple[StatsReader, LocalRate]] = {}
+    for name, (read, info) in local.items():
+        if info["task"] != "generate":
+            continue
+        rate = LocalRate(
+            settings.ledger.gpu_price_per_hour,
+            min_decode_tps=settings.ledger.min_decode_tokens_per_s,
+            min_prefill_tps=settings.ledger.min_prefill_tokens_per_s,
+        )
+        pipeline.prices.add_live(name, rate)
+        rates[name] = (read, rate)
+        metrics.gauge_from(metrics.queue_depth, name, rate.waiting)
+        metrics.gauge_from(metrics.local_running, name, rate.running)
+        metrics.gauge_from(metrics.local_cost, name, rate.output_per_mtok)
+    return rates

@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +42,7 @@ from orchestrator.protocol import (
     CompletionChoice,
     CompletionChunk,
     CompletionRequest,
+    ToolCall,
     ToolCallDelta,
     ToolCallFunctionDelta,
     new_id,
@@ -244,47 +245,35 @@ async def replay_chat(entry: Entry, stream_model: str | None = None) -> AsyncIte
     cid, created = new_id("chatcmpl"), now()
     model = stream_model or whole.model
 
-    def chunk(choices: list[ChunkChoice], **kw: Any) -> ChatCompletionChunk:
-        return ChatCompletionChunk(id=cid, created=created, model=model, choices=choices, **kw)
+    def chunk(index: int | None, delta: ChunkDelta | None = None, **kw: Any) -> ChatCompletionChunk:
+        choices = [] if index is None else [ChunkChoice(index=index, delta=delta or ChunkDelta(), **kw)]
+        return ChatCompletionChunk(id=cid, created=created, model=model, choices=choices)
 
-    yield chunk([ChunkChoice(index=c.index, delta=ChunkDelta(role="assistant", content="")) for c in whole.choices])
+    yield ChatCompletionChunk(
+        id=cid,
+        created=created,
+        model=model,
+        choices=[ChunkChoice(index=c.index, delta=ChunkDelta(role="assistant", content="")) for c in whole.choices],
+    )
     for c in whole.choices:
         for piece in pieces(c.message.content or "") if c.message.content else []:
-            yield chunk([ChunkChoice(index=c.index, delta=ChunkDelta(content=piece))])
-        for i, call in enumerate(c.message.tool_calls or []):
-            yield chunk(
-                [
-                    ChunkChoice(
-                        index=c.index,
-                        delta=ChunkDelta(
-                            tool_calls=[
-                                ToolCallDelta(
-                                    index=i,
-                                    id=call.id,
-                                    type="function",
-                                    function=ToolCallFunctionDelta(name=call.function.name, arguments=""),
-                                )
-                            ]
-                        ),
-                    )
-                ]
-            )
-            for piece in pieces(call.function.arguments):
-                yield chunk(
-                    [
-                        ChunkChoice(
-                            index=c.index,
-                            delta=ChunkDelta(
-                                tool_calls=[ToolCallDelta(index=i, function=ToolCallFunctionDelta(arguments=piece))]
-                            ),
-                        )
-                    ]
-                )
-        yield chunk(
-            [ChunkChoice(index=c.index, delta=ChunkDelta(), finish_reason=c.finish_reason, logprobs=c.logprobs)]
-        )
+            yield chunk(c.index, ChunkDelta(content=piece))
+        for delta in _tool_call_deltas(c.message.tool_calls or []):
+            yield chunk(c.index, delta)
+        yield chunk(c.index, finish_reason=c.finish_reason, logprobs=c.logprobs)
     if whole.usage is not None:
-        yield chunk([], usage=whole.usage)
+        yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=whole.usage)
+
+
+def _tool_call_deltas(calls: list[ToolCall]) -> Iterator[ChunkDelta]:
+    """Each call opened (id, name) and its arguments in pieces, as providers stream them."""
+    for i, call in enumerate(calls):
+        opened = ToolCallDelta(
+            index=i, id=call.id, type="function", function=ToolCallFunctionDelta(name=call.function.name, arguments="")
+        )
+        yield ChunkDelta(tool_calls=[opened])
+        for piece in pieces(call.function.arguments):
+            yield ChunkDelta(tool_calls=[ToolCallDelta(index=i, function=ToolCallFunctionDelta(arguments=piece))])
 
 
 async def replay_completion(entry: Entry) -> AsyncIterator[CompletionChunk]:
