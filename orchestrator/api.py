@@ -11,8 +11,10 @@ from anywhere becomes the error shape of the front door it came in by
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -31,6 +33,7 @@ from orchestrator.scope import RequestScope
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 8 << 20  # server.max_body_mb
+LARGE_BODY_BYTES = 1 << 20  # bodies over this are read and parsed a few at a time (`LargeBodies`)
 
 
 def build_app(
@@ -54,20 +57,22 @@ def build_app(
     _answer_errors(app, by_path)
 
     _info_routes(app, pipeline, acct)
+    large = LargeBodies()  # shared by every door
     for door in doors:
-        app.add_route(door.path, _serving(door, pipeline, acct, max_body_bytes), methods=["POST"])
+        app.add_route(door.path, _serving(door, pipeline, acct, max_body_bytes, large), methods=["POST"])
     return app
 
 
 def _serving(
-    door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes: int
+    door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes: int, large: LargeBodies
 ) -> Callable[[Request], Awaitable[Response]]:
     """A front door's route: key, body (size-limited), the door's parse, the flow, the door's encoding."""
 
     async def handle(request: Request) -> Response:
         tab = _tab(request)
         await acct.authenticate(tab, request.headers)
-        call = door.parse(await read_body(request, max_body_bytes), request.headers, tab)
+        async with large.slot() as slot:
+            call = door.parse(await read_body(request, max_body_bytes, slot), request.headers, tab)
         return door.encode(call, await pipeline.serve(call))
 
     return handle
@@ -134,18 +139,60 @@ def _tab(request: Request) -> Tab:
     return tab
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+class LargeBodies:
+    """At most `slots` bodies over `threshold` bytes read and parsed at once; the others wait unread
+    (the server stops reading their sockets, so TCP pushes back on their senders). A few clients
+    posting huge bodies then cost the event loop a bounded share, and every other request (and
+    `/health`) still gets through at once."""
+
+    def __init__(self, slots: int = 2, threshold: int = LARGE_BODY_BYTES):
+        self.threshold = threshold
+        self._slots = asyncio.Semaphore(slots)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[_Slot]:
+        slot = _Slot(self._slots)
+        try:
+            yield slot
+        finally:
+            slot.release()
+
+
+class _Slot:
+    """One request's claim on a large-body slot, taken only once its body turns out large."""
+
+    def __init__(self, slots: asyncio.Semaphore):
+        self._slots = slots
+        self._held = False
+
+    async def take(self) -> None:
+        if not self._held:
+            await self._slots.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
+async def read_body(request: Request, limit: int, slot: _Slot | None = None) -> bytes:
     """The whole body, or `RequestTooLarge` as soon as it is known to be over `limit` bytes
-    (from its Content-Length, else while it arrives): a huge body is never held in memory."""
+    (from its Content-Length, else while it arrives): a huge body is never held in memory.
+    A large one waits for a large-body `slot` before more of it is read."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
+    if slot is not None and declared.isdigit() and int(declared) > LARGE_BODY_BYTES:
+        await slot.take()
     parts: list[bytes] = []
     size = 0
     async for part in request.stream():
         size += len(part)
         if size > limit:
             raise _too_large(limit)
+        if slot is not None and size > LARGE_BODY_BYTES:
+            await slot.take()
         parts.append(part)
     return b"".join(parts)
 

@@ -9,22 +9,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fakes import FakeEngine
 from http_checks import CHAT_MODEL, EMBED_MODEL
 from openai_schema import validate
 from test_keys_budgets import ENV, KEY_A, KEY_B, auth, gateway, records, settings_for
 
-from benchmarks.fake_provider import FakeProvider
 from orchestrator.accounting.keys import hash_key
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.errors import EngineError
+from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.provider import FakeProvider
 
 CHAT = "/v1/chat/completions"
 
@@ -311,3 +311,39 @@ async def test_a_trailing_slash_is_a_404_in_openais_shape(client: httpx.AsyncCli
     for path in ("/v1/chat/completions/", "/v1/models/"):
         r = await client.post(path, json=chat_body()) if "chat" in path else await client.get(path)
         assert error_of(r, 404)["code"] == "not_found"
+
+
+async def test_huge_bodies_are_read_a_few_at_a_time_and_never_hold_up_the_rest(chat_engine: FakeEngine) -> None:
+    app = build_app(await build_pipeline({"local": (chat_engine, chat_engine.info())}))
+    sent = [0, 0, 0]
+    finish = asyncio.Event()
+
+    def body(i: int) -> AsyncIterator[bytes]:
+        async def slowly() -> AsyncIterator[bytes]:  # 3 MB in 256 kB pieces; the end held back until `finish`
+            yield b'{"model": "fake-chat", "messages": [{"role": "user", "content": "'
+            for _ in range(12):
+                sent[i] += 1
+                yield b"x" * (256 << 10)
+                await asyncio.sleep(0.001)
+            await finish.wait()
+            yield b'"}]}'
+
+        return slowly()
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        posts = [asyncio.create_task(c.post(CHAT, content=body(i))) for i in range(3)]
+        await until(lambda: sorted(sent)[1] == 12)
+        await asyncio.sleep(0.1)
+        # Two large bodies are being read; the third waits for a slot just past the threshold (1 MB).
+        assert sorted(sent)[0] <= 5 and sorted(sent)[1:] == [12, 12]
+        started = time.monotonic()
+        assert (await c.post(CHAT, json=chat_body(max_tokens=2))).status_code == 200  # small ones go at once
+        assert time.monotonic() - started < 0.5
+        finish.set()
+        assert [(await p).status_code for p in posts] == [400, 400, 400]  # each one over the context, in the end
