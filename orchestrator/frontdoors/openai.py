@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
+import pydantic_core
 from pydantic import BaseModel, ValidationError
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -48,25 +51,46 @@ _NOT_JSON = (
 
 
 def parse_body(raw: bytes, model: type[M]) -> M:
-    """`raw` as `model`, or an `InvalidRequest` that says what is wrong, naming the field."""
+    """`raw` as `model`, or an `InvalidRequest` that says what is wrong, naming the field.
+
+    JSON as the standard has it: no NaN or Infinity, no number too large for a float, no lone
+    surrogate, nesting within the parser's limit (a request that can't be sent on as JSON is the
+    client's mistake, never an error later). Parsed to Python first, then validated: on a 5 MB
+    body this is several times faster than pydantic's own JSON validation.
+    """
     try:
-        return model.model_validate_json(raw)  # one pass, bytes to model: the common case
-    except ValidationError as e:
-        # Not JSON to pydantic's parser (which refuses lone surrogates and nesting past its
-        # recursion limit): not JSON to us either. Otherwise say what is wrong the careful way.
-        bad_json = next((err["msg"] for err in e.errors(include_url=False) if err["type"] == "json_invalid"), None)
-    if bad_json is not None:
-        raise InvalidRequest(_NOT_JSON.format(why=f" ({bad_json.removeprefix('Invalid JSON: ')})"))
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequest(_NOT_JSON.format(why="")) from None
+        data = pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as e:
+        raise InvalidRequest(_NOT_JSON.format(why=f" ({e})")) from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    if _EXPONENT.search(raw) and (where := _infinity_at(data)) is not None:  # 1e400 parses as inf
+        raise InvalidRequest(
+            f"Invalid value for '{where}': the number is too large to be a JSON number.",
+            param=where or None,
+            code="invalid_value",
+        )
     try:
         return model.model_validate(data)
     except ValidationError as e:
         raise validation_error(e) from None
+
+
+_EXPONENT = re.compile(rb"[eE][+]?[0-9]{3,}")  # only such a number can overflow a float
+
+
+def _infinity_at(value: Any) -> str | None:
+    """Where (`cache.ttl`, `messages[0].x`) a number too large for a float sits, if anywhere."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return path
+        if isinstance(v, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), x) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", x) for i, x in enumerate(v))
+    return None
 
 
 def validation_error(e: ValidationError) -> InvalidRequest:

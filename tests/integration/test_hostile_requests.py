@@ -347,3 +347,16 @@ async def test_huge_bodies_are_read_a_few_at_a_time_and_never_hold_up_the_rest(c
         assert time.monotonic() - started < 0.5
         finish.set()
         assert [(await p).status_code for p in posts] == [400, 400, 400]  # each one over the context, in the end
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"-Infinity", b"Infinity", b"1e400", b"-1E+999"])
+async def test_numbers_json_does_not_have_are_a_400_on_every_route(client: httpx.AsyncClient, number: bytes) -> None:
+    # Sent on upstream they could not be encoded as JSON (an embeddings provider got a 500 here).
+    for path, body in (
+        ("/v1/embeddings", b'{"model": "fake-embed", "input": "hi", "x": %s}'),
+        (CHAT, b'{"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "x": [%s]}'),
+    ):
+        r = await client.post(path, content=body % number, headers={"content-type": "application/json"})
+        error = error_of(r, 400)
+        if b"e" in number.lower() and b"inf" not in number.lower():
+            assert error["param"] in ("x", "x[0]")
