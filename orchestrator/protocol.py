@@ -13,6 +13,7 @@ Streaming has one internal shape: an iterator of `ChatCompletionChunk` (or
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from typing import Annotated, Any, ClassVar, Literal, cast
@@ -43,6 +44,15 @@ def _metadata(value: object) -> object:
 
 
 Metadata = Annotated[dict[str, str], BeforeValidator(_metadata)]
+
+
+def finite_number(raw: str) -> float | None:
+    """A number from a header or a query string, or None when it isn't a finite one."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def new_id(prefix: str) -> str:

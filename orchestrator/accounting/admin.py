@@ -12,7 +12,6 @@ without it there is no admin API (every call is a 401). Errors are OpenAI-shaped
 from __future__ import annotations
 
 import functools
-import math
 import time
 from typing import Any
 
@@ -25,6 +24,7 @@ from orchestrator.accounting.book import CreateKey, DeleteKey, LedgerOwner, List
 from orchestrator.accounting.keys import KeyPolicy, hash_key, new_key, presented, same_hash
 from orchestrator.accounting.reports import usage_report
 from orchestrator.errors import InvalidApiKey, InvalidRequest, NotFound, OrchestratorError
+from orchestrator.protocol import finite_number
 from orchestrator.settings import KeySettings
 
 
@@ -128,10 +128,7 @@ def _float(request: Request, name: str) -> float | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
+    value = finite_number(raw)
+    if value is None:
         raise InvalidRequest(f"'{name}' must be a Unix time in seconds.", param=name)
     return value

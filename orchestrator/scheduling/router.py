@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest
 from orchestrator.failover import Target
-from orchestrator.protocol import EmbeddingRequest
+from orchestrator.protocol import EmbeddingRequest, finite_number
 from orchestrator.scheduling.calibration import Calibration
 from orchestrator.scheduling.capabilities import Backend, Feature, Registry, Task
 from orchestrator.scheduling.load import LoadView
@@ -373,11 +373,8 @@ def blended_prices(providers: Mapping[str, ProviderSettings]) -> dict[tuple[str,
 def _slo(raw: str | None) -> float | None:
     if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
+    value = finite_number(raw)
+    if value is None or value <= 0:
         raise InvalidRequest(
             f"Invalid {SLO_HEADER} header {raw!r}: expected a positive number of milliseconds.",
             param=SLO_HEADER,
