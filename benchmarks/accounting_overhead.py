@@ -15,7 +15,8 @@ that alternate round by round so the machine's noise hits them alike:
 - **free+actor**: a key without limits, actor owner: authenticated from the replica's lookup cache, nothing to
   reserve, settlements batched in the background.
 
-Prints median microseconds per request per setup (median over rounds of each round's median).
+Prints median microseconds per request per setup (median over rounds of each round's median; medians are the
+harness's nearest-rank p50) and saves them as `benchmarks/results/accounting_overhead-<stamp>.json`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,19 +31,19 @@ from typing import Any
 
 import httpx
 
+from benchmarks.harness import percentile, run_meta, save, stamp
+
 KEY = "sk-orch-benchmark-0000000000000000000000000000000000000000"
 BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
 
 
 async def build(setup: str, tmp: Path) -> tuple[Any, Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from fakes import FakeEngine
-
     from orchestrator.accounting.keys import hash_key
     from orchestrator.accounting.setup import build_accounts
     from orchestrator.api import build_app
     from orchestrator.app import build_pipeline
     from orchestrator.settings import load_settings
+    from orchestrator.testing.engine import FakeEngine
 
     engine = FakeEngine("fake-chat")
     keyed = setup.startswith("keys")
@@ -77,12 +76,13 @@ async def round_of(app: Any, n: int) -> float:
             r = await c.post("/v1/chat/completions", json=BODY, headers=headers)
             times.append(time.perf_counter() - t0)
             assert r.status_code == 200, r.text
-    return statistics.median(times) * 1e6
+    return percentile(times, 50) * 1e6
 
 
 async def main(requests: int, rounds: int) -> None:
     import ray
 
+    meta = run_meta("benchmarks.accounting_overhead")
     logging.disable(logging.WARNING)  # the per-request INFO lines are still formatted, not printed
     setups = ["none", "open", "keys", "keys+actor", "free+actor"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,11 +100,12 @@ async def main(requests: int, rounds: int) -> None:
                 await accounts.background.stop()
         finally:
             ray.shutdown()
-    base = statistics.median(results["none"])
+    medians = {s: percentile(results[s], 50) for s in setups}
     print(f"{'setup':<12}{'µs/request':>12}{'vs none':>10}   (median of {rounds} rounds x {requests} sequential)")
     for s in setups:
-        m = statistics.median(results[s])
-        print(f"{s:<12}{m:>12.0f}{m - base:>+10.0f}")
+        print(f"{s:<12}{medians[s]:>12.0f}{medians[s] - medians['none']:>+10.0f}")
+    result = {**meta, "requests": requests, "rounds": rounds, "median_us": medians, "round_medians_us": results}
+    print(f"saved {save('accounting_overhead', stamp(), result)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The burst benchmark: local-only, remote-only and hybrid under the same Poisson burst.
 
-    python -m benchmarks.burst            # ~25 minutes on two cores; figures, JSON and PNGs under benchmarks/out/
+    python -m benchmarks.burst            # ~25 minutes on two cores; JSON and PNGs under benchmarks/results/
 
 One run, one Ray Serve deployment of the orchestrator (the local SmolLM2-135M
 on vLLM's CPU build, the default engine settings but eager) and one fake
@@ -18,7 +18,7 @@ Poisson arrivals: `--base` x C for `--edge-s`, a linear ramp to 4 x C over
 By default a baseline of 0.8 x C (a local GPU sized for its baseline) for
 150 s on each side of a one-minute burst: the share served locally is bound
 by how much of the traffic arrives above what the local model can take in
-time, so it depends on that ratio as much as on the scheduler (RESULTS.md).
+time, so it depends on that ratio as much as on the scheduler (benchmarks/README.md).
 Every request is a streamed chat completion; the client records its TTFT,
 who served it (`x-served-by`) and its usage; the remote cost is its tokens
 at the configured prices. Reported per mode: TTFT p50/p95/p99 overall and
@@ -36,7 +36,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -45,11 +44,9 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.fake_provider import FakeProvider
-from benchmarks.loadgen import JSON_HEADERS
-from benchmarks.servers import free_port
+from benchmarks.harness import RESULTS, free_port, percentile, run_meta, save, stamp, stream_chat
+from orchestrator.testing.provider import FakeProvider
 
-OUT = Path(__file__).resolve().parent / "out"
 REMOTE = "burst/llama-3.1-8b"
 PRICE_IN, PRICE_OUT = 0.18, 0.18  # $/Mtok, like a hosted 8B model
 MODES = {"local-only": "local-only", "remote-only": "remote-only", "hybrid": "hybrid"}
@@ -135,63 +132,19 @@ def body(model: str, i: int, max_tokens: int) -> bytes:
     ).encode()
 
 
-async def one(session: aiohttp.ClientSession, url: str, mode: str, payload: bytes, sent_at: float) -> Outcome:
-    t0 = time.perf_counter()
-    ttft, usage, done = None, {}, False
-    served_by = reason = ""
-    try:
-        async with session.post(url, data=payload, headers=JSON_HEADERS) as resp:
-            served_by = resp.headers.get("x-served-by", "")
-            reason = resp.headers.get("x-route-reason", "")
-            if resp.status != 200:
-                text = await resp.text()
-                return Outcome(
-                    mode,
-                    sent_at,
-                    False,
-                    None,
-                    time.perf_counter() - t0,
-                    served_by,
-                    reason,
-                    error=f"HTTP {resp.status}: {text[:160]}",
-                )
-            async for line in resp.content:
-                if not line.startswith(b"data: "):
-                    continue
-                data = line[6:].strip()
-                if data == b"[DONE]":
-                    done = True
-                    break
-                event = json.loads(data)
-                if "error" in event:
-                    return Outcome(
-                        mode,
-                        sent_at,
-                        False,
-                        ttft,
-                        time.perf_counter() - t0,
-                        served_by,
-                        reason,
-                        error=str(event["error"])[:160],
-                    )
-                if ttft is None and any((c.get("delta") or {}).get("content") for c in event.get("choices") or ()):
-                    ttft = time.perf_counter() - t0
-                usage = event.get("usage") or usage
-    except (aiohttp.ClientError, TimeoutError) as e:
-        return Outcome(
-            mode, sent_at, False, ttft, time.perf_counter() - t0, served_by, reason, error=f"{type(e).__name__}: {e}"
-        )
+async def one(http: aiohttp.ClientSession, url: str, mode: str, payload: bytes, sent_at: float) -> Outcome:
+    r = await stream_chat(http, url, payload)
     return Outcome(
         mode,
         sent_at,
-        done,
-        ttft,
-        time.perf_counter() - t0,
-        served_by,
-        reason,
-        int(usage.get("prompt_tokens", 0)),
-        int(usage.get("completion_tokens", 0)),
-        None if done else "stream ended without [DONE]",
+        r.ok,
+        r.ttft_s,
+        r.latency_s,
+        r.served_by,
+        r.route_reason,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.error,
     )
 
 
@@ -240,15 +193,6 @@ async def calibrate(url: str, model: str, concurrency: int, seconds: float, max_
 
 
 # ------------------------------------------------------------------------------- summaries
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile: failed requests count as infinite TTFTs, and interpolating between
-    two infinities would give NaN."""
-    if not values:
-        return math.nan
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
 
 
 def summarize(outcomes: Sequence[Outcome], slo_ms: float, window_s: float) -> dict[str, Any]:
@@ -346,7 +290,8 @@ def plot(
 
 
 def _save(fig: Any, name: str) -> str:
-    path = OUT / name
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     return str(path)
@@ -387,10 +332,10 @@ def settings_for(args: argparse.Namespace, fake: FakeProvider, port: int, data_d
     )
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def start(args: argparse.Namespace) -> tuple[FakeProvider, str]:
+    """The fake provider, then the orchestrator on Ray Serve (minutes: vLLM starts); the chat URL."""
     from orchestrator import runtime
 
-    OUT.mkdir(parents=True, exist_ok=True)
     fake = FakeProvider(
         api_key="sk-burst-fake",
         reply=" ".join(["token"] * 200),
@@ -400,71 +345,69 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     fake.start()
     os.environ["BURST_FAKE_KEY"] = "sk-burst-fake"
     port = free_port()
-    data_dir = Path(args.data_dir).resolve()
-    settings = settings_for(args, fake, port, data_dir)
+    settings = settings_for(args, fake, port, Path(args.data_dir).resolve())
     print(f"starting the orchestrator on :{port} (Ray Serve + vLLM CPU, SmolLM2-135M) ...", flush=True)
     runtime.prepare_models(settings, progress=False)
     runtime.start(settings, timeout_s=900)
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    try:
-        await calibrate(url, "local-only", 2, 5, args.max_tokens)  # warm-up
-        cal = await calibrate(url, "local-only", args.calib_concurrency, args.calib_s, args.max_tokens)
-        c = cal["capacity_rps"]
+    return fake, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    """C, then every mode through the same arrivals: summaries, and every request's outcome."""
+    await calibrate(url, "local-only", 2, 5, args.max_tokens)  # warm-up
+    cal = await calibrate(url, "local-only", args.calib_concurrency, args.calib_s, args.max_tokens)
+    c = cal["capacity_rps"]
+    print(
+        f"local capacity C = {c:.2f} req/s at concurrency {args.calib_concurrency} "
+        f"(TTFT p50 {cal['ttft_p50_ms']:.0f} ms, p95 {cal['ttft_p95_ms']:.0f} ms)",
+        flush=True,
+    )
+    shape = (args.base, args.edge_s, args.ramp_s, args.peak_s)
+    times = arrivals(args.seed, c, *shape)
+    total_s = 2 * args.edge_s + 2 * args.ramp_s + args.peak_s
+    out: dict[str, Any] = {"calibration": cal, "requests": len(times), "results": {}, "outcomes": {}}
+    out["offered"] = [(t, rate_at(t, c, *shape)) for t in [x * 2.0 for x in range(int(total_s / 2) + 1)]]
+    for mode in args.modes:
+        print(f"{mode}: {len(times)} requests over {total_s:.0f} s ...", flush=True)
+        outcomes = await open_loop(url, mode, MODES[mode], times, args.max_tokens, args.timeout_s)
+        r = out["results"][mode] = summarize(outcomes, args.slo_ms, args.window_s)
+        out["outcomes"][mode] = [asdict(o) for o in outcomes]
         print(
-            f"local capacity C = {c:.2f} req/s at concurrency {args.calib_concurrency} "
-            f"(TTFT p50 {cal['ttft_p50_ms']:.0f} ms, p95 {cal['ttft_p95_ms']:.0f} ms)",
+            f"  TTFT p50/p95/p99 {r['ttft_p50_ms']:.0f}/{r['ttft_p95_ms']:.0f}/{r['ttft_p99_ms']:.0f} ms, "
+            f"local {100 * r['local_share']:.0f} %, failed {r['failed']}, "
+            f"remote cost ${r['remote_cost_usd']:.6f}, reasons {r['reasons']}",
             flush=True,
         )
-        times = arrivals(args.seed, c, args.base, args.edge_s, args.ramp_s, args.peak_s)
-        total_s = 2 * args.edge_s + 2 * args.ramp_s + args.peak_s
-        profile = [
-            (t, rate_at(t, c, args.base, args.edge_s, args.ramp_s, args.peak_s))
-            for t in [x * 2.0 for x in range(int(total_s / 2) + 1)]
-        ]
-        results: dict[str, dict[str, Any]] = {}
-        raw: dict[str, list[dict[str, Any]]] = {}
-        for mode in args.modes:
-            print(f"{mode}: {len(times)} requests over {total_s:.0f} s ...", flush=True)
-            outcomes = await open_loop(url, mode, MODES[mode], times, args.max_tokens, args.timeout_s)
-            results[mode] = summarize(outcomes, args.slo_ms, args.window_s)
-            raw[mode] = [asdict(o) for o in outcomes]
-            r = results[mode]
-            print(
-                f"  TTFT p50/p95/p99 {r['ttft_p50_ms']:.0f}/{r['ttft_p95_ms']:.0f}/{r['ttft_p99_ms']:.0f} ms, "
-                f"local {100 * r['local_share']:.0f} %, failed {r['failed']}, "
-                f"remote cost ${r['remote_cost_usd']:.6f}, reasons {r['reasons']}",
-                flush=True,
-            )
-            await asyncio.sleep(args.settle_s)  # the engine drains and its stats window forgets the burst
+        await asyncio.sleep(args.settle_s)  # the engine drains and its stats window forgets the burst
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start, measure, stop; save `benchmarks/results/burst-<stamp>.json` (every request in it) and three PNGs."""
+    from orchestrator import runtime
+
+    meta = run_meta("benchmarks.burst")
+    fake, url = start(args)
+    try:
+        figures = asyncio.run(measure(args, url))
     finally:
         runtime.stop()
         fake.stop()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    report = {
-        "command": "python -m benchmarks.burst " + " ".join(sys.argv[1:]),
+    run_stamp = stamp()
+    report: dict[str, Any] = {
+        **meta,
         "slo_ms": args.slo_ms,
-        "calibration": cal,
-        "profile": {
-            "base": args.base,
-            "peak": 4,
-            "edge_s": args.edge_s,
-            "ramp_s": args.ramp_s,
-            "peak_s": args.peak_s,
-            "seed": args.seed,
-            "requests": len(times),
-        },
-        "remote": {
-            "ttft_ms": args.remote_ttft_ms,
-            "tokens_per_s": args.remote_tokens_per_s,
-            "price_per_mtok": [PRICE_IN, PRICE_OUT],
-        },
+        "calibration": figures["calibration"],
+        "profile": {"base": args.base, "peak": 4, "edge_s": args.edge_s, "ramp_s": args.ramp_s}
+        | {"peak_s": args.peak_s, "seed": args.seed, "requests": figures["requests"]},
+        "remote": {"ttft_ms": args.remote_ttft_ms, "tokens_per_s": args.remote_tokens_per_s}
+        | {"price_per_mtok": [PRICE_IN, PRICE_OUT]},
         "max_tokens": args.max_tokens,
-        "results": results,
+        "results": figures["results"],
     }
-    report["plots"] = plot(results, args.slo_ms, stamp, profile)
-    report["targets"] = targets(results, args.slo_ms)
-    (OUT / f"burst-{stamp}.json").write_text(json.dumps({**report, "outcomes": raw}, indent=1))
-    (OUT / "burst.json").write_text(json.dumps(report, indent=1))
+    report["plots"] = plot(figures["results"], args.slo_ms, run_stamp, figures["offered"])
+    report["targets"] = targets(figures["results"], args.slo_ms)
+    report["saved"] = str(save("burst", run_stamp, {**report, "outcomes": figures["outcomes"]}))
     return report
 
 
@@ -500,8 +443,8 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--data-dir", default=str(Path(__file__).resolve().parent.parent / ".data" / "bench"))
     args = p.parse_args()
-    report = asyncio.run(run(args))
-    print(json.dumps({"targets": report["targets"], "plots": report["plots"]}, indent=1))
+    report = run(args)
+    print(json.dumps({"targets": report["targets"], "saved": report["saved"], "plots": report["plots"]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -36,12 +36,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from benchmarks.loadgen import percentile
-from benchmarks.servers import Server, describe, free_port, http_get
+from benchmarks.harness import LOGS, RESULTS, ROOT, Server, describe, dist, free_port, http_get, run_meta
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-LOGS = ROOT / "benchmarks" / "out" / "logs"
 MODEL = "tiny-random"
 TARGET_P99_MS = 50.0
 PROBE_GAP_S = 0.01
@@ -53,15 +49,6 @@ def big_chat(mb: float) -> bytes:
     words = "the quick brown fox jumps over the lazy dog and keeps on running far away "
     text = (words * (int(mb * 2**20) // len(words) + 1))[: int(mb * 2**20)]
     return json.dumps({"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": text}]}).encode()
-
-
-def dist_ms(samples: list[float]) -> dict[str, float]:
-    return {
-        "n": len(samples),
-        "p50": round(percentile(samples, 50), 3),
-        "p99": round(percentile(samples, 99), 3),
-        "max": round(max(samples), 3) if samples else float("nan"),
-    }
 
 
 class Stop(Protocol):
@@ -119,7 +106,7 @@ def posters(base: str, clients: int, body_mb: float, started: Any, stop: Any, ou
         return {
             "body_bytes": len(body),
             "status": dict(posts["status"]),
-            "ms": dist_ms(posts["ms"]),
+            "ms": dist(posts["ms"]),
             "sent_mb": round(len(posts["ms"]) * len(body) / 2**20, 1),
         }
 
@@ -149,9 +136,9 @@ async def measure(base: str, clients: int, body_mb: float, seconds: float, probe
     await asyncio.to_thread(child.join, 30)
     after, after_failed = await probe_health(base, never, limit=20)
     return {
-        "health_alone_ms": dist_ms(alone),
+        "health_alone_ms": dist(alone),
         "health_alone_failed": alone_failed,
-        "health_under_load_ms": dist_ms(loaded),
+        "health_under_load_ms": dist(loaded),
         "health_under_load_failed": loaded_failed,
         "probing_s": round(probing_s, 2),
         "health_after": {"ok": len(after), "failed": after_failed},
@@ -222,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plain and args.max_body_mb is not None:
         parser.error("--max-body-mb sets the deployment's config; the plain app keeps its default")
 
+    meta = run_meta("benchmarks.health_under_load")
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="health-bench-") as tmp:
@@ -233,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             stopped = server.stop()
     result = {
         "benchmark": "health_under_load",
+        **meta,
         "started": started,
         "setup": "plain uvicorn, stub model" if args.plain else f"orchestrator serve (Ray Serve + vLLM {MODEL})",
         "load": load,

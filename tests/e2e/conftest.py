@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from benchmarks.fake_provider import FakeProvider
 from orchestrator import runtime
 from orchestrator.accounting.keys import hash_key
 from orchestrator.settings import load_settings
+from orchestrator.testing.provider import FakeProvider
 
 
 def _free_port() -> int:

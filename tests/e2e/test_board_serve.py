@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from fakes import FakeEngine
 
 from local_models.deployment import LocalModel
 from local_models.interface import Engine, EngineConfig
 from orchestrator.scheduling.load import LoadBoard, LoadView
+from orchestrator.testing.engine import FakeEngine
 
 TESTS = Path(__file__).resolve().parent.parent
 

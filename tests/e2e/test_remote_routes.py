@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from benchmarks.fake_provider import FakeProvider
+from orchestrator.testing.provider import FakeProvider
 
 pytestmark = pytest.mark.e2e
 

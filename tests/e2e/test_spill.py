@@ -15,7 +15,7 @@ import time
 import openai
 import pytest
 
-from benchmarks.fake_provider import FakeProvider
+from orchestrator.testing.provider import FakeProvider
 
 pytestmark = pytest.mark.e2e
 

@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import uvicorn
-from fakes import FakeEngine
 from fastapi import FastAPI
 
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
+from orchestrator.testing.engine import FakeEngine
 
 pytest.register_assert_rewrite("http_checks")
 from http_checks import BASE_MODEL, CHAT_MODEL, EMBED_MODEL, Api  # noqa: E402

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from fakes import FakeEngine
 from http_checks import CHAT_MODEL, Api, user
+
+from orchestrator.testing.engine import FakeEngine
 
 PATH = "/v1/chat/completions"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fakes import FakeEngine
 from http_checks import BASE_MODEL, CHAT_MODEL, Api
+
+from orchestrator.testing.engine import FakeEngine
 
 PATH = "/v1/completions"
 

@@ -7,9 +7,10 @@ import math
 import struct
 
 import pytest
-from fakes import FakeEngine
 from http_checks import CHAT_MODEL, EMBED_MODEL, Api, assert_routed
 from openai_schema import validate
+
+from orchestrator.testing.engine import FakeEngine
 
 PATH = "/v1/embeddings"
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes import FakeEngine
 from fastapi import FastAPI
 from http_checks import BASE_MODEL, CHAT_MODEL, Api, sse_data, user
 from openai_schema import validate
 
 from orchestrator.errors import EngineError, Overloaded
+from orchestrator.testing.engine import FakeEngine
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"

@@ -18,7 +18,6 @@ from typing import Any
 import diskcache
 import httpx
 import pytest
-from fakes import FakeEngine
 from fastapi import FastAPI
 from http_checks import BASE_MODEL, CHAT_MODEL, SCHEMAS, sse_data, user
 from openai_schema import validate
@@ -28,6 +27,7 @@ from orchestrator.app import build_pipeline
 from orchestrator.caching.cache import Entry, ResponseCache, cache_key
 from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.settings import Settings, load_settings
+from orchestrator.testing.engine import FakeEngine
 
 CHAT, TEXT = "/v1/chat/completions", "/v1/completions"
 QUESTION = "please say back these twenty words one after another so that the stream has many small chunks in it"

@@ -10,9 +10,10 @@ import asyncio
 import json
 
 import httpx
-from fakes import FakeEngine
 from http_checks import CHAT_MODEL, user
 from openai_schema import validate
+
+from orchestrator.testing.engine import FakeEngine
 
 WORDS = 60
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes import FakeEngine
 from openai_schema import validate
 
 from orchestrator.accounting import accounts as accounting
@@ -27,6 +26,7 @@ from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.errors import InvalidApiKey
 from orchestrator.settings import load_settings
+from orchestrator.testing.engine import FakeEngine
 
 KEY = "sk-orch-edge-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"
 LATE = "sk-orch-late-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB2"

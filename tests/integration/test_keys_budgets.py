@@ -18,11 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes import FakeEngine
 from openai_schema import validate
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.fake_provider import FakeProvider
 from local_models.catalog import prepare
 from local_models.interface import LoadStats, ModelInfo
 from orchestrator.accounting.book import Book, InProcessOwner
@@ -32,6 +30,8 @@ from orchestrator.accounting.setup import build_accounts
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.settings import Settings, load_settings
+from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.provider import FakeProvider
 
 KEY_A = "sk-orch-team-a-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"
 KEY_B = "sk-orch-team-b-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB2"

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes import FakeEngine
 
 from local_models.interface import LoadStats
 from orchestrator.accounting.actor import get_or_create
@@ -27,6 +26,7 @@ from orchestrator.accounting.setup import build_accounts
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.settings import Settings, load_settings
+from orchestrator.testing.engine import FakeEngine
 
 KEY = "sk-orch-concurrent-KKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKK1"
 OTHER = "sk-orch-other-OOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOO2"

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks.fake_provider import FakeProvider
 from orchestrator.accounting.prices import Price
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.protocol import PromptTokensDetails, Usage
 from orchestrator.settings import load_settings
+from orchestrator.testing.provider import FakeProvider
 
 PRICE = {"input_per_mtok": 2.0, "output_per_mtok": 10.0}
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

@@ -15,14 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes import FakeEngine
 from openai_schema import validate
 
-from benchmarks.fake_provider import FakeProvider
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.scheduling.load import BoardState, LoadBoard, LoadView
 from orchestrator.settings import load_settings
+from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.provider import FakeProvider
 
 KEYS = {"REMOTE_KEY": "sk-remote-test"}
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from fakes import FakeEngine
 from openai_schema import validate
 
-from benchmarks.fake_provider import FakeProvider
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.settings import load_settings
+from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.provider import FakeProvider
 
 # The operator's keys; their last characters are what a provider's 401 quotes back.
 ENV = {"TOGETHER_API_KEY": "sk-together-SECRET-Zq9w", "ANTHROPIC_API_KEY": "sk-ant-SECRET-Xk7v"}

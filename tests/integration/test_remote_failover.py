@@ -15,16 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes import FakeEngine
 from openai_schema import validate
 
-from benchmarks.fake_provider import FakeProvider
 from orchestrator.accounting.book import Query
 from orchestrator.accounting.keys import hash_key
 from orchestrator.accounting.setup import build_accounts
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.settings import load_settings
+from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.provider import FakeProvider
 
 KEYS = {"ALPHA_KEY": "sk-alpha-SECRET-1111", "BETA_KEY": "sk-beta-SECRET-2222", "CLAUDE_KEY": "sk-ant-SECRET-3333"}
 CHAIN, SOLO, CLAUDE = "chain", "solo", "claude/haiku"

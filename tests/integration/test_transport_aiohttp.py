@@ -18,11 +18,9 @@ from typing import Any
 import httpx
 import pytest
 import test_remote_failover as matrix
-from fakes import FakeEngine
 from httpx_aiohttp import AiohttpTransport
 from test_remote_failover import KEYS, QUESTION
 
-from benchmarks.fake_provider import FakeProvider
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -31,6 +29,8 @@ from orchestrator.providers.anthropic import AnthropicProvider
 from orchestrator.providers.factory import http_client
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.settings import ResilienceSettings, load_settings
+from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.provider import FakeProvider
 
 # test_remote_failover's fixtures and its remote-route tests, the fault matrix among them: collected again in this
 # module, where they get the `http` fixture below.

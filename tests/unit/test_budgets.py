@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FakeClock
 
 from orchestrator.accounting.book import (
     Admitted,
@@ -27,6 +26,7 @@ from orchestrator.accounting.book import (
 )
 from orchestrator.accounting.keys import KeyPolicy, hash_key, new_key, presented, redact
 from orchestrator.accounting.reports import usage_report
+from orchestrator.testing.clock import FakeClock
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC).timestamp()
 

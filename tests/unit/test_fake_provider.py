@@ -21,7 +21,8 @@ import httpx
 import openai
 import pytest
 
-from benchmarks.fake_provider import FakeProvider, Fault, fill_schema, tokenize
+from orchestrator.testing.provider import FakeProvider, Fault
+from orchestrator.testing.replies import fill_schema, tokenize
 
 KEY = "sk-test"
 OPENAI_HEADERS = {"Authorization": f"Bearer {KEY}"}
@@ -554,7 +555,7 @@ def test_stop_is_quick_with_a_stalled_request_open() -> None:
 
 def test_cli_serves_until_interrupted() -> None:
     root = Path(__file__).resolve().parents[2]
-    cmd = [sys.executable, "-m", "benchmarks.fake_provider", "--port", "0", "--reply", "pong", "--ttft-ms", "0"]
+    cmd = [sys.executable, "-m", "orchestrator.testing.provider", "--port", "0", "--reply", "pong", "--ttft-ms", "0"]
     with subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

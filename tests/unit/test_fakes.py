@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fakes import FakeClock, FakeEngine, tokenize
 
 from local_models.errors import BadRequest, EngineFailure, PromptTooLong
 from local_models.interface import Batch, Engine, GenerateRequest, Sampling
 from orchestrator.providers.local import LocalModelClient
+from orchestrator.testing.clock import FakeClock
+from orchestrator.testing.engine import FakeEngine, tokenize
 
 
 @pytest.mark.parametrize("protocol", [Engine, LocalModelClient])

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import FakeClock
 
 from local_models.interface import LoadStats
 from orchestrator.scheduling.load import BoardState, LoadBoard, LoadView, aggregate
+from orchestrator.testing.clock import FakeClock
 
 
 def stats(at: float, **kw: Any) -> LoadStats:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from fakes import FakeEngine
 
 from local_models.errors import BadRequest, EngineFailure, LocalModelError, PromptTooLong
 from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest, OrchestratorError
 from orchestrator.protocol import ChatCompletionRequest, EmbeddingRequest
 from orchestrator.providers.local import LocalProvider
+from orchestrator.testing.engine import FakeEngine
 
 
 @pytest.mark.parametrize(

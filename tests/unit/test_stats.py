@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from fakes import FakeClock
 
 from local_models.stats import LoadTracker
+from orchestrator.testing.clock import FakeClock
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+"""Gateway overhead on a remote route: direct, a trivial Ray Serve ingress, ours, and LiteLLM's proxy.
+
+    .venv/bin/python -m benchmarks.remote_overhead [--groups tput di ...] [--rounds 3] [--no-profile]
+
+Every target answers the same requests from one fake provider (`orchestrator.testing.provider`, 0 ms to the
+first token, no pacing), on loopback:
+
+- **direct**: the fake itself;
+- **trivial**: a Ray Serve ingress that only forwards (FastAPI, one shared upstream client, streams passed through
+  byte for byte), built by `__serve_build_asgi_app__` exactly like our Gateway: the floor Ray sets. Its client is
+  the gateway's own (`orchestrator.providers.factory.http_client`: an `httpx.AsyncClient` on aiohttp), so that
+  "ours − trivial" prices our gateway and not a choice of HTTP client (`trivial.py`);
+- **ours**: `python -m orchestrator.cli serve --config <temp yaml>` (local model `tiny-random`, idle; no
+  embedding model; the `openrouter` preset pointed at the fake), asked for `openrouter/gpt-4o-mini`;
+- **LiteLLM**: `litellm --config cfg.yaml --num_workers 1`, one `openai/...` model at the fake, logging turned
+  down; installed, pinned, in its own virtualenv (`benchmarks/out/litellm-venv`), not as a project dependency.
+
+Each Ray-hosted target runs in its own process and Ray instance (own `RAY_TMPDIR`). The Ray settings are tried
+in groups (`groups.py`): a group starts the trivial ingress and ours with the same settings, side by side with the
+fake and LiteLLM (started once), and alternates rounds over those four, so that the machine's noise hits them
+equally; each group is compared within itself. Settings: Serve's proxy; direct ingress (the ingress replica's own
+port; ours puts it on server.port; `server.throughput_optimized: false`); Ray's throughput bundle (ours:
+`server.throughput_optimized: true`, the default; the trivial ingress gets the same Serve variables); and option
+groups that change one knob against a reference in the same group.
+
+Per target, per round (`measure.py`): sequential non-stream chat latency (one keep-alive connection, `max_tokens`
+8), sequential stream first-content-chunk latency, and requests/s from 32 closed-loop clients for a fixed time.
+Requests carry no `temperature`, so our response cache passes them by; ours also gets cacheable ones that miss
+(temperature 0, a new prompt each). CPU seconds per request of each server's processes come from /proc; py-spy
+(in the LiteLLM venv) profiles the ingress replicas of one group (`profile.py`).
+
+Prints a report (`report.py`) and saves `benchmarks/results/remote_overhead-<stamp>.{json,md}`, with each server's
+log under `benchmarks/out/logs/remote-<stamp>/`. Every process started is stopped at the end, and whatever is left
+of its session killed, also on failure or Ctrl-C (`run.py`). (`python -m benchmarks.remote_overhead trivial-serve
+...` is the trivial ingress's own process; the benchmark starts it.)
+"""

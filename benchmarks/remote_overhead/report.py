@@ -1,0 +1,248 @@
+"""The printed report: a table per group, the targets' verdicts, the options, CPU by process, the servers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from benchmarks.remote_overhead.bodies import MAX_TOKENS
+from benchmarks.remote_overhead.groups import GROUPS, SETTINGS
+
+LABEL = {"direct": "direct to the fake", "litellm": "LiteLLM proxy (1 worker)"}
+_HEAD = [
+    "target",
+    "seq p50 ms",
+    "seq p99 ms",
+    "added p50",
+    "1st chunk p50 ms",
+    "1st chunk p99 ms",
+    "added p50",
+    "req/s @32",
+    "p50 ms @32",
+    "server CPU ms/req",
+]
+
+
+def label(key: str) -> str:
+    if key in LABEL:
+        return LABEL[key]
+    kind, _, setting = key.partition("@")
+    who = "trivial ingress" if kind == "trivial" else "ours"
+    return f"{who}, {SETTINGS[setting].label}"
+
+
+def _g(d: Any, *path: str) -> float:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return math.nan
+        d = d[p]
+    return float(d) if isinstance(d, int | float) else math.nan
+
+
+def _f(x: float, digits: int = 2) -> str:
+    return "–" if math.isnan(x) else f"{x:,.{digits}f}"
+
+
+def _row(key: str, s: dict[str, Any], d_seq: float, d_chunk: float) -> str:
+    seq, chunk = _g(s, "sequential_ms", "p50"), _g(s, "first_chunk_ms", "p50")
+    cpu = _g(s, "server_cpu_ms_per_req_total") if key != "direct" else _g(s, "upstream_cpu_ms_per_req")
+    cells = [
+        label(key),
+        _f(seq),
+        _f(_g(s, "sequential_ms", "p99")),
+        "" if key == "direct" else _f(seq - d_seq),
+        _f(chunk),
+        _f(_g(s, "first_chunk_ms", "p99")),
+        "" if key == "direct" else _f(chunk - d_chunk),
+        _f(_g(s, "req_per_s"), 0),
+        _f(_g(s, "loaded_ms", "p50"), 1),
+        _f(cpu),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def group_table(group: dict[str, Any]) -> str:
+    t = group["targets"]
+    direct = t.get("direct", {})
+    d_seq, d_chunk = _g(direct, "sequential_ms", "p50"), _g(direct, "first_chunk_ms", "p50")
+    lines = ["| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
+    return "\n".join(lines + [_row(key, s, d_seq, d_chunk) for key, s in t.items()])
+
+
+def miss_text(group: dict[str, Any]) -> str:
+    parts = []
+    for key, s in group["targets"].items():
+        if _g(s, "cacheable_miss_ms", "n") > 0:
+            miss, bypass = _g(s, "cacheable_miss_ms", "p50"), _g(s, "sequential_ms", "p50")
+            parts.append(
+                f"{label(key)}, cacheable requests that miss the response cache (temperature 0, a new prompt each): "
+                f"seq p50 {_f(miss)} ms, p99 {_f(_g(s, 'cacheable_miss_ms', 'p99'))} ms ({miss - bypass:+.2f} ms "
+                "over the same request without temperature, which the cache passes by)."
+            )
+    return " ".join(parts)
+
+
+def rounds_text(group: dict[str, Any]) -> str:
+    parts = []
+    for key, s in group["targets"].items():
+        seq = " / ".join(_f(x) for x in s["sequential_p50_rounds"])
+        rps = " / ".join(_f(x, 0) for x in s["req_per_s_rounds"])
+        parts.append(f"{key}: seq p50 {seq} ms; {rps} req/s")
+    return "Per round — " + "; ".join(parts) + "."
+
+
+def _versus_litellm(o: dict[str, Any], lite: dict[str, Any], direct: dict[str, Any]) -> str:
+    d_seq, d_chunk = _g(direct, "sequential_ms", "p50"), _g(direct, "first_chunk_ms", "p50")
+    a_o, a_l = _g(o, "sequential_ms", "p50") - d_seq, _g(lite, "sequential_ms", "p50") - d_seq
+    c_o, c_l = _g(o, "first_chunk_ms", "p50") - d_chunk, _g(lite, "first_chunk_ms", "p50") - d_chunk
+    r = _g(o, "req_per_s") / _g(lite, "req_per_s")
+    return (
+        f"added latency vs LiteLLM's: seq {a_o:.2f} vs {a_l:.2f} ms = {a_l / a_o:.1f}× lower "
+        f"({'met' if a_l >= 3 * a_o else 'MISSED'} ≥ 3×), first chunk {c_o:.2f} vs {c_l:.2f} ms = "
+        f"{c_l / c_o:.1f}× lower; throughput {r:.1f}× LiteLLM's ({'met' if r >= 3 else 'MISSED'} ≥ 3×)"
+    )
+
+
+def verdicts(result: dict[str, Any]) -> list[str]:
+    """The issue's targets, evaluated inside each main group (same Ray setting, same noise)."""
+    out = []
+    for name, group in result["groups"].items():
+        t = group["targets"]
+        ours = next((k for k in t if k.startswith("ours@")), None)
+        trivial = next((k for k in t if k.startswith("trivial@")), None)
+        if (name in GROUPS and GROUPS[name].reference is not None) or ours is None or "direct" not in t:
+            continue
+        parts = []
+        if trivial:
+            dv = _g(t[ours], "sequential_ms", "p50") - _g(t[trivial], "sequential_ms", "p50")
+            dc = _g(t[ours], "first_chunk_ms", "p50") - _g(t[trivial], "first_chunk_ms", "p50")
+            parts.append(
+                f"ours − trivial ingress: {dv:+.2f} ms seq p50 ({'met' if dv <= 1 else 'MISSED'} ≤ 1 ms), "
+                f"{dc:+.2f} ms first-chunk p50"
+            )
+        if "litellm" in t:
+            parts.append(_versus_litellm(t[ours], t["litellm"], t["direct"]))
+        out.append(f"- **{name}** ({SETTINGS[ours.partition('@')[2]].label}): " + "; ".join(parts))
+    return out
+
+
+def _option_line(key: str, s: dict[str, Any], ref: str, r: dict[str, Any]) -> str:
+    dv = _g(s, "sequential_ms", "p50") - _g(r, "sequential_ms", "p50")
+    dc = _g(s, "first_chunk_ms", "p50") - _g(r, "first_chunk_ms", "p50")
+    ratio = _g(s, "req_per_s") / _g(r, "req_per_s")
+    return (
+        f"- {label(key)} vs {label(ref)}: seq p50 {dv:+.2f} ms, first chunk p50 {dc:+.2f} ms, "
+        f"throughput {ratio:.2f}×, server CPU/req {_g(s, 'server_cpu_ms_per_req_total'):.2f} vs "
+        f"{_g(r, 'server_cpu_ms_per_req_total'):.2f} ms"
+    )
+
+
+def options_lines(result: dict[str, Any]) -> list[str]:
+    """Each option against its group's reference (same noise), and the fastest setting for ours."""
+    out = []
+    for name, g in GROUPS.items():
+        t = result["groups"].get(name, {}).get("targets", {})
+        if g.reference is None or g.reference not in t:
+            continue
+        out += [
+            _option_line(k, s, g.reference, t[g.reference]) for k, s in t.items() if k not in ("direct", g.reference)
+        ]
+    ours = [(k, s) for g in result["groups"].values() for k, s in g["targets"].items() if k.startswith("ours@")]
+    if ours:
+        key, s = min(ours, key=lambda o: _g(o[1], "sequential_ms", "p50"))
+        fast_key, fast = max(ours, key=lambda o: _g(o[1], "req_per_s"))
+        fastest, busiest = SETTINGS[key.partition("@")[2]].label, SETTINGS[fast_key.partition("@")[2]].label
+        out.append(
+            f"- Fastest for ours: {fastest} (seq p50 {_g(s, 'sequential_ms', 'p50'):.2f} ms); highest throughput: "
+            f"{busiest} ({_g(fast, 'req_per_s'):.0f} req/s)."
+        )
+    return out
+
+
+def cpu_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, group in result["groups"].items():
+        for key, s in group["targets"].items():
+            if key == "direct":
+                continue
+            by_role = sorted(s["server_cpu_ms_per_req"].items(), key=lambda kv: -kv[1])
+            roles = ", ".join(f"{k} {v:.2f}" for k, v in by_role if v >= 0.01)
+            lines.append(
+                f"- {name} / {key}: {roles} (upstream fake {s['upstream_cpu_ms_per_req']:.2f}, client "
+                f"{s['client_cpu_ms_per_req']:.2f}; other processes {s['foreign_cpu_cores']:.2f} cores)"
+            )
+    return lines
+
+
+def _header(result: dict[str, Any]) -> list[str]:
+    meta, load = result["meta"], result["meta"]["load"]
+    la = meta["loadavg_start"]
+    return [
+        "# Gateway overhead on a remote route (fake provider, 0 ms)",
+        "",
+        f"Command: `{meta['command']}` — started {meta['started']}, took {meta.get('total_s', '?')} s, at commit "
+        f"{meta['git']['head']} ({meta['git']['dirty_package_files']} package files modified), "
+        f"{meta['machine']['cpus']} CPUs. Per target and round: {load['sequential']} sequential non-stream chats and "
+        f"{load['streams']} sequential streams (max_tokens {MAX_TOKENS}, after {load['warmup']} warm-up each), then "
+        f"{load['duration_s']:g} s of {load['concurrency']} closed-loop clients; {load['rounds']} rounds per group, "
+        f"alternating targets. Load average at start {la[0]:.2f}, end {meta.get('loadavg_end', [math.nan])[0]:.2f}. "
+        f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}. Percentiles: nearest-rank.",
+        "",
+        "'added' = the target's p50 minus direct-to-the-fake's p50 in the same group. 'server CPU ms/req' = CPU of "
+        "all the target's processes during the throughput phases per completed request (for direct: the fake's).",
+    ]
+
+
+def _groups(result: dict[str, Any]) -> list[str]:
+    parts = []
+    for name, group in result["groups"].items():
+        before, after = group["loadavg_before"][0], group["loadavg_after"][0]
+        parts += ["", f"## Group {name} (load average {before:.2f} → {after:.2f})", "", group_table(group)]
+        parts += ["", rounds_text(group), "", miss_text(group)]
+    return parts
+
+
+def _profiles(result: dict[str, Any]) -> list[str]:
+    if not result.get("profiles"):
+        return []
+    parts = ["", "## Profiles (py-spy, ingress replica, throughput phase; % of samples on the stack)", ""]
+    for key, p in result["profiles"].items():
+        if "error" in p:
+            parts.append(f"- {key}: {p['error']}")
+            continue
+        buckets = ", ".join(f"{k} {v}%" for k, v in p["inclusive_pct"].items())
+        parts.append(f"- {key} ({p['busy_samples']} busy samples): {buckets}")
+    return parts
+
+
+def _servers(result: dict[str, Any]) -> list[str]:
+    parts = [
+        "",
+        "## Servers",
+        "",
+        "| server | ready s | stop s | exit | escalated | leftovers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in result["servers"].items():
+        ready = "–" if s.get("ready_s") is None else f"{s['ready_s']:.0f}"
+        if "error" in s:
+            parts.append(f"| {name} | {ready} | – | – | – | {s['error']} |")
+            continue
+        escalated = s["escalated"] or "–"
+        parts.append(
+            f"| {name} | {ready} | {s['stop_s']:.1f} | {s['exit_code']} | {escalated} | {len(s['leftovers'])} |"
+        )
+    if result["errors"]:
+        parts += ["", "## Errors", ""] + [f"- {k}: {v}" for k, v in result["errors"].items()]
+    for name, group in result["groups"].items():
+        for key, s in group["targets"].items():
+            if s["failed"]:
+                parts.append(f"- {name}/{key}: {s['failed']} failed requests: {s['errors']}")
+    return parts
+
+
+def report(result: dict[str, Any]) -> str:
+    parts = [*_header(result), *_groups(result), "", "## Targets", "", *verdicts(result), ""]
+    parts += ["## Options, one at a time (against a reference in the same group)", "", *options_lines(result)]
+    parts += ["", "## Server CPU per request (throughput phases, ms)", "", *cpu_lines(result)]
+    return "\n".join(parts + _profiles(result) + _servers(result)) + "\n"

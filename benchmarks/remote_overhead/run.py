@@ -1,0 +1,163 @@
+"""One run: the fake and LiteLLM once, then each group's Ray-hosted targets started, awaited, measured, stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import LOGS, Server, free_port, free_port_ranges, run_meta, stop_all, versions
+from benchmarks.remote_overhead.bodies import MAX_TOKENS, MODEL
+from benchmarks.remote_overhead.groups import GROUPS, SETTINGS, RaySetting
+from benchmarks.remote_overhead.measure import Load, log, measure_group
+from benchmarks.remote_overhead.profile import profile_replica
+from benchmarks.remote_overhead.targets import (
+    Target,
+    direct_ingress_port,
+    ensure_litellm,
+    fake_server,
+    litellm_server,
+    ours_server,
+    trivial_server,
+    wait_answering,
+)
+
+
+@dataclass
+class Bench:
+    """What every group of one run shares: the fake, LiteLLM, where logs and scratch go, the figures so far."""
+
+    args: argparse.Namespace
+    load: Load
+    logs: Path
+    tmp: Path
+    data_dir: Path
+    result: dict[str, Any]
+    fake: Server
+    lite: Server
+    litellm_ready: bool = False
+    servers: list[Server] = field(default_factory=list)  # the fake and LiteLLM, stopped at the very end
+
+
+def _url(server: Server) -> str:
+    return f"http://127.0.0.1:{server.argv[server.argv.index('--port') + 1]}"
+
+
+def _launch(bench: Bench, name: str, kind: str, setting: RaySetting, di_ports: range, into: list[Server]) -> Target:
+    """Start one Ray-hosted target (it is stopped with its group, whatever happens)."""
+    port = free_port()
+    make = trivial_server if kind == "trivial" else ours_server
+    server, ray_tmp = make(name, setting, port, _url(bench.fake), bench.logs, bench.tmp, di_ports, bench.data_dir)
+    into.append(server)
+    server.start()
+    return Target(f"{kind}@{setting.name}", kind, setting, server, f"http://127.0.0.1:{port}", ray_tmp, di_ports)
+
+
+def _ready(bench: Bench, group: str, targets: list[Target], into: list[Server]) -> None:
+    """Wait until every target answers (one more try for one that exits: Ray's start-up can time out on a loaded
+    machine); point direct-ingress targets at their replica's own port."""
+    for i, t in enumerate(targets):
+        if t.setting is None:
+            continue
+        assert t.server is not None and t.di_ports is not None
+        try:
+            wait_answering(t.server, t.base_url, bench.args.ready_timeout)
+        except RuntimeError as e:
+            log(f"{t.server.name} failed to start ({str(e).splitlines()[0]}); one more try")
+            targets[i] = t = _launch(bench, f"{t.server.name}-retry", t.kind, t.setting, t.di_ports, into)
+            assert t.server is not None
+            wait_answering(t.server, t.base_url, bench.args.ready_timeout)
+        if t.setting.direct_ingress:
+            proxy_url = t.base_url
+            t.base_url = f"http://127.0.0.1:{direct_ingress_port(t.server, prefer=int(proxy_url.rsplit(':', 1)[1]))}"
+            found = bench.result["meta"].setdefault("direct_ingress", {})
+            found[f"{group}/{t.key}"] = {"server_port": proxy_url, "replica": t.base_url}
+
+
+def _run_group(bench: Bench, group: str) -> None:
+    members = GROUPS[group].members
+    log(f"group {group}: starting {', '.join(f'{k}@{s}' for k, s in members)}")
+    t0 = time.perf_counter()
+    targets = [Target("direct", "direct", None, None, _url(bench.fake))]
+    if GROUPS[group].litellm:
+        targets.append(Target("litellm", "litellm", None, bench.lite, _url(bench.lite)))
+    group_servers: list[Server] = []
+    try:
+        for (kind, setting), di_ports in zip(members, free_port_ranges(8, len(members)), strict=True):
+            name = f"{group}-{kind}-{setting}"
+            targets.append(_launch(bench, name, kind, SETTINGS[setting], di_ports, group_servers))
+        if not bench.litellm_ready:
+            wait_answering(bench.lite, _url(bench.lite), bench.args.ready_timeout)
+            bench.litellm_ready = True
+        _ready(bench, group, targets, group_servers)
+        log(f"group {group}: ready in {time.perf_counter() - t0:.0f} s; measuring")
+        _measure(bench, group, targets)
+    except Exception as e:  # one group failing must not lose the others' figures
+        bench.result["errors"][group] = f"{type(e).__name__}: {e}"
+        log(f"group {group} FAILED: {e}")
+    finally:
+        stop_all(group_servers, bench.result["servers"])
+        log(f"group {group}: done in {time.perf_counter() - t0:.0f} s")
+
+
+def _measure(bench: Bench, group: str, targets: list[Target]) -> None:
+    la0 = os.getloadavg()
+    figures = asyncio.run(measure_group(targets, bench.load, bench.fake))
+    bench.result["groups"][group] = {
+        "targets": {k: f.summary() for k, f in figures.items()},
+        "loadavg_before": la0,
+        "loadavg_after": os.getloadavg(),
+        "ready_s": {t.key: t.server.ready_s for t in targets if t.server is not None},
+    }
+    if bench.args.profile and group == bench.args.profile_group:
+        for t in targets:
+            if t.kind in ("trivial", "ours"):
+                log(f"profiling {t.key}")
+                bench.result.setdefault("profiles", {})[t.key] = profile_replica(t, bench.load, bench.logs, 8.0)
+
+
+def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
+    load = Load(args.rounds, args.sequential, args.streams, args.concurrency, args.duration)
+    logs = LOGS / f"remote-{stamp}"
+    logs.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="rob-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 chars
+    from orchestrator.settings import load_settings
+
+    data_dir = load_settings().data_dir
+    t_run = time.perf_counter()
+    result: dict[str, Any] = {"meta": meta(load, logs, args), "groups": {}, "servers": {}, "errors": {}}
+    result["meta"]["versions"]["litellm"] = ensure_litellm(log)
+    fake = fake_server(free_port(), logs, data_dir)
+    lite = litellm_server(free_port(), _url(fake), logs, tmp, data_dir)
+    bench = Bench(args, load, logs, tmp, data_dir, result, fake, lite)
+    try:
+        bench.servers.append(fake.start())
+        wait_answering(fake, _url(fake), 30)
+        bench.servers.append(bench.lite.start())
+        for group in args.groups:
+            _run_group(bench, group)
+    finally:
+        stop_all(bench.servers, result["servers"])
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["meta"]["total_s"] = round(time.perf_counter() - t_run, 1)
+    result["meta"]["loadavg_end"] = os.getloadavg()
+    return result
+
+
+def meta(load: Load, logs: Path, args: argparse.Namespace) -> dict[str, Any]:
+    dists = ("ray", "fastapi", "uvicorn", "httpx", "httpx-aiohttp", "aiohttp", "uvloop", "pydantic")
+    return {
+        **run_meta("benchmarks.remote_overhead"),
+        "versions": versions(dists),
+        "load": load.__dict__,
+        "groups": args.groups,
+        "model": MODEL,
+        "max_tokens": MAX_TOKENS,
+        "logs": str(logs),
+    }
