@@ -97,6 +97,7 @@ from orchestrator.providers.http import (
     SSEEvent,
     credentials_rejected,
     error_from_response,
+    json_body,
     map_transport_errors,
     sse_events,
 )
@@ -522,7 +523,9 @@ class AnthropicProvider:
         body = to_anthropic(request, model, self._default_max_tokens)
         try:
             with map_transport_errors(self.name):
-                async with self._client.stream("POST", self._url, json=body, headers=self._headers()) as response:
+                async with self._client.stream(
+                    "POST", self._url, content=json_body(body), headers=self._headers()
+                ) as response:
                     if not response.is_success:
                         await response.aread()
                         raise error_from_response(

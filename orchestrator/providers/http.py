@@ -21,11 +21,13 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import httpx
 
 from orchestrator.errors import (
+    InvalidRequest,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -34,6 +36,17 @@ from orchestrator.errors import (
 )
 
 MAX_RETRY_AFTER_S = 600.0
+
+
+def json_body(body: dict[str, Any]) -> bytes:
+    """The upstream request's JSON; a number JSON has no room for (1e400 parses as infinity) is the
+    client's mistake, a 400, not a failure of the route."""
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        raise InvalidRequest(
+            "A number in the request is too large to send on as JSON.", code="invalid_value"
+        ) from None
 
 
 @contextlib.contextmanager

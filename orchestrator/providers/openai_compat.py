@@ -27,7 +27,7 @@ from orchestrator.protocol import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
-from orchestrator.providers.http import error_from_response, map_transport_errors, sse_events
+from orchestrator.providers.http import error_from_response, json_body, map_transport_errors, sse_events
 
 C = TypeVar("C", ChatCompletionChunk, CompletionChunk)
 
@@ -141,7 +141,8 @@ class OpenAICompatProvider:
         body = request.model_dump(exclude_none=True)
         body["model"] = model
         with map_transport_errors(self.name):
-            response = await self._client.post(f"{self._base}/embeddings", json=body, headers=self._headers)
+            url, content = f"{self._base}/embeddings", json_body(body)
+            response = await self._client.post(url, content=content, headers=self._headers)
         if response.status_code != 200:
             raise error_from_response(
                 self.name, response.status_code, response.headers, response.content, key_env=self._key_env
@@ -151,7 +152,7 @@ class OpenAICompatProvider:
     async def _stream(
         self, path: str, body: dict[str, Any], kind: type[C], fix: Callable[[C], C] | None = None
     ) -> AsyncGenerator[C, None]:
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        content = json_body(body)
         url, headers = self._urls[path], self._headers
         with map_transport_errors(self.name):
             async with self._client.stream("POST", url, content=content, headers=headers) as response:
