@@ -24,6 +24,7 @@ from orchestrator.accounting.accounts import Accounts, Tab
 from orchestrator.accounting.admin import add_admin_routes
 from orchestrator.accounting.metrics import CONTENT_TYPE_LATEST
 from orchestrator.errors import MethodNotAllowed, NotFound, OrchestratorError, RequestTooLarge
+from orchestrator.frontdoors.anthropic import AnthropicMessages
 from orchestrator.frontdoors.base import FrontDoor
 from orchestrator.frontdoors.openai import error_response, json_response, openai_doors
 from orchestrator.pipeline import Pipeline
@@ -43,15 +44,15 @@ def build_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     doors: list[FrontDoor] | None = None,
 ) -> FastAPI:
-    """The ASGI app over one pipeline: its front doors (OpenAI's by default), `/v1/models`, `/health`,
-    `/metrics` and the admin API. `accounts` checks keys and budgets and accounts for every request
-    (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413."""
+    """The ASGI app over one pipeline: its front doors (OpenAI's and Anthropic's Messages by default),
+    `/v1/models`, `/health`, `/metrics` and the admin API. `accounts` checks keys and budgets and accounts
+    for every request (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413."""
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.redirect_slashes = False  # `/v1/chat/completions/` is a 404 in OpenAI's shape, as OpenAI answers
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
     app.add_middleware(RequestScope, accounts=acct)  # type: ignore[arg-type]
     add_admin_routes(app, acct)
-    doors = doors if doors is not None else list(openai_doors())
+    doors = doors if doors is not None else [*openai_doors(), AnthropicMessages()]
     by_path = {door.path: door for door in doors}
 
     _answer_errors(app, by_path)

@@ -48,8 +48,9 @@ _NOT_JSON = (
 # ---------------------------------------------------------------------------- parsing
 
 
-def parse_body(raw: bytes, model: type[M]) -> M:
-    """`raw` as `model`, or an `InvalidRequest` that says what is wrong, naming the field.
+def parse_body(raw: bytes, model: type[M], not_json: str = _NOT_JSON) -> M:
+    """`raw` as `model`, or an `InvalidRequest` that says what is wrong, naming the field
+    (`not_json`, with `{why}`, when it isn't JSON at all).
 
     JSON as the standard has it: no NaN or Infinity, no lone surrogate, nesting within the
     parser's limit (a number too large for a float parses as infinity; a provider's body that
@@ -59,7 +60,7 @@ def parse_body(raw: bytes, model: type[M]) -> M:
     try:
         data = pydantic_core.from_json(raw, allow_inf_nan=False)
     except ValueError as e:
-        raise InvalidRequest(_NOT_JSON.format(why=f" ({e})")) from None
+        raise InvalidRequest(not_json.format(why=f" ({e})")) from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     try:

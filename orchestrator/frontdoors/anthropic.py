@@ -1,0 +1,447 @@
+"""Anthropic's Messages API inbound: `POST /v1/messages`, the mirror image of `providers.anthropic`.
+
+A Messages request is validated against pydantic models of Anthropic's request
+(`MessagesRequest`) and translated into the OpenAI chat request the flow
+answers (`to_chat`), so it is resolved, admitted, cached, spilled and billed
+like any chat request. The answer goes back as Anthropic's `message` JSON
+(`to_message`) or as its event stream (`MessageEvents`: `message_start`,
+`ping`, `content_block_*`, `message_delta`, `message_stop`; an `error` event on
+a failure after the stream started, never a silent end). Errors have
+Anthropic's shape, `{"type": "error", "error": {"type", "message"}}`, typed by
+the gateway error's status (`error_response`).
+
+Decisions, where the two APIs differ:
+
+- `system` (a string or text blocks, joined with blank lines) is the first
+  message; a user turn's `tool_result` blocks become `tool` messages ahead of
+  the rest of the turn; an assistant turn's `tool_use` blocks become its
+  `tool_calls`; thinking blocks in the history are dropped.
+- `top_k` is ignored (OpenAI has no such parameter); `metadata.user_id` is
+  OpenAI's `user`; at most 4 `stop_sequences`, as OpenAI takes.
+- `stop_reason`: stop -> end_turn (stop_sequence when the route says which
+  sequence matched), length -> max_tokens, tool_calls -> tool_use,
+  content_filter -> refusal. `usage.input_tokens` excludes cache reads
+  (`cache_read_input_tokens`), as Anthropic counts them. In a stream the token
+  counts are known at its end, so they come in `message_delta`.
+- a tool call's arguments that are not a JSON object come back as input `{}`
+  in a whole message (a stream sends them as they are).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from orchestrator.accounting.accounts import Tab
+from orchestrator.calls import CHAT, Call
+from orchestrator.errors import OrchestratorError, UpstreamError
+from orchestrator.failover import OpenStream
+from orchestrator.frontdoors.base import tenant
+from orchestrator.frontdoors.openai import SSE_HEADERS, parse_body, route_headers, validation_error
+from orchestrator.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ToolCallDelta, Usage
+from orchestrator.routes import Route, Routed
+
+log = logging.getLogger(__name__)
+
+_NOT_JSON = "The request body is not valid JSON{why}."
+# OpenAI's finish_reason -> Anthropic's stop_reason (`providers.anthropic.FINISH_REASONS` the other way).
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+# --------------------------------------------------------------------------- request models
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TextBlock(_Wire):
+    type: Literal["text"]
+    text: str
+
+
+class Base64Source(_Wire):
+    type: Literal["base64"]
+    media_type: str
+    data: str
+
+
+class URLSource(_Wire):
+    type: Literal["url"]
+    url: str
+
+
+class ImageBlock(_Wire):
+    type: Literal["image"]
+    source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
+
+
+class ToolUseBlock(_Wire):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ToolResultBlock(_Wire):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]] | None = None
+    is_error: bool | None = None
+
+
+class ThinkingBlock(_Wire):
+    type: Literal["thinking", "redacted_thinking"]
+
+
+ContentBlock = Annotated[
+    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock, Field(discriminator="type")
+]
+
+
+class Message(_Wire):
+    role: Literal["user", "assistant"]
+    content: str | list[ContentBlock]
+
+
+class ToolDef(_Wire):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    description: str | None = None
+    input_schema: dict[str, Any]
+
+
+class ToolChoice(_Wire):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+    @model_validator(mode="after")
+    def _name_for_tool(self) -> ToolChoice:
+        if self.type == "tool" and not self.name:
+            raise ValueError("a tool_choice of type 'tool' needs 'name'")
+        return self
+
+
+class RequestMetadata(_Wire):
+    user_id: str | None = None
+
+
+class MessagesRequest(_Wire):
+    """`POST /v1/messages`: the fields the gateway serves; others are accepted and ignored."""
+
+    model: Annotated[str, Field(min_length=1)]
+    max_tokens: Annotated[int, Field(ge=1)]
+    messages: Annotated[list[Message], Field(min_length=1)]
+    system: str | list[TextBlock] | None = None
+    stop_sequences: Annotated[list[str], Field(max_length=4)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    metadata: RequestMetadata | None = None
+    stream: bool = False
+    tools: list[ToolDef] | None = None
+    tool_choice: ToolChoice | None = None
+
+
+# --------------------------------------------------------------------------- request -> chat
+
+
+def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
+    """The OpenAI chat request that asks the same as `request`."""
+    body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens, "stream": request.stream}
+    body["messages"] = _system(request.system) + [m for message in request.messages for m in _messages(message)]
+    for name in ("temperature", "top_p"):
+        if (value := getattr(request, name)) is not None:
+            body[name] = value
+    if request.stop_sequences:
+        body["stop"] = request.stop_sequences
+    if request.metadata is not None and request.metadata.user_id:
+        body["user"] = request.metadata.user_id
+    body.update(_tool_fields(request))
+    try:
+        return ChatCompletionRequest.model_validate(body)
+    except ValidationError as e:
+        raise validation_error(e) from None
+
+
+def _system(system: str | list[TextBlock] | None) -> list[dict[str, Any]]:
+    text = system if isinstance(system, str) else "\n\n".join(b.text for b in system or [])
+    return [{"role": "system", "content": text}] if text else []
+
+
+def _messages(message: Message) -> list[dict[str, Any]]:
+    """One Anthropic turn as OpenAI messages: tool results first (as `tool` messages), then the turn."""
+    if isinstance(message.content, str):
+        return [{"role": message.role, "content": message.content}]
+    if message.role == "assistant":
+        return [_assistant(message.content)]
+    results = [_tool_message(b) for b in message.content if isinstance(b, ToolResultBlock)]
+    parts = [_part(b) for b in message.content if isinstance(b, TextBlock | ImageBlock)]
+    return results + ([{"role": "user", "content": parts}] if parts else [])
+
+
+def _assistant(blocks: list[Any]) -> dict[str, Any]:
+    text = "".join(b.text for b in blocks if isinstance(b, TextBlock))
+    calls = [
+        {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input)}}
+        for b in blocks
+        if isinstance(b, ToolUseBlock)
+    ]
+    return {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
+
+
+def _part(block: TextBlock | ImageBlock) -> dict[str, Any]:
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    source = block.source
+    url = source.url if isinstance(source, URLSource) else f"data:{source.media_type};base64,{source.data}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _tool_message(block: ToolResultBlock) -> dict[str, Any]:
+    content: str | list[dict[str, Any]] = block.content if isinstance(block.content, str) else ""
+    if isinstance(block.content, list):
+        parts = [_part(b) for b in block.content]
+        texts = [p["text"] for p in parts if p["type"] == "text"]
+        content = "\n".join(texts) if len(texts) == len(parts) else parts
+    return {"role": "tool", "tool_call_id": block.tool_use_id, "content": content}
+
+
+def _function(tool: ToolDef) -> dict[str, Any]:
+    return {"name": tool.name, "description": tool.description, "parameters": tool.input_schema}
+
+
+def _tool_fields(request: MessagesRequest) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if request.tools:
+        fields["tools"] = [{"type": "function", "function": _function(t)} for t in request.tools]
+    choice = request.tool_choice
+    if choice is not None:
+        simple = {"auto": "auto", "any": "required", "none": "none"}
+        fields["tool_choice"] = simple.get(choice.type) or {"type": "function", "function": {"name": choice.name}}
+        if choice.disable_parallel_tool_use and request.tools:
+            fields["parallel_tool_calls"] = False
+    return fields
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def message_id(completion_id: str) -> str:
+    return "msg_" + completion_id.removeprefix("chatcmpl-").removeprefix("msg_")
+
+
+def stop_reason(finish: str | None, extra: object, stops: list[str]) -> tuple[str, str | None]:
+    """(stop_reason, stop_sequence) for a finish reason and the route's own `stop_reason`, if any."""
+    if finish == "stop" and isinstance(extra, str) and extra in stops:
+        return "stop_sequence", extra
+    return STOP_REASONS.get(finish or "stop", "end_turn"), None
+
+
+def usage_of(usage: Usage | None) -> dict[str, int]:
+    if usage is None:
+        return {"input_tokens": 0, "output_tokens": 0}
+    cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+    counts = {"input_tokens": usage.prompt_tokens - cached, "output_tokens": usage.completion_tokens}
+    return counts | ({"cache_read_input_tokens": cached} if cached else {})
+
+
+def tool_input(arguments: str) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def to_message(completion: ChatCompletion, request: ChatCompletionRequest) -> dict[str, Any]:
+    """A whole chat completion as Anthropic's `message` object."""
+    choice = completion.choices[0]
+    content: list[dict[str, Any]] = []
+    if text := (choice.message.content or choice.message.refusal):
+        content.append({"type": "text", "text": text})
+    for call in choice.message.tool_calls or []:
+        input_ = tool_input(call.function.arguments)
+        content.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input_})
+    reason, sequence = stop_reason(choice.finish_reason, getattr(choice, "stop_reason", None), request.stop_list())
+    return {
+        "id": message_id(completion.id),
+        "type": "message",
+        "role": "assistant",
+        "model": completion.model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "usage": usage_of(completion.usage),
+    }
+
+
+def sse(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+
+class MessageEvents:
+    """OpenAI chunks -> Anthropic stream events, one chunk at a time.
+
+    Holds which content block is open (text, or the tool call of an OpenAI
+    tool index), the stop reason and the usage; `close` says how it ended.
+    """
+
+    def __init__(self, request: ChatCompletionRequest):
+        self._stops = request.stop_list()
+        self._started = False
+        self._blocks = 0  # content blocks opened so far
+        self._open: int | None = None  # the open block's index
+        self._text: int | None = None  # the open block's index when it is text
+        self._tools: dict[int, int] = {}  # OpenAI tool call index -> content block index
+        self._reason: tuple[str, str | None] = ("end_turn", None)
+        self._usage: Usage | None = None
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        out = b"" if self._started else self._start(chunk)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices[:1]:
+            if text := (choice.delta.content or choice.delta.refusal):
+                out += self._text_delta(text)
+            for call in choice.delta.tool_calls or []:
+                out += self._tool_delta(call)
+            if choice.finish_reason is not None:
+                self._reason = stop_reason(choice.finish_reason, getattr(choice, "stop_reason", None), self._stops)
+        return out
+
+    def close(self) -> bytes:
+        """`content_block_stop` for the open block, `message_delta` and `message_stop`."""
+        reason, sequence = self._reason
+        delta = {"delta": {"stop_reason": reason, "stop_sequence": sequence}, "usage": usage_of(self._usage)}
+        return self._stop_open() + sse("message_delta", delta) + sse("message_stop", {})
+
+    def _start(self, chunk: ChatCompletionChunk) -> bytes:
+        self._started = True
+        message: dict[str, Any] = {
+            "id": message_id(chunk.id),
+            "type": "message",
+            "role": "assistant",
+            "model": chunk.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return sse("message_start", {"message": message}) + sse("ping", {})
+
+    def _text_delta(self, text: str) -> bytes:
+        out = b""
+        if self._text is None:
+            out = self._open_block({"type": "text", "text": ""})
+            self._text = self._open
+        return out + sse("content_block_delta", {"index": self._text, "delta": {"type": "text_delta", "text": text}})
+
+    def _tool_delta(self, call: ToolCallDelta) -> bytes:
+        out = b""
+        if call.index not in self._tools:
+            name = call.function.name if call.function and call.function.name else ""
+            out = self._open_block({"type": "tool_use", "id": call.id or "", "name": name, "input": {}})
+            self._tools[call.index] = self._blocks - 1
+        arguments = call.function.arguments if call.function else None
+        if arguments:
+            delta = {"type": "input_json_delta", "partial_json": arguments}
+            out += sse("content_block_delta", {"index": self._tools[call.index], "delta": delta})
+        return out
+
+    def _open_block(self, block: dict[str, Any]) -> bytes:
+        out = self._stop_open()
+        self._open = self._blocks
+        self._blocks += 1
+        return out + sse("content_block_start", {"index": self._open, "content_block": block})
+
+    def _stop_open(self) -> bytes:
+        if self._open is None:
+            return b""
+        index, self._open, self._text = self._open, None, None
+        return sse("content_block_stop", {"index": index})
+
+
+async def message_events(
+    stream: OpenStream[ChatCompletionChunk], request: ChatCompletionRequest
+) -> AsyncIterator[bytes]:
+    """The stream as Anthropic SSE, ending with `message_stop`, or with an `error` event on failure."""
+    events = MessageEvents(request)
+    try:
+        yield b"".join(events.feed(c) for c in stream.prefix)
+        async for chunk in stream.rest:
+            if out := events.feed(chunk):
+                yield out
+    except OrchestratorError as e:
+        yield sse("error", error_body(e))
+        return
+    except Exception as e:  # never a silent truncation: say the stream broke
+        log.exception("stream failed")
+        yield sse("error", error_body(UpstreamError(f"The stream failed: {type(e).__name__}.")))
+        return
+    finally:
+        await stream.aclose()
+    yield events.close()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def error_type(status: int) -> str:
+    if status in ERROR_TYPES:
+        return ERROR_TYPES[status]
+    return "invalid_request_error" if 400 <= status < 500 else "api_error"
+
+
+def error_body(exc: OrchestratorError) -> dict[str, Any]:
+    return {"error": {"type": error_type(exc.status_code), "message": exc.message}}
+
+
+def error_response(exc: OrchestratorError) -> Response:
+    """Anthropic's error JSON with the gateway error's status (and `Retry-After`)."""
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return JSONResponse({"type": "error", **error_body(exc)}, status_code=exc.status_code, headers=headers)
+
+
+# --------------------------------------------------------------------------- the door
+
+
+class AnthropicMessages:
+    """`POST /v1/messages`: Anthropic's Messages API over the chat flow."""
+
+    path = "/v1/messages"
+
+    def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
+        request = to_chat(parse_body(raw, MessagesRequest, _NOT_JSON))
+        return Call(CHAT, request, headers, tab, tenant(tab))
+
+    def encode(self, call: Call, routed: Routed[Any]) -> Response:
+        if isinstance(routed.result, OpenStream):
+            return _stream_response(routed.result, call.body, routed.route)
+        body = json.dumps(to_message(routed.result, call.body))
+        return Response(content=body, media_type="application/json", headers=route_headers(routed.route))
+
+    def error(self, exc: OrchestratorError) -> Response:
+        return error_response(exc)
+
+
+def _stream_response(stream: OpenStream[Any], request: ChatCompletionRequest, route: Route) -> Response:
+    return StreamingResponse(
+        message_events(stream, request), media_type="text/event-stream", headers={**SSE_HEADERS, **route_headers(route)}
+    )

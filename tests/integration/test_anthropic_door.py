@@ -1,0 +1,304 @@
+"""`POST /v1/messages` through the official anthropic SDK, against the in-process app.
+
+Local answers come from the fake engines of `conftest.py` (no tools there);
+tool round trips go to fake providers that support tools, one speaking
+OpenAI's wire format ("alpha") and one Anthropic's ("claude"). Every body and
+stream event is also held to the SDK's own types.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import anthropic
+import httpx
+import httpx2
+import pytest
+from anthropic.types import Message, RawMessageStreamEvent
+from fastapi import FastAPI
+from http_checks import CHAT_MODEL
+from pydantic import TypeAdapter
+
+from orchestrator.accounting.book import Book, InProcessOwner
+from orchestrator.accounting.keys import hash_key
+from orchestrator.accounting.setup import build_accounts
+from orchestrator.api import build_app
+from orchestrator.app import build_pipeline
+from orchestrator.settings import load_settings
+from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.provider import FakeProvider
+
+KEYS = {"ALPHA_KEY": "sk-alpha-SECRET-1111", "CLAUDE_KEY": "sk-ant-SECRET-3333"}
+TEAM_KEY = "sk-orch-team-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
+
+
+def sdk(app: FastAPI, api_key: str = "x") -> anthropic.AsyncAnthropic:
+    # anthropic 2.x is built on `httpx2` (httpx's successor), which has the same in-process ASGI transport.
+    transport = httpx2.ASGITransport(app=app)
+    http = httpx2.AsyncClient(transport=transport, base_url="http://t")
+    return anthropic.AsyncAnthropic(api_key=api_key, base_url="http://t", http_client=http, max_retries=0)
+
+
+def text_of(message: Message) -> str:
+    return "".join(b.text for b in message.content if b.type == "text")
+
+
+async def raw_events(app: FastAPI, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stream's events as sent, each held to the SDK's event types."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        r = await http.post("/v1/messages", json={**body, "stream": True})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text
+    events = []
+    for frame in r.text.split("\n\n"):
+        if frame.strip():
+            kind, data = frame.split("\n")
+            event = json.loads(data.removeprefix("data: "))
+            assert kind == f"event: {event['type']}"
+            if event["type"] not in ("ping", "error"):
+                EVENTS.validate_python(event)
+            events.append(event)
+    return events
+
+
+# ------------------------------------------------------------------------------ local (fake engines)
+
+
+async def test_a_whole_message(app: FastAPI) -> None:
+    client = sdk(app)
+    raw = await client.messages.with_raw_response.create(
+        model=CHAT_MODEL, max_tokens=20, messages=[{"role": "user", "content": "hello there"}]
+    )
+    Message.model_validate(json.loads(await raw.read()))  # every field Anthropic's type wants
+    assert raw.headers["x-served-by"].endswith(CHAT_MODEL)
+    message = await raw.parse()
+    assert message.id.startswith("msg_") and message.type == "message" and message.role == "assistant"
+    assert text_of(message) == "hello there"
+    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens == 2
+
+
+async def test_a_stream_says_what_the_whole_message_says(app: FastAPI) -> None:
+    client = sdk(app)
+    ask: dict[str, Any] = {
+        "model": CHAT_MODEL,
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "one two three four"}],
+    }
+    whole = await client.messages.create(**ask)
+    async with client.messages.stream(**ask) as stream:
+        pieces = [text async for text in stream.text_stream]
+        final = await stream.get_final_message()
+    assert len(pieces) > 1 and "".join(pieces) == text_of(whole) == text_of(final)
+    assert final.stop_reason == "end_turn"
+    assert final.usage.input_tokens == whole.usage.input_tokens
+    assert final.usage.output_tokens == whole.usage.output_tokens
+
+
+async def test_the_stream_events_come_in_anthropics_order(app: FastAPI) -> None:
+    events = await raw_events(
+        app, {"model": CHAT_MODEL, "max_tokens": 20, "messages": [{"role": "user", "content": "a b c"}]}
+    )
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["message_start", "ping", "content_block_start"]
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(kinds[3:-3]) == {"content_block_delta"}
+    assert events[-2]["delta"]["stop_reason"] == "end_turn" and events[-2]["usage"]["output_tokens"] == 3
+
+
+async def test_system_prompt_and_a_multi_turn_conversation(app: FastAPI, chat_engine: FakeEngine) -> None:
+    client = sdk(app)
+    message = await client.messages.create(
+        model=CHAT_MODEL,
+        max_tokens=30,
+        system=[{"type": "text", "text": "You are terse."}],
+        messages=[
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": [{"type": "text", "text": "first answer"}]},
+            {"role": "user", "content": [{"type": "text", "text": "second question"}]},
+        ],
+        stop_sequences=["never"],
+        metadata={"user_id": "u-1"},
+        extra_body={"temperature": 0.5, "top_k": 5},  # this SDK no longer names them
+    )
+    assert text_of(message) == "second question"  # the fake parrots the last user turn
+    with_system = message.usage.input_tokens
+    bare = await client.messages.create(
+        model=CHAT_MODEL, max_tokens=30, messages=[{"role": "user", "content": "second question"}]
+    )
+    assert with_system > bare.usage.input_tokens  # the system prompt and the history were in the prompt
+
+
+async def test_max_tokens_cuts_the_answer(app: FastAPI) -> None:
+    message = await sdk(app).messages.create(
+        model=CHAT_MODEL, max_tokens=2, messages=[{"role": "user", "content": "one two three four"}]
+    )
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 2
+
+
+async def test_a_request_without_max_tokens_is_a_400_in_anthropics_shape(app: FastAPI) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await sdk(app).messages.create(
+            model=CHAT_MODEL,
+            max_tokens=cast(int, anthropic.NOT_GIVEN),
+            messages=[{"role": "user", "content": "hi"}],
+            timeout=10,  # the SDK would compute one from max_tokens
+        )
+    assert caught.value.status_code == 400
+    body = cast(dict[str, Any], caught.value.body)
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in body["error"]["message"]
+
+
+async def test_an_unknown_model_is_a_404_in_anthropics_shape(app: FastAPI) -> None:
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        await sdk(app).messages.create(
+            model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    body = cast(dict[str, Any], caught.value.body)
+    assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
+
+
+async def test_tools_for_a_model_without_tools_are_a_400(app: FastAPI) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await sdk(app).messages.create(
+            model=CHAT_MODEL, max_tokens=10, tools=[WEATHER], messages=[{"role": "user", "content": "weather?"}]
+        )
+    body = cast(dict[str, Any], caught.value.body)
+    assert body["error"]["type"] == "invalid_request_error" and "tool" in body["error"]["message"]
+
+
+async def test_a_body_that_is_not_json_is_a_400_in_anthropics_shape(app: FastAPI) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        r = await http.post("/v1/messages", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["type"] == "error" and r.json()["error"]["type"] == "invalid_request_error"
+
+
+# ------------------------------------------------------------------------------ remote (fake providers)
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict[str, FakeProvider]]:
+    with (
+        FakeProvider(api_key=KEYS["ALPHA_KEY"], reply="It is sunny.") as alpha,
+        FakeProvider(api_key=KEYS["CLAUDE_KEY"], reply="It is sunny.") as claude,
+    ):
+        yield {"alpha": alpha, "claude": claude}
+
+
+@pytest.fixture(autouse=True)
+def healthy(request: pytest.FixtureRequest) -> None:
+    if "fakes" in request.fixturenames:
+        for p in request.getfixturevalue("fakes").values():
+            p.clear_fault()
+
+
+@pytest.fixture
+async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
+    settings = load_settings(
+        providers={
+            "alpha": {
+                "base_url": fakes["alpha"].base_url + "/v1",
+                "api_key_env": "ALPHA_KEY",
+                "models": {"m": {"id": "alpha-model"}},
+            },
+            "claude": {
+                "kind": "anthropic",
+                "base_url": fakes["claude"].base_url,
+                "api_key_env": "CLAUDE_KEY",
+                "models": {"haiku": {"id": "claude-test"}},
+            },
+        },
+        models={},
+        resilience={"first_token_timeout_s": 1.0, "idle_timeout_s": 0.5, "deadline_s": 8.0, "backoff_base_s": 0.05},
+        ledger={"path": str(tmp_path / "ledger.sqlite"), "owner": "process"},
+        keys={"team": {"sha256": hash_key(TEAM_KEY)}},
+    )
+    engine = FakeEngine("local-chat")
+    async with httpx.AsyncClient() as upstream:
+        pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env=KEYS, client=upstream)
+        book = Book(tmp_path / "ledger.sqlite")
+        accounts = await build_accounts(settings, pipeline, owner=InProcessOwner(book), env=KEYS)
+        try:
+            yield build_app(pipeline, accounts)
+        finally:
+            await accounts.drain()
+            await accounts.background.stop()
+            book.close()
+
+
+@pytest.mark.parametrize("model", ["alpha/m", "claude/haiku"])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_tool_use_round_trip(remote: FastAPI, model: str, stream: bool) -> None:
+    client = sdk(remote, TEAM_KEY)  # sent as x-api-key, as Anthropic clients send it
+    question: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    ask: dict[str, Any] = {"model": model, "max_tokens": 50, "tools": [WEATHER], "tool_choice": {"type": "any"}}
+    if stream:
+        async with client.messages.stream(**ask, messages=question) as s:
+            first = await s.get_final_message()
+    else:
+        first = await client.messages.create(**ask, messages=question)
+    assert first.stop_reason == "tool_use"
+    [use] = [b for b in first.content if b.type == "tool_use"]
+    assert use.name == "get_weather" and isinstance(use.input, dict) and isinstance(use.input["city"], str)
+    result = {"type": "tool_result", "tool_use_id": use.id, "content": [{"type": "text", "text": "sunny, 21C"}]}
+    second = await client.messages.create(
+        model=model,
+        max_tokens=50,
+        tools=[WEATHER],
+        messages=[*question, {"role": "assistant", "content": first.content}, {"role": "user", "content": [result]}],
+    )
+    assert second.stop_reason == "end_turn" and "sunny, 21C" in text_of(second)
+
+
+async def test_the_tool_use_stream_sends_input_json_deltas(remote: FastAPI) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=remote), base_url="http://t") as http:
+        r = await http.post(
+            "/v1/messages",
+            headers={"x-api-key": TEAM_KEY, "anthropic-version": "2023-06-01"},
+            json={
+                "model": "alpha/m",
+                "max_tokens": 50,
+                "stream": True,
+                "tools": [WEATHER],
+                "messages": [{"role": "user", "content": "weather?"}],
+            },
+        )
+    assert r.status_code == 200 and r.headers["x-served-by"] == "alpha/alpha-model"
+    events = [json.loads(f.split("\n")[1].removeprefix("data: ")) for f in r.text.split("\n\n") if f.strip()]
+    for event in events:
+        if event["type"] != "ping":
+            EVENTS.validate_python(event)
+    starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    assert starts[-1]["type"] == "tool_use" and starts[-1]["name"] == "get_weather"
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    arguments = "".join(d["partial_json"] for d in deltas if d["type"] == "input_json_delta")
+    assert isinstance(json.loads(arguments)["city"], str)
+
+
+async def test_a_bad_key_is_a_401_in_anthropics_shape(remote: FastAPI) -> None:
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        await sdk(remote, "sk-orch-wrong").messages.create(
+            model="alpha/m", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    body = cast(dict[str, Any], caught.value.body)
+    assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
+
+
+async def test_a_failure_mid_stream_ends_with_an_error_event(remote: FastAPI, fakes: dict[str, FakeProvider]) -> None:
+    fakes["alpha"].set_fault("stream_error", stall_after=2)
+    client = sdk(remote, TEAM_KEY)
+    with pytest.raises(anthropic.APIError):
+        async with client.messages.stream(
+            model="alpha/m", max_tokens=50, messages=[{"role": "user", "content": "one two three four five"}]
+        ) as s:
+            await s.get_final_message()
