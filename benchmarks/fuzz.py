@@ -35,7 +35,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as with_seed
 from yarl import URL
 
+from benchmarks.harness.runs import git_state
 from benchmarks.harness.servers import Server, describe, free_port
 from benchmarks.harness.stats import percentile
 from orchestrator.testing.provider import FakeProvider
@@ -61,6 +61,7 @@ from tests.fuzz_bodies import (
     Target,
     any_request,
     encode,
+    fake_providers,
     known_requests,
     stream_ended_in_error,
     valid_chat,
@@ -293,7 +294,6 @@ async def after(base: str) -> dict[str, Any]:
 def config(port: int, data_dir: Path, tmp: Path, fake: FakeProvider, embed: bool) -> dict[str, Any]:
     from orchestrator.accounting.keys import hash_key
 
-    price = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
     eager = {"engine_args": {"enforce_eager": True}}  # engines start in seconds instead of minutes on two cores
     return {
         "data_dir": str(data_dir),
@@ -302,22 +302,7 @@ def config(port: int, data_dir: Path, tmp: Path, fake: FakeProvider, embed: bool
         "embedding": {"model": EMBED, "max_model_len": 256, "dtype": "float32", "kv_cache_gib": 0.25, **eager}
         if embed
         else {"model": None},
-        "providers": {
-            "paid": {
-                "base_url": fake.base_url + "/v1",
-                "api_key_env": "FUZZ_PAID_KEY",
-                "models": {
-                    "big": {"id": "paid-big", "vision": True, **price},
-                    "embed": {"id": "paid-embed", "kind": "embedding", "input_per_mtok": 0.1},
-                },
-            },
-            "claude": {
-                "kind": "anthropic",
-                "base_url": fake.base_url,
-                "api_key_env": "FUZZ_PAID_KEY",
-                "models": {"haiku": {"id": "claude-haiku", **price}},
-            },
-        },
+        "providers": fake_providers(fake.base_url),
         "models": {
             "auto": {"routes": [LOCAL, "paid/big"], "ttft_slo_ms": 1000},
             "embed-any": [EMBED, "paid/embed"] if embed else ["paid/embed"],
@@ -478,17 +463,6 @@ def targets(report: dict[str, Any]) -> dict[str, bool]:
         "health_up_after": after_["health"]["status"] == 200,
         "valid_chat_after": after_["chat"]["status"] == 200,
     }
-
-
-def git_state() -> dict[str, Any]:
-    def git(*argv: str) -> str:
-        try:
-            return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    dirty = git("--no-optional-locks", "status", "--porcelain", "--", "orchestrator", "local_models", "config")
-    return {"head": git("rev-parse", "--short", "HEAD"), "dirty_package_files": len(dirty.splitlines())}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -860,3 +860,25 @@ def known_requests(target: Target, local: str, remote: str, embed_local: str, em
 
 def valid_chat(model: str, text: str = "What is the capital of France?") -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 8, "temperature": 0.7}
+
+
+def fake_providers(base_url: str) -> dict[str, Any]:
+    """The remote providers both fuzz runs configure: one OpenAI-compatible (chat with vision, embeddings)
+    and one Anthropic, both the fake provider at `base_url`."""
+    price = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
+    return {
+        "paid": {
+            "base_url": base_url + "/v1",
+            "api_key_env": "FUZZ_PAID_KEY",
+            "models": {
+                "big": {"id": "paid-big", "vision": True, **price},
+                "embed": {"id": "paid-embed", "kind": "embedding", "input_per_mtok": 0.1},
+            },
+        },
+        "claude": {
+            "kind": "anthropic",
+            "base_url": base_url,
+            "api_key_env": "FUZZ_PAID_KEY",
+            "models": {"haiku": {"id": "claude-haiku", **price}},
+        },
+    }

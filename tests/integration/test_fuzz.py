@@ -45,6 +45,7 @@ from fuzz_bodies import (
     any_request,
     body_requests,
     encode,
+    fake_providers,
     known_requests,
     other_requests,
     raw_requests,
@@ -191,25 +192,9 @@ class _Collect(logging.Handler):
 
 
 def settings_for(fake: FakeProvider, tmp: Path, keyed: bool) -> Settings:
-    price = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
     return load_settings(
         data_dir=str(tmp),
-        providers={
-            "paid": {
-                "base_url": fake.base_url + "/v1",
-                "api_key_env": "FUZZ_PAID_KEY",
-                "models": {
-                    "big": {"id": "paid-big", "vision": True, **price},
-                    "embed": {"id": "paid-embed", "kind": "embedding", "input_per_mtok": 0.1},
-                },
-            },
-            "claude": {
-                "kind": "anthropic",
-                "base_url": fake.base_url,
-                "api_key_env": "FUZZ_PAID_KEY",
-                "models": {"haiku": {"id": "claude-haiku", **price}},
-            },
-        },
+        providers=fake_providers(fake.base_url),
         models={
             "auto": {"routes": ["fake-chat", "paid/big"], "ttft_slo_ms": 1000},
             "embed-any": ["fake-embed", "paid/embed"],
