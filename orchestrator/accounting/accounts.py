@@ -35,7 +35,7 @@ from orchestrator.accounting.bounded import TTLMap
 from orchestrator.accounting.keys import KeyPolicy, hash_key, presented, same_hash
 from orchestrator.accounting.metrics import Metrics
 from orchestrator.accounting.prices import Price, Prices, UsageRecord
-from orchestrator.accounting.request_log import RequestLog
+from orchestrator.accounting.request_log import ANSWERING, RequestLog
 from orchestrator.accounting.settlement import Settlements
 from orchestrator.errors import (
     InvalidApiKey,
@@ -60,7 +60,6 @@ DEFAULT_MAX_OUTPUT = 4096
 KNOWN_KEYS_CACHED = 100_000
 UNKNOWN_KEYS_CACHED = 10_000
 UNKNOWN_KEY_TTL_S = 1.0
-ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})  # these record usage
 
 
 # ------------------------------------------------------------------------------ the tab

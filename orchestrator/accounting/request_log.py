@@ -12,7 +12,9 @@ from orchestrator.scheduling.policy import spill_reason_code
 if TYPE_CHECKING:  # the tab is built by accounts.py, which builds this too
     from orchestrator.accounting.accounts import Tab
 
-ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"})
+# The front doors' paths: these record usage (and get a metrics label of their own, as does /v1/models).
+ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"})
+ENDPOINTS = ANSWERING | {"/v1/models"}
 
 
 class RequestLog:

@@ -302,3 +302,10 @@ async def test_a_failure_mid_stream_ends_with_an_error_event(remote: FastAPI, fa
             model="alpha/m", max_tokens=50, messages=[{"role": "user", "content": "one two three four five"}]
         ) as s:
             await s.get_final_message()
+
+
+async def test_messages_requests_are_accounted_under_their_own_endpoint(client: httpx.AsyncClient) -> None:
+    body = {"model": CHAT_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "count me"}]}
+    assert (await client.post("/v1/messages", json=body)).status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert 'orchestrator_requests_total{endpoint="/v1/messages"' in metrics
