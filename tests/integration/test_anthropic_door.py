@@ -309,3 +309,44 @@ async def test_messages_requests_are_accounted_under_their_own_endpoint(client: 
     assert (await client.post("/v1/messages", json=body)).status_code == 200
     metrics = (await client.get("/metrics")).text
     assert 'orchestrator_requests_total{endpoint="/v1/messages"' in metrics
+
+
+HI = b'[{"role":"user","content":"hi"}]'
+
+
+def hostile(fields: bytes, messages: bytes = HI) -> bytes:
+    return b'{"model":"fake-chat",' + fields + b',"messages":' + messages + b"}"
+
+
+HOSTILE = [
+    b"[]",
+    b'"x"',
+    hostile(b'"max_tokens":5', b'[{"role":"user","content":"a\\ud800"}]'),  # a lone surrogate
+    hostile(b'"max_tokens":5', b"[" * 3000 + b"]" * 3000),
+    hostile(b'"max_tokens":NaN'),
+    hostile(b'"max_tokens":5', b'[{"role":"user","content":[{"type":"tool_result"}]}]'),
+    hostile(b'"max_tokens":99999999999999999999999'),
+    hostile(
+        b'"max_tokens":5', b'[{"role":"assistant","content":[{"type":"tool_use","id":"x","name":"f","input":"s"}]}]'
+    ),
+    hostile(b'"max_tokens":5,"system":[{"type":"image"}]'),
+    hostile(b'"max_tokens":5,"tools":[{"name":"f"}],"tool_choice":{"type":"tool"}'),
+    hostile(b'"max_tokens":5,"stop_sequences":["a","b","c","d","e"]'),
+    hostile(
+        b'"max_tokens":5',
+        b'[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"x"}}]}]',
+    ),
+    hostile(b'"max_tokens":5,"metadata":{"user_id":5}'),
+    hostile(b'"max_tokens":-1'),
+    hostile(b'"max_tokens":5', b"[]"),
+    hostile(b'"max_tokens":5', b'[{"role":"system","content":"hi"}]'),
+    hostile(b'"max_tokens":5,"temperature":1e400'),
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE)
+async def test_hostile_messages_bodies_are_a_400_in_anthropics_shape(client: httpx.AsyncClient, raw: bytes) -> None:
+    r = await client.post("/v1/messages", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error" and body["error"]["message"]
