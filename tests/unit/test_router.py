@@ -111,3 +111,18 @@ async def test_predictions_far_from_the_threshold_teach_nothing() -> None:
         router.first_token(Target("local", "small"), 300.0, planned)
     calibration = router.calibration("small")
     assert calibration is not None and calibration.observations == 0
+
+
+async def test_a_local_route_is_alive_while_its_replicas_report_load() -> None:
+    class Gone(Board):
+        def snapshot(self, model: str) -> LoadSnapshot:
+            return replace(super().snapshot(model), replicas=0)
+
+    reporting = Router(HYBRID, local={"local": "small"}, load=Board())  # type: ignore[arg-type]
+    local = next(t for t in (await reporting.plan(HYBRID_REQUEST, "chat", set(), {})).targets if t.provider == "local")
+    assert local.alive  # tried even with its circuit open when nothing else is left
+    silent = Router(HYBRID, local={"local": "small"}, load=Gone())  # type: ignore[arg-type]
+    local = next(t for t in (await silent.plan(HYBRID_REQUEST, "chat", set(), {})).targets if t.provider == "local")
+    assert not local.alive
+    remote = next(t for t in (await silent.plan(HYBRID_REQUEST, "chat", set(), {})).targets if t.provider != "local")
+    assert not remote.alive
