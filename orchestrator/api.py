@@ -73,8 +73,8 @@ def _serving(
         tab = _tab(request)
         await acct.authenticate(tab, request.headers)
         async with large.slot() as slot:
-            call = door.parse(await read_body(request, max_body_bytes, slot), request.headers, tab)
-        return door.encode(call, await pipeline.serve(call))
+            call = await door.parse(await read_body(request, max_body_bytes, slot), request.headers, tab)
+        return await door.encode(call, await pipeline.serve(call))
 
     return handle
 

@@ -427,11 +427,11 @@ class AnthropicMessages:
 
     path = "/v1/messages"
 
-    def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
+    async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
         request = to_chat(parse_body(raw, MessagesRequest, _NOT_JSON))
         return Call(CHAT, request, headers, tab, tenant(tab))
 
-    def encode(self, call: Call, routed: Routed[Any]) -> Response:
+    async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         if isinstance(routed.result, OpenStream):
             return _stream_response(routed.result, call.body, routed.route)
         body = json.dumps(to_message(routed.result, call.body))

@@ -18,12 +18,14 @@ class FrontDoor(Protocol):
 
     path: str
 
-    def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
-        """The body as a `Call`, or an `InvalidRequest` naming what is wrong."""
+    async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
+        """The body as a `Call`, or an `InvalidRequest` naming what is wrong (async: a door may
+        read state, as the Responses door reads a `previous_response_id`)."""
         ...
 
-    def encode(self, call: Call, routed: Routed[Any]) -> Response:
-        """The flow's answer (whole, or a stream open at its first content) in this protocol."""
+    async def encode(self, call: Call, routed: Routed[Any]) -> Response:
+        """The flow's answer (whole, or a stream open at its first content) in this protocol
+        (async: a door may keep what it answered, as the Responses door stores responses)."""
         ...
 
     def error(self, exc: OrchestratorError) -> Response:

@@ -173,10 +173,10 @@ class OpenAIDoor:
         self._kind = kind
         self._body = body
 
-    def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
+    async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
         return Call(self._kind, parse_body(raw, self._body), headers, tab, tenant(tab))
 
-    def encode(self, call: Call, routed: Routed[Any]) -> Response:
+    async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         if isinstance(routed.result, OpenStream):
             return stream_response(routed, call.body.include_usage())
         return json_response(routed.result, routed.route)
