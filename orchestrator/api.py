@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,6 +28,13 @@ from orchestrator.errors import MethodNotAllowed, NotFound, OrchestratorError, R
 from orchestrator.frontdoors.anthropic import AnthropicMessages
 from orchestrator.frontdoors.base import FrontDoor
 from orchestrator.frontdoors.openai import error_response, json_response, openai_doors
+from orchestrator.frontdoors.responses import (
+    DiskResponses,
+    InProcessStore,
+    ResponsesDoor,
+    ResponseStore,
+    add_stored_routes,
+)
 from orchestrator.pipeline import Pipeline
 from orchestrator.protocol import ModelList
 from orchestrator.scope import RequestScope
@@ -43,21 +51,27 @@ def build_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     doors: list[FrontDoor] | None = None,
+    responses: ResponseStore | None = None,
 ) -> FastAPI:
-    """The ASGI app over one pipeline: its front doors (OpenAI's and Anthropic's Messages by default),
-    `/v1/models`, `/health`, `/metrics` and the admin API. `accounts` checks keys and budgets and accounts
-    for every request (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413."""
+    """The ASGI app over one pipeline: its front doors (OpenAI's chat, completions, embeddings and
+    Responses, and Anthropic's Messages by default), the stored responses, `/v1/models`, `/health`,
+    `/metrics` and the admin API. `accounts` checks keys and budgets and accounts for every request
+    (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413;
+    `responses` keeps what the Responses door answered (default: on this process's disk, in a
+    temporary directory)."""
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.redirect_slashes = False  # `/v1/chat/completions/` is a 404 in OpenAI's shape, as OpenAI answers
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
     app.add_middleware(RequestScope, accounts=acct)  # type: ignore[arg-type]
     add_admin_routes(app, acct)
-    doors = doors if doors is not None else [*openai_doors(), AnthropicMessages()]
+    store = responses or InProcessStore(DiskResponses())
+    doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store), AnthropicMessages()]
     by_path = {door.path: door for door in doors}
 
     _answer_errors(app, by_path)
 
     _info_routes(app, pipeline, acct)
+    add_stored_routes(app, store, partial(_authenticated, acct))
     large = LargeBodies()  # shared by every door
     for door in doors:
         app.add_route(door.path, _serving(door, pipeline, acct, max_body_bytes, large), methods=["POST"])
@@ -128,6 +142,12 @@ def _answer_errors(app: FastAPI, by_path: dict[str, FrontDoor]) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
         return error(request, OrchestratorError("The server had an error processing your request."))
+
+
+async def _authenticated(acct: Accounts, request: Request) -> Tab:
+    tab = _tab(request)
+    await acct.authenticate(tab, request.headers)
+    return tab
 
 
 def _tab(request: Request) -> Tab:

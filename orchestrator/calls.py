@@ -62,6 +62,7 @@ class Call:
     headers: Mapping[str, str] = field(default_factory=dict)
     tab: Tab = field(default_factory=Tab.detached)
     tenant: str = "open"  # whose cache entries and flights it may share
+    origin: Any = None  # the front door's own request, when it isn't `body` (for its encoding)
 
     @property
     def stream(self) -> bool:
@@ -77,4 +78,5 @@ class Call:
 
     def on(self, model: str) -> Call:
         """The same call for another model (a soft-limit downgrade)."""
-        return Call(self.kind, self.body.model_copy(update={"model": model}), self.headers, self.tab, self.tenant)
+        body = self.body.model_copy(update={"model": model})
+        return Call(self.kind, body, self.headers, self.tab, self.tenant, self.origin)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # the tab is built by accounts.py, which builds this too
     from orchestrator.accounting.accounts import Tab
 
 # The front doors' paths: these record usage (and get a metrics label of their own, as does /v1/models).
-ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"})
+ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/responses"})
 ENDPOINTS = ANSWERING | {"/v1/models"}
 
 

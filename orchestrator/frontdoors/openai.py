@@ -48,9 +48,10 @@ _NOT_JSON = (
 # ---------------------------------------------------------------------------- parsing
 
 
-def parse_body(raw: bytes, model: type[M], not_json: str = _NOT_JSON) -> M:
+def parse_body(raw: bytes, model: type[M], not_json: str = _NOT_JSON, tags: frozenset[str] = frozenset()) -> M:
     """`raw` as `model`, or an `InvalidRequest` that says what is wrong, naming the field
-    (`not_json`, with `{why}`, when it isn't JSON at all).
+    (`not_json`, with `{why}`, when it isn't JSON at all; `tags`: the tag values of the body's
+    discriminated unions, which pydantic puts in an error's location and the field's name leaves out).
 
     JSON as the standard has it: no NaN or Infinity, no lone surrogate, nesting within the
     parser's limit (a number too large for a float parses as infinity; a provider's body that
@@ -66,12 +67,12 @@ def parse_body(raw: bytes, model: type[M], not_json: str = _NOT_JSON) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise validation_error(e) from None
+        raise validation_error(e, tags) from None
 
 
-def validation_error(e: ValidationError) -> InvalidRequest:
+def validation_error(e: ValidationError, tags: frozenset[str] = frozenset()) -> InvalidRequest:
     """The most specific of pydantic's errors, in OpenAI's words, naming the field."""
-    errors = [(_field_path(err["loc"]), err) for err in e.errors(include_url=False)]
+    errors = [(_field_path(err["loc"], tags), err) for err in e.errors(include_url=False)]
     # A field accepting several types yields one error per type; the one that got
     # furthest into the value ("at most 4 items", an inner field) says what is wrong.
     param, err = max(errors, key=lambda pe: (len(pe[0]), not pe[1]["type"].endswith("_type")))
@@ -84,9 +85,9 @@ def validation_error(e: ValidationError) -> InvalidRequest:
     return InvalidRequest(message, param=path or None, code="invalid_value")
 
 
-def _field_path(loc: tuple[int | str, ...]) -> list[int | str]:
+def _field_path(loc: tuple[int | str, ...], tags: frozenset[str] = frozenset()) -> list[int | str]:
     """`loc` without pydantic's labels for union members and validators."""
-    return [p for p in loc if not _is_union_tag(p)]
+    return [p for p in loc if not _is_union_tag(p) and p not in tags]
 
 
 def _is_union_tag(part: object) -> bool:

@@ -1,0 +1,178 @@
+"""OpenAI's Responses API: `POST /v1/responses` through the chat flow, and the stored responses.
+
+A request is validated (`wire`), its `previous_response_id` read from the
+store (the owner's only), and translated into the chat request the flow
+answers (`translate.to_chat`), so it is resolved, admitted, cached, spilled
+and billed like any chat request. The answer goes back as a `Response`
+object, or as the Responses event stream (`events`). With `store` (the
+default, as OpenAI's) the response, its input items and the conversation so
+far are kept (`store`) before the client is told it completed, so a
+`GET /v1/responses/{id}` or a `previous_response_id` right after it finds it.
+Errors are OpenAI's JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from orchestrator.accounting.accounts import Tab
+from orchestrator.calls import CHAT, Call
+from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError, UpstreamError
+from orchestrator.failover import OpenStream
+from orchestrator.frontdoors.base import tenant
+from orchestrator.frontdoors.openai import SSE_HEADERS, error_response, parse_body, route_headers
+from orchestrator.frontdoors.responses.events import ResponseEvents
+from orchestrator.frontdoors.responses.store import ResponseStore, Stored
+from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, response_object, to_chat
+from orchestrator.frontdoors.responses.wire import TAGS, ResponsesRequest
+from orchestrator.protocol import ChatCompletion, ChatCompletionChunk
+from orchestrator.routes import Routed
+
+log = logging.getLogger(__name__)
+
+
+class ResponsesDoor:
+    """`POST /v1/responses` over the chat flow, keeping what it answered in `store`."""
+
+    path = "/v1/responses"
+
+    def __init__(self, store: ResponseStore):
+        self._store = store
+
+    async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
+        request = parse_body(raw, ResponsesRequest, tags=TAGS)
+        owner = tenant(tab)
+        context: list[Json] = []
+        if request.previous_response_id is not None:
+            previous = await _read(self._store, request.previous_response_id, owner, "previous_response_id")
+            context = previous.context
+        turn = Turn.of(request, owner, context)
+        return Call(CHAT, to_chat(turn), headers, tab, owner, origin=turn)
+
+    async def encode(self, call: Call, routed: Routed[Any]) -> Response:
+        turn: Turn = call.origin
+        headers = route_headers(routed.route)
+        if isinstance(routed.result, OpenStream):
+            events = _events(routed.result, turn, self._store)
+            return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+        completion: ChatCompletion = routed.result
+        output, finish = output_of(completion)
+        response = response_object(
+            turn, completion.model, output=output, status="completed", usage=completion.usage, finish=finish
+        )
+        await _keep(self._store, turn, response)
+        return JSONResponse(response, headers=headers)
+
+    def error(self, exc: OrchestratorError) -> Response:
+        return error_response(exc)
+
+
+async def _events(stream: OpenStream[ChatCompletionChunk], turn: Turn, store: ResponseStore) -> AsyncIterator[bytes]:
+    """The stream as Responses events; stored before `response.completed` goes out."""
+    events = ResponseEvents(turn)
+    try:
+        yield b"".join(events.feed(c) for c in stream.prefix)
+        async for chunk in stream.rest:
+            if out := events.feed(chunk):
+                yield out
+        closing = events.close()
+    except OrchestratorError as e:
+        yield events.fail(e.code, e.message, e.param)
+        return
+    except Exception as e:  # never a silent truncation: say the stream broke
+        log.exception("stream failed")
+        yield events.fail("server_error", UpstreamError(f"The stream failed: {type(e).__name__}.").message)
+        return
+    finally:
+        await stream.aclose()
+    assert events.done is not None
+    await _keep(store, turn, events.done)
+    yield closing
+
+
+async def _keep(store: ResponseStore, turn: Turn, response: Json) -> None:
+    """Store a finished response (when its request asked to): a store failure costs the
+    client a later lookup, never this answer."""
+    if not turn.request.store:
+        return
+    stored = Stored(turn.owner, response, turn.items, turn.context + turn.items + response["output"])
+    try:
+        await store.put(stored)
+    except Exception:
+        log.exception("could not store response %s", turn.id)
+
+
+async def _read(store: ResponseStore, response_id: str, owner: str, param: str | None = None) -> Stored:
+    """A stored response its owner may read; anyone else's is not there."""
+    stored = await store.get(response_id)
+    if stored is None or stored.owner != owner:
+        raise NotFound(f"Response with id '{response_id}' not found.", param=param)
+    return stored
+
+
+# --------------------------------------------------------------------------- stored responses
+
+
+def add_stored_routes(app: FastAPI, store: ResponseStore, authenticate: Callable[[Request], Awaitable[Tab]]) -> None:
+    """`GET` and `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`, each
+    reading only the presenting key's own responses."""
+
+    async def get(request: Request) -> Response:
+        tab = await authenticate(request)
+        if request.query_params.get("stream", "false").lower() not in ("false", "0"):
+            raise InvalidRequest("Streaming a stored response again is not supported by this gateway.", param="stream")
+        stored = await _read(store, request.path_params["response_id"], tenant(tab))
+        return JSONResponse(stored.response)
+
+    async def delete(request: Request) -> Response:
+        tab = await authenticate(request)
+        response_id = request.path_params["response_id"]
+        await _read(store, response_id, tenant(tab))
+        await store.delete(response_id)
+        return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+    async def input_items(request: Request) -> Response:
+        tab = await authenticate(request)
+        stored = await _read(store, request.path_params["response_id"], tenant(tab))
+        return JSONResponse(item_page(stored.input_items, request.query_params))
+
+    app.add_route("/v1/responses/{response_id}", get, methods=["GET"])
+    app.add_route("/v1/responses/{response_id}", delete, methods=["DELETE"])
+    app.add_route("/v1/responses/{response_id}/input_items", input_items, methods=["GET"])
+
+
+def item_page(items: list[Json], query: Mapping[str, str]) -> Json:
+    """One page of `items` as OpenAI lists them: `order` (desc by default), `after` an item id,
+    `limit` 1 to 100 (20)."""
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest(
+            "Invalid value for 'order': expected 'asc' or 'desc'.", param="order", code="invalid_value"
+        )
+    limit_text = query.get("limit", "20")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        raise InvalidRequest(
+            "Invalid value for 'limit': expected an integer from 1 to 100.", param="limit", code="invalid_value"
+        )
+    ordered = items if order == "asc" else items[::-1]
+    after = query.get("after")
+    if after is not None:
+        ids = [item.get("id") for item in ordered]
+        if after not in ids:
+            raise InvalidRequest(
+                f"No input item with id '{after}' in this response.", param="after", code="invalid_value"
+            )
+        ordered = ordered[ids.index(after) + 1 :]
+    page = ordered[: int(limit_text)]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > len(page),
+    }

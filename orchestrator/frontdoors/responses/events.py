@@ -1,0 +1,176 @@
+"""Chat chunks -> the Responses API's stream events, in the official order.
+
+    response.created, response.in_progress
+    per output item:  response.output_item.added
+        a message:    response.content_part.added, response.output_text.delta … (or
+                      response.refusal.delta …), response.output_text.done (refusal.done),
+                      response.content_part.done
+        a tool call:  response.function_call_arguments.delta …, …arguments.done
+                      response.output_item.done
+    response.completed (or response.incomplete: a finish by length or filter)
+
+A failure after the stream started ends it with an `error` event and a
+`response.failed` carrying what was produced so far: never a silent end.
+Every event has its `sequence_number`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchestrator.frontdoors.responses.translate import (
+    Json,
+    Turn,
+    function_call_item,
+    message_item,
+    new_id,
+    output_text,
+    response_object,
+)
+from orchestrator.protocol import ChatCompletionChunk, ToolCallDelta, Usage
+
+
+class ResponseEvents:
+    """One response's events, fed one chunk at a time; `done` is the final `Response`.
+
+    Output items are numbered as they are added; a message item is done when a tool call
+    or another part kind starts, tool-call items at the end (a route may interleave the
+    arguments of parallel calls)."""
+
+    def __init__(self, turn: Turn):
+        self._turn = turn
+        self._seq = 0
+        self._model = turn.request.model
+        self._started = False
+        self._items: list[Json] = []  # every item added, at its output index
+        self._finished: set[int] = set()
+        self._text: int | None = None  # the open message item's index
+        self._kind = ""  # its part's kind: "output_text" or "refusal"
+        self._tools: dict[int, int] = {}  # chat tool-call index -> its item's index
+        self._usage: Usage | None = None
+        self._finish: str | None = None
+        self.done: Json | None = None
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        out = b"" if self._started else self._start(chunk)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices[:1]:
+            if choice.delta.content:
+                out += self._text_delta("output_text", choice.delta.content)
+            if choice.delta.refusal:
+                out += self._text_delta("refusal", choice.delta.refusal)
+            for call in choice.delta.tool_calls or []:
+                out += self._tool_delta(call)
+            if choice.finish_reason is not None:
+                self._finish = choice.finish_reason
+        return out
+
+    def close(self) -> bytes:
+        """The open items' done events and `response.completed` (or `response.incomplete`)."""
+        out = self._finish_all()
+        self.done = response_object(
+            self._turn, self._model, output=self._items, status="completed", usage=self._usage, finish=self._finish
+        )
+        kind = "response.completed" if self.done["status"] == "completed" else "response.incomplete"
+        return out + self._event(kind, response=self.done)
+
+    def fail(self, code: str | None, message: str, param: str | None = None) -> bytes:
+        """An `error` event and `response.failed`, with the unfinished items marked incomplete."""
+        for index, item in enumerate(self._items):
+            if index not in self._finished:
+                item["status"] = "incomplete"
+        error = {"code": "rate_limit_exceeded" if code == "rate_limit_exceeded" else "server_error", "message": message}
+        failed = response_object(self._turn, self._model, output=self._items, status="failed", error=error)
+        return self._event("error", code=code, message=message, param=param) + self._event(
+            "response.failed", response=failed
+        )
+
+    # ------------------------------------------------------------------ events
+
+    def _start(self, chunk: ChatCompletionChunk) -> bytes:
+        self._started = True
+        self._model = chunk.model or self._model
+        snapshot = response_object(self._turn, self._model, output=[], status="in_progress")
+        return self._event("response.created", response=snapshot) + self._event(
+            "response.in_progress", response=snapshot
+        )
+
+    def _add(self, item: Json) -> bytes:
+        self._items.append(item)
+        shown = {**item, "content": []} if item["type"] == "message" else dict(item)
+        return self._event("response.output_item.added", output_index=len(self._items) - 1, item=shown)
+
+    def _text_delta(self, kind: str, delta: str) -> bytes:
+        out = b""
+        if self._text is None or self._kind != kind:
+            out += self._finish_text()
+            part: Json = output_text("") if kind == "output_text" else {"type": "refusal", "refusal": ""}
+            out += self._add(message_item([part], new_id("msg"), status="in_progress"))
+            self._text, self._kind = len(self._items) - 1, kind
+            out += self._event("response.content_part.added", **self._where(self._text), part=dict(part))
+        part = self._items[self._text]["content"][0]
+        if kind == "output_text":
+            part["text"] += delta
+            return out + self._event("response.output_text.delta", **self._where(self._text), delta=delta, logprobs=[])
+        part["refusal"] += delta
+        return out + self._event("response.refusal.delta", **self._where(self._text), delta=delta)
+
+    def _tool_delta(self, call: ToolCallDelta) -> bytes:
+        out = b""
+        if call.index not in self._tools:
+            out += self._finish_text()
+            name = call.function.name if call.function and call.function.name else ""
+            out += self._add(function_call_item(call.id or "", name, "", new_id("fc"), status="in_progress"))
+            self._tools[call.index] = len(self._items) - 1
+        index = self._tools[call.index]
+        item = self._items[index]
+        arguments = call.function.arguments if call.function else None
+        if arguments:
+            item["arguments"] += arguments
+            out += self._event(
+                "response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=arguments
+            )
+        return out
+
+    def _finish_all(self) -> bytes:
+        out = self._finish_text()
+        for index in self._tools.values():
+            item = self._items[index]
+            out += self._event(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                name=item["name"],
+                arguments=item["arguments"],
+            )
+            out += self._finish_item(index)
+        return out
+
+    def _finish_text(self) -> bytes:
+        index, self._text = self._text, None
+        if index is None:
+            return b""
+        part = self._items[index]["content"][0]
+        where = self._where(index)
+        if self._kind == "output_text":
+            out = self._event("response.output_text.done", **where, text=part["text"], logprobs=[])
+        else:
+            out = self._event("response.refusal.done", **where, refusal=part["refusal"])
+        out += self._event("response.content_part.done", **where, part=part)
+        return out + self._finish_item(index)
+
+    def _finish_item(self, index: int) -> bytes:
+        item = self._items[index]
+        item["status"] = "completed"
+        self._finished.add(index)
+        return self._event("response.output_item.done", output_index=index, item=item)
+
+    def _where(self, index: int) -> Json:
+        return {"item_id": self._items[index]["id"], "output_index": index, "content_index": 0}
+
+    def _event(self, kind: str, **data: Any) -> bytes:
+        body = json.dumps({"type": kind, "sequence_number": self._seq, **data})
+        self._seq += 1
+        return f"event: {kind}\ndata: {body}\n\n".encode()

@@ -1,0 +1,129 @@
+"""Stored responses: what `GET /v1/responses/{id}`, `input_items` and `previous_response_id` read.
+
+One store for every gateway replica on every node: a named Ray actor
+(`responses.owner: actor`, get-or-create, like the ledger's) around one
+`diskcache.Cache` on `responses.directory`, or that cache in this process
+(`process`, for a single replica and tests). Entries expire after
+`responses.ttl_days` and the oldest go first past `responses.size_limit_mb`.
+Each entry names its owner (the key's tenant); the door never shows an entry
+to anyone else, and to them it does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import diskcache
+
+NAMESPACE = "orchestrator"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A response, the input items it was asked with, and its conversation (for continuing it)."""
+
+    owner: str
+    response: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    context: list[dict[str, Any]]  # every item of the chain up to and including this response's output
+
+    @property
+    def id(self) -> str:
+        return str(self.response["id"])
+
+
+class ResponseStore(Protocol):
+    async def get(self, response_id: str) -> Stored | None: ...
+
+    async def put(self, stored: Stored) -> None: ...
+
+    async def delete(self, response_id: str) -> bool: ...
+
+
+class DiskResponses:
+    """The entries on disk, as JSON, each with its time to live (synchronous: the actor's and the
+    in-process store's body)."""
+
+    def __init__(self, directory: Path | None = None, *, ttl_s: float = 30 * 86400, size_limit_bytes: int = 1 << 30):
+        self._cache = diskcache.Cache(
+            None if directory is None else str(directory),
+            size_limit=size_limit_bytes,
+            eviction_policy="least-recently-stored",
+        )
+        self._ttl_s = ttl_s
+
+    def get(self, response_id: str) -> Stored | None:
+        raw = self._cache.get(response_id)
+        return None if raw is None else Stored(**json.loads(raw))
+
+    def put(self, stored: Stored) -> None:
+        raw = json.dumps(
+            {
+                "owner": stored.owner,
+                "response": stored.response,
+                "input_items": stored.input_items,
+                "context": stored.context,
+            }
+        )
+        self._cache.set(stored.id, raw, expire=self._ttl_s)
+
+    def delete(self, response_id: str) -> bool:
+        return bool(self._cache.delete(response_id))
+
+
+class InProcessStore:
+    """A `ResponseStore` over entries on this process's disk, off the event loop."""
+
+    def __init__(self, disk: DiskResponses):
+        self._disk = disk
+
+    async def get(self, response_id: str) -> Stored | None:
+        return await asyncio.to_thread(self._disk.get, response_id)
+
+    async def put(self, stored: Stored) -> None:
+        await asyncio.to_thread(self._disk.put, stored)
+
+    async def delete(self, response_id: str) -> bool:
+        return await asyncio.to_thread(self._disk.delete, response_id)
+
+
+class ActorStore:
+    """A `ResponseStore` over the named actor every replica shares."""
+
+    def __init__(self, handle: Any):
+        self._handle = handle
+
+    async def get(self, response_id: str) -> Stored | None:
+        result: Stored | None = await self._handle.get.remote(response_id)
+        return result
+
+    async def put(self, stored: Stored) -> None:
+        await self._handle.put.remote(stored)
+
+    async def delete(self, response_id: str) -> bool:
+        return bool(await self._handle.delete.remote(response_id))
+
+
+def actor_name(directory: Path) -> str:
+    return "responses-" + hashlib.sha256(str(directory).encode()).hexdigest()[:12]
+
+
+def get_or_create(directory: Path, *, ttl_s: float, size_limit_bytes: int) -> ActorStore:
+    """The store actor for `directory`, started if no replica has started it yet."""
+    import ray
+
+    cls = ray.remote(DiskResponses).options(  # type: ignore[attr-defined]
+        name=actor_name(directory),
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        lifetime="detached",  # outlives the replica that happened to create it
+        num_cpus=0,
+        max_restarts=-1,  # a crashed store comes back with its entries (they are on disk)
+        max_task_retries=-1,  # reads, writes of a whole entry and deletes are safe to repeat
+    )
+    return ActorStore(cls.remote(directory, ttl_s=ttl_s, size_limit_bytes=size_limit_bytes))

@@ -1,0 +1,327 @@
+"""Responses <-> chat: a Responses request as the chat request the flow answers, and the answer back.
+
+    items       every input item gets an id and the shape `GET …/input_items` lists it in
+    to_chat     instructions + the conversation so far (a stored chain's items, then this
+                request's) as chat messages: `developer` is `system`; a `function_call` joins
+                the assistant turn it follows; a `function_call_output` is a `tool` message;
+                reasoning items are not sent
+    output      a whole chat answer as output items: the message (text or refusal), then one
+                `function_call` item per tool call
+    response    the `Response` object around them, echoing what the request asked
+
+Decisions, where the two APIs differ: `max_output_tokens` is the chat
+`max_tokens`; `text.format` is `response_format`; a finish by length is status
+`incomplete` with reason `max_output_tokens` (by content filter, reason
+`content_filter`); `user` is sent on, `metadata` is kept on the response (a
+chat provider would refuse metadata without its own `store`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.frontdoors.openai import validation_error
+from orchestrator.frontdoors.responses.wire import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionChoice,
+    FunctionTool,
+    InputImage,
+    InputText,
+    MessageItem,
+    Refusal,
+    ResponsesRequest,
+)
+from orchestrator.protocol import ChatCompletion, ChatCompletionRequest, Usage
+
+Json = dict[str, Any]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+@dataclass
+class Turn:
+    """One Responses request on its way: its id, its input items (with ids) and what the model sees."""
+
+    request: ResponsesRequest
+    owner: str  # the tenant that may read it back
+    id: str = field(default_factory=lambda: new_id("resp"))
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    items: list[Json] = field(default_factory=list)  # this request's input items
+    context: list[Json] = field(default_factory=list)  # the stored chain's items before them
+
+    @classmethod
+    def of(cls, request: ResponsesRequest, owner: str, context: list[Json]) -> Turn:
+        return cls(request, owner, items=input_items(request), context=context)
+
+
+# --------------------------------------------------------------------------- input items
+
+
+def input_items(request: ResponsesRequest) -> list[Json]:
+    """The request's input as items with ids, in the shape the API lists them."""
+    if isinstance(request.input, str):
+        return [_message("user", [{"type": "input_text", "text": request.input}])]
+    out: list[Json] = []
+    for item in request.input:
+        if isinstance(item, MessageItem):
+            out.append(_message(item.role, _parts(item), item.id))
+        elif isinstance(item, FunctionCallItem):
+            out.append(
+                {
+                    "id": item.id or new_id("fc"),
+                    "type": "function_call",
+                    "call_id": item.call_id,
+                    "name": item.name,
+                    "arguments": item.arguments,
+                    "status": "completed",
+                }
+            )
+        elif isinstance(item, FunctionCallOutputItem):
+            output = item.output if isinstance(item.output, str) else [_part(p, "user") for p in item.output]
+            out.append(
+                {
+                    "id": item.id or new_id("fco"),
+                    "type": "function_call_output",
+                    "call_id": item.call_id,
+                    "output": output,
+                    "status": "completed",
+                }
+            )
+        else:
+            out.append(item.model_dump(exclude_none=True))  # a reasoning item, as given
+    return out
+
+
+def _message(role: str, content: list[Json], item_id: str | None = None) -> Json:
+    return {"id": item_id or new_id("msg"), "type": "message", "role": role, "content": content, "status": "completed"}
+
+
+def _parts(item: MessageItem) -> list[Json]:
+    if isinstance(item.content, str):
+        return [_text(item.content, item.role)]
+    return [_part(p, item.role) for p in item.content]
+
+
+def _text(text: str, role: str) -> Json:
+    if role == "assistant":
+        return {"type": "output_text", "text": text, "annotations": []}
+    return {"type": "input_text", "text": text}
+
+
+def _part(part: InputText | InputImage | Refusal, role: str) -> Json:
+    if isinstance(part, InputText):
+        return _text(part.text, role)
+    if isinstance(part, InputImage):
+        return {"type": "input_image", "image_url": part.image_url, "detail": part.detail or "auto"}
+    return {"type": "refusal", "refusal": part.refusal}
+
+
+# --------------------------------------------------------------------------- request -> chat
+
+
+def to_chat(turn: Turn) -> ChatCompletionRequest:
+    """The chat request that asks what `turn` asks."""
+    r = turn.request
+    messages: list[Json] = [{"role": "system", "content": r.instructions}] if r.instructions else []
+    messages += chat_messages(turn.context + turn.items)
+    body: Json = {"model": r.model, "messages": messages, "stream": r.stream}
+    if r.stream:
+        body["stream_options"] = {"include_usage": True}  # usage is part of `response.completed`
+    for name, value in (
+        ("max_tokens", r.max_output_tokens),
+        ("temperature", r.temperature),
+        ("top_p", r.top_p),
+        ("user", r.user),
+        ("parallel_tool_calls", r.parallel_tool_calls if r.tools else None),
+    ):
+        if value is not None:
+            body[name] = value
+    if r.tools:
+        body["tools"] = [
+            {"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)} for t in r.tools
+        ]
+    if isinstance(r.tool_choice, FunctionChoice):
+        body["tool_choice"] = {"type": "function", "function": {"name": r.tool_choice.name}}
+    elif r.tool_choice is not None:
+        body["tool_choice"] = r.tool_choice
+    if r.text is not None and r.text.format is not None and r.text.format.type != "text":
+        f = r.text.format
+        body["response_format"] = (
+            {"type": "json_object"}
+            if f.type == "json_object"
+            else {
+                "type": "json_schema",
+                "json_schema": f.model_dump(by_alias=True, exclude={"type"}, exclude_none=True),
+            }
+        )
+    try:
+        return ChatCompletionRequest.model_validate(body)
+    except ValidationError as e:
+        raise validation_error(e) from None
+
+
+def chat_messages(items: list[Json]) -> list[Json]:
+    """Responses items as chat messages."""
+    out: list[Json] = []
+    joinable = False  # the last message is an assistant turn a function call may join
+    for item in items:
+        kind = item["type"]
+        if kind == "message":
+            out.append(_chat_message(item))
+            joinable = item["role"] == "assistant"
+        elif kind == "function_call":
+            call = {
+                "id": item["call_id"],
+                "type": "function",
+                "function": {"name": item["name"], "arguments": item["arguments"]},
+            }
+            if not joinable:
+                out.append({"role": "assistant", "content": None})
+                joinable = True
+            out[-1].setdefault("tool_calls", []).append(call)
+        elif kind == "function_call_output":
+            output = item["output"]
+            content = output if isinstance(output, str) else [_chat_part(p) for p in output]
+            out.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
+            joinable = False
+    return out
+
+
+def _chat_message(item: Json) -> Json:
+    role = "system" if item["role"] == "developer" else item["role"]
+    if role == "assistant":
+        text = "".join(p.get("text", "") for p in item["content"] if p["type"] in ("output_text", "input_text"))
+        return {"role": "assistant", "content": text or None}
+    return {"role": role, "content": [_chat_part(p) for p in item["content"]]}
+
+
+def _chat_part(part: Json) -> Json:
+    if part["type"] == "input_image":
+        return {"type": "image_url", "image_url": {"url": part["image_url"], "detail": part.get("detail", "auto")}}
+    return {"type": "text", "text": part.get("text") or part.get("refusal") or ""}
+
+
+# --------------------------------------------------------------------------- answer -> response
+
+
+def output_of(completion: ChatCompletion) -> tuple[list[Json], str | None]:
+    """A whole chat answer as output items, and its finish reason."""
+    choice = completion.choices[0]
+    out: list[Json] = []
+    message = choice.message
+    if message.content:
+        out.append(message_item([output_text(message.content)]))
+    elif message.refusal:
+        out.append(message_item([{"type": "refusal", "refusal": message.refusal}]))
+    for call in message.tool_calls or []:
+        out.append(function_call_item(call.id, call.function.name, call.function.arguments))
+    return out, choice.finish_reason
+
+
+def output_text(text: str) -> Json:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def message_item(content: list[Json], item_id: str | None = None, status: str = "completed") -> Json:
+    return {
+        "id": item_id or new_id("msg"),
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": content,
+    }
+
+
+def function_call_item(
+    call_id: str, name: str, arguments: str, item_id: str | None = None, status: str = "completed"
+) -> Json:
+    return {
+        "id": item_id or new_id("fc"),
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id or new_id("call"),
+        "name": name,
+        "arguments": arguments,
+    }
+
+
+def usage_of(usage: Usage) -> Json:
+    cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def response_object(
+    turn: Turn,
+    model: str,
+    *,
+    output: list[Json],
+    status: str,
+    usage: Usage | None = None,
+    finish: str | None = None,
+    error: Json | None = None,
+) -> Json:
+    """The `Response` object for `turn` in a given state; a finish by length or filter is `incomplete`."""
+    r = turn.request
+    incomplete = None
+    if status == "completed" and finish in INCOMPLETE:
+        status, incomplete = "incomplete", {"reason": INCOMPLETE[finish]}
+    done = status in ("completed", "incomplete")
+    response = {
+        "id": turn.id,
+        "object": "response",
+        "created_at": turn.created_at,
+        "status": status,
+        "completed_at": int(time.time()) if done else None,
+        "error": error,
+        "incomplete_details": incomplete,
+        "instructions": r.instructions,
+        "max_output_tokens": r.max_output_tokens,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": r.parallel_tool_calls if r.parallel_tool_calls is not None else True,
+        "previous_response_id": r.previous_response_id,
+        "reasoning": {"effort": r.reasoning.effort if r.reasoning else None, "summary": None},
+        "store": r.store,
+        "temperature": r.temperature if r.temperature is not None else 1.0,
+        "text": {"format": r.text.format.model_dump(by_alias=True, exclude_none=True)}
+        if r.text is not None and r.text.format is not None
+        else {"format": {"type": "text"}},
+        "tool_choice": _tool_choice(r),
+        "tools": [_tool(t) for t in r.tools or []],
+        "top_p": r.top_p if r.top_p is not None else 1.0,
+        "truncation": r.truncation or "disabled",
+        "metadata": r.metadata or {},
+    }
+    if done and usage is not None:
+        response["usage"] = usage_of(usage)
+    if r.user is not None:
+        response["user"] = r.user
+    return response
+
+
+def _tool(tool: FunctionTool) -> Json:
+    # As OpenAI echoes a function tool: `parameters` and `strict` always there.
+    return {"parameters": None, "strict": None, **tool.model_dump(exclude_none=True)}
+
+
+def _tool_choice(r: ResponsesRequest) -> Any:
+    if isinstance(r.tool_choice, FunctionChoice):
+        return {"type": "function", "name": r.tool_choice.name}
+    return r.tool_choice or "auto"

@@ -1,0 +1,223 @@
+"""The Responses API request (`CreateResponse`) as the gateway serves it.
+
+Function tools, text and image inputs, messages, `function_call` and
+`function_call_output` items, structured output and the sampling fields are
+served. What no route can do here is a 400 naming the field: built-in tools
+(web search, file search, code interpreter, …), `background`, `conversation`,
+stored prompts, file inputs and item references. Fields OpenAI accepts that
+change nothing here (`include`, `service_tier`, `prompt_cache_key`,
+`safety_identifier`, `text.verbosity`, `stream_options`) are accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from orchestrator.errors import InvalidRequest
+from orchestrator.protocol import INT64_MAX, Metadata
+
+# What a client may send but no route here runs; named in the 400.
+BUILT_IN_TOOLS = (
+    "web_search",
+    "web_search_preview",
+    "file_search",
+    "code_interpreter",
+    "computer_use_preview",
+    "computer",
+    "image_generation",
+    "mcp",
+    "local_shell",
+    "shell",
+    "apply_patch",
+    "custom",
+    "tool_search",
+)
+
+
+# The discriminated unions' tags (input item and content part types): not field names.
+TAGS = frozenset(
+    {
+        "message",
+        "function_call",
+        "function_call_output",
+        "reasoning",
+        "input_text",
+        "output_text",
+        "input_image",
+        "refusal",
+    }
+)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class InputText(_Wire):
+    type: Literal["input_text", "output_text"]
+    text: str
+
+
+class InputImage(_Wire):
+    type: Literal["input_image"]
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: Literal["auto", "low", "high", "original"] | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> InputImage:
+        if self.image_url is None:
+            raise ValueError("this gateway takes images by 'image_url' (a URL or a data URL), not by 'file_id'")
+        return self
+
+
+class Refusal(_Wire):
+    type: Literal["refusal"]
+    refusal: str
+
+
+Part = Annotated[InputText | InputImage | Refusal, Field(discriminator="type")]
+
+
+class MessageItem(_Wire):
+    """An input message (`EasyInputMessage`, `InputMessage`) or an earlier output message."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[Part]
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallItem(_Wire):
+    type: Literal["function_call"]
+    call_id: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1)]
+    arguments: str
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallOutputItem(_Wire):
+    type: Literal["function_call_output"]
+    call_id: Annotated[str, Field(min_length=1)]
+    output: str | list[Part]
+    id: str | None = None
+    status: str | None = None
+
+
+class ReasoningItem(_Wire):
+    """An earlier reasoning item: kept in the history, not sent to a chat route."""
+
+    type: Literal["reasoning"]
+
+
+Item = Annotated[
+    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem,
+    Field(discriminator="type"),
+]
+
+
+class FunctionTool(_Wire):
+    type: Literal["function"]
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionChoice(_Wire):
+    type: Literal["function"]
+    name: Annotated[str, Field(min_length=1)]
+
+
+class TextFormat(_Wire):
+    type: Literal["text", "json_object", "json_schema"]
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _schema(self) -> TextFormat:
+        if self.type == "json_schema" and (self.name is None or self.schema_ is None):
+            raise ValueError("a 'json_schema' format needs 'name' and 'schema'")
+        return self
+
+
+class TextParam(_Wire):
+    format: TextFormat | None = None
+
+
+class ReasoningParam(_Wire):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: str | None = None
+
+
+class ResponsesRequest(_Wire):
+    """`POST /v1/responses`."""
+
+    model: Annotated[str, Field(min_length=1)]
+    input: str | Annotated[list[Item], Field(min_length=1)]
+    instructions: str | None = None
+    previous_response_id: Annotated[str, Field(min_length=1)] | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | FunctionChoice | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextParam | None = None
+    max_output_tokens: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    metadata: Metadata | None = None
+    stream: bool = False
+    store: bool = True
+    user: str | None = None
+    reasoning: ReasoningParam | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    background: Literal[False] | None = None
+    include: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _served(cls, data: Any) -> Any:
+        """Name what no route here can do before pydantic reports it as a shape error."""
+        if not isinstance(data, dict):
+            return data
+        for field in ("conversation", "prompt"):
+            if data.get(field) is not None:
+                raise _unsupported(f"'{field}' is not supported by this gateway; send the input itself.", field)
+        if data.get("background"):
+            raise _unsupported("'background' responses are not supported by this gateway.", "background")
+        tools = data.get("tools")
+        for i, tool in enumerate(tools if isinstance(tools, list) else []):
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if isinstance(kind, str) and kind != "function":
+                raise _unsupported(
+                    f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' tools are "
+                    "supported.",
+                    f"tools[{i}].type",
+                )
+        items = data.get("input")
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(item, dict):
+                continue
+            kind = item.setdefault("type", "message")  # easy input messages may omit it
+            if isinstance(kind, str) and kind not in _ITEMS:
+                raise _unsupported(
+                    f"Input items of type {kind!r} are not supported by this gateway.", f"input[{i}].type"
+                )
+        choice = data.get("tool_choice")
+        if isinstance(choice, dict) and isinstance(choice.get("type"), str) and choice["type"] != "function":
+            raise _unsupported(
+                f"A tool_choice of type {choice['type']!r} is not supported by this gateway.", "tool_choice"
+            )
+        return data
+
+
+_ITEMS = ("message", "function_call", "function_call_output", "reasoning")
+
+
+def _unsupported(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="unsupported_parameter")
