@@ -35,6 +35,7 @@ from orchestrator.accounting.prices import Prices
 from orchestrator.accounting.setup import build_accounts
 from orchestrator.api import build_app
 from orchestrator.caching.cache import ResponseCache
+from orchestrator.frontdoors.responses.store import store_for
 from orchestrator.pipeline import Pipeline
 from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
@@ -152,12 +153,18 @@ class Gateway:
             self._poller = asyncio.get_running_loop().create_task(load.run())
         self._pipeline = await build_pipeline(clients, settings, load=load)
         self._max_body_mb = settings.server.max_body_mb
+        self._responses = store_for(settings)
         self._accounts = await build_accounts(
             settings, self._pipeline, local={LOCAL: (lambda: local.stats.remote(), clients[LOCAL][1])}
         )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_app(self._pipeline, self._accounts, max_body_bytes=int(self._max_body_mb * 2**20))
+        return build_app(
+            self._pipeline,
+            self._accounts,
+            max_body_bytes=int(self._max_body_mb * 2**20),
+            responses=self._responses,
+        )
 
 
 def engine_config(section: EngineSettings, settings: Settings, task: str) -> EngineConfig:

@@ -191,6 +191,16 @@ class LedgerSettings(BaseModel):
     reservation_ttl_s: float = 900.0  # a reservation never settled (a lost replica) is released after this
 
 
+class ResponsesSettings(BaseModel):
+    """Stored responses (`/v1/responses` with `store`, read back by id or `previous_response_id`)."""
+
+    # "actor": one named Ray actor keeps them (every replica, every node reads the same); "process": in-process.
+    owner: Literal["actor", "process"] = "actor"
+    directory: Path | None = None  # default: <data_dir>/responses (on the actor's node)
+    ttl_days: float = Field(default=30.0, gt=0, le=3650)  # as OpenAI keeps them
+    size_limit_mb: int = Field(default=1024, ge=1)  # the oldest go first past this
+
+
 class RuleSettings(BaseModel):
     """Route matching requests for an alias to another alias; every condition given must hold."""
 
@@ -273,6 +283,7 @@ class Settings(BaseSettings):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
     # Virtual keys by id (the id appears in logs and reports; the key never does). None: the endpoint is open.
     keys: dict[str, KeySettings] = Field(default_factory=dict)
 

@@ -15,15 +15,13 @@ for that.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
+from loopback import serving
 
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
@@ -71,31 +69,29 @@ def api(client: httpx.AsyncClient) -> Api:
     return Api(client)
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The test runner keeps its own signal handlers.
-        yield
-
-
 @pytest.fixture
 async def live_server(app: FastAPI) -> AsyncIterator[str]:
     """The app under uvicorn on 127.0.0.1 (a free port); yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False)
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    async with serving(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A small local Ray (one CPU), once per session, for the named actors (ledger, stored responses)."""
+    import ray
+
+    if ray.is_initialized():  # the end-to-end session's Ray, in a whole-suite run: use it, leave it
+        yield
+        return
+    before = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
+        yield
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
+        ray.shutdown()
+        if before is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = before

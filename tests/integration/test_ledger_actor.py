@@ -1,6 +1,6 @@
 """The ledger's owner as the real named Ray actor: budgets hold under 1,000 concurrent requests.
 
-Ray starts once for this module (a small local instance, one CPU); the gateway
+Ray starts once for the session (`conftest.ray_instance`: a small local instance, one CPU); the gateway
 app is in-process, its accounts talk to the actor exactly as a Serve replica's do.
 """
 
@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +32,6 @@ OTHER = "sk-orch-other-OOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOO2"
 BUDGET = 0.1
 MAX_TOKENS = 16
 MESSAGES = [{"role": "user", "content": "Say many words."}]
-
-
-@pytest.fixture(scope="module")
-def ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    import ray
-
-    if ray.is_initialized():  # the end-to-end session's Ray, in a whole-suite run: use it, leave it
-        yield
-        return
-    before = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        if before is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = before
 
 
 def settings(tmp: Path) -> Settings:

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import diskcache
 
+from orchestrator.settings import Settings
+
 NAMESPACE = "orchestrator"
 
 
@@ -127,3 +129,13 @@ def get_or_create(directory: Path, *, ttl_s: float, size_limit_bytes: int) -> Ac
         max_task_retries=-1,  # reads, writes of a whole entry and deletes are safe to repeat
     )
     return ActorStore(cls.remote(directory, ttl_s=ttl_s, size_limit_bytes=size_limit_bytes))
+
+
+def store_for(settings: Settings) -> ResponseStore:
+    """The store `settings.responses` describes."""
+    r = settings.responses
+    directory = r.directory or settings.data_dir / "responses"
+    ttl_s, size = r.ttl_days * 86400, r.size_limit_mb << 20
+    if r.owner == "process":
+        return InProcessStore(DiskResponses(directory, ttl_s=ttl_s, size_limit_bytes=size))
+    return get_or_create(directory, ttl_s=ttl_s, size_limit_bytes=size)

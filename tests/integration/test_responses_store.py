@@ -1,0 +1,88 @@
+"""Stored responses as two gateway replicas see them: one named Ray actor, on disk, per key, with a TTL.
+
+Two apps stand for two replicas (each its own pipeline, accounts and store
+handle, as each Serve replica builds them); what one stored, the other reads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orchestrator.accounting.keys import hash_key
+from orchestrator.accounting.setup import build_accounts
+from orchestrator.api import build_app
+from orchestrator.app import build_pipeline
+from orchestrator.frontdoors.responses.store import DiskResponses, Stored, store_for
+from orchestrator.settings import Settings, load_settings
+from orchestrator.testing.engine import FakeEngine
+
+TEAM = "sk-orch-team-TTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT1"
+OTHER = "sk-orch-other-OOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOO2"
+
+
+def settings(tmp: Path) -> Settings:
+    return load_settings(
+        providers={},
+        models={},
+        cache={"enabled": False},
+        ledger={"path": str(tmp / "ledger.sqlite"), "owner": "process"},
+        responses={"directory": str(tmp / "responses"), "owner": "actor"},
+        keys={"team": {"sha256": hash_key(TEAM)}, "other": {"sha256": hash_key(OTHER)}},
+    )
+
+
+@pytest.fixture
+async def replicas(ray_instance: None, tmp_path: Path) -> AsyncIterator[list[httpx.AsyncClient]]:
+    s = settings(tmp_path)
+    clients, accounts = [], []
+    for _ in range(2):
+        engine = FakeEngine("fake-chat", max_model_len=4096)
+        pipeline = await build_pipeline({"local": (engine, engine.info())}, s, env={})
+        acct = await build_accounts(s, pipeline, env={})
+        app = build_app(pipeline, acct, responses=store_for(s))
+        clients.append(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw"))
+        accounts.append(acct)
+    yield clients
+    for c, a in zip(clients, accounts, strict=True):
+        await c.aclose()
+        await a.drain()
+        await a.background.stop()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_what_one_replica_stored_the_other_reads_and_continues(replicas: list[httpx.AsyncClient]) -> None:
+    a, b = replicas
+    first = await a.post("/v1/responses", json={"model": "fake-chat", "input": "remember me"}, headers=auth(TEAM))
+    assert first.status_code == 200, first.text
+    rid = first.json()["id"]
+    got = await b.get(f"/v1/responses/{rid}", headers=auth(TEAM))
+    assert got.status_code == 200 and got.json() == first.json()
+    body: dict[str, Any] = {"model": "fake-chat", "input": "go on", "previous_response_id": rid}
+    second = await b.post("/v1/responses", json=body, headers=auth(TEAM))
+    assert second.status_code == 200 and second.json()["previous_response_id"] == rid
+    assert (await a.get(f"/v1/responses/{rid}", headers=auth(OTHER))).status_code == 404  # not the other key's
+    assert (await b.delete(f"/v1/responses/{rid}", headers=auth(TEAM))).status_code == 200
+    assert (await a.get(f"/v1/responses/{rid}", headers=auth(TEAM))).status_code == 404
+
+
+def test_entries_expire_after_their_ttl(tmp_path: Path) -> None:
+    disk = DiskResponses(tmp_path, ttl_s=0.2)
+    disk.put(Stored("key:team", {"id": "resp_1"}, [], []))
+    assert disk.get("resp_1") is not None
+    time.sleep(0.3)
+    assert disk.get("resp_1") is None
+
+
+def test_entries_outlive_the_process_that_wrote_them(tmp_path: Path) -> None:
+    DiskResponses(tmp_path).put(Stored("key:team", {"id": "resp_1"}, [{"id": "msg_1"}], []))
+    again = DiskResponses(tmp_path).get("resp_1")  # a restarted actor opens the same directory
+    assert again is not None and again.owner == "key:team" and again.input_items == [{"id": "msg_1"}]
