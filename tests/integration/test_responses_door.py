@@ -316,6 +316,7 @@ async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterato
             },
         },
         models={"both": {"routes": ["alpha/m", "claude/haiku"]}},
+        cache={"directory": str(tmp_path / "cache")},
         resilience={"first_token_timeout_s": 1.0, "idle_timeout_s": 0.5, "deadline_s": 8.0, "backoff_base_s": 0.05},
         ledger={"path": str(tmp_path / "ledger.sqlite"), "owner": "process"},
         keys={"team": {"sha256": hash_key(TEAM_KEY)}, "other": {"sha256": hash_key(OTHER_KEY)}},
@@ -415,3 +416,19 @@ async def test_a_failure_mid_stream_ends_with_error_and_response_failed(
     failed = events[-1]["response"]
     assert failed["status"] == "failed" and failed["error"]["message"]
     assert failed["output"][0]["status"] == "incomplete"
+
+
+async def test_a_reproducible_request_is_replayed_from_the_cache_as_a_real_event_stream(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    ask = {"model": "alpha/m", "input": "cache me", "temperature": 0}
+    first = await post(remote, ask, TEAM_KEY)
+    again = await post(remote, ask, TEAM_KEY)
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("MISS", "HIT")
+    assert again.json()["id"] != first.json()["id"]  # a response of its own, stored under its own id
+    assert again.json()["output"][0]["content"] == first.json()["output"][0]["content"]
+    events = await raw_events(remote, ask, TEAM_KEY)  # replayed: the official sequence, from the cache
+    assert kinds(events)[-1] == "response.completed"
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == first.json()["output"][0]["content"][0]["text"]
+    assert fakes["alpha"].counts["/v1/chat/completions"] == 1
+    assert (await sdk(remote, TEAM_KEY).responses.retrieve(again.json()["id"])).output_text

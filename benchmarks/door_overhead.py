@@ -1,0 +1,123 @@
+"""What a front door adds to a request: the Responses and Messages doors against chat completions.
+
+    .venv/bin/python -m benchmarks.door_overhead [--requests 400] [--rounds 5]
+
+The gateway's ASGI app in-process (no sockets, no Ray Serve: only the doors' own work differs), over a
+fake local engine that answers at once, asked the same small question sequentially through each door,
+whole and streamed; the doors alternate round by round so the machine's noise hits them alike:
+
+- **chat**: `POST /v1/chat/completions` (the baseline);
+- **messages**: `POST /v1/messages` (Anthropic's body parsed and translated to chat, the answer back);
+- **responses**: `POST /v1/responses` with `store: false` (parsed, translated, the answer back);
+- **responses+store**: the same, stored (the default): one write to the in-process disk store per request.
+
+Prints the median microseconds per request per door and stream mode (median over rounds of each round's
+nearest-rank p50) and each door's difference from chat. Target: a door adds ≤ 0.3 ms p50 over chat on the
+same route. Saves `benchmarks/results/door_overhead-<stamp>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.harness import percentile, run_meta, save, stamp
+
+QUESTION = "hello there"
+DOORS: dict[str, tuple[str, dict[str, Any]]] = {
+    "chat": (
+        "/v1/chat/completions",
+        {"model": "fake-chat", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 5},
+    ),
+    "messages": (
+        "/v1/messages",
+        {"model": "fake-chat", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 5},
+    ),
+    "responses": ("/v1/responses", {"model": "fake-chat", "input": QUESTION, "max_output_tokens": 5, "store": False}),
+    "responses+store": ("/v1/responses", {"model": "fake-chat", "input": QUESTION, "max_output_tokens": 5}),
+}
+TARGET_MS = 0.3
+
+
+async def build(tmp: Path) -> tuple[Any, Any]:
+    from orchestrator.accounting.setup import build_accounts
+    from orchestrator.api import build_app
+    from orchestrator.app import build_pipeline
+    from orchestrator.frontdoors.responses.store import store_for
+    from orchestrator.settings import load_settings
+    from orchestrator.testing.engine import FakeEngine
+
+    engine = FakeEngine("fake-chat")
+    settings = load_settings(
+        providers={},
+        models={},
+        cache={"enabled": False},
+        ledger={"path": str(tmp / "ledger.sqlite"), "owner": "process"},
+        responses={"directory": str(tmp / "responses"), "owner": "process"},
+    )
+    pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env={})
+    accounts = await build_accounts(settings, pipeline, env={})
+    return build_app(pipeline, accounts, responses=store_for(settings)), accounts
+
+
+async def round_of(c: httpx.AsyncClient, door: str, stream: bool, n: int) -> float:
+    path, body = DOORS[door]
+    body = {**body, "stream": stream}
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = await c.post(path, json=body)
+        times.append(time.perf_counter() - t0)
+        assert r.status_code == 200, r.text
+    return percentile(times, 50) * 1e6
+
+
+async def main(requests: int, rounds: int) -> None:
+    meta = run_meta("benchmarks.door_overhead")
+    logging.disable(logging.WARNING)  # the per-request INFO lines are still formatted, not printed
+    cells = [(door, stream) for stream in (False, True) for door in DOORS]
+    results: dict[str, list[float]] = {f"{d}{' stream' if s else ''}": [] for d, s in cells}
+    with tempfile.TemporaryDirectory() as tmp:
+        app, accounts = await build(Path(tmp))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as c:
+            for door, stream in cells:
+                await round_of(c, door, stream, 50)  # warm up
+            for _ in range(rounds):
+                for door, stream in cells:
+                    results[f"{door}{' stream' if stream else ''}"].append(await round_of(c, door, stream, requests))
+        await accounts.drain()
+        await accounts.background.stop()
+    medians = {name: percentile(values, 50) for name, values in results.items()}
+    added = {}
+    print(f"{'door':<24}{'µs/request':>12}{'vs chat':>10}   (median of {rounds} rounds x {requests} sequential)")
+    for name, value in medians.items():
+        base = medians["chat stream" if name.endswith(" stream") else "chat"]
+        added[name] = (value - base) / 1000
+        verdict = "" if name.startswith("chat") else ("  met" if added[name] <= TARGET_MS else "  missed")
+        print(f"{name:<24}{value:>12.0f}{value - base:>+10.0f}{verdict}")
+    print(f"target: a door adds <= {TARGET_MS} ms p50 over chat completions on the same route")
+    result = {
+        **meta,
+        "requests": requests,
+        "rounds": rounds,
+        "median_us": medians,
+        "added_ms_vs_chat": added,
+        "target_ms": TARGET_MS,
+        "round_medians_us": results,
+    }
+    print(f"saved {save('door_overhead', stamp(), result)}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.rounds))

@@ -1,0 +1,119 @@
+"""The Responses API on the default deployment, with the official openai client and the OpenAI Agents SDK.
+
+Text and structured output are answered by SmolLM2 on vLLM; tool calls need
+a route with tools, so `auto` spills them to a remote fake. Every body and
+stream event is held to the shared OpenAPI spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai_schema import validate
+
+pytestmark = pytest.mark.e2e
+
+CHAT_MODEL = "smollm2-135m"
+WEATHER: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def test_a_local_model_answers_a_response(client: openai.OpenAI) -> None:
+    raw = client.responses.with_raw_response.create(
+        model=CHAT_MODEL, input="What is the capital of France?", temperature=0, max_output_tokens=24
+    )
+    validate("Response", raw.http_response.json())
+    assert raw.headers["x-served-by"] == f"local/{CHAT_MODEL}"
+    response = raw.parse()
+    assert "Paris" in response.output_text
+    assert response.usage is not None and response.usage.output_tokens > 0
+    assert client.responses.retrieve(response.id).output_text == response.output_text
+
+
+def test_a_streamed_response_from_the_local_model(client: openai.OpenAI, base_url: str) -> None:
+    ask: Any = {
+        "model": CHAT_MODEL,
+        "input": "What is the capital of France?",
+        "temperature": 0,
+        "max_output_tokens": 24,
+    }
+    with client.responses.stream(**ask) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert events[0].type == "response.created" and events[-1].type in ("response.completed", "response.incomplete")
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == final.output_text and "Paris" in text
+    # The same stream as sent, every event held to the spec.
+    sent = httpx.post(
+        f"{base_url}/responses",
+        json={**ask, "stream": True},
+        headers={"Authorization": "Bearer not-needed"},
+        timeout=120,
+    )
+    frames = [f for f in sent.text.split("\n\n") if f.strip()]
+    for frame in frames:
+        validate("ResponseStreamEvent", json.loads(frame.split("\n")[1].removeprefix("data: ")))
+    assert len(frames) == len(events)
+
+
+def test_structured_output_from_the_local_model(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    response = client.responses.create(
+        model=CHAT_MODEL,
+        input="Which city is the capital of France? Answer in JSON.",
+        text={"format": {"type": "json_schema", "name": "capital", "schema": schema, "strict": True}},
+        temperature=0,
+        max_output_tokens=40,
+    )
+    assert isinstance(json.loads(response.output_text)["city"], str)
+
+
+def test_a_function_tool_round_trip_on_auto_continues_by_previous_response_id(client: openai.OpenAI) -> None:
+    raw = client.responses.with_raw_response.create(
+        model="auto", input="What is the weather in Paris?", tools=[WEATHER], tool_choice="required"
+    )
+    assert not raw.headers["x-served-by"].startswith("local/")  # the local model has no tools: it spilled
+    first = raw.parse()
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1 and calls[0].name == "get_weather"
+    second = client.responses.create(
+        model="auto",
+        tools=[WEATHER],
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": '{"sky": "sunny"}'}],
+    )
+    assert second.status == "completed" and second.output_text
+    items = client.responses.input_items.list(second.id)
+    assert [item.type for item in items.data] == ["function_call_output"]
+
+
+def test_a_one_tool_agent_runs_against_auto(base_url: str) -> None:
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)  # nothing leaves the machine
+    asked: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        asked.append(city)
+        return f"It is sunny in {city}."
+
+    async def run() -> Any:
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0) as client:
+            model = OpenAIResponsesModel("auto", client)
+            agent = Agent(name="weather", instructions="Use the tool to answer.", tools=[get_weather], model=model)
+            return await Runner.run(agent, "What is the weather in Paris?")
+
+    result = asyncio.run(run())
+    assert asked, "the agent never called its tool"
+    assert isinstance(result.final_output, str) and result.final_output
