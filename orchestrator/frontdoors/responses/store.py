@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,15 +50,25 @@ class ResponseStore(Protocol):
 
 class DiskResponses:
     """The entries on disk, as JSON, each with its time to live (synchronous: the actor's and the
-    in-process store's body)."""
+    in-process store's body). The directory is opened at the first use (`None`: a temporary one),
+    so an app that never stores a response never opens one."""
 
     def __init__(self, directory: Path | None = None, *, ttl_s: float = 30 * 86400, size_limit_bytes: int = 1 << 30):
-        self._cache = diskcache.Cache(
-            None if directory is None else str(directory),
-            size_limit=size_limit_bytes,
-            eviction_policy="least-recently-stored",
-        )
+        self._directory = directory
+        self._size_limit_bytes = size_limit_bytes
         self._ttl_s = ttl_s
+        self._opened: diskcache.Cache | None = None
+        self._opening = threading.Lock()  # reads run on threads: open it once
+
+    @property
+    def _cache(self) -> diskcache.Cache:
+        with self._opening:
+            if self._opened is None:
+                directory = None if self._directory is None else str(self._directory)
+                self._opened = diskcache.Cache(
+                    directory, size_limit=self._size_limit_bytes, eviction_policy="least-recently-stored"
+                )
+            return self._opened
 
     def get(self, response_id: str) -> Stored | None:
         raw = self._cache.get(response_id)
