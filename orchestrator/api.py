@@ -25,8 +25,8 @@ from orchestrator.accounting.accounts import Accounts, Tab
 from orchestrator.accounting.admin import add_admin_routes
 from orchestrator.accounting.metrics import CONTENT_TYPE_LATEST
 from orchestrator.errors import MethodNotAllowed, NotFound, OrchestratorError, RequestTooLarge
-from orchestrator.frontdoors.anthropic import AnthropicMessages
-from orchestrator.frontdoors.base import FrontDoor
+from orchestrator.frontdoors.anthropic import AnthropicMessages, AnthropicTokenCount
+from orchestrator.frontdoors.base import FrontDoor, SideDoor
 from orchestrator.frontdoors.openai import error_response, json_response, openai_doors
 from orchestrator.frontdoors.responses import (
     DiskResponses,
@@ -66,7 +66,9 @@ def build_app(
     add_admin_routes(app, acct)
     store = responses or InProcessStore(DiskResponses())
     doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store), AnthropicMessages()]
-    by_path = {door.path: door for door in doors}
+    sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow
+    by_path: dict[str, FrontDoor | SideDoor] = {door.path: door for door in doors}
+    by_path.update((side.path, side) for side in sides)
 
     _answer_errors(app, by_path)
 
@@ -75,6 +77,8 @@ def build_app(
     large = LargeBodies()  # shared by every door
     for door in doors:
         app.add_route(door.path, _serving(door, pipeline, acct, max_body_bytes, large), methods=["POST"])
+    for side in sides:
+        app.add_route(side.path, _answering(side, pipeline, acct, max_body_bytes, large), methods=["POST"])
     return app
 
 
@@ -89,6 +93,21 @@ def _serving(
         async with large.slot() as slot:
             call = await door.parse(await read_body(request, max_body_bytes, slot), request.headers, tab)
         return await door.encode(call, await pipeline.serve(call))
+
+    return handle
+
+
+def _answering(
+    door: SideDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes: int, large: LargeBodies
+) -> Callable[[Request], Awaitable[Response]]:
+    """A side door's route: key and body as for a front door, then the door's own answer (a large
+    body keeps its slot until it is answered, as a front door's does until it is parsed)."""
+
+    async def handle(request: Request) -> Response:
+        tab = _tab(request)
+        await acct.authenticate(tab, request.headers)
+        async with large.slot() as slot:
+            return await door.answer(await read_body(request, max_body_bytes, slot), request.headers, tab, pipeline)
 
     return handle
 
@@ -118,7 +137,7 @@ def _info_routes(app: FastAPI, pipeline: Pipeline, acct: Accounts) -> None:
     app.add_route("/v1/models", models, methods=["GET"])
 
 
-def _answer_errors(app: FastAPI, by_path: dict[str, FrontDoor]) -> None:
+def _answer_errors(app: FastAPI, by_path: dict[str, FrontDoor | SideDoor]) -> None:
     """Every error, from anywhere, in the shape of the front door the request came in by."""
 
     def error(request: Request, exc: OrchestratorError) -> Response:

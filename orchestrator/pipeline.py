@@ -120,6 +120,13 @@ class Pipeline:
         routed = _with_cache(routed, decision)
         return self._metered(call, routed if leads else _shared(routed), plan, shared=not leads)
 
+    async def count(self, call: Call) -> int:
+        """The call's prompt tokens as routing counts them (`Router.count`), for a model that exists
+        (404) and that its key may use (403). Nothing is reserved or asked of any route."""
+        self._registry.resolve(call.model)
+        call.tab.check_model(call.model)
+        return await self._router.count(call.body)
+
     # ----------------------------------------------------------------- the steps
 
     async def _resolve(self, call: Call) -> Resolution:

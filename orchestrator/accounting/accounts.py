@@ -102,6 +102,10 @@ class Tab:
         """The key's limits checked for `request` on `routes` (its resolved routes); the model to serve."""
         return await self.accounts.admit(self, request, routes, downgrade)
 
+    def check_model(self, model: str) -> None:
+        """`ModelNotAllowed` (403) where the request's key may not use `model` (a 404 if it doesn't exist)."""
+        self.accounts.check_model(self, model)
+
     def record(self, record: UsageRecord) -> None:
         """The pipeline's record of this request's answer (a `Ledger`)."""
         if self.finished:  # later than the response's end allowed for: a line of its own, not lost
@@ -246,9 +250,7 @@ class Accounts:
         key = tab.key
         if key is None or self.owner is None:
             return str(request.model)
-        if not key.allows(request.model):
-            self._registry_resolve(request.model)  # an unknown model is a 404 for everyone
-            raise ModelNotAllowed(f"This API key does not have access to model `{request.model}`.", param="model")
+        self.check_model(tab, request.model)
         if not key.limited:
             return str(request.model)  # nothing to reserve: no round trip (revocation: the lookup's TTL)
         primary = self._worst(request, request.model, routes)
@@ -274,6 +276,14 @@ class Accounts:
             tab.downgraded_from = str(request.model)
             self.metrics.downgrades.labels(key=key.id).inc()
         return answer.model
+
+    def check_model(self, tab: Tab, model: str) -> None:
+        """`ModelNotAllowed` (403) where the tab's key may not use `model`; a 404 for a model that
+        doesn't exist, for everyone."""
+        key = tab.key
+        if key is not None and not key.allows(model):
+            self._registry_resolve(model)
+            raise ModelNotAllowed(f"This API key does not have access to model `{model}`.", param="model")
 
     def _registry_resolve(self, model: str) -> Any:
         return self._registry.resolve(model) if self._registry is not None else None

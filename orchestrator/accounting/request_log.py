@@ -12,9 +12,10 @@ from orchestrator.scheduling.policy import spill_reason_code
 if TYPE_CHECKING:  # the tab is built by accounts.py, which builds this too
     from orchestrator.accounting.accounts import Tab
 
-# The front doors' paths: these record usage (and get a metrics label of their own, as does /v1/models).
+# The front doors' paths: these record usage (and get a metrics label of their own, as do /v1/models
+# and Anthropic's count_tokens, which record none).
 ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/responses"})
-ENDPOINTS = ANSWERING | {"/v1/models"}
+ENDPOINTS = ANSWERING | {"/v1/models", "/v1/messages/count_tokens"}
 
 
 class RequestLog:

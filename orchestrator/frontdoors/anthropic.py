@@ -1,23 +1,23 @@
-"""Anthropic's Messages API inbound: `POST /v1/messages`, the mirror image of `providers.anthropic`.
+"""Anthropic's Messages API inbound: `POST /v1/messages` and `/v1/messages/count_tokens`.
 
-A Messages request is validated against pydantic models of Anthropic's request
-(`MessagesRequest`) and translated into the OpenAI chat request the flow
-answers (`to_chat`), so it is resolved, admitted, cached, spilled and billed
-like any chat request. The answer goes back as Anthropic's `message` JSON
-(`to_message`) or as its event stream (`MessageEvents`: `message_start`,
-`ping`, `content_block_*`, `message_delta`, `message_stop`; an `error` event on
-a failure after the stream started, never a silent end). Errors have
-Anthropic's shape, `{"type": "error", "error": {"type", "message"}}`, typed by
-the gateway error's status (`error_response`).
+The mirror image of `providers.anthropic`. A Messages body is validated,
+checked (`anthropic-version`) and translated into the chat request the flow
+answers by `anthropic_request`.
+The answer goes back as Anthropic's `message` JSON (`to_message`) or as its
+event stream (`MessageEvents`: `message_start`, `ping`, `content_block_*`,
+`message_delta`, `message_stop`; an `error` event on a failure after the
+stream started, never a silent end). Errors have Anthropic's shape,
+`{"type": "error", "error": {"type", "message"}}`, typed by the gateway
+error's status (`error_response`).
+
+`count_tokens` (`AnthropicTokenCount`, a side door: no model is asked) counts
+the prompt as the gateway does for routing (`Pipeline.count`): the local
+model's tokenizer and chat template (a byte count, an upper bound, where the
+gateway has no tokenizer), for any model the key may use, remote ones too.
+It reserves and costs nothing, so it counts against no budget or rate limit.
 
 Decisions, where the two APIs differ:
 
-- `system` (a string or text blocks, joined with blank lines) is the first
-  message; a user turn's `tool_result` blocks become `tool` messages ahead of
-  the rest of the turn; an assistant turn's `tool_use` blocks become its
-  `tool_calls`; thinking blocks in the history are dropped.
-- `top_k` is ignored (OpenAI has no such parameter); `metadata.user_id` is
-  OpenAI's `user`; at most 4 `stop_sequences`, as OpenAI takes.
 - `stop_reason`: stop -> end_turn (stop_sequence when the route says which
   sequence matched), length -> max_tokens, tool_calls -> tool_use,
   content_filter -> refusal. `usage.input_tokens` excludes cache reads
@@ -32,19 +32,22 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, Call
 from orchestrator.errors import OrchestratorError, UpstreamError
 from orchestrator.failover import OpenStream
+from orchestrator.frontdoors.anthropic_request import MessagesRequest, TokenCountRequest, check_version, to_chat
 from orchestrator.frontdoors.base import tenant
-from orchestrator.frontdoors.openai import SSE_HEADERS, parse_body, route_headers, validation_error
+from orchestrator.frontdoors.openai import SSE_HEADERS, parse_body, route_headers
 from orchestrator.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ToolCallDelta, Usage
 from orchestrator.routes import Route, Routed
+
+if TYPE_CHECKING:  # the pipeline is handed in by the edge
+    from orchestrator.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -62,182 +65,6 @@ ERROR_TYPES = {
     504: "timeout_error",
     529: "overloaded_error",
 }
-
-# --------------------------------------------------------------------------- request models
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class TextBlock(_Wire):
-    type: Literal["text"]
-    text: str
-
-
-class Base64Source(_Wire):
-    type: Literal["base64"]
-    media_type: str
-    data: str
-
-
-class URLSource(_Wire):
-    type: Literal["url"]
-    url: str
-
-
-class ImageBlock(_Wire):
-    type: Literal["image"]
-    source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
-
-
-class ToolUseBlock(_Wire):
-    type: Literal["tool_use"]
-    id: str
-    name: str
-    input: dict[str, Any]
-
-
-class ToolResultBlock(_Wire):
-    type: Literal["tool_result"]
-    tool_use_id: str
-    content: str | list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]] | None = None
-    is_error: bool | None = None
-
-
-class ThinkingBlock(_Wire):
-    type: Literal["thinking", "redacted_thinking"]
-
-
-ContentBlock = Annotated[
-    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock, Field(discriminator="type")
-]
-
-
-class Message(_Wire):
-    role: Literal["user", "assistant"]
-    content: str | list[ContentBlock]
-
-
-class ToolDef(_Wire):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
-    description: str | None = None
-    input_schema: dict[str, Any]
-
-
-class ToolChoice(_Wire):
-    type: Literal["auto", "any", "tool", "none"]
-    name: str | None = None
-    disable_parallel_tool_use: bool | None = None
-
-    @model_validator(mode="after")
-    def _name_for_tool(self) -> ToolChoice:
-        if self.type == "tool" and not self.name:
-            raise ValueError("a tool_choice of type 'tool' needs 'name'")
-        return self
-
-
-class RequestMetadata(_Wire):
-    user_id: str | None = None
-
-
-class MessagesRequest(_Wire):
-    """`POST /v1/messages`: the fields the gateway serves; others are accepted and ignored."""
-
-    model: Annotated[str, Field(min_length=1)]
-    max_tokens: Annotated[int, Field(ge=1)]
-    messages: Annotated[list[Message], Field(min_length=1)]
-    system: str | list[TextBlock] | None = None
-    stop_sequences: Annotated[list[str], Field(max_length=4)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None
-    metadata: RequestMetadata | None = None
-    stream: bool = False
-    tools: list[ToolDef] | None = None
-    tool_choice: ToolChoice | None = None
-
-
-# --------------------------------------------------------------------------- request -> chat
-
-
-def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
-    """The OpenAI chat request that asks the same as `request`."""
-    body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens, "stream": request.stream}
-    body["messages"] = _system(request.system) + [m for message in request.messages for m in _messages(message)]
-    for name in ("temperature", "top_p"):
-        if (value := getattr(request, name)) is not None:
-            body[name] = value
-    if request.stop_sequences:
-        body["stop"] = request.stop_sequences
-    if request.metadata is not None and request.metadata.user_id:
-        body["user"] = request.metadata.user_id
-    body.update(_tool_fields(request))
-    try:
-        return ChatCompletionRequest.model_validate(body)
-    except ValidationError as e:
-        raise validation_error(e) from None
-
-
-def _system(system: str | list[TextBlock] | None) -> list[dict[str, Any]]:
-    text = system if isinstance(system, str) else "\n\n".join(b.text for b in system or [])
-    return [{"role": "system", "content": text}] if text else []
-
-
-def _messages(message: Message) -> list[dict[str, Any]]:
-    """One Anthropic turn as OpenAI messages: tool results first (as `tool` messages), then the turn."""
-    if isinstance(message.content, str):
-        return [{"role": message.role, "content": message.content}]
-    if message.role == "assistant":
-        return [_assistant(message.content)]
-    results = [_tool_message(b) for b in message.content if isinstance(b, ToolResultBlock)]
-    parts = [_part(b) for b in message.content if isinstance(b, TextBlock | ImageBlock)]
-    return results + ([{"role": "user", "content": parts}] if parts else [])
-
-
-def _assistant(blocks: list[Any]) -> dict[str, Any]:
-    text = "".join(b.text for b in blocks if isinstance(b, TextBlock))
-    calls = [
-        {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input)}}
-        for b in blocks
-        if isinstance(b, ToolUseBlock)
-    ]
-    return {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
-
-
-def _part(block: TextBlock | ImageBlock) -> dict[str, Any]:
-    if isinstance(block, TextBlock):
-        return {"type": "text", "text": block.text}
-    source = block.source
-    url = source.url if isinstance(source, URLSource) else f"data:{source.media_type};base64,{source.data}"
-    return {"type": "image_url", "image_url": {"url": url}}
-
-
-def _tool_message(block: ToolResultBlock) -> dict[str, Any]:
-    content: str | list[dict[str, Any]] = block.content if isinstance(block.content, str) else ""
-    if isinstance(block.content, list):
-        parts = [_part(b) for b in block.content]
-        texts = [p["text"] for p in parts if p["type"] == "text"]
-        content = "\n".join(texts) if len(texts) == len(parts) else parts
-    return {"role": "tool", "tool_call_id": block.tool_use_id, "content": content}
-
-
-def _function(tool: ToolDef) -> dict[str, Any]:
-    return {"name": tool.name, "description": tool.description, "parameters": tool.input_schema}
-
-
-def _tool_fields(request: MessagesRequest) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    if request.tools:
-        fields["tools"] = [{"type": "function", "function": _function(t)} for t in request.tools]
-    choice = request.tool_choice
-    if choice is not None:
-        simple = {"auto": "auto", "any": "required", "none": "none"}
-        fields["tool_choice"] = simple.get(choice.type) or {"type": "function", "function": {"name": choice.name}}
-        if choice.disable_parallel_tool_use and request.tools:
-            fields["parallel_tool_calls"] = False
-    return fields
-
 
 # --------------------------------------------------------------------------- answers
 
@@ -419,7 +246,7 @@ def error_response(exc: OrchestratorError) -> Response:
     return JSONResponse({"type": "error", **error_body(exc)}, status_code=exc.status_code, headers=headers)
 
 
-# --------------------------------------------------------------------------- the door
+# --------------------------------------------------------------------------- the doors
 
 
 class AnthropicMessages:
@@ -428,6 +255,7 @@ class AnthropicMessages:
     path = "/v1/messages"
 
     async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
+        check_version(headers)
         request = to_chat(parse_body(raw, MessagesRequest, _NOT_JSON))
         return Call(CHAT, request, headers, tab, tenant(tab))
 
@@ -436,6 +264,21 @@ class AnthropicMessages:
             return _stream_response(routed.result, call.body, routed.route)
         body = json.dumps(to_message(routed.result, call.body))
         return Response(content=body, media_type="application/json", headers=route_headers(routed.route))
+
+    def error(self, exc: OrchestratorError) -> Response:
+        return error_response(exc)
+
+
+class AnthropicTokenCount:
+    """`POST /v1/messages/count_tokens`: `{"input_tokens": N}`, as the gateway counts the prompt."""
+
+    path = "/v1/messages/count_tokens"
+
+    async def answer(self, raw: bytes, headers: Mapping[str, str], tab: Tab, pipeline: Pipeline) -> Response:
+        check_version(headers)
+        request = to_chat(parse_body(raw, TokenCountRequest, _NOT_JSON))
+        tokens = await pipeline.count(Call(CHAT, request, headers, tab, tenant(tab)))
+        return JSONResponse({"input_tokens": tokens})
 
     def error(self, exc: OrchestratorError) -> Response:
         return error_response(exc)

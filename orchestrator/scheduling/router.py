@@ -262,10 +262,15 @@ class Router:
                 "Please reduce the length of the messages.",
                 param="messages" if task == "chat" else "prompt",
             )
-        if rough <= _INLINE_BYTES:
-            return self._counter.count(request), self._counter.exact
-        count = await asyncio.get_running_loop().run_in_executor(self._tokenizing, self._counter.count, request)
-        return count, self._counter.exact
+        return await self.count(request, rough), self._counter.exact
+
+    async def count(self, request: Countable, rough: int | None = None) -> int:
+        """The prompt's tokens at the gateway's most exact: the local model's tokenizer and chat
+        template (a byte count, an upper bound, where there is none); a long prompt (`rough`, its
+        byte count) is tokenized off the event loop."""
+        if (rough if rough is not None else _BYTES.count(request)) <= _INLINE_BYTES:
+            return self._counter.count(request)
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizing, self._counter.count, request)
 
     def _order_embedding(self, resolution: Resolution) -> RoutePlan:
         """Embedding routes as listed; a local embedder is alive while we are."""

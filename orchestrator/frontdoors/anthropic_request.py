@@ -1,0 +1,241 @@
+"""Anthropic's Messages request, inbound: validated, checked, and translated into the chat request the flow answers.
+
+A body is validated against pydantic models of Anthropic's request
+(`MessagesRequest`; `TokenCountRequest` for `count_tokens`, which has no
+`max_tokens`) and translated into an OpenAI chat request (`to_chat`), so it is
+resolved, admitted, cached, spilled and billed like any chat request.
+
+Decisions, where the two APIs differ:
+
+- `system` (a string or text blocks, joined with blank lines) is the first
+  message; a user turn's `tool_result` blocks become `tool` messages ahead of
+  the rest of the turn; an assistant turn's `tool_use` blocks become its
+  `tool_calls`; thinking blocks in the history are dropped.
+- `top_k` is ignored (OpenAI has no such parameter); `metadata.user_id` is
+  OpenAI's `user`; at most 4 `stop_sequences`, as OpenAI takes.
+- `anthropic-version` (`check_version`): the versions whose Messages wire
+  format this gateway speaks, `VERSIONS` (2023-06-01, the one Anthropic
+  documents; 2023-01-01, which differs only in the legacy Text Completions
+  stream; 2026-10-21, what the anthropic SDK 2.x sends, whose own types read
+  these answers: the SDK tests show it). A malformed or other version is a 400
+  naming the header. An absent header is taken as 2023-06-01: Anthropic
+  requires one, but a curl user who leaves it out would get the same answer
+  either way. Anthropic routes are always sent the provider's configured
+  version (the answers are read as that version's).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orchestrator.errors import InvalidRequest
+from orchestrator.frontdoors.openai import validation_error
+from orchestrator.protocol import ChatCompletionRequest
+
+VERSION_HEADER = "anthropic-version"
+VERSION = "2023-06-01"  # what an absent header means
+VERSIONS = frozenset({"2023-01-01", VERSION, "2026-10-21"})
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# --------------------------------------------------------------------------- request models
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TextBlock(_Wire):
+    type: Literal["text"]
+    text: str
+
+
+class Base64Source(_Wire):
+    type: Literal["base64"]
+    media_type: str
+    data: str
+
+
+class URLSource(_Wire):
+    type: Literal["url"]
+    url: str
+
+
+class ImageBlock(_Wire):
+    type: Literal["image"]
+    source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
+
+
+class ToolUseBlock(_Wire):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ToolResultBlock(_Wire):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]] | None = None
+    is_error: bool | None = None
+
+
+class ThinkingBlock(_Wire):
+    type: Literal["thinking", "redacted_thinking"]
+
+
+ContentBlock = Annotated[
+    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock, Field(discriminator="type")
+]
+
+
+class Message(_Wire):
+    role: Literal["user", "assistant"]
+    content: str | list[ContentBlock]
+
+
+class ToolDef(_Wire):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    description: str | None = None
+    input_schema: dict[str, Any]
+
+
+class ToolChoice(_Wire):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+    @model_validator(mode="after")
+    def _name_for_tool(self) -> ToolChoice:
+        if self.type == "tool" and not self.name:
+            raise ValueError("a tool_choice of type 'tool' needs 'name'")
+        return self
+
+
+class RequestMetadata(_Wire):
+    user_id: str | None = None
+
+
+class MessagesRequest(_Wire):
+    """`POST /v1/messages`: the fields the gateway serves; others are accepted and ignored."""
+
+    model: Annotated[str, Field(min_length=1)]
+    max_tokens: Annotated[int, Field(ge=1)]
+    messages: Annotated[list[Message], Field(min_length=1)]
+    system: str | list[TextBlock] | None = None
+    stop_sequences: Annotated[list[str], Field(max_length=4)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    metadata: RequestMetadata | None = None
+    stream: bool = False
+    tools: list[ToolDef] | None = None
+    tool_choice: ToolChoice | None = None
+
+
+class TokenCountRequest(MessagesRequest):
+    """`POST /v1/messages/count_tokens`: a Messages request without `max_tokens`."""
+
+    max_tokens: Annotated[int, Field(ge=1)] | None = None  # type: ignore[assignment]
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def check_version(headers: Mapping[str, str]) -> None:
+    """An `InvalidRequest` naming the header unless it is absent or one of `VERSIONS` (see the module docstring)."""
+    version = headers.get(VERSION_HEADER)
+    if version is None or version.strip() in VERSIONS:
+        return
+    shown = json.dumps(version[:64])
+    what = "is not a version this gateway knows" if _DATE.fullmatch(version.strip()) else "is not a valid version"
+    raise InvalidRequest(
+        f"{VERSION_HEADER}: {shown} {what}; use one of {', '.join(sorted(VERSIONS))} (or leave the header out).",
+        param=VERSION_HEADER,
+        code="invalid_version",
+    )
+
+
+# --------------------------------------------------------------------------- request -> chat
+
+
+def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
+    """The OpenAI chat request that asks the same as `request`."""
+    body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens, "stream": request.stream}
+    body["messages"] = _system(request.system) + [m for message in request.messages for m in _messages(message)]
+    for name in ("temperature", "top_p"):
+        if (value := getattr(request, name)) is not None:
+            body[name] = value
+    if request.stop_sequences:
+        body["stop"] = request.stop_sequences
+    if request.metadata is not None and request.metadata.user_id:
+        body["user"] = request.metadata.user_id
+    body.update(_tool_fields(request))
+    try:
+        return ChatCompletionRequest.model_validate(body)
+    except ValidationError as e:
+        raise validation_error(e) from None
+
+
+def _system(system: str | list[TextBlock] | None) -> list[dict[str, Any]]:
+    text = system if isinstance(system, str) else "\n\n".join(b.text for b in system or [])
+    return [{"role": "system", "content": text}] if text else []
+
+
+def _messages(message: Message) -> list[dict[str, Any]]:
+    """One Anthropic turn as OpenAI messages: tool results first (as `tool` messages), then the turn."""
+    if isinstance(message.content, str):
+        return [{"role": message.role, "content": message.content}]
+    if message.role == "assistant":
+        return [_assistant(message.content)]
+    results = [_tool_message(b) for b in message.content if isinstance(b, ToolResultBlock)]
+    parts = [_part(b) for b in message.content if isinstance(b, TextBlock | ImageBlock)]
+    return results + ([{"role": "user", "content": parts}] if parts else [])
+
+
+def _assistant(blocks: list[Any]) -> dict[str, Any]:
+    text = "".join(b.text for b in blocks if isinstance(b, TextBlock))
+    calls = [
+        {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input)}}
+        for b in blocks
+        if isinstance(b, ToolUseBlock)
+    ]
+    return {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
+
+
+def _part(block: TextBlock | ImageBlock) -> dict[str, Any]:
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    source = block.source
+    url = source.url if isinstance(source, URLSource) else f"data:{source.media_type};base64,{source.data}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _tool_message(block: ToolResultBlock) -> dict[str, Any]:
+    content: str | list[dict[str, Any]] = block.content if isinstance(block.content, str) else ""
+    if isinstance(block.content, list):
+        parts = [_part(b) for b in block.content]
+        texts = [p["text"] for p in parts if p["type"] == "text"]
+        content = "\n".join(texts) if len(texts) == len(parts) else parts
+    return {"role": "tool", "tool_call_id": block.tool_use_id, "content": content}
+
+
+def _function(tool: ToolDef) -> dict[str, Any]:
+    return {"name": tool.name, "description": tool.description, "parameters": tool.input_schema}
+
+
+def _tool_fields(request: MessagesRequest) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if request.tools:
+        fields["tools"] = [{"type": "function", "function": _function(t)} for t in request.tools]
+    choice = request.tool_choice
+    if choice is not None:
+        simple = {"auto": "auto", "any": "required", "none": "none"}
+        fields["tool_choice"] = simple.get(choice.type) or {"type": "function", "function": {"name": choice.name}}
+        if choice.disable_parallel_tool_use and request.tools:
+            fields["parallel_tool_calls"] = False
+    return fields
