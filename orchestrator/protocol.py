@@ -9,6 +9,11 @@ OpenAI's do: a field OpenAI marks required-but-nullable is always present
 Streaming has one internal shape: an iterator of `ChatCompletionChunk` (or
 `CompletionChunk`); a non-stream response is assembled from the same chunks
 (`orchestrator.streams`).
+
+A chat request that came in another wire format (Anthropic's Messages) is
+translated into `ChatCompletionRequest` for the flow and carries the client's
+own body along (`Native`, a private attribute: it enters no dump), so a
+provider that speaks that format sends it as it is (`native()`).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_serializer, model_validator
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
@@ -248,8 +255,21 @@ class SamplingFields(BaseModel):
         return self
 
 
+ANTHROPIC_MESSAGES = "anthropic-messages"  # `Native.wire` of a body in Anthropic's Messages format
+
+
+@dataclass(frozen=True)
+class Native:
+    """A client's request as it came, in a wire format other than OpenAI's chat (`wire`)."""
+
+    wire: str
+    body: Mapping[str, Any]
+
+
 class ChatCompletionRequest(SamplingFields):
     """`POST /v1/chat/completions`."""
+
+    _native: Native | None = PrivateAttr(default=None)
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None
@@ -268,6 +288,16 @@ class ChatCompletionRequest(SamplingFields):
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    def native(self) -> Native | None:
+        """The client's own request, where it came in another wire format (a provider speaking that
+        format sends it rather than a translation). Private: in no dump, so in no cache key by itself."""
+        return self._native
+
+    def carrying(self, native: Native) -> ChatCompletionRequest:
+        """This request, carrying the client's own `native` one (copies keep it: `model_copy`)."""
+        self._native = native
+        return self
 
 
 class CompletionRequest(SamplingFields):

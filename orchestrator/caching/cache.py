@@ -3,7 +3,10 @@
 - `cache_key`: a hash of the canonical form of everything that affects the
   output (messages, model name, tools, response_format, sampling, n, stop,
   seed, ...) plus a namespace (per tenant), and nothing that doesn't
-  (`stream`, `stream_options`, `user`, cache directives).
+  (`stream`, `stream_options`, `user`, cache directives). A request that
+  carries the client's own body in another wire format (`Native`: Anthropic's
+  Messages, sent as it is to Anthropic routes) keys on that body too, so
+  fields only it has (`top_k`, `cache_control`, `thinking`) tell requests apart.
 - `decide`: pure policy. Cache by default only what is reproducible
   (temperature 0 or an explicit seed), or always / never as configured;
   per request `Cache-Control: no-cache` (don't read), `no-store` (don't
@@ -67,6 +70,9 @@ def cache_key(request: ChatCompletionRequest | CompletionRequest, namespace: str
     body = request.model_dump(exclude_none=True, by_alias=True)
     canonical = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
     canonical["_kind"] = "chat" if isinstance(request, ChatCompletionRequest) else "completion"
+    native = request.native() if isinstance(request, ChatCompletionRequest) else None
+    if native is not None:
+        canonical["_native"] = [native.wire, {k: v for k, v in native.body.items() if k not in _NOT_IN_KEY}]
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return f"{namespace}:{hashlib.sha256(blob.encode()).hexdigest()}"
 

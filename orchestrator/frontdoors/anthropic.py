@@ -2,7 +2,7 @@
 
 The mirror image of `providers.anthropic`. A Messages body is validated,
 checked (`anthropic-version`) and translated into the chat request the flow
-answers by `anthropic_request`.
+answers by `anthropic_request`; an Anthropic route gets the client's own body.
 The answer goes back as Anthropic's `message` JSON (`to_message`) or as its
 event stream (`MessageEvents`: `message_start`, `ping`, `content_block_*`,
 `message_delta`, `message_stop`; an `error` event on a failure after the
@@ -25,6 +25,8 @@ Decisions, where the two APIs differ:
   counts are known at its end, so they come in `message_delta`.
 - a tool call's arguments that are not a JSON object come back as input `{}`
   in a whole message (a stream sends them as they are).
+- answers pass through the flow's one chunk shape, so an Anthropic route's
+  thinking blocks (asked for with `thinking`) are not relayed.
 """
 
 from __future__ import annotations

@@ -3,16 +3,22 @@
 A body is validated against pydantic models of Anthropic's request
 (`MessagesRequest`; `TokenCountRequest` for `count_tokens`, which has no
 `max_tokens`) and translated into an OpenAI chat request (`to_chat`), so it is
-resolved, admitted, cached, spilled and billed like any chat request.
+resolved, admitted, cached, spilled and billed like any chat request. The chat
+request carries the client's own body (`protocol.Native`): an Anthropic route
+sends that as it is (`providers.anthropic.messages_body`), so nothing is lost
+to a double translation, and the cache keys on it.
 
-Decisions, where the two APIs differ:
+Decisions, where the two APIs differ (they matter to routes that are not Anthropic's):
 
 - `system` (a string or text blocks, joined with blank lines) is the first
   message; a user turn's `tool_result` blocks become `tool` messages ahead of
   the rest of the turn; an assistant turn's `tool_use` blocks become its
   `tool_calls`; thinking blocks in the history are dropped.
-- `top_k` is ignored (OpenAI has no such parameter); `metadata.user_id` is
-  OpenAI's `user`; at most 4 `stop_sequences`, as OpenAI takes.
+- `top_k`, `thinking` and `cache_control` have no OpenAI equivalent and reach
+  only Anthropic routes; `metadata.user_id` is OpenAI's `user`; at most 4
+  `stop_sequences`, as OpenAI takes.
+- the gateway's own `cache` body field (as on OpenAI's routes) is read by the
+  gateway and never sent on.
 - `anthropic-version` (`check_version`): the versions whose Messages wire
   format this gateway speaks, `VERSIONS` (2023-06-01, the one Anthropic
   documents; 2023-01-01, which differs only in the legacy Text Completions
@@ -35,12 +41,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from orchestrator.errors import InvalidRequest
 from orchestrator.frontdoors.openai import validation_error
-from orchestrator.protocol import ChatCompletionRequest
+from orchestrator.protocol import ANTHROPIC_MESSAGES, ChatCompletionRequest, Native
 
 VERSION_HEADER = "anthropic-version"
 VERSION = "2023-06-01"  # what an absent header means
 VERSIONS = frozenset({"2023-01-01", VERSION, "2026-10-21"})
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+GATEWAY_FIELDS = frozenset({"cache"})  # body fields the gateway reads and never sends on
 
 # --------------------------------------------------------------------------- request models
 
@@ -164,8 +171,10 @@ def check_version(headers: Mapping[str, str]) -> None:
 
 
 def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
-    """The OpenAI chat request that asks the same as `request`."""
+    """The OpenAI chat request that asks the same as `request`, carrying the client's own body."""
     body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens, "stream": request.stream}
+    extra = request.model_extra or {}
+    body.update({name: extra[name] for name in GATEWAY_FIELDS if name in extra})
     body["messages"] = _system(request.system) + [m for message in request.messages for m in _messages(message)]
     for name in ("temperature", "top_p"):
         if (value := getattr(request, name)) is not None:
@@ -176,9 +185,16 @@ def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
         body["user"] = request.metadata.user_id
     body.update(_tool_fields(request))
     try:
-        return ChatCompletionRequest.model_validate(body)
+        chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as e:
         raise validation_error(e) from None
+    return chat.carrying(Native(ANTHROPIC_MESSAGES, native_body(request)))
+
+
+def native_body(request: MessagesRequest) -> dict[str, Any]:
+    """The body as the client sent it (its fields and blocks, unknown ones too), less the gateway's own."""
+    body = request.model_dump(exclude_unset=True, by_alias=True)
+    return {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
 
 
 def _system(system: str | list[TextBlock] | None) -> list[dict[str, Any]]:

@@ -4,7 +4,11 @@ Responsibilities:
 
 1. Translate an OpenAI chat request into a Messages API body (`to_anthropic`),
    refusing up front what Anthropic can't do: `n > 1`, `logprobs`, JSON
-   `response_format`, `logit_bias`, audio and file parts.
+   `response_format`, `logit_bias`, audio and file parts. A request that came
+   in as a Messages body (Anthropic's front door: `ChatCompletionRequest.native`)
+   is sent as the client wrote it, with only the route's model, the flow's
+   `max_tokens` and `stream: true` set (`messages_body`): no double translation,
+   so `top_k`, `cache_control`, `thinking`, `metadata` and the rest arrive intact.
 2. `POST {base_url}/v1/messages` with `stream: true` on the injected
    `httpx.AsyncClient`: a non-2xx answer becomes the gateway's error
    (`error_from_response`, which reads Anthropic's `{"type": "error",
@@ -71,6 +75,7 @@ from orchestrator.errors import (
     UpstreamUnavailable,
 )
 from orchestrator.protocol import (
+    ANTHROPIC_MESSAGES,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessage,
@@ -117,6 +122,15 @@ Block = dict[str, Any]
 Turn = dict[str, Any]
 
 # --------------------------------------------------------------------------- requests
+
+
+def messages_body(request: ChatCompletionRequest, model: str, default_max_tokens: int) -> dict[str, Any]:
+    """The Messages API body for `request`: the client's own where it came as one, else the translation."""
+    native = request.native()
+    if native is None or native.wire != ANTHROPIC_MESSAGES:
+        return to_anthropic(request, model, default_max_tokens)
+    limit = request.output_limit() or default_max_tokens
+    return {**native.body, "model": model, "max_tokens": limit, "stream": True}
 
 
 def to_anthropic(request: ChatCompletionRequest, model: str, default_max_tokens: int) -> dict[str, Any]:
@@ -520,7 +534,7 @@ class AnthropicProvider:
         self._version = version
 
     async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
-        body = to_anthropic(request, model, self._default_max_tokens)
+        body = messages_body(request, model, self._default_max_tokens)
         try:
             with map_transport_errors(self.name):
                 async with self._client.stream(

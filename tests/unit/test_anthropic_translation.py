@@ -27,13 +27,21 @@ from orchestrator.errors import (
     UpstreamUnavailable,
 )
 from orchestrator.protocol import (
+    ANTHROPIC_MESSAGES,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    Native,
 )
-from orchestrator.providers.anthropic import AnthropicProvider, StreamTranslator, to_anthropic, translate
+from orchestrator.providers.anthropic import (
+    AnthropicProvider,
+    StreamTranslator,
+    messages_body,
+    to_anthropic,
+    translate,
+)
 from orchestrator.providers.base import Provider
 from orchestrator.providers.http import sse_events
 from orchestrator.streams import assemble_chat
@@ -119,6 +127,22 @@ def test_dropped_and_unknown_fields_are_not_forwarded() -> None:
         top_k=5,
     )
     assert set(translated) == {"model", "messages", "max_tokens", "stream"}
+
+
+def test_a_request_that_came_as_a_messages_body_is_sent_as_it_came() -> None:
+    native = {
+        "model": "alias",
+        "max_tokens": 10,
+        "top_k": 3,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    carried = request(max_tokens=10).carrying(Native(ANTHROPIC_MESSAGES, native))
+    assert messages_body(carried, MODEL, 4096) == {**native, "model": MODEL, "stream": True}
+    # The flow's own max_tokens wins; a body in another wire format is not Anthropic's to send.
+    assert messages_body(carried.model_copy(update={"max_tokens": 4}), MODEL, 4096)["max_tokens"] == 4
+    other = request().carrying(Native("some-other-wire", native))
+    assert messages_body(other, MODEL, 4096) == body()
 
 
 @pytest.mark.parametrize(

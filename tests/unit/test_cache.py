@@ -40,6 +40,7 @@ from orchestrator.caching.cache import (
 )
 from orchestrator.errors import InvalidRequest
 from orchestrator.protocol import (
+    ANTHROPIC_MESSAGES,
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
@@ -50,6 +51,7 @@ from orchestrator.protocol import (
     CompletionChunk,
     CompletionRequest,
     FunctionCall,
+    Native,
     TokenLogprob,
     ToolCall,
     Usage,
@@ -160,6 +162,21 @@ def test_key_tells_seeds_and_tools_apart() -> None:
     other_tool = {**WEATHER, "function": {**WEATHER["function"], "name": "get_time"}}
     assert cache_key(chat(seed=1), "t") != cache_key(chat(seed=2), "t")
     assert cache_key(chat(tools=[WEATHER]), "t") != cache_key(chat(tools=[other_tool]), "t")
+
+
+def test_key_tells_apart_requests_whose_native_bodies_differ() -> None:
+    # A Messages request carries its own body (for Anthropic routes): fields only it has count.
+    def messages(**fields: Any) -> ChatCompletionRequest:
+        body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], **fields}
+        return chat(temperature=0).carrying(Native(ANTHROPIC_MESSAGES, body))
+
+    assert cache_key(messages(top_k=5), "t") == cache_key(messages(top_k=5), "t")
+    assert cache_key(messages(top_k=5), "t") != cache_key(messages(top_k=6), "t")
+    assert cache_key(messages(), "t") != cache_key(chat(temperature=0), "t")
+    # Delivery and billing fields don't, as on the chat body.
+    assert cache_key(messages(stream=True, metadata={"user_id": "u"}), "t") == cache_key(messages(), "t")
+    # The native body is private to the request: in no dump, and copies keep it.
+    assert "_native" not in messages().model_dump() and messages().model_copy().native() is not None
 
 
 def test_key_tells_chat_and_text_completions_apart() -> None:

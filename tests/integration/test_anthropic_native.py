@@ -1,0 +1,163 @@
+"""Anthropic routes get the client's own Messages body; other routes its translation.
+
+Through the official anthropic SDK over a real socket (`anthropic_gateway`): the
+fake Anthropic provider ("claude") records the body it received, which must be
+what the client sent (`top_k`, `cache_control` blocks, `thinking`, `metadata`,
+fields the gateway doesn't know) with only the route's model, `max_tokens` and
+`stream` set by the gateway; the OpenAI-compatible fake ("alpha") gets an
+OpenAI chat body. The cache and single-flight key on the native body too.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import anthropic
+import pytest
+from anthropic.types import Message
+from anthropic_gateway import UPSTREAM, Gateway, gateway
+
+from local_models.catalog import prepare
+from orchestrator.testing.provider import FakeProvider
+
+EPHEMERAL = {"type": "ephemeral"}
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    "cache_control": EPHEMERAL,
+}
+SYSTEM = [{"type": "text", "text": "You are terse.", "cache_control": EPHEMERAL}]
+MESSAGES = [
+    {"role": "user", "content": [{"type": "text", "text": "Hello, who are you?", "cache_control": EPHEMERAL}]},
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "They ask who I am.", "signature": "sig-abc"},
+            {"type": "text", "text": "A helpful assistant."},
+        ],
+    },
+    {"role": "user", "content": "What is the weather in Paris?"},
+]
+# What this SDK version no longer names goes in extra_body, as a user of it would send it.
+EXTRA = {"top_k": 7, "temperature": 0.5, "future_field": {"kept": True}}
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict[str, FakeProvider]]:
+    with (
+        FakeProvider(api_key=UPSTREAM["ALPHA_KEY"], reply="It is sunny.") as alpha,
+        FakeProvider(api_key=UPSTREAM["CLAUDE_KEY"], reply="It is sunny.") as claude,
+    ):
+        yield {"alpha": alpha, "claude": claude}
+
+
+@pytest.fixture(autouse=True)
+def fresh(fakes: dict[str, FakeProvider]) -> None:
+    for fake in fakes.values():
+        fake.clear_fault()
+        fake.reset_stats()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare("tiny-random", tmp_path_factory.mktemp("models"), progress=False).path
+
+
+@pytest.fixture
+async def gw(fakes: dict[str, FakeProvider], tmp_path: Path, tokenizer: Path) -> AsyncIterator[Gateway]:
+    async with gateway(fakes, tmp_path, tokenizer) as g:
+        yield g
+
+
+def received(fake: FakeProvider) -> dict[str, Any]:
+    [request] = [r for r in fake.requests if r.method == "POST"]
+    return cast(dict[str, Any], request.body)
+
+
+def asked(**fields: Any) -> dict[str, Any]:
+    """The fields of the client's request, as the SDK sends them."""
+    return {"system": SYSTEM, "messages": MESSAGES, "metadata": {"user_id": "u-42"}, **fields}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_an_anthropic_route_gets_the_clients_own_body(
+    gw: Gateway, fakes: dict[str, FakeProvider], stream: bool
+) -> None:
+    client = gw.client()
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    ask = asked(model="claude/haiku", max_tokens=2048, thinking=thinking, stop_sequences=["STOP"])
+    if stream:
+        async with client.messages.stream(**ask, extra_body=EXTRA) as s:
+            answer = await s.get_final_message()
+    else:
+        answer = await client.messages.create(**ask, extra_body=EXTRA)
+    assert answer.content[0].type == "text" and answer.content[0].text == "It is sunny."
+    sent = received(fakes["claude"])
+    # The gateway sets the route's model, the flow's max_tokens, and always streams upstream.
+    assert (sent.pop("model"), sent.pop("max_tokens"), sent.pop("stream")) == ("claude-test", 2048, True)
+    expected = {k: v for k, v in ask.items() if k not in ("model", "max_tokens")}
+    assert sent == {**expected, **EXTRA}  # every field and block as sent: no double translation
+
+
+async def test_an_alias_spills_to_anthropic_with_the_native_body(gw: Gateway, fakes: dict[str, FakeProvider]) -> None:
+    # `auto` is the local model first; it has no tools, so a request with tools goes to claude.
+    raw = await gw.client().messages.with_raw_response.create(
+        **asked(model="auto", max_tokens=50, tools=[WEATHER], tool_choice={"type": "any"}), extra_body=EXTRA
+    )
+    assert raw.headers["x-served-by"] == "claude/claude-test"
+    message = await raw.parse()
+    assert message.stop_reason == "tool_use"
+    sent = received(fakes["claude"])
+    assert sent["tools"] == [WEATHER] and sent["tool_choice"] == {"type": "any"}  # cache_control kept
+    assert sent["top_k"] == 7 and sent["system"] == SYSTEM and sent["messages"] == MESSAGES
+    assert gw.engine.generations == []
+
+
+async def test_a_route_that_is_not_anthropics_gets_the_translation(gw: Gateway, fakes: dict[str, FakeProvider]) -> None:
+    answer = await gw.client().messages.create(**asked(model="alpha/m", max_tokens=50), extra_body=EXTRA)
+    assert isinstance(answer, Message) and answer.stop_reason == "end_turn"
+    sent = received(fakes["alpha"])
+    assert sent["model"] == "alpha-model" and sent["user"] == "u-42" and sent["temperature"] == 0.5
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+    assert sent["messages"][0]["content"] == "You are terse."
+    assert {"top_k", "thinking", "metadata", "system", "future_field"}.isdisjoint(sent)
+
+
+async def test_the_gateways_cache_field_is_read_and_not_sent_on(gw: Gateway, fakes: dict[str, FakeProvider]) -> None:
+    ask = asked(model="claude/haiku", max_tokens=50)
+    client = gw.client()
+    for _ in range(2):
+        raw = await client.messages.with_raw_response.create(
+            **ask, extra_body={"temperature": 0, "cache": {"no_store": True}}
+        )
+        assert raw.headers["x-cache"] == "MISS"
+    assert all("cache" not in r.body for r in fakes["claude"].requests)
+
+
+async def test_the_cache_tells_apart_requests_that_differ_only_in_native_fields(
+    gw: Gateway, fakes: dict[str, FakeProvider]
+) -> None:
+    client = gw.client()
+
+    async def ask(top_k: int) -> str:
+        body = copy.deepcopy(asked(model="claude/haiku", max_tokens=50))
+        raw = await client.messages.with_raw_response.create(**body, extra_body={"temperature": 0, "top_k": top_k})
+        return str(raw.headers["x-cache"])
+
+    assert [await ask(5), await ask(5), await ask(6), await ask(6)] == ["MISS", "HIT", "MISS", "HIT"]
+    assert [r.body["top_k"] for r in fakes["claude"].requests] == [5, 6]
+
+
+async def test_a_sensitive_request_never_goes_to_anthropic(gw: Gateway, fakes: dict[str, FakeProvider]) -> None:
+    client = gw.client()
+    sensitive = {"x-data-class": "sensitive"}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(**asked(model="claude/haiku", max_tokens=20), extra_headers=sensitive)
+    assert cast(dict[str, Any], caught.value.body)["error"]["type"] == "invalid_request_error"
+    raw = await client.messages.with_raw_response.create(**asked(model="auto", max_tokens=20), extra_headers=sensitive)
+    assert raw.headers["x-served-by"] == "local/fake-chat"
+    assert fakes["claude"].counts.total() == 0
