@@ -7,7 +7,9 @@ the same traffic and judge it the same way.
 What is generated (hypothesis strategies):
 
 - bodies: a valid-ish request of each route (chat, text completions,
-  embeddings, `POST /admin/keys`) built from the fields OpenAI defines, with
+  embeddings, `POST /admin/keys`) built from the fields OpenAI defines, and of
+  Anthropic's `POST /v1/messages` and `/v1/messages/count_tokens` from the
+  fields Anthropic defines (blocks, tools, thinking, cache_control), with
   their edge values (content-part arrays with text and image parts, `null`
   content, tool calls, token-id prompts, seeds over 2^63, ...), then mutated
   0-3 times (a fifth of them not at all): a value anywhere in the tree
@@ -17,7 +19,7 @@ What is generated (hypothesis strategies):
 - raw bodies that are not JSON objects: empty, truncated, binary, invalid
   UTF-8, a byte-order mark, JSON nested 5,000 deep, trailing garbage;
 - routing headers: `x-data-class`, `x-ttft-slo-ms`, `x-tags`, `cache-control`,
-  `authorization` / `x-api-key`, `content-type`, each valid or not;
+  `authorization` / `x-api-key`, `content-type`, `anthropic-version`, each valid or not;
 - requests to every route (and unknown paths, wrong methods, admin paths).
 
 A literal JSON fragment that Python's `json` can't write (a number over any
@@ -29,7 +31,10 @@ The property (`violation`): never a status >= 500; every 4xx is OpenAI's
 error object (`{"error": {"message", "type", "param", "code"}}`) as JSON;
 every 2xx is strict JSON (no NaN or Infinity), or an SSE stream whose events
 are JSON and that ends with `[DONE]` or an error event (`/metrics` is text);
-the answer to HEAD has no body to judge.
+the answer to HEAD has no body to judge. On Anthropic's routes
+(`ANTHROPIC_ROUTES`) a 4xx is Anthropic's error (`{"type": "error", "error":
+{"type", "message"}}`) and a stream is Anthropic's `event:`/`data:` frames,
+from `message_start` to `message_stop` or an `error` event.
 
 `known_requests` lists, as explicit cases, each class of input that once got
 a 5xx (issue 11): generated traffic may not draw every one of them.
@@ -134,6 +139,7 @@ class Answer:
 def violation(request: FuzzRequest, answer: Answer) -> str | None:
     """What is wrong with `answer` to `request`, or None if it keeps the property."""
     status, ctype = answer.status, answer.content_type.split(";")[0].strip().lower()
+    anthropic = request.path.split("?")[0] in ANTHROPIC_ROUTES
     if status >= 500:
         return f"status {status}: {answer.body[:400]!r}"
     if request.method == "HEAD":
@@ -141,11 +147,11 @@ def violation(request: FuzzRequest, answer: Answer) -> str | None:
     if 400 <= status < 500:
         if ctype != "application/json":
             return f"status {status} with content-type {answer.content_type!r}"
-        return _error_shape(answer.body)
+        return _anthropic_error_shape(answer.body) if anthropic else _error_shape(answer.body)
     if status not in (200, 201):
         return f"unexpected status {status}"
     if ctype == "text/event-stream":
-        return _sse_problem(answer.body)
+        return _anthropic_sse_problem(answer.body) if anthropic else _sse_problem(answer.body)
     if request.path.split("?")[0] == "/metrics":
         return None if ctype == "text/plain" and answer.body else f"/metrics answered {ctype!r}"
     if ctype != "application/json":
@@ -207,12 +213,56 @@ def _sse_problem(body: bytes) -> str | None:
     return None
 
 
+def _anthropic_error_shape(body: bytes | str | dict[str, Any]) -> str | None:
+    try:
+        data = body if isinstance(body, dict) else strict_json(body)
+    except ValueError as e:
+        return f"error body is not strict JSON ({e}): {body[:300]!r}"
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("type") != "error" or not isinstance(error, dict):
+        return f"not Anthropic's error shape: {str(data)[:300]}"
+    for name in ("type", "message"):
+        if not isinstance(error.get(name), str) or not error[name]:
+            return f"Anthropic's error {name} is not a non-empty string: {error}"
+    return None
+
+
+def _anthropic_sse_problem(body: bytes) -> str | None:
+    """Anthropic's stream: `event: <type>` + `data: <JSON of that type>` frames, `message_start` first,
+    ending with `message_stop` or an `error` event (in Anthropic's error shape)."""
+    text = body.decode("utf-8", "replace")
+    if not text.endswith("\n\n"):
+        return f"SSE body does not end with a blank line: {text[-200:]!r}"
+    frames = text[:-2].split("\n\n")
+    for i, frame in enumerate(frames):
+        lines = frame.split("\n")
+        if len(lines) != 2 or not lines[0].startswith("event: ") or not lines[1].startswith("data: "):
+            return f"not an event and a data line: {frame[:200]!r}"
+        kind, payload = lines[0].removeprefix("event: "), lines[1].removeprefix("data: ")
+        try:
+            data = strict_json(payload)
+        except ValueError as e:
+            return f"SSE event is not strict JSON ({e}): {payload[:200]!r}"
+        if not isinstance(data, dict) or data.get("type") != kind:
+            return f"an '{kind}' event whose data is not of its type: {payload[:200]!r}"
+        if i == 0 and kind != "message_start":
+            return f"the stream starts with '{kind}', not message_start"
+        last = i == len(frames) - 1
+        if kind in ("message_stop", "error") and not last:
+            return f"'{kind}' before the end of the stream"
+        if kind == "error":
+            return _anthropic_error_shape(data)
+        if last and kind != "message_stop":
+            return f"the stream ends with '{kind}', neither message_stop nor an error event"
+    return None
+
+
 def stream_ended_in_error(answer: Answer) -> bool:
     """A 200 stream whose last event is an error (the property allows it; reports count it)."""
     if not answer.content_type.startswith("text/event-stream"):
         return False
     tail = answer.body.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
-    return tail.startswith(b'data: {"error"')
+    return tail.startswith((b'data: {"error"', b"event: error\n"))
 
 
 # ------------------------------------------------------------------------------ values
@@ -570,6 +620,100 @@ def admin_key_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({"id": key_id}, optional=fields)
 
 
+# ------------------------------------------------------------------------------ Anthropic's Messages bodies
+
+
+EPHEMERAL = {"type": "ephemeral"}
+ANTHROPIC_TOOL = {
+    "name": "get_weather",
+    "description": "Weather in a city.",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+IMAGE_SOURCES = [
+    {"type": "base64", "media_type": "image/png", "data": IMAGE_URLS[1].split(",", 1)[1]},
+    {"type": "base64", "media_type": "image/bmp", "data": "Qk0="},
+    {"type": "base64", "media_type": "image/png", "data": "!!!"},
+    {"type": "url", "url": "https://example.com/cat.png"},
+    {"type": "url", "url": "file:///etc/passwd"},
+    {"type": "file", "file_id": "file_abc"},
+]
+
+
+def anthropic_blocks() -> st.SearchStrategy[dict[str, Any]]:
+    """Content blocks of a Messages turn: text (with or without cache_control), images, tool use
+    and results, thinking, and blocks this gateway doesn't take."""
+    text = st.builds(lambda t: {"type": "text", "text": t}, texts())
+    return st.one_of(
+        text,
+        text,
+        text,
+        st.builds(lambda t: {"type": "text", "text": t, "cache_control": EPHEMERAL}, texts()),
+        st.builds(lambda src: {"type": "image", "source": src}, st.sampled_from(IMAGE_SOURCES)),
+        st.just({"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}),
+        st.builds(
+            lambda c, e: {"type": "tool_result", "tool_use_id": "toolu_1", "content": c, **e},
+            st.one_of(texts(), st.lists(text, max_size=2), st.none()),
+            st.sampled_from([{}, {"is_error": True}]),
+        ),
+        st.just({"type": "thinking", "thinking": "Let me see.", "signature": "sig"}),
+        st.just({"type": "redacted_thinking", "data": "abc"}),
+        st.sampled_from([{"type": "document", "source": {"type": "text", "data": "x"}}, {"type": "text"}, {}]),
+    )
+
+
+@st.composite
+def anthropic_messages(draw: st.DrawFn) -> dict[str, Any]:
+    role = draw(st.sampled_from(["user", "user", "user", "assistant", "assistant", "system"]))
+    return {"role": role, "content": draw(st.one_of(texts(), st.lists(anthropic_blocks(), max_size=4)))}
+
+
+def _anthropic_fields() -> dict[str, st.SearchStrategy[Any]]:
+    """The optional fields Messages and count_tokens share, and the gateway's own `cache`."""
+    return {
+        "system": st.one_of(
+            texts(), st.lists(st.builds(lambda t: {"type": "text", "text": t, "cache_control": EPHEMERAL}, texts()))
+        ),
+        "tools": st.sampled_from([[ANTHROPIC_TOOL], [{**ANTHROPIC_TOOL, "cache_control": EPHEMERAL}], []]),
+        "tool_choice": st.sampled_from(
+            [
+                {"type": "auto"},
+                {"type": "any"},
+                {"type": "none"},
+                {"type": "tool", "name": "get_weather"},
+                {"type": "auto", "disable_parallel_tool_use": True},
+            ]
+        ),
+        "thinking": st.sampled_from([{"type": "enabled", "budget_tokens": 1024}, {"type": "disabled"}]),
+        "cache": _sampling_fields()["cache"],
+    }
+
+
+def messages_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid-ish `POST /v1/messages` body."""
+    fields = {
+        **_anthropic_fields(),
+        "stop_sequences": st.lists(texts(8), max_size=4),
+        "temperature": st.one_of(st.just(0), _floats(0, 1)),
+        "top_p": _floats(0, 1),
+        "top_k": st.integers(0, 500),
+        "metadata": st.fixed_dictionaries({}, optional={"user_id": texts(20)}),
+        "stream": st.booleans(),
+        "service_tier": st.sampled_from(["auto", "standard_only"]),
+    }
+    required = {
+        "model": models.names(models.chat),
+        "max_tokens": st.integers(1, 64),
+        "messages": st.lists(anthropic_messages(), min_size=1, max_size=4),
+    }
+    return st.fixed_dictionaries(required, optional=fields)
+
+
+def count_tokens_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid-ish `POST /v1/messages/count_tokens` body (a Messages request without `max_tokens`)."""
+    required = {"model": models.names(models.chat), "messages": st.lists(anthropic_messages(), min_size=1, max_size=4)}
+    return st.fixed_dictionaries(required, optional=_anthropic_fields())
+
+
 # ------------------------------------------------------------------------------ raw bodies
 
 
@@ -656,13 +800,17 @@ def routing_headers(keys: Sequence[str] = ()) -> st.SearchStrategy[dict[str, byt
         st.fixed_dictionaries({"authorization": header_values(auth)}),
         st.fixed_dictionaries({"x-api-key": header_values(list(keys) or ["sk-nope"])}),
     )
-    return st.builds(lambda r, c: {**r, **c}, routing, credentials)
+    # Anthropic's version header with a quarter of them (absent is valid), so most get past it.
+    versions = ["2023-06-01", "2026-10-21", "2023-01-01", "2023-06-02", "2099-01-01", "latest", ""]
+    version = st.one_of(none, none, none, st.fixed_dictionaries({"anthropic-version": header_values(versions)}))
+    return st.builds(lambda r, c, v: {**r, **c, **v}, routing, credentials, version)
 
 
 # ------------------------------------------------------------------------------ requests
 
 
 POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+ANTHROPIC_ROUTES = ("/v1/messages", "/v1/messages/count_tokens")  # errors and streams in Anthropic's shape
 GET_ROUTES = ("/health", "/metrics", "/v1/models")
 ADMIN_ROUTES = ("/admin/keys", "/admin/usage")
 
@@ -700,6 +848,8 @@ def body_requests(target: Target, route: str) -> st.SearchStrategy[FuzzRequest]:
         "/v1/chat/completions": chat_bodies,
         "/v1/completions": completion_bodies,
         "/v1/embeddings": embedding_bodies,
+        "/v1/messages": messages_bodies,
+        "/v1/messages/count_tokens": count_tokens_bodies,
         "/admin/keys": admin_key_bodies,
     }
     auth = target.admin_auth() if route.startswith("/admin") else target.auth()
@@ -716,7 +866,7 @@ def raw_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
         lambda path, body, headers: _request(
             "POST", path, headers, body, f"raw {path}", target.admin_auth() if "admin" in path else target.auth()
         ),
-        st.sampled_from([*POST_ROUTES, "/admin/keys"]),
+        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, "/admin/keys"]),
         raw_bodies(),
         routing_headers(target.keys),
     )
@@ -757,8 +907,8 @@ def other_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
     paths = st.one_of(
         st.sampled_from([*GET_ROUTES, *ADMIN_ROUTES]),
         st.sampled_from(["/", "/v1", "/v1/chat", "/v1/models/fake", "/v2/chat/completions", "/%ff", "/admin"]),
-        st.sampled_from(["/admin/keys/", "/v1/chat/completions/", "/admin/keys/x/y"]),
-        st.sampled_from(POST_ROUTES),
+        st.sampled_from(["/admin/keys/", "/v1/chat/completions/", "/admin/keys/x/y", "/v1/messages/"]),
+        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES]),
     )
     methods = st.sampled_from(["GET", "GET", "GET", "POST", "PUT", "PATCH", "OPTIONS", "HEAD"])
 
@@ -773,7 +923,7 @@ def other_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
 def any_request(target: Target, admin: bool = False) -> st.SearchStrategy[FuzzRequest]:
     """Every kind of request above, weighted toward the model routes."""
     routes = [body_requests(target, r) for r in POST_ROUTES]
-    extra = [raw_requests(target), other_requests(target)]
+    extra = [*(body_requests(target, r) for r in ANTHROPIC_ROUTES), raw_requests(target), other_requests(target)]
     if admin:
         extra += [body_requests(target, "/admin/keys"), admin_requests(target)]
     return st.one_of(*routes, *routes, *extra)
@@ -782,9 +932,12 @@ def any_request(target: Target, admin: bool = False) -> st.SearchStrategy[FuzzRe
 # ------------------------------------------------------------------------------ known cases
 
 
-def known_requests(target: Target, local: str, remote: str, embed_local: str, embed_remote: str) -> list[FuzzRequest]:
+def known_requests(
+    target: Target, local: str, remote: str, embed_local: str, embed_remote: str, anthropic: str | None = None
+) -> list[FuzzRequest]:
     """Each class of input that once made the gateway answer 5xx (issue 11) or that OpenAI's SDKs
-    send and a gateway easily gets wrong, as explicit examples: generated traffic may not draw them."""
+    send and a gateway easily gets wrong, as explicit examples: generated traffic may not draw them.
+    `anthropic`, an Anthropic route's model: Messages bodies sent to it as they came."""
     chat, completions, embeddings = POST_ROUTES
     user = [{"role": "user", "content": "Hi"}]
 
@@ -844,6 +997,7 @@ def known_requests(target: Target, local: str, remote: str, embed_local: str, em
         post(embeddings, {"model": embed_local, "input": "hello", "dimensions": 2**63}),
         post(embeddings, {"model": embed_local, "input": Raw('"\\ud800"')}),
         post(embeddings, {"model": embed_local, "input": ["word " * 100_000]}),
+        *_known_messages(post, local, anthropic or remote),
     ]
     if target.master_key:
         out += [get(f"/admin/usage?{q}") for q in ("since=nan", "until=inf", "since=-inf", "since=1e400", "until=x")]
@@ -855,11 +1009,41 @@ def known_requests(target: Target, local: str, remote: str, embed_local: str, em
     return out
 
 
+def _known_messages(post: Callable[..., FuzzRequest], local: str, anthropic: str) -> list[FuzzRequest]:
+    """Anthropic's routes: the blocks a translation must handle, and bodies sent on as they came."""
+    messages, count = ANTHROPIC_ROUTES
+    user = [{"role": "user", "content": "Hi"}]
+    image = {"type": "image", "source": IMAGE_SOURCES[0]}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [image]}
+    turns = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [result]},
+    ]
+    out = []
+    for model in (local, anthropic):
+        out += [
+            post(messages, {"model": model, "max_tokens": 8, "messages": turns, "tools": [ANTHROPIC_TOOL]}),
+            post(messages, {"model": model, "max_tokens": 8, "messages": user, "x": Raw("1e400")}),
+            post(messages, {"model": model, "max_tokens": 8, "messages": user, "top_k": 2**63}),
+            post(messages, {"model": model, "max_tokens": 8, "messages": user, "stream": True, "thinking": {}}),
+            post(messages, {"model": model, "max_tokens": 8, "messages": user}, anthropic_version="2099-01-01"),
+            post(messages, {"model": model, "max_tokens": 2**63, "messages": user}),
+            post(count, {"model": model, "messages": [{"role": "user", "content": "word " * 100_000}]}),
+            post(count, {"model": model, "messages": turns, "system": [{"type": "text", "text": Raw('"\\ud800"')}]}),
+        ]
+    return out
+
+
 # ------------------------------------------------------------------------------ valid requests
 
 
 def valid_chat(model: str, text: str = "What is the capital of France?") -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 8, "temperature": 0.7}
+
+
+def valid_messages(model: str, text: str = "What is the capital of France?") -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 8, "top_k": 5}
 
 
 def fake_providers(base_url: str) -> dict[str, Any]:

@@ -10,11 +10,13 @@ open a circuit for 30 s) and a ledger in this process. Two gateways:
     open    no keys: the default config's endpoint
     keyed   virtual keys and a master key: authentication, budgets, /admin/*
 
-Generated traffic (`fuzz_bodies`): mutated bodies for every POST route, raw
-non-JSON bodies, GET routes, admin paths, unknown paths and wrong methods,
-each with fuzzed routing headers. The property (`fuzz_bodies.violation`):
-no status >= 500, every 4xx in OpenAI's error shape, every 200 strict JSON
-or an SSE stream ending in `[DONE]` or an error event. After each test's
+Generated traffic (`fuzz_bodies`): mutated bodies for every POST route
+(Anthropic's Messages and count_tokens too), raw non-JSON bodies, GET routes,
+admin paths, unknown paths and wrong methods, each with fuzzed routing
+headers. The property (`fuzz_bodies.violation`): no status >= 500, every 4xx
+in OpenAI's error shape (Anthropic's on its routes), every 200 strict JSON or
+an SSE stream ending in `[DONE]` or an error event (`message_stop` or an
+`error` event on Anthropic's routes). After each test's
 fuzzing, valid requests to the local and remote routes still succeed: bad
 requests open no circuit that others depend on.
 
@@ -50,6 +52,7 @@ from fuzz_bodies import (
     other_requests,
     raw_requests,
     valid_chat,
+    valid_messages,
     violation,
 )
 from hypothesis import HealthCheck, given, settings
@@ -166,6 +169,9 @@ class Gateway:
             ("/v1/chat/completions", valid_chat("claude/haiku"), "claude/"),
             ("/v1/completions", {"model": "fake-base", "prompt": "Once upon", "max_tokens": 4}, "local-base/"),
             ("/v1/embeddings", {"model": "fake-embed", "input": "hello"}, "local-embed/"),
+            ("/v1/messages", valid_messages("fake-chat"), "local/"),
+            ("/v1/messages", valid_messages("claude/haiku"), "claude/"),
+            ("/v1/messages/count_tokens", valid_messages("claude/haiku"), ""),
         ]
         for path, body, served_by in checks:
             request = FuzzRequest("POST", path, (*auth, ("content-type", b"application/json")), encode(body))
@@ -304,7 +310,7 @@ def test_known_cases(keyed: bool, open_gw: Gateway, keyed_gw: Gateway) -> None:
     # Each class of input that once got a 5xx (issue 11), sent as is: generated traffic may miss one.
     gw, target = (keyed_gw, KEYED) if keyed else (open_gw, OPEN)
     failures = []
-    for request in known_requests(target, "fake-chat", "paid/big", "fake-embed", "paid/embed"):
+    for request in known_requests(target, "fake-chat", "paid/big", "fake-embed", "paid/embed", "claude/haiku"):
         [answer], logged = gw.send(request)
         if (problem := violation(request, answer)) is not None:
             where = logged[-1].strip().splitlines()[-3:] if logged else []  # the traceback's end
@@ -325,6 +331,14 @@ def test_embeddings_bodies(open_gw: Gateway) -> None:
     fuzz(open_gw, body_requests(OPEN, "/v1/embeddings"), 80)
 
 
+def test_messages_bodies(open_gw: Gateway) -> None:
+    fuzz(open_gw, body_requests(OPEN, "/v1/messages"), 120)
+
+
+def test_count_tokens_bodies(open_gw: Gateway) -> None:
+    fuzz(open_gw, body_requests(OPEN, "/v1/messages/count_tokens"), 60)
+
+
 def test_raw_bodies_and_other_routes(open_gw: Gateway) -> None:
     fuzz(open_gw, st.one_of(raw_requests(OPEN), other_requests(OPEN)), 80)
 
@@ -341,4 +355,5 @@ def test_identical_requests_at_once(open_gw: Gateway) -> None:
     # Three copies of each body at the same time: reproducible ones share one upstream call
     # (single-flight), and each joiner is validated and answered like any other request.
     chat = body_requests(OPEN, "/v1/chat/completions")
-    fuzz(open_gw, st.one_of(chat, body_requests(OPEN, "/v1/completions")), 60, copies=3)
+    messages = body_requests(OPEN, "/v1/messages")
+    fuzz(open_gw, st.one_of(chat, body_requests(OPEN, "/v1/completions"), messages), 60, copies=3)
