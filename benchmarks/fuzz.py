@@ -10,21 +10,21 @@ aliases with local and remote routes, the response cache on, virtual keys and a 
 live), and the default resilience settings (three failures open a route's circuit for 30 s).
 
 Traffic: the strategies of the in-process fuzz suite (`tests/fuzz_bodies.py`, `any_request`): mutated
-chat, completion, embedding and admin bodies, raw non-JSON bodies, GET routes, unknown paths and wrong
-methods, each with fuzzed routing headers (`x-data-class`, `x-ttft-slo-ms`, `x-tags`, `cache-control`,
-`authorization`), drawn with a fixed seed; plus `--known` copies of each known case (`known_requests`: the
-inputs that once got a 5xx, which here meet the real engine) and `--big-bodies` large ones (1 to 50 MB). `--concurrency`
-aiohttp workers send them over loopback with the fuzzer's key. Meanwhile a canary with a key of its own sends
-valid chat requests to the local model in a loop (streamed and whole, alternately), and a prober GETs
-`/health` twice a second.
+chat, completion, embedding, Anthropic Messages and count_tokens, and admin bodies, raw non-JSON bodies,
+GET routes, unknown paths and wrong methods, each with fuzzed routing headers (`x-data-class`,
+`x-ttft-slo-ms`, `x-tags`, `cache-control`, `authorization`, `anthropic-version`), drawn with a fixed seed;
+plus `--known` copies of each known case (`known_requests`: the inputs that once got a 5xx, which here meet
+the real engine) and `--big-bodies` large ones (1 to 50 MB). `--concurrency` aiohttp workers send them over
+loopback with the fuzzer's key. Meanwhile a canary with a key of its own sends valid chat requests to the
+local model in a loop (streamed and whole, alternately), and a prober GETs `/health` twice a second.
 
 Reported, printed and saved as `benchmarks/results/fuzz-<stamp>.json`: status counts (overall and per
-generator), property violations (`fuzz_bodies.violation`: a 5xx, a 4xx not in OpenAI's error shape, a 200
-that isn't strict JSON or a well-ended stream) with a reproduction each, connection errors and client
-timeouts, streams that ended in an error event, the canary's success rate and latency, `/health` latency
-during the run, `/health`, `/v1/models` and a valid chat after it, and the tracebacks in the server's log
-(`benchmarks/out/logs/fuzz-<stamp>.log`). Targets: 0 5xx, 0 connection errors, canary 100 % 200, `/health`
-up after.
+generator), property violations (`fuzz_bodies.violation`: a 5xx, a 4xx not in OpenAI's error shape
+(Anthropic's on its routes), a 200 that isn't strict JSON or a well-ended stream) with a reproduction each,
+connection errors and client timeouts, streams that ended in an error event, the canary's success rate and
+latency, `/health` latency during the run, `/health`, `/v1/models` and a valid chat after it, and the
+tracebacks in the server's log (`benchmarks/out/logs/fuzz-<stamp>.log`). Targets: 0 5xx, 0 connection
+errors, canary 100 % 200, `/health` up after.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def generate(n: int, seed: int, big: int, known: int) -> list[FuzzRequest]:
         draw()
         round_ += 1
     # The classes that once got a 5xx, a few times each: here they meet the real engine.
-    out += known_requests(TARGET, LOCAL, "paid/big", EMBED, "paid/embed") * known
+    out += known_requests(TARGET, LOCAL, "paid/big", EMBED, "paid/embed", "claude/haiku") * known
     rng = random.Random(seed)
     headers = (("authorization", f"Bearer {FUZZ_KEY}".encode()), ("content-type", b"application/json"))
     for i in range(big):
