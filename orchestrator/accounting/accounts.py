@@ -185,7 +185,7 @@ class Accounts:
         if key is None:
             raise InvalidApiKey(
                 "You didn't provide an API key. You need to provide your API key in an Authorization header "
-                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or in an x-api-key header."
             )
         policy = await self._lookup(hash_key(key))
         if policy is None:

@@ -124,6 +124,10 @@ async def test_count_tokens_needs_a_key(gw: Gateway) -> None:
     with pytest.raises(anthropic.AuthenticationError) as caught:
         await gw.client("sk-orch-wrong").messages.count_tokens(model="fake-chat", messages=CONVERSATION)
     assert error_of(caught)["type"] == "authentication_error"
+    async with httpx.AsyncClient(base_url=gw.url) as http:
+        r = await http.post("/v1/messages/count_tokens", json={"model": "fake-chat", "messages": CONVERSATION})
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    assert "x-api-key" in r.json()["error"]["message"]  # where Anthropic clients put it
 
 
 @pytest.mark.parametrize(
