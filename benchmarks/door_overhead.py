@@ -9,7 +9,10 @@ whole and streamed; the doors alternate round by round so the machine's noise hi
 - **chat**: `POST /v1/chat/completions` (the baseline);
 - **messages**: `POST /v1/messages` (Anthropic's body parsed and translated to chat, the answer back);
 - **responses**: `POST /v1/responses` with `store: false` (parsed, translated, the answer back);
-- **responses+store**: the same, stored (the default): one write to the in-process disk store per request.
+- **responses+store**: the same, stored (the default), with the in-process disk store (`responses.owner:
+  process`): the write is off the answer's path but its CPU is this process's;
+- **responses+actor**: stored in the named Ray actor, as a deployment stores them (`responses.owner: actor`,
+  the default): the replica only sends the write.
 
 Prints the median microseconds per request per door and stream mode (median over rounds of each round's
 nearest-rank p50) and each door's difference from chat. Target: a door adds ≤ 0.3 ms p50 over chat on the
@@ -42,11 +45,12 @@ DOORS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "responses": ("/v1/responses", {"model": "fake-chat", "input": QUESTION, "max_output_tokens": 5, "store": False}),
     "responses+store": ("/v1/responses", {"model": "fake-chat", "input": QUESTION, "max_output_tokens": 5}),
+    "responses+actor": ("/v1/responses", {"model": "fake-chat", "input": QUESTION, "max_output_tokens": 5}),
 }
 TARGET_MS = 0.3
 
 
-async def build(tmp: Path) -> tuple[Any, Any]:
+async def build(tmp: Path, owner: str) -> tuple[Any, Any]:
     from orchestrator.accounting.setup import build_accounts
     from orchestrator.api import build_app
     from orchestrator.app import build_pipeline
@@ -60,7 +64,7 @@ async def build(tmp: Path) -> tuple[Any, Any]:
         models={},
         cache={"enabled": False},
         ledger={"path": str(tmp / "ledger.sqlite"), "owner": "process"},
-        responses={"directory": str(tmp / "responses"), "owner": "process"},
+        responses={"directory": str(tmp / f"responses-{owner}"), "owner": owner},
     )
     pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env={})
     accounts = await build_accounts(settings, pipeline, env={})
@@ -80,20 +84,37 @@ async def round_of(c: httpx.AsyncClient, door: str, stream: bool, n: int) -> flo
 
 
 async def main(requests: int, rounds: int) -> None:
+    import ray
+
     meta = run_meta("benchmarks.door_overhead")
     logging.disable(logging.WARNING)  # the per-request INFO lines are still formatted, not printed
     cells = [(door, stream) for stream in (False, True) for door in DOORS]
     results: dict[str, list[float]] = {f"{d}{' stream' if s else ''}": [] for d, s in cells}
     with tempfile.TemporaryDirectory() as tmp:
-        app, accounts = await build(Path(tmp))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as c:
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        try:
+            apps = {owner: await build(Path(tmp), owner) for owner in ("process", "actor")}
+            clients = {
+                owner: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
+                for owner, (app, _) in apps.items()
+            }
+
+            def client(door: str) -> httpx.AsyncClient:
+                return clients["actor" if door.endswith("+actor") else "process"]
+
             for door, stream in cells:
-                await round_of(c, door, stream, 50)  # warm up
+                await round_of(client(door), door, stream, 50)  # warm up
             for _ in range(rounds):
                 for door, stream in cells:
-                    results[f"{door}{' stream' if stream else ''}"].append(await round_of(c, door, stream, requests))
-        await accounts.drain()
-        await accounts.background.stop()
+                    value = await round_of(client(door), door, stream, requests)
+                    results[f"{door}{' stream' if stream else ''}"].append(value)
+            for c in clients.values():
+                await c.aclose()
+            for _, accounts in apps.values():
+                await accounts.drain()
+                await accounts.background.stop()
+        finally:
+            ray.shutdown()
     medians = {name: percentile(values, 50) for name, values in results.items()}
     added = {}
     print(f"{'door':<24}{'µs/request':>12}{'vs chat':>10}   (median of {rounds} rounds x {requests} sequential)")

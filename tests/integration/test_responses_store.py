@@ -76,13 +76,13 @@ async def test_what_one_replica_stored_the_other_reads_and_continues(replicas: l
 
 def test_entries_expire_after_their_ttl(tmp_path: Path) -> None:
     disk = DiskResponses(tmp_path, ttl_s=0.2)
-    disk.put(Stored("key:team", {"id": "resp_1"}, [], []))
+    disk.put([Stored("key:team", {"id": "resp_1"}, [], [])])
     assert disk.get("resp_1") is not None
     time.sleep(0.3)
     assert disk.get("resp_1") is None
 
 
 def test_entries_outlive_the_process_that_wrote_them(tmp_path: Path) -> None:
-    DiskResponses(tmp_path).put(Stored("key:team", {"id": "resp_1"}, [{"id": "msg_1"}], []))
+    DiskResponses(tmp_path).put([Stored("key:team", {"id": "resp_1"}, [{"id": "msg_1"}], [])])
     again = DiskResponses(tmp_path).get("resp_1")  # a restarted actor opens the same directory
     assert again is not None and again.owner == "key:team" and again.input_items == [{"id": "msg_1"}]

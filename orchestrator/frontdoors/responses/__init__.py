@@ -2,6 +2,6 @@
 chat (`translate`), its stream events (`events`) and the stored responses (`store`)."""
 
 from orchestrator.frontdoors.responses.door import ResponsesDoor, add_stored_routes
-from orchestrator.frontdoors.responses.store import DiskResponses, InProcessStore, ResponseStore
+from orchestrator.frontdoors.responses.store import DiskResponses, InProcessStore, ResponseStore, WriteBehind
 
-__all__ = ["DiskResponses", "InProcessStore", "ResponseStore", "ResponsesDoor", "add_stored_routes"]
+__all__ = ["DiskResponses", "InProcessStore", "ResponseStore", "ResponsesDoor", "WriteBehind", "add_stored_routes"]

@@ -96,15 +96,9 @@ async def _events(stream: OpenStream[ChatCompletionChunk], turn: Turn, store: Re
 
 
 async def _keep(store: ResponseStore, turn: Turn, response: Json) -> None:
-    """Store a finished response (when its request asked to): a store failure costs the
-    client a later lookup, never this answer."""
-    if not turn.request.store:
-        return
-    stored = Stored(turn.owner, response, turn.items, turn.context + turn.items + response["output"])
-    try:
-        await store.put(stored)
-    except Exception:
-        log.exception("could not store response %s", turn.id)
+    """Store a finished response, when its request asked to."""
+    if turn.request.store:
+        await store.put([Stored(turn.owner, response, turn.items, turn.context + turn.items + response["output"])])
 
 
 async def _read(store: ResponseStore, response_id: str, owner: str, param: str | None = None) -> Stored:
