@@ -33,6 +33,7 @@ from orchestrator.frontdoors.responses import (
     InProcessStore,
     ResponsesDoor,
     ResponseStore,
+    WriteBehind,
     add_stored_routes,
 )
 from orchestrator.pipeline import Pipeline
@@ -64,7 +65,7 @@ def build_app(
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
     app.add_middleware(RequestScope, accounts=acct)  # type: ignore[arg-type]
     add_admin_routes(app, acct)
-    store = responses or InProcessStore(DiskResponses())
+    store = responses or WriteBehind(InProcessStore(DiskResponses()))
     doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store), AnthropicMessages()]
     sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow
     by_path: dict[str, FrontDoor | SideDoor] = {door.path: door for door in doors}
