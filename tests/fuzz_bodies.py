@@ -9,7 +9,9 @@ What is generated (hypothesis strategies):
 - bodies: a valid-ish request of each route (chat, text completions,
   embeddings, `POST /admin/keys`) built from the fields OpenAI defines, and of
   Anthropic's `POST /v1/messages` and `/v1/messages/count_tokens` from the
-  fields Anthropic defines (blocks, tools, thinking, cache_control), with
+  fields Anthropic defines (blocks, tools, thinking, cache_control), and of
+  OpenAI's `POST /v1/responses` (input items, function tools, text formats,
+  built-in tools and fields no route serves), with
   their edge values (content-part arrays with text and image parts, `null`
   content, tool calls, token-id prompts, seeds over 2^63, ...), then mutated
   0-3 times (a fifth of them not at all): a value anywhere in the tree
@@ -34,7 +36,9 @@ are JSON and that ends with `[DONE]` or an error event (`/metrics` is text);
 the answer to HEAD has no body to judge. On Anthropic's routes
 (`ANTHROPIC_ROUTES`) a 4xx is Anthropic's error (`{"type": "error", "error":
 {"type", "message"}}`) and a stream is Anthropic's `event:`/`data:` frames,
-from `message_start` to `message_stop` or an `error` event.
+from `message_start` to `message_stop` or an `error` event. A Responses
+stream is its `event:`/`data:` frames numbered from 0, from `response.created`
+to `response.completed`/`incomplete`, or an `error` event and `response.failed`.
 
 `known_requests` lists, as explicit cases, each class of input that once got
 a 5xx (issue 11): generated traffic may not draw every one of them.
@@ -140,6 +144,7 @@ def violation(request: FuzzRequest, answer: Answer) -> str | None:
     """What is wrong with `answer` to `request`, or None if it keeps the property."""
     status, ctype = answer.status, answer.content_type.split(";")[0].strip().lower()
     anthropic = request.path.split("?")[0] in ANTHROPIC_ROUTES
+    responses = request.path.split("?")[0] == RESPONSES_ROUTE
     if status >= 500:
         return f"status {status}: {answer.body[:400]!r}"
     if request.method == "HEAD":
@@ -151,6 +156,8 @@ def violation(request: FuzzRequest, answer: Answer) -> str | None:
     if status not in (200, 201):
         return f"unexpected status {status}"
     if ctype == "text/event-stream":
+        if responses:
+            return _responses_sse_problem(answer.body)
         return _anthropic_sse_problem(answer.body) if anthropic else _sse_problem(answer.body)
     if request.path.split("?")[0] == "/metrics":
         return None if ctype == "text/plain" and answer.body else f"/metrics answered {ctype!r}"
@@ -254,6 +261,40 @@ def _anthropic_sse_problem(body: bytes) -> str | None:
             return _anthropic_error_shape(data)
         if last and kind != "message_stop":
             return f"the stream ends with '{kind}', neither message_stop nor an error event"
+    return None
+
+
+RESPONSES_ENDS = ("response.completed", "response.incomplete", "response.failed")
+
+
+def _responses_sse_problem(body: bytes) -> str | None:
+    """The Responses API's stream: `event: <type>` + `data: <JSON of that type>` frames numbered from 0,
+    `response.created` first, ending with `response.completed` / `response.incomplete`, or an `error`
+    event and `response.failed`."""
+    text = body.decode("utf-8", "replace")
+    if not text.endswith("\n\n"):
+        return f"SSE body does not end with a blank line: {text[-200:]!r}"
+    frames = text[:-2].split("\n\n")
+    for i, frame in enumerate(frames):
+        lines = frame.split("\n")
+        if len(lines) != 2 or not lines[0].startswith("event: ") or not lines[1].startswith("data: "):
+            return f"not an event and a data line: {frame[:200]!r}"
+        kind, payload = lines[0].removeprefix("event: "), lines[1].removeprefix("data: ")
+        try:
+            data = strict_json(payload)
+        except ValueError as e:
+            return f"SSE event is not strict JSON ({e}): {payload[:200]!r}"
+        if not isinstance(data, dict) or data.get("type") != kind or data.get("sequence_number") != i:
+            return f"event {i} '{kind}' is not of its type or out of sequence: {payload[:200]!r}"
+        if i == 0 and kind != "response.created":
+            return f"the stream starts with '{kind}', not response.created"
+        last = i == len(frames) - 1
+        if kind in RESPONSES_ENDS and not last:
+            return f"'{kind}' before the end of the stream"
+        if kind == "error" and (last or not frames[i + 1].startswith("event: response.failed\n")):
+            return "an error event not followed by response.failed"
+        if last and kind not in RESPONSES_ENDS:
+            return f"the stream ends with '{kind}', not a final response event"
     return None
 
 
@@ -717,6 +758,98 @@ def count_tokens_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
 # ------------------------------------------------------------------------------ raw bodies
 
 
+RESPONSES_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def response_parts() -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        st.builds(lambda t: {"type": "input_text", "text": t}, texts()),
+        st.builds(lambda t: {"type": "output_text", "text": t, "annotations": []}, texts()),
+        st.builds(
+            lambda url, detail: {"type": "input_image", "image_url": url, **detail},
+            st.sampled_from(IMAGE_URLS),
+            st.sampled_from([{}, {"detail": "low"}, {"detail": "high"}, {"detail": "auto"}]),
+        ),
+        st.builds(lambda t: {"type": "refusal", "refusal": t}, texts()),
+        st.sampled_from(
+            [{"type": "input_image", "file_id": "file-1"}, {"type": "input_file", "file_id": "f"}, {"text": "x"}, {}]
+        ),
+    )
+
+
+def response_items() -> st.SearchStrategy[Any]:
+    """Input items: messages (easy and typed), function calls and their outputs, and what isn't served."""
+    message = st.builds(
+        lambda role, content, typed: {**({"type": "message"} if typed else {}), "role": role, "content": content},
+        st.sampled_from(["user", "user", "assistant", "system", "developer", "tool"]),
+        st.one_of(texts(), st.lists(response_parts(), max_size=3)),
+        st.booleans(),
+    )
+    call = st.builds(
+        lambda call_id, args: {"type": "function_call", "call_id": call_id, "name": "get_weather", "arguments": args},
+        st.sampled_from(["call_1", "", "\ud800"]),
+        st.sampled_from(['{"city": "Paris"}', "", "{not json", "[]"]),
+    )
+    output = st.builds(
+        lambda call_id, out: {"type": "function_call_output", "call_id": call_id, "output": out},
+        st.sampled_from(["call_1", "call_nope", ""]),
+        st.one_of(texts(), st.lists(response_parts(), max_size=2)),
+    )
+    other = st.sampled_from(
+        [
+            {"type": "reasoning", "summary": []},
+            {"type": "item_reference", "id": "msg_1"},
+            {"type": "web_search_call", "id": "ws_1"},
+            {"type": 5},
+            "a string",
+        ]
+    )
+    return st.one_of(message, message, message, call, output, other)
+
+
+def responses_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid-ish `POST /v1/responses` body."""
+    formats = [
+        {"type": "text"},
+        {"type": "json_object"},
+        {"type": "json_schema", "name": "answer", "schema": SCHEMA, "strict": True},
+        {"type": "json_schema", "name": "bad name!", "schema": SCHEMA},
+        {"type": "json_schema"},
+    ]
+    fields = {
+        "instructions": texts(),
+        "previous_response_id": st.one_of(st.sampled_from(["resp_nope", ""]), texts(20, long=False)),
+        "tools": st.sampled_from(
+            [[RESPONSES_TOOL], [{"type": "web_search"}], [{"type": "function"}], [TOOL], [RESPONSES_TOOL] * 2]
+        ),
+        "tool_choice": st.sampled_from(
+            ["none", "auto", "required", {"type": "function", "name": "get_weather"}, {"type": "file_search"}]
+        ),
+        "parallel_tool_calls": st.booleans(),
+        "text": st.builds(lambda f: {"format": f}, st.sampled_from(formats)),
+        "max_output_tokens": st.one_of(st.integers(1, 64), st.sampled_from(HUGE_INTS)),
+        "temperature": st.one_of(st.just(0), _floats(0, 2)),
+        "top_p": _floats(0, 1),
+        "metadata": st.dictionaries(texts(10, long=False), texts(10), max_size=3),
+        "stream": st.booleans(),
+        "store": st.booleans(),
+        "user": texts(20),
+        "reasoning": st.sampled_from([{"effort": "low"}, {"effort": "high"}, {"effort": "max"}]),
+        "truncation": st.sampled_from(["auto", "disabled"]),
+        "background": st.booleans(),
+        "include": st.just(["message.output_text.logprobs"]),
+        "conversation": st.just("conv_1"),
+        "cache": st.fixed_dictionaries({}, optional={"no_cache": st.booleans(), "ttl": st.integers(-5, 10**6)}),
+    }
+    inputs = st.one_of(texts(), st.lists(response_items(), min_size=1, max_size=4))
+    return st.fixed_dictionaries({"model": models.names(models.chat), "input": inputs}, optional=fields)
+
+
 def raw_bodies() -> st.SearchStrategy[bytes]:
     """Bodies that are not a JSON object, or not JSON at all."""
     valid = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
@@ -810,6 +943,7 @@ def routing_headers(keys: Sequence[str] = ()) -> st.SearchStrategy[dict[str, byt
 
 
 POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+RESPONSES_ROUTE = "/v1/responses"  # streams in the Responses API's events
 ANTHROPIC_ROUTES = ("/v1/messages", "/v1/messages/count_tokens")  # errors and streams in Anthropic's shape
 GET_ROUTES = ("/health", "/metrics", "/v1/models")
 ADMIN_ROUTES = ("/admin/keys", "/admin/usage")
@@ -850,6 +984,7 @@ def body_requests(target: Target, route: str) -> st.SearchStrategy[FuzzRequest]:
         "/v1/embeddings": embedding_bodies,
         "/v1/messages": messages_bodies,
         "/v1/messages/count_tokens": count_tokens_bodies,
+        "/v1/responses": responses_bodies,
         "/admin/keys": admin_key_bodies,
     }
     auth = target.admin_auth() if route.startswith("/admin") else target.auth()
@@ -866,7 +1001,7 @@ def raw_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
         lambda path, body, headers: _request(
             "POST", path, headers, body, f"raw {path}", target.admin_auth() if "admin" in path else target.auth()
         ),
-        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, "/admin/keys"]),
+        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE, "/admin/keys"]),
         raw_bodies(),
         routing_headers(target.keys),
     )
@@ -902,13 +1037,40 @@ def admin_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
     )
 
 
+def stored_response_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
+    """`GET`/`DELETE /v1/responses/{id}` and `GET …/input_items` with fuzzed ids and list queries."""
+    ids = st.one_of(
+        st.sampled_from(["resp_nope", "resp_" + "0" * 32, "..", "%00", "a" * 300]),
+        texts(20, long=False).map(lambda t: quote(t.encode("utf-8", "surrogatepass"), safe="")).filter(bool),
+    )
+    query = st.fixed_dictionaries(
+        {},
+        optional={
+            "limit": st.sampled_from(["1", "20", "100", "0", "101", "-1", "x", "1e3", ""]),
+            "order": st.sampled_from(["asc", "desc", "up", ""]),
+            "after": st.sampled_from(["msg_nope", "", "%ff"]),
+            "stream": st.sampled_from(["true", "false", "1"]),
+        },
+    ).map(lambda q: ("?" + "&".join(f"{k}={v}" for k, v in q.items())) if q else "")
+    kinds = st.sampled_from([("GET", ""), ("DELETE", ""), ("GET", "/input_items"), ("POST", "/cancel")])
+    return st.builds(
+        lambda kind, rid, q, headers: _request(
+            kind[0], f"{RESPONSES_ROUTE}/{rid}{kind[1]}{q}", headers, None, f"stored {kind[0]}", target.auth()
+        ),
+        kinds,
+        ids,
+        query,
+        routing_headers(target.keys),
+    )
+
+
 def other_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
     """GET routes, unknown paths and wrong methods (admin paths included)."""
     paths = st.one_of(
         st.sampled_from([*GET_ROUTES, *ADMIN_ROUTES]),
         st.sampled_from(["/", "/v1", "/v1/chat", "/v1/models/fake", "/v2/chat/completions", "/%ff", "/admin"]),
         st.sampled_from(["/admin/keys/", "/v1/chat/completions/", "/admin/keys/x/y", "/v1/messages/"]),
-        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES]),
+        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE]),
     )
     methods = st.sampled_from(["GET", "GET", "GET", "POST", "PUT", "PATCH", "OPTIONS", "HEAD"])
 
@@ -923,7 +1085,12 @@ def other_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
 def any_request(target: Target, admin: bool = False) -> st.SearchStrategy[FuzzRequest]:
     """Every kind of request above, weighted toward the model routes."""
     routes = [body_requests(target, r) for r in POST_ROUTES]
-    extra = [*(body_requests(target, r) for r in ANTHROPIC_ROUTES), raw_requests(target), other_requests(target)]
+    extra = [
+        *(body_requests(target, r) for r in [*ANTHROPIC_ROUTES, RESPONSES_ROUTE]),
+        stored_response_requests(target),
+        raw_requests(target),
+        other_requests(target),
+    ]
     if admin:
         extra += [body_requests(target, "/admin/keys"), admin_requests(target)]
     return st.one_of(*routes, *routes, *extra)
@@ -998,6 +1165,7 @@ def known_requests(
         post(embeddings, {"model": embed_local, "input": Raw('"\\ud800"')}),
         post(embeddings, {"model": embed_local, "input": ["word " * 100_000]}),
         *_known_messages(post, local, anthropic or remote),
+        *_known_responses(post, local, remote, anthropic or remote),
     ]
     if target.master_key:
         out += [get(f"/admin/usage?{q}") for q in ("since=nan", "until=inf", "since=-inf", "since=1e400", "until=x")]
@@ -1035,11 +1203,39 @@ def _known_messages(post: Callable[..., FuzzRequest], local: str, anthropic: str
     return out
 
 
+def _known_responses(post: Callable[..., FuzzRequest], local: str, remote: str, anthropic: str) -> list[FuzzRequest]:
+    """The Responses door: item shapes a translation must handle, on a local, an OpenAI and an Anthropic route."""
+    call = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    output = {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}
+    assistant = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Let me see."}]}
+    image = {"role": "user", "content": [{"type": "input_image", "image_url": IMAGE_URLS[1]}]}
+    out = []
+    for model in (local, remote, anthropic):
+        out += [
+            post(RESPONSES_ROUTE, {"model": model, "input": [assistant, call, output], "tools": [RESPONSES_TOOL]}),
+            post(RESPONSES_ROUTE, {"model": model, "input": [output], "stream": True}),
+            post(RESPONSES_ROUTE, {"model": model, "input": [image, {"role": "developer", "content": "Be brief."}]}),
+            post(RESPONSES_ROUTE, {"model": model, "input": "Hi", "max_output_tokens": 2**63}),
+            post(RESPONSES_ROUTE, {"model": model, "input": Raw('"\\ud800"')}),
+            post(RESPONSES_ROUTE, {"model": model, "input": "Hi", "previous_response_id": "resp_nope"}),
+            post(
+                RESPONSES_ROUTE, {"model": model, "input": "Hi", "tools": [RESPONSES_TOOL], "tool_choice": "required"}
+            ),
+            post(RESPONSES_ROUTE, {"model": model, "input": "Hi", "stream": True, "store": False, "temperature": 0}),
+            post(RESPONSES_ROUTE, {"model": model, "input": "word " * 100_000}),
+        ]
+    return out
+
+
 # ------------------------------------------------------------------------------ valid requests
 
 
 def valid_chat(model: str, text: str = "What is the capital of France?") -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 8, "temperature": 0.7}
+
+
+def valid_responses(model: str, text: str = "What is the capital of France?") -> dict[str, Any]:
+    return {"model": model, "input": text, "max_output_tokens": 8, "temperature": 0.7}
 
 
 def valid_messages(model: str, text: str = "What is the capital of France?") -> dict[str, Any]:

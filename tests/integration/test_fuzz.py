@@ -11,7 +11,8 @@ open a circuit for 30 s) and a ledger in this process. Two gateways:
     keyed   virtual keys and a master key: authentication, budgets, /admin/*
 
 Generated traffic (`fuzz_bodies`): mutated bodies for every POST route
-(Anthropic's Messages and count_tokens too), raw non-JSON bodies, GET routes,
+(Anthropic's Messages and count_tokens, and OpenAI's Responses, too), the
+stored responses' routes with fuzzed ids and list queries, raw non-JSON bodies, GET routes,
 admin paths, unknown paths and wrong methods, each with fuzzed routing
 headers. The property (`fuzz_bodies.violation`): no status >= 500, every 4xx
 in OpenAI's error shape (Anthropic's on its routes), every 200 strict JSON or
@@ -51,8 +52,10 @@ from fuzz_bodies import (
     known_requests,
     other_requests,
     raw_requests,
+    stored_response_requests,
     valid_chat,
     valid_messages,
+    valid_responses,
     violation,
 )
 from hypothesis import HealthCheck, given, settings
@@ -172,6 +175,8 @@ class Gateway:
             ("/v1/messages", valid_messages("fake-chat"), "local/"),
             ("/v1/messages", valid_messages("claude/haiku"), "claude/"),
             ("/v1/messages/count_tokens", valid_messages("claude/haiku"), ""),
+            ("/v1/responses", valid_responses("fake-chat"), "local/"),
+            ("/v1/responses", valid_responses("claude/haiku"), "claude/"),
         ]
         for path, body, served_by in checks:
             request = FuzzRequest("POST", path, (*auth, ("content-type", b"application/json")), encode(body))
@@ -339,6 +344,14 @@ def test_count_tokens_bodies(open_gw: Gateway) -> None:
     fuzz(open_gw, body_requests(OPEN, "/v1/messages/count_tokens"), 60)
 
 
+def test_responses_bodies(open_gw: Gateway) -> None:
+    fuzz(open_gw, body_requests(OPEN, "/v1/responses"), 120)
+
+
+def test_stored_responses_routes(keyed_gw: Gateway) -> None:
+    fuzz(keyed_gw, stored_response_requests(KEYED), 60)
+
+
 def test_raw_bodies_and_other_routes(open_gw: Gateway) -> None:
     fuzz(open_gw, st.one_of(raw_requests(OPEN), other_requests(OPEN)), 80)
 
@@ -356,4 +369,5 @@ def test_identical_requests_at_once(open_gw: Gateway) -> None:
     # (single-flight), and each joiner is validated and answered like any other request.
     chat = body_requests(OPEN, "/v1/chat/completions")
     messages = body_requests(OPEN, "/v1/messages")
-    fuzz(open_gw, st.one_of(chat, body_requests(OPEN, "/v1/completions"), messages), 60, copies=3)
+    responses = body_requests(OPEN, "/v1/responses")
+    fuzz(open_gw, st.one_of(chat, body_requests(OPEN, "/v1/completions"), messages, responses), 60, copies=3)
