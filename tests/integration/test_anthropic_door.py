@@ -219,6 +219,7 @@ async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterato
             },
         },
         models={},
+        cache={"directory": str(tmp_path / "cache")},  # never the user's own cache
         resilience={"first_token_timeout_s": 1.0, "idle_timeout_s": 0.5, "deadline_s": 8.0, "backoff_base_s": 0.05},
         ledger={"path": str(tmp_path / "ledger.sqlite"), "owner": "process"},
         keys={"team": {"sha256": hash_key(TEAM_KEY)}},

@@ -92,6 +92,7 @@ async def http(fakes: dict[str, FakeProvider]) -> AsyncIterator[httpx.AsyncClien
         },
         models={"chain": ["alpha/m", "beta/m"], "solo": ["alpha/m"]},
         resilience=RESILIENCE,
+        cache={"enabled": False},  # never the user's own cache directory
     )
     engine = FakeEngine("local-chat")
     async with http_client(settings.resilience) as upstream:
