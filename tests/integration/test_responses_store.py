@@ -86,3 +86,13 @@ def test_entries_outlive_the_process_that_wrote_them(tmp_path: Path) -> None:
     DiskResponses(tmp_path).put([Stored("key:team", {"id": "resp_1"}, [{"id": "msg_1"}], [])])
     again = DiskResponses(tmp_path).get("resp_1")  # a restarted actor opens the same directory
     assert again is not None and again.owner == "key:team" and again.input_items == [{"id": "msg_1"}]
+
+
+def test_an_unreadable_entry_is_absent_not_an_error(tmp_path: Path) -> None:
+    import diskcache
+
+    with diskcache.Cache(str(tmp_path)) as cache:
+        cache.set("resp_old", '{"owner": "open", "response": {}, "context": []}')  # an older layout
+        cache.set("resp_junk", "not json")
+    disk = DiskResponses(tmp_path)
+    assert disk.get("resp_old") is None and disk.get("resp_junk") is None

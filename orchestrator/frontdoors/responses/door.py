@@ -98,7 +98,7 @@ async def _events(stream: OpenStream[ChatCompletionChunk], turn: Turn, store: Re
 async def _keep(store: ResponseStore, turn: Turn, response: Json) -> None:
     """Store a finished response, when its request asked to."""
     if turn.request.store:
-        await store.put([Stored(turn.owner, response, turn.items, turn.context + turn.items + response["output"])])
+        await store.put([Stored(turn.owner, response, turn.items, turn.context)])
 
 
 async def _read(store: ResponseStore, response_id: str, owner: str, param: str | None = None) -> Stored:

@@ -41,7 +41,12 @@ class Stored:
     owner: str
     response: dict[str, Any]
     input_items: list[dict[str, Any]]
-    context: list[dict[str, Any]]  # every item of the chain up to and including this response's output
+    earlier: list[dict[str, Any]]  # the chain's items before this response's input (its previous responses)
+
+    @property
+    def context(self) -> list[dict[str, Any]]:
+        """Every item of the conversation up to and including this response's output."""
+        return [*self.earlier, *self.input_items, *self.response["output"]]
 
     @property
     def id(self) -> str:
@@ -80,7 +85,13 @@ class DiskResponses:
 
     def get(self, response_id: str) -> Stored | None:
         raw = self._cache.get(response_id)
-        return None if raw is None else Stored(**json.loads(raw))
+        if raw is None:
+            return None
+        try:
+            return Stored(**json.loads(raw))
+        except (TypeError, ValueError):  # written by another version of this store: as good as gone
+            log.warning("stored response %s is unreadable; treated as absent", response_id)
+            return None
 
     def put(self, entries: list[Stored]) -> None:
         with self._cache.transact():
@@ -97,7 +108,7 @@ def encode(stored: Stored) -> str:
             "owner": stored.owner,
             "response": stored.response,
             "input_items": stored.input_items,
-            "context": stored.context,
+            "earlier": stored.earlier,
         }
     )
 
