@@ -21,7 +21,13 @@ from orchestrator.streams import assemble_chat, assemble_completion
 
 
 def _chat_started(chunk: ChatCompletionChunk) -> bool:
-    return any(c.delta.content or c.delta.tool_calls or c.delta.refusal or c.finish_reason for c in chunk.choices)
+    """Its first output: content, a tool call, a refusal, a finish, or a reasoning model's first reasoning
+    (which may run for many seconds before the content: the client sees it as it comes, and a route that
+    is reasoning has answered within its first-token timeout)."""
+    return any(
+        c.delta.content or c.delta.tool_calls or c.delta.refusal or c.finish_reason or c.delta.reasoning_started()
+        for c in chunk.choices
+    )
 
 
 def _completion_started(chunk: CompletionChunk) -> bool:

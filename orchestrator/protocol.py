@@ -25,7 +25,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_serializer, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
@@ -279,6 +288,7 @@ class ChatCompletionRequest(SamplingFields):
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
 
     @model_validator(mode="after")
     def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
@@ -357,11 +367,20 @@ class PromptTokensDetails(WireModel):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(WireModel):
+    reasoning_tokens: int = 0
+
+
 class Usage(WireModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None  # reasoning tokens, counted in completion
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return self.completion_tokens_details.reasoning_tokens if self.completion_tokens_details else 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -404,11 +423,23 @@ class ToolCallDelta(WireModel):
     function: ToolCallFunctionDelta | None = None
 
 
+# A reasoning model's reasoning: `reasoning_content` (DeepSeek, vLLM, LiteLLM) or `reasoning` (OpenRouter)
+# from a provider; `reasoning_content` to clients. Anthropic's thinking also has a signature (and may be
+# redacted): carried beside it, so the Messages door can hand a client back blocks it can send again.
+_REASONING = AliasChoices("reasoning_content", "reasoning")
+
+
 class ChunkDelta(WireModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = Field(default=None, validation_alias=_REASONING)
+    reasoning_signature: str | None = None
+    redacted_reasoning: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+
+    def reasoning_started(self) -> bool:
+        return bool(self.reasoning_content or self.reasoning_signature or self.redacted_reasoning)
 
 
 # Providers' own stop reasons, as OpenAI names them.
@@ -454,6 +485,9 @@ class AssistantMessage(WireModel):
     always = frozenset({"content", "refusal"})
     role: Literal["assistant"] = "assistant"
     content: str | None = None
+    reasoning_content: str | None = Field(default=None, validation_alias=_REASONING)
+    reasoning_signature: str | None = None
+    redacted_reasoning: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
 

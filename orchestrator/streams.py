@@ -15,6 +15,7 @@ from orchestrator.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChoiceLogprobs,
+    ChunkDelta,
     CompletionChoice,
     CompletionChunk,
     CompletionLogprobs,
@@ -42,6 +43,7 @@ class _ChatFold:
         self.finish: dict[int, str | None] = {}
         self.logprobs: dict[int, ChoiceLogprobs] = {}
         self.calls: dict[int, dict[int, dict[str, str]]] = {}
+        self.reasoning: dict[int, _Reasoning] = {}
 
     def add(self, chunk: ChatCompletionChunk) -> None:
         self.head = self.head or chunk
@@ -50,6 +52,8 @@ class _ChatFold:
             self.texts.setdefault(c.index, [])
             if c.delta.content:
                 self.texts[c.index].append(c.delta.content)
+            if c.delta.reasoning_started():
+                self.reasoning.setdefault(c.index, _Reasoning()).add(c.delta)
             if c.finish_reason is not None:
                 self.finish[c.index] = c.finish_reason
             if c.logprobs is not None and c.logprobs.content:
@@ -70,7 +74,7 @@ class _ChatFold:
         choices = [
             ChatChoice(
                 index=i,
-                message=AssistantMessage(content=self._content(i), tool_calls=self._tool_calls(i)),
+                message=self._message(i),
                 finish_reason=self.finish.get(i),  # type: ignore[arg-type]
                 logprobs=self.logprobs.get(i),
             )
@@ -85,6 +89,14 @@ class _ChatFold:
             system_fingerprint=head.system_fingerprint,
         )
 
+    def _message(self, i: int) -> AssistantMessage:
+        message = AssistantMessage(content=self._content(i), tool_calls=self._tool_calls(i))
+        if (reasoning := self.reasoning.get(i)) is not None:
+            message.reasoning_content = "".join(reasoning.text) or None
+            message.reasoning_signature = reasoning.signature or None
+            message.redacted_reasoning = "".join(reasoning.redacted) or None
+        return message
+
     def _content(self, i: int) -> str | None:
         return "".join(self.texts[i]) if self.texts[i] or i not in self.calls else None
 
@@ -95,6 +107,20 @@ class _ChatFold:
             ToolCall(id=c["id"], function=FunctionCall(name=c["name"], arguments=c["arguments"]))
             for _, c in sorted(self.calls[i].items())
         ]
+
+
+class _Reasoning:
+    """One choice's reasoning as it arrives: its text, signature and redacted parts."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.signature = ""
+        self.redacted: list[str] = []
+
+    def add(self, delta: ChunkDelta) -> None:
+        self.text.append(delta.reasoning_content or "")
+        self.signature += delta.reasoning_signature or ""
+        self.redacted.append(delta.redacted_reasoning or "")
 
 
 async def assemble_completion(chunks: AsyncIterator[CompletionChunk]) -> CompletionChunk:

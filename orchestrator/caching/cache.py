@@ -37,6 +37,7 @@ from diskcache.core import MODE_PICKLE
 
 from orchestrator.errors import InvalidRequest
 from orchestrator.protocol import (
+    AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -262,6 +263,8 @@ async def replay_chat(entry: Entry, stream_model: str | None = None) -> AsyncIte
         choices=[ChunkChoice(index=c.index, delta=ChunkDelta(role="assistant", content="")) for c in whole.choices],
     )
     for c in whole.choices:
+        for delta in _reasoning_deltas(c.message):
+            yield chunk(c.index, delta)
         for piece in pieces(c.message.content or "") if c.message.content else []:
             yield chunk(c.index, ChunkDelta(content=piece))
         for delta in _tool_call_deltas(c.message.tool_calls or []):
@@ -269,6 +272,14 @@ async def replay_chat(entry: Entry, stream_model: str | None = None) -> AsyncIte
         yield chunk(c.index, finish_reason=c.finish_reason, logprobs=c.logprobs)
     if whole.usage is not None:
         yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=whole.usage)
+
+
+def _reasoning_deltas(message: AssistantMessage) -> Iterator[ChunkDelta]:
+    """A reasoning model's reasoning in pieces, then its signature and redacted part, as they streamed."""
+    for piece in pieces(message.reasoning_content) if message.reasoning_content else []:
+        yield ChunkDelta(reasoning_content=piece)
+    if message.reasoning_signature or message.redacted_reasoning:
+        yield ChunkDelta(reasoning_signature=message.reasoning_signature, redacted_reasoning=message.redacted_reasoning)
 
 
 def _tool_call_deltas(calls: list[ToolCall]) -> Iterator[ChunkDelta]:

@@ -25,8 +25,11 @@ Decisions, where the two APIs differ:
   counts are known at its end, so they come in `message_delta`.
 - a tool call's arguments that are not a JSON object come back as input `{}`
   in a whole message (a stream sends them as they are).
-- answers pass through the flow's one chunk shape, so an Anthropic route's
-  thinking blocks (asked for with `thinking`) are not relayed.
+- a route's reasoning comes back as thinking, ahead of the text: an
+  Anthropic route's thinking blocks with their signatures (so a client can
+  send them back to continue a tool use), redacted thinking as
+  `redacted_thinking`, and another reasoning model's reasoning as a thinking
+  block with an empty signature.
 """
 
 from __future__ import annotations
@@ -102,6 +105,12 @@ def to_message(completion: ChatCompletion, request: ChatCompletionRequest) -> di
     """A whole chat completion as Anthropic's `message` object."""
     choice = completion.choices[0]
     content: list[dict[str, Any]] = []
+    message = choice.message
+    if message.reasoning_content or message.reasoning_signature:
+        thinking = {"type": "thinking", "thinking": message.reasoning_content or ""}
+        content.append(thinking | {"signature": message.reasoning_signature or ""})
+    if message.redacted_reasoning:
+        content.append({"type": "redacted_thinking", "data": message.redacted_reasoning})
     if text := (choice.message.content or choice.message.refusal):
         content.append({"type": "text", "text": text})
     for call in choice.message.tool_calls or []:
@@ -137,6 +146,7 @@ class MessageEvents:
         self._blocks = 0  # content blocks opened so far
         self._open: int | None = None  # the open block's index
         self._text: int | None = None  # the open block's index when it is text
+        self._thinking: int | None = None  # the open block's index when it is thinking
         self._tools: dict[int, int] = {}  # OpenAI tool call index -> content block index
         self._reason: tuple[str, str | None] = ("end_turn", None)
         self._usage: Usage | None = None
@@ -146,6 +156,11 @@ class MessageEvents:
         if chunk.usage is not None:
             self._usage = chunk.usage
         for choice in chunk.choices[:1]:
+            delta = choice.delta
+            if delta.reasoning_content or delta.reasoning_signature:
+                out += self._thinking_delta(delta.reasoning_content, delta.reasoning_signature)
+            if delta.redacted_reasoning:
+                out += self._open_block({"type": "redacted_thinking", "data": delta.redacted_reasoning})
             if text := (choice.delta.content or choice.delta.refusal):
                 out += self._text_delta(text)
             for call in choice.delta.tool_calls or []:
@@ -173,6 +188,19 @@ class MessageEvents:
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
         return sse("message_start", {"message": message}) + sse("ping", {})
+
+    def _thinking_delta(self, text: str | None, signature: str | None) -> bytes:
+        out = b""
+        if self._thinking is None:
+            out = self._open_block({"type": "thinking", "thinking": "", "signature": ""})
+            self._thinking = self._open
+        if text:
+            delta = {"type": "thinking_delta", "thinking": text}
+            out += sse("content_block_delta", {"index": self._thinking, "delta": delta})
+        if signature:
+            delta = {"type": "signature_delta", "signature": signature}
+            out += sse("content_block_delta", {"index": self._thinking, "delta": delta})
+        return out
 
     def _text_delta(self, text: str) -> bytes:
         out = b""
@@ -202,7 +230,7 @@ class MessageEvents:
     def _stop_open(self) -> bytes:
         if self._open is None:
             return b""
-        index, self._open, self._text = self._open, None, None
+        index, self._open, self._text, self._thinking = self._open, None, None, None
         return sse("content_block_stop", {"index": index})
 
 

@@ -43,9 +43,14 @@ Decisions, where the two APIs differ:
 - a tool's `strict` flag is not forwarded (Anthropic supports it only on some
   models); `response_format` is refused although Anthropic now documents
   structured outputs (`output_config.format`), also only on some models.
-- thinking and redacted-thinking blocks (and their deltas, signatures,
-  citations) are not part of an OpenAI reply and are skipped; `output_tokens`
-  still counts them, as OpenAI's `completion_tokens` counts reasoning tokens.
+- thinking is reasoning: thinking deltas are `reasoning_content`, the
+  signature `reasoning_signature`, a redacted block's data
+  `redacted_reasoning` (OpenAI's chunks carry them beside the content; an
+  assistant turn sent back with them becomes the thinking blocks Anthropic
+  needs to continue a tool use). `reasoning_effort` is a thinking budget
+  (`THINKING_BUDGETS`, under `max_tokens`; no temperature or top_p then).
+  `output_tokens` counts thinking, as OpenAI's `completion_tokens` counts
+  reasoning tokens.
 - usage: `prompt_tokens` is input + cache-read + cache-creation tokens,
   `cached_tokens` the cache reads (Anthropic's `input_tokens` excludes both).
 - a tool call that streams no input gets arguments `"{}"`, so clients can
@@ -145,16 +150,38 @@ def to_anthropic(request: ChatCompletionRequest, model: str, default_max_tokens:
     }
     if system:
         body["system"] = system
-    if request.temperature is not None:
-        body["temperature"] = min(request.temperature, 1.0)
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
+    if (thinking := _thinking_budget(request, body["max_tokens"])) is not None:
+        body["thinking"] = thinking  # Anthropic takes no temperature or top_p with it
+    else:
+        if request.temperature is not None:
+            body["temperature"] = min(request.temperature, 1.0)
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
     if stops := request.stop_list():
         body["stop_sequences"] = stops
     if request.user:
         body["metadata"] = {"user_id": request.user}
     body.update(_tool_fields(request))
     return body
+
+
+# OpenAI's `reasoning_effort` as Anthropic's thinking budget (at least 1,024 tokens, under `max_tokens`).
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32000}
+MIN_THINKING_BUDGET = 1024
+
+
+def _thinking_budget(request: ChatCompletionRequest, max_tokens: int) -> dict[str, Any] | None:
+    effort = request.reasoning_effort
+    if effort is None or effort == "none":
+        return None
+    budget = min(THINKING_BUDGETS[effort], max_tokens - 1)
+    if budget < MIN_THINKING_BUDGET:
+        raise InvalidRequest(
+            f"'reasoning_effort' on an Anthropic model needs 'max_tokens' above {MIN_THINKING_BUDGET} "
+            "(the thinking budget is part of it).",
+            param="max_tokens",
+        )
+    return {"type": "enabled", "budget_tokens": budget}
 
 
 def _refuse_unsupported(request: ChatCompletionRequest) -> None:
@@ -216,7 +243,26 @@ def _turn(message: ChatMessage, param: str) -> tuple[Literal["user", "assistant"
     if message.role != "assistant":
         return "user", blocks
     calls = message.tool_calls or []
-    return "assistant", blocks + [_tool_use(c, f"{param}.tool_calls[{j}]") for j, c in enumerate(calls)]
+    return "assistant", _thinking(message) + blocks + [
+        _tool_use(c, f"{param}.tool_calls[{j}]") for j, c in enumerate(calls)
+    ]
+
+
+def _thinking(message: ChatMessage) -> list[Block]:
+    """An assistant turn's signed thinking, as the client got it from an Anthropic route
+    (`reasoning_content` + `reasoning_signature`, `redacted_reasoning`): sent back as thinking blocks,
+    which Anthropic needs to continue a tool use it thought about. Reasoning without a signature (another
+    provider's) is not Anthropic's to check and is left out."""
+    extra = message.model_extra or {}
+    text, signature, redacted = (
+        extra.get(k) for k in ("reasoning_content", "reasoning_signature", "redacted_reasoning")
+    )
+    blocks: list[Block] = []
+    if isinstance(signature, str) and signature and isinstance(text, str):
+        blocks.append({"type": "thinking", "thinking": text, "signature": signature})
+    if isinstance(redacted, str) and redacted:
+        blocks.append({"type": "redacted_thinking", "data": redacted})
+    return blocks
 
 
 def _blocks(content: str | list[ContentPart] | None, param: str) -> list[Block]:
@@ -399,7 +445,14 @@ class StreamTranslator:
             return [self._chunk(ChunkDelta(tool_calls=[call]))]
         if block["type"] == "text" and block.get("text"):
             return [self._chunk(ChunkDelta(content=block["text"]))]
-        return []  # thinking, redacted_thinking: not part of an OpenAI reply
+        if block["type"] == "thinking" and (block.get("thinking") or block.get("signature")):
+            delta = ChunkDelta(
+                reasoning_content=block.get("thinking") or None, reasoning_signature=block.get("signature") or None
+            )
+            return [self._chunk(delta)]
+        if block["type"] == "redacted_thinking":
+            return [self._chunk(ChunkDelta(redacted_reasoning=block["data"]))]
+        return []
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> list[ChatCompletionChunk]:
         if delta["type"] == "text_delta":
@@ -412,7 +465,11 @@ class StreamTranslator:
                 return []
             tool.streamed = True
             return [self._arguments(tool.index, delta["partial_json"])]
-        return []  # thinking_delta, signature_delta, citations_delta
+        if delta["type"] == "thinking_delta":
+            return [self._chunk(ChunkDelta(reasoning_content=delta["thinking"]))] if delta["thinking"] else []
+        if delta["type"] == "signature_delta":
+            return [self._chunk(ChunkDelta(reasoning_signature=delta["signature"]))]
+        return []  # citations_delta
 
     def _block_stop(self, index: int) -> list[ChatCompletionChunk]:
         tool = self._tools.get(index)

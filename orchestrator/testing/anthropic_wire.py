@@ -128,7 +128,11 @@ def _usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
 
 
 def body(reply: Reply, meta: dict[str, Any]) -> dict[str, Any]:
-    content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.tokens else []
+    content: list[dict[str, Any]] = []
+    if reply.reasoning:
+        content.append({"type": "thinking", "thinking": reply.thinking, "signature": reply.signature})
+    if reply.tokens:
+        content.append({"type": "text", "text": reply.text})
     if reply.tool:
         tool_input = json.loads(reply.tool.arguments)
         content.append({"type": "tool_use", "id": reply.tool.id, "name": reply.tool.name, "input": tool_input})
@@ -157,10 +161,18 @@ def _block_stop(index: int) -> Event:
     return Event(named("content_block_stop", {"type": "content_block_stop", "index": index}))
 
 
-def _text_events(tokens: list[str], ping: Event) -> list[Event]:
-    """The text block at index 0, with the ping after its start (the order the real API sends)."""
-    events = [_block(0, {"type": "text", "text": ""}), ping]
-    events += [_delta(0, {"type": "text_delta", "text": t}) for t in tokens]
+def _text_events(tokens: list[str], ping: Event | None, index: int = 0) -> list[Event]:
+    """The text block, with the ping after its start when it is the first block (the order the real API sends)."""
+    events = [_block(index, {"type": "text", "text": ""}), *([ping] if ping else [])]
+    events += [_delta(index, {"type": "text_delta", "text": t}) for t in tokens]
+    return events + [_block_stop(index)]
+
+
+def _thinking_events(reply: Reply, ping: Event) -> list[Event]:
+    """The thinking block at index 0: its text as thinking deltas, then its signature."""
+    events = [_block(0, {"type": "thinking", "thinking": "", "signature": ""}), ping]
+    events += [_delta(0, {"type": "thinking_delta", "thinking": t}) for t in reply.reasoning]
+    events.append(_delta(0, {"type": "signature_delta", "signature": reply.signature}, paced=False))
     return events + [_block_stop(0)]
 
 
@@ -177,10 +189,17 @@ def events(reply: Reply, meta: dict[str, Any]) -> list[Event]:
     message["usage"] = _usage(reply, 1)
     out = [Event(named("message_start", {"type": "message_start", "message": message}))]
     ping = Event(named("ping", {"type": "ping"}))
+    first = 0
+    if reply.reasoning:
+        out += _thinking_events(reply, ping)
+        first = 1
     with_text = bool(reply.tokens or not reply.tool)
-    out += _text_events(reply.tokens, ping) if with_text else [ping]
+    if with_text:
+        out += _text_events(reply.tokens, None if reply.reasoning else ping, index=first)
+    elif not reply.reasoning:
+        out.append(ping)
     if reply.tool:
-        out += _tool_events(reply.tool, index=1 if with_text else 0)
+        out += _tool_events(reply.tool, index=first + 1 if with_text else first)
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": reply.stop_sequence},

@@ -59,6 +59,10 @@ _NO_KEY = (
 )
 
 
+# Where reasoning goes: DeepSeek's and vLLM's field (OpenRouter names it `reasoning`).
+REASONING_FIELD = "reasoning_content"
+
+
 def sse(obj: Any) -> bytes:
     return b"data: " + dumps(obj).encode() + b"\n\n"
 
@@ -171,7 +175,7 @@ def usage(reply: Reply) -> dict[str, Any]:
         "total_tokens": reply.prompt_tokens + reply.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": len(reply.reasoning),
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -190,6 +194,8 @@ def chat_body(reply: Reply, meta: dict[str, Any]) -> dict[str, Any]:
         "refusal": None,
         "annotations": [],
     }
+    if reply.reasoning:
+        message[REASONING_FIELD] = reply.thinking
     if reply.tool:
         message["tool_calls"] = [_tool_call_json(reply.tool)]
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}
@@ -220,6 +226,7 @@ def chat_events(reply: Reply, meta: dict[str, Any], include_usage: bool) -> list
         return sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
     events = [Event(chunk({"role": "assistant", "content": "", "refusal": None}))]
+    events += [Event(chunk({REASONING_FIELD: token, "content": None}), paced=True) for token in reply.reasoning]
     events += [Event(chunk({"content": token}), paced=True) for token in reply.tokens]
     if reply.tool:
         events += [Event(chunk(delta), paced=True) for delta in _tool_deltas(reply.tool)]

@@ -22,9 +22,11 @@ what its Python SDK 2.x sends — and `anthropic-version`):
 
 Replies (`replies.compose`): a tool call when the request has tools, text about a trailing tool result, the
 configured `reply` / `reply_tokens`, or the last user message parroted back; usage counts words; stop sequences
-and `max_tokens` cut the text; `n` is ignored (one choice). Timing (`delivery`): `ttft_ms` to the first output
-event, then one every 1/`tokens_per_s` (0 = no delay). Faults (`faults.FAULT_MODES`): for the instance
-(`set_fault`, or `/_fake/fault`) or one request (header `x-fake-fault: stall; stall_after=3`).
+and `max_tokens` cut the text; `n` is ignored (one choice); `reasoning_tokens` makes it a reasoning model (that
+many words of reasoning first: `reasoning_content` deltas, or a signed `thinking` block). Timing (`delivery`):
+`ttft_ms` to the first output event, then one every 1/`tokens_per_s` (0 = no delay). Faults
+(`faults.FAULT_MODES`): for the instance (`set_fault`, or `/_fake/fault`) or one request (header
+`x-fake-fault: stall; stall_after=3`).
 
 Observability: `requests` (`recorder.RecordedRequest`: method, path, headers, parsed body, and as it goes:
 status, fault, events sent, outcome), `counts` (per path), `faults_applied` (per mode), `disconnects` /
@@ -129,6 +131,7 @@ class FakeProvider:
         reply: ReplySource = None,
         reply_tokens: int | None = None,
         tool_preamble: str = "",
+        reasoning_tokens: int = 0,
         ttft_ms: float = 0.0,
         tokens_per_s: float = 0.0,
         embedding_dim: int = 8,
@@ -139,6 +142,7 @@ class FakeProvider:
         self.api_key = api_key  # None: any non-empty key is accepted; a missing key is still a 401
         self.models = list(models)
         self.reply, self.reply_tokens, self.tool_preamble = reply, reply_tokens, tool_preamble
+        self.reasoning_tokens = reasoning_tokens  # a reasoning model: words of reasoning before each answer
         self.ttft_ms, self.tokens_per_s, self.embedding_dim = ttft_ms, tokens_per_s, embedding_dim
         self._faults = FaultSwitch(fault)
         self._recorder = Recorder(record)
@@ -357,7 +361,8 @@ class FakeProvider:
             except ValueError as exc:
                 return error_response(api, 400, "invalid_request_error", str(exc), param="input")
             return await delivery.json(payload, 1)
-        return await generate(delivery, kind, body, Script(self.reply, self.reply_tokens, self.tool_preamble))
+        script = Script(self.reply, self.reply_tokens, self.tool_preamble, self.reasoning_tokens)
+        return await generate(delivery, kind, body, script)
 
 
 # ---------------------------------------------------------------------------------------------------------------

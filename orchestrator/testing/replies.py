@@ -21,7 +21,7 @@ import re
 import struct
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 DEFAULT_REPLY = "The capital of France is Paris."
@@ -102,21 +102,33 @@ class ToolCall:
 
 @dataclass
 class Reply:
-    """What the fake answers: text tokens and/or one tool call, why it stopped, and the prompt's size."""
+    """What the fake answers: reasoning tokens (a reasoning model's, streamed before the answer), text
+    tokens and/or one tool call, why it stopped, and the prompt's size."""
 
     tokens: list[str]
     tool: ToolCall | None
     finish: Finish
     stop_sequence: str | None
     prompt_tokens: int
+    reasoning: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         return "".join(self.tokens)
 
     @property
+    def thinking(self) -> str:
+        return "".join(self.reasoning)
+
+    @property
+    def signature(self) -> str:
+        """Anthropic's signature of the thinking (opaque to clients; here a hash of it)."""
+        return "sig_" + hashlib.sha256(self.thinking.encode()).hexdigest()[:32]
+
+    @property
     def completion_tokens(self) -> int:
-        return len(self.tokens) + (len(self.tool.fragments) if self.tool else 0)
+        """Output tokens, reasoning included (as OpenAI and Anthropic count them)."""
+        return len(self.reasoning) + len(self.tokens) + (len(self.tool.fragments) if self.tool else 0)
 
 
 @dataclass(frozen=True)
@@ -184,6 +196,7 @@ class Script:
     reply: ReplySource = None
     reply_tokens: int | None = None
     tool_preamble: str = ""
+    reasoning_tokens: int = 0  # a reasoning model: this many words of reasoning before the answer
 
     def text(self, ask: Ask, body: dict[str, Any]) -> str:
         if ask.tool_result is not None:
@@ -207,9 +220,14 @@ def compose(ask: Ask, api: Api, seq: int, body: dict[str, Any], script: Script) 
         prefix = "call_" if api == "openai" else "toolu_"
         call_id = prefix + hashlib.sha256(f"{seq}".encode()).hexdigest()[:24]
         tool = ToolCall(call_id, name, dumps(fill_schema(schema)))
-        return Reply(tokenize(script.tool_preamble), tool, "tool_calls", None, prompt_tokens)
+        return Reply(tokenize(script.tool_preamble), tool, "tool_calls", None, prompt_tokens, _reasoning(script))
     tokens, finish, matched = cut_text(script.text(ask, body), ask.stop, ask.max_tokens)
-    return Reply(tokens, None, finish, matched, prompt_tokens)
+    return Reply(tokens, None, finish, matched, prompt_tokens, _reasoning(script))
+
+
+def _reasoning(script: Script) -> list[str]:
+    words = ["Let", "me", "think", "about", "this", "step", "by", "step."]
+    return [(" " if i else "") + words[i % len(words)] for i in range(script.reasoning_tokens)]
 
 
 def embedding(text: str, dim: int) -> list[float]:

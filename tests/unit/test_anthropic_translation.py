@@ -123,7 +123,7 @@ def test_dropped_and_unknown_fields_are_not_forwarded() -> None:
         parallel_tool_calls=False,  # meaningless without tools
         metadata={"team": "a"},  # OpenAI's stored-completion metadata, not Anthropic's
         store=True,
-        reasoning_effort="high",
+        reasoning_effort="none",  # no thinking asked for
         top_k=5,
     )
     assert set(translated) == {"model", "messages", "max_tokens", "stream"}
@@ -456,10 +456,12 @@ async def test_text_reply_chunks() -> None:
 
 
 async def test_tool_use_reply_chunks() -> None:
-    # The fixture opens with a thinking block: it is skipped, and does not count as a tool call.
+    # The fixture opens with a thinking block: it is reasoning (with its signature), not a tool call.
     chunks = await chunks_of("tool_use_reply.sse")
     assert dumps(chunks) == [
         choice({"role": "assistant", "content": ""}),
+        choice({"reasoning_content": "The user wants the weather; I should call get_weather."}),
+        choice({"reasoning_signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}),
         choice({"content": "Okay, let me check."}),
         choice(
             {
@@ -610,7 +612,9 @@ def test_unknown_events_blocks_and_deltas_are_skipped() -> None:
         {"type": "content_block_stop", "index": 1},
         *stop_with("end_turn"),
     )
-    assert [c.choices[0].delta.content for c in chunks if c.choices] == ["", "ok", None]
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert [d.content for d in deltas] == ["", None, "ok", None]
+    assert deltas[1].redacted_reasoning == "EmwK"  # redacted thinking is carried, opaque, for a later turn
 
 
 @pytest.mark.parametrize(

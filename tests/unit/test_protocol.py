@@ -150,8 +150,8 @@ def test_response_format_json_schema_needs_its_schema() -> None:
 
 
 def test_unknown_fields_pass_through() -> None:
-    req = chat(reasoning_effort="low")
-    assert req.model_extra == {"reasoning_effort": "low"}
+    req = chat(verbosity="low", prediction={"type": "content", "content": "x"})
+    assert req.model_extra == {"verbosity": "low", "prediction": {"type": "content", "content": "x"}}
 
 
 def test_output_limit_prefers_max_completion_tokens() -> None:

@@ -2,6 +2,7 @@
 
     response.created, response.in_progress
     per output item:  response.output_item.added
+        reasoning:    response.reasoning_text.delta …, response.reasoning_text.done
         a message:    response.content_part.added, response.output_text.delta … (or
                       response.refusal.delta …), response.output_text.done (refusal.done),
                       response.content_part.done
@@ -26,6 +27,7 @@ from orchestrator.frontdoors.responses.translate import (
     message_item,
     new_id,
     output_text,
+    reasoning_item,
     response_object,
 )
 from orchestrator.protocol import ChatCompletionChunk, ToolCallDelta, Usage
@@ -46,6 +48,7 @@ class ResponseEvents:
         self._items: list[Json] = []  # every item added, at its output index
         self._finished: set[int] = set()
         self._text: int | None = None  # the open message item's index
+        self._reasoning: int | None = None  # the open reasoning item's index
         self._kind = ""  # its part's kind: "output_text" or "refusal"
         self._tools: dict[int, int] = {}  # chat tool-call index -> its item's index
         self._usage: Usage | None = None
@@ -57,6 +60,8 @@ class ResponseEvents:
         if chunk.usage is not None:
             self._usage = chunk.usage
         for choice in chunk.choices[:1]:
+            if choice.delta.reasoning_content or choice.delta.reasoning_signature:
+                out += self._reasoning_delta(choice.delta.reasoning_content, choice.delta.reasoning_signature)
             if choice.delta.content:
                 out += self._text_delta("output_text", choice.delta.content)
             if choice.delta.refusal:
@@ -102,8 +107,28 @@ class ResponseEvents:
         shown = {**item, "content": []} if item["type"] == "message" else dict(item)
         return self._event("response.output_item.added", output_index=len(self._items) - 1, item=shown)
 
-    def _text_delta(self, kind: str, delta: str) -> bytes:
+    def _reasoning_delta(self, text: str | None, signature: str | None) -> bytes:
         out = b""
+        if self._reasoning is None:
+            out += self._add(reasoning_item("", new_id("rs"), status="in_progress"))
+            self._reasoning = len(self._items) - 1
+        item = self._items[self._reasoning]
+        if signature:
+            item["encrypted_content"] = item.get("encrypted_content", "") + signature
+        if text:
+            item["content"][0]["text"] += text
+            out += self._event("response.reasoning_text.delta", **self._where(self._reasoning), delta=text)
+        return out
+
+    def _finish_reasoning(self) -> bytes:
+        index, self._reasoning = self._reasoning, None
+        if index is None:
+            return b""
+        text = self._items[index]["content"][0]["text"]
+        return self._event("response.reasoning_text.done", **self._where(index), text=text) + self._finish_item(index)
+
+    def _text_delta(self, kind: str, delta: str) -> bytes:
+        out = self._finish_reasoning()
         if self._text is None or self._kind != kind:
             out += self._finish_text()
             part: Json = output_text("") if kind == "output_text" else {"type": "refusal", "refusal": ""}
@@ -120,7 +145,7 @@ class ResponseEvents:
     def _tool_delta(self, call: ToolCallDelta) -> bytes:
         out = b""
         if call.index not in self._tools:
-            out += self._finish_text()
+            out += self._finish_reasoning() + self._finish_text()
             name = call.function.name if call.function and call.function.name else ""
             out += self._add(function_call_item(call.id or "", name, "", new_id("fc"), status="in_progress"))
             self._tools[call.index] = len(self._items) - 1
@@ -135,7 +160,7 @@ class ResponseEvents:
         return out
 
     def _finish_all(self) -> bytes:
-        out = self._finish_text()
+        out = self._finish_reasoning() + self._finish_text()
         for index in self._tools.values():
             item = self._items[index]
             out += self._event(

@@ -4,9 +4,10 @@
     to_chat     instructions + the conversation so far (a stored chain's items, then this
                 request's) as chat messages: `developer` is `system`; a `function_call` joins
                 the assistant turn it follows; a `function_call_output` is a `tool` message;
-                reasoning items are not sent
-    output      a whole chat answer as output items: the message (text or refusal), then one
-                `function_call` item per tool call
+                a reasoning item with `encrypted_content` (an Anthropic route's signature)
+                joins the next assistant turn as its signed reasoning, others are not sent
+    output      a whole chat answer as output items: the reasoning (a reasoning model's), the
+                message (text or refusal), then one `function_call` item per tool call
     response    the `Response` object around them, echoing what the request asked
 
 Decisions, where the two APIs differ: `max_output_tokens` is the chat
@@ -141,6 +142,7 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         ("top_p", r.top_p),
         ("user", r.user),
         ("parallel_tool_calls", r.parallel_tool_calls if r.tools else None),
+        ("reasoning_effort", r.reasoning.effort if r.reasoning else None),
     ):
         if value is not None:
             body[name] = value
@@ -172,11 +174,15 @@ def chat_messages(items: list[Json]) -> list[Json]:
     """Responses items as chat messages."""
     out: list[Json] = []
     joinable = False  # the last message is an assistant turn a function call may join
+    reasoning: Json = {}  # a reasoning item's, for the assistant turn it belongs to
     for item in items:
         kind = item["type"]
-        if kind == "message":
-            out.append(_chat_message(item))
-            joinable = item["role"] == "assistant"
+        if kind == "reasoning":
+            reasoning = _reasoning_fields(item)
+            joinable = False
+        elif kind == "message":
+            out.append(_chat_message(item) | (reasoning if item["role"] == "assistant" else {}))
+            joinable, reasoning = item["role"] == "assistant", {}
         elif kind == "function_call":
             call = {
                 "id": item["call_id"],
@@ -184,8 +190,8 @@ def chat_messages(items: list[Json]) -> list[Json]:
                 "function": {"name": item["name"], "arguments": item["arguments"]},
             }
             if not joinable:
-                out.append({"role": "assistant", "content": None})
-                joinable = True
+                out.append({"role": "assistant", "content": None, **reasoning})
+                joinable, reasoning = True, {}
             out[-1].setdefault("tool_calls", []).append(call)
         elif kind == "function_call_output":
             output = item["output"]
@@ -193,6 +199,15 @@ def chat_messages(items: list[Json]) -> list[Json]:
             out.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
             joinable = False
     return out
+
+
+def _reasoning_fields(item: Json) -> Json:
+    """A reasoning item sent back, as the chat fields an Anthropic route turns into its signed thinking."""
+    text = "".join(p.get("text", "") for p in item.get("content") or [] if isinstance(p, dict))
+    signature = item.get("encrypted_content")
+    if not isinstance(signature, str) or not signature:
+        return {}  # nothing a route could check: not sent
+    return {"reasoning_content": text, "reasoning_signature": signature}
 
 
 def _chat_message(item: Json) -> Json:
@@ -217,6 +232,9 @@ def output_of(completion: ChatCompletion) -> tuple[list[Json], str | None]:
     choice = completion.choices[0]
     out: list[Json] = []
     message = choice.message
+    if message.reasoning_content or message.reasoning_signature:
+        item = reasoning_item(message.reasoning_content or "")
+        out.append(item | ({"encrypted_content": message.reasoning_signature} if message.reasoning_signature else {}))
     if message.content:
         out.append(message_item([output_text(message.content)]))
     elif message.refusal:
@@ -224,6 +242,13 @@ def output_of(completion: ChatCompletion) -> tuple[list[Json], str | None]:
     for call in message.tool_calls or []:
         out.append(function_call_item(call.id, call.function.name, call.function.arguments))
     return out, choice.finish_reason
+
+
+def reasoning_item(text: str, item_id: str | None = None, status: str = "completed") -> Json:
+    """A reasoning model's reasoning as an output item; an Anthropic route's signature goes in
+    `encrypted_content`, so the item sent back as input continues a tool use it thought about."""
+    content = [{"type": "reasoning_text", "text": text}]
+    return {"id": item_id or new_id("rs"), "type": "reasoning", "summary": [], "content": content, "status": status}
 
 
 def output_text(text: str) -> Json:
@@ -259,7 +284,7 @@ def usage_of(usage: Usage) -> Json:
         "input_tokens": usage.prompt_tokens,
         "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
 
