@@ -45,11 +45,18 @@ __all__ = ["PreparedModel", "Task", "known_models", "prepare"]
 
 @dataclass(frozen=True)
 class PreparedModel:
-    """A model ready for vLLM: its served name, a local HF model directory, and what it is for."""
+    """A model ready for vLLM: its served name, a local HF model directory, and what it is for.
+
+    ``tool_parser`` names vLLM's tool-call parser for the model's own tool-call format (hermes,
+    llama3_json, mistral, ...) where the catalog knows one; configuration may name another. None of
+    today's entries writes tool calls of its own: SmolLM2's template takes no tools, so its calls
+    are forced ones (``local_models.tools``).
+    """
 
     name: str
     path: Path
     task: Task
+    tool_parser: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------

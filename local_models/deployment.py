@@ -45,7 +45,8 @@ class LocalModel:
         report_interval_s: float = 0.1,
     ):
         if data_dir is not None:
-            config = replace(config, model_path=_prepare(config.model_path, Path(data_dir)))
+            path, tool_parser = _prepare(config.model_path, Path(data_dir))
+            config = replace(config, model_path=path, tool_parser=config.tool_parser or tool_parser)
         self._engine = await (engine_factory or _start_vllm)(config)
         self._reporter: asyncio.Task[None] | None = None
         if board is not None:
@@ -111,10 +112,12 @@ async def _start_vllm(config: EngineConfig) -> Engine:
     return await VllmEngine.start(config)
 
 
-def _prepare(model: str, data_dir: Path) -> str:
+def _prepare(model: str, data_dir: Path) -> tuple[str, str | None]:
+    """The model's directory, and the catalog's tool-call parser for it (if any)."""
     from .catalog import prepare
 
-    return str(prepare(model, data_dir, progress=False).path)
+    prepared = prepare(model, data_dir, progress=False)
+    return str(prepared.path), prepared.tool_parser
 
 
 def local_model_app(

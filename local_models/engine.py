@@ -4,6 +4,7 @@ Responsibilities:
 1. start the engine from `EngineConfig`, bounded by a timeout;
 2. turn chat messages into token ids with the model's own chat template,
    and reject prompts that don't fit the context with a clear error;
+   tools go through `local_models.tools` (structured output, vLLM's tool parsers);
 3. run one vLLM request per prompt and merge their outputs into `Batch`es,
    coalescing whatever is ready so a slow consumer gets fewer, larger items;
 4. abort every engine request when the consumer goes away;
@@ -25,6 +26,7 @@ from .interface import Batch, EmbedResult, EngineConfig, GenerateRequest, LoadSt
 from .outputs import Folding, OutputReader, translate
 from .sampling import to_sampling_params
 from .stats import LoadTracker, stat_logger_factory
+from .tools import ToolCalling, ToolSession, parser_class, template_messages
 
 
 def _engine_env(config: EngineConfig) -> None:
@@ -53,6 +55,7 @@ class VllmEngine:
         self._reader = OutputReader(self._tokenizer)
         self._vocab_size = llm.model_config.get_vocab_size()
         self._max_len = int(llm.model_config.max_model_len)
+        self._tools = ToolCalling(self._tokenizer, config.tool_parser, self._verify)
         # One thread for the tokenizer: off the event loop, and never two calls at once
         # (a Hugging Face fast tokenizer is not safe to share between threads).
         self._tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
@@ -64,6 +67,7 @@ class VllmEngine:
     async def start(cls, config: EngineConfig) -> VllmEngine:
         """Start the engine in a worker thread, giving up after the timeout."""
         _engine_env(config)
+        parser_class(config.tool_parser)  # an unknown name fails before the engine starts
         tracker = LoadTracker(max_num_seqs=config.max_num_seqs)
         try:
             llm = await asyncio.wait_for(asyncio.to_thread(_build_async_llm, config, tracker), config.startup_timeout_s)
@@ -77,12 +81,25 @@ class VllmEngine:
 
     def info(self) -> ModelInfo:
         template = getattr(self._tokenizer, "chat_template", None)
+        chat = bool(template) and self._config.task != "embed"
         return ModelInfo(
             name=self._config.served_name,
             task="embed" if self._config.task == "embed" else "generate",
             max_model_len=self._max_len,
             has_chat_template=bool(template),
             tokenizer_path=self._config.model_path,
+            tool_modes=self._tools.modes if chat else [],
+            tool_parser=self._tools.parser_name,
+        )
+
+    def _verify(self, params: Any) -> None:
+        """Check sampling parameters as the engine checks a new request (structured output included)."""
+        llm = self._llm
+        params.verify(
+            llm.model_config,
+            llm.vllm_config.speculative_config,
+            llm.vllm_config.structured_outputs_config,
+            self._tokenizer,
         )
 
     def stats(self) -> LoadStats:
@@ -97,35 +114,47 @@ class VllmEngine:
 
     # -------------------------------------------------------------------- prompts
 
-    def _chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
-        if not getattr(self._tokenizer, "chat_template", None):
+    def _chat_prompt(self, messages: list[dict[str, Any]], tools: ToolSession | None) -> list[int]:
+        template = getattr(self._tokenizer, "chat_template", None)
+        if not template:
             raise BadRequest(
                 f"The model '{self._config.served_name}' has no chat template; use /v1/completions.",
                 param="model",
             )
-        text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if tools is not None:
+            messages, shown = tools.template_messages(messages)
+        else:  # earlier tool calls still need saying, in a form the template takes
+            messages, shown = template_messages(messages, None, takes_tools="tools" in str(template))
+        extra = {"tools": shown} if shown else {}
+        text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
         ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
         return ids
 
-    def _prompt_ids(self, request: GenerateRequest) -> list[list[int]]:
+    def _prompt_ids(self, request: GenerateRequest, tools: ToolSession | None) -> list[list[int]]:
         if request["kind"] == "chat":
-            return [self._chat_prompt(request.get("messages", []))]
+            return [self._chat_prompt(request.get("messages", []), tools)]
         prompts = request.get("prompts", [])
         return [p if isinstance(p, list) else self._tokenizer.encode(p, add_special_tokens=True) for p in prompts]
 
     # ------------------------------------------------------------------- generate
 
-    def _prepare(self, request: GenerateRequest) -> tuple[list[list[int]], list[Any]]:
-        """The request's prompts as token ids and their sampling parameters.
+    def _prepare(self, request: GenerateRequest) -> tuple[list[list[int]], list[Any], ToolSession | None]:
+        """The request's prompts as token ids, their sampling parameters, and its tools.
 
         Everything here depends only on the request (the chat template, the tokenizer, the
-        sampling fields), so whatever fails here is the request's fault: a 400 naming the
+        sampling fields, the tools), so whatever fails here is the request's fault: a 400 naming the
         field, never an engine failure that would count against the local route.
         """
         param = "messages" if request["kind"] == "chat" else "prompt"
         sampling = request["sampling"]
         try:
-            prompts = self._prompt_ids(request)
+            tools = self._tools.session(request) if request["kind"] == "chat" else None
+        except LocalModelError:
+            raise
+        except Exception as e:  # the tools' fault: vLLM's readers depend on nothing else
+            raise BadRequest(f"This request's tools can't be used: {type(e).__name__}: {e}", param="tools") from None
+        try:
+            prompts = self._prompt_ids(request, tools)
         except LocalModelError:
             raise
         except Exception as e:
@@ -144,6 +173,8 @@ class VllmEngine:
                     max_tokens=output_budget(self._max_len, len(ids), sampling.get("max_tokens"), param),
                     vocab_size=self._vocab_size,
                     stream=True,  # deltas even for whole answers: see `window` in `generate`
+                    structured=tools.structured if tools is not None else None,
+                    skip_special_tokens=tools.skip_special_tokens if tools is not None else True,
                 )
                 for ids in prompts
             ]
@@ -151,12 +182,12 @@ class VllmEngine:
             raise
         except Exception as e:
             raise BadRequest(f"Invalid sampling parameters: {type(e).__name__}: {e}") from None
-        return prompts, params
+        return prompts, params, tools
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         # Long prompts take the tokenizer a while: off the event loop, which serves every stream.
-        prompts, params = await self._off_loop(self._prepare, request)
-        folding = Folding(self._reader, request, prompts)
+        prompts, params, tools = await self._off_loop(self._prepare, request)
+        folding = Folding(self._reader, request, prompts, tools)
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         tasks = [
             asyncio.create_task(self._pump(k, ids, params[k], f"{request['request_id']}-{k}", queue))
@@ -266,6 +297,7 @@ async def _collect(queue: asyncio.Queue[tuple[int, Any]], window_s: float) -> li
 
 
 def _build_async_llm(config: EngineConfig, tracker: LoadTracker) -> Any:
+    from vllm.config import StructuredOutputsConfig
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -282,6 +314,13 @@ def _build_async_llm(config: EngineConfig, tracker: LoadTracker) -> Any:
     if config.task == "embed":
         args["runner"] = "pooling"
     args.update(config.extra_engine_args)
+    # Structured output (response_format, forced tool calls) as compact JSON: vLLM takes that per
+    # engine, not per request, and only from a named backend (xgrammar, its default's first choice;
+    # a schema it can't take is a 400). A small model free to add whitespace may add nothing else.
+    structured = args.get("structured_outputs_config")
+    if structured is None or isinstance(structured, dict):
+        defaults = {"backend": "xgrammar", "disable_any_whitespace": True}
+        args["structured_outputs_config"] = StructuredOutputsConfig(**{**defaults, **(structured or {})})
     if not Path(config.model_path).is_dir():
         raise EngineFailure(f"Model directory not found: {config.model_path}")
     return AsyncLLM.from_engine_args(AsyncEngineArgs(**args), stat_loggers=[stat_logger_factory(tracker)])

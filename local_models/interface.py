@@ -34,6 +34,9 @@ class EngineConfig:
     startup_timeout_s: float = 300.0
     cache_dir: str | None = None  # VLLM_CACHE_ROOT (compiled kernels and the like)
     stream_interval_s: float = 0.02  # after the first token, coalesce deltas for this long
+    # vLLM's tool-call parser for the model's own format (hermes, llama3_json, mistral, ...): what lets
+    # it decide by itself whether to call a tool (tool_choice "auto"). Forced calls need none.
+    tool_parser: str | None = None
     extra_engine_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,10 +57,16 @@ class Sampling(TypedDict, total=False):
     echo: bool
 
 
+ToolChoice = Literal["none", "auto", "required"] | dict[str, Any]  # or {"type": "function", "function": {"name"}}
+
+
 class GenerateRequest(TypedDict):
     request_id: str
     kind: Literal["chat", "completion"]
     messages: NotRequired[list[dict[str, Any]]]  # chat: OpenAI messages as dicts
+    tools: NotRequired[list[dict[str, Any]]]  # chat: OpenAI function tools as dicts
+    tool_choice: NotRequired[ToolChoice]  # absent with tools: "auto", as OpenAI
+    parallel_tool_calls: NotRequired[bool]  # False: at most one call (absent: several where the model makes them)
     prompts: NotRequired[list[str] | list[list[int]]]  # completion: text or token ids
     sampling: Sampling
     stream: bool  # False: the first token, then a batch every 0.5 s (engine.WHOLE_INTERVAL_S), not per token
@@ -76,11 +85,22 @@ class TokenLogprob(TypedDict):
     top: list[TopToken]
 
 
+class ToolCallPiece(TypedDict):
+    """Part of one tool call, as OpenAI streams it: the first piece of a call has its id and
+    name, later ones only more `arguments` text (a JSON object when joined)."""
+
+    index: int  # the call's place among the choice's calls
+    id: NotRequired[str]
+    name: NotRequired[str]
+    arguments: str
+
+
 class Delta(TypedDict):
     index: int  # choice index: prompt_index * n + sample_index
     text: str
-    finish_reason: str | None
+    finish_reason: str | None  # "stop", "length", or "tool_calls" (the model chose to call tools)
     logprobs: NotRequired[list[TokenLogprob]]
+    tool_calls: NotRequired[list[ToolCallPiece]]
 
 
 class TokenUsage(TypedDict):
@@ -118,11 +138,18 @@ class LoadStats(TypedDict):
     updated_at: float  # time.time() of this snapshot
 
 
+ToolMode = Literal["required", "named", "auto"]
+
+
 class ModelInfo(TypedDict):
     name: str
     task: Literal["generate", "embed"]
     max_model_len: int
     has_chat_template: bool
+    # The tool_choice values it serves: "required" and "named" (a function) by structured output on any
+    # chat model, "auto" only with a tool-call parser. Absent or empty: no tool calls.
+    tool_modes: NotRequired[list[ToolMode]]
+    tool_parser: NotRequired[str | None]
     tokenizer_path: NotRequired[str]  # a local directory AutoTokenizer can load, for the gateway's counts
 
 

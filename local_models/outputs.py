@@ -4,7 +4,8 @@
 reason, logprobs with their top alternatives) and an echoed prompt into
 deltas. `Folding` is one `generate` call's state: it folds whatever outputs
 were ready at once into one batch (deltas of a choice merged), counts usage,
-and puts the usage on the last batch. `translate` turns vLLM's exceptions
+and puts the usage on the last batch. With tools, each choice's text goes
+through its `tools.ToolReader` on the way: content and tool-call pieces. `translate` turns vLLM's exceptions
 into this package's (`local_models.errors`).
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import BadRequest, EngineFailure, LocalModelError
-from .interface import Batch, Delta, GenerateRequest
+from .interface import Batch, Delta, GenerateRequest, ToolCallPiece
 from .interface import TokenLogprob as WireLogprob
+from .tools import ToolReader, ToolSession
 
 
 class OutputReader:
@@ -65,12 +67,17 @@ class OutputReader:
 class Folding:
     """One generation's outputs folded into batches, and its usage."""
 
-    def __init__(self, reader: OutputReader, request: GenerateRequest, prompts: list[list[int]]):
+    def __init__(
+        self, reader: OutputReader, request: GenerateRequest, prompts: list[list[int]], tools: ToolSession | None = None
+    ):
         self._reader = reader
         self._sampling = request["sampling"]
         self._n = self._sampling.get("n", 1)
         self._echo = request["kind"] == "completion" and bool(self._sampling.get("echo"))
         self._first = [True] * len(prompts)
+        self._prompts = prompts
+        self._tools = tools
+        self._tool_readers: dict[int, ToolReader | None] = {}  # by choice index
         self.usage = {"prompt_tokens": sum(map(len, prompts)), "completion_tokens": 0, "cached_tokens": 0}
         self.open = len(prompts)  # prompts still generating
 
@@ -85,6 +92,8 @@ class Folding:
             else:
                 self._add(deltas, k, out)
         merged = list(deltas.values())
+        if self._tools is not None:  # what a tool reader held back (a call's name not complete yet) says nothing
+            merged = [d for d in merged if d["text"] or d.get("tool_calls") or d["finish_reason"] or d.get("logprobs")]
         if self.open == 0:
             return Batch(deltas=merged, usage=self.usage)  # type: ignore[typeddict-item]
         return Batch(deltas=merged) if merged else None
@@ -98,7 +107,23 @@ class Folding:
                     _merge(deltas, d)
         for c in out.outputs:
             self.usage["completion_tokens"] += len(c.token_ids)
-            _merge(deltas, self._reader.delta(k * self._n + c.index, c, self._sampling))
+            d = self._reader.delta(k * self._n + c.index, c, self._sampling)
+            if self._tools is not None:
+                self._read_tools(d, k, c)
+            _merge(deltas, d)
+
+    def _read_tools(self, d: Delta, k: int, c: Any) -> None:
+        """The choice's text as content and tool-call pieces, by its tool reader."""
+        assert self._tools is not None
+        if d["index"] not in self._tool_readers:
+            self._tool_readers[d["index"]] = self._tools.reader(self._prompts[k])
+        reader = self._tool_readers[d["index"]]
+        if reader is None:
+            return
+        d["text"], pieces = reader.feed(c.text, c.token_ids, finished=c.finish_reason is not None)
+        if pieces:
+            d["tool_calls"] = pieces
+        d["finish_reason"] = reader.finish_reason(d["finish_reason"])
 
 
 def _merge(deltas: dict[int, Delta], d: Delta) -> None:
@@ -111,6 +136,17 @@ def _merge(deltas: dict[int, Delta], d: Delta) -> None:
     prev["finish_reason"] = d["finish_reason"] or prev["finish_reason"]
     if "logprobs" in d:
         prev.setdefault("logprobs", []).extend(d["logprobs"])
+    for piece in d.get("tool_calls", []):
+        _merge_piece(prev.setdefault("tool_calls", []), piece)
+
+
+def _merge_piece(pieces: list[ToolCallPiece], piece: ToolCallPiece) -> None:
+    """More arguments of the call the last piece is about join it; anything else is a new piece."""
+    last = pieces[-1] if pieces else None
+    if last is not None and last["index"] == piece["index"] and "id" not in piece:
+        last["arguments"] += piece["arguments"]
+    else:
+        pieces.append(piece)
 
 
 def _finish(reason: str | None) -> str | None:

@@ -53,13 +53,28 @@ def logit_bias(bias: dict[str, float] | None, vocab_size: int) -> dict[int, floa
     return out
 
 
-def to_sampling_params(sampling: Sampling, *, max_tokens: int, vocab_size: int, stream: bool) -> SamplingParams:
-    """Build vLLM's params; `max_tokens` is already resolved against the context."""
+def to_sampling_params(
+    sampling: Sampling,
+    *,
+    max_tokens: int,
+    vocab_size: int,
+    stream: bool,
+    structured: StructuredOutputsParams | None = None,
+    skip_special_tokens: bool = True,
+) -> SamplingParams:
+    """Build vLLM's params; `max_tokens` is already resolved against the context.
+
+    `structured` (a forced tool call's constraint, `local_models.tools`) replaces `response_format`'s:
+    a forced call's output is the call, not an answer in the format."""
     logprobs = sampling.get("logprobs")
     temperature = sampling.get("temperature")
     top_p = sampling.get("top_p")
+    if structured is None:
+        structured = structured_outputs(sampling.get("response_format"))
     try:
-        return _build(sampling, temperature, top_p, logprobs, max_tokens, vocab_size, stream)
+        return _build(
+            sampling, temperature, top_p, logprobs, max_tokens, vocab_size, stream, structured, skip_special_tokens
+        )
     except (ValueError, VLLMValidationError) as e:
         raise BadRequest(e.args[0] if e.args else str(e), param=getattr(e, "parameter", None)) from None
 
@@ -72,6 +87,8 @@ def _build(
     max_tokens: int,
     vocab_size: int,
     stream: bool,
+    structured: StructuredOutputsParams | None,
+    skip_special_tokens: bool,
 ) -> SamplingParams:
     return SamplingParams(
         n=sampling.get("n", 1),
@@ -84,6 +101,7 @@ def _build(
         max_tokens=max_tokens,
         logprobs=logprobs,
         logit_bias=logit_bias(sampling.get("logit_bias"), vocab_size),
-        structured_outputs=structured_outputs(sampling.get("response_format")),
+        structured_outputs=structured,
+        skip_special_tokens=skip_special_tokens,
         output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
     )

@@ -44,7 +44,14 @@ from orchestrator.scheduling.capabilities import Backend, build_registry, local_
 from orchestrator.scheduling.load import LoadBoard, LoadView
 from orchestrator.scheduling.router import Router, blended_prices, policies_from
 from orchestrator.scheduling.tokens import ByteCounter, HfTokenCounter, TokenCounter
-from orchestrator.settings import CacheSettings, EngineSettings, ResilienceSettings, SchedulerSettings, Settings
+from orchestrator.settings import (
+    CacheSettings,
+    EngineSettings,
+    LocalModelSettings,
+    ResilienceSettings,
+    SchedulerSettings,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +188,7 @@ def engine_config(section: EngineSettings, settings: Settings, task: str) -> Eng
         startup_timeout_s=section.startup_timeout_s,
         stream_interval_s=section.stream_interval_ms / 1000,
         cache_dir=str(settings.data_dir / "vllm-cache"),
+        tool_parser=section.tool_parser if isinstance(section, LocalModelSettings) else None,
         extra_engine_args=section.engine_args,
     )
 

@@ -68,6 +68,10 @@ class LocalModelSettings(EngineSettings):
     """The local generation model."""
 
     model: str | None = "smollm2-135m"
+    # vLLM's tool-call parser for the model's own tool-call format (hermes for Qwen2.5, llama3_json,
+    # mistral, ...): with it the model decides by itself whether to call a tool (tool_choice "auto").
+    # None: the catalog's, if any; tool_choice "required" or a named function work without one.
+    tool_parser: str | None = None
 
 
 class EmbeddingSettings(EngineSettings):

@@ -85,7 +85,7 @@ def remote_backend(provider: str, model: RemoteModel) -> Backend:
         )
     features: set[Feature] = set()
     if model.tools:
-        features.add("tools")
+        features.update(("tools", "auto_tools"))
     if model.vision:
         features.add("vision")
     if model.json_schema:

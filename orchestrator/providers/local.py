@@ -13,7 +13,7 @@ from contextlib import aclosing, contextmanager
 from typing import Any, Protocol
 
 from local_models.errors import BadRequest, LocalModelError, PromptTooLong
-from local_models.interface import Batch, Delta, EmbedResult, GenerateRequest, Sampling
+from local_models.interface import Batch, Delta, EmbedResult, GenerateRequest, Sampling, ToolCallPiece
 from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest, OrchestratorError, Overloaded
 from orchestrator.protocol import (
     ChatCompletionChunk,
@@ -31,6 +31,8 @@ from orchestrator.protocol import (
     EmbeddingUsage,
     PromptTokensDetails,
     TokenLogprob,
+    ToolCallDelta,
+    ToolCallFunctionDelta,
     TopLogprob,
     Usage,
     new_id,
@@ -146,6 +148,7 @@ class LocalProvider:
             sampling=sampling,
             stream=request.stream,
         )
+        _with_tools(generate, request)
         cid, created = generate["request_id"], now()
         started = False
         with _mapped():
@@ -218,6 +221,16 @@ class LocalProvider:
         )
 
 
+def _with_tools(generate: GenerateRequest, request: ChatCompletionRequest) -> None:
+    """The request's tools, as plain data; the engine constrains and reads its calls (`local_models.tools`)."""
+    if request.tools:
+        generate["tools"] = [t.model_dump(exclude_none=True) for t in request.tools]
+    if request.tool_choice is not None:
+        generate["tool_choice"] = request.tool_choice
+    if request.parallel_tool_calls is not None:
+        generate["parallel_tool_calls"] = request.parallel_tool_calls
+
+
 def _usage(batch: Batch) -> Usage:
     u = batch["usage"]
     return Usage(
@@ -242,12 +255,27 @@ def _chat_choice(d: Delta) -> ChunkChoice:
                 for t in d["logprobs"]
             ]
         )
+    delta = ChunkDelta(content=d["text"]) if d["text"] else ChunkDelta()
+    if "tool_calls" in d:
+        delta.tool_calls = [_tool_call(p) for p in d["tool_calls"]]
     return ChunkChoice(
         index=d["index"],
-        delta=ChunkDelta(content=d["text"]) if d["text"] else ChunkDelta(),
+        delta=delta,
         finish_reason=d["finish_reason"],  # type: ignore[arg-type]
         logprobs=logprobs,
     )
+
+
+def _tool_call(piece: ToolCallPiece) -> ToolCallDelta:
+    """OpenAI's streamed tool call: id, type and name in a call's first delta, then arguments."""
+    if "id" in piece:
+        return ToolCallDelta(
+            index=piece["index"],
+            id=piece["id"],
+            type="function",
+            function=ToolCallFunctionDelta(name=piece.get("name"), arguments=piece["arguments"]),
+        )
+    return ToolCallDelta(index=piece["index"], function=ToolCallFunctionDelta(arguments=piece["arguments"]))
 
 
 def _completion_choice(d: Delta, offsets: dict[int, int]) -> CompletionChoice:

@@ -22,7 +22,11 @@ from orchestrator.protocol import ChatCompletionRequest
 log = logging.getLogger(__name__)
 
 Task = Literal["chat", "completions", "embeddings"]
-Feature = Literal["tools", "vision", "audio", "json_schema"]
+# "tools": takes tools and tool messages, and calls a tool when told to (tool_choice "required" or a
+# named function); "auto_tools": also decides by itself whether to call one (tool_choice "auto", the
+# default with tools). A remote model with tools has both; a local one has "tools" by structured
+# output, "auto_tools" only with a tool-call parser for its format (`local.tool_parser`).
+Feature = Literal["tools", "auto_tools", "vision", "audio", "json_schema"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,12 @@ class ModelEntry:
                 param="model",
                 code="unsupported_task",
             )
-        for feature in sorted(needs):
+        for feature in sorted(needs, key=FEATURE_ORDER.index):
             if not any(feature in b.features for b in able):
+                hint = _LOCAL_HINTS.get(feature, "") if any(b.owned_by == "local" for b in able) else ""
                 raise UnsupportedCapability(
                     f"The model '{self.name}' does not support {_FEATURE_NAMES[feature]}, "
-                    "and no other route that does is configured.",
+                    f"and no other route that does is configured.{hint}",
                     param=_FEATURE_PARAMS[feature],
                     code=f"unsupported_{feature}",
                 )
@@ -75,17 +80,29 @@ _TASK_NAMES: dict[Task, str] = {
     "completions": "text completions (/v1/completions)",
     "embeddings": "embeddings (/v1/embeddings)",
 }
+FEATURE_ORDER: tuple[Feature, ...] = ("tools", "auto_tools", "vision", "audio", "json_schema")
 _FEATURE_NAMES: dict[Feature, str] = {
     "tools": "tool calls",
+    "auto_tools": "tool calls the model chooses itself (tool_choice 'auto', the default with tools)",
     "vision": "image inputs",
     "audio": "audio or file inputs",
     "json_schema": "structured output (response_format)",
 }
 _FEATURE_PARAMS: dict[Feature, str] = {
     "tools": "tools",
+    "auto_tools": "tool_choice",
     "vision": "messages",
     "audio": "messages",
     "json_schema": "response_format",
+}
+
+
+_LOCAL_HINTS: dict[Feature, str] = {
+    "auto_tools": (
+        " Its local model has no tool-call parser configured (`local.tool_parser`, e.g. hermes for Qwen2.5, "
+        "for a model that writes tool calls in that format); tool_choice 'required' or a named function "
+        "works without one."
+    ),
 }
 
 
@@ -94,6 +111,8 @@ def chat_needs(request: ChatCompletionRequest) -> set[Feature]:
     needs: set[Feature] = set()
     if request.tools and request.tool_choice != "none":
         needs.add("tools")
+        if request.tool_choice in (None, "auto"):
+            needs.add("auto_tools")
     if any(m.tool_calls or m.role == "tool" for m in request.messages):
         needs.add("tools")
     for m in request.messages:
@@ -141,13 +160,19 @@ def local_backend(info: ModelInfo, provider: str) -> Backend:
             context_length=info["max_model_len"],
         )
     tasks: set[Task] = {"completions"}
+    features: set[Feature] = {"json_schema"}
     if info["has_chat_template"]:
         tasks.add("chat")
+        modes = info.get("tool_modes") or []
+        if "required" in modes and "named" in modes:
+            features.add("tools")
+            if "auto" in modes:
+                features.add("auto_tools")
     return Backend(
         provider=provider,
         model=info["name"],
         tasks=frozenset(tasks),
-        features=frozenset({"json_schema"}),
+        features=frozenset(features),
         context_length=info["max_model_len"],
         weights=info["name"],
     )

@@ -40,7 +40,7 @@ from typing import Literal
 
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest, OverflowBudgetExhausted
 from orchestrator.failover import Target
-from orchestrator.scheduling.capabilities import Backend, Feature, ModelEntry, Registry, Task
+from orchestrator.scheduling.capabilities import FEATURE_ORDER, Backend, Feature, ModelEntry, Registry, Task
 from orchestrator.scheduling.load import LoadSnapshot
 from orchestrator.settings import SchedulerSettings
 
@@ -367,7 +367,10 @@ def _why_not_local(
     if not local_all:
         return ""
     if not any(b in able for b in local_all):
-        missing = sorted({f for b in local_all for f in facts.needs if f not in b.features})
+        lacking = {f for b in local_all for f in facts.needs if f not in b.features}
+        if "tools" in lacking:  # no tools at all: choosing them by itself goes without saying
+            lacking.discard("auto_tools")
+        missing = sorted(lacking, key=FEATURE_ORDER.index)
         if missing:
             return f"capability: the local model lacks {', '.join(missing)}"
         return f"capability: the local model does not serve {facts.task}"

@@ -34,8 +34,10 @@ def request(messages: list[dict[str, Any]] | None = None, **fields: Any) -> Chat
     ("req", "needs"),
     [
         (request(), set()),
-        (request(tools=[TOOL]), {"tools"}),
-        (request(tools=[TOOL], tool_choice="auto"), {"tools"}),
+        (request(tools=[TOOL]), {"tools", "auto_tools"}),
+        (request(tools=[TOOL], tool_choice="auto"), {"tools", "auto_tools"}),
+        (request(tools=[TOOL], tool_choice="required"), {"tools"}),
+        (request(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "f"}}), {"tools"}),
         (request(tools=[TOOL], tool_choice="none"), set()),
         (
             request(
@@ -74,7 +76,7 @@ REMOTE_TOOLS = Backend(
     provider="remote",
     model="big-v2",
     tasks=frozenset({"chat", "completions"}),
-    features=frozenset({"tools", "vision", "json_schema"}),
+    features=frozenset({"tools", "auto_tools", "vision", "json_schema"}),
     owned_by="remote",
 )
 CHAT = ModelEntry(name="chatty", backends=(LOCAL_CHAT,))
@@ -108,6 +110,7 @@ def test_candidates_keep_the_chain_order_and_drop_what_cannot_serve() -> None:
     assert CHAIN.candidates("chat", {"json_schema"}) == [LOCAL_CHAT, REMOTE_TOOLS]
     # The local model has no tools: a tool request goes only to the backend that has them.
     assert CHAIN.candidates("chat", {"tools"}) == [REMOTE_TOOLS]
+    assert CHAIN.candidates("chat", {"tools", "auto_tools"}) == [REMOTE_TOOLS]
     assert EMBED.candidates("embeddings") == list(EMBED.backends)
 
 
@@ -122,7 +125,13 @@ def test_candidates_refuse_an_unsupported_task_with_param_model() -> None:
 
 @pytest.mark.parametrize(
     ("feature", "param"),
-    [("tools", "tools"), ("vision", "messages"), ("audio", "messages"), ("json_schema", "response_format")],
+    [
+        ("tools", "tools"),
+        ("auto_tools", "tool_choice"),
+        ("vision", "messages"),
+        ("audio", "messages"),
+        ("json_schema", "response_format"),
+    ],
 )
 def test_candidates_raise_unsupported_capability(feature: Any, param: str) -> None:
     entry = ModelEntry(name="bare", backends=(Backend("p", "bare", frozenset({"chat"})),))
@@ -143,6 +152,42 @@ def test_local_backend_for_a_chat_model() -> None:
     assert b.tasks == {"chat", "completions"}
     assert b.features == {"json_schema"}
     assert (b.provider, b.model, b.context_length) == ("local", "m", 2048)
+
+
+def info(**fields: Any) -> ModelInfo:
+    return ModelInfo(name="m", task="generate", max_model_len=2048, has_chat_template=True, **fields)
+
+
+@pytest.mark.parametrize(
+    ("modes", "features"),
+    [
+        ([], {"json_schema"}),
+        (["required", "named"], {"json_schema", "tools"}),  # structured output: any chat model
+        (["required", "named", "auto"], {"json_schema", "tools", "auto_tools"}),  # and a tool-call parser
+    ],
+)
+def test_local_backend_tool_features_follow_the_engines_tool_modes(modes: Any, features: set[str]) -> None:
+    assert local_backend(info(tool_modes=modes), "local").features == features
+
+
+def test_a_local_model_without_a_parser_serves_forced_calls_and_says_what_auto_needs() -> None:
+    local = local_backend(info(tool_modes=["required", "named"]), "local")
+    entry = ModelEntry(name="smol", backends=(local,))
+    assert entry.candidates("chat", {"tools"}) == [local]  # "required" or a named function
+    with pytest.raises(UnsupportedCapability) as e:
+        entry.candidates("chat", {"tools", "auto_tools"})
+    assert (e.value.param, e.value.code) == ("tool_choice", "unsupported_auto_tools")
+    assert "local.tool_parser" in e.value.message and "'required'" in e.value.message
+    # With a route that chooses its calls behind it, "auto" goes there and forced calls stay local.
+    chain = ModelEntry(name="auto", backends=(local, REMOTE_TOOLS))
+    assert chain.candidates("chat", {"tools", "auto_tools"}) == [REMOTE_TOOLS]
+    assert chain.candidates("chat", {"tools"}) == [local, REMOTE_TOOLS]
+
+
+def test_a_model_without_any_tools_is_refused_for_tools_before_auto_tools() -> None:
+    with pytest.raises(UnsupportedCapability) as e:
+        CHAT.candidates("chat", {"tools", "auto_tools"})
+    assert (e.value.param, e.value.code) == ("tools", "unsupported_tools")
 
 
 def test_local_backend_without_chat_template_only_completes() -> None:

@@ -15,10 +15,12 @@ from orchestrator.scheduling.policy import AliasPolicy, Budget, Facts, Knobs, Pl
 
 CHAT = frozenset({"chat", "completions"})
 LOCAL = Backend("local", "small", CHAT, frozenset({"json_schema"}), 2048, weights="small")
-BIG = Backend("r1", "big", CHAT, frozenset({"tools", "vision", "json_schema"}), 128_000, "r1")
-HOSTED = Backend("r2", "small-hosted", CHAT, frozenset({"tools", "json_schema"}), 8192, "r2", weights="small")
-CHEAP = Backend("r3", "cheap", CHAT, frozenset({"tools", "json_schema"}), 32_000, "r3")
-SMART = Backend("r1", "smart", CHAT, frozenset({"tools", "json_schema"}), 200_000, "r1")
+BIG = Backend("r1", "big", CHAT, frozenset({"tools", "auto_tools", "vision", "json_schema"}), 128_000, "r1")
+HOSTED = Backend(
+    "r2", "small-hosted", CHAT, frozenset({"tools", "auto_tools", "json_schema"}), 8192, "r2", weights="small"
+)
+CHEAP = Backend("r3", "cheap", CHAT, frozenset({"tools", "auto_tools", "json_schema"}), 32_000, "r3")
+SMART = Backend("r1", "smart", CHAT, frozenset({"tools", "auto_tools", "json_schema"}), 200_000, "r1")
 
 REGISTRY = Registry(
     [
@@ -234,6 +236,46 @@ def test_capabilities(needs: Any, expected: list[str], reason: str | None) -> No
     assert routes(p) == expected
     if reason:
         assert p.targets[0].reason == reason and not p.overflow
+
+
+# A local model with forced tool calls (structured output) but no tool-call parser, in front of remotes.
+FORCED = Backend("local", "small", CHAT, frozenset({"json_schema", "tools"}), 2048, weights="small")
+TOOLED = Registry([ModelEntry("auto", (FORCED, BIG, HOSTED, CHEAP)), ModelEntry("local", (FORCED,))])
+
+
+@pytest.mark.parametrize(
+    ("needs", "expected", "reason"),
+    [
+        # tool_choice "required" or a named function: the local model serves it, remotes behind it
+        ({"tools"}, ["local/small", "r2/small-hosted", "r1/big", "r3/cheap"], "local: predicted TTFT"),
+        # tool_choice "auto": only a route that chooses its calls itself
+        (
+            {"tools", "auto_tools"},
+            ["r1/big", "r2/small-hosted", "r3/cheap"],
+            "capability: the local model lacks auto_tools",
+        ),
+    ],
+)
+def test_tool_requests_stay_local_when_the_local_model_serves_their_mode(
+    needs: Any, expected: list[str], reason: str
+) -> None:
+    facts = ask(needs=frozenset(needs))
+    p = plan(
+        facts,
+        TOOLED,
+        {},
+        local_providers=frozenset({"local"}),
+        load={"small": IDLE},
+        budget=Budget(None, 0.0),
+        knobs=KNOBS,
+        prices=PRICES,
+    )
+    assert routes(p) == expected and p.targets[0].reason.startswith(reason)
+
+
+def test_a_model_with_no_tools_lacks_tools_not_auto_tools() -> None:
+    p = make(ask(needs=frozenset({"tools", "auto_tools"})))
+    assert p.targets[0].reason == "capability: the local model lacks tools"
 
 
 def test_a_prompt_longer_than_the_local_context_goes_remote() -> None:
