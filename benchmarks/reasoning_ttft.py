@@ -4,10 +4,10 @@
 
 A fake reasoning provider (`orchestrator.testing.provider`, OpenAI's wire format: `reasoning_content` deltas
 for `--reasoning-words` words, then the answer, one word every 1/`--tokens-per-s` s after a 100 ms first
-token) on a loopback socket, asked sequentially in alternation: **direct** (the fake itself) and **gateway**
-(the gateway's app under uvicorn on another loopback port, the fake as its remote route, the default
-resilience settings: a 30 s first-token timeout). For each stream the client records when the first
-reasoning and the first content arrive.
+token) on a loopback socket (its own thread and loop), asked sequentially in alternation: **direct** (the
+fake itself) and **gateway** (the gateway's app under uvicorn in a process of its own, the fake as its remote
+route through the production HTTP client, the default resilience settings: a 30 s first-token timeout).
+For each stream the client records when the first reasoning and the first content arrive.
 
 Target: through the gateway the first reasoning arrives within one chunk interval (1/tokens-per-s) of its
 arrival directly, p50 and p95 (a gateway that held streams back until their first content would add the
@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -59,47 +60,62 @@ async def first_arrivals(http: aiohttp.ClientSession, url: str, model: str) -> t
 
 
 @contextlib.asynccontextmanager
-async def gateway(fake_url: str, tmp: Path) -> AsyncIterator[str]:
-    """The gateway's app over the fake (its only remote route), under uvicorn on a free loopback port."""
+async def gateway(fake_url: str) -> AsyncIterator[str]:
+    """This module's `--gateway-for` mode in a process of its own (so the gateway, the fake and the
+    client share no event loop), on a free loopback port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.reasoning_ttft", "--gateway-for", fake_url, "--port", str(port)
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(600):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(url + "/health") as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+        yield url + "/v1/chat/completions"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def serve_gateway(fake_url: str, port: int) -> None:
+    """The gateway's app over the fake (its only remote route, with the production HTTP client), under
+    uvicorn on `port`, until terminated."""
+    import uvicorn
+
     from orchestrator.api import build_app
     from orchestrator.app import build_pipeline
     from orchestrator.providers.factory import http_client
     from orchestrator.settings import load_settings
     from orchestrator.testing.engine import FakeEngine
 
-    settings = load_settings(
-        data_dir=str(tmp),
-        providers={"deep": {"base_url": fake_url + "/v1", "api_key_env": "DEEP_KEY", "models": {"r1": {"id": "r1"}}}},
-        models={},
-        cache={"enabled": False},
-        ledger={"path": str(tmp / "ledger.sqlite"), "owner": "process"},
-    )
-    engine = FakeEngine("fake-chat")
-    async with http_client(settings.resilience) as upstream:
-        pipeline = await build_pipeline(
-            {"local": (engine, engine.info())}, settings, env={"DEEP_KEY": KEY}, client=upstream
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(
+            data_dir=tmp,
+            providers={
+                "deep": {"base_url": fake_url + "/v1", "api_key_env": "DEEP_KEY", "models": {"r1": {"id": "r1"}}}
+            },
+            models={},
+            cache={"enabled": False},
+            ledger={"path": str(Path(tmp) / "ledger.sqlite"), "owner": "process"},
         )
-        async with _serving(build_app(pipeline)) as url:
-            yield url
-
-
-@contextlib.asynccontextmanager
-async def _serving(app: Any) -> AsyncIterator[str]:
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1/chat/completions"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        engine = FakeEngine("fake-chat")
+        async with http_client(settings.resilience) as upstream:
+            pipeline = await build_pipeline(
+                {"local": (engine, engine.info())}, settings, env={"DEEP_KEY": KEY}, client=upstream
+            )
+            config = uvicorn.Config(
+                build_app(pipeline), port=port, lifespan="off", log_level="warning", access_log=False
+            )
+            await uvicorn.Server(config).serve()
 
 
 async def main(streams: int, words: int, tokens_per_s: float) -> None:
@@ -111,9 +127,9 @@ async def main(streams: int, words: int, tokens_per_s: float) -> None:
     fake = FakeProvider(api_key=KEY, reply="Rayleigh scattering.", reasoning_tokens=words, ttft_ms=100)
     fake.tokens_per_s = tokens_per_s
     results: dict[str, dict[str, list[float]]] = {t: {"reasoning": [], "content": []} for t in ("direct", "gateway")}
-    async with fake:
-        with tempfile.TemporaryDirectory() as tmp:
-            async with gateway(fake.base_url, Path(tmp)) as gateway_url, aiohttp.ClientSession() as http:
+    with fake:  # on a thread and loop of its own
+        async with gateway(fake.base_url) as gateway_url:
+            async with aiohttp.ClientSession() as http:
                 targets = {
                     "direct": (fake.base_url + "/v1/chat/completions", "r1"),
                     "gateway": (gateway_url, "deep/r1"),
@@ -160,5 +176,10 @@ if __name__ == "__main__":
     parser.add_argument("--streams", type=int, default=30)
     parser.add_argument("--reasoning-words", type=int, default=40)
     parser.add_argument("--tokens-per-s", type=float, default=20.0)
+    parser.add_argument("--gateway-for", help=argparse.SUPPRESS)  # the gateway process: the fake's URL
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.streams, args.reasoning_words, args.tokens_per_s))
+    if args.gateway_for:
+        asyncio.run(serve_gateway(args.gateway_for, args.port))
+    else:
+        asyncio.run(main(args.streams, args.reasoning_words, args.tokens_per_s))
