@@ -267,3 +267,116 @@ async def test_two_hundred_bad_requests_then_another_clients_good_one_is_served_
         assert r.status_code == 400, r.text
     r = await http.post("/v1/chat/completions", json=chat_body(max_tokens=2))
     assert r.status_code == 200, r.text
+
+
+# ------------------------------------------------------------------------------- tool calls
+# The tiny model has no tool-call parser: a named function or "required" is served by structured
+# output, whatever the model would have written; "auto" is refused with what it would need.
+
+FORECAST: Any = {
+    "type": "function",
+    "function": {
+        "name": "forecast",
+        "parameters": {
+            "type": "object",
+            "properties": {"unit": {"enum": ["c", "f"]}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+            "required": ["unit", "days"],
+            "additionalProperties": False,
+        },
+    },
+}
+ALERTS: Any = {
+    "type": "function",
+    "function": {
+        "name": "alerts",
+        "parameters": {"type": "object", "properties": {"red": {"type": "boolean"}}, "required": ["red"]},
+    },
+}
+SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in (FORECAST, ALERTS)}
+
+
+@pytest.fixture(scope="module")
+async def sdk(http: httpx.AsyncClient) -> AsyncIterator[Any]:
+    import openai
+
+    async with openai.AsyncOpenAI(base_url="http://t/v1", api_key="x", http_client=http, max_retries=0) as c:
+        yield c
+
+
+def valid_call(name: str, arguments: str) -> None:
+    import jsonschema
+
+    jsonschema.validate(json.loads(arguments), SCHEMAS[name])
+
+
+async def test_a_named_tool_call_has_schema_valid_arguments(sdk: Any) -> None:
+    named = {"type": "function", "function": {"name": "forecast"}}
+    raw = await sdk.chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=chat_body()["messages"],
+        tools=[FORECAST, ALERTS],
+        tool_choice=named,
+        n=3,
+        temperature=1.0,
+        seed=11,
+    )
+    validate("CreateChatCompletionResponse", raw.http_response.json())
+    for choice in raw.parse().choices:
+        (call,) = choice.message.tool_calls
+        assert call.id.startswith("call_") and call.function.name == "forecast"
+        valid_call(call.function.name, call.function.arguments)
+        assert choice.finish_reason == "stop" and choice.message.content is None  # as OpenAI answers a named call
+
+
+async def test_required_tool_calls_stream_in_openais_shape(sdk: Any) -> None:
+    for seed in range(3):
+        stream = await sdk.chat.completions.create(
+            model=MODEL,
+            messages=chat_body()["messages"],
+            tools=[FORECAST, ALERTS],
+            tool_choice="required",
+            temperature=1.0,
+            seed=seed,
+            stream=True,
+        )
+        calls: dict[int, dict[str, str]] = {}
+        finish = None
+        async for chunk in stream:
+            validate("CreateChatCompletionStreamResponse", chunk.model_dump(exclude_unset=True))
+            for choice in chunk.choices:
+                for d in choice.delta.tool_calls or []:
+                    call = calls.setdefault(d.index, {"name": "", "arguments": ""})
+                    if d.id is not None:
+                        assert d.type == "function" and d.function.name and not call["name"]
+                        call["name"] = d.function.name
+                    call["arguments"] += d.function.arguments or ""
+                finish = choice.finish_reason or finish
+        assert calls and finish == "tool_calls"
+        for call in calls.values():
+            valid_call(call["name"], call["arguments"])
+
+
+async def test_tool_requests_the_tiny_model_cant_serve_are_the_clients_mistakes(http: httpx.AsyncClient) -> None:
+    broken = {
+        "type": "function",
+        "function": {"name": "bad", "parameters": {"type": "object", "properties": {"x": {"type": "strin"}}}},
+    }
+    cases = [
+        (chat_body(tools=[FORECAST]), "tool_choice", "unsupported_auto_tools"),  # auto needs a tool-call parser
+        (chat_body(tools=[FORECAST, broken], tool_choice="required"), "tools[1].function.parameters", None),
+        (
+            chat_body(tools=[FORECAST], tool_choice={"type": "function", "function": {"name": "nope"}}),
+            "tool_choice",
+            None,
+        ),
+        (chat_body(tool_choice="required"), "tool_choice", None),
+    ]
+    for body, param, code in cases:
+        for stream in (False, True):
+            r = await http.post("/v1/chat/completions", json={**body, "stream": stream})
+            assert r.status_code == 400, r.text
+            validate("ErrorResponse", r.json())
+            assert (r.json()["error"]["param"], r.json()["error"].get("code")) == (param, code), r.text
+    # tool_choice "none": the tools are shown and the answer is text.
+    r = await http.post("/v1/chat/completions", json=chat_body(tools=[FORECAST], tool_choice="none", max_tokens=4))
+    assert r.status_code == 200 and "tool_calls" not in r.json()["choices"][0]["message"]
