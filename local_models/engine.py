@@ -26,7 +26,7 @@ from .interface import Batch, EmbedResult, EngineConfig, GenerateRequest, LoadSt
 from .outputs import Folding, OutputReader, translate
 from .sampling import to_sampling_params
 from .stats import LoadTracker, stat_logger_factory
-from .tools import ToolCalling, ToolSession, parser_class, template_messages
+from .tools import ToolCalling, ToolReader, ToolSession, parser_class, template_messages
 
 
 def _engine_env(config: EngineConfig) -> None:
@@ -75,7 +75,11 @@ class VllmEngine:
             raise EngineFailure(
                 f"The local engine for '{config.served_name}' did not start within {config.startup_timeout_s:.0f} s."
             ) from None
-        return cls(llm, config, tracker)
+        try:
+            return cls(llm, config, tracker)
+        except BaseException:
+            llm.shutdown()
+            raise
 
     # ------------------------------------------------------------------ info, stats
 
@@ -124,7 +128,7 @@ class VllmEngine:
         if tools is not None:
             messages, shown = tools.template_messages(messages)
         else:  # earlier tool calls still need saying, in a form the template takes
-            messages, shown = template_messages(messages, None, takes_tools="tools" in str(template))
+            messages, shown = template_messages(messages, None, takes_tools=self._tools.template_takes_tools)
         extra = {"tools": shown} if shown else {}
         text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
         ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
@@ -138,8 +142,8 @@ class VllmEngine:
 
     # ------------------------------------------------------------------- generate
 
-    def _prepare(self, request: GenerateRequest) -> tuple[list[list[int]], list[Any], ToolSession | None]:
-        """The request's prompts as token ids, their sampling parameters, and its tools.
+    def _prepare(self, request: GenerateRequest) -> tuple[list[list[int]], list[Any], dict[int, ToolReader] | None]:
+        """The request's prompts as token ids, their sampling parameters, and its choices' tool readers.
 
         Everything here depends only on the request (the chat template, the tokenizer, the
         sampling fields, the tools), so whatever fails here is the request's fault: a 400 naming the
@@ -182,12 +186,13 @@ class VllmEngine:
             raise
         except Exception as e:
             raise BadRequest(f"Invalid sampling parameters: {type(e).__name__}: {e}") from None
-        return prompts, params, tools
+        readers = tools.readers(prompts, sampling.get("n", 1)) if tools is not None else None
+        return prompts, params, readers
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         # Long prompts take the tokenizer a while: off the event loop, which serves every stream.
-        prompts, params, tools = await self._off_loop(self._prepare, request)
-        folding = Folding(self._reader, request, prompts, tools)
+        prompts, params, tool_readers = await self._off_loop(self._prepare, request)
+        folding = Folding(self._reader, request, prompts, tool_readers)
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         tasks = [
             asyncio.create_task(self._pump(k, ids, params[k], f"{request['request_id']}-{k}", queue))

@@ -11,12 +11,13 @@ into this package's (`local_models.errors`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import BadRequest, EngineFailure, LocalModelError
 from .interface import Batch, Delta, GenerateRequest, ToolCallPiece
 from .interface import TokenLogprob as WireLogprob
-from .tools import ToolReader, ToolSession
+from .tools import ToolReader
 
 
 class OutputReader:
@@ -68,16 +69,18 @@ class Folding:
     """One generation's outputs folded into batches, and its usage."""
 
     def __init__(
-        self, reader: OutputReader, request: GenerateRequest, prompts: list[list[int]], tools: ToolSession | None = None
+        self,
+        reader: OutputReader,
+        request: GenerateRequest,
+        prompts: list[list[int]],
+        tool_readers: Mapping[int, ToolReader] | None = None,
     ):
         self._reader = reader
         self._sampling = request["sampling"]
         self._n = self._sampling.get("n", 1)
         self._echo = request["kind"] == "completion" and bool(self._sampling.get("echo"))
         self._first = [True] * len(prompts)
-        self._prompts = prompts
-        self._tools = tools
-        self._tool_readers: dict[int, ToolReader | None] = {}  # by choice index
+        self._tools = tool_readers  # by choice index; None: no tools to read
         self.usage = {"prompt_tokens": sum(map(len, prompts)), "completion_tokens": 0, "cached_tokens": 0}
         self.open = len(prompts)  # prompts still generating
 
@@ -108,22 +111,17 @@ class Folding:
         for c in out.outputs:
             self.usage["completion_tokens"] += len(c.token_ids)
             d = self._reader.delta(k * self._n + c.index, c, self._sampling)
-            if self._tools is not None:
-                self._read_tools(d, k, c)
+            if self._tools is not None and (tool_reader := self._tools.get(d["index"])) is not None:
+                _read_tools(tool_reader, d, c)
             _merge(deltas, d)
 
-    def _read_tools(self, d: Delta, k: int, c: Any) -> None:
-        """The choice's text as content and tool-call pieces, by its tool reader."""
-        assert self._tools is not None
-        if d["index"] not in self._tool_readers:
-            self._tool_readers[d["index"]] = self._tools.reader(self._prompts[k])
-        reader = self._tool_readers[d["index"]]
-        if reader is None:
-            return
-        d["text"], pieces = reader.feed(c.text, c.token_ids, finished=c.finish_reason is not None)
-        if pieces:
-            d["tool_calls"] = pieces
-        d["finish_reason"] = reader.finish_reason(d["finish_reason"])
+
+def _read_tools(reader: ToolReader, d: Delta, c: Any) -> None:
+    """The choice's text as content and tool-call pieces."""
+    d["text"], pieces = reader.feed(c.text, c.token_ids, finished=c.finish_reason is not None)
+    if pieces:
+        d["tool_calls"] = pieces
+    d["finish_reason"] = reader.finish_reason(d["finish_reason"])
 
 
 def _merge(deltas: dict[int, Delta], d: Delta) -> None:

@@ -77,8 +77,15 @@ class ToolCalling:
         self._tokenizer = tokenizer
         self.parser_name = parser_name or None
         self._parser_cls = parser_class(self.parser_name)
+        try:  # as vLLM's server checks it at start: a parser that can't read this tokenizer's output
+            self._parser_cls(tokenizer)
+        except Exception as e:
+            raise EngineFailure(
+                f"The tool-call parser {self.parser_name!r} can't be used with this model's tokenizer: "
+                f"{type(e).__name__}: {e}"
+            ) from None
         self._verify = verify
-        self._template_takes_tools = "tools" in str(getattr(tokenizer, "chat_template", None) or "")
+        self.template_takes_tools = "tools" in str(getattr(tokenizer, "chat_template", None) or "")
 
     @property
     def modes(self) -> list[ToolMode]:
@@ -117,7 +124,7 @@ class ToolCalling:
             mode=mode,
             structured=structured,
             skip_special_tokens=bool(getattr(vllm_request, "skip_special_tokens", True)),
-            template_takes_tools=self._template_takes_tools,
+            template_takes_tools=self.template_takes_tools,
         )
 
     def _check_schemas(self, structured: Any, tools: list[dict[str, Any]], mode: Mode) -> None:
@@ -212,6 +219,14 @@ class ToolSession:
             return None
         return ToolReader(self, prompt_ids)
 
+    def readers(self, prompts: list[list[int]], n: int) -> dict[int, ToolReader] | None:
+        """A reader per choice (`prompt_index * n + sample_index`); None with tool_choice "none".
+
+        Made with the prompts, on the tokenizer's thread: a parser may read the tokenizer as it starts."""
+        if self.mode == "none":
+            return None
+        return {k * n + i: ToolReader(self, ids) for k, ids in enumerate(prompts) for i in range(n)}
+
     def template_messages(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(messages, tools) for the chat template (`template_messages`); with tool_choice "none" a
         template that takes no tools gets no note about them either."""
@@ -223,6 +238,9 @@ class ToolReader:
     """One choice's output through vLLM's parser: content and tool-call pieces, delta by delta."""
 
     def __init__(self, session: ToolSession, prompt_ids: list[int]):
+        from vllm.entrypoints.serve.utils.tool_calls_utils import maybe_filter_parallel_tool_calls
+
+        self._one_call_unless_parallel = maybe_filter_parallel_tool_calls
         self._session = session
         self._parser = session.parser_cls(session.tokenizer, session.request.tools)
         self._prompt_ids: list[int] | None = prompt_ids  # given once: the parser checks it on its first delta
@@ -231,8 +249,6 @@ class ToolReader:
 
     def feed(self, text: str, token_ids: Sequence[int], finished: bool) -> tuple[str, list[ToolCallPiece]]:
         """The content and tool-call pieces in this much more output (`finished`: the last of it)."""
-        from vllm.entrypoints.serve.utils.tool_calls_utils import maybe_filter_parallel_tool_calls
-
         request = self._session.request
         message = self._parser.parse_delta(
             text, list(token_ids), request, prompt_token_ids=self._prompt_ids, finished=finished
@@ -240,7 +256,7 @@ class ToolReader:
         self._prompt_ids = None
         if message is None:
             return "", []
-        message = maybe_filter_parallel_tool_calls(message, request)
+        message = self._one_call_unless_parallel(message, request)
         pieces = [self._piece(call) for call in message.tool_calls or []]
         return message.content or "", [p for p in pieces if p is not None]
 

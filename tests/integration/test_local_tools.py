@@ -62,7 +62,8 @@ class RecordedEngine:
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         self.requests.append(request)
         tools = self._tools.session(request)
-        folding = Folding(OutputReader(self._tokenizer), request, [[1, 2, 3]], tools)
+        readers = tools.readers([[1, 2, 3]], 1) if tools is not None else None
+        folding = Folding(OutputReader(self._tokenizer), request, [[1, 2, 3]], readers)
         ids = self._tokenizer.encode(self.replies.popleft(), add_special_tokens=False)
         outputs, done = [], ""
         for k in range(1, len(ids) + 1):

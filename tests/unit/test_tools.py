@@ -151,6 +151,12 @@ def test_a_schema_the_backend_refuses_names_its_tool(tokenizer: Any) -> None:
     assert calling(tokenizer, "hermes").session(ask([WEATHER, broken])) is not None
 
 
+def test_a_parser_for_another_models_format_fails_at_start(tokenizer: Any) -> None:
+    with pytest.raises(EngineFailure) as e:
+        calling(tokenizer, "mistral")  # its [TOOL_CALLS] token is not in this vocabulary
+    assert "'mistral'" in e.value.message and "tokenizer" in e.value.message
+
+
 def test_an_unknown_parser_is_named_with_the_ones_vllm_knows() -> None:
     with pytest.raises(EngineFailure) as e:
         parser_class("hermess")
