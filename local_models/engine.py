@@ -26,7 +26,7 @@ from .interface import Batch, EmbedResult, EngineConfig, GenerateRequest, LoadSt
 from .outputs import Folding, OutputReader, translate
 from .sampling import to_sampling_params
 from .stats import LoadTracker, stat_logger_factory
-from .tools import ToolCalling, ToolReader, ToolSession, parser_class, template_messages
+from .tools import ToolCalling, ToolReader, chat_template_input, parser_class
 
 
 def _engine_env(config: EngineConfig) -> None:
@@ -118,25 +118,27 @@ class VllmEngine:
 
     # -------------------------------------------------------------------- prompts
 
-    def _chat_prompt(self, messages: list[dict[str, Any]], tools: ToolSession | None) -> list[int]:
+    def _chat_prompt(self, request: GenerateRequest) -> list[int]:
         template = getattr(self._tokenizer, "chat_template", None)
         if not template:
             raise BadRequest(
                 f"The model '{self._config.served_name}' has no chat template; use /v1/completions.",
                 param="model",
             )
-        if tools is not None:
-            messages, shown = tools.template_messages(messages)
-        else:  # earlier tool calls still need saying, in a form the template takes
-            messages, shown = template_messages(messages, None, takes_tools=self._tools.template_takes_tools)
-        extra = {"tools": shown} if shown else {}
+        messages, tools = chat_template_input(
+            request.get("messages", []),
+            request.get("tools"),
+            request.get("tool_choice"),
+            takes_tools=self._tools.template_takes_tools,
+        )
+        extra = {"tools": tools} if tools else {}
         text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
         ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
         return ids
 
-    def _prompt_ids(self, request: GenerateRequest, tools: ToolSession | None) -> list[list[int]]:
+    def _prompt_ids(self, request: GenerateRequest) -> list[list[int]]:
         if request["kind"] == "chat":
-            return [self._chat_prompt(request.get("messages", []), tools)]
+            return [self._chat_prompt(request)]
         prompts = request.get("prompts", [])
         return [p if isinstance(p, list) else self._tokenizer.encode(p, add_special_tokens=True) for p in prompts]
 
@@ -158,7 +160,7 @@ class VllmEngine:
         except Exception as e:  # the tools' fault: vLLM's readers depend on nothing else
             raise BadRequest(f"This request's tools can't be used: {type(e).__name__}: {e}", param="tools") from None
         try:
-            prompts = self._prompt_ids(request, tools)
+            prompts = self._prompt_ids(request)
         except LocalModelError:
             raise
         except Exception as e:

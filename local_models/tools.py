@@ -20,7 +20,8 @@ generated text through vLLM's `Parser.parse_delta` — whole answers too, so the
 arrives with their first tokens — and returns content and `ToolCallPiece`s.
 
 Chat templates that take no `tools` (SmolLM2's) still let the model see them: the tools as a
-system note, an assistant's earlier calls as their JSON (`template_messages`).
+system note, an assistant's earlier calls as their JSON (`chat_template_input`, which the
+gateway's token counts use too).
 """
 
 from __future__ import annotations
@@ -120,11 +121,9 @@ class ToolCalling:
             request=vllm_request,
             parser_cls=self._parser_cls,
             tokenizer=self._tokenizer,
-            tools=tools,
             mode=mode,
             structured=structured,
             skip_special_tokens=bool(getattr(vllm_request, "skip_special_tokens", True)),
-            template_takes_tools=self.template_takes_tools,
         )
 
     def _check_schemas(self, structured: Any, tools: list[dict[str, Any]], mode: Mode) -> None:
@@ -202,16 +201,14 @@ def _mode(choice: Any) -> Mode:
 
 @dataclass(frozen=True)
 class ToolSession:
-    """One request's tools: the constraint on its output, its prompt's tools, and its readers."""
+    """One request's tools: the constraint on its output, and its readers."""
 
     request: Any  # vLLM's ChatCompletionRequest, adjusted by the parser
     parser_cls: Any
     tokenizer: Any
-    tools: list[dict[str, Any]]
     mode: Mode
     structured: Any  # vLLM StructuredOutputsParams for the forced modes, else None
     skip_special_tokens: bool  # False where the parser reads special tokens (hermes' <tool_call>)
-    template_takes_tools: bool
 
     def reader(self, prompt_ids: list[int]) -> ToolReader | None:
         """A reader for one choice's output; None with tool_choice "none" (the text is the answer)."""
@@ -227,11 +224,6 @@ class ToolSession:
             return None
         return {k * n + i: ToolReader(self, ids) for k, ids in enumerate(prompts) for i in range(n)}
 
-    def template_messages(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(messages, tools) for the chat template (`template_messages`); with tool_choice "none" a
-        template that takes no tools gets no note about them either."""
-        shown = self.tools if self.template_takes_tools or self.mode != "none" else None
-        return template_messages(messages, shown, takes_tools=self.template_takes_tools)
 
 
 class ToolReader:
@@ -286,6 +278,16 @@ class ToolReader:
 
 
 _TOOLS_NOTE = "You can call these functions. A call is a JSON object with the function's name and its arguments:\n"
+
+
+def chat_template_input(
+    messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, tool_choice: Any, *, takes_tools: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(messages, tools) as a request's chat template gets them (`template_messages`); with
+    tool_choice "none" a template that takes no tools gets no note about them either. The engine's
+    prompt and the gateway's count of it (`orchestrator.scheduling.tokens`) both come from here."""
+    shown = tools if tools and (takes_tools or tool_choice != "none") else None
+    return template_messages(messages, shown, takes_tools=takes_tools)
 
 
 def template_messages(

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from local_models.tools import chat_template_input
 from orchestrator.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -85,8 +86,23 @@ class ByteCounter:
 
     def count(self, request: Countable) -> int:
         if isinstance(request, ChatCompletionRequest):
-            return sum(len(_message_text(m.content).encode()) + _PER_MESSAGE for m in request.messages)
+            messages = sum(len(_message_text(m.content).encode()) + _PER_MESSAGE for m in request.messages)
+            return messages + _tool_bytes(request)
         return _longest(request.prompt, lambda text: len(text.encode()))
+
+
+# What a chat template (or the local engine's note, for one that takes none) writes around the tools.
+_TOOLS_PREAMBLE = 1024
+
+
+def _tool_bytes(request: ChatCompletionRequest) -> int:
+    """The tools and earlier tool calls, as bytes of JSON: a prompt's share the model reads too."""
+    calls = [c.model_dump() for m in request.messages for c in m.tool_calls or []]
+    n = len(json.dumps(calls, ensure_ascii=False).encode()) if calls else 0
+    if request.tools:
+        tools = [t.model_dump(exclude_none=True) for t in request.tools]
+        n += len(json.dumps(tools, ensure_ascii=False).encode()) + _TOOLS_PREAMBLE
+    return n
 
 
 class HfTokenCounter:
@@ -97,6 +113,7 @@ class HfTokenCounter:
     def __init__(self, tokenizer: Any):
         self._tokenizer = tokenizer
         self.longest_token_bytes = _longest_token(tokenizer)
+        self._takes_tools = "tools" in str(getattr(tokenizer, "chat_template", None) or "")
 
     @classmethod
     def load(cls, path: str) -> TokenCounter:
@@ -120,10 +137,16 @@ class HfTokenCounter:
 
     def count(self, request: Countable) -> int:
         if isinstance(request, ChatCompletionRequest):
-            messages = [{"role": m.role, "content": _message_text(m.content)} for m in request.messages]
             if getattr(self._tokenizer, "chat_template", None):
-                ids = self._tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+                # The prompt the local engine makes: its tools and earlier calls included.
+                tools = [t.model_dump(exclude_none=True) for t in request.tools] if request.tools else None
+                messages, shown = chat_template_input(
+                    [m.flat() for m in request.messages], tools, request.tool_choice, takes_tools=self._takes_tools
+                )
+                extra = {"tools": shown} if shown else {}
+                ids = self._tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, **extra)
                 return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+            messages = [{"role": m.role, "content": _message_text(m.content)} for m in request.messages]
             text = "\n".join(m["content"] for m in messages)
             return len(self._tokenizer.encode(text)) + _PER_MESSAGE * len(messages)
         return _longest(request.prompt, self._count_text)
