@@ -225,7 +225,6 @@ class ToolSession:
         return {k * n + i: ToolReader(self, ids) for k, ids in enumerate(prompts) for i in range(n)}
 
 
-
 class ToolReader:
     """One choice's output through vLLM's parser: content and tool-call pieces, delta by delta."""
 
