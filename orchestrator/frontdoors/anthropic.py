@@ -20,7 +20,8 @@ Decisions, where the two APIs differ:
 
 - `stop_reason`: stop -> end_turn (stop_sequence when the route says which
   sequence matched), length -> max_tokens, tool_calls -> tool_use,
-  content_filter -> refusal. `usage.input_tokens` excludes cache reads
+  content_filter -> refusal; an answer with tool calls is tool_use however
+  it finished (OpenAI, and the local model, end a named call with "stop"). `usage.input_tokens` excludes cache reads
   (`cache_read_input_tokens`), as Anthropic counts them. In a stream the token
   counts are known at its end, so they come in `message_delta`.
 - a tool call's arguments that are not a JSON object come back as input `{}`
@@ -116,7 +117,10 @@ def to_message(completion: ChatCompletion, request: ChatCompletionRequest) -> di
     for call in choice.message.tool_calls or []:
         input_ = tool_input(call.function.arguments)
         content.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input_})
-    reason, sequence = stop_reason(choice.finish_reason, getattr(choice, "stop_reason", None), request.stop_list())
+    finish = choice.finish_reason
+    if choice.message.tool_calls and finish in (None, "stop"):
+        finish = "tool_calls"  # OpenAI, and the local model, end a named call with "stop"
+    reason, sequence = stop_reason(finish, getattr(choice, "stop_reason", None), request.stop_list())
     return {
         "id": message_id(completion.id),
         "type": "message",
@@ -172,6 +176,8 @@ class MessageEvents:
     def close(self) -> bytes:
         """`content_block_stop` for the open block, `message_delta` and `message_stop`."""
         reason, sequence = self._reason
+        if self._tools and reason == "end_turn":
+            reason = "tool_use"  # OpenAI, and the local model, end a named call with "stop"
         delta = {"delta": {"stop_reason": reason, "stop_sequence": sequence}, "usage": usage_of(self._usage)}
         return self._stop_open() + sse("message_delta", delta) + sse("message_stop", {})
 
