@@ -50,13 +50,15 @@ class PreparedModel:
     ``tool_parser`` names vLLM's tool-call parser for the model's own tool-call format (hermes,
     llama3_json, mistral, ...) where the catalog knows one; configuration may name another. None of
     today's entries writes tool calls of its own: SmolLM2's template takes no tools, so its calls
-    are forced ones (``local_models.tools``).
+    are forced ones (``local_models.tools``). ``reasoning_parser`` likewise names vLLM's reasoning
+    parser (deepseek_r1, qwen3, ...) for a model that thinks aloud; none of today's entries does.
     """
 
     name: str
     path: Path
     task: Task
     tool_parser: str | None = None
+    reasoning_parser: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------

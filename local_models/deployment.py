@@ -45,8 +45,13 @@ class LocalModel:
         report_interval_s: float = 0.1,
     ):
         if data_dir is not None:
-            path, tool_parser = _prepare(config.model_path, Path(data_dir))
-            config = replace(config, model_path=path, tool_parser=config.tool_parser or tool_parser)
+            path, tool_parser, reasoning_parser = _prepare(config.model_path, Path(data_dir))
+            config = replace(
+                config,
+                model_path=path,
+                tool_parser=config.tool_parser or tool_parser,
+                reasoning_parser=config.reasoning_parser or reasoning_parser,
+            )
         self._engine = await (engine_factory or _start_vllm)(config)
         self._reporter: asyncio.Task[None] | None = None
         if board is not None:
@@ -112,12 +117,12 @@ async def _start_vllm(config: EngineConfig) -> Engine:
     return await VllmEngine.start(config)
 
 
-def _prepare(model: str, data_dir: Path) -> tuple[str, str | None]:
-    """The model's directory, and the catalog's tool-call parser for it (if any)."""
+def _prepare(model: str, data_dir: Path) -> tuple[str, str | None, str | None]:
+    """The model's directory, and the catalog's tool-call and reasoning parsers for it (if any)."""
     from .catalog import prepare
 
     prepared = prepare(model, data_dir, progress=False)
-    return str(prepared.path), prepared.tool_parser
+    return str(prepared.path), prepared.tool_parser, prepared.reasoning_parser
 
 
 def local_model_app(

@@ -5,6 +5,7 @@ Responsibilities:
 2. turn chat messages into token ids with the model's own chat template,
    and reject prompts that don't fit the context with a clear error;
    tools go through `local_models.tools` (structured output, vLLM's tool parsers);
+   a reasoning parser (`EngineConfig.reasoning_parser`) splits every chat answer's thinking off there too;
 3. run one vLLM request per prompt and merge their outputs into `Batch`es,
    coalescing whatever is ready so a slow consumer gets fewer, larger items;
 4. abort every engine request when the consumer goes away;
@@ -55,7 +56,7 @@ class VllmEngine:
         self._reader = OutputReader(self._tokenizer)
         self._vocab_size = llm.model_config.get_vocab_size()
         self._max_len = int(llm.model_config.max_model_len)
-        self._tools = ToolCalling(self._tokenizer, config.tool_parser, self._verify)
+        self._tools = ToolCalling(self._tokenizer, config.tool_parser, self._verify, config.reasoning_parser)
         # One thread for the tokenizer: off the event loop, and never two calls at once
         # (a Hugging Face fast tokenizer is not safe to share between threads).
         self._tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
@@ -67,7 +68,7 @@ class VllmEngine:
     async def start(cls, config: EngineConfig) -> VllmEngine:
         """Start the engine in a worker thread, giving up after the timeout."""
         _engine_env(config)
-        parser_class(config.tool_parser)  # an unknown name fails before the engine starts
+        parser_class(config.tool_parser, config.reasoning_parser)  # an unknown name fails before the engine starts
         tracker = LoadTracker(max_num_seqs=config.max_num_seqs)
         try:
             llm = await asyncio.wait_for(asyncio.to_thread(_build_async_llm, config, tracker), config.startup_timeout_s)
@@ -94,6 +95,7 @@ class VllmEngine:
             tokenizer_path=self._config.model_path,
             tool_modes=self._tools.modes if chat else [],
             tool_parser=self._tools.parser_name,
+            reasoning_parser=self._tools.reasoning_parser,
         )
 
     def _verify(self, params: Any) -> None:

@@ -37,6 +37,8 @@ class EngineConfig:
     # vLLM's tool-call parser for the model's own format (hermes, llama3_json, mistral, ...): what lets
     # it decide by itself whether to call a tool (tool_choice "auto"). Forced calls need none.
     tool_parser: str | None = None
+    # vLLM's reasoning parser (deepseek_r1, qwen3, ...): the model's thinking split off as reasoning.
+    reasoning_parser: str | None = None
     extra_engine_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,12 +103,14 @@ class Delta(TypedDict):
     finish_reason: str | None  # "stop", "length", or "tool_calls" (the model chose to call tools)
     logprobs: NotRequired[list[TokenLogprob]]
     tool_calls: NotRequired[list[ToolCallPiece]]
+    reasoning: NotRequired[str]  # the model's thinking, split off by a reasoning parser (before its text)
 
 
 class TokenUsage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    reasoning_tokens: NotRequired[int]  # of completion_tokens, the thinking a reasoning parser split off
 
 
 class Batch(TypedDict):
@@ -150,6 +154,7 @@ class ModelInfo(TypedDict):
     # chat model, "auto" only with a tool-call parser. Absent or empty: no tool calls.
     tool_modes: NotRequired[list[ToolMode]]
     tool_parser: NotRequired[str | None]
+    reasoning_parser: NotRequired[str | None]
     tokenizer_path: NotRequired[str]  # a local directory AutoTokenizer can load, for the gateway's counts
 
 

@@ -5,7 +5,8 @@ reason, logprobs with their top alternatives) and an echoed prompt into
 deltas. `Folding` is one `generate` call's state: it folds whatever outputs
 were ready at once into one batch (deltas of a choice merged), counts usage,
 and puts the usage on the last batch. With tools, each choice's text goes
-through its `tools.ToolReader` on the way: content and tool-call pieces. `translate` turns vLLM's exceptions
+through its `tools.ToolReader` on the way: content and tool-call pieces (and, with a reasoning
+parser, every chat choice's text does: its reasoning split off, counted in usage). `translate` turns vLLM's exceptions
 into this package's (`local_models.errors`).
 """
 
@@ -96,8 +97,16 @@ class Folding:
                 self._add(deltas, k, out)
         merged = list(deltas.values())
         if self._tools is not None:  # what a tool reader held back (a call's name not complete yet) says nothing
-            merged = [d for d in merged if d["text"] or d.get("tool_calls") or d["finish_reason"] or d.get("logprobs")]
+            merged = [
+                d
+                for d in merged
+                if d["text"] or d.get("reasoning") or d.get("tool_calls") or d["finish_reason"] or d.get("logprobs")
+            ]
         if self.open == 0:
+            if self._tools is not None:
+                reasoning = sum(r.reasoning_tokens for r in self._tools.values())
+                if reasoning:
+                    self.usage["reasoning_tokens"] = reasoning
             return Batch(deltas=merged, usage=self.usage)  # type: ignore[typeddict-item]
         return Batch(deltas=merged) if merged else None
 
@@ -117,8 +126,10 @@ class Folding:
 
 
 def _read_tools(reader: ToolReader, d: Delta, c: Any) -> None:
-    """The choice's text as content and tool-call pieces."""
-    d["text"], pieces = reader.feed(c.text, c.token_ids, finished=c.finish_reason is not None)
+    """The choice's text as reasoning, content and tool-call pieces."""
+    reasoning, d["text"], pieces = reader.read(c.text, c.token_ids, finished=c.finish_reason is not None)
+    if reasoning:
+        d["reasoning"] = reasoning
     if pieces:
         d["tool_calls"] = pieces
     d["finish_reason"] = reader.finish_reason(d["finish_reason"])
@@ -131,6 +142,8 @@ def _merge(deltas: dict[int, Delta], d: Delta) -> None:
         deltas[d["index"]] = d
         return
     prev["text"] += d["text"]
+    if "reasoning" in d:
+        prev["reasoning"] = prev.get("reasoning", "") + d["reasoning"]
     prev["finish_reason"] = d["finish_reason"] or prev["finish_reason"]
     if "logprobs" in d:
         prev.setdefault("logprobs", []).extend(d["logprobs"])

@@ -12,6 +12,10 @@ The modes are OpenAI's `tool_choice`:
   hermes, llama3_json, mistral, ... — vLLM's `ToolParser`s). Without one it is refused;
 - "none": the tools are shown to the chat template and nothing is read back.
 
+With a reasoning parser (`EngineConfig.reasoning_parser`: deepseek_r1, qwen3, ... — vLLM's
+`ReasoningParser`s) every chat answer is read, tools or not: vLLM's parser splits the model's
+thinking off first and reads tool calls in what follows, as vLLM's own server composes them.
+
 `ToolCalling` (one per engine) turns a request's tools into a `ToolSession`: the request as
 vLLM's `ChatCompletionRequest` (so vLLM's own validation of tools and tool_choice runs, its
 errors naming the field), adjusted by the parser (the structured-output constraint, special
@@ -39,18 +43,25 @@ Mode = Literal["required", "named", "auto", "none"]
 Verify = Callable[[Any], None]  # checks vLLM SamplingParams as the engine will (raises on what it refuses)
 
 
-def parser_class(name: str | None) -> Any:
-    """vLLM's `Parser` class for a tool-call parser's name; without one, the forced modes' reader."""
+def parser_class(name: str | None, reasoning: str | None = None) -> Any:
+    """vLLM's `Parser` class for a tool-call parser's name (without one, the forced modes' reader),
+    with a reasoning parser's name before it: the thinking split off, then tool calls read in the rest."""
     from vllm.parser import ParserManager
     from vllm.parser.abstract_parser import DelegatingParser
+    from vllm.reasoning import ReasoningParserManager
     from vllm.tool_parsers import ToolParserManager
 
+    if reasoning:
+        thinkers = ReasoningParserManager.list_registered()
+        if reasoning not in thinkers:
+            raise EngineFailure(f"Unknown reasoning parser {reasoning!r}; vLLM knows: {', '.join(thinkers)}.")
     if not name:
-        return type("ForcedToolCalls", (DelegatingParser,), {"tool_parser_cls": _json_only_parser()})
+        base: Any = ParserManager.get_parser(reasoning_parser_name=reasoning) if reasoning else DelegatingParser
+        return type("ForcedToolCalls", (base,), {"tool_parser_cls": _json_only_parser()})
     known = sorted({*ToolParserManager.tool_parsers, *ToolParserManager.lazy_parsers})
     if name not in known:
         raise EngineFailure(f"Unknown tool-call parser {name!r}; vLLM knows: {', '.join(known)}.")
-    return ParserManager.get_parser(tool_parser_name=name, enable_auto_tools=True)
+    return ParserManager.get_parser(tool_parser_name=name, reasoning_parser_name=reasoning, enable_auto_tools=True)
 
 
 def _json_only_parser() -> type:
@@ -74,15 +85,18 @@ def _json_only_parser() -> type:
 class ToolCalling:
     """What one engine does with tools: its modes, and a session per request."""
 
-    def __init__(self, tokenizer: Any, parser_name: str | None, verify: Verify):
+    def __init__(self, tokenizer: Any, parser_name: str | None, verify: Verify, reasoning_parser: str | None = None):
         self._tokenizer = tokenizer
         self.parser_name = parser_name or None
-        self._parser_cls = parser_class(self.parser_name)
+        self.reasoning_parser = reasoning_parser or None
+        self._parser_cls = parser_class(self.parser_name, self.reasoning_parser)
         try:  # as vLLM's server checks it at start: a parser that can't read this tokenizer's output
             self._parser_cls(tokenizer)
         except Exception as e:
+            named = [f"tool-call parser {self.parser_name!r}"] if self.parser_name else []
+            named += [f"reasoning parser {self.reasoning_parser!r}"] if self.reasoning_parser else []
             raise EngineFailure(
-                f"The tool-call parser {self.parser_name!r} can't be used with this model's tokenizer: "
+                f"The {' and '.join(named) or 'tool-call reader'} can't be used with this model's tokenizer: "
                 f"{type(e).__name__}: {e}"
             ) from None
         self._verify = verify
@@ -93,12 +107,13 @@ class ToolCalling:
         return ["required", "named", "auto"] if self.parser_name else ["required", "named"]
 
     def session(self, request: GenerateRequest) -> ToolSession | None:
-        """The request's tools as vLLM takes them; None when it has none. Raises `BadRequest`."""
+        """The request's tools as vLLM takes them; None when it has none and there is no reasoning
+        to split off (a reasoning parser reads every answer). Raises `BadRequest`."""
         tools = request.get("tools")
         choice = request.get("tool_choice")
         if not tools:
             if choice is None or choice == "none":
-                return None
+                return self._reasoning_session() if self.reasoning_parser else None
             raise BadRequest("'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice")
         vllm_request = _vllm_request(tools, choice, request.get("parallel_tool_calls"))
         mode = _mode(vllm_request.tool_choice)
@@ -124,6 +139,20 @@ class ToolCalling:
             mode=mode,
             structured=structured,
             skip_special_tokens=bool(getattr(vllm_request, "skip_special_tokens", True)),
+            reasoning=self.reasoning_parser is not None,
+        )
+
+    def _reasoning_session(self) -> ToolSession:
+        """A request without tools, read only for its reasoning (vLLM's request: tool_choice "none")."""
+        vllm_request = _vllm_request(None, None, None)
+        return ToolSession(
+            request=vllm_request,
+            parser_cls=self._parser_cls,
+            tokenizer=self._tokenizer,
+            mode="none",
+            structured=None,
+            skip_special_tokens=bool(getattr(vllm_request, "skip_special_tokens", True)),
+            reasoning=True,
         )
 
     def _check_schemas(self, structured: Any, tools: list[dict[str, Any]], mode: Mode) -> None:
@@ -161,13 +190,15 @@ def _closed_calls(schema: Any) -> Any:
     return {**schema, "items": {**items, "anyOf": calls}} if calls else schema
 
 
-def _vllm_request(tools: list[dict[str, Any]], choice: Any, parallel: bool | None) -> Any:
+def _vllm_request(tools: list[dict[str, Any]] | None, choice: Any, parallel: bool | None) -> Any:
     """vLLM's own request for the tool fields: its validation names what is wrong."""
     from pydantic import ValidationError
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
     from vllm.exceptions import VLLMValidationError
 
-    body: dict[str, Any] = {"model": "local", "messages": [], "tools": tools}
+    body: dict[str, Any] = {"model": "local", "messages": []}
+    if tools is not None:
+        body["tools"] = tools
     if choice is not None:
         body["tool_choice"] = choice
     if parallel is not None:
@@ -209,18 +240,20 @@ class ToolSession:
     mode: Mode
     structured: Any  # vLLM StructuredOutputsParams for the forced modes, else None
     skip_special_tokens: bool  # False where the parser reads special tokens (hermes' <tool_call>)
+    reasoning: bool = False  # a reasoning parser splits the thinking off: every answer is read
 
     def reader(self, prompt_ids: list[int]) -> ToolReader | None:
-        """A reader for one choice's output; None with tool_choice "none" (the text is the answer)."""
-        if self.mode == "none":
+        """A reader for one choice's output; None with tool_choice "none" and no reasoning parser
+        (the text is the answer)."""
+        if self.mode == "none" and not self.reasoning:
             return None
         return ToolReader(self, prompt_ids)
 
     def readers(self, prompts: list[list[int]], n: int) -> dict[int, ToolReader] | None:
-        """A reader per choice (`prompt_index * n + sample_index`); None with tool_choice "none".
+        """A reader per choice (`prompt_index * n + sample_index`); None where `reader` is.
 
         Made with the prompts, on the tokenizer's thread: a parser may read the tokenizer as it starts."""
-        if self.mode == "none":
+        if self.mode == "none" and not self.reasoning:
             return None
         return {k * n + i: ToolReader(self, ids) for k, ids in enumerate(prompts) for i in range(n)}
 
@@ -237,19 +270,45 @@ class ToolReader:
         self._prompt_ids: list[int] | None = prompt_ids  # given once: the parser checks it on its first delta
         self._ids: dict[int, str] = {}  # the call's index -> its OpenAI id
         self.called = False
+        self._thinking = False  # a reasoning parser reads this output, and the prompt left the thinking open
+        self._output_ids: list[int] = []  # read with a reasoning parser: for the count of its tokens
 
     def feed(self, text: str, token_ids: Sequence[int], finished: bool) -> tuple[str, list[ToolCallPiece]]:
         """The content and tool-call pieces in this much more output (`finished`: the last of it)."""
+        _, content, pieces = self.read(text, token_ids, finished)
+        return content, pieces
+
+    def read(self, text: str, token_ids: Sequence[int], finished: bool) -> tuple[str, str, list[ToolCallPiece]]:
+        """The reasoning, content and tool-call pieces in this much more output."""
         request = self._session.request
+        if self._session.reasoning:
+            if self._prompt_ids is not None:  # a template that turns thinking off closes it in the prompt
+                self._thinking = not self._parser.is_reasoning_end(self._prompt_ids)
+            self._output_ids.extend(token_ids)
         message = self._parser.parse_delta(
             text, list(token_ids), request, prompt_token_ids=self._prompt_ids, finished=finished
         )
         self._prompt_ids = None
         if message is None:
-            return "", []
+            return "", "", []
         message = self._one_call_unless_parallel(message, request)
         pieces = [self._piece(call) for call in message.tool_calls or []]
-        return message.content or "", [p for p in pieces if p is not None]
+        return message.reasoning or "", message.content or "", [p for p in pieces if p is not None]
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """The output tokens of the thinking, its markers not counted (as vLLM counts them): those
+        before the parser's end token, whose start may be in the prompt (R1-distills' templates put
+        it there); for a parser without one, as it counts them."""
+        if not self._thinking:
+            return 0
+        ids = self._output_ids
+        parser = self._parser.reasoning_parser
+        end = getattr(parser, "end_token_id", None)
+        if end is None:
+            return int(self._parser.count_reasoning_tokens(ids))
+        thought = ids[: ids.index(end)] if end in ids else ids
+        return len(thought) - sum(t == getattr(parser, "start_token_id", None) for t in thought)
 
     def _piece(self, call: Any) -> ToolCallPiece | None:
         function = call.function

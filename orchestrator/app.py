@@ -189,6 +189,7 @@ def engine_config(section: EngineSettings, settings: Settings, task: str) -> Eng
         stream_interval_s=section.stream_interval_ms / 1000,
         cache_dir=str(settings.data_dir / "vllm-cache"),
         tool_parser=section.tool_parser if isinstance(section, LocalModelSettings) else None,
+        reasoning_parser=section.reasoning_parser if isinstance(section, LocalModelSettings) else None,
         extra_engine_args=section.engine_args,
     )
 

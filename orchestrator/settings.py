@@ -72,6 +72,10 @@ class LocalModelSettings(EngineSettings):
     # mistral, ...): with it the model decides by itself whether to call a tool (tool_choice "auto").
     # None: the catalog's, if any; tool_choice "required" or a named function work without one.
     tool_parser: str | None = None
+    # vLLM's reasoning parser for a model that thinks aloud (deepseek_r1 for R1-distills, qwen3, ...):
+    # with it the local answer's reasoning is `reasoning_content`, as a remote reasoning model's is.
+    # None: the catalog's, if any; without one the model's thinking stays in its content.
+    reasoning_parser: str | None = None
 
 
 class EmbeddingSettings(EngineSettings):

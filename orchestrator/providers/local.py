@@ -25,6 +25,7 @@ from orchestrator.protocol import (
     CompletionChunk,
     CompletionLogprobs,
     CompletionRequest,
+    CompletionTokensDetails,
     EmbeddingData,
     EmbeddingRequest,
     EmbeddingResponse,
@@ -238,6 +239,9 @@ def _usage(batch: Batch) -> Usage:
         completion_tokens=u["completion_tokens"],
         total_tokens=u["prompt_tokens"] + u["completion_tokens"],
         prompt_tokens_details=PromptTokensDetails(cached_tokens=u["cached_tokens"]),
+        completion_tokens_details=(
+            CompletionTokensDetails(reasoning_tokens=u["reasoning_tokens"]) if u.get("reasoning_tokens") else None
+        ),
     )
 
 
@@ -256,6 +260,8 @@ def _chat_choice(d: Delta) -> ChunkChoice:
             ]
         )
     delta = ChunkDelta(content=d["text"]) if d["text"] else ChunkDelta()
+    if d.get("reasoning"):
+        delta.reasoning_content = d["reasoning"]
     if "tool_calls" in d:
         delta.tool_calls = [_tool_call(p) for p in d["tool_calls"]]
     return ChunkChoice(
