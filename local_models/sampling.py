@@ -41,9 +41,7 @@ def logit_bias(bias: dict[str, float] | None, vocab_size: int) -> dict[int, floa
         try:
             token = int(key)
         except ValueError:
-            raise BadRequest(
-                f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias"
-            ) from None
+            raise BadRequest(f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias") from None
         if not 0 <= token < vocab_size:
             raise BadRequest(
                 f"Invalid key in 'logit_bias': token id {token} is out of range [0, {vocab_size}).",
