@@ -58,6 +58,13 @@ def remote_fakes() -> Iterator[dict[str, FakeProvider]]:
         fake.stop()
 
 
+@pytest.fixture(autouse=True)
+def healthy_fakes(remote_fakes: dict[str, FakeProvider]) -> None:
+    """Every test starts with healthy remote providers: a fault a test set is its own."""
+    for fake in remote_fakes.values():
+        fake.clear_fault()
+
+
 @pytest.fixture(scope="session")
 def base_url(tmp_path_factory: pytest.TempPathFactory, remote_fakes: dict[str, FakeProvider]) -> Iterator[str]:
     os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))

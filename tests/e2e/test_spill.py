@@ -15,15 +15,8 @@ import time
 import openai
 import pytest
 
-from orchestrator.testing.provider import FakeProvider
-
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture(autouse=True)
-def healthy(remote_fakes: dict[str, FakeProvider]) -> None:
-    for fake in remote_fakes.values():  # other modules leave faults set
-        fake.clear_fault()
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 SLO = {"x-ttft-slo-ms": "400"}
