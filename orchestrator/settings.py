@@ -117,6 +117,7 @@ class QuirkSettings(BaseModel):
     stream_usage: bool = True
     json_schema: bool = True
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    tool_call_ids: Literal["any", "alnum9"] = "any"  # alnum9: Mistral's 9-character ids
 
 
 class ProviderSettings(BaseModel):

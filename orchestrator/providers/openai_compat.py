@@ -5,12 +5,19 @@ The provider always asks upstream for a stream (with usage), because the
 gateway's one internal shape is a chunk stream; whole responses are folded
 from it. Unknown request fields pass through untouched (OpenRouter's
 `provider`, `models`, ...). Known differences between providers are
-normalized in one place, `Quirks`, applied to every request and chunk.
+normalized in one place, `Quirks`, applied to every request and chunk: a
+ceiling on `max_tokens` (DeepSeek), no `parallel_tool_calls`, no
+`stream_options` (Mistral), json_schema as json_object, `max_completion_tokens`,
+tool-call ids of 9 letters or digits (Mistral: any other id in the history is
+mapped to one, the same every time, so calls and results still pair), and
+tool-call deltas without `type` given it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +48,7 @@ class Quirks:
     stream_usage: bool = True  # False: the provider rejects stream_options
     json_schema: bool = True  # False: downgrade json_schema to json_object
     max_tokens_field: str = "max_tokens"  # or "max_completion_tokens"
+    tool_call_ids: str = "any"  # "alnum9": ids must be 9 letters or digits (Mistral): others are mapped
 
 
 # The gateway's own request fields: they steer the gateway and never go upstream.
@@ -65,6 +73,8 @@ def chat_body(request: ChatCompletionRequest, model: str, quirks: Quirks) -> dic
         body[quirks.max_tokens_field] = limit
     if not quirks.parallel_tool_calls:
         body.pop("parallel_tool_calls", None)
+    if quirks.tool_call_ids == "alnum9":
+        body["messages"] = [_short_ids(m) for m in body["messages"]]
     fmt = body.get("response_format")
     if not quirks.json_schema and isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         body["response_format"] = {"type": "json_object"}
@@ -79,6 +89,24 @@ def _flat_text(message: dict[str, Any]) -> dict[str, Any]:
     if isinstance(content, list) and all(set(p) == {"type", "text"} and p["type"] == "text" for p in content):
         return {**message, "content": "\n".join(p["text"] for p in content)}
     return message
+
+
+_ALNUM9 = re.compile(r"^[a-zA-Z0-9]{9}$")
+
+
+def short_id(tool_id: str) -> str:
+    """A tool-call id as 9 letters or digits: itself when it is one (the provider's own ids come back
+    unchanged), else a hash of it, so a call and its result still pair up (an id another route made)."""
+    return tool_id if _ALNUM9.match(tool_id) else hashlib.sha256(tool_id.encode()).hexdigest()[:9]
+
+
+def _short_ids(message: dict[str, Any]) -> dict[str, Any]:
+    out = dict(message)
+    if message.get("tool_calls"):
+        out["tool_calls"] = [{**c, "id": short_id(c["id"])} for c in message["tool_calls"]]
+    if isinstance(message.get("tool_call_id"), str):
+        out["tool_call_id"] = short_id(message["tool_call_id"])
+    return out
 
 
 def completion_body(request: CompletionRequest, model: str, quirks: Quirks) -> dict[str, Any]:

@@ -10,6 +10,7 @@ dicts in and out, no HTTP.
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -103,6 +104,23 @@ def invalid(kind: Kind, body: Any) -> Problem | None:
     dimensions = body.get("dimensions") if kind == "embedding" else None
     if dimensions is not None and (not isinstance(dimensions, int) or not 1 <= dimensions <= 4096):
         return Problem(400, "invalid_request_error", "dimensions: 1 to 4096", param="dimensions")
+    return None
+
+
+_SHORT_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
+
+
+def long_tool_call_id(body: dict[str, Any]) -> Problem | None:
+    """Mistral's 400 for a tool-call id in the history that isn't 9 letters or digits."""
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        ids = [c.get("id") for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+        ids += [message["tool_call_id"]] if "tool_call_id" in message else []
+        for tool_id in ids:
+            if not isinstance(tool_id, str) or not _SHORT_ID.match(tool_id):
+                message_text = f"Tool call id was {tool_id} but must be a-z, A-Z, 0-9, with a length of 9."
+                return Problem(400, "invalid_request_message_error", message_text)
     return None
 
 

@@ -23,7 +23,8 @@ what its Python SDK 2.x sends — and `anthropic-version`):
 Replies (`replies.compose`): a tool call when the request has tools, text about a trailing tool result, the
 configured `reply` / `reply_tokens`, or the last user message parroted back; usage counts words; stop sequences
 and `max_tokens` cut the text; `n` is ignored (one choice); `reasoning_tokens` makes it a reasoning model (that
-many words of reasoning first: `reasoning_content` deltas, or a signed `thinking` block). Timing (`delivery`):
+many words of reasoning first: `reasoning_content` deltas, or a signed `thinking` block); `short_tool_ids`
+speaks Mistral's tool-call ids (9 letters or digits, and a 400 for any other id in the history). Timing (`delivery`):
 `ttft_ms` to the first output event, then one every 1/`tokens_per_s` (0 = no delay). Faults
 (`faults.FAULT_MODES`): for the instance (`set_fault`, or `/_fake/fault`) or one request (header
 `x-fake-fault: stall; stall_after=3`).
@@ -132,6 +133,7 @@ class FakeProvider:
         reply_tokens: int | None = None,
         tool_preamble: str = "",
         reasoning_tokens: int = 0,
+        short_tool_ids: bool = False,
         ttft_ms: float = 0.0,
         tokens_per_s: float = 0.0,
         embedding_dim: int = 8,
@@ -143,6 +145,7 @@ class FakeProvider:
         self.models = list(models)
         self.reply, self.reply_tokens, self.tool_preamble = reply, reply_tokens, tool_preamble
         self.reasoning_tokens = reasoning_tokens  # a reasoning model: words of reasoning before each answer
+        self.short_tool_ids = short_tool_ids  # Mistral's: tool-call ids are 9 letters or digits, both ways
         self.ttft_ms, self.tokens_per_s, self.embedding_dim = ttft_ms, tokens_per_s, embedding_dim
         self._faults = FaultSwitch(fault)
         self._recorder = Recorder(record)
@@ -352,6 +355,8 @@ class FakeProvider:
                 return reset_connection(request, rec)
         body = rec.body
         problem = openai_wire.invalid(kind, body) if api == "openai" else anthropic_wire.invalid(body)
+        if problem is None and api == "openai" and self.short_tool_ids:
+            problem = openai_wire.long_tool_call_id(body)
         if problem is not None:
             return problem_response(api, problem)
         delivery = Delivery(request, rec, api, self._recorder, Pace.of(self.ttft_ms, self.tokens_per_s, fault), fault)
@@ -361,7 +366,7 @@ class FakeProvider:
             except ValueError as exc:
                 return error_response(api, 400, "invalid_request_error", str(exc), param="input")
             return await delivery.json(payload, 1)
-        script = Script(self.reply, self.reply_tokens, self.tool_preamble, self.reasoning_tokens)
+        script = Script(self.reply, self.reply_tokens, self.tool_preamble, self.reasoning_tokens, self.short_tool_ids)
         return await generate(delivery, kind, body, script)
 
 

@@ -197,6 +197,7 @@ class Script:
     reply_tokens: int | None = None
     tool_preamble: str = ""
     reasoning_tokens: int = 0  # a reasoning model: this many words of reasoning before the answer
+    short_tool_ids: bool = False  # Mistral's 9-character tool-call ids
 
     def text(self, ask: Ask, body: dict[str, Any]) -> str:
         if ask.tool_result is not None:
@@ -219,6 +220,8 @@ def compose(ask: Ask, api: Api, seq: int, body: dict[str, Any], script: Script) 
         name, schema = next((t for t in ask.tools if t[0] == wanted), ask.tools[0])
         prefix = "call_" if api == "openai" else "toolu_"
         call_id = prefix + hashlib.sha256(f"{seq}".encode()).hexdigest()[:24]
+        if script.short_tool_ids:
+            call_id = hashlib.sha256(f"{seq}".encode()).hexdigest()[:9]
         tool = ToolCall(call_id, name, dumps(fill_schema(schema)))
         return Reply(tokenize(script.tool_preamble), tool, "tool_calls", None, prompt_tokens, _reasoning(script))
     tokens, finish, matched = cut_text(script.text(ask, body), ask.stop, ask.max_tokens)
