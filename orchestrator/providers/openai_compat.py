@@ -7,7 +7,8 @@ from it. Unknown request fields pass through untouched (OpenRouter's
 `provider`, `models`, ...). Known differences between providers are
 normalized in one place, `Quirks`, applied to every request and chunk: a
 ceiling on `max_tokens` (DeepSeek), no `parallel_tool_calls`, no
-`stream_options` (Mistral), json_schema as json_object, `max_completion_tokens`,
+`stream_options` (Mistral), json_schema as json_object with the schema in the
+prompt (DeepSeek's JSON mode wants the word "json" there), `max_completion_tokens`,
 tool-call ids of 9 letters or digits (Mistral: any other id in the history is
 mapped to one, the same every time, so calls and results still pair), and
 tool-call deltas without `type` given it.
@@ -78,7 +79,15 @@ def chat_body(request: ChatCompletionRequest, model: str, quirks: Quirks) -> dic
     fmt = body.get("response_format")
     if not quirks.json_schema and isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         body["response_format"] = {"type": "json_object"}
+        body["messages"] = [*body["messages"], _schema_instruction(fmt.get("json_schema") or {})]
     return body
+
+
+def _schema_instruction(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a provider with only a JSON mode (DeepSeek) needs to give the schema's shape: the schema in
+    the prompt, and the word "json" there (its JSON mode refuses a prompt without it)."""
+    schema = json.dumps(spec.get("schema") or {"type": "object"}, separators=(",", ":"))
+    return {"role": "system", "content": f"Answer with one JSON object that matches this JSON schema: {schema}"}
 
 
 def _flat_text(message: dict[str, Any]) -> dict[str, Any]:

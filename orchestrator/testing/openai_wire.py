@@ -124,6 +124,18 @@ def long_tool_call_id(body: dict[str, Any]) -> Problem | None:
     return None
 
 
+def json_mode_without_json(body: dict[str, Any]) -> Problem | None:
+    """DeepSeek's (and OpenAI's) 400 for JSON mode when no message says "json"."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_object":
+        return None
+    texts = [t for m in body.get("messages") or [] if isinstance(m, dict) for t in part_texts(m.get("content"))]
+    if any("json" in t.lower() for t in texts):
+        return None
+    message = "Prompt must contain the word 'json' in some form to use 'response_format' of type 'json_object'."
+    return Problem(400, "invalid_request_error", message, param="messages")
+
+
 # -- requests -----------------------------------------------------------------------------------------------
 
 

@@ -357,6 +357,8 @@ class FakeProvider:
         problem = openai_wire.invalid(kind, body) if api == "openai" else anthropic_wire.invalid(body)
         if problem is None and api == "openai" and self.short_tool_ids:
             problem = openai_wire.long_tool_call_id(body)
+        if problem is None and api == "openai" and kind == "chat":
+            problem = openai_wire.json_mode_without_json(body)
         if problem is not None:
             return problem_response(api, problem)
         delivery = Delivery(request, rec, api, self._recorder, Pace.of(self.ttft_ms, self.tokens_per_s, fault), fault)

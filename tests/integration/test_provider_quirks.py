@@ -7,6 +7,7 @@ digits, and any other id in a request's history is a 400 (as Mistral answers
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,12 @@ async def app(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[F
                 "api_key_env": "MISTRAL_KEY",
                 "models": {"small": {"id": "m"}},
             },
+            "seek": {
+                "base_url": fakes["alpha"].base_url + "/v1",
+                "api_key_env": "ALPHA_KEY",
+                "quirks": {"max_tokens_ceiling": 8192, "json_schema": False},
+                "models": {"chat": {"id": "deepseek-chat"}},
+            },
         },
         models={"chain": ["alpha/m", "mistral/small"]},
         resilience={"backoff_base_s": 0.01},
@@ -127,3 +134,20 @@ async def test_without_the_quirk_the_providers_400_is_the_requests(app: FastAPI)
     # The same fake configured without the quirk: Mistral's refusal comes back as a 400, not a 5xx.
     r = await chat(app, {"model": "raw/small", "messages": HISTORY, "tools": [TOOL]})
     assert r.status_code == 400 and "length of 9" in r.json()["error"]["message"]
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+async def test_a_json_schema_for_a_json_mode_provider_carries_its_schema_in_the_prompt(
+    app: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA}}
+    ask = {"model": "seek/chat", "messages": [{"role": "user", "content": "A city?"}], "max_tokens": 50_000}
+    r = await chat(app, {**ask, "response_format": fmt})
+    assert r.status_code == 200, r.text  # the fake, like DeepSeek, refuses JSON mode without "json" in the prompt
+    sent = fakes["alpha"].requests[-1].body
+    assert sent["response_format"] == {"type": "json_object"} and sent["max_tokens"] == 8192
+    assert json.dumps(SCHEMA, separators=(",", ":")) in sent["messages"][-1]["content"]
+    plain = await chat(app, {**ask, "response_format": {"type": "json_object"}})  # the client's own JSON mode
+    assert plain.status_code == 400 and "json" in plain.json()["error"]["message"]
