@@ -75,7 +75,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, remote_fakes: dict[str, F
             "openrouter": {"base_url": remote_fakes["openrouter"].base_url + "/v1"},
             "anthropic": {"base_url": remote_fakes["anthropic"].base_url},
         },
-        "resilience": {"first_token_timeout_s": 6.0, "idle_timeout_s": 1.0, "breaker_threshold": 1000},
+        # A stream idle 3 s has stalled: a CPU engine saturated by 12 long generations on two cores pauses
+        # for over a second at times (and a 504 for the saturating requests is not what test_spill tests).
+        "resilience": {"first_token_timeout_s": 6.0, "idle_timeout_s": 3.0, "breaker_threshold": 1000},
         # A fresh response cache per session: answers cached by an earlier run must not leak in.
         "cache": {"directory": str(tmp_path_factory.mktemp("response-cache"))},
         # The ledger's own file, and keys: every request needs one (the clients' keys have no limits).
