@@ -124,6 +124,15 @@ def long_tool_call_id(body: dict[str, Any]) -> Problem | None:
     return None
 
 
+def over_ceiling(body: dict[str, Any], ceiling: int) -> Problem | None:
+    """DeepSeek's 400 for a `max_tokens` above what its models take."""
+    limit = body.get("max_tokens", body.get("max_completion_tokens"))
+    if isinstance(limit, int) and limit > ceiling:
+        message = f"Invalid max_tokens value, the valid range of max_tokens is [1, {ceiling}]"
+        return Problem(400, "invalid_request_error", message, param="max_tokens")
+    return None
+
+
 def json_mode_without_json(body: dict[str, Any]) -> Problem | None:
     """DeepSeek's (and OpenAI's) 400 for JSON mode when no message says "json"."""
     fmt = body.get("response_format")

@@ -24,8 +24,9 @@ Replies (`replies.compose`): a tool call when the request has tools, text about 
 configured `reply` / `reply_tokens`, or the last user message parroted back; usage counts words; stop sequences
 and `max_tokens` cut the text; `n` is ignored (one choice); `reasoning_tokens` makes it a reasoning model (that
 many words of reasoning first: `reasoning_content` deltas, or a signed `thinking` block); `short_tool_ids`
-speaks Mistral's tool-call ids (9 letters or digits, and a 400 for any other id in the history). Timing (`delivery`):
-`ttft_ms` to the first output event, then one every 1/`tokens_per_s` (0 = no delay). Faults
+speaks Mistral's tool-call ids (9 letters or digits, and a 400 for any other id in the history),
+`max_tokens_ceiling` DeepSeek's limit (a 400 above it); JSON mode without "json" in the prompt is a 400.
+Timing (`delivery`): `ttft_ms` to the first output event, then one every 1/`tokens_per_s` (0 = no delay). Faults
 (`faults.FAULT_MODES`): for the instance (`set_fault`, or `/_fake/fault`) or one request (header
 `x-fake-fault: stall; stall_after=3`).
 
@@ -134,6 +135,7 @@ class FakeProvider:
         tool_preamble: str = "",
         reasoning_tokens: int = 0,
         short_tool_ids: bool = False,
+        max_tokens_ceiling: int | None = None,
         ttft_ms: float = 0.0,
         tokens_per_s: float = 0.0,
         embedding_dim: int = 8,
@@ -146,6 +148,7 @@ class FakeProvider:
         self.reply, self.reply_tokens, self.tool_preamble = reply, reply_tokens, tool_preamble
         self.reasoning_tokens = reasoning_tokens  # a reasoning model: words of reasoning before each answer
         self.short_tool_ids = short_tool_ids  # Mistral's: tool-call ids are 9 letters or digits, both ways
+        self.max_tokens_ceiling = max_tokens_ceiling  # DeepSeek's: a larger max_tokens is a 400
         self.ttft_ms, self.tokens_per_s, self.embedding_dim = ttft_ms, tokens_per_s, embedding_dim
         self._faults = FaultSwitch(fault)
         self._recorder = Recorder(record)
@@ -359,6 +362,8 @@ class FakeProvider:
             problem = openai_wire.long_tool_call_id(body)
         if problem is None and api == "openai" and kind == "chat":
             problem = openai_wire.json_mode_without_json(body)
+        if problem is None and api == "openai" and self.max_tokens_ceiling is not None:
+            problem = openai_wire.over_ceiling(body, self.max_tokens_ceiling)
         if problem is not None:
             return problem_response(api, problem)
         delivery = Delivery(request, rec, api, self._recorder, Pace.of(self.ttft_ms, self.tokens_per_s, fault), fault)

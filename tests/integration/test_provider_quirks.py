@@ -44,8 +44,9 @@ def fakes() -> Iterator[dict[str, FakeProvider]]:
     with (
         FakeProvider(api_key=KEYS["ALPHA_KEY"]) as alpha,
         FakeProvider(api_key=KEYS["MISTRAL_KEY"], short_tool_ids=True) as mistral,
+        FakeProvider(api_key=KEYS["ALPHA_KEY"], max_tokens_ceiling=8192) as deepseek,
     ):
-        yield {"alpha": alpha, "mistral": mistral}
+        yield {"alpha": alpha, "mistral": mistral, "deepseek": deepseek}
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ async def app(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[F
                 "models": {"small": {"id": "m"}},
             },
             "seek": {
-                "base_url": fakes["alpha"].base_url + "/v1",
+                "base_url": fakes["deepseek"].base_url + "/v1",
                 "api_key_env": "ALPHA_KEY",
                 "quirks": {"max_tokens_ceiling": 8192, "json_schema": False},
                 "models": {"chat": {"id": "deepseek-chat"}},
@@ -139,14 +140,14 @@ async def test_without_the_quirk_the_providers_400_is_the_requests(app: FastAPI)
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 
 
-async def test_a_json_schema_for_a_json_mode_provider_carries_its_schema_in_the_prompt(
+async def test_a_json_schema_for_deepseeks_json_mode_carries_its_schema_and_a_max_tokens_it_takes(
     app: FastAPI, fakes: dict[str, FakeProvider]
 ) -> None:
     fmt = {"type": "json_schema", "json_schema": {"name": "place", "schema": SCHEMA}}
     ask = {"model": "seek/chat", "messages": [{"role": "user", "content": "A city?"}], "max_tokens": 50_000}
     r = await chat(app, {**ask, "response_format": fmt})
     assert r.status_code == 200, r.text  # the fake, like DeepSeek, refuses JSON mode without "json" in the prompt
-    sent = fakes["alpha"].requests[-1].body
+    sent = fakes["deepseek"].requests[-1].body  # a fake that, like DeepSeek, refuses max_tokens over 8192
     assert sent["response_format"] == {"type": "json_object"} and sent["max_tokens"] == 8192
     assert json.dumps(SCHEMA, separators=(",", ":")) in sent["messages"][-1]["content"]
     plain = await chat(app, {**ask, "response_format": {"type": "json_object"}})  # the client's own JSON mode
