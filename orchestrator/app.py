@@ -171,6 +171,7 @@ class Gateway:
             self._accounts,
             max_body_bytes=int(self._max_body_mb * 2**20),
             responses=self._responses,
+            ingress_request_ids=True,  # Serve answers with its own x-request-id
         )
 
 

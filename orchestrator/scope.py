@@ -4,7 +4,10 @@
 request (`Accounts.open`), adds `x-request-id` and `x-gateway-overhead-ms`
 when the response starts, notes the first byte out, and tells `Accounts`
 when the response has ended. (Not Starlette's BaseHTTPMiddleware: that runs
-the app in another task.)
+the app in another task.) Behind an ingress that gives every request an id
+and answers with it (Ray Serve's `x-request-id`: `ingress_ids`), that id is
+the one the client sees, and the request's log line carries it beside the
+gateway's own (which the ledger keys on: a client can't choose it).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from orchestrator.accounting.accounts import Accounts
 class RequestScope:
     """Plain ASGI middleware: a tab per HTTP request, its headers, and its end."""
 
-    def __init__(self, app: Callable[..., Any], accounts: Accounts):
+    def __init__(self, app: Callable[..., Any], accounts: Accounts, ingress_ids: bool = False):
         self.app = app
         self.accounts = accounts
+        self.ingress_ids = ingress_ids
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
@@ -30,6 +34,8 @@ class RequestScope:
             return
         with self.accounts.open(scope["method"], scope["path"]) as tab:
             scope.setdefault("state", {})["tab"] = tab
+            if self.ingress_ids:
+                tab.ingress_id = _ingress_id(scope["headers"])
 
             async def tracking_send(message: dict[str, Any]) -> None:
                 if message["type"] == "http.response.start":
@@ -42,3 +48,12 @@ class RequestScope:
                 await send(message)
 
             await self.app(scope, receive, tracking_send)
+
+
+def _ingress_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The ingress's `x-request-id` (at most 200 printable characters of it, for the log line)."""
+    for name, value in headers:
+        if name.lower() == b"x-request-id":
+            text = value.decode("latin-1")[:200]
+            return "".join(c for c in text if c.isprintable()) or None
+    return None

@@ -86,6 +86,7 @@ class Tab:
     answer: UsageRecord | None = None  # the pipeline's record of the answer
     response_ended: bool = False
     finished: bool = False
+    ingress_id: str | None = None  # the request id the ingress in front (Ray Serve) gave it and answers with
 
     @classmethod
     def detached(cls) -> Tab:
@@ -313,7 +314,9 @@ class Accounts:
         """The response's headers are going out: what the edge adds to them."""
         tab.status = status
         tab.overhead_s = max(0.0, tab.elapsed() - tab.upstream_s)
-        headers = {"x-request-id": tab.request_id, "x-gateway-overhead-ms": f"{tab.overhead_s * 1000:.2f}"}
+        headers = {"x-gateway-overhead-ms": f"{tab.overhead_s * 1000:.2f}"}
+        if tab.ingress_id is None:  # else the ingress answers with its own id: one x-request-id, never two
+            headers["x-request-id"] = tab.request_id
         if tab.downgraded_from is not None:
             headers["x-budget-downgrade"] = f"{tab.downgraded_from} -> {_served_model(tab)}; soft limit reached"
         return headers

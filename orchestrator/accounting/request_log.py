@@ -39,6 +39,7 @@ class RequestLog:
         return {
             "ts": round(tab.ts, 6),
             "request_id": tab.request_id,
+            "ingress_request_id": tab.ingress_id,
             "key_id": tab.key.id if tab.key else None,
             "endpoint": tab.path,
             "status": tab.status,

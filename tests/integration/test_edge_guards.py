@@ -7,6 +7,8 @@ in-process book on a temporary sqlite file.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -160,3 +162,22 @@ async def test_an_open_endpoint_keeps_metrics_open_unless_a_metrics_key_is_set(t
         assert (await chat(c, "anything")).status_code == 200  # the endpoint itself is still open
         unauthorized(await c.get("/metrics"))
         assert (await c.get("/metrics", headers=auth(SCRAPER))).status_code == 200
+
+
+async def test_behind_an_ingress_that_ids_requests_the_client_gets_one_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Ray Serve puts its x-request-id on the request and answers with it: the gateway adds none of its own,
+    # and the request's log line carries Serve's id beside the gateway's.
+    engine = FakeEngine("fake-chat")
+    app = build_app(await build_pipeline({"local": (engine, engine.info())}), ingress_request_ids=True)
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        behind = await c.post("/v1/chat/completions", json=body, headers={"x-request-id": "serve-123\x7f"})
+        bare = await c.post("/v1/chat/completions", json=body)
+    assert behind.status_code == 200 and "x-request-id" not in behind.headers
+    assert bare.headers["x-request-id"].startswith("req_")  # no ingress id: the gateway's own
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "orchestrator.requests"]
+    assert lines[0]["ingress_request_id"] == "serve-123" and lines[0]["request_id"].startswith("req_")
+    assert lines[1]["ingress_request_id"] is None
