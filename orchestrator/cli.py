@@ -4,6 +4,7 @@ orchestrator serve   [--config FILE]   run the endpoint in the foreground
 orchestrator prepare [--config FILE]   prepare the configured models and exit
 orchestrator report  [--config FILE] [--since 24h] [--json]   usage, spend and savings
 orchestrator hash-key [ID] [--stdin]   make a virtual key; print its sha256 for config
+orchestrator import-litellm PATH [-o OUT]   a LiteLLM proxy config as ours (what can't map: stderr)
 """
 
 from __future__ import annotations
@@ -32,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"YAML config (default: {DEFAULT_CONFIG})")
     hash_cmd = sub.add_parser("hash-key", help="make a virtual key and print its sha256 for config")
     ledger_cli.add_arguments(report, hash_cmd)
+    imp = sub.add_parser("import-litellm", help="turn a LiteLLM proxy config.yaml into this project's config")
+    imp.add_argument("path", type=Path, help="the LiteLLM config.yaml")
+    imp.add_argument("-o", "--output", type=Path, default=None, help="write the config here (default: stdout)")
     args = parser.parse_args(argv)
     if args.command == "hash-key":
         return ledger_cli.hash_cmd(args)
+    if args.command == "import-litellm":
+        return import_litellm(args.path, args.output)
     settings = load_settings(args.config)
     if args.command == "report":
         return ledger_cli.report(settings, args)
@@ -60,6 +66,40 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         print("Stopping...", file=sys.stderr, flush=True)
         runtime.stop()
+    return 0
+
+
+def import_litellm(path: Path, output: Path | None) -> int:
+    """Print (or write) the converted config; the notes go to stderr. 2: the file can't be read."""
+    import yaml
+
+    from orchestrator import litellm_import
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        settings, notes = litellm_import.convert(yaml.safe_load(text))
+        lines = litellm_import.key_lines(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+        # The reason never quotes the file (a config may hold keys): no YAML snippet, only a line.
+        if isinstance(exc, OSError):
+            reason = exc.strerror or type(exc).__name__
+        elif isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+            reason = f"invalid YAML at line {exc.problem_mark.line + 1}"
+        elif isinstance(exc, yaml.YAMLError | UnicodeDecodeError):
+            reason = "invalid YAML" if isinstance(exc, yaml.YAMLError) else "not UTF-8 text"
+        else:
+            reason = str(exc)
+        print(f"orchestrator import-litellm: cannot import {path}: {reason}", file=sys.stderr)
+        return 2
+    body = litellm_import.render(settings, path.name)
+    if output is None:
+        sys.stdout.write(body)
+    else:
+        output.write_text(body, encoding="utf-8")
+        print(f"wrote {output}", file=sys.stderr)
+    for note in notes:
+        print(note.render(lines), file=sys.stderr)
+    print(f"{len(notes)} note(s): what the lines above name was not mapped as is.", file=sys.stderr)
     return 0
 
 
