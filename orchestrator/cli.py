@@ -95,7 +95,11 @@ def import_litellm(path: Path, output: Path | None) -> int:
     if output is None:
         sys.stdout.write(body)
     else:
-        output.write_text(body, encoding="utf-8")
+        try:
+            output.write_text(body, encoding="utf-8")
+        except OSError as exc:
+            print(f"orchestrator import-litellm: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         print(f"wrote {output}", file=sys.stderr)
     for note in notes:
         print(note.render(lines), file=sys.stderr)

@@ -175,6 +175,8 @@ def test_cli_missing_or_invalid_file_exits_2(tmp_path: Path, capsys: pytest.Capt
     assert "invalid YAML at line" in err and "sk-secret" not in err
     bad.write_text("- just\n- a list\n")
     assert cli.main(["import-litellm", str(bad)]) == 2
+    assert cli.main(["import-litellm", str(FIXTURES / "quickstart.yaml"), "-o", str(tmp_path)]) == 2
+    assert "cannot write" in capsys.readouterr().err
 
 
 def test_cli_as_a_subprocess() -> None:
