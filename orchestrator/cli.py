@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"YAML config (default: {DEFAULT_CONFIG})")
+        if name == "serve":
+            p.add_argument("--verbose", action="store_true", help="show the replicas' and engines' logs here too")
     report = sub.add_parser("report", help="usage, spend and savings by key, model, provider and route")
     report.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"YAML config (default: {DEFAULT_CONFIG})")
     hash_cmd = sub.add_parser("hash-key", help="make a virtual key and print its sha256 for config")
@@ -52,21 +54,49 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from orchestrator.providers.factory import availability
 
-    for line in availability(settings.providers, os.environ):
+    lines = availability(settings.providers, os.environ)
+    for line in lines:
         print(line, file=sys.stderr)
+    print("Starting Ray Serve and the local models (a few minutes on CPU)...", file=sys.stderr, flush=True)
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
-        runtime.start(settings)  # Ctrl-C here raises KeyboardInterrupt; finally cleans up
+        runtime.start(settings, verbose=args.verbose)  # Ctrl-C here raises KeyboardInterrupt; finally cleans up
         signal.signal(signal.SIGINT, lambda *_: stopping.set())
         base = f"http://{settings.server.host}:{settings.server.port}/v1"
-        print(f"\nReady: OpenAI-compatible endpoint at {base} (Ctrl-C stops)\n", file=sys.stderr, flush=True)
+        models = served_models(base, os.environ.get(settings.ledger.master_key_env))
+        print("\n" + ready_text(base, models, lines, verbose=args.verbose) + "\n", file=sys.stderr, flush=True)
         stopping.wait()
     finally:
         print("Stopping...", file=sys.stderr, flush=True)
         runtime.stop()
     return 0
+
+
+def served_models(base: str, master_key: str | None) -> list[str] | None:
+    """What `/v1/models` lists (with the master key where keys are required); None if it won't say."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {master_key}"} if master_key else {}
+    try:
+        r = httpx.get(f"{base}/models", headers=headers, timeout=10)
+        return [m["id"] for m in r.json()["data"]] if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
+def ready_text(base: str, models: list[str] | None, availability: list[str], *, verbose: bool) -> str:
+    """The ready line: where the endpoint is, what it serves, which providers it can spill to."""
+    available = [line.split()[1].rstrip(":") for line in availability if ": available" in line]
+    served = ", ".join(models) if models is not None else "see /v1/models (it needs a key)"
+    providers = ", ".join(available) if available else "none (set a provider's API key variable to spill)"
+    logs = "" if verbose else "; engine logs: Ray's session logs (--verbose shows them here)"
+    return (
+        f"Ready: {base} (Ctrl-C stops)\n"
+        f"  models: {served}\n"
+        f"  remote providers: {providers}{logs}"
+    )
 
 
 def import_litellm(path: Path, output: Path | None) -> int:

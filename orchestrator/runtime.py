@@ -63,12 +63,13 @@ def serve_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
+def start(settings: Settings, *, timeout_s: float = 900.0, verbose: bool = True) -> None:
     """Start Ray (or join `ray.address`), Serve on the configured port, and the app.
 
     Returns once every deployment is ready; raises `TimeoutError` if that
     takes longer than `timeout_s` (Serve itself would wait forever on a
-    deployment it cannot place).
+    deployment it cannot place). `verbose`: the replicas' and engines' logs
+    are shown here too (else they are only in Ray's session logs).
     """
     http_port = _free_port() if settings.server.direct_ingress else settings.server.port
     env = serve_env(settings)
@@ -78,12 +79,12 @@ def start(settings: Settings, *, timeout_s: float = 900.0) -> None:
 
     from ray import serve
 
-    _init_ray(settings, env)
+    _init_ray(settings, env, verbose)
     serve.start(http_options={"host": settings.server.host, "port": http_port})
     _run_bounded(settings, timeout_s)
 
 
-def _init_ray(settings: Settings, env: dict[str, str]) -> None:
+def _init_ray(settings: Settings, env: dict[str, str], verbose: bool = True) -> None:
     """Start Ray (or join `ray.address`) with the replicas' environment, unless this process already did."""
     import ray
 
@@ -92,7 +93,7 @@ def _init_ray(settings: Settings, env: dict[str, str]) -> None:
             address=settings.ray.address,
             num_cpus=settings.ray.num_cpus,
             include_dashboard=False,
-            log_to_driver=True,
+            log_to_driver=verbose,
             runtime_env={"env_vars": env},
         )
     elif settings.server.throughput_optimized:
