@@ -61,11 +61,17 @@ def build_app(
     (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413;
     `responses` keeps what the Responses door answered (default: on this process's disk, in a
     temporary directory); `ingress_request_ids`: an ingress in front (Ray Serve) gives every request
-    its `x-request-id` and answers with it, so the app adds none of its own."""
+    its `x-request-id` and answers with it, so the app adds none of its own. With the pipeline's
+    telemetry on, every front-door request is a span (`Telemetry.request`)."""
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.redirect_slashes = False  # `/v1/chat/completions/` is a 404 in OpenAI's shape, as OpenAI answers
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
-    app.add_middleware(RequestScope, accounts=acct, ingress_ids=ingress_request_ids)  # type: ignore[arg-type]
+    app.add_middleware(
+        RequestScope,  # type: ignore[arg-type]
+        accounts=acct,
+        ingress_ids=ingress_request_ids,
+        telemetry=pipeline.telemetry,
+    )
     add_admin_routes(app, acct)
     store = responses or WriteBehind(InProcessStore(DiskResponses()))
     doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store), AnthropicMessages()]

@@ -52,6 +52,7 @@ from orchestrator.settings import (
     SchedulerSettings,
     Settings,
 )
+from orchestrator.telemetry import Telemetry, build_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ async def build_pipeline(
     env: Mapping[str, str] | None = None,
     client: httpx.AsyncClient | None = None,
     load: LoadView | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Pipeline:
     """A pipeline over local model clients (keyed by provider name, each with its
     info) and the remote providers `settings` configures and `env` has keys for,
@@ -96,6 +98,7 @@ async def build_pipeline(
         cache=cache,
         cache_config=cache_settings,
         prices=Prices.from_providers(configs),
+        telemetry=telemetry,
     )
 
 
@@ -158,7 +161,8 @@ class Gateway:
             )
             await load.poll_once()
             self._poller = asyncio.get_running_loop().create_task(load.run())
-        self._pipeline = await build_pipeline(clients, settings, load=load)
+        telemetry = build_telemetry(settings.telemetry)  # this replica's own provider; off unless configured
+        self._pipeline = await build_pipeline(clients, settings, load=load, telemetry=telemetry)
         self._max_body_mb = settings.server.max_body_mb
         self._responses = store_for(settings)
         self._accounts = await build_accounts(

@@ -14,6 +14,8 @@ content, so every failure before that falls over to the next route without
 the client seeing it. A whole answer is folded inside its attempt, so even a
 failure mid-answer falls over. Every result carries a `Route`: who served it,
 why, and what the cache did. The request's tab is passed along explicitly.
+With tracing on, the cache lookup, the plan and each attempt are child spans
+of the request's (`telemetry.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from contextlib import aclosing
 from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
+
+from opentelemetry.trace import SpanKind
 
 from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
@@ -39,6 +43,7 @@ from orchestrator.scheduling.capabilities import Registry
 from orchestrator.scheduling.router import Resolution, RoutePlan, Router
 from orchestrator.scheduling.tokens import UsageEstimator
 from orchestrator.settings import CacheSettings
+from orchestrator.telemetry import Telemetry
 
 __all__ = ["Pipeline", "Route", "Routed"]
 
@@ -60,6 +65,7 @@ class Pipeline:
         cache: ResponseCache | None = None,
         cache_config: CacheSettings | None = None,
         prices: Prices | None = None,
+        telemetry: Telemetry | None = None,
     ):
         self._registry = registry
         self._providers = providers
@@ -74,6 +80,7 @@ class Pipeline:
         self._flights = SingleFlight()
         self._prices = prices or Prices({})
         self._meter = Meter(self._prices)
+        self.telemetry = telemetry or Telemetry.off()
 
     @property
     def registry(self) -> Registry:
@@ -98,12 +105,13 @@ class Pipeline:
 
     async def serve(self, call: Call) -> Routed[Any]:
         """The answer to `call`: a whole one, or (for a stream request) an `OpenStream` at its first content."""
+        self.telemetry.called(call)
         resolution = await self._resolve(call)
         call, resolution = await self._admit(call, resolution)
         key, decision = self._cache_decision(call)
         if (hit := self._lookup(key, decision)) is not None:
             return await self._replay(call, hit)
-        plan = self._router.order(resolution)
+        plan = self._plan(resolution)
         if not decision.cacheable:
             routed = await self._attempt(call, plan, whole=not call.stream)
             return self._metered(call, _with_cache(routed, decision), plan)
@@ -162,7 +170,23 @@ class Pipeline:
     def _lookup(self, key: str, decision: Decision) -> Entry | None:
         if not decision.read or self._cache is None:
             return None
-        return self._cache.get(key)
+        with self.telemetry.span("cache lookup") as span:
+            hit = self._cache.get(key)
+            span.set_attribute("orchestrator.cache", "HIT" if hit is not None else "MISS")
+        return hit
+
+    def _plan(self, resolution: Resolution) -> RoutePlan:
+        with self.telemetry.span("plan") as span:
+            plan = self._router.order(resolution)
+            if span.is_recording() and plan.targets:
+                span.set_attributes(
+                    {
+                        "orchestrator.routes": [f"{t.provider}/{t.model}" for t in plan.targets],
+                        "orchestrator.route.reason": plan.targets[0].reason,
+                        "orchestrator.overflow": plan.plan.overflow,
+                    }
+                )
+        return plan
 
     async def _replay(self, call: Call, hit: Entry) -> Routed[Any]:
         kind, route = call.kind, _hit_route(hit)
@@ -184,6 +208,13 @@ class Pipeline:
     async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, target: Target) -> Any:
         """One route's answer: opened to its first content within the route's patience, then folded
         whole when asked (inside the attempt: a failure mid-answer still falls over)."""
+        attributes = {"gen_ai.provider.name": target.provider, "gen_ai.request.model": target.model}
+        with self.telemetry.span(f"attempt {target.provider}", attributes, SpanKind.CLIENT) as span:
+            result = await self._try_route(call, plan, whole, target)
+            span.set_attribute("orchestrator.outcome", "ok")
+            return result
+
+    async def _try_route(self, call: Call, plan: RoutePlan, whole: bool, target: Target) -> Any:
         if call.kind is EMBEDDING:
             return await self._embed(call, target)
         kind = call.kind

@@ -1,7 +1,8 @@
 """A request's scope at the edge: its tab opened and closed, and its headers.
 
 `RequestScope` is plain ASGI middleware: it opens a `Tab` for every HTTP
-request (`Accounts.open`), adds `x-request-id` and `x-gateway-overhead-ms`
+request (`Accounts.open`) and, with tracing on, a front door's request span
+(`Telemetry.request`, the pipeline's step spans its children), adds `x-request-id` and `x-gateway-overhead-ms`
 when the response starts, notes the first byte out, and tells `Accounts`
 when the response has ended. (Not Starlette's BaseHTTPMiddleware: that runs
 the app in another task.) Behind an ingress that gives every request an id
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.accounting.accounts import Accounts
+from orchestrator.telemetry import Telemetry
 
 # ------------------------------------------------------------------------------ the middleware
 
@@ -23,16 +25,19 @@ from orchestrator.accounting.accounts import Accounts
 class RequestScope:
     """Plain ASGI middleware: a tab per HTTP request, its headers, and its end."""
 
-    def __init__(self, app: Callable[..., Any], accounts: Accounts, ingress_ids: bool = False):
+    def __init__(
+        self, app: Callable[..., Any], accounts: Accounts, ingress_ids: bool = False, telemetry: Telemetry | None = None
+    ):
         self.app = app
         self.accounts = accounts
         self.ingress_ids = ingress_ids
+        self.telemetry = telemetry or Telemetry.off()
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        with self.accounts.open(scope["method"], scope["path"]) as tab:
+        with self.accounts.open(scope["method"], scope["path"]) as tab, self.telemetry.request(scope, tab):
             scope.setdefault("state", {})["tab"] = tab
             if self.ingress_ids:
                 tab.ingress_id = _ingress_id(scope["headers"])

@@ -263,6 +263,16 @@ class SchedulerSettings(BaseModel):
     max_staleness_ms: float = 1000.0  # older load data is not used
 
 
+class TelemetrySettings(BaseModel):
+    """OpenTelemetry traces over OTLP/HTTP: off unless an endpoint is given here or in the standard
+    OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT variables."""
+
+    # The collector's base URL (e.g. http://localhost:4318; traces go to <it>/v1/traces).
+    otlp_endpoint: str | None = None
+    capture_content: bool = False  # prompts and answers in spans; never by default
+    service_name: str = "burst-orchestrator"
+
+
 class RaySettings(BaseModel):
     num_cpus: int | None = None  # None: let Ray count the machine's cores
     address: str | None = None  # an existing cluster; None starts a local one
@@ -293,6 +303,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     # Virtual keys by id (the id appears in logs and reports; the key never does). None: the endpoint is open.
     keys: dict[str, KeySettings] = Field(default_factory=dict)
 
