@@ -247,3 +247,57 @@ async def test_spans_reach_an_otlp_http_receiver(
     names = {s.name for scope in resource.scope_spans for s in scope.spans}
     assert f"chat {MODEL}" in names and "attempt local" in names
     assert b"secret" not in raw
+
+
+# ------------------------------------------------------------------ failover: one span per attempt
+
+
+async def test_each_attempt_is_a_span_with_its_provider_and_outcome(tmp_path: Path) -> None:
+    from orchestrator.testing.provider import FakeProvider
+
+    keys = {"ALPHA_KEY": "sk-alpha-1", "BETA_KEY": "sk-beta-2"}
+    alpha, beta = FakeProvider(api_key=keys["ALPHA_KEY"], reply="Paris."), FakeProvider(api_key=keys["BETA_KEY"])
+    alpha.start()
+    beta.start()
+    try:
+        alpha.set_fault("server_error")
+        settings = load_settings(
+            providers={
+                name: {
+                    "base_url": p.base_url + "/v1",
+                    "api_key_env": f"{name.upper()}_KEY",
+                    "models": {"m": {"id": "x"}},
+                }
+                for name, p in (("alpha", alpha), ("beta", beta))
+            },
+            models={"chain": ["alpha/m", "beta/m"]},
+            resilience={"attempts": 1, "backoff_base_s": 0.01, "breaker_threshold": 1000},
+            cache={"enabled": False},
+            data_dir=tmp_path,
+        )
+        exporter = InMemorySpanExporter()
+        telemetry = build_telemetry(TelemetrySettings(), env={}, exporter=exporter)
+        engine = FakeEngine("local-chat")
+        async with httpx.AsyncClient() as upstream:
+            pipeline = await build_pipeline(
+                {"local": (engine, engine.info())}, settings, env=keys, client=upstream, telemetry=telemetry
+            )
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=build_app(pipeline)), base_url="http://gw"
+            ) as c:
+                body = {"model": "chain", "messages": [{"role": "user", "content": PROMPT}]}
+                r = await c.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        traced = Traced(c, telemetry, exporter)
+        spans = traced.spans()
+        failed = [s for s in spans if s.name == "attempt alpha"]
+        [served] = [s for s in spans if s.name == "attempt beta"]
+        assert failed and all(_attributes(s).get("error.type") for s in failed)
+        assert _attributes(served)["orchestrator.outcome"] == "ok" and "error.type" not in _attributes(served)
+        request = _attributes(traced.request_span())
+        assert request["gen_ai.provider.name"] == "beta" and request["gen_ai.request.model"] == "chain"
+        assert "alpha" in request["orchestrator.route.reason"]
+        telemetry.shutdown()
+    finally:
+        alpha.stop()
+        beta.stop()
