@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
+import os
 import sys
 import tempfile
 import time
@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.harness import dist, run_meta, save, stamp
+from benchmarks.harness import LOGS, Server, dist, free_port, run_meta, save, stamp
 
 KEY = "sk-bench-reasoner"
 BODY = {"messages": [{"role": "user", "content": "Why is the sky blue?"}], "stream": True}
@@ -62,27 +62,17 @@ async def first_arrivals(http: aiohttp.ClientSession, url: str, model: str) -> t
 @contextlib.asynccontextmanager
 async def gateway(fake_url: str) -> AsyncIterator[str]:
     """This module's `--gateway-for` mode in a process of its own (so the gateway, the fake and the
-    client share no event loop), on a free loopback port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks.reasoning_ttft", "--gateway-for", fake_url, "--port", str(port)
-    )
+    client share no event loop), on a free loopback port: started, awaited and stopped by the harness."""
+    port = free_port()
+    argv = [sys.executable, "-m", "benchmarks.reasoning_ttft", "--gateway-for", fake_url, "--port", str(port)]
+    server = Server("gateway", argv, env=dict(os.environ), log_path=LOGS / "reasoning_ttft-gateway.log").start()
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(600):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(url + "/health") as r:
-                        if r.status == 200:
-                            break
-                await asyncio.sleep(0.05)
+        await asyncio.to_thread(server.wait_ready, url, "deep/r1", 60)
         yield url + "/v1/chat/completions"
     finally:
-        proc.terminate()
-        await proc.wait()
+        stopped = server.stop(timeout_s=10)
+        assert not stopped.leftovers, stopped.leftovers
 
 
 async def serve_gateway(fake_url: str, port: int) -> None:
