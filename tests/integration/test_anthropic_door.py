@@ -21,18 +21,11 @@ from anthropic.types import Message, RawMessageStreamEvent
 from fastapi import FastAPI
 from http_checks import CHAT_MODEL
 from pydantic import TypeAdapter
+from two_fakes import TEAM_KEY, gateway, heal, two_fakes
 
-from orchestrator.accounting.book import Book, InProcessOwner
-from orchestrator.accounting.keys import hash_key
-from orchestrator.accounting.setup import build_accounts
-from orchestrator.api import build_app
-from orchestrator.app import build_pipeline
-from orchestrator.settings import load_settings
 from orchestrator.testing.engine import FakeEngine
 from orchestrator.testing.provider import FakeProvider
 
-KEYS = {"ALPHA_KEY": "sk-alpha-SECRET-1111", "CLAUDE_KEY": "sk-ant-SECRET-3333"}
-TEAM_KEY = "sk-orch-team-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"
 WEATHER = {
     "name": "get_weather",
     "description": "The weather in a city.",
@@ -188,53 +181,20 @@ async def test_a_body_that_is_not_json_is_a_400_in_anthropics_shape(app: FastAPI
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with (
-        FakeProvider(api_key=KEYS["ALPHA_KEY"], reply="It is sunny.") as alpha,
-        FakeProvider(api_key=KEYS["CLAUDE_KEY"], reply="It is sunny.") as claude,
-    ):
-        yield {"alpha": alpha, "claude": claude}
+    with two_fakes() as both:
+        yield both
 
 
 @pytest.fixture(autouse=True)
 def healthy(request: pytest.FixtureRequest) -> None:
     if "fakes" in request.fixturenames:
-        for p in request.getfixturevalue("fakes").values():
-            p.clear_fault()
+        heal(request.getfixturevalue("fakes"))
 
 
 @pytest.fixture
 async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
-    settings = load_settings(
-        providers={
-            "alpha": {
-                "base_url": fakes["alpha"].base_url + "/v1",
-                "api_key_env": "ALPHA_KEY",
-                "models": {"m": {"id": "alpha-model"}},
-            },
-            "claude": {
-                "kind": "anthropic",
-                "base_url": fakes["claude"].base_url,
-                "api_key_env": "CLAUDE_KEY",
-                "models": {"haiku": {"id": "claude-test"}},
-            },
-        },
-        models={},
-        cache={"directory": str(tmp_path / "cache")},  # never the user's own cache
-        resilience={"first_token_timeout_s": 1.0, "idle_timeout_s": 0.5, "deadline_s": 8.0, "backoff_base_s": 0.05},
-        ledger={"path": str(tmp_path / "ledger.sqlite"), "owner": "process"},
-        keys={"team": {"sha256": hash_key(TEAM_KEY)}},
-    )
-    engine = FakeEngine("local-chat")
-    async with httpx.AsyncClient() as upstream:
-        pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env=KEYS, client=upstream)
-        book = Book(tmp_path / "ledger.sqlite")
-        accounts = await build_accounts(settings, pipeline, owner=InProcessOwner(book), env=KEYS)
-        try:
-            yield build_app(pipeline, accounts)
-        finally:
-            await accounts.drain()
-            await accounts.background.stop()
-            book.close()
+    async with gateway(fakes, tmp_path) as app:
+        yield app
 
 
 @pytest.mark.parametrize("model", ["alpha/m", "claude/haiku"])

@@ -1,0 +1,83 @@
+"""A gateway over two fake providers on real sockets, for the front doors' remote-route tests.
+
+"alpha" speaks OpenAI's wire format (`alpha/m`), "claude" Anthropic's (`claude/haiku`); both reply "It is
+sunny." and support tools. Keys are required (`TEAM_KEY`, and `OTHER_KEY` for a second tenant), the cache
+is on in a temporary directory, the ledger is in this process, timeouts are short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from orchestrator.accounting.book import Book, InProcessOwner
+from orchestrator.accounting.keys import hash_key
+from orchestrator.accounting.setup import build_accounts
+from orchestrator.api import build_app
+from orchestrator.app import build_pipeline
+from orchestrator.settings import load_settings
+from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.provider import FakeProvider
+
+KEYS = {"ALPHA_KEY": "sk-alpha-SECRET-1111", "CLAUDE_KEY": "sk-ant-SECRET-3333"}
+TEAM_KEY = "sk-orch-team-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"
+OTHER_KEY = "sk-orch-other-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB2"
+
+
+@contextmanager
+def two_fakes() -> Iterator[dict[str, FakeProvider]]:
+    with (
+        FakeProvider(api_key=KEYS["ALPHA_KEY"], reply="It is sunny.") as alpha,
+        FakeProvider(api_key=KEYS["CLAUDE_KEY"], reply="It is sunny.") as claude,
+    ):
+        yield {"alpha": alpha, "claude": claude}
+
+
+def heal(fakes: dict[str, FakeProvider]) -> None:
+    """No fault left from an earlier test, and fresh counts."""
+    for fake in fakes.values():
+        fake.clear_fault()
+        fake.reset_stats()
+
+
+@asynccontextmanager
+async def gateway(
+    fakes: dict[str, FakeProvider], tmp: Path, models: dict[str, Any] | None = None
+) -> AsyncIterator[FastAPI]:
+    """The whole app over both fakes and a fake local engine; `models`: aliases over them."""
+    settings = load_settings(
+        providers={
+            "alpha": {
+                "base_url": fakes["alpha"].base_url + "/v1",
+                "api_key_env": "ALPHA_KEY",
+                "models": {"m": {"id": "alpha-model"}},
+            },
+            "claude": {
+                "kind": "anthropic",
+                "base_url": fakes["claude"].base_url,
+                "api_key_env": "CLAUDE_KEY",
+                "models": {"haiku": {"id": "claude-test"}},
+            },
+        },
+        models=models or {},
+        cache={"directory": str(tmp / "cache")},  # never the user's own cache
+        resilience={"first_token_timeout_s": 1.0, "idle_timeout_s": 0.5, "deadline_s": 8.0, "backoff_base_s": 0.05},
+        ledger={"path": str(tmp / "ledger.sqlite"), "owner": "process"},
+        keys={"team": {"sha256": hash_key(TEAM_KEY)}, "other": {"sha256": hash_key(OTHER_KEY)}},
+    )
+    engine = FakeEngine("local-chat")
+    async with httpx.AsyncClient() as upstream:
+        pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env=KEYS, client=upstream)
+        book = Book(tmp / "ledger.sqlite")
+        accounts = await build_accounts(settings, pipeline, owner=InProcessOwner(book), env=KEYS)
+        try:
+            yield build_app(pipeline, accounts)
+        finally:
+            await accounts.drain()
+            await accounts.background.stop()
+            book.close()
