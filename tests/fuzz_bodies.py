@@ -234,14 +234,14 @@ def _anthropic_error_shape(body: bytes | str | dict[str, Any]) -> str | None:
     return None
 
 
-def _anthropic_sse_problem(body: bytes) -> str | None:
-    """Anthropic's stream: `event: <type>` + `data: <JSON of that type>` frames, `message_start` first,
-    ending with `message_stop` or an `error` event (in Anthropic's error shape)."""
+def _named_events(body: bytes) -> list[tuple[str, dict[str, Any]]] | str:
+    """A stream of `event: <type>` + `data: <JSON of that type>` frames (Anthropic's, the Responses API's)
+    as (type, data) pairs, or what is wrong with it."""
     text = body.decode("utf-8", "replace")
     if not text.endswith("\n\n"):
         return f"SSE body does not end with a blank line: {text[-200:]!r}"
-    frames = text[:-2].split("\n\n")
-    for i, frame in enumerate(frames):
+    events = []
+    for frame in text[:-2].split("\n\n"):
         lines = frame.split("\n")
         if len(lines) != 2 or not lines[0].startswith("event: ") or not lines[1].startswith("data: "):
             return f"not an event and a data line: {frame[:200]!r}"
@@ -252,9 +252,20 @@ def _anthropic_sse_problem(body: bytes) -> str | None:
             return f"SSE event is not strict JSON ({e}): {payload[:200]!r}"
         if not isinstance(data, dict) or data.get("type") != kind:
             return f"an '{kind}' event whose data is not of its type: {payload[:200]!r}"
+        events.append((kind, data))
+    return events
+
+
+def _anthropic_sse_problem(body: bytes) -> str | None:
+    """Anthropic's stream: named events, `message_start` first, ending with `message_stop` or an `error`
+    event (in Anthropic's error shape)."""
+    events = _named_events(body)
+    if isinstance(events, str):
+        return events
+    for i, (kind, data) in enumerate(events):
         if i == 0 and kind != "message_start":
             return f"the stream starts with '{kind}', not message_start"
-        last = i == len(frames) - 1
+        last = i == len(events) - 1
         if kind in ("message_stop", "error") and not last:
             return f"'{kind}' before the end of the stream"
         if kind == "error":
@@ -268,30 +279,20 @@ RESPONSES_ENDS = ("response.completed", "response.incomplete", "response.failed"
 
 
 def _responses_sse_problem(body: bytes) -> str | None:
-    """The Responses API's stream: `event: <type>` + `data: <JSON of that type>` frames numbered from 0,
-    `response.created` first, ending with `response.completed` / `response.incomplete`, or an `error`
-    event and `response.failed`."""
-    text = body.decode("utf-8", "replace")
-    if not text.endswith("\n\n"):
-        return f"SSE body does not end with a blank line: {text[-200:]!r}"
-    frames = text[:-2].split("\n\n")
-    for i, frame in enumerate(frames):
-        lines = frame.split("\n")
-        if len(lines) != 2 or not lines[0].startswith("event: ") or not lines[1].startswith("data: "):
-            return f"not an event and a data line: {frame[:200]!r}"
-        kind, payload = lines[0].removeprefix("event: "), lines[1].removeprefix("data: ")
-        try:
-            data = strict_json(payload)
-        except ValueError as e:
-            return f"SSE event is not strict JSON ({e}): {payload[:200]!r}"
-        if not isinstance(data, dict) or data.get("type") != kind or data.get("sequence_number") != i:
-            return f"event {i} '{kind}' is not of its type or out of sequence: {payload[:200]!r}"
+    """The Responses API's stream: named events numbered from 0, `response.created` first, ending with
+    `response.completed` / `response.incomplete`, or an `error` event and `response.failed`."""
+    events = _named_events(body)
+    if isinstance(events, str):
+        return events
+    for i, (kind, data) in enumerate(events):
+        if data.get("sequence_number") != i:
+            return f"event {i} '{kind}' is out of sequence: {str(data)[:200]}"
         if i == 0 and kind != "response.created":
             return f"the stream starts with '{kind}', not response.created"
-        last = i == len(frames) - 1
+        last = i == len(events) - 1
         if kind in RESPONSES_ENDS and not last:
             return f"'{kind}' before the end of the stream"
-        if kind == "error" and (last or not frames[i + 1].startswith("event: response.failed\n")):
+        if kind == "error" and (last or events[i + 1][0] != "response.failed"):
             return "an error event not followed by response.failed"
         if last and kind not in RESPONSES_ENDS:
             return f"the stream ends with '{kind}', not a final response event"
