@@ -10,22 +10,16 @@ The answer's reasoning is `reasoning_content`, before its content, as a remote r
 from __future__ import annotations
 
 import json
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
-from types import SimpleNamespace
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai_schema import validate
+from recorded_engine import RecordedEngine
+from recorded_engine import sdk as gateway_sdk
 
 from local_models.catalog import prepare
-from local_models.interface import Batch, EmbedResult, GenerateRequest, LoadStats, ModelInfo
-from local_models.outputs import Folding, OutputReader
-from local_models.tools import ToolCalling
-from orchestrator.api import build_app
-from orchestrator.app import build_pipeline
 from orchestrator.settings import load_settings
 
 MODEL = "r1-recorded"
@@ -43,55 +37,6 @@ WEATHER: Any = {
 }
 
 
-class RecordedEngine:
-    """An `Engine` whose model writes the next recorded text; everything after sampling is real."""
-
-    def __init__(self, tokenizer: Any):
-        self._tokenizer = tokenizer
-        self._tools = ToolCalling(tokenizer, "hermes", lambda params: None, "deepseek_r1")
-        self._prompt = tokenizer.encode("<|user|>question<|assistant|><think>\n", add_special_tokens=False)
-        self.replies: deque[str] = deque()
-
-    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
-        tools = self._tools.session(request)
-        readers = tools.readers([self._prompt], 1) if tools is not None else None
-        folding = Folding(OutputReader(self._tokenizer), request, [self._prompt], readers)
-        ids = self._tokenizer.encode(self.replies.popleft(), add_special_tokens=False)
-        outputs, done = [], ""
-        for k in range(1, len(ids) + 1):
-            text = self._tokenizer.decode(ids[:k])
-            out = SimpleNamespace(index=0, text=text[len(done) :], token_ids=[ids[k - 1]], logprobs=None)
-            out.finish_reason = "stop" if k == len(ids) else None
-            outputs.append((0, SimpleNamespace(num_cached_tokens=0, outputs=[out])))
-            done = text
-        outputs.append((0, None))
-        steps = [[o] for o in outputs] if request["stream"] else [outputs]  # by token, or all ready at once
-        for items in steps:
-            batch = folding.fold(items)
-            if batch is not None:
-                yield batch
-
-    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
-        raise NotImplementedError
-
-    def stats(self) -> LoadStats:
-        raise NotImplementedError
-
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            name=MODEL,
-            task="generate",
-            max_model_len=4096,
-            has_chat_template=True,
-            tool_modes=self._tools.modes,
-            tool_parser="hermes",
-            reasoning_parser="deepseek_r1",
-        )
-
-    def shutdown(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def engine() -> RecordedEngine:
     from transformers import AutoTokenizer
@@ -100,20 +45,18 @@ def engine() -> RecordedEngine:
         str(prepare("tiny-random", load_settings().data_dir, progress=False).path)
     )
     tokenizer.add_tokens(["<think>", "</think>"])  # single tokens, as in the R1-distills' vocabulary
-    return RecordedEngine(tokenizer)
+    prompt = tokenizer.encode("<|user|>question<|assistant|><think>\n", add_special_tokens=False)
+    return RecordedEngine(tokenizer, MODEL, prompt, "hermes", "deepseek_r1")
 
 
 @pytest.fixture(scope="module")
 async def sdk(engine: RecordedEngine) -> AsyncIterator[openai.AsyncOpenAI]:
-    app = build_app(await build_pipeline({"local": (engine, engine.info())}))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        async with openai.AsyncOpenAI(base_url="http://t/v1", api_key="x", http_client=http, max_retries=0) as c:
-            yield c
+    async with gateway_sdk(engine) as client:
+        yield client
 
 
 def thought_tokens(engine: RecordedEngine) -> int:
-    return len(engine._tokenizer.encode(f"{THOUGHT}\n", add_special_tokens=False))
+    return len(engine.tokenizer.encode(f"{THOUGHT}\n", add_special_tokens=False))
 
 
 async def test_a_whole_answer_has_its_reasoning_apart(sdk: openai.AsyncOpenAI, engine: RecordedEngine) -> None:

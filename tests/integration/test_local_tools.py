@@ -9,22 +9,16 @@ replaced by the recording, one token at a time (streamed) or all at once (whole)
 from __future__ import annotations
 
 import json
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
-from types import SimpleNamespace
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai_schema import validate
+from recorded_engine import RecordedEngine
+from recorded_engine import sdk as gateway_sdk
 
 from local_models.catalog import prepare
-from local_models.interface import Batch, EmbedResult, GenerateRequest, LoadStats, ModelInfo
-from local_models.outputs import Folding, OutputReader
-from local_models.tools import ToolCalling
-from orchestrator.api import build_app
-from orchestrator.app import build_pipeline
 from orchestrator.settings import load_settings
 
 MODEL = "hermes-recorded"
@@ -50,71 +44,18 @@ CALLS = (
 ANSWER = "It is sunny in Paris, and 14:00."
 
 
-class RecordedEngine:
-    """An `Engine` whose model writes the next recorded text; everything after sampling is real."""
-
-    def __init__(self, tokenizer: Any):
-        self._tokenizer = tokenizer
-        self._tools = ToolCalling(tokenizer, "hermes", lambda params: None)
-        self.replies: deque[str] = deque()
-        self.requests: list[GenerateRequest] = []
-
-    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
-        self.requests.append(request)
-        tools = self._tools.session(request)
-        readers = tools.readers([[1, 2, 3]], 1) if tools is not None else None
-        folding = Folding(OutputReader(self._tokenizer), request, [[1, 2, 3]], readers)
-        ids = self._tokenizer.encode(self.replies.popleft(), add_special_tokens=False)
-        outputs, done = [], ""
-        for k in range(1, len(ids) + 1):
-            text = self._tokenizer.decode(ids[:k])
-            last = k == len(ids)
-            out = SimpleNamespace(index=0, text=text[len(done) :], token_ids=[ids[k - 1]], logprobs=None)
-            out.finish_reason = "stop" if last else None
-            outputs.append((0, SimpleNamespace(num_cached_tokens=0, outputs=[out])))
-            done = text
-        outputs.append((0, None))
-        steps = [[o] for o in outputs] if request["stream"] else [outputs]  # by token, or all ready at once
-        for items in steps:
-            batch = folding.fold(items)
-            if batch is not None:
-                yield batch
-
-    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
-        raise NotImplementedError
-
-    def stats(self) -> LoadStats:
-        raise NotImplementedError
-
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            name=MODEL,
-            task="generate",
-            max_model_len=4096,
-            has_chat_template=True,
-            tool_modes=self._tools.modes,
-            tool_parser="hermes",
-        )
-
-    def shutdown(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def engine() -> RecordedEngine:
     from transformers import AutoTokenizer
 
     path = prepare("tiny-random", load_settings().data_dir, progress=False).path
-    return RecordedEngine(AutoTokenizer.from_pretrained(str(path)))
+    return RecordedEngine(AutoTokenizer.from_pretrained(str(path)), MODEL, [1, 2, 3], "hermes")
 
 
 @pytest.fixture(scope="module")
 async def sdk(engine: RecordedEngine) -> AsyncIterator[openai.AsyncOpenAI]:
-    app = build_app(await build_pipeline({"local": (engine, engine.info())}))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        async with openai.AsyncOpenAI(base_url="http://t/v1", api_key="x", http_client=http, max_retries=0) as c:
-            yield c
+    async with gateway_sdk(engine) as client:
+        yield client
 
 
 def calls_of(message: Any) -> list[tuple[str, dict[str, Any]]]:
