@@ -25,13 +25,10 @@ import argparse
 import asyncio
 import logging
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from benchmarks.harness import percentile, run_meta, save, stamp
+from benchmarks.harness import asgi_client, percentile, run_meta, save, sequential_p50_us, stamp
 
 KEY = "sk-orch-benchmark-0000000000000000000000000000000000000000"
 BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
@@ -68,15 +65,8 @@ async def build(setup: str, tmp: Path) -> tuple[Any, Any]:
 
 
 async def round_of(app: Any, n: int) -> float:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as c:
-        headers = {"Authorization": f"Bearer {KEY}"}
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            r = await c.post("/v1/chat/completions", json=BODY, headers=headers)
-            times.append(time.perf_counter() - t0)
-            assert r.status_code == 200, r.text
-    return percentile(times, 50) * 1e6
+    async with asgi_client(app) as c:
+        return await sequential_p50_us(c, "/v1/chat/completions", BODY, n, {"Authorization": f"Bearer {KEY}"})
 
 
 async def main(requests: int, rounds: int) -> None:

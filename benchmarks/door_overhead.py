@@ -26,13 +26,12 @@ import argparse
 import asyncio
 import logging
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.harness import percentile, run_meta, save, stamp
+from benchmarks.harness import asgi_client, percentile, run_meta, save, sequential_p50_us, stamp
 
 QUESTION = "hello there"
 DOORS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -74,14 +73,7 @@ async def build(tmp: Path, owner: str) -> tuple[Any, Any]:
 
 async def round_of(c: httpx.AsyncClient, door: str, stream: bool, n: int) -> float:
     path, body = DOORS[door]
-    body = {**body, "stream": stream}
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        r = await c.post(path, json=body)
-        times.append(time.perf_counter() - t0)
-        assert r.status_code == 200, r.text
-    return percentile(times, 50) * 1e6
+    return await sequential_p50_us(c, path, {**body, "stream": stream}, n)
 
 
 async def main(requests: int, rounds: int) -> None:
@@ -95,10 +87,7 @@ async def main(requests: int, rounds: int) -> None:
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
         try:
             apps = {owner: await build(Path(tmp), owner) for owner in ("process", "actor")}
-            clients = {
-                owner: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
-                for owner, (app, _) in apps.items()
-            }
+            clients = {owner: asgi_client(app) for owner, (app, _) in apps.items()}
 
             def client(door: str) -> httpx.AsyncClient:
                 return clients["actor" if door.endswith("+actor") else "process"]

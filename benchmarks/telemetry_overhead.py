@@ -24,14 +24,11 @@ import asyncio
 import logging
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from benchmarks.harness import percentile, run_meta, save, stamp
+from benchmarks.harness import asgi_client, percentile, run_meta, save, sequential_p50_us, stamp
 
 BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
 TRACEPARENT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
@@ -91,14 +88,8 @@ async def build(setup: str, tmp: Path, endpoint: str) -> tuple[Any, Any]:
 
 
 async def round_of(app: Any, n: int, headers: dict[str, str]) -> float:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as c:
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            r = await c.post("/v1/chat/completions", json=BODY, headers=headers)
-            times.append(time.perf_counter() - t0)
-            assert r.status_code == 200, r.text
-    return percentile(times, 50) * 1e6
+    async with asgi_client(app) as c:
+        return await sequential_p50_us(c, "/v1/chat/completions", BODY, n, headers)
 
 
 async def main(requests: int, rounds: int) -> None:

@@ -12,6 +12,7 @@ Import from here: `from benchmarks.harness import Server, percentile, closed_loo
 
 from __future__ import annotations
 
+from benchmarks.harness.inprocess import asgi_client, sequential_p50_us
 from benchmarks.harness.load import (
     JSON_HEADERS,
     StreamResult,
@@ -46,6 +47,8 @@ from benchmarks.harness.stats import dist, percentile
 __all__ = [
     "JSON_HEADERS",
     "LOGS",
+    "asgi_client",
+    "sequential_p50_us",
     "OUT",
     "RESULTS",
     "ROLES",
