@@ -13,16 +13,16 @@ head-node disk, pin it there (it asks for no CPU and no resources).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.accounting.book import Book, Command
+from orchestrator.actors import named_actor
 
 R = TypeVar("R")
 
-NAMESPACE = "orchestrator"
+LEDGER = "ledger"  # the actor's name: ledger-<hash of its file>
 
 
 class LedgerActor:
@@ -47,22 +47,7 @@ class ActorOwner:
         return ref
 
 
-def actor_name(path: Path) -> str:
-    # One owner per ledger file: two applications with different files never share one.
-    return "ledger-" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-
-
 def get_or_create(path: Path, *, reservation_ttl_s: float = 900.0) -> ActorOwner:
-    """The ledger actor for `path`, started if no replica has started it yet."""
-    import ray
-
-    cls = ray.remote(LedgerActor).options(  # type: ignore[attr-defined]
-        name=actor_name(path),
-        namespace=NAMESPACE,
-        get_if_exists=True,
-        lifetime="detached",  # outlives the replica that happened to create it
-        num_cpus=0,
-        max_restarts=-1,  # a crashed owner comes back and reloads the book from disk
-        max_task_retries=0,
-    )
-    return ActorOwner(cls.remote(str(path), reservation_ttl_s))
+    """The ledger actor for `path`, started if no replica has started it yet. A crashed owner comes
+    back and reloads the book from disk; a command that was running then fails (never applied twice)."""
+    return ActorOwner(named_actor(LedgerActor, LEDGER, path, str(path), reservation_ttl_s, retry_tasks=False))

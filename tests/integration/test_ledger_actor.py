@@ -120,7 +120,8 @@ async def test_1000_concurrent_requests_overspend_by_at_most_one_reservation(
 async def test_spend_survives_a_restart_of_the_actor(gateway: tuple[httpx.AsyncClient, Any, Settings]) -> None:
     import ray
 
-    from orchestrator.accounting.actor import NAMESPACE, actor_name
+    from orchestrator.accounting.actor import LEDGER
+    from orchestrator.actors import NAMESPACE, actor_name
 
     c, accounts, s = gateway
     for _ in range(3):
@@ -130,7 +131,7 @@ async def test_spend_survives_a_restart_of_the_actor(gateway: tuple[httpx.AsyncC
     assert path is not None
     before = {k.id: sp.spent_usd for k, sp in await get_or_create(path).call(ListKeys())}
     assert before["other"] > 0
-    ray.kill(ray.get_actor(actor_name(path), namespace=NAMESPACE), no_restart=True)
+    ray.kill(ray.get_actor(actor_name(LEDGER, path), namespace=NAMESPACE), no_restart=True)
     # A new application (what a restart is) gets a new actor, which reads the book from disk.
     _, fresh = await app_on(s)
     after = {k.id: sp.spent_usd for k, sp in await fresh.owner.call(ListKeys())}

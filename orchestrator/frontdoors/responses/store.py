@@ -17,7 +17,6 @@ call and one SQLite transaction for many responses under load).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import threading
@@ -27,9 +26,8 @@ from typing import Any, Protocol
 
 import diskcache
 
+from orchestrator.actors import named_actor
 from orchestrator.settings import Settings
-
-NAMESPACE = "orchestrator"
 
 log = logging.getLogger(__name__)
 
@@ -146,24 +144,19 @@ class ActorStore:
         return bool(await self._handle.delete.remote(response_id))
 
 
-def actor_name(directory: Path) -> str:
-    return "responses-" + hashlib.sha256(str(directory).encode()).hexdigest()[:12]
-
-
 def get_or_create(directory: Path, *, ttl_s: float, size_limit_bytes: int) -> ActorStore:
-    """The store actor for `directory`, started if no replica has started it yet."""
-    import ray
-
-    cls = ray.remote(DiskResponses).options(  # type: ignore[attr-defined]
-        name=actor_name(directory),
-        namespace=NAMESPACE,
-        get_if_exists=True,
-        lifetime="detached",  # outlives the replica that happened to create it
-        num_cpus=0,
-        max_restarts=-1,  # a crashed store comes back with its entries (they are on disk)
-        max_task_retries=-1,  # reads, writes of a whole entry and deletes are safe to repeat
+    """The store actor for `directory`, started if no replica has started it yet. A crashed store comes
+    back with its entries (they are on disk); reads, writes of whole entries and deletes are safe to repeat."""
+    handle = named_actor(
+        DiskResponses,
+        "responses",
+        directory,
+        directory,
+        ttl_s=ttl_s,
+        size_limit_bytes=size_limit_bytes,
+        retry_tasks=True,
     )
-    return ActorStore(cls.remote(directory, ttl_s=ttl_s, size_limit_bytes=size_limit_bytes))
+    return ActorStore(handle)
 
 
 class WriteBehind:

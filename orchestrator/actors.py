@@ -1,0 +1,36 @@
+"""The cluster's single owners: one named, detached Ray actor per file (the ledger, the stored responses).
+
+Every gateway replica, on every node, gets the same actor by name (get-or-create); it outlives the
+replica that happened to create it, asks for no CPU, and comes back after a crash (its state is on
+disk, at the path its name is derived from).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+NAMESPACE = "orchestrator"
+
+
+def actor_name(kind: str, path: Path) -> str:
+    """One actor per file: two applications with different files never share one."""
+    return f"{kind}-" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+
+
+def named_actor(cls: type, kind: str, path: Path, *args: Any, retry_tasks: bool, **kwargs: Any) -> Any:
+    """The actor handle for `kind` at `path`, started with `cls(*args, **kwargs)` if no one has yet.
+    `retry_tasks`: its methods are safe to run again after a crash (else a call that was running fails)."""
+    import ray
+
+    options: Any = ray.remote(cls).options(  # type: ignore[attr-defined]
+        name=actor_name(kind, path),
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        lifetime="detached",
+        num_cpus=0,
+        max_restarts=-1,
+        max_task_retries=-1 if retry_tasks else 0,
+    )
+    return options.remote(*args, **kwargs)
