@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from orchestrator.accounting.accounts import Accounts, Tab
 from orchestrator.accounting.admin import add_admin_routes
 from orchestrator.accounting.metrics import CONTENT_TYPE_LATEST
+from orchestrator.dashboard import add_dashboard_routes
 from orchestrator.errors import MethodNotAllowed, NotFound, OrchestratorError, RequestTooLarge
 from orchestrator.frontdoors.anthropic import AnthropicMessages, AnthropicTokenCount
 from orchestrator.frontdoors.base import FrontDoor, SideDoor
@@ -57,7 +58,7 @@ def build_app(
 ) -> FastAPI:
     """The ASGI app over one pipeline: its front doors (OpenAI's chat, completions, embeddings and
     Responses, and Anthropic's Messages by default), the stored responses, `/v1/models`, `/health`,
-    `/metrics` and the admin API. `accounts` checks keys and budgets and accounts for every request
+    `/metrics`, the admin API and the dashboard. `accounts` checks keys and budgets and accounts for every request
     (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413;
     `responses` keeps what the Responses door answered (default: on this process's disk, in a
     temporary directory); `ingress_request_ids`: an ingress in front (Ray Serve) gives every request
@@ -73,6 +74,7 @@ def build_app(
         telemetry=pipeline.telemetry,
     )
     add_admin_routes(app, acct)
+    add_dashboard_routes(app, pipeline, acct)
     store = responses or WriteBehind(InProcessStore(DiskResponses()))
     doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store), AnthropicMessages()]
     sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow

@@ -40,7 +40,7 @@ from orchestrator.protocol import ModelCard, ModelList
 from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.capabilities import Registry
-from orchestrator.scheduling.router import Resolution, RoutePlan, Router
+from orchestrator.scheduling.router import Resolution, RoutePlan, Router, RoutingState
 from orchestrator.scheduling.tokens import UsageEstimator
 from orchestrator.settings import CacheSettings
 from orchestrator.telemetry import Telemetry
@@ -95,6 +95,10 @@ class Pipeline:
     def tokenizer(self) -> UsageEstimator | None:
         """The local model's tokenizer, where the gateway has one (usage for answers without any)."""
         return self._router.tokenizer
+
+    def routing(self) -> RoutingState:
+        """What the scheduler sees now: local load, burst budget, SLOs, spill states (the dashboard)."""
+        return self._router.state()
 
     def models(self) -> ModelList:
         return ModelList(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -52,6 +53,15 @@ class AdminDisabled(OrchestratorError):
     default_code = "invalid_api_key"
 
 
+def check_master_key(accounts: Accounts, headers: Mapping[str, str], what: str) -> None:
+    """401 unless `headers` present the master key (`what` is disabled without one configured)."""
+    if accounts.master_key_sha256 is None:
+        raise AdminDisabled(f"{what} is disabled: no master key is configured.")
+    key = presented(headers)
+    if key is None or not same_hash(hash_key(key), accounts.master_key_sha256):
+        raise InvalidApiKey("Incorrect master key provided.")
+
+
 def add_admin_routes(app: FastAPI, accounts: Accounts) -> None:
     admin = AdminApi(accounts)
     app.add_api_route("/admin/keys", admin.create_key, methods=["POST"])
@@ -69,11 +79,9 @@ class AdminApi:
     def _owner(self, request: Request) -> LedgerOwner:
         """The ledger's owner, once the request showed the master key."""
         accounts = self._accounts
-        if accounts.master_key_sha256 is None or accounts.owner is None:
+        if accounts.owner is None:
             raise AdminDisabled("The admin API is disabled: no master key is configured.")
-        key = presented(request.headers)
-        if key is None or not same_hash(hash_key(key), accounts.master_key_sha256):
-            raise InvalidApiKey("Incorrect master key provided.")
+        check_master_key(accounts, request.headers, "The admin API")
         accounts.flush()  # this replica's settlements first: what it answered counts in what it shows
         return accounts.owner
 

@@ -27,7 +27,7 @@ from orchestrator.failover import Target
 from orchestrator.protocol import EmbeddingRequest, finite_number
 from orchestrator.scheduling.calibration import Calibration
 from orchestrator.scheduling.capabilities import Backend, Feature, Registry, Task
-from orchestrator.scheduling.load import LoadView
+from orchestrator.scheduling.load import LoadSnapshot, LoadView
 from orchestrator.scheduling.policy import (
     AliasPolicy,
     Budget,
@@ -70,6 +70,18 @@ class Resolution:
     @property
     def backends(self) -> list[Backend]:
         return self.resolved.fitting
+
+
+@dataclass(frozen=True)
+class RoutingState:
+    """What this gateway's scheduler sees now (for the dashboard): each local model's load (None:
+    no fresh data), the burst budget, each alias's TTFT SLO, and which aliases are spilling here."""
+
+    local: dict[str, str]  # local generation provider -> its model's served name
+    load: dict[str, LoadSnapshot | None]  # by served name; empty without a load board (in-process engines)
+    budget: Budget
+    slo_ms: dict[str, float]  # by alias
+    spilling: dict[str, bool]  # by alias, as of this replica's last plan for it
 
 
 class RoutePlan:
@@ -315,6 +327,21 @@ class Router:
     def tokenizer(self) -> UsageEstimator | None:
         """The counter, where it is a real tokenizer (it then estimates usage too)."""
         return self._counter if isinstance(self._counter, HfTokenCounter) else None
+
+    def state(self) -> RoutingState:
+        """The load, spend, SLOs and spill states this router plans with now."""
+        view = self._load
+        knobs = self._knobs
+        return RoutingState(
+            local=dict(self._local),
+            load={m: view.snapshot(m) for m in self._local.values()} if view is not None else {},
+            budget=Budget(knobs.overflow_budget_usd_per_hour, view.overflow_spent_usd() if view else None),
+            slo_ms={
+                e.name: self._policies.get(e.name, AliasPolicy()).ttft_slo_ms or knobs.ttft_slo_ms
+                for e in self._registry.entries()
+            },
+            spilling=dict(self._spilling),
+        )
 
     def calibration(self, model: str) -> Calibration | None:
         """The local model's prediction calibration (for tests and reports)."""
