@@ -1,0 +1,315 @@
+"""One simulated deployment under one workload and one policy: engines, load board, gateways, remotes.
+
+    engines ──report (every report interval, phase-shifted)──▶ LoadBoard ◀──read (every poll interval)── gateways
+                                                                                  │ + rpc delay, then LoadView.update
+    arrival ──▶ gateway (round robin) ──policy.plan──▶ routes, tried in order:
+        local   a replica chosen by power of two choices on its ongoing count (Serve's router);
+                refused (back-pressure, ~40 ms) past max_ongoing + max_queued; given up after the
+                route's first-token timeout (ours: patience; else the resilience timeout) and aborted
+        remote  429 or a failure with the profile's odds (the next route), else a first token
+                after a lognormal TTFT and the answer at the profile's token rate
+
+The board (`LoadBoard`) and views (`LoadView`) are the real classes on the simulated clock.
+A request's TTFT is from its arrival to its first token at the client (local: the engine's first
+token plus the profile's hop); a failed request (no route left, or the client's timeout) counts
+as an infinite TTFT, as the burst benchmark counts it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from array import array
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from benchmarks.simulate.engine import SimEngine
+from benchmarks.simulate.events import EventLoop
+from benchmarks.simulate.policies import LOCAL_MODEL, GatewayContext, GatewayPolicy, PolicyFactory
+from benchmarks.simulate.profiles import EngineProfile, RemoteProfile
+from benchmarks.simulate.request import SimRequest
+from benchmarks.simulate.workloads import Workload
+from orchestrator.scheduling.load import BoardState, LoadBoard, LoadView
+from orchestrator.settings import SchedulerSettings
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A deployment: local replicas of one engine profile, gateway replicas, remote routes."""
+
+    name: str
+    profile: EngineProfile
+    replicas: int = 1
+    gateways: int = 1
+    remotes: tuple[RemoteProfile, ...] = ()
+    slo_ms: float = 1000.0
+    knobs: SchedulerSettings = field(default_factory=SchedulerSettings)
+    report_interval_s: float = 0.1  # local_models.deployment's default
+    rpc_ms: float = 2.0  # a board read's round trip
+    reject_ms: float = 40.0  # Serve back-pressure seen at the handle (shared/DESIGN.md)
+    max_ongoing: int = 64 + 256  # local.max_ongoing_requests + max_queued_requests (config/default.yaml)
+    timeout_s: float = 30.0  # resilience.first_token_timeout_s
+    client_timeout_s: float = 60.0  # the burst benchmark's client gives up here
+    context_length: int = 131072
+
+
+@dataclass
+class RunResult:
+    fleet: str
+    workload: str
+    policy: str
+    ttft_ms: array  # type: ignore[type-arg]  # per request; inf: failed
+    local: bytearray
+    spill: bytearray  # the plan put a remote route first because of load
+    cost_usd: array  # type: ignore[type-arg]
+    duration_s: float
+    wall_s: float
+    decisions: int
+    events: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Simulation:
+    def __init__(self, fleet: Fleet, workload: Workload, policy: PolicyFactory, seed: int = 0):
+        self.fleet = fleet
+        self.workload = workload
+        self.loop = loop = EventLoop()
+        self.rng = rng = random.Random(seed)
+        p = fleet.profile
+        self.engines = [
+            SimEngine(f"replica-{i}", p, loop, random.Random(rng.random()), self._local_first, self._local_finish)
+            for i in range(fleet.replicas)
+        ]
+        self.board = LoadBoard(max_age_s=10 * fleet.report_interval_s, clock=loop.time)
+        knobs = fleet.knobs
+        self.views: list[LoadView] = []
+        self.policies: list[GatewayPolicy] = []
+        for _ in range(fleet.gateways):
+            view = LoadView(
+                _unused_read,
+                interval_s=knobs.poll_interval_ms / 1000,
+                max_staleness_s=knobs.max_staleness_ms / 1000,
+                clock=loop.time,
+            )
+            self.views.append(view)
+            ctx = GatewayContext(loop, view, fleet.remotes, knobs, fleet.slo_ms, fleet.context_length, fleet.timeout_s)
+            self.policies.append(policy(ctx))
+        n = len(workload)
+        self.ttft = array("d", [INF]) * n
+        self.local = bytearray(n)
+        self.spill = bytearray(n)
+        self.cost = array("d", [0.0]) * n
+        self.open = 0
+        self.decisions = 0
+        self.hop_s = (p.hop_ms + p.first_token_ms) / 1000
+        # Handlers bound once (see events.py).
+        self._next = self._next_attempt
+        self._timeout = self._local_timeout
+        self._remote_ok = self._remote_first
+        self._remote_end = self._remote_done
+        self._report_h = self._report
+        self._poll_h = self._poll
+        self._deliver_h = self._deliver
+
+    # ------------------------------------------------------------------ the board
+
+    def _report(self, i: int) -> None:
+        e = self.engines[i]
+        self.board.report(LOCAL_MODEL, e.name, e.stats())
+        self.loop.at(self.loop.now + self.fleet.report_interval_s, self._report_h, i)
+
+    def _poll(self, g: int) -> None:
+        state = self.board.read()
+        self.loop.at(self.loop.now + self.fleet.rpc_ms / 1000, self._deliver_h, (g, state))
+        self.loop.at(self.loop.now + self.fleet.knobs.poll_interval_ms / 1000, self._poll_h, g)
+
+    def _deliver(self, arg: tuple[int, BoardState]) -> None:
+        self.views[arg[0]].update(arg[1])
+
+    # ---------------------------------------------------------------- requests
+
+    def _arrive(self, i: int) -> None:
+        w = self.workload
+        g = i % self.fleet.gateways
+        req = SimRequest(i, self.loop.now, w.prompts[i], w.outputs[i], g)
+        self.policies[g].plan(req)
+        self.decisions += 1
+        if req.spill:
+            self.spill[i] = 1
+        self.open += 1
+        self._next_attempt(req)
+
+    def _next_attempt(self, req: SimRequest) -> None:
+        req.attempt += 1
+        if req.attempt >= len(req.routes):
+            self._fail(req)
+            return
+        route = req.routes[req.attempt]
+        now = self.loop.now
+        policy = self.policies[req.gateway]
+        if route[0]:
+            engines = self.engines
+            e = engines[0]
+            if len(engines) > 1:  # power of two choices, as Serve's request router
+                a, b = self.rng.sample(engines, 2)
+                e = a if a.ongoing <= b.ongoing else b
+            if e.ongoing >= self.fleet.max_ongoing:
+                self.loop.at(now + self.fleet.reject_ms / 1000, self._next, req)
+                return
+            req.done = policy.attempting(req, route)
+            req.attempt_started = now
+            e.submit(req)
+            timeout = route[2] or self.fleet.client_timeout_s
+            self.loop.at(now + timeout, self._timeout, (req, req.attempt))
+            return
+        r = self.fleet.remotes[route[1]]
+        req.done = policy.attempting(req, route)
+        req.attempt_started = now
+        x = self.rng.random()
+        if x < r.p_429:
+            self._end_attempt(req)
+            self.loop.at(now + r.error_ms / 1000, self._next, req)
+            return
+        ttft = (
+            self.rng.lognormvariate(math.log(r.ttft_median_ms), r.ttft_sigma) / 1000
+            if r.ttft_sigma
+            else r.ttft_median_ms / 1000
+        )
+        if x < r.p_429 + r.p_fail or (route[2] and ttft > route[2]):
+            self._end_attempt(req)
+            self.loop.at(now + min(ttft, route[2] or ttft), self._next, req)
+            return
+        self.loop.at(now + ttft, self._remote_ok, req)
+
+    def _end_attempt(self, req: SimRequest) -> None:
+        done, req.done = req.done, None
+        if done is not None:
+            done()
+
+    def _remote_first(self, req: SimRequest) -> None:
+        now = self.loop.now
+        route = req.routes[req.attempt]
+        r = self.fleet.remotes[route[1]]
+        i = req.index
+        self.ttft[i] = (now - req.arrival) * 1000
+        usd = r.cost_usd(req.prompt, req.output)
+        self.cost[i] = usd
+        policy = self.policies[req.gateway]
+        policy.first_token(req, route, (now - req.attempt_started) * 1000)
+        policy.overflowed(req, route, usd)
+        self.loop.at(now + req.output / r.tokens_per_s, self._remote_end, req)
+
+    def _remote_done(self, req: SimRequest) -> None:
+        self._end_attempt(req)
+        self.open -= 1
+
+    def _local_first(self, req: SimRequest) -> None:
+        now = self.loop.now + self.hop_s
+        i = req.index
+        self.ttft[i] = (now - req.arrival) * 1000
+        self.local[i] = 1
+        self.policies[req.gateway].first_token(req, req.routes[req.attempt], (now - req.attempt_started) * 1000)
+
+    def _local_finish(self, req: SimRequest) -> None:
+        self._end_attempt(req)
+        self.open -= 1
+
+    def _local_timeout(self, arg: tuple[SimRequest, int]) -> None:
+        req, attempt = arg
+        if req.attempt != attempt or req.first_at >= 0 or req.aborted:
+            return
+        req.engine.abort(req)
+        self._end_attempt(req)
+        if self.loop.now - req.arrival >= self.fleet.client_timeout_s:
+            self._fail(req)
+            return
+        self._next_attempt(req)
+
+    def _fail(self, req: SimRequest) -> None:
+        self.ttft[req.index] = INF
+        self.open -= 1
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self, policy_name: str = "") -> RunResult:
+        loop, rng, f = self.loop, self.rng, self.fleet
+        for i in range(len(self.engines)):
+            loop.at(rng.random() * f.report_interval_s, self._report_h, i)
+        for g in range(f.gateways):
+            loop.at(rng.random() * f.knobs.poll_interval_ms / 1000, self._poll_h, g)
+        times = self.workload.times
+        n = len(times)
+        heap = loop.heap
+        i = 0
+        events = 0
+        started = time.perf_counter()
+        while True:
+            ta = times[i] if i < n else INF
+            if heap and heap[0][0] <= ta:
+                loop.step()
+                events += 1
+            elif i < n:
+                loop.now = ta
+                self._arrive(i)
+                i += 1
+            else:
+                break
+            if i >= n and self.open <= 0:
+                break
+        wall = time.perf_counter() - started
+        return RunResult(
+            f.name,
+            self.workload.name,
+            policy_name,
+            self.ttft,
+            self.local,
+            self.spill,
+            self.cost,
+            self.workload.duration_s,
+            wall,
+            self.decisions,
+            events,
+        )
+
+
+async def _unused_read() -> BoardState:  # the simulation feeds every view itself (`LoadView.update`)
+    raise NotImplementedError
+
+
+def simulate(fleet: Fleet, workload: Workload, policy: PolicyFactory, name: str = "", seed: int = 0) -> RunResult:
+    return Simulation(fleet, workload, policy, seed).run(name)
+
+
+def with_knobs(fleet: Fleet, **changes: Any) -> Fleet:
+    return replace(fleet, knobs=fleet.knobs.model_copy(update=changes))
+
+
+def capacity_rps(profile: EngineProfile, sizes: Workload, seconds: float = 120.0, seed: int = 0) -> float:
+    """One replica's completions per second in a closed loop of `profile.capacity_concurrency` streams,
+    with the request sizes of `sizes` (cycled): the capacity C the burst benchmark measures."""
+    loop = EventLoop()
+    done = [0]
+    warm = seconds / 4
+    k = [0]
+
+    def submit() -> None:
+        j = k[0] % len(sizes)
+        k[0] += 1
+        req = SimRequest(k[0], loop.now, sizes.prompts[j], sizes.outputs[j], 0)
+        req.attempt_started = loop.now
+        engine.submit(req)
+
+    def finished(req: SimRequest) -> None:
+        if loop.now >= warm:
+            done[0] += 1
+        submit()
+
+    engine = SimEngine("capacity", profile, loop, random.Random(seed), lambda r: None, finished)
+    for _ in range(profile.capacity_concurrency):
+        submit()
+    while loop.heap and loop.next_time() < seconds:
+        loop.step()
+    return done[0] / (seconds - warm)

@@ -1,0 +1,110 @@
+"""The default fleets and workloads of `python -m benchmarks.simulate`.
+
+Fleets (local replicas x gateway replicas, their remote routes, SLO 1 s, default scheduler settings):
+
+    cpu-1    this machine's engine profile (SmolLM2 on CPU) x 1, 1 gateway; the burst benchmark's
+             fake remote (TTFT 350 ms, 80 tokens/s, $0.18/$0.18 per Mtok)
+    gpu-1    an H200 serving an 8B model x 1, 1 gateway; the config presets' hosts of
+    gpu-8    llama-3.1-8b-instruct (groq, together, openrouter: prices as configured, latency and
+    gpu-64   error odds assumed, `profiles.PRESET_BEHAVIOUR`), x 8 with 2 gateways, x 64 with 8
+
+Workloads, at rates relative to the fleet's capacity C (`fleet.capacity_rps` x replicas):
+
+    poisson-burst  the burst benchmark's profile (0.8 C, ramp to 4 C, 60 s, back; 400 s)
+    diurnal        0.3 C to 1.6 C over a compressed day
+    mmpp           0.5 C with bursts to 2.5 C (mean 15 s on, 60 s off)
+    heavy-tail     Poisson at 0.9 C, Pareto prompt and output lengths
+    azure-replay   the bundled trace in the Azure CSV format, time scaled to 0.9 C on average
+
+Sizes: the CPU fleet resamples the (prompt, output) pairs of the recorded burst run's local
+answers; the GPU fleets draw lognormal sizes near the Azure conversation trace's medians
+(prompt ~1,000, output ~130 tokens), except heavy-tail and the replay.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.simulate.fleet import Fleet, capacity_rps
+from benchmarks.simulate.profiles import EngineProfile, RemoteProfile, remote_from_presets
+from benchmarks.simulate.trace import SYNTHETIC, load_azure_csv
+from benchmarks.simulate.workloads import Lengths, Workload, diurnal, mmpp, poisson, poisson_burst, replay
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+BURST_RUN = RESULTS / "burst-20261123-101555.json"  # the latest recorded real burst run (benchmarks/README.md)
+BURST_REMOTE = RemoteProfile("burst", "llama-3.1-8b", 355.0, 0.01, 0.18, 0.18, tokens_per_s=80.0)
+GPU_LENGTHS = Lengths("lognormal", prompt=1000, output=130, spread=0.9, max_prompt=8000, max_output=2000)
+HEAVY_LENGTHS = Lengths("pareto", prompt=300, output=40, spread=1.5, max_prompt=30000, max_output=4000)
+
+
+def burst_lengths(run: Path = BURST_RUN) -> Lengths:
+    """The (prompt, completion) pairs of the recorded burst run's local-only answers."""
+    data = json.loads(run.read_text())
+    pairs = tuple(
+        (o["prompt_tokens"], o["completion_tokens"])
+        for o in data["outcomes"]["local-only"]
+        if o["ok"] and o["completion_tokens"] > 0
+    )
+    return Lengths("empirical", pairs=pairs)
+
+
+FLEETS = ("cpu-1", "gpu-1", "gpu-8", "gpu-64")
+
+
+def fleets(names: list[str] | None = None, cpu_profile: str = "cpu-smollm2") -> list[Fleet]:
+    out = []
+    for name in names or FLEETS:
+        if name == "cpu-1":
+            out.append(Fleet(name, EngineProfile.load(cpu_profile), 1, 1, (BURST_REMOTE,), context_length=2048))
+            continue
+        replicas, gateways = {"gpu-1": (1, 1), "gpu-8": (8, 2), "gpu-64": (64, 8)}[name]
+        remotes = tuple(remote_from_presets("llama-3.1-8b-instruct"))
+        out.append(Fleet(name, EngineProfile.load("gpu-h200-llama8b"), replicas, gateways, remotes))
+    return out
+
+
+@dataclass(frozen=True)
+class Scenario:
+    fleet: Fleet
+    workload: Workload
+    capacity_rps: float  # C of the whole fleet for this workload's sizes
+
+
+WorkloadMaker = Callable[[float, Lengths, int, float], Workload]
+
+
+def _replay(c: float, lengths: Lengths, seed: int, scale: float) -> Workload:
+    rows = load_azure_csv(SYNTHETIC)
+    mean_rps = len(rows) / rows[-1][0]
+    return replay("azure-replay", rows, speedup=0.9 * c / mean_rps)
+
+
+WORKLOADS: dict[str, WorkloadMaker] = {
+    "poisson-burst": lambda c, n, s, scale: poisson_burst(
+        c, n, s, edge_s=150 * scale, ramp_s=20 * scale, peak_s=60 * scale
+    ),
+    "diurnal": lambda c, n, s, scale: diurnal(c, n, s, period_s=600 * scale),
+    "mmpp": lambda c, n, s, scale: mmpp(c, n, s, duration_s=600 * scale),
+    "heavy-tail": lambda c, n, s, scale: poisson(c, 0.9, 400 * scale, HEAVY_LENGTHS, s, name="heavy-tail"),
+    "azure-replay": _replay,
+}
+
+
+def scenario(fleet: Fleet, workload: str, seed: int = 7, max_requests: int = 60_000) -> Scenario:
+    """`workload` for `fleet`, its rate scaled to the fleet's capacity and its length to `max_requests`."""
+    lengths = burst_lengths() if fleet.name.startswith("cpu") else GPU_LENGTHS
+    if workload == "heavy-tail":
+        lengths = HEAVY_LENGTHS if not fleet.name.startswith("cpu") else lengths
+    if workload == "azure-replay":
+        rows = load_azure_csv(SYNTHETIC)
+        lengths = Lengths("empirical", pairs=tuple((r[1], r[2]) for r in rows))
+    sizes = poisson(1.0, 1.0, 5000, lengths, seed)  # a sample of sizes for the capacity loop
+    c = capacity_rps(fleet.profile, sizes) * fleet.replicas
+    maker = WORKLOADS[workload]
+    w = maker(c, lengths, seed, 1.0)
+    if len(w) > max_requests:  # shorter, same shape
+        w = maker(c, lengths, seed, max_requests / len(w))
+    return Scenario(fleet, w, c)

@@ -1,0 +1,91 @@
+"""The simulator against reality: the burst benchmark's recorded run, replayed on this machine's engine profile.
+
+The recorded run (`scenarios.BURST_RUN`) measured its capacity C, drew seeded Poisson arrivals on the
+burst profile from it, and recorded every request. Here the same arrivals (the burst benchmark's own
+`arrivals` with its seed and C) and the same request sizes (resampled from its local answers) go
+through the simulated `cpu-1` fleet, under our policy and the two bounds. Targets (issue 16): the
+hybrid's local share within 5 points of the real one, its p95 TTFT within 25 %.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from benchmarks.simulate.fleet import Fleet, capacity_rps, simulate
+from benchmarks.simulate.policies import LocalOnly, PolicyFactory, RemoteOnly
+from benchmarks.simulate.scenarios import BURST_RUN, burst_lengths
+from benchmarks.simulate.summary import summarize
+from benchmarks.simulate.workloads import Workload, poisson
+
+
+def burst_workload(run: dict[str, Any], seed_sizes: int) -> Workload:
+    from benchmarks.burst import arrivals, rate_at
+
+    prof, c = run["profile"], run["calibration"]["capacity_rps"]
+    shape = (prof["base"], prof["edge_s"], prof["ramp_s"], prof["peak_s"])
+    times = arrivals(prof["seed"], c, *shape)
+    draw = burst_lengths().sampler(random.Random(seed_sizes))
+    sizes = [draw() for _ in times]
+    duration = 2 * prof["edge_s"] + 2 * prof["ramp_s"] + prof["peak_s"]
+    profile = [(float(t), rate_at(t, c, *shape)) for t in range(int(duration))]
+    return Workload("burst-replay", times, [s[0] for s in sizes], [s[1] for s in sizes], duration, profile)
+
+
+def validate(fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN) -> dict[str, Any]:
+    from benchmarks.simulate.ours import Ours
+
+    run = json.loads(run_path.read_text())
+    real = run["results"]
+    modes: dict[str, PolicyFactory] = {"hybrid": Ours, "local-only": LocalOnly, "remote-only": RemoteOnly}
+    sims: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+    for s in range(seeds):
+        w = burst_workload(run, s)
+        for mode, factory in modes.items():
+            sims[mode].append(summarize(simulate(fleet, w, factory, mode, seed=s), run["slo_ms"]))
+    sizes = poisson(1.0, 1.0, 2000, burst_lengths(), 0)
+    out: dict[str, Any] = {
+        "real_run": str(run_path.name),
+        "real_capacity_rps": run["calibration"]["capacity_rps"],
+        "simulated_capacity_rps": capacity_rps(fleet.profile, sizes),
+        "seeds": seeds,
+        "modes": {},
+    }
+    for mode in modes:
+        shares = [r["local_share"] for r in sims[mode]]
+        p95s = [r["ttft_p95_ms"] for r in sims[mode]]
+        out["modes"][mode] = {
+            "real": {"local_share": real[mode]["local_share"], "ttft_p95_ms": real[mode]["ttft_p95_ms"]},
+            "sim_local_share": shares,
+            "sim_ttft_p95_ms": p95s,
+            "sim_local_share_mean": sum(shares) / len(shares),
+            "sim_ttft_p95_ms_median": sorted(p95s)[len(p95s) // 2],
+        }
+    h = out["modes"]["hybrid"]
+    h["local_share_points_off"] = 100 * (h["sim_local_share_mean"] - h["real"]["local_share"])
+    h["ttft_p95_off"] = h["sim_ttft_p95_ms_median"] / h["real"]["ttft_p95_ms"] - 1
+    out["met"] = abs(h["local_share_points_off"]) <= 5 and abs(h["ttft_p95_off"]) <= 0.25
+    return out
+
+
+def validation_text(v: dict[str, Any]) -> str:
+    lines = [
+        f"Validation against the real burst run {v['real_run']} (C real {v['real_capacity_rps']:.2f} req/s, "
+        f"simulated engine {v['simulated_capacity_rps']:.2f}; {v['seeds']} simulated seeds):"
+    ]
+    for mode, m in v["modes"].items():
+        real = m["real"]
+        lines.append(
+            f"  {mode:11s} local share real {100 * real['local_share']:.1f} % / "
+            f"sim {100 * m['sim_local_share_mean']:.1f} %"
+            f" ({', '.join(f'{100 * x:.0f}' for x in m['sim_local_share'])}); p95 TTFT real "
+            f"{real['ttft_p95_ms']:,.0f} ms / sim {m['sim_ttft_p95_ms_median']:,.0f} ms"
+        )
+    h = v["modes"]["hybrid"]
+    lines.append(
+        f"  hybrid: local share {h['local_share_points_off']:+.1f} points (target within 5), p95 "
+        f"{100 * h['ttft_p95_off']:+.0f} % (target within 25 %) -> {'met' if v['met'] else 'MISSED'}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""The simulated engine, fleet and policies behave as the real ones would, on a small fast profile."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from benchmarks.simulate.engine import SimEngine
+from benchmarks.simulate.events import EventLoop
+from benchmarks.simulate.fleet import Fleet, capacity_rps, simulate
+from benchmarks.simulate.ours import Ours
+from benchmarks.simulate.policies import LocalOnly, PolicyFactory, RemoteOnly, Threshold
+from benchmarks.simulate.profiles import EngineProfile, RemoteProfile
+from benchmarks.simulate.request import SimRequest
+from benchmarks.simulate.summary import summarize
+from benchmarks.simulate.workloads import Lengths, poisson, poisson_burst
+
+PROFILE = EngineProfile(
+    name="test",
+    max_num_seqs=8,
+    max_batched_tokens=512,
+    kv_capacity_tokens=100_000,
+    step_base_ms=20.0,
+    step_per_seq_ms=2.0,
+    prefill_ms_per_token=0.5,
+    hop_ms=10.0,
+)
+REMOTE = RemoteProfile("cloud", "m", ttft_median_ms=300.0, ttft_sigma=0.0, input_per_mtok=1.0, output_per_mtok=2.0)
+FLEET = Fleet("test", PROFILE, remotes=(REMOTE,), slo_ms=1000.0)
+SIZES = Lengths("fixed", prompt=100, output=30)
+
+
+def test_the_engines_first_tokens_come_later_the_longer_its_queue() -> None:
+    loop = EventLoop()
+    firsts: dict[int, float] = {}
+    engine = SimEngine(
+        "e", PROFILE, loop, random.Random(0), lambda r: firsts.__setitem__(r.index, loop.now), lambda r: None
+    )
+    for i in range(24):
+        req = SimRequest(i, 0.0, 100, 30, 0)
+        engine.submit(req)
+    while loop.heap:
+        loop.step()
+    ttfts = [firsts[i] for i in range(24)]
+    assert ttfts == sorted(ttfts)
+    # The first arrives at an idle engine and is prefilled alone; the next ones share the
+    # 512-token steps; the 9th waits for a slot (8 sequences), the 17th for a second one.
+    assert ttfts[0] == pytest.approx((20 + 0.5 * 100) / 1000)
+    assert ttfts[1] == pytest.approx(ttfts[0] + (20 + 2 * 1 + 0.5 * 511) / 1000)
+    assert ttfts[8] > ttfts[7] + 25 * 0.02  # a slot frees only when a sequence has decoded its 30 tokens
+    assert ttfts[16] > ttfts[8] + 25 * 0.02
+    assert engine.ongoing == 0 and engine.running == 0 and engine.queued_prompt_tokens == 0
+
+
+def test_capacity_is_the_closed_loops_completion_rate() -> None:
+    w = poisson(1.0, 1.0, 200, SIZES, seed=0)
+    c = capacity_rps(PROFILE, w, seconds=200)
+    # 4 streams: a request decodes 29 steps of 4 sequences, and shares the other three's prefill steps.
+    fastest = (20 + 2 * 4) * 29 + (20 + 50)
+    slowest = fastest + 3 * (20 + 50 + 2 * 3)
+    assert 4 / (slowest / 1000) < c < 4 / (fastest / 1000)
+
+
+def _run(policy: PolicyFactory, load: float, seconds: float = 200.0) -> dict[str, float]:
+    c = capacity_rps(PROFILE, poisson(1.0, 1.0, 100, SIZES, seed=0), seconds=100)
+    w = poisson(c, load, seconds, SIZES, seed=2)
+    remote_only = sum(simulate(FLEET, w, RemoteOnly, seed=1).cost_usd)
+    return summarize(simulate(FLEET, w, policy, seed=1), FLEET.slo_ms, remote_only)
+
+
+def test_local_only_on_an_overloaded_engine_misses_the_slo() -> None:
+    light = _run(LocalOnly, 0.5)
+    heavy = _run(LocalOnly, 3.0)
+    assert light["slo_attainment"] > 0.99 and light["local_share"] == 1.0
+    assert heavy["slo_attainment"] < 0.5
+    assert heavy["ttft_p95_ms"] > 10 * light["ttft_p95_ms"]
+
+
+def test_remote_only_pays_every_request_at_the_list_price() -> None:
+    r = _run(RemoteOnly, 1.0)
+    assert r["local_share"] == 0.0
+    assert r["cost_per_1k_usd"] == pytest.approx(1000 * (100 * 1.0 + 30 * 2.0) / 1e6)
+    assert r["cost_vs_all_remote"] == pytest.approx(1.0)
+    assert r["ttft_p50_ms"] == pytest.approx(300.0)
+
+
+def test_ours_runs_the_real_router_local_when_quiet_spilling_in_a_burst() -> None:
+    quiet = _run(Ours, 0.5)
+    assert quiet["local_share"] > 0.98 and quiet["slo_attainment"] == 1.0
+    c = capacity_rps(PROFILE, poisson(1.0, 1.0, 100, SIZES, seed=0), seconds=100)
+    w = poisson_burst(c, SIZES, seed=3)
+    local_only = summarize(simulate(FLEET, w, LocalOnly, seed=1), 1000.0)
+    ours = summarize(simulate(FLEET, w, Ours, seed=1), 1000.0)
+    assert local_only["slo_attainment"] < 0.9
+    assert ours["slo_attainment"] > 0.99
+    assert 0.5 < ours["local_share"] < 1.0
+    assert ours["spills_per_s"] > 0
+
+
+def test_a_threshold_policy_spills_once_in_flight_reaches_n() -> None:
+    low = _run(lambda ctx: Threshold(ctx, 1), 1.0)
+    high = _run(lambda ctx: Threshold(ctx, 64), 1.0)
+    assert low["local_share"] < high["local_share"]
+    assert high["local_share"] == 1.0
+
+
+def test_a_failed_request_counts_as_an_infinite_ttft() -> None:
+    failing = RemoteProfile("down", "m", 300.0, 0.0, 1.0, 1.0, p_fail=1.0)
+    fleet = Fleet("down", PROFILE, remotes=(failing,))
+    r = summarize(simulate(fleet, poisson(5.0, 1.0, 20, SIZES, seed=0), RemoteOnly), 1000.0)
+    assert r["failed"] == r["requests"] and math.isinf(r["ttft_p50_ms"]) and r["slo_attainment"] == 0.0
