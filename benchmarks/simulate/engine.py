@@ -6,7 +6,10 @@ and KV cache are free), as vLLM's v1 scheduler does; its length comes from the `
 A request whose prompt is done gets its first token at the end of that step and then decodes one
 token per step. Decoding is counted, not iterated: the engine keeps one counter of decode steps
 and a heap of the counter value at which each sequence ends, so a step costs O(1) plus its
-finishing requests, whatever the batch size.
+finishing requests, whatever the batch size. A run of pure decode steps (nothing to prefill or
+admit) is one event up to the next sequence's end (a *macro step*); a request arriving during it
+cuts it at the end of the step in progress, where the request would have been scheduled anyway.
+Each step's length still has its own noise in expectation (the run's gets the sum's: sigma/sqrt(m)).
 
 The engine reports what a real replica's `local_models.stats.LoadTracker` reports (the same fields,
 windows and percentiles, on the simulated clock), kept incrementally by `stats.WindowedStats`.
@@ -55,6 +58,8 @@ class SimEngine:
         self._kv_used = 0
         self._k = 0  # decode steps done
         self._busy = False
+        self._gen = 0  # scheduled step ends of an older generation were cut short: ignored
+        self._macro: tuple[float, float, int] | None = None  # a decode run: (started, one step, steps)
         self._step_end = self._end_of_step  # bound once
         self._noise = profile.step_noise
 
@@ -71,6 +76,19 @@ class SimEngine:
         self.queued_prompt_tokens += req.prompt
         if not self._busy:
             self._start_step()
+        elif self._macro is not None:
+            self._cut()
+
+    def _cut(self) -> None:
+        """End the decode run at the end of the step in progress (a new request waits for that step)."""
+        assert self._macro is not None
+        started, step, steps = self._macro
+        done = int((self.loop.now - started) / step) + 1
+        if done >= steps:
+            return  # it ends with this step anyway
+        self._gen += 1
+        self._macro = (started, step, done)
+        self.loop.at(started + done * step, self._step_end, (self._gen, 0, done))
 
     def abort(self, req: SimRequest) -> None:
         """The gateway gave up on `req` before its first token (patience): it leaves the queue."""
@@ -124,17 +142,26 @@ class SimEngine:
             self._busy = False
             return
         ms = p.step_base_ms + p.step_per_seq_ms * self.decoding + p.prefill_ms_per_token * prefill
+        steps = 1
+        if prefill == 0:  # pure decode until the next sequence ends, unless a request comes
+            steps = self._finishing[0][0] - self._k
         if self._noise:
-            ms *= math.exp(self._rng.gauss(0.0, self._noise))
+            ms *= math.exp(self._rng.gauss(0.0, self._noise / math.sqrt(steps)))
         self._busy = True
-        self.loop.at(self.loop.now + ms / 1000, self._step_end, prefill)
+        self._gen += 1
+        self._macro = (self.loop.now, ms / 1000, steps) if steps > 1 else None
+        self.loop.at(self.loop.now + steps * ms / 1000, self._step_end, (self._gen, prefill, steps))
 
-    def _end_of_step(self, prefill: int) -> None:
+    def _end_of_step(self, arg: tuple[int, int, int]) -> None:
+        gen, prefill, steps = arg
+        if gen != self._gen:
+            return
+        self._macro = None
         now = self.loop.now
-        generated = self.decoding
+        generated = self.decoding * steps
         finished = 0
         if generated:
-            self._k += 1
+            self._k += steps
             heap = self._finishing
             while heap and heap[0][0] <= self._k:
                 req = heapq.heappop(heap)[2]
@@ -163,7 +190,7 @@ class SimEngine:
             self._on_first(req)
         t = self.tracker
         t.record_scheduler(self.n_waiting, self.running, self._kv_used / self.p.kv_capacity_tokens)
-        t.record_step(prefill, generated, ttfts, finished)
+        t.record_step(prefill, generated, ttfts, finished, steps)
         self._start_step()
 
     # ------------------------------------------------------------------------------ load

@@ -5,8 +5,9 @@ about 0.6 ms with a GPU's ~500 steps in the 5 s window, which made snapshots 60 
 fleet's time (a cProfile of an 8-replica run). `WindowedStats` keeps the same window, the same
 fields and the same definitions (busy intervals only, the median interval, the best prefill speed
 of a busy step, TTFT p50 over the window and p90 over `TTFT_WINDOW_S`, both nearest-lower rank as
-the tracker takes them) with running sums, a sorted list of intervals and a monotonic deque for
-the maximum, so a step costs O(log n) and a snapshot O(recent TTFTs). `tests/unit/test_sim_stats.py`
+the tracker takes them) with running sums, the distinct intervals sorted with their counts (a run
+of m equal decode steps is one entry) and a monotonic deque for the maximum, so a step costs
+O(log n) and a snapshot O(distinct intervals + recent TTFTs). `tests/unit/test_sim_stats.py`
 holds it equal to the real tracker on random step sequences.
 """
 
@@ -28,12 +29,14 @@ class WindowedStats:
         self.waiting = 0
         self.running = 0
         self.kv_cache_usage = 0.0
-        # (time, prompt, generated, finished, interval or None, prefill speed or None)
-        self._steps: deque[tuple[float, int, int, int, float | None, float | None]] = deque()
+        # (time, prompt, generated, finished, interval or None, steps)
+        self._steps: deque[tuple[float, int, int, int, float | None, int]] = deque()
         self._prompt = 0
         self._generated = 0
         self._finished = 0
-        self._intervals: list[float] = []  # sorted, of the steps in the window
+        self._intervals: list[float] = []  # the distinct intervals of the steps in the window, sorted
+        self._counts: dict[float, int] = {}
+        self._n_intervals = 0
         self._speeds: deque[tuple[float, float]] = deque()  # (time, speed), decreasing speeds: the max first
         self._ttfts: deque[tuple[float, float]] = deque(maxlen=256)
         self._last_step: float | None = None
@@ -42,18 +45,30 @@ class WindowedStats:
     def record_scheduler(self, waiting: int, running: int, kv_cache_usage: float) -> None:
         self.waiting, self.running, self.kv_cache_usage = waiting, running, kv_cache_usage
 
-    def record_step(self, prompt_tokens: int, generated_tokens: int, ttfts_s: list[float], finished: int = 0) -> None:
+    def record_step(
+        self, prompt_tokens: int, generated_tokens: int, ttfts_s: list[float], finished: int = 0, steps: int = 1
+    ) -> None:
+        """One engine step, or `steps` equal decode steps ending now (`generated_tokens` over all of them)."""
         now = self._clock()
-        interval = now - self._last_step if self._busy_after_last and self._last_step is not None else None
+        if steps > 1:  # a decode run: busy all along, every step as long as the last
+            interval: float | None = (now - self._last_step) / steps if self._last_step is not None else None
+        else:
+            interval = now - self._last_step if self._busy_after_last and self._last_step is not None else None
         self._last_step = now
         self._busy_after_last = self.running > 0 or self.waiting > 0
         speed = prompt_tokens / interval if interval and prompt_tokens > 0 else None
-        self._steps.append((now, prompt_tokens, generated_tokens, finished, interval, speed))
+        self._steps.append((now, prompt_tokens, generated_tokens, finished, interval, steps))
         self._prompt += prompt_tokens
         self._generated += generated_tokens
         self._finished += finished
         if interval is not None:
-            bisect.insort(self._intervals, interval)
+            counts = self._counts
+            if interval in counts:
+                counts[interval] += steps
+            else:
+                counts[interval] = steps
+                bisect.insort(self._intervals, interval)
+            self._n_intervals += steps
         if speed is not None:
             speeds = self._speeds
             while speeds and speeds[-1][1] <= speed:
@@ -67,12 +82,18 @@ class WindowedStats:
         horizon = now - self._window_s
         steps = self._steps
         while steps and steps[0][0] < horizon:
-            _, prompt, generated, finished, interval, _ = steps.popleft()
+            _, prompt, generated, finished, interval, n = steps.popleft()
             self._prompt -= prompt
             self._generated -= generated
             self._finished -= finished
             if interval is not None:
-                del self._intervals[bisect.bisect_left(self._intervals, interval)]
+                self._n_intervals -= n
+                left = self._counts[interval] - n
+                if left:
+                    self._counts[interval] = left
+                else:
+                    del self._counts[interval]
+                    del self._intervals[bisect.bisect_left(self._intervals, interval)]
         speeds = self._speeds
         while speeds and speeds[0][0] < horizon:
             speeds.popleft()
@@ -87,7 +108,6 @@ class WindowedStats:
         recent = sorted(t for _, t in ttfts)
         short = now - min(TTFT_WINDOW_S, w)
         latest = recent if not ttfts or ttfts[0][0] >= short else sorted(t for ts, t in ttfts if ts >= short)
-        iv = self._intervals
         return LoadStats(
             waiting=self.waiting,
             running=self.running,
@@ -100,7 +120,17 @@ class WindowedStats:
             ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
             ttft_p90_ms=latest[int(0.9 * (len(latest) - 1))] * 1000 if latest else None,
             finished_per_s=self._finished / w,
-            step_ms=iv[len(iv) // 2] * 1000 if iv else None,
+            step_ms=self._median_interval() * 1000 if self._n_intervals else None,
             max_num_seqs=self.max_num_seqs,
             updated_at=now,
         )
+
+    def _median_interval(self) -> float:
+        """The interval at index n // 2 of them all, sorted (as the tracker takes it)."""
+        rank, seen = self._n_intervals // 2, 0
+        counts = self._counts
+        for value in self._intervals:
+            seen += counts[value]
+            if seen > rank:
+                return value
+        return self._intervals[-1]

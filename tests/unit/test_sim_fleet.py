@@ -111,3 +111,27 @@ def test_a_failed_request_counts_as_an_infinite_ttft() -> None:
     fleet = Fleet("down", PROFILE, remotes=(failing,))
     r = summarize(simulate(fleet, poisson(5.0, 1.0, 20, SIZES, seed=0), RemoteOnly), 1000.0)
     assert r["failed"] == r["requests"] and math.isinf(r["ttft_p50_ms"]) and r["slo_attainment"] == 0.0
+
+
+def test_a_request_arriving_during_a_decode_run_starts_at_the_end_of_the_step_in_progress() -> None:
+    loop = EventLoop()
+    seen: dict[int, list[float]] = {0: [], 1: []}
+    engine = SimEngine(
+        "e",
+        PROFILE,
+        loop,
+        random.Random(0),
+        lambda r: seen[r.index].append(loop.now),
+        lambda r: seen[r.index].append(loop.now),
+    )
+    engine.submit(SimRequest(0, 0.0, 100, 30, 0))
+    step = (20 + 2 * 1) / 1000  # one sequence decoding
+    first = (20 + 0.5 * 100) / 1000
+    loop.at(first + 10.5 * step, lambda _: engine.submit(SimRequest(1, loop.now, 100, 30, 0)))
+    while loop.heap:
+        loop.step()
+    # Request 1 waits for the 11th decode step to end, then shares a prefill step with request 0's decoding.
+    assert seen[1][0] == pytest.approx(first + 11 * step + (20 + 2 * 1 + 50) / 1000)
+    # Request 0 decodes 29 tokens: 11 steps alone, one prefill step shared, then steps with two sequences.
+    two = (20 + 2 * 2) / 1000
+    assert seen[0][1] == pytest.approx(seen[1][0] + (29 - 12) * two)
