@@ -10,7 +10,9 @@ Responsibilities:
 4. answer `stats()` and `info()` cheaply, for the scheduler and the gateway,
    and push `stats()` to the gateway's load board every `report_interval_s`
    (so the scheduler sees every replica, not the one a handle call reaches);
-5. fail Serve's health check when the engine is dead, so Serve replaces it.
+5. fail Serve's health check when the engine is dead, so Serve replaces it;
+6. with a tracer provider (`tracing`, a factory run in the replica), trace each generation that
+   carries its caller's `traceparent` (`tracing.py`).
 
 The engine class is injected (`engine_factory`), so tests can run the real
 deployment around a fake engine.
@@ -24,11 +26,16 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .interface import Batch, EmbedResult, Engine, EngineConfig, GenerateRequest, LoadStats, ModelInfo
+from .tracing import GenerationTracer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 EngineFactory = Callable[[EngineConfig], Awaitable[Engine]]
+TracingFactory = Callable[[], "TracerProvider | None"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ class LocalModel:
         engine_factory: EngineFactory | None = None,
         board: Any = None,
         report_interval_s: float = 0.1,
+        tracing: TracingFactory | None = None,
     ):
         if data_dir is not None:
             path, tool_parser, reasoning_parser = _prepare(config.model_path, Path(data_dir))
@@ -53,6 +61,8 @@ class LocalModel:
                 reasoning_parser=config.reasoning_parser or reasoning_parser,
             )
         self._engine = await (engine_factory or _start_vllm)(config)
+        self._traces = tracing() if tracing is not None else None
+        self._tracer = GenerationTracer(self._traces, config.served_name) if self._traces is not None else None
         self._reporter: asyncio.Task[None] | None = None
         if board is not None:
             self._reporter = asyncio.get_running_loop().create_task(
@@ -60,7 +70,10 @@ class LocalModel:
             )
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
-        async for batch in self._engine.generate(request):
+        batches = self._engine.generate(request)
+        if self._tracer is not None and "traceparent" in request:
+            batches = self._tracer.traced(request, batches)
+        async for batch in batches:
             yield batch
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
@@ -83,6 +96,9 @@ class LocalModel:
         engine = getattr(self, "_engine", None)
         if engine is not None:
             engine.shutdown()
+        traces = getattr(self, "_traces", None)
+        if traces is not None:
+            traces.shutdown()  # what is batched is exported
 
 
 async def _report(board: Any, model: str, engine: Engine, interval_s: float) -> None:
@@ -138,6 +154,7 @@ def local_model_app(
     board: Any = None,
     report_interval_s: float = 0.1,
     autoscaling: dict[str, Any] | None = None,
+    tracing: TracingFactory | None = None,
 ) -> Any:
     """The bound `LocalModel` deployment, ready to pass to another deployment."""
     from ray import serve
@@ -155,5 +172,9 @@ def local_model_app(
         graceful_shutdown_timeout_s=5,
     )
     return deployment.bind(
-        config, str(data_dir) if data_dir else None, board=board, report_interval_s=report_interval_s
+        config,
+        str(data_dir) if data_dir else None,
+        board=board,
+        report_interval_s=report_interval_s,
+        tracing=tracing,
     )

@@ -72,6 +72,7 @@ class GenerateRequest(TypedDict):
     prompts: NotRequired[list[str] | list[list[int]]]  # completion: text or token ids
     sampling: Sampling
     stream: bool  # False: the first token, then a batch every 0.5 s (engine.WHOLE_INTERVAL_S), not per token
+    traceparent: NotRequired[str]  # W3C: the caller's span, parent of the replica's (local_models/tracing.py)
 
 
 class TopToken(TypedDict):

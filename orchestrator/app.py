@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import httpx
@@ -52,7 +53,7 @@ from orchestrator.settings import (
     SchedulerSettings,
     Settings,
 )
-from orchestrator.telemetry import Telemetry, build_telemetry
+from orchestrator.telemetry import Telemetry, build_telemetry, replica_tracer_provider
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ async def build_pipeline(
     chains = settings.models if settings else {}
     r = settings.resilience if settings else ResilienceSettings()
     local = _local_routes(clients)
-    remote_providers, remote = build_remote(configs, client or http_client(r), os.environ if env is None else env)
+    http = client or http_client(r, traced=telemetry is not None and telemetry.tracer is not None)
+    remote_providers, remote = build_remote(configs, http, os.environ if env is None else env)
     registry = build_registry(local.backends, remote, {name: m.routes for name, m in chains.items()})
     router = Router(
         registry,
@@ -229,6 +231,7 @@ def build_application(settings: Settings) -> Any:
             board=board,
             report_interval_s=settings.scheduler.poll_interval_ms / 1000,
             autoscaling=section.autoscaling,
+            tracing=partial(replica_tracer_provider, settings.telemetry),
         )
 
     local_app = bind(settings.local, "generate", "LocalModel")

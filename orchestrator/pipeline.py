@@ -174,13 +174,13 @@ class Pipeline:
     def _lookup(self, key: str, decision: Decision) -> Entry | None:
         if not decision.read or self._cache is None:
             return None
-        with self.telemetry.span("cache lookup") as span:
+        with self.telemetry.step("cache lookup") as span:
             hit = self._cache.get(key)
             span.set_attribute("orchestrator.cache", "HIT" if hit is not None else "MISS")
         return hit
 
     def _plan(self, resolution: Resolution) -> RoutePlan:
-        with self.telemetry.span("plan") as span:
+        with self.telemetry.step("plan") as span:
             plan = self._router.order(resolution)
             if span.is_recording() and plan.targets:
                 span.set_attributes(

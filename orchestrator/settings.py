@@ -264,13 +264,14 @@ class SchedulerSettings(BaseModel):
 
 
 class TelemetrySettings(BaseModel):
-    """OpenTelemetry traces over OTLP/HTTP: off unless an endpoint is given here or in the standard
-    OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT variables."""
+    """OpenTelemetry traces and GenAI metrics over OTLP/HTTP: off unless an endpoint is given here or
+    in the standard OTEL_EXPORTER_OTLP_ENDPOINT (or its per-signal _TRACES_ / _METRICS_) variables."""
 
-    # The collector's base URL (e.g. http://localhost:4318; traces go to <it>/v1/traces).
+    # The collector's base URL (e.g. http://localhost:4318; traces go to <it>/v1/traces, metrics to /v1/metrics).
     otlp_endpoint: str | None = None
     capture_content: bool = False  # prompts and answers in spans; never by default
     service_name: str = "burst-orchestrator"
+    metric_interval_s: float = Field(default=60.0, gt=0)  # how often the GenAI metrics are exported
 
 
 class RaySettings(BaseModel):

@@ -18,11 +18,12 @@ from orchestrator.providers.base import Provider
 from orchestrator.providers.openai_compat import OpenAICompatProvider, Quirks
 from orchestrator.scheduling.capabilities import Backend, Feature
 from orchestrator.settings import ProviderSettings, RemoteModel, ResilienceSettings
+from orchestrator.telemetry.traces import traceparent_header
 
 log = logging.getLogger(__name__)
 
 
-def http_client(resilience: ResilienceSettings) -> httpx.AsyncClient:
+def http_client(resilience: ResilienceSettings, *, traced: bool = False) -> httpx.AsyncClient:
     """One pooled client for every provider (connections are reused per host).
 
     An `httpx.AsyncClient` whose transport is aiohttp (httpx-aiohttp, what the
@@ -33,9 +34,11 @@ def http_client(resilience: ResilienceSettings) -> httpx.AsyncClient:
     first request; aiohttp keeps up to `max_connections` alive (httpx's
     `max_keepalive_connections` has no equivalent). Its errors are mapped in
     `providers.http.map_transport_errors`. Cookies are neither kept nor sent
-    (`ProviderClient`).
+    (`ProviderClient`). `traced`: each request carries the current span's
+    W3C `traceparent` (the gateway's attempt), so a traced provider joins the trace.
     """
     return ProviderClient(
+        event_hooks={"request": [traceparent_header]} if traced else None,
         timeout=httpx.Timeout(
             connect=resilience.connect_timeout_s,
             read=resilience.idle_timeout_s,

@@ -39,6 +39,7 @@ from orchestrator.protocol import (
     new_id,
     now,
 )
+from orchestrator.telemetry.traces import outgoing_traceparent
 
 
 class LocalModelClient(Protocol):
@@ -103,6 +104,12 @@ def _from_local(e: BaseException) -> BaseException:
     return e
 
 
+def _traced(generate: GenerateRequest) -> None:
+    """The request carries the current span (the gateway's attempt) across the Serve handle."""
+    if (traceparent := outgoing_traceparent()) is not None:
+        generate["traceparent"] = traceparent
+
+
 @contextmanager
 def _mapped() -> Iterator[None]:
     """Translate what a local model raised (in-process engines raise it directly)."""
@@ -150,6 +157,7 @@ class LocalProvider:
             stream=request.stream,
         )
         _with_tools(generate, request)
+        _traced(generate)
         cid, created = generate["request_id"], now()
         started = False
         with _mapped():
@@ -192,6 +200,7 @@ class LocalProvider:
             sampling=sampling,
             stream=request.stream,
         )
+        _traced(generate)
         cid, created = generate["request_id"], now()
         offsets: dict[int, int] = {}
         with _mapped():

@@ -16,6 +16,7 @@ import pytest
 from orchestrator import runtime
 from orchestrator.accounting.keys import hash_key
 from orchestrator.settings import load_settings
+from orchestrator.testing.otlp import OtlpReceiver
 from orchestrator.testing.provider import FakeProvider
 
 
@@ -66,7 +67,17 @@ def healthy_fakes(remote_fakes: dict[str, FakeProvider]) -> None:
 
 
 @pytest.fixture(scope="session")
-def base_url(tmp_path_factory: pytest.TempPathFactory, remote_fakes: dict[str, FakeProvider]) -> Iterator[str]:
+def otlp() -> Iterator[OtlpReceiver]:
+    """A real OTLP/HTTP receiver on loopback: the deployment's traces and metrics go there."""
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(
+    tmp_path_factory: pytest.TempPathFactory, remote_fakes: dict[str, FakeProvider], otlp: OtlpReceiver
+) -> Iterator[str]:
     os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
     os.environ.update(KEYS)
     remote = {
@@ -85,6 +96,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, remote_fakes: dict[str, F
             "path": str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"),
             "reference_model": "openrouter/gpt-4o-mini",
         },
+        # Traced, as an operator with a collector would run it (tests/e2e/test_traces.py reads them).
+        "telemetry": {"otlp_endpoint": otlp.url, "metric_interval_s": 1.0},
         "keys": {
             **{name: {"sha256": hash_key(key)} for name, key in CLIENT_KEYS.items()},
             "small": {"sha256": hash_key(LEDGER_KEYS["small"]), "budget_tokens": 60},

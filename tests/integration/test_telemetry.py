@@ -1,27 +1,32 @@
-"""OpenTelemetry traces: the request span (GenAI semantic conventions), its step spans, a client's
-`traceparent`, failures, no prompt text by default, and spans reaching a real OTLP/HTTP receiver."""
+"""OpenTelemetry: the request span (GenAI semantic conventions), its step spans, a client's
+`traceparent`, failures, no prompt text by default; the GenAI metrics; the local replica's span as a
+child of the attempt; a remote provider sent the attempt's `traceparent`; and spans and metrics
+reaching a real OTLP/HTTP receiver."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from local_models.deployment import LocalModel
+from local_models.interface import EngineConfig
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
+from orchestrator.providers.factory import http_client
 from orchestrator.settings import TelemetrySettings, load_settings
-from orchestrator.telemetry import Telemetry, build_telemetry, traces_endpoint
+from orchestrator.telemetry import Telemetry, build_telemetry, metrics_endpoint, traces_endpoint
 from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.otlp import OtlpReceiver
 
 MODEL = "fake-chat"
 PROMPT = "the secret prompt words"
@@ -195,58 +200,166 @@ def test_endpoint_from_settings_or_standard_variables() -> None:
 # ------------------------------------------------------------------ a real OTLP/HTTP receiver
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    posts: list[tuple[str, str, bytes]] = []
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        type(self).posts.append((self.path, self.headers.get("content-type", ""), body))
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
-    handler = type("Receiver", (_Receiver,), {"posts": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.posts
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver() -> Iterator[OtlpReceiver]:
+    r = OtlpReceiver().start()
+    yield r
+    r.stop()
 
 
-async def test_spans_reach_an_otlp_http_receiver(
-    receiver: tuple[str, list[tuple[str, str, bytes]]], tmp_path: Path
-) -> None:
-    url, posts = receiver
-    telemetry = build_telemetry(TelemetrySettings(otlp_endpoint=url, service_name="gw-test"), env={})
-    assert telemetry.enabled and telemetry.provider is not None
+async def test_spans_and_metrics_reach_an_otlp_http_receiver(receiver: OtlpReceiver, tmp_path: Path) -> None:
+    telemetry = build_telemetry(TelemetrySettings(otlp_endpoint=receiver.url, service_name="gw-test"), env={})
+    assert telemetry.enabled and telemetry.provider is not None and telemetry.metrics is not None
     engine = FakeEngine(MODEL)
     pipeline = await build_pipeline({"local": (engine, engine.info())}, None, env={}, telemetry=telemetry)
     transport = httpx.ASGITransport(app=build_app(pipeline))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}
-        assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
-    assert telemetry.provider.force_flush(10_000)
-    telemetry.shutdown()
-    assert posts, "no export arrived"
-    path, content_type, raw = posts[0]
-    assert path == "/v1/traces" and content_type == "application/x-protobuf"
-    request = ExportTraceServiceRequest.FromString(raw)
-    [resource] = request.resource_spans
-    service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
-    assert service == "gw-test"
-    names = {s.name for scope in resource.scope_spans for s in scope.spans}
+        r = await client.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200
+    telemetry.shutdown()  # flushes both
+    paths = {(path, content_type) for path, content_type, _ in receiver.posts}
+    assert ("/v1/traces", "application/x-protobuf") in paths and ("/v1/metrics", "application/x-protobuf") in paths
+    spans = receiver.spans()
+    assert {s.resource["service.name"] for s in spans} == {"gw-test"}
+    names = {s.name for s in spans}
     assert f"chat {MODEL}" in names and "attempt local" in names
-    assert b"secret" not in raw
+    tokens = {
+        p.attributes["gen_ai.token.type"]: p for p in receiver.metrics() if p.metric == "gen_ai.client.token.usage"
+    }
+    assert tokens["input"].sum == r.json()["usage"]["prompt_tokens"]
+    assert tokens["output"].unit == "{token}" and tokens["output"].sum == r.json()["usage"]["completion_tokens"]
+    assert all(b"secret" not in raw for _, _, raw in receiver.posts)
+
+
+def test_endpoints_for_each_signal() -> None:
+    assert (
+        metrics_endpoint(TelemetrySettings(otlp_endpoint="http://c:4318/v1/traces"), {}) == "http://c:4318/v1/metrics"
+    )
+    assert metrics_endpoint(TelemetrySettings(), {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://e:4318/"}) == (
+        "http://e:4318/v1/metrics"
+    )
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://e:4318", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m/x"}
+    assert metrics_endpoint(TelemetrySettings(), env) == "http://m/x"
+    assert metrics_endpoint(TelemetrySettings(), {}) is None
+
+
+# ------------------------------------------------------------------ GenAI metrics
+
+
+@pytest.fixture
+async def measured(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryMetricReader]]:
+    reader = InMemoryMetricReader()
+    telemetry = build_telemetry(TelemetrySettings(), env={}, metric_reader=reader)
+    assert telemetry.metrics is not None and telemetry.tracer is None  # metrics without traces
+    settings = load_settings(providers={}, models={}, cache={"directory": str(tmp_path / "cache")}, data_dir=tmp_path)
+    engine = FakeEngine(MODEL)
+    pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env={}, telemetry=telemetry)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(pipeline)), base_url="http://gw") as c:
+        yield c, reader
+    telemetry.shutdown()
+
+
+def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [
+        point
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+async def test_genai_metrics_count_tokens_duration_and_streamed_first_tokens(
+    measured: tuple[httpx.AsyncClient, InMemoryMetricReader],
+) -> None:
+    client, reader = measured
+    body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}
+    whole = (await client.post("/v1/chat/completions", json=body)).json()
+    r = await client.post("/v1/chat/completions", json={**body, "stream": True, "temperature": 0.5})
+    assert r.status_code == 200 and "[DONE]" in r.text
+    assert (await client.post("/v1/chat/completions", json={**body, "model": "no-such-model"})).status_code == 404
+
+    tokens = _points(reader, "gen_ai.client.token.usage")
+    by_type = {p.attributes["gen_ai.token.type"]: p for p in tokens}
+    assert by_type["input"].count == 2 and by_type["output"].count == 2  # the 404 used no tokens
+    assert by_type["input"].attributes["gen_ai.provider.name"] == "local"
+    assert by_type["input"].attributes["gen_ai.request.model"] == MODEL
+    assert by_type["input"].sum >= whole["usage"]["prompt_tokens"]
+
+    durations = {p.attributes.get("error.type"): p for p in _points(reader, "gen_ai.server.request.duration")}
+    assert durations[None].count == 2 and durations[None].sum > 0
+    refused = durations["404"]
+    assert refused.count == 1 and "gen_ai.request.model" not in refused.attributes  # the client's text: never a label
+
+    [ttft] = _points(reader, "gen_ai.server.time_to_first_token")
+    assert ttft.count == 1  # the streamed answer only
+    assert 0 < ttft.sum <= durations[None].sum
+
+
+# ------------------------------------------------------------------ across the local model's seam
+
+
+async def test_the_local_replicas_span_is_a_child_of_the_attempt(tmp_path: Path) -> None:
+    """The attempt's context rides in the generate request (what crosses the Serve handle); the
+    LocalModel replica, with a tracer provider of its own, makes its span that context's child."""
+    gateway_spans, replica_spans = InMemorySpanExporter(), InMemorySpanExporter()
+    telemetry = build_telemetry(TelemetrySettings(), env={}, exporter=gateway_spans)
+    replica_traces = TracerProvider()
+    replica_traces.add_span_processor(SimpleSpanProcessor(replica_spans))
+    engine = FakeEngine(MODEL)
+    replica = LocalModel.__new__(LocalModel)
+    await replica.__init__(EngineConfig("m", MODEL), engine_factory=_given(engine), tracing=lambda: replica_traces)  # type: ignore[misc]
+    settings = load_settings(providers={}, models={}, cache={"enabled": False}, data_dir=tmp_path)
+    pipeline = await build_pipeline({"local": (replica, engine.info())}, settings, env={}, telemetry=telemetry)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(pipeline)), base_url="http://gw") as c:
+        r = await c.post(
+            "/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "stream": True},
+            headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+        )
+        assert r.status_code == 200 and "[DONE]" in r.text
+        untraced = await c.post(
+            "/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+        )
+        assert untraced.status_code == 200
+    assert telemetry.provider is not None
+    telemetry.provider.force_flush()
+    [attempt] = [
+        s
+        for s in gateway_spans.get_finished_spans()
+        if s.name == "attempt local" and s.context.trace_id == int(TRACE_ID, 16)
+    ]
+    generations = [s for s in replica_spans.get_finished_spans()]
+    assert len(generations) == 2  # each request, traced from the gateway, is traced in the replica
+    [generate] = [s for s in generations if s.context.trace_id == int(TRACE_ID, 16)]
+    assert generate.name == f"generate {MODEL}" and generate.kind is SpanKind.SERVER
+    assert generate.parent is not None and generate.parent.span_id == attempt.context.span_id
+    attrs = _attributes(generate)
+    assert attrs["gen_ai.usage.output_tokens"] > 0 and list(attrs["gen_ai.response.finish_reasons"]) == ["stop"]
+    assert [e.name for e in generate.events] == ["first batch"]
+    assert "secret" not in json.dumps({k: str(v) for k, v in attrs.items()})
+    telemetry.shutdown()
+
+
+async def test_untraced_requests_carry_no_traceparent(tmp_path: Path) -> None:
+    engine = FakeEngine(MODEL)
+    pipeline = await build_pipeline({"local": (engine, engine.info())}, None, env={})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(pipeline)), base_url="http://gw") as c:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+        r = await c.post("/v1/chat/completions", json=body, headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+        assert r.status_code == 200
+    assert "traceparent" not in engine.generations[-1].request
+
+
+def _given(engine: FakeEngine) -> Any:
+    async def factory(config: EngineConfig) -> FakeEngine:
+        return engine
+
+    return factory
 
 
 # ------------------------------------------------------------------ failover: one span per attempt
@@ -278,13 +391,12 @@ async def test_each_attempt_is_a_span_with_its_provider_and_outcome(tmp_path: Pa
         exporter = InMemorySpanExporter()
         telemetry = build_telemetry(TelemetrySettings(), env={}, exporter=exporter)
         engine = FakeEngine("local-chat")
-        async with httpx.AsyncClient() as upstream:
+        async with http_client(settings.resilience, traced=True) as upstream:  # what a traced gateway builds
             pipeline = await build_pipeline(
                 {"local": (engine, engine.info())}, settings, env=keys, client=upstream, telemetry=telemetry
             )
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=build_app(pipeline)), base_url="http://gw"
-            ) as c:
+            transport = httpx.ASGITransport(app=build_app(pipeline))
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
                 body = {"model": "chain", "messages": [{"role": "user", "content": PROMPT}]}
                 r = await c.post("/v1/chat/completions", json=body)
         assert r.status_code == 200, r.text
@@ -297,6 +409,10 @@ async def test_each_attempt_is_a_span_with_its_provider_and_outcome(tmp_path: Pa
         request = _attributes(traced.request_span())
         assert request["gen_ai.provider.name"] == "beta" and request["gen_ai.request.model"] == "chain"
         assert "alpha" in request["orchestrator.route.reason"]
+        # Each provider was sent its own attempt's context: a traced provider joins the trace there.
+        for fake, attempt in ((alpha, failed[-1]), (beta, served)):
+            version, trace_id, parent_id, flags = fake.requests[-1].headers["traceparent"].split("-")
+            assert trace_id == f"{attempt.context.trace_id:032x}" and parent_id == f"{attempt.context.span_id:016x}"
         telemetry.shutdown()
     finally:
         alpha.stop()
