@@ -45,6 +45,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.harness import RESULTS, free_port, percentile, run_meta, save, stamp, stream_chat
+from benchmarks.harness.progress import bar, timed
 from orchestrator.testing.provider import FakeProvider
 
 REMOTE = "burst/llama-3.1-8b"
@@ -155,12 +156,15 @@ async def open_loop(
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as s:
         start = time.perf_counter()
         tasks = []
-        for i, at in enumerate(times):
-            delay = start + at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(s, url, mode, body(model, i, max_tokens), at)))
-        return list(await asyncio.gather(*tasks))
+        with bar(len(times), mode) as done:
+            for i, at in enumerate(times):
+                delay = start + at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(one(s, url, mode, body(model, i, max_tokens), at))
+                task.add_done_callback(lambda _: done.update(1))
+                tasks.append(task)
+            return list(await asyncio.gather(*tasks))
 
 
 async def calibrate(url: str, model: str, concurrency: int, seconds: float, max_tokens: int) -> dict[str, float]:
@@ -182,7 +186,8 @@ async def calibrate(url: str, model: str, concurrency: int, seconds: float, max_
                     if o.ttft_s is not None:
                         ttfts.append(o.ttft_s)
 
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        async with timed(seconds, "calibrating"):
+            await asyncio.gather(*(worker(w) for w in range(concurrency)))
         wall = time.perf_counter() - start
     return {
         "capacity_rps": done / wall,

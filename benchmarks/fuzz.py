@@ -50,6 +50,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as with_seed
 from yarl import URL
 
+from benchmarks.harness.progress import bar
 from benchmarks.harness.runs import git_state
 from benchmarks.harness.servers import Server, describe, free_port
 from benchmarks.harness.stats import percentile
@@ -173,6 +174,7 @@ async def fuzz(base: str, requests: Sequence[FuzzRequest], concurrency: int, tim
     async def worker(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
             outcomes.append(await send(session, base, queue.get_nowait(), timeout_s))
+            progress.update(1)
             if len(outcomes) % 1000 == 0:
                 bad = sum(o.status is not None and o.status >= 500 for o in outcomes)
                 rate = len(outcomes) / (time.perf_counter() - started)
@@ -180,7 +182,8 @@ async def fuzz(base: str, requests: Sequence[FuzzRequest], concurrency: int, tim
 
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        with bar(len(requests), "fuzzing") as progress:
+            await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     return outcomes
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.harness.progress import bar
 from benchmarks.harness.stats import dist
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -106,14 +107,16 @@ async def closed_loop(
     results: list[StreamResult | None] = [None] * len(bodies)
     work = iter(enumerate(bodies))
     async with session(concurrency, timeout_s) as http:
+        with bar(len(bodies), f"{concurrency} streams") as done:
 
-        async def worker() -> None:
-            for i, body in work:  # one shared iterator: each worker takes the next request
-                results[i] = await stream_chat(http, url, body)
+            async def worker() -> None:
+                for i, body in work:  # one shared iterator: each worker takes the next request
+                    results[i] = await stream_chat(http, url, body)
+                    done.update(1)
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            wall = time.perf_counter() - t0
     return [r for r in results if r is not None], wall
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import LOGS, Server, free_port, free_port_ranges, run_meta, stop_all, versions
+from benchmarks.harness.progress import bar
 from benchmarks.remote_overhead.bodies import MAX_TOKENS, MODEL
 from benchmarks.remote_overhead.groups import GROUPS, SETTINGS, RaySetting
 from benchmarks.remote_overhead.measure import Load, log, measure_group
@@ -140,8 +141,10 @@ def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         bench.servers.append(fake.start())
         wait_answering(fake, _url(fake), 30)
         bench.servers.append(bench.lite.start())
-        for group in args.groups:
-            _run_group(bench, group)
+        with bar(len(args.groups), "groups", unit="group") as progress:
+            for group in args.groups:
+                _run_group(bench, group)
+                progress.update(1)
     finally:
         stop_all(bench.servers, result["servers"])
         shutil.rmtree(tmp, ignore_errors=True)
