@@ -1,0 +1,92 @@
+"""Our policy under other settings, or on another engine: where it loses, and what would help.
+
+    .venv/bin/python -m benchmarks.simulate.sweep --fleets gpu-1 --workloads mmpp \\
+        --variant hysteresis=0.2,headroom=0.7 --variant hysteresis=0,headroom=0.6
+    .venv/bin/python -m benchmarks.simulate.sweep --fleets cpu-1 --workloads burst-replay \\
+        --variant engine.step_noise=0.05 --variant engine.step_noise=0.4
+
+A variant changes `scheduler:` settings (`key=value`) and/or engine-profile fields
+(`engine.field=value`); each variant runs `ours` (the real Router) once per seed on every fleet and
+workload; printed: local share, SLO attainment and p95 TTFT (the seeds' mean, mean and median).
+`burst-replay` is the validation's workload (the recorded real burst run's arrivals, cpu-1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from typing import Any
+
+from benchmarks.simulate.fleet import Fleet, simulate, with_knobs
+from benchmarks.simulate.ours import Ours
+from benchmarks.simulate.scenarios import BURST_RUN, WORKLOADS, fleets, scenario
+from benchmarks.simulate.summary import summarize
+from benchmarks.simulate.validate import burst_workload
+from benchmarks.simulate.workloads import Workload
+
+
+def _workload(fleet: Fleet, name: str, seed: int, max_requests: int) -> Workload:
+    if name == "burst-replay":
+        return burst_workload(json.loads(BURST_RUN.read_text()), seed)
+    return scenario(fleet, name, seed=seed, max_requests=max_requests).workload
+
+
+def parse_variant(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        out[key.strip()] = float(value)
+    return out
+
+
+def apply(fleet: Fleet, variant: dict[str, float]) -> Fleet:
+    knobs = {k: v for k, v in variant.items() if not k.startswith("engine.")}
+    engine = {k.removeprefix("engine."): v for k, v in variant.items() if k.startswith("engine.")}
+    fleet = with_knobs(fleet, **knobs) if knobs else fleet
+    return replace(fleet, profile=replace(fleet.profile, **engine)) if engine else fleet
+
+
+def run_variant(
+    fleet: Fleet, workload: str, variant: dict[str, float], seeds: list[int], max_requests: int
+) -> dict[str, Any]:
+    f = apply(fleet, variant)
+    runs = [
+        summarize(simulate(f, _workload(fleet, workload, s, max_requests), Ours, "ours", seed=s), f.slo_ms)
+        for s in seeds
+    ]
+    return {
+        "fleet": fleet.name,
+        "workload": workload,
+        "variant": variant,
+        "local_share": sum(r["local_share"] for r in runs) / len(runs),
+        "slo_attainment": sum(r["slo_attainment"] for r in runs) / len(runs),
+        "ttft_p95_ms": sorted(r["ttft_p95_ms"] for r in runs)[len(runs) // 2],
+        "per_seed_local": [round(r["local_share"], 3) for r in runs],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fleets", nargs="+", default=["gpu-1"])
+    p.add_argument("--workloads", nargs="+", default=["poisson-burst"], choices=[*WORKLOADS, "burst-replay"])
+    p.add_argument("--variant", action="append", required=True, help="key=value[,key=value...]")
+    p.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 1, 2, 3])
+    p.add_argument("--max-requests", type=int, default=30_000)
+    args = p.parse_args()
+    for fleet in fleets(args.fleets):
+        for workload in args.workloads:
+            if workload == "burst-replay" and fleet.name != "cpu-1":
+                continue
+            for text in args.variant:
+                r = run_variant(fleet, workload, parse_variant(text), args.seeds, args.max_requests)
+                print(
+                    f"{fleet.name:7s} {workload:14s} {text:32s} local {100 * r['local_share']:5.1f} % "
+                    f"({', '.join(f'{100 * x:.0f}' for x in r['per_seed_local'])}), "
+                    f"within SLO {100 * r['slo_attainment']:.2f} %, p95 {r['ttft_p95_ms']:,.0f} ms",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
