@@ -56,9 +56,9 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--fleets", nargs="+", default=None, help="cpu-1 gpu-1 gpu-8 gpu-64 (default: all)")
+    p.add_argument("--fleets", nargs="+", default=None, help="cpu-1 gpu-1 gpu-8 gpu-64 (default: the first three)")
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    p.add_argument("--max-requests", type=int, default=40_000, help="per run; longer workloads are compressed")
+    p.add_argument("--max-requests", type=int, default=30_000, help="per run; longer workloads are compressed in time")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--cpu-profile", default="cpu-smollm2")
     p.add_argument("--validation-seeds", type=int, default=5)

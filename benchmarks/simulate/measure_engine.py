@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import statistics
 import time
@@ -133,19 +134,20 @@ async def measure(args: argparse.Namespace) -> tuple[EngineProfile, dict[str, An
 
     s = load_settings()
     data_dir = Path(args.data_dir).resolve()
-    prepared = catalog.prepare(s.local.model or "smollm2-135m", data_dir, progress=False)
+    prepared = catalog.prepare(args.model or s.local.model or "smollm2-135m", data_dir, progress=False)
+    max_num_seqs = args.max_num_seqs or s.local.max_num_seqs
     config = EngineConfig(
         model_path=str(prepared.path),
         served_name=prepared.name,
-        max_model_len=s.local.max_model_len,
-        kv_cache_bytes=int(s.local.kv_cache_gib * (1 << 30)),
-        max_num_seqs=s.local.max_num_seqs,
-        dtype=s.local.dtype,
+        max_model_len=args.max_model_len or s.local.max_model_len,
+        kv_cache_bytes=int((args.kv_cache_gib or s.local.kv_cache_gib) * (1 << 30)),
+        max_num_seqs=max_num_seqs,
+        dtype=args.dtype or s.local.dtype,
         cache_dir=str(data_dir / "vllm-cache"),
         stream_interval_s=0.0,
-        extra_engine_args={"enforce_eager": True},
+        extra_engine_args=json.loads(args.engine_args),
     )
-    print(f"starting {prepared.name} on vLLM (CPU) ...", flush=True)
+    print(f"starting {prepared.name} on vLLM ...", flush=True)
     engine = await VllmEngine.start(config)
     try:
         vc = engine._llm.vllm_config  # what vLLM chose: batch token budget, KV blocks
@@ -170,29 +172,31 @@ async def measure(args: argparse.Namespace) -> tuple[EngineProfile, dict[str, An
     # A lone request's first token costs more than its step (prefill included): the rest is per request.
     first_token = max(0.0, base - (step_base + per_seq))
     noise = statistics.median(r["log_sigma"] for r in loops)
-    cap = next((r for r in loops if r["streams"] == 4), loops[-1])
+    cap = next((r for r in loops if r["streams"] == args.capacity_concurrency), loops[-1])
     profile = EngineProfile(
         name=args.name,
-        max_num_seqs=s.local.max_num_seqs,
+        max_num_seqs=max_num_seqs,
         max_batched_tokens=max_batched,
         kv_capacity_tokens=kv_tokens or 10**6,
         step_base_ms=round(max(1.0, step_base), 2),
         step_per_seq_ms=round(max(0.0, per_seq), 3),
         prefill_ms_per_token=round(max(0.0, per_token), 4),
         step_noise=round(noise, 3),
-        hop_ms=HOP_MS,
+        hop_ms=args.hop_ms,
         first_token_ms=round(first_token, 1),
-        capacity_concurrency=4,
+        capacity_concurrency=args.capacity_concurrency,
         source=(
             "measured on this machine by `python -m benchmarks.simulate.measure_engine` (the real engine: "
-            f"{prepared.name}, vLLM CPU, eager, per-token streaming); step line fitted through the closed "
+            f"{prepared.name}, vLLM, engine args {args.engine_args}, per-token streaming); "
+            "step line fitted through the closed "
             "loops' median token gaps, prefill slope through single requests' engine TTFT, whose intercept "
             "over a one-sequence step is first_token_ms; hop_ms is the Ray Serve path's cost over the "
             "engine's own TTFT in shared/DESIGN.md (minimal deployment 41-48 ms vs vLLM's api_server "
             "19-23 ms, ~25 ms) plus the gateway, rounded to 30 ms"
         ),
     )
-    raw = {"prefill_points": pre, "closed_loops": loops, "capacity_rps_at_4": cap["capacity_rps"]}
+    raw = {"prefill_points": pre, "closed_loops": loops, "capacity_rps": cap["capacity_rps"]}
+    raw["args"] = vars(args)
     return profile, raw
 
 
@@ -204,6 +208,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="per prefill point")
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / ".data" / "bench"))
+    p.add_argument("--model", default=None, help="a catalog name or a model directory (default: local.model)")
+    p.add_argument("--engine-args", default='{"enforce_eager": true}', help="JSON, passed to vLLM as is")
+    p.add_argument("--max-num-seqs", type=int, default=None)
+    p.add_argument("--max-model-len", type=int, default=None)
+    p.add_argument("--kv-cache-gib", type=float, default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--capacity-concurrency", type=int, default=4, help="the closed loop that defines C")
+    p.add_argument("--hop-ms", type=float, default=HOP_MS, help="gateway <-> replica, added to local TTFT")
     args = p.parse_args()
     profile, raw = asyncio.run(measure(args))
     path = PROFILES / f"{args.name}.json"

@@ -13,7 +13,7 @@ Workloads, at rates relative to the fleet's capacity C (`fleet.capacity_rps` x r
     poisson-burst  the burst benchmark's profile (0.8 C, ramp to 4 C, 60 s, back; 400 s)
     diurnal        0.3 C to 1.6 C over a compressed day
     mmpp           0.5 C with bursts to 2.5 C (mean 15 s on, 60 s off)
-    heavy-tail     Poisson at 0.9 C, Pareto prompt and output lengths
+    heavy-tail     Poisson at 0.9 C, Pareto prompt and output lengths (alpha 1.5; smaller on the CPU)
     azure-replay   the bundled trace in the Azure CSV format, time scaled to 0.9 C on average
 
 Sizes: the CPU fleet resamples the (prompt, output) pairs of the recorded burst run's local
@@ -38,6 +38,8 @@ BURST_RUN = RESULTS / "burst-20261123-101555.json"  # the latest recorded real b
 BURST_REMOTE = RemoteProfile("burst", "llama-3.1-8b", 355.0, 0.01, 0.18, 0.18, tokens_per_s=80.0)
 GPU_LENGTHS = Lengths("lognormal", prompt=1000, output=130, spread=0.9, max_prompt=8000, max_output=2000)
 HEAVY_LENGTHS = Lengths("pareto", prompt=300, output=40, spread=1.5, max_prompt=30000, max_output=4000)
+# The CPU model's context is 2,048 tokens and its prefill ~2 ms a token: the same tail, smaller.
+CPU_HEAVY_LENGTHS = Lengths("pareto", prompt=25, output=25, spread=1.5, max_prompt=1500, max_output=500)
 
 
 def burst_lengths(run: Path = BURST_RUN) -> Lengths:
@@ -52,11 +54,12 @@ def burst_lengths(run: Path = BURST_RUN) -> Lengths:
 
 
 FLEETS = ("cpu-1", "gpu-1", "gpu-8", "gpu-64")
+DEFAULT_FLEETS = ("cpu-1", "gpu-1", "gpu-8")  # gpu-64 on request (--fleets gpu-64): minutes per workload
 
 
 def fleets(names: list[str] | None = None, cpu_profile: str = "cpu-smollm2") -> list[Fleet]:
     out = []
-    for name in names or FLEETS:
+    for name in names or DEFAULT_FLEETS:
         if name == "cpu-1":
             out.append(Fleet(name, EngineProfile.load(cpu_profile), 1, 1, (BURST_REMOTE,), context_length=2048))
             continue
@@ -87,17 +90,21 @@ WORKLOADS: dict[str, WorkloadMaker] = {
         c, n, s, edge_s=150 * scale, ramp_s=20 * scale, peak_s=60 * scale
     ),
     "diurnal": lambda c, n, s, scale: diurnal(c, n, s, period_s=600 * scale),
-    "mmpp": lambda c, n, s, scale: mmpp(c, n, s, duration_s=600 * scale),
-    "heavy-tail": lambda c, n, s, scale: poisson(c, 0.9, 400 * scale, HEAVY_LENGTHS, s, name="heavy-tail"),
+    "mmpp": lambda c, n, s, scale: mmpp(
+        c, n, s, duration_s=600 * scale, mean_off_s=60 * scale, mean_on_s=15 * scale
+    ),
+    "heavy-tail": lambda c, n, s, scale: poisson(c, 0.9, 400 * scale, n, s, name="heavy-tail"),
     "azure-replay": _replay,
 }
 
 
-def scenario(fleet: Fleet, workload: str, seed: int = 7, max_requests: int = 60_000) -> Scenario:
-    """`workload` for `fleet`, its rate scaled to the fleet's capacity and its length to `max_requests`."""
-    lengths = burst_lengths() if fleet.name.startswith("cpu") else GPU_LENGTHS
+def scenario(fleet: Fleet, workload: str, seed: int = 7, max_requests: int = 30_000) -> Scenario:
+    """`workload` for `fleet`, its rate scaled to the fleet's capacity; past `max_requests` its time
+    is compressed (every phase, period and sojourn alike) to about that many requests."""
+    cpu = fleet.name.startswith("cpu")
+    lengths = burst_lengths() if cpu else GPU_LENGTHS
     if workload == "heavy-tail":
-        lengths = HEAVY_LENGTHS if not fleet.name.startswith("cpu") else lengths
+        lengths = CPU_HEAVY_LENGTHS if cpu else HEAVY_LENGTHS
     if workload == "azure-replay":
         rows = load_azure_csv(SYNTHETIC)
         lengths = Lengths("empirical", pairs=tuple((r[1], r[2]) for r in rows))
