@@ -13,20 +13,23 @@ Prompts and answers are never in a span unless `telemetry.capture_content` says 
 
 An attempt's span is the current one while its route is called: a local call carries it as the
 request's `traceparent` across the Serve handle (`outgoing_traceparent`), and an HTTP provider gets
-it as a `traceparent` header. Leaf steps (cache lookup, plan) are never made current.
+it as a `traceparent` header. Leaf steps (cache lookup, plan) are never current and nothing carries
+them, so inside a request they are only noted (name, times, attributes) and made into spans once the
+answer has gone out: the SDK's span-making is most of what tracing costs
+(benchmarks/telemetry_overhead.py), and this keeps two spans' worth of it off the answer's path.
 
 Cost: off, a flag check per step. On, spans are made with the SDK's `start_span` and their context
-attached by hand (no generator-based context managers per step): the SDK's own work is most of what
-tracing adds (benchmarks/telemetry_overhead.py).
+attached by hand (no generator-based context managers per step).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -53,9 +56,20 @@ OPERATIONS = {
 }
 _KINDS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
 _PROPAGATOR = TraceContextTextMapPropagator()
-_OFF: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+_OFF: AbstractContextManager[Any] = nullcontext(INVALID_SPAN)
 _ROOT = Context()  # no client traceparent: the request starts a trace of its own
 _MAX_NAME = 200  # a span's name carries the client's model name: bounded
+_LEAVES = "orchestrator.trace.leaves"  # the request's noted leaf steps, in its OpenTelemetry context
+
+
+class StepSpan(Protocol):
+    """What a step sets on its span (an SDK span, a noted leaf, or the no-op span when off)."""
+
+    def is_recording(self) -> bool: ...
+
+    def set_attribute(self, key: str, value: Any) -> None: ...
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None: ...
 
 
 class Telemetry:
@@ -107,7 +121,9 @@ class Telemetry:
             {"gen_ai.operation.name": operation, "orchestrator.request_id": tab.request_id},
             record_exception=False, set_status_on_exception=False,
         )  # fmt: skip
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        leaves: list[_Leaf] = []
+        context = trace.set_span_in_context(span, parent)
+        token = otel_context.attach(otel_context.set_value(_LEAVES, leaves, context))
         try:
             yield
         except BaseException as e:
@@ -115,6 +131,8 @@ class Telemetry:
             raise
         finally:
             otel_context.detach(token)
+            for leaf in leaves:
+                leaf.made(self.tracer, context)
             _answered(span, tab)
             span.end()
             self._measured(operation, tab)
@@ -139,11 +157,14 @@ class Telemetry:
 
     # ------------------------------------------------------------- the steps
 
-    def step(self, name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Span]:
-        """A leaf child span of the current one, never made current (a no-op span when off); a
-        failure inside sets `error.type`."""
+    def step(self, name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[StepSpan]:
+        """A leaf child span of the current one, never current: inside a request, noted and made when the
+        request ends; outside one, made at once (a no-op span when off). A failure inside sets `error.type`."""
         if self.tracer is None:
             return _OFF
+        leaves = otel_context.get_value(_LEAVES)
+        if isinstance(leaves, list):
+            return _Leaf(name, attributes, leaves)
         return _Step(self.tracer, name, attributes, SpanKind.INTERNAL, current=False)
 
     def span(
@@ -185,6 +206,45 @@ class _Step:
         if self._token is not None:
             otel_context.detach(self._token)
         self._span.end()
+
+
+class _Leaf:
+    """A leaf step noted in a request (its name, wall-clock times and attributes), a span once made."""
+
+    __slots__ = ("_leaves", "attributes", "end", "error", "name", "start")
+
+    def __init__(self, name: str, attributes: Mapping[str, Any] | None, leaves: list[_Leaf]):
+        self.name, self.attributes, self._leaves = name, dict(attributes or {}), leaves
+        self.error: str | None = None
+        self.start = time.time_ns()
+        self.end = self.start
+
+    def is_recording(self) -> bool:
+        return True
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        self.attributes.update(attributes)
+
+    def __enter__(self) -> _Leaf:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.end = time.time_ns()
+        if error is not None:
+            self.error = getattr(error, "code", None) or type(error).__qualname__
+        self._leaves.append(self)
+
+    def made(self, tracer: Tracer, parent: Context) -> None:
+        span = tracer.start_span(
+            self.name, parent, attributes=self.attributes, start_time=self.start,
+            record_exception=False, set_status_on_exception=False,
+        )  # fmt: skip
+        if self.error is not None:
+            _failed(span, self.error)
+        span.end(self.end)
 
 
 def outgoing_traceparent() -> str | None:
