@@ -228,6 +228,7 @@ def build_application(settings: Settings) -> Any:
             max_queued_requests=section.max_queued_requests,
             num_cpus=section.num_cpus,
             num_gpus=section.num_gpus,
+            resources=section.resources,
             board=board,
             report_interval_s=settings.scheduler.poll_interval_ms / 1000,
             autoscaling=section.autoscaling,

@@ -5,6 +5,7 @@ orchestrator prepare [--config FILE]   prepare the configured models and exit
 orchestrator report  [--config FILE] [--since 24h] [--json]   usage, spend and savings
 orchestrator hash-key [ID] [--stdin]   make a virtual key; print its sha256 for config
 orchestrator import-litellm PATH [-o OUT]   a LiteLLM proxy config as ours (what can't map: stderr)
+orchestrator build-config [--config FILE] [--rayservice] [-o OUT]   a Serve config file (or a KubeRay RayService)
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     imp = sub.add_parser("import-litellm", help="turn a LiteLLM proxy config.yaml into this project's config")
     imp.add_argument("path", type=Path, help="the LiteLLM config.yaml")
     imp.add_argument("-o", "--output", type=Path, default=None, help="write the config here (default: stdout)")
+    build = sub.add_parser("build-config", help="a Ray Serve config file for serve run/deploy, or a KubeRay RayService")
+    build.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"YAML config (default: {DEFAULT_CONFIG})")
+    build.add_argument("--rayservice", action="store_true", help="a KubeRay RayService manifest embedding it")
+    build.add_argument("-o", "--output", type=Path, default=None, help="write it here (default: stdout)")
     args = parser.parse_args(argv)
+    if args.command == "build-config":
+        from orchestrator.deploy import build_config
+
+        return build_config(args.config, kube=args.rayservice, output=args.output)
     if args.command == "hash-key":
         return ledger_cli.hash_cmd(args)
     if args.command == "import-litellm":

@@ -59,6 +59,8 @@ class EngineSettings(BaseModel):
     autoscaling: dict[str, Any] | None = None
     num_cpus: float = 0.0  # Ray logical CPUs per replica; the engine threads are vLLM's
     num_gpus: float = 0.0
+    # Ray custom resources per replica, e.g. {local_model: 1}: replicas go only to nodes offering them.
+    resources: dict[str, float] = Field(default_factory=dict)
     max_ongoing_requests: int = 64
     max_queued_requests: int = 256
     engine_args: dict[str, Any] = Field(default_factory=dict)  # passed to vLLM as is
