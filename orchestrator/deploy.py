@@ -62,8 +62,8 @@ def serve_config(settings: Settings) -> dict[str, Any]:
                 "route_prefix": "/",
                 "import_path": IMPORT_PATH,
                 "runtime_env": {"env_vars": serve_env(settings)},
-                # What differs from the settings' defaults (the builder fills those back in).
-                "args": {"settings": settings.model_dump(mode="json", exclude_defaults=True)},
+                # Whole: validating settings fills what is missing from the node's default.yaml, not from these.
+                "args": {"settings": settings.model_dump(mode="json")},
             }
         ],
     }
