@@ -95,10 +95,9 @@ def make_model(data_dir: Path) -> Path:
     for f in Path(tiny).iterdir():
         if f.name.startswith("tokenizer") or f.name in ("special_tokens_map.json", "chat_template.jinja"):
             shutil.copy(f, target / f.name)
-    from transformers import AutoTokenizer
-
-    vocab = len(AutoTokenizer.from_pretrained(str(target)))
-    config = {**LLAMA_31_8B, "vocab_size": vocab, "bos_token_id": None, "eos_token_id": None}
+    small = json.loads((Path(tiny) / "config.json").read_text())
+    ids = {k: small[k] for k in ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id") if k in small}
+    config = {**LLAMA_31_8B, **ids}
     (target / "config.json").write_text(json.dumps(config, indent=1))
     return target
 
@@ -162,7 +161,7 @@ def our_server(model_dir: Path, port: int, args: argparse.Namespace, logs: Path,
             "max_model_len": args.max_model_len,
             "kv_cache_gib": args.kv_cache_gib,
             "max_num_seqs": args.max_num_seqs,
-            "dtype": "bfloat16",
+            "dtype": args.dtype,
             "max_ongoing_requests": max(64, 2 * args.max_num_seqs),
             "engine_args": {"load_format": "dummy"},
         },
@@ -213,9 +212,11 @@ def main() -> None:
     p.add_argument("--kv-cache-gib", type=float, default=40.0)
     p.add_argument("--start-timeout-s", type=float, default=300.0)
     p.add_argument("--only", choices=["model", "vllm", "ours"], default=None)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--model-dir", default=None, help="another model directory (a CPU smoke test: tiny-random)")
     args = p.parse_args()
     data_dir = Path(args.data_dir).resolve()
-    model_dir = make_model(data_dir)
+    model_dir = Path(args.model_dir).resolve() if args.model_dir else make_model(data_dir)
     print(f"model: {model_dir}", flush=True)
     if args.only == "model":
         return

@@ -19,7 +19,7 @@ from typing import Any
 from benchmarks.harness import RESULTS, run_meta, save, stamp
 from benchmarks.simulate.fleet import simulate
 from benchmarks.simulate.policies import factories
-from benchmarks.simulate.report import pareto_plots, table, verdict_text, verdicts
+from benchmarks.simulate.report import one_setting, one_setting_text, pareto_plots, table, verdict_text, verdicts
 from benchmarks.simulate.scenarios import WORKLOADS, fleets, scenario
 from benchmarks.simulate.summary import summarize
 from benchmarks.simulate.validate import validate, validation_text
@@ -37,6 +37,8 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     for fleet in fleets(args.fleets, args.cpu_profile):
         ns, ps = sweeps(fleet.profile.capacity_concurrency, fleet.replicas, fleet.gateways)
         policies = factories(ns, ps)
+        if args.policies:
+            policies = {p: f for p, f in policies.items() if p in args.policies or p == "remote-only"}
         for name in args.workloads:
             sc = scenario(fleet, name, seed=args.seed, max_requests=args.max_requests)
             results = {p: simulate(fleet, sc.workload, f, p, seed=args.seed) for p, f in policies.items()}
@@ -45,10 +47,11 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                 row = summarize(r, fleet.slo_ms, all_remote)
                 row.update(fleet=fleet.name, workload=name, capacity_rps=sc.capacity_rps)
                 rows.append(row)
-            ours = rows[-1]  # ours is the last policy
+            last = rows[-1]  # ours, when it runs: the last policy
             print(
                 f"{fleet.name:7s} {name:14s} C={sc.capacity_rps:,.1f} req/s, {len(sc.workload):,} requests: "
-                f"ours {100 * ours['local_share']:.1f} % local, {100 * ours['slo_attainment']:.2f} % within SLO",
+                f"{last['policy']} {100 * last['local_share']:.1f} % local, {100 * last['slo_attainment']:.2f} % "
+                f"within SLO, {last['requests_per_wall_s']:,.0f} simulated requests per wall second",
                 flush=True,
             )
     return rows
@@ -60,6 +63,7 @@ def main() -> None:
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     p.add_argument("--max-requests", type=int, default=30_000, help="per run; longer workloads are compressed in time")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--policies", nargs="+", default=None, help="only these (and remote-only, the cost reference)")
     p.add_argument("--cpu-profile", default="cpu-smollm2")
     p.add_argument("--validation-seeds", type=int, default=5)
     p.add_argument("--no-validation", action="store_true")
@@ -72,6 +76,9 @@ def main() -> None:
     vs = verdicts(rows)
     print()
     print(verdict_text(vs))
+    settled = one_setting(rows)
+    print()
+    print(one_setting_text(settled))
     validation = None
     if not args.no_validation:
         cpu = fleets(["cpu-1"], args.cpu_profile)[0]
@@ -93,6 +100,7 @@ def main() -> None:
         "args": vars(args),
         "rows": rows,
         "verdicts": vs,
+        "one_setting": settled,
         "validation": validation,
         "requests_per_wall_s": simulated / busy,
         "plots": plots,

@@ -60,6 +60,44 @@ def verdicts(rows: list[dict[str, Any]], attainment: float = 0.99) -> list[dict[
     return out
 
 
+def one_setting(rows: list[dict[str, Any]], attainment: float = 0.99) -> list[dict[str, Any]]:
+    """Per fleet: each policy (one setting, as a user configures it once) over every workload: its
+    worst SLO attainment and mean local share; the best peer setting that holds `attainment` everywhere."""
+    by_fleet: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by_fleet[r["fleet"]][r["policy"]].append(r)
+    out = []
+    for fleet, policies in by_fleet.items():
+        stats = {
+            p: {
+                "policy": p,
+                "worst_slo_attainment": min(r["slo_attainment"] for r in rs),
+                "mean_local_share": sum(r["local_share"] for r in rs) / len(rs),
+                "mean_cost_vs_all_remote": sum(r["cost_vs_all_remote"] for r in rs) / len(rs),
+            }
+            for p, rs in policies.items()
+        }
+        holding = [s for p, s in stats.items() if p not in PEERS_EXCLUDED and s["worst_slo_attainment"] >= attainment]
+        best = max(holding, key=lambda s: s["mean_local_share"], default=None)
+        out.append({"fleet": fleet, "ours": stats.get("ours"), "best_peer": best})
+    return out
+
+
+def one_setting_text(vs: list[dict[str, Any]], attainment: float = 0.99) -> str:
+    lines = [f"One setting for every workload (worst SLO attainment >= {100 * attainment:.0f} %, mean local share):"]
+    for v in vs:
+        o, b = v["ours"], v["best_peer"]
+        if o is None:
+            continue
+        mine = f"ours {100 * o['mean_local_share']:.1f} % (worst {100 * o['worst_slo_attainment']:.2f} %)"
+        peer = "no peer setting holds it"
+        if b is not None:
+            worst = 100 * b["worst_slo_attainment"]
+            peer = f"best peer {b['policy']} {100 * b['mean_local_share']:.1f} % (worst {worst:.2f} %)"
+        lines.append(f"  {v['fleet']:7s} {mine}; {peer}")
+    return "\n".join(lines)
+
+
 def _pick(r: dict[str, Any]) -> dict[str, Any]:
     keys = ("policy", "slo_attainment", "local_share", "cost_per_1k_usd", "ttft_p95_ms")
     return {k: r[k] for k in keys}
@@ -80,10 +118,11 @@ def verdict_text(vs: list[dict[str, Any]], attainment: float = 0.99) -> str:
                 f"  {v['fleet']:7s} {v['workload']:14s} {mine}; no peer reaches it -> {'met' if v['met'] else 'MISSED'}"
             )
             continue
+        cheaper = v["cost_below_best"]
+        cost = f"costs {100 * abs(cheaper):.0f} % {'less' if cheaper >= 0 else 'more'}"
         lines.append(
             f"  {v['fleet']:7s} {v['workload']:14s} {mine}; best peer {b['policy']} {100 * b['local_share']:.1f} % "
-            f"({v['local_points_over_best']:+.1f} points, cost {100 * v['cost_below_best']:+.0f} % lower) -> "
-            f"{'met' if v['met'] else 'MISSED'}"
+            f"({v['local_points_over_best']:+.1f} points, {cost}) -> {'met' if v['met'] else 'MISSED'}"
         )
     return "\n".join(lines)
 

@@ -40,9 +40,9 @@ def parse_variant(text: str) -> dict[str, float]:
     return out
 
 
-def apply(fleet: Fleet, variant: dict[str, float]) -> Fleet:
+def apply(fleet: Fleet, variant: dict[str, Any]) -> Fleet:
     knobs = {k: v for k, v in variant.items() if not k.startswith("engine.")}
-    engine = {k.removeprefix("engine."): v for k, v in variant.items() if k.startswith("engine.")}
+    engine: dict[str, Any] = {k.removeprefix("engine."): v for k, v in variant.items() if k.startswith("engine.")}
     fleet = with_knobs(fleet, **knobs) if knobs else fleet
     return replace(fleet, profile=replace(fleet.profile, **engine)) if engine else fleet
 
@@ -73,19 +73,32 @@ def main() -> None:
     p.add_argument("--variant", action="append", required=True, help="key=value[,key=value...]")
     p.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 1, 2, 3])
     p.add_argument("--max-requests", type=int, default=30_000)
+    p.add_argument("--save", metavar="NAME", help="also write benchmarks/results/simulate-sweep-NAME-<stamp>.json")
     args = p.parse_args()
+    rows = []
     for fleet in fleets(args.fleets):
         for workload in args.workloads:
             if workload == "burst-replay" and fleet.name != "cpu-1":
                 continue
             for text in args.variant:
                 r = run_variant(fleet, workload, parse_variant(text), args.seeds, args.max_requests)
+                rows.append(r)
                 print(
                     f"{fleet.name:7s} {workload:14s} {text:32s} local {100 * r['local_share']:5.1f} % "
                     f"({', '.join(f'{100 * x:.0f}' for x in r['per_seed_local'])}), "
                     f"within SLO {100 * r['slo_attainment']:.2f} %, p95 {r['ttft_p95_ms']:,.0f} ms",
                     flush=True,
                 )
+    if args.save:
+        from benchmarks.harness import run_meta, save, stamp
+
+        print(
+            save(
+                f"simulate-sweep-{args.save}",
+                stamp(),
+                {**run_meta("benchmarks.simulate.sweep"), "args": vars(args), "rows": rows},
+            )
+        )
 
 
 if __name__ == "__main__":
