@@ -1,4 +1,4 @@
-"""Gateway overhead on a remote route: direct, a trivial Ray Serve ingress, ours, and LiteLLM's proxy.
+"""Gateway overhead on a remote route: direct, a trivial Ray Serve ingress, ours, LiteLLM's proxy, Portkey's gateway.
 
     .venv/bin/python -m benchmarks.remote_overhead [--groups tput di ...] [--rounds 3] [--no-profile]
 
@@ -13,11 +13,19 @@ first token, no pacing), on loopback:
 - **ours**: `python -m orchestrator.cli serve --config <temp yaml>` (local model `tiny-random`, idle; no
   embedding model; the `openrouter` preset pointed at the fake), asked for `openrouter/gpt-4o-mini`;
 - **LiteLLM**: `litellm --config cfg.yaml --num_workers 1`, one `openai/...` model at the fake, logging turned
-  down; installed, pinned, in its own virtualenv (`benchmarks/out/litellm-venv`), not as a project dependency.
+  down; installed, pinned, in its own virtualenv (`benchmarks/out/litellm-venv`), not as a project dependency;
+- **Portkey**: `node .../@portkey-ai/gateway/build/start-server.js --port=N --headless`, one Node process,
+  installed with npm (pinned) into `benchmarks/out/portkey*/`, asked with `x-portkey-provider: openai` and
+  `x-portkey-custom-host: <fake>/v1`; two builds of one release that differ in its HTTP server adapter (`portkey.py`
+  says why: the one npm resolves today fails every stream).
+
+LiteLLM and Portkey ("the peers") are started once per run and measured in every group with peers; the report
+sets ours against each of them (`report.peers_section`: added latency p50/p99, req/s, first chunk, CPU per
+request, and the ratios).
 
 Each Ray-hosted target runs in its own process and Ray instance (own `RAY_TMPDIR`). The Ray settings are tried
 in groups (`groups.py`): a group starts the trivial ingress and ours with the same settings, side by side with the
-fake and LiteLLM (started once), and alternates rounds over those four, so that the machine's noise hits them
+fake and the peers (started once), and alternates rounds over all of them, so that the machine's noise hits them
 equally; each group is compared within itself. Settings: Serve's proxy; direct ingress (the ingress replica's own
 port; ours puts it on server.port; `server.throughput_optimized: false`); Ray's throughput bundle (ours:
 `server.throughput_optimized: true`, the default; the trivial ingress gets the same Serve variables); and option

@@ -23,6 +23,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=Load.streams)
     parser.add_argument("--concurrency", type=int, default=Load.concurrency)
     parser.add_argument("--duration", type=float, default=Load.duration_s, help="seconds of each throughput phase")
+    parser.add_argument(
+        "--warm", type=float, default=Load.warm_s, help="seconds of unmeasured closed loop per target, per group"
+    )
     parser.add_argument("--ready-timeout", type=float, default=240.0)
     parser.add_argument(
         "--no-profile",

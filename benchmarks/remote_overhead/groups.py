@@ -81,10 +81,11 @@ SETTINGS = {
 
 @dataclass(frozen=True)
 class Group:
-    """Ray-hosted targets started together and measured in alternating rounds, with direct (and LiteLLM)."""
+    """Ray-hosted targets started together and measured in alternating rounds, with direct (and the peers:
+    LiteLLM's proxy and Portkey's gateway)."""
 
     members: tuple[tuple[str, str], ...]  # (kind, setting name)
-    litellm: bool = True
+    peers: bool = True
     reference: str | None = None  # option groups: the member ("kind@setting") every other one is compared with
 
 
@@ -95,7 +96,7 @@ GROUPS: dict[str, Group] = {
     "proxy": Group((("trivial", "proxy"), ("ours", "proxy"))),
     "di": Group((("trivial", "di"), ("ours", "di"))),
     "tput": Group((("trivial", "tput"), ("ours", "tput"))),
-    "ours_tput": Group((("ours", "di"), ("ours", "tput")), litellm=False, reference="ours@di"),
+    "ours_tput": Group((("ours", "di"), ("ours", "tput")), peers=False, reference="ours@di"),
     "options_tput": Group(
         (
             ("trivial", "tput"),
@@ -104,12 +105,12 @@ GROUPS: dict[str, Group] = {
             ("trivial", "tput_access_log"),
             ("trivial", "tput_no_uvloop"),
         ),
-        litellm=False,
+        peers=False,
         reference="trivial@tput",
     ),
     "options_proxy": Group(
         (("trivial", "proxy"), ("trivial", "proxy_mor5"), ("trivial", "tput_proxy")),
-        litellm=False,
+        peers=False,
         reference="trivial@proxy",
     ),
 }

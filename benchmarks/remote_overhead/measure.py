@@ -35,6 +35,9 @@ class Load:
     concurrency: int = 32
     duration_s: float = 2.5  # of each round's throughput phase
     warmup: int = 5
+    # An unmeasured closed loop per target before a group's first round: V8 compiles Portkey's hot path over its
+    # first few thousand requests (without it, its first round ran at ~0.4× its later ones); every target gets it.
+    warm_s: float = 3.0
 
 
 @dataclass
@@ -85,8 +88,8 @@ def log(message: str) -> None:
     print(f"[remote_overhead] {message}", file=sys.stderr, flush=True)
 
 
-def _session(concurrency: int) -> aiohttp.ClientSession:
-    return client_session(concurrency, 30.0, headers={"Authorization": f"Bearer {API_KEY}"})
+def _session(concurrency: int, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    return client_session(concurrency, 30.0, headers={"Authorization": f"Bearer {API_KEY}", **(headers or {})})
 
 
 async def _post_once(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[bool, float]:
@@ -101,11 +104,11 @@ async def _post_once(session: aiohttp.ClientSession, url: str, body: bytes) -> t
 
 
 async def sequential(
-    url: str, n: int, warmup: int, body: Callable[[], bytes] = nonstream_body
+    url: str, n: int, warmup: int, body: Callable[[], bytes] = nonstream_body, headers: dict[str, str] | None = None
 ) -> tuple[list[float], int]:
     out: list[float] = []
     failed = 0
-    async with _session(1) as session:
+    async with _session(1, headers) as session:
         for i in range(warmup + n):
             ok, ms = await _post_once(session, url, body())
             if i >= warmup and ok:
@@ -115,10 +118,10 @@ async def sequential(
     return out, failed
 
 
-async def streams(url: str, n: int, warmup: int) -> list[StreamResult]:
+async def streams(url: str, n: int, warmup: int, headers: dict[str, str] | None = None) -> list[StreamResult]:
     body = stream_body()
     results = []
-    async with _session(1) as session:
+    async with _session(1, headers) as session:
         for i in range(warmup + n):
             r = await stream_chat(session, url, body)
             if i >= warmup:
@@ -126,12 +129,14 @@ async def streams(url: str, n: int, warmup: int) -> list[StreamResult]:
     return results
 
 
-async def rate(url: str, concurrency: int, duration_s: float) -> tuple[int, int, float, list[float]]:
+async def rate(
+    url: str, concurrency: int, duration_s: float, headers: dict[str, str] | None = None
+) -> tuple[int, int, float, list[float]]:
     """Closed loop: `concurrency` clients, each sending its next request when the last ends, for `duration_s`."""
     body = nonstream_body()
     latencies: list[float] = []
     ok_n = failed = 0
-    async with _session(concurrency) as session:
+    async with _session(concurrency, headers) as session:
         await asyncio.gather(*(_post_once(session, url, body) for _ in range(concurrency)))  # open the connections
         deadline = time.perf_counter() + duration_s
 
@@ -153,11 +158,11 @@ async def rate(url: str, concurrency: int, duration_s: float) -> tuple[int, int,
 
 async def _latency_phases(target: Target, figures: Figures, load: Load, url: str) -> None:
     """Sequential non-stream requests, sequential streams (first content chunk), and for ours cacheable misses."""
-    seq, failed = await sequential(url, load.sequential, load.warmup)
+    seq, failed = await sequential(url, load.sequential, load.warmup, headers=target.headers)
     figures.sequential_ms += seq
     figures.seq_p50_rounds.append(percentile(seq, 50))
     figures.failed += failed
-    results = await streams(url, load.streams, load.warmup)
+    results = await streams(url, load.streams, load.warmup, target.headers)
     chunks = [r.ttft_s * 1000 for r in results if r.ok and r.ttft_s is not None]
     figures.first_chunk_ms += chunks
     figures.stream_total_ms += [r.latency_s * 1000 for r in results if r.ok]
@@ -178,7 +183,7 @@ async def _throughput_phase(target: Target, figures: Figures, load: Load, url: s
     """The closed loop, with the CPU every process spent meanwhile: the target's, the fake's, ours, the rest."""
     before, upstream0 = _cpu(target.server), _cpu(fake)
     client0, machine0 = time.process_time(), machine_busy_s()
-    ok_n, failed, wall, latencies = await rate(url, load.concurrency, load.duration_s)
+    ok_n, failed, wall, latencies = await rate(url, load.concurrency, load.duration_s, target.headers)
     client = time.process_time() - client0
     machine = machine_busy_s() - machine0
     upstream = sum(cpu_delta(upstream0, _cpu(fake)).values())
@@ -198,6 +203,8 @@ async def _throughput_phase(target: Target, figures: Figures, load: Load, url: s
 async def measure_group(targets: list[Target], load: Load, fake: Server) -> dict[str, Figures]:
     """`load.rounds` rounds over `targets`; each round starts one target later, so none is always first."""
     figures = {t.key: Figures() for t in targets}
+    for t in targets:
+        await rate(f"{t.base_url}/v1/chat/completions", load.concurrency, load.warm_s, t.headers)
     for r in range(load.rounds):
         order = targets[r % len(targets) :] + targets[: r % len(targets)]
         for t in order:

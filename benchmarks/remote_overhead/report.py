@@ -1,4 +1,5 @@
-"""The printed report: a table per group, the targets' verdicts, the options, CPU by process, the servers."""
+"""The printed report: a table per group, ours against the peers (ratios), the targets' verdicts, the options,
+CPU by process, the servers."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ from typing import Any
 
 from benchmarks.remote_overhead.bodies import MAX_TOKENS
 from benchmarks.remote_overhead.groups import GROUPS, SETTINGS
+from benchmarks.remote_overhead.portkey import BUILDS
 
-LABEL = {"direct": "direct to the fake", "litellm": "LiteLLM proxy (1 worker)"}
+LABEL = {
+    "direct": "direct to the fake",
+    "litellm": "LiteLLM proxy (1 worker)",
+    **{b.key: b.label for b in BUILDS},
+}
+PEERS = (*(b.key for b in BUILDS), "litellm")
+SHORT = {"ours": "ours", "portkey": "Portkey", "portkey_lock": "Portkey (lockfile's hono)", "litellm": "LiteLLM"}
+# Issue 17's throughput targets at 32 clients: ours ≥ 1.5× Portkey's gateway and ≥ 10× LiteLLM's proxy.
+RATE_TARGET = {"portkey": 1.5, "portkey_lock": 1.5, "litellm": 10.0}
 _HEAD = [
     "target",
     "seq p50 ms",
@@ -103,6 +113,115 @@ def _versus_litellm(o: dict[str, Any], lite: dict[str, Any], direct: dict[str, A
     )
 
 
+def added(s: dict[str, Any], direct: dict[str, Any], metric: str, q: str = "p50") -> float:
+    """A target's percentile minus direct-to-the-fake's same percentile (same group)."""
+    return _g(s, metric, q) - _g(direct, metric, q)
+
+
+def peer_figures(s: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
+    """What ours and each peer are compared on."""
+    return {
+        "seq_p50": added(s, direct, "sequential_ms"),
+        "seq_p99": added(s, direct, "sequential_ms", "p99"),
+        "rate": _g(s, "req_per_s"),
+        "chunk_p50": added(s, direct, "first_chunk_ms"),
+        "cpu": _g(s, "server_cpu_ms_per_req_total"),
+    }
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def ratios(ours: dict[str, float], peer: dict[str, float]) -> dict[str, float]:
+    """Ours against one peer, each ratio > 1 where ours is better: req/s ours ÷ peer; CPU per request and added
+    latency peer ÷ ours."""
+    return {
+        "rate": _div(ours["rate"], peer["rate"]),
+        "cpu": _div(peer["cpu"], ours["cpu"]),
+        "seq_p50": _div(peer["seq_p50"], ours["seq_p50"]),
+        "seq_p99": _div(peer["seq_p99"], ours["seq_p99"]),
+        "chunk_p50": _div(peer["chunk_p50"], ours["chunk_p50"]),
+    }
+
+
+_PEER_ROWS = (
+    ("added seq p50 ms", "seq_p50", 2),
+    ("added seq p99 ms", "seq_p99", 2),
+    ("req/s @32", "rate", 0),
+    ("added 1st chunk p50 ms", "chunk_p50", 2),
+    ("server CPU ms/req", "cpu", 2),
+)
+_RATIO_ROWS = (
+    ("req/s: ours ÷ peer", "rate"),
+    ("CPU/req: peer ÷ ours", "cpu"),
+    ("added seq p50: peer ÷ ours", "seq_p50"),
+    ("added seq p99: peer ÷ ours", "seq_p99"),
+    ("added 1st chunk p50: peer ÷ ours", "chunk_p50"),
+)
+
+
+def peers_table(t: dict[str, Any]) -> list[str]:
+    """Ours against every peer of one group, figures then ratios ('added' over direct's same percentile); empty
+    without ours, direct or a peer."""
+    ours = next((k for k in t if k.startswith("ours@")), None)
+    peers = [k for k in PEERS if k in t]
+    if ours is None or "direct" not in t or not peers:
+        return []
+    figs = {k: peer_figures(t[k], t["direct"]) for k in (ours, *peers)}
+    head = ["", "ours", *(SHORT[k] for k in peers)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, key, digits in _PEER_ROWS:
+        cells = []
+        for k in (ours, *peers):
+            failed = key == "chunk_p50" and math.isnan(figs[k][key]) and _g(t[k], "failed") > 0
+            cells.append("streams failed" if failed else _f(figs[k][key], digits))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, key in _RATIO_ROWS:
+        cells = [f"{_f(ratios(figs[ours], figs[k])[key])}×" for k in peers]
+        lines.append(f"| {name} | | " + " | ".join(cells) + " |")
+    return lines
+
+
+def rate_verdicts(t: dict[str, Any]) -> str:
+    """Issue 17's throughput targets, in one group."""
+    ours = next((k for k in t if k.startswith("ours@")), None)
+    parts = []
+    for k in PEERS:
+        if ours is None or k not in t:
+            continue
+        r = _div(_g(t[ours], "req_per_s"), _g(t[k], "req_per_s"))
+        parts.append(f"{_f(r)}× {SHORT[k]} ({'met' if r >= RATE_TARGET[k] else 'MISSED'} ≥ {RATE_TARGET[k]:g}×)")
+    return "Throughput at 32 clients, ours: " + ", ".join(parts) + "." if parts else ""
+
+
+def peers_section(result: dict[str, Any]) -> list[str]:
+    """Per group with peers: the table, the throughput targets, and what each peer's failures were."""
+    out = []
+    for name, group in result["groups"].items():
+        table = peers_table(group["targets"])
+        if not table:
+            continue
+        out += ["", f"### {name}", "", *table, "", rate_verdicts(group["targets"])]
+        for k in PEERS:
+            s = group["targets"].get(k)
+            if s and s["failed"]:
+                out.append(f"- {LABEL[k]}: {s['failed']} failed requests; the client saw {s['errors']}")
+    for key, lines in result.get("server_log_errors", {}).items():
+        if lines:
+            out.append(f"- {LABEL.get(key, key)}, its log: " + " / ".join(f"`{line}`" for line in lines))
+    if not out:
+        return []
+    head = [
+        "",
+        "## Ours against the peers",
+        "",
+        "'added' = the percentile minus direct-to-the-fake's same percentile in the group; ratios > 1 where ours "
+        "is better.",
+    ]
+    return head + out
+
+
 def verdicts(result: dict[str, Any]) -> list[str]:
     """The issue's targets, evaluated inside each main group (same Ray setting, same noise)."""
     out = []
@@ -185,6 +304,7 @@ def _header(result: dict[str, Any]) -> list[str]:
         f"{meta['machine']['cpus']} CPUs. Per target and round: {load['sequential']} sequential non-stream chats and "
         f"{load['streams']} sequential streams (max_tokens {MAX_TOKENS}, after {load['warmup']} warm-up each), then "
         f"{load['duration_s']:g} s of {load['concurrency']} closed-loop clients; {load['rounds']} rounds per group, "
+        f"after {load.get('warm_s', 0):g} s of unmeasured closed loop per target, "
         f"alternating targets. Load average at start {la[0]:.2f}, end {meta.get('loadavg_end', [math.nan])[0]:.2f}. "
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}. Percentiles: nearest-rank.",
         "",
@@ -242,7 +362,7 @@ def _servers(result: dict[str, Any]) -> list[str]:
 
 
 def report(result: dict[str, Any]) -> str:
-    parts = [*_header(result), *_groups(result), "", "## Targets", "", *verdicts(result), ""]
+    parts = [*_header(result), *_groups(result), *peers_section(result), "", "## Targets", "", *verdicts(result), ""]
     parts += ["## Options, one at a time (against a reference in the same group)", "", *options_lines(result)]
     parts += ["", "## Server CPU per request (throughput phases, ms)", "", *cpu_lines(result)]
     return "\n".join(parts + _profiles(result) + _servers(result)) + "\n"

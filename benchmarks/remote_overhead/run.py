@@ -1,4 +1,5 @@
-"""One run: the fake and LiteLLM once, then each group's Ray-hosted targets started, awaited, measured, stopped."""
+"""One run: the fake and the peers (LiteLLM, Portkey) once, then each group's Ray-hosted targets started, awaited,
+measured, stopped."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -17,6 +19,14 @@ from benchmarks.harness.progress import bar
 from benchmarks.remote_overhead.bodies import MAX_TOKENS, MODEL
 from benchmarks.remote_overhead.groups import GROUPS, SETTINGS, RaySetting
 from benchmarks.remote_overhead.measure import Load, log, measure_group
+from benchmarks.remote_overhead.portkey import (
+    BUILDS,
+    ensure_portkey,
+    error_lines,
+    node_version,
+    portkey_headers,
+    portkey_server,
+)
 from benchmarks.remote_overhead.profile import profile_replica
 from benchmarks.remote_overhead.targets import (
     Target,
@@ -32,7 +42,7 @@ from benchmarks.remote_overhead.targets import (
 
 @dataclass
 class Bench:
-    """What every group of one run shares: the fake, LiteLLM, where logs and scratch go, the figures so far."""
+    """What every group of one run shares: the fake, the peers, where logs and scratch go, the figures so far."""
 
     args: argparse.Namespace
     load: Load
@@ -41,9 +51,9 @@ class Bench:
     data_dir: Path
     result: dict[str, Any]
     fake: Server
-    lite: Server
-    litellm_ready: bool = False
-    servers: list[Server] = field(default_factory=list)  # the fake and LiteLLM, stopped at the very end
+    peers: list[Target]  # LiteLLM's proxy and Portkey's builds: started once, measured in every group with peers
+    peers_ready: bool = False
+    servers: list[Server] = field(default_factory=list)  # the fake and the peers, stopped at the very end
 
 
 def _url(server: Server) -> str:
@@ -81,21 +91,36 @@ def _ready(bench: Bench, group: str, targets: list[Target], into: list[Server]) 
             found[f"{group}/{t.key}"] = {"server_port": proxy_url, "replica": t.base_url}
 
 
+def _await_peers(bench: Bench) -> None:
+    """Once: wait until each peer answers; one that doesn't is reported and left out of the run."""
+    if bench.peers_ready:
+        return
+    for peer in list(bench.peers):
+        assert peer.server is not None
+        try:
+            wait_answering(peer.server, peer.base_url, bench.args.ready_timeout, peer.headers)
+        except (RuntimeError, TimeoutError) as e:
+            bench.result["errors"][peer.key] = f"{type(e).__name__}: {e}"
+            log(f"{peer.key} left out: {str(e).splitlines()[0]}")
+            bench.peers.remove(peer)
+    bench.peers_ready = True
+
+
 def _run_group(bench: Bench, group: str) -> None:
     members = GROUPS[group].members
     log(f"group {group}: starting {', '.join(f'{k}@{s}' for k, s in members)}")
     t0 = time.perf_counter()
-    targets = [Target("direct", "direct", None, None, _url(bench.fake))]
-    if GROUPS[group].litellm:
-        targets.append(Target("litellm", "litellm", None, bench.lite, _url(bench.lite)))
+    hosted: list[Target] = []
     group_servers: list[Server] = []
     try:
         for (kind, setting), di_ports in zip(members, free_port_ranges(8, len(members)), strict=True):
             name = f"{group}-{kind}-{setting}"
-            targets.append(_launch(bench, name, kind, SETTINGS[setting], di_ports, group_servers))
-        if not bench.litellm_ready:
-            wait_answering(bench.lite, _url(bench.lite), bench.args.ready_timeout)
-            bench.litellm_ready = True
+            hosted.append(_launch(bench, name, kind, SETTINGS[setting], di_ports, group_servers))
+        peers: list[Target] = []
+        if GROUPS[group].peers:
+            _await_peers(bench)
+            peers = bench.peers
+        targets = [Target("direct", "direct", None, None, _url(bench.fake)), *peers, *hosted]
         _ready(bench, group, targets, group_servers)
         log(f"group {group}: ready in {time.perf_counter() - t0:.0f} s; measuring")
         _measure(bench, group, targets)
@@ -124,7 +149,7 @@ def _measure(bench: Bench, group: str, targets: list[Target]) -> None:
 
 
 def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
-    load = Load(args.rounds, args.sequential, args.streams, args.concurrency, args.duration)
+    load = Load(args.rounds, args.sequential, args.streams, args.concurrency, args.duration, warm_s=args.warm)
     logs = LOGS / f"remote-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="rob-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 chars
@@ -136,11 +161,14 @@ def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     result["meta"]["versions"]["litellm"] = ensure_litellm(log)
     fake = fake_server(free_port(), logs, data_dir)
     lite = litellm_server(free_port(), _url(fake), logs, tmp, data_dir)
-    bench = Bench(args, load, logs, tmp, data_dir, result, fake, lite)
+    peers = [Target("litellm", "litellm", None, lite, _url(lite)), *_portkey_peers(result, _url(fake), logs, data_dir)]
+    bench = Bench(args, load, logs, tmp, data_dir, result, fake, peers)
     try:
         bench.servers.append(fake.start())
         wait_answering(fake, _url(fake), 30)
-        bench.servers.append(bench.lite.start())
+        for peer in peers:
+            assert peer.server is not None
+            bench.servers.append(peer.server.start())
         with bar(len(args.groups), "groups", unit="group") as progress:
             for group in args.groups:
                 _run_group(bench, group)
@@ -148,9 +176,34 @@ def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     finally:
         stop_all(bench.servers, result["servers"])
         shutil.rmtree(tmp, ignore_errors=True)
+    result["server_log_errors"] = {
+        p.key: error_lines(p.server.log_path.read_text(errors="replace"))
+        for p in peers
+        if p.server is not None and p.server.log_path.exists()
+    }
     result["meta"]["total_s"] = round(time.perf_counter() - t_run, 1)
     result["meta"]["loadavg_end"] = os.getloadavg()
     return result
+
+
+def _portkey_peers(result: dict[str, Any], fake_url: str, logs: Path, data_dir: Path) -> list[Target]:
+    """Portkey's builds, installed (or reused) and made into targets; one that can't be installed is reported."""
+    result["meta"]["versions"]["node"] = node_version()
+    peers = []
+    for build in BUILDS:
+        try:
+            result["meta"]["versions"][build.key] = ensure_portkey(build, log)
+        except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+            stderr = getattr(e, "stderr", None)
+            detail = f" {stderr.decode(errors='replace')[-500:]}" if isinstance(stderr, bytes) else ""
+            result["errors"][build.key] = f"{type(e).__name__}: {e}{detail}"
+            log(f"{build.key} left out: {e}")
+            continue
+        port = free_port()
+        server = portkey_server(build, port, logs, data_dir)
+        url = f"http://127.0.0.1:{port}"
+        peers.append(Target(build.key, build.key, None, server, url, headers=portkey_headers(fake_url)))
+    return peers
 
 
 def meta(load: Load, logs: Path, args: argparse.Namespace) -> dict[str, Any]:

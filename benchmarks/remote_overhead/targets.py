@@ -1,7 +1,8 @@
 """The servers under test: how each is started, found ready, and located (a direct-ingress replica's port).
 
-The fake provider, LiteLLM's proxy (in a virtualenv of its own, created on first use), the trivial ingress and
-ours, each a `harness.Server` in a session of its own; every Ray-hosted one in its own Ray instance.
+The fake provider, LiteLLM's proxy (in a virtualenv of its own, created on first use), Portkey's gateway
+(`portkey.py`), the trivial ingress and ours, each a `harness.Server` in a session of its own; every Ray-hosted
+one in its own Ray instance.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.harness import OUT, ROOT, Server, child_env, role, session_members
@@ -25,13 +26,14 @@ from benchmarks.remote_overhead.groups import TPUT_AS_OURS, RaySetting
 LITELLM_VENV = OUT / "litellm-venv"
 LITELLM_VERSION = "1.106.2"
 PY_SPY_VERSION = "0.4.3"  # the profiler, in the same benchmark-only virtualenv
-TARGETS = ("direct", "trivial", "ours", "litellm")
+TARGETS = ("direct", "trivial", "ours", "litellm", "portkey", "portkey_lock")
 
 _ROLES = (
     ("ServeReplica:trivial", "ingress replica"),
     ("ServeReplica:orchestrator:Gateway", "ingress replica"),
     ("ServeReplica:orchestrator:LocalModel", "LocalModel replica (idle)"),
     ("litellm", "LiteLLM proxy"),
+    ("@portkey-ai/gateway", "Portkey gateway (node)"),
     ("orchestrator.testing.provider", "fake provider"),
     ("benchmarks.remote_overhead", "Ray driver"),
 )
@@ -53,6 +55,7 @@ class Target:
     base_url: str  # where the client sends requests (a direct-ingress replica's port once found)
     ray_tmp: Path | None = None
     di_ports: range | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request, besides Authorization
 
 
 _RAY_DIRS = iter(range(10**6))
@@ -143,8 +146,8 @@ def ours_server(
     return Server(name, argv, env=env, log_path=logs / f"{name}.log", cwd=ROOT), Path(env["RAY_TMPDIR"])
 
 
-def _post(url: str, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+def _post(url: str, body: bytes, timeout: float = 5.0, extra: dict[str, str] | None = None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}", **(extra or {})}
     try:
         with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=timeout) as resp:
             return resp.status, resp.read()
@@ -154,9 +157,9 @@ def _post(url: str, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
         return 0, b""
 
 
-def answers(base_url: str) -> bool:
-    """True when a real chat request through `base_url` returns the fake's echo."""
-    status, body = _post(f"{base_url}/v1/chat/completions", nonstream_body())
+def answers(base_url: str, headers: dict[str, str] | None = None) -> bool:
+    """True when a real chat request through `base_url` (with `headers`) returns the fake's echo."""
+    status, body = _post(f"{base_url}/v1/chat/completions", nonstream_body(), extra=headers)
     if status != 200:
         return False
     try:
@@ -165,12 +168,12 @@ def answers(base_url: str) -> bool:
         return False
 
 
-def wait_answering(server: Server, base_url: str, timeout_s: float) -> float:
+def wait_answering(server: Server, base_url: str, timeout_s: float, headers: dict[str, str] | None = None) -> float:
     deadline = time.perf_counter() + timeout_s
     while time.perf_counter() < deadline:
         if not server.alive():
             raise RuntimeError(f"{server.name} exited during start-up; log {server.log_path}:\n{server.log_tail()}")
-        if answers(base_url):
+        if answers(base_url, headers):
             server.ready_s = time.perf_counter() - server.started_at
             return server.ready_s
         time.sleep(0.5)
