@@ -8,6 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+CHROMIUM := $(VENV)/.chromium
 CONFIG ?= config/default.yaml
 # GPU present -> the CUDA build of vLLM; otherwise vLLM's CPU build.
 ENGINE := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
@@ -19,7 +20,7 @@ QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 serve: $(STAMP)
 	$(VENV)/bin/orchestrator serve --config $(CONFIG)
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest
 
 install: $(STAMP)
@@ -33,6 +34,18 @@ $(STAMP): pyproject.toml Makefile
 	# vLLM's CPU build pulls torchvision/torchaudio/torchcodec builds that break transformers.
 	if [ "$(ENGINE)" = cpu ]; then $(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>&1 | $(QUIET); fi
 	touch $(STAMP)
+
+# The dashboard's browser test drives Debian's Chromium (Playwright's own browser download can't be
+# reached from here): installed when missing, as root (CI runs as root: there it must install); without
+# root, and without Chromium, that one test is skipped and says why.
+$(CHROMIUM): | $(STAMP)
+	if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+				chromium fonts-dejavu-core; \
+		else echo "no Chromium and not root: the dashboard's browser test will be skipped"; fi; \
+	fi
+	if command -v chromium >/dev/null; then touch $(CHROMIUM); fi
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.local_slice

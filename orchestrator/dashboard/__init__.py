@@ -3,6 +3,7 @@
 A sub-package because it is one concept in three parts, plus the page's files:
 
     window.py    the last hour of the ledger's request log, aggregated inside the ledger's owner (SQL)
+    reader.py    that window read through the ledger's owner, one read shared by every viewer for a moment
     summary.py   the JSON document from that window and the scheduler's state of now (pure)
     routes.py    the HTTP side: the page, its files, `GET /dashboard/data` (master key once keys exist)
     static/      index.html, dashboard.js (charts drawn as SVG by hand), dashboard.css: no build, no CDN

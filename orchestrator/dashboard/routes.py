@@ -13,8 +13,6 @@ The files are read once, when the routes are added, from the package.
 
 from __future__ import annotations
 
-import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
@@ -25,13 +23,10 @@ from fastapi.responses import JSONResponse, Response
 
 from orchestrator.accounting.accounts import Accounts
 from orchestrator.accounting.admin import check_master_key
-from orchestrator.accounting.book import Query
+from orchestrator.dashboard.reader import SharedWindows
 from orchestrator.dashboard.summary import summarize
-from orchestrator.dashboard.window import Bounds, Window, read_window
-from orchestrator.errors import InvalidRequest, LedgerUnavailable
+from orchestrator.errors import InvalidRequest
 from orchestrator.scheduling.router import RoutingState
-
-log = logging.getLogger(__name__)
 
 MAX_MINUTES = 60
 PARAMS = frozenset({"minutes"})
@@ -55,8 +50,16 @@ class Routing(Protocol):
 
 
 def add_dashboard_routes(
-    app: FastAPI, flow: Routing, accounts: Accounts, *, clock: Callable[[], float] = time.time
+    app: FastAPI,
+    flow: Routing,
+    accounts: Accounts,
+    *,
+    read_interval_s: float = 2.0,
+    clock: Callable[[], float] = time.time,
 ) -> None:
+    """The dashboard's routes on `app`; the ledger's window is read at most once per `read_interval_s`
+    (per window length) by this replica, however many viewers ask (`reader.SharedWindows`)."""
+    windows = SharedWindows(accounts, max_age_s=read_interval_s, clock=clock)
     static = resources.files("orchestrator.dashboard") / "static"
     # The page knows whether to ask for a key before its first read (a 401 would be an error in its console).
     page = (
@@ -79,9 +82,8 @@ def add_dashboard_routes(
         if accounts.require_keys:  # the figures show key ids and per-key spend
             check_master_key(accounts, request.headers, "The dashboard")
         minutes = parse_minutes(request.query_params)
-        now = clock()
-        window = await _window(accounts, Bounds.last(now, minutes))
-        return JSONResponse(summarize(window, flow.routing(), now), headers={"Cache-Control": "no-store"})
+        window = await windows.read(minutes)
+        return JSONResponse(summarize(window, flow.routing(), clock()), headers={"Cache-Control": "no-store"})
 
     app.add_route("/dashboard", index, methods=["GET"])
     for name in ASSETS:
@@ -106,18 +108,3 @@ def parse_minutes(params: Mapping[str, str]) -> int:
             f"Invalid 'minutes': {raw[:32]!r}; expected a whole number from 1 to {MAX_MINUTES}.", param="minutes"
         )
     return int(raw)
-
-
-async def _window(accounts: Accounts, bounds: Bounds) -> Window | None:
-    """The request log's window from the ledger's owner (every replica's rows); None without a ledger."""
-    owner = accounts.owner
-    if owner is None:
-        return None
-    accounts.flush()  # this replica's settlements first: what it answered counts in what it shows
-    query = functools.partial(read_window, bounds=bounds, reference_model=accounts.reference_model)
-    try:
-        window: Window = await owner.call(Query(query))
-    except Exception as e:
-        log.warning("dashboard: the ledger's window failed (%s: %s)", type(e).__name__, e)
-        raise LedgerUnavailable(f"The ledger didn't answer ({type(e).__name__}); the figures will be back.") from None
-    return window

@@ -17,13 +17,13 @@ tables of cases. The document (what `GET /dashboard/data` answers):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from orchestrator.dashboard.window import Window
+from orchestrator.dashboard.window import Group, Window
 from orchestrator.scheduling.router import RoutingState
 
 ROUTES = ("local", "remote", "cache", "none")
-_MEASURES = ("requests", "errors", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "saved_usd")
 
 
 def summarize(window: Window | None, routing: RoutingState, now: float) -> dict[str, Any]:
@@ -56,18 +56,30 @@ def share(part: int | float, whole: int | float) -> float | None:
     return part / whole if whole else None
 
 
+def _groups(window: Window | None) -> list[Group]:
+    return window.groups if window is not None else []
+
+
+def count_by(groups: Iterable[Group], label: Callable[[Group], str]) -> dict[str, int]:
+    """Requests per `label` of their group."""
+    out: dict[str, int] = {}
+    for g in groups:
+        out[label(g)] = out.get(label(g), 0) + g.requests
+    return out
+
+
 def traffic(window: Window | None) -> dict[str, Any]:
-    by_route = window.usage["by_route"] if window is not None else {}
-    counts = {route: int(by_route.get(route, {}).get("requests", 0)) for route in ROUTES}
+    groups = _groups(window)
+    by_route = count_by(groups, lambda g: g.route)
+    counts = {route: by_route.get(route, 0) for route in ROUTES}
     answered = counts["local"] + counts["remote"] + counts["cache"]
-    totals = window.usage["totals"] if window is not None else {}
     return {
-        "requests": int(totals.get("requests", 0)),
+        "requests": sum(by_route.values()),
         "local": counts["local"],
         "remote": counts["remote"],
         "cache": counts["cache"],
         "failed": counts["none"],  # refused or failed: no answer
-        "errors": int(totals.get("errors", 0)),
+        "errors": sum(g.errors for g in groups),
         "answered": answered,
         "local_share": share(counts["local"], answered),
         "spill_share": share(counts["remote"], answered),
@@ -88,11 +100,8 @@ def timeline(window: Window | None) -> list[dict[str, Any]]:
 
 def spill_reasons(window: Window | None) -> list[dict[str, Any]]:
     """Why remote routes served, most requests first (ties by name)."""
-    rows = [(code, n) for route, code, n in (window.reasons if window else []) if route == "remote"]
-    total = sum(n for _, n in rows)
-    merged: dict[str, int] = {}
-    for code, n in rows:
-        merged[code] = merged.get(code, 0) + n
+    merged = count_by((g for g in _groups(window) if g.route == "remote"), lambda g: g.reason)
+    total = sum(merged.values())
     ordered = sorted(merged.items(), key=lambda item: (-item[1], item[0]))
     return [{"reason": code, "requests": n, "share": share(n, total)} for code, n in ordered]
 
@@ -117,7 +126,7 @@ def ttft(window: Window | None, slo_ms: dict[str, float]) -> list[dict[str, Any]
 
 def cache(window: Window | None) -> dict[str, Any]:
     """A hit rate over the lookups the cache could answer (a hit, a miss, or an identical request in flight)."""
-    outcomes = window.cache if window is not None else {}
+    outcomes = count_by(_groups(window), lambda g: g.cache)
     hits, misses, shared = outcomes.get("HIT", 0), outcomes.get("MISS", 0), outcomes.get("SHARED", 0)
     lookups = hits + misses + shared
     return {
@@ -131,22 +140,40 @@ def cache(window: Window | None) -> dict[str, Any]:
 
 
 def spend(window: Window | None) -> dict[str, Any]:
-    usage = window.usage if window is not None else {}
-    savings = usage.get("savings", {})
+    """Spend, what the reference model would have charged for the same tokens, and the difference saved."""
+    groups = _groups(window)
+    total = _measures(groups)
     return {
-        "reference_model": savings.get("reference_model"),
-        "cost_usd": float(savings.get("actual_usd", 0.0)),
-        "reference_usd": float(savings.get("reference_usd", 0.0)),
-        "saved_usd": float(savings.get("saved_usd", 0.0)),
-        "by_key": _breakdown(usage.get("by_key", {}), "key"),
-        "by_model": _breakdown(usage.get("by_model", {}), "model"),
+        "reference_model": window.reference_model if window is not None else None,
+        "cost_usd": total["cost_usd"],
+        "reference_usd": total["reference_usd"],
+        "saved_usd": total["saved_usd"],
+        "by_key": _breakdown(groups, "key"),
+        "by_model": _breakdown(groups, "model"),
     }
 
 
-def _breakdown(rows: dict[str, dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    """Rows by spend, most first (ties by name); "-" is requests without a key (or model)."""
-    out = [{name: label, **{m: row[m] for m in _MEASURES}} for label, row in rows.items()]
-    return sorted(out, key=lambda r: (-r["cost_usd"], -r["requests"], r[name]))
+def _measures(groups: Iterable[Group]) -> dict[str, Any]:
+    out: dict[str, Any] = dict.fromkeys(("requests", "errors", "cache_hits", "prompt_tokens", "completion_tokens"), 0)
+    cost = reference = 0.0
+    for g in groups:
+        out["requests"] += g.requests
+        out["errors"] += g.errors
+        out["cache_hits"] += g.requests if g.cache == "HIT" else 0
+        out["prompt_tokens"] += g.prompt_tokens
+        out["completion_tokens"] += g.completion_tokens
+        cost += g.cost_usd
+        reference += g.reference_usd
+    return {**out, "cost_usd": cost, "reference_usd": reference, "saved_usd": reference - cost}
+
+
+def _breakdown(groups: list[Group], name: str) -> list[dict[str, Any]]:
+    """Measures per key (or model), most spend first (then most requests, then by name); "-": none."""
+    by: dict[str, list[Group]] = {}
+    for g in groups:
+        by.setdefault(getattr(g, name), []).append(g)
+    rows = [{name: label, **_measures(members)} for label, members in by.items()]
+    return sorted(rows, key=lambda r: (-r["cost_usd"], -r["requests"], r[name]))
 
 
 def local(routing: RoutingState) -> list[dict[str, Any]]:

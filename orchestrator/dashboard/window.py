@@ -1,19 +1,20 @@
 """The last hour of the ledger's request log, aggregated where the rows are.
 
-`read_window(db, bounds)` runs inside the ledger's owner (a `Query`, like
-`/admin/usage`), so what it sees is every gateway replica's requests, and
-only a few hundred aggregate numbers cross Ray, however many rows the hour
-holds. It reads the `requests` table by its `ts` index:
+`read_window(db, bounds)` runs inside the ledger's owner (a `Query`, as
+`/admin/usage` does), so it sees every gateway replica's requests, and only
+aggregates cross Ray, however many rows the hour holds. Three passes over
+the `requests` table's rows in the window (by its `ts` index):
 
-    usage      totals and breakdowns by key, model, provider and route (`reports.usage_report`)
+    groups     requests, errors, tokens, cost and reference cost per route, route-reason code
+               (`spill_reason_code`: "spill", "capability", ...), cache outcome, key and model:
+               what `summary` adds up into shares, spill reasons, the hit rate and spend
     timeline   requests per time slot and route (local | remote | cache | none)
-    reasons    requests per route and route-reason code (`spill_reason_code`: "spill", "capability", ...)
-    cache      requests per cache outcome (HIT | MISS | SHARED | BYPASS)
     ttft       per model asked for, answers by a model (not the cache, not failed): count, p50, p95
                (nearest rank, exact, ranked by sqlite's window functions)
 
-`Bounds` is pure: slots are whole minutes (by default), so the bars of two
-reads a few seconds apart line up.
+While it runs the owner answers nothing else, so it is one pass per concern,
+not one per figure. `Bounds` is pure: slots are whole minutes (by default),
+so the bars of two reads a few seconds apart line up.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from __future__ import annotations
 import math
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
-from orchestrator.accounting.reports import usage_report
 from orchestrator.scheduling.policy import spill_reason_code
 
 PERCENTILES = (50, 95)
 _REASON_FN = "orchestrator_reason_code"  # registered on the ledger's connection for these queries
+_WHERE = "WHERE ts >= ? AND ts <= ?"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,22 @@ class Bounds:
         return self.since + index * self.slot_s
 
 
+class Group(NamedTuple):
+    """The requests that share a route, a reason code, a cache outcome, a key and a model ("-": none)."""
+
+    route: str
+    reason: str
+    cache: str
+    key: str
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    reference_usd: float
+
+
 @dataclass(frozen=True)
 class Percentiles:
     requests: int
@@ -61,11 +78,10 @@ class Window:
     """What the request log holds for `bounds`: plain data (it crosses Ray)."""
 
     bounds: Bounds
-    usage: dict[str, Any]  # `reports.usage_report` over the bounds
+    groups: list[Group]
     timeline: list[tuple[int, str, int]]  # (slot index, route, requests)
-    reasons: list[tuple[str, str, int]]  # (route, reason code, requests)
-    cache: dict[str, int]  # outcome -> requests ("-": no answer)
     ttft: dict[str, Percentiles]  # by the model asked for
+    reference_model: str | None = None  # what `reference_usd` prices at
 
 
 def nearest_rank(n: int, p: int) -> int:
@@ -77,34 +93,33 @@ def read_window(db: sqlite3.Connection, bounds: Bounds, reference_model: str | N
     """The window's aggregates from the ledger's database (see the module docstring)."""
     db.create_function(_REASON_FN, 1, _reason_code, deterministic=True)
     span = (bounds.since, bounds.until)
-    where = "WHERE ts >= ? AND ts <= ?"
+    groups = db.execute(
+        f"""
+        SELECT COALESCE(route, 'none'), {_REASON_FN}(route_reason), COALESCE(cache, '-'), COALESCE(key_id, '-'),
+               COALESCE(model, '-'), COUNT(*), SUM(status >= 400), COALESCE(SUM(prompt_tokens), 0),
+               COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(reference_usd), 0)
+        FROM requests {_WHERE} GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+        """,
+        span,
+    ).fetchall()
     timeline = db.execute(
-        f"SELECT CAST((ts - ?) / ? AS INTEGER), COALESCE(route, 'none'), COUNT(*) FROM requests {where} "
+        f"SELECT CAST((ts - ?) / ? AS INTEGER), COALESCE(route, 'none'), COUNT(*) FROM requests {_WHERE} "
         "GROUP BY 1, 2 ORDER BY 1, 2",
         (bounds.since, bounds.slot_s, *span),
     ).fetchall()
-    reasons = db.execute(
-        f"SELECT COALESCE(route, 'none'), {_REASON_FN}(route_reason), COUNT(*) FROM requests {where} "
-        "AND route_reason IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
-        span,
-    ).fetchall()
-    cache = db.execute(
-        f"SELECT COALESCE(cache, '-'), COUNT(*) FROM requests {where} GROUP BY 1 ORDER BY 1", span
-    ).fetchall()
     return Window(
         bounds=bounds,
-        # usage_report's window is half-open; the current slot ends at `until` itself, inclusive.
-        usage=usage_report(
-            db, since=bounds.since, until=math.nextafter(bounds.until, math.inf), reference_model=reference_model
-        ),
+        groups=[
+            Group(str(r), str(why), str(c), str(k), str(m), int(n), int(e or 0), int(p), int(o), float(u), float(ref))
+            for r, why, c, k, m, n, e, p, o, u, ref in groups
+        ],
         timeline=[(int(slot), str(route), int(n)) for slot, route, n in timeline if 0 <= slot < bounds.slots],
-        reasons=[(str(route), str(code), int(n)) for route, code, n in reasons],
-        cache={str(outcome): int(n) for outcome, n in cache},
-        ttft=_ttft(db, where, span),
+        ttft=_ttft(db, span),
+        reference_model=reference_model,
     )
 
 
-def _ttft(db: sqlite3.Connection, where: str, span: tuple[float, float]) -> dict[str, Percentiles]:
+def _ttft(db: sqlite3.Connection, span: tuple[float, float]) -> dict[str, Percentiles]:
     """Per model asked for: p50 and p95 of the time to first byte of answers a model gave."""
     ranks = " OR ".join(f"i = (n * {p} + 99) / 100" for p in PERCENTILES)  # `nearest_rank`, in SQL
     rows = db.execute(
@@ -113,7 +128,7 @@ def _ttft(db: sqlite3.Connection, where: str, span: tuple[float, float]) -> dict
             SELECT COALESCE(model, '-') AS model, ttft_ms,
                    ROW_NUMBER() OVER (PARTITION BY COALESCE(model, '-') ORDER BY ttft_ms) AS i,
                    COUNT(*) OVER (PARTITION BY COALESCE(model, '-')) AS n
-            FROM requests {where} AND route IN ('local', 'remote') AND status < 400 AND ttft_ms IS NOT NULL
+            FROM requests {_WHERE} AND route IN ('local', 'remote') AND status < 400 AND ttft_ms IS NOT NULL
         ) WHERE {ranks}
         """,
         span,
@@ -130,4 +145,4 @@ def _ttft(db: sqlite3.Connection, where: str, span: tuple[float, float]) -> dict
 
 
 def _reason_code(reason: str | None) -> str:
-    return spill_reason_code(reason) if reason else "unknown"
+    return spill_reason_code(reason) if reason else "-"

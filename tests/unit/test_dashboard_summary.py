@@ -18,7 +18,7 @@ from orchestrator.dashboard.summary import (
     traffic,
     ttft,
 )
-from orchestrator.dashboard.window import Bounds, Percentiles, Window
+from orchestrator.dashboard.window import Bounds, Group, Percentiles, Window
 from orchestrator.scheduling.load import LoadSnapshot
 from orchestrator.scheduling.policy import Budget
 from orchestrator.scheduling.router import RoutingState
@@ -26,37 +26,41 @@ from orchestrator.scheduling.router import RoutingState
 NOW = 1_800_000_030.0
 
 
-def usage(**by_route: int) -> dict[str, Any]:
-    def measures(requests: int, cost: float = 0.0, reference: float = 0.0) -> dict[str, Any]:
-        return {
-            "requests": requests,
-            "errors": 0,
-            "cache_hits": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "cost_usd": cost,
-            "reference_usd": reference,
-            "saved_usd": reference - cost,
-        }
+def group(route: str, n: int, **kw: Any) -> Group:
+    base: dict[str, Any] = dict(
+        route=route,
+        reason={"local": "local", "remote": "spill", "cache": "cache"}.get(route, "-"),
+        cache={"cache": "HIT", "none": "-"}.get(route, "MISS"),
+        key="team",
+        model="auto",
+        requests=n,
+        errors=n if route == "none" else 0,
+        prompt_tokens=10 * n,
+        completion_tokens=5 * n,
+        cost_usd=0.01 * n if route == "remote" else 0.0,
+        reference_usd=0.02 * n if route != "none" else 0.0,
+    )
+    base.update(kw)
+    return Group(**base)
 
-    total = sum(by_route.values())
-    return {
-        "totals": {**measures(total), "errors": by_route.get("none", 0)},
-        "savings": {"reference_model": "p/ref", "reference_usd": 0.3, "actual_usd": 0.1, "saved_usd": 0.2},
-        "by_route": {r: measures(n) for r, n in by_route.items()},
-        "by_key": {"team": measures(3, 0.05, 0.1), "-": measures(2, 0.05, 0.2), "zed": measures(1, 0.05, 0.0)},
-        "by_model": {"auto": measures(total, 0.1, 0.3)},
-    }
+
+GROUPS = [
+    group("local", 5),
+    group("local", 1, cache="BYPASS", key="-"),
+    group("remote", 2),
+    group("remote", 1, reason="capability", cache="BYPASS", key="zed", model="big"),
+    group("cache", 1),
+    group("none", 2, key="-", model="-"),
+]
 
 
 def window(**kw: Any) -> Window:
     base: dict[str, Any] = dict(
         bounds=Bounds.last(NOW, 3),
-        usage=usage(local=6, remote=3, cache=1, none=2),
+        groups=GROUPS,
         timeline=[(0, "local", 2), (2, "local", 4), (2, "remote", 3), (2, "cache", 1), (1, "none", 2)],
-        reasons=[("local", "local", 6), ("remote", "spill", 2), ("remote", "capability", 1), ("cache", "cache", 1)],
-        cache={"HIT": 1, "MISS": 6, "SHARED": 1, "BYPASS": 2, "-": 2},
         ttft={"auto": Percentiles(9, 80.0, 900.0), "fast": Percentiles(1, 40.0, 40.0), "odd": Percentiles(2, 1, 2)},
+        reference_model="p/ref",
     )
     base.update(kw)
     return Window(**base)
@@ -102,7 +106,7 @@ def test_traffic_shares_are_of_answered_requests() -> None:
 
 
 def test_no_answer_no_shares() -> None:
-    t = traffic(window(usage=usage(none=4)))
+    t = traffic(window(groups=[group("none", 4)]))
     assert (t["requests"], t["answered"], t["local_share"], t["spill_share"]) == (4, 0, None, None)
 
 
@@ -121,7 +125,8 @@ def test_spill_reasons_are_the_remote_routes_most_first() -> None:
         {"reason": "spill", "requests": 2, "share": 2 / 3},
         {"reason": "capability", "requests": 1, "share": 1 / 3},
     ]
-    assert spill_reasons(window(reasons=[("remote", "b", 1), ("remote", "a", 1)]))[0]["reason"] == "a"
+    tie = [group("remote", 1, reason="b"), group("remote", 1, reason="a"), group("local", 9, reason="c")]
+    assert [r["reason"] for r in spill_reasons(window(groups=tie))] == ["a", "b"]
 
 
 def test_ttft_against_each_aliases_slo() -> None:
@@ -141,7 +146,7 @@ def test_ttft_against_each_aliases_slo() -> None:
 @pytest.mark.parametrize(
     ("outcomes", "rate", "lookups"),
     [
-        ({"HIT": 1, "MISS": 6, "SHARED": 1, "BYPASS": 5}, 1 / 8, 8),
+        ({"HIT": 1, "MISS": 6, "SHARED": 1, "BYPASS": 5, "-": 2}, 1 / 8, 8),
         ({"BYPASS": 3}, None, 0),
         ({}, None, 0),
         ({"HIT": 4}, 1.0, 4),
@@ -150,15 +155,33 @@ def test_ttft_against_each_aliases_slo() -> None:
 def test_cache_hit_rate_over_the_lookups_it_could_answer(
     outcomes: dict[str, int], rate: float | None, lookups: int
 ) -> None:
-    c = cache(window(cache=outcomes))
+    c = cache(window(groups=[group("local", n, cache=outcome) for outcome, n in outcomes.items()]))
     assert (c["hit_rate"], c["lookups"]) == (rate, lookups)
+    assert (c["hits"], c["misses"], c["bypass"]) == tuple(outcomes.get(k, 0) for k in ("HIT", "MISS", "BYPASS"))
 
 
-def test_spend_most_first_and_totals_from_the_savings() -> None:
+def test_spend_in_total_and_by_key_and_model_most_first() -> None:
     s = spend(window())
-    assert (s["cost_usd"], s["reference_usd"], s["saved_usd"], s["reference_model"]) == (0.1, 0.3, 0.2, "p/ref")
-    assert [r["key"] for r in s["by_key"]] == ["team", "-", "zed"]  # equal spend: more requests first
-    assert s["by_model"][0]["model"] == "auto" and s["by_model"][0]["requests"] == 12
+    assert s["reference_model"] == "p/ref"
+    assert (s["cost_usd"], s["reference_usd"]) == (pytest.approx(0.03), pytest.approx(0.2))
+    assert s["saved_usd"] == pytest.approx(0.17)
+    keys = {r["key"]: r for r in s["by_key"]}
+    assert [r["key"] for r in s["by_key"]] == ["team", "zed", "-"]  # spend first, then requests
+    assert keys["team"] == {
+        "key": "team",
+        "requests": 8,
+        "errors": 0,
+        "cache_hits": 1,
+        "prompt_tokens": 80,
+        "completion_tokens": 40,
+        "cost_usd": pytest.approx(0.02),
+        "reference_usd": pytest.approx(0.16),
+        "saved_usd": pytest.approx(0.14),
+    }
+    assert keys["-"]["requests"] == 3 and keys["-"]["errors"] == 2
+    assert [(r["model"], r["requests"]) for r in s["by_model"]] == [("auto", 9), ("big", 1), ("-", 2)]
+    tie = spend(window(groups=[group("local", 1, key="b"), group("local", 1, key="a")]))
+    assert [r["key"] for r in tie["by_key"]] == ["a", "b"]
 
 
 def test_local_load_or_why_there_is_none() -> None:

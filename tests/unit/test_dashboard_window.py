@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.accounting.book import Book, Settle
 from orchestrator.dashboard.window import Bounds, nearest_rank, read_window
+from orchestrator.scheduling.policy import spill_reason_code
 
 NOW = 1_800_000_030.0  # 30 s into a minute
 
@@ -78,35 +79,45 @@ def test_nearest_rank(n: int, p: int, rank: int) -> None:
     assert nearest_rank(n, p) == rank == max(1, math.ceil(n * p / 100))
 
 
-def test_routes_per_slot_reason_codes_and_cache_outcomes(book: Book) -> None:
+def test_routes_per_slot_and_groups_by_route_reason_cache_key_and_model(book: Book) -> None:
     b = Bounds.last(NOW, 60)
     settle(
         book,
         row(NOW - 1),  # the current slot
         row(NOW - 2, "remote"),
-        row(NOW - 3, "remote", route_reason="capability: the local model lacks tools"),
+        row(NOW - 3, "remote", route_reason="capability: the local model lacks tools", key_id="other"),
         row(NOW - 4, "cache"),
-        row(NOW - 5, "none"),
+        row(NOW - 5, "none", key_id=None, model="nope"),
         row(b.since + 1, "local", cache="BYPASS"),  # the first slot
         row(b.since - 1, "remote"),  # before the window
         row(NOW + 5, "remote"),  # after it (a clock ahead): not in it either
     )
     w = read_window(book.db, b)
     assert w.timeline == [(0, "local", 1), (59, "cache", 1), (59, "local", 1), (59, "none", 1), (59, "remote", 2)]
-    assert sorted(w.reasons) == [
-        ("cache", "cache", 1),
-        ("local", "local", 2),
-        ("remote", "capability", 1),
-        ("remote", "spill", 1),
+    assert [(g.route, g.reason, g.cache, g.key, g.model, g.requests, g.errors) for g in w.groups] == [
+        ("cache", "cache", "HIT", "team", "auto", 1, 0),
+        ("local", "local", "BYPASS", "team", "auto", 1, 0),
+        ("local", "local", "MISS", "team", "auto", 1, 0),
+        ("none", "-", "-", "-", "nope", 1, 1),
+        ("remote", "capability", "MISS", "other", "auto", 1, 0),
+        ("remote", "spill", "MISS", "team", "auto", 1, 0),
     ]
-    assert w.cache == {"-": 1, "BYPASS": 1, "HIT": 1, "MISS": 3}
-    assert w.usage["totals"]["requests"] == 6
-    assert {k: v["requests"] for k, v in w.usage["by_route"].items()} == {
-        "cache": 1,
-        "local": 2,
-        "none": 1,
-        "remote": 2,
-    }
+
+
+def test_reason_codes_are_the_metrics_label(book: Book) -> None:
+    reasons = [
+        "spill: predicted local TTFT 900 ms over 700 ms (SLO 1000 ms, hysteresis)",
+        "cold-start: no local replica ready",
+        "local: the only route (rule long: auto -> big)",
+        "spill: predicted local TTFT 900 ms over 700 ms; fallback after alpha upstream_unavailable",
+        "fallback after local upstream_timeout",
+        "data-class: sensitive stays local",
+    ]
+    settle(book, *(row(NOW - 1, "remote", route_reason=r) for r in reasons))
+    codes = {g.reason for g in read_window(book.db, Bounds.last(NOW, 1)).groups}
+    assert (
+        codes == {spill_reason_code(r) for r in reasons} == {"spill", "cold-start", "local", "fallback", "data-class"}
+    )
 
 
 def test_ttft_percentiles_are_exact_per_model_over_model_answers_only(book: Book) -> None:
@@ -133,21 +144,17 @@ def test_ttft_percentiles_are_exact_per_model_over_model_answers_only(book: Book
         assert p.p95_ms == ordered[math.ceil(0.95 * len(vs)) - 1]
 
 
-def test_spend_by_key_and_model_and_the_reference(book: Book) -> None:
+def test_cost_and_reference_per_group(book: Book) -> None:
     settle(
         book,
-        row(NOW - 1, "remote", key_id="team", model="auto"),
-        row(NOW - 2, "remote", key_id="other", model="big", cost_usd=0.01, reference_usd=0.004),
-        row(NOW - 3, "local", key_id=None, model="auto"),
+        row(NOW - 1, "remote", key_id="other", model="big", cost_usd=0.01, reference_usd=0.004),
+        row(NOW - 2, "remote", key_id="other", model="big", cost_usd=0.02, reference_usd=0.004, prompt_tokens=7),
     )
-    w = read_window(book.db, Bounds.last(NOW, 5), reference_model="alpha/ref")
-    assert w.usage["savings"]["reference_model"] == "alpha/ref"
-    assert w.usage["by_key"]["other"]["saved_usd"] == pytest.approx(-0.006)
-    assert w.usage["by_key"]["-"]["requests"] == 1
-    assert w.usage["by_model"]["auto"]["cost_usd"] == pytest.approx(0.001)
+    [g] = read_window(book.db, Bounds.last(NOW, 5), reference_model="alpha/ref").groups
+    assert (g.requests, g.prompt_tokens, g.completion_tokens) == (2, 17, 10)
+    assert (g.cost_usd, g.reference_usd) == (pytest.approx(0.03), pytest.approx(0.008))
 
 
 def test_an_empty_log_is_an_empty_window(book: Book) -> None:
-    w = read_window(book.db, Bounds.last(NOW, 60))
-    assert (w.timeline, w.reasons, w.cache, w.ttft) == ([], [], {}, {})
-    assert w.usage["totals"]["requests"] == 0
+    w = read_window(book.db, Bounds.last(NOW, 60), reference_model="alpha/ref")
+    assert (w.groups, w.timeline, w.ttft, w.reference_model) == ([], [], {}, "alpha/ref")

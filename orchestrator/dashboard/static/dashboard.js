@@ -14,6 +14,16 @@
     ["cache", "Cache"],
     ["failed", "Failed"],
   ];
+  // What the scheduler's reason codes (the first word of x-route-reason) mean, for the spill chart.
+  const REASONS = {
+    spill: "local TTFT predicted over the SLO",
+    "cold-start": "no local replica ready",
+    capability: "the local model lacks a feature",
+    context: "the prompt exceeds the local context",
+    remote: "the alias has no local route",
+    fallback: "an earlier route failed",
+    embedding: "an embedding route",
+  };
   const params = new URLSearchParams(window.location.search);
   const refreshS = Math.max(1, Number(params.get("refresh")) || 5);
   const minutes = params.get("minutes");
@@ -138,7 +148,9 @@
     for (const i of [0, Math.floor((n - 1) / 2), n - 1]) {
       const ago = n - 1 - i;
       const label = ago === 0 ? "now" : `−${ago} min`;
-      g.append(svg("text", { x: left + i * bw + bw / 2, y: H - 6, class: "axis", "text-anchor": "middle" }, label));
+      const anchor = i === n - 1 ? "end" : i === 0 ? "start" : "middle";
+      const x = anchor === "end" ? W : anchor === "start" ? left : left + i * bw + bw / 2;
+      g.append(svg("text", { x: x, y: H - 6, class: "axis", "text-anchor": anchor }, label));
     }
     fill("timeline", g);
   }
@@ -158,7 +170,7 @@
     const most = Math.max(...rows.map((r) => r.requests));
     fill("reasons", el("div", { class: "hbars" }, rows.map((r, i) =>
       el("div", { class: "hbar" }, [
-        el("span", { class: "name" }, r.reason),
+        el("span", { class: "name" }, [r.reason, el("span", { class: "why" }, REASONS[r.reason] || "")]),
         el("span", { class: "track" }, el("span", { class: "fill s-remote", "data-width": r.requests / most })),
         figure("span", `/spill_reasons/${i}/requests`, r.requests, fmtInt(r.requests), "num"),
         figure("span", `/spill_reasons/${i}/share`, r.share, fmtPct(r.share), "num muted"),
@@ -244,7 +256,7 @@
         figure("strong", "/budget/spent_usd", b.spent_usd, b.spent_usd == null ? "unknown (no load board)" : fmtUsd(b.spent_usd)), "."]));
       return;
     }
-    const used = Math.min(1, b.used_share || 0);
+    const used = b.used_share ? Math.min(1, Math.max(0.01, b.used_share)) : 0; // a spend shows, however small
     fill("budget", el("div", { class: "budget" }, [
       el("div", { class: "meter" + (b.exhausted ? " exhausted" : "") }, el("span", { class: "fill", "data-width": used })),
       el("p", {}, [figure("strong", "/budget/spent_usd", b.spent_usd, fmtUsd(b.spent_usd)), " of ",
