@@ -161,6 +161,10 @@ _RATIO_ROWS = (
 )
 
 
+def _times(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:,.2f}×"
+
+
 def peers_table(t: dict[str, Any]) -> list[str]:
     """Ours against every peer of one group, figures then ratios ('added' over direct's same percentile); empty
     without ours, direct or a peer."""
@@ -178,7 +182,7 @@ def peers_table(t: dict[str, Any]) -> list[str]:
             cells.append("streams failed" if failed else _f(figs[k][key], digits))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for name, key in _RATIO_ROWS:
-        cells = [f"{_f(ratios(figs[ours], figs[k])[key])}×" for k in peers]
+        cells = [_times(ratios(figs[ours], figs[k])[key]) for k in peers]
         lines.append(f"| {name} | | " + " | ".join(cells) + " |")
     return lines
 
@@ -207,11 +211,12 @@ def peers_section(result: dict[str, Any]) -> list[str]:
             s = group["targets"].get(k)
             if s and s["failed"]:
                 out.append(f"- {LABEL[k]}: {s['failed']} failed requests; the client saw {s['errors']}")
-    for key, lines in result.get("server_log_errors", {}).items():
-        if lines:
-            out.append(f"- {LABEL.get(key, key)}, its log: " + " / ".join(f"`{line}`" for line in lines))
     if not out:
         return []
+    logged = [(k, lines) for k, lines in result.get("server_log_errors", {}).items() if lines]
+    if logged:
+        out += ["", "Errors in the peers' logs over the whole run (distinct lines):", ""]
+        out += [f"- {LABEL.get(k, k)}: " + " / ".join(f"`{line}`" for line in lines) for k, lines in logged]
     head = [
         "",
         "## Ours against the peers",
