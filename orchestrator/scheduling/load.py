@@ -186,10 +186,18 @@ class LoadView:
         if raw is None:
             return None
         snap = LoadSnapshot(**raw)
-        since = [tokens for at, tokens in self._sent.get(model, ()) if at > snap.taken_at]
-        if not since:
+        # Sends are appended as they happen, so those after the snapshot are at the end: walking back
+        # to the first older one costs what was sent since, not every request still in flight (a
+        # gateway at fleet scale has thousands; benchmarks/simulate measured the scan at ~45 us a plan).
+        count = tokens = 0
+        for at, prompt_tokens in reversed(self._sent.get(model, ())):
+            if at <= snap.taken_at:
+                break
+            count += 1
+            tokens += prompt_tokens
+        if not count:
             return snap
-        return replace(snap, sent=len(since), sent_prompt_tokens=sum(since))
+        return replace(snap, sent=count, sent_prompt_tokens=tokens)
 
     def spending(self, usd: float) -> None:
         """Overflow spend of this gateway: counted here at once, and reported to the board."""
