@@ -14,6 +14,7 @@ is saved under the test's temporary directory, and also to `$DASHBOARD_SCREENSHO
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -111,8 +112,6 @@ async def figures(page: Any) -> list[tuple[str, Any, str]]:
     raw: list[list[str]] = await page.eval_on_selector_all(
         "[data-path]", "nodes => nodes.map(n => [n.dataset.path, n.dataset.value, n.textContent])"
     )
-    import json
-
     return [(path, json.loads(value), text) for path, value, text in raw]
 
 
