@@ -2,7 +2,9 @@
 
 Every gateway replica, on every node, gets the same actor by name (get-or-create); it outlives the
 replica that happened to create it, asks for no CPU, and comes back after a crash (its state is on
-disk, at the path its name is derived from).
+disk, at the path its name is derived from). It lives on the head node, whatever node created it: its
+file is on that node's local disk, so a restart elsewhere (a worker scaled away) would open an empty
+one; the head lives as long as the cluster does.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 NAMESPACE = "orchestrator"
+# Ray's marker of the head node (every head offers 1 of it; Serve pins its controller the same way).
+HEAD_NODE = {"node:__internal_head__": 0.001}
 
 
 def actor_name(kind: str, path: Path) -> str:
@@ -30,6 +34,7 @@ def named_actor(cls: type, kind: str, path: Path, *args: Any, retry_tasks: bool,
         get_if_exists=True,
         lifetime="detached",
         num_cpus=0,
+        resources=HEAD_NODE,
         max_restarts=-1,
         max_task_retries=-1 if retry_tasks else 0,
     )

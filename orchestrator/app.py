@@ -34,6 +34,7 @@ from local_models.deployment import local_model_app
 from local_models.interface import EngineConfig, ModelInfo
 from orchestrator.accounting.prices import Prices
 from orchestrator.accounting.setup import build_accounts
+from orchestrator.actors import HEAD_NODE
 from orchestrator.api import build_app
 from orchestrator.caching.cache import ResponseCache
 from orchestrator.frontdoors.responses.store import store_for
@@ -214,7 +215,13 @@ def build_application(settings: Settings) -> Any:
 
     board = (
         cast(Deployment, serve.deployment(LoadBoard))
-        .options(name="LoadBoard", num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0})
+        # On the head, with the cluster's other single owners (orchestrator/actors.py).
+        .options(
+            name="LoadBoard",
+            num_replicas=1,
+            max_ongoing_requests=1000,
+            ray_actor_options={"num_cpus": 0, "resources": HEAD_NODE},
+        )
         .bind(max_age_s=settings.scheduler.max_staleness_ms / 1000)
     )
 
@@ -237,10 +244,15 @@ def build_application(settings: Settings) -> Any:
 
     local_app = bind(settings.local, "generate", "LocalModel")
     embed_app = bind(settings.embedding, "embed", "LocalEmbedder") if settings.embedding.model else None
+    per_node = {"max_replicas_per_node": n} if (n := settings.gateway.max_replicas_per_node) else {}
     gateway = cast(Deployment, serve.deployment(serve.ingress()(Gateway))).options(
         name="Gateway",
         num_replicas=settings.gateway.num_replicas,
         max_ongoing_requests=settings.gateway.max_ongoing_requests,
-        ray_actor_options={"num_cpus": settings.gateway.num_cpus},
+        **cast(dict[str, Any], per_node),
+        ray_actor_options={
+            "num_cpus": settings.gateway.num_cpus,
+            **({"resources": settings.gateway.resources} if settings.gateway.resources else {}),
+        },
     )
     return gateway.bind(settings, local_app, embed_app, board)

@@ -94,6 +94,10 @@ class GatewaySettings(BaseModel):
     num_replicas: int = 1
     max_ongoing_requests: int = 512
     num_cpus: float = 0.0
+    # Ray custom resources per replica, e.g. {gateway: 1}: replicas go only to nodes offering them.
+    resources: dict[str, float] = Field(default_factory=dict)
+    # At most this many replicas on one node (Serve's max_replicas_per_node); None: no limit.
+    max_replicas_per_node: int | None = Field(default=None, ge=1)
 
 
 class RemoteModel(BaseModel):

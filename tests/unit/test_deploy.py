@@ -13,6 +13,7 @@ import yaml
 from ray.serve._private.build_app import build_app
 from ray.serve.schema import ServeDeploySchema
 
+from orchestrator.actors import HEAD_NODE
 from orchestrator.cli import main
 from orchestrator.deploy import LOCAL_RESOURCE, app_builder, cluster_settings, render, serve_config
 from orchestrator.runtime import serve_env
@@ -56,7 +57,8 @@ def test_on_a_cluster_local_models_go_to_gpu_workers_only() -> None:
     deployments = _deployments(app_builder(serve_config(settings)["applications"][0]["args"]))
     assert deployments["LocalModel"]["resources"] == {LOCAL_RESOURCE: 1}
     assert deployments["LocalModel"]["num_gpus"] == 1
-    assert "resources" not in deployments["Gateway"] and "resources" not in deployments["LoadBoard"]
+    assert "resources" not in deployments["Gateway"]
+    assert deployments["LoadBoard"]["resources"] == HEAD_NODE  # with the ledger actor, on the head
     assert settings.server.host == "0.0.0.0"
 
 
