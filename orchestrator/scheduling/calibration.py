@@ -18,7 +18,7 @@ ratio was above it, down by `rate × (1 - q)` if below, so it settles where a
 fraction q of ratios lie below. It starts at 1 (the model as it is) and stays
 within [`low`, `high`], so a few wild observations can't switch the local
 model off or trust it blindly. `low` is 0.8: what makes the model over-predict
-in a calm spell (the worst replica's recent p90 as a floor, a batch that
+in a calm spell (a slow replica's recent p90 as a floor, a batch that
 happens to be quick) is gone in a burst, and a factor of 0.5 learned before
 it scaled the burst's predictions down by half (benchmarks/simulate: 8 GPU
 replicas, bursty traces, 97.3 % within the SLO at 0.5, 99.3 % at 0.8, the
