@@ -1,0 +1,307 @@
+"""The orchestrator on a real multi-node Ray cluster, deployed the way a Ray user deploys it.
+
+Three Ray nodes on this machine (`ray start --head`, two `ray start --address` workers, each with its
+own custom resources; see ray_nodes.py), the Serve environment from `orchestrator build-config`'s
+header on every node, the generated Serve config sent with `serve deploy`:
+
+    head  {head, gateway}             Gateway replica, LoadBoard, ledger actor (and Serve's controller)
+    w1    {w1, gateway, local_model}  Gateway replica, LocalModel replica (tiny-random)
+    w2    {w2, local_model}           LocalModel replica: removed mid-run by the last test
+
+Everything is asked through the official openai client (and the admin/dashboard routes over HTTP),
+against both gateways' ports. This process never joins the cluster (it holds no Ray of its own:
+tests/e2e starts one in-process later in the same session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+from ray_nodes import SERVE, Cluster, free_port
+
+from orchestrator import runtime
+from orchestrator.accounting.keys import hash_key
+from orchestrator.protocol import ChatCompletionRequest
+from orchestrator.scheduling.tokens import prompt_upper_bound
+from orchestrator.settings import load_settings
+
+pytestmark = pytest.mark.cluster
+
+MASTER = "sk-cluster-master"
+BUDGET_KEY = "sk-orch-cluster-budget"
+OPEN_KEY = "sk-orch-cluster-open"
+BUDGET_TOKENS = 1500
+MODEL = "tiny-random"
+QUESTION = [{"role": "user", "content": "Say something."}]
+LOCAL_NODES = ("w1", "w2")
+
+
+@dataclass
+class Deployment:
+    cluster: Cluster
+    ports: tuple[int, int]
+    node_names: dict[str, str]  # Ray node id -> head / w1 / w2
+
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def client(self, port: int, key: str = OPEN_KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url(port) + "/v1", api_key=key, max_retries=0, timeout=60)
+
+    def aclient(self, port: int, key: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.url(port) + "/v1", api_key=key, max_retries=0, timeout=120)
+
+    def admin(self, port: int, path: str) -> Any:
+        r = httpx.get(self.url(port) + path, headers={"Authorization": f"Bearer {MASTER}"}, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def placed(self, class_suffix: str) -> list[str]:
+        """The node names of the alive actors whose class name ends with `class_suffix`."""
+        actors = self.cluster.actors()
+        return sorted(self.node_names[a["node_id"]] for a in actors if a["class_name"].endswith(class_suffix))
+
+
+def orchestrator_config(tmp: Path, port: int) -> dict[str, Any]:
+    return {
+        "server": {"port": port},
+        "local": {
+            "model": MODEL,
+            "num_replicas": 2,
+            "resources": {"local_model": 1},  # only the workers offer it: one replica on each
+            "engine_args": {"enforce_eager": True},
+            "kv_cache_gib": 0.25,
+        },
+        "embedding": {"model": None},
+        "gateway": {"num_replicas": 2, "resources": {"gateway": 1}, "max_replicas_per_node": 1},
+        "providers": {},
+        "models": {},
+        "cache": {"enabled": False},  # every request reaches an engine
+        "ledger": {"path": str(tmp / "ledger.sqlite"), "reference_model": None},
+        "responses": {"directory": str(tmp / "responses")},
+        "keys": {
+            "budget": {"sha256": hash_key(BUDGET_KEY), "budget_tokens": BUDGET_TOKENS, "period": "total"},
+            "open": {"sha256": hash_key(OPEN_KEY)},
+        },
+    }
+
+
+def header_env(serve_config: str) -> dict[str, str]:
+    """The variables the generated config's header says every node must have before `ray start`."""
+    line = next(line for line in serve_config.splitlines() if line.startswith("#") and "ray start --head" in line)
+    assignments = line.lstrip("# ").split(" ray start")[0].split()
+    return dict(a.split("=", 1) for a in assignments)
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Iterator[Deployment]:
+    # Short: Ray's unix sockets live under it (108-byte path limit).
+    tmp = Path(tempfile.mkdtemp(prefix="orch-mn-", dir="/tmp"))
+    port = free_port(2)  # a gateway per node: with direct ingress, port and port + 1 on this one host
+    config = tmp / "orchestrator.yaml"
+    config.write_text(yaml.safe_dump(orchestrator_config(tmp, port)))
+    runtime.prepare_models(load_settings(config), progress=False)  # the model, built once, before any node
+    serve_yaml = tmp / "serve.yaml"
+    orchestrator = str(Path(sys.executable).with_name("orchestrator"))
+    subprocess.run([orchestrator, "build-config", "--config", str(config), "-o", str(serve_yaml)], check=True)
+    env = {
+        **header_env(serve_yaml.read_text()),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_HOST_IP": "127.0.0.1",
+        "ORCHESTRATOR_MASTER_KEY": MASTER,
+    }
+    cluster = Cluster(tmp, env)
+    try:
+        cluster.start_head({"head": 1, "gateway": 1})
+        cluster.wait_for_nodes(1, timeout_s=60)
+        # One at a time: two raylets starting together under one session dir can miss each other's start.
+        cluster.add_worker("w1", {"w1": 1, "gateway": 1, "local_model": 1})
+        cluster.wait_for_nodes(2, timeout_s=60)
+        cluster.add_worker("w2", {"w2": 1, "local_model": 1})
+        nodes = cluster.wait_for_nodes(3, timeout_s=60)
+        names = {}
+        for n in nodes:
+            total = n.get("resources_total", {})
+            names[n["node_id"]] = next(name for name in ("head", "w1", "w2") if name in total)
+        cluster.cli(SERVE, "deploy", str(serve_yaml), "--address", cluster.dashboard)
+        deployed = Deployment(cluster, (port, port + 1), names)
+        _wait_until_serving(deployed, timeout_s=180)
+        yield deployed
+    finally:
+        cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_until_serving(d: Deployment, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    waiting = set(d.ports)
+    while waiting and time.monotonic() < deadline:
+        for port in sorted(waiting):
+            try:
+                r = httpx.get(d.url(port) + "/v1/models", headers={"Authorization": f"Bearer {OPEN_KEY}"}, timeout=5)
+                if r.status_code == 200:
+                    waiting.discard(port)
+            except httpx.HTTPError:
+                pass
+        time.sleep(1)
+    if waiting:
+        status = d.cluster.cli(SERVE, "status", "--address", d.cluster.dashboard)
+        raise TimeoutError(f"gateways on {sorted(waiting)} not serving after {timeout_s:.0f} s:\n{status}")
+
+
+def test_each_piece_is_on_its_node(deployment: Deployment) -> None:
+    d = deployment
+    gateways = d.placed(":Gateway")
+    assert gateways == ["head", "w1"]  # two gateways, two nodes
+    assert d.placed(":LocalModel") == list(LOCAL_NODES)  # placed by the custom resource only workers offer
+    assert d.placed(":LoadBoard") == ["head"]
+    ledger = [a for a in d.cluster.actors() if (a.get("name") or "").startswith("ledger-")]
+    assert [d.node_names[a["node_id"]] for a in ledger] == ["head"]
+
+
+def test_both_gateways_serve_and_see_every_replica(deployment: Deployment) -> None:
+    d = deployment
+    for port in d.ports:
+        with d.client(port) as client:
+            reply = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8)  # type: ignore[arg-type]
+            assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage is not None
+            assert reply.usage.completion_tokens > 0
+    # The load board sums the reports of the replicas on w1 and w2; both gateways read the same sum.
+    deadline = time.monotonic() + 30
+    seen: list[Any] = []
+    while time.monotonic() < deadline:
+        seen = [d.admin(port, "/dashboard/data")["local"][0]["load"] for port in d.ports]
+        if all(load is not None and load["replicas"] == 2 for load in seen):
+            break
+        time.sleep(0.5)
+    assert all(load is not None and load["replicas"] == 2 for load in seen), seen
+
+
+def test_one_budget_holds_across_gateways_on_two_nodes(deployment: Deployment) -> None:
+    d = deployment
+    max_tokens = 8
+    body = {"model": MODEL, "messages": QUESTION, "max_tokens": max_tokens}
+    reservation = prompt_upper_bound(ChatCompletionRequest.model_validate(body)) + max_tokens
+
+    async def burst() -> list[int]:
+        clients = [d.aclient(port, BUDGET_KEY) for port in d.ports]
+
+        async def one(i: int) -> int:
+            await asyncio.sleep((i % 50) / 100)  # arriving over half a second, alternating gateways
+            try:
+                await clients[i % 2].chat.completions.create(**body)  # type: ignore[call-overload]
+                return 200
+            except openai.RateLimitError as e:
+                assert e.code == "insufficient_quota", e
+                return 429
+
+        try:
+            return await asyncio.gather(*(one(i) for i in range(500)))
+        finally:
+            for c in clients:
+                await c.close()
+
+    statuses = asyncio.run(burst())
+    served = statuses.count(200)
+    assert set(statuses) == {200, 429}
+    spend = _settled_spend(d, "budget")
+    assert spend["reserved_tokens"] == 0
+    assert spend["tokens"] <= BUDGET_TOKENS + reservation, (spend, reservation)
+    # Nobody was refused before the reservations alone reached the budget.
+    assert served >= BUDGET_TOKENS // reservation, (served, reservation)
+    print(f"budget: {served} of 500 served, {spend['tokens']} tokens spent of {BUDGET_TOKENS} (+{reservation})")
+    # Both gateways read the one ledger: the same spend through either.
+    assert _settled_spend(d, "budget", port=d.ports[1])["tokens"] == spend["tokens"]
+
+
+def _settled_spend(d: Deployment, key: str, port: int | None = None) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        keys = {k["id"]: k for k in d.admin(port or d.ports[0], "/admin/keys")["data"]}
+        spend: dict[str, Any] = keys[key]["spend"]
+        if spend["reserved_tokens"] == 0 or time.monotonic() > deadline:
+            return spend
+        time.sleep(0.5)
+
+
+@dataclass
+class Outcome:
+    sent: float = 0.0
+    done: float = 0.0
+    chunks: int = 0
+    finished: bool = False
+    error: str | None = None
+
+
+def test_a_node_removed_mid_run_loses_no_request_before_its_first_token(deployment: Deployment) -> None:
+    d = deployment
+    w2 = next(n for n in d.cluster.nodes if n.name == "w2")
+    count = 48
+
+    async def run() -> list[Outcome]:
+        clients = [d.aclient(port, OPEN_KEY) for port in d.ports]
+
+        async def one(i: int) -> Outcome:
+            out = Outcome()
+            await asyncio.sleep(i * 0.05)  # in flight over ~2.4 s: the node goes mid-way
+            out.sent = time.monotonic()
+            try:
+                stream = await clients[i % 2].chat.completions.create(
+                    model=MODEL,
+                    messages=[{"role": "user", "content": f"Count to {i}."}],
+                    max_tokens=96,
+                    stream=True,
+                )
+                async for _chunk in stream:
+                    out.chunks += 1
+                out.finished = True
+            except openai.APIError as e:
+                out.error = f"{type(e).__name__}: {e}"
+            out.done = time.monotonic()
+            return out
+
+        async def remove_w2() -> None:
+            await asyncio.sleep(1.0)
+            killed.append(time.monotonic())
+            await asyncio.to_thread(w2.kill)
+
+        try:
+            outcomes = await asyncio.gather(*(one(i) for i in range(count)), remove_w2())
+        finally:
+            for c in clients:
+                await c.close()
+        return [o for o in outcomes if isinstance(o, Outcome)]
+
+    killed: list[float] = []
+    outcomes = asyncio.run(run())
+    assert len(outcomes) == count  # every request came back: answered, or failed explicitly
+    in_flight = [o for o in outcomes if o.sent < killed[0] < o.done]
+    assert len(in_flight) >= 8, in_flight  # the node went while many were running (half of them on it)
+    lost = [o for o in outcomes if not o.finished and o.chunks == 0]
+    assert not lost, lost  # a request without its first token fell over to w1's replica
+    broken = [o for o in outcomes if not o.finished]
+    assert all(o.error for o in broken)
+    print(f"node removed with {len(in_flight)} of {count} streams in flight: {len(broken)} ended with an error event")
+    # Traffic goes on, on what is left; the board counts one replica now.
+    with d.client(d.ports[0]) as client:
+        assert client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4).choices  # type: ignore[arg-type]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        load = d.admin(d.ports[1], "/dashboard/data")["local"][0]["load"]
+        if load is not None and load["replicas"] == 1:
+            break
+        time.sleep(0.5)
+    assert load is not None and load["replicas"] == 1, load
