@@ -1,4 +1,4 @@
-"""The router remembers the prefill speed the local engines last showed (found with benchmarks/simulate)."""
+"""The router remembers the best prefill speed the local engines showed (found with benchmarks/simulate)."""
 
 from __future__ import annotations
 
@@ -68,3 +68,14 @@ async def test_a_faster_engine_replaces_what_was_remembered() -> None:
     await first(router)
     board.now = IDLE
     assert await first(router) == "local"  # 50 ms of prefill at the speed it showed last
+
+
+async def test_one_slow_window_before_a_quiet_spell_does_not_lock_the_engine_out() -> None:
+    board = Board()
+    router = Router(REGISTRY, local={"local": "small"}, load=board)  # type: ignore[arg-type]
+    board.now = replace(IDLE, prefill_capacity_tokens_per_s=20_000.0)
+    await first(router)
+    board.now = replace(IDLE, prefill_capacity_tokens_per_s=300.0)  # one slow step in its window
+    assert await first(router) == "cloud"
+    board.now = IDLE  # then it got nothing (everything spilled) and showed nothing new
+    assert await first(router) == "local"  # planned at the best it showed, not the last
