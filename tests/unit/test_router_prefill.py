@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orchestrator.protocol import ChatCompletionRequest
-from orchestrator.scheduling.capabilities import Backend, ModelEntry, Registry
+from orchestrator.scheduling.capabilities import Backend, ModelEntry, Registry, Task
 from orchestrator.scheduling.load import LoadSnapshot
 from orchestrator.scheduling.policy import Knobs
 from orchestrator.scheduling.router import Router
 
-CHAT = frozenset({"chat", "completions"})
+CHAT: frozenset[Task] = frozenset({"chat", "completions"})
 REGISTRY = Registry(
     [ModelEntry("hybrid", (Backend("local", "small", CHAT, owned_by="me"), Backend("cloud", "m", CHAT, owned_by="c")))]
 )
