@@ -138,7 +138,6 @@ class Router:
         self._prices = dict(prices or {})
         self._spilling: dict[str, bool] = {}
         self._ttft_ms: dict[str, float] = {}
-        self._prefill_shown: dict[str, float] = {}  # by local model: the best prefill speed its engines showed
         self._calibration = {model: Calibration() for model in self._local.values()}
         self._needs_text = {name for name, p in self._policies.items() if any(r.pattern for r in p.rules)}
         self._exact = {e.name for e in registry.entries() if self._counts_exactly(e.name)}
@@ -207,7 +206,7 @@ class Router:
         if resolution.facts.task == "embeddings":
             return self._order_embedding(resolution)
         view = self._load
-        load = {m: self._shown_prefill(m, view.snapshot(m)) for m in self._local.values()} if view is not None else {}
+        load = {m: view.snapshot(m) for m in self._local.values()} if view is not None else {}
         spent = view.overflow_spent_usd() if view is not None else None
         conditions = Conditions(
             self._local_providers,
@@ -230,20 +229,6 @@ class Router:
             for t in made.targets
         ]
         return RoutePlan(self, replace(made, targets=targets), resolution.facts)
-
-    def _shown_prefill(self, model: str, snap: LoadSnapshot | None) -> LoadSnapshot | None:
-        """`snap`, with the best prefill speed its engines have shown where their stats window has
-        none (idle past it): the configured figure is for an engine that never showed its own, and
-        can be far off (a CPU engine's is a quarter of it, a GPU's ten times). The best, not the
-        last: the last window before a spill may have held one slow step, and an engine that gets
-        no traffic shows nothing new (benchmarks/simulate: a noisy CPU then spilled for good)."""
-        if snap is None:
-            return None
-        shown = self._prefill_shown.get(model)
-        if snap.prefill_capacity_tokens_per_s is not None:
-            self._prefill_shown[model] = max(shown or 0.0, snap.prefill_capacity_tokens_per_s)
-            return snap
-        return snap if shown is None else replace(snap, prefill_capacity_tokens_per_s=shown)
 
     async def plan(
         self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]
