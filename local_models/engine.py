@@ -109,6 +109,10 @@ class VllmEngine:
         )
 
     def stats(self) -> LoadStats:
+        """The engine's load; `EngineFailure` once its engine-core process has died (vLLM's own
+        bookkeeping would go on answering), so the replica's health check fails and Serve replaces it."""
+        if self._llm.errored:
+            raise EngineFailure(f"The local engine for '{self._config.served_name}' has died.")
         return self._tracker.snapshot(
             unfinished=self._llm.get_num_unfinished_requests(),
             queued_prompt_tokens=self._llm.get_num_queued_tokens(),
