@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -79,9 +78,11 @@ async def gateway(engine: VllmEngine, tmp_path: Path) -> AsyncIterator[tuple[htt
     remote.stop()
 
 
-def _engine_core() -> psutil.Process:
-    [core] = [p for p in psutil.Process(os.getpid()).children(recursive=True) if "EngineCore" in p.name()]
-    return core
+def _engine_core(engine: VllmEngine) -> psutil.Process:
+    """This engine's engine-core process (other engines of the session may still have theirs)."""
+    manager = engine._llm.engine_core.resources.engine_manager  # vLLM's own record of the process it started
+    [process] = manager.processes
+    return psutil.Process(process.pid)
 
 
 def _body(**kw: Any) -> dict[str, Any]:
@@ -103,7 +104,7 @@ async def test_a_killed_engine_core_loses_no_request_and_fails_its_health_check(
     stream = LocalProvider(engine).chat(request, MODEL)
     while not any(c.delta.content for chunk in chunks for c in chunk.choices):
         chunks.append(await asyncio.wait_for(anext(stream), 60))
-    _engine_core().send_signal(signal.SIGKILL)
+    _engine_core(engine).send_signal(signal.SIGKILL)
 
     # It ends with an error, never silently (no finish_reason) and never hanging.
     with pytest.raises(Exception) as failed:
