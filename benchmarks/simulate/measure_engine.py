@@ -31,18 +31,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks.burst import PROMPTS
 from benchmarks.harness import run_meta
 from benchmarks.simulate.profiles import PROFILES, EngineProfile
 
-# The burst benchmark's prompts; a long filler for prefill points.
-PROMPTS = [
-    "Give me three tips for staying focused while studying.",
-    "What is the capital of France, and why is it famous?",
-    "Explain in two sentences what a hash table is.",
-    "Write a haiku about autumn leaves.",
-    "Why is the sky blue? Answer briefly.",
-    "Name three uses of the Python programming language.",
-]
+# A long filler for prefill points (the prompts are the burst benchmark's).
 FILLER = "The quick brown fox jumps over the lazy dog while the band plays on. "
 HOP_MS = 30.0  # gateway <-> replica through Ray Serve: see the profile's `source`
 
