@@ -59,6 +59,7 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _OFF: AbstractContextManager[Any] = nullcontext(INVALID_SPAN)
 _ROOT = Context()  # no client traceparent: the request starts a trace of its own
 _MAX_NAME = 200  # a span's name carries the client's model name: bounded
+_MAX_CAPTURE = 16_384  # characters of a captured prompt (telemetry.capture_content) kept in its span
 _LEAVES = "orchestrator.trace.leaves"  # the request's noted leaf steps, in its OpenTelemetry context
 
 
@@ -153,7 +154,9 @@ class Telemetry:
         span.set_attribute("gen_ai.request.model", call.model)
         if self.capture_content:
             body = call.body.model_dump(include={"messages", "prompt", "input"}, exclude_none=True)
-            span.set_attribute("gen_ai.input.messages", json.dumps(body, ensure_ascii=False, default=str))
+            text = json.dumps(body, ensure_ascii=False, default=str)
+            # Bounded: a client's 8 MB body must not become an 8 MB span for the exporter and the collector.
+            span.set_attribute("gen_ai.input.messages", text[:_MAX_CAPTURE] + ("…" if len(text) > _MAX_CAPTURE else ""))
 
     # ------------------------------------------------------------- the steps
 

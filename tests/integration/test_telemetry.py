@@ -180,6 +180,14 @@ async def test_capture_content_puts_the_prompt_in_the_request_span(tmp_path: Pat
         assert PROMPT in _attributes(traced.request_span())["gen_ai.input.messages"]
 
 
+async def test_a_captured_prompt_is_bounded(tmp_path: Path) -> None:
+    async for traced in _traced(tmp_path, FakeEngine(MODEL), capture_content=True):
+        r = await traced.chat("x" * 1_000_000, max_tokens=1)
+        assert r.status_code == 400  # longer than the model's context; its prompt was captured on the way in
+        captured = _attributes(traced.request_span())["gen_ai.input.messages"]
+        assert 16_000 < len(captured) <= 16_385 and captured.endswith("…")
+
+
 async def test_untraced_paths_and_off_by_default(traced: Traced) -> None:
     assert (await traced.client.get("/health")).status_code == 200
     assert traced.spans() == []
