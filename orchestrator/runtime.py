@@ -51,6 +51,10 @@ def serve_env(settings: Settings) -> dict[str, str]:
         # one per replica); Serve's own proxy moves out of the way to a free port.
         env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(server.port)
         env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(server.port + settings.gateway.num_replicas)  # exclusive
+        # Serve holds a dead replica's port out of its pool for 150 s (for an HAProxy in front to forget
+        # it); the pool here is exactly one port per replica, so a Gateway restarted on its node would
+        # find no port and the node would take no requests for those 150 s.
+        env["RAY_SERVE_PORT_QUARANTINE_S"] = os.environ.get("RAY_SERVE_PORT_QUARANTINE_S", "0")
         # Ray holds an ingress replica 30 s at shutdown for an external balancer to drain it.
         env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = os.environ.get(
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -30,16 +31,20 @@ SERVE = str(Path(sys.executable).with_name("serve"))
 
 
 _HANDED_OUT: set[int] = set()
+_RANDOM = random.SystemRandom()
 
 
 def free_port(count: int = 1) -> int:
-    """A free port (the first of `count` consecutive free ones), never one this process handed out before."""
+    """A free port (the first of `count` consecutive free ones), never one this process handed out before.
+
+    Drawn from 20000-32767: above Ray's worker ports (10002-19999) and below the kernel's ephemeral range
+    (32768+), where any outgoing connection (Ray's own, by the hundred) may take a port between our check
+    and the moment a node or a gateway binds it.
+    """
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = int(s.getsockname()[1])
+        first = _RANDOM.randrange(20000, 32768 - count)
         ports = set(range(first, first + count))
-        if ports & _HANDED_OUT or first + count > 65535 or not all(_bindable(p) for p in ports):
+        if ports & _HANDED_OUT or not all(_bindable(p) for p in ports):
             continue
         _HANDED_OUT.update(ports)
         return first
