@@ -156,8 +156,13 @@ def local_model_app(
     report_interval_s: float = 0.1,
     autoscaling: dict[str, Any] | None = None,
     tracing: TracingFactory | None = None,
+    drain_s: float = 120.0,
 ) -> Any:
-    """The bound `LocalModel` deployment, ready to pass to another deployment."""
+    """The bound `LocalModel` deployment, ready to pass to another deployment.
+
+    `drain_s`: how long a replica being removed (scaled down, redeployed) may take to finish the
+    requests it is running; give it the longest a request may last, so none is cut off.
+    """
     from ray import serve
     from ray.serve.deployment import Deployment
 
@@ -174,7 +179,7 @@ def local_model_app(
         },
         health_check_period_s=10,
         health_check_timeout_s=30,
-        graceful_shutdown_timeout_s=5,
+        graceful_shutdown_timeout_s=drain_s,
     )
     return deployment.bind(
         config,

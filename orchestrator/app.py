@@ -239,6 +239,7 @@ def build_application(settings: Settings) -> Any:
             board=board,
             report_interval_s=settings.scheduler.poll_interval_ms / 1000,
             autoscaling=section.autoscaling,
+            drain_s=settings.resilience.deadline_s,
             tracing=partial(replica_tracer_provider, settings.telemetry),
         )
 

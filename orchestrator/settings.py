@@ -65,6 +65,18 @@ class EngineSettings(BaseModel):
     max_queued_requests: int = 256
     engine_args: dict[str, Any] = Field(default_factory=dict)  # passed to vLLM as is
 
+    @field_validator("autoscaling")
+    @classmethod
+    def _serve_autoscaling(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Checked by Serve's own model now, not when the deployment first scales (a typo'd field, min > max)."""
+        if value is not None:
+            from ray.serve.config import AutoscalingConfig
+
+            if unknown := sorted(set(value) - set(AutoscalingConfig.model_fields)):
+                raise ValueError(f"not fields of Serve's autoscaling_config: {', '.join(unknown)}")
+            AutoscalingConfig(**value)
+        return value
+
 
 class LocalModelSettings(EngineSettings):
     """The local generation model."""

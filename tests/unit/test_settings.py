@@ -94,3 +94,13 @@ def test_settings_pickle_as_the_plain_class(config: Path) -> None:
     s = load_settings(config)
     assert type(s) is Settings
     assert pickle.loads(pickle.dumps(s)) == s
+
+
+def test_local_autoscaling_is_checked_against_serves_own_config_at_load() -> None:
+    """A typo'd or impossible autoscaling_config is refused when the config loads, not ignored by Serve later."""
+    ok = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2}
+    assert load_settings(local={"autoscaling": ok}).local.autoscaling == ok
+    with pytest.raises(ValidationError, match="not fields of Serve's autoscaling_config: max_replica"):
+        load_settings(local={"autoscaling": {"max_replica": 2}})
+    with pytest.raises(ValidationError, match="min_replicas"):
+        load_settings(local={"autoscaling": {"min_replicas": 3, "max_replicas": 2}})
