@@ -140,7 +140,7 @@ def deployment() -> Iterator[Deployment]:
             names[n["node_id"]] = next(name for name in ("head", "w1", "w2") if name in total)
         cluster.cli(SERVE, "deploy", str(serve_yaml), "--address", cluster.dashboard)
         deployed = Deployment(cluster, (port, port + 1), names)
-        _wait_until_serving(deployed, timeout_s=180)
+        _wait_until_serving(deployed, timeout_s=360)  # a loaded 2-core host: up to ~3 min seen
         yield deployed
     finally:
         cluster.stop()
