@@ -156,9 +156,13 @@ class Gateway:
         load = None
         if board is not None:
             s = settings.scheduler
+            handles = {clients[LOCAL][1]["name"]: local}
+            if embed is not None:
+                handles[clients[LOCAL_EMBED][1]["name"]] = embed
             load = LoadView(
                 lambda: board.read.remote(),
                 report=lambda usd: board.spent.remote(usd),
+                wake=lambda model: handles[model].info.remote(),
                 interval_s=s.poll_interval_ms / 1000,
                 max_staleness_s=s.max_staleness_ms / 1000,
             )

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TypedDict
 
 from local_models.interface import LoadStats
@@ -139,6 +140,7 @@ class LoadView:
         read: Callable[[], Awaitable[BoardState]],
         *,
         report: Callable[[float], Awaitable[None]] | None = None,
+        wake: Callable[[str], Awaitable[object]] | None = None,
         interval_s: float = 0.1,
         max_staleness_s: float = 1.0,
         clock: Callable[[], float] = time.time,
@@ -152,6 +154,8 @@ class LoadView:
         self._unreported_usd = 0.0
         self._report = report
         self._reports: set[asyncio.Task[None]] = set()
+        self._wake = wake
+        self._waking: dict[str, asyncio.Task[object]] = {}
 
     def update(self, state: BoardState) -> None:
         self._state = state
@@ -208,6 +212,30 @@ class LoadView:
         if not count:
             return snap
         return replace(snap, sent=count, sent_prompt_tokens=tokens)
+
+    def wanted(self, model: str) -> None:
+        """A request would have gone to the local `model`, but no replica of it is ready.
+
+        Serve's autoscaler sees only the requests that reach a deployment, and with none ready
+        the scheduler sends every request elsewhere: scaled to zero (`min_replicas: 0`), the model
+        would never come back. So ask its deployment for an answer (`wake`): a call waiting at a
+        handle is demand Serve's autoscaler counts, and from zero it starts a replica. One call
+        in flight per model at a time; once a replica reports, the scheduler sends it traffic.
+        """
+        if self._wake is None or model in self._waking:
+            return
+        task = asyncio.get_running_loop().create_task(self._ask(self._wake, model))
+        self._waking[model] = task
+        task.add_done_callback(partial(self._woken, model))
+
+    @staticmethod
+    async def _ask(wake: Callable[[str], Awaitable[object]], model: str) -> object:
+        return await wake(model)  # a Serve response is awaitable, not a coroutine a task can run
+
+    def _woken(self, model: str, task: asyncio.Task[object]) -> None:
+        self._waking.pop(model, None)
+        if not task.cancelled() and (e := task.exception()) is not None:
+            log.warning("could not ask the local model %s for a replica (%s: %s)", model, type(e).__name__, e)
 
     def spending(self, usd: float) -> None:
         """Overflow spend of this gateway: counted here at once, and reported to the board."""

@@ -220,6 +220,10 @@ class Router:
         )
         made = order(resolution.resolved, resolution.facts, conditions)
         self._spilling[made.alias] = made.spilling
+        if view is not None:
+            for model in {self._local[t.provider] for t in made.targets if t.provider in self._local}:
+                if (snap := load.get(model)) is not None and snap.replicas == 0:
+                    view.wanted(model)  # no replica ready: ask for one (scaled to zero, it never would be)
         # A local engine that reports its load is alive: its circuit never shuts it out when it is
         # the last route left (in-process engines, without a board, are alive while we are).
         alive = {m for m, snap in load.items() if snap is not None and snap.replicas > 0} if view else None

@@ -3,14 +3,16 @@ calibrate the local TTFT prediction."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import asyncio
+import time
+from dataclasses import asdict, replace
 
 import pytest
 
 from orchestrator.failover import Target
 from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.scheduling.capabilities import Backend, ModelEntry, Registry
-from orchestrator.scheduling.load import LoadSnapshot
+from orchestrator.scheduling.load import BoardState, LoadSnapshot, LoadView
 from orchestrator.scheduling.policy import AliasPolicy, Knobs
 from orchestrator.scheduling.router import Router
 
@@ -71,6 +73,9 @@ class Board:
     def overflow_spent_usd(self) -> float:
         return 0.0
 
+    def wanted(self, model: str) -> None:
+        pass
+
 
 async def test_local_first_tokens_teach_the_prediction_its_error() -> None:
     router = Router(HYBRID, local={"local": "small"}, load=Board(), knobs=Knobs(headroom=0.7))  # type: ignore[arg-type]
@@ -126,3 +131,38 @@ async def test_a_local_route_is_alive_while_its_replicas_report_load() -> None:
     assert not local.alive
     remote = next(t for t in (await silent.plan(HYBRID_REQUEST, "chat", set(), {})).targets if t.provider != "local")
     assert not remote.alive
+
+
+async def test_a_model_with_no_replica_ready_is_asked_for_one_while_requests_want_it() -> None:
+    """Scaled to zero, every request spills (cold-start) and none reaches the deployment, so Serve's autoscaler
+    would never start a replica: the gateway asks the deployment itself, one call at a time."""
+    asked: list[str] = []
+    replica_up = asyncio.Event()
+
+    async def wake(model: str) -> object:
+        asked.append(model)
+        await replica_up.wait()  # a call waiting at Serve's handle until a replica starts
+        return {}
+
+    async def read() -> BoardState:
+        raise AssertionError("not polled in this test")
+
+    snapshot = asdict(replace(Board().snapshot("small"), replicas=0, slots=0))  # reports, all stale
+    view = LoadView(read, wake=wake)
+    view.update(BoardState(models={"small": snapshot}, overflow_spent_usd=0.0, read_at=time.time()))
+    router = Router(HYBRID, local={"local": "small"}, load=view)
+    for _ in range(5):
+        plan = await router.plan(HYBRID_REQUEST, "chat", set(), {})
+        assert [t.provider for t in plan.targets] == ["quickco", "local"]  # meanwhile: remote first
+        assert plan.targets[0].reason.startswith("cold-start")
+    await asyncio.sleep(0)
+    assert asked == ["small"]  # one call in flight, however many requests wanted the model
+    replica_up.set()
+    await asyncio.sleep(0.01)
+    await router.plan(HYBRID_REQUEST, "chat", set(), {})  # still none reporting: asked again
+    await asyncio.sleep(0)
+    assert asked == ["small", "small"]
+    remote_only = Router(REGISTRY, local={}, load=view)
+    await remote_only.plan(REQUEST, "chat", set(), {})  # an alias without the local model asks for nothing
+    await asyncio.sleep(0)
+    assert asked == ["small", "small"]
