@@ -10,7 +10,8 @@ Responsibilities:
 4. answer `stats()` and `info()` cheaply, for the scheduler and the gateway,
    and push `stats()` to the gateway's load board every `report_interval_s`
    (so the scheduler sees every replica, not the one a handle call reaches);
-5. fail Serve's health check when the engine is dead, so Serve replaces it;
+5. when the engine dies, leave (`_leave_when_dead`): shut the engine down and end the replica's process, so
+   that Serve replaces it and, meanwhile, routes no request to it; Serve's health check fails too;
 6. with a tracer provider (`tracing`, a factory run in the replica), trace each generation that
    carries its caller's `traceparent` (`tracing.py`).
 
@@ -22,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from .errors import EngineFailure
 from .interface import Batch, EmbedResult, Engine, EngineConfig, GenerateRequest, LoadStats, ModelInfo
 from .tracing import GenerationTracer
 
@@ -36,6 +39,10 @@ if TYPE_CHECKING:
 
 EngineFactory = Callable[[EngineConfig], Awaitable[Engine]]
 TracingFactory = Callable[[], "TracerProvider | None"]
+Exit = Callable[[int], object]
+
+WATCH_INTERVAL_S = 0.1  # how soon a replica whose engine died leaves
+LEAVE_WAIT_S = 10.0  # the most a call that failed with the engine waits for its replica's end
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,7 @@ class LocalModel:
         board: Any = None,
         report_interval_s: float = 0.1,
         tracing: TracingFactory | None = None,
+        exit_process: Exit = os._exit,
     ):
         if data_dir is not None:
             path, tool_parser, reasoning_parser = _prepare(config.model_path, Path(data_dir))
@@ -64,6 +72,7 @@ class LocalModel:
         self._traces = tracing() if tracing is not None else None
         self._tracer = GenerationTracer(self._traces, config.served_name) if self._traces is not None else None
         self._reporter: asyncio.Task[None] | None = None
+        self._watch = asyncio.get_running_loop().create_task(_leave_when_dead(self._engine, self._traces, exit_process))
         if board is not None:
             self._reporter = asyncio.get_running_loop().create_task(
                 _report(board, config.served_name, self._engine, report_interval_s)
@@ -73,11 +82,31 @@ class LocalModel:
         batches = self._engine.generate(request)
         if self._tracer is not None and "traceparent" in request:
             batches = self._tracer.traced(request, batches)
-        async for batch in batches:
-            yield batch
+        try:
+            async for batch in batches:
+                yield batch
+        except EngineFailure:
+            await self._gone_if_dead()
+            raise
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
-        return await self._engine.embed(inputs)
+        try:
+            return await self._engine.embed(inputs)
+        except EngineFailure:
+            await self._gone_if_dead()
+            raise
+
+    async def _gone_if_dead(self) -> None:
+        """If the engine died, wait for the replica's end (`_leave_when_dead`) before a call fails.
+
+        The caller then learns of the failure from a replica that is gone, so its next attempt meets a
+        process that Serve's router routes around, never this one again while it is still up and failing
+        whatever it takes. Bounded (`LEAVE_WAIT_S`); at once when the engine is alive.
+        """
+        try:
+            self._engine.stats()
+        except EngineFailure:
+            await asyncio.wait({self._watch}, timeout=LEAVE_WAIT_S)
 
     def stats(self) -> LoadStats:
         return self._engine.stats()
@@ -90,15 +119,40 @@ class LocalModel:
         self._engine.stats()
 
     def __del__(self) -> None:
-        reporter = getattr(self, "_reporter", None)
-        if reporter is not None:
-            reporter.cancel()
+        for task in (getattr(self, "_reporter", None), getattr(self, "_watch", None)):
+            if task is not None:
+                task.cancel()
         engine = getattr(self, "_engine", None)
         if engine is not None:
             engine.shutdown()
         traces = getattr(self, "_traces", None)
         if traces is not None:
             traces.shutdown()  # what is batched is exported
+
+
+async def _leave_when_dead(engine: Engine, traces: TracerProvider | None, exit_process: Exit) -> None:
+    """Once the engine has died, end this replica's process (the engine's processes ended first).
+
+    A replica that only failed its health check would keep taking requests until Serve's next check
+    (`health_check_period_s`) and fail each at once: the least busy replica, so Serve's router would send
+    it most of them, each request's retry too. A replica process that has ended is one Serve's router
+    skips: a request it routed here goes to another replica (its `ActorDiedError` is retried there), and
+    the controller replaces the replica at its next health check.
+    """
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL_S)
+        try:
+            engine.stats()
+        except EngineFailure as e:
+            log.error("%s This replica exits, for Serve to replace it.", e)
+            break
+    for close in (engine.shutdown, traces.shutdown if traces is not None else None):
+        try:
+            if close is not None:
+                close()  # no engine process orphaned; what traces are batched, exported
+        except Exception as e:
+            log.warning("while leaving: %s: %s", type(e).__name__, e)
+    exit_process(1)
 
 
 async def _report(board: Any, model: str, engine: Engine, interval_s: float) -> None:

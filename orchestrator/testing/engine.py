@@ -29,7 +29,8 @@ generation takes the next one (so `n=2` takes two), and an empty queue falls
 back to the parrot. Failure and timing are scripted with attributes:
 `fail_after` raises `error` (default `EngineFailure`) after that many batches
 (0: before the first; `embed` fails too; a generation with fewer batches
-finishes normally), `token_delay` sleeps that long per token. An embedder is
+finishes normally), `token_delay` sleeps that long per token; `dead = True` is an engine whose process
+died: `stats` raises `EngineFailure`, as the real engine's do then. An embedder is
 `FakeEngine(task="embed")`: unit vectors of `dimensions` floats derived from
 a hash of each input. Every generation is recorded as a `Generation`, which
 says how it ended, so a test can prove that a client disconnect stopped
@@ -129,6 +130,7 @@ class FakeEngine:
         self.generations: list[Generation] = []
         self.embed_calls: list[list[str] | list[list[int]]] = []
         self.shut_down = False
+        self.dead = False
 
     # ------------------------------------------------------------ scripting
 
@@ -150,6 +152,8 @@ class FakeEngine:
         )
 
     def stats(self) -> LoadStats:
+        if self.dead:
+            raise EngineFailure(f"The local engine for '{self.name}' has died.")
         active = sum(g.outcome == "running" for g in self.generations)
         running = min(active, self.max_num_seqs)
         return LoadStats(
