@@ -17,8 +17,10 @@ only those workers offer.
 
 Clients reach the gateway as under `orchestrator serve`: with direct ingress each Gateway replica
 listens on `server.port` (+ its index) on its own node, so several gateway nodes need a load balancer
-in front (a Kubernetes Service over the head pods, a cloud load balancer); with
-`server.direct_ingress: false` Serve's proxy listens on `server.port` on every node instead. The
+in front (a Kubernetes Service over the head pods, a cloud load balancer); with `server.haproxy`
+Serve's HAProxy listens on `server.port` on every node and spreads requests over every Gateway
+replica of the cluster (they listen on the ports after it); with `server.direct_ingress: false`
+Serve's proxy listens on `server.port` on every node instead. The
 response cache is on each gateway node's local disk (`cache.directory`): a hit is local and costs no
 network round trip, at the price of each node warming its own.
 """
@@ -51,7 +53,8 @@ def app_builder(args: dict[str, Any]) -> Any:
 def serve_config(settings: Settings) -> dict[str, Any]:
     """A Serve config file (Ray's `ServeDeploySchema`) that runs `settings` as `orchestrator serve` would."""
     server = settings.server
-    port = server.port + PROXY_PORT_OFFSET if server.direct_ingress else server.port
+    # Serve's proxy on server.port, or its HAProxy (server.haproxy); with plain direct ingress the Gateway is there.
+    port = server.port + PROXY_PORT_OFFSET if server.direct_ingress and not server.haproxy else server.port
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": server.host, "port": port},

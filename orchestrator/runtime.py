@@ -47,18 +47,25 @@ def serve_env(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if server.throughput_optimized else "0",
     }
     if server.direct_ingress:
-        # The Gateway replicas listen themselves, on server.port (and the next ports,
-        # one per replica); Serve's own proxy moves out of the way to a free port.
-        env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(server.port)
-        env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(server.port + settings.gateway.num_replicas)  # exclusive
-        # Serve holds a dead replica's port out of its pool for 150 s (for an HAProxy in front to forget
-        # it); the pool here is exactly one port per replica, so a Gateway restarted on its node would
-        # find no port and the node would take no requests for those 150 s.
+        # The Gateway replicas listen themselves, on server.port (and the next ports, one per
+        # replica); Serve's own proxy moves out of the way to a free port. With server.haproxy
+        # Serve's HAProxy takes server.port and the replicas the ports after it.
+        first = server.port + 1 if server.haproxy else server.port
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(first)
+        env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(first + settings.gateway.num_replicas)  # exclusive
+        # Serve holds a dead replica's port out of its pool for 150 s, so that an HAProxy worker still
+        # running an old configuration can't send one app's traffic to another app's replica that took
+        # the port. The pool here is exactly one port per replica, so a Gateway restarted on its node
+        # would find no port and the node would take no requests for those 150 s. Behind HAProxy too:
+        # every ingress replica on the node is this app's Gateway, so a port taken again within the
+        # window is the same service (and HAProxy retries a refused connection on another replica).
         env["RAY_SERVE_PORT_QUARANTINE_S"] = os.environ.get("RAY_SERVE_PORT_QUARANTINE_S", "0")
         # Ray holds an ingress replica 30 s at shutdown for an external balancer to drain it.
         env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = os.environ.get(
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1"
         )
+    if server.haproxy:
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
     if server.throughput_optimized:
         # The bundle also sends the replicas' logs, prints and stderr (vLLM's included) only to
         # files under the Ray session; keep them on the console as without it. With the access
@@ -75,8 +82,9 @@ def start(settings: Settings, *, timeout_s: float = 900.0, verbose: bool = True)
     deployment it cannot place). `verbose`: the replicas' and engines' logs
     are shown here too (else they are only in Ray's session logs).
     """
-    http_port = _free_port() if settings.server.direct_ingress else settings.server.port
-    env = serve_env(settings)
+    server = settings.server
+    http_port = _free_port() if server.direct_ingress and not server.haproxy else server.port
+    env = serve_env(settings) | (_haproxy_side_ports() if server.haproxy else {})
     os.environ.update({k: v for k, v in env.items() if k not in _WORKERS_ONLY})
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
@@ -138,6 +146,20 @@ def _run_bounded(settings: Settings, timeout_s: float) -> None:
         )
     if failure:
         raise failure[0]
+
+
+# Ports Serve's HAProxy mode binds besides server.port, at fixed defaults (8404, 9101, 8500): on one
+# machine that may run several Ray instances (tests, benchmarks, another user's), free ones instead.
+_HAPROXY_SIDE_PORTS = (
+    "RAY_SERVE_HAPROXY_STATS_PORT",  # HAProxy's stats page
+    "RAY_SERVE_HAPROXY_METRICS_PORT",  # HAProxy's Prometheus exporter
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",  # the head's Serve proxy, HAProxy's backup while no Gateway is up
+)
+
+
+def _haproxy_side_ports() -> dict[str, str]:
+    """A free port for each of HAProxy mode's side listeners the environment doesn't set."""
+    return {name: os.environ.get(name) or str(_free_port()) for name in _HAPROXY_SIDE_PORTS}
 
 
 def _free_port() -> int:

@@ -35,9 +35,20 @@ class ServerSettings(BaseModel):
     # user code and the request router on each replica's main event loop, gRPC between
     # deployments, the GC frozen after start-up; direct ingress still as `direct_ingress` says.
     throughput_optimized: bool = True
+    # Ray Serve's HAProxy mode (RAY_SERVE_ENABLE_HA_PROXY): one HAProxy per node listens on `port` and
+    # spreads requests over the Gateway replicas (least connections), which listen on `port + 1`,
+    # `port + 2`, ...: several gateway processes, one port. Needs direct_ingress. Off: each Gateway
+    # replica is reached at its own port.
+    haproxy: bool = False
     access_log: bool = False
     # A request body over this is refused with a 413 before it is read whole.
     max_body_mb: float = Field(default=8.0, gt=0)
+
+    @model_validator(mode="after")
+    def _haproxy_fronts_direct_ingress(self) -> ServerSettings:
+        if self.haproxy and not self.direct_ingress:
+            raise ValueError("server.haproxy needs server.direct_ingress: HAProxy forwards to the replicas' own ports")
+        return self
 
 
 class EngineSettings(BaseModel):

@@ -91,3 +91,19 @@ def test_the_command_writes_the_config(tmp_path: Path) -> None:
     text = out.read_text()
     assert text.startswith("# Ray Serve config") and "ray start --head" in text
     ServeDeploySchema.model_validate(yaml.safe_load(text))
+
+
+def test_haproxy_takes_the_port_and_the_gateways_the_ports_after_it() -> None:
+    settings = load_settings(server={"port": 8123, "haproxy": True}, gateway={"num_replicas": 3})
+    env = serve_env(settings)
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    assert (env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"], env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]) == (
+        "8124",
+        "8127",  # exclusive: one port per Gateway replica
+    )
+    config = serve_config(settings)
+    ServeDeploySchema.model_validate(config)
+    assert config["http_options"]["port"] == 8123  # Serve's HAProxy listens there
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in serve_env(load_settings())  # off by default
+    with pytest.raises(ValueError, match="server.haproxy needs server.direct_ingress"):
+        load_settings(server={"haproxy": True, "direct_ingress": False})
