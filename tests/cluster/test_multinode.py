@@ -5,7 +5,8 @@ own custom resources; see ray_nodes.py), the Serve environment from `orchestrato
 header on every node, the generated Serve config sent with `serve deploy`:
 
     head  {head, gateway}             Gateway replica, LoadBoard, ledger actor (and Serve's controller)
-    w1    {w1, gateway, local_model}  Gateway replica, LocalModel replica (tiny-random)
+    w1    {w1, gateway, local_model}  Gateway replica, LocalModel replica (tiny-random): its gateway killed,
+                                      then its engine core, each replaced by Serve
     w2    {w2, local_model}           LocalModel replica: removed mid-run by the last test
 
 Everything is asked through the official openai client (and the admin/dashboard routes over HTTP),
@@ -23,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
+import psutil
 import pytest
 import yaml
 from ray_nodes import SERVE, Cluster, free_port
@@ -272,17 +274,41 @@ class Outcome:
     error: str | None = None
 
 
-def test_a_node_removed_mid_run_loses_no_request_before_its_first_token(deployment: Deployment) -> None:
-    d = deployment
-    w2 = next(n for n in d.cluster.nodes if n.name == "w2")
-    count = 48
+@dataclass
+class Burst:
+    """Every streamed request of a burst with a fault made mid-way, as its client saw it."""
 
-    async def run() -> list[Outcome]:
+    outcomes: list[Outcome]
+    fault_at: float  # time.monotonic() when the fault was made
+
+    @property
+    def in_flight(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.sent < self.fault_at < o.done]
+
+    @property
+    def lost(self) -> list[Outcome]:
+        """Requests that failed before their first token: they should have fallen over."""
+        return [o for o in self.outcomes if not o.finished and o.chunks == 0]
+
+    @property
+    def broken(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.finished]
+
+
+def _burst(d: Deployment, count: int, fault: Callable[[], object], fault_after_s: float = 1.0) -> Burst:
+    """`count` streamed requests over ~2.4 s, alternating over both gateways; `fault()` at `fault_after_s`.
+
+    Each request comes back, answered or failed explicitly (the openai client raises `APIError` on
+    the SSE error event), or it hangs and the test fails on the client's timeout.
+    """
+
+    async def run() -> tuple[list[Outcome], float]:
         clients = [d.aclient(port, OPEN_KEY) for port in d.ports]
+        fault_at: list[float] = []
 
         async def one(i: int) -> Outcome:
             out = Outcome()
-            await asyncio.sleep(i * 0.05)  # in flight over ~2.4 s: the node goes mid-way
+            await asyncio.sleep(i * 0.05)  # in flight over ~2.4 s: the fault comes mid-way
             out.sent = time.monotonic()
             try:
                 stream = await clients[i % 2].chat.completions.create(
@@ -294,33 +320,122 @@ def test_a_node_removed_mid_run_loses_no_request_before_its_first_token(deployme
                 async for _chunk in stream:
                     out.chunks += 1
                 out.finished = True
+            except openai.APITimeoutError:
+                raise  # a request that hung: never an answer
             except openai.APIError as e:
                 out.error = f"{type(e).__name__}: {e}"
             out.done = time.monotonic()
             return out
 
-        async def remove_w2() -> None:
-            await asyncio.sleep(1.0)
-            killed.append(time.monotonic())
-            await asyncio.to_thread(w2.kill)
+        async def make_fault() -> None:
+            await asyncio.sleep(fault_after_s)
+            fault_at.append(time.monotonic())
+            await asyncio.to_thread(fault)
 
         try:
-            outcomes = await asyncio.gather(*(one(i) for i in range(count)), remove_w2())
+            outcomes = await asyncio.gather(*(one(i) for i in range(count)), make_fault())
         finally:
             for c in clients:
                 await c.close()
-        return [o for o in outcomes if isinstance(o, Outcome)]
+        return [o for o in outcomes if isinstance(o, Outcome)], fault_at[0]
 
-    killed: list[float] = []
-    outcomes = asyncio.run(run())
+    outcomes, fault_at = asyncio.run(run())
     assert len(outcomes) == count  # every request came back: answered, or failed explicitly
-    in_flight = [o for o in outcomes if o.sent < killed[0] < o.done]
-    assert len(in_flight) >= 8, in_flight  # the node went while many were running (half of them on it)
-    lost = [o for o in outcomes if not o.finished and o.chunks == 0]
-    assert not lost, lost  # a request without its first token fell over to w1's replica
-    broken = [o for o in outcomes if not o.finished]
-    assert all(o.error for o in broken)
-    print(f"node removed with {len(in_flight)} of {count} streams in flight: {len(broken)} ended with an error event")
+    return Burst(outcomes, fault_at)
+
+
+def _board_replicas(d: Deployment, port: int) -> int | None:
+    load = d.admin(port, "/dashboard/data")["local"][0]["load"]
+    return None if load is None else int(load["replicas"])
+
+
+def _local_replica(d: Deployment, node: str) -> dict[str, Any]:
+    """The LocalModel replica actor on `node` (the state API's record: actor_id, pid)."""
+    w = next(n for n in d.cluster.nodes if n.name == node)
+    found = [a for a in d.cluster.actors(node_id=d.cluster.node_id(w)) if a["class_name"].endswith(":LocalModel")]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _engine_core(replica_pid: int) -> psutil.Process:
+    """The vLLM engine-core process of the replica `replica_pid`: its one child process that vLLM
+    titled EngineCore (VLLM::EngineCore_DP0); every other engine on the machine is another's child."""
+    cores = [
+        p
+        for p in psutil.Process(replica_pid).children(recursive=True)
+        if "EngineCore" in p.name() or "EngineCore" in " ".join(p.cmdline())
+    ]
+    assert len(cores) == 1, [(p.pid, p.name(), p.cmdline()) for p in cores]
+    return cores[0]
+
+
+def _gone(p: psutil.Process) -> bool:
+    try:
+        return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_an_engine_killed_mid_burst_loses_no_request_and_serve_replaces_its_replica(deployment: Deployment) -> None:
+    """The vLLM engine core of w1's LocalModel replica SIGKILLed mid-burst: requests without a first token
+    fall over to w2's replica, streams past it end with an error event, nothing hangs; the replica ends its
+    process (its health check would fail too) and Serve replaces it on w1 (a new actor), which then serves."""
+    d = deployment
+    before = _local_replica(d, "w1")
+    replica = psutil.Process(int(before["pid"]))
+    core = _engine_core(replica.pid)
+    burst = _burst(d, 48, lambda: core.send_signal(signal.SIGKILL))
+    print(
+        f"engine core killed with {len(burst.in_flight)} of {len(burst.outcomes)} streams in flight: "
+        f"{sum(o.finished for o in burst.outcomes)} answered, {len(burst.broken) - len(burst.lost)} ended with "
+        f"an error event after their first token, {len(burst.lost)} failed before it"
+    )
+    assert len(burst.in_flight) >= 8, burst.in_flight  # killed while many were running (about half on it)
+    assert not burst.lost, burst.lost  # a request without its first token fell over to w2's replica
+    assert all(o.error for o in burst.broken)  # a stream past its first token ended with an error event
+
+    # Serve sees the failed health check and starts a new replica on w1; the board counts it.
+    deadline = burst.fault_at + 180
+    replaced: float | None = None
+    while time.monotonic() < deadline:
+        if replaced is None:
+            found = [a for a in d.cluster.actors() if a["class_name"].endswith(":LocalModel")]
+            if {d.node_names[a["node_id"]] for a in found} == set(LOCAL_NODES) and before["actor_id"] not in {
+                a["actor_id"] for a in found
+            }:
+                replaced = time.monotonic()
+        if replaced is not None and all(_board_replicas(d, port) == 2 for port in d.ports):
+            break
+        time.sleep(1)
+    reported = time.monotonic()
+    assert replaced is not None, "the replica with the dead engine was not replaced within 180 s"
+    assert all(_board_replicas(d, port) == 2 for port in d.ports)
+    assert d.placed(":LocalModel") == list(LOCAL_NODES)
+    after = _local_replica(d, "w1")
+    assert after["actor_id"] != before["actor_id"]
+    assert _gone(core) and _gone(replica)  # the old replica ended, nothing orphaned
+    print(
+        f"after the kill: a new replica on w1 after {replaced - burst.fault_at:.1f} s, "
+        f"both reporting to the board after {reported - burst.fault_at:.1f} s"
+    )
+    # Served by the local model again, on either gateway (two replicas behind it).
+    for port in d.ports:
+        with d.client(port) as client:
+            raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=QUESTION, max_tokens=4)  # type: ignore[arg-type]
+            assert raw.headers["x-served-by"] == f"local/{MODEL}" and raw.parse().choices
+
+
+def test_a_node_removed_mid_run_loses_no_request_before_its_first_token(deployment: Deployment) -> None:
+    d = deployment
+    w2 = next(n for n in d.cluster.nodes if n.name == "w2")
+    burst = _burst(d, 48, w2.kill)
+    assert len(burst.in_flight) >= 8, burst.in_flight  # the node went while many were running (half of them on it)
+    assert not burst.lost, burst.lost  # a request without its first token fell over to w1's replica
+    assert all(o.error for o in burst.broken)
+    print(
+        f"node removed with {len(burst.in_flight)} of {len(burst.outcomes)} streams in flight: "
+        f"{len(burst.broken)} ended with an error event"
+    )
     # Traffic goes on, on what is left; the board counts one replica now.
     with d.client(d.ports[0]) as client:
         assert client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4).choices  # type: ignore[arg-type]
