@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from .errors import EngineFailure
-from .interface import Batch, EmbedResult, Engine, EngineConfig, GenerateRequest, LoadStats, ModelInfo
+from .interface import OVERFLOW_METRIC, Batch, EmbedResult, Engine, EngineConfig, GenerateRequest, LoadStats, ModelInfo
 from .tracing import GenerationTracer
 
 if TYPE_CHECKING:
@@ -72,10 +72,11 @@ class LocalModel:
         self._traces = tracing() if tracing is not None else None
         self._tracer = GenerationTracer(self._traces, config.served_name) if self._traces is not None else None
         self._reporter: asyncio.Task[None] | None = None
+        self._overflow = 0  # requests the gateways spilled from this model for load, in flight (the board's answer)
         self._watch = asyncio.get_running_loop().create_task(_leave_when_dead(self._engine, self._traces, exit_process))
         if board is not None:
             self._reporter = asyncio.get_running_loop().create_task(
-                _report(board, config.served_name, self._engine, report_interval_s)
+                _report(board, config.served_name, self._engine, report_interval_s, self._heard)
             )
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
@@ -110,6 +111,14 @@ class LocalModel:
 
     def stats(self) -> LoadStats:
         return self._engine.stats()
+
+    def _heard(self, overflow: object) -> None:
+        self._overflow = overflow if isinstance(overflow, int) else 0
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's custom autoscaling metric: the demand spilled from this model for load, which
+        `orchestrator.scheduling.autoscale.overflow_aware` adds to the requests the replicas hold."""
+        return {OVERFLOW_METRIC: float(self._overflow)}
 
     def info(self) -> ModelInfo:
         return self._engine.info()
@@ -155,13 +164,16 @@ async def _leave_when_dead(engine: Engine, traces: TracerProvider | None, exit_p
     exit_process(1)
 
 
-async def _report(board: Any, model: str, engine: Engine, interval_s: float) -> None:
-    """Push this replica's load to the board until cancelled; a missed report only ages the view."""
+async def _report(
+    board: Any, model: str, engine: Engine, interval_s: float, heard: Callable[[object], None] = lambda _: None
+) -> None:
+    """Push this replica's load to the board until cancelled; a missed report only ages the view.
+    `heard` gets the board's answer (the demand spilled from the model, for the autoscaler)."""
     replica = _replica_id()
     failing = False
     while True:
         try:
-            await board.report.remote(model, replica, engine.stats())
+            heard(await board.report.remote(model, replica, engine.stats()))
             failing = False
         except asyncio.CancelledError:
             raise

@@ -124,6 +124,11 @@ class EmbedResult(TypedDict):
     prompt_tokens: int
 
 
+# The custom autoscaling metric a LocalModel replica gives Serve: requests the gateways spilled from its
+# model for load and still have in flight (orchestrator.scheduling.autoscale).
+OVERFLOW_METRIC = "overflow_in_flight"
+
+
 class LoadStats(TypedDict):
     """A cheap snapshot of one engine's load, for the scheduler."""
 

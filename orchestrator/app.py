@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,6 +43,7 @@ from orchestrator.pipeline import Pipeline
 from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
+from orchestrator.scheduling.autoscale import with_overflow_policy
 from orchestrator.scheduling.capabilities import Backend, build_registry, local_backend
 from orchestrator.scheduling.load import LoadBoard, LoadView
 from orchestrator.scheduling.router import Router, blended_prices, policies_from
@@ -159,8 +161,9 @@ class Gateway:
             handles = {clients[LOCAL][1]["name"]: local}
             if embed is not None:
                 handles[clients[LOCAL_EMBED][1]["name"]] = embed
+            gateway = uuid.uuid4().hex
             load = LoadView(
-                lambda: board.read.remote(),
+                lambda overflow: board.read.remote(gateway, overflow),
                 report=lambda usd: board.spent.remote(usd),
                 wake=lambda model: handles[model].info.remote(),
                 interval_s=s.poll_interval_ms / 1000,
@@ -242,7 +245,7 @@ def build_application(settings: Settings) -> Any:
             resources=section.resources,
             board=board,
             report_interval_s=settings.scheduler.poll_interval_ms / 1000,
-            autoscaling=section.autoscaling,
+            autoscaling=with_overflow_policy(section.autoscaling),
             drain_s=settings.resilience.deadline_s,
             tracing=partial(replica_tracer_provider, settings.telemetry),
         )

@@ -105,17 +105,31 @@ class LoadBoard:
         self._reports: dict[str, dict[str, LoadStats]] = {}
         self._spend: deque[tuple[float, float]] = deque()
         self._spent = 0.0
+        self._overflow: dict[str, tuple[float, Mapping[str, int]]] = {}  # gateway -> (told at, in flight by model)
 
-    def report(self, model: str, replica: str, stats: LoadStats) -> None:
+    def report(self, model: str, replica: str, stats: LoadStats) -> int:
+        """A replica's load; the answer is the demand it doesn't see: requests every gateway spilled
+        from `model` for load and still has in flight (what Serve's autoscaler is told, see
+        `orchestrator.scheduling.autoscale`)."""
         self._reports.setdefault(model, {})[replica] = stats
+        return self.overflow_in_flight(model)
+
+    def overflow_in_flight(self, model: str) -> int:
+        now = self._clock()
+        for gateway in [g for g, (at, _) in self._overflow.items() if now - at > 10 * self._max_age_s]:
+            del self._overflow[gateway]  # a gateway that stopped reading is gone
+        return sum(counts.get(model, 0) for _, counts in self._overflow.values())
 
     def spent(self, usd: float) -> None:
         now = self._clock()
         self._spend.append((now, usd))
         self._spent += usd
 
-    def read(self) -> BoardState:
+    def read(self, gateway: str | None = None, overflow: Mapping[str, int] | None = None) -> BoardState:
+        """The aggregate; a gateway reading says what it has in flight elsewhere, spilled from each model."""
         now = self._clock()
+        if gateway is not None:
+            self._overflow[gateway] = (now, dict(overflow or {}))
         while self._spend and self._spend[0][0] < now - HOUR_S:
             self._spent -= self._spend.popleft()[1]
         models = {}
@@ -137,7 +151,7 @@ class LoadView:
 
     def __init__(
         self,
-        read: Callable[[], Awaitable[BoardState]],
+        read: Callable[[Mapping[str, int]], Awaitable[BoardState]],
         *,
         report: Callable[[float], Awaitable[None]] | None = None,
         wake: Callable[[str], Awaitable[object]] | None = None,
@@ -156,12 +170,14 @@ class LoadView:
         self._reports: set[asyncio.Task[None]] = set()
         self._wake = wake
         self._waking: dict[str, asyncio.Task[object]] = {}
+        self._overflow: dict[str, int] = {}  # requests spilled from each local model for load, in flight
 
     def update(self, state: BoardState) -> None:
         self._state = state
 
     async def poll_once(self) -> None:
-        self.update(await self._read())
+        """Read the board, telling it what this gateway has spilled and still runs (see `overflowing`)."""
+        self.update(await self._read({m: n for m, n in self._overflow.items() if n}))
 
     async def run(self) -> None:
         """Poll forever (a background task of the gateway replica)."""
@@ -189,6 +205,21 @@ class LoadView:
         def done() -> None:
             if entry in pending:
                 pending.remove(entry)
+
+        return done
+
+    def overflowing(self, model: str) -> Callable[[], None]:
+        """A request that wanted the local `model` runs elsewhere because the model was too busy; call
+        the result when it ends. Until then it is demand the model's replicas don't see: the board
+        passes it on to them, and they to Serve's autoscaler."""
+        self._overflow[model] = self._overflow.get(model, 0) + 1
+        ended = False
+
+        def done() -> None:
+            nonlocal ended
+            if not ended:
+                ended = True
+                self._overflow[model] -= 1
 
         return done
 

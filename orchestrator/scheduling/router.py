@@ -228,15 +228,14 @@ class Router:
         # the last route left (in-process engines, without a board, are alive while we are).
         alive = {m for m, snap in load.items() if snap is not None and snap.replicas > 0} if view else None
         targets = [
-            replace(t, alive=True) if t.provider in self._local and (alive is None or self._local[t.provider] in alive)
+            replace(t, alive=True)
+            if t.provider in self._local and (alive is None or self._local[t.provider] in alive)
             else t
             for t in made.targets
         ]
         return RoutePlan(self, replace(made, targets=targets), resolution.facts)
 
-    async def plan(
-        self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]
-    ) -> RoutePlan:
+    async def plan(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> RoutePlan:
         """`resolve`, then `order`."""
         return self.order(await self.resolve(request, task, needs, headers))
 
@@ -306,9 +305,15 @@ class Router:
         """A route of `planned` is being tried; call the result when that attempt's output ends.
         Local sends count toward the local load from now until then."""
         model = self._local.get(target.provider)
-        if model is None or self._load is None:
+        if self._load is None:
             return _nothing
-        return self._load.sent(model, planned.facts.prompt_tokens)
+        if model is not None:
+            return self._load.sent(model, planned.facts.prompt_tokens)
+        if planned.plan.overflow:  # spilled for load: demand the local model's autoscaler should see
+            spilled = next((self._local[t.provider] for t in planned.targets if t.provider in self._local), None)
+            if spilled is not None:
+                return self._load.overflowing(spilled)
+        return _nothing
 
     def is_local(self, target: Target) -> bool:
         return target.provider in self._local_providers
