@@ -4,8 +4,9 @@
     python -m benchmarks.autoscale --min-replicas 0  # from zero: the first requests' demand wakes the model
 
 One Ray Serve deployment of the orchestrator whose LocalModel (`tiny-random` on vLLM's CPU build) has a Serve
-`autoscaling_config` (`local.autoscaling`: `--min-replicas` to 2 replicas on `target_ongoing_requests`), and one
-fake remote provider on loopback. Every request goes to the alias `auto` = [the local model, the remote] with a
+`autoscaling_config` (`local.autoscaling`: `--min-replicas` to 2 replicas on `target_ongoing_requests`, with the
+orchestrator's policy, which counts the requests spilled for load as demand, or `--serve-policy`, Serve's own), and
+one fake remote provider on loopback. Every request goes to the alias `auto` = [the local model, the remote] with a
 TTFT SLO.
 
 First the local model's capacity C on one replica is measured (closed loop, requests/s), and Serve is left to
@@ -43,6 +44,7 @@ from benchmarks.harness import RESULTS, ROOT, free_port, percentile, run_meta, s
 from orchestrator.testing.provider import FakeProvider
 
 MODEL = "tiny-random"
+SERVE_POLICY = "ray.serve.autoscaling_policy:replica_queue_length_autoscaling_policy"
 REMOTE = "cloud/llama-3.1-8b"
 PRICE = 0.18  # $/Mtok in and out, like a hosted 8B model
 
@@ -282,6 +284,7 @@ def settings_for(args: argparse.Namespace, fake: FakeProvider, port: int) -> Any
                 "downscale_to_zero_delay_s": args.downscale_delay_s,
                 "look_back_period_s": 5,
                 "metrics_interval_s": 1,
+                **({"policy": {"policy_function": SERVE_POLICY}} if args.serve_policy else {}),
             },
         },
         embedding={"model": None},
@@ -370,7 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst-s", type=float, default=150.0)
     p.add_argument("--after-s", type=float, default=90.0)
     p.add_argument("--min-replicas", type=int, default=1, choices=(0, 1), help="0: from zero, woken by demand")
-    p.add_argument("--target-ongoing", type=float, default=2.0, help="Serve's target_ongoing_requests")
+    p.add_argument("--target-ongoing", type=float, default=8.0, help="Serve's target_ongoing_requests")
+    p.add_argument(
+        "--serve-policy",
+        action="store_true",
+        help="Serve's own policy (ongoing requests only), not ours (which adds the demand spilled for load)",
+    )
     p.add_argument("--downscale-delay-s", type=float, default=30.0)
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--calib-concurrency", type=int, default=4)
