@@ -28,8 +28,10 @@ in groups (`groups.py`): a group starts the trivial ingress and ours with the sa
 fake and the peers (started once), and alternates rounds over all of them, so that the machine's noise hits them
 equally; each group is compared within itself. Settings: Serve's proxy; direct ingress (the ingress replica's own
 port; ours puts it on server.port; `server.throughput_optimized: false`); Ray's throughput bundle (ours:
-`server.throughput_optimized: true`, the default; the trivial ingress gets the same Serve variables); and option
-groups that change one knob against a reference in the same group.
+`server.throughput_optimized: true`, the default; the trivial ingress gets the same Serve variables); option
+groups that change one knob against a reference in the same group; and `gateways` (issue 17, part 3): ours with
+one Gateway at its own port, one behind Serve's HAProxy (`server.haproxy`), and two behind it on one port
+(`gateway.num_replicas: 2`), each measured at the port its clients use, with the peers.
 
 Per target, per round (`measure.py`): sequential non-stream chat latency (one keep-alive connection, `max_tokens`
 8), sequential stream first-content-chunk latency, and requests/s from 32 closed-loop clients for a fixed time.

@@ -17,7 +17,9 @@ from benchmarks.remote_overhead.measure import Load, log
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks.remote_overhead", description=(summary or "").split("\n")[0])
-    parser.add_argument("--groups", nargs="+", choices=list(GROUPS), default=list(GROUPS))
+    parser.add_argument(
+        "--groups", nargs="+", choices=list(GROUPS), default=[name for name, g in GROUPS.items() if g.default]
+    )
     parser.add_argument("--rounds", type=int, default=Load.rounds)
     parser.add_argument("--sequential", type=int, default=Load.sequential)
     parser.add_argument("--streams", type=int, default=Load.streams)

@@ -111,6 +111,7 @@ class Group:
     members: tuple[tuple[str, str], ...]  # (kind, setting name)
     peers: bool = True
     reference: str | None = None  # option groups: the member ("kind@setting") every other one is compared with
+    default: bool = True  # run without --groups
 
 
 # Main groups: the trivial ingress and ours under one setting (the comparisons the issue asks for); `gateways`:
@@ -122,8 +123,13 @@ GROUPS: dict[str, Group] = {
     "di": Group((("trivial", "di"), ("ours", "di"))),
     "tput": Group((("trivial", "tput"), ("ours", "tput"))),
     "ours_tput": Group((("ours", "di"), ("ours", "tput")), peers=False, reference="ours@di"),
-    # Issue 17: 1 vs 2 gateway processes on one node's port, against the peers in the same rounds.
-    "gateways": Group((("ours", "tput"), ("ours", "tput_haproxy"), ("ours", "tput_haproxy2"))),
+    # Issue 17: 1 vs 2 gateway processes on one node's port, against the peers in the same rounds: all three
+    # side by side (three Ray instances at once: on 2 cores their idle work alone saturates the machine), or
+    # one per group (one Ray instance each, the peers in every group).
+    "gateways": Group((("ours", "tput"), ("ours", "tput_haproxy"), ("ours", "tput_haproxy2")), default=False),
+    "gw_direct": Group((("ours", "tput"),), default=False),
+    "gw_haproxy": Group((("ours", "tput_haproxy"),), default=False),
+    "gw_haproxy2": Group((("ours", "tput_haproxy2"),), default=False),
     "options_tput": Group(
         (
             ("trivial", "tput"),
