@@ -110,7 +110,7 @@ def test_every_replica_counts_and_both_gateways_see_the_sum(serve_app: Any) -> N
     assert (snap["slots"], snap["running"], snap["waiting"], snap["queued_prompt_tokens"]) == (6, 6, 4, 80)
 
     async def two_views() -> list[Any]:
-        views = [LoadView(lambda: serve_app.read.remote(), max_staleness_s=2.0) for _ in range(2)]
+        views = [LoadView(lambda overflow: serve_app.read.remote(), max_staleness_s=2.0) for _ in range(2)]
         for v in views:
             await v.poll_once()
         return [v.snapshot("fake-chat") for v in views]

@@ -14,7 +14,7 @@ request with an unknown key (refused: no answer). What the dashboard must then s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +88,8 @@ async def dashboard_gateway(tmp: Path, *, master: bool = True) -> AsyncIterator[
         engine = FakeEngine(LOCAL, max_num_seqs=8, token_delay=0.005)
         board = LoadBoard(max_age_s=3600.0)
 
-        async def read() -> BoardState:
-            return board.read()
+        async def read(overflow: Mapping[str, int]) -> BoardState:
+            return board.read("dashboard-gateway", overflow)
 
         async def report(usd: float) -> None:
             board.spent(usd)

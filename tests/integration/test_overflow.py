@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -75,8 +75,8 @@ async def gateway(remote: FakeProvider, **scheduler: Any) -> AsyncIterator[Env]:
     engine = FakeEngine("local-chat", max_num_seqs=1, token_delay=0.05)
     board = LoadBoard(max_age_s=5.0)
 
-    async def read() -> BoardState:
-        return board.read()
+    async def read(overflow: Mapping[str, int]) -> BoardState:
+        return board.read("test-gateway", overflow)
 
     async def report(usd: float) -> None:
         board.spent(usd)
