@@ -62,6 +62,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.burst import PROMPTS as BURST_PROMPTS
 from benchmarks.fuzz import config as fuzz_config
 from benchmarks.fuzz import server_tracebacks, start_server, wait_ready
 from benchmarks.harness import LOGS, ROOT, describe, free_port, percentile, role, run_meta, save, session_members
@@ -77,12 +78,7 @@ TOKEN_BUDGET = 300  # tokens per budget-tokens key: a dozen small requests
 USD_BUDGET = 0.0002  # $ per budget-usd key at the fake's prices ($1 / $2 per Mtok): about ten requests
 FAULTS = ("rate_limit", "server_error", "overloaded")
 PROMPTS = (
-    "Give me three tips for staying focused while studying.",
-    "What is the capital of France, and why is it famous?",
-    "Explain in two sentences what a hash table is.",
-    "Write a haiku about autumn leaves.",
-    "Why is the sky blue? Answer briefly.",
-    "Name three uses of the Python programming language.",
+    *BURST_PROMPTS,
     "Summarize the plot of a detective story in one line.",
     "What is the difference between a list and a tuple?",
 )
