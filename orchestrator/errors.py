@@ -22,6 +22,7 @@ tree is turned into OpenAI's error JSON in exactly one place, the HTTP edge
     ├── OverflowBudgetExhausted          429 code=overflow_budget_exhausted (the hour's burst budget is spent)
     └── UpstreamError                    502 api_error (a model backend failed)
         ├── EngineError                  500 api_error (the local engine failed)
+        │   └── ReplicaLost              503 code=replica_lost (the local replica went away mid-request)
         ├── UpstreamTimeout              504 (no first token / a stall / the deadline)
         ├── UpstreamRateLimited          429 rate_limit_exceeded (honours Retry-After)
         ├── UpstreamUnavailable          503 (connection failed or reset, 5xx)
@@ -255,3 +256,14 @@ class EngineError(UpstreamError):
 
     status_code = 500
     default_code = "engine_error"
+
+
+class ReplicaLost(EngineError):
+    """The local model's replica that held the request went away (its process or node died) before it answered.
+
+    A fault of one replica, not of the route: the deployment's other replicas (and the one Serve starts in
+    its place) can serve it, so failover tries the route again at once and no breaker counts it.
+    """
+
+    status_code = 503
+    default_code = "replica_lost"

@@ -8,16 +8,20 @@ the first success. The rules, in the order they apply:
    closes the circuit. Only the route's own failures feed a breaker (down,
    timed out, 5xx, 429, the operator's credentials refused), once per
    request, within a window: a client's bad requests never open a circuit
-   other clients depend on. A route known to be alive by another signal
-   (`Target.alive`: a local engine that reports its load) is never shut
-   out when it is all that is left: it gets one attempt anyway.
+   other clients depend on, nor does a local replica that went away
+   (`ReplicaLost`: the deployment's other replicas serve). A route known to
+   be alive by another signal (`Target.alive`: a local engine that reports
+   its load) is never shut out when it is all that is left: it gets this
+   request's attempts anyway, even when other requests opened its circuit
+   while this one waited on it.
 2. A failure that retrying can't fix (a 4xx, `insufficient_quota`, a
    client error such as a too-long prompt) is never retried on that route.
 3. A retryable failure (429, 5xx, connection reset, a stall, local
    back-pressure) moves on to the next route at once: a healthy alternative
    is never kept waiting behind a backoff. Only when every route has had its
    turn does a route get another attempt, not before its `Retry-After` (or an
-   exponential backoff) has passed.
+   exponential backoff) has passed. A lost local replica is the exception:
+   the same route is tried again at once (once), on another replica.
 4. All of it happens inside the request's deadline; a `Retry-After` longer
    than the time left ends that route.
 5. When everything failed, the client gets the most telling error
@@ -39,6 +43,7 @@ from orchestrator.errors import (
     InvalidRequest,
     OrchestratorError,
     Overloaded,
+    ReplicaLost,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -143,7 +148,7 @@ def retryable(e: OrchestratorError) -> bool:
 def _trips_breaker(e: OrchestratorError) -> bool:
     if isinstance(e, UpstreamRejected):
         return e.upstream_status in (401, 403)  # a bad key won't fix itself
-    return retryable(e) and not isinstance(e, Overloaded)
+    return retryable(e) and not isinstance(e, Overloaded | ReplicaLost)
 
 
 async def run_with_failover(
@@ -179,6 +184,7 @@ class _Run(Generic[R]):
         self.not_before: dict[int, float] = {}  # a route's next attempt, not before (backoff, Retry-After)
         self.tripped: set[str] = set()  # providers this request already reported to the breakers
         self.shut_out: list[int] = []  # alive routes skipped for an open circuit
+        self.replaced: set[int] = set()  # routes retried at once after a replica was lost under the request
 
     async def run(self) -> Success[R]:
         for round_ in range(self.policy.attempts):
@@ -187,11 +193,15 @@ class _Run(Generic[R]):
                     continue
                 if (won := await self._try(i, target, round_)) is not None:
                     return won
-        # Nothing else could serve: an alive route is tried once even with its circuit open (the
-        # breaker protects other routes' time, and there are none left to protect).
+        # Nothing else could serve: an alive route gets this request's attempts even with its circuit
+        # open (the breaker protects other routes' time, and there are none left to protect).
         for i in self.shut_out:
-            if i not in self.done and not any(t is self.targets[i] for t, _ in self.failures):
-                if (won := await self._try(i, self.targets[i], self.policy.attempts)) is not None:
+            target = self.targets[i]
+            tried = sum(t is target for t, _ in self.failures)
+            for round_ in range(tried, self.policy.attempts):
+                if i in self.done or not await self._waited(i):
+                    break
+                if (won := await self._try(i, target, round_)) is not None:
                     return won
         raise combine(self.failures)
 
@@ -228,6 +238,9 @@ class _Run(Generic[R]):
             self.breakers.success(target.provider)
             return Success(target, result, tuple(self.failures))
         self._failed(i, target, error, round_)
+        if isinstance(error, ReplicaLost) and i not in self.replaced:
+            self.replaced.add(i)  # the route itself is fine: straight to another of its replicas, once
+            return await self._try(i, target, round_)
         return None
 
     def _failed(self, i: int, target: Target, error: OrchestratorError, round_: int) -> None:
@@ -237,6 +250,9 @@ class _Run(Generic[R]):
             self.breakers.failure(target.provider, getattr(error, "retry_after", None))
         if not retryable(error):
             self.done.add(i)
+            return
+        if isinstance(error, ReplicaLost):
+            self.not_before.pop(i, None)  # another replica takes it at the route's next turn
             return
         backoff = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2**round_)
         after = getattr(error, "retry_after", None)

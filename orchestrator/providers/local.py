@@ -14,7 +14,14 @@ from typing import Any, Protocol
 
 from local_models.errors import BadRequest, LocalModelError, PromptTooLong
 from local_models.interface import Batch, Delta, EmbedResult, GenerateRequest, Sampling, ToolCallPiece
-from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest, OrchestratorError, Overloaded
+from orchestrator.errors import (
+    ContextLengthExceeded,
+    EngineError,
+    InvalidRequest,
+    OrchestratorError,
+    Overloaded,
+    ReplicaLost,
+)
 from orchestrator.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -76,13 +83,16 @@ class HandleClient:
 
 def _from_ray(e: BaseException) -> BaseException:
     """Ray's wrappers -> the gateway's tree; cancellation passes through untouched."""
-    from ray.exceptions import RayTaskError
+    from ray.exceptions import RayActorError, RayTaskError
     from ray.serve.exceptions import BackPressureError
 
     if isinstance(e, OrchestratorError | LocalModelError) and not isinstance(e, RayTaskError):
         return _from_local(e)
     if isinstance(e, BackPressureError):
         return Overloaded("The local model's queue is full.")
+    if isinstance(e, RayActorError) or (isinstance(e, RayTaskError) and isinstance(e.cause, RayActorError)):
+        # The replica died or can't be reached (its node went): another replica can serve the request.
+        return ReplicaLost(f"The local model's replica went away before answering: {type(e).__name__}.")
     if isinstance(e, RayTaskError):
         cause = e.cause
         if isinstance(cause, OrchestratorError | LocalModelError):

@@ -12,6 +12,7 @@ from orchestrator.errors import (
     ContextLengthExceeded,
     OrchestratorError,
     Overloaded,
+    ReplicaLost,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -305,3 +306,48 @@ async def test_idle_timeout_follows_the_stream_across_tasks() -> None:
     await asyncio.sleep(0.1)  # between reads, in no task: not a wait
     with pytest.raises(UpstreamTimeout):
         await asyncio.ensure_future(anext(stream))
+
+
+async def test_a_lost_replica_is_retried_at_once_and_never_opens_the_routes_circuit() -> None:
+    """A local replica that died under the request: the route's other replicas serve it, with no backoff, and
+    the route stays closed for everyone else however many requests lost their replica."""
+    clock = Clock()
+    breakers = Breakers(threshold=1, cooldown_s=60, clock=clock)
+    local = Target("a", "m1", alive=True)
+    for _ in range(3):
+        script = Script(a=[ReplicaLost("gone"), "ok-a"], b=["remote"])
+        done = await run(script, [local, B], clock, Policy(), breakers)
+        assert done.result == "ok-a" and script.calls == ["a", "a"] and clock.slept == []  # type: ignore[attr-defined]
+    assert breakers.state("a") == "closed"
+    # Lost twice in a row (a second replica going too): on to the next route, at once.
+    script = Script(a=[ReplicaLost("gone"), ReplicaLost("gone too")], b=["remote"])
+    done = await run(script, [local, B], clock, Policy(), breakers)
+    assert done.result == "remote" and script.calls == ["a", "a", "b"] and clock.slept == []  # type: ignore[attr-defined]
+
+
+async def test_an_alive_route_gets_this_requests_retry_though_others_opened_its_circuit_meanwhile() -> None:
+    """Many requests time out together on a node that died: the first failures open the circuit while the
+    rest still wait. Each of those still gets its own second attempt on the alive route, the only one."""
+    clock = Clock()
+    breakers = Breakers(threshold=1, cooldown_s=60, clock=clock)
+    local = Target("a", "m1", alive=True)
+
+    async def attempt(target: Target) -> str:
+        if not calls:
+            calls.append(target.provider)
+            breakers.failure("a")  # another request's failure, reported while this one waited
+            raise UpstreamTimeout("no first token")
+        calls.append(target.provider)
+        return "ok-a"
+
+    calls: list[str] = []
+    done = await run_with_failover([local], attempt, policy=Policy(), breakers=breakers, clock=clock, sleep=clock.sleep)
+    assert done.result == "ok-a" and calls == ["a", "a"]
+    # A route not known to be alive stays shut out: the circuit protects the time of its clients.
+    calls.clear()
+    breakers.success("a")
+    with pytest.raises(UpstreamTimeout):
+        await run_with_failover(
+            [Target("a", "m1")], attempt, policy=Policy(), breakers=breakers, clock=clock, sleep=clock.sleep
+        )
+    assert calls == ["a"]

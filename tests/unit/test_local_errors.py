@@ -5,11 +5,12 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
 
 from local_models.errors import BadRequest, EngineFailure, LocalModelError, PromptTooLong
-from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest, OrchestratorError
+from orchestrator.errors import ContextLengthExceeded, EngineError, InvalidRequest, OrchestratorError, ReplicaLost
 from orchestrator.protocol import ChatCompletionRequest, EmbeddingRequest
-from orchestrator.providers.local import LocalProvider
+from orchestrator.providers.local import HandleClient, LocalProvider
 from orchestrator.testing.engine import FakeEngine
 
 
@@ -42,3 +43,48 @@ async def test_the_local_provider_translates_them(
     embedder = LocalProvider(FakeEngine("e", task="embed", fail_after=0, error=raised))
     with pytest.raises(expected):
         await embedder.embed(EmbeddingRequest(model="e", input="hi"), "e")
+
+
+class _DyingHandle:
+    """A Serve handle whose replica goes away under the request, the way Ray reports it."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+        self.cancelled = False
+
+    def options(self, **_: object) -> _DyingHandle:
+        return self
+
+    @property
+    def generate(self) -> _DyingHandle:
+        return self
+
+    def remote(self, _request: object) -> _DyingHandle:
+        return self
+
+    def __aiter__(self) -> _DyingHandle:
+        return self
+
+    async def __anext__(self) -> object:
+        raise self.error
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ActorDiedError(),
+        ActorUnavailableError("Actor is unavailable.", b"\0" * 16),
+        RayTaskError("generate", "traceback", ActorDiedError()),
+    ],
+    ids=["died", "unavailable", "wrapped"],
+)
+async def test_a_replica_gone_under_the_request_is_a_lost_replica_not_an_engine_failure(error: Exception) -> None:
+    """A 503 `replica_lost` the failover retries on another replica at once, never counted against the route."""
+    handle = _DyingHandle(error)
+    with pytest.raises(ReplicaLost) as info:
+        async for _ in HandleClient(handle).generate({"prompt": "hi"}):  # type: ignore[typeddict-item]
+            pass
+    assert handle.cancelled and info.value.status_code == 503 and info.value.code == "replica_lost"
