@@ -309,10 +309,12 @@ class Router:
             return _nothing
         if model is not None:
             return self._load.sent(model, planned.facts.prompt_tokens)
-        if planned.plan.overflow:  # spilled for load: demand the local model's autoscaler should see
-            spilled = next((self._local[t.provider] for t in planned.targets if t.provider in self._local), None)
-            if spilled is not None:
-                return self._load.overflowing(spilled)
+        # Demand the local model's autoscaler should see: spilled for load, or planned for local first and sent
+        # on because local could not take it (its circuit open, its queue full, its replica lost).
+        targets = planned.targets
+        local = next((i for i, t in enumerate(targets) if t.provider in self._local), None)
+        if local is not None and (planned.plan.overflow or target in targets[local + 1 :]):
+            return self._load.overflowing(self._local[targets[local].provider])
         return _nothing
 
     def is_local(self, target: Target) -> bool:

@@ -97,7 +97,9 @@ async def test_a_gateway_tells_the_board_what_it_spilled_and_the_replicas_hear_i
     assert board.report("small", "replica-1", _stats(clock.now)) == 0
 
 
-async def test_only_attempts_of_a_plan_spilled_for_load_count() -> None:
+async def test_remote_attempts_count_when_spilled_for_load_or_sent_on_by_the_local_route() -> None:
+    """Spilled for load, or the local route planned first and unable to take it (circuit open, queue full,
+    replica lost): demand Serve should see. A remote that leads for another reason (a capability) is not."""
     local, remote = Backend("local", "small", frozenset({"chat"})), Backend("cloud", "big", frozenset({"chat"}))
     registry = Registry([ModelEntry("hybrid", (local, remote))])
     counted: list[str] = []
@@ -111,9 +113,12 @@ async def test_only_attempts_of_a_plan_spilled_for_load_count() -> None:
     router._load = view  # type: ignore[assignment]  # a stand-in that records
     spilled = type(plan)(router, replace(plan.plan, overflow=True, targets=plan.targets[::-1]), plan.facts)
     spilled.attempting(spilled.targets[0])()  # the remote, spilled for load
-    plan.attempting(plan.targets[1])()  # the remote as a fallback of a local plan: not load spill
+    plan.attempting(plan.targets[1])()  # the remote after the local route of a local-first plan
     spilled.attempting(spilled.targets[1])()  # the local route itself: its own load, not overflow
-    assert counted == ["small"]
+    assert counted == ["small", "small"]
+    led = type(plan)(router, replace(plan.plan, targets=plan.targets[::-1]), plan.facts)
+    led.attempting(led.targets[0])()  # the remote leads, not for load: local is only its fallback
+    assert counted == ["small", "small"]
 
 
 async def test_a_replica_gives_serve_what_the_board_answered() -> None:
