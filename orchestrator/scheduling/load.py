@@ -8,7 +8,11 @@ for the aggregate across replicas (`aggregate`, pure), so what a gateway sees
 is at most about two poll intervals old. Between reads a gateway adds what it
 sent to the local model itself since the snapshot was taken (`LoadView`),
 so a burst arriving at one gateway within one poll interval is not planned
-against an empty queue. Reports older than `max_age_s` are dropped: a replica
+against an empty queue. When the board can't be read in time (a host too busy
+to poll, a board restarting), the last snapshot stays in use for up to ten
+times the freshness limit, marked `stale_s`, with every send since added: a
+burst that starves the poll is still seen in this gateway's own traffic,
+rather than planned blind. Reports older than `max_age_s` are dropped: a replica
 that stopped reporting (removed by autoscaling, crashed) stops counting, and
 a board with no fresh report says there is no ready local replica.
 
@@ -32,6 +36,7 @@ from local_models.interface import LoadStats
 log = logging.getLogger(__name__)
 
 HOUR_S = 3600.0
+STALE_HORIZON = 10  # a view's last snapshot, past its freshness, is used for up to this many freshness limits
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class LoadSnapshot:
     taken_at: float  # the oldest report's time (time.time())
     sent: int = 0  # requests this gateway sent since `taken_at` that are still running (LoadView)
     sent_prompt_tokens: int = 0
+    stale_s: float = 0.0  # past the view's freshness: the board was last read this long ago (LoadView)
 
 
 def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) -> LoadSnapshot:
@@ -224,13 +230,20 @@ class LoadView:
         return done
 
     def snapshot(self, model: str) -> LoadSnapshot | None:
+        """The board's last figures for `model` with this gateway's sends since; None when there are none,
+        or when the board was last read more than ten freshness limits ago."""
         state = self._state
-        if state is None or self._clock() - state["read_at"] > self._max_staleness_s:
+        if state is None:
+            return None
+        age = self._clock() - state["read_at"]
+        if age > STALE_HORIZON * self._max_staleness_s:
             return None
         raw = state["models"].get(model)
         if raw is None:
             return None
         snap = LoadSnapshot(**raw)
+        if age > self._max_staleness_s:
+            snap = replace(snap, stale_s=age)
         # Sends are appended as they happen, so those after the snapshot are at the end: walking back
         # to the first older one costs what was sent since, not every request still in flight (a
         # gateway at fleet scale has thousands; benchmarks/simulate measured the scan at ~45 us a plan).

@@ -309,12 +309,14 @@ def _by_latency(o: _Ordering) -> Plan:
         predicted, lead = float("inf"), "cold-start: no local replica ready"
     else:
         predicted = predict_ttft_ms(snapshot, o.facts.prompt_tokens, c.knobs) * o.factor
-        learned = "" if o.factor == 1.0 else f", x{o.factor:.2f} learned"
+        notes = "" if o.factor == 1.0 else f", x{o.factor:.2f} learned"
+        if snapshot.stale_s:
+            notes += f", load data {snapshot.stale_s:.1f} s old"
         threshold = o.slo * c.knobs.headroom * ((1 - c.knobs.hysteresis) if was_spilling else 1)
         if predicted <= threshold:
-            reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {o.slo:.0f} ms{learned})"
+            reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {o.slo:.0f} ms{notes})"
             return o.done(reason, local, remote, predicted=predicted, threshold=threshold)
-        band = learned if not was_spilling else f"{learned}, hysteresis"
+        band = notes if not was_spilling else f"{notes}, hysteresis"
         lead = f"spill: predicted local TTFT {predicted:.0f} ms over {threshold:.0f} ms (SLO {o.slo:.0f} ms{band})"
     if c.budget.exhausted:
         if predicted <= c.knobs.budget_max_wait_ms:

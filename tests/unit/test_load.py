@@ -108,13 +108,22 @@ async def test_view_adds_what_this_gateway_sent_since_the_snapshot() -> None:
     assert snap is not None and (snap.sent, snap.sent_prompt_tokens) == (1, 30)
 
 
-async def test_view_forgets_a_stale_board() -> None:
+async def test_view_keeps_planning_on_its_own_sends_while_the_board_is_late_then_forgets_it() -> None:
+    """A host too busy to poll the board in time: the last snapshot, marked stale, with every send since
+    (a burst starving the poll still shows in this gateway's own traffic); ten freshness limits on, nothing."""
     clock = FakeClock(100.0)
     view = LoadView(_never, clock=clock, max_staleness_s=1.0)
     assert view.snapshot("m") is None  # never read
     view.update(state(clock.now))
     assert view.snapshot("other") is None  # a model nobody reports
+    snap = view.snapshot("m")
+    assert snap is not None and snap.stale_s == 0.0
     clock.advance(1.5)
+    for _ in range(5):
+        view.sent("m", 100)
+    snap = view.snapshot("m")
+    assert snap is not None and snap.stale_s == 1.5 and (snap.sent, snap.sent_prompt_tokens) == (5, 500)
+    clock.advance(9.0)
     assert view.snapshot("m") is None
 
 

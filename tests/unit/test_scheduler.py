@@ -214,6 +214,15 @@ def test_without_load_data_the_configured_order_holds() -> None:
     assert routes(p)[0] == "local/small" and p.targets[0].reason == "local: no load data yet"
 
 
+def test_load_data_the_board_was_late_with_still_decides_and_the_reason_says_how_old() -> None:
+    busy = replace(IDLE, sent=40, sent_prompt_tokens=40 * 2000, stale_s=2.5)  # a burst sent since the last read
+    p = make(ask(), busy)
+    assert p.targets[0].provider != "local" and p.overflow
+    assert "load data 2.5 s old" in p.targets[0].reason
+    p = make(ask(), replace(IDLE, stale_s=2.5))
+    assert routes(p)[0] == "local/small" and "load data 2.5 s old" in p.targets[0].reason
+
+
 def test_cold_start_spills_until_a_replica_reports() -> None:
     p = make(ask(), replace(IDLE, replicas=0, slots=0, running=0))
     assert routes(p) == ["r2/small-hosted", "r1/big", "r3/cheap", "local/small"]
