@@ -248,8 +248,12 @@ class _Ordering:
         overflow: bool = False,
         predicted: float | None = None,
         threshold: float | None = None,
+        teach: bool = True,
     ) -> Plan:
-        modelled = predicted / self.factor if predicted is not None and math.isfinite(predicted) else None
+        """The plan: `first` then `then`. `teach`: whether its prediction may teach the calibration (not one
+        made on stale load data, whose error is the staleness's, not the model's)."""
+        learnable = teach and predicted is not None and math.isfinite(predicted)
+        modelled = predicted / self.factor if learnable and predicted is not None else None
         targets = _targets(reason + self.resolved.via, first + then)
         if self.facts.data_class == "default" and self.remote:
             # A prediction can be wrong: a local attempt that has remote routes to fall back on gives
@@ -304,6 +308,7 @@ def _by_latency(o: _Ordering) -> Plan:
     snapshot = c.load.get(local[0].model)
     if snapshot is None:
         return o.done("local: no load data yet", local, remote, spill=was_spilling)
+    teach = not snapshot.stale_s
     threshold: float | None = None
     if snapshot.replicas == 0:
         predicted, lead = float("inf"), "cold-start: no local replica ready"
@@ -315,19 +320,19 @@ def _by_latency(o: _Ordering) -> Plan:
         threshold = o.slo * c.knobs.headroom * ((1 - c.knobs.hysteresis) if was_spilling else 1)
         if predicted <= threshold:
             reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {o.slo:.0f} ms{notes})"
-            return o.done(reason, local, remote, predicted=predicted, threshold=threshold)
+            return o.done(reason, local, remote, predicted=predicted, threshold=threshold, teach=teach)
         band = notes if not was_spilling else f"{notes}, hysteresis"
         lead = f"spill: predicted local TTFT {predicted:.0f} ms over {threshold:.0f} ms (SLO {o.slo:.0f} ms{band})"
     if c.budget.exhausted:
         if predicted <= c.knobs.budget_max_wait_ms:
             reason = f"budget: overflow budget spent, waiting locally (predicted TTFT {predicted:.0f} ms)"
-            return o.done(reason, local, [], spill=True, predicted=predicted, threshold=threshold)
+            return o.done(reason, local, [], spill=True, predicted=predicted, threshold=threshold, teach=teach)
         raise OverflowBudgetExhausted(
             f"The overflow budget of ${c.budget.cap_usd_per_hour or 0:.2f} per hour is spent and the local model "
             f"can't start answering within {c.knobs.budget_max_wait_ms / 1000:.0f} s. Retry later.",
             retry_after=60.0,
         )
-    return o.done(lead, remote, local, spill=True, overflow=True, predicted=predicted, threshold=threshold)
+    return o.done(lead, remote, local, spill=True, overflow=True, predicted=predicted, threshold=threshold, teach=teach)
 
 
 def _rank_remote(

@@ -221,6 +221,9 @@ def test_load_data_the_board_was_late_with_still_decides_and_the_reason_says_how
     assert "load data 2.5 s old" in p.targets[0].reason
     p = make(ask(), replace(IDLE, stale_s=2.5))
     assert routes(p)[0] == "local/small" and "load data 2.5 s old" in p.targets[0].reason
+    # Its error is the staleness's, not the model's: it teaches the calibration nothing.
+    assert p.predicted_ttft_ms is not None and p.modelled_ttft_ms is None
+    assert make(ask(), IDLE).modelled_ttft_ms is not None
 
 
 def test_cold_start_spills_until_a_replica_reports() -> None:
