@@ -33,8 +33,9 @@ from fastapi import FastAPI
 
 from local_models.deployment import local_model_app
 from local_models.interface import EngineConfig, ModelInfo
+from orchestrator.accounting.local_prices import EngineFigures
 from orchestrator.accounting.prices import Prices
-from orchestrator.accounting.setup import build_accounts
+from orchestrator.accounting.setup import StatsReader, build_accounts
 from orchestrator.actors import HEAD_NODE
 from orchestrator.api import build_app
 from orchestrator.caching.cache import ResponseCache
@@ -144,6 +145,28 @@ def _response_cache(settings: Settings | None) -> tuple[ResponseCache | None, Ca
         return None, CacheSettings(mode="never")
 
 
+def board_figures(view: LoadView, model: str) -> StatsReader:
+    """The local model's price figures from the load board this gateway already reads.
+
+    Not a call to the model's deployment: a call a second from every gateway is demand Serve's
+    autoscaler counts, so a model allowed to scale to zero would be woken again within a second.
+    """
+
+    async def read() -> EngineFigures:
+        snap = view.snapshot(model)
+        if snap is None:
+            raise LookupError(f"no load data for {model}")  # the poller keeps the last figures
+        per_replica = max(snap.replicas, 1)
+        return EngineFigures(
+            waiting=snap.waiting,
+            running=snap.running,
+            prefill_tokens_per_s=snap.prefill_tokens_per_s / per_replica,
+            decode_tokens_per_s=snap.decode_tokens_per_s / per_replica,
+        )
+
+    return read
+
+
 class Gateway:
     """Serve ingress replica: one pipeline, one ASGI app."""
 
@@ -175,9 +198,9 @@ class Gateway:
         self._pipeline = await build_pipeline(clients, settings, load=load, telemetry=telemetry)
         self._max_body_mb = settings.server.max_body_mb
         self._responses = store_for(settings)
-        self._accounts = await build_accounts(
-            settings, self._pipeline, local={LOCAL: (lambda: local.stats.remote(), clients[LOCAL][1])}
-        )
+        info = clients[LOCAL][1]
+        figures = board_figures(load, info["name"]) if load is not None else (lambda: local.stats.remote())
+        self._accounts = await build_accounts(settings, self._pipeline, local={LOCAL: (figures, info)})
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_app(

@@ -3,8 +3,9 @@
     $ per output token = price_per_hour / 3600 / max(decode tokens/s, floor)
     $ per input token  = price_per_hour / 3600 / max(prefill tokens/s, floor)
 
-The rates come from the engine's own `stats()` (recent prefill/decode
-throughput, over vLLM's stats window), refreshed by `LocalStatsPoller`.
+The rates are one replica's recent prefill/decode throughput (`EngineFigures`:
+under Serve, the load board's sum over the replicas, per replica; in process,
+the engine's own `stats()`), refreshed by `LocalStatsPoller`.
 An idle engine reports no throughput; the floors stand in for it, so a
 quiet GPU's tokens are priced at a sensible capacity, not at infinity. The
 same snapshot feeds the local queue-depth gauges.
@@ -16,11 +17,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypedDict
 
-from local_models.interface import LoadStats
 from orchestrator.accounting.prices import Price
 
 log = logging.getLogger(__name__)
+
+
+class EngineFigures(TypedDict):
+    """What a local price and the queue gauges need of a local model (a subset of `LoadStats`)."""
+
+    waiting: int  # requests queued, over all replicas
+    running: int  # requests being decoded, over all replicas
+    prefill_tokens_per_s: float  # one replica's (a GPU's) recent throughput
+    decode_tokens_per_s: float
 
 
 class LocalRate:
@@ -30,9 +40,9 @@ class LocalRate:
         self.price_per_hour = price_per_hour
         self.min_decode_tps = max(min_decode_tps, 1e-9)
         self.min_prefill_tps = max(min_prefill_tps, 1e-9)
-        self.stats: LoadStats | None = None
+        self.stats: EngineFigures | None = None
 
-    def update(self, stats: LoadStats) -> None:
+    def update(self, stats: EngineFigures) -> None:
         self.stats = stats
 
     def price(self) -> Price:
@@ -57,7 +67,7 @@ class LocalRate:
 class LocalStatsPoller:
     """Reads each local model's stats every `interval_s` into its `LocalRate`, in the background."""
 
-    def __init__(self, sources: dict[str, tuple[Callable[[], Awaitable[LoadStats]], LocalRate]], interval_s: float):
+    def __init__(self, sources: dict[str, tuple[Callable[[], Awaitable[EngineFigures]], LocalRate]], interval_s: float):
         self._sources = sources
         self._interval = interval_s
         self._task: asyncio.Task[None] | None = None

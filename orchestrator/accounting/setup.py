@@ -1,14 +1,14 @@
 """Building a gateway's `Accounts` from settings: the ledger's owner, keys, prices, local rates.
 
-    owner      the named Ray actor (`ledger.owner: actor`) or a book in this
-               process (`process`), on `ledger.path` (default <data_dir>/ledger.sqlite)
-    keys       config keys synced into the owner; with any key configured, or a
-               master key set, every request needs a valid key, and /metrics the
-               master key or the metrics key (`ledger.metrics_key_env`)
-    prices     the presets' prices, plus each local model's amortized rate, kept
-               current from its engine's stats
-    reference  the model savings are measured against (`ledger.reference_model`)
-    estimator  the local model's tokenizer, for answers that came without usage
+owner      the named Ray actor (`ledger.owner: actor`) or a book in this
+           process (`process`), on `ledger.path` (default <data_dir>/ledger.sqlite)
+keys       config keys synced into the owner; with any key configured, or a
+           master key set, every request needs a valid key, and /metrics the
+           master key or the metrics key (`ledger.metrics_key_env`)
+prices     the presets' prices, plus each local model's amortized rate, kept
+           current from its engine's stats
+reference  the model savings are measured against (`ledger.reference_model`)
+estimator  the local model's tokenizer, for answers that came without usage
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from local_models.interface import LoadStats, ModelInfo
+from local_models.interface import ModelInfo
 from orchestrator.accounting.accounts import Accounts
 from orchestrator.accounting.book import Book, InProcessOwner, LedgerOwner, SyncKeys
 from orchestrator.accounting.keys import KeyPolicy, hash_key
-from orchestrator.accounting.local_prices import LocalRate, LocalStatsPoller
+from orchestrator.accounting.local_prices import EngineFigures, LocalRate, LocalStatsPoller
 from orchestrator.accounting.metrics import Metrics
 from orchestrator.accounting.prices import Price, Prices
 from orchestrator.scheduling.capabilities import Registry
@@ -46,7 +46,7 @@ class Served(Protocol):
 
 log = logging.getLogger(__name__)
 
-StatsReader = Callable[[], Awaitable[LoadStats]]
+StatsReader = Callable[[], Awaitable[EngineFigures]]
 
 
 def ledger_path(settings: Settings) -> Path:

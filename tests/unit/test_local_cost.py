@@ -61,3 +61,30 @@ async def test_the_poller_keeps_the_last_reading_when_one_fails() -> None:
     await poller.poll_once()
     await poller.poll_once()
     assert rate.price().output_per_mtok == pytest.approx(2.5)
+
+
+async def test_under_serve_the_figures_come_from_the_load_board_not_from_a_call_to_the_model() -> None:
+    """A stats call a second to the deployment would be demand for Serve's autoscaler: a model allowed to
+    scale to zero was woken within a second, every time (seen in benchmarks.autoscale --min-replicas 0).
+    The board's sum over the replicas gives the queue gauges; a GPU's throughput is the sum per replica."""
+    from orchestrator.app import board_figures
+    from orchestrator.scheduling.load import BoardState, LoadView
+
+    async def read(overflow: object) -> BoardState:
+        raise AssertionError("the figures use what the view has already read")
+
+    view = LoadView(read)
+    figures = board_figures(view, "m")
+    with pytest.raises(LookupError):  # nothing read yet: the poller keeps its last figures
+        await figures()
+    snapshot = dict(
+        replicas=2, slots=16, waiting=3, running=9, queued_prompt_tokens=0, prefill_tokens_per_s=4000.0,
+        prefill_capacity_tokens_per_s=None, decode_tokens_per_s=600.0, finished_per_s=1.0, step_ms=None,
+        recent_ttft_ms=None, kv_cache_usage=0.2, taken_at=time.time(),
+    )  # fmt: skip
+    view.update(BoardState(models={"m": snapshot}, overflow_spent_usd=0.0, read_at=time.time()))
+    got = await figures()
+    assert got == {"waiting": 3, "running": 9, "prefill_tokens_per_s": 2000.0, "decode_tokens_per_s": 300.0}
+    rate = LocalRate(3.6, min_decode_tps=1, min_prefill_tps=1)
+    rate.update(got)
+    assert rate.price().output_per_mtok == pytest.approx(0.001 / 300 * 1e6)
