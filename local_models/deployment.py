@@ -9,7 +9,8 @@ Responsibilities:
    generator; the engine's `finally` aborts);
 4. answer `stats()` and `info()` cheaply, for the scheduler and the gateway,
    and push `stats()` to the gateway's load board every `report_interval_s`
-   (so the scheduler sees every replica, not the one a handle call reaches);
+   (so the scheduler sees every replica, not the one a handle call reaches),
+   `info()` once (so a gateway starting while no replica is up need not wait for one);
 5. when the engine dies, leave (`_leave_when_dead`): shut the engine down and end the replica's process, so
    that Serve replaces it and, meanwhile, routes no request to it; Serve's health check fails too;
 6. with a tracer provider (`tracing`, a factory run in the replica), trace each generation that
@@ -171,8 +172,12 @@ async def _report(
     `heard` gets the board's answer (the demand spilled from the model, for the autoscaler)."""
     replica = _replica_id()
     failing = False
+    described = False
     while True:
         try:
+            if not described:  # what it serves, for gateways that start while no replica is up
+                await board.describe.remote(model, engine.info())
+                described = True
             heard(await board.report.remote(model, replica, engine.stats()))
             failing = False
         except asyncio.CancelledError:

@@ -11,7 +11,8 @@ Every LocalModel replica reports its engine's load to the LoadBoard; every
 Gateway replica polls it for the scheduler (`orchestrator.scheduling.router`).
 
 The Gateway builds its pipeline at replica start, from what each LocalModel
-reports (`info()`) and the remote providers whose keys its environment holds,
+reports (`info()`; while none is up, what the last one told the board, so a
+gateway never waits for a cold start) and the remote providers whose keys its environment holds,
 and keeps remote routes (and, later, cache hits) inside its own replica: only
 local generation crosses a `DeploymentHandle`.
 """
@@ -145,6 +146,23 @@ def _response_cache(settings: Settings | None) -> tuple[ResponseCache | None, Ca
         return None, CacheSettings(mode="never")
 
 
+async def model_info(board: Any, handle: Any, model: str) -> ModelInfo:
+    """What the local `model` serves: asked of a replica, or, while none is up (scaled to zero, all
+    restarting), what the last one told the board; asking a replica then would hold this gateway, and
+    every route it serves, until a new one had started."""
+    if board is not None:
+        try:
+            state = await board.read.remote()
+            if (
+                not state["models"].get(model, {}).get("replicas")
+                and (info := await board.described.remote(model)) is not None
+            ):
+                return cast(ModelInfo, info)
+        except Exception as e:  # the board restarting: a replica answers
+            log.warning("load board unreachable for %s's description (%s: %s)", model, type(e).__name__, e)
+    return cast(ModelInfo, await handle.info.remote())
+
+
 def board_figures(view: LoadView, model: str) -> StatsReader:
     """The local model's price figures from the load board this gateway already reads.
 
@@ -174,10 +192,11 @@ class Gateway:
         self, settings: Settings, local: Any, embed: Any = None, board: Any = None
     ):
         clients: dict[str, tuple[LocalModelClient, ModelInfo]] = {
-            LOCAL: (HandleClient(local), await local.info.remote())
+            LOCAL: (HandleClient(local), await model_info(board, local, served_name(settings.local)))
         }
         if embed is not None:
-            clients[LOCAL_EMBED] = (HandleClient(embed), await embed.info.remote())
+            embed_info = await model_info(board, embed, served_name(settings.embedding))
+            clients[LOCAL_EMBED] = (HandleClient(embed), embed_info)
         load = None
         if board is not None:
             s = settings.scheduler
@@ -217,7 +236,7 @@ def engine_config(section: EngineSettings, settings: Settings, task: str) -> Eng
     assert model is not None
     return EngineConfig(
         model_path=model,
-        served_name=section.served_name or _default_name(model),
+        served_name=served_name(section),
         task=task,
         max_model_len=section.max_model_len,
         kv_cache_bytes=int(section.kv_cache_gib * (1 << 30)),
@@ -232,7 +251,12 @@ def engine_config(section: EngineSettings, settings: Settings, task: str) -> Eng
     )
 
 
-def _default_name(model: str) -> str:
+def served_name(section: EngineSettings) -> str:
+    """The name a local model serves under: as configured, else its catalog or directory name."""
+    model = section.model
+    assert model is not None
+    if section.served_name:
+        return section.served_name
     from pathlib import Path
 
     return Path(model).name if "/" in model else model

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypedDict
 
-from local_models.interface import LoadStats
+from local_models.interface import LoadStats, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,18 @@ class LoadBoard:
         self._spend: deque[tuple[float, float]] = deque()
         self._spent = 0.0
         self._overflow: dict[str, tuple[float, Mapping[str, int]]] = {}  # gateway -> (told at, in flight by model)
+        self._described: dict[str, ModelInfo] = {}
+
+    def describe(self, model: str, info: ModelInfo) -> None:
+        """What a replica of `model` serves (its `info()`), told once as it starts."""
+        self._described[model] = info
+
+    def described(self, model: str) -> ModelInfo | None:
+        """What `model` serves, as a replica last told it; None before any replica did.
+
+        A gateway starting while the model has no replica (scaled to zero, all restarting) builds its
+        pipeline from this instead of waiting for one: its other routes serve meanwhile."""
+        return self._described.get(model)
 
     def report(self, model: str, replica: str, stats: LoadStats) -> int:
         """A replica's load; the answer is the demand it doesn't see: requests every gateway spilled

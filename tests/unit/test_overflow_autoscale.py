@@ -7,6 +7,7 @@ wrapper (bounds and delays) around `overflow_aware`; Ray itself is not started.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -125,20 +126,64 @@ async def test_a_replica_gives_serve_what_the_board_answered() -> None:
     class Board:
         def __init__(self) -> None:
             self.report = SimpleNamespace(remote=self._report)
+            self.describe = SimpleNamespace(remote=self._describe)
+            self.described: list[tuple[str, Any]] = []
 
         async def _report(self, model: str, replica: str, stats: Any) -> int:
             return 7
+
+        async def _describe(self, model: str, info: Any) -> None:
+            self.described.append((model, info))
 
     async def factory(config: EngineConfig) -> Engine:
         return FakeEngine("small")
 
     replica = LocalModel.__new__(LocalModel)
-    await replica.__init__(EngineConfig("m", "small"), engine_factory=factory, board=Board(), report_interval_s=0.01)  # type: ignore[misc]
+    board = Board()
+    await replica.__init__(EngineConfig("m", "small"), engine_factory=factory, board=board, report_interval_s=0.01)  # type: ignore[misc]
     assert replica.record_autoscaling_stats() in ({OVERFLOW_METRIC: 0.0}, {OVERFLOW_METRIC: 7.0})
     await asyncio.sleep(0.05)
     assert replica.record_autoscaling_stats() == {OVERFLOW_METRIC: 7.0}
+    # It told the board what it serves, once, for gateways that start while no replica is up.
+    assert [(m, i["name"]) for m, i in board.described] == [("small", "small")]
     replica.__del__()
 
 
 def _stats(at: float) -> Any:
     return FakeEngine("small").stats() | {"updated_at": at}
+
+
+async def test_a_gateway_starting_while_the_model_has_no_replica_takes_its_description_from_the_board() -> None:
+    """Scaled to zero (or every replica restarting): asking a replica would hold the gateway, and every route
+    it serves, through a cold start. The board has what the last replica told it; with a replica up, or
+    nothing told yet, or no board, the replica answers (the freshest description)."""
+    from orchestrator.app import model_info
+
+    board = LoadBoard()
+    told = FakeEngine("small").info()
+    asked: list[str] = []
+
+    async def info() -> Any:
+        asked.append("replica")
+        return told
+
+    handle = SimpleNamespace(info=SimpleNamespace(remote=info))
+
+    class Remote:
+        def __init__(self, method: Any, fail: bool = False) -> None:
+            self.method, self.fail = method, fail
+
+        async def remote(self, *args: Any) -> Any:
+            if self.fail:
+                raise ConnectionError("board restarting")
+            return self.method(*args)
+
+    served = SimpleNamespace(read=Remote(board.read), described=Remote(board.described))
+    assert await model_info(served, handle, "small") == told and asked == ["replica"]  # nothing told yet
+    board.describe("small", told | {"max_model_len": 77})
+    assert (await model_info(served, handle, "small"))["max_model_len"] == 77 and asked == ["replica"]
+    board.report("small", "replica-1", _stats(time.time()))  # a replica is up: it answers
+    assert await model_info(served, handle, "small") == told and asked == ["replica", "replica"]
+    down = SimpleNamespace(read=Remote(board.read, fail=True), described=Remote(board.described))
+    assert await model_info(down, handle, "small") == told and len(asked) == 3
+    assert await model_info(None, handle, "small") == told and len(asked) == 4
