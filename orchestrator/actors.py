@@ -37,5 +37,8 @@ def named_actor(cls: type, kind: str, path: Path, *args: Any, retry_tasks: bool,
         resources=HEAD_NODE,
         max_restarts=-1,
         max_task_retries=-1 if retry_tasks else 0,
+        # Called for every request: a task event each would fill the GCS's store (~4 KB a call, up to its
+        # cap; benchmarks/ray_rss.py), as Serve's own handle calls don't.
+        enable_task_events=False,
     )
     return options.remote(*args, **kwargs)
