@@ -149,6 +149,17 @@ def table(result: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ the deployments
 
 
+async def every(period_s: float, call: Any) -> None:
+    """`call()` every `period_s`, for ever (inside the actors and replicas below)."""
+    while True:
+        t0 = time.monotonic()
+        try:
+            await call()
+        except Exception:  # a benchmark's loop: keep going, the counts tell
+            pass
+        await asyncio.sleep(max(0.0, period_s - (time.monotonic() - t0)))
+
+
 def deploy(mode: str, poll_hz: float, report_hz: float) -> Any:
     """Run the mode's Serve application; the handle to ask for call counts (actors) or None."""
     from ray import serve
@@ -179,15 +190,6 @@ def deploy(mode: str, poll_hz: float, report_hz: float) -> Any:
 
         def counts(self) -> dict[str, int]:
             return {"reads": self.reads, "reports": self.reports}
-
-    async def every(period_s: float, call: Any) -> None:
-        while True:
-            t0 = time.monotonic()
-            try:
-                await call()
-            except Exception:  # a benchmark's loop: keep going, the counts tell
-                pass
-            await asyncio.sleep(max(0.0, period_s - (time.monotonic() - t0)))
 
     @serve.deployment(
         autoscaling_config={"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 2},
@@ -220,15 +222,6 @@ def plain_actors(poll_hz: float, report_hz: float) -> Any:
     """Two plain Ray actors (not Serve deployments, so every call is a task with task events): `Client` calls
     `Board.read` `poll_hz` times a second, `Board` calls `Client.ping` `report_hz` times a second. The board."""
     import ray
-
-    async def every(period_s: float, call: Any) -> None:
-        while True:
-            t0 = time.monotonic()
-            try:
-                await call()
-            except Exception:  # a benchmark's loop: keep going, the counts tell
-                pass
-            await asyncio.sleep(max(0.0, period_s - (time.monotonic() - t0)))
 
     @ray.remote(num_cpus=0)
     class Client:
