@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -257,8 +258,6 @@ def served_name(section: EngineSettings) -> str:
     assert model is not None
     if section.served_name:
         return section.served_name
-    from pathlib import Path
-
     return Path(model).name if "/" in model else model
 
 

@@ -66,12 +66,11 @@ def serve_env(settings: Settings) -> dict[str, str]:
         )
     if server.haproxy:
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-    # Ray's GCS keeps the events of the last 100,000 tasks (for its dashboard's task list), ~3.4 KB
-    # each (measured: 30,000 actor calls, +100 MB); every actor call is a task, and the load board
-    # alone is asked and told ~20 times a second: up to ~340 MB before it levels off. 10,000 bounds
-    # that at ~35 MB. (It is not what grows the GCS in benchmarks.soak: that growth stayed, see
-    # benchmarks/README.md.) Read by the GCS when the head node starts: `start` sets it for the Ray
-    # it starts; build-config's header says so.
+    # Ray's GCS keeps the events of the last 100,000 tasks (for its dashboard's task list), ~4 KB each:
+    # every plain actor call is one (Serve's handle calls are not). Our own actors record none
+    # (`actors.named_actor`); this bounds what other plain actor calls on the cluster can add (~40 MB
+    # instead of ~400; benchmarks/ray_rss.py). Read by the GCS when the head node starts: `start` sets
+    # it for the Ray it starts; build-config's header says so.
     env["RAY_task_events_max_num_task_in_gcs"] = os.environ.get("RAY_task_events_max_num_task_in_gcs", "10000")
     if server.throughput_optimized:
         # The bundle also sends the replicas' logs, prints and stderr (vLLM's included) only to
