@@ -17,10 +17,12 @@ as an infinite TTFT, as the burst benchmark counts it.
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 import time
 from array import array
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -78,6 +80,7 @@ class Simulation:
         self.workload = workload
         self.loop = loop = EventLoop()
         self.rng = rng = random.Random(seed)
+        self._getrandbits = rng.getrandbits
         p = fleet.profile
         self.engines = [
             SimEngine(f"replica-{i}", p, loop, random.Random(rng.random()), self._local_first, self._local_finish)
@@ -154,7 +157,8 @@ class Simulation:
             engines = self.engines
             e = engines[0]
             if len(engines) > 1:  # power of two choices, as Serve's request router
-                a, b = self.rng.sample(engines, 2)
+                ia, ib = _two_of(self._getrandbits, len(engines))
+                a, b = engines[ia], engines[ib]
                 e = a if a.ongoing <= b.ongoing else b
             if e.ongoing >= self.fleet.max_ongoing:
                 self.loop.at(now + self.fleet.reject_ms / 1000, self._next, req)
@@ -241,24 +245,25 @@ class Simulation:
         for g in range(f.gateways):
             loop.at(rng.random() * f.knobs.poll_interval_ms / 1000, self._poll_h, g)
         times = self.workload.times
-        n = len(times)
         heap = loop.heap
-        i = 0
+        pop = heapq.heappop
+        arrive = self._arrive
         events = 0
         started = time.perf_counter()
-        while True:
-            ta = times[i] if i < n else INF
-            if heap and heap[0][0] <= ta:
-                loop.step()
+        # The arrivals merged with the heap (`EventLoop.step`, inlined: it runs once an event).
+        for i, ta in enumerate(times):
+            while heap and heap[0][0] <= ta:
+                t, _, handler, arg = pop(heap)
+                loop.now = t
+                handler(arg)
                 events += 1
-            elif i < n:
-                loop.now = ta
-                self._arrive(i)
-                i += 1
-            else:
-                break
-            if i >= n and self.open <= 0:
-                break
+            loop.now = ta
+            arrive(i)
+        while heap and self.open > 0:
+            t, _, handler, arg = pop(heap)
+            loop.now = t
+            handler(arg)
+            events += 1
         wall = time.perf_counter() - started
         return RunResult(
             f.name,
@@ -275,7 +280,29 @@ class Simulation:
         )
 
 
-async def _unused_read() -> BoardState:  # the simulation feeds every view itself (`LoadView.update`)
+def _two_of(getrandbits: Callable[[int], int], n: int) -> tuple[int, int]:
+    """The indices `random.Random.sample(range(n), 2)` picks, from the same draws (so a seeded run is
+    unchanged), at a fraction of its cost: it runs for every local attempt on a fleet."""
+    k = n.bit_length()  # Random._randbelow_with_getrandbits(n)
+    i = getrandbits(k)
+    while i >= n:
+        i = getrandbits(k)
+    if n <= 21:  # sample's pool method: the second draw is below n - 1, and index i then holds the last
+        m = n - 1
+        k = m.bit_length()
+        j = getrandbits(k)
+        while j >= m:
+            j = getrandbits(k)
+        return i, (n - 1 if j == i else j)
+    j = i  # sample's set method: draw again until it differs
+    while j == i:
+        j = getrandbits(k)
+        while j >= n:
+            j = getrandbits(k)
+    return i, j
+
+
+async def _unused_read(overflow: Mapping[str, int]) -> BoardState:  # the simulation feeds every view itself (`LoadView.update`)
     raise NotImplementedError
 
 

@@ -5,10 +5,10 @@ about 0.6 ms with a GPU's ~500 steps in the 5 s window, which made snapshots 60 
 fleet's time (a cProfile of an 8-replica run). `WindowedStats` keeps the same window, the same
 fields and the same definitions (busy intervals only, the median interval, the best prefill speed
 of a busy step, TTFT p50 over the window and p90 over `TTFT_WINDOW_S`, both nearest-lower rank as
-the tracker takes them) with running sums, the distinct intervals sorted with their counts (a run
-of m equal decode steps is one entry) and a monotonic deque for the maximum, so a step costs
-O(log n) and a snapshot O(distinct intervals + recent TTFTs). `tests/unit/test_sim_stats.py`
-holds it equal to the real tracker on random step sequences.
+the tracker takes them) with running sums, the intervals kept sorted (a run of m equal decode steps
+adds m copies at once), the first-token times kept sorted per window and a monotonic deque for the
+maximum, so a step costs O(log n) plus a short memmove and a snapshot O(1).
+`tests/unit/test_sim_stats.py` holds it equal to the real tracker on random step sequences.
 """
 
 from __future__ import annotations
@@ -19,6 +19,13 @@ from collections.abc import Callable
 
 from local_models.interface import LoadStats
 from local_models.stats import TTFT_WINDOW_S, WINDOW_S
+
+TTFT_KEPT = 256  # the tracker's deque(maxlen=256) of first-token times
+
+
+def _remove(values: list[float], value: float) -> None:
+    """Take one `value` out of the sorted `values`."""
+    del values[bisect.bisect_left(values, value)]
 
 
 class WindowedStats:
@@ -34,11 +41,14 @@ class WindowedStats:
         self._prompt = 0
         self._generated = 0
         self._finished = 0
-        self._intervals: list[float] = []  # the distinct intervals of the steps in the window, sorted
-        self._counts: dict[float, int] = {}
-        self._n_intervals = 0
+        self._intervals: list[float] = []  # the intervals of the steps in the window (a run's, m times), sorted
         self._speeds: deque[tuple[float, float]] = deque()  # (time, speed), decreasing speeds: the max first
-        self._ttfts: deque[tuple[float, float]] = deque(maxlen=256)
+        # The tracker's last 256 first-token times (time, ttft), and those sorted; the newest of them
+        # not yet past `TTFT_WINDOW_S` (a suffix), and those sorted: a snapshot sorts nothing.
+        self._ttfts: deque[tuple[float, float]] = deque()
+        self._ttfts_sorted: list[float] = []
+        self._short: deque[tuple[float, float]] = deque()
+        self._short_sorted: list[float] = []
         self._last_step: float | None = None
         self._busy_after_last = False
 
@@ -62,21 +72,33 @@ class WindowedStats:
         self._generated += generated_tokens
         self._finished += finished
         if interval is not None:
-            counts = self._counts
-            if interval in counts:
-                counts[interval] += steps
+            intervals = self._intervals
+            if steps == 1:
+                bisect.insort(intervals, interval)
             else:
-                counts[interval] = steps
-                bisect.insort(self._intervals, interval)
-            self._n_intervals += steps
+                at = bisect.bisect_left(intervals, interval)
+                intervals[at:at] = [interval] * steps
         if speed is not None:
             speeds = self._speeds
             while speeds and speeds[-1][1] <= speed:
                 speeds.pop()
             speeds.append((now, speed))
-        for t in ttfts_s:
-            self._ttfts.append((now, t))
+        if ttfts_s:
+            self._add_ttfts(now, ttfts_s)
         self._expire(now)
+
+    def _add_ttfts(self, now: float, ttfts_s: list[float]) -> None:
+        ttfts, short = self._ttfts, self._short
+        for t in ttfts_s:
+            if len(ttfts) == TTFT_KEPT:  # the oldest leaves, as from the tracker's deque(maxlen=256)
+                if len(short) == len(ttfts):
+                    _remove(self._short_sorted, short.popleft()[1])
+                _remove(self._ttfts_sorted, ttfts.popleft()[1])
+            entry = (now, t)
+            ttfts.append(entry)
+            short.append(entry)
+            bisect.insort(self._ttfts_sorted, t)
+            bisect.insort(self._short_sorted, t)
 
     def _expire(self, now: float) -> None:
         horizon = now - self._window_s
@@ -87,13 +109,8 @@ class WindowedStats:
             self._generated -= generated
             self._finished -= finished
             if interval is not None:
-                self._n_intervals -= n
-                left = self._counts[interval] - n
-                if left:
-                    self._counts[interval] = left
-                else:
-                    del self._counts[interval]
-                    del self._intervals[bisect.bisect_left(self._intervals, interval)]
+                at = bisect.bisect_left(self._intervals, interval)
+                del self._intervals[at : at + n]
         speeds = self._speeds
         while speeds and speeds[0][0] < horizon:
             speeds.popleft()
@@ -102,12 +119,16 @@ class WindowedStats:
         now = self._clock()
         self._expire(now)
         w = self._window_s
+        # Time-ordered, and the clock only moves on: what left a window never comes back. The short
+        # window's horizon is the later one, so whatever leaves the long one has left it already.
+        short, horizon = self._short, now - min(TTFT_WINDOW_S, w)
+        while short and short[0][0] < horizon:
+            _remove(self._short_sorted, short.popleft()[1])
         ttfts = self._ttfts
-        while ttfts and ttfts[0][0] < now - w:  # time-ordered, and the clock only moves on
-            ttfts.popleft()
-        recent = sorted(t for _, t in ttfts)
-        short = now - min(TTFT_WINDOW_S, w)
-        latest = recent if not ttfts or ttfts[0][0] >= short else sorted(t for ts, t in ttfts if ts >= short)
+        while ttfts and ttfts[0][0] < now - w:
+            _remove(self._ttfts_sorted, ttfts.popleft()[1])
+        recent = self._ttfts_sorted
+        latest = self._short_sorted
         return LoadStats(
             waiting=self.waiting,
             running=self.running,
@@ -120,17 +141,7 @@ class WindowedStats:
             ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
             ttft_p90_ms=latest[int(0.9 * (len(latest) - 1))] * 1000 if latest else None,
             finished_per_s=self._finished / w,
-            step_ms=self._median_interval() * 1000 if self._n_intervals else None,
+            step_ms=self._intervals[len(self._intervals) // 2] * 1000 if self._intervals else None,
             max_num_seqs=self.max_num_seqs,
             updated_at=now,
         )
-
-    def _median_interval(self) -> float:
-        """The interval at index n // 2 of them all, sorted (as the tracker takes it)."""
-        rank, seen = self._n_intervals // 2, 0
-        counts = self._counts
-        for value in self._intervals:
-            seen += counts[value]
-            if seen > rank:
-                return value
-        return self._intervals[-1]

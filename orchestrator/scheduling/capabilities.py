@@ -55,8 +55,10 @@ class ModelEntry:
 
     def candidates(self, task: Task, needs: Iterable[Feature] = ()) -> list[Backend]:
         """The backends able to serve this request, in order; an error if there are none."""
-        needs = set(needs)
         able = [b for b in self.backends if task in b.tasks]
+        if able and not needs:  # most requests need no feature (checked per request: the short way)
+            return able
+        needs = set(needs)
         if not able:
             raise InvalidRequest(
                 f"The model '{self.name}' does not support {_TASK_NAMES[task]}.",

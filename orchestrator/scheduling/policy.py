@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest, OverflowBudgetExhausted
@@ -203,6 +203,11 @@ class Conditions:
     prices: Mapping[tuple[str, str], float] = field(default_factory=dict)
     remote_ttft_ms: Mapping[str, float] = field(default_factory=dict)
     calibration: Mapping[str, float] = field(default_factory=dict)  # by local model (`scheduling.calibration`)
+    # Local providers known to be alive (an engine reporting its load): their targets say so (`Target.alive`).
+    alive: frozenset[str] = frozenset()
+    # The caller's memo of spill routes ranked by price or as listed, which change with neither load nor
+    # answers: valid while the prices and knobs it is handed stay the same (a `Router`'s do). None: none.
+    ranked: dict[tuple[object, ...], tuple[tuple[Backend, ...], list[Backend]]] | None = None
 
 
 def plan(
@@ -226,17 +231,29 @@ def plan(
     return order(resolve(facts, registry, policies), facts, conditions)
 
 
-@dataclass(frozen=True)
 class _Ordering:
-    """One request's ordering in progress: its routes split local and remote, and how to finish a plan."""
+    """One request's ordering in progress: its routes split local and remote, and how to finish a plan.
+    (A plain class: one is made per request, and a frozen dataclass's fields cost a call each.)"""
 
-    resolved: Resolved
-    facts: Facts
-    c: Conditions
-    local: list[Backend]
-    remote: list[Backend]
-    slo: float
-    factor: float
+    __slots__ = ("resolved", "facts", "c", "local", "remote", "slo", "factor")
+
+    def __init__(
+        self,
+        resolved: Resolved,
+        facts: Facts,
+        c: Conditions,
+        local: list[Backend],
+        remote: list[Backend],
+        slo: float,
+        factor: float,
+    ):
+        self.resolved = resolved
+        self.facts = facts
+        self.c = c
+        self.local = local
+        self.remote = remote
+        self.slo = slo
+        self.factor = factor
 
     def done(
         self,
@@ -254,30 +271,33 @@ class _Ordering:
         made on stale load data, whose error is the staleness's, not the model's)."""
         learnable = teach and predicted is not None and math.isfinite(predicted)
         modelled = predicted / self.factor if learnable and predicted is not None else None
-        targets = _targets(reason + self.resolved.via, first + then)
-        if self.facts.data_class == "default" and self.remote:
-            # A prediction can be wrong: a local attempt that has remote routes to fall back on gives
-            # up after `local_patience` SLOs without a first token, and the next route serves.
-            patience = self.c.knobs.local_patience * self.slo / 1000
-            targets = [
-                replace(t, first_token_timeout_s=patience) if t.provider in self.c.local_providers else t
-                for t in targets
-            ]
+        c = self.c
+        # A prediction can be wrong: a local attempt that has remote routes to fall back on gives
+        # up after `local_patience` SLOs without a first token, and the next route serves.
+        patience = (
+            c.knobs.local_patience * self.slo / 1000 if self.facts.data_class == "default" and self.remote else None
+        )
+        local, alive = c.local_providers, c.alive
+        targets = []
+        label = reason + self.resolved.via
+        for b in (*first, *then):
+            provider = b.provider
+            if provider in local:
+                targets.append(Target(provider, b.model, label, patience, provider in alive))
+            else:
+                targets.append(Target(provider, b.model, label))
+            label = "fallback"
         return Plan(self.resolved.entry.name, targets, spill, overflow, predicted, modelled, threshold)
 
 
 def order(resolved: Resolved, facts: Facts, c: Conditions) -> Plan:
     """`resolved`'s routes in the order to try them, by data class, then latency and budget."""
     entry, fitting = resolved.entry, resolved.fitting
-    local = [b for b in fitting if b.provider in c.local_providers]
-    remote = _rank_remote(
-        [b for b in fitting if b.provider not in c.local_providers],
-        local,
-        resolved.policy.order,
-        c.knobs,
-        c.prices,
-        c.remote_ttft_ms,
-    )
+    local: list[Backend] = []
+    others: list[Backend] = []
+    for b in fitting:
+        (local if b.provider in c.local_providers else others).append(b)
+    remote = _remote(fitting, local, others, resolved.policy.order, c)
     slo = facts.ttft_slo_ms or resolved.policy.ttft_slo_ms or c.knobs.ttft_slo_ms
     factor = c.calibration.get(local[0].model, 1.0) if local else 1.0
     o = _Ordering(resolved, facts, c, local, remote, slo, factor)
@@ -335,6 +355,24 @@ def _by_latency(o: _Ordering) -> Plan:
     return o.done(lead, remote, local, spill=True, overflow=True, predicted=predicted, threshold=threshold, teach=teach)
 
 
+def _remote(
+    fitting: list[Backend], local: list[Backend], others: list[Backend], order: Order, c: Conditions
+) -> list[Backend]:
+    """`_rank_remote`, or what it gave for the same routes before (`Conditions.ranked`)."""
+    memo = c.ranked
+    if memo is None or order == "latency" or len(others) < 2:
+        return _rank_remote(others, local, order, c.knobs, c.prices, c.remote_ttft_ms)
+    # Keyed by the routes' identities (hashing a Backend hashes every field); the entry holds the
+    # routes, so no key's identity can be reused while it is in the memo.
+    key = (order, *map(id, fitting))
+    hit = memo.get(key)
+    if hit is None:
+        if len(memo) >= 256:  # bounded: a registry has few alias x route combinations
+            memo.clear()
+        hit = memo[key] = (tuple(fitting), _rank_remote(others, local, order, c.knobs, c.prices, c.remote_ttft_ms))
+    return list(hit[1])
+
+
 def _rank_remote(
     remote: list[Backend],
     local: Sequence[Backend],
@@ -344,6 +382,8 @@ def _rank_remote(
     ttft: Mapping[str, float],
 ) -> list[Backend]:
     """Hosts of the local model's weights first (when configured), then by `order` (stable)."""
+    if len(remote) < 2:
+        return remote
     local_weights = {w for b in local for w in (b.model, b.weights) if w}
 
     def key(pair: tuple[int, Backend]) -> tuple[int, float, int]:
@@ -356,10 +396,6 @@ def _rank_remote(
         return same, 0.0, i
 
     return [b for _, b in sorted(enumerate(remote), key=key)]
-
-
-def _targets(reason: str, backends: Iterable[Backend]) -> list[Target]:
-    return [Target(b.provider, b.model, reason if i == 0 else "fallback") for i, b in enumerate(backends)]
 
 
 def _why_not_local(

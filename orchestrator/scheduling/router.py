@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest
@@ -130,6 +130,7 @@ class Router:
         self._registry = registry
         self._local = dict(local)
         self._local_providers = frozenset(local)
+        self._models = tuple(dict.fromkeys(self._local.values()))
         self._embedders = frozenset(embedders)
         self._policies = dict(policies or {})
         self._knobs = knobs or Knobs()
@@ -137,6 +138,7 @@ class Router:
         self._counter = counter or ByteCounter()
         self._prices = dict(prices or {})
         self._spilling: dict[str, bool] = {}
+        self._ranked: dict[tuple[object, ...], tuple[tuple[Backend, ...], list[Backend]]] = {}  # see Conditions
         self._ttft_ms: dict[str, float] = {}
         self._calibration = {model: Calibration() for model in self._local.values()}
         self._needs_text = {name for name, p in self._policies.items() if any(r.pattern for r in p.rules)}
@@ -206,8 +208,16 @@ class Router:
         if resolution.facts.task == "embeddings":
             return self._order_embedding(resolution)
         view = self._load
-        load = {m: view.snapshot(m) for m in self._local.values()} if view is not None else {}
-        spent = view.overflow_spent_usd() if view is not None else None
+        if view is None:  # in-process engines, without a board: alive while we are
+            load: dict[str, LoadSnapshot | None] = {}
+            spent = None
+            alive = self._local_providers
+        else:  # a local engine that reports its load is alive: its circuit never shuts it out when it is the last route
+            load = {m: view.snapshot(m) for m in self._models}
+            spent = view.overflow_spent_usd()
+            alive = frozenset(
+                p for p, m in self._local.items() if (snap := load.get(m)) is not None and snap.replicas > 0
+            )
         conditions = Conditions(
             self._local_providers,
             load,
@@ -217,23 +227,16 @@ class Router:
             self._prices,
             self._ttft_ms,
             {m: c.factor for m, c in self._calibration.items()},
+            alive,
+            self._ranked,
         )
         made = order(resolution.resolved, resolution.facts, conditions)
         self._spilling[made.alias] = made.spilling
-        if view is not None:
+        if view is not None and len(alive) < len(self._local):
             for model in {self._local[t.provider] for t in made.targets if t.provider in self._local}:
                 if (snap := load.get(model)) is not None and snap.replicas == 0:
                     view.wanted(model)  # no replica ready: ask for one (scaled to zero, it never would be)
-        # A local engine that reports its load is alive: its circuit never shuts it out when it is
-        # the last route left (in-process engines, without a board, are alive while we are).
-        alive = {m for m, snap in load.items() if snap is not None and snap.replicas > 0} if view else None
-        targets = [
-            replace(t, alive=True)
-            if t.provider in self._local and (alive is None or self._local[t.provider] in alive)
-            else t
-            for t in made.targets
-        ]
-        return RoutePlan(self, replace(made, targets=targets), resolution.facts)
+        return RoutePlan(self, made, resolution.facts)
 
     async def plan(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> RoutePlan:
         """`resolve`, then `order`."""
