@@ -29,6 +29,8 @@ from benchmarks.simulate.request import SimRequest
 from benchmarks.simulate.stats import WindowedStats
 from local_models.interface import LoadStats
 
+_heappop, _heappush = heapq.heappop, heapq.heappush
+
 
 class SimEngine:
     def __init__(
@@ -162,34 +164,39 @@ class SimEngine:
         finished = 0
         if generated:
             self._k += steps
+            k = self._k
             heap = self._finishing
-            while heap and heap[0][0] <= self._k:
-                req = heapq.heappop(heap)[2]
+            on_finish = self._on_finish
+            while heap and heap[0][0] <= k:
+                req = _heappop(heap)[2]
                 self.decoding -= 1
-                self._release(req)
+                self.running -= 1  # _release, inlined (a step's hot path)
+                self._kv_used -= req.prompt + req.output
                 self.ongoing -= 1
                 finished += 1
-                self._on_finish(req)
+                on_finish(req)
         ttfts: list[float] = []
         pre = self._prefilling
-        while pre and pre[0].left == 0:
-            req = pre.popleft()
-            self.queued_prompt_tokens -= req.prompt
-            req.first_at = now
-            ttfts.append(now - req.attempt_started)
-            generated += 1
-            if req.output <= 1:
-                self._release(req)
-                self.ongoing -= 1
-                finished += 1
-                self._on_first(req)
-                self._on_finish(req)
-                continue
-            self.decoding += 1
-            heapq.heappush(self._finishing, (self._k + req.output - 1, req.index, req))
-            self._on_first(req)
+        if pre and pre[0].left == 0:
+            on_first = self._on_first
+            while pre and pre[0].left == 0:
+                req = pre.popleft()
+                self.queued_prompt_tokens -= req.prompt
+                req.first_at = now
+                ttfts.append(now - req.attempt_started)
+                generated += 1
+                if req.output <= 1:
+                    self._release(req)
+                    self.ongoing -= 1
+                    finished += 1
+                    on_first(req)
+                    self._on_finish(req)
+                    continue
+                self.decoding += 1
+                _heappush(self._finishing, (self._k + req.output - 1, req.index, req))
+                on_first(req)
         t = self.tracker
-        t.record_scheduler(self.n_waiting, self.running, self._kv_used / self.p.kv_capacity_tokens)
+        t.waiting, t.running, t.kv_cache_usage = self.n_waiting, self.running, self._kv_used / self.p.kv_capacity_tokens
         t.record_step(prefill, generated, ttfts, finished, steps)
         self._start_step()
 

@@ -69,17 +69,17 @@ class Ours:
         made = self.router.order(Resolution(facts, resolve(facts, self.registry, self.policies)))
         req.handle = made
         req.spill = made.plan.overflow
-        req.routes = [self._route(t) for t in made.targets]
-
-    def _route(self, t: Target) -> Route:
-        timeout = t.first_token_timeout_s or self.ctx.timeout_s
-        if t.provider == LOCAL_PROVIDER:
-            return (True, -1, timeout)
-        return (False, self._index[t.provider], timeout)
+        index, timeout = self._index, self.ctx.timeout_s
+        req.routes = [
+            (True, -1, t.first_token_timeout_s or timeout)
+            if t.provider == LOCAL_PROVIDER
+            else (False, index[t.provider], t.first_token_timeout_s or timeout)
+            for t in made.plan.targets
+        ]
 
     def _target(self, req: SimRequest) -> Target:
         plan: RoutePlan = req.handle
-        return plan.targets[req.attempt]
+        return plan.plan.targets[req.attempt]
 
     def attempting(self, req: SimRequest, route: Route) -> Callable[[], None] | None:
         plan: RoutePlan = req.handle

@@ -85,7 +85,8 @@ class WindowedStats:
             speeds.append((now, speed))
         if ttfts_s:
             self._add_ttfts(now, ttfts_s)
-        self._expire(now)
+        # What left the window is taken out when a snapshot is made: the sums, the sorted intervals and
+        # the maximum's deque come out the same, and a step does less.
 
     def _add_ttfts(self, now: float, ttfts_s: list[float]) -> None:
         ttfts, short = self._ttfts, self._short

@@ -158,6 +158,17 @@ class LoadBoard:
         return BoardState(models=models, overflow_spent_usd=max(0.0, self._spent), read_at=now)
 
 
+class _Since:
+    """A view's sends in flight made after `taken_at` (a snapshot's), and their prompt tokens."""
+
+    __slots__ = ("taken_at", "count", "tokens")
+
+    def __init__(self, taken_at: float):
+        self.taken_at = taken_at
+        self.count = 0
+        self.tokens = 0
+
+
 class LoadView:
     """A gateway replica's view of the board, corrected by what it sent since.
 
@@ -187,6 +198,9 @@ class LoadView:
         # answer ends its entry in O(1), and a walk back from the newest sees the sends since a snapshot).
         self._sent: dict[str, dict[int, tuple[float, int]]] = {}
         self._sends = 0
+        # By model, once a plan has used `_state`'s figures: its sends still in flight that those figures
+        # don't count, kept as sends start and end (a plan then walks none of them).
+        self._since: dict[str, _Since] = {}
         self._unreported_usd = 0.0
         self._report = report
         self._reports: set[asyncio.Task[None]] = set()
@@ -197,6 +211,7 @@ class LoadView:
     def update(self, state: BoardState) -> None:
         self._state = state
         self._snapshots = {}
+        self._since = {}
 
     async def poll_once(self) -> None:
         """Read the board, telling it what this gateway has spilled and still runs (see `overflowing`)."""
@@ -226,10 +241,18 @@ class LoadView:
         pending = self._sent.get(model)
         if pending is None:
             pending = self._sent[model] = {}
-        pending[key] = (self._clock(), prompt_tokens)
+        at = self._clock()
+        pending[key] = (at, prompt_tokens)
+        since = self._since.get(model)
+        if since is not None and at > since.taken_at:
+            since.count += 1
+            since.tokens += prompt_tokens
 
         def done() -> None:
-            pending.pop(key, None)
+            entry = pending.pop(key, None)
+            if entry is not None and (since := self._since.get(model)) is not None and entry[0] > since.taken_at:
+                since.count -= 1
+                since.tokens -= entry[1]
 
         return done
 
@@ -265,18 +288,21 @@ class LoadView:
         if snap is None:
             return None
         stale = age > self._max_staleness_s
-        # Sends are kept in the order they happen, so those after the snapshot are at the end: walking
-        # back to the first older one costs what was sent since, not every request still in flight (a
-        # gateway at fleet scale has thousands; benchmarks/simulate measured the scan at ~45 us a plan).
-        count = tokens = 0
-        pending = self._sent.get(model)
-        if pending:
-            taken_at = snap.taken_at
-            for at, prompt_tokens in reversed(pending.values()):
-                if at <= taken_at:
-                    break
-                count += 1
-                tokens += prompt_tokens
+        since = self._since.get(model)
+        if since is None:  # the first plan on these figures: count the sends they miss, then keep the count
+            # Sends are kept in the order they happen, so those after the snapshot are at the end: walking
+            # back to the first older one costs what was sent since, not every request still in flight (a
+            # gateway at fleet scale has thousands; benchmarks/simulate measured the scan at ~45 us a plan).
+            since = self._since[model] = _Since(snap.taken_at)
+            pending = self._sent.get(model)
+            if pending:
+                taken_at = snap.taken_at
+                for at, prompt_tokens in reversed(pending.values()):
+                    if at <= taken_at:
+                        break
+                    since.count += 1
+                    since.tokens += prompt_tokens
+        count, tokens = since.count, since.tokens
         if not count and not stale:
             return snap
         # As `dataclasses.replace` would, at a seventh of its cost (a plan makes one; benchmarks/simulate).

@@ -215,9 +215,11 @@ class Router:
         else:  # a local engine that reports its load is alive: its circuit never shuts it out when it is the last route
             load = {m: view.snapshot(m) for m in self._models}
             spent = view.overflow_spent_usd()
-            alive = frozenset(
-                p for p, m in self._local.items() if (snap := load.get(m)) is not None and snap.replicas > 0
-            )
+            alive = self._local_providers  # the same set each plan while every local model reports
+            if not all(snap is not None and snap.replicas > 0 for snap in load.values()):
+                alive = frozenset(
+                    p for p, m in self._local.items() if (snap := load.get(m)) is not None and snap.replicas > 0
+                )
         conditions = Conditions(
             self._local_providers,
             load,

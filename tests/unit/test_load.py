@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -106,6 +108,36 @@ async def test_view_adds_what_this_gateway_sent_since_the_snapshot() -> None:
     ended()  # over before the next snapshot: no longer adds to the load
     snap = view.snapshot("m")
     assert snap is not None and (snap.sent, snap.sent_prompt_tokens) == (1, 30)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_view_keeps_count_of_the_sends_since_the_snapshot_as_they_start_and_end(seed: int) -> None:
+    """The count a plan sees, kept as sends start and end (no walk per plan), is every send still in
+    flight made after the snapshot was taken, however reads, sends, ends and plans interleave."""
+    rng = random.Random(seed)
+    clock = FakeClock(100.0)
+    view = LoadView(_never, clock=clock)
+    running: list[tuple[float, int, Callable[[], None]]] = []
+    taken_at = None
+    for _ in range(2000):
+        clock.advance(rng.choice([0.0, 0.001, 0.02]))
+        x = rng.random()
+        if x < 0.05:
+            taken_at = clock.now - rng.choice([0.0, 0.05, 0.3])
+            view.update(state(clock.now, taken_at=taken_at))
+        elif x < 0.45:
+            tokens = rng.randrange(1, 100)
+            running.append((clock.now, tokens, view.sent("m", tokens)))
+        elif x < 0.75 and running:
+            _, _, ended = running.pop(rng.randrange(len(running)))
+            ended()
+            if rng.random() < 0.1:
+                ended()  # ending twice counts once
+        elif taken_at is not None:
+            snap = view.snapshot("m")
+            since = [(at, tokens) for at, tokens, _ in running if at > taken_at]
+            assert snap is not None
+            assert (snap.sent, snap.sent_prompt_tokens) == (len(since), sum(t for _, t in since))
 
 
 async def test_view_keeps_planning_on_its_own_sends_while_the_board_is_late_then_forgets_it() -> None:
