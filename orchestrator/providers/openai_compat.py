@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -164,6 +165,9 @@ class OpenAICompatProvider:
         self._base = base_url.rstrip("/")
         self._urls = {path: httpx.URL(self._base + path) for path in ("/chat/completions", "/completions")}
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json", **(headers or {})}
+        # Each stream's request is built from these, not merged anew with the client's defaults every time.
+        self._stream_headers = httpx.Headers({**client.headers, **self._headers})
+        self._extensions = {"timeout": client.timeout.as_dict()}
         self._quirks = quirks or Quirks()
 
     def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
@@ -189,10 +193,11 @@ class OpenAICompatProvider:
     async def _stream(
         self, path: str, body: dict[str, Any], kind: type[C], fix: Callable[[C], C] | None = None
     ) -> AsyncGenerator[C, None]:
-        content = json_body(body)
-        url, headers = self._urls[path], self._headers
+        request = httpx.Request(
+            "POST", self._urls[path], content=json_body(body), headers=self._stream_headers, extensions=self._extensions
+        )
         with map_transport_errors(self.name):
-            async with self._client.stream("POST", url, content=content, headers=headers) as response:
+            async with _sent(self._client, request) as response:
                 if response.status_code != 200:
                     raise error_from_response(
                         self.name, response.status_code, response.headers, await response.aread(), key_env=self._key_env
@@ -207,8 +212,19 @@ class OpenAICompatProvider:
                     if event.event == "error" or '"error"' in event.data[:20]:
                         raise _stream_error(self.name, event.data)
                     chunk = _parse(self.name, event.data, kind)
-                    yield fix(chunk) if fix is not None else chunk
+                    # Only a chunk with tool calls has anything to repair (most chunks are a token of text).
+                    yield fix(chunk) if fix is not None and '"tool_calls"' in event.data else chunk
         raise UpstreamUnavailable(f"{self.name}: the stream ended before [DONE].")
+
+
+@asynccontextmanager
+async def _sent(client: httpx.AsyncClient, request: httpx.Request) -> AsyncIterator[httpx.Response]:
+    """`client.stream` for a request built already."""
+    response = await client.send(request, stream=True)
+    try:
+        yield response
+    finally:
+        await response.aclose()
 
 
 M = TypeVar("M", bound=BaseModel)
