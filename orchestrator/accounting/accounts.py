@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.accounting import settlement
 from orchestrator.accounting.book import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle
 from orchestrator.accounting.bounded import TTLMap
 from orchestrator.accounting.keys import KeyPolicy, hash_key, presented, same_hash
@@ -145,8 +146,8 @@ class Accounts:
         lookup_ttl_s: float = 5.0,
         unknown_key_ttl_s: float = UNKNOWN_KEY_TTL_S,
         clock: Callable[[], float] = time.monotonic,
-        settle_rows: int = 64,
-        settle_delay_s: float = 0.05,
+        settle_rows: int = settlement.ROWS,
+        settle_delay_s: float = settlement.DELAY_S,
     ):
         self.owner = owner
         self.metrics = metrics or Metrics()

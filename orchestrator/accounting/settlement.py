@@ -17,13 +17,18 @@ from orchestrator.accounting.book import LedgerOwner, Settle, SettleMany
 _internal = logging.getLogger(__name__)
 
 RETRY_S = 1.0  # settlements the owner didn't take are sent again after this
+# A batch goes when this many wait, or this long after the first of them. Every call to the owner (a Ray
+# actor) costs ~3 ms of CPU between the two processes whatever it carries, ~12 us a row on top: at 50 ms
+# and 64 rows a busy replica made 20 calls a second (benchmarks/README.md, "Remote overhead").
+ROWS = 256
+DELAY_S = 0.25
 MAX_UNSETTLED = 100_000  # and kept up to this many while it stays away
 
 
 class Settlements:
     """This replica's settlements on their way to the owner."""
 
-    def __init__(self, owner: LedgerOwner | None, *, rows: int = 64, delay_s: float = 0.05):
+    def __init__(self, owner: LedgerOwner | None, *, rows: int = ROWS, delay_s: float = DELAY_S):
         self.owner = owner
         self._rows = rows
         self._delay_s = delay_s
