@@ -122,6 +122,8 @@ GROUPS: dict[str, Group] = {
     "proxy": Group((("trivial", "proxy"), ("ours", "proxy"))),
     "di": Group((("trivial", "di"), ("ours", "di"))),
     "tput": Group((("trivial", "tput"), ("ours", "tput"))),
+    # The default setting without the peers: quick before/after checks and profiles of the hot path.
+    "hot": Group((("trivial", "tput"), ("ours", "tput")), peers=False, default=False),
     "ours_tput": Group((("ours", "di"), ("ours", "tput")), peers=False, reference="ours@di"),
     # Issue 17: 1 vs 2 gateway processes on one node's port, against the peers in the same rounds: all three
     # side by side (three Ray instances at once: on 2 cores their idle work alone saturates the machine), or
