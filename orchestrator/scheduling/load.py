@@ -64,23 +64,43 @@ class LoadSnapshot:
 def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) -> LoadSnapshot:
     """The sum of the fresh reports; stale ones (their replica is gone or stuck) don't count."""
     fresh = [r for r in reports.values() if now - r["updated_at"] <= max_age_s]
-    steps = [r["step_ms"] for r in fresh if r["step_ms"] is not None]
-    ttfts = [r["ttft_p90_ms"] for r in fresh if r.get("ttft_p90_ms") is not None]
-    prefills = [r["prefill_capacity_tokens_per_s"] for r in fresh if r.get("prefill_capacity_tokens_per_s")]
+    # One pass for the counts, extremes and lists (a board read at 64 replicas took ~40 us in nine
+    # passes); the rates are summed by `sum` as before, so every figure is the same to the bit.
+    slots = waiting = running = queued = 0
+    steps: list[float] = []
+    ttfts: list[float] = []
+    prefills: list[float] = []
+    kv: float | None = None
+    taken_at: float | None = None
+    for r in fresh:
+        slots += r["max_num_seqs"]
+        waiting += r["waiting"]
+        running += r["running"]
+        queued += r["queued_prompt_tokens"]
+        if (step := r["step_ms"]) is not None:
+            steps.append(step)
+        if (ttft := r.get("ttft_p90_ms")) is not None:
+            ttfts.append(ttft)
+        if prefill := r.get("prefill_capacity_tokens_per_s"):
+            prefills.append(prefill)
+        if kv is None or r["kv_cache_usage"] > kv:  # the first of the largest, as max() takes it
+            kv = r["kv_cache_usage"]
+        if taken_at is None or r["updated_at"] < taken_at:  # the first of the oldest, as min() takes it
+            taken_at = r["updated_at"]
     return LoadSnapshot(
         replicas=len(fresh),
-        slots=sum(r["max_num_seqs"] for r in fresh),
-        waiting=sum(r["waiting"] for r in fresh),
-        running=sum(r["running"] for r in fresh),
-        queued_prompt_tokens=sum(r["queued_prompt_tokens"] for r in fresh),
-        prefill_tokens_per_s=sum(r["prefill_tokens_per_s"] for r in fresh),
-        decode_tokens_per_s=sum(r["decode_tokens_per_s"] for r in fresh),
-        finished_per_s=sum(r["finished_per_s"] for r in fresh),
-        prefill_capacity_tokens_per_s=min(prefills) if prefills else None,  # type: ignore[type-var]
+        slots=slots,
+        waiting=waiting,
+        running=running,
+        queued_prompt_tokens=queued,
+        prefill_tokens_per_s=sum([r["prefill_tokens_per_s"] for r in fresh]),
+        decode_tokens_per_s=sum([r["decode_tokens_per_s"] for r in fresh]),
+        finished_per_s=sum([r["finished_per_s"] for r in fresh]),
+        prefill_capacity_tokens_per_s=min(prefills) if prefills else None,
         step_ms=_upper_quartile(steps),
         recent_ttft_ms=_upper_quartile(ttfts),
-        kv_cache_usage=max((r["kv_cache_usage"] for r in fresh), default=0.0),
-        taken_at=min((r["updated_at"] for r in fresh), default=now),
+        kv_cache_usage=kv if kv is not None else 0.0,
+        taken_at=taken_at if taken_at is not None else now,
     )
 
 
@@ -133,6 +153,8 @@ class LoadBoard:
         return self.overflow_in_flight(model)
 
     def overflow_in_flight(self, model: str) -> int:
+        if not self._overflow:  # no gateway has told any (every report asks)
+            return 0
         now = self._clock()
         for gateway in [g for g, (at, _) in self._overflow.items() if now - at > 10 * self._max_age_s]:
             del self._overflow[gateway]  # a gateway that stopped reading is gone
