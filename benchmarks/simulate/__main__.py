@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.simulate [--fleets cpu-1 gpu-8] [--workloads mmpp] [--max-requests N]
 
 Prints the table (TTFT p50/p95/p99, SLO attainment, local share, cost per 1k requests and against
-all-remote, spills and flips per simulated second, simulated requests per wall second), the verdict
+all-remote, spills and flips per simulated second, simulated requests per wall second; the summary
+line adds per CPU second of this process, the speed on a host shared with other work), the verdict
 against issue 16's target and the validation against the recorded real burst run; saves
 `benchmarks/results/simulate-<stamp>.json` and one Pareto plot per workload
 (`simulate-pareto-<workload>-<stamp>.png`).
@@ -51,7 +52,8 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(
                 f"{fleet.name:7s} {name:14s} C={sc.capacity_rps:,.1f} req/s, {len(sc.workload):,} requests: "
                 f"{last['policy']} {100 * last['local_share']:.1f} % local, {100 * last['slo_attainment']:.2f} % "
-                f"within SLO, {last['requests_per_wall_s']:,.0f} simulated requests per wall second",
+                f"within SLO, {last['requests_per_wall_s']:,.0f} simulated requests per wall second "
+                f"({last['requests_per_cpu_s']:,.0f} per CPU second)",
                 flush=True,
             )
     return rows
@@ -87,9 +89,10 @@ def main() -> None:
         print(validation_text(validation))
     simulated = sum(r["requests"] for r in rows)
     busy = sum(r["wall_s"] for r in rows)
+    cpu = sum(r["cpu_s"] for r in rows)
     print(
-        f"\n{simulated:,} simulated requests in {busy:.1f} s of simulation ({simulated / busy:,.0f} per wall second); "
-        f"{time.perf_counter() - started:.0f} s in all"
+        f"\n{simulated:,} simulated requests in {busy:.1f} s of simulation ({simulated / busy:,.0f} per wall second; "
+        f"{cpu:.1f} s of CPU, {simulated / cpu:,.0f} per CPU second); {time.perf_counter() - started:.0f} s in all"
     )
     if args.no_save:
         return
@@ -103,6 +106,7 @@ def main() -> None:
         "one_setting": settled,
         "validation": validation,
         "requests_per_wall_s": simulated / busy,
+        "requests_per_cpu_s": simulated / cpu,
         "plots": plots,
     }
     print(json.dumps({"saved": str(save("simulate", run_stamp, report)), "plots": plots}, indent=1))

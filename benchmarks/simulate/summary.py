@@ -40,6 +40,8 @@ def summarize(r: RunResult, slo_ms: float, all_remote_usd: float | None = None) 
         "sim_s": r.duration_s,
         "wall_s": r.wall_s,
         "requests_per_wall_s": n / r.wall_s if r.wall_s else math.nan,
+        "cpu_s": r.cpu_s,
+        "requests_per_cpu_s": n / r.cpu_s if r.cpu_s else math.nan,
     }
     out.update(r.extra)
     return out
