@@ -191,9 +191,10 @@ def resolve(facts: Facts, registry: Registry, policies: Mapping[str, AliasPolicy
     return Resolved(entry, policy, via, able, fitting)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Conditions:
-    """What the order depends on besides the request: load, spend, and what the gateway learned."""
+    """What the order depends on besides the request: load, spend, and what the gateway learned.
+    (Made once per request and never changed: not frozen, whose fields cost a call each to set.)"""
 
     local_providers: frozenset[str]
     load: Mapping[str, LoadSnapshot | None]  # by local model name; None or absent: no data

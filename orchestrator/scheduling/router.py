@@ -216,10 +216,12 @@ class Router:
             load = {m: view.snapshot(m) for m in self._models}
             spent = view.overflow_spent_usd()
             alive = self._local_providers  # the same set each plan while every local model reports
-            if not all(snap is not None and snap.replicas > 0 for snap in load.values()):
-                alive = frozenset(
-                    p for p, m in self._local.items() if (snap := load.get(m)) is not None and snap.replicas > 0
-                )
+            for snap in load.values():
+                if snap is None or snap.replicas <= 0:
+                    alive = frozenset(
+                        p for p, m in self._local.items() if (snap := load.get(m)) is not None and snap.replicas > 0
+                    )
+                    break
         conditions = Conditions(
             self._local_providers,
             load,
