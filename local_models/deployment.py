@@ -23,6 +23,7 @@ deployment around a fake engine.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import uuid
@@ -79,6 +80,10 @@ class LocalModel:
             self._reporter = asyncio.get_running_loop().create_task(
                 _report(board, config.served_name, self._engine, report_interval_s, self._heard)
             )
+        # What the replica holds from its start (Ray, Serve, the engine's client) left out of every later
+        # garbage collection: a full one would stall the tokens' way out (see orchestrator.app.freeze_heap).
+        gc.collect()
+        gc.freeze()
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
         batches = self._engine.generate(request)
