@@ -334,7 +334,14 @@ def settings_for(args: argparse.Namespace, fake: FakeProvider, port: int, data_d
         },
         cache={"enabled": False},
         resilience={"first_token_timeout_s": args.timeout_s, "deadline_s": args.timeout_s * 2},
+        scheduler=dict(_setting(kv) for kv in args.scheduler),
     )
+
+
+def _setting(text: str) -> tuple[str, float]:
+    """`--scheduler headroom=0.6`: one of the scheduler's settings, for a run that tries another value."""
+    name, _, value = text.partition("=")
+    return name, float(value)
 
 
 def start(args: argparse.Namespace) -> tuple[FakeProvider, str]:
@@ -446,6 +453,9 @@ def main() -> None:
     p.add_argument("--settle-s", type=float, default=15.0)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    p.add_argument(
+        "--scheduler", nargs="*", default=[], metavar="NAME=VALUE", help="scheduler settings, e.g. hysteresis=0"
+    )
     p.add_argument("--data-dir", default=str(Path(__file__).resolve().parent.parent / ".data" / "bench"))
     args = p.parse_args()
     report = run(args)
