@@ -18,7 +18,7 @@ _internal = logging.getLogger(__name__)
 
 RETRY_S = 1.0  # settlements the owner didn't take are sent again after this
 # A batch goes when this many wait, or this long after the first of them. Every call to the owner (a Ray
-# actor) costs ~3 ms of CPU between the two processes whatever it carries, ~12 us a row on top: at 50 ms
+# actor) costs a few ms of CPU between the two processes whatever it carries, a row little on top: at 50 ms
 # and 64 rows a busy replica made 20 calls a second (benchmarks/README.md, "Remote overhead").
 ROWS = 256
 DELAY_S = 0.25
