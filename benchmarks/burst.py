@@ -12,7 +12,9 @@ rate. Three aliases of the same deployment are the three modes:
     hybrid       [smollm2-135m, burst/llama-3.1-8b] the scheduler decides
 
 First the local model's capacity C is measured (closed loop at
-`--calib-concurrency`, requests/s). Then each mode gets the same seeded
+`--calib-concurrency`, requests/s; `--capacity C` scales the arrivals to a
+given C instead, so that runs comparing settings face the same arrivals on an
+engine whose measured C moves between runs). Then each mode gets the same seeded
 Poisson arrivals: `--base` x C for `--edge-s`, a linear ramp to 4 x C over
 `--ramp-s`, 4 x C for `--peak-s`, the ramp back, and `--base` x C again.
 By default a baseline of 0.8 x C (a local GPU sized for its baseline) for
@@ -368,16 +370,17 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
     """C, then every mode through the same arrivals: summaries, and every request's outcome."""
     await calibrate(url, "local-only", 2, 5, args.max_tokens)  # warm-up
     cal = await calibrate(url, "local-only", args.calib_concurrency, args.calib_s, args.max_tokens)
-    c = cal["capacity_rps"]
+    c = args.capacity or cal["capacity_rps"]
     print(
-        f"local capacity C = {c:.2f} req/s at concurrency {args.calib_concurrency} "
-        f"(TTFT p50 {cal['ttft_p50_ms']:.0f} ms, p95 {cal['ttft_p95_ms']:.0f} ms)",
+        f"local capacity C = {cal['capacity_rps']:.2f} req/s at concurrency {args.calib_concurrency} "
+        f"(TTFT p50 {cal['ttft_p50_ms']:.0f} ms, p95 {cal['ttft_p95_ms']:.0f} ms)"
+        + (f"; arrivals at the given C = {c:.2f} req/s" if args.capacity else ""),
         flush=True,
     )
     shape = (args.base, args.edge_s, args.ramp_s, args.peak_s)
     times = arrivals(args.seed, c, *shape)
     total_s = 2 * args.edge_s + 2 * args.ramp_s + args.peak_s
-    out: dict[str, Any] = {"calibration": cal, "requests": len(times), "results": {}, "outcomes": {}}
+    out: dict[str, Any] = {"calibration": cal, "c": c, "requests": len(times), "results": {}, "outcomes": {}}
     out["offered"] = [(t, rate_at(t, c, *shape)) for t in [x * 2.0 for x in range(int(total_s / 2) + 1)]]
     for mode in args.modes:
         print(f"{mode}: {len(times)} requests over {total_s:.0f} s ...", flush=True)
@@ -410,6 +413,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **meta,
         "slo_ms": args.slo_ms,
         "calibration": figures["calibration"],
+        "capacity_rps": figures["c"],  # what the arrivals were scaled to: measured, or `--capacity`
+        "scheduler": dict(_setting(kv) for kv in args.scheduler),
         "profile": {"base": args.base, "peak": 4, "edge_s": args.edge_s, "ramp_s": args.ramp_s}
         | {"peak_s": args.peak_s, "seed": args.seed, "requests": figures["requests"]},
         "remote": {"ttft_ms": args.remote_ttft_ms, "tokens_per_s": args.remote_tokens_per_s}
@@ -447,6 +452,14 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--calib-concurrency", type=int, default=4)
     p.add_argument("--calib-s", type=float, default=20.0)
+    p.add_argument(
+        "--capacity",
+        type=float,
+        default=None,
+        metavar="C",
+        help="scale the arrivals to this C (req/s) instead of the one measured, which is still measured and "
+        "saved: runs that compare settings then face the same arrivals",
+    )
     p.add_argument("--remote-ttft-ms", type=float, default=350.0)
     p.add_argument("--remote-tokens-per-s", type=float, default=80.0)
     p.add_argument("--timeout-s", type=float, default=60.0, help="per request; a local queue past it fails")
