@@ -223,9 +223,10 @@ class LoadView:
         # By model, once a plan has used `_state`'s figures: its sends still in flight that those figures
         # don't count, kept as sends start and end (a plan then walks none of them).
         self._since: dict[str, _Since] = {}
-        self._unreported_usd = 0.0
+        self._unreported_usd = 0.0  # spent here and not yet on the board (counted in `overflow_spent_usd`)
+        self._unsent_usd = 0.0  # of that, what no report carries yet
         self._report = report
-        self._reports: set[asyncio.Task[None]] = set()
+        self._reporting: asyncio.Task[None] | None = None
         self._wake = wake
         self._waking: dict[str, asyncio.Task[object]] = {}
         self._overflow: dict[str, int] = {}  # requests spilled from each local model for load, in flight
@@ -363,21 +364,33 @@ class LoadView:
             log.warning("could not ask the local model %s for a replica (%s: %s)", model, type(e).__name__, e)
 
     def spending(self, usd: float) -> None:
-        """Overflow spend of this gateway: counted here at once, and reported to the board."""
-        self._unreported_usd += usd
-        if self._report is not None:
-            task = asyncio.get_running_loop().create_task(self._send(usd))
-            self._reports.add(task)
-            task.add_done_callback(self._reports.discard)
+        """Overflow spend of this gateway: counted here at once, and reported to the board.
 
-    async def _send(self, usd: float) -> None:
+        The first spend after a quiet spell is reported at once; while spending goes on, what
+        comes meanwhile goes in one report per poll interval. A report is a call to the board, and
+        during a burst every spilled request spends: one call each was the board's busiest work
+        (and the gateway's) exactly when the gateway had the most to do."""
+        self._unreported_usd += usd
+        self._unsent_usd += usd
+        if self._report is not None and self._reporting is None:
+            self._reporting = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
         assert self._report is not None
+        loop = asyncio.get_running_loop()
         try:
-            await self._report(usd)
-        except Exception as e:  # kept counted here; the board's hourly figure misses it
-            log.warning("could not report overflow spend to the load board (%s: %s)", type(e).__name__, e)
-            return
-        self._unreported_usd = max(0.0, self._unreported_usd - usd)
+            while (usd := self._unsent_usd) > 0:
+                self._unsent_usd = 0.0
+                began = loop.time()
+                try:
+                    await self._report(usd)
+                except Exception as e:  # kept counted here; the board's hourly figure misses it
+                    log.warning("could not report overflow spend to the load board (%s: %s)", type(e).__name__, e)
+                else:
+                    self._unreported_usd = max(0.0, self._unreported_usd - usd)
+                await asyncio.sleep(max(0.0, began + self._interval_s - loop.time()))
+        finally:
+            self._reporting = None
 
     def overflow_spent_usd(self) -> float | None:
         if self._state is None:

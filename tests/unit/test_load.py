@@ -173,6 +173,32 @@ async def test_view_counts_its_own_spend_until_the_board_has_it() -> None:
     assert reported == [0.5]
 
 
+async def test_a_burst_of_spend_goes_to_the_board_in_a_few_reports_not_one_per_request() -> None:
+    """Every spilled request spends: reported one call each, a burst's spills were as many calls to the
+    board. The first is reported at once, the rest together once per poll interval; none is lost."""
+    import asyncio
+
+    reported: list[float] = []
+
+    async def report(usd: float) -> None:
+        reported.append(usd)
+
+    view = LoadView(_never, report=report, interval_s=0.05)
+    view.update(state(0.0))
+    view.spending(0.01)
+    await _settle()
+    assert reported == [0.01]  # at once
+    for _ in range(200):  # 200 spills within ~2 intervals
+        view.spending(0.01)
+        await asyncio.sleep(0.0005)
+    # Counted here at once: the board's figure as last read (1.0) plus what no report has carried yet.
+    assert view.overflow_spent_usd() == pytest.approx(1.0 + 2.01 - sum(reported))
+    await asyncio.sleep(0.2)
+    assert 2 <= len(reported) <= 6
+    assert sum(reported) == pytest.approx(2.01)
+    assert view.overflow_spent_usd() == pytest.approx(1.0)  # all of it reported: the next read has it
+
+
 async def _never() -> BoardState:
     raise AssertionError("not polled in this test")
 
