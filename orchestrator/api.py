@@ -4,9 +4,12 @@ The only place that knows HTTP. For every request the `RequestScope`
 middleware opens a tab; a front-door route then authenticates the key,
 reads the body (at most `max_body_bytes`: 413 past it, before it is read
 whole), lets its front door parse it into a `Call`, asks the flow
-(`Pipeline.serve`), and lets the front door encode the answer. An error
-from anywhere becomes the error shape of the front door it came in by
-(OpenAI's JSON on OpenAI's routes) here and nowhere else.
+(`Pipeline.serve`), and lets the front door encode the answer. A POST to
+a door's path goes to its route straight from the middleware (`DoorsFirst`),
+not through Starlette's router and exception layers; every other request
+takes those. An error from anywhere becomes the error shape of the front
+door it came in by (OpenAI's JSON on OpenAI's routes) here and nowhere else
+(`answer_error`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from functools import partial
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.accounting.accounts import Accounts, Tab
 from orchestrator.accounting.admin import add_admin_routes
@@ -67,6 +71,14 @@ def build_app(
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.redirect_slashes = False  # `/v1/chat/completions/` is a 404 in OpenAI's shape, as OpenAI answers
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
+    store = responses or WriteBehind(InProcessStore(DiskResponses()))
+    doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store), AnthropicMessages()]
+    sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow
+    large = LargeBodies()  # shared by every door
+    posts: dict[str, DoorRoute] = {door.path: _serving(door, pipeline, acct, max_body_bytes, large) for door in doors}
+    posts.update((side.path, _answering(side, pipeline, acct, max_body_bytes, large)) for side in sides)
+    # Added first, so it runs inside RequestScope (the tab is open) and ahead of Starlette's layers.
+    app.add_middleware(DoorsFirst, posts=posts)  # type: ignore[arg-type]
     app.add_middleware(
         RequestScope,  # type: ignore[arg-type]
         accounts=acct,
@@ -75,9 +87,6 @@ def build_app(
     )
     add_admin_routes(app, acct)
     add_dashboard_routes(app, pipeline, acct)
-    store = responses or WriteBehind(InProcessStore(DiskResponses()))
-    doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store), AnthropicMessages()]
-    sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow
     by_path: dict[str, FrontDoor | SideDoor] = {door.path: door for door in doors}
     by_path.update((side.path, side) for side in sides)
 
@@ -85,17 +94,56 @@ def build_app(
 
     _info_routes(app, pipeline, acct)
     add_stored_routes(app, store, partial(_authenticated, acct))
-    large = LargeBodies()  # shared by every door
-    for door in doors:
-        app.add_route(door.path, _serving(door, pipeline, acct, max_body_bytes, large), methods=["POST"])
-    for side in sides:
-        app.add_route(side.path, _answering(side, pipeline, acct, max_body_bytes, large), methods=["POST"])
+    for path, route in posts.items():  # the same routes in Starlette's router: its 405s, HEAD, OPTIONS
+        app.add_route(path, route.handle, methods=["POST"])
     return app
 
 
-def _serving(
-    door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes: int, large: LargeBodies
-) -> Callable[[Request], Awaitable[Response]]:
+class DoorRoute:
+    """One door's POST route: its handler, and its errors in its own shape (`answer_error`)."""
+
+    def __init__(self, door: FrontDoor | SideDoor, handle: Callable[[Request], Awaitable[Response]]):
+        self.door = door
+        self.handle = handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The route as plain ASGI: what Starlette's router, `request_response` and exception
+        middleware would do for it, without their layers. An error before the response has started
+        is answered in the door's shape; one after it is raised (the response is already going out)."""
+        request = Request(scope, receive, send)
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            response = await self.handle(request)
+            await response(scope, receive, sending)
+        except Exception as exc:
+            if started:
+                raise
+            await answer_error(request, exc, self.door)(scope, receive, send)
+
+
+class DoorsFirst:
+    """Plain ASGI middleware: a POST to a door's path goes straight to its `DoorRoute`, every other
+    request on to the app. The doors carry every request that asks a model; Starlette's router,
+    exception middleware and FastAPI's exit stack cost each of them time for nothing they use."""
+
+    def __init__(self, app: ASGIApp, posts: dict[str, DoorRoute]):
+        self.app = app
+        self.posts = posts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and (route := self.posts.get(scope["path"])):
+            await route(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def _serving(door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes: int, large: LargeBodies) -> DoorRoute:
     """A front door's route: key, body (size-limited), the door's parse, the flow, the door's encoding."""
 
     async def handle(request: Request) -> Response:
@@ -105,12 +153,12 @@ def _serving(
             call = await door.parse(await read_body(request, max_body_bytes, slot), request.headers, tab)
         return await door.encode(call, await pipeline.serve(call))
 
-    return handle
+    return DoorRoute(door, handle)
 
 
 def _answering(
     door: SideDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes: int, large: LargeBodies
-) -> Callable[[Request], Awaitable[Response]]:
+) -> DoorRoute:
     """A side door's route: key and body as for a front door, then the door's own answer (a large
     body keeps its slot until it is answered, as a front door's does until it is parsed)."""
 
@@ -120,7 +168,7 @@ def _answering(
         async with large.slot() as slot:
             return await door.answer(await read_body(request, max_body_bytes, slot), request.headers, tab, pipeline)
 
-    return handle
+    return DoorRoute(door, handle)
 
 
 def _info_routes(app: FastAPI, pipeline: Pipeline, acct: Accounts) -> None:
@@ -149,29 +197,32 @@ def _info_routes(app: FastAPI, pipeline: Pipeline, acct: Accounts) -> None:
 
 
 def _answer_errors(app: FastAPI, by_path: dict[str, FrontDoor | SideDoor]) -> None:
-    """Every error, from anywhere, in the shape of the front door the request came in by."""
+    """Every error, from anywhere, in the shape of the front door the request came in by (a door's own
+    routes answer theirs in `DoorRoute`, the same way)."""
 
-    def error(request: Request, exc: OrchestratorError) -> Response:
-        door = by_path.get(request.url.path)
-        return door.error(exc) if door is not None else error_response(exc)
+    async def handler(request: Request, exc: Exception) -> Response:
+        return answer_error(request, exc, by_path.get(request.url.path))
 
-    @app.exception_handler(OrchestratorError)
-    async def _orchestrator_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, OrchestratorError)
+    for kind in (OrchestratorError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handler)
+
+
+def answer_error(request: Request, exc: Exception, door: FrontDoor | SideDoor | None) -> Response:
+    """The response for an error raised while answering `request`, in `door`'s shape (OpenAI's
+    without one): the gateway's own errors as they are, Starlette's 404 and 405 as ours, anything
+    else a 500 that says nothing of its cause (which goes to the log)."""
+    if isinstance(exc, OrchestratorError):
         _tab(request).error_code = exc.code
-        return error(request, exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
+    elif isinstance(exc, StarletteHTTPException):
+        where = f"{request.method} {request.url.path}"
         if exc.status_code == 405:
-            return error(request, MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}."))
-        return error(request, NotFound(f"Unknown request URL: {request.method} {request.url.path}."))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return error(request, OrchestratorError("The server had an error processing your request."))
+            exc = MethodNotAllowed(f"Method {request.method} is not allowed for {request.url.path}.")
+        else:
+            exc = NotFound(f"Unknown request URL: {where}.")
+    else:
+        log.error("unhandled error", exc_info=exc)
+        exc = OrchestratorError("The server had an error processing your request.")
+    return door.error(exc) if door is not None else error_response(exc)
 
 
 async def _authenticated(acct: Accounts, request: Request) -> Tab:

@@ -109,6 +109,7 @@ from orchestrator.providers.http import (
     error_from_response,
     json_body,
     map_transport_errors,
+    sent,
     sse_events,
 )
 
@@ -589,14 +590,18 @@ class AnthropicProvider:
         self._api_key = api_key
         self._default_max_tokens = default_max_tokens
         self._version = version
+        # Each stream's request is built from these, not merged anew with the client's defaults every time.
+        self._stream_headers = httpx.Headers({**client.headers, **self._headers()})
+        self._extensions = {"timeout": client.timeout.as_dict()}
 
     async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
         body = messages_body(request, model, self._default_max_tokens)
         try:
+            upstream = httpx.Request(
+                "POST", self._url, content=json_body(body), headers=self._stream_headers, extensions=self._extensions
+            )
             with map_transport_errors(self.name):
-                async with self._client.stream(
-                    "POST", self._url, content=json_body(body), headers=self._headers()
-                ) as response:
+                async with sent(self._client, upstream) as response:
                     if not response.is_success:
                         await response.aread()
                         raise error_from_response(

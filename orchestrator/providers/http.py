@@ -67,6 +67,27 @@ def map_transport_errors(provider: str) -> Iterator[None]:
         raise UpstreamUnavailable(f"{provider}: connection failed ({type(e).__name__}).") from None
 
 
+@contextlib.asynccontextmanager
+async def sent(client: httpx.AsyncClient, request: httpx.Request) -> AsyncIterator[httpx.Response]:
+    """`client.stream(...)` for a request built already, without the client's layers that a provider's
+    request never uses (auth flows; redirects, which are never followed; cookies, which `ProviderClient`
+    drops; elapsed-time bookkeeping): the transport for its URL (a proxy mounted from the environment
+    included) and the client's event hooks (the `traceparent` of a traced gateway). The response is
+    streamed, and closed on the way out."""
+    if client.is_closed:
+        raise RuntimeError("Cannot send a request, as the client has been closed.")
+    for hook in client.event_hooks["request"]:
+        await hook(request)
+    response = await client._transport_for_url(request.url).handle_async_request(request)
+    response.request = request
+    try:
+        for hook in client.event_hooks["response"]:
+            await hook(response)
+        yield response
+    finally:
+        await response.aclose()
+
+
 def retry_after_s(headers: httpx.Headers) -> float | None:
     """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
     if (ms := headers.get("retry-after-ms")) is not None:

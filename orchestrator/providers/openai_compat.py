@@ -20,7 +20,6 @@ import hashlib
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -36,7 +35,13 @@ from orchestrator.protocol import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
-from orchestrator.providers.http import error_from_response, json_body, map_transport_errors, sse_events
+from orchestrator.providers.http import (
+    error_from_response,
+    json_body,
+    map_transport_errors,
+    sent,
+    sse_events,
+)
 
 C = TypeVar("C", ChatCompletionChunk, CompletionChunk)
 
@@ -197,7 +202,7 @@ class OpenAICompatProvider:
             "POST", self._urls[path], content=json_body(body), headers=self._stream_headers, extensions=self._extensions
         )
         with map_transport_errors(self.name):
-            async with _sent(self._client, request) as response:
+            async with sent(self._client, request) as response:
                 if response.status_code != 200:
                     raise error_from_response(
                         self.name, response.status_code, response.headers, await response.aread(), key_env=self._key_env
@@ -215,16 +220,6 @@ class OpenAICompatProvider:
                     # Only a chunk with tool calls has anything to repair (most chunks are a token of text).
                     yield fix(chunk) if fix is not None and '"tool_calls"' in event.data else chunk
         raise UpstreamUnavailable(f"{self.name}: the stream ended before [DONE].")
-
-
-@asynccontextmanager
-async def _sent(client: httpx.AsyncClient, request: httpx.Request) -> AsyncIterator[httpx.Response]:
-    """`client.stream` for a request built already."""
-    response = await client.send(request, stream=True)
-    try:
-        yield response
-    finally:
-        await response.aclose()
 
 
 M = TypeVar("M", bound=BaseModel)

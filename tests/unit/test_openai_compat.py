@@ -253,3 +253,27 @@ async def test_completions_and_embeddings() -> None:
     assert c.choices[0].text == "hey" and c.choices[0].finish_reason == "stop"  # provider's "eos" normalized
     emb = await p.embed(EmbeddingRequest(model="a", input="x"), "e")
     assert emb.data[0].embedding == [0.1, 0.2]
+
+
+async def test_requests_go_through_the_clients_mounts_and_hooks() -> None:
+    """A proxy the client mounts (as httpx does from HTTPS_PROXY) carries the provider's requests, and the
+    client's request hooks (the gateway's `traceparent`) see each one."""
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("sent around the proxy")
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        assert request.headers["x-hooked"] == "yes"
+        return httpx.Response(200, content=sse(chunk({"content": "via proxy"}, "stop"), "[DONE]"))
+
+    async def hook(request: httpx.Request) -> None:
+        request.headers["x-hooked"] = "yes"
+
+    client = httpx.AsyncClient(
+        transport=httpx.MockTransport(unreachable),
+        mounts={"https://api.acme.test": httpx.MockTransport(proxy)},
+        event_hooks={"request": [hook]},
+    )
+    acme = OpenAICompatProvider("acme", client, "https://api.acme.test/v1", KEY)
+    whole = await assemble_chat(acme.chat(chat(), "up-model"))
+    assert whole.choices[0].message.content == "via proxy"
