@@ -277,8 +277,10 @@ class SchedulerSettings(BaseModel):
     # Default time-to-first-token target; per alias: models.<name>.ttft_slo_ms, per request: x-ttft-slo-ms.
     ttft_slo_ms: float = 1000.0
     # Local while the predicted (typical) TTFT is within headroom x SLO: the SLO bounds the tail.
-    headroom: float = 0.7
-    hysteresis: float = 0.2  # once spilling, back to local only below (1 - hysteresis) x that
+    # 0.6 and no hysteresis since 2026-11-30 (were 0.7 and 0.2): more local and within the SLO on the
+    # real CPU engine and in the simulator's GPU fleets (benchmarks/README.md, "Simulator").
+    headroom: float = 0.6
+    hysteresis: float = 0.0  # once spilling, back to local only below (1 - hysteresis) x that
     same_weights_first: bool = True  # spill first to hosts of the local model's open weights
     overflow_budget_usd_per_hour: float | None = None  # spend cap for load spill; None: no cap
     budget_max_wait_ms: float = 30_000.0  # budget spent: wait locally at most this long, else 429
