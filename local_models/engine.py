@@ -15,6 +15,7 @@ Responsibilities:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncGenerator, Callable
@@ -39,10 +40,15 @@ def _engine_env(config: EngineConfig) -> None:
         os.environ["VLLM_CACHE_ROOT"] = config.cache_dir
 
 
+log = logging.getLogger(__name__)
+
 A = TypeVar("A")
 R = TypeVar("R")
 
 WHOLE_INTERVAL_S = 0.5  # batch interval of a non-streamed generation after its first token
+# The idle prefill probe at start (`measure_prefill`): prompt lengths, and the least time between them
+# that measures anything (below it, timer and scheduling noise would be most of it).
+PROBE_SHORT, PROBE_LONG, PROBE_MIN_S, PROBE_TIMEOUT_S = 32, 1024, 0.05, 120.0
 
 
 class VllmEngine:
@@ -77,10 +83,55 @@ class VllmEngine:
                 f"The local engine for '{config.served_name}' did not start within {config.startup_timeout_s:.0f} s."
             ) from None
         try:
-            return cls(llm, config, tracker)
+            engine = cls(llm, config, tracker)
+            if config.task != "embed":
+                try:
+                    speed = await asyncio.wait_for(engine.measure_prefill(), PROBE_TIMEOUT_S)
+                except Exception as e:  # no figure: the configured one stands in, as before the probe
+                    log.warning("%s: prefill probe failed (%s: %s)", config.served_name, type(e).__name__, e)
+                    speed = None
+                tracker.idle_prefill_tokens_per_s = speed
+                log.info(
+                    "%s: idle prefill speed %s",
+                    config.served_name,
+                    f"{speed:,.0f} tokens/s" if speed else "too fast to tell",
+                )
+                await asyncio.sleep(0.1)  # the probe's last step stats arrive
+                tracker.forget()  # its steps and first tokens are no traffic's
+            return engine
         except BaseException:
             llm.shutdown()
             raise
+
+    async def measure_prefill(self, short: int = PROBE_SHORT, long: int = PROBE_LONG) -> float | None:
+        """The engine's prefill speed when idle, in prompt tokens a second: two prompts of `short` and
+        `long` tokens (one token out each) after a warm-up, the difference of their times to first
+        token over the difference of their lengths (the step's fixed cost cancels out). None where the
+        difference is too small to tell (a GPU with these lengths: the configured figure stays).
+
+        The scheduler plans an engine idle past its stats window at this speed. The configured
+        `scheduler.prefill_tokens_per_s` is a GPU's figure and four times what a CPU engine does, and
+        the speeds a busy engine shows understate an idle one's (decodes share those steps)."""
+        long = min(long, self._max_len - 2)
+        if long <= short:
+            return None
+        from vllm import SamplingParams
+
+        token = self._tokenizer.encode(" the", add_special_tokens=False)[-1]
+        params = SamplingParams(max_tokens=1, temperature=0.0)
+        timed: list[float] = []
+        for n in (short, short, long):  # the first one warms up
+            # A random first token each: no prompt reuses another's prefix cache (a cached prefix
+            # isn't computed again, and would be timed as if it were).
+            ids = [uuid.uuid4().int % self._vocab_size] + [token] * (n - 1)
+            start = asyncio.get_running_loop().time()
+            async for _ in self._llm.generate({"prompt_token_ids": ids}, params, f"probe-{uuid.uuid4().hex}"):
+                pass
+            timed.append(asyncio.get_running_loop().time() - start)
+        spent = timed[2] - timed[1]
+        if spent < PROBE_MIN_S:
+            return None
+        return (long - short) / spent
 
     # ------------------------------------------------------------------ info, stats
 

@@ -37,6 +37,9 @@ class LoadTracker:
         self._ttfts: deque[tuple[float, float]] = deque(maxlen=256)
         self._last_step: float | None = None
         self._busy_after_last = False
+        # The engine's prefill speed when idle, measured at its start (`VllmEngine.measure_prefill`):
+        # the prefill capacity reported while the window has none of its own.
+        self.idle_prefill_tokens_per_s: float | None = None
 
     def record_scheduler(self, waiting: int, running: int, kv_cache_usage: float) -> None:
         self.waiting, self.running, self.kv_cache_usage = waiting, running, kv_cache_usage
@@ -52,6 +55,12 @@ class LoadTracker:
         for t in ttfts_s:
             self._ttfts.append((now, t))
         self._expire(now)
+
+    def forget(self) -> None:
+        """Drop every step and first token seen so far (the start's probe: no traffic's load)."""
+        self._steps.clear()
+        self._ttfts.clear()
+        self._last_step, self._busy_after_last = None, False
 
     def _expire(self, now: float) -> None:
         horizon = now - self._window_s
@@ -76,7 +85,7 @@ class LoadTracker:
             queued_prompt_tokens=queued_prompt_tokens,
             kv_cache_usage=self.kv_cache_usage,
             prefill_tokens_per_s=prompt / self._window_s,
-            prefill_capacity_tokens_per_s=max(prefill_speeds) if prefill_speeds else None,
+            prefill_capacity_tokens_per_s=max(prefill_speeds) if prefill_speeds else self.idle_prefill_tokens_per_s,
             decode_tokens_per_s=generated / self._window_s,
             ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
             ttft_p90_ms=latest[int(0.9 * (len(latest) - 1))] * 1000 if latest else None,

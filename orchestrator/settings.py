@@ -284,7 +284,7 @@ class SchedulerSettings(BaseModel):
     same_weights_first: bool = True  # spill first to hosts of the local model's open weights
     overflow_budget_usd_per_hour: float | None = None  # spend cap for load spill; None: no cap
     budget_max_wait_ms: float = 30_000.0  # budget spent: wait locally at most this long, else 429
-    prefill_tokens_per_s: float = 2000.0  # the local prefill speed until the engine has shown its own
+    prefill_tokens_per_s: float = 2000.0  # the local prefill speed where the engine reports none of its own
     # A local attempt with remote routes behind it gives up after this many SLOs without a first
     # token (a wrong prediction costs a fall-over, not a missed budget).
     local_patience: float = 3.0

@@ -49,6 +49,9 @@ class SimEngine:
         self._on_first = on_first
         self._on_finish = on_finish
         self.tracker = WindowedStats(loop.time, profile.max_num_seqs)
+        # What the real engine's probe at start measures (`VllmEngine.measure_prefill`): the time of a
+        # longer prompt over a shorter one's, the step's fixed cost cancelled out.
+        self.tracker.idle_prefill_tokens_per_s = 1000.0 / profile.prefill_ms_per_token
         self._waiting: deque[SimRequest] = deque()
         self._prefilling: deque[SimRequest] = deque()
         self._finishing: list[tuple[int, int, SimRequest]] = []  # (decode count at its end, index, request)

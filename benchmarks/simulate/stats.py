@@ -51,6 +51,7 @@ class WindowedStats:
         self._short_sorted: list[float] = []
         self._last_step: float | None = None
         self._busy_after_last = False
+        self.idle_prefill_tokens_per_s: float | None = None  # as `LoadTracker`'s: the start's probe
 
     def record_scheduler(self, waiting: int, running: int, kv_cache_usage: float) -> None:
         self.waiting, self.running, self.kv_cache_usage = waiting, running, kv_cache_usage
@@ -137,7 +138,7 @@ class WindowedStats:
             queued_prompt_tokens=queued_prompt_tokens,
             kv_cache_usage=self.kv_cache_usage,
             prefill_tokens_per_s=self._prompt / w,
-            prefill_capacity_tokens_per_s=self._speeds[0][1] if self._speeds else None,
+            prefill_capacity_tokens_per_s=self._speeds[0][1] if self._speeds else self.idle_prefill_tokens_per_s,
             decode_tokens_per_s=self._generated / w,
             ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
             ttft_p90_ms=latest[int(0.9 * (len(latest) - 1))] * 1000 if latest else None,

@@ -124,8 +124,8 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) ->
     """The local model's time to first token for a new request of `prompt_tokens`.
 
     One engine step (measured), plus the prefill of every prompt queued ahead
-    and this one (at the engine's best recent prefill speed per replica, or the
-    configured figure until it has shown one), plus, when
+    and this one (at the engine's best recent prefill speed per replica; idle, the
+    speed its start measured; the configured figure where it has none), plus, when
     every slot is taken, the wait for a slot at the rate requests have been
     finishing. Per replica: Serve spreads requests over the replicas. The
     requests this gateway sent since the snapshot (`sent`) count as waiting.
@@ -139,7 +139,7 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) ->
     replicas = max(1, snapshot.replicas)
     waiting = snapshot.waiting + snapshot.sent
     step = snapshot.step_ms if snapshot.step_ms is not None else knobs.idle_step_ms
-    # The engine's own best prefill speed lately; until it has shown one, the configured figure.
+    # The engine's own best prefill speed lately (idle: its start's probe); without one, the configured figure.
     rate = snapshot.prefill_capacity_tokens_per_s or knobs.prefill_tokens_per_s
     queued = snapshot.queued_prompt_tokens + snapshot.sent_prompt_tokens
     prefill = (queued / replicas + prompt_tokens) / rate * 1000

@@ -129,3 +129,21 @@ def test_prefill_capacity_is_the_fastest_busy_step(tracker: LoadTracker, clock: 
         clock.advance(gap)
         tracker.record_step(prompt_tokens=prompt, generated_tokens=1, ttfts_s=[])
     assert snap(tracker)["prefill_capacity_tokens_per_s"] == pytest.approx(600)
+
+
+def test_an_idle_engine_reports_the_prefill_speed_its_start_measured(tracker: LoadTracker, clock: FakeClock) -> None:
+    """Past its window an engine has shown no speed: it reports what its probe at start measured (the
+    scheduler's configured figure is a GPU's), and what it shows while busy once it shows any."""
+    assert snap(tracker)["prefill_capacity_tokens_per_s"] is None  # no probe (a fake engine): the configured one
+    tracker.idle_prefill_tokens_per_s = 450.0
+    tracker.record_step(prompt_tokens=1024, generated_tokens=1, ttfts_s=[2.3])  # the probe's own step...
+    tracker.forget()  # ...is no traffic's
+    s = snap(tracker)
+    assert (s["prefill_capacity_tokens_per_s"], s["ttft_p90_ms"], s["step_ms"]) == (450.0, None, None)
+    tracker.record_scheduler(waiting=1, running=1, kv_cache_usage=0.1)
+    tracker.record_step(prompt_tokens=0, generated_tokens=1, ttfts_s=[])
+    clock.advance(0.5)
+    tracker.record_step(prompt_tokens=100, generated_tokens=1, ttfts_s=[])
+    assert snap(tracker)["prefill_capacity_tokens_per_s"] == pytest.approx(200)  # busy: what it shows
+    clock.advance(10)
+    assert snap(tracker)["prefill_capacity_tokens_per_s"] == 450.0  # idle again
