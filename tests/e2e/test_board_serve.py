@@ -125,3 +125,45 @@ def test_a_replica_that_goes_away_stops_counting(serve_app: Any) -> None:
     wait_for(serve_app, lambda s: s["replicas"] == 2)
     handle = serve.run(build(1), name=APP, route_prefix=None)  # scale LocalModel down in place
     wait_for(handle, lambda s: s["replicas"] == 1 and s["slots"] == 3, timeout_s=60)
+
+
+class Stopping:
+    """Stops as `orchestrator.app.Gateway` does: a synchronous `__del__` that returns the work still to do
+    (the Gateway's: the settlements it batches), which Serve must await before the replica goes."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+        self.stopped = False
+
+    def __call__(self) -> str:
+        return "up"
+
+    def __del__(self) -> Any:
+        if self.stopped:
+            return None
+        self.stopped = True
+        return self._stop()
+
+    async def _stop(self) -> None:
+        await asyncio.sleep(0.5)  # the ledger's answer takes a while
+        Path(self.marker).write_text("drained")
+
+
+def test_serve_awaits_what_a_stopping_replica_returns(serve_app: Any, tmp_path: Path) -> None:
+    """The contract `Gateway.__del__` rests on (Serve 2.60, `UserCallableWrapper.call_destructor`): a replica
+    stopped gracefully runs the coroutine its `__del__` returned to its end. Were it dropped, a stopped
+    Gateway's last settlements would never reach the ledger."""
+    from ray import serve
+
+    marker = tmp_path / "stopped"
+    paths = f"{TESTS / 'e2e'}:{TESTS}:{TESTS.parent}"
+    actor = {"num_cpus": 0, "runtime_env": {"env_vars": {"PYTHONPATH": paths}}}
+    app = serve.deployment(Stopping).options(name="StopUnderTest", ray_actor_options=actor).bind(str(marker))
+    handle = serve.run(app, name="stopping-test", route_prefix=None)
+    assert handle.remote().result() == "up"
+    serve.delete("stopping-test")
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the replica's returned coroutine never ran to its end"
+        time.sleep(0.1)
+    assert marker.read_text() == "drained"
