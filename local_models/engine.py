@@ -27,7 +27,7 @@ from .errors import BadRequest, EngineFailure, LocalModelError, PromptTooLong
 from .interface import Batch, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo, output_budget
 from .outputs import Folding, OutputReader, translate
 from .sampling import to_sampling_params
-from .stats import LoadTracker, stat_logger_factory
+from .stats import PROBE_LONG, PROBE_MIN_S, PROBE_SHORT, LoadTracker, stat_logger_factory
 from .tools import ToolCalling, ToolReader, chat_template_input, parser_class
 
 
@@ -46,9 +46,7 @@ A = TypeVar("A")
 R = TypeVar("R")
 
 WHOLE_INTERVAL_S = 0.5  # batch interval of a non-streamed generation after its first token
-# The idle prefill probe at start (`measure_prefill`): prompt lengths, and the least time between them
-# that measures anything (below it, timer and scheduling noise would be most of it).
-PROBE_SHORT, PROBE_LONG, PROBE_MIN_S, PROBE_TIMEOUT_S = 32, 1024, 0.05, 120.0
+PROBE_TIMEOUT_S = 120.0  # the idle prefill probe at start (`measure_prefill`), at most
 
 
 class VllmEngine:

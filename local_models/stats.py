@@ -18,6 +18,10 @@ from .interface import LoadStats
 
 WINDOW_S = 5.0
 TTFT_WINDOW_S = 2.0  # shorter: the scheduler uses recent first-token times as a floor for its prediction
+# The idle prefill probe at an engine's start (`VllmEngine.measure_prefill`): its two prompt lengths, and
+# the least time between them that measures anything (below it, timer and scheduling noise would be most
+# of it: a GPU prefills 1,000 tokens faster than that, and keeps the configured figure).
+PROBE_SHORT, PROBE_LONG, PROBE_MIN_S = 32, 1024, 0.05
 
 
 class LoadTracker:

@@ -28,6 +28,7 @@ from benchmarks.simulate.profiles import EngineProfile
 from benchmarks.simulate.request import SimRequest
 from benchmarks.simulate.stats import WindowedStats
 from local_models.interface import LoadStats
+from local_models.stats import PROBE_LONG, PROBE_MIN_S, PROBE_SHORT
 
 _heappop, _heappush = heapq.heappop, heapq.heappush
 
@@ -50,8 +51,11 @@ class SimEngine:
         self._on_finish = on_finish
         self.tracker = WindowedStats(loop.time, profile.max_num_seqs)
         # What the real engine's probe at start measures (`VllmEngine.measure_prefill`): the time of a
-        # longer prompt over a shorter one's, the step's fixed cost cancelled out.
-        self.tracker.idle_prefill_tokens_per_s = 1000.0 / profile.prefill_ms_per_token
+        # longer prompt over a shorter one's, the step's fixed cost cancelled out; nothing where the
+        # difference is too short to tell (a GPU's), as there.
+        spent_s = (PROBE_LONG - PROBE_SHORT) * profile.prefill_ms_per_token / 1000
+        if spent_s >= PROBE_MIN_S:
+            self.tracker.idle_prefill_tokens_per_s = (PROBE_LONG - PROBE_SHORT) / spent_s
         self._waiting: deque[SimRequest] = deque()
         self._prefilling: deque[SimRequest] = deque()
         self._finishing: list[tuple[int, int, SimRequest]] = []  # (decode count at its end, index, request)
