@@ -107,9 +107,10 @@ class VllmEngine:
         token over the difference of their lengths (the step's fixed cost cancels out). None where the
         difference is too small to tell (a GPU with these lengths: the configured figure stays).
 
-        The scheduler plans an engine idle past its stats window at this speed. The configured
-        `scheduler.prefill_tokens_per_s` is a GPU's figure and four times what a CPU engine does, and
-        the speeds a busy engine shows understate an idle one's (decodes share those steps)."""
+        The scheduler plans an engine idle past its stats window at this speed: the configured
+        `scheduler.prefill_tokens_per_s` is one figure for every engine, which a CPU's and a GPU's miss
+        by far either way, and the speeds a busy engine shows understate an idle one's (decodes share
+        those steps)."""
         long = min(long, self._max_len - 2)
         if long <= short:
             return None
