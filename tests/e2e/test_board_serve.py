@@ -1,7 +1,7 @@
 """The load board under real Ray Serve: several LocalModel replicas, several gateway views.
 
-It starts its own small Ray, so it runs before the e2e session's deployment starts (the
-file name sorts first among tests/e2e): that one owns the only direct-ingress port.
+It starts its own small Ray, so it runs before the e2e session's deployment starts (tests/e2e/conftest.py
+puts its tests first): that one owns the only direct-ingress port.
 
 Two `LocalModel` replicas (fake engines, injected through the deployment's
 `engine_factory`) report to one `LoadBoard` deployment; two `LoadView`s (as
