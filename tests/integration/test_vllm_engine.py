@@ -380,3 +380,41 @@ async def test_tool_requests_the_tiny_model_cant_serve_are_the_clients_mistakes(
     # tool_choice "none": the tools are shown and the answer is text.
     r = await http.post("/v1/chat/completions", json=chat_body(tools=[FORECAST], tool_choice="none", max_tokens=4))
     assert r.status_code == 200 and "tool_calls" not in r.json()["choices"][0]["message"]
+
+
+# ------------------------------------------------ the idle prefill probe at start
+
+
+async def test_the_prefill_probe_measures_what_prompts_of_real_tokens_take(
+    engine: VllmEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`measure_prefill` (run at every start; the scheduler plans an idle engine at its figure) agrees with
+    the times to first token of prompts of varied tokens, timed apart from it. The tiny model prefills too
+    fast for the start's 50 ms floor, so the floor is lifted here."""
+    import random
+    import statistics
+    import time
+
+    from vllm import SamplingParams
+
+    import local_models.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PROBE_MIN_S", 0.0)
+    rng = random.Random(5)
+    llm = engine._llm  # the engine's own vLLM, as the probe uses it
+
+    async def first_token_s(n: int) -> float:
+        ids = [rng.randrange(engine._vocab_size) for _ in range(n)]  # varied, never a cached prefix
+        start = time.perf_counter()
+        async for _ in llm.generate({"prompt_token_ids": ids}, SamplingParams(max_tokens=1), f"t-{rng.random()}"):
+            pass
+        return time.perf_counter() - start
+
+    short, long = 32, 500
+    await first_token_s(short)  # warm
+    timed = {n: statistics.median([await first_token_s(n) for _ in range(3)]) for n in (short, long)}
+    reference = (long - short) / max(timed[long] - timed[short], 1e-6)
+    probes = [await engine.measure_prefill(short, long) for _ in range(3)]
+    assert all(p is not None and p > 0 for p in probes)
+    probe = statistics.median([p for p in probes if p is not None])
+    assert reference / 4 < probe < reference * 4, (probe, reference, timed)
