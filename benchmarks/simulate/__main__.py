@@ -18,44 +18,33 @@ import time
 from typing import Any
 
 from benchmarks.harness import RESULTS, run_meta, save, stamp
-from benchmarks.simulate.fleet import simulate
-from benchmarks.simulate.policies import factories
+from benchmarks.simulate.cells import Cell, run_cell, sweeps
+from benchmarks.simulate.pool import cores, ordered
 from benchmarks.simulate.report import one_setting, one_setting_text, pareto_plots, table, verdict_text, verdicts
-from benchmarks.simulate.scenarios import WORKLOADS, fleets, scenario
-from benchmarks.simulate.summary import summarize
+from benchmarks.simulate.scenarios import WORKLOADS, fleets
 from benchmarks.simulate.validate import validate, validation_text
 
-
-def sweeps(per_replica: int, replicas: int, gateways: int) -> tuple[list[float], list[int]]:
-    """Threshold N (in flight per replica) and least-busy P (per gateway) around the profile's capacity point."""
-    ns = [per_replica * k for k in (0.5, 1, 2, 4)]
-    ps = sorted({max(1, round(per_replica * k * replicas / gateways)) for k in (0.5, 1, 2, 4)})
-    return ns, ps
+__all__ = ["main", "run_all", "sweeps"]  # sweeps: where fingerprint (and its copies in older checkouts) finds it
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every cell of the table, over `args.jobs` processes; each cell's line printed as it is done."""
+    cells = [
+        Cell(fleet.name, name, args.seed, args.max_requests, tuple(args.policies or ()), args.cpu_profile)
+        for fleet in fleets(args.fleets, args.cpu_profile)
+        for name in args.workloads
+    ]
     rows: list[dict[str, Any]] = []
-    for fleet in fleets(args.fleets, args.cpu_profile):
-        ns, ps = sweeps(fleet.profile.capacity_concurrency, fleet.replicas, fleet.gateways)
-        policies = factories(ns, ps)
-        if args.policies:
-            policies = {p: f for p, f in policies.items() if p in args.policies or p == "remote-only"}
-        for name in args.workloads:
-            sc = scenario(fleet, name, seed=args.seed, max_requests=args.max_requests)
-            results = {p: simulate(fleet, sc.workload, f, p, seed=args.seed) for p, f in policies.items()}
-            all_remote = sum(results["remote-only"].cost_usd)
-            for r in results.values():
-                row = summarize(r, fleet.slo_ms, all_remote)
-                row.update(fleet=fleet.name, workload=name, capacity_rps=sc.capacity_rps)
-                rows.append(row)
-            last = rows[-1]  # ours, when it runs: the last policy
-            print(
-                f"{fleet.name:7s} {name:14s} C={sc.capacity_rps:,.1f} req/s, {len(sc.workload):,} requests: "
-                f"{last['policy']} {100 * last['local_share']:.1f} % local, {100 * last['slo_attainment']:.2f} % "
-                f"within SLO, {last['requests_per_wall_s']:,.0f} simulated requests per wall second "
-                f"({last['requests_per_cpu_s']:,.0f} per CPU second)",
-                flush=True,
-            )
+    for cell_rows in ordered(run_cell, cells, args.jobs):
+        rows.extend(cell_rows)
+        last = cell_rows[-1]  # ours, when it runs: the last policy
+        print(
+            f"{last['fleet']:7s} {last['workload']:14s} C={last['capacity_rps']:,.1f} req/s, {last['requests']:,} "
+            f"requests: {last['policy']} {100 * last['local_share']:.1f} % local, "
+            f"{100 * last['slo_attainment']:.2f} % within SLO, {last['requests_per_wall_s']:,.0f} simulated "
+            f"requests per wall second ({last['requests_per_cpu_s']:,.0f} per CPU second)",
+            flush=True,
+        )
     return rows
 
 
@@ -70,9 +59,11 @@ def main() -> None:
     p.add_argument("--validation-seeds", type=int, default=5)
     p.add_argument("--no-validation", action="store_true")
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--jobs", type=int, default=cores(), help="processes running cells at once (default: one per core)")
     args = p.parse_args()
     started = time.perf_counter()
     rows = run_all(args)
+    elapsed = time.perf_counter() - started
     print()
     print(table(rows))
     vs = verdicts(rows)
@@ -84,15 +75,17 @@ def main() -> None:
     validation = None
     if not args.no_validation:
         cpu = fleets(["cpu-1"], args.cpu_profile)[0]
-        validation = validate(cpu, args.validation_seeds)
+        validation = validate(cpu, args.validation_seeds, jobs=args.jobs)
         print()
         print(validation_text(validation))
     simulated = sum(r["requests"] for r in rows)
     busy = sum(r["wall_s"] for r in rows)
     cpu = sum(r["cpu_s"] for r in rows)
     print(
-        f"\n{simulated:,} simulated requests in {busy:.1f} s of simulation ({simulated / busy:,.0f} per wall second; "
-        f"{cpu:.1f} s of CPU, {simulated / cpu:,.0f} per CPU second); {time.perf_counter() - started:.0f} s in all"
+        f"\n{simulated:,} simulated requests in {elapsed:.1f} s over {args.jobs} process(es), setup included "
+        f"({simulated / elapsed:,.0f} per wall second); each run alone: {busy:.1f} s of simulation "
+        f"({simulated / busy:,.0f} per wall second of its process; {cpu:.1f} s of CPU, {simulated / cpu:,.0f} per "
+        f"CPU second); {time.perf_counter() - started:.0f} s in all"
     )
     if args.no_save:
         return
@@ -106,6 +99,8 @@ def main() -> None:
         "one_setting": settled,
         "validation": validation,
         "requests_per_wall_s": simulated / busy,
+        "table_elapsed_s": elapsed,
+        "requests_per_elapsed_s": simulated / elapsed,
         "requests_per_cpu_s": simulated / cpu,
         "plots": plots,
     }

@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.simulate.fleet import Fleet, simulate, with_knobs
 from benchmarks.simulate.ours import Ours
+from benchmarks.simulate.pool import cores, ordered
 from benchmarks.simulate.scenarios import BURST_RUN, WORKLOADS, fleets, scenario
 from benchmarks.simulate.summary import summarize
 from benchmarks.simulate.validate import burst_workload
@@ -66,6 +67,12 @@ def run_variant(
     }
 
 
+def _run(item: tuple[Fleet, str, str, list[int], int]) -> dict[str, Any]:
+    """One variant on one fleet and workload, over its seeds (a unit of work for `pool.ordered`)."""
+    fleet, workload, text, seeds, max_requests = item
+    return run_variant(fleet, workload, parse_variant(text), seeds, max_requests)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fleets", nargs="+", default=["gpu-1"])
@@ -73,22 +80,25 @@ def main() -> None:
     p.add_argument("--variant", action="append", required=True, help="key=value[,key=value...]")
     p.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 1, 2, 3])
     p.add_argument("--max-requests", type=int, default=30_000)
+    p.add_argument("--jobs", type=int, default=cores(), help="processes at once (default: one per core)")
     p.add_argument("--save", metavar="NAME", help="also write benchmarks/results/simulate-sweep-NAME-<stamp>.json")
     args = p.parse_args()
+    work = [
+        (fleet, workload, text, args.seeds, args.max_requests)
+        for fleet in fleets(args.fleets)
+        for workload in args.workloads
+        if workload != "burst-replay" or fleet.name == "cpu-1"
+        for text in args.variant
+    ]
     rows = []
-    for fleet in fleets(args.fleets):
-        for workload in args.workloads:
-            if workload == "burst-replay" and fleet.name != "cpu-1":
-                continue
-            for text in args.variant:
-                r = run_variant(fleet, workload, parse_variant(text), args.seeds, args.max_requests)
-                rows.append(r)
-                print(
-                    f"{fleet.name:7s} {workload:14s} {text:32s} local {100 * r['local_share']:5.1f} % "
-                    f"({', '.join(f'{100 * x:.0f}' for x in r['per_seed_local'])}), "
-                    f"within SLO {100 * r['slo_attainment']:.2f} %, p95 {r['ttft_p95_ms']:,.0f} ms",
-                    flush=True,
-                )
+    for (fleet, workload, text, *_), r in zip(work, ordered(_run, work, args.jobs), strict=True):
+        rows.append(r)
+        print(
+            f"{fleet.name:7s} {workload:14s} {text:32s} local {100 * r['local_share']:5.1f} % "
+            f"({', '.join(f'{100 * x:.0f}' for x in r['per_seed_local'])}), "
+            f"within SLO {100 * r['slo_attainment']:.2f} %, p95 {r['ttft_p95_ms']:,.0f} ms",
+            flush=True,
+        )
     if args.save:
         from benchmarks.harness import run_meta, save, stamp
 

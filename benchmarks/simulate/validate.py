@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.simulate.fleet import Fleet, capacity_rps, simulate
 from benchmarks.simulate.policies import LocalOnly, PolicyFactory, RemoteOnly
+from benchmarks.simulate.pool import ordered
 from benchmarks.simulate.scenarios import BURST_RUN, burst_lengths
 from benchmarks.simulate.summary import summarize
 from benchmarks.simulate.workloads import Workload, poisson
@@ -34,17 +35,31 @@ def burst_workload(run: dict[str, Any], seed_sizes: int) -> Workload:
     return Workload("burst-replay", times, [s[0] for s in sizes], [s[1] for s in sizes], duration, profile)
 
 
-def validate(fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN) -> dict[str, Any]:
+def _modes() -> dict[str, PolicyFactory]:
     from benchmarks.simulate.ours import Ours
 
+    return {"hybrid": Ours, "local-only": LocalOnly, "remote-only": RemoteOnly}
+
+
+def _seed(args: tuple[Fleet, Path, int]) -> dict[str, dict[str, Any]]:
+    """One seed's arrivals under each mode (a unit of work for `pool.ordered`)."""
+    fleet, run_path, seed = args
+    run = json.loads(run_path.read_text())
+    w = burst_workload(run, seed)
+    return {
+        mode: summarize(simulate(fleet, w, factory, mode, seed=seed), run["slo_ms"])
+        for mode, factory in _modes().items()
+    }
+
+
+def validate(fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN, jobs: int = 1) -> dict[str, Any]:
     run = json.loads(run_path.read_text())
     real = run["results"]
-    modes: dict[str, PolicyFactory] = {"hybrid": Ours, "local-only": LocalOnly, "remote-only": RemoteOnly}
+    modes = _modes()
     sims: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
-    for s in range(seeds):
-        w = burst_workload(run, s)
-        for mode, factory in modes.items():
-            sims[mode].append(summarize(simulate(fleet, w, factory, mode, seed=s), run["slo_ms"]))
+    for by_mode in ordered(_seed, [(fleet, run_path, s) for s in range(seeds)], jobs):
+        for mode, summary in by_mode.items():
+            sims[mode].append(summary)
     sizes = poisson(1.0, 1.0, 2000, burst_lengths(), 0)
     out: dict[str, Any] = {
         "real_run": str(run_path.name),
