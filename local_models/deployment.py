@@ -8,9 +8,10 @@ Responsibilities:
 3. abort the engine request when the caller goes away (Serve cancels the
    generator; the engine's `finally` aborts);
 4. answer `stats()` and `info()` cheaply, for the scheduler and the gateway,
-   and push `stats()` to the gateway's load board every `report_interval_s`
-   (so the scheduler sees every replica, not the one a handle call reaches),
-   `info()` once (so a gateway starting while no replica is up need not wait for one);
+   and push `stats()` to the gateway's load board every `report_interval_s` while they change,
+   every `heartbeat_s` while they don't (an idle engine), so the scheduler sees every replica,
+   not the one a handle call reaches; `info()` once (so a gateway starting while no replica is up
+   need not wait for one);
 5. when the engine dies, leave (`_leave_when_dead`): shut the engine down and end the replica's process, so
    that Serve replaces it and, meanwhile, routes no request to it; Serve's health check fails too;
 6. with a tracer provider (`tracing`, a factory run in the replica), trace each generation that
@@ -59,6 +60,7 @@ class LocalModel:
         engine_factory: EngineFactory | None = None,
         board: Any = None,
         report_interval_s: float = 0.1,
+        heartbeat_s: float = 0.25,
         tracing: TracingFactory | None = None,
         exit_process: Exit = os._exit,
     ):
@@ -78,7 +80,7 @@ class LocalModel:
         self._watch = asyncio.get_running_loop().create_task(_leave_when_dead(self._engine, self._traces, exit_process))
         if board is not None:
             self._reporter = asyncio.get_running_loop().create_task(
-                _report(board, config.served_name, self._engine, report_interval_s, self._heard)
+                _report(board, config.served_name, self._engine, report_interval_s, self._heard, heartbeat_s)
             )
         # What the replica holds from its start (Ray, Serve, the engine's client) left out of every later
         # garbage collection: a full one would stall the tokens' way out (see orchestrator.app.freeze_heap).
@@ -171,19 +173,40 @@ async def _leave_when_dead(engine: Engine, traces: TracerProvider | None, exit_p
 
 
 async def _report(
-    board: Any, model: str, engine: Engine, interval_s: float, heard: Callable[[object], None] = lambda _: None
+    board: Any,
+    model: str,
+    engine: Engine,
+    interval_s: float,
+    heard: Callable[[object], None] = lambda _: None,
+    heartbeat_s: float = 0.0,
 ) -> None:
     """Push this replica's load to the board until cancelled; a missed report only ages the view.
-    `heard` gets the board's answer (the demand spilled from the model, for the autoscaler)."""
+    `heard` gets the board's answer (the demand spilled from the model, for the autoscaler).
+
+    Every `interval_s` while the figures change; a report that would say what the last one said
+    (an idle engine's) goes only once `heartbeat_s` has passed, to keep the replica on the board
+    (which drops reports older than its `max_age_s`; give it a fraction of that). Each report is
+    a Serve call that costs the board, this replica and Ray a few milliseconds of CPU together,
+    and an idle deployment made ten a second per engine. A change is still on the board within
+    one interval, as before: skipped reports are ones with nothing new.
+    """
     replica = _replica_id()
+    loop = asyncio.get_running_loop()
     failing = False
     described = False
+    said: dict[str, Any] | None = None  # the last report that reached the board, without its time
+    said_at = 0.0
     while True:
         try:
             if not described:  # what it serves, for gateways that start while no replica is up
                 await board.describe.remote(model, engine.info())
                 described = True
-            heard(await board.report.remote(model, replica, engine.stats()))
+            stats = engine.stats()
+            figures = {k: v for k, v in stats.items() if k != "updated_at"}
+            if figures != said or loop.time() - said_at >= heartbeat_s:
+                said = None  # until the board has it
+                heard(await board.report.remote(model, replica, stats))
+                said, said_at = figures, loop.time()
             failing = False
         except asyncio.CancelledError:
             raise
@@ -230,6 +253,7 @@ def local_model_app(
     resources: dict[str, float] | None = None,
     board: Any = None,
     report_interval_s: float = 0.1,
+    heartbeat_s: float = 0.25,
     autoscaling: dict[str, Any] | None = None,
     tracing: TracingFactory | None = None,
     drain_s: float = 120.0,
@@ -262,5 +286,6 @@ def local_model_app(
         str(data_dir) if data_dir else None,
         board=board,
         report_interval_s=report_interval_s,
+        heartbeat_s=heartbeat_s,
         tracing=tracing,
     )

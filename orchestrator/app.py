@@ -325,6 +325,8 @@ def build_application(settings: Settings) -> Any:
             resources=section.resources,
             board=board,
             report_interval_s=settings.scheduler.poll_interval_ms / 1000,
+            # An idle engine's unchanged report, at a quarter of the board's max age (it drops older ones).
+            heartbeat_s=settings.scheduler.max_staleness_ms / 4000,
             autoscaling=with_overflow_policy(section.autoscaling),
             drain_s=settings.resilience.deadline_s,
             tracing=partial(replica_tracer_provider, settings.telemetry),
