@@ -197,7 +197,11 @@ class LoadView:
     `run()` polls the board; `snapshot(model)` is the last aggregate plus this
     gateway's own local dispatches made after it was taken, or None when the
     board hasn't been read recently (the scheduler then keeps the configured
-    order rather than guess).
+    order rather than guess). A gateway whose plans read no snapshot (no
+    traffic, or only to remote routes) and that has nothing spilled in flight
+    polls less and less often, down to twice per freshness limit; the next plan
+    that reads a snapshot wakes the poller at once. Each poll is a Serve call
+    costing the gateway, the board and Ray a few milliseconds of CPU together.
     """
 
     def __init__(
@@ -230,6 +234,9 @@ class LoadView:
         self._wake = wake
         self._waking: dict[str, asyncio.Task[object]] = {}
         self._overflow: dict[str, int] = {}  # requests spilled from each local model for load, in flight
+        self._used = False  # a plan read a snapshot since the last poll
+        self._dozing = False  # the poller waits longer than an interval: `_rouse` ends the wait
+        self._rouse = asyncio.Event()
 
     def update(self, state: BoardState) -> None:
         self._state = state
@@ -241,9 +248,14 @@ class LoadView:
         self.update(await self._read({m: n for m, n in self._overflow.items() if n}))
 
     async def run(self) -> None:
-        """Poll forever (a background task of the gateway replica)."""
+        """Poll forever (a background task of the gateway replica): every interval while plans use
+        the figures or spilled requests are in flight, else at doubling intervals up to half the
+        freshness limit, until a plan reads a snapshot (`snapshot` wakes it)."""
         failing = False
+        quiet = 0  # polls in a row that no plan used
+        longest = max(self._interval_s, self._max_staleness_s / 2)
         while True:
+            self._used = False
             try:
                 await self.poll_once()
                 failing = False
@@ -253,7 +265,19 @@ class LoadView:
                 if not failing:
                     log.warning("load board unreachable (%s: %s); planning without load data", type(e).__name__, e)
                 failing = True
-            await asyncio.sleep(self._interval_s)
+            delay = min(self._interval_s * 2**quiet, longest)
+            if delay > self._interval_s:
+                self._rouse.clear()
+                self._dozing = True
+                try:
+                    await asyncio.wait_for(self._rouse.wait(), delay)
+                except TimeoutError:
+                    pass
+                finally:
+                    self._dozing = False
+            else:
+                await asyncio.sleep(delay)
+            quiet = 0 if self._used or any(self._overflow.values()) else min(quiet + 1, 16)
 
     def sent(self, model: str, prompt_tokens: int) -> Callable[[], None]:
         """This gateway just sent a request to the local `model`; call the result when it ends.
@@ -297,6 +321,10 @@ class LoadView:
     def snapshot(self, model: str) -> LoadSnapshot | None:
         """The board's last figures for `model` with this gateway's sends since; None when there are none,
         or when the board was last read more than ten freshness limits ago."""
+        if not self._used:
+            self._used = True
+            if self._dozing:
+                self._rouse.set()
         state = self._state
         if state is None:
             return None

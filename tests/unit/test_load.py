@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -208,3 +210,38 @@ async def _settle() -> None:
 
     for _ in range(3):
         await asyncio.sleep(0)
+
+
+async def test_a_gateway_no_plan_reads_polls_less_often_and_a_plan_wakes_it_at_once() -> None:
+    """An idle gateway (or one serving only remote routes) needn't read the board ten times a second;
+    its first plan on local load gets a poll at once, and polls go back to every interval."""
+    polls: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def read(overflow: Any) -> BoardState:
+        polls.append(loop.time())
+        return state(time.time(), waiting=0)
+
+    view = LoadView(read, interval_s=0.01, max_staleness_s=0.2)  # dozes up to 0.1 s
+    poller = asyncio.create_task(view.run())
+    try:
+        await asyncio.sleep(0.5)
+        quiet = len(polls)
+        assert 4 <= quiet <= 15  # 1, then waits of 0.01, 0.02, 0.04, 0.08, 0.1, ... (every interval: ~50)
+        assert polls[-1] - polls[-2] >= 0.09
+        woken = loop.time()
+        assert view.snapshot("m") is not None  # a plan: the figures are at most half the freshness limit old
+        await asyncio.sleep(0.02)
+        assert len(polls) >= quiet + 1 and polls[quiet] - woken < 0.05  # at once, not at the doze's end
+        for _ in range(10):  # plans keep coming: a poll every interval
+            view.snapshot("m")
+            await asyncio.sleep(0.01)
+        assert len(polls) >= quiet + 6
+        spilled = view.overflowing("m")  # nothing planned, but a spilled request in flight: the board must hear
+        await asyncio.sleep(0.2)
+        busy = len(polls)
+        await asyncio.sleep(0.1)
+        assert len(polls) >= busy + 5
+        spilled()
+    finally:
+        poller.cancel()
