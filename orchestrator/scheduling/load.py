@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 HOUR_S = 3600.0
 STALE_HORIZON = 10  # a view's last snapshot, past its freshness, is used for up to this many freshness limits
+QUIET_POLLS = 10  # polls in a row that no plan used before a gateway polls less often (a second, at 100 ms)
 
 
 @dataclass(frozen=True)
@@ -253,8 +254,9 @@ class LoadView:
 
     async def run(self) -> None:
         """Poll forever (a background task of the gateway replica): every interval while plans use
-        the figures or spilled requests are in flight, else at doubling intervals up to half the
-        freshness limit, until a plan reads a snapshot (`snapshot` wakes it)."""
+        the figures or spilled requests are in flight; after `QUIET_POLLS` polls in a row that no
+        plan used, at doubling intervals up to half the freshness limit, until a plan reads a
+        snapshot (`snapshot` wakes it)."""
         failing = False
         quiet = 0  # polls in a row that no plan used
         longest = max(self._interval_s, self._max_staleness_s / 2)
@@ -269,7 +271,8 @@ class LoadView:
                 if not failing:
                     log.warning("load board unreachable (%s: %s); planning without load data", type(e).__name__, e)
                 failing = True
-            delay = min(self._interval_s * 2**quiet, longest)
+            # A second of polls no plan used (not a gap between requests of light traffic), then doubling.
+            delay = min(self._interval_s * 2 ** max(0, quiet - QUIET_POLLS + 1), longest)
             if delay > self._interval_s:
                 self._rouse.clear()
                 self._dozing = True
@@ -281,7 +284,7 @@ class LoadView:
                     self._dozing = False
             else:
                 await asyncio.sleep(delay)
-            quiet = 0 if self._used or any(self._overflow.values()) else min(quiet + 1, 16)
+            quiet = 0 if self._used or any(self._overflow.values()) else min(quiet + 1, QUIET_POLLS + 16)
 
     def sent(self, model: str, prompt_tokens: int) -> Callable[[], None]:
         """This gateway just sent a request to the local `model`; call the result when it ends.
