@@ -174,7 +174,7 @@ def board_figures(view: LoadView, model: str) -> StatsReader:
     """
 
     async def read() -> EngineFigures:
-        snap = view.snapshot(model)
+        snap = view.snapshot(model, planning=False)  # an idle gateway's dozing poll is fresh enough for a price
         if snap is None:
             raise LookupError(f"no load data for {model}")  # the poller keeps the last figures
         per_replica = max(snap.replicas, 1)

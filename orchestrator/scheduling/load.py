@@ -202,10 +202,10 @@ class LoadView:
     `run()` polls the board; `snapshot(model)` is the last aggregate plus this
     gateway's own local dispatches made after it was taken, or None when the
     board hasn't been read recently (the scheduler then keeps the configured
-    order rather than guess). A gateway whose plans read no snapshot (no
-    traffic, or only to remote routes) and that has nothing spilled in flight
-    polls less and less often, down to twice per freshness limit; the next plan
-    that reads a snapshot wakes the poller at once. Each poll is a Serve call
+    order rather than guess). A gateway that has planned nothing for a second
+    (every plan reads the snapshots) and has nothing spilled in flight polls
+    less and less often, down to twice per freshness limit; the next plan wakes
+    the poller at once. Each poll is a Serve call
     costing the gateway, the board and Ray a few milliseconds of CPU together.
     """
 
@@ -325,10 +325,11 @@ class LoadView:
 
         return done
 
-    def snapshot(self, model: str) -> LoadSnapshot | None:
+    def snapshot(self, model: str, *, planning: bool = True) -> LoadSnapshot | None:
         """The board's last figures for `model` with this gateway's sends since; None when there are none,
-        or when the board was last read more than ten freshness limits ago."""
-        if not self._used:
+        or when the board was last read more than ten freshness limits ago. A read that is not for a
+        plan (`planning=False`: the local price's figures, once a second) doesn't keep the poller up."""
+        if planning and not self._used:
             self._used = True
             if self._dozing:
                 self._rouse.set()

@@ -229,6 +229,11 @@ async def test_a_gateway_no_plan_reads_polls_less_often_and_a_plan_wakes_it_at_o
         quiet = len(polls)
         assert 8 <= quiet <= 25  # 10 at 0.01 s, then waits of 0.02, 0.04, 0.08, 0.1, ... (every interval: ~50)
         assert polls[-1] - polls[-2] >= 0.09
+        for _ in range(30):  # reads not for a plan (the local price's figures) leave it dozing
+            assert view.snapshot("m", planning=False) is not None
+            await asyncio.sleep(0.01)
+        assert len(polls) <= quiet + 6  # ~3 dozes of 0.1 s, not ~30 polls
+        quiet = len(polls)
         woken = loop.time()
         assert view.snapshot("m") is not None  # a plan: the figures are at most half the freshness limit old
         await asyncio.sleep(0.02)
