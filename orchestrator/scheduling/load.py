@@ -6,10 +6,10 @@ Each `LocalModel` replica pushes its engine's `LoadStats` to the one
 `LoadBoard` (a small Serve deployment); each gateway replica polls the board
 for the aggregate across replicas (`aggregate`, pure), so what a gateway sees
 is at most about two poll intervals old. (An idle engine's unchanged figures
-go at a slower heartbeat, and a gateway whose plans read no load polls less
-often until one does: each call costs a few CPU milliseconds across Serve,
-Ray and both ends, and an idle deployment made thirty a second; a change, or
-a plan that needs the figures, brings the interval back.) Between reads a gateway adds what it
+go at a slower heartbeat, and a gateway that planned nothing for a second
+polls less often until its next plan: each call costs a few CPU milliseconds
+across Serve, Ray and both ends, and an idle deployment made thirty a second;
+a change, or a plan, brings the interval back.) Between reads a gateway adds what it
 sent to the local model itself since the snapshot was taken (`LoadView`),
 so a burst arriving at one gateway within one poll interval is not planned
 against an empty queue. When the board can't be read in time (a host too busy
@@ -205,8 +205,8 @@ class LoadView:
     order rather than guess). A gateway that has planned nothing for a second
     (every plan reads the snapshots) and has nothing spilled in flight polls
     less and less often, down to twice per freshness limit; the next plan wakes
-    the poller at once. Each poll is a Serve call
-    costing the gateway, the board and Ray a few milliseconds of CPU together.
+    the poller at once. Each poll is a Serve call costing the gateway, the
+    board and Ray a few milliseconds of CPU together.
     """
 
     def __init__(
