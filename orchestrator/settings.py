@@ -291,7 +291,9 @@ class SchedulerSettings(BaseModel):
     idle_step_ms: float = 20.0  # a step of an idle engine, until measured
     min_finish_rate: float = 0.5  # requests/s assumed to free slots when none finished lately
     poll_interval_ms: float = 100.0  # how often gateways read the load board
-    max_staleness_ms: float = 1000.0  # older: replica reports dropped, a gateway's read stale (used 10x as long)
+    # Older: replica reports dropped, a gateway's read stale (used 10x as long). An idle engine reports its
+    # unchanged load every quarter of it; a gateway without plans for a second reads every half of it.
+    max_staleness_ms: float = 1000.0
 
 
 class TelemetrySettings(BaseModel):
