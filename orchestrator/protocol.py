@@ -32,10 +32,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    model_serializer,
     model_validator,
 )
-from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -79,16 +77,32 @@ def now() -> int:
     return int(time.time())
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class WireModel(BaseModel):
-    """A response model: drops `None` fields except those OpenAI always sends."""
+    """A response model: leaves out its `None` fields except those OpenAI always sends (`always`).
+
+    Each subclass marks its other fields once (`exclude_if`), so pydantic's own serializer leaves
+    them out: a Python serializer wrapped around every model cost 3-4x as much per dump, and a
+    stream dumps one model per chunk. (Unknown fields a provider sent are kept as they came.)
+    """
 
     model_config = ConfigDict(extra="allow")
     always: ClassVar[frozenset[str]] = frozenset()
 
-    @model_serializer(mode="wrap")
-    def _drop_unset_nones(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if v is not None or k in self.always}
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        changed = False
+        for name, info in cls.model_fields.items():
+            wanted = None if name in cls.always else _is_none
+            if info.exclude_if is not wanted and info.exclude_if in (None, _is_none):
+                info.exclude_if = wanted
+                changed = True
+        if changed and cls.__pydantic_complete__:
+            cls.model_rebuild(force=True)
 
 
 # --------------------------------------------------------------------------- requests
