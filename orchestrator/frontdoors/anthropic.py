@@ -40,7 +40,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, Call
@@ -49,6 +49,7 @@ from orchestrator.failover import OpenStream
 from orchestrator.frontdoors.anthropic_request import MessagesRequest, TokenCountRequest, check_version, to_chat
 from orchestrator.frontdoors.base import tenant
 from orchestrator.frontdoors.openai import SSE_HEADERS, parse_body, route_headers
+from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ToolCallDelta, Usage
 from orchestrator.routes import Route, Routed
 
@@ -321,6 +322,6 @@ class AnthropicTokenCount:
 
 
 def _stream_response(stream: OpenStream[Any], request: ChatCompletionRequest, route: Route) -> Response:
-    return StreamingResponse(
+    return EventStream(
         message_events(stream, request), media_type="text/event-stream", headers={**SSE_HEADERS, **route_headers(route)}
     )

@@ -16,13 +16,14 @@ from typing import Any, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ValidationError
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, COMPLETION, EMBEDDING, Call, Kind
 from orchestrator.errors import InvalidRequest, OrchestratorError, UpstreamError
 from orchestrator.failover import OpenStream
 from orchestrator.frontdoors.base import tenant
+from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -120,7 +121,7 @@ def error_response(exc: OrchestratorError) -> Response:
 
 def stream_response(routed: Routed[OpenStream[Any]], include_usage: bool) -> Response:
     """SSE for a stream the flow already committed (its first content exists)."""
-    return StreamingResponse(
+    return EventStream(
         sse_events(routed.result, include_usage),
         media_type="text/event-stream",
         headers={**SSE_HEADERS, **route_headers(routed.route)},

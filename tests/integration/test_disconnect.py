@@ -10,6 +10,7 @@ import asyncio
 import json
 
 import httpx
+import pytest
 from http_checks import CHAT_MODEL, user
 from openai_schema import validate
 
@@ -31,6 +32,31 @@ async def test_client_disconnect_stops_the_generation(live_server: str, chat_eng
                     validate("CreateChatCompletionStreamResponse", json.loads(line.removeprefix("data: ")))
                     break
         # Leaving the block closes the half-read response, and with it the connection.
+    [gen] = chat_engine.generations
+    await asyncio.wait_for(gen.done.wait(), 2)
+    assert gen.stopped_early, gen.outcome
+    assert gen.batches < WORDS
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/messages", {"messages": [{"role": "user", "content": "go"}], "max_tokens": WORDS}),
+        ("/v1/responses", {"input": "go", "max_output_tokens": WORDS, "store": False}),
+    ],
+)
+async def test_every_door_stops_the_generation_when_its_client_leaves(
+    live_server: str, chat_engine: FakeEngine, path: str, body: dict[str, object]
+) -> None:
+    chat_engine.enqueue([" ".join(["tick"] * WORDS)])
+    chat_engine.token_delay = 0.05
+    async with httpx.AsyncClient(base_url=live_server, timeout=10) as client:
+        async with client.stream("POST", path, json={"model": CHAT_MODEL, "stream": True, **body}) as r:
+            assert r.status_code == 200, await r.aread()
+            assert r.headers["content-type"].startswith("text/event-stream")
+            async for line in r.aiter_lines():
+                if line.startswith("data: ") and "delta" in line:  # the first words arrived
+                    break
     [gen] = chat_engine.generations
     await asyncio.wait_for(gen.done.wait(), 2)
     assert gen.stopped_early, gen.outcome

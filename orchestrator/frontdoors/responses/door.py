@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, Call
@@ -30,6 +30,7 @@ from orchestrator.frontdoors.responses.events import ResponseEvents
 from orchestrator.frontdoors.responses.store import ResponseStore, Stored
 from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, response_object, to_chat
 from orchestrator.frontdoors.responses.wire import TAGS, ResponsesRequest
+from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import ChatCompletion, ChatCompletionChunk
 from orchestrator.routes import Routed
 
@@ -59,7 +60,7 @@ class ResponsesDoor:
         headers = route_headers(routed.route)
         if isinstance(routed.result, OpenStream):
             events = _events(routed.result, turn, self._store)
-            return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+            return EventStream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
         completion: ChatCompletion = routed.result
         output, finish = output_of(completion)
         response = response_object(

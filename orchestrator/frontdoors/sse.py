@@ -1,0 +1,54 @@
+"""The response every front door streams its events with.
+
+Starlette's `StreamingResponse` watches for the client leaving (so that a gone client's stream
+stops and its upstream work is cancelled) with an anyio task group per response, on servers that
+speak ASGI spec 2.3, as Serve's uvicorn does: ~55 µs of CPU per stream here, a third of what a
+short answer costs the gateway in all. `EventStream` watches the same way with one plain task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import ClientDisconnect
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+
+class EventStream(StreamingResponse):
+    """A `StreamingResponse` (`text/event-stream` by default) that stops when the client leaves."""
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        spec = scope.get("asgi", {}).get("spec_version", "2.0")
+        if scope["type"] != "http" or tuple(map(int, spec.split("."))) >= (2, 4):
+            await super().__call__(scope, receive, send)  # the server says so itself: no watch needed
+            return
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        gone = asyncio.Event()
+        watch = asyncio.create_task(_watch(receive, streaming, gone))
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            if not gone.is_set() or streaming.uncancel() > 0:
+                raise  # someone else's cancellation
+        except OSError:
+            raise ClientDisconnect() from None
+        finally:
+            watch.cancel()
+        if self.background is not None:
+            await self.background()
+
+
+async def _watch(receive: Receive, streaming: asyncio.Task[object], gone: asyncio.Event) -> None:
+    """Cancel `streaming` once the client is gone (what Starlette's task group does per response).
+    A `receive` that fails says the connection is gone as well."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:
+        pass
+    gone.set()
+    streaming.cancel()
