@@ -68,12 +68,14 @@ async def post(app: Any, body: bytes) -> None:
         raise RuntimeError(f"the gateway answered {status}")
 
 
-async def build(upstream: str, tmp: Path) -> tuple[Any, Any]:
+async def build(upstream: str, tmp: Path) -> tuple[Any, Any, Any]:
+    """The app, its accounts, and the upstream client (the caller closes it)."""
     import yaml
 
     from orchestrator.accounting.setup import build_accounts
     from orchestrator.api import build_app
     from orchestrator.app import build_pipeline
+    from orchestrator.providers.factory import http_client
     from orchestrator.settings import DEFAULT_CONFIG, load_settings
     from orchestrator.testing.engine import FakeEngine
 
@@ -86,9 +88,10 @@ async def build(upstream: str, tmp: Path) -> tuple[Any, Any]:
     settings = load_settings(**config)
     engine = FakeEngine(settings.local.served_name or "local")
     env = {**os.environ, "OPENROUTER_API_KEY": "bench"}
-    pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env=env)
+    client = http_client(settings.resilience)
+    pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env=env, client=client)
     accounts = await build_accounts(settings, pipeline, env=env)
-    return build_app(pipeline, accounts), accounts
+    return build_app(pipeline, accounts), accounts, client
 
 
 class Pauses:
@@ -150,7 +153,7 @@ async def main(requests: int, rounds: int) -> None:
     results: dict[str, list[dict[str, Any]]] = {"default": [], "frozen": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            app, accounts = await build(f"http://127.0.0.1:{port}", Path(tmp))
+            app, accounts, client = await build(f"http://127.0.0.1:{port}", Path(tmp))
             import ray  # noqa: F401  # what a Gateway replica holds besides the app
             import ray.serve._private.replica  # noqa: F401
             import transformers  # noqa: F401
@@ -180,6 +183,7 @@ async def main(requests: int, rounds: int) -> None:
             gc.unfreeze()
             await accounts.drain()
             await accounts.background.stop()
+            await client.aclose()
     finally:
         fake.terminate()
         fake.wait(10)
