@@ -105,6 +105,7 @@ from orchestrator.protocol import (
 )
 from orchestrator.providers.http import (
     SSEEvent,
+    body_pieces,
     credentials_rejected,
     error_from_response,
     json_body,
@@ -607,7 +608,7 @@ class AnthropicProvider:
                         raise error_from_response(
                             self.name, response.status_code, response.headers, response.content, key_env=self._key_env
                         )
-                    pieces = response.aiter_bytes()
+                    pieces = body_pieces(response)
                     async with aclosing(translate(sse_events(pieces), self.name)) as chunks:
                         async for chunk in chunks:
                             yield chunk

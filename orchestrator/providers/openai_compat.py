@@ -36,6 +36,7 @@ from orchestrator.protocol import (
     EmbeddingResponse,
 )
 from orchestrator.providers.http import (
+    body_pieces,
     error_from_response,
     json_body,
     map_transport_errors,
@@ -207,7 +208,7 @@ class OpenAICompatProvider:
                     raise error_from_response(
                         self.name, response.status_code, response.headers, await response.aread(), key_env=self._key_env
                     )
-                pieces = response.aiter_bytes()
+                pieces = body_pieces(response)
                 async for event in sse_events(pieces):
                     if event.data == "[DONE]":
                         # Read the body to its end, so the connection goes back to the pool.
