@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
-from orchestrator.providers.http import SSEEvent, sse_events
+from orchestrator.providers.http import SSEEvent, body_pieces, sse_events
 
 BODY = (
     b": keep-alive comment\n"
@@ -65,3 +68,20 @@ async def test_utf8_split_inside_a_character() -> None:
 
 async def test_blank_lines_without_data_yield_nothing() -> None:
     assert await parse(b"\n\n: ping\n\nevent: ping\n\n") == []
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, *parts: bytes):
+        self.parts = parts
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            yield part
+
+
+@pytest.mark.parametrize("encoding", [None, "identity", "gzip", "deflate"])
+async def test_a_streamed_body_arrives_decoded_whatever_its_content_encoding(encoding: str | None) -> None:
+    raw = {None: BODY, "identity": BODY, "gzip": gzip.compress(BODY), "deflate": zlib.compress(BODY)}[encoding]
+    headers = {"content-type": "text/event-stream"} | ({"content-encoding": encoding} if encoding else {})
+    response = httpx.Response(200, headers=headers, stream=_Body(raw[:7], raw[7:40], raw[40:]))
+    assert [e async for e in sse_events(body_pieces(response))] == EXPECTED
