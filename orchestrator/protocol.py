@@ -85,8 +85,8 @@ class WireModel(BaseModel):
     """A response model: leaves out its `None` fields except those OpenAI always sends (`always`).
 
     Each subclass marks its other fields once (`exclude_if`), so pydantic's own serializer leaves
-    them out: a Python serializer wrapped around every model cost 3-4x as much per dump, and a
-    stream dumps one model per chunk. (Unknown fields a provider sent are kept as they came.)
+    them out: a Python serializer wrapped around every model cost several times as much per dump,
+    and a stream dumps one model per chunk. (Unknown fields a provider sent are kept as they came.)
     """
 
     model_config = ConfigDict(extra="allow")

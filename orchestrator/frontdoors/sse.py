@@ -2,8 +2,9 @@
 
 Starlette's `StreamingResponse` watches for the client leaving (so that a gone client's stream
 stops and its upstream work is cancelled) with an anyio task group per response, on servers that
-speak ASGI spec 2.3, as Serve's uvicorn does: ~55 µs of CPU per stream here, a third of what a
-short answer costs the gateway in all. `EventStream` watches the same way with one plain task.
+speak ASGI spec 2.3, as Serve's uvicorn does: a cancel scope and a second task per stream, much of
+what a short stream costs the gateway (benchmarks/README.md, "the third diet"). `EventStream`
+watches the same way with one plain task.
 """
 
 from __future__ import annotations
