@@ -105,12 +105,12 @@ from orchestrator.protocol import (
 )
 from orchestrator.providers.http import (
     SSEEvent,
+    StreamedPost,
     body_pieces,
     credentials_rejected,
     error_from_response,
     json_body,
     map_transport_errors,
-    sent,
     sse_events,
 )
 
@@ -587,22 +587,17 @@ class AnthropicProvider:
         self.name = name
         self._key_env = key_env  # the variable holding `api_key`: what a 401 tells the operator to check
         self._client = client
-        self._url = httpx.URL(base_url.rstrip("/") + "/v1/messages")
         self._api_key = api_key
         self._default_max_tokens = default_max_tokens
         self._version = version
-        # Each stream's request is built from these, not merged anew with the client's defaults every time.
-        self._stream_headers = httpx.Headers({**client.headers, **self._headers()})
-        self._extensions = {"timeout": client.timeout.as_dict()}
+        self._post = StreamedPost(client, base_url.rstrip("/") + "/v1/messages", self._headers())
 
     async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
         body = messages_body(request, model, self._default_max_tokens)
         try:
-            upstream = httpx.Request(
-                "POST", self._url, content=json_body(body), headers=self._stream_headers, extensions=self._extensions
-            )
+            content = json_body(body)
             with map_transport_errors(self.name):
-                async with sent(self._client, upstream) as response:
+                async with self._post.send(content) as response:
                     if not response.is_success:
                         await response.aread()
                         raise error_from_response(

@@ -19,12 +19,13 @@ import contextlib
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import httpx
+from httpx_aiohttp.transport import AiohttpResponseStream, AiohttpTransport, map_aiohttp_exceptions
 
 from orchestrator.errors import (
     InvalidRequest,
@@ -65,6 +66,59 @@ def map_transport_errors(provider: str) -> Iterator[None]:
     except aiohttp.ClientError as e:
         # What httpx-aiohttp leaves unmapped: a response that is not valid HTTP (ClientResponseError), ...
         raise UpstreamUnavailable(f"{provider}: connection failed ({type(e).__name__}).") from None
+
+
+class StreamedPost:
+    """One provider endpoint's streamed POST: its URL, headers and timeouts made once, not merged
+    anew with the client's defaults for every request.
+
+    `send(content)` yields the response, streamed, and closes it on the way out. Where the client's
+    transport for the URL is aiohttp's (`factory.http_client`) with no proxy, and the client has no
+    event hooks, the request goes to the aiohttp session straight, as `httpx_aiohttp` would send it,
+    without an `httpx.Request` (its URL, headers and body prepared per request) or the transport's
+    conversions of them; its errors are mapped the same way (`map_aiohttp_exceptions`). Otherwise
+    (a proxy from the environment, a traced gateway's `traceparent` hook, another transport) it goes
+    through httpx (`sent`).
+    """
+
+    def __init__(self, client: httpx.AsyncClient, url: str, headers: Mapping[str, str]):
+        self._client = client
+        self._url = httpx.URL(url)
+        self._headers = httpx.Headers({**client.headers, **headers})
+        self._extensions = {"timeout": client.timeout.as_dict()}
+        transport = client._transport_for_url(self._url)
+        self._direct = transport if isinstance(transport, AiohttpTransport) and transport.proxy is None else None
+        self._text_url = str(self._url)
+        self._direct_headers = dict(self._headers.multi_items())
+        t = client.timeout
+        self._timeout = aiohttp.ClientTimeout(sock_connect=t.connect, sock_read=t.read, connect=t.pool)
+
+    def send(self, content: bytes) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        hooks = self._client.event_hooks
+        if self._direct is None or hooks["request"] or hooks["response"]:
+            request = httpx.Request(
+                "POST", self._url, content=content, headers=self._headers, extensions=self._extensions
+            )
+            return sent(self._client, request)
+        return self._sent_direct(self._direct, content)
+
+    @contextlib.asynccontextmanager
+    async def _sent_direct(self, transport: AiohttpTransport, content: bytes) -> AsyncIterator[httpx.Response]:
+        if self._client.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        session = transport.client
+        if not isinstance(session, aiohttp.ClientSession):
+            session = transport.client = transport.get_client()
+        with map_aiohttp_exceptions():
+            upstream = await session.request(
+                "POST", self._text_url, headers=self._direct_headers, data=content, allow_redirects=False,
+                auto_decompress=False, compress=False, timeout=self._timeout,
+            ).__aenter__()  # fmt: skip
+        response = httpx.Response(upstream.status, headers=upstream.raw_headers, stream=AiohttpResponseStream(upstream))
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -36,11 +36,11 @@ from orchestrator.protocol import (
     EmbeddingResponse,
 )
 from orchestrator.providers.http import (
+    StreamedPost,
     body_pieces,
     error_from_response,
     json_body,
     map_transport_errors,
-    sent,
     sse_events,
 )
 
@@ -169,11 +169,11 @@ class OpenAICompatProvider:
         self._key_env = key_env  # the variable holding `api_key`: what a 401 tells the operator to check
         self._client = client
         self._base = base_url.rstrip("/")
-        self._urls = {path: httpx.URL(self._base + path) for path in ("/chat/completions", "/completions")}
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json", **(headers or {})}
-        # Each stream's request is built from these, not merged anew with the client's defaults every time.
-        self._stream_headers = httpx.Headers({**client.headers, **self._headers})
-        self._extensions = {"timeout": client.timeout.as_dict()}
+        self._posts = {
+            path: StreamedPost(client, self._base + path, self._headers)
+            for path in ("/chat/completions", "/completions")
+        }
         self._quirks = quirks or Quirks()
 
     def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
@@ -199,11 +199,9 @@ class OpenAICompatProvider:
     async def _stream(
         self, path: str, body: dict[str, Any], kind: type[C], fix: Callable[[C], C] | None = None
     ) -> AsyncGenerator[C, None]:
-        request = httpx.Request(
-            "POST", self._urls[path], content=json_body(body), headers=self._stream_headers, extensions=self._extensions
-        )
+        content = json_body(body)
         with map_transport_errors(self.name):
-            async with sent(self._client, request) as response:
+            async with self._posts[path].send(content) as response:
                 if response.status_code != 200:
                     raise error_from_response(
                         self.name, response.status_code, response.headers, await response.aread(), key_env=self._key_env

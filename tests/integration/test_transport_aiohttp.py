@@ -274,3 +274,23 @@ async def test_transport_failures_become_the_gateways_errors(
     # Exactly the gateway's class (UpstreamTimeout is no UpstreamUnavailable, nor the reverse), said plainly.
     assert type(caught.value) is expected, caught.value
     assert "aiohttp" not in str(caught.value) and KEYS["ALPHA_KEY"] not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_proxy_from_the_environment_carries_the_providers_requests(
+    fakes: dict[str, FakeProvider], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Providers send straight to the aiohttp session only where no proxy is mounted for their URL: with
+    HTTP_PROXY set, a host that doesn't resolve is still reached, through the proxy (here the fake itself,
+    which takes the absolute-form request a proxy gets)."""
+    fake = fakes["alpha" if kind == "openai" else "claude"]
+    monkeypatch.setenv("HTTP_PROXY", fake.base_url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    async with http_client(ResilienceSettings(connect_timeout_s=2.0)) as client:
+        if kind == "openai":
+            routed = OpenAICompatProvider("alpha", client, "http://api.acme.invalid/v1", KEYS["ALPHA_KEY"])
+        else:
+            routed = AnthropicProvider("claude", client, "http://api.acme.invalid", KEYS["CLAUDE_KEY"])
+        chunks = [c async for c in routed.chat(REQUEST, "m")]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
