@@ -145,7 +145,7 @@ async def sent(client: httpx.AsyncClient, request: httpx.Request) -> AsyncIterat
 def body_pieces(response: httpx.Response) -> AsyncIterator[bytes]:
     """A streamed response's body as its bytes arrive. Not content-encoded (what providers send SSE
     as), straight from the transport's stream: httpx's `aiter_bytes` would pass every piece through
-    two more generators (its decoder and chunkers), which cost a stream ~2 µs a chunk."""
+    two more generators (its decoder and chunkers)."""
     encoding = response.headers.get("content-encoding")
     if (encoding is None or encoding.strip().lower() == "identity") and isinstance(
         response.stream, httpx.AsyncByteStream
