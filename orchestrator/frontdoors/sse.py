@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -35,8 +34,6 @@ class EventStream(StreamingResponse):
         except asyncio.CancelledError:
             if not gone.is_set() or streaming.uncancel() > 0:
                 raise  # someone else's cancellation
-        except OSError:
-            raise ClientDisconnect() from None
         finally:
             watch.cancel()
         if self.background is not None:
