@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,34 @@ async def build(upstream: str, tmp: Path) -> tuple[Any, Any, Any]:
     return build_app(pipeline, accounts), accounts, client
 
 
+@contextlib.asynccontextmanager
+async def gateway_in_process(*fake_args: str) -> AsyncIterator[Any]:
+    """A fake provider (answering as fast as it can; `fake_args` for more) and the gateway's app in front
+    of it, answering: the app is yielded; the fake, the accounts and the upstream client are stopped after."""
+    port = free_port()
+    argv = [sys.executable, "-m", "orchestrator.testing.provider", "--port", str(port), "--ttft-ms", "0"]
+    argv += ["--tokens-per-s", "0", "--model", MODEL, *fake_args]
+    fake = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            app, accounts, client = await build(f"http://127.0.0.1:{port}", Path(tmp))
+            for _ in range(100):  # the fake is up, the connections open
+                try:
+                    await post(app, nonstream_body())
+                    break
+                except Exception:
+                    await asyncio.sleep(0.2)
+            try:
+                yield app
+            finally:
+                await accounts.drain()
+                await accounts.background.stop()
+                await client.aclose()
+    finally:
+        fake.terminate()
+        fake.wait(10)
+
+
 class Pauses:
     """Every collection's generation and duration, from `gc.callbacks`."""
 
@@ -146,47 +176,32 @@ def setting(frozen: bool) -> None:
 async def main(requests: int, rounds: int) -> None:
     meta = run_meta("benchmarks.gc_pauses")
     logging.disable(logging.WARNING)
-    port = free_port()
-    argv = [sys.executable, "-m", "orchestrator.testing.provider", "--port", str(port), "--ttft-ms", "0"]
-    fake = subprocess.Popen([*argv, "--tokens-per-s", "0", "--model", MODEL], cwd=ROOT, stdout=subprocess.DEVNULL)
     pauses = Pauses()
     results: dict[str, list[dict[str, Any]]] = {"default": [], "frozen": []}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            app, accounts, client = await build(f"http://127.0.0.1:{port}", Path(tmp))
-            import ray  # noqa: F401  # what a Gateway replica holds besides the app
-            import ray.serve._private.replica  # noqa: F401
-            import transformers  # noqa: F401
+    async with gateway_in_process() as app:
+        import ray  # noqa: F401  # what a Gateway replica holds besides the app
+        import ray.serve._private.replica  # noqa: F401
+        import transformers  # noqa: F401
 
-            body = nonstream_body()
-            for _ in range(50):  # the fake is up, the connections open
-                try:
-                    await post(app, body)
-                except Exception:
-                    await asyncio.sleep(0.2)
-            gc.collect()
-            print(f"heap: {len(gc.get_objects()):,} tracked objects", flush=True)
-            gc.callbacks.append(pauses)
-            for _ in range(rounds):
-                for name in ("default", "frozen"):
-                    setting(name == "frozen")
-                    r = await round_of(app, body, requests, pauses)
-                    results[name].append(r)
-                    gens = ", ".join(
-                        f"{g} {c['n']} ({c['total_ms']:.0f} ms, max {c['max_ms']:.1f})"
-                        for g, c in r["collections"].items()
-                    )
-                    lat = r["latency_ms"]
-                    cpu = r["cpu_us_per_request"]
-                    print(f"{name:8s} {cpu:6.0f} µs CPU/request, p99 {lat[99]:.1f} max {lat['max']:.1f} ms; {gens}")
-            gc.callbacks.remove(pauses)
-            gc.unfreeze()
-            await accounts.drain()
-            await accounts.background.stop()
-            await client.aclose()
-    finally:
-        fake.terminate()
-        fake.wait(10)
+        body = nonstream_body()
+        for _ in range(50):  # warm
+            await post(app, body)
+        gc.collect()
+        print(f"heap: {len(gc.get_objects()):,} tracked objects", flush=True)
+        gc.callbacks.append(pauses)
+        for _ in range(rounds):
+            for name in ("default", "frozen"):
+                setting(name == "frozen")
+                r = await round_of(app, body, requests, pauses)
+                results[name].append(r)
+                gens = ", ".join(
+                    f"{g} {c['n']} ({c['total_ms']:.0f} ms, max {c['max_ms']:.1f})" for g, c in r["collections"].items()
+                )
+                lat = r["latency_ms"]
+                cpu = r["cpu_us_per_request"]
+                print(f"{name:8s} {cpu:6.0f} µs CPU/request, p99 {lat[99]:.1f} max {lat['max']:.1f} ms; {gens}")
+        gc.callbacks.remove(pauses)
+        gc.unfreeze()
     text = report(results, requests, rounds)
     print(text)
     path = save("gc_pauses", stamp(), {**meta, "requests": requests, "rounds": rounds, "results": results}, text)

@@ -24,17 +24,13 @@ import asyncio
 import gc
 import json
 import logging
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.gc_pauses import CONCURRENCY, build, post
-from benchmarks.harness import ROOT, free_port, run_meta, save, stamp
-from benchmarks.remote_overhead.bodies import MODEL, nonstream_body
+from benchmarks.gc_pauses import CONCURRENCY, gateway_in_process, post
+from benchmarks.harness import run_meta, save, stamp
+from benchmarks.remote_overhead.bodies import nonstream_body
 
 KINDS = ("whole", "stream")
 
@@ -58,36 +54,18 @@ async def cpu_per_request(app: Any, raw: bytes, requests: int) -> float:
 
 async def measure(tokens: int, requests: int, rounds: int) -> dict[str, list[float]]:
     """One fake answering `tokens` words, one app; every kind once per round."""
-    port = free_port()
-    argv = [sys.executable, "-m", "orchestrator.testing.provider", "--port", str(port), "--ttft-ms", "0"]
-    argv += ["--tokens-per-s", "0", "--model", MODEL, "--reply-tokens", str(tokens)]
-    fake = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
     out: dict[str, list[float]] = {k: [] for k in KINDS}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            app, accounts, client = await build(f"http://127.0.0.1:{port}", Path(tmp))
-            for _ in range(100):  # the fake is up, the connections open
-                try:
-                    await post(app, body("whole", tokens))
-                    break
-                except Exception:
-                    await asyncio.sleep(0.2)
-            for kind in KINDS:  # warm: every path once
-                await cpu_per_request(app, body(kind, tokens), 4 * CONCURRENCY)
-            gc.collect()
-            gc.freeze()  # as a Gateway replica does once started (`orchestrator.app.freeze_heap`)
-            for _ in range(rounds):
-                for kind in KINDS:
-                    us = await cpu_per_request(app, body(kind, tokens), requests)
-                    out[kind].append(us)
-                    print(f"{tokens:4d} tokens  {kind:6s} {us:7.0f} µs CPU/request", flush=True)
-            gc.unfreeze()
-            await accounts.drain()
-            await accounts.background.stop()
-            await client.aclose()
-    finally:
-        fake.terminate()
-        fake.wait(10)
+    async with gateway_in_process("--reply-tokens", str(tokens)) as app:
+        for kind in KINDS:  # warm: every path once
+            await cpu_per_request(app, body(kind, tokens), 4 * CONCURRENCY)
+        gc.collect()
+        gc.freeze()  # as a Gateway replica does once started (`orchestrator.app.freeze_heap`)
+        for _ in range(rounds):
+            for kind in KINDS:
+                us = await cpu_per_request(app, body(kind, tokens), requests)
+                out[kind].append(us)
+                print(f"{tokens:4d} tokens  {kind:6s} {us:7.0f} µs CPU/request", flush=True)
+        gc.unfreeze()
     return out
 
 
