@@ -47,6 +47,7 @@ from orchestrator.pipeline import Pipeline
 from orchestrator.providers.base import Provider
 from orchestrator.providers.factory import build_remote, http_client
 from orchestrator.providers.local import HandleClient, LocalModelClient, LocalProvider
+from orchestrator.rebind import rebind_at_once
 from orchestrator.scheduling.autoscale import with_overflow_policy
 from orchestrator.scheduling.capabilities import Backend, build_registry, local_backend
 from orchestrator.scheduling.load import LoadBoard, LoadView
@@ -194,6 +195,7 @@ class Gateway:
     async def __init__(  # type: ignore[misc]  # Serve awaits it
         self, settings: Settings, local: Any, embed: Any = None, board: Any = None
     ):
+        rebind_at_once()  # before Serve starts this replica's listener (after the constructor)
         clients: dict[str, tuple[LocalModelClient, ModelInfo]] = {
             LOCAL: (HandleClient(local), await model_info(board, local, served_name(settings.local)))
         }
