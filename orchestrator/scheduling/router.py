@@ -208,7 +208,10 @@ class Router:
         if resolution.facts.task == "embeddings":
             return self._order_embedding(resolution)
         view = self._load
-        if view is None:  # in-process engines, without a board: alive while we are
+        local_routes = any(b.provider in self._local_providers for b in resolution.resolved.fitting)
+        if view is None or not local_routes:
+            # In-process engines, without a board: alive while we are. No local route to plan: the load and
+            # the spend don't matter to the order, and a gateway serving only remote routes lets its poll doze.
             load: dict[str, LoadSnapshot | None] = {}
             spent = None
             alive = self._local_providers

@@ -166,3 +166,39 @@ async def test_a_model_with_no_replica_ready_is_asked_for_one_while_requests_wan
     await remote_only.plan(REQUEST, "chat", set(), {})  # an alias without the local model asks for nothing
     await asyncio.sleep(0)
     assert asked == ["small", "small"]
+
+
+async def test_a_gateway_serving_only_remote_routes_lets_its_poll_of_the_board_doze() -> None:
+    """Plans without a local route don't read the load (it doesn't change their order), so the gateway's poll
+    dozes as if idle; the first plan with a local route reads it, and wakes the poll at once."""
+    polls: list[float] = []
+    loop = asyncio.get_running_loop()
+    figures = asdict(Board().snapshot("small"))
+
+    async def read(overflow: object) -> BoardState:
+        polls.append(loop.time())
+        return BoardState(
+            models={"small": {**figures, "taken_at": time.time()}}, overflow_spent_usd=0.0, read_at=time.time()
+        )
+
+    view = LoadView(read, interval_s=0.01, max_staleness_s=0.2)  # dozes up to 0.1 s
+    both = Registry([*REGISTRY.entries(), *HYBRID.entries()])
+    router = Router(both, local={"local": "small"}, load=view)
+    poller = asyncio.create_task(view.run())
+    try:
+        for _ in range(50):  # 0.5 s of remote-only traffic
+            assert await order(router) == ["slowco", "quickco"]
+            await asyncio.sleep(0.01)
+        dozing = len(polls)
+        assert dozing <= 25  # every interval would be ~50
+        for _ in range(3):
+            await asyncio.sleep(0.1)
+            assert await order(router) == ["slowco", "quickco"]
+        assert len(polls) <= dozing + 4  # doze steps of 0.1 s
+        woken = loop.time()
+        plan = await router.plan(HYBRID_REQUEST, "chat", set(), {})
+        assert "local" in [t.provider for t in plan.targets]
+        await asyncio.sleep(0.02)
+        assert any(t - woken < 0.05 for t in polls if t >= woken)  # the local plan woke the poll at once
+    finally:
+        poller.cancel()
