@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from orchestrator import runtime
 
+    if args.command == "serve":
+        try:  # at once, not after the models are prepared and Ray is up
+            runtime.check_ports(settings)
+        except runtime.PortUnavailable as exc:
+            print(f"orchestrator serve: {exc}", file=sys.stderr)
+            return 2
     runtime.prepare_models(settings)
     if args.command == "prepare":
         return 0

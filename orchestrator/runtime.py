@@ -6,6 +6,7 @@ benchmarks, so all three run the same start-up path.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -80,6 +81,50 @@ def serve_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+class PortUnavailable(RuntimeError):
+    """A port the gateways must listen on can't be bound on this machine (another program holds it, or the
+    host or the port can't be used), found before anything starts: otherwise Serve retries the Gateway for good
+    and `start` waits out its whole timeout for nothing."""
+
+
+def gateway_ports(settings: Settings) -> range:
+    """The ports a node running every Gateway replica listens on: Serve's proxy on `server.port`; with direct
+    ingress one per Gateway from `server.port`, behind Serve's HAProxy (on `server.port`) from the next one."""
+    server = settings.server
+    if not server.direct_ingress:
+        return range(server.port, server.port + 1)
+    return range(server.port, server.port + settings.gateway.num_replicas + (1 if server.haproxy else 0))
+
+
+def unusable_ports(host: str, ports: range) -> dict[int, str]:
+    """Each port of `ports` that a listener on `host` can't bind now, with the reason. Bound as Serve's listeners
+    bind (with address reuse: connections a stopped server left lingering don't count, orchestrator/rebind.py)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    unusable: dict[int, str] = {}
+    for port in ports:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                unusable[port] = "in use by another program" if e.errno == errno.EADDRINUSE else e.strerror or str(e)
+    return unusable
+
+
+def check_ports(settings: Settings) -> None:
+    """Raise `PortUnavailable` if Ray will run here (no `ray.address`) and a gateway port can't be bound."""
+    if settings.ray.address is not None:  # the gateways listen on the cluster's nodes, not necessarily here
+        return
+    server = settings.server
+    unusable = unusable_ports(server.host, gateway_ports(settings))
+    if unusable:
+        reasons = "; ".join(f"{port}: {why}" for port, why in unusable.items())
+        raise PortUnavailable(
+            f"can't listen on {server.host} port {reasons}. Stop what holds it, or choose another server.port "
+            "(ORCH_SERVER__PORT in the environment)."
+        )
+
+
 def start(settings: Settings, *, timeout_s: float = 900.0, verbose: bool = True) -> None:
     """Start Ray (or join `ray.address`), Serve on the configured port, and the app.
 
@@ -88,6 +133,7 @@ def start(settings: Settings, *, timeout_s: float = 900.0, verbose: bool = True)
     deployment it cannot place). `verbose`: the replicas' and engines' logs
     are shown here too (else they are only in Ray's session logs).
     """
+    check_ports(settings)
     server = settings.server
     http_port = _free_port() if server.direct_ingress and not server.haproxy else server.port
     env = serve_env(settings) | (_haproxy_side_ports() if server.haproxy else {})
