@@ -244,21 +244,20 @@ def test_a_gateway_killed_is_back_on_its_port_within_a_minute(deployment: Deploy
     d = deployment
     w1 = next(n for n in d.cluster.nodes if n.name == "w1")
     [gateway] = d.cluster.actors(node_id=d.cluster.node_id(w1), class_name="ServeReplica:orchestrator:Gateway")
-    held = d.client(d.ports[1])  # the SDK's pool keeps its connection to w1's Gateway open
-    assert held.models.list().data
-    os.kill(int(gateway["pid"]), signal.SIGKILL)
-    killed = time.monotonic()
-    deadline = killed + 60
-    while time.monotonic() < deadline:  # it goes: one port stops answering
-        if not all(_answers(d, port) for port in d.ports):
-            break
-        time.sleep(0.2)
-    _wait_until_serving(d, timeout_s=max(1.0, deadline - time.monotonic()))
-    print(f"gateway on w1 killed: both ports serving again after {time.monotonic() - killed:.1f} s")
-    assert d.placed(":Gateway") == ["head", "w1"]
-    with d.client(d.ports[1]) as client:
-        assert client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4).choices  # type: ignore[arg-type]
-    held.close()
+    with d.client(d.ports[1]) as held:  # the SDK's pool keeps its connection to w1's Gateway open
+        assert held.models.list().data
+        os.kill(int(gateway["pid"]), signal.SIGKILL)
+        killed = time.monotonic()
+        deadline = killed + 60
+        while time.monotonic() < deadline:  # it goes: one port stops answering
+            if not all(_answers(d, port) for port in d.ports):
+                break
+            time.sleep(0.2)
+        _wait_until_serving(d, timeout_s=max(1.0, deadline - time.monotonic()))
+        print(f"gateway on w1 killed: both ports serving again after {time.monotonic() - killed:.1f} s")
+        assert d.placed(":Gateway") == ["head", "w1"]
+        with d.client(d.ports[1]) as client:
+            assert client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4).choices  # type: ignore[arg-type]
 
 
 def _answers(d: Deployment, port: int) -> bool:
