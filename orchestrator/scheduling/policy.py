@@ -342,7 +342,7 @@ def _by_latency(o: _Ordering) -> Plan:
         if predicted <= threshold:
             reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {o.slo:.0f} ms{notes})"
             return o.done(reason, local, remote, predicted=predicted, threshold=threshold, teach=teach)
-        band = notes if not was_spilling else f"{notes}, hysteresis"
+        band = f"{notes}, hysteresis" if was_spilling and c.knobs.hysteresis else notes  # only where it moved the line
         lead = f"spill: predicted local TTFT {predicted:.0f} ms over {threshold:.0f} ms (SLO {o.slo:.0f} ms{band})"
     if c.budget.exhausted:
         if predicted <= c.knobs.budget_max_wait_ms:

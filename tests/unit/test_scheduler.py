@@ -193,6 +193,15 @@ def test_hysteresis(snapshot: LoadSnapshot, was_spilling: bool, leads: str, stil
         assert p.targets[0].reason == "spill: predicted local TTFT 880 ms over 800 ms (SLO 1000 ms, hysteresis)"
 
 
+def test_without_hysteresis_a_spilling_alias_keeps_its_line_and_the_reason_says_no_hysteresis() -> None:
+    """With `hysteresis` 0 (the default) being in a spill moves nothing, so the reason doesn't name it."""
+    over = replace(IDLE, queued_prompt_tokens=1000)  # predicted 30 + 100 + 1000 = 1130 ms
+    knobs = KNOBS.model_copy(update={"hysteresis": 0.0})
+    p = make(ask(), over, spilling={"auto": True}, knobs=knobs)
+    assert p.targets[0].reason == "spill: predicted local TTFT 1130 ms over 1000 ms (SLO 1000 ms)"
+    assert make(ask(), EDGE, spilling={"auto": True}, knobs=knobs).targets[0].provider == "local"
+
+
 @pytest.mark.parametrize(
     ("request_slo", "alias_slo", "leads"),
     [(None, None, "local"), (100, None, "r2"), (None, 100, "r2"), (5000, 100, "local")],
