@@ -50,6 +50,19 @@ def git_state() -> dict[str, Any]:
     return {"head": git("rev-parse", "--short", "HEAD"), "dirty_package_files": len(dirty.splitlines())}
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its widest vector units (a model's prefill speed on the CPU follows them,
+    and two hosts "of the same kind" may differ there: benchmarks/README.md, "Simulator")."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wide = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]
+    return f"{model} ({' '.join(wide) or 'no avx2'})"
+
+
 def run_meta(module: str) -> dict[str, Any]:
     """What every result records: the command, when, at which commit, on what machine."""
     exe = Path(sys.executable)
@@ -58,7 +71,12 @@ def run_meta(module: str) -> dict[str, Any]:
         "command": " ".join([python, "-m", module, *sys.argv[1:]]),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "git": git_state(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu": cpu_model(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "loadavg_start": os.getloadavg(),
     }
 

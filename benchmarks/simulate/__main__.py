@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import RESULTS, run_meta, save, stamp
 from benchmarks.simulate.cells import Cell, run_cell, sweeps
 from benchmarks.simulate.pool import cores, ordered
 from benchmarks.simulate.report import one_setting, one_setting_text, pareto_plots, table, verdict_text, verdicts
-from benchmarks.simulate.scenarios import WORKLOADS, fleets
+from benchmarks.simulate.scenarios import BURST_RUN, WORKLOADS, fleets
 from benchmarks.simulate.validate import validate, validation_text
 
 __all__ = ["main", "run_all", "sweeps"]  # sweeps: where fingerprint (and its copies in older checkouts) finds it
@@ -57,6 +58,7 @@ def main() -> None:
     p.add_argument("--policies", nargs="+", default=None, help="only these (and remote-only, the cost reference)")
     p.add_argument("--cpu-profile", default="cpu-smollm2")
     p.add_argument("--validation-seeds", type=int, default=5)
+    p.add_argument("--burst-run", type=Path, default=BURST_RUN, help="the real burst run to validate against")
     p.add_argument("--no-validation", action="store_true")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--jobs", type=int, default=cores(), help="processes running cells at once (default: one per core)")
@@ -75,7 +77,7 @@ def main() -> None:
     validation = None
     if not args.no_validation:
         cpu = fleets(["cpu-1"], args.cpu_profile)[0]
-        validation = validate(cpu, args.validation_seeds, jobs=args.jobs)
+        validation = validate(cpu, args.validation_seeds, args.burst_run, jobs=args.jobs)
         print()
         print(validation_text(validation))
     simulated = sum(r["requests"] for r in rows)
@@ -93,7 +95,7 @@ def main() -> None:
     plots = pareto_plots(rows, RESULTS, run_stamp)
     report = {
         **run_meta("benchmarks.simulate"),
-        "args": vars(args),
+        "args": {**vars(args), "burst_run": str(args.burst_run)},
         "rows": rows,
         "verdicts": vs,
         "one_setting": settled,

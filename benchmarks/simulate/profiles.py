@@ -17,7 +17,7 @@ A `RemoteProfile` is one pay-per-token route: its time to first token (lognormal
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,17 @@ class EngineProfile:
         raw: dict[str, Any] = json.loads(path.read_text())
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def slowed(self, factor: float) -> EngineProfile:
+        """The same engine `factor` times slower (its steps, its prefill and its fixed cost a request;
+        not the hop): its capacity C divided by `factor`."""
+        return replace(
+            self,
+            step_base_ms=self.step_base_ms * factor,
+            step_per_seq_ms=self.step_per_seq_ms * factor,
+            prefill_ms_per_token=self.prefill_ms_per_token * factor,
+            first_token_ms=self.first_token_ms * factor,
+        )
 
     def to_json(self, extra: dict[str, Any] | None = None) -> str:
         return json.dumps({**asdict(self), **(extra or {})}, indent=1) + "\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from benchmarks.simulate.fleet import Fleet, simulate, with_knobs
@@ -23,13 +24,13 @@ from benchmarks.simulate.ours import Ours
 from benchmarks.simulate.pool import cores, ordered
 from benchmarks.simulate.scenarios import BURST_RUN, WORKLOADS, fleets, scenario
 from benchmarks.simulate.summary import summarize
-from benchmarks.simulate.validate import burst_workload
+from benchmarks.simulate.validate import as_run_measured, burst_workload
 from benchmarks.simulate.workloads import Workload
 
 
-def _workload(fleet: Fleet, name: str, seed: int, max_requests: int) -> Workload:
+def _workload(fleet: Fleet, name: str, seed: int, max_requests: int, run: Path = BURST_RUN) -> Workload:
     if name == "burst-replay":
-        return burst_workload(json.loads(BURST_RUN.read_text()), seed)
+        return burst_workload(json.loads(run.read_text()), seed)
     return scenario(fleet, name, seed=seed, max_requests=max_requests).workload
 
 
@@ -49,11 +50,18 @@ def apply(fleet: Fleet, variant: dict[str, Any]) -> Fleet:
 
 
 def run_variant(
-    fleet: Fleet, workload: str, variant: dict[str, float], seeds: list[int], max_requests: int
+    fleet: Fleet,
+    workload: str,
+    variant: dict[str, float],
+    seeds: list[int],
+    max_requests: int,
+    run: Path = BURST_RUN,
 ) -> dict[str, Any]:
+    if workload == "burst-replay":  # the validation's: the engine as fast as the run measured it
+        fleet = as_run_measured(fleet, json.loads(run.read_text()))[0]
     f = apply(fleet, variant)
     runs = [
-        summarize(simulate(f, _workload(fleet, workload, s, max_requests), Ours, "ours", seed=s), f.slo_ms)
+        summarize(simulate(f, _workload(fleet, workload, s, max_requests, run), Ours, "ours", seed=s), f.slo_ms)
         for s in seeds
     ]
     return {
@@ -67,10 +75,10 @@ def run_variant(
     }
 
 
-def _run(item: tuple[Fleet, str, str, list[int], int]) -> dict[str, Any]:
+def _run(item: tuple[Fleet, str, str, list[int], int, Path]) -> dict[str, Any]:
     """One variant on one fleet and workload, over its seeds (a unit of work for `pool.ordered`)."""
-    fleet, workload, text, seeds, max_requests = item
-    return run_variant(fleet, workload, parse_variant(text), seeds, max_requests)
+    fleet, workload, text, seeds, max_requests, run = item
+    return run_variant(fleet, workload, parse_variant(text), seeds, max_requests, run)
 
 
 def main() -> None:
@@ -81,11 +89,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 1, 2, 3])
     p.add_argument("--max-requests", type=int, default=30_000)
     p.add_argument("--jobs", type=int, default=cores(), help="processes at once (default: one per core)")
+    p.add_argument("--cpu-profile", default="cpu-smollm2", help="cpu-1's engine profile")
+    p.add_argument("--burst-run", type=Path, default=BURST_RUN, help="the real burst run burst-replay replays")
     p.add_argument("--save", metavar="NAME", help="also write benchmarks/results/simulate-sweep-NAME-<stamp>.json")
     args = p.parse_args()
     work = [
-        (fleet, workload, text, args.seeds, args.max_requests)
-        for fleet in fleets(args.fleets)
+        (fleet, workload, text, args.seeds, args.max_requests, args.burst_run)
+        for fleet in fleets(args.fleets, args.cpu_profile)
         for workload in args.workloads
         if workload != "burst-replay" or fleet.name == "cpu-1"
         for text in args.variant
@@ -106,7 +116,11 @@ def main() -> None:
             save(
                 f"simulate-sweep-{args.save}",
                 stamp(),
-                {**run_meta("benchmarks.simulate.sweep"), "args": vars(args), "rows": rows},
+                {
+                    **run_meta("benchmarks.simulate.sweep"),
+                    "args": {**vars(args), "burst_run": str(args.burst_run)},
+                    "rows": rows,
+                },
             )
         )
 

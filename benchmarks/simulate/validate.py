@@ -1,16 +1,22 @@
-"""The simulator against reality: the burst benchmark's recorded run, replayed on this machine's engine profile.
+"""The simulator against reality: a recorded real burst run, replayed on its host's engine profile.
 
-The recorded run (`scenarios.BURST_RUN`) measured its capacity C, drew seeded Poisson arrivals on the
-burst profile from it, and recorded every request. Here the same arrivals (the burst benchmark's own
-`arrivals` with its seed and C) and the same request sizes (resampled from its local answers) go
-through the simulated `cpu-1` fleet, under our policy and the two bounds. Targets (issue 16): the
-hybrid's local share within 5 points of the real one, its p95 TTFT within 25 %.
+    .venv/bin/python -m benchmarks.simulate.validate RUN.json[=PROFILE] ... [--save]   # seconds a run
+
+A real run (`benchmarks.burst`; by default `scenarios.BURST_RUN`) measured its engine's capacity C in
+the deployment, drew seeded Poisson arrivals on the burst profile from a C (that one, or its
+`--capacity`), and recorded every request. Here the same arrivals (the burst benchmark's own `arrivals`
+with its seed and C) and the same request sizes (resampled from `BURST_RUN`'s local answers: the same
+prompts) go through the simulated `cpu-1` fleet, under our policy and the bounds the run measured. The
+engine is its host's profile (`measure_engine`, the engine alone, another sitting) slowed or sped up to
+the C the run measured for it in the deployment (`as_run_measured`). Targets (issue 16): the hybrid's
+local share within 5 points of the real one, its p95 TTFT within 25 %.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +28,24 @@ from benchmarks.simulate.summary import summarize
 from benchmarks.simulate.workloads import Workload, poisson
 
 
+def arrivals_capacity(run: dict[str, Any]) -> float:
+    """The C the run scaled its arrivals to: its `--capacity`, or else the C it measured."""
+    return float(run.get("capacity_rps") or run["calibration"]["capacity_rps"])
+
+
+def as_run_measured(fleet: Fleet, run: dict[str, Any]) -> tuple[Fleet, float]:
+    """`fleet` with its engine as fast as the run measured its engine in the deployment (the C of its
+    calibration: the engine among the gateway's and Ray's processes on the same cores, on that day),
+    and the profile's own simulated C. A profile measures the engine alone, in another sitting."""
+    c_profile = capacity_rps(fleet.profile, poisson(1.0, 1.0, 2000, burst_lengths(), 0))
+    factor = c_profile / float(run["calibration"]["capacity_rps"])
+    return replace(fleet, profile=fleet.profile.slowed(factor)), c_profile
+
+
 def burst_workload(run: dict[str, Any], seed_sizes: int) -> Workload:
     from benchmarks.burst import arrivals, rate_at
 
-    prof, c = run["profile"], run["calibration"]["capacity_rps"]
+    prof, c = run["profile"], arrivals_capacity(run)
     shape = (prof["base"], prof["edge_s"], prof["ramp_s"], prof["peak_s"])
     times = arrivals(prof["seed"], c, *shape)
     draw = burst_lengths().sampler(random.Random(seed_sizes))
@@ -41,6 +61,11 @@ def _modes() -> dict[str, PolicyFactory]:
     return {"hybrid": Ours, "local-only": LocalOnly, "remote-only": RemoteOnly}
 
 
+def _run_modes(run: dict[str, Any]) -> dict[str, PolicyFactory]:
+    """The modes the real run measured (`--modes hybrid` runs only ours)."""
+    return {mode: factory for mode, factory in _modes().items() if mode in run["results"]}
+
+
 def _seed(args: tuple[Fleet, Path, int]) -> dict[str, dict[str, Any]]:
     """One seed's arrivals under each mode (a unit of work for `pool.ordered`)."""
     fleet, run_path, seed = args
@@ -48,14 +73,22 @@ def _seed(args: tuple[Fleet, Path, int]) -> dict[str, dict[str, Any]]:
     w = burst_workload(run, seed)
     return {
         mode: summarize(simulate(fleet, w, factory, mode, seed=seed), run["slo_ms"])
-        for mode, factory in _modes().items()
+        for mode, factory in _run_modes(run).items()
     }
 
 
-def validate(fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN, jobs: int = 1) -> dict[str, Any]:
+def validate(
+    fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN, jobs: int = 1, *, scale: bool = True
+) -> dict[str, Any]:
+    """`run_path`: any recorded run of `benchmarks.burst` that measured the hybrid mode (its arrivals: the
+    run's seed, C and profile; the request sizes: `BURST_RUN`'s local answers, the same prompts), on
+    `fleet`'s engine profile scaled to the C the run measured for its engine (`as_run_measured`; with
+    `scale` false, as the profile measured it)."""
     run = json.loads(run_path.read_text())
     real = run["results"]
-    modes = _modes()
+    modes = _run_modes(run)
+    scaled, profile_capacity = as_run_measured(fleet, run)
+    fleet = scaled if scale else fleet
     sims: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     for by_mode in ordered(_seed, [(fleet, run_path, s) for s in range(seeds)], jobs):
         for mode, summary in by_mode.items():
@@ -63,6 +96,9 @@ def validate(fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN, jobs: int
     sizes = poisson(1.0, 1.0, 2000, burst_lengths(), 0)
     out: dict[str, Any] = {
         "real_run": str(run_path.name),
+        "profile": fleet.profile.name,
+        "profile_capacity_rps": profile_capacity,
+        "arrivals_capacity_rps": arrivals_capacity(run),
         "real_capacity_rps": run["calibration"]["capacity_rps"],
         "simulated_capacity_rps": capacity_rps(fleet.profile, sizes),
         "seeds": seeds,
@@ -87,8 +123,9 @@ def validate(fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN, jobs: int
 
 def validation_text(v: dict[str, Any]) -> str:
     lines = [
-        f"Validation against the real burst run {v['real_run']} (C real {v['real_capacity_rps']:.2f} req/s, "
-        f"simulated engine {v['simulated_capacity_rps']:.2f}; {v['seeds']} simulated seeds):"
+        f"Validation against the real burst run {v['real_run']} (its engine's C {v['real_capacity_rps']:.2f} req/s, "
+        f"its arrivals' {v['arrivals_capacity_rps']:.2f}; profile {v['profile']}, C {v['profile_capacity_rps']:.2f} "
+        f"as measured, simulated at {v['simulated_capacity_rps']:.2f}; {v['seeds']} simulated seeds):"
     ]
     for mode, m in v["modes"].items():
         real = m["real"]
@@ -104,3 +141,34 @@ def validation_text(v: dict[str, Any]) -> str:
         f"{100 * h['ttft_p95_off']:+.0f} % (target within 25 %) -> {'met' if v['met'] else 'MISSED'}"
     )
     return "\n".join(lines)
+
+
+def main() -> None:
+    """Several real runs, each on its host's profile, scaled (the verdict) and as the profile measured."""
+    import argparse
+
+    from benchmarks.harness import run_meta, save, stamp
+    from benchmarks.simulate.pool import cores
+    from benchmarks.simulate.scenarios import fleets
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="RUN.json[=PROFILE]: a recorded burst run, and its host's engine profile")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--jobs", type=int, default=cores())
+    p.add_argument("--save", action="store_true", help="write benchmarks/results/simulate-validate-<stamp>.json")
+    args = p.parse_args()
+    out = []
+    for item in args.runs:
+        path, _, profile = item.partition("=")
+        fleet = fleets(["cpu-1"], profile or "cpu-smollm2")[0]
+        for scale in (True, False):
+            v = validate(fleet, args.seeds, Path(path), args.jobs, scale=scale)
+            print(("" if scale else "(as the profile measured it) ") + validation_text(v), flush=True)
+            out.append({**v, "scaled": scale})
+        print()
+    if args.save:
+        print(save("simulate-validate", stamp(), {**run_meta("benchmarks.simulate.validate"), "validations": out}))
+
+
+if __name__ == "__main__":
+    main()
