@@ -39,6 +39,7 @@ class EngineProfile:
     # tokenizer, output path), added to every local first token
     capacity_concurrency: int = 4  # streams per replica of the closed loop that defines capacity C
     source: str = ""
+    measured_capacity_rps: float | None = None  # the C `measure_engine` measured on the real engine, if it did
 
     @classmethod
     def load(cls, name_or_path: str) -> EngineProfile:
@@ -47,7 +48,9 @@ class EngineProfile:
             path = PROFILES / f"{name_or_path}.json"
         raw: dict[str, Any] = json.loads(path.read_text())
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        measured = raw.get("measured") or {}
+        c = measured.get("capacity_rps") or measured.get("capacity_rps_at_4")  # (the older profiles' name)
+        return cls(**{k: v for k, v in raw.items() if k in known}, measured_capacity_rps=c)
 
     def slowed(self, factor: float) -> EngineProfile:
         """The same engine `factor` times slower (its steps, its prefill and its fixed cost a request;

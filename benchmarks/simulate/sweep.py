@@ -24,7 +24,7 @@ from benchmarks.simulate.ours import Ours
 from benchmarks.simulate.pool import cores, ordered
 from benchmarks.simulate.scenarios import BURST_RUN, WORKLOADS, fleets, scenario
 from benchmarks.simulate.summary import summarize
-from benchmarks.simulate.validate import as_run_measured, burst_workload
+from benchmarks.simulate.validate import burst_workload
 from benchmarks.simulate.workloads import Workload
 
 
@@ -57,8 +57,6 @@ def run_variant(
     max_requests: int,
     run: Path = BURST_RUN,
 ) -> dict[str, Any]:
-    if workload == "burst-replay":  # the validation's: the engine as fast as the run measured it
-        fleet = as_run_measured(fleet, json.loads(run.read_text()))[0]
     f = apply(fleet, variant)
     runs = [
         summarize(simulate(f, _workload(fleet, workload, s, max_requests, run), Ours, "ours", seed=s), f.slo_ms)

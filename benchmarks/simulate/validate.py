@@ -7,16 +7,15 @@ the deployment, drew seeded Poisson arrivals on the burst profile from a C (that
 `--capacity`), and recorded every request. Here the same arrivals (the burst benchmark's own `arrivals`
 with its seed and C) and the same request sizes (resampled from `BURST_RUN`'s local answers: the same
 prompts) go through the simulated `cpu-1` fleet, under our policy and the bounds the run measured. The
-engine is its host's profile (`measure_engine`, the engine alone, another sitting) slowed or sped up to
-the C the run measured for it in the deployment (`as_run_measured`). Targets (issue 16): the hybrid's
-local share within 5 points of the real one, its p95 TTFT within 25 %.
+engine is its host's profile (`measure_engine`) at the C it measured on the real engine
+(`scenarios.at_measured_capacity`). Targets (issue 16): the hybrid's local share within 5 points of the
+real one, its p95 TTFT within 25 %.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,6 @@ from benchmarks.simulate.workloads import Workload, poisson
 def arrivals_capacity(run: dict[str, Any]) -> float:
     """The C the run scaled its arrivals to: its `--capacity`, or else the C it measured."""
     return float(run.get("capacity_rps") or run["calibration"]["capacity_rps"])
-
-
-def as_run_measured(fleet: Fleet, run: dict[str, Any]) -> tuple[Fleet, float]:
-    """`fleet` with its engine as fast as the run measured its engine in the deployment (the C of its
-    calibration: the engine among the gateway's and Ray's processes on the same cores, on that day),
-    and the profile's own simulated C. A profile measures the engine alone, in another sitting."""
-    c_profile = capacity_rps(fleet.profile, poisson(1.0, 1.0, 2000, burst_lengths(), 0))
-    factor = c_profile / float(run["calibration"]["capacity_rps"])
-    return replace(fleet, profile=fleet.profile.slowed(factor)), c_profile
 
 
 def burst_workload(run: dict[str, Any], seed_sizes: int) -> Workload:
@@ -77,18 +67,12 @@ def _seed(args: tuple[Fleet, Path, int]) -> dict[str, dict[str, Any]]:
     }
 
 
-def validate(
-    fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN, jobs: int = 1, *, scale: bool = True
-) -> dict[str, Any]:
+def validate(fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN, jobs: int = 1) -> dict[str, Any]:
     """`run_path`: any recorded run of `benchmarks.burst` that measured the hybrid mode (its arrivals: the
-    run's seed, C and profile; the request sizes: `BURST_RUN`'s local answers, the same prompts), on
-    `fleet`'s engine profile scaled to the C the run measured for its engine (`as_run_measured`; with
-    `scale` false, as the profile measured it)."""
+    run's seed, C and profile; the request sizes: `BURST_RUN`'s local answers, the same prompts)."""
     run = json.loads(run_path.read_text())
     real = run["results"]
     modes = _run_modes(run)
-    scaled, profile_capacity = as_run_measured(fleet, run)
-    fleet = scaled if scale else fleet
     sims: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     for by_mode in ordered(_seed, [(fleet, run_path, s) for s in range(seeds)], jobs):
         for mode, summary in by_mode.items():
@@ -97,7 +81,7 @@ def validate(
     out: dict[str, Any] = {
         "real_run": str(run_path.name),
         "profile": fleet.profile.name,
-        "profile_capacity_rps": profile_capacity,
+        "profile_measured_capacity_rps": fleet.profile.measured_capacity_rps,
         "arrivals_capacity_rps": arrivals_capacity(run),
         "real_capacity_rps": run["calibration"]["capacity_rps"],
         "simulated_capacity_rps": capacity_rps(fleet.profile, sizes),
@@ -123,9 +107,10 @@ def validate(
 
 def validation_text(v: dict[str, Any]) -> str:
     lines = [
-        f"Validation against the real burst run {v['real_run']} (its engine's C {v['real_capacity_rps']:.2f} req/s, "
-        f"its arrivals' {v['arrivals_capacity_rps']:.2f}; profile {v['profile']}, C {v['profile_capacity_rps']:.2f} "
-        f"as measured, simulated at {v['simulated_capacity_rps']:.2f}; {v['seeds']} simulated seeds):"
+        f"Validation against the real burst run {v['real_run']} (the run measured C {v['real_capacity_rps']:.2f} "
+        f"req/s, drew its arrivals at {v['arrivals_capacity_rps']:.2f}; profile {v['profile']}, measured at "
+        f"{v['profile_measured_capacity_rps'] or float('nan'):.2f}, simulated {v['simulated_capacity_rps']:.2f}; "
+        f"{v['seeds']} simulated seeds):"
     ]
     for mode, m in v["modes"].items():
         real = m["real"]
@@ -144,7 +129,7 @@ def validation_text(v: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """Several real runs, each on its host's profile, scaled (the verdict) and as the profile measured."""
+    """Several real runs, each on its host's profile: at its measured C (the validation) and as fitted."""
     import argparse
 
     from benchmarks.harness import run_meta, save, stamp
@@ -160,11 +145,11 @@ def main() -> None:
     out = []
     for item in args.runs:
         path, _, profile = item.partition("=")
-        fleet = fleets(["cpu-1"], profile or "cpu-smollm2")[0]
-        for scale in (True, False):
-            v = validate(fleet, args.seeds, Path(path), args.jobs, scale=scale)
-            print(("" if scale else "(as the profile measured it) ") + validation_text(v), flush=True)
-            out.append({**v, "scaled": scale})
+        for as_fitted in (False, True):
+            fleet = fleets(["cpu-1"], profile or "cpu-smollm2", as_fitted=as_fitted)[0]
+            v = validate(fleet, args.seeds, Path(path), args.jobs)
+            print(("(the profile as fitted) " if as_fitted else "") + validation_text(v), flush=True)
+            out.append({**v, "as_fitted": as_fitted})
         print()
     if args.save:
         print(save("simulate-validate", stamp(), {**run_meta("benchmarks.simulate.validate"), "validations": out}))

@@ -1,38 +1,43 @@
-"""The validation replays a real burst run on its host's engine, as fast as the run measured it."""
+"""The validation replays a real burst run on its host's engine, at the C measured on that engine."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from benchmarks.simulate.fleet import capacity_rps
+from benchmarks.simulate.profiles import EngineProfile
 from benchmarks.simulate.scenarios import RESULTS, burst_lengths, fleets
-from benchmarks.simulate.validate import arrivals_capacity, as_run_measured, validate
+from benchmarks.simulate.validate import arrivals_capacity, validate
 from benchmarks.simulate.workloads import poisson
 
 HOST2_RUN = RESULTS / "burst-20261201-062837.json"  # `--modes hybrid` only, on the host of cpu-smollm2-host2
+SIZES = poisson(1.0, 1.0, 2000, burst_lengths(), 0)
 
 
 def test_a_slowed_profile_serves_that_much_less() -> None:
-    profile = fleets(["cpu-1"])[0].profile
-    sizes = poisson(1.0, 1.0, 500, burst_lengths(), 0)
-    assert capacity_rps(profile.slowed(1.5), sizes) == pytest.approx(capacity_rps(profile, sizes) / 1.5, rel=0.05)
+    profile = EngineProfile.load("cpu-smollm2")
+    assert capacity_rps(profile.slowed(1.5), SIZES) == pytest.approx(capacity_rps(profile, SIZES) / 1.5, rel=0.05)
 
 
-def test_the_engine_is_scaled_to_the_c_the_run_measured_and_arrivals_keep_their_own_c() -> None:
-    run = {"calibration": {"capacity_rps": 0.5}, "capacity_rps": 0.9}
-    fleet = fleets(["cpu-1"], "cpu-smollm2-host2")[0]
-    scaled, as_profiled = as_run_measured(fleet, run)
-    assert as_profiled > 1.0  # the engine alone, on its own
-    assert capacity_rps(scaled.profile, poisson(1.0, 1.0, 500, burst_lengths(), 0)) == pytest.approx(0.5, rel=0.1)
-    assert scaled.profile.hop_ms == fleet.profile.hop_ms  # the hop is not the engine's
-    assert arrivals_capacity(run) == 0.9 and arrivals_capacity({"calibration": {"capacity_rps": 0.5}}) == 0.5
+@pytest.mark.parametrize("name", ["cpu-smollm2", "cpu-smollm2-host2"])
+def test_cpu_1_runs_its_profile_at_the_c_measured_on_the_real_engine(name: str) -> None:
+    measured = json.loads(Path(f"benchmarks/simulate/profiles/{name}.json").read_text())["measured"]
+    c = measured.get("capacity_rps") or measured["capacity_rps_at_4"]
+    fitted = fleets(["cpu-1"], name, as_fitted=True)[0].profile
+    assert capacity_rps(fitted, SIZES) > 1.05 * c  # the step line alone serves more than its engine did
+    at_c = fleets(["cpu-1"], name)[0].profile
+    assert capacity_rps(at_c, SIZES) == pytest.approx(c, rel=0.05)
+    assert at_c.hop_ms == fitted.hop_ms  # the hop is not the engine's
 
 
-@pytest.mark.parametrize("scale", [True, False])
-def test_a_hybrid_only_run_validates_its_hybrid_mode(scale: bool) -> None:
-    v = validate(fleets(["cpu-1"], "cpu-smollm2-host2")[0], 1, Path(HOST2_RUN), scale=scale)
-    assert list(v["modes"]) == ["hybrid"]
-    # This host's run, as recorded in benchmarks/README.md: met scaled, 15 points off as the profile measured it.
-    assert v["met"] is scale
+def test_arrivals_keep_the_c_they_were_drawn_from() -> None:
+    assert arrivals_capacity({"calibration": {"capacity_rps": 0.5}, "capacity_rps": 0.9}) == 0.9  # --capacity
+    assert arrivals_capacity({"calibration": {"capacity_rps": 0.5}}) == 0.5
+
+
+def test_a_hybrid_only_run_validates_its_hybrid_mode() -> None:
+    v = validate(fleets(["cpu-1"], "cpu-smollm2-host2")[0], 1, HOST2_RUN)
+    assert list(v["modes"]) == ["hybrid"] and v["met"]  # benchmarks/README.md, "Simulator": another host
