@@ -17,7 +17,7 @@ from orchestrator.accounting.accounts import Tab
 from orchestrator.caching.cache import Entry, fresh_chat, fresh_completion, replay_chat, replay_completion
 from orchestrator.protocol import ChatCompletionChunk, ChatCompletionRequest, CompletionChunk
 from orchestrator.scheduling.capabilities import Feature, Task, chat_needs
-from orchestrator.streams import assemble_chat, assemble_completion
+from orchestrator.streams import ChatFold, CompletionFold, assemble_chat, assemble_completion
 
 
 def _chat_started(chunk: ChatCompletionChunk) -> bool:
@@ -37,8 +37,9 @@ def _completion_started(chunk: CompletionChunk) -> bool:
 @dataclass(frozen=True)
 class Kind:
     """What differs between kinds of work along the flow. Generations stream chunks (`started`
-    says which chunk is the first content; `assemble` folds a whole answer; `replay` and `fresh`
-    turn a cache entry back into a stream or an answer); embeddings answer whole and aren't cached."""
+    says which chunk is the first content; `fold` makes what folds a whole answer chunk by chunk,
+    `assemble` folds a stream of them; `replay` and `fresh` turn a cache entry back into a stream or
+    an answer); embeddings answer whole and aren't cached."""
 
     name: Literal["chat", "completion", "embedding"]
     task: Task
@@ -46,15 +47,22 @@ class Kind:
     assemble: Callable[[AsyncIterator[Any]], Awaitable[Any]] | None = None
     replay: Callable[[Entry], AsyncIterator[Any]] | None = None
     fresh: Callable[[Entry], Any] | None = None
+    fold: Callable[[], ChatFold | CompletionFold] | None = None
 
     @property
     def streams(self) -> bool:
         return self.started is not None
 
 
-CHAT = Kind("chat", "chat", _chat_started, assemble_chat, replay_chat, fresh_chat)
+CHAT = Kind("chat", "chat", _chat_started, assemble_chat, replay_chat, fresh_chat, ChatFold)
 COMPLETION = Kind(
-    "completion", "completions", _completion_started, assemble_completion, replay_completion, fresh_completion
+    "completion",
+    "completions",
+    _completion_started,
+    assemble_completion,
+    replay_completion,
+    fresh_completion,
+    CompletionFold,
 )
 EMBEDDING = Kind("embedding", "embeddings")
 

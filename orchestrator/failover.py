@@ -379,6 +379,77 @@ async def with_idle_timeout(stream: AsyncIterator[T], seconds: float, provider: 
         await _close(stream)
 
 
+async def read_whole(
+    stream: AsyncIterator[T],
+    add: Callable[[T], object],
+    *,
+    has_content: Callable[[T], bool],
+    policy: Policy,
+    provider: str,
+    started: Callable[[], None] | None = None,
+    waited: Callable[[float], None] | None = None,
+) -> None:
+    """Every chunk of `stream` handed to `add`, under `open_stream`'s and `with_idle_timeout`'s rules at
+    once: the first content within the first-token timeout (`started` is called on it), each later wait
+    within the idle timeout, the same errors, and the stream closed however it ends. `waited` is told
+    the seconds spent waiting on the stream, once, however it ends.
+
+    For an answer folded whole, which needs neither the prefix nor a stream to hand on: one loop instead
+    of three generators stacked per chunk (`open_stream`, `with_idle_timeout`, `OpenStream.chunks`).
+    """
+    clock = time.perf_counter
+    total = 0.0
+    try:
+        any_chunk = False
+        try:
+            async with asyncio.timeout(policy.first_token_timeout_s):
+                while True:
+                    t0 = clock()
+                    try:
+                        chunk = await anext(stream)
+                    except StopAsyncIteration:
+                        if any_chunk:  # a complete stream without content (e.g. an empty answer): an answer
+                            return
+                        raise UpstreamUnavailable(f"{provider}: the stream ended without any output.") from None
+                    finally:
+                        total += clock() - t0
+                    any_chunk = True
+                    add(chunk)
+                    if has_content(chunk):
+                        break
+        except TimeoutError:
+            raise UpstreamTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
+        if started is not None:
+            started()
+        seconds = policy.idle_timeout_s
+        watch = _IdleWatch(seconds)
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        try:
+            while True:
+                watch.waiting(task)
+                t0 = clock()
+                try:
+                    chunk = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if watch.fired and task.uncancel() <= cancelling:  # our cancel, no one else's
+                        raise UpstreamTimeout(f"{provider}: the stream stalled for {seconds:g} s.") from None
+                    raise
+                finally:
+                    watch.task = None
+                    total += clock() - t0
+                add(chunk)
+        finally:
+            watch.close()
+    finally:
+        await _close(stream)
+        if waited is not None:
+            waited(total)
+
+
 class _IdleWatch:
     """A timer that cancels the wait in progress once it has lasted `seconds`.
 

@@ -34,7 +34,7 @@ from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
-from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, run_with_failover
+from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
 from orchestrator.metering import Meter
 from orchestrator.protocol import ModelCard, ModelList
 from orchestrator.providers.base import Provider
@@ -221,21 +221,46 @@ class Pipeline:
     async def _try_route(self, call: Call, plan: RoutePlan, whole: bool, target: Target) -> Any:
         if call.kind is EMBEDDING:
             return await self._embed(call, target)
-        kind = call.kind
-        assert kind.started is not None and kind.assemble is not None
+        if whole:
+            return await self._fold_route(call, plan, target)
+        assert call.kind.started is not None
         start = time.monotonic()
         opened = await open_stream(
-            self._route_stream(call, plan, target), has_content=kind.started, policy=self._patience(target),
+            self._route_stream(call, plan, target), has_content=call.kind.started, policy=self._patience(target),
             provider=target.provider,
         )  # fmt: skip
         plan.first_token(target, (time.monotonic() - start) * 1000)
-        return await kind.assemble(opened.chunks()) if whole else opened
+        return opened
+
+    async def _fold_route(self, call: Call, plan: RoutePlan, target: Target) -> Any:
+        """A whole answer from one route: its chunks folded as they come, under the same patience and
+        idle timeout as a stream (`read_whole`), counted as local load while they last, and the time
+        spent waiting on them counted on the tab."""
+        kind, tab = call.kind, call.tab
+        assert kind.started is not None and kind.fold is not None
+        fold = kind.fold()
+        start = time.monotonic()
+
+        def started() -> None:
+            plan.first_token(target, (time.monotonic() - start) * 1000)
+
+        def waited(seconds: float) -> None:
+            tab.upstream_s += seconds
+
+        sent = plan.attempting(target)
+        try:
+            await read_whole(
+                self._chunks(call, target), fold.add, has_content=kind.started, policy=self._patience(target),
+                provider=target.provider, started=started, waited=waited,
+            )  # fmt: skip
+        finally:
+            sent()
+        return fold.whole()
 
     async def _route_stream(self, call: Call, plan: RoutePlan, target: Target) -> AsyncIterator[Any]:
         """The provider's chunks for `call`: counted as local load while they last, and the time spent
         waiting on them counted on the tab (it is not the gateway's overhead)."""
-        provider, tab, model = self._providers[target.provider], call.tab, target.model
-        stream = provider.chat(call.body, model) if call.kind is CHAT else provider.complete(call.body, model)
+        tab, stream = call.tab, self._chunks(call, target)
         sent = plan.attempting(target)
         try:
             async with aclosing(stream) as chunks:  # type: ignore[type-var]
@@ -251,6 +276,10 @@ class Pipeline:
                     yield chunk
         finally:
             sent()
+
+    def _chunks(self, call: Call, target: Target) -> AsyncIterator[Any]:
+        provider, model = self._providers[target.provider], target.model
+        return provider.chat(call.body, model) if call.kind is CHAT else provider.complete(call.body, model)
 
     async def _embed(self, call: Call, target: Target) -> Any:
         t0 = time.perf_counter()

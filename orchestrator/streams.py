@@ -1,7 +1,8 @@
 """Assembling whole responses from chunk streams.
 
 Every backend streams typed chunks. A non-stream response is the fold of
-those chunks (`assemble_chat`, `assemble_completion`).
+those chunks (`ChatFold`, `CompletionFold`: `add` each chunk, then `whole`;
+`assemble_chat` and `assemble_completion` fold an async iterator).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from orchestrator.protocol import (
 
 async def assemble_chat(chunks: AsyncIterator[ChatCompletionChunk]) -> ChatCompletion:
     """Fold a chunk stream into one `ChatCompletion`."""
-    fold = _ChatFold()
+    fold = ChatFold()
     async for chunk in chunks:
         fold.add(chunk)
     return fold.whole()
 
 
-class _ChatFold:
+class ChatFold:
     """A chat answer as its chunks arrive: each choice's text, finish, logprobs and tool calls."""
 
     def __init__(self) -> None:
@@ -125,40 +126,54 @@ class _Reasoning:
 
 async def assemble_completion(chunks: AsyncIterator[CompletionChunk]) -> CompletionChunk:
     """Fold a text-completion chunk stream into one response."""
-    head: CompletionChunk | None = None
-    texts: dict[int, list[str]] = {}
-    finish: dict[int, str | None] = {}
-    logprobs: dict[int, CompletionLogprobs] = {}
-    usage: Usage | None = None
+    fold = CompletionFold()
     async for chunk in chunks:
-        head = head or chunk
-        usage = chunk.usage or usage
+        fold.add(chunk)
+    return fold.whole()
+
+
+class CompletionFold:
+    """A text completion as its chunks arrive: each choice's text, finish and logprobs."""
+
+    def __init__(self) -> None:
+        self.head: CompletionChunk | None = None
+        self.usage: Usage | None = None
+        self.texts: dict[int, list[str]] = {}
+        self.finish: dict[int, str | None] = {}
+        self.logprobs: dict[int, CompletionLogprobs] = {}
+
+    def add(self, chunk: CompletionChunk) -> None:
+        self.head = self.head or chunk
+        self.usage = chunk.usage or self.usage
         for c in chunk.choices:
-            texts.setdefault(c.index, []).append(c.text)
+            self.texts.setdefault(c.index, []).append(c.text)
             if c.finish_reason is not None:
-                finish[c.index] = c.finish_reason
+                self.finish[c.index] = c.finish_reason
             if c.logprobs is not None:
-                lp = logprobs.setdefault(c.index, CompletionLogprobs())
+                lp = self.logprobs.setdefault(c.index, CompletionLogprobs())
                 lp.tokens.extend(c.logprobs.tokens)
                 lp.token_logprobs.extend(c.logprobs.token_logprobs)
                 lp.top_logprobs.extend(c.logprobs.top_logprobs)
                 lp.text_offset.extend(c.logprobs.text_offset)
-    if head is None:
-        raise UpstreamError("The model returned an empty stream.")
-    choices = [
-        CompletionChoice(
-            index=i,
-            text="".join(texts[i]),
-            finish_reason=finish.get(i),  # type: ignore[arg-type]
-            logprobs=logprobs.get(i),
+
+    def whole(self) -> CompletionChunk:
+        head = self.head
+        if head is None:
+            raise UpstreamError("The model returned an empty stream.")
+        choices = [
+            CompletionChoice(
+                index=i,
+                text="".join(self.texts[i]),
+                finish_reason=self.finish.get(i),  # type: ignore[arg-type]
+                logprobs=self.logprobs.get(i),
+            )
+            for i in sorted(self.texts)
+        ]
+        return CompletionChunk(
+            id=head.id,
+            created=head.created,
+            model=head.model,
+            choices=choices,
+            usage=self.usage,
+            system_fingerprint=head.system_fingerprint,
         )
-        for i in sorted(texts)
-    ]
-    return CompletionChunk(
-        id=head.id,
-        created=head.created,
-        model=head.model,
-        choices=choices,
-        usage=usage,
-        system_fingerprint=head.system_fingerprint,
-    )

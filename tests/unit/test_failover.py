@@ -19,7 +19,16 @@ from orchestrator.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from orchestrator.failover import Breakers, Policy, Target, combine, open_stream, run_with_failover, with_idle_timeout
+from orchestrator.failover import (
+    Breakers,
+    Policy,
+    Target,
+    combine,
+    open_stream,
+    read_whole,
+    run_with_failover,
+    with_idle_timeout,
+)
 
 A, B, C = Target("a", "m1"), Target("b", "m2", "fallback-1"), Target("c", "m3", "fallback-2")
 
@@ -306,6 +315,94 @@ async def test_idle_timeout_follows_the_stream_across_tasks() -> None:
     await asyncio.sleep(0.1)  # between reads, in no task: not a wait
     with pytest.raises(UpstreamTimeout):
         await asyncio.ensure_future(anext(stream))
+
+
+class Closing:
+    """A stream that records whether it was closed (the upstream connection released)."""
+
+    def __init__(self, source: AsyncIterator[object]):
+        self.source, self.closed = source, False
+
+    def __aiter__(self) -> Closing:
+        return self
+
+    async def __anext__(self) -> object:
+        return await anext(self.source)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def whole(stream: AsyncIterator[object], policy: Policy | None = None) -> tuple[list[object], list[str]]:
+    got: list[object] = []
+    events: list[str] = []
+    await read_whole(
+        stream, got.append, has_content=lambda c: c not in ("role", ""), policy=policy or Policy(), provider="a",
+        started=lambda: events.append(f"started after {len(got)}"), waited=lambda s: events.append("waited"),
+    )  # fmt: skip
+    return got, events
+
+
+async def test_read_whole_hands_every_chunk_on_and_says_when_the_content_started() -> None:
+    stream = Closing(chunks(["role", "", "Hello", " world"]))
+    got, events = await whole(stream)
+    assert got == ["role", "", "Hello", " world"] and events == ["started after 3", "waited"] and stream.closed
+
+
+async def test_read_whole_an_answer_without_content_is_an_answer_and_nothing_is_an_error() -> None:
+    assert (await whole(chunks(["role", ""])))[0] == ["role", ""]
+    with pytest.raises(UpstreamUnavailable, match="without any output"):
+        await whole(chunks([]))
+
+
+@pytest.mark.parametrize("before", [[], ["role", "Hi"]], ids=["before-content", "mid-answer"])
+async def test_read_whole_a_failure_is_raised_the_stream_closed_and_the_wait_counted(before: list[object]) -> None:
+    stream = Closing(chunks(before, UpstreamUnavailable("reset")))
+    events: list[str] = []
+    with pytest.raises(UpstreamUnavailable, match="reset"):
+        await read_whole(
+            stream, lambda c: None, has_content=bool, policy=Policy(), provider="a", waited=lambda s: events.append("w")
+        )
+    assert stream.closed and events == ["w"]
+
+
+async def test_read_whole_first_token_timeout_counts_from_the_start() -> None:
+    # Chunks without content keep coming, 30 ms apart, but no content within 100 ms.
+    stream = Closing(chunks(["role", "", "", "", "", "", "", "late"], delay=0.03))
+    with pytest.raises(UpstreamTimeout, match="no first token within 0.1 s"):
+        await whole(stream, Policy(first_token_timeout_s=0.1))
+    assert stream.closed
+
+
+async def test_read_whole_idle_timeout_counts_each_wait_after_the_content() -> None:
+    async def stalls() -> AsyncIterator[str]:
+        yield "Hi"
+        yield "b"
+        await asyncio.sleep(10)
+        yield "never"
+
+    start = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match="stalled for 0.1 s"):
+        await whole(Closing(stalls()), Policy(idle_timeout_s=0.1))
+    assert 0.09 <= time.monotonic() - start < 0.5
+    # 8 chunks 60 ms apart take 480 ms in all; no single wait comes near 300 ms.
+    got, _ = await whole(chunks(list("abcdefgh"), delay=0.06), Policy(idle_timeout_s=0.3, first_token_timeout_s=0.3))
+    assert got == list("abcdefgh")
+
+
+async def test_read_whole_leaves_an_outside_cancel_a_cancel() -> None:
+    async def forever() -> AsyncIterator[str]:
+        yield "a"
+        await asyncio.sleep(10)
+        yield "b"
+
+    stream = Closing(forever())
+    task = asyncio.ensure_future(whole(stream, Policy(idle_timeout_s=5.0)))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stream.closed
 
 
 async def test_a_lost_replica_is_retried_at_once_and_never_opens_the_routes_circuit() -> None:
