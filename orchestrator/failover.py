@@ -361,18 +361,10 @@ async def with_idle_timeout(stream: AsyncIterator[T], seconds: float, provider: 
         while True:
             task = asyncio.current_task()
             assert task is not None
-            cancelling = task.cancelling()
-            watch.waiting(task)
             try:
-                chunk = await anext(stream)
+                chunk = await watch.next(stream, task, provider)
             except StopAsyncIteration:
                 return
-            except asyncio.CancelledError:
-                if watch.fired and task.uncancel() <= cancelling:  # our cancel, no one else's
-                    raise UpstreamTimeout(f"{provider}: the stream stalled for {seconds:g} s.") from None
-                raise
-            finally:
-                watch.task = None
             yield chunk
     finally:
         watch.close()
@@ -421,25 +413,17 @@ async def read_whole(
             raise UpstreamTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
         if started is not None:
             started()
-        seconds = policy.idle_timeout_s
-        watch = _IdleWatch(seconds)
+        watch = _IdleWatch(policy.idle_timeout_s)
         task = asyncio.current_task()
         assert task is not None
-        cancelling = task.cancelling()
         try:
             while True:
-                watch.waiting(task)
                 t0 = clock()
                 try:
-                    chunk = await anext(stream)
+                    chunk = await watch.next(stream, task, provider)
                 except StopAsyncIteration:
                     return
-                except asyncio.CancelledError:
-                    if watch.fired and task.uncancel() <= cancelling:  # our cancel, no one else's
-                        raise UpstreamTimeout(f"{provider}: the stream stalled for {seconds:g} s.") from None
-                    raise
                 finally:
-                    watch.task = None
                     total += clock() - t0
                 add(chunk)
         finally:
@@ -472,6 +456,20 @@ class _IdleWatch:
         self.task, self.since = task, self._loop.time()
         if self._handle is None:
             self._handle = self._loop.call_at(self.since + self._seconds, self._check)
+
+    async def next(self, stream: AsyncIterator[T], task: asyncio.Task[Any], provider: str) -> T:
+        """`stream`'s next chunk, awaited by `task` under the watch: `UpstreamTimeout` if the wait lasts
+        the watch's seconds (a cancel of the task by anyone else stays a cancel)."""
+        cancelling = task.cancelling()
+        self.waiting(task)
+        try:
+            return await anext(stream)
+        except asyncio.CancelledError:
+            if self.fired and task.uncancel() <= cancelling:  # our cancel, no one else's
+                raise UpstreamTimeout(f"{provider}: the stream stalled for {self._seconds:g} s.") from None
+            raise
+        finally:
+            self.task = None
 
     def _check(self) -> None:
         self._handle = None
