@@ -9,7 +9,7 @@ and the tenant whose cache entries and flights it may share. The flow
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,7 +17,7 @@ from orchestrator.accounting.accounts import Tab
 from orchestrator.caching.cache import Entry, fresh_chat, fresh_completion, replay_chat, replay_completion
 from orchestrator.protocol import ChatCompletionChunk, ChatCompletionRequest, CompletionChunk
 from orchestrator.scheduling.capabilities import Feature, Task, chat_needs
-from orchestrator.streams import ChatFold, CompletionFold, assemble_chat, assemble_completion
+from orchestrator.streams import ChatFold, CompletionFold, Fold, assemble
 
 
 def _chat_started(chunk: ChatCompletionChunk) -> bool:
@@ -38,32 +38,28 @@ def _completion_started(chunk: CompletionChunk) -> bool:
 class Kind:
     """What differs between kinds of work along the flow. Generations stream chunks (`started`
     says which chunk is the first content; `fold` makes what folds a whole answer chunk by chunk,
-    `assemble` folds a stream of them; `replay` and `fresh` turn a cache entry back into a stream or
+    `assemble` folds a stream with it; `replay` and `fresh` turn a cache entry back into a stream or
     an answer); embeddings answer whole and aren't cached."""
 
     name: Literal["chat", "completion", "embedding"]
     task: Task
     started: Callable[[Any], bool] | None = None
-    assemble: Callable[[AsyncIterator[Any]], Awaitable[Any]] | None = None
     replay: Callable[[Entry], AsyncIterator[Any]] | None = None
     fresh: Callable[[Entry], Any] | None = None
-    fold: Callable[[], ChatFold | CompletionFold] | None = None
+    fold: Callable[[], Fold[Any, Any]] | None = None
 
     @property
     def streams(self) -> bool:
         return self.started is not None
 
+    async def assemble(self, chunks: AsyncIterator[Any]) -> Any:
+        """`chunks` folded into one whole answer."""
+        assert self.fold is not None
+        return await assemble(self.fold(), chunks)
 
-CHAT = Kind("chat", "chat", _chat_started, assemble_chat, replay_chat, fresh_chat, ChatFold)
-COMPLETION = Kind(
-    "completion",
-    "completions",
-    _completion_started,
-    assemble_completion,
-    replay_completion,
-    fresh_completion,
-    CompletionFold,
-)
+
+CHAT = Kind("chat", "chat", _chat_started, replay_chat, fresh_chat, ChatFold)
+COMPLETION = Kind("completion", "completions", _completion_started, replay_completion, fresh_completion, CompletionFold)
 EMBEDDING = Kind("embedding", "embeddings")
 
 

@@ -293,7 +293,6 @@ class Pipeline:
         routed = await flight.follow()
         if call.stream:
             return routed
-        assert call.kind.assemble is not None
         return Routed(routed.route, await call.kind.assemble(routed.result.chunks()))
 
     def _metered(self, call: Call, routed: Routed[Any], plan: RoutePlan, *, shared: bool = False) -> Routed[Any]:
@@ -305,7 +304,6 @@ class Pipeline:
         """A flight's finished answer into the cache (its leader's `on_finish`)."""
         if not decision.write or flight.route is None:
             return
-        assert call.kind.assemble is not None
         whole = await call.kind.assemble(_aiter(flight.chunks))
         await self._store_whole(call, key, decision, Routed(flight.route, whole))
 

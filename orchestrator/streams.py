@@ -8,6 +8,7 @@ those chunks (`ChatFold`, `CompletionFold`: `add` each chunk, then `whole`;
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Protocol, TypeVar
 
 from orchestrator.errors import UpstreamError
 from orchestrator.protocol import (
@@ -25,13 +26,28 @@ from orchestrator.protocol import (
     Usage,
 )
 
+C = TypeVar("C", contravariant=True)
+W = TypeVar("W", covariant=True)
 
-async def assemble_chat(chunks: AsyncIterator[ChatCompletionChunk]) -> ChatCompletion:
-    """Fold a chunk stream into one `ChatCompletion`."""
-    fold = ChatFold()
+
+class Fold(Protocol[C, W]):
+    """A whole answer as its chunks arrive: `add` each, then `whole`."""
+
+    def add(self, chunk: C) -> None: ...
+
+    def whole(self) -> W: ...
+
+
+async def assemble(fold: Fold[C, W], chunks: AsyncIterator[C]) -> W:
+    """`chunks` folded by `fold` into one response."""
     async for chunk in chunks:
         fold.add(chunk)
     return fold.whole()
+
+
+async def assemble_chat(chunks: AsyncIterator[ChatCompletionChunk]) -> ChatCompletion:
+    """Fold a chunk stream into one `ChatCompletion`."""
+    return await assemble(ChatFold(), chunks)
 
 
 class ChatFold:
@@ -126,10 +142,7 @@ class _Reasoning:
 
 async def assemble_completion(chunks: AsyncIterator[CompletionChunk]) -> CompletionChunk:
     """Fold a text-completion chunk stream into one response."""
-    fold = CompletionFold()
-    async for chunk in chunks:
-        fold.add(chunk)
-    return fold.whole()
+    return await assemble(CompletionFold(), chunks)
 
 
 class CompletionFold:
