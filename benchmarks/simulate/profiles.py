@@ -47,7 +47,7 @@ class EngineProfile:
         if not path.suffix:
             path = PROFILES / f"{name_or_path}.json"
         raw: dict[str, Any] = json.loads(path.read_text())
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"measured_capacity_rps"}  # derived from `measured`, below
         measured = raw.get("measured") or {}
         c = measured.get("capacity_rps") or measured.get("capacity_rps_at_4")  # (the older profiles' name)
         return cls(**{k: v for k, v in raw.items() if k in known}, measured_capacity_rps=c)
@@ -64,7 +64,9 @@ class EngineProfile:
         )
 
     def to_json(self, extra: dict[str, Any] | None = None) -> str:
-        return json.dumps({**asdict(self), **(extra or {})}, indent=1) + "\n"
+        """The profile's file: its fields and `extra` (`measure_engine`'s `measured`, where `load` finds C)."""
+        fields_ = {k: v for k, v in asdict(self).items() if k != "measured_capacity_rps"}
+        return json.dumps({**fields_, **(extra or {})}, indent=1) + "\n"
 
 
 @dataclass(frozen=True)
