@@ -81,7 +81,8 @@ def _ready(bench: Bench, group: str, targets: list[Target], into: list[Server]) 
         try:
             wait_answering(t.server, t.base_url, bench.args.ready_timeout)
         except RuntimeError as e:
-            log(f"{t.server.name} failed to start ({str(e).splitlines()[0]}); one more try")
+            kept = _keep_serve_logs(t, bench.logs)
+            log(f"{t.server.name} failed to start ({str(e).splitlines()[0]}; Serve's logs: {kept}); one more try")
             targets[i] = t = _launch(bench, f"{t.server.name}-retry", t.kind, t.setting, t.di_ports, into)
             assert t.server is not None
             wait_answering(t.server, t.base_url, bench.args.ready_timeout)
@@ -90,6 +91,18 @@ def _ready(bench: Bench, group: str, targets: list[Target], into: list[Server]) 
             t.base_url = f"http://127.0.0.1:{direct_ingress_port(t.server, prefer=int(proxy_url.rsplit(':', 1)[1]))}"
             found = bench.result["meta"].setdefault("direct_ingress", {})
             found[f"{group}/{t.key}"] = {"server_port": proxy_url, "replica": t.base_url}
+
+
+def _keep_serve_logs(t: Target, logs: Path) -> Path | None:
+    """A failed start's Serve logs (the replicas' own, which say why), kept beside the run's logs: its Ray
+    directory goes with the run's scratch."""
+    found = sorted(t.ray_tmp.glob("ray/session_*/logs/serve")) if t.ray_tmp is not None else []
+    if not found:
+        return None
+    assert t.server is not None
+    into = logs / f"{t.server.name}-serve-logs"
+    shutil.copytree(found[-1], into, dirs_exist_ok=True)
+    return into
 
 
 def _await_peers(bench: Bench) -> None:
