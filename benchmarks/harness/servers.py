@@ -213,6 +213,8 @@ ROLES = (
     ("ServeController", "Serve controller"),
     ("Gateway", "Gateway replica"),
     ("LocalModel", "LocalModel replica"),
+    ("LoadBoard", "LoadBoard replica"),
+    ("LedgerActor", "ledger actor"),
     ("EngineCore", "vLLM engine core"),
     ("Worker", "vLLM worker"),
     ("vllm.entrypoints", "vLLM api_server"),
