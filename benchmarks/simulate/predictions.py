@@ -18,12 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.stats import percentile
+
 _PREDICTED = re.compile(r"predicted (?:local )?TTFT (\d+) ms")
-
-
-def _q(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 def summarize(run: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +41,8 @@ def summarize(run: dict[str, Any]) -> dict[str, Any]:
         "local_share": run["results"]["hybrid"]["local_share"],
         "local_share_base": sum(local for *_, local in base) / max(1, len(base)),
         "local_share_burst": sum(local for *_, local in burst) / max(1, len(burst)),
-        "predicted_ms_first_base": {f"q{int(100 * q)}": _q(first_base, q) for q in (0.1, 0.5, 0.9)},
-        "actual_over_predicted": {f"q{int(100 * q)}": _q(ratios, q) for q in (0.5, 0.9, 0.95, 0.99)},
+        "predicted_ms_first_base": {f"q{q}": percentile(first_base, q) for q in (10, 50, 90)},
+        "actual_over_predicted": {f"q{q}": percentile(ratios, q) for q in (50, 90, 95, 99)},
         "cpu": run.get("machine", {}).get("cpu", "not recorded"),
     }
 
