@@ -164,6 +164,12 @@ def main() -> None:
             print(label + validation_text(v), flush=True)
             out.append({**v, "as_fitted": at == "fitted", "at": at})
         print()
+    if len(args.runs) > 1:
+        met = {at: sum(v["met"] for v in out if v["at"] == at) for at in ("engine", "fitted", "run")}
+        print(
+            f"Within 5 points and 25 %, of {len(args.runs)} runs: {met['engine']} at the engine's C (the validation), "
+            f"{met['fitted']} as fitted, {met['run']} at the run's own C"
+        )
     if args.save:
         print(save("simulate-validate", stamp(), {**run_meta("benchmarks.simulate.validate"), "validations": out}))
 
