@@ -143,9 +143,17 @@ def start(settings: Settings, *, timeout_s: float = 900.0, verbose: bool = True)
 
     from ray import serve
 
+    quiet_serve_driver(verbose)
     _init_ray(settings, env, verbose)
     serve.start(http_options={"host": settings.server.host, "port": http_port})
     _run_bounded(settings, timeout_s)
+
+
+def quiet_serve_driver(verbose: bool) -> None:
+    """Serve's own INFO lines in this process ("Started Serve in namespace", "Application is ready at
+    http://<its proxy's port>/", which is not where clients connect with direct ingress) only with
+    `verbose`; its warnings and errors always. Call it after importing `ray.serve` (which sets its level)."""
+    logging.getLogger("ray.serve").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _init_ray(settings: Settings, env: dict[str, str], verbose: bool = True) -> None:
