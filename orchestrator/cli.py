@@ -17,6 +17,9 @@ import sys
 import threading
 from pathlib import Path
 
+import yaml
+from pydantic import ValidationError
+
 from orchestrator.accounting import cli as ledger_cli
 from orchestrator.settings import DEFAULT_CONFIG, load_settings
 
@@ -44,15 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--rayservice", action="store_true", help="a KubeRay RayService manifest embedding it")
     build.add_argument("-o", "--output", type=Path, default=None, help="write it here (default: stdout)")
     args = parser.parse_args(argv)
-    if args.command == "build-config":
-        from orchestrator.deploy import build_config
-
-        return build_config(args.config, kube=args.rayservice, output=args.output)
     if args.command == "hash-key":
         return ledger_cli.hash_cmd(args)
     if args.command == "import-litellm":
         return import_litellm(args.path, args.output)
-    settings = load_settings(args.config)
+    try:
+        settings = load_settings(args.config)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        print(f"orchestrator {args.command}: {config_error(args.config, exc)}", file=sys.stderr)
+        return 2
+    if args.command == "build-config":
+        from orchestrator.deploy import build_config
+
+        return build_config(settings, kube=args.rayservice, output=args.output)
     if args.command == "report":
         return ledger_cli.report(settings, args)
 
@@ -87,6 +94,21 @@ def main(argv: list[str] | None = None) -> int:
         print("Stopping...", file=sys.stderr, flush=True)
         runtime.stop()
     return 0
+
+
+def config_error(path: Path, exc: Exception) -> str:
+    """What is wrong with the configuration, for a person: each invalid setting by its dotted name (an
+    environment variable `ORCH_A__B` is setting `a.b`), never its value (it may be a secret)."""
+    if isinstance(exc, ValidationError):
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"]) or "(the file)"
+            why = "not a setting (a typo, or one of another version?)" if err["type"] == "extra_forbidden" else None
+            lines.append(f"  {where}: {why or err['msg']}")
+        return f"invalid configuration ({path} and ORCH_* variables):\n" + "\n".join(lines)
+    if isinstance(exc, yaml.YAMLError):
+        return f"{path} is not valid YAML: {exc}"
+    return str(exc)
 
 
 def served_models(base: str, master_key: str | None) -> list[str] | None:

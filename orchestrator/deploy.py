@@ -176,10 +176,8 @@ def _yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=120)
 
 
-def build_config(config: Path, *, kube: bool, output: Path | None) -> int:
-    from orchestrator.settings import load_settings
-
-    text = render(load_settings(config), kube=kube)
+def build_config(settings: Settings, *, kube: bool, output: Path | None) -> int:
+    text = render(settings, kube=kube)
     if output is None:
         print(text, end="")
     else:

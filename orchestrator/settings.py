@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,7 +22,14 @@ from pydantic_settings import (
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
 
 
-class ServerSettings(BaseModel):
+class Section(BaseModel):
+    """A part of the configuration: a key it doesn't know (a typo, a setting of another version) is an
+    error that names it, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
     """Where the HTTP endpoint listens and how Ray Serve fronts it."""
 
     host: str = "127.0.0.1"
@@ -51,7 +58,7 @@ class ServerSettings(BaseModel):
         return self
 
 
-class EngineSettings(BaseModel):
+class EngineSettings(Section):
     """One local vLLM engine, served as a `LocalModel` deployment."""
 
     model: str | None = None  # a catalog name or a local HF model directory
@@ -92,7 +99,7 @@ class EngineSettings(BaseModel):
 class LocalModelSettings(EngineSettings):
     """The local generation model."""
 
-    model: str | None = "smollm2-135m"
+    model: str = "smollm2-135m"  # required: every deployment serves a local model (remote-only is an alias's choice)
     # vLLM's tool-call parser for the model's own tool-call format (hermes for Qwen2.5, llama3_json,
     # mistral, ...): with it the model decides by itself whether to call a tool (tool_choice "auto").
     # None: the catalog's, if any; tool_choice "required" or a named function work without one.
@@ -111,7 +118,7 @@ class EmbeddingSettings(EngineSettings):
     kv_cache_gib: float = 0.25
 
 
-class GatewaySettings(BaseModel):
+class GatewaySettings(Section):
     """The ingress deployment."""
 
     num_replicas: int = 1
@@ -123,7 +130,7 @@ class GatewaySettings(BaseModel):
     max_replicas_per_node: int | None = Field(default=None, ge=1)
 
 
-class RemoteModel(BaseModel):
+class RemoteModel(Section):
     """One model of a provider: its id there, its prices, what it can do."""
 
     id: str  # the provider's own model id
@@ -138,7 +145,7 @@ class RemoteModel(BaseModel):
     same_weights_as: str | None = None  # e.g. the local model it is a hosted copy of
 
 
-class QuirkSettings(BaseModel):
+class QuirkSettings(Section):
     """Known departures from OpenAI's API (see `providers.openai_compat.Quirks`)."""
 
     max_tokens_ceiling: int | None = None
@@ -149,7 +156,7 @@ class QuirkSettings(BaseModel):
     tool_call_ids: Literal["any", "alnum9"] = "any"  # alnum9: Mistral's 9-character ids
 
 
-class ProviderSettings(BaseModel):
+class ProviderSettings(Section):
     """A pay-per-token provider. Unavailable (and said so at start) when its key is unset."""
 
     kind: Literal["openai", "anthropic"] = "openai"
@@ -160,7 +167,7 @@ class ProviderSettings(BaseModel):
     quirks: QuirkSettings = Field(default_factory=QuirkSettings)
 
 
-class ResilienceSettings(BaseModel):
+class ResilienceSettings(Section):
     """Retries, timeouts and circuit breakers for every route."""
 
     attempts: int = 2
@@ -175,7 +182,7 @@ class ResilienceSettings(BaseModel):
     breaker_window_s: float = 60.0  # failures further apart than this don't add up
 
 
-class CacheSettings(BaseModel):
+class CacheSettings(Section):
     """The response cache on local disk (one per node, shared by its gateway replicas)."""
 
     enabled: bool = True
@@ -187,7 +194,7 @@ class CacheSettings(BaseModel):
     shared: bool = False
 
 
-class KeySettings(BaseModel):
+class KeySettings(Section):
     """One virtual key: its sha256 (never the key itself) and its limits.
 
     `orchestrator hash-key` makes a key and prints its hash. Budgets count
@@ -208,7 +215,7 @@ class KeySettings(BaseModel):
     downgrade_to: str | None = None  # the cheaper model/alias served past the soft limit
 
 
-class LedgerSettings(BaseModel):
+class LedgerSettings(Section):
     """Usage, budgets and reports: one owner for every gateway replica."""
 
     # The environment variable holding the admin master key (guards /admin/*); unset: no admin API.
@@ -229,7 +236,7 @@ class LedgerSettings(BaseModel):
     reservation_ttl_s: float = 900.0  # a reservation never settled (a lost replica) is released after this
 
 
-class ResponsesSettings(BaseModel):
+class ResponsesSettings(Section):
     """Stored responses (`/v1/responses` with `store`, read back by id or `previous_response_id`)."""
 
     # "actor": one named Ray actor keeps them (every replica, every node reads the same); "process": in-process.
@@ -239,7 +246,7 @@ class ResponsesSettings(BaseModel):
     size_limit_mb: int = Field(default=1024, ge=1)  # the oldest go first past this
 
 
-class RuleSettings(BaseModel):
+class RuleSettings(Section):
     """Route matching requests for an alias to another alias; every condition given must hold."""
 
     use: str  # the alias to use instead
@@ -257,7 +264,7 @@ class RuleSettings(BaseModel):
         return v
 
 
-class ModelRouting(BaseModel):
+class ModelRouting(Section):
     """A client-facing model name (an alias): its routes in order, and how to choose among them."""
 
     routes: list[str]  # "provider/model", or a local model's name
@@ -271,7 +278,7 @@ class ModelRouting(BaseModel):
         return {"routes": v} if isinstance(v, list) else v
 
 
-class SchedulerSettings(BaseModel):
+class SchedulerSettings(Section):
     """The overflow scheduler (see orchestrator/scheduling/policy.py)."""
 
     # Default time-to-first-token target; per alias: models.<name>.ttft_slo_ms, per request: x-ttft-slo-ms.
@@ -296,7 +303,7 @@ class SchedulerSettings(BaseModel):
     max_staleness_ms: float = 1000.0
 
 
-class TelemetrySettings(BaseModel):
+class TelemetrySettings(Section):
     """OpenTelemetry traces and GenAI metrics over OTLP/HTTP: off unless an endpoint is given here or
     in the standard OTEL_EXPORTER_OTLP_ENDPOINT (or its per-signal _TRACES_ / _METRICS_) variables."""
 
@@ -307,7 +314,7 @@ class TelemetrySettings(BaseModel):
     metric_interval_s: float = Field(default=60.0, gt=0)  # how often the GenAI metrics are exported
 
 
-class RaySettings(BaseModel):
+class RaySettings(Section):
     num_cpus: int | None = None  # None: let Ray count the machine's cores
     address: str | None = None  # an existing cluster; None starts a local one
 

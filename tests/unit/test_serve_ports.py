@@ -77,7 +77,7 @@ def test_a_cluster_elsewhere_is_not_checked_here(held: int) -> None:
 
 def test_serve_on_a_held_port_stops_at_once_and_says_what_to_do(held: int, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    settings = {"server": {"port": held}, "local": {"model": None}, "embedding": {"model": None}}
+    settings = {"server": {"port": held}, "embedding": {"model": None}}  # refused before any model is prepared
     config.write_text(yaml.safe_dump(settings))
     orchestrator = str(Path(sys.executable).with_name("orchestrator"))
     began = time.monotonic()

@@ -1,0 +1,50 @@
+"""A configuration mistake at the command line: one clear message naming each bad setting, exit 2, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["serve", "prepare", "report", "build-config"])
+def test_every_setting_that_is_wrong_is_named_and_nothing_starts(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("server:\n  port: sk-not-a-port-but-a-secret\n  prot: 8001\nlocal:\n  model: null\n")
+    code, err = run(capsys, command, "--config", str(config))
+    assert code == 2
+    assert f"orchestrator {command}: invalid configuration ({config}" in err
+    assert "  server.port: Input should be a valid integer" in err
+    assert "  server.prot: not a setting (a typo" in err  # silently ignored before
+    assert "  local.model: Input should be a valid string" in err  # crashed the deployment with an AssertionError
+    assert "sk-not-a-port-but-a-secret" not in err  # values are never echoed: one may be a key
+    assert "Traceback" not in err
+
+
+def test_a_config_that_is_not_yaml_or_not_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("server: [\n")
+    code, err = run(capsys, "serve", "--config", str(broken))
+    assert code == 2 and f"orchestrator serve: {broken} is not valid YAML" in err
+    code, err = run(capsys, "serve", "--config", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "config file not found" in err
+
+
+def test_an_environment_variable_with_a_typo_is_named_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("{}\n")
+    monkeypatch.setenv("ORCH_SCHEDULER__HEADROM", "0.7")
+    code, err = run(capsys, "build-config", "--config", str(config))
+    assert code == 2
+    assert "  scheduler.headrom: not a setting" in err
