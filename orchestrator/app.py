@@ -28,7 +28,6 @@ import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -60,6 +59,7 @@ from orchestrator.settings import (
     ResilienceSettings,
     SchedulerSettings,
     Settings,
+    served_name,
 )
 from orchestrator.telemetry import Telemetry, build_telemetry, replica_tracer_provider
 
@@ -286,15 +286,6 @@ def engine_config(section: EngineSettings, settings: Settings, task: str) -> Eng
         reasoning_parser=section.reasoning_parser if isinstance(section, LocalModelSettings) else None,
         extra_engine_args=section.engine_args,
     )
-
-
-def served_name(section: EngineSettings) -> str:
-    """The name a local model serves under: as configured, else its catalog or directory name."""
-    model = section.model
-    assert model is not None
-    if section.served_name:
-        return section.served_name
-    return Path(model).name if "/" in model else model
 
 
 def build_application(settings: Settings) -> Any:

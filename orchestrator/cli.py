@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from orchestrator.accounting import cli as ledger_cli
-from orchestrator.settings import DEFAULT_CONFIG, load_settings
+from orchestrator.settings import DEFAULT_CONFIG, UnknownRoutes, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return import_litellm(args.path, args.output)
     try:
         settings = load_settings(args.config)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
+    except (OSError, yaml.YAMLError, ValidationError, UnknownRoutes) as exc:
         print(f"orchestrator {args.command}: {config_error(args.config, exc)}", file=sys.stderr)
         return 2
     if args.command == "build-config":
@@ -104,8 +104,10 @@ def config_error(path: Path, exc: Exception) -> str:
         for err in exc.errors():
             where = ".".join(str(part) for part in err["loc"]) or "(the file)"
             why = "not a setting (a typo, or one of another version?)" if err["type"] == "extra_forbidden" else None
-            lines.append(f"  {where}: {why or err['msg']}")
+            lines.append(f"  {where}: {why or err['msg'].removeprefix('Value error, ')}")
         return f"invalid configuration ({path} and ORCH_* variables):\n" + "\n".join(lines)
+    if isinstance(exc, UnknownRoutes):
+        return f"invalid configuration ({path} and ORCH_* variables):\n" + "\n".join(f"  {p}" for p in exc.problems)
     if isinstance(exc, yaml.YAMLError):
         return f"{path} is not valid YAML: {exc}"
     return str(exc)

@@ -110,6 +110,15 @@ class LocalModelSettings(EngineSettings):
     reasoning_parser: str | None = None
 
 
+def served_name(section: EngineSettings) -> str:
+    """The name a local model serves under: as configured, else its catalog or directory name."""
+    model = section.model
+    assert model is not None
+    if section.served_name:
+        return section.served_name
+    return Path(model).name if "/" in model else model
+
+
 class EmbeddingSettings(EngineSettings):
     """An optional local embedding model (vLLM's pooling runner); None serves none."""
 
@@ -373,4 +382,35 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         raise FileNotFoundError(f"config file not found: {path}")
     bound = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "yaml_file": str(path)}})
     # Hand back the plain class so the object pickles by reference across Ray.
-    return Settings.model_validate(bound(**overrides).model_dump())
+    settings = Settings.model_validate(bound(**overrides).model_dump())
+    if problems := unknown_routes(settings):
+        raise UnknownRoutes(problems)
+    return settings
+
+
+class UnknownRoutes(ValueError):
+    """Routes that name no configured provider or model (each problem a line)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def unknown_routes(settings: Settings) -> list[str]:
+    """Every `provider/model` route must name a configured provider and one of its models: a typo is an error,
+    not a route quietly dropped as if its provider had no key (that one is only unavailable, and logged).
+    A bare name is a local model's and may name one not configured now (`ORCH_LOCAL__MODEL=...` under the
+    default aliases): dropped and logged, as before."""
+    problems = []
+    for alias, routing in settings.models.items():
+        for i, route in enumerate(routing.routes):
+            provider, slash, model = route.partition("/")
+            where = f"models.{alias}.routes[{i}]: {route!r}"
+            if not slash:
+                continue
+            if provider not in settings.providers:
+                problems.append(f"{where} names no provider {provider!r} ({', '.join(sorted(settings.providers))})")
+            elif model not in settings.providers[provider].models:
+                known = ", ".join(sorted(settings.providers[provider].models))
+                problems.append(f"{where}: providers.{provider}.models has no {model!r} ({known})")
+    return problems

@@ -48,3 +48,27 @@ def test_an_environment_variable_with_a_typo_is_named_too(
     code, err = run(capsys, "build-config", "--config", str(config))
     assert code == 2
     assert "  scheduler.headrom: not a setting" in err
+
+
+def test_a_route_naming_no_configured_provider_or_model_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "models:\n  fast: [smollm2-135m, openruoter/llama-3.1-8b-instruct]\n  big: [openrouter/llama-9000]\n"
+    )
+    code, err = run(capsys, "build-config", "--config", str(config))
+    assert code == 2
+    # Both were dropped as "unavailable" before, the alias quietly served by what was left.
+    assert "  models.fast.routes[1]: 'openruoter/llama-3.1-8b-instruct' names no provider 'openruoter' (" in err
+    config.write_text("models:\n  big: [openrouter/llama-9000]\n")
+    code, err = run(capsys, "build-config", "--config", str(config))
+    assert code == 2 and "providers.openrouter.models has no 'llama-9000'" in err
+
+
+def test_the_documented_local_model_override_still_loads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ORCH_LOCAL__MODEL", "tiny-random")  # the default aliases name smollm2-135m: dropped, logged
+    code, err = run(capsys, "build-config")
+    assert code == 0, err
