@@ -31,8 +31,10 @@ from orchestrator.accounting.metrics import CONTENT_TYPE_LATEST
 from orchestrator.dashboard import add_dashboard_routes
 from orchestrator.errors import MethodNotAllowed, NotFound, OrchestratorError, RequestTooLarge
 from orchestrator.frontdoors.anthropic import AnthropicMessages, AnthropicTokenCount
+from orchestrator.frontdoors.anthropic import error_response as anthropic_error
 from orchestrator.frontdoors.base import FrontDoor, SideDoor
-from orchestrator.frontdoors.openai import error_response, json_response, openai_doors
+from orchestrator.frontdoors.models import list_response, model_response, speaks_anthropic, visible
+from orchestrator.frontdoors.openai import error_response, openai_doors
 from orchestrator.frontdoors.responses import (
     DiskResponses,
     InProcessStore,
@@ -42,7 +44,6 @@ from orchestrator.frontdoors.responses import (
     add_stored_routes,
 )
 from orchestrator.pipeline import Pipeline
-from orchestrator.protocol import ModelList
 from orchestrator.scope import RequestScope
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,8 @@ def _answering(
 
 
 def _info_routes(app: FastAPI, pipeline: Pipeline, acct: Accounts) -> None:
-    """`/health`, `/metrics` (the master or metrics key once keys exist) and `/v1/models` (a key's own).
+    """`/health`, `/metrics` (the master or metrics key once keys exist), and `/v1/models` and
+    `/v1/models/{model}` (a key's own models, in OpenAI's shape or Anthropic's: `frontdoors.models`).
 
     Starlette's own routes: the handlers take the request and return a response, so FastAPI's
     per-request dependency solving would only cost time."""
@@ -186,14 +188,19 @@ def _info_routes(app: FastAPI, pipeline: Pipeline, acct: Accounts) -> None:
 
     async def models(request: Request) -> Response:
         key = await acct.authenticate(_tab(request), request.headers)
-        listed = pipeline.models()
-        if key is not None:
-            listed = ModelList(data=[m for m in listed.data if key.allows(m.id)])
-        return json_response(listed)
+        return list_response(visible(pipeline.models(), key), request.headers, request.query_params)
+
+    async def model(request: Request) -> Response:
+        name = request.path_params["model"]
+        if not name:  # `/v1/models/`: a trailing slash, as on every other path
+            raise StarletteHTTPException(404)
+        key = await acct.authenticate(_tab(request), request.headers)
+        return model_response(visible(pipeline.models(), key), name, request.headers)
 
     app.add_route("/health", health, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
     app.add_route("/v1/models", models, methods=["GET"])
+    app.add_route("/v1/models/{model:path}", model, methods=["GET"])  # ids may hold a slash
 
 
 def _answer_errors(app: FastAPI, by_path: dict[str, FrontDoor | SideDoor]) -> None:
@@ -208,9 +215,10 @@ def _answer_errors(app: FastAPI, by_path: dict[str, FrontDoor | SideDoor]) -> No
 
 
 def answer_error(request: Request, exc: Exception, door: FrontDoor | SideDoor | None) -> Response:
-    """The response for an error raised while answering `request`, in `door`'s shape (OpenAI's
-    without one): the gateway's own errors as they are, Starlette's 404 and 405 as ours, anything
-    else a 500 that says nothing of its cause (which goes to the log)."""
+    """The response for an error raised while answering `request`, in `door`'s shape (without one:
+    Anthropic's for a request with `anthropic-version`, as its SDKs send, else OpenAI's): the
+    gateway's own errors as they are, Starlette's 404 and 405 as ours, anything else a 500 that says
+    nothing of its cause (which goes to the log)."""
     if isinstance(exc, OrchestratorError):
         _tab(request).error_code = exc.code
     elif isinstance(exc, StarletteHTTPException):
@@ -222,7 +230,9 @@ def answer_error(request: Request, exc: Exception, door: FrontDoor | SideDoor | 
     else:
         log.error("unhandled error", exc_info=exc)
         exc = OrchestratorError("The server had an error processing your request.")
-    return door.error(exc) if door is not None else error_response(exc)
+    if door is not None:
+        return door.error(exc)
+    return anthropic_error(exc) if speaks_anthropic(request.headers) else error_response(exc)
 
 
 async def _authenticated(acct: Accounts, request: Request) -> Tab:

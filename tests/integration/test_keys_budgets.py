@@ -177,6 +177,11 @@ async def test_with_keys_configured_a_request_needs_a_valid_key(gw: tuple[httpx.
     assert (await c.get("/v1/models")).status_code == 401
     listed = await c.get("/v1/models", headers={"x-api-key": KEY_RPM})
     assert sorted(m["id"] for m in listed.json()["data"]) == ["fake-chat", "paid/big"]
+    # One model: a key sees its own; one it may not use is as unknown as one that doesn't exist.
+    assert (await c.get("/v1/models/paid/big", headers={"x-api-key": KEY_RPM})).json()["id"] == "paid/big"
+    hidden = await c.get("/v1/models/paid/small", headers={"x-api-key": KEY_RPM})
+    assert error_of(hidden, 404)["code"] == "model_not_found"
+    assert (await c.get("/v1/models/paid/small")).status_code == 401
 
 
 async def test_models_a_key_may_not_use(gw: tuple[httpx.AsyncClient, Any]) -> None:
