@@ -1,10 +1,11 @@
 """The models a key may use, in the asking client's protocol: `GET /v1/models` and `GET /v1/models/{model}`.
 
 OpenAI's `list` of `model` objects and its `model` object by default; Anthropic's `ModelInfo`
-(`id`, `type`, `display_name`, `created_at`) and its page (`data`, `first_id`, `last_id`,
-`has_more`, with the `limit`, `after_id` and `before_id` query parameters) when the request carries
-`anthropic-version`, as every Anthropic SDK's does (`lifecycle` "active": what is listed can be asked). A model the key may not use is as unknown as
-one that doesn't exist: 404 `model_not_found`, in either shape (the edge shapes errors the same way).
+(`id`, `type`, `display_name`, `created_at`, `lifecycle` "active": what is listed can be asked) and
+its page (`data`, `first_id`, `last_id`, `has_more`, with the `limit`, `after_id` and `before_id`
+query parameters) when the request carries `anthropic-version`, as every Anthropic SDK's does. A
+model the key may not use is as unknown as one that doesn't exist: 404 `model_not_found`, in either
+shape (the edge shapes errors the same way).
 """
 
 from __future__ import annotations

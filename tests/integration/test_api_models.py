@@ -96,7 +96,8 @@ async def test_anthropics_model_pages_follow_limit_and_the_cursors(app: FastAPI)
     assert ([m.id for m in before.data], before.has_more) == ([BASE_MODEL], True)
     empty = await client.models.list(after_id=EMBED_MODEL)
     assert (empty.data, empty.first_id, empty.last_id, empty.has_more) == ([], None, None, False)
-    for bad in ({"limit": 0}, {"limit": 1001}, {"after_id": "nope"}, {"after_id": CHAT_MODEL, "before_id": EMBED_MODEL}):
+    both = {"after_id": CHAT_MODEL, "before_id": EMBED_MODEL}
+    for bad in ({"limit": 0}, {"limit": 1001}, {"after_id": "nope"}, both):
         with pytest.raises(anthropic.BadRequestError) as caught:
             await client.models.list(**bad)  # type: ignore[arg-type]
         assert cast(dict[str, Any], caught.value.body)["error"]["type"] == "invalid_request_error"
