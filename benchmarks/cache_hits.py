@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.harness import LOGS, Server, dist, free_port, http_get, run_meta, save, stamp
+from benchmarks.harness import LOGS, Server, dist, free_port, http_get, own_state, run_meta, save, stamp
 from orchestrator.caching.cache import Entry, ResponseCache, cache_key, decide
 from orchestrator.protocol import ChatCompletionRequest
 
@@ -170,7 +170,7 @@ def start_endpoint(workdir: Path) -> tuple[Server, str]:
         "ORCH_LOCAL__ENGINE_ARGS": '{"enforce_eager": true}',
         "ORCH_EMBEDDING__MODEL": "",
         "ORCH_SERVER__PORT": str(port),
-        "ORCH_CACHE__DIRECTORY": str(workdir / "http-cache"),
+        **own_state(workdir),
         "RAY_TMPDIR": str(workdir / "ray"),
         "PYTHONUNBUFFERED": "1",
     }

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from benchmarks.harness import LOGS, RESULTS, ROOT, Server, describe, dist, free_port, http_get, run_meta
+from benchmarks.harness import LOGS, RESULTS, ROOT, Server, describe, dist, free_port, http_get, own_state, run_meta
 
 MODEL = "tiny-random"
 TARGET_P99_MS = 50.0
@@ -161,8 +161,7 @@ def start_server(plain: bool, workdir: Path, max_body_mb: float | None = None) -
                 "ORCH_LOCAL__ENGINE_ARGS": '{"enforce_eager": true}',
                 "ORCH_EMBEDDING__MODEL": "",
                 "ORCH_SERVER__PORT": str(port),
-                "ORCH_CACHE__DIRECTORY": str(workdir / "cache"),
-                "ORCH_LEDGER__PATH": str(workdir / "ledger.sqlite"),
+                **own_state(workdir),
                 "RAY_TMPDIR": str(workdir / "ray"),
             }
         )

@@ -79,6 +79,25 @@ def serves_model(base_url: str, model: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def own_state(workdir: Path) -> dict[str, str]:
+    """`ORCH_*` variables that keep a benchmark deployment's ledger, response cache and stored responses
+    in `workdir`: a run's fake requests and spend never land in the user's usage reports, budgets or cache
+    (`data_dir` stays where the prepared models are). For a config file: `own_state_config`."""
+    return {
+        "ORCH_LEDGER__PATH": str(workdir / "ledger.sqlite"),
+        "ORCH_CACHE__DIRECTORY": str(workdir / "response-cache"),
+        "ORCH_RESPONSES__DIRECTORY": str(workdir / "responses"),
+    }
+
+
+def own_state_config(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """`config` (a settings dict) with its ledger, response cache and stored responses in `workdir`."""
+    for name, value in own_state(workdir).items():
+        section, key = name.removeprefix("ORCH_").lower().split("__")
+        config[section] = {**(config.get(section) or {}), key: value}
+    return config
+
+
 def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """This environment without anything that would redirect a child (ORCH_*, RAY_ADDRESS), offline."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_") and k != "RAY_ADDRESS"}

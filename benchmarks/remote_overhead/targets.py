@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.harness import OUT, ROOT, Server, child_env, role, session_members
+from benchmarks.harness import OUT, ROOT, Server, child_env, own_state_config, role, session_members
 from benchmarks.remote_overhead.bodies import API_KEY, MODEL, UPSTREAM_MODEL, nonstream_body
 from benchmarks.remote_overhead.groups import TPUT_AS_OURS, RaySetting
 
@@ -140,8 +140,8 @@ def ours_server(
     config["embedding"]["model"] = None
     config["gateway"]["max_ongoing_requests"] = setting.max_ongoing_requests
     config["providers"]["openrouter"]["base_url"] = f"{fake_url}/v1"
-    # The response cache as configured, but in a directory of its own (not the user's cache).
-    config.setdefault("cache", {})["directory"] = str(tmp / f"cache-{name}")
+    # The ledger, response cache and stored responses as configured, but in directories of their own.
+    own_state_config(config, tmp / f"state-{name}")
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = ray_env(tmp, setting, di_ports, data_dir, "ours")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
+from benchmarks.remote_overhead.groups import SETTINGS
 from benchmarks.remote_overhead.portkey import error_lines, portkey_headers
 from benchmarks.remote_overhead.report import peers_table, rate_verdicts, ratios
+from benchmarks.remote_overhead.targets import ours_server
 
 
 def test_portkey_headers_name_openai_at_the_fakes_v1() -> None:
@@ -66,3 +69,17 @@ def test_peers_table_and_rate_verdicts() -> None:
         "Throughput at 32 clients, ours: 0.80× Portkey (MISSED ≥ 1.5×), 8.00× LiteLLM (MISSED ≥ 10×)."
     )
     assert peers_table({"direct": targets["direct"], "ours@tput": targets["ours@tput"]}) == []
+
+
+def test_ours_keeps_its_ledger_cache_and_responses_out_of_the_users_data_dir(tmp_path: Path) -> None:
+    """A benchmark run's fake requests and spend must not land in the user's usage reports (they did:
+    34k requests of fake spend in ~/.cache/burst-orchestrator/ledger.sqlite)."""
+    from orchestrator.settings import load_settings
+
+    setting = SETTINGS["tput"]
+    ours_server("ours", setting, 8000, "http://127.0.0.1:9", tmp_path, tmp_path, range(8001, 8003), tmp_path / "d")
+    settings = load_settings(tmp_path / "ours.yaml")
+    state = tmp_path / "state-ours"
+    assert settings.ledger.path == state / "ledger.sqlite"
+    assert settings.cache.directory == state / "response-cache"
+    assert settings.responses.directory == state / "responses"
