@@ -89,8 +89,10 @@ def base_url(
         # A stream idle 3 s has stalled: a CPU engine saturated by 12 long generations on two cores pauses
         # for over a second at times (and a 504 for the saturating requests is not what test_spill tests).
         "resilience": {"first_token_timeout_s": 6.0, "idle_timeout_s": 3.0, "breaker_threshold": 1000},
-        # A fresh response cache per session: answers cached by an earlier run must not leak in.
+        # A fresh response cache per session: answers cached by an earlier run must not leak in; the stored
+        # Responses in the session's own directory too (not the user's data_dir).
         "cache": {"directory": str(tmp_path_factory.mktemp("response-cache"))},
+        "responses": {"directory": str(tmp_path_factory.mktemp("responses"))},
         # The ledger's own file, and keys: every request needs one (the clients' keys have no limits).
         "ledger": {
             "path": str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"),
