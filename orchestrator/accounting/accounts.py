@@ -189,8 +189,15 @@ class Accounts:
                 "You didn't provide an API key. You need to provide your API key in an Authorization header "
                 "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or in an x-api-key header."
             )
-        policy = await self._lookup(hash_key(key))
+        digest = hash_key(key)
+        policy = await self._lookup(digest)
         if policy is None:
+            if self.master_key_sha256 is not None and same_hash(digest, self.master_key_sha256):
+                # What an operator tries first; "incorrect" would send them looking for a typo.
+                raise InvalidApiKey(
+                    "The master key manages keys and reads usage (/admin); it can't ask models. "
+                    "Make a virtual key for that: POST /admin/keys."
+                )
             # OpenAI shows a redacted key here; we show nothing of it at all.
             raise InvalidApiKey("Incorrect API key provided.")
         tab.key = policy

@@ -14,6 +14,7 @@ report` runs it on the database file directly.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from typing import Any
@@ -40,13 +41,14 @@ def usage_report(
     until: float | None = None,
     reference_model: str | None = None,
 ) -> dict[str, Any]:
-    """Totals and breakdowns by key, model, provider and route over [since, until)."""
-    lo, hi = since if since is not None else 0.0, until if until is not None else 1e18
+    """Totals and breakdowns by key, model, provider and route over [since, until) (`since` and `until`
+    null in the report where not given: from the first request, up to now)."""
+    lo, hi = since if since is not None else 0.0, until if until is not None else math.inf
     where, args = "WHERE ts >= ? AND ts < ?", (lo, hi)
     total = _rows(db, f"SELECT {_MEASURES} FROM requests {where}", args)[0]
     report: dict[str, Any] = {
-        "since": lo,
-        "until": hi,
+        "since": since,
+        "until": until,
         "totals": total,
         "savings": {
             "reference_model": reference_model,
@@ -84,7 +86,7 @@ def render(report: dict[str, Any]) -> str:
     """The report as plain-text tables."""
     s = report["savings"]
     lines = [
-        f"Usage from {_when(report['since'])} to {_when(report['until'])}",
+        f"Usage from {_when(report['since'], 'the beginning')} to {_when(report['until'], 'now')}",
         "",
         f"Spend ${s['actual_usd']:.6f}; the same tokens on {s['reference_model'] or '(no reference model)'} "
         f"${s['reference_usd']:.6f}; saved ${s['saved_usd']:.6f}",
@@ -100,7 +102,5 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _when(ts: float) -> str:
-    if ts >= 1e18:
-        return "now"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts > 0 else "the beginning"
+def _when(ts: float | None, otherwise: str) -> str:
+    return otherwise if ts is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))

@@ -168,6 +168,10 @@ async def test_with_keys_configured_a_request_needs_a_valid_key(gw: tuple[httpx.
     assert (missing["type"], missing["code"]) == ("invalid_request_error", "invalid_api_key")
     wrong = error_of(await chat(c, "sk-orch-not-a-key"), 401)
     assert wrong["code"] == "invalid_api_key" and "sk-orch-not-a-key" not in json.dumps(wrong)
+    # The master key asks no model; the answer says so (an operator's first try), not "incorrect".
+    master = error_of(await chat(c, MASTER), 401)
+    assert master["code"] == "invalid_api_key" and "POST /admin/keys" in master["message"]
+    assert MASTER not in json.dumps(master)
     ok = await chat(c, KEY_B)
     assert ok.status_code == 200, ok.text
     validate("CreateChatCompletionResponse", ok.json())

@@ -25,7 +25,7 @@ from orchestrator.accounting.book import (
     period_bounds,
 )
 from orchestrator.accounting.keys import KeyPolicy, hash_key, new_key, presented, redact
-from orchestrator.accounting.reports import usage_report
+from orchestrator.accounting.reports import render, usage_report
 from orchestrator.testing.clock import FakeClock
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC).timestamp()
@@ -214,6 +214,14 @@ def test_report_groups_and_savings(book: Book) -> None:
     assert report["savings"]["saved_usd"] == pytest.approx(0.1)  # reference 0.2 - actual 0.1
     assert set(report["by_route"]) == {"remote", "local", "cache"}
     assert report["by_key"]["a"]["requests"] == 2 and report["by_route"]["cache"]["cache_hits"] == 1
+    # Bounds not given are null (were 0 and 1e18 in the JSON), and the text says what they mean.
+    assert (report["since"], report["until"]) == (None, None)
+    assert render(report).startswith("Usage from the beginning to now\n")
+    around = usage_report(book.db, since=NOW - 60, until=NOW + 60)
+    assert (around["since"], around["until"]) == (NOW - 60, NOW + 60) and around["totals"]["requests"] == 3
+    later = usage_report(book.db, since=NOW + 1)
+    assert later["totals"]["requests"] == 0 and later["until"] is None
+    assert "UTC to " in render(later)
 
 
 @pytest.mark.parametrize(
