@@ -216,7 +216,7 @@ def _answer_errors(app: FastAPI, by_path: dict[str, FrontDoor | SideDoor]) -> No
 
 def answer_error(request: Request, exc: Exception, door: FrontDoor | SideDoor | None) -> Response:
     """The response for an error raised while answering `request`, in `door`'s shape (without one:
-    Anthropic's for a request with `anthropic-version`, as its SDKs send, else OpenAI's): the
+    OpenAI's, but Anthropic's on `/v1/models` for a request with `anthropic-version`, as its SDKs send): the
     gateway's own errors as they are, Starlette's 404 and 405 as ours, anything else a 500 that says
     nothing of its cause (which goes to the log)."""
     if isinstance(exc, OrchestratorError):
@@ -232,7 +232,9 @@ def answer_error(request: Request, exc: Exception, door: FrontDoor | SideDoor | 
         exc = OrchestratorError("The server had an error processing your request.")
     if door is not None:
         return door.error(exc)
-    return anthropic_error(exc) if speaks_anthropic(request.headers) else error_response(exc)
+    if request.url.path.startswith("/v1/models") and speaks_anthropic(request.headers):
+        return anthropic_error(exc)  # the one route both APIs share: the asking client's shape
+    return error_response(exc)
 
 
 async def _authenticated(acct: Accounts, request: Request) -> Tab:

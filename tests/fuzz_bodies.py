@@ -143,7 +143,11 @@ class Answer:
 def violation(request: FuzzRequest, answer: Answer) -> str | None:
     """What is wrong with `answer` to `request`, or None if it keeps the property."""
     status, ctype = answer.status, answer.content_type.split(";")[0].strip().lower()
-    anthropic = request.path.split("?")[0] in ANTHROPIC_ROUTES
+    path = request.path.split("?")[0]
+    # Anthropic's doors, and the models routes both APIs share when the client says it speaks Anthropic's.
+    anthropic = path in ANTHROPIC_ROUTES or (
+        path.startswith("/v1/models") and any(k.lower() == "anthropic-version" for k, _ in request.headers)
+    )
     responses = request.path.split("?")[0] == RESPONSES_ROUTE
     if status >= 500:
         return f"status {status}: {answer.body[:400]!r}"
