@@ -48,6 +48,7 @@ import aiohttp
 
 from benchmarks.harness import RESULTS, free_port, percentile, run_meta, save, stamp, stream_chat
 from benchmarks.harness.progress import bar, timed
+from orchestrator.settings import SchedulerSettings
 from orchestrator.testing.provider import FakeProvider
 
 REMOTE = "burst/llama-3.1-8b"
@@ -340,10 +341,11 @@ def settings_for(args: argparse.Namespace, fake: FakeProvider, port: int, data_d
     )
 
 
-def _setting(text: str) -> tuple[str, float]:
-    """`--scheduler headroom=0.6`: one of the scheduler's settings, for a run that tries another value."""
+def _setting(text: str) -> tuple[str, float | None]:
+    """`--scheduler headroom=0.6`: one of the scheduler's settings, for a run that tries another value
+    (`hedge_at=none`: off)."""
     name, _, value = text.partition("=")
-    return name, float(value)
+    return name, None if value.strip().lower() == "none" else float(value)
 
 
 def start(args: argparse.Namespace) -> tuple[FakeProvider, str]:
@@ -415,6 +417,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "calibration": figures["calibration"],
         "capacity_rps": figures["c"],  # what the arrivals were scaled to: measured, or `--capacity`
         "scheduler": dict(_setting(kv) for kv in args.scheduler),
+        # Every scheduler setting the run had (the defaults of its commit, and the overrides above): what
+        # `benchmarks.simulate.validate` replays it with.
+        "scheduler_settings": SchedulerSettings(**dict(_setting(kv) for kv in args.scheduler)).model_dump(),
         "profile": {"base": args.base, "peak": 4, "edge_s": args.edge_s, "ramp_s": args.ramp_s}
         | {"peak_s": args.peak_s, "seed": args.seed, "requests": figures["requests"]},
         "remote": {"ttft_ms": args.remote_ttft_ms, "tokens_per_s": args.remote_tokens_per_s}

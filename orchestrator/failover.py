@@ -36,7 +36,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from orchestrator.errors import (
@@ -50,6 +50,7 @@ from orchestrator.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from orchestrator.hedging import HedgedAttempt, discard, first_content
 from orchestrator.settings import ResilienceSettings
 
 T = TypeVar("T")
@@ -65,6 +66,7 @@ class Target:
     reason: str = "primary"
     first_token_timeout_s: float | None = None  # this route's own patience; None: the policy's
     alive: bool = False  # known alive (a local engine reporting its load): tried even with its circuit open
+    hedge_after_s: float | None = None  # no first token by then: the next route is tried beside it
 
 
 # Retries, timeouts and breakers are the `resilience:` settings section, as configured.
@@ -128,9 +130,13 @@ class Success(Generic[R]):
     target: Target
     result: R
     failures: tuple[tuple[Target, OrchestratorError], ...] = ()
+    hedged: Target | None = None  # the route this one was tried beside, given up when this one answered first
 
     def reason(self) -> str:
-        """Why this route served: its plan reason, plus what failed before it."""
+        """Why this route served: its plan reason, plus what failed before it (or the hedge it won)."""
+        if self.hedged is not None:
+            after = (self.hedged.hedge_after_s or 0.0) * 1000
+            return f"hedge: {self.hedged.provider} had no first token after {after:.0f} ms ({self.hedged.reason})"
         if not self.failures:
             return self.target.reason
         failed = ", ".join(f"{t.provider} {e.code or e.status_code}" for t, e in self.failures)
@@ -159,9 +165,12 @@ async def run_with_failover(
     breakers: Breakers,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    gave_up: Callable[[Target, float], None] | None = None,
 ) -> Success[R]:
-    """The first target whose `attempt` succeeds, following the module's rules."""
-    return await _Run(targets, attempt, policy, breakers, clock, sleep).run()
+    """The first target whose `attempt` succeeds, following the module's rules (and a target's hedge:
+    `orchestrator.hedging`; `gave_up` hears of an attempt cancelled after so many ms because its
+    hedge answered first)."""
+    return await _Run(targets, attempt, policy, breakers, clock, sleep, gave_up).run()
 
 
 class _Run(Generic[R]):
@@ -175,9 +184,11 @@ class _Run(Generic[R]):
         breakers: Breakers,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
+        gave_up: Callable[[Target, float], None] | None = None,
     ):
         self.targets, self.attempt, self.policy, self.breakers = targets, attempt, policy, breakers
-        self.clock, self.sleep = clock, sleep
+        self.clock, self.sleep, self.gave_up = clock, sleep, gave_up
+        self.hedges: dict[int, int] = {}  # a route tried as a hedge -> the round it was tried in
         self.deadline = clock() + policy.deadline_s
         self.failures: list[tuple[Target, OrchestratorError]] = []
         self.done: set[int] = set()  # routes not to try again
@@ -189,6 +200,8 @@ class _Run(Generic[R]):
     async def run(self) -> Success[R]:
         for round_ in range(self.policy.attempts):
             for i, target in enumerate(self.targets):
+                if self.hedges.get(i) == round_:
+                    continue  # tried beside the route before it in this round
                 if i in self.done or not await self._waited(i) or not self._allowed(i, target):
                     continue
                 if (won := await self._try(i, target, round_)) is not None:
@@ -227,6 +240,13 @@ class _Run(Generic[R]):
         remaining = self.deadline - self.clock()
         if remaining <= 0:
             raise combine(self.failures, deadline_passed=True)
+        if round_ == 0 and target.hedge_after_s is not None and i + 1 < len(self.targets):
+            won = await self._race(i, target, round_, remaining)
+            lost = [e for t, e in self.failures if t is target]
+            if won is None and lost and isinstance(lost[-1], ReplicaLost) and i not in self.replaced:
+                self.replaced.add(i)  # as below: straight to another of its replicas, once
+                return await self._try(i, target, round_)
+            return won
         try:
             async with asyncio.timeout(remaining):
                 result = await self.attempt(target)
@@ -241,6 +261,68 @@ class _Run(Generic[R]):
         if isinstance(error, ReplicaLost) and i not in self.replaced:
             self.replaced.add(i)  # the route itself is fine: straight to another of its replicas, once
             return await self._try(i, target, round_)
+        return None
+
+    async def _race(self, i: int, target: Target, round_: int, remaining: float) -> Success[R] | None:
+        """`target`, and once it has had `hedge_after_s` without a first content, the next route beside it
+        (if that one may be tried now): the first to reach its first content serves, the other is cancelled.
+        Each one's failure is noted as a plain attempt's would be; None when both failed."""
+        j, hedge = i + 1, self.targets[i + 1]
+        first: HedgedAttempt[Target, R] = HedgedAttempt(self.attempt, target)
+        racing = [first]
+        given_up = False  # `target` cancelled because the hedge reached its first content first
+        try:
+            async with asyncio.timeout(remaining):
+                await asyncio.wait(first.waiters(), timeout=target.hedge_after_s, return_when=asyncio.FIRST_COMPLETED)
+                if not first.answered and self._may_hedge(j, hedge, round_):
+                    racing.append(HedgedAttempt(self.attempt, hedge))
+                while not any(a.first.is_set() for a in racing):
+                    for a in [a for a in racing if a.task.done()]:
+                        racing.remove(a)
+                        if (won := self._ended(i if a is first else j, a, round_)) is not None:
+                            return won  # an answer without any content (empty) is an answer
+                    if not racing:
+                        return None
+                    waiters = set().union(*(a.waiters() for a in racing))
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                winner = next(a for a in racing if a.first.is_set())
+                for loser in racing:
+                    if loser is not winner:
+                        given_up = loser is first
+                        if given_up and self.gave_up is not None:
+                            self.gave_up(target, loser.elapsed_ms())
+                        await discard(loser)
+                racing = [winner]
+                await asyncio.wait({winner.task})
+                won = self._ended(i if winner is first else j, winner, round_)
+                return replace(won, hedged=target) if won is not None and given_up else won
+        except TimeoutError:
+            error = UpstreamTimeout(f"{target.provider}: no answer within the request's deadline.")
+            self._failed(i, target, error, round_)
+            return None
+        finally:
+            for a in racing:
+                if not a.task.done():
+                    await discard(a)
+                a.stop_waiting()
+
+    def _may_hedge(self, j: int, hedge: Target, round_: int) -> bool:
+        """Whether route `j` may be tried now as a hedge (then it counts as tried in this round)."""
+        if j in self.done or self.not_before.get(j) or not self._allowed(j, hedge):
+            return False
+        self.hedges[j] = round_
+        return True
+
+    def _ended(self, i: int, attempt: HedgedAttempt[Target, R], round_: int) -> Success[R] | None:
+        """A raced attempt's end as `_try` would take it: its success, or None with the failure noted."""
+        target, task = attempt.target, attempt.task
+        error = task.exception()
+        if error is None:
+            self.breakers.success(target.provider)
+            return Success(target, task.result(), tuple(self.failures))
+        if not isinstance(error, OrchestratorError):
+            raise error
+        self._failed(i, target, error, round_)
         return None
 
     def _failed(self, i: int, target: Target, error: OrchestratorError, round_: int) -> None:
@@ -336,6 +418,7 @@ async def open_stream(
             async for chunk in stream:
                 prefix.append(chunk)
                 if has_content(chunk):
+                    first_content()
                     rest = with_idle_timeout(stream, policy.idle_timeout_s, provider)
                     return OpenStream(prefix, rest, also=(stream,))
     except TimeoutError:
@@ -411,6 +494,7 @@ async def read_whole(
                         break
         except TimeoutError:
             raise UpstreamTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
+        first_content()
         if started is not None:
             started()
         watch = _IdleWatch(policy.idle_timeout_s)

@@ -204,10 +204,16 @@ class Pipeline:
         """The plan's routes in turn (retries, failover) until one answers: whole, or a stream at its
         first content."""
         done = await run_with_failover(
-            plan.targets, partial(self._attempt_route, call, plan, whole), policy=self._policy, breakers=self._breakers
+            plan.targets,
+            partial(self._attempt_route, call, plan, whole),
+            policy=self._policy,
+            breakers=self._breakers,
+            gave_up=plan.gave_up,
         )
         t = done.target
-        return Routed(Route(t.provider, t.model, done.reason(), overflow=plan.is_overflow(t)), done.result)
+        # A hedge that answered first is load spill too: the local model was too slow for this request.
+        overflow = plan.is_overflow(t) or done.hedged is not None
+        return Routed(Route(t.provider, t.model, done.reason(), overflow=overflow), done.result)
 
     async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, target: Target) -> Any:
         """One route's answer: opened to its first content within the route's patience, then folded

@@ -292,10 +292,11 @@ class SchedulerSettings(Section):
 
     # Default time-to-first-token target; per alias: models.<name>.ttft_slo_ms, per request: x-ttft-slo-ms.
     ttft_slo_ms: float = 1000.0
-    # Local while the predicted (typical) TTFT is within headroom x SLO: the SLO bounds the tail.
-    # 0.6 and no hysteresis since 2026-11-30 (were 0.7 and 0.2): more local and within the SLO on the
-    # real CPU engine and in the simulator's GPU fleets (benchmarks/README.md, "Simulator").
-    headroom: float = 0.6
+    # Local while the predicted (typical) TTFT is within headroom x SLO: the SLO bounds the tail (and
+    # the hedge, below, catches what the prediction missed). 0.7 with the hedge at 0.5 since 2026-12-01
+    # (0.6 and no hedge before): more local and as much within the SLO in the simulator's fleets and the
+    # real burst (benchmarks/README.md, "Simulator": "The hedge").
+    headroom: float = 0.65
     hysteresis: float = 0.0  # once spilling, back to local only below (1 - hysteresis) x that
     same_weights_first: bool = True  # spill first to hosts of the local model's open weights
     overflow_budget_usd_per_hour: float | None = None  # spend cap for load spill; None: no cap
@@ -304,6 +305,10 @@ class SchedulerSettings(Section):
     # A local attempt with remote routes behind it gives up after this many SLOs without a first
     # token (a wrong prediction costs a fall-over, not a missed budget).
     local_patience: float = 3.0
+    # A local attempt with remote routes behind it and no first token after this fraction of the SLO
+    # gets a remote attempt beside it (a hedge): the first to answer serves, the other is cancelled.
+    # None: no hedge (the local attempt waits out its patience, then falls over).
+    hedge_at: float | None = 0.55
     idle_step_ms: float = 20.0  # a step of an idle engine, until measured
     min_finish_rate: float = 0.5  # requests/s assumed to free slots when none finished lately
     poll_interval_ms: float = 100.0  # how often gateways read the load board

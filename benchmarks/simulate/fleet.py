@@ -115,6 +115,8 @@ class Simulation:
         self._timeout = self._local_timeout
         self._remote_ok = self._remote_first
         self._remote_end = self._remote_done
+        self._hedge_h = self._hedge
+        self._hedge_first_h = self._hedge_first
         self._report_h = self._report
         self._poll_h = self._poll
         self._deliver_h = self._deliver
@@ -170,6 +172,8 @@ class Simulation:
             e.submit(req)
             timeout = route[2] or self.fleet.client_timeout_s
             self.loop.at(now + timeout, self._timeout, (req, req.attempt))
+            if req.hedge_s and req.attempt == 0 and req.hedge_s < timeout:
+                self.loop.at(now + req.hedge_s, self._hedge_h, req)
             return
         r = self.fleet.remotes[route[1]]
         req.done = policy.attempting(req, route)
@@ -218,6 +222,46 @@ class Simulation:
         self.ttft[i] = (now - req.arrival) * 1000
         self.local[i] = 1
         self.policies[req.gateway].first_token(req, req.routes[req.attempt], (now - req.attempt_started) * 1000)
+        if req.hedge_at >= 0:  # the local first token came first: the hedge is called off
+            req.hedge_at = -1.0
+            self.cost[i] += self._hedge_remote(req).cost_usd(req.prompt, 0)  # its prompt, as a provider bills it
+
+    # A hedge: the local attempt has no first token after the plan's hedge time, so the next (remote) route
+    # is tried beside it. The first token decides: the remote's aborts the local attempt; the local's calls
+    # the remote off (its prompt counted as spent). The race is decided at the engine's first token (its hop
+    # to the client not counted: at most the profile's hop in the local attempt's favour). A hedge that gets
+    # a 429 or fails is not retried: the local attempt goes on as without one.
+
+    def _hedge_remote(self, req: SimRequest) -> RemoteProfile:
+        return self.fleet.remotes[req.routes[1][1]]
+
+    def _hedge(self, req: SimRequest) -> None:
+        if req.attempt != 0 or req.first_at >= 0 or req.aborted or len(req.routes) < 2 or req.routes[1][0]:
+            return
+        r = self._hedge_remote(req)
+        x = self.rng.random()
+        if x < r.p_429 + r.p_fail:
+            return
+        ttft = (
+            self.rng.lognormvariate(math.log(r.ttft_median_ms), r.ttft_sigma) / 1000
+            if r.ttft_sigma
+            else r.ttft_median_ms / 1000
+        )
+        req.hedge_at = self.loop.now + ttft
+        self.loop.at(req.hedge_at, self._hedge_first_h, req)
+
+    def _hedge_first(self, req: SimRequest) -> None:
+        if req.hedge_at < 0 or req.attempt != 0:
+            return  # called off: the local first token came first
+        req.hedge_at = -1.0
+        policy = self.policies[req.gateway]
+        now = self.loop.now
+        policy.gave_up(req, req.routes[0], (now - req.attempt_started) * 1000)
+        req.engine.abort(req)
+        self._end_attempt(req)
+        req.attempt = 1
+        req.attempt_started += req.hedge_s  # the hedge started then: its own TTFT for the remote's EWMA
+        self._remote_first(req)
 
     def _local_finish(self, req: SimRequest) -> None:
         self._end_attempt(req)

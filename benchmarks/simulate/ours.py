@@ -69,6 +69,7 @@ class Ours:
         made = self.router.order(Resolution(facts, resolve(facts, self.registry, self.policies)))
         req.handle = made
         req.spill = made.plan.overflow
+        req.hedge_s = made.plan.targets[0].hedge_after_s or 0.0
         index, timeout = self._index, self.ctx.timeout_s
         req.routes = [
             (True, -1, t.first_token_timeout_s or timeout)
@@ -93,3 +94,7 @@ class Ours:
         plan: RoutePlan = req.handle
         if plan.is_overflow(self._target(req)):
             plan.overflowed(usd)
+
+    def gave_up(self, req: SimRequest, route: Route, ms: float) -> None:
+        plan: RoutePlan = req.handle
+        plan.gave_up(self._target(req), ms)

@@ -62,6 +62,10 @@ class GatewayPolicy(Protocol):
 
     def overflowed(self, req: SimRequest, route: Route, usd: float) -> None: ...
 
+    def gave_up(self, req: SimRequest, route: Route, ms: float) -> None:
+        """A local attempt of `req` was cancelled after `ms` without a first token (a hedge answered)."""
+        ...
+
 
 PolicyFactory = Callable[[GatewayContext], GatewayPolicy]
 
@@ -94,6 +98,9 @@ class _Static:
         pass
 
     def overflowed(self, req: SimRequest, route: Route, usd: float) -> None:
+        pass
+
+    def gave_up(self, req: SimRequest, route: Route, ms: float) -> None:
         pass
 
 

@@ -30,6 +30,8 @@ class SimRequest:
         "local",
         "cost",
         "attempt_started",
+        "hedge_s",
+        "hedge_at",
     )
 
     def __init__(self, index: int, arrival: float, prompt: int, output: int, gateway: int):
@@ -50,3 +52,5 @@ class SimRequest:
         self.local = False
         self.cost = 0.0
         self.attempt_started = 0.0
+        self.hedge_s = 0.0  # the plan's hedge: a remote attempt beside the local one after this long (0: none)
+        self.hedge_at = -1.0  # a hedge in flight: when its first token comes (-1: none, or called off)

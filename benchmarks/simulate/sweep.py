@@ -7,7 +7,8 @@
 
 A variant changes `scheduler:` settings (`key=value`) and/or engine-profile fields
 (`engine.field=value`); each variant runs `ours` (the real Router) once per seed on every fleet and
-workload; printed: local share, SLO attainment and p95 TTFT (the seeds' mean, mean and median).
+workload; printed: local share, SLO attainment, p95 TTFT and cost per 1,000 requests (the seeds' mean, mean,
+median and mean).
 `burst-replay` is the validation's workload (the recorded real burst run's arrivals, cpu-1).
 """
 
@@ -34,11 +35,12 @@ def _workload(fleet: Fleet, name: str, seed: int, max_requests: int, run: Path =
     return scenario(fleet, name, seed=seed, max_requests=max_requests).workload
 
 
-def parse_variant(text: str) -> dict[str, float]:
-    out = {}
+def parse_variant(text: str) -> dict[str, float | None]:
+    """`key=value,...`: numbers, or `none` for a setting that may be off (`hedge_at=none`)."""
+    out: dict[str, float | None] = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
-        out[key.strip()] = float(value)
+        out[key.strip()] = None if value.strip().lower() == "none" else float(value)
     return out
 
 
@@ -52,7 +54,7 @@ def apply(fleet: Fleet, variant: dict[str, Any]) -> Fleet:
 def run_variant(
     fleet: Fleet,
     workload: str,
-    variant: dict[str, float],
+    variant: dict[str, float | None],
     seeds: list[int],
     max_requests: int,
     run: Path = BURST_RUN,
@@ -69,6 +71,7 @@ def run_variant(
         "local_share": sum(r["local_share"] for r in runs) / len(runs),
         "slo_attainment": sum(r["slo_attainment"] for r in runs) / len(runs),
         "ttft_p95_ms": sorted(r["ttft_p95_ms"] for r in runs)[len(runs) // 2],
+        "cost_per_1k_usd": sum(r["cost_per_1k_usd"] for r in runs) / len(runs),
         "per_seed_local": [round(r["local_share"], 3) for r in runs],
     }
 
@@ -104,7 +107,8 @@ def main() -> None:
         print(
             f"{fleet.name:7s} {workload:14s} {text:32s} local {100 * r['local_share']:5.1f} % "
             f"({', '.join(f'{100 * x:.0f}' for x in r['per_seed_local'])}), "
-            f"within SLO {100 * r['slo_attainment']:.2f} %, p95 {r['ttft_p95_ms']:,.0f} ms",
+            f"within SLO {100 * r['slo_attainment']:.2f} %, p95 {r['ttft_p95_ms']:,.0f} ms, "
+            f"${r['cost_per_1k_usd']:.4f} per 1k requests",
             flush=True,
         )
     if args.save:

@@ -6,7 +6,8 @@ A real run (`benchmarks.burst`; by default `scenarios.BURST_RUN`) measured its e
 the deployment, drew seeded Poisson arrivals on the burst profile from a C (that one, or its
 `--capacity`), and recorded every request. Here the same arrivals (the burst benchmark's own `arrivals`
 with its seed and C) and the same request sizes (resampled from `BURST_RUN`'s local answers: the same
-prompts) go through the simulated `cpu-1` fleet, under our policy and the bounds the run measured. The
+prompts) go through the simulated `cpu-1` fleet, under our policy with the settings the run had
+(`ran_with`: its recorded scheduler settings, or the defaults of its day) and the bounds the run measured. The
 engine is its host's profile (`measure_engine`) at the C it measured on the real engine
 (`scenarios.at_measured_capacity`). Targets (issue 16): the hybrid's local share within 5 points of the
 real one, its p95 TTFT within 25 %. Printed beside it, to tell a wrong policy model from a wrong engine
@@ -23,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.simulate.fleet import Fleet, capacity_rps, simulate
+from benchmarks.simulate.fleet import Fleet, capacity_rps, simulate, with_knobs
 from benchmarks.simulate.policies import LocalOnly, PolicyFactory, RemoteOnly
 from benchmarks.simulate.pool import ordered
 from benchmarks.simulate.scenarios import BURST_RUN, burst_lengths
@@ -47,6 +48,23 @@ def burst_workload(run: dict[str, Any], seed_sizes: int) -> Workload:
     duration = 2 * prof["edge_s"] + 2 * prof["ramp_s"] + prof["peak_s"]
     profile = [(float(t), rate_at(t, c, *shape)) for t in range(int(duration))]
     return Workload("burst-replay", times, [s[0] for s in sizes], [s[1] for s in sizes], duration, profile)
+
+
+# The scheduler's defaults before each change of them (`started` of a run before the change's commit).
+_DEFAULTS_BEFORE: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("2026-11-30T18:01", {"headroom": 0.7, "hysteresis": 0.2, "hedge_at": None}),  # before 9e922f7
+    ("2026-12-01T13:30", {"headroom": 0.6, "hysteresis": 0.0, "hedge_at": None}),  # before the hedge
+)
+
+
+def ran_with(run: dict[str, Any]) -> dict[str, Any]:
+    """The scheduler settings the real run's deployment had: as it recorded them, or else the defaults of
+    its day with its own `--scheduler` overrides. The simulated hybrid replays the policy that ran."""
+    if "scheduler_settings" in run:
+        return dict(run["scheduler_settings"])
+    started = str(run.get("started", ""))
+    defaults = next((d for before, d in _DEFAULTS_BEFORE if started < before), {})
+    return {**defaults, **run.get("scheduler", {})}
 
 
 def _modes() -> dict[str, PolicyFactory]:
@@ -77,6 +95,7 @@ def validate(fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN, jobs: int
     run = json.loads(run_path.read_text())
     real = run["results"]
     modes = _run_modes(run)
+    fleet = with_knobs(fleet, **ran_with(run))
     sims: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     for by_mode in ordered(_seed, [(fleet, run_path, s) for s in range(seeds)], jobs):
         for mode, summary in by_mode.items():

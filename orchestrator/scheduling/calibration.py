@@ -58,6 +58,13 @@ class Calibration:
             return self._log
         return self._log * math.pow(0.5, max(0.0, self.clock() - self._at) / self.half_life_s)
 
+    def observe_at_least(self, predicted_ms: float, waited_ms: float) -> None:
+        """A local request predicted at `predicted_ms` was given up (another route answered first)
+        after `waited_ms` without a first token: its TTFT was longer. The estimate moves only on the
+        side of the ratio, so that is known exactly when the wait alone is above the estimate."""
+        if predicted_ms > 0 and waited_ms > 0 and math.log(waited_ms / predicted_ms) > self._faded():
+            self.observe(predicted_ms, waited_ms)
+
     def observe(self, predicted_ms: float, actual_ms: float) -> None:
         """A local request predicted at `predicted_ms` got its first token after `actual_ms`."""
         if not (predicted_ms > 0 and actual_ms > 0 and math.isfinite(predicted_ms) and math.isfinite(actual_ms)):

@@ -275,16 +275,22 @@ class _Ordering:
         c = self.c
         # A prediction can be wrong: a local attempt that has remote routes to fall back on gives
         # up after `local_patience` SLOs without a first token, and the next route serves.
-        patience = (
-            c.knobs.local_patience * self.slo / 1000 if self.facts.data_class == "default" and self.remote else None
-        )
+        patience = hedge = None
+        if self.facts.data_class == "default" and self.remote:
+            patience = c.knobs.local_patience * self.slo / 1000
+            # Before that, a hedge (`orchestrator.hedging`): load spill, so none once the burst budget is spent.
+            if c.knobs.hedge_at is not None and not c.budget.exhausted:
+                hedge = c.knobs.hedge_at * self.slo / 1000
         local, alive = c.local_providers, c.alive
         targets = []
         label = reason + self.resolved.via
-        for b in (*first, *then):
+        routes = (*first, *then)
+        for i, b in enumerate(routes):
             provider = b.provider
             if provider in local:
-                targets.append(Target(provider, b.model, label, patience, provider in alive))
+                # A hedge needs a remote route right behind the local one.
+                after = hedge if i + 1 < len(routes) and routes[i + 1].provider not in local else None
+                targets.append(Target(provider, b.model, label, patience, provider in alive, hedge_after_s=after))
             else:
                 targets.append(Target(provider, b.model, label))
             label = "fallback"

@@ -106,6 +106,10 @@ class RoutePlan:
     def first_token(self, target: Target, ms: float) -> None:
         self._router.first_token(target, ms, self)
 
+    def gave_up(self, target: Target, ms: float) -> None:
+        """A local attempt was cancelled after `ms` without a first token (a hedge answered first)."""
+        self._router.gave_up(target, ms, self)
+
     def is_overflow(self, target: Target) -> bool:
         """Whether `target` serving is load spill: its spend counts against the burst budget."""
         return self.plan.overflow and not self._router.is_local(target)
@@ -343,6 +347,15 @@ class Router:
             return
         last = self._ttft_ms.get(target.provider)
         self._ttft_ms[target.provider] = ms if last is None else last + _EWMA * (ms - last)
+
+    def gave_up(self, target: Target, ms: float, planned: RoutePlan) -> None:
+        """A local attempt given up after `ms` without a first token: its TTFT was longer, which
+        teaches the calibration where that alone says which side of it the ratio lies."""
+        model = self._local.get(target.provider)
+        made = planned.plan
+        if model is not None and made.targets[0].provider == target.provider and _near_decision(made):
+            assert made.modelled_ttft_ms is not None
+            self._calibration[model].observe_at_least(made.modelled_ttft_ms, ms)
 
     @property
     def tokenizer(self) -> UsageEstimator | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -69,7 +70,8 @@ async def gateway(remote: FakeProvider, **scheduler: Any) -> AsyncIterator[Env]:
             }
         },
         models={"auto": {"routes": ["local-chat", "remote/other", HOSTED], "ttft_slo_ms": 500}},
-        scheduler={"prefill_tokens_per_s": 10_000, **scheduler},
+        # No hedge unless a test asks for one: the fake engine's first word comes after ~0.3 s.
+        scheduler={"prefill_tokens_per_s": 10_000, "hedge_at": None, **scheduler},
         cache={"enabled": False},
     )
     engine = FakeEngine("local-chat", max_num_seqs=1, token_delay=0.05)
@@ -174,12 +176,41 @@ async def test_bad_routing_headers_are_clear_400s(env: Env, header: str, value: 
     assert value in err["message"]
 
 
-async def test_a_wrong_prediction_costs_a_fall_over_not_the_budget(env: Env) -> None:
-    """The engine looks idle but answers slowly: after 3 x the SLO the remote route serves."""
-    env.engine.token_delay = 2.0  # first token after 2 s; the SLO is 0.2 s, patience 0.6 s
-    r = await env.chat(headers={"x-ttft-slo-ms": "200"})
-    assert r.headers["x-served-by"] == HOSTED
-    assert r.headers["x-route-reason"] == "fallback after local upstream_timeout"
+async def test_a_wrong_prediction_costs_a_fall_over_not_the_budget(remote: FakeProvider) -> None:
+    """Without a hedge: the engine looks idle but answers slowly; after 3 x the SLO the remote route serves."""
+    async with gateway(remote, hedge_at=None) as env:
+        env.engine.token_delay = 2.0  # first token after 2 s; the SLO is 0.2 s, patience 0.6 s
+        r = await env.chat(headers={"x-ttft-slo-ms": "200"})
+        assert r.headers["x-served-by"] == HOSTED
+        assert r.headers["x-route-reason"] == "fallback after local upstream_timeout"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_local_attempt_without_a_first_token_is_hedged_and_aborted(remote: FakeProvider, stream: bool) -> None:
+    """The engine looks idle but stalls: at the hedge time (0.4 x the 500 ms SLO) the remote route is
+    tried beside it, its answer serves, and the engine's request is cancelled (its slot freed), long
+    before the local attempt's patience (3 x the SLO) would have run out."""
+    async with gateway(remote, hedge_at=0.4) as env:
+        env.engine.token_delay = 5.0
+        body = {"model": "auto", "messages": QUESTION, "max_tokens": 8, "stream": stream}
+        r = await env.http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-served-by"] == HOSTED
+        assert r.headers["x-route-reason"].startswith("hedge: local had no first token after 200 ms (local: predicted")
+        if stream:
+            events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+            text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+        else:
+            text = r.json()["choices"][0]["message"]["content"]
+        assert "Paris is the capital of France." in text
+        generation = env.engine.generations[-1]
+        await asyncio.wait_for(generation.done.wait(), 2.0)
+        assert generation.stopped_early
+        # A local answer in time is not hedged: the remote is not asked.
+        env.engine.token_delay = 0.0
+        asked = remote.counts.total()
+        r = await env.chat()
+        assert r.headers["x-served-by"] == "local/local-chat" and remote.counts.total() == asked
 
 
 @pytest.mark.parametrize("max_wait_ms", [60_000, 1])

@@ -1,0 +1,83 @@
+"""A hedge: a second route tried beside a slow first one, the first to answer serving.
+
+The policy gives a local route with a remote route behind it a hedge time (`Target.hedge_after_s`,
+`scheduler.hedge_at` × the SLO). When the local attempt has no first content by then, the failover
+(`failover._Run._race`) starts the remote route beside it instead of waiting out the local
+attempt's patience: whichever reaches its first content first serves, and the other is cancelled
+(a local request is aborted in the engine; a remote stream is closed). The prediction that put the
+request local can be wrong, or the host can stall; the hedge turns what would be a missed SLO into a
+spill made before it, at the price of the remote call.
+
+Pieces here: `HedgedAttempt`, one attempt run as a task that says when its first content came (the
+attempt's `open_stream` or `read_whole` calls `first_content()`, found through a context variable of
+the task), and `discard`, which cancels the loser and releases whatever it produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+_FIRST_CONTENT: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("first_content", default=None)
+
+
+def first_content() -> None:
+    """The attempt running in this task reached its first content (a no-op outside a hedged attempt)."""
+    event = _FIRST_CONTENT.get()
+    if event is not None:
+        event.set()
+
+
+class HedgedAttempt(Generic[T, R]):
+    """`attempt(target)` as a task of its own, with an event set at its first content."""
+
+    def __init__(self, attempt: Callable[[T], Awaitable[R]], target: T):
+        self.target = target
+        self.first = asyncio.Event()
+        self.started = time.monotonic()
+        context = contextvars.copy_context()
+        context.run(_FIRST_CONTENT.set, self.first)
+        self.task: asyncio.Task[R] = asyncio.create_task(_run(attempt, target), context=context)
+        self._waiter: asyncio.Task[Any] | None = None
+
+    @property
+    def answered(self) -> bool:
+        """Its first content came, or it ended (with an answer or an error)."""
+        return self.first.is_set() or self.task.done()
+
+    def waiters(self) -> set[asyncio.Future[Any]]:
+        """What to wait on for `answered`."""
+        if self._waiter is None:
+            self._waiter = asyncio.create_task(self.first.wait())
+        return {self.task, self._waiter}
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000
+
+    def stop_waiting(self) -> None:
+        if self._waiter is not None:
+            self._waiter.cancel()
+
+
+async def _run(attempt: Callable[[T], Awaitable[R]], target: T) -> R:
+    return await attempt(target)
+
+
+async def discard(hedged: HedgedAttempt[Any, Any]) -> None:
+    """Cancel the attempt (the loser of a race) and release what it produced if it finished anyway
+    (a stream opened in the same moment as the winner's is closed)."""
+    hedged.stop_waiting()
+    task = hedged.task
+    task.cancel()
+    await asyncio.wait({task})
+    if task.cancelled() or task.exception() is not None:
+        return
+    aclose = getattr(task.result(), "aclose", None)
+    if aclose is not None:
+        await aclose()
