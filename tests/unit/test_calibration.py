@@ -31,6 +31,16 @@ def test_settles_at_its_quantile_of_actual_over_predicted(quantile: float, centr
     assert abs(below - quantile) < 0.08, (typical, below)
 
 
+def test_a_given_up_attempt_teaches_only_where_its_wait_alone_tells_the_side() -> None:
+    c = Calibration(clock=lambda: 0.0)
+    feed(c, [1.0] * 100)
+    before = c.factor
+    c.observe_at_least(400.0, 300.0)  # cancelled after 300 ms of a 400 ms prediction: the ratio may be below
+    assert c.factor == before
+    c.observe_at_least(400.0, 900.0)  # cancelled after 900 ms: the ratio is above 2.25, so above the estimate
+    assert c.factor > before and c.observations == 101
+
+
 def test_by_default_the_median_a_typical_request() -> None:
     assert Calibration().quantile == 0.5
 

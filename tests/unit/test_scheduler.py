@@ -431,6 +431,24 @@ def test_a_local_attempt_with_remote_routes_behind_it_has_a_first_token_budget()
 )
 def test_a_local_attempt_that_must_or_may_wait_keeps_the_policys_timeout(facts: Facts) -> None:
     assert all(t.first_token_timeout_s is None for t in make(facts, SATURATED).targets)
+    assert all(t.hedge_after_s is None for t in make(facts).targets)  # and gets no hedge
+
+
+def test_a_local_attempt_with_a_remote_route_right_behind_it_is_hedged_at_its_fraction_of_the_slo() -> None:
+    knobs = KNOBS.model_copy(update={"hedge_at": 0.5})
+    p = make(ask(ttft_slo_ms=500), knobs=knobs)
+    assert [(t.provider, t.hedge_after_s) for t in p.targets] == [
+        ("local", 0.25),
+        ("r2", None),
+        ("r1", None),
+        ("r3", None),
+    ]
+    # Off: no hedge; a spent burst budget: none either (a hedge that answers is load spill).
+    assert (
+        make(ask(ttft_slo_ms=500), knobs=KNOBS.model_copy(update={"hedge_at": None})).targets[0].hedge_after_s is None
+    )
+    spent = make(ask(ttft_slo_ms=500), knobs=knobs, budget=Budget(5.0, 5.0))
+    assert spent.targets[0].provider == "local" and spent.targets[0].hedge_after_s is None
 
 
 def test_the_load_that_counts_is_that_of_the_local_model_in_the_plan() -> None:
