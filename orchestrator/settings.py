@@ -308,7 +308,7 @@ class SchedulerSettings(Section):
     # A local attempt with remote routes behind it and no first token after this fraction of the SLO
     # gets a remote attempt beside it (a hedge): the first to answer serves, the other is cancelled.
     # None: no hedge (the local attempt waits out its patience, then falls over).
-    hedge_at: float | None = 0.55
+    hedge_at: float | None = Field(default=0.55, gt=0)
     idle_step_ms: float = 20.0  # a step of an idle engine, until measured
     min_finish_rate: float = 0.5  # requests/s assumed to free slots when none finished lately
     poll_interval_ms: float = 100.0  # how often gateways read the load board

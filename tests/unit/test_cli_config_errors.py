@@ -19,13 +19,16 @@ def test_every_setting_that_is_wrong_is_named_and_nothing_starts(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("server:\n  port: sk-not-a-port-but-a-secret\n  prot: 8001\nlocal:\n  model: null\n")
+    config.write_text(
+        "server:\n  port: sk-not-a-port-but-a-secret\n  prot: 8001\nlocal:\n  model: null\nscheduler:\n  hedge_at: -1\n"
+    )
     code, err = run(capsys, command, "--config", str(config))
     assert code == 2
     assert f"orchestrator {command}: invalid configuration ({config}" in err
     assert "  server.port: Input should be a valid integer" in err
     assert "  server.prot: not a setting (a typo" in err  # silently ignored before
     assert "  local.model: Input should be a valid string" in err  # crashed the deployment with an AssertionError
+    assert "  scheduler.hedge_at: Input should be greater than 0" in err  # would hedge every local request at once
     assert "sk-not-a-port-but-a-secret" not in err  # values are never echoed: one may be a key
     assert "Traceback" not in err
 
