@@ -22,6 +22,7 @@
     context: "the prompt exceeds the local context",
     remote: "the alias has no local route",
     fallback: "an earlier route failed",
+    hedge: "the local model gave no first token in time",
     embedding: "an embedding route",
   };
   const params = new URLSearchParams(window.location.search);
