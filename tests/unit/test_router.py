@@ -202,3 +202,19 @@ async def test_a_gateway_serving_only_remote_routes_lets_its_poll_of_the_board_d
         assert any(t - woken < 0.05 for t in polls if t >= woken)  # the local plan woke the poll at once
     finally:
         poller.cancel()
+
+
+async def test_a_local_attempt_given_up_for_its_hedge_teaches_that_it_was_slow() -> None:
+    router = Router(HYBRID, local={"local": "small"}, load=Board(), knobs=Knobs(headroom=0.7))  # type: ignore[arg-type]
+    planned = await router.plan(HYBRID_REQUEST, "chat", set(), {})
+    assert planned.targets[0].provider == "local" and planned.targets[0].hedge_after_s is not None
+    modelled = planned.plan.modelled_ttft_ms
+    assert modelled is not None
+    for _ in range(60):  # each given up after three times the prediction without a first token
+        planned.gave_up(planned.targets[0], modelled * 3)
+    calibration = router.calibration("small")
+    assert calibration is not None and calibration.factor > 2.0
+    seen = calibration.observations
+    for _ in range(5):  # given up sooner than the estimate says it takes: that says nothing
+        planned.gave_up(planned.targets[0], modelled * 0.5)
+    assert calibration.observations == seen > 0
