@@ -131,12 +131,18 @@ class Success(Generic[R]):
     result: R
     failures: tuple[tuple[Target, OrchestratorError], ...] = ()
     hedged: Target | None = None  # the route this one was tried beside, given up when this one answered first
+    called_off: tuple[Target, ...] = ()  # hedges started beside a route and cancelled (their prompts may be billed)
 
     def reason(self) -> str:
-        """Why this route served: its plan reason, plus what failed before it (or the hedge it won)."""
+        """Why this route served: its plan reason, plus what failed before it (or the hedge it won, or
+        the hedges called off)."""
         if self.hedged is not None:
             after = (self.hedged.hedge_after_s or 0.0) * 1000
             return f"hedge: {self.hedged.provider} had no first token after {after:.0f} ms ({self.hedged.reason})"
+        off = "".join(f"; hedge to {t.provider}/{t.model} called off" for t in self.called_off)
+        return self._why() + off
+
+    def _why(self) -> str:
         if not self.failures:
             return self.target.reason
         failed = ", ".join(f"{t.provider} {e.code or e.status_code}" for t, e in self.failures)
@@ -196,8 +202,13 @@ class _Run(Generic[R]):
         self.tripped: set[str] = set()  # providers this request already reported to the breakers
         self.shut_out: list[int] = []  # alive routes skipped for an open circuit
         self.replaced: set[int] = set()  # routes retried at once after a replica was lost under the request
+        self.called_off: list[Target] = []  # hedges cancelled because the route beside them answered first
 
     async def run(self) -> Success[R]:
+        won = await self._run()
+        return replace(won, called_off=tuple(self.called_off)) if self.called_off else won
+
+    async def _run(self) -> Success[R]:
         for round_ in range(self.policy.attempts):
             for i, target in enumerate(self.targets):
                 if self.hedges.get(i) == round_:
@@ -291,7 +302,7 @@ class _Run(Generic[R]):
                         given_up = loser is first
                         if given_up and self.gave_up is not None:
                             self.gave_up(target, loser.elapsed_ms())
-                        await discard(loser)
+                        await self._discard(loser, first)
                 racing = [winner]
                 await asyncio.wait({winner.task})
                 won = self._ended(i if winner is first else j, winner, round_)
@@ -303,8 +314,14 @@ class _Run(Generic[R]):
         finally:
             for a in racing:
                 if not a.task.done():
-                    await discard(a)
+                    await self._discard(a, first)
                 a.stop_waiting()
+
+    async def _discard(self, attempt: HedgedAttempt[Target, R], first: HedgedAttempt[Target, R]) -> None:
+        """Cancel a raced attempt; a hedge cancelled is one called off (its prompt may be billed)."""
+        if attempt is not first:
+            self.called_off.append(attempt.target)
+        await discard(attempt)
 
     def _may_hedge(self, j: int, hedge: Target, round_: int) -> bool:
         """Whether route `j` may be tried now as a hedge (then it counts as tried in this round)."""

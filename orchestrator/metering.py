@@ -98,6 +98,10 @@ class Meter:
         free = hit is not None or shared
         if plan is not None and route.overflow and not free:
             plan.overflowed(cost)  # counts against the burst budget, once per upstream call
+        if not free and route.called_off_usd:
+            cost += route.called_off_usd  # hedges called off: spill spent, whoever served
+            if plan is not None:
+                plan.overflowed(route.called_off_usd)
         saved = self._prices.cost(hit.provider, hit.model, usage) if hit is not None else (cost if shared else 0.0)
         details = usage.prompt_tokens_details if usage is not None else None
         tab.record(

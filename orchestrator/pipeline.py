@@ -36,7 +36,7 @@ from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
 from orchestrator.metering import Meter
-from orchestrator.protocol import ModelCard, ModelList
+from orchestrator.protocol import ModelCard, ModelList, Usage
 from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.capabilities import Registry
@@ -213,7 +213,15 @@ class Pipeline:
         t = done.target
         # A hedge that answered first is load spill too: the local model was too slow for this request.
         overflow = plan.is_overflow(t) or done.hedged is not None
-        return Routed(Route(t.provider, t.model, done.reason(), overflow=overflow), done.result)
+        off = self._called_off_usd(done.called_off, plan) if done.called_off else 0.0
+        return Routed(Route(t.provider, t.model, done.reason(), overflow=overflow, called_off_usd=off), done.result)
+
+    def _called_off_usd(self, hedges: tuple[Target, ...], plan: RoutePlan) -> float:
+        """What hedges called off may be billed: each had the prompt sent (as counted for routing; no
+        output came before it was cancelled), at its route's input price."""
+        n = plan.facts.prompt_tokens
+        prompt = Usage(prompt_tokens=n, completion_tokens=0, total_tokens=n)
+        return sum(self._prices.cost(h.provider, h.model, prompt) for h in hedges)
 
     async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, target: Target) -> Any:
         """One route's answer: opened to its first content within the route's patience, then folded

@@ -17,6 +17,7 @@ class Route:
     reason: str
     cache: CacheOutcome = "BYPASS"
     overflow: bool = False  # a remote route serving because the local model was too busy (burst budget)
+    called_off_usd: float = 0.0  # the prompts of hedges started and called off (a provider may bill them)
 
 
 @dataclass(frozen=True)

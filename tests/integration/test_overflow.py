@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -211,6 +212,32 @@ async def test_a_local_attempt_without_a_first_token_is_hedged_and_aborted(remot
         asked = remote.counts.total()
         r = await env.chat()
         assert r.headers["x-served-by"] == "local/local-chat" and remote.counts.total() == asked
+
+
+async def test_a_hedge_called_off_is_charged_to_the_request_and_the_burst_budget(
+    remote: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The local answer's first token comes after the hedge started (at 0.2 x the SLO) but before the
+    remote's: the local answer serves and the hedge is called off, its prompt already sent. What the
+    provider may bill for that prompt is in the request's cost and the burst budget, and its reason says so."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    remote.ttft_ms = 3000.0
+    try:
+        async with gateway(remote, hedge_at=0.2) as env:
+            asked = remote.counts.total()
+            r = await env.chat()
+            assert r.headers["x-served-by"] == "local/local-chat"
+            assert r.headers["x-route-reason"].endswith(f"; hedge to {HOSTED} called off")
+            assert remote.counts.total() == asked + 1  # the hedge went out
+            rows = [json.loads(m.getMessage()) for m in caplog.records if m.name == "orchestrator.requests"]
+            row = next(x for x in rows if x["request_id"] == r.headers["x-request-id"])
+            # The local model is free here: the cost is the hedge's prompt (as the plan counted it, an upper
+            # bound without the local tokenizer) at the hosted route's 1 $ per million input tokens.
+            assert row["provider"] == "local" and 0 < row["cost_usd"] <= 200 / 1e6
+            await asyncio.sleep(0.05)  # the spend report reaches the board
+            assert env.board.read()["overflow_spent_usd"] == pytest.approx(row["cost_usd"])
+    finally:
+        remote.ttft_ms = 0.0
 
 
 @pytest.mark.parametrize("max_wait_ms", [60_000, 1])

@@ -81,8 +81,10 @@ async def test_a_slow_local_route_is_hedged_and_the_remote_answer_serves() -> No
 async def test_the_local_answer_serves_when_it_comes_first_and_the_hedge_is_called_off() -> None:
     routes = {"local": Route(first_s=0.1), "remote": Route(first_s=1.0)}
     done, gave_up = await race(streaming(routes))
-    assert done.target == LOCAL and done.hedged is None and done.reason() == LOCAL.reason
+    assert done.target == LOCAL and done.hedged is None
     assert routes["remote"].calls == 1 and routes["remote"].closed_early
+    # The hedge's prompt went out: the request's record says so (the pipeline charges it).
+    assert done.called_off == (REMOTE,) and done.reason() == f"{LOCAL.reason}; hedge to remote/r called off"
     assert gave_up == []
     await done.result.aclose()
 
@@ -91,6 +93,7 @@ async def test_no_hedge_when_the_local_route_answers_in_time() -> None:
     routes = {"local": Route(first_s=0.0), "remote": Route(first_s=0.0)}
     done, _ = await race(streaming(routes))
     assert done.target == LOCAL and routes["remote"].calls == 0
+    assert done.called_off == () and done.reason() == LOCAL.reason
     await done.result.aclose()
 
 
@@ -119,6 +122,7 @@ async def test_whole_answers_race_on_their_first_content_too() -> None:
     routes = {"local": Route(first_s=0.08, after_s=0.3), "remote": Route(first_s=0.2)}
     done, gave_up = await race(whole(routes))
     assert done.target == LOCAL and done.result == ["", "first", "rest"] and routes["remote"].closed_early
+    assert done.called_off == (REMOTE,)
 
 
 async def test_the_deadline_ends_both_and_a_cancel_from_outside_cancels_both() -> None:
