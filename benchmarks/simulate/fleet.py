@@ -254,11 +254,14 @@ class Simulation:
         if req.hedge_at < 0 or req.attempt != 0:
             return  # called off: the local first token came first
         req.hedge_at = -1.0
-        policy = self.policies[req.gateway]
-        now = self.loop.now
-        policy.gave_up(req, req.routes[0], (now - req.attempt_started) * 1000)
-        req.engine.abort(req)
-        self._end_attempt(req)
+        if req.aborted and self.loop.now - req.arrival >= self.fleet.client_timeout_s:
+            self._fail(req)  # the local attempt timed out and the hedge came too late for the client
+            return
+        if not req.aborted:  # the local attempt still running (not timed out): given up for the hedge
+            policy = self.policies[req.gateway]
+            policy.gave_up(req, req.routes[0], (self.loop.now - req.attempt_started) * 1000)
+            req.engine.abort(req)
+            self._end_attempt(req)
         req.attempt = 1
         req.attempt_started += req.hedge_s  # the hedge started then: its own TTFT for the remote's EWMA
         self._remote_first(req)
@@ -273,6 +276,8 @@ class Simulation:
             return
         req.engine.abort(req)
         self._end_attempt(req)
+        if req.hedge_at >= 0:
+            return  # a hedge in flight goes on alone, as in the gateway's race: its first token serves
         if self.loop.now - req.arrival >= self.fleet.client_timeout_s:
             self._fail(req)
             return

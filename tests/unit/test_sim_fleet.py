@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -11,11 +12,11 @@ from benchmarks.simulate.engine import SimEngine
 from benchmarks.simulate.events import EventLoop
 from benchmarks.simulate.fleet import Fleet, capacity_rps, simulate
 from benchmarks.simulate.ours import Ours
-from benchmarks.simulate.policies import LocalOnly, PolicyFactory, RemoteOnly, Threshold
+from benchmarks.simulate.policies import GatewayContext, LocalOnly, PolicyFactory, RemoteOnly, Threshold
 from benchmarks.simulate.profiles import EngineProfile, RemoteProfile
 from benchmarks.simulate.request import SimRequest
 from benchmarks.simulate.summary import summarize
-from benchmarks.simulate.workloads import Lengths, poisson, poisson_burst
+from benchmarks.simulate.workloads import Lengths, Workload, poisson, poisson_burst
 
 PROFILE = EngineProfile(
     name="test",
@@ -135,3 +136,28 @@ def test_a_request_arriving_during_a_decode_run_starts_at_the_end_of_the_step_in
     # Request 0 decodes 29 tokens: 11 steps alone, one prefill step shared, then steps with two sequences.
     two = (20 + 2 * 2) / 1000
     assert seen[0][1] == pytest.approx(seen[1][0] + (29 - 12) * two)
+
+
+class _Hedged(LocalOnly):
+    """Local first with 1 s of patience and a hedge after 0.5 s, the remote behind it."""
+
+    def __init__(self, ctx: GatewayContext):
+        super().__init__(ctx)
+        self.local_first = [(True, -1, 1.0), (False, 0, ctx.timeout_s)]
+
+    def plan(self, req: SimRequest) -> None:
+        super().plan(req)
+        req.hedge_s = 0.5
+
+
+def test_a_hedge_in_flight_serves_when_the_local_attempts_patience_runs_out_first() -> None:
+    """As in the gateway's race: the local attempt (first token after ~3 s) times out at 1 s while its
+    hedge (started at 0.5 s, 0.8 s to its first token) is in flight; the hedge serves at 1.3 s, not a
+    fresh remote attempt started at 1 s (1.8 s)."""
+    slow = replace(PROFILE, prefill_ms_per_token=30.0)
+    remote = replace(REMOTE, ttft_median_ms=800.0)
+    fleet = Fleet("hedged", slow, remotes=(remote,), slo_ms=1000.0)
+    one = Workload("one", [0.0], [100], [30], 1.0)
+    r = simulate(fleet, one, _Hedged)
+    assert list(r.ttft_ms) == [pytest.approx(1300.0)] and r.local[0] == 0
+    assert r.cost_usd[0] == pytest.approx(remote.cost_usd(100, 30))  # the local attempt costs nothing remote
