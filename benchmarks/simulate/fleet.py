@@ -109,6 +109,7 @@ class Simulation:
         self.cost = array("d", [0.0]) * n
         self.open = 0
         self.decisions = 0
+        self.hedges = [0, 0, 0]  # started, answered first (the local attempt given up), called off
         self.hop_s = (p.hop_ms + p.first_token_ms) / 1000
         # Handlers bound once (see events.py).
         self._next = self._next_attempt
@@ -224,6 +225,7 @@ class Simulation:
         self.policies[req.gateway].first_token(req, req.routes[req.attempt], (now - req.attempt_started) * 1000)
         if req.hedge_at >= 0:  # the local first token came first: the hedge is called off
             req.hedge_at = -1.0
+            self.hedges[2] += 1
             self.cost[i] += self._hedge_remote(req).cost_usd(req.prompt, 0)  # its prompt, as a provider bills it
 
     # A hedge: the local attempt has no first token after the plan's hedge time, so the next (remote) route
@@ -248,6 +250,7 @@ class Simulation:
             else r.ttft_median_ms / 1000
         )
         req.hedge_at = self.loop.now + ttft
+        self.hedges[0] += 1
         self.loop.at(req.hedge_at, self._hedge_first_h, req)
 
     def _hedge_first(self, req: SimRequest) -> None:
@@ -257,6 +260,7 @@ class Simulation:
         if req.aborted and self.loop.now - req.arrival >= self.fleet.client_timeout_s:
             self._fail(req)  # the local attempt timed out and the hedge came too late for the client
             return
+        self.hedges[1] += 1
         if not req.aborted:  # the local attempt still running (not timed out): given up for the hedge
             policy = self.policies[req.gateway]
             policy.gave_up(req, req.routes[0], (self.loop.now - req.attempt_started) * 1000)
@@ -337,6 +341,7 @@ class Simulation:
             wall,
             self.decisions,
             events,
+            extra=dict(zip(("hedges", "hedges_won", "hedges_called_off"), self.hedges, strict=True)),
             cpu_s=cpu,
         )
 

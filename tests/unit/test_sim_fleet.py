@@ -161,3 +161,4 @@ def test_a_hedge_in_flight_serves_when_the_local_attempts_patience_runs_out_firs
     r = simulate(fleet, one, _Hedged)
     assert list(r.ttft_ms) == [pytest.approx(1300.0)] and r.local[0] == 0
     assert r.cost_usd[0] == pytest.approx(remote.cost_usd(100, 30))  # the local attempt costs nothing remote
+    assert r.extra == {"hedges": 1, "hedges_won": 1, "hedges_called_off": 0}
