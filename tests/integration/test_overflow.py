@@ -22,6 +22,7 @@ from openai_schema import validate
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.scheduling.load import BoardState, LoadBoard, LoadView
+from orchestrator.scheduling.router import RoutePlan
 from orchestrator.settings import load_settings
 from orchestrator.testing.engine import FakeEngine
 from orchestrator.testing.provider import FakeProvider
@@ -187,10 +188,15 @@ async def test_a_wrong_prediction_costs_a_fall_over_not_the_budget(remote: FakeP
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_local_attempt_without_a_first_token_is_hedged_and_aborted(remote: FakeProvider, stream: bool) -> None:
+async def test_a_local_attempt_without_a_first_token_is_hedged_and_aborted(
+    remote: FakeProvider, stream: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The engine looks idle but stalls: at the hedge time (0.4 x the 500 ms SLO) the remote route is
     tried beside it, its answer serves, and the engine's request is cancelled (its slot freed), long
-    before the local attempt's patience (3 x the SLO) would have run out."""
+    before the local attempt's patience (3 x the SLO) would have run out. The plan hears how long the
+    given-up attempt waited (what the calibration learns from: tests/unit/test_router.py)."""
+    given_up: list[tuple[str, float]] = []
+    monkeypatch.setattr(RoutePlan, "gave_up", lambda plan, target, ms: given_up.append((target.provider, ms)))
     async with gateway(remote, hedge_at=0.4) as env:
         env.engine.token_delay = 5.0
         body = {"model": "auto", "messages": QUESTION, "max_tokens": 8, "stream": stream}
@@ -207,6 +213,7 @@ async def test_a_local_attempt_without_a_first_token_is_hedged_and_aborted(remot
         generation = env.engine.generations[-1]
         await asyncio.wait_for(generation.done.wait(), 2.0)
         assert generation.stopped_early
+        assert [p for p, _ in given_up] == ["local"] and 200 <= given_up[0][1] < 1500
         # A local answer in time is not hedged: the remote is not asked.
         env.engine.token_delay = 0.0
         asked = remote.counts.total()
