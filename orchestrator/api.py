@@ -29,7 +29,7 @@ from orchestrator.accounting.accounts import Accounts, Tab
 from orchestrator.accounting.admin import add_admin_routes
 from orchestrator.accounting.metrics import CONTENT_TYPE_LATEST
 from orchestrator.dashboard import add_dashboard_routes
-from orchestrator.errors import MethodNotAllowed, NotFound, OrchestratorError, RequestTooLarge
+from orchestrator.errors import MethodNotAllowed, NotFound, OrchestratorError, RequestTimeout, RequestTooLarge
 from orchestrator.frontdoors.anthropic import AnthropicMessages, AnthropicTokenCount
 from orchestrator.frontdoors.anthropic import error_response as anthropic_error
 from orchestrator.frontdoors.base import FrontDoor, SideDoor
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 8 << 20  # server.max_body_mb
 LARGE_BODY_BYTES = 1 << 20  # bodies over this are read and parsed a few at a time (`LargeBodies`)
+LARGE_BODY_GRACE_S = 10.0  # a large body holding a slot: all of it within this long, plus its size at...
+LARGE_BODY_MIN_BYTES_PER_S = 128 << 10  # ...this rate (a client that stalls loses its slot: 408)
 
 
 def build_app(
@@ -60,6 +62,7 @@ def build_app(
     doors: list[FrontDoor] | None = None,
     responses: ResponseStore | None = None,
     ingress_request_ids: bool = False,
+    large_bodies: LargeBodies | None = None,
 ) -> FastAPI:
     """The ASGI app over one pipeline: its front doors (OpenAI's chat, completions, embeddings and
     Responses, and Anthropic's Messages by default), the stored responses, `/v1/models`, `/health`,
@@ -67,15 +70,16 @@ def build_app(
     (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413;
     `responses` keeps what the Responses door answered (default: on this process's disk, in a
     temporary directory); `ingress_request_ids`: an ingress in front (Ray Serve) gives every request
-    its `x-request-id` and answers with it, so the app adds none of its own. With the pipeline's
-    telemetry on, every front-door request is a span (`Telemetry.request`)."""
+    its `x-request-id` and answers with it, so the app adds none of its own; `large_bodies`: how bodies
+    over 1 MB share the event loop (`LargeBodies`). With the pipeline's telemetry on, every front-door
+    request is a span (`Telemetry.request`)."""
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.redirect_slashes = False  # `/v1/chat/completions/` is a 404 in OpenAI's shape, as OpenAI answers
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
     store = responses or WriteBehind(InProcessStore(DiskResponses()))
     doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store), AnthropicMessages()]
     sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow
-    large = LargeBodies()  # shared by every door
+    large = large_bodies or LargeBodies()  # shared by every door
     posts: dict[str, DoorRoute] = {door.path: _serving(door, pipeline, acct, max_body_bytes, large) for door in doors}
     posts.update((side.path, _answering(side, pipeline, acct, max_body_bytes, large)) for side in sides)
     # Added first, so it runs inside RequestScope (the tab is open) and ahead of Starlette's layers.
@@ -149,8 +153,8 @@ def _serving(door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes
 
     async def handle(request: Request) -> Response:
         tab = _tab(request)
-        await acct.authenticate(tab, request.headers)
-        async with large.slot() as slot:
+        key = await acct.authenticate(tab, request.headers)
+        async with large.slot(key.id if key else None) as slot:
             call = await door.parse(await read_body(request, max_body_bytes, slot), request.headers, tab)
         return await door.encode(call, await pipeline.serve(call))
 
@@ -165,8 +169,8 @@ def _answering(
 
     async def handle(request: Request) -> Response:
         tab = _tab(request)
-        await acct.authenticate(tab, request.headers)
-        async with large.slot() as slot:
+        key = await acct.authenticate(tab, request.headers)
+        async with large.slot(key.id if key else None) as slot:
             return await door.answer(await read_body(request, max_body_bytes, slot), request.headers, tab, pipeline)
 
     return DoorRoute(door, handle)
@@ -254,46 +258,96 @@ def _tab(request: Request) -> Tab:
 
 
 class LargeBodies:
-    """At most `slots` bodies over `threshold` bytes read and parsed at once; the others wait unread
-    (the server stops reading their sockets, so TCP pushes back on their senders). A few clients
-    posting huge bodies then cost the event loop a bounded share, and every other request (and
-    `/health`) still gets through at once."""
+    """At most `slots` bodies over `threshold` bytes read and parsed at once, at most one of them per
+    key; the others wait unread (the server stops reading their sockets, so TCP pushes back on their
+    senders). A few clients posting huge bodies then cost the event loop a bounded share, and every
+    other request (and `/health`) still gets through at once. A body holding a slot must arrive within
+    `grace_s` plus its size at `min_bytes_per_s`, or it gets a 408 and the slot goes to the next: a
+    client that stalls mid-body, or two keys' worth of them, can't keep everyone else's large bodies out."""
 
-    def __init__(self, slots: int = 2, threshold: int = LARGE_BODY_BYTES):
+    def __init__(
+        self,
+        slots: int = 2,
+        threshold: int = LARGE_BODY_BYTES,
+        grace_s: float = LARGE_BODY_GRACE_S,
+        min_bytes_per_s: float = LARGE_BODY_MIN_BYTES_PER_S,
+    ):
         self.threshold = threshold
+        self.grace_s, self.min_bytes_per_s = grace_s, min_bytes_per_s
         self._slots = asyncio.Semaphore(slots)
+        self._keys: dict[str, tuple[asyncio.Semaphore, int]] = {}  # a key's own one slot, and its users
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[_Slot]:
-        slot = _Slot(self._slots)
+    async def slot(self, key: str | None = None) -> AsyncIterator[_Slot]:
+        """A request's claim (taken only once its body turns out large); `key`: whose (None: no key)."""
+        own = None
+        if key is not None:
+            own, users = self._keys.get(key) or (asyncio.Semaphore(1), 0)
+            self._keys[key] = (own, users + 1)
+        slot = _Slot(self, own)
         try:
             yield slot
         finally:
             slot.release()
+            if key is not None and own is not None:
+                users = self._keys[key][1] - 1
+                if users:
+                    self._keys[key] = (own, users)
+                else:
+                    del self._keys[key]
 
 
 class _Slot:
     """One request's claim on a large-body slot, taken only once its body turns out large."""
 
-    def __init__(self, slots: asyncio.Semaphore):
-        self._slots = slots
+    def __init__(self, bodies: LargeBodies, own: asyncio.Semaphore | None):
+        self._bodies = bodies
+        self._own = own
         self._held = False
+        self._taken_at = 0.0
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     async def take(self) -> None:
-        if not self._held:
-            await self._slots.acquire()
-            self._held = True
+        if self._held:
+            return
+        if self._own is not None:
+            await self._own.acquire()
+        try:
+            await self._bodies._slots.acquire()
+        except BaseException:
+            if self._own is not None:
+                self._own.release()
+            raise
+        self._held = True
+        self._taken_at = asyncio.get_running_loop().time()
+
+    def deadline(self, size: int) -> float:
+        """When a body holding this slot must have its next bytes, at `size` bytes so far (the loop's clock)."""
+        return self._taken_at + self._bodies.grace_s + size / self._bodies.min_bytes_per_s
+
+    def too_slow(self) -> RequestTimeout:
+        b = self._bodies
+        return RequestTimeout(
+            f"The request body arrived too slowly: a body over {b.threshold / 2**20:g} MB must arrive within "
+            f"{b.grace_s:g} s plus its size at {b.min_bytes_per_s / 1024:g} KB/s."
+        )
 
     def release(self) -> None:
         if self._held:
             self._held = False
-            self._slots.release()
+            self._bodies._slots.release()
+            if self._own is not None:
+                self._own.release()
 
 
 async def read_body(request: Request, limit: int, slot: _Slot | None = None) -> bytes:
     """The whole body, or `RequestTooLarge` as soon as it is known to be over `limit` bytes
     (from its Content-Length, else while it arrives): a huge body is never held in memory.
-    A large one waits for a large-body `slot` before more of it is read."""
+    A large one waits for a large-body `slot` before more of it is read, and then must keep
+    arriving at the slot's pace (`RequestTimeout`)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -301,7 +355,19 @@ async def read_body(request: Request, limit: int, slot: _Slot | None = None) -> 
         await slot.take()
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
+    stream = aiter(request.stream())
+    while True:
+        try:
+            if slot is not None and slot.held:
+                async with asyncio.timeout_at(slot.deadline(size)):
+                    part = await anext(stream)
+            else:
+                part = await anext(stream)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            assert slot is not None
+            raise slot.too_slow() from None
         size += len(part)
         if size > limit:
             raise _too_large(limit)

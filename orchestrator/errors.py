@@ -99,6 +99,14 @@ class RequestTooLarge(OrchestratorError):
     default_code = "request_too_large"
 
 
+class RequestTimeout(OrchestratorError):
+    """The request body arrived too slowly (408): a large body holds one of a few slots while it arrives."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
 class NotFound(OrchestratorError):
     """No such route or resource (404)."""
 

@@ -20,7 +20,7 @@ from openai_schema import validate
 from test_keys_budgets import ENV, KEY_A, KEY_B, auth, gateway, records, settings_for
 
 from orchestrator.accounting.keys import hash_key
-from orchestrator.api import build_app
+from orchestrator.api import LargeBodies, build_app
 from orchestrator.app import build_pipeline
 from orchestrator.errors import EngineError
 from orchestrator.testing.engine import FakeEngine
@@ -376,3 +376,37 @@ async def test_a_number_too_large_to_send_on_is_a_400_not_a_failed_route(
                 r = await c.post(path, content=body[:-1] % number + stream + b"}", headers=key)
                 assert error_of(r, 400)["code"] == "invalid_value"
         assert len(paid.requests) == before
+
+
+async def test_stalled_large_bodies_lose_their_slot_and_never_shut_out_another_key(
+    paid: FakeProvider, tmp_path: Path
+) -> None:
+    """Bodies over 1 MB are read two at a time. One key's clients that sent 1.2 MB and then stalled held
+    both slots for as long as they liked, and every other key's large request hung behind them: now a
+    key holds at most one slot, and a body holding one must keep arriving (here 0.5 s plus its size at
+    1 MB/s) or it gets a 408 and the slot goes to the next."""
+    stalled = asyncio.Event()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield b'{"model": "fake-chat", "messages": [{"role": "user", "content": "' + b"a" * 1_200_000
+        stalled.set()
+        await asyncio.sleep(60)  # and never the rest
+        yield b'"}]}'
+
+    large = LargeBodies(grace_s=0.5, min_bytes_per_s=1 << 20)
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV, large_bodies=large) as (c, _):
+        headers = {**auth(KEY_A), "content-type": "application/json", "content-length": "3000000"}
+        attacks = [asyncio.create_task(c.post(CHAT, content=stalling(), headers=headers)) for _ in range(2)]
+        await asyncio.wait_for(stalled.wait(), 5)
+        started = time.monotonic()
+        # ~1.25 MB, counted (Anthropic's count_tokens reads bodies as the doors do; the fakes take no 1 MB body).
+        big = {"model": "paid/big", "messages": [{"role": "user", "content": "word " * 250_000}]}
+        count = "/v1/messages/count_tokens"
+        r = await c.post(count, json=big, headers={**auth(KEY_B), "anthropic-version": "2023-06-01"})
+        assert r.status_code == 200 and r.json()["input_tokens"] > 250_000, r.text
+        assert time.monotonic() - started < 1.0  # the second slot: key A can't hold it too
+        for attack in attacks:  # each in turn: 0.5 s + 1.2 MB at 1 MB/s, then the next takes key A's slot
+            error = error_of(await asyncio.wait_for(attack, 10), 408)
+            assert error["code"] == "request_timeout" and "too slowly" in error["message"]
+        r = await c.post(count, json=big, headers={**auth(KEY_A), "anthropic-version": "2023-06-01"})
+        assert r.status_code == 200, r.text  # key A's own next large body is read as ever

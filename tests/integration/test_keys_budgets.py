@@ -110,7 +110,7 @@ def settings_for(paid: FakeProvider, tmp: Path, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def gateway(
-    settings: Settings, engine: FakeEngine, env: dict[str, str], info: ModelInfo | None = None
+    settings: Settings, engine: FakeEngine, env: dict[str, str], info: ModelInfo | None = None, **app_options: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     async def stats() -> LoadStats:
         return engine.stats()
@@ -124,7 +124,7 @@ async def gateway(
         accounts = await build_accounts(
             settings, pipeline, local={"local": (stats, info)}, owner=InProcessOwner(book), env=env
         )
-        app = build_app(pipeline, accounts)
+        app = build_app(pipeline, accounts, **app_options)
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
                 yield c, accounts
