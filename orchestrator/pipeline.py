@@ -92,9 +92,9 @@ class Pipeline:
         return self._prices
 
     @property
-    def tokenizer(self) -> UsageEstimator | None:
-        """The local model's tokenizer, where the gateway has one (usage for answers without any)."""
-        return self._router.tokenizer
+    def estimator(self) -> UsageEstimator | None:
+        """Usage for answers that came without any: the local model's tokenizer, else a count of bytes."""
+        return self._router.estimator
 
     def routing(self) -> RoutingState:
         """What the scheduler sees now: local load, burst budget, SLOs, spill states (the dashboard)."""

@@ -96,7 +96,7 @@ class UsageRecord:
     cost_usd: float
     saved_usd: float
     complete: bool  # False: the answer broke off (the tokens received are still counted)
-    estimated: bool = False  # the provider gave no usage: counted with the local model's tokenizer
+    estimated: bool = False  # the provider gave no usage: counted (the local tokenizer, else bytes / 4)
 
 
 class Ledger(Protocol):

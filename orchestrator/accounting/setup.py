@@ -8,7 +8,7 @@ keys       config keys synced into the owner; with any key configured, or a
 prices     the presets' prices, plus each local model's amortized rate, kept
            current from its engine's stats
 reference  the model savings are measured against (`ledger.reference_model`)
-estimator  the local model's tokenizer, for answers that came without usage
+estimator  usage for answers that came without any: the local tokenizer, else bytes / 4
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Served(Protocol):
     def prices(self) -> Prices: ...
 
     @property
-    def tokenizer(self) -> UsageEstimator | None: ...
+    def estimator(self) -> UsageEstimator | None: ...
 
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,9 @@ async def build_accounts(
         master_key_sha256=hash_key(master) if master else None,
         metrics_key_sha256=hash_key(metrics_key) if metrics_key else None,
         local_providers=frozenset(rates) | frozenset((local or {}).keys()),
-        # The pipeline's tokenizer counts usage too (loaded once); without one, such answers count zero, and say so.
-        estimator=pipeline.tokenizer,
+        # Usage for answers without any (a stream broken off, a provider that reports none): the pipeline's
+        # tokenizer (loaded once), else its byte count; such records say `estimated`.
+        estimator=pipeline.estimator,
     )
     accounts.background = poller
     return accounts

@@ -358,9 +358,9 @@ class Router:
             self._calibration[model].observe_at_least(made.modelled_ttft_ms, ms)
 
     @property
-    def tokenizer(self) -> UsageEstimator | None:
-        """The counter, where it is a real tokenizer (it then estimates usage too)."""
-        return self._counter if isinstance(self._counter, HfTokenCounter) else None
+    def estimator(self) -> UsageEstimator | None:
+        """The counter, as it estimates usage too: the local model's tokenizer, else bytes."""
+        return self._counter if isinstance(self._counter, HfTokenCounter | ByteCounter) else None
 
     def state(self) -> RoutingState:
         """The load, spend, SLOs and spill states this router plans with now."""

@@ -15,7 +15,7 @@ chat template, loaded from the directory the engine reports. Where no
 tokenizer is at hand (a local model that isn't a Hugging Face directory,
 tests with a fake engine), `ByteCounter` gives an upper bound: a byte-level
 BPE token is at least one byte, so one token per UTF-8 byte is never fewer
-than the real count.
+than the real count; its usage estimate is bytes / 4.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ _PER_MESSAGE = 8
 
 # No tokenizer we know has a token longer than this many UTF-8 bytes: bytes / this is a floor.
 LONGEST_TOKEN_BYTES = 256
+# Without a tokenizer, usage is estimated at this many UTF-8 bytes a token (English text's usual rate).
+BYTES_PER_TOKEN = 4
 
 
 class TokenCounter(Protocol):
@@ -79,16 +81,32 @@ def _message_text(content: Any) -> str:
 
 
 class ByteCounter:
-    """An upper bound without a tokenizer: one token per byte, plus per-message overhead."""
+    """An upper bound without a tokenizer: one token per byte, plus per-message overhead; and an
+    estimate of usage (`estimate`)."""
 
     exact = False
     longest_token_bytes = LONGEST_TOKEN_BYTES
+
+    def estimate(self, request: Any, text: str) -> Usage:
+        """A `UsageEstimator` without a tokenizer: a token per `BYTES_PER_TOKEN` UTF-8 bytes (of the
+        prompt as `count` measures it, and of `text`). An estimate, not a bound: billing a stream
+        broken off by 4x its tokens, or at nothing, would both be wrong."""
+        if isinstance(request, CompletionRequest):
+            prompt = sum(_tokens_of(p) if isinstance(p, str) else len(p) for p in request.prompts())
+        else:
+            prompt = -(-self.count(request) // BYTES_PER_TOKEN) if isinstance(request, ChatCompletionRequest) else 0
+        completion = _tokens_of(text)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
     def count(self, request: Countable) -> int:
         if isinstance(request, ChatCompletionRequest):
             messages = sum(len(_message_text(m.content).encode()) + _PER_MESSAGE for m in request.messages)
             return messages + _tool_bytes(request)
         return _longest(request.prompt, lambda text: len(text.encode()))
+
+
+def _tokens_of(text: str) -> int:
+    return -(-len(text.encode()) // BYTES_PER_TOKEN)
 
 
 # What a chat template (or the local engine's note, for one that takes none) writes around the tools.

@@ -350,6 +350,30 @@ async def test_streams_without_usage_are_counted_with_the_tokenizer(
     assert quiet["cost_usd"] == pytest.approx((prompt * 2.0 + quiet["completion_tokens"] * 10.0) / 1e6)
 
 
+async def test_without_a_tokenizer_streams_without_usage_are_estimated_from_bytes_not_free(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway whose node has no tokenizer (the engine's directory on another node): a stream that
+    reported no usage, or that broke off before its usage came, was recorded at 0 tokens and $0, so a
+    key's budget never saw it. Now it is estimated at 4 bytes a token, and says so."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV) as (c, _):
+        body = {"model": "quiet/m", "messages": QUESTION, "stream": True}
+        r = await c.post("/v1/chat/completions", json=body, headers=auth(KEY_B))
+        assert r.status_code == 200 and "[DONE]" in r.text
+        paid.set_fault("drop", stall_after=3, fail_times=1)  # the provider's stream breaks off
+        broken = await c.post("/v1/chat/completions", json={**body, "model": "paid/big"}, headers=auth(KEY_B))
+        assert broken.status_code == 200 and '"error"' in broken.text and "[DONE]" not in broken.text
+    quiet, cut = records(caplog)[-2:]
+    reply = "Paris is the capital of France, a city on the Seine."
+    prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)  # the question's bytes and a message's markers
+    estimate = (True, prompt, -(-len(reply) // 4))
+    assert (quiet["estimated"], quiet["prompt_tokens"], quiet["completion_tokens"]) == estimate
+    assert quiet["cost_usd"] == pytest.approx((prompt * 2.0 + quiet["completion_tokens"] * 10.0) / 1e6)
+    assert (cut["estimated"], cut["complete"], cut["prompt_tokens"]) == (True, False, prompt)
+    assert 0 < cut["completion_tokens"] < quiet["completion_tokens"] and cut["cost_usd"] > prompt * 2.0 / 1e6
+
+
 # ------------------------------------------------------------------------------ metrics
 
 

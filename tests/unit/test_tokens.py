@@ -65,3 +65,14 @@ def test_tools_count_and_the_byte_bound_still_bounds(tokenizer: Any) -> None:
     assert exact.count(chat(tools=[WEATHER], tool_choice="none")) == exact.count(bare)  # not shown: not counted
     for request in (bare, tooled):
         assert ByteCounter().count(request) >= exact.count(request)
+
+
+def test_without_a_tokenizer_usage_is_estimated_at_four_bytes_a_token() -> None:
+    from orchestrator.protocol import CompletionRequest
+
+    chat = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "é" * 10}]})
+    usage = ByteCounter().estimate(chat, "twelve bytes")
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (7, 3, 10)  # (20 + 8) / 4, 12 / 4
+    prompts = CompletionRequest.model_validate({"model": "m", "prompt": [[1, 2, 3], [4, 5]]})
+    assert ByteCounter().estimate(prompts, "").prompt_tokens == 5  # token ids are counted as they are
+    assert ByteCounter().estimate(CompletionRequest(model="m", prompt="abcde"), "").prompt_tokens == 2
