@@ -96,8 +96,16 @@ class AdminApi:
         key = new_key()
         settings = KeySettings(sha256=hash_key(key), **spec.model_dump(exclude={"id"}))
         policy = KeyPolicy.from_settings(spec.id, settings, source="admin", created=time.time())
-        if await owner.call(CreateKey(policy)) is None:
+        made = await owner.call(CreateKey(policy))
+        if made == "taken":
             raise InvalidRequest(f"A key with id '{spec.id}' already exists.", param="id", code="key_exists")
+        if made == "retired":
+            raise InvalidRequest(
+                f"A key with id '{spec.id}' existed and was deleted; an id is never given to another key (its "
+                "spend, requests and stored responses stay its own). Choose another id.",
+                param="id",
+                code="key_exists",
+            )
         self._accounts.forget(policy.sha256)
         return JSONResponse({**policy.public(), "key": key}, status_code=201)
 

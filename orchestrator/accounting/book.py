@@ -209,12 +209,12 @@ class Lookup(Command[KeyPolicy | None]):
 
 
 @dataclass(frozen=True)
-class CreateKey(Command[KeyPolicy | None]):
-    """None when the id or the hash is taken."""
+class CreateKey(Command[KeyPolicy | Literal["taken", "retired"]]):
+    """The key, or why it can't be made (`Book.create_key`)."""
 
     policy: KeyPolicy
 
-    def apply(self, book: Book) -> KeyPolicy | None:
+    def apply(self, book: Book) -> KeyPolicy | Literal["taken", "retired"]:
         return book.create_key(self.policy)
 
 
@@ -303,6 +303,8 @@ class Book:
         self._by_hash: dict[str, str] = {}
         for row in self.db.execute("SELECT policy FROM keys"):
             self._index(_policy_from_json(row[0]))
+        # Ids of deleted keys: never given to another key (their spend, requests and data stay theirs).
+        self._retired = {row[0] for row in self.db.execute("SELECT id FROM retired_keys")}
         self._spent: dict[str, dict[float, list[float]]] = {}  # key -> period start -> [usd, tokens]
         self._reservations: dict[str, _Reservation] = {}
         self._held: dict[str, _Held] = {}
@@ -344,14 +346,24 @@ class Book:
         key_id = self._by_hash.get(sha256)
         return self._keys.get(key_id) if key_id is not None else None
 
+    def _retire(self, key_id: str) -> None:
+        self.db.execute("DELETE FROM keys WHERE id = ?", (key_id,))
+        self.db.execute("INSERT OR IGNORE INTO retired_keys (id, retired) VALUES (?, ?)", (key_id, self._clock()))
+        self._retired.add(key_id)
+        self._unindex(key_id)
+        self._forget_state(key_id)
+
     def sync_keys(self, keys: Sequence[KeyPolicy]) -> None:
+        """The config's keys, as the config declares them: its ids are its own (one deleted at runtime
+        and still in the config comes back), and one it no longer has is deleted."""
         wanted = {k.id: k for k in keys}
         with self._transaction():
             for k in list(self._keys.values()):
                 if k.source == "config" and k.id not in wanted:
-                    self.db.execute("DELETE FROM keys WHERE id = ?", (k.id,))
-                    self._unindex(k.id)
-                    self._forget_state(k.id)
+                    self._retire(k.id)
+            for key_id in self._retired & wanted.keys():
+                self.db.execute("DELETE FROM retired_keys WHERE id = ?", (key_id,))
+                self._retired.discard(key_id)
             for k in wanted.values():
                 current = self._keys.get(k.id)
                 other = self._by_hash.get(k.sha256)
@@ -365,9 +377,14 @@ class Book:
                     self._save_key(k)
                     self._index(k)
 
-    def create_key(self, policy: KeyPolicy) -> KeyPolicy | None:
+    def create_key(self, policy: KeyPolicy) -> KeyPolicy | Literal["taken", "retired"]:
+        """The new key, or why not: its id or hash is in use ("taken"), or its id was a deleted key's
+        ("retired": a key's id is its tenancy, so another key under it would see the old one's stored
+        responses, cache entries and spend)."""
         if policy.id in self._keys or policy.sha256 in self._by_hash:
-            return None
+            return "taken"
+        if policy.id in self._retired:
+            return "retired"
         with self._transaction():
             self._save_key(policy)
         self._index(policy)
@@ -377,9 +394,7 @@ class Book:
         if key_id not in self._keys:
             return False
         with self._transaction():
-            self.db.execute("DELETE FROM keys WHERE id = ?", (key_id,))
-        self._unindex(key_id)
-        self._forget_state(key_id)
+            self._retire(key_id)
         return True
 
     # ------------------------------------------------------------------- spend
@@ -540,6 +555,7 @@ def _create_schema(db: sqlite3.Connection) -> None:
     db.executescript(
         f"""
         CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, policy TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS retired_keys (id TEXT PRIMARY KEY, retired REAL NOT NULL);
         CREATE TABLE IF NOT EXISTS spend (
             key_id TEXT NOT NULL, period_start REAL NOT NULL, usd REAL NOT NULL, tokens INTEGER NOT NULL,
             PRIMARY KEY (key_id, period_start));

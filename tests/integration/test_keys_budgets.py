@@ -268,6 +268,9 @@ async def test_admin_creates_lists_and_deletes_keys(gw: tuple[httpx.AsyncClient,
     assert (await c.delete("/admin/keys/new-team", headers=auth(MASTER))).json()["deleted"] is True
     assert error_of(await chat(c, key, model="fake-chat"), 401)["code"] == "invalid_api_key"
     assert error_of(await c.delete("/admin/keys/new-team", headers=auth(MASTER)), 404)["code"] == "not_found"
+    # Its id is not given to another key: that key would see its stored responses, cache entries and spend.
+    reused = error_of(await c.post("/admin/keys", json={"id": "new-team"}, headers=auth(MASTER)), 400)
+    assert reused["code"] == "key_exists" and "was deleted" in reused["message"] and reused["param"] == "id"
 
 
 async def test_without_a_master_key_there_is_no_admin_api(paid: FakeProvider, tmp_path: Path) -> None:

@@ -179,7 +179,7 @@ def test_config_sync_removes_config_keys_only_and_revokes(book: Book) -> None:
     assert book.lookup(hash_key("sk-b")) is None and book.lookup(hash_key("sk-a")) is not None
     refused = reserve(book, "b", "r")
     assert isinstance(refused, Refused) and refused.reason == "revoked"
-    assert book.create_key(policy("a", source="admin")) is None  # the id is taken
+    assert book.create_key(policy("a", source="admin")) == "taken"  # the id is in use
 
 
 def test_unsettled_reservations_expire(tmp_path: Path, clock: FakeClock) -> None:
@@ -236,3 +236,17 @@ def test_report_groups_and_savings(book: Book) -> None:
 def test_periods_are_utc_calendar_periods(period: str, start: datetime, end: datetime) -> None:
     assert period_bounds(period, NOW) == (start.timestamp(), end.timestamp())
     assert period_bounds("total", NOW) == (0.0, None)
+
+
+def test_a_deleted_keys_id_is_never_given_to_another_key(tmp_path: Path) -> None:
+    book = Book(tmp_path / "l.sqlite")
+    book.sync_keys([policy("team-a")])
+    assert isinstance(book.create_key(policy("x", source="admin")), KeyPolicy)
+    assert book.create_key(KeyPolicy("x", hash_key("sk-other"), source="admin")) == "taken"
+    assert book.delete_key("x") and book.delete_key("team-a")
+    book.close()
+    book = Book(tmp_path / "l.sqlite")  # retired ids stay retired
+    assert book.create_key(KeyPolicy("x", hash_key("sk-new"), source="admin")) == "retired"
+    assert book.create_key(KeyPolicy("team-a", hash_key("sk-new2"), source="admin")) == "retired"
+    book.sync_keys([policy("team-a")])  # the config declares its own ids: it brings its key back
+    assert book.lookup(hash_key("sk-team-a")) is not None
