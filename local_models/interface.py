@@ -105,6 +105,7 @@ class Delta(TypedDict):
     logprobs: NotRequired[list[TokenLogprob]]
     tool_calls: NotRequired[list[ToolCallPiece]]
     reasoning: NotRequired[str]  # the model's thinking, split off by a reasoning parser (before its text)
+    stop_reason: NotRequired[str]  # the stop sequence that ended the choice (finish_reason "stop")
 
 
 class TokenUsage(TypedDict):

@@ -33,6 +33,8 @@ class OutputReader:
 
     def delta(self, index: int, c: Any, sampling: Any) -> Delta:
         d = Delta(index=index, text=c.text, finish_reason=_finish(c.finish_reason))
+        if isinstance(getattr(c, "stop_reason", None), str):  # vLLM: the stop string that matched (an int: a token)
+            d["stop_reason"] = c.stop_reason
         k = sampling.get("logprobs")
         if k is not None and c.logprobs:
             d["logprobs"] = [
@@ -145,6 +147,8 @@ def _merge(deltas: dict[int, Delta], d: Delta) -> None:
     if "reasoning" in d:
         prev["reasoning"] = prev.get("reasoning", "") + d["reasoning"]
     prev["finish_reason"] = d["finish_reason"] or prev["finish_reason"]
+    if "stop_reason" in d:
+        prev["stop_reason"] = d["stop_reason"]
     if "logprobs" in d:
         prev.setdefault("logprobs", []).extend(d["logprobs"])
     for piece in d.get("tool_calls", []):

@@ -481,6 +481,8 @@ class ChunkChoice(WireModel):
     delta: ChunkDelta
     finish_reason: Annotated[FinishReason | None, BeforeValidator(_finish_reason)] = None
     logprobs: ChoiceLogprobs | None = None
+    # vLLM's: the stop sequence (or stop token id) that ended the choice; Anthropic's `stop_sequence`.
+    stop_reason: str | int | None = None
 
 
 class ChatCompletionChunk(WireModel):
@@ -512,6 +514,7 @@ class ChatChoice(WireModel):
     message: AssistantMessage
     finish_reason: FinishReason | None = None
     logprobs: ChoiceLogprobs | None = None
+    stop_reason: str | int | None = None  # as `ChunkChoice.stop_reason`
 
 
 class ChatCompletion(WireModel):

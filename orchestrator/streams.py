@@ -61,6 +61,7 @@ class ChatFold:
         self.logprobs: dict[int, ChoiceLogprobs] = {}
         self.calls: dict[int, dict[int, dict[str, str]]] = {}
         self.reasoning: dict[int, _Reasoning] = {}
+        self.stops: dict[int, str | int] = {}  # the stop sequence (or token) that ended a choice, if said
 
     def add(self, chunk: ChatCompletionChunk) -> None:
         self.head = self.head or chunk
@@ -73,6 +74,8 @@ class ChatFold:
                 self.reasoning.setdefault(c.index, _Reasoning()).add(c.delta)
             if c.finish_reason is not None:
                 self.finish[c.index] = c.finish_reason
+            if c.stop_reason is not None:
+                self.stops[c.index] = c.stop_reason
             if c.logprobs is not None and c.logprobs.content:
                 lp = self.logprobs.setdefault(c.index, ChoiceLogprobs(content=[]))
                 assert lp.content is not None
@@ -94,6 +97,7 @@ class ChatFold:
                 message=self._message(i),
                 finish_reason=self.finish.get(i),  # type: ignore[arg-type]
                 logprobs=self.logprobs.get(i),
+                stop_reason=self.stops.get(i),
             )
             for i in sorted(self.texts)
         ]

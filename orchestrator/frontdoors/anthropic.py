@@ -18,8 +18,10 @@ It reserves and costs nothing, so it counts against no budget or rate limit.
 
 Decisions, where the two APIs differ:
 
-- `stop_reason`: stop -> end_turn (stop_sequence when the route says which
-  sequence matched), length -> max_tokens, tool_calls -> tool_use,
+- `stop_reason`: stop -> end_turn (stop_sequence, and `stop_sequence` the
+  string, when the route says which sequence matched: the local vLLM engine,
+  an Anthropic route, an OpenAI-compatible one that sends vLLM's
+  `stop_reason`; OpenAI's own API doesn't say), length -> max_tokens, tool_calls -> tool_use,
   content_filter -> refusal; an answer with tool calls is tool_use however
   it finished (OpenAI, and the local model, end a named call with "stop"). `usage.input_tokens` excludes cache reads
   (`cache_read_input_tokens`), as Anthropic counts them. In a stream the token

@@ -394,6 +394,7 @@ class StreamTranslator:
         self._tools: dict[int, _ToolBlock] = {}  # content block index -> tool call
         self._usage: dict[str, int] = {}
         self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None  # which of the request's stop sequences ended it
         self._started = False
         self.done = False
 
@@ -422,6 +423,7 @@ class StreamTranslator:
                 return self._block_stop(event["index"])
             case "message_delta":
                 self._stop_reason = event["delta"].get("stop_reason") or self._stop_reason
+                self._stop_sequence = event["delta"].get("stop_sequence") or self._stop_sequence
                 self._take_usage(event.get("usage"))
                 return []
             case "message_stop":
@@ -496,7 +498,7 @@ class StreamTranslator:
             id=self._id,
             created=self._created,
             model=self._model,
-            choices=[ChunkChoice(index=0, delta=ChunkDelta(), finish_reason=finish)],
+            choices=[ChunkChoice(index=0, delta=ChunkDelta(), finish_reason=finish, stop_reason=self._stop_sequence)],
         )
         tail = ChatCompletionChunk(id=self._id, created=self._created, model=self._model, choices=[], usage=usage)
         return [last, tail]

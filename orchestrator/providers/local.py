@@ -288,6 +288,7 @@ def _chat_choice(d: Delta) -> ChunkChoice:
         delta=delta,
         finish_reason=d["finish_reason"],  # type: ignore[arg-type]
         logprobs=logprobs,
+        stop_reason=d.get("stop_reason"),
     )
 
 

@@ -99,6 +99,7 @@ class _Choice:
     prefix: str  # echoed prompt, sent with the first delta
     tokens: list[str]
     finish_reason: str
+    stop: str | None = None  # the stop string that cut it (vLLM's `stop_reason`)
 
 
 class FakeEngine:
@@ -247,8 +248,8 @@ class FakeEngine:
             limit = output_budget(self.max_model_len, count_tokens(prompt), sampling.get("max_tokens"), param)
             for i in range(n):
                 reply = self.replies.popleft() if self.replies else default
-                tokens, finish = _cut(reply, limit, sampling.get("stop") or [])
-                choices.append(_Choice(p * n + i, prompt_text(prompt) if echo else "", tokens, finish))
+                tokens, finish, stop = _cut(reply, limit, sampling.get("stop") or [])
+                choices.append(_Choice(p * n + i, prompt_text(prompt) if echo else "", tokens, finish, stop))
         return prompts, choices
 
     def _step(self, choices: list[_Choice], j: int, k: int | None) -> list[Delta]:
@@ -266,11 +267,15 @@ class FakeEngine:
             )
             if k is not None:
                 d["logprobs"] = [_logprob(token, j, k)] if token else []
+            if last and c.stop is not None:
+                d["stop_reason"] = c.stop
             deltas.append(d)
         return deltas
 
     def _whole(self, c: _Choice, k: int | None) -> Delta:
         d = Delta(index=c.index, text=c.prefix + "".join(c.tokens), finish_reason=c.finish_reason)
+        if c.stop is not None:
+            d["stop_reason"] = c.stop
         if k is not None:
             d["logprobs"] = [_logprob(t, j, k) for j, t in enumerate(c.tokens)]
         return d
@@ -312,14 +317,15 @@ def _text(content: object) -> str:
     return ""
 
 
-def _cut(reply: str, limit: int, stop: list[str]) -> tuple[list[str], str]:
-    """The tokens the model emits for `reply`, and why it stops."""
+def _cut(reply: str, limit: int, stop: list[str]) -> tuple[list[str], str, str | None]:
+    """The tokens the model emits for `reply`, why it stops, and the stop string that cut it."""
     tokens = tokenize(reply)
     text = "".join(tokens[:limit])
-    cuts = [text.find(s) for s in stop if s and s in text]
+    cuts = [(text.find(s), s) for s in stop if s and s in text]
     if cuts:
-        return tokenize(text[: min(cuts)]), "stop"
-    return tokens[:limit], "length" if len(tokens) > limit else "stop"
+        at, first = min(cuts)
+        return tokenize(text[:at]), "stop", first
+    return tokens[:limit], "length" if len(tokens) > limit else "stop", None
 
 
 def _logprob(token: str, position: int, k: int) -> TokenLogprob:

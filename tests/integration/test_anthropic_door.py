@@ -130,6 +130,23 @@ async def test_system_prompt_and_a_multi_turn_conversation(app: FastAPI, chat_en
     assert with_system > bare.usage.input_tokens  # the system prompt and the history were in the prompt
 
 
+async def test_a_stop_sequence_that_matched_is_named(app: FastAPI) -> None:
+    """It came back as end_turn with no stop_sequence: clients branch on which one matched."""
+    client = sdk(app)
+    ask: dict[str, Any] = {
+        "model": CHAT_MODEL,
+        "max_tokens": 20,
+        "stop_sequences": ["never", "three"],
+        "messages": [{"role": "user", "content": "one two three four"}],
+    }
+    whole = await client.messages.create(**ask)
+    async with client.messages.stream(**ask) as stream:
+        final = await stream.get_final_message()
+    for message in (whole, final):
+        assert text_of(message).strip() == "one two"
+        assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "three")
+
+
 async def test_max_tokens_cuts_the_answer(app: FastAPI) -> None:
     message = await sdk(app).messages.create(
         model=CHAT_MODEL, max_tokens=2, messages=[{"role": "user", "content": "one two three four"}]

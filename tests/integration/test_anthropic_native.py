@@ -84,6 +84,19 @@ def asked(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_the_stop_sequence_an_anthropic_route_matched_is_named(gw: Gateway, stream: bool) -> None:
+    client = gw.client()
+    ask = asked(model="claude/haiku", max_tokens=100, stop_sequences=["sunny"])
+    if stream:
+        async with client.messages.stream(**ask) as s:
+            answer = await s.get_final_message()
+    else:
+        answer = await client.messages.create(**ask)
+    assert answer.content[0].type == "text" and answer.content[0].text.strip() == "It is"
+    assert (answer.stop_reason, answer.stop_sequence) == ("stop_sequence", "sunny")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_an_anthropic_route_gets_the_clients_own_body(
     gw: Gateway, fakes: dict[str, FakeProvider], stream: bool
 ) -> None:

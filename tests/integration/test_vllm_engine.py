@@ -154,6 +154,19 @@ async def test_stop_sequence_ends_generation(http: httpx.AsyncClient) -> None:
     assert r["choices"][0]["text"] == text[: text.index(stop)]
 
 
+async def test_the_stop_sequence_that_ended_a_message_is_named(http: httpx.AsyncClient) -> None:
+    """vLLM says which stop string matched: Anthropic's clients get `stop_sequence` and the string."""
+    ask = {"model": MODEL, "max_tokens": 30, "temperature": 0, "messages": [{"role": "user", "content": "Hi!"}]}
+    headers = {"anthropic-version": "2023-06-01"}
+    free = (await http.post("/v1/messages", json=ask, headers=headers)).json()
+    text = free["content"][0]["text"]
+    stop = text[len(text) // 2 :][:3]
+    assert stop.strip(), text
+    r = (await http.post("/v1/messages", json={**ask, "stop_sequences": ["zzz", stop]}, headers=headers)).json()
+    assert (r["stop_reason"], r["stop_sequence"]) == ("stop_sequence", stop)
+    assert r["content"][0]["text"] == text[: text.index(stop)]
+
+
 async def test_completion_echo_logprobs_and_several_prompts(http: httpx.AsyncClient) -> None:
     r = (
         await http.post(
