@@ -220,9 +220,10 @@ def _answer_errors(app: FastAPI, by_path: dict[str, FrontDoor | SideDoor]) -> No
 
 def answer_error(request: Request, exc: Exception, door: FrontDoor | SideDoor | None) -> Response:
     """The response for an error raised while answering `request`, in `door`'s shape (without one:
-    OpenAI's, but Anthropic's on `/v1/models` for a request with `anthropic-version`, as its SDKs send): the
-    gateway's own errors as they are, Starlette's 404 and 405 as ours, anything else a 500 that says
-    nothing of its cause (which goes to the log)."""
+    OpenAI's, but Anthropic's under `/v1/messages` (`/v1/messages/batches`, a trailing slash), and on
+    `/v1/models` for a request with `anthropic-version`, as its SDKs send): the gateway's own errors as
+    they are, Starlette's 404 and 405 as ours, anything else a 500 that says nothing of its cause (which
+    goes to the log)."""
     if isinstance(exc, OrchestratorError):
         _tab(request).error_code = exc.code
     elif isinstance(exc, StarletteHTTPException):
@@ -236,8 +237,9 @@ def answer_error(request: Request, exc: Exception, door: FrontDoor | SideDoor | 
         exc = OrchestratorError("The server had an error processing your request.")
     if door is not None:
         return door.error(exc)
-    if request.url.path.startswith("/v1/models") and speaks_anthropic(request.headers):
-        return anthropic_error(exc)  # the one route both APIs share: the asking client's shape
+    path = request.url.path
+    if path.startswith("/v1/messages/") or (path.startswith("/v1/models") and speaks_anthropic(request.headers)):
+        return anthropic_error(exc)  # Anthropic's paths; on the one route both APIs share, the asking client's
     return error_response(exc)
 
 

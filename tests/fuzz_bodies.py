@@ -144,9 +144,11 @@ def violation(request: FuzzRequest, answer: Answer) -> str | None:
     """What is wrong with `answer` to `request`, or None if it keeps the property."""
     status, ctype = answer.status, answer.content_type.split(";")[0].strip().lower()
     path = request.path.split("?")[0]
-    # Anthropic's doors, and the models routes both APIs share when the client says it speaks Anthropic's.
-    anthropic = path in ANTHROPIC_ROUTES or (
-        path.startswith("/v1/models") and any(k.lower() == "anthropic-version" for k, _ in request.headers)
+    # Anthropic's doors and paths, and the models routes both APIs share when the client speaks Anthropic's.
+    anthropic = (
+        path in ANTHROPIC_ROUTES
+        or path.startswith("/v1/messages/")
+        or (path.startswith("/v1/models") and any(k.lower() == "anthropic-version" for k, _ in request.headers))
     )
     responses = request.path.split("?")[0] == RESPONSES_ROUTE
     if status >= 500:

@@ -294,6 +294,10 @@ class Accounts:
             self._registry_resolve(model)
             raise ModelNotAllowed(f"This API key does not have access to model `{model}`.", param="model")
 
+    def serves(self, model: str) -> bool:
+        """Whether `model` is a name this gateway serves (any name, without a registry)."""
+        return self._registry is None or any(e.name == model for e in self._registry.entries())
+
     def _registry_resolve(self, model: str) -> Any:
         return self._registry.resolve(model) if self._registry is not None else None
 

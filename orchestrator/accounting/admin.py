@@ -91,8 +91,16 @@ class AdminApi:
             spec = NewKey.model_validate_json(await request.body())
         except ValidationError as e:
             first = e.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in first["loc"]) or None
-            raise InvalidRequest(f"Invalid value for '{field}': {first['msg']}", param=field) from None
+            if first["type"] == "json_invalid":
+                raise InvalidRequest(f"We could not parse the JSON body of your request ({first['msg']}).") from None
+            field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".") or None
+            message = f"Invalid value for '{field}': {first['msg']}" if field else f"Invalid body: {first['msg']}"
+            raise InvalidRequest(message, param=field, code="invalid_value") from None
+        named = [(f"models[{i}]", m) for i, m in enumerate(spec.models or [])] + [("downgrade_to", spec.downgrade_to)]
+        for field, model in named:
+            if model is not None and not self._accounts.serves(model):
+                message = f"Invalid value for '{field}': no model '{model}' is served."
+                raise InvalidRequest(message, param=field, code="invalid_value")
         key = new_key()
         settings = KeySettings(sha256=hash_key(key), **spec.model_dump(exclude={"id"}))
         policy = KeyPolicy.from_settings(spec.id, settings, source="admin", created=time.time())

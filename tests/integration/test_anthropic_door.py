@@ -177,6 +177,18 @@ async def test_an_unknown_model_is_a_404_in_anthropics_shape(app: FastAPI) -> No
     assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
 
 
+async def test_anthropics_apis_the_gateway_lacks_are_a_404_in_anthropics_shape(app: FastAPI) -> None:
+    """The Message Batches API (and a stray trailing slash) under `/v1/messages`: OpenAI's shape before."""
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        await sdk(app).messages.batches.list()
+    body = cast(dict[str, Any], caught.value.body)
+    assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+        r = await c.post("/v1/messages/", json={}, headers={"anthropic-version": "2023-06-01"})
+    assert r.status_code == 404 and r.json()["type"] == "error"
+    assert "Unknown request URL" in r.json()["error"]["message"]
+
+
 async def test_tools_for_a_model_without_tools_are_a_400(app: FastAPI) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         await sdk(app).messages.create(

@@ -114,6 +114,6 @@ async def test_an_anthropic_client_gets_anthropics_error_shape_on_the_models_rou
         body = r.json()
         assert r.status_code in (400, 404) and body["type"] == "error", r.text
         assert set(body["error"]) == {"type", "message"}
-    # Elsewhere, and without the header, OpenAI's shape.
-    for r in (await client.get("/v1/messages/batches", headers=headers), await client.get("/v1/models/nope")):
+    # On OpenAI's paths, and without the header, OpenAI's shape (under /v1/messages, always Anthropic's).
+    for r in (await client.get("/v1/chat/completions/x", headers=headers), await client.get("/v1/models/nope")):
         validate("ErrorResponse", r.json())

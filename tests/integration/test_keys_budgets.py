@@ -265,6 +265,16 @@ async def test_admin_creates_lists_and_deletes_keys(gw: tuple[httpx.AsyncClient,
     assert new["source"] == "admin" and new["spend"]["tokens"] > 0 and key not in json.dumps(listed)
     again = await c.post("/admin/keys", json={"id": "new-team"}, headers=auth(MASTER))
     assert error_of(again, 400)["code"] == "key_exists"
+    # A typo in a model name is a 400 naming the field, not a key that can never be used.
+    typos = [
+        ({"id": "t", "models": ["fake-chat", "nope"]}, "models[1]"),
+        ({"id": "t", "downgrade_to": "nope"}, "downgrade_to"),
+    ]
+    for body, param in typos:
+        typo = error_of(await c.post("/admin/keys", json=body, headers=auth(MASTER)), 400)
+        assert (typo["param"], typo["code"]) == (param, "invalid_value") and "'nope'" in typo["message"]
+    garbled = error_of(await c.post("/admin/keys", content=b"{", headers=auth(MASTER)), 400)
+    assert garbled["message"].startswith("We could not parse the JSON body") and "None" not in garbled["message"]
     assert (await c.delete("/admin/keys/new-team", headers=auth(MASTER))).json()["deleted"] is True
     assert error_of(await chat(c, key, model="fake-chat"), 401)["code"] == "invalid_api_key"
     assert error_of(await c.delete("/admin/keys/new-team", headers=auth(MASTER)), 404)["code"] == "not_found"
