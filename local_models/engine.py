@@ -188,7 +188,10 @@ class VllmEngine:
             takes_tools=self._tools.template_takes_tools,
         )
         extra = {"tools": tools} if tools else {}
-        text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
+        go_on = bool(request.get("continue_final"))  # a prefill: the last message stays open, no new turn
+        text = self._tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=not go_on, continue_final_message=go_on, **extra
+        )
         ids: list[int] = self._tokenizer.encode(text, add_special_tokens=False)
         return ids
 

@@ -69,6 +69,7 @@ class GenerateRequest(TypedDict):
     tools: NotRequired[list[dict[str, Any]]]  # chat: OpenAI function tools as dicts
     tool_choice: NotRequired[ToolChoice]  # absent with tools: "auto", as OpenAI
     parallel_tool_calls: NotRequired[bool]  # False: at most one call (absent: several where the model makes them)
+    continue_final: NotRequired[bool]  # chat: the answer continues the last (assistant) message (a prefill)
     prompts: NotRequired[list[str] | list[list[int]]]  # completion: text or token ids
     sampling: Sampling
     stream: bool  # False: the first token, then a batch every 0.5 s (engine.WHOLE_INTERVAL_S), not per token

@@ -32,6 +32,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -303,12 +305,23 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    # vLLM's: the answer continues the last (assistant) message, as Anthropic's prefill does; only the
+    # local engine takes it (never sent to an OpenAI-compatible provider: OpenAI's API has no such field).
+    continue_final_message: bool | None = None
 
     @model_validator(mode="after")
     def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("'top_logprobs' requires 'logprobs' to be true")
         return self
+
+    @field_validator("continue_final_message")
+    @classmethod
+    def _continues_an_assistant_message(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        messages = info.data.get("messages")
+        if value and messages and messages[-1].role != "assistant":
+            raise ValueError("it needs the last message to be the assistant's")
+        return value
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

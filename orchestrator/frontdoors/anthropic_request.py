@@ -184,6 +184,8 @@ def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
     if request.metadata is not None and request.metadata.user_id:
         body["user"] = request.metadata.user_id
     body.update(_tool_fields(request))
+    if request.messages and request.messages[-1].role == "assistant":
+        body["continue_final_message"] = True  # a prefill: the answer continues it (the local engine does)
     try:
         chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as e:

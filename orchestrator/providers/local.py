@@ -166,6 +166,8 @@ class LocalProvider:
             sampling=sampling,
             stream=request.stream,
         )
+        if request.continue_final_message:
+            generate["continue_final"] = True
         _with_tools(generate, request)
         _traced(generate)
         cid, created = generate["request_id"], now()

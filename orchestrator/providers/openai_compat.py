@@ -59,8 +59,8 @@ class Quirks:
     tool_call_ids: str = "any"  # "alnum9": ids must be 9 letters or digits (Mistral): others are mapped
 
 
-# The gateway's own request fields: they steer the gateway and never go upstream.
-GATEWAY_FIELDS = frozenset({"cache"})
+# The gateway's own request fields, and vLLM's that only the local engine takes: never sent upstream.
+GATEWAY_FIELDS = frozenset({"cache", "continue_final_message"})
 
 
 def _dump(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:

@@ -162,7 +162,10 @@ class HfTokenCounter:
                     [m.flat() for m in request.messages], tools, request.tool_choice, takes_tools=self._takes_tools
                 )
                 extra = {"tools": shown} if shown else {}
-                ids = self._tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, **extra)
+                go_on = bool(request.continue_final_message)
+                ids = self._tokenizer.apply_chat_template(
+                    messages, tokenize=True, add_generation_prompt=not go_on, continue_final_message=go_on, **extra
+                )
                 return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
             messages = [{"role": m.role, "content": _message_text(m.content)} for m in request.messages]
             text = "\n".join(m["content"] for m in messages)

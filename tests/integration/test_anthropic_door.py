@@ -107,6 +107,24 @@ async def test_the_stream_events_come_in_anthropics_order(app: FastAPI) -> None:
     assert events[-2]["delta"]["stop_reason"] == "end_turn" and events[-2]["usage"]["output_tokens"] == 3
 
 
+async def test_an_assistant_prefill_is_continued_by_the_local_model(app: FastAPI, chat_engine: FakeEngine) -> None:
+    """A last assistant turn is a prefill: the local engine is asked to continue it (vLLM's
+    `continue_final_message`), not to close it and open a new turn. OpenAI's door keeps OpenAI's
+    meaning (a new turn) unless the client asks for vLLM's field, which needs a last assistant turn."""
+    messages = [{"role": "user", "content": "JSON please"}, {"role": "assistant", "content": '{"a":'}]
+    await sdk(app).messages.create(model=CHAT_MODEL, max_tokens=5, messages=messages)
+    assert chat_engine.generations[-1].request.get("continue_final") is True
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+        body = {"model": CHAT_MODEL, "max_tokens": 5, "messages": messages}
+        assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
+        assert "continue_final" not in chat_engine.generations[-1].request
+        r = await c.post("/v1/chat/completions", json={**body, "continue_final_message": True})
+        assert r.status_code == 200 and chat_engine.generations[-1].request.get("continue_final") is True
+        wrong = {**body, "messages": messages[:1], "continue_final_message": True}
+        error = (await c.post("/v1/chat/completions", json=wrong)).json()["error"]
+        assert error["param"] == "continue_final_message" and "assistant" in error["message"]
+
+
 async def test_system_prompt_and_a_multi_turn_conversation(app: FastAPI, chat_engine: FakeEngine) -> None:
     client = sdk(app)
     message = await client.messages.create(

@@ -167,6 +167,15 @@ async def test_the_stop_sequence_that_ended_a_message_is_named(http: httpx.Async
     assert r["content"][0]["text"] == text[: text.index(stop)]
 
 
+async def test_an_anthropic_prefill_is_continued_not_closed(http: httpx.AsyncClient) -> None:
+    """The prefill stays open: its prompt lacks the end-of-turn and new-turn markers that closing it adds."""
+    messages = [{"role": "user", "content": "JSON please"}, {"role": "assistant", "content": '{"a":'}]
+    ask = {"model": MODEL, "max_tokens": 3, "temperature": 0, "messages": messages}
+    prefill = (await http.post("/v1/messages", json=ask, headers={"anthropic-version": "2023-06-01"})).json()
+    closed = (await http.post("/v1/chat/completions", json=ask)).json()  # OpenAI's meaning: a new turn
+    assert 0 < prefill["usage"]["input_tokens"] < closed["usage"]["prompt_tokens"]
+
+
 async def test_completion_echo_logprobs_and_several_prompts(http: httpx.AsyncClient) -> None:
     r = (
         await http.post(

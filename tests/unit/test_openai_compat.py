@@ -277,3 +277,12 @@ async def test_requests_go_through_the_clients_mounts_and_hooks() -> None:
     acme = OpenAICompatProvider("acme", client, "https://api.acme.test/v1", KEY)
     whole = await assemble_chat(acme.chat(chat(), "up-model"))
     assert whole.choices[0].message.content == "via proxy"
+
+
+def test_vllms_continue_final_message_is_for_the_local_engine_only() -> None:
+    """OpenAI's API has no such field (an unknown field is a 400 there): a prefill from Anthropic's door
+    reaches an OpenAI-compatible route as its messages alone."""
+    messages = [{"role": "user", "content": "JSON please"}, {"role": "assistant", "content": '{"a":'}]
+    request = ChatCompletionRequest.model_validate({"model": "m", "messages": messages, "continue_final_message": True})
+    body = chat_body(request, "upstream", Quirks())
+    assert "continue_final_message" not in body and body["messages"][-1]["content"] == '{"a":'
