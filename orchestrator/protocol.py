@@ -315,6 +315,17 @@ class ChatCompletionRequest(SamplingFields):
             raise ValueError("'top_logprobs' requires 'logprobs' to be true")
         return self
 
+    @field_validator("tool_choice")
+    @classmethod
+    def _names_a_tool_it_has(cls, value: Any, info: ValidationInfo) -> Any:
+        function = value.get("function") if isinstance(value, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if isinstance(name, str):
+            tools = info.data.get("tools") or []
+            if name not in {t.function.name for t in tools}:
+                raise ValueError(f"function '{name}' is not in 'tools'")
+        return value
+
     @field_validator("continue_final_message")
     @classmethod
     def _continues_an_assistant_message(cls, value: bool | None, info: ValidationInfo) -> bool | None:

@@ -27,6 +27,7 @@ from orchestrator.testing.engine import FakeEngine
 from orchestrator.testing.provider import FakeProvider
 
 CHAT = "/v1/chat/completions"
+TOOL = {"type": "function", "function": {"name": "a", "parameters": {"type": "object"}}}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,9 @@ def chat_body(**extra: Any) -> dict[str, Any]:
         (json.dumps(chat_body(seed=-(2**63) - 1)).encode(), "seed"),
         (json.dumps(chat_body(max_tokens=10**30)).encode(), "max_tokens"),
         (json.dumps(chat_body(metadata="not an object")).encode(), "metadata"),
+        # A named tool that isn't among the tools: a remote route answered as if it were.
+        (json.dumps(chat_body(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "b"}})).encode(),
+         "tool_choice"),
         (json.dumps(chat_body(metadata={str(i): "v" for i in range(17)})).encode(), "metadata"),
         (b'{"model": "fake-chat", "temperature": 0, "messages": [{"role": "user", "content": "x"}], '
          b'"cache": {"ttl": 1e400}}', "cache.ttl"),

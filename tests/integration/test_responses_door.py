@@ -227,6 +227,14 @@ async def test_store_false_keeps_nothing(app: FastAPI) -> None:
         ({"input": []}, "input"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]}, "input[0].content"),
         ({"tool_choice": {"type": "web_search_preview"}}, "tool_choice"),
+        # A named function that isn't among the tools (a remote route answered it as if it were).
+        (
+            {
+                "tools": [{"type": "function", "name": "a", "parameters": {}}],
+                "tool_choice": {"type": "function", "name": "b"},
+            },
+            "tool_choice",
+        ),
         ({"text": {"format": {"type": "json_schema"}}}, "text.format"),
         ({"max_output_tokens": 0}, "max_output_tokens"),
         ({"temperature": 3}, "temperature"),
