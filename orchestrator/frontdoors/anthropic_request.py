@@ -234,11 +234,18 @@ def _part(block: TextBlock | ImageBlock) -> dict[str, Any]:
 
 
 def _tool_message(block: ToolResultBlock) -> dict[str, Any]:
+    """A tool result as OpenAI's tool message; one with `is_error` (which OpenAI's has no field for) says
+    so in its text, so the model still knows the call failed."""
     content: str | list[dict[str, Any]] = block.content if isinstance(block.content, str) else ""
     if isinstance(block.content, list):
         parts = [_part(b) for b in block.content]
         texts = [p["text"] for p in parts if p["type"] == "text"]
         content = "\n".join(texts) if len(texts) == len(parts) else parts
+    if block.is_error:
+        if isinstance(content, str):
+            content = f"Error: {content}" if content else "Error"
+        else:
+            content = [{"type": "text", "text": "Error:"}, *content]
     return {"role": "tool", "tool_call_id": block.tool_use_id, "content": content}
 
 

@@ -268,6 +268,20 @@ async def test_a_tool_use_round_trip(remote: FastAPI, model: str, stream: bool) 
     assert second.stop_reason == "end_turn" and "sunny, 21C" in text_of(second)
 
 
+async def test_a_failed_tool_result_says_so_to_an_openai_compatible_route(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    """`is_error` has no field in OpenAI's tool message: it was dropped, and the model read the error
+    text as the tool's answer. Now the text says the call failed."""
+    question: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+    failed = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "no such city", "is_error": True}
+    turns = [*question, {"role": "assistant", "content": [use]}, {"role": "user", "content": [failed]}]
+    await sdk(remote, TEAM_KEY).messages.create(model="alpha/m", max_tokens=20, tools=[WEATHER], messages=turns)
+    sent = [r.body for r in fakes["alpha"].requests if r.method == "POST"][-1]
+    assert sent["messages"][-1] == {"role": "tool", "tool_call_id": "toolu_1", "content": "Error: no such city"}
+
+
 async def test_the_tool_use_stream_sends_input_json_deltas(remote: FastAPI) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=remote), base_url="http://t") as http:
         r = await http.post(
