@@ -131,6 +131,29 @@ async def test_the_stream_events_come_in_the_official_order(app: FastAPI) -> Non
     assert done["usage"]["output_tokens"] == 3
 
 
+async def test_the_output_texts_logprobs_come_when_included(app: FastAPI) -> None:
+    """`include: ["message.output_text.logprobs"]` and `top_logprobs` were accepted and nothing came back."""
+    ask: dict[str, Any] = {
+        "model": CHAT_MODEL,
+        "input": "one two three",
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+    }
+    whole = await post(app, ask)
+    validate("Response", whole.json())
+    assert whole.json()["top_logprobs"] == 2
+    [part] = whole.json()["output"][0]["content"]
+    assert [t["token"] for t in part["logprobs"]] == ["one", " two", " three"]
+    assert all(len(t["top_logprobs"]) == 2 and t["bytes"] == list(t["token"].encode()) for t in part["logprobs"])
+    events = await raw_events(app, ask)
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [t["token"] for e in deltas for t in e["logprobs"]] == ["one", " two", " three"]
+    [done] = [e for e in events if e["type"] == "response.output_text.done"]
+    assert done["logprobs"] == part["logprobs"] == events[-1]["response"]["output"][0]["content"][0]["logprobs"]
+    plain = await post(app, {"model": CHAT_MODEL, "input": "one two three"})  # none unless asked
+    assert plain.json()["output"][0]["content"][0]["logprobs"] == []
+
+
 async def test_instructions_and_message_items(app: FastAPI) -> None:
     client = sdk(app)
     response = await client.responses.create(

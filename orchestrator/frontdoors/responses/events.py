@@ -24,6 +24,7 @@ from orchestrator.frontdoors.responses.translate import (
     Json,
     Turn,
     function_call_item,
+    logprobs_of,
     message_item,
     new_id,
     output_text,
@@ -63,7 +64,7 @@ class ResponseEvents:
             if choice.delta.reasoning_content or choice.delta.reasoning_signature:
                 out += self._reasoning_delta(choice.delta.reasoning_content, choice.delta.reasoning_signature)
             if choice.delta.content:
-                out += self._text_delta("output_text", choice.delta.content)
+                out += self._text_delta("output_text", choice.delta.content, logprobs_of(choice.logprobs))
             if choice.delta.refusal:
                 out += self._text_delta("refusal", choice.delta.refusal)
             for call in choice.delta.tool_calls or []:
@@ -127,7 +128,7 @@ class ResponseEvents:
         text = self._items[index]["content"][0]["text"]
         return self._event("response.reasoning_text.done", **self._where(index), text=text) + self._finish_item(index)
 
-    def _text_delta(self, kind: str, delta: str) -> bytes:
+    def _text_delta(self, kind: str, delta: str, logprobs: list[Json] | None = None) -> bytes:
         out = self._finish_reasoning()
         if self._text is None or self._kind != kind:
             out += self._finish_text()
@@ -138,7 +139,9 @@ class ResponseEvents:
         part = self._items[self._text]["content"][0]
         if kind == "output_text":
             part["text"] += delta
-            return out + self._event("response.output_text.delta", **self._where(self._text), delta=delta, logprobs=[])
+            part["logprobs"].extend(logprobs or [])
+            where = self._where(self._text)
+            return out + self._event("response.output_text.delta", **where, delta=delta, logprobs=logprobs or [])
         part["refusal"] += delta
         return out + self._event("response.refusal.delta", **self._where(self._text), delta=delta)
 
@@ -180,7 +183,7 @@ class ResponseEvents:
         part = self._items[index]["content"][0]
         where = self._where(index)
         if self._kind == "output_text":
-            out = self._event("response.output_text.done", **where, text=part["text"], logprobs=[])
+            out = self._event("response.output_text.done", **where, text=part["text"], logprobs=part["logprobs"])
         else:
             out = self._event("response.refusal.done", **where, refusal=part["refusal"])
         out += self._event("response.content_part.done", **where, part=part)

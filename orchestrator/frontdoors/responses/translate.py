@@ -38,7 +38,14 @@ from orchestrator.frontdoors.responses.wire import (
     Refusal,
     ResponsesRequest,
 )
-from orchestrator.protocol import ChatCompletion, ChatCompletionRequest, Usage
+from orchestrator.protocol import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChoiceLogprobs,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
 
 Json = dict[str, Any]
 
@@ -146,6 +153,8 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
     ):
         if value is not None:
             body[name] = value
+    if r.logprobs():
+        body["logprobs"], body["top_logprobs"] = True, r.top_logprobs or 0
     if r.tools:
         body["tools"] = [
             {"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)} for t in r.tools
@@ -236,7 +245,7 @@ def output_of(completion: ChatCompletion) -> tuple[list[Json], str | None]:
         item = reasoning_item(message.reasoning_content or "")
         out.append(item | ({"encrypted_content": message.reasoning_signature} if message.reasoning_signature else {}))
     if message.content:
-        out.append(message_item([output_text(message.content)]))
+        out.append(message_item([output_text(message.content, logprobs_of(choice.logprobs))]))
     elif message.refusal:
         out.append(message_item([{"type": "refusal", "refusal": message.refusal}]))
     for call in message.tool_calls or []:
@@ -251,8 +260,19 @@ def reasoning_item(text: str, item_id: str | None = None, status: str = "complet
     return {"id": item_id or new_id("rs"), "type": "reasoning", "summary": [], "content": content, "status": status}
 
 
-def output_text(text: str) -> Json:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def output_text(text: str, logprobs: list[Json] | None = None) -> Json:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
+
+
+def logprobs_of(logprobs: ChoiceLogprobs | None) -> list[Json]:
+    """A chat choice's token log probabilities as the Responses API gives them (`bytes` always a list)."""
+    if logprobs is None or not logprobs.content:
+        return []
+    return [{**_logprob(t), "top_logprobs": [_logprob(a) for a in t.top_logprobs]} for t in logprobs.content]
+
+
+def _logprob(t: TokenLogprob | TopLogprob) -> Json:
+    return {"token": t.token, "logprob": t.logprob, "bytes": t.bytes if t.bytes is not None else list(t.token.encode())}
 
 
 def message_item(content: list[Json], item_id: str | None = None, status: str = "completed") -> Json:
@@ -331,6 +351,7 @@ def response_object(
         "tool_choice": _tool_choice(r),
         "tools": [_tool(t) for t in r.tools or []],
         "top_p": r.top_p if r.top_p is not None else 1.0,
+        "top_logprobs": r.top_logprobs or 0,
         "truncation": r.truncation or "disabled",
         "metadata": r.metadata or {},
     }

@@ -2,11 +2,13 @@
 
 Function tools, text and image inputs, messages, `function_call` and
 `function_call_output` items, structured output and the sampling fields are
-served. What no route can do here is a 400 naming the field: built-in tools
-(web search, file search, code interpreter, …), `background`, `conversation`,
-stored prompts, file inputs and item references. Fields OpenAI accepts that
-change nothing here (`include`, `service_tier`, `prompt_cache_key`,
-`safety_identifier`, `text.verbosity`, `stream_options`) are accepted.
+served, and the output text's log probabilities (`include:
+["message.output_text.logprobs"]`, `top_logprobs`). What no route can do here
+is a 400 naming the field: built-in tools (web search, file search, code
+interpreter, …), `background`, `conversation`, stored prompts, file inputs and
+item references. Fields OpenAI accepts that change nothing here (`include`'s
+other values, `service_tier`, `prompt_cache_key`, `safety_identifier`,
+`text.verbosity`, `stream_options`) are accepted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.errors import InvalidRequest
 from orchestrator.protocol import INT64_MAX, Metadata
+
+LOGPROBS = "message.output_text.logprobs"  # the `include` value that asks for them
 
 # What a client may send but no route here runs; named in the 400.
 BUILT_IN_TOOLS = (
@@ -178,6 +182,11 @@ class ResponsesRequest(_Wire):
     truncation: Literal["auto", "disabled"] | None = None
     background: Literal[False] | None = None
     include: list[str] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    def logprobs(self) -> bool:
+        """Whether the output text carries its tokens' log probabilities (`include`, or `top_logprobs`)."""
+        return LOGPROBS in (self.include or []) or bool(self.top_logprobs)
 
     @model_validator(mode="before")
     @classmethod
