@@ -45,6 +45,8 @@ _PER_MESSAGE = 8
 
 # No tokenizer we know has a token longer than this many UTF-8 bytes: bytes / this is a floor.
 LONGEST_TOKEN_BYTES = 256
+# The most prompt tokens a provider bills for one image (OpenAI's high detail ~1,100, Anthropic's ~1,600).
+IMAGE_TOKENS = 2048
 # Without a tokenizer, usage is estimated at this many UTF-8 bytes a token (English text's usual rate).
 BYTES_PER_TOKEN = 4
 
@@ -199,13 +201,19 @@ def _longest(prompt: Any, count: Callable[[str], int]) -> int:
 
 
 def prompt_upper_bound(request: Any) -> int:
-    """At least as many tokens as the prompt has: its UTF-8 bytes (a byte-level BPE token is at
-    least one byte), a few per chat message for the template, token-id prompts as counted."""
+    """At least as many tokens as a provider bills as the prompt: the UTF-8 bytes (a byte-level BPE
+    token is at least one byte) of the whole chat request (its tools, schemas and every other field
+    are billed as prompt too), a few per message for the template, `IMAGE_TOKENS` per image (an image
+    URL is a few bytes and a thousand tokens); text prompts and suffix as bytes, token ids as counted."""
     if isinstance(request, ChatCompletionRequest):
-        body = json.dumps([m.model_dump(exclude_none=True) for m in request.messages], ensure_ascii=False)
-        return len(body.encode()) + _PER_MESSAGE * len(request.messages)
+        images = sum(
+            1 for m in request.messages if isinstance(m.content, list) for p in m.content if p.type == "image_url"
+        )
+        body = request.model_dump_json(exclude_none=True)
+        return len(body.encode()) + _PER_MESSAGE * len(request.messages) + IMAGE_TOKENS * images
     if isinstance(request, CompletionRequest):
-        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.prompts())
+        suffix = len(request.suffix.encode()) if request.suffix else 0
+        return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.prompts()) + suffix
     if isinstance(request, EmbeddingRequest):
         return sum(len(p) if isinstance(p, list) else len(p.encode()) for p in request.inputs())
     return 0

@@ -248,6 +248,21 @@ async def test_past_the_soft_limit_requests_downgrade_and_say_so(
     assert second.headers["x-served-by"] == "paid/paid-small"
 
 
+async def test_a_requests_tools_are_reserved_as_the_prompt_they_are(gw: tuple[httpx.AsyncClient, Any]) -> None:
+    """A provider bills tool definitions as prompt; the reservation counted only the messages, so more
+    concurrent requests with 100 KB of tools each got in than the budget holds one of (a helper's run, 30
+    requests under a $0.01 budget against an upstream that bills tools: $3.91 spent). Now the first one's
+    reservation covers its tools, and the rest are refused in OpenAI's shape."""
+    c, _ = gw
+    tools = [
+        {"type": "function", "function": {"name": f"tool_{i}", "description": "x" * 1000, "parameters": {}}}
+        for i in range(100)
+    ]
+    answers = await asyncio.gather(*(chat(c, KEY_A, tools=tools, tool_choice="none") for _ in range(20)))
+    assert sum(r.status_code == 200 for r in answers) == 1
+    assert all(error_of(r, 429)["code"] == "insufficient_quota" for r in answers if r.status_code != 200)
+
+
 # ------------------------------------------------------------------------------ admin
 
 

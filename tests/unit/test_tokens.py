@@ -76,3 +76,17 @@ def test_without_a_tokenizer_usage_is_estimated_at_four_bytes_a_token() -> None:
     prompts = CompletionRequest.model_validate({"model": "m", "prompt": [[1, 2, 3], [4, 5]]})
     assert ByteCounter().estimate(prompts, "").prompt_tokens == 5  # token ids are counted as they are
     assert ByteCounter().estimate(CompletionRequest(model="m", prompt="abcde"), "").prompt_tokens == 2
+
+
+def test_the_prompt_bound_covers_tools_schemas_and_images() -> None:
+    from orchestrator.scheduling.tokens import IMAGE_TOKENS, prompt_upper_bound
+
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    plain = prompt_upper_bound(ChatCompletionRequest.model_validate(base))
+    tool = {"type": "function", "function": {"name": "t", "description": "d" * 5000, "parameters": {}}}
+    assert prompt_upper_bound(ChatCompletionRequest.model_validate({**base, "tools": [tool]})) > plain + 5000
+    schema = {"type": "json_schema", "json_schema": {"name": "s", "schema": {"description": "e" * 3000}}}
+    assert prompt_upper_bound(ChatCompletionRequest.model_validate({**base, "response_format": schema})) > plain + 3000
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    seen = {**base, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}]}
+    assert prompt_upper_bound(ChatCompletionRequest.model_validate(seen)) > plain + IMAGE_TOKENS
