@@ -501,7 +501,10 @@ class Book:
     def _settle(self, s: Settle) -> None:
         res = self._release(s.reservation_id) if s.reservation_id else None
         row = {name: s.row.get(name) for name, _ in REQUEST_COLUMNS}
-        tokens = int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0)
+        # A cache hit or an answer shared with the request that paid for it: free in tokens as in dollars
+        # (its row keeps the tokens it carried; no key's budget or minute window spends them).
+        free = row["cache"] in ("HIT", "SHARED")
+        tokens = 0 if free else int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0)
         if res is not None:
             res.window_entry[1] = float(tokens)  # the minute window counts what was really used
         key_id = row["key_id"]

@@ -250,3 +250,17 @@ def test_a_deleted_keys_id_is_never_given_to_another_key(tmp_path: Path) -> None
     assert book.create_key(KeyPolicy("team-a", hash_key("sk-new2"), source="admin")) == "retired"
     book.sync_keys([policy("team-a")])  # the config declares its own ids: it brings its key back
     assert book.lookup(hash_key("sk-team-a")) is not None
+
+
+def test_cache_hits_and_shared_answers_spend_no_tokens(tmp_path: Path, clock: FakeClock) -> None:
+    """A free answer used up `budget_tokens` and `tpm` as if it had been generated: a 200-token budget
+    refused the 17th cache hit of one paid answer."""
+    book = Book(tmp_path / "l.sqlite", clock=clock)
+    book.sync_keys([policy(budget_tokens=200, tpm=200)])
+    assert isinstance(reserve(book, "team-a", "paid", usd=0.0, tokens=20), Admitted)
+    book.settle(Settle("paid", row("team-a", 0.01, prompt=10, completion=5)))
+    for i in range(40):
+        rid = f"hit-{i}"
+        assert isinstance(reserve(book, "team-a", rid, usd=0.0, tokens=20), Admitted), i
+        book.settle(Settle(rid, row("team-a", 0.0, prompt=10, completion=5, cache="HIT" if i % 2 else "SHARED")))
+    assert book.spend("team-a").spent_tokens == 15  # the one generated answer
