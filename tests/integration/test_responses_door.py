@@ -420,3 +420,10 @@ async def test_a_reproducible_request_is_replayed_from_the_cache_as_a_real_event
     assert events[-1]["response"]["output"][0]["content"][0]["text"] == first.json()["output"][0]["content"][0]["text"]
     assert fakes["alpha"].counts["/v1/chat/completions"] == 1
     assert (await sdk(remote, TEAM_KEY).responses.retrieve(again.json()["id"])).output_text
+    # The body's own cache directives, as on every door (they were dropped: no_store stored, no_cache read).
+    private = {"model": "alpha/m", "input": "private", "temperature": 0, "cache": {"no_store": True}}
+    assert [(await post(remote, private, TEAM_KEY)).headers["x-cache"] for _ in range(2)] == ["MISS", "MISS"]
+    fresh = await post(remote, {**ask, "cache": {"no_cache": True}}, TEAM_KEY)
+    assert fresh.headers["x-cache"] == "BYPASS" and fakes["alpha"].counts["/v1/chat/completions"] == 4
+    bad = await post(remote, {**ask, "cache": {"ttl": -1}}, TEAM_KEY)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "cache.ttl"

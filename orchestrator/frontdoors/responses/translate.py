@@ -155,6 +155,8 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
             body[name] = value
     if r.logprobs():
         body["logprobs"], body["top_logprobs"] = True, r.top_logprobs or 0
+    if "cache" in (r.model_extra or {}):  # the gateway's own field (README "Cache"), as on every door
+        body["cache"] = (r.model_extra or {})["cache"]
     if r.tools:
         body["tools"] = [
             {"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)} for t in r.tools
