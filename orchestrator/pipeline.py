@@ -111,8 +111,9 @@ class Pipeline:
         """The answer to `call`: a whole one, or (for a stream request) an `OpenStream` at its first content."""
         self.telemetry.called(call)
         resolution = await self._resolve(call)
+        decision = self._decide(call)  # its directives checked before anything is reserved or counted
         call, resolution = await self._admit(call, resolution)
-        key, decision = self._cache_decision(call)
+        key = self._cache_key(call, decision)
         if (hit := self._lookup(key, decision)) is not None:
             return await self._replay(call, hit)
         plan = self._plan(resolution)
@@ -161,15 +162,17 @@ class Pipeline:
             return call, resolution
         return call.on(model), downgrade
 
-    def _cache_decision(self, call: Call) -> tuple[str, Decision]:
-        """What the cache may do for the call, and its key where the cache or a flight will use it."""
+    def _decide(self, call: Call) -> Decision:
+        """What the cache may do for the call (an `InvalidRequest` for a bad directive)."""
         if not call.kind.streams:  # embeddings are answered fresh
-            return "", Decision(read=False, write=False, ttl_s=0.0, cacheable=False)
+            return Decision(read=False, write=False, ttl_s=0.0, cacheable=False)
         decision = decide(call.body, call.headers, mode=self._cache_config.mode, default_ttl_s=self._cache_config.ttl_s)
-        if self._cache is None:
-            decision = replace(decision, read=False, write=False)
+        return replace(decision, read=False, write=False) if self._cache is None else decision
+
+    def _cache_key(self, call: Call, decision: Decision) -> str:
+        """The call's key where the cache or a flight will use it."""
         namespace = "shared" if self._cache_config.shared else call.tenant
-        return (cache_key(call.body, namespace) if decision.cacheable else ""), decision
+        return cache_key(call.body, namespace) if decision.cacheable else ""
 
     def _lookup(self, key: str, decision: Decision) -> Entry | None:
         if not decision.read or self._cache is None:

@@ -198,6 +198,8 @@ async def test_models_a_key_may_not_use(gw: tuple[httpx.AsyncClient, Any]) -> No
 
 async def test_rpm_limit_is_a_429_with_retry_after(gw: tuple[httpx.AsyncClient, Any]) -> None:
     c, _ = gw
+    for _ in range(3):  # a client mistake the edge refuses is no request of the minute's (a bad cache ttl was)
+        assert error_of(await chat(c, KEY_RPM, model="fake-chat", cache={"ttl": -1}), 400)["param"] == "cache.ttl"
     assert (await chat(c, KEY_RPM, model="fake-chat")).status_code == 200
     assert (await chat(c, KEY_RPM, model="fake-chat")).status_code == 200
     r = await chat(c, KEY_RPM, model="fake-chat")
