@@ -1,6 +1,7 @@
 """The request flow, readable top to bottom in one function: `Pipeline.serve`.
 
-    resolve   the alias, once: rules, capabilities, context, routing headers (`Router.resolve`)
+    resolve   the alias, once: rules, capabilities, context, routing headers (`Router.resolve`);
+              the cache directives (a bad one is a 400 before anything is reserved)
     admit     the key's limits, reserving the worst case at the resolved routes (the tab)
     cache     a reproducible request's stored answer, replayed as a whole or as a real stream
     plan      the resolved routes in order under the load of now (`Router.order`)
