@@ -5,7 +5,10 @@ ends or breaks off (with the usage it reported, or, without any, what the
 tab's tokenizer counts of its text). A cache hit costs nothing and saves what
 the stored answer cost; so does an answer shared with the identical request
 that led its flight (that one paid). Load spill's cost counts against the
-burst budget once per upstream call (`RoutePlan.overflowed`).
+burst budget once per upstream call (`RoutePlan.overflowed`). What attempts
+that didn't serve may be billed (`Route.discarded_usd`: a hedge called off, a
+whole answer broken off before a fallback) is part of the request's cost,
+whichever route served it.
 """
 
 from __future__ import annotations
@@ -98,10 +101,8 @@ class Meter:
         free = hit is not None or shared
         if plan is not None and route.overflow and not free:
             plan.overflowed(cost)  # counts against the burst budget, once per upstream call
-        if not free and route.called_off_usd:
-            cost += route.called_off_usd  # hedges called off: spill spent, whoever served
-            if plan is not None:
-                plan.overflowed(route.called_off_usd)
+        if not free:
+            cost += route.discarded_usd  # attempts that didn't serve (the flow counted their spill already)
         saved = self._prices.cost(hit.provider, hit.model, usage) if hit is not None else (cost if shared else 0.0)
         details = usage.prompt_tokens_details if usage is not None else None
         tab.record(

@@ -35,6 +35,7 @@ from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
+from orchestrator.errors import OrchestratorError, UpstreamError
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
 from orchestrator.metering import Meter
 from orchestrator.protocol import ModelCard, ModelList, Usage
@@ -42,7 +43,7 @@ from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.capabilities import Registry
 from orchestrator.scheduling.router import Resolution, RoutePlan, Router, RoutingState
-from orchestrator.scheduling.tokens import UsageEstimator
+from orchestrator.scheduling.tokens import UsageEstimator, answer_text
 from orchestrator.settings import CacheSettings
 from orchestrator.telemetry import Telemetry
 
@@ -217,8 +218,16 @@ class Pipeline:
         t = done.target
         # A hedge that answered first is load spill too: the local model was too slow for this request.
         overflow = plan.is_overflow(t) or done.hedged is not None
-        off = self._called_off_usd(done.called_off, plan) if done.called_off else 0.0
-        return Routed(Route(t.provider, t.model, done.reason(), overflow=overflow, called_off_usd=off), done.result)
+        # Attempts that didn't serve and may be billed: hedges called off had their prompt sent; a whole
+        # answer broken off had its prompt read and some output made (`_fold_route`). Spill, where it was.
+        hedges = self._called_off_usd(done.called_off, plan) if done.called_off else 0.0
+        broken = [(f, usd) for f, e in done.failures if (usd := getattr(e, "spent_usd", 0.0))]
+        spill = hedges + sum(usd for f, usd in broken if plan.is_overflow(f))
+        if spill:
+            plan.overflowed(spill)  # counts against the burst budget, once per upstream call
+        discarded = hedges + sum(usd for _, usd in broken)
+        route = Route(t.provider, t.model, done.reason(), overflow=overflow, discarded_usd=discarded)
+        return Routed(route, done.result)
 
     def _called_off_usd(self, hedges: tuple[Target, ...], plan: RoutePlan) -> float:
         """What hedges called off may be billed: each had the prompt sent (as counted for routing; no
@@ -258,8 +267,11 @@ class Pipeline:
         assert kind.started is not None and kind.fold is not None
         fold = kind.fold()
         start = time.monotonic()
+        produced = False
 
         def started() -> None:
+            nonlocal produced
+            produced = True
             plan.first_token(target, (time.monotonic() - start) * 1000)
 
         def waited(seconds: float) -> None:
@@ -271,9 +283,25 @@ class Pipeline:
                 self._chunks(call, target), fold.add, has_content=kind.started, policy=self._patience(target),
                 provider=target.provider, started=started, waited=waited,
             )  # fmt: skip
+        except OrchestratorError as e:
+            if produced:  # broken off mid-answer: what the route read and made may be billed (see `_attempt`)
+                e.spent_usd = self._partial_usd(call, target, fold)  # type: ignore[attr-defined]
+            raise
         finally:
             sent()
         return fold.whole()
+
+    def _partial_usd(self, call: Call, target: Target, fold: Any) -> float:
+        """What a whole answer broken off may cost at its route: its usage if it came, else the prompt and
+        the text so far as the tab's estimator counts them."""
+        try:
+            partial = fold.whole()
+        except UpstreamError:
+            return 0.0
+        usage = partial.usage
+        if usage is None and call.tab.estimator is not None:
+            usage = call.tab.estimator.estimate(call.body, answer_text(partial))
+        return self._prices.cost(target.provider, target.model, usage)
 
     async def _route_stream(self, call: Call, plan: RoutePlan, target: Target) -> AsyncIterator[Any]:
         """The provider's chunks for `call`: counted as local load while they last, and the time spent

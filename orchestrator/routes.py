@@ -17,7 +17,9 @@ class Route:
     reason: str
     cache: CacheOutcome = "BYPASS"
     overflow: bool = False  # a remote route serving because the local model was too busy (burst budget)
-    called_off_usd: float = 0.0  # the prompts of hedges started and called off (a provider may bill them)
+    # What attempts that didn't serve may be billed: hedges called off (their prompts), whole answers
+    # broken off before a fallback (their prompts and the output that came). Part of the request's cost.
+    discarded_usd: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -404,6 +404,27 @@ async def test_without_a_tokenizer_streams_without_usage_are_estimated_from_byte
     assert 0 < cut["completion_tokens"] < quiet["completion_tokens"] and cut["cost_usd"] > prompt * 2.0 / 1e6
 
 
+async def test_a_whole_answer_broken_off_before_a_fallback_is_part_of_the_cost(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first route's answer broke off mid-way and the second served: the first had read the prompt
+    and made output, which its provider bills, and only the second's answer was in the ledger. Now the
+    first's part (its usage, or the estimate) is in the request's cost."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    settings = settings_for(paid, tmp_path, models={"chain": ["paid/big", "paid/small"]})
+    async with gateway(settings, FakeEngine("fake-chat"), ENV) as (c, _):
+        paid.set_fault("drop", stall_after=4, fail_times=1)
+        r = await chat(c, KEY_B, model="chain")
+        assert r.status_code == 200 and r.headers["x-served-by"] == "paid/paid-small", r.text
+        assert "fallback after paid" in r.headers["x-route-reason"]
+    row = next(x for x in records(caplog) if x["request_id"] == r.headers["x-request-id"])
+    p, o = row["prompt_tokens"], row["completion_tokens"]
+    served = (p * SMALL["input_per_mtok"] + o * SMALL["output_per_mtok"]) / 1e6
+    broken = row["cost_usd"] - served  # paid/big's prompt and first words, estimated at 4 bytes a token
+    prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)
+    assert broken >= prompt * BIG["input_per_mtok"] / 1e6 + BIG["output_per_mtok"] / 1e6
+
+
 # ------------------------------------------------------------------------------ metrics
 
 

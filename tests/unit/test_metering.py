@@ -61,13 +61,14 @@ def test_ten_identical_requests_one_upstream_call_one_charge_one_overflow() -> N
     assert all(r.saved_usd == 0.012 for r in rows[1:])
 
 
-def test_a_hedge_called_off_is_part_of_the_answers_cost_and_of_the_burst_budget() -> None:
+def test_what_attempts_that_didnt_serve_cost_is_part_of_the_answers_cost() -> None:
     meter = Meter(Prices({("paid", "big"): Price(input_per_mtok=2.0, output_per_mtok=10.0)}))
     plan = Plan()
-    local = Routed(Route("local", "small", "local: ...; hedge to paid/big called off", called_off_usd=0.002), None)
+    local = Route("local", "small", "local: ...; hedge to paid/big called off", discarded_usd=0.002)
     leader, rows = call()
-    meter.whole(leader, Routed(local.route, answer().result), plan)  # type: ignore[arg-type]
-    assert [r.cost_usd for r in rows] == [0.002] and plan.spent == [0.002]  # the local model itself is free here
+    meter.whole(leader, Routed(local, answer().result), plan)  # type: ignore[arg-type]
+    assert [r.cost_usd for r in rows] == [0.002]  # the local model itself is free here
+    assert plan.spent == []  # the flow counted the spill when the attempts ended (`Pipeline._attempt`)
     follower, shared = call()  # an identical request riding the same flight: its leader paid
-    meter.whole(follower, Routed(local.route, answer().result), plan, shared=True)  # type: ignore[arg-type]
-    assert [r.cost_usd for r in shared] == [0.0] and plan.spent == [0.002]
+    meter.whole(follower, Routed(local, answer().result), plan, shared=True)  # type: ignore[arg-type]
+    assert [r.cost_usd for r in shared] == [0.0]
