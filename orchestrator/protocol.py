@@ -1,8 +1,9 @@
 """OpenAI wire models: the requests we accept and the responses we send.
 
 Pure pydantic; imports no torch, vLLM or FastAPI. Requests accept unknown
-fields (they pass through to OpenAI-compatible providers) but validate every
-field OpenAI defines, with OpenAI's ranges. Responses serialize the way
+fields (they pass through to OpenAI-compatible providers, but for those that
+change what a provider charges: `_priced`) and validate every field OpenAI
+defines, with OpenAI's ranges. Responses serialize the way
 OpenAI's do: a field OpenAI marks required-but-nullable is always present
 (as `null` when empty), any other unset field is left out.
 
@@ -36,6 +37,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from orchestrator.errors import InvalidRequest
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -246,10 +249,37 @@ class StreamOptions(BaseModel):
 Stop = str | Annotated[list[str], Field(max_length=4)] | None
 
 
+def _priced(field: str, value: Any) -> str | None:
+    """Why a pass-through field that changes what a provider charges (or which model answers) can't be
+    sent: the ledger prices an answer at its route's configured rates, so a tenant could make the
+    operator pay more than its key is charged. None where the value changes no price."""
+    if field == "service_tier" and value not in (None, "auto", "default"):
+        return f"a service tier of {value!r} is priced apart from the route's rates"
+    if field == "modalities" and isinstance(value, list) and "audio" in value:
+        return "audio output is priced apart from the route's text rates"
+    if field in ("audio", "web_search_options", "plugins") and value is not None:
+        return "it is billed apart from the route's token rates"
+    if field == "models" and value is not None:
+        return "another model may answer, at prices this gateway doesn't know; name one model, or an alias"
+    return None
+
+
 class SamplingFields(BaseModel):
     """Fields shared by chat and text completions."""
 
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_priced_extras(cls, data: Any) -> Any:
+        """Unknown fields pass through to OpenAI-compatible routes, except those that change the price."""
+        if isinstance(data, dict):
+            for field in ("service_tier", "modalities", "audio", "web_search_options", "plugins", "models"):
+                if field in data and (why := _priced(field, data[field])) is not None:
+                    message = f"'{field}' can't be sent through this gateway: {why}."
+                    raise InvalidRequest(message, param=field, code="unsupported_parameter")
+        return data
+
     model: str
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None

@@ -4,7 +4,8 @@ OpenAI endpoint, ...), streamed and parsed incrementally.
 The provider always asks upstream for a stream (with usage), because the
 gateway's one internal shape is a chunk stream; whole responses are folded
 from it. Unknown request fields pass through untouched (OpenRouter's
-`provider`, `models`, ...). Known differences between providers are
+`provider`, `transforms`, ...; those that change the price are refused at the
+door: `protocol._priced`). Known differences between providers are
 normalized in one place, `Quirks`, applied to every request and chunk: a
 ceiling on `max_tokens` (DeepSeek), no `parallel_tool_calls`, no
 `stream_options` (Mistral), json_schema as json_object with the schema in the

@@ -217,11 +217,33 @@ async def test_all_rate_limited_is_a_429_with_retry_after(
 async def test_unknown_fields_pass_through_and_the_upstream_gets_its_own_model_id(
     http: httpx.AsyncClient, fakes: dict[str, FakeProvider]
 ) -> None:
-    r = await ask(http, CHAIN, stream=False, provider={"order": ["x"]}, models=["a", "b"])
+    r = await ask(http, CHAIN, stream=False, provider={"order": ["x"]}, transforms=["middle-out"], service_tier="auto")
     answer_of(r, False)
     body = fakes["alpha"].requests[-1].body
-    assert body["provider"] == {"order": ["x"]} and body["models"] == ["a", "b"]
+    assert body["provider"] == {"order": ["x"]} and body["transforms"] == ["middle-out"]
     assert body["model"] == "alpha-model" and body["stream"] is True
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"service_tier": "priority"},  # OpenAI: priority processing, at its own prices
+        {"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}},
+        {"web_search_options": {}},  # OpenAI's search models: billed per search
+        {"plugins": [{"id": "web"}]},  # OpenRouter's web plugin: billed per result
+        {"models": ["openai/o1-pro"]},  # OpenRouter's fallback models: another model at its own prices
+    ],
+)
+async def test_fields_that_change_the_price_are_a_400_not_passed_through(
+    http: httpx.AsyncClient, fakes: dict[str, FakeProvider], field: dict[str, Any]
+) -> None:
+    """The ledger prices an answer at its route's rates: these made the provider bill more than any key
+    was charged (a helper's run: priority tier, audio, web search, OpenRouter's plugins and models)."""
+    r = await ask(http, CHAIN, stream=False, **field)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "unsupported_parameter" and error["param"] == next(iter(field))
+    assert fakes["alpha"].counts.total() == 0
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
