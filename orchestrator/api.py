@@ -277,34 +277,37 @@ class LargeBodies:
         self.threshold = threshold
         self.grace_s, self.min_bytes_per_s = grace_s, min_bytes_per_s
         self._slots = asyncio.Semaphore(slots)
-        self._keys: dict[str, tuple[asyncio.Semaphore, int]] = {}  # a key's own one slot, and its users
+        self._keys: dict[str, tuple[asyncio.Semaphore, int]] = {}  # a key's own one slot, and who wants it
 
     @contextlib.asynccontextmanager
     async def slot(self, key: str | None = None) -> AsyncIterator[_Slot]:
         """A request's claim (taken only once its body turns out large); `key`: whose (None: no key)."""
-        own = None
-        if key is not None:
-            own, users = self._keys.get(key) or (asyncio.Semaphore(1), 0)
-            self._keys[key] = (own, users + 1)
-        slot = _Slot(self, own)
+        slot = _Slot(self, key)
         try:
             yield slot
         finally:
             slot.release()
-            if key is not None and own is not None:
-                users = self._keys[key][1] - 1
-                if users:
-                    self._keys[key] = (own, users)
-                else:
-                    del self._keys[key]
+
+    def _claim(self, key: str) -> asyncio.Semaphore:
+        own, users = self._keys.get(key) or (asyncio.Semaphore(1), 0)
+        self._keys[key] = (own, users + 1)
+        return own
+
+    def _unclaim(self, key: str) -> None:
+        own, users = self._keys[key]
+        if users > 1:
+            self._keys[key] = (own, users - 1)
+        else:
+            del self._keys[key]
 
 
 class _Slot:
     """One request's claim on a large-body slot, taken only once its body turns out large."""
 
-    def __init__(self, bodies: LargeBodies, own: asyncio.Semaphore | None):
+    def __init__(self, bodies: LargeBodies, key: str | None):
         self._bodies = bodies
-        self._own = own
+        self._key = key
+        self._own: asyncio.Semaphore | None = None  # its key's one slot, while it holds it
         self._held = False
         self._taken_at = 0.0
 
@@ -313,17 +316,25 @@ class _Slot:
         return self._held
 
     async def take(self) -> None:
+        """Its key's slot (if it has a key), then one of the shared ones."""
         if self._held:
             return
-        if self._own is not None:
-            await self._own.acquire()
+        key, bodies = self._key, self._bodies
+        own = bodies._claim(key) if key is not None else None
         try:
-            await self._bodies._slots.acquire()
+            if own is not None:
+                await own.acquire()
+            try:
+                await bodies._slots.acquire()
+            except BaseException:
+                if own is not None:
+                    own.release()
+                raise
         except BaseException:
-            if self._own is not None:
-                self._own.release()
+            if key is not None:
+                bodies._unclaim(key)
             raise
-        self._held = True
+        self._own, self._held = own, True
         self._taken_at = asyncio.get_running_loop().time()
 
     def deadline(self, size: int) -> float:
@@ -341,8 +352,10 @@ class _Slot:
         if self._held:
             self._held = False
             self._bodies._slots.release()
-            if self._own is not None:
+            if self._own is not None and self._key is not None:
                 self._own.release()
+                self._bodies._unclaim(self._key)
+                self._own = None
 
 
 async def read_body(request: Request, limit: int, slot: _Slot | None = None) -> bytes:

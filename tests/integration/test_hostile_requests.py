@@ -414,3 +414,4 @@ async def test_stalled_large_bodies_lose_their_slot_and_never_shut_out_another_k
             assert error["code"] == "request_timeout" and "too slowly" in error["message"]
         r = await c.post(count, json=big, headers={**auth(KEY_A), "anthropic-version": "2023-06-01"})
         assert r.status_code == 200, r.text  # key A's own next large body is read as ever
+    assert not large._keys  # no key's claim outlives its requests
