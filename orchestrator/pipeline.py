@@ -115,7 +115,7 @@ class Pipeline:
         resolution = await self._resolve(call)
         decision = self._decide(call)  # its directives checked before anything is reserved or counted
         call, resolution = await self._admit(call, resolution)
-        key = self._cache_key(call, decision)
+        key = self._cache_key(call, decision, resolution.facts.data_class)
         if (hit := self._lookup(key, decision)) is not None:
             return await self._replay(call, hit)
         plan = self._plan(resolution)
@@ -123,7 +123,7 @@ class Pipeline:
             routed = await self._attempt(call, plan, whole=not call.stream)
             return self._metered(call, _with_cache(routed, decision), plan)
         lead = partial(self._attempt, call, plan, whole=False)
-        flight, leads = self._flights.join(_flight_key(key, plan), lead, partial(self._store, call, key, decision))
+        flight, leads = self._flights.join(key, lead, partial(self._store, call, key, decision))
         try:
             routed = await self._follow(call, flight)
         except Exception:
@@ -171,10 +171,11 @@ class Pipeline:
         decision = decide(call.body, call.headers, mode=self._cache_config.mode, default_ttl_s=self._cache_config.ttl_s)
         return replace(decision, read=False, write=False) if self._cache is None else decision
 
-    def _cache_key(self, call: Call, decision: Decision) -> str:
-        """The call's key where the cache or a flight will use it."""
-        namespace = "shared" if self._cache_config.shared else call.tenant
-        return cache_key(call.body, namespace) if decision.cacheable else ""
+    def _cache_key(self, call: Call, decision: Decision, data_class: str) -> str:
+        """The call's key where the cache or a flight will use it: a request that must stay local never
+        reads an answer a remote route made (nor one of another tenant's, unless the cache is shared)."""
+        tenant = "shared" if self._cache_config.shared else call.tenant
+        return cache_key(call.body, f"{tenant}|{data_class}") if decision.cacheable else ""
 
     def _lookup(self, key: str, decision: Decision) -> Entry | None:
         if not decision.read or self._cache is None:
@@ -368,12 +369,6 @@ class Pipeline:
         return self._policy.model_copy(
             update={"first_token_timeout_s": min(self._policy.first_token_timeout_s, target.first_token_timeout_s)}
         )
-
-
-def _flight_key(cache_key: str, plan: RoutePlan) -> str:
-    """Requests share a flight only where they share a cache key and their plans agree on
-    where they may go (a request that must stay local never rides a remote flight)."""
-    return f"{cache_key}|{plan.facts.data_class}"
 
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -58,8 +59,9 @@ class Env:
 
 
 @contextlib.asynccontextmanager
-async def gateway(remote: FakeProvider, **scheduler: Any) -> AsyncIterator[Env]:
-    """The gateway over a one-slot fake engine and the fake remote, its scheduler configured by `scheduler`."""
+async def gateway(remote: FakeProvider, cache_dir: Path | None = None, **scheduler: Any) -> AsyncIterator[Env]:
+    """The gateway over a one-slot fake engine and the fake remote, its scheduler configured by `scheduler`
+    (and its response cache in `cache_dir`, if given)."""
     settings = load_settings(
         providers={
             "remote": {
@@ -74,7 +76,7 @@ async def gateway(remote: FakeProvider, **scheduler: Any) -> AsyncIterator[Env]:
         models={"auto": {"routes": ["local-chat", "remote/other", HOSTED], "ttft_slo_ms": 500}},
         # No hedge unless a test asks for one: the fake engine's first word comes after ~0.3 s.
         scheduler={"prefill_tokens_per_s": 10_000, "hedge_at": None, **scheduler},
-        cache={"enabled": False},
+        cache={"directory": str(cache_dir)} if cache_dir is not None else {"enabled": False},
     )
     engine = FakeEngine("local-chat", max_num_seqs=1, token_delay=0.05)
     board = LoadBoard(max_age_s=5.0)
@@ -155,6 +157,24 @@ async def test_sensitive_requests_stay_local_under_load(env: Env) -> None:
     assert r.headers["x-served-by"] == "local/local-chat"
     assert r.headers["x-route-reason"] == "data-class: sensitive stays local"
     await asyncio.gather(*busy)
+
+
+async def test_a_sensitive_request_never_reads_an_answer_a_remote_route_made(
+    remote: FakeProvider, tmp_path: Path
+) -> None:
+    """The same reproducible request, spilled to the remote while the engine was busy and cached: the
+    identical sensitive request got that remote answer from the cache (`cache/remote/...`, HIT)."""
+    async with gateway(remote, cache_dir=tmp_path / "cache") as env:
+        env.engine.enqueue(["word " * 30] * 2)
+        busy = [asyncio.create_task(env.chat(max_tokens=30, temperature=0.7)) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        await env.poll()
+        spilled = await env.chat(temperature=0)
+        assert spilled.headers["x-served-by"] == HOSTED and spilled.headers["x-cache"] == "MISS"
+        assert (await env.chat(temperature=0)).headers["x-cache"] == "HIT"  # the cache works for its class
+        r = await env.chat(temperature=0, headers={"x-data-class": "sensitive"})
+        assert r.headers["x-served-by"] == "local/local-chat" and r.headers["x-cache"] == "MISS"
+        await asyncio.gather(*busy)
 
 
 async def test_tools_go_to_a_remote_route_that_has_them(env: Env) -> None:
