@@ -66,7 +66,7 @@ class EngineSettings(Section):
     max_model_len: int = 2048
     kv_cache_gib: float = 1.0
     max_num_seqs: int = 32
-    dtype: str = "auto"
+    dtype: str = "float32"  # the CPU engine's, as config/default.yaml has it; "auto" (the model's) on a GPU
     startup_timeout_s: float = 600.0
     # After the first token (sent at once), deltas are coalesced for this long before
     # crossing to the gateway: fewer, larger stream items cost far less CPU per token.
@@ -339,7 +339,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ORCH_",
         env_nested_delimiter="__",
-        yaml_file=str(DEFAULT_CONFIG),
+        # No file of its own: `load_settings` binds the one file (default.yaml or --config), and settings
+        # validated again (`model_validate`, on every node) must not have another file's entries merged in.
+        yaml_file=None,
         extra="forbid",
     )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.settings import load_settings
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -64,9 +65,27 @@ def test_a_route_naming_no_configured_provider_or_model_is_named(
     assert code == 2
     # Both were dropped as "unavailable" before, the alias quietly served by what was left.
     assert "  models.fast.routes[1]: 'openruoter/llama-3.1-8b-instruct' names no provider 'openruoter' (" in err
-    config.write_text("models:\n  big: [openrouter/llama-9000]\n")
+    openrouter = (
+        "providers:\n  openrouter:\n    base_url: https://openrouter.ai/api/v1\n    api_key_env: OPENROUTER_API_KEY\n"
+        "    models:\n      llama-3.1-8b-instruct: {id: meta-llama/llama-3.1-8b-instruct}\n"
+    )
+    config.write_text(openrouter + "models:\n  big: [openrouter/llama-9000]\n")
     code, err = run(capsys, "build-config", "--config", str(config))
     assert code == 2 and "providers.openrouter.models has no 'llama-9000'" in err
+
+
+def test_a_config_file_replaces_the_default_one(tmp_path: Path) -> None:
+    """A `--config` file was merged into config/default.yaml: the presets' providers, models and aliases
+    an operator left out came back (and served, where their keys were in the environment)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "providers:\n  openrouter:\n    base_url: https://openrouter.ai/api/v1\n    api_key_env: OPENROUTER_API_KEY\n"
+        "    models:\n      only: {id: meta-llama/llama-3.1-8b-instruct}\nmodels:\n  chat: [openrouter/only]\n"
+    )
+    settings = load_settings(config)
+    assert list(settings.providers) == ["openrouter"] and list(settings.providers["openrouter"].models) == ["only"]
+    assert list(settings.models) == ["chat"]
+    assert len(load_settings().providers) > 1  # the default file still has its presets
 
 
 def test_the_documented_local_model_override_still_loads(
