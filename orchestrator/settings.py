@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -175,6 +176,18 @@ class ProviderSettings(Section):
     models: dict[str, RemoteModel] = Field(default_factory=dict)  # key: the gateway-side name
     quirks: QuirkSettings = Field(default_factory=QuirkSettings)
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        """An http(s) URL with a host: anything else failed every request, or the gateway's start."""
+        try:
+            url = httpx.URL(value)
+        except (httpx.InvalidURL, TypeError):
+            raise ValueError("not a URL") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("not an http(s) URL with a host")
+        return value
+
 
 class ResilienceSettings(Section):
     """Retries, timeouts and circuit breakers for every route."""
@@ -213,14 +226,14 @@ class KeySettings(Section):
     """
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    budget_usd: float | None = None
-    budget_tokens: int | None = None
+    budget_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    budget_tokens: Annotated[int, Field(ge=0)] | None = None
     period: Literal["hour", "day", "week", "month", "total"] = "month"
-    rpm: int | None = None  # requests per minute
-    tpm: int | None = None  # tokens (prompt + completion) per minute
+    rpm: Annotated[int, Field(ge=1)] | None = None  # requests per minute (none at all: leave `models` empty)
+    tpm: Annotated[int, Field(ge=1)] | None = None  # tokens (prompt + completion) per minute
     models: list[str] | None = None  # models/aliases this key may use; None: all
-    soft_limit_usd: float | None = None
-    soft_limit_tokens: int | None = None
+    soft_limit_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    soft_limit_tokens: Annotated[int, Field(ge=0)] | None = None
     downgrade_to: str | None = None  # the cheaper model/alias served past the soft limit
 
 
@@ -291,7 +304,7 @@ class SchedulerSettings(Section):
     """The overflow scheduler (see orchestrator/scheduling/policy.py)."""
 
     # Default time-to-first-token target; per alias: models.<name>.ttft_slo_ms, per request: x-ttft-slo-ms.
-    ttft_slo_ms: float = 1000.0
+    ttft_slo_ms: float = Field(default=1000.0, gt=0)
     # Local while the predicted (typical) TTFT is within headroom x SLO: the SLO bounds the tail (and
     # the hedge, below, catches what the prediction missed). 0.7 with the hedge at 0.5 since 2026-12-01
     # (0.6 and no hedge before): more local and as much within the SLO in the simulator's fleets and the
@@ -363,6 +376,16 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     # Virtual keys by id (the id appears in logs and reports; the key never does). None: the endpoint is open.
     keys: dict[str, KeySettings] = Field(default_factory=dict)
+
+    @field_validator("keys")
+    @classmethod
+    def _one_id_a_key(cls, keys: dict[str, KeySettings]) -> dict[str, KeySettings]:
+        """Two ids with one hash were one key whose limits were the last id's (the other's silently gone)."""
+        seen: dict[str, str] = {}
+        for key_id, key in keys.items():
+            if (first := seen.setdefault(key.sha256, key_id)) != key_id:
+                raise ValueError(f"keys.{key_id}.sha256 is the same key as keys.{first}")
+        return keys
 
     @field_validator("data_dir")
     @classmethod

@@ -94,3 +94,33 @@ def test_the_documented_local_model_override_still_loads(
     monkeypatch.setenv("ORCH_LOCAL__MODEL", "tiny-random")  # the default aliases name smollm2-135m: dropped, logged
     code, err = run(capsys, "build-config")
     assert code == 0, err
+
+
+def test_limits_urls_and_key_hashes_that_could_never_work_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each loaded before: rpm 0 made every request of the key a 503 (an empty minute window read), a
+    base_url that isn't http(s) a 500 on every request (or a gateway that couldn't start), a negative SLO
+    sent everything past the local model at once, and a second id with the same hash silently took the
+    first one's place (its limits gone)."""
+    h = "a" * 64
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"keys:\n  k: {{sha256: '{h}', rpm: 0, budget_usd: -5}}\n"
+        "providers:\n  p: {base_url: 'ftp://example.com', api_key_env: X}\n"
+        "  q: {base_url: 'http://[::1', api_key_env: Y}\n"
+        "scheduler: {ttft_slo_ms: -1}\n"
+    )
+    code, err = run(capsys, "build-config", "--config", str(config))
+    assert code == 2 and "Traceback" not in err
+    for line in (
+        "keys.k.rpm:",
+        "keys.k.budget_usd:",
+        "providers.p.base_url: not an http(s) URL",
+        "providers.q.base_url: not a URL",
+        "scheduler.ttft_slo_ms:",
+    ):
+        assert line in err, err
+    config.write_text(f"keys:\n  team: {{sha256: '{h}', budget_usd: 0}}\n  team2: {{sha256: '{h}'}}\n")
+    code, err = run(capsys, "build-config", "--config", str(config))
+    assert code == 2 and "keys.team2.sha256 is the same key as keys.team" in err
