@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return import_litellm(args.path, args.output)
     try:
         settings = load_settings(args.config)
-    except (OSError, yaml.YAMLError, ValidationError, UnknownRoutes) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError, UnknownRoutes) as exc:
         print(f"orchestrator {args.command}: {config_error(args.config, exc)}", file=sys.stderr)
         return 2
     if args.command == "build-config":
@@ -110,6 +110,8 @@ def config_error(path: Path, exc: Exception) -> str:
         return f"invalid configuration ({path} and ORCH_* variables):\n" + "\n".join(f"  {p}" for p in exc.problems)
     if isinstance(exc, yaml.YAMLError):
         return f"{path} is not valid YAML: {exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{path} is not UTF-8 text (byte {exc.start})"
     return str(exc)
 
 
@@ -148,7 +150,7 @@ def import_litellm(path: Path, output: Path | None) -> int:
         text = path.read_text(encoding="utf-8")
         settings, notes = litellm_import.convert(yaml.safe_load(text))
         lines = litellm_import.key_lines(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, RecursionError) as exc:
         # The reason never quotes the file (a config may hold keys): no YAML snippet, only a line.
         if isinstance(exc, OSError):
             reason = exc.strerror or type(exc).__name__
@@ -156,6 +158,8 @@ def import_litellm(path: Path, output: Path | None) -> int:
             reason = f"invalid YAML at line {exc.problem_mark.line + 1}"
         elif isinstance(exc, yaml.YAMLError | UnicodeDecodeError):
             reason = "invalid YAML" if isinstance(exc, yaml.YAMLError) else "not UTF-8 text"
+        elif isinstance(exc, RecursionError):
+            reason = "nested too deeply, or an alias that contains itself"
         else:
             reason = str(exc)
         print(f"orchestrator import-litellm: cannot import {path}: {reason}", file=sys.stderr)

@@ -405,8 +405,12 @@ def _cache_params(b: _Builder, key: str, value: Any, cache: dict[str, Any]) -> N
 def key_lines(text: str) -> dict[str, int]:
     """The 1-based line of each key path (as the notes spell them) in a LiteLLM YAML text."""
     lines: dict[str, int] = {}
+    seen: set[int] = set()  # each node once: an alias is not walked again (an alias bomb, or one in itself)
 
     def walk(node: yaml.Node, path: str) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 sub = f"{path}.{k.value}" if path else str(k.value)

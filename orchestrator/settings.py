@@ -282,7 +282,10 @@ class RuleSettings(Section):
     @classmethod
     def _compiles(cls, v: str | None) -> str | None:
         if v is not None:
-            re.compile(v)
+            try:
+                re.compile(v)
+            except re.error as e:  # not a ValueError: pydantic would let it through as a traceback
+                raise ValueError(f"not a regular expression: {e}") from None
         return v
 
 

@@ -124,3 +124,27 @@ def test_limits_urls_and_key_hashes_that_could_never_work_are_named(
     config.write_text(f"keys:\n  team: {{sha256: '{h}', budget_usd: 0}}\n  team2: {{sha256: '{h}'}}\n")
     code, err = run(capsys, "build-config", "--config", str(config))
     assert code == 2 and "keys.team2.sha256 is the same key as keys.team" in err
+
+
+def test_hostile_files_get_a_line_not_a_traceback_or_a_hang(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad regular expression in a rule, a config that isn't UTF-8, and LiteLLM files nested past the
+    parser's limit, or with an alias in itself, or an alias bomb (9^12 paths), were tracebacks or a hang."""
+    regex = tmp_path / "re.yaml"
+    regex.write_text("models:\n  auto:\n    routes: [smollm2-135m]\n    rules: [{pattern: '(', use: local}]\n")
+    code, err = run(capsys, "build-config", "--config", str(regex))
+    assert code == 2 and "models.auto.rules.0.pattern: not a regular expression" in err
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b'local: {model: "caf\xe9"}\n')
+    code, err = run(capsys, "build-config", "--config", str(latin))
+    assert code == 2 and "is not UTF-8 text" in err and "Traceback" not in err
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    code, err = run(capsys, "import-litellm", str(deep))
+    assert code == 2 and "nested too deeply" in err
+    bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 12)
+    )
+    for text in ("a: &a [*a]\n", bomb):
+        (tmp_path / "l.yaml").write_text(text)
+        code, err = run(capsys, "import-litellm", str(tmp_path / "l.yaml"))
+        assert code == 0 and "not mapped" in err
