@@ -309,7 +309,7 @@ class SchedulerSettings(Section):
     # Default time-to-first-token target; per alias: models.<name>.ttft_slo_ms, per request: x-ttft-slo-ms.
     ttft_slo_ms: float = Field(default=1000.0, gt=0)
     # Local while the predicted (typical) TTFT is within headroom x SLO: the SLO bounds the tail (and
-    # the hedge, below, catches what the prediction missed). 0.7 with the hedge at 0.5 since 2026-12-01
+    # the hedge, below, catches what the prediction missed). 0.65 with the hedge at 0.55 since 2026-12-01
     # (0.6 and no hedge before): more local and as much within the SLO in the simulator's fleets and the
     # real burst (benchmarks/README.md, "Simulator": "The hedge").
     headroom: float = 0.65

@@ -18,13 +18,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from orchestrator.accounting.accounts import Accounts
 from orchestrator.accounting.book import CreateKey, DeleteKey, LedgerOwner, ListKeys, Query
 from orchestrator.accounting.keys import KeyPolicy, hash_key, new_key, presented, same_hash
 from orchestrator.accounting.reports import usage_report
 from orchestrator.errors import InvalidApiKey, InvalidRequest, NotFound, OrchestratorError
+from orchestrator.frontdoors.openai import parse_body
 from orchestrator.protocol import finite_number
 from orchestrator.settings import KeySettings
 
@@ -87,15 +88,7 @@ class AdminApi:
 
     async def create_key(self, request: Request) -> Response:
         owner = self._owner(request)
-        try:
-            spec = NewKey.model_validate_json(await request.body())
-        except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            if first["type"] == "json_invalid":
-                raise InvalidRequest(f"We could not parse the JSON body of your request ({first['msg']}).") from None
-            field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".") or None
-            message = f"Invalid value for '{field}': {first['msg']}" if field else f"Invalid body: {first['msg']}"
-            raise InvalidRequest(message, param=field, code="invalid_value") from None
+        spec = parse_body(await request.body(), NewKey)  # the front doors' JSON parse, naming the field
         named = [(f"models[{i}]", m) for i, m in enumerate(spec.models or [])] + [("downgrade_to", spec.downgrade_to)]
         for field, model in named:
             if model is not None and not self._accounts.serves(model):
