@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from orchestrator.accounting import cli as ledger_cli
-from orchestrator.settings import DEFAULT_CONFIG, UnknownRoutes, load_settings
+from orchestrator.settings import DEFAULT_CONFIG, UnknownNames, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return import_litellm(args.path, args.output)
     try:
         settings = load_settings(args.config)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError, UnknownRoutes) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError, UnknownNames) as exc:
         print(f"orchestrator {args.command}: {config_error(args.config, exc)}", file=sys.stderr)
         return 2
     if args.command == "build-config":
@@ -106,7 +106,7 @@ def config_error(path: Path, exc: Exception) -> str:
             why = "not a setting (a typo, or one of another version?)" if err["type"] == "extra_forbidden" else None
             lines.append(f"  {where}: {why or err['msg'].removeprefix('Value error, ')}")
         return f"invalid configuration ({path} and ORCH_* variables):\n" + "\n".join(lines)
-    if isinstance(exc, UnknownRoutes):
+    if isinstance(exc, UnknownNames):
         return f"invalid configuration ({path} and ORCH_* variables):\n" + "\n".join(f"  {p}" for p in exc.problems)
     if isinstance(exc, yaml.YAMLError):
         return f"{path} is not valid YAML: {exc}"

@@ -9,6 +9,7 @@ environment variable, and notes never quote a config value other than model name
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,9 @@ class Note:
         return f"line {line}: {self.key}: {self.message}" if line else f"{self.key}: {self.message}"
 
 
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def _env_name(value: Any) -> str | None:
     if isinstance(value, str) and value.strip().startswith(ENV_PREFIX):
         return value.strip()[len(ENV_PREFIX) :] or None
@@ -144,6 +148,9 @@ class _Builder:
             return None
         prefix, model_id = _split_model(model)
         p = f"{at}.litellm_params"
+        if not model_id.strip("/ "):
+            self.note(f"{p}.model", f"skipped: {model!r} names a provider but no model")
+            return None
         api_base = params.get("api_base")
         if prefix == "azure":
             self.note(
@@ -178,6 +185,9 @@ class _Builder:
             )
         key = params.get("api_key")
         key_env = _env_name(key)
+        if key_env is not None and not _ENV_VAR.match(key_env):
+            self.note(f"{p}.api_key", "skipped: the environment variable's name is not one a shell can set")
+            return None
         if key_env is None:
             key_env = preset.api_key_env
             if key is not None:

@@ -416,25 +416,34 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     bound = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "yaml_file": str(path)}})
     # Hand back the plain class so the object pickles by reference across Ray.
     settings = Settings.model_validate(bound(**overrides).model_dump())
-    if problems := unknown_routes(settings):
-        raise UnknownRoutes(problems)
+    if problems := unknown_names(settings):
+        raise UnknownNames(problems)
     return settings
 
 
-class UnknownRoutes(ValueError):
-    """Routes that name no configured provider or model (each problem a line)."""
+class UnknownNames(ValueError):
+    """Names in the configuration that name nothing configured (each problem a line)."""
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
 
 
-def unknown_routes(settings: Settings) -> list[str]:
-    """Every `provider/model` route must name a configured provider and one of its models: a typo is an error,
-    not a route quietly dropped as if its provider had no key (that one is only unavailable, and logged).
-    A bare name is a local model's and may name one not configured now (`ORCH_LOCAL__MODEL=...` under the
-    default aliases): dropped and logged, as before."""
+def unknown_names(settings: Settings) -> list[str]:
+    """Every name the configuration uses must name something configured: a typo is an error, not a route
+    quietly dropped as if its provider had no key (that one is only unavailable, and logged), a rule that
+    never applies, or a key limited to a model nobody serves.
+
+    - a `provider/model` route names a configured provider and one of its models; a bare route is a local
+      model's and may name one not configured now (`ORCH_LOCAL__MODEL=...` under the default aliases):
+      dropped and logged, as before;
+    - a rule's `use`, a key's `models` and `downgrade_to` name an alias, a `provider/model` or a local model;
+    - `ledger.reference_model` names a `provider/model`.
+    """
     problems = []
+    routes = {f"{p}/{m}" for p, provider in settings.providers.items() for m in provider.models}
+    routes |= {served_name(s) for s in (settings.local, settings.embedding) if s.model is not None}
+    known = routes | set(settings.models)
     for alias, routing in settings.models.items():
         for i, route in enumerate(routing.routes):
             provider, slash, model = route.partition("/")
@@ -444,6 +453,18 @@ def unknown_routes(settings: Settings) -> list[str]:
             if provider not in settings.providers:
                 problems.append(f"{where} names no provider {provider!r} ({', '.join(sorted(settings.providers))})")
             elif model not in settings.providers[provider].models:
-                known = ", ".join(sorted(settings.providers[provider].models))
-                problems.append(f"{where}: providers.{provider}.models has no {model!r} ({known})")
+                known_models = ", ".join(sorted(settings.providers[provider].models))
+                problems.append(f"{where}: providers.{provider}.models has no {model!r} ({known_models})")
+        for i, rule in enumerate(routing.rules):
+            if rule.use not in known:
+                problems.append(f"models.{alias}.rules[{i}].use: {rule.use!r} names no alias, route or local model")
+    for key_id, key in settings.keys.items():
+        for i, name in enumerate(key.models or []):
+            if name not in known:
+                problems.append(f"keys.{key_id}.models[{i}]: {name!r} names no alias, route or local model")
+        if key.downgrade_to is not None and key.downgrade_to not in known:
+            problems.append(f"keys.{key_id}.downgrade_to: {key.downgrade_to!r} names no alias, route or local model")
+    reference = settings.ledger.reference_model
+    if reference is not None and ("/" not in reference or reference not in routes):
+        problems.append(f"ledger.reference_model: {reference!r} names no configured provider/model")
     return problems

@@ -187,17 +187,21 @@ def build_registry(
 
     `local` is keyed by served name, `remote` by "provider/model". A chain's
     routes that name no available backend are dropped (logged); a chain left
-    empty is not served.
+    empty is not served. A chain named like a backend is served under that
+    name instead of it.
     """
-    entries = [ModelEntry(name, (b,)) for name, b in {**local, **remote}.items()]
     known = {**local, **remote}
+    served: list[ModelEntry] = []
     for name, routes in chains.items():
         backends = tuple(known[r] for r in routes if r in known)
         missing = [r for r in routes if r not in known]
         if missing:
             log.info("model %r: routes %s unavailable (no key, or not configured)", name, ", ".join(missing))
         if backends:
-            entries.insert(0, ModelEntry(name, backends))
+            served.append(ModelEntry(name, backends))
         else:
             log.warning("model %r is not served: none of its routes is available", name)
+    # An alias named like a route takes its name (LiteLLM configs name groups `openai/gpt-4o`): listed once.
+    taken = {e.name for e in served}
+    entries = [*reversed(served), *(ModelEntry(n, (b,)) for n, b in known.items() if n not in taken)]
     return Registry(entries)

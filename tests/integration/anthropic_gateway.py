@@ -68,6 +68,7 @@ class Gateway:
 def settings_for(fakes: Mapping[str, FakeProvider], tmp: Path) -> Settings:
     return load_settings(
         data_dir=str(tmp),
+        local={"model": "fake-chat"},  # the FakeEngine's name, which a key names
         providers={
             "alpha": {
                 "base_url": fakes["alpha"].base_url + "/v1",

@@ -205,6 +205,7 @@ class _Collect(logging.Handler):
 def settings_for(fake: FakeProvider, tmp: Path, keyed: bool) -> Settings:
     return load_settings(
         data_dir=str(tmp),
+        local={"model": "fake-chat"},  # the FakeEngine's name, which a key names
         providers=fake_providers(fake.base_url),
         models={
             "auto": {"routes": ["fake-chat", "paid/big"], "ttft_slo_ms": 1000},

@@ -105,7 +105,7 @@ def settings_for(paid: FakeProvider, tmp: Path, **overrides: Any) -> Settings:
         },
     }
     base.update(overrides)
-    return load_settings(**base)
+    return load_settings(local={"model": "fake-chat"}, **base)  # the FakeEngine's name, which a key names
 
 
 @asynccontextmanager

@@ -212,3 +212,15 @@ def test_build_registry_serves_models_chains_and_drops_unavailable_routes() -> N
     assert registry.resolve("auto").backends == (LOCAL_CHAT, REMOTE_TOOLS)
     with pytest.raises(ModelNotFound):
         registry.resolve("ghost")
+
+
+def test_an_alias_named_like_a_route_takes_its_name_and_is_listed_once() -> None:
+    """LiteLLM configs name a group like its route (`openai/gpt-4o`): `/v1/models` listed the name twice."""
+    registry = build_registry(
+        local={"chatty": LOCAL_CHAT},
+        remote={"remote/big": REMOTE_TOOLS},
+        chains={"remote/big": ["remote/big", "chatty"], "chatty": ["missing/x"]},
+    )
+    assert [e.name for e in registry.entries()] == ["remote/big", "chatty"]
+    assert registry.resolve("remote/big").backends == (REMOTE_TOOLS, LOCAL_CHAT)
+    assert registry.resolve("chatty").backends == (LOCAL_CHAT,)  # an alias not served leaves the route its name

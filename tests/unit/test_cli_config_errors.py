@@ -74,6 +74,40 @@ def test_a_route_naming_no_configured_provider_or_model_is_named(
     assert code == 2 and "providers.openrouter.models has no 'llama-9000'" in err
 
 
+def test_names_that_name_nothing_configured_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rule that could never apply, a key limited to (or downgraded to) a model nobody serves, a reference
+    model with no price: all loaded before."""
+    openrouter = (
+        "providers:\n  openrouter:\n    base_url: https://openrouter.ai/api/v1\n    api_key_env: OPENROUTER_API_KEY\n"
+        "    models:\n      small: {id: meta-llama/llama-3.1-8b-instruct}\n"
+    )
+    key = "a" * 64
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        openrouter
+        + "models:\n  chat:\n    routes: [smollm2-135m]\n    rules: [{use: smarter, pattern: prove}]\n"
+        f"keys:\n  team:\n    sha256: '{key}'\n    models: [chat, gpt-5]\n    downgrade_to: cheapest\n"
+        "ledger:\n  reference_model: openrouter/gpt-5\n"
+    )
+    code, err = run(capsys, "build-config", "--config", str(config))
+    assert code == 2, err
+    assert "  models.chat.rules[0].use: 'smarter' names no alias, route or local model" in err
+    assert "  keys.team.models[1]: 'gpt-5' names no alias, route or local model" in err
+    assert "  keys.team.downgrade_to: 'cheapest' names no alias, route or local model" in err
+    assert "  ledger.reference_model: 'openrouter/gpt-5' names no configured provider/model" in err
+    assert "models[0]" not in err  # `chat`, an alias, is fine
+
+    config.write_text(
+        openrouter
+        + "models:\n  chat:\n    routes: [smollm2-135m]\n    rules: [{use: openrouter/small, pattern: prove}]\n"
+        "  openrouter/small: [openrouter/small, smollm2-135m]\n"  # an alias named like a route (LiteLLM's habit)
+        f"keys:\n  team:\n    sha256: '{key}'\n    models: [chat, smollm2-135m, openrouter/small]\n"
+        "    downgrade_to: smollm2-135m\nledger:\n  reference_model: openrouter/small\n"
+    )
+    code, err = run(capsys, "build-config", "--config", str(config))
+    assert code == 0, err
+
+
 def test_a_config_file_replaces_the_default_one(tmp_path: Path) -> None:
     """A `--config` file was merged into config/default.yaml: the presets' providers, models and aliases
     an operator left out came back (and served, where their keys were in the environment)."""

@@ -189,3 +189,19 @@ def test_cli_as_a_subprocess() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "openai-compatible/opt-125m" in done.stdout and "sk-1234" not in done.stdout + done.stderr
+
+
+def test_a_prefix_without_a_model_or_a_key_variable_no_shell_can_set_is_a_note() -> None:
+    """`openai/` became a model with an empty id, and `os.environ/MY KEY` a variable no one can set."""
+    settings, notes = convert(
+        {
+            "model_list": [
+                {"model_name": "a", "litellm_params": {"model": "openai/"}},
+                {"model_name": "b", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/MY KEY"}},
+                {"model_name": "openai/gpt-4o-mini", "litellm_params": {"model": "openai/gpt-4o-mini"}},
+            ]
+        }
+    )
+    assert "names a provider but no model" in notes_at(notes, "model_list[0].litellm_params.model")[0]
+    assert "not one a shell can set" in notes_at(notes, "model_list[1].litellm_params.api_key")[0]
+    assert settings["models"] == {"openai/gpt-4o-mini": ["openai/gpt-4o-mini"]}
