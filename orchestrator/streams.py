@@ -8,7 +8,7 @@ those chunks (`ChatFold`, `CompletionFold`: `add` each chunk, then `whole`;
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from orchestrator.errors import UpstreamError
 from orchestrator.protocol import (
@@ -51,7 +51,8 @@ async def assemble_chat(chunks: AsyncIterator[ChatCompletionChunk]) -> ChatCompl
 
 
 class ChatFold:
-    """A chat answer as its chunks arrive: each choice's text, finish, logprobs and tool calls."""
+    """A chat answer as its chunks arrive: each choice's text, refusal, finish, logprobs, tool calls, a legacy
+    `function_call` and `annotations` (a provider's URL citations)."""
 
     def __init__(self) -> None:
         self.head: ChatCompletionChunk | None = None
@@ -62,6 +63,8 @@ class ChatFold:
         self.calls: dict[int, dict[int, dict[str, str]]] = {}
         self.reasoning: dict[int, _Reasoning] = {}
         self.stops: dict[int, str | int] = {}  # the stop sequence (or token) that ended a choice, if said
+        self.refusals: dict[int, list[str]] = {}
+        self.extras: dict[int, dict[str, Any]] = {}  # `function_call` and `annotations`, folded
 
     def add(self, chunk: ChatCompletionChunk) -> None:
         self.head = self.head or chunk
@@ -70,22 +73,37 @@ class ChatFold:
             self.texts.setdefault(c.index, [])
             if c.delta.content:
                 self.texts[c.index].append(c.delta.content)
+            if c.delta.refusal:
+                self.refusals.setdefault(c.index, []).append(c.delta.refusal)
+            if c.delta.model_extra:
+                self._extras(c.index, c.delta.model_extra)
             if c.delta.reasoning_started():
                 self.reasoning.setdefault(c.index, _Reasoning()).add(c.delta)
             if c.finish_reason is not None:
                 self.finish[c.index] = c.finish_reason
             if c.stop_reason is not None:
                 self.stops[c.index] = c.stop_reason
-            if c.logprobs is not None and c.logprobs.content:
+            if c.logprobs is not None and (c.logprobs.content or c.logprobs.refusal):
                 lp = self.logprobs.setdefault(c.index, ChoiceLogprobs(content=[]))
                 assert lp.content is not None
-                lp.content.extend(c.logprobs.content)
+                lp.content.extend(c.logprobs.content or [])
+                if c.logprobs.refusal:
+                    lp.refusal = [*(lp.refusal or []), *c.logprobs.refusal]
             for tc in c.delta.tool_calls or []:
                 call = self.calls.setdefault(c.index, {}).setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
                 call["id"] = tc.id or call["id"]
                 if tc.function is not None:
                     call["name"] += tc.function.name or ""
                     call["arguments"] += tc.function.arguments or ""
+
+    def _extras(self, i: int, extra: dict[str, Any]) -> None:
+        held = self.extras.setdefault(i, {})
+        if isinstance(call := extra.get("function_call"), dict):
+            f = held.setdefault("function_call", {"name": "", "arguments": ""})
+            f["name"] += call.get("name") or ""
+            f["arguments"] += call.get("arguments") or ""
+        if isinstance(notes := extra.get("annotations"), list):
+            held.setdefault("annotations", []).extend(notes)
 
     def whole(self) -> ChatCompletion:
         head = self.head
@@ -111,7 +129,10 @@ class ChatFold:
         )
 
     def _message(self, i: int) -> AssistantMessage:
-        message = AssistantMessage(content=self._content(i), tool_calls=self._tool_calls(i))
+        refusal = "".join(self.refusals.get(i, ())) or None
+        message = AssistantMessage(
+            content=self._content(i), refusal=refusal, tool_calls=self._tool_calls(i), **self.extras.get(i, {})
+        )
         if (reasoning := self.reasoning.get(i)) is not None:
             message.reasoning_content = "".join(reasoning.text) or None
             message.reasoning_signature = reasoning.signature or None
@@ -119,7 +140,10 @@ class ChatFold:
         return message
 
     def _content(self, i: int) -> str | None:
-        return "".join(self.texts[i]) if self.texts[i] or i not in self.calls else None
+        """The text; None (as OpenAI sends it) for an answer that is only tool calls, a refusal or a function call."""
+        if self.texts[i] or not (i in self.calls or i in self.refusals or "function_call" in self.extras.get(i, {})):
+            return "".join(self.texts[i])
+        return None
 
     def _tool_calls(self, i: int) -> list[ToolCall] | None:
         if i not in self.calls:

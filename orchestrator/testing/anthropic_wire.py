@@ -112,6 +112,8 @@ def ask(body: dict[str, Any]) -> Ask:
 
 
 def _stop_reason(reply: Reply) -> str:
+    if reply.refused:
+        return "refusal"
     if reply.finish == "stop":
         return "stop_sequence" if reply.stop_sequence is not None else "end_turn"
     return _STOP_REASONS[reply.finish]

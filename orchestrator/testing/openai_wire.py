@@ -229,8 +229,8 @@ def _tool_call_json(tool: ToolCall) -> dict[str, Any]:
 def chat_body(reply: Reply, meta: dict[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": reply.text if reply.tokens or not reply.tool else None,
-        "refusal": None,
+        "content": reply.text if (reply.tokens or not reply.tool) and not reply.refused else None,
+        "refusal": reply.text if reply.refused else None,
         "annotations": [],
     }
     if reply.reasoning:
@@ -266,7 +266,8 @@ def chat_events(reply: Reply, meta: dict[str, Any], include_usage: bool) -> list
 
     events = [Event(chunk({"role": "assistant", "content": "", "refusal": None}))]
     events += [Event(chunk({REASONING_FIELD: token, "content": None}), paced=True) for token in reply.reasoning]
-    events += [Event(chunk({"content": token}), paced=True) for token in reply.tokens]
+    field = "refusal" if reply.refused else "content"
+    events += [Event(chunk({field: token}), paced=True) for token in reply.tokens]
     if reply.tool:
         events += [Event(chunk(delta), paced=True) for delta in _tool_deltas(reply.tool)]
     events.append(Event(chunk({}, reply.finish)))

@@ -25,7 +25,8 @@ configured `reply` / `reply_tokens`, or the last user message parroted back; usa
 and `max_tokens` cut the text; `n` is ignored (one choice); `reasoning_tokens` makes it a reasoning model (that
 many words of reasoning first: `reasoning_content` deltas, or a signed `thinking` block); `short_tool_ids`
 speaks Mistral's tool-call ids (9 letters or digits, and a 400 for any other id in the history),
-`max_tokens_ceiling` DeepSeek's limit (a 400 above it); JSON mode without "json" in the prompt is a 400.
+`max_tokens_ceiling` DeepSeek's limit (a 400 above it), `refuse` a safety refusal (the text as OpenAI's
+`refusal`, or with Anthropic's stop reason `refusal`); JSON mode without "json" in the prompt is a 400.
 Timing (`delivery`): `ttft_ms` to the first output event, then one every 1/`tokens_per_s` (0 = no delay). Faults
 (`faults.FAULT_MODES`): for the instance (`set_fault`, or `/_fake/fault`) or one request (header
 `x-fake-fault: stall; stall_after=3`).
@@ -135,6 +136,7 @@ class FakeProvider:
         tool_preamble: str = "",
         reasoning_tokens: int = 0,
         short_tool_ids: bool = False,
+        refuse: bool = False,
         max_tokens_ceiling: int | None = None,
         ttft_ms: float = 0.0,
         tokens_per_s: float = 0.0,
@@ -148,6 +150,7 @@ class FakeProvider:
         self.reply, self.reply_tokens, self.tool_preamble = reply, reply_tokens, tool_preamble
         self.reasoning_tokens = reasoning_tokens  # a reasoning model: words of reasoning before each answer
         self.short_tool_ids = short_tool_ids  # Mistral's: tool-call ids are 9 letters or digits, both ways
+        self.refuse = refuse  # a safety refusal: the text as OpenAI's `refusal`, Anthropic's stop_reason "refusal"
         self.max_tokens_ceiling = max_tokens_ceiling  # DeepSeek's: a larger max_tokens is a 400
         self.ttft_ms, self.tokens_per_s, self.embedding_dim = ttft_ms, tokens_per_s, embedding_dim
         self._faults = FaultSwitch(fault)
@@ -373,7 +376,9 @@ class FakeProvider:
             except ValueError as exc:
                 return error_response(api, 400, "invalid_request_error", str(exc), param="input")
             return await delivery.json(payload, 1)
-        script = Script(self.reply, self.reply_tokens, self.tool_preamble, self.reasoning_tokens, self.short_tool_ids)
+        script = Script(
+            self.reply, self.reply_tokens, self.tool_preamble, self.reasoning_tokens, self.short_tool_ids, self.refuse
+        )
         return await generate(delivery, kind, body, script)
 
 

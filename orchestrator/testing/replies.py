@@ -111,6 +111,7 @@ class Reply:
     stop_sequence: str | None
     prompt_tokens: int
     reasoning: list[str] = field(default_factory=list)
+    refused: bool = False  # the text is a refusal (OpenAI's `refusal` field; Anthropic's stop_reason "refusal")
 
     @property
     def text(self) -> str:
@@ -198,6 +199,7 @@ class Script:
     tool_preamble: str = ""
     reasoning_tokens: int = 0  # a reasoning model: this many words of reasoning before the answer
     short_tool_ids: bool = False  # Mistral's 9-character tool-call ids
+    refuse: bool = False  # answer every request without tools with a refusal (the text) instead
 
     def text(self, ask: Ask, body: dict[str, Any]) -> str:
         if ask.tool_result is not None:
@@ -225,7 +227,7 @@ def compose(ask: Ask, api: Api, seq: int, body: dict[str, Any], script: Script) 
         tool = ToolCall(call_id, name, dumps(fill_schema(schema)))
         return Reply(tokenize(script.tool_preamble), tool, "tool_calls", None, prompt_tokens, _reasoning(script))
     tokens, finish, matched = cut_text(script.text(ask, body), ask.stop, ask.max_tokens)
-    return Reply(tokens, None, finish, matched, prompt_tokens, _reasoning(script))
+    return Reply(tokens, None, finish, matched, prompt_tokens, _reasoning(script), refused=script.refuse)
 
 
 def _reasoning(script: Script) -> list[str]:

@@ -25,7 +25,8 @@ def test_hash_key_prints_config_and_shows_the_key_once(capsys: pytest.CaptureFix
 def test_report_reads_the_ledger_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "config.yaml"
     ledger = tmp_path / "ledger.sqlite"
-    paid = "providers:\n  paid:\n    base_url: http://127.0.0.1:9/v1\n    api_key_env: PAID_KEY\n    models: {ref: {id: ref}}\n"
+    paid = "providers:\n  paid:\n    base_url: http://127.0.0.1:9/v1\n    api_key_env: PAID_KEY\n"
+    paid += "    models: {ref: {id: ref}}\n"
     config.write_text(f"ledger:\n  path: {ledger}\n  reference_model: paid/ref\n{paid}models: {{}}\n")
     assert main(["report", "--config", str(config)]) == 1  # nothing recorded yet
     book = Book(ledger)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -155,3 +155,23 @@ async def test_assemble_completion_without_logprobs() -> None:
 async def test_assemble_completion_of_nothing_is_an_upstream_error() -> None:
     with pytest.raises(UpstreamError):
         await assemble_completion(aiter_of([]))
+
+
+async def test_a_legacy_function_call_and_annotations_are_folded_too() -> None:
+    """A whole answer kept a `functions` call's finish reason but lost the call, and lost URL citations."""
+    cite = {"type": "url_citation", "url_citation": {"url": "https://e.x", "start_index": 0, "end_index": 2}}
+
+    def delta(index: int, **fields: Any) -> ChunkChoice:
+        return ChunkChoice(index=index, delta=ChunkDelta.model_validate(fields))
+
+    chunks = [
+        chunk(delta(0, function_call={"name": "get", "arguments": ""})),
+        chunk(delta(0, function_call={"arguments": '{"a":'})),
+        chunk(delta(0, function_call={"arguments": "1}"})),
+        chunk(ChunkChoice(index=0, delta=ChunkDelta(), finish_reason="function_call")),
+        chunk(delta(1, content="Hi", annotations=[cite])),
+    ]
+    whole = (await assemble_chat(aiter_of(chunks))).model_dump(mode="json")
+    call, cited = whole["choices"][0]["message"], whole["choices"][1]["message"]
+    assert call["function_call"] == {"name": "get", "arguments": '{"a":1}'} and call["content"] is None
+    assert cited["annotations"] == [cite] and cited["content"] == "Hi"
