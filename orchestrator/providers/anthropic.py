@@ -111,6 +111,7 @@ from orchestrator.providers.http import (
     error_from_response,
     json_body,
     map_transport_errors,
+    redact,
     sse_events,
 )
 
@@ -615,10 +616,10 @@ class AnthropicProvider:
         except UpstreamRejected as e:
             if e.upstream_status in (401, 403):  # mid-stream: say which variable to check
                 raise credentials_rejected(self.name, e.upstream_status, self._key_env) from None
-            _redact(e, self._api_key)
+            redact(e, self._api_key)
             raise
         except OrchestratorError as e:
-            _redact(e, self._api_key)
+            redact(e, self._api_key)
             raise
 
     async def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
@@ -644,8 +645,3 @@ class AnthropicProvider:
             "accept": "text/event-stream",
         }
 
-
-def _redact(error: OrchestratorError, secret: str) -> None:
-    if secret and secret in error.message:
-        error.message = error.message.replace(secret, "[redacted]")
-        error.args = (error.message,)

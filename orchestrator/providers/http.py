@@ -29,6 +29,7 @@ from httpx_aiohttp.transport import AiohttpResponseStream, AiohttpTransport, map
 
 from orchestrator.errors import (
     InvalidRequest,
+    OrchestratorError,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -216,6 +217,22 @@ def error_from_response(
     if 400 <= status < 500:
         return UpstreamRejected(text, upstream_status=status, code=code)
     return UpstreamUnavailable(text, retry_after=retry_after_s(headers))
+
+
+def redact(error: OrchestratorError, secret: str) -> None:
+    """The provider's key taken out of an error's message: a provider (or a proxy in front of it) may quote
+    the request's headers in any error, and its text is relayed to the client. A key cut off where the
+    message was shortened is taken out too (its start, 4 characters or more, at the message's end)."""
+    if not secret:
+        return
+    message = error.message.replace(secret, "[redacted]")
+    for n in range(min(len(secret) - 1, len(message)), 3, -1):
+        if message.endswith(secret[:n]):
+            message = message[:-n] + "[redacted]"
+            break
+    if message != error.message:
+        error.message = message
+        error.args = (message,)
 
 
 @dataclass(frozen=True)

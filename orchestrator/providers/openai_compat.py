@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.errors import UpstreamUnavailable
+from orchestrator.errors import OrchestratorError, UpstreamUnavailable
 from orchestrator.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -42,6 +42,7 @@ from orchestrator.providers.http import (
     error_from_response,
     json_body,
     map_transport_errors,
+    redact,
     sse_events,
 )
 
@@ -170,6 +171,7 @@ class OpenAICompatProvider:
         self._key_env = key_env  # the variable holding `api_key`: what a 401 tells the operator to check
         self._client = client
         self._base = base_url.rstrip("/")
+        self._api_key = api_key  # taken out of every error's text (`redact`)
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json", **(headers or {})}
         self._posts = {
             path: StreamedPost(client, self._base + path, self._headers)
@@ -188,38 +190,47 @@ class OpenAICompatProvider:
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         body = request.model_dump(exclude_none=True)
         body["model"] = model
-        with map_transport_errors(self.name):
-            url, content = f"{self._base}/embeddings", json_body(body)
-            response = await self._client.post(url, content=content, headers=self._headers)
-        if response.status_code != 200:
-            raise error_from_response(
-                self.name, response.status_code, response.headers, response.content, key_env=self._key_env
-            )
-        return _parse(self.name, response.content, EmbeddingResponse)
+        try:
+            with map_transport_errors(self.name):
+                url, content = f"{self._base}/embeddings", json_body(body)
+                response = await self._client.post(url, content=content, headers=self._headers)
+            if response.status_code != 200:
+                raise error_from_response(
+                    self.name, response.status_code, response.headers, response.content, key_env=self._key_env
+                )
+            return _parse(self.name, response.content, EmbeddingResponse)
+        except OrchestratorError as e:
+            redact(e, self._api_key)
+            raise
 
     async def _stream(
         self, path: str, body: dict[str, Any], kind: type[C], fix: Callable[[C], C] | None = None
     ) -> AsyncGenerator[C, None]:
         content = json_body(body)
-        with map_transport_errors(self.name):
-            async with self._posts[path].send(content) as response:
-                if response.status_code != 200:
-                    raise error_from_response(
-                        self.name, response.status_code, response.headers, await response.aread(), key_env=self._key_env
-                    )
-                pieces = body_pieces(response)
-                async for event in sse_events(pieces):
-                    if event.data == "[DONE]":
-                        # Read the body to its end, so the connection goes back to the pool.
-                        async for _ in pieces:
-                            pass
-                        return
-                    if event.event == "error" or '"error"' in event.data[:20]:
-                        raise _stream_error(self.name, event.data)
-                    chunk = _parse(self.name, event.data, kind)
-                    # Only a chunk with tool calls has anything to repair (most chunks are a token of text).
-                    yield fix(chunk) if fix is not None and '"tool_calls"' in event.data else chunk
-        raise UpstreamUnavailable(f"{self.name}: the stream ended before [DONE].")
+        try:
+            with map_transport_errors(self.name):
+                async with self._posts[path].send(content) as response:
+                    if response.status_code != 200:
+                        raise error_from_response(
+                            self.name, response.status_code, response.headers, await response.aread(),
+                            key_env=self._key_env,
+                        )  # fmt: skip
+                    pieces = body_pieces(response)
+                    async for event in sse_events(pieces):
+                        if event.data == "[DONE]":
+                            # Read the body to its end, so the connection goes back to the pool.
+                            async for _ in pieces:
+                                pass
+                            return
+                        if event.event == "error" or '"error"' in event.data[:20]:
+                            raise _stream_error(self.name, event.data)
+                        chunk = _parse(self.name, event.data, kind)
+                        # Only a chunk with tool calls has anything to repair (most chunks are a token of text).
+                        yield fix(chunk) if fix is not None and '"tool_calls"' in event.data else chunk
+            raise UpstreamUnavailable(f"{self.name}: the stream ended before [DONE].")
+        except OrchestratorError as e:
+            redact(e, self._api_key)  # a provider, or a proxy before it, may quote the request's headers
+            raise
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -7,11 +7,13 @@ through its real HTTP client; each fake expects another key than the one the gat
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from aiohttp import web
 from openai_schema import validate
 
 from orchestrator.api import build_app
@@ -106,3 +108,63 @@ async def test_a_refused_key_names_the_provider_and_the_variable_and_nothing_els
     for fragment in (key, key[-4:], key[:6]):
         assert fragment not in seen
     assert "Incorrect API key" not in seen and "invalid x-api-key" not in seen
+
+
+# A proxy before a provider (or a provider) that quotes the request's headers in its errors: whatever the status,
+# and in an error event after the stream began. The text reaches the client; the key must not.
+async def _quoting(request: web.Request) -> web.StreamResponse:
+    key = request.headers.get("authorization") or request.headers.get("x-api-key") or ""
+    body = await request.json()
+    mode = body["messages"][-1]["content"]
+    if mode == "400":
+        return web.json_response({"error": {"message": f"Invalid header: Authorization={key}"}}, status=400)
+    if mode == "429":
+        return web.json_response({"error": {"message": f"Rate limit reached for key {key[7:]}"}}, status=429)
+    if mode == "502":
+        return web.Response(status=502, text=f"proxy: upstream refused; headers={dict(request.headers)}")
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    choice = {"index": 0, "delta": {"role": "assistant", "content": "hello "}, "finish_reason": None}
+    first = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [choice]}
+    await response.write(f"data: {json.dumps(first)}\n\n".encode())
+    await response.write(f"data: {json.dumps({'error': {'message': f'quota exceeded for {key}'}})}\n\n".encode())
+    return response
+
+
+@pytest.fixture
+async def quoting() -> AsyncIterator[httpx.AsyncClient]:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", _quoting)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = load_settings(
+        providers={"together": {"base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": "TOGETHER_API_KEY",
+                                "models": {"m": {"id": "llama"}}}},
+        cache={"enabled": False},
+        resilience={"backoff_base_s": 0.01, "attempts": 1},
+    )  # fmt: skip
+    engine = FakeEngine("local-chat")
+    try:
+        async with httpx.AsyncClient() as upstream:
+            pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env=ENV, client=upstream)
+            transport = httpx.ASGITransport(app=build_app(pipeline))
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+                yield c
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("mode", ["400", "429", "502", "mid-stream"])
+async def test_a_key_quoted_in_a_providers_error_never_reaches_the_client(
+    quoting: httpx.AsyncClient, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = {"model": "together/m", "messages": [{"role": "user", "content": mode}], "stream": mode == "mid-stream"}
+    r = await quoting.post("/v1/chat/completions", json=body)
+    assert r.status_code == {"400": 400, "429": 429, "502": 503, "mid-stream": 200}[mode]
+    assert "[redacted]" in r.text  # the provider's words are kept, the key taken out
+    secret = ENV["TOGETHER_API_KEY"]
+    assert secret not in r.text and secret[:12] not in r.text and secret not in caplog.text

@@ -85,3 +85,14 @@ async def test_a_streamed_body_arrives_decoded_whatever_its_content_encoding(enc
     headers = {"content-type": "text/event-stream"} | ({"content-encoding": encoding} if encoding else {})
     response = httpx.Response(200, headers=headers, stream=_Body(raw[:7], raw[7:40], raw[40:]))
     assert [e async for e in sse_events(body_pieces(response))] == EXPECTED
+
+
+def test_redact_takes_a_key_out_whole_or_cut_off_at_the_end() -> None:
+    from orchestrator.errors import UpstreamUnavailable
+    from orchestrator.providers.http import redact
+
+    secret = "sk-ant-SECRET-Xk7v"
+    e = UpstreamUnavailable(f"p: key {secret} refused; " + ("x" * 20) + secret[:9])
+    redact(e, secret)
+    assert secret[:9] not in e.message and e.message == "p: key [redacted] refused; " + "x" * 20 + "[redacted]"
+    assert str(e) == e.message
