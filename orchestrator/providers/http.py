@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -155,18 +156,25 @@ def body_pieces(response: httpx.Response) -> AsyncIterator[bytes]:
     return response.aiter_bytes()
 
 
+def _seconds(value: str, scale: float = 1.0) -> float | None:
+    """A number of seconds a provider sent, within [0, MAX_RETRY_AFTER_S]; None if it isn't a number
+    (NaN included: `min`/`max` let it through, and it broke every use of it later)."""
+    try:
+        seconds = float(value) * scale
+    except ValueError:
+        return None
+    return None if math.isnan(seconds) else min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
 def retry_after_s(headers: httpx.Headers) -> float | None:
     """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    if (ms := headers.get("retry-after-ms")) is not None:
-        with contextlib.suppress(ValueError):
-            return min(max(float(ms) / 1000, 0.0), MAX_RETRY_AFTER_S)
+    if (ms := headers.get("retry-after-ms")) is not None and (seconds := _seconds(ms, 0.001)) is not None:
+        return seconds
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
-    except ValueError:
-        pass
+    if (seconds := _seconds(value)) is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):

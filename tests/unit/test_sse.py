@@ -96,3 +96,20 @@ def test_redact_takes_a_key_out_whole_or_cut_off_at_the_end() -> None:
     redact(e, secret)
     assert secret[:9] not in e.message and e.message == "p: key [redacted] refused; " + "x" * 20 + "[redacted]"
     assert str(e) == e.message
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "nan"}, None),  # a 500 with a traceback on every door before
+        ({"retry-after-ms": "NaN", "retry-after": "3"}, 3.0),
+        ({"retry-after": "inf"}, 600.0),
+        ({"retry-after": "-5"}, 0.0),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "soon"}, None),
+    ],
+)
+def test_retry_after_reads_numbers_and_ignores_what_isnt_one(headers: dict[str, str], seconds: float | None) -> None:
+    from orchestrator.providers.http import retry_after_s
+
+    assert retry_after_s(httpx.Headers(headers)) == seconds
