@@ -35,7 +35,7 @@ from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
-from orchestrator.errors import OrchestratorError, UpstreamError
+from orchestrator.errors import OrchestratorError, UpstreamError, UpstreamTimeout
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
 from orchestrator.metering import Meter
 from orchestrator.protocol import ModelCard, ModelList, Usage
@@ -125,7 +125,7 @@ class Pipeline:
         lead = partial(self._attempt, call, plan, whole=False)
         flight, leads = self._flights.join(key, lead, partial(self._store, call, key, decision))
         try:
-            routed = await self._follow(call, flight)
+            routed = await self._follow(call, flight, asyncio.get_running_loop().time() + self._policy.deadline_s)
         except Exception:
             if call.stream or not flight.finished or flight.route is None:
                 raise
@@ -335,12 +335,18 @@ class Pipeline:
         finally:
             call.tab.upstream_s += time.perf_counter() - t0
 
-    async def _follow(self, call: Call, flight: Flight[Any]) -> Routed[Any]:
-        """The flight's answer as this call wants it: its stream, or folded whole."""
+    async def _follow(self, call: Call, flight: Flight[Any], deadline: float) -> Routed[Any]:
+        """The flight's answer as this call wants it: its stream, or folded whole by `deadline` (as an
+        answer asked for whole on its own is: a stream that never ends must not hold the client, nor
+        the flight's upstream call, which stops when its last follower leaves)."""
         routed = await flight.follow()
         if call.stream:
             return routed
-        return Routed(routed.route, await call.kind.assemble(routed.result.chunks()))
+        try:
+            async with asyncio.timeout_at(deadline):
+                return Routed(routed.route, await call.kind.assemble(routed.result.chunks()))
+        except TimeoutError:
+            raise UpstreamTimeout(f"{routed.route.provider}: no whole answer within the request's deadline.") from None
 
     def _metered(self, call: Call, routed: Routed[Any], plan: RoutePlan, *, shared: bool = False) -> Routed[Any]:
         if isinstance(routed.result, OpenStream):

@@ -44,10 +44,12 @@ def text_body(**fields: Any) -> dict[str, Any]:
 
 def cache_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return load_settings(
-        data_dir=str(tmp_path),
-        cache={"directory": str(tmp_path / "response-cache")},
-        resilience={"backoff_base_s": 0.01},
-        **overrides,
+        **{
+            "data_dir": str(tmp_path),
+            "cache": {"directory": str(tmp_path / "response-cache")},
+            "resilience": {"backoff_base_s": 0.01},
+            **overrides,
+        }
     )
 
 
@@ -448,3 +450,28 @@ async def test_the_body_cache_directive_stays_in_the_gateway(
     body = {**REMOTE_BODY, "cache": {"no_store": True}}
     assert (await remote_answer(remote, body))[0] == "MISS"
     assert all("cache" not in b for b in upstream.bodies), upstream.bodies
+
+
+@pytest.mark.parametrize("temperature", [0, 1], ids=["shared-flight", "alone"])
+async def test_a_whole_answer_that_never_ends_is_a_504_at_the_deadline(tmp_path: Path, temperature: int) -> None:
+    """A cacheable whole answer (one flight shared by identical requests) was folded outside the deadline: a
+    stream that never ended held the client, the gateway's memory and the upstream call for good."""
+    from orchestrator.testing.provider import FakeProvider
+
+    with FakeProvider(reply_tokens=100_000, tokens_per_s=200) as slow:  # 500 s of answer
+        settings = cache_settings(
+            tmp_path,
+            providers={"up": {"base_url": f"{slow.base_url}/v1", "api_key_env": "K", "models": {"m": {"id": "m"}}}},
+            models={"remote": ["up/m"]},
+            resilience={"deadline_s": 1.0, "backoff_base_s": 0.01},
+        )
+        async with httpx.AsyncClient() as http:
+            pipeline = await build_pipeline({}, settings, env={"K": "sk-test"}, client=http)
+            transport = httpx.ASGITransport(app=build_app(pipeline))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=20) as client:
+                body = {**REMOTE_BODY, "temperature": temperature}
+                async with asyncio.timeout(10):  # (an in-process client has no timeout of its own)
+                    answers = await asyncio.gather(*(client.post(CHAT, json=body) for _ in range(2)))
+                assert [r.status_code for r in answers] == [504, 504], [r.text for r in answers]
+                assert all(r.json()["error"]["code"] == "upstream_timeout" for r in answers)
+                assert await slow.wait_for_async(lambda p: p.in_flight == 0, timeout=5)  # the upstream calls ended
