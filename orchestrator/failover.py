@@ -444,9 +444,15 @@ async def open_stream(
     except BaseException:
         await _close(stream)
         raise
-    if prefix:  # a complete stream without content (e.g. an empty answer): still an answer
+    if any(map(_answers, prefix)):  # a complete stream without content (e.g. an empty answer): still an answer
         return OpenStream(prefix, _empty(), also=(stream,))
     raise UpstreamUnavailable(f"{provider}: the stream ended without any output.")
+
+
+def _answers(chunk: Any) -> bool:
+    """Whether a chunk holds any part of an answer: a stream of nothing but a usage chunk (`choices: []`)
+    is a provider's failure, not an answer with no choices (which the SDKs can't read: `choices[0]`)."""
+    return bool(getattr(chunk, "choices", True))
 
 
 async def with_idle_timeout(stream: AsyncIterator[T], seconds: float, provider: str) -> AsyncIterator[T]:
@@ -505,7 +511,7 @@ async def read_whole(
                         raise UpstreamUnavailable(f"{provider}: the stream ended without any output.") from None
                     finally:
                         total += clock() - t0
-                    any_chunk = True
+                    any_chunk = any_chunk or _answers(chunk)
                     add(chunk)
                     if has_content(chunk):
                         break

@@ -198,7 +198,11 @@ class OpenAICompatProvider:
                 raise error_from_response(
                     self.name, response.status_code, response.headers, response.content, key_env=self._key_env
                 )
-            return _parse(self.name, response.content, EmbeddingResponse)
+            answer = _parse(self.name, response.content, EmbeddingResponse)
+            if len(answer.data) != (asked := len(request.inputs())):
+                # `data: []` (or one short) as a 200 is the provider's failure: the next route may answer.
+                raise UpstreamUnavailable(f"{self.name}: {len(answer.data)} embeddings for {asked} inputs.")
+            return answer
         except OrchestratorError as e:
             redact(e, self._api_key)
             raise

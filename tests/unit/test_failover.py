@@ -448,3 +448,15 @@ async def test_an_alive_route_gets_this_requests_retry_though_others_opened_its_
             [Target("a", "m1")], attempt, policy=Policy(), breakers=breakers, clock=clock, sleep=clock.sleep
         )
     assert calls == ["a"]
+
+
+async def test_a_stream_of_nothing_but_usage_is_a_failure_whole_or_streamed() -> None:
+    """A provider's 200 with only a usage chunk was an answer with `choices: []` (the SDK's `choices[0]`
+    raised IndexError), billed, and the next route never tried."""
+    from orchestrator.protocol import ChatCompletionChunk, Usage
+
+    usage_only = ChatCompletionChunk(id="c", created=1, model="m", choices=[], usage=Usage(prompt_tokens=3))
+    with pytest.raises(UpstreamUnavailable, match="without any output"):
+        await read_whole(chunks([usage_only]), [].append, has_content=lambda c: False, policy=Policy(), provider="a")
+    with pytest.raises(UpstreamUnavailable, match="without any output"):
+        await open_stream(chunks([usage_only]), has_content=lambda c: False, policy=Policy(), provider="a")

@@ -286,3 +286,11 @@ def test_vllms_continue_final_message_is_for_the_local_engine_only() -> None:
     request = ChatCompletionRequest.model_validate({"model": "m", "messages": messages, "continue_final_message": True})
     body = chat_body(request, "upstream", Quirks())
     assert "continue_final_message" not in body and body["messages"][-1]["content"] == '{"a":'
+
+
+async def test_embeddings_one_short_of_the_inputs_are_the_routes_failure() -> None:
+    """`data: []` as a 200 reached the client as an answer with no embedding (and the next route went untried)."""
+    body = {"object": "list", "data": [], "model": "e", "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+    p = provider(lambda request: httpx.Response(200, json=body))
+    with pytest.raises(UpstreamUnavailable, match="0 embeddings for 2 inputs"):
+        await p.embed(EmbeddingRequest(model="e", input=["a", "b"]), "e")
