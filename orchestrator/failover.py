@@ -79,6 +79,7 @@ class _Circuit:
     last_failure: float = 0.0
     open_until: float = 0.0
     probing: bool = False
+    probe_since: float = 0.0
 
 
 @dataclass
@@ -99,9 +100,11 @@ class Breakers:
         c = self._circuits.get(provider)
         if c is None or c.failures < self.threshold:
             return True
-        if self.clock() < c.open_until or c.probing:
+        now = self.clock()
+        if now < c.open_until or (c.probing and now - c.probe_since < self.cooldown_s):
             return False
-        c.probing = True  # half-open: exactly one probe at a time
+        # Half-open: one probe at a time; one never heard of again (its answer lost) gives way to another.
+        c.probing, c.probe_since = True, now
         return True
 
     def success(self, provider: str) -> None:
@@ -157,7 +160,8 @@ def retryable(e: OrchestratorError) -> bool:
     return isinstance(e, UpstreamError | Overloaded) and bool(getattr(e, "retryable", False))
 
 
-def _trips_breaker(e: OrchestratorError) -> bool:
+def trips_breaker(e: OrchestratorError) -> bool:
+    """Whether the failure counts against its route's circuit (not the request's fault, nor a lost replica's)."""
     if isinstance(e, UpstreamRejected):
         return e.upstream_status in (401, 403)  # a bad key won't fix itself
     return retryable(e) and not isinstance(e, Overloaded | ReplicaLost)
@@ -172,11 +176,16 @@ async def run_with_failover(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     gave_up: Callable[[Target, float], None] | None = None,
+    settles: bool = True,
 ) -> Success[R]:
     """The first target whose `attempt` succeeds, following the module's rules (and a target's hedge:
     `orchestrator.hedging`; `gave_up` hears of an attempt cancelled after so many ms because its
-    hedge answered first)."""
-    return await _Run(targets, attempt, policy, breakers, clock, sleep, gave_up).run()
+    hedge answered first). `settles`: a success closes its route's circuit; False where the attempt's
+    result is a client's stream opened at its first content, whose end says whether the route answered
+    (`metering.Meter.stream` tells the circuit)."""
+    run = _Run(targets, attempt, policy, breakers, clock, sleep, gave_up)
+    run.settles = settles
+    return await run.run()
 
 
 class _Run(Generic[R]):
@@ -203,6 +212,7 @@ class _Run(Generic[R]):
         self.shut_out: list[int] = []  # alive routes skipped for an open circuit
         self.replaced: set[int] = set()  # routes retried at once after a replica was lost under the request
         self.called_off: list[Target] = []  # hedges cancelled because the route beside them answered first
+        self.settles = True  # a success closes its route's circuit (see `run_with_failover`)
 
     async def run(self) -> Success[R]:
         won = await self._run()
@@ -266,7 +276,8 @@ class _Run(Generic[R]):
         except OrchestratorError as e:
             error = e
         else:
-            self.breakers.success(target.provider)
+            if self.settles:
+                self.breakers.success(target.provider)
             return Success(target, result, tuple(self.failures))
         self._failed(i, target, error, round_)
         if isinstance(error, ReplicaLost) and i not in self.replaced:
@@ -335,7 +346,8 @@ class _Run(Generic[R]):
         target, task = attempt.target, attempt.task
         error = task.exception()
         if error is None:
-            self.breakers.success(target.provider)
+            if self.settles:
+                self.breakers.success(target.provider)
             return Success(target, task.result(), tuple(self.failures))
         if not isinstance(error, OrchestratorError):
             raise error
@@ -344,7 +356,7 @@ class _Run(Generic[R]):
 
     def _failed(self, i: int, target: Target, error: OrchestratorError, round_: int) -> None:
         self.failures.append((target, error))
-        if _trips_breaker(error) and target.provider not in self.tripped:
+        if trips_breaker(error) and target.provider not in self.tripped:
             self.tripped.add(target.provider)
             self.breakers.failure(target.provider, getattr(error, "retry_after", None))
         if not retryable(error):

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from orchestrator.accounting.prices import Prices, UsageRecord
 from orchestrator.caching.cache import Entry
 from orchestrator.calls import Call
-from orchestrator.failover import OpenStream
+from orchestrator.errors import OrchestratorError
+from orchestrator.failover import Breakers, OpenStream, trips_breaker
 from orchestrator.protocol import EmbeddingResponse, Usage
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.router import RoutePlan
@@ -31,8 +32,9 @@ T = TypeVar("T")
 class Meter:
     """Records what each answer used and cost, at the prices it was served at."""
 
-    def __init__(self, prices: Prices):
+    def __init__(self, prices: Prices, breakers: Breakers | None = None):
         self._prices = prices
+        self._breakers = breakers  # told how each client's stream from a route ended (`stream`)
 
     def whole(
         self, call: Call, routed: Routed[T], plan: RoutePlan | None, *, hit: Entry | None = None, shared: bool = False
@@ -63,21 +65,49 @@ class Meter:
         for chunk in routed.result.prefix:
             seen.observe(chunk)
 
+        ended = False
+
+        def end(complete: bool, broke: OrchestratorError | None) -> None:
+            """Once, however the stream ends: at its end, broken off, or closed (before it was read, too)."""
+            nonlocal ended
+            if ended:
+                return
+            ended = True
+            if hit is None and not shared:
+                self._settle(routed.route.provider, broke)
+            self._record(
+                call, routed.route, seen.usage, seen.id, plan, stream=True, complete=complete, hit=hit,
+                shared=shared, text=seen.text,
+            )  # fmt: skip
+
         async def rest() -> AsyncIterator[Any]:
             complete = False
+            broke: OrchestratorError | None = None
             try:
                 async for chunk in routed.result.rest:
                     seen.observe(chunk)
                     yield chunk
                 complete = True
+            except OrchestratorError as e:
+                call.tab.error_code, broke = e.code, e  # broken off after the client's 200: the log says why
+                raise
             finally:
-                self._record(
-                    call, routed.route, seen.usage, seen.id, plan, stream=True, complete=complete, hit=hit,
-                    shared=shared, text=seen.text,
-                )  # fmt: skip
+                end(complete, broke)
                 await routed.result.aclose()  # closing an outer generator doesn't close the inner
 
-        return Routed(routed.route, OpenStream(routed.result.prefix, rest(), also=(routed.result,)))
+        closed = _OnClose(lambda: end(False, None))
+        return Routed(routed.route, OpenStream(routed.result.prefix, rest(), also=(routed.result, closed)))
+
+    def _settle(self, provider: str, broke: OrchestratorError | None) -> None:
+        """The route's circuit told how its stream ended (the failover's own count stops at the first
+        content of a stream: `run_with_failover(settles=False)`): broken off, a failure as one before it
+        would be; to its end, or until the client left, a success (it closes a half-open probe too)."""
+        if self._breakers is None:
+            return
+        if broke is not None and trips_breaker(broke):
+            self._breakers.failure(provider, getattr(broke, "retry_after", None))
+        else:
+            self._breakers.success(provider)
 
     def _record(
         self,
@@ -123,6 +153,16 @@ class Meter:
                 estimated=estimated,
             )
         )
+
+
+class _OnClose:
+    """Something `OpenStream.aclose` closes: calls `then` (a stream closed before its rest was read)."""
+
+    def __init__(self, then: Callable[[], None]):
+        self._then = then
+
+    async def aclose(self) -> None:
+        self._then()
 
 
 class _Seen:

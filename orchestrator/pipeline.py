@@ -81,7 +81,7 @@ class Pipeline:
         self._cache_config = cache_config or CacheSettings()
         self._flights = SingleFlight()
         self._prices = prices or Prices({})
-        self._meter = Meter(self._prices)
+        self._meter = Meter(self._prices, self._breakers)
         self.telemetry = telemetry or Telemetry.off()
 
     @property
@@ -215,6 +215,7 @@ class Pipeline:
             policy=self._policy,
             breakers=self._breakers,
             gave_up=plan.gave_up,
+            settles=not call.stream,  # a client's stream settles its route at its end (`Meter.stream`)
         )
         t = done.target
         # A hedge that answered first is load spill too: the local model was too slow for this request.

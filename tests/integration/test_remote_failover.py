@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,12 @@ def healthy(fakes: dict[str, FakeProvider]) -> None:
 
 @pytest.fixture
 async def http(fakes: dict[str, FakeProvider]) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway(fakes, breaker_threshold=1000) as client:
+        yield client
+
+
+@asynccontextmanager
+async def gateway(fakes: dict[str, FakeProvider], *, breaker_threshold: int) -> AsyncIterator[httpx.AsyncClient]:
     settings = load_settings(
         providers={
             "alpha": {
@@ -86,7 +93,7 @@ async def http(fakes: dict[str, FakeProvider]) -> AsyncIterator[httpx.AsyncClien
             "idle_timeout_s": 0.5,
             "deadline_s": 8.0,
             "backoff_base_s": 0.05,
-            "breaker_threshold": 1000,
+            "breaker_threshold": breaker_threshold,
         },
     )
     engine = FakeEngine("local-chat")
@@ -180,6 +187,18 @@ async def test_mid_stream_failure_ends_with_an_explicit_error_event(
         validate("CreateChatCompletionStreamResponse", c)
     validate("ErrorResponse", last)
     assert last["error"]["type"] == "api_error" and "alpha" in last["error"]["message"]
+
+
+async def test_streams_broken_off_by_a_route_open_its_circuit(fakes: dict[str, FakeProvider]) -> None:
+    """A route whose streams always broke after their first content was never counted (its first content was
+    its success): every stream went to it and broke. Broken off, they count as failures before it would."""
+    fakes["alpha"].set_fault("drop", stall_after=2)
+    async with gateway(fakes, breaker_threshold=2) as http:
+        served = []
+        for _ in range(4):
+            r = await ask(http, CHAIN, stream=True)
+            served.append((r.headers["x-served-by"], sse(r.text)[1]))
+    assert served == [("alpha/alpha-model", False)] * 2 + [("beta/beta-model", True)] * 2
 
 
 async def test_a_rate_limited_route_is_retried_after_retry_after_when_it_is_the_only_one(

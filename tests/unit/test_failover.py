@@ -145,6 +145,8 @@ async def test_breaker_opens_after_repeated_failures_then_probes_once() -> None:
     clock.now += 10
     assert breakers.state("a") == "half-open"
     assert breakers.allow("a") and not breakers.allow("a")  # exactly one probe at a time
+    clock.now += 10  # a probe never heard of again (its stream closed unread) doesn't shut the route for good
+    assert breakers.allow("a") and not breakers.allow("a")
     breakers.success("a")
     assert breakers.state("a") == "closed"
 
