@@ -435,7 +435,8 @@ class EmbeddingRequest(BaseModel):
 
 
 class PromptTokensDetails(WireModel):
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # read from the provider's prompt cache
+    cache_write_tokens: int | None = None  # written to it (Anthropic's cache_creation_input_tokens; billed)
 
 
 class CompletionTokensDetails(WireModel):

@@ -24,7 +24,7 @@ Decisions, where the two APIs differ:
   `stop_reason`; OpenAI's own API doesn't say), length -> max_tokens, tool_calls -> tool_use,
   content_filter -> refusal; an answer with tool calls is tool_use however
   it finished (OpenAI, and the local model, end a named call with "stop"). `usage.input_tokens` excludes cache reads
-  (`cache_read_input_tokens`), as Anthropic counts them. In a stream the token
+  and writes (`cache_read_input_tokens`, `cache_creation_input_tokens`), as Anthropic counts them. In a stream the token
   counts are known at its end, so they come in `message_delta`.
 - a tool call's arguments that are not a JSON object come back as input `{}`
   in a whole message (a stream sends them as they are).
@@ -90,10 +90,14 @@ def stop_reason(finish: str | None, extra: object, stops: list[str]) -> tuple[st
 
 
 def usage_of(usage: Usage | None) -> dict[str, int]:
+    """Anthropic's usage: `input_tokens` without the prompt-cache reads and writes, which have their own."""
     if usage is None:
         return {"input_tokens": 0, "output_tokens": 0}
-    cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
-    counts = {"input_tokens": usage.prompt_tokens - cached, "output_tokens": usage.completion_tokens}
+    details = usage.prompt_tokens_details
+    cached, written = (details.cached_tokens, details.cache_write_tokens or 0) if details else (0, 0)
+    counts = {"input_tokens": usage.prompt_tokens - cached - written, "output_tokens": usage.completion_tokens}
+    if written:
+        counts["cache_creation_input_tokens"] = written
     return counts | ({"cache_read_input_tokens": cached} if cached else {})
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import anthropic
+import openai
 import pytest
 from anthropic.types import Message
-from anthropic_gateway import UPSTREAM, Gateway, gateway
+from anthropic_gateway import TEAM, UPSTREAM, Gateway, gateway
 
 from local_models.catalog import prepare
 from orchestrator.testing.provider import FakeProvider
@@ -60,6 +61,7 @@ def fresh(fakes: dict[str, FakeProvider]) -> None:
     for fake in fakes.values():
         fake.clear_fault()
         fake.reset_stats()
+        fake.prompt_cache = (0, 0)
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +270,36 @@ async def test_a_plain_text_document_and_a_search_result_are_text_to_other_route
     found = "The sky\nhttps://example.com/sky\n\nThe sky is blue."
     assert sent[0]["content"] == f"{note}\n{found}\nWhat colour?"  # text parts are joined for a text-only route
     assert sent[-1] == {"role": "tool", "tool_call_id": "toolu_1", "content": note}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_prompt_cache_reads_and_writes_come_back_as_the_route_counted_them(
+    gw: Gateway, fakes: dict[str, FakeProvider], stream: bool
+) -> None:
+    """The writes were folded into input_tokens, and cache_creation_input_tokens lost."""
+    ask = asked(model="claude/haiku", max_tokens=50)
+    words = (await gw.client().messages.create(**ask)).usage.input_tokens  # the fake counts the prompt's words
+    fakes["claude"].prompt_cache = (100, 1000)
+    if stream:
+        async with gw.client().messages.stream(**ask, extra_body={"cache": {"no_store": True}}) as s:
+            answer = await s.get_final_message()
+    else:
+        answer = await gw.client().messages.create(**ask, extra_body={"cache": {"no_store": True}})
+    usage = answer.usage
+    counted = (usage.input_tokens, usage.cache_creation_input_tokens, usage.cache_read_input_tokens)
+    assert counted == (words, 100, 1000)  # input_tokens without either, as Anthropic counts
+
+
+async def test_prompt_cache_writes_are_named_on_openais_doors_too(gw: Gateway, fakes: dict[str, FakeProvider]) -> None:
+    fakes["claude"].prompt_cache = (100, 1000)
+    client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=TEAM, max_retries=0)
+    async with client:
+        chat = await client.chat.completions.create(model="claude/haiku", messages=[{"role": "user", "content": "hi"}])
+        response = await client.responses.create(model="claude/haiku", input="hi", store=False)
+    assert chat.usage is not None and chat.usage.prompt_tokens_details is not None
+    assert chat.usage.prompt_tokens == 1 + 100 + 1000  # OpenAI's total, as before
+    details = chat.usage.prompt_tokens_details
+    assert (details.cached_tokens, details.cache_write_tokens) == (1000, 100)
+    assert response.usage is not None and response.usage.input_tokens == 1101
+    written = response.usage.input_tokens_details
+    assert (written.cached_tokens, written.cache_write_tokens) == (1000, 100)  # was always 0
