@@ -315,10 +315,13 @@ ANTHROPIC_MESSAGES = "anthropic-messages"  # `Native.wire` of a body in Anthropi
 
 @dataclass(frozen=True)
 class Native:
-    """A client's request as it came, in a wire format other than OpenAI's chat (`wire`)."""
+    """A client's request as it came, in a wire format other than OpenAI's chat (`wire`), and what in it has
+    no translation (`untranslated`: its fields, described, e.g. "'messages[0].content[1]' (a document from a
+    PDF)"), which only a route speaking `wire` can serve."""
 
     wire: str
     body: Mapping[str, Any]
+    untranslated: tuple[str, ...] = ()
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -432,7 +435,8 @@ class EmbeddingRequest(BaseModel):
 
 
 class PromptTokensDetails(WireModel):
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # read from the provider's prompt cache
+    cache_write_tokens: int | None = None  # written to it (Anthropic's cache_creation_input_tokens; billed)
 
 
 class CompletionTokensDetails(WireModel):

@@ -24,7 +24,7 @@ Decisions, where the two APIs differ:
   `stop_reason`; OpenAI's own API doesn't say), length -> max_tokens, tool_calls -> tool_use,
   content_filter -> refusal; an answer with tool calls is tool_use however
   it finished (OpenAI, and the local model, end a named call with "stop"). `usage.input_tokens` excludes cache reads
-  (`cache_read_input_tokens`), as Anthropic counts them. In a stream the token
+  and writes (`cache_read_input_tokens`, `cache_creation_input_tokens`), as Anthropic counts them. In a stream the token
   counts are known at its end, so they come in `message_delta`.
 - a tool call's arguments that are not a JSON object come back as input `{}`
   in a whole message (a stream sends them as they are).
@@ -90,10 +90,14 @@ def stop_reason(finish: str | None, extra: object, stops: list[str]) -> tuple[st
 
 
 def usage_of(usage: Usage | None) -> dict[str, int]:
+    """Anthropic's usage: `input_tokens` without the prompt-cache reads and writes, which have their own."""
     if usage is None:
         return {"input_tokens": 0, "output_tokens": 0}
-    cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
-    counts = {"input_tokens": usage.prompt_tokens - cached, "output_tokens": usage.completion_tokens}
+    details = usage.prompt_tokens_details
+    cached, written = (details.cached_tokens, details.cache_write_tokens or 0) if details else (0, 0)
+    counts = {"input_tokens": usage.prompt_tokens - cached - written, "output_tokens": usage.completion_tokens}
+    if written:
+        counts["cache_creation_input_tokens"] = written
     return counts | ({"cache_read_input_tokens": cached} if cached else {})
 
 
@@ -145,6 +149,12 @@ class MessageEvents:
 
     Holds which content block is open (text, or the tool call of an OpenAI
     tool index), the stop reason and the usage; `close` says how it ended.
+
+    Anthropic's blocks come one at a time (start, deltas, stop), but an
+    OpenAI-compatible route may interleave parallel tool calls' arguments
+    (index 0, 1, 0, 1): the first tool call's block stays open and streams,
+    and the others are held (`_held`) and sent whole, each its own block, at
+    the end; no delta ever goes to a block already stopped.
     """
 
     def __init__(self, request: ChatCompletionRequest):
@@ -155,6 +165,8 @@ class MessageEvents:
         self._text: int | None = None  # the open block's index when it is text
         self._thinking: int | None = None  # the open block's index when it is thinking
         self._tools: dict[int, int] = {}  # OpenAI tool call index -> content block index
+        self._live: int | None = None  # the OpenAI index of the tool call whose block is open
+        self._held: dict[int, tuple[dict[str, Any], list[str]]] = {}  # later tool calls: (block, arguments)
         self._reason: tuple[str, str | None] = ("end_turn", None)
         self._usage: Usage | None = None
 
@@ -179,10 +191,10 @@ class MessageEvents:
     def close(self) -> bytes:
         """`content_block_stop` for the open block, `message_delta` and `message_stop`."""
         reason, sequence = self._reason
-        if self._tools and reason == "end_turn":
+        if (self._tools or self._held) and reason == "end_turn":
             reason = "tool_use"  # OpenAI, and the local model, end a named call with "stop"
         delta = {"delta": {"stop_reason": reason, "stop_sequence": sequence}, "usage": usage_of(self._usage)}
-        return self._stop_open() + sse("message_delta", delta) + sse("message_stop", {})
+        return self._stop_open() + self._flush_held() + sse("message_delta", delta) + sse("message_stop", {})
 
     def _start(self, chunk: ChatCompletionChunk) -> bytes:
         self._started = True
@@ -220,11 +232,17 @@ class MessageEvents:
 
     def _tool_delta(self, call: ToolCallDelta) -> bytes:
         out = b""
-        if call.index not in self._tools:
-            name = call.function.name if call.function and call.function.name else ""
-            out = self._open_block({"type": "tool_use", "id": call.id or "", "name": name, "input": {}})
-            self._tools[call.index] = self._blocks - 1
+        name = call.function.name if call.function and call.function.name else ""
         arguments = call.function.arguments if call.function else None
+        if call.index not in self._tools and (call.index in self._held or self._live is not None):
+            empty = {"type": "tool_use", "id": "", "name": "", "input": {}}
+            block, pieces = self._held.setdefault(call.index, (empty, []))
+            block["id"], block["name"] = block["id"] or call.id or "", block["name"] or name
+            pieces.append(arguments or "")
+            return out  # another tool call's block is open: this one waits its turn
+        if call.index not in self._tools:
+            out = self._open_block({"type": "tool_use", "id": call.id or "", "name": name, "input": {}})
+            self._tools[call.index], self._live = self._blocks - 1, call.index
         if arguments:
             delta = {"type": "input_json_delta", "partial_json": arguments}
             out += sse("content_block_delta", {"index": self._tools[call.index], "delta": delta})
@@ -239,8 +257,20 @@ class MessageEvents:
     def _stop_open(self) -> bytes:
         if self._open is None:
             return b""
-        index, self._open, self._text, self._thinking = self._open, None, None, None
+        index, self._open, self._text, self._thinking, self._live = self._open, None, None, None, None
         return sse("content_block_stop", {"index": index})
+
+    def _flush_held(self) -> bytes:
+        """The held tool calls, each a whole block: start, its arguments in one delta, stop."""
+        out = b""
+        for block, pieces in self._held.values():
+            out += self._open_block(block)
+            if arguments := "".join(pieces):
+                delta = {"type": "input_json_delta", "partial_json": arguments}
+                out += sse("content_block_delta", {"index": self._open, "delta": delta})
+            out += self._stop_open()
+        self._held.clear()
+        return out
 
 
 async def message_events(

@@ -10,6 +10,11 @@ to a double translation, and the cache keys on it.
 
 Decisions, where the two APIs differ (they matter to routes that are not Anthropic's):
 
+- blocks and tools are `anthropic_content`'s: any the API takes is accepted
+  and reaches an Anthropic route as sent; what has no OpenAI translation (a
+  PDF, a server tool, …) is named in `Native.untranslated`, so only an
+  Anthropic route serves the request (a 400 naming the field where the model
+  has none).
 - `system` (a string or text blocks, joined with blank lines) is the first
   message; a user turn's `tool_result` blocks become `tool` messages ahead of
   the rest of the turn; an assistant turn's `tool_use` blocks become its
@@ -40,6 +45,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.errors import InvalidRequest
+from orchestrator.frontdoors.anthropic_content import (
+    Block,
+    Parts,
+    ServerTool,
+    TextBlock,
+    Tool,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 from orchestrator.frontdoors.openai import validation_error
 from orchestrator.protocol import ANTHROPIC_MESSAGES, ChatCompletionRequest, Native
 
@@ -56,59 +70,9 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class TextBlock(_Wire):
-    type: Literal["text"]
-    text: str
-
-
-class Base64Source(_Wire):
-    type: Literal["base64"]
-    media_type: str
-    data: str
-
-
-class URLSource(_Wire):
-    type: Literal["url"]
-    url: str
-
-
-class ImageBlock(_Wire):
-    type: Literal["image"]
-    source: Annotated[Base64Source | URLSource, Field(discriminator="type")]
-
-
-class ToolUseBlock(_Wire):
-    type: Literal["tool_use"]
-    id: str
-    name: str
-    input: dict[str, Any]
-
-
-class ToolResultBlock(_Wire):
-    type: Literal["tool_result"]
-    tool_use_id: str
-    content: str | list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]] | None = None
-    is_error: bool | None = None
-
-
-class ThinkingBlock(_Wire):
-    type: Literal["thinking", "redacted_thinking"]
-
-
-ContentBlock = Annotated[
-    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock, Field(discriminator="type")
-]
-
-
 class Message(_Wire):
     role: Literal["user", "assistant"]
-    content: str | list[ContentBlock]
-
-
-class ToolDef(_Wire):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
-    description: str | None = None
-    input_schema: dict[str, Any]
+    content: str | list[Block]
 
 
 class ToolChoice(_Wire):
@@ -140,7 +104,7 @@ class MessagesRequest(_Wire):
     top_k: Annotated[int, Field(ge=0)] | None = None
     metadata: RequestMetadata | None = None
     stream: bool = False
-    tools: list[ToolDef] | None = None
+    tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
 
 
@@ -171,11 +135,14 @@ def check_version(headers: Mapping[str, str]) -> None:
 
 
 def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
-    """The OpenAI chat request that asks the same as `request`, carrying the client's own body."""
+    """The OpenAI chat request that asks the same as `request`, carrying the client's own body (and, naming
+    their fields, the blocks and tools only an Anthropic route can take: `anthropic_content`)."""
     body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens, "stream": request.stream}
     extra = request.model_extra or {}
     body.update({name: extra[name] for name in GATEWAY_FIELDS if name in extra})
-    body["messages"] = _system(request.system) + [m for message in request.messages for m in _messages(message)]
+    parts = Parts()
+    turns = [m for i, message in enumerate(request.messages) for m in _messages(message, f"messages[{i}]", parts)]
+    body["messages"] = _system(request.system) + turns
     for name in ("temperature", "top_p"):
         if (value := getattr(request, name)) is not None:
             body[name] = value
@@ -183,14 +150,14 @@ def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
         body["stop"] = request.stop_sequences
     if request.metadata is not None and request.metadata.user_id:
         body["user"] = request.metadata.user_id
-    body.update(_tool_fields(request))
+    body.update(_tool_fields(request, parts))
     if request.messages and request.messages[-1].role == "assistant":
         body["continue_final_message"] = True  # a prefill: the answer continues it (the local engine does)
     try:
         chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as e:
         raise validation_error(e) from None
-    return chat.carrying(Native(ANTHROPIC_MESSAGES, native_body(request)))
+    return chat.carrying(Native(ANTHROPIC_MESSAGES, native_body(request), tuple(parts.untranslated)))
 
 
 def native_body(request: MessagesRequest) -> dict[str, Any]:
@@ -204,43 +171,48 @@ def _system(system: str | list[TextBlock] | None) -> list[dict[str, Any]]:
     return [{"role": "system", "content": text}] if text else []
 
 
-def _messages(message: Message) -> list[dict[str, Any]]:
+def _messages(message: Message, param: str, parts: Parts) -> list[dict[str, Any]]:
     """One Anthropic turn as OpenAI messages: tool results first (as `tool` messages), then the turn."""
     if isinstance(message.content, str):
         return [{"role": message.role, "content": message.content}]
     if message.role == "assistant":
-        return [_assistant(message.content)]
-    results = [_tool_message(b) for b in message.content if isinstance(b, ToolResultBlock)]
-    parts = [_part(b) for b in message.content if isinstance(b, TextBlock | ImageBlock)]
-    return results + ([{"role": "user", "content": parts}] if parts else [])
+        return [_assistant(message.content, f"{param}.content", parts)]
+    results: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = []
+    lost = len(parts.untranslated)
+    for j, block in enumerate(message.content):
+        if isinstance(block, ToolResultBlock):
+            results.append(_tool_message(block, f"{param}.content[{j}]", parts))
+        elif isinstance(block, ToolUseBlock):
+            parts.lose(f"{param}.content[{j}]", "a tool_use block in a user turn")
+        else:
+            content.extend(parts.part(block, f"{param}.content[{j}]"))
+    if not content and not results and len(parts.untranslated) > lost:
+        content = [{"type": "text", "text": ""}]  # the turn keeps its place, for the count (no other route serves it)
+    return results + ([{"role": "user", "content": content}] if content else [])
 
 
-def _assistant(blocks: list[Any]) -> dict[str, Any]:
+def _assistant(blocks: list[Any], param: str, parts: Parts) -> dict[str, Any]:
     text = "".join(b.text for b in blocks if isinstance(b, TextBlock))
     calls = [
         {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input)}}
         for b in blocks
         if isinstance(b, ToolUseBlock)
     ]
+    for j, block in enumerate(blocks):  # thinking is the route's own, and left out; the rest has no translation
+        if not isinstance(block, TextBlock | ToolUseBlock) and block.type not in ("thinking", "redacted_thinking"):
+            parts.lose(f"{param}[{j}]", f"a '{block.type}' block")
     return {"role": "assistant", "content": text or None, **({"tool_calls": calls} if calls else {})}
 
 
-def _part(block: TextBlock | ImageBlock) -> dict[str, Any]:
-    if isinstance(block, TextBlock):
-        return {"type": "text", "text": block.text}
-    source = block.source
-    url = source.url if isinstance(source, URLSource) else f"data:{source.media_type};base64,{source.data}"
-    return {"type": "image_url", "image_url": {"url": url}}
-
-
-def _tool_message(block: ToolResultBlock) -> dict[str, Any]:
+def _tool_message(block: ToolResultBlock, param: str, parts: Parts) -> dict[str, Any]:
     """A tool result as OpenAI's tool message; one with `is_error` (which OpenAI's has no field for) says
     so in its text, so the model still knows the call failed."""
     content: str | list[dict[str, Any]] = block.content if isinstance(block.content, str) else ""
     if isinstance(block.content, list):
-        parts = [_part(b) for b in block.content]
-        texts = [p["text"] for p in parts if p["type"] == "text"]
-        content = "\n".join(texts) if len(texts) == len(parts) else parts
+        translated = parts.parts(block.content, f"{param}.content")
+        texts = [p["text"] for p in translated if p["type"] == "text"]
+        content = "\n".join(texts) if len(texts) == len(translated) else translated
     if block.is_error:
         if isinstance(content, str):
             content = f"Error: {content}" if content else "Error"
@@ -249,18 +221,17 @@ def _tool_message(block: ToolResultBlock) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": block.tool_use_id, "content": content}
 
 
-def _function(tool: ToolDef) -> dict[str, Any]:
-    return {"name": tool.name, "description": tool.description, "parameters": tool.input_schema}
-
-
-def _tool_fields(request: MessagesRequest) -> dict[str, Any]:
+def _tool_fields(request: MessagesRequest, parts: Parts) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    if request.tools:
-        fields["tools"] = [{"type": "function", "function": _function(t)} for t in request.tools]
+    translated = [parts.tool(tool, f"tools[{i}]") for i, tool in enumerate(request.tools or [])]
+    tools = [t for t in translated if t is not None]
+    if tools:
+        fields["tools"] = tools
     choice = request.tool_choice
-    if choice is not None:
+    servers = {t.name for t in request.tools or [] if isinstance(t, ServerTool)}
+    if choice is not None and not (choice.type == "tool" and choice.name in servers):  # that one is untranslated
         simple = {"auto": "auto", "any": "required", "none": "none"}
         fields["tool_choice"] = simple.get(choice.type) or {"type": "function", "function": {"name": choice.name}}
-        if choice.disable_parallel_tool_use and request.tools:
+        if choice.disable_parallel_tool_use and tools:
             fields["parallel_tool_calls"] = False
     return fields

@@ -51,8 +51,9 @@ Decisions, where the two APIs differ:
   (`THINKING_BUDGETS`, under `max_tokens`; no temperature or top_p then).
   `output_tokens` counts thinking, as OpenAI's `completion_tokens` counts
   reasoning tokens.
-- usage: `prompt_tokens` is input + cache-read + cache-creation tokens,
-  `cached_tokens` the cache reads (Anthropic's `input_tokens` excludes both).
+- usage: `prompt_tokens` is input + cache-read + cache-creation tokens (OpenAI's total),
+  `cached_tokens` the cache reads, `cache_write_tokens` the cache writes (OpenAI's
+  field for them; Anthropic's `input_tokens` excludes both).
 - a tool call that streams no input gets arguments `"{}"`, so clients can
   always parse them.
 - the API key goes only into the `x-api-key` header; an error message that
@@ -487,13 +488,17 @@ class StreamTranslator:
         self.done = True
         finish = FINISH_REASONS.get(self._stop_reason or "end_turn", "stop")
         cached = self._usage.get("cache_read_input_tokens", 0)
-        prompt = self._usage.get("input_tokens", 0) + cached + self._usage.get("cache_creation_input_tokens", 0)
+        written = self._usage.get("cache_creation_input_tokens", 0)
+        prompt = self._usage.get("input_tokens", 0) + cached + written
         completion = self._usage.get("output_tokens", 0)
+        details = PromptTokensDetails(cached_tokens=cached)
+        if written:
+            details.cache_write_tokens = written
         usage = Usage(
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+            prompt_tokens_details=details,
         )
         last = ChatCompletionChunk(
             id=self._id,

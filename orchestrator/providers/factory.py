@@ -77,7 +77,7 @@ class NoCookies(httpx.Cookies):
         return None
 
 
-def remote_backend(provider: str, model: RemoteModel) -> Backend:
+def remote_backend(provider: str, model: RemoteModel, kind: str = "openai") -> Backend:
     if model.kind == "embedding":
         return Backend(
             provider=provider,
@@ -93,6 +93,8 @@ def remote_backend(provider: str, model: RemoteModel) -> Backend:
         features.add("vision")
     if model.json_schema:
         features.add("json_schema")
+    if kind == "anthropic":
+        features.add("anthropic")  # takes the client's own Messages body, documents and server tools too
     return Backend(
         provider=provider,
         model=model.id,
@@ -117,7 +119,7 @@ def build_remote(
             continue
         providers[name] = _provider(name, cfg, client, key)
         for model_name, model in cfg.models.items():
-            backends[f"{name}/{model_name}"] = remote_backend(name, model)
+            backends[f"{name}/{model_name}"] = remote_backend(name, model, cfg.kind)
         log.info("provider %s available with %d models", name, len(cfg.models))
     return providers, backends
 

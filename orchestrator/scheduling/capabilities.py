@@ -25,8 +25,10 @@ Task = Literal["chat", "completions", "embeddings"]
 # "tools": takes tools and tool messages, and calls a tool when told to (tool_choice "required" or a
 # named function); "auto_tools": also decides by itself whether to call one (tool_choice "auto", the
 # default with tools). A remote model with tools has both; a local one has "tools" by structured
-# output, "auto_tools" only with a tool-call parser for its format (`local.tool_parser`).
-Feature = Literal["tools", "auto_tools", "vision", "audio", "json_schema"]
+# output, "auto_tools" only with a tool-call parser for its format (`local.tool_parser`). "anthropic": takes
+# Anthropic's Messages content that has no OpenAI translation (a PDF document, a server tool: `Native.untranslated`),
+# which only a route to Anthropic has (it gets the client's own body).
+Feature = Literal["tools", "auto_tools", "vision", "audio", "json_schema", "anthropic"]
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,11 @@ class ModelEntry:
     def owned_by(self) -> str:
         return self.backends[0].owned_by
 
-    def candidates(self, task: Task, needs: Iterable[Feature] = ()) -> list[Backend]:
-        """The backends able to serve this request, in order; an error if there are none."""
+    def candidates(
+        self, task: Task, needs: Iterable[Feature] = (), why: Mapping[Feature, str] | None = None
+    ) -> list[Backend]:
+        """The backends able to serve this request, in order; an error if there are none (naming what in
+        the request needs the feature, where `why` says: `needs_why`)."""
         able = [b for b in self.backends if task in b.tasks]
         if able and not needs:  # most requests need no feature (checked per request: the short way)
             return able
@@ -68,6 +73,13 @@ class ModelEntry:
         for feature in sorted(needs, key=FEATURE_ORDER.index):
             if not any(feature in b.features for b in able):
                 hint = _LOCAL_HINTS.get(feature, "") if any(b.owned_by == "local" for b in able) else ""
+                if why and feature in why:
+                    raise UnsupportedCapability(
+                        f"{why[feature]} is not supported by this model's routes: only {_FEATURE_ROUTES[feature]} "
+                        f"takes it, and the model '{self.name}' has none.",
+                        param=_FEATURE_PARAMS[feature],
+                        code=f"unsupported_{feature}",
+                    )
                 raise UnsupportedCapability(
                     f"The model '{self.name}' does not support {_FEATURE_NAMES[feature]}, "
                     f"and no other route that does is configured.{hint}",
@@ -82,20 +94,23 @@ _TASK_NAMES: dict[Task, str] = {
     "completions": "text completions (/v1/completions)",
     "embeddings": "embeddings (/v1/embeddings)",
 }
-FEATURE_ORDER: tuple[Feature, ...] = ("tools", "auto_tools", "vision", "audio", "json_schema")
+FEATURE_ORDER: tuple[Feature, ...] = ("tools", "auto_tools", "vision", "audio", "json_schema", "anthropic")
 _FEATURE_NAMES: dict[Feature, str] = {
     "tools": "tool calls",
     "auto_tools": "tool calls the model chooses itself (tool_choice 'auto', the default with tools)",
     "vision": "image inputs",
     "audio": "audio or file inputs",
     "json_schema": "structured output (response_format)",
+    "anthropic": "content only Anthropic's Messages API takes (PDF documents, files, citations, server tools)",
 }
+_FEATURE_ROUTES: dict[Feature, str] = {"anthropic": "a route to Anthropic"}
 _FEATURE_PARAMS: dict[Feature, str] = {
     "tools": "tools",
     "auto_tools": "tool_choice",
     "vision": "messages",
     "audio": "messages",
     "json_schema": "response_format",
+    "anthropic": "messages",
 }
 
 
@@ -126,7 +141,19 @@ def chat_needs(request: ChatCompletionRequest) -> set[Feature]:
                     needs.add("audio")
     if request.response_format is not None and request.response_format.type != "text":
         needs.add("json_schema")
+    if (native := request.native()) is not None and native.untranslated:
+        needs.add("anthropic")
     return needs
+
+
+def needs_why(request: ChatCompletionRequest) -> dict[Feature, str]:
+    """What in the request needs a feature, for the error when no route has it (where the feature's
+    name alone would not say: the first field with no translation, and how many more)."""
+    native = request.native()
+    if native is None or not native.untranslated:
+        return {}
+    first, more = native.untranslated[0], len(native.untranslated) - 1
+    return {"anthropic": first + (f" (and {more} more)" if more else "")}
 
 
 class Registry:

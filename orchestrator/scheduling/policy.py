@@ -91,6 +91,7 @@ class Facts:
     model: str
     task: Task
     needs: frozenset[Feature] = frozenset()
+    why: Mapping[Feature, str] = field(default_factory=dict)  # what in the request needs a feature (its error)
     prompt_tokens: int = 0
     exact: bool = True  # prompt_tokens counted with the local tokenizer; else an upper bound
     text: str = ""  # for rule patterns; empty when no rule needs it
@@ -178,7 +179,7 @@ def resolve(facts: Facts, registry: Registry, policies: Mapping[str, AliasPolicy
             policy = policies.get(entry.name, AliasPolicy())
             via = f" (rule {rule.label}: {facts.model} -> {entry.name})"
             break
-    able = entry.candidates(facts.task, facts.needs)  # raises when no route has the task or a feature
+    able = entry.candidates(facts.task, facts.needs, facts.why)  # raises when no route has the task or a feature
     # Only an exact count rules a route out; an upper bound leaves it to the route to refuse.
     fitting = [b for b in able if not facts.exact or b.context_length is None or facts.prompt_tokens < b.context_length]
     if not fitting:

@@ -24,9 +24,9 @@ from typing import Any, cast
 
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest
 from orchestrator.failover import Target
-from orchestrator.protocol import EmbeddingRequest, finite_number
+from orchestrator.protocol import ChatCompletionRequest, EmbeddingRequest, finite_number
 from orchestrator.scheduling.calibration import Calibration
-from orchestrator.scheduling.capabilities import Backend, Feature, Registry, Task
+from orchestrator.scheduling.capabilities import Backend, Feature, Registry, Task, needs_why
 from orchestrator.scheduling.load import LoadSnapshot, LoadView
 from orchestrator.scheduling.policy import (
     AliasPolicy,
@@ -264,6 +264,7 @@ class Router:
             model=request.model,
             task=task,
             needs=frozenset(needs),
+            why=needs_why(request) if isinstance(request, ChatCompletionRequest) else {},
             prompt_tokens=tokens,
             exact=exact,
             text=text,

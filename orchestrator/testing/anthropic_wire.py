@@ -120,10 +120,11 @@ def _stop_reason(reply: Reply) -> str:
 
 
 def _usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
+    written, read = reply.cache  # input_tokens counts neither, as Anthropic counts
     return {
         "input_tokens": reply.prompt_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": read,
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }

@@ -26,7 +26,9 @@ and `max_tokens` cut the text; `n` is ignored (one choice); `reasoning_tokens` m
 many words of reasoning first: `reasoning_content` deltas, or a signed `thinking` block); `short_tool_ids`
 speaks Mistral's tool-call ids (9 letters or digits, and a 400 for any other id in the history),
 `max_tokens_ceiling` DeepSeek's limit (a 400 above it), `refuse` a safety refusal (the text as OpenAI's
-`refusal`, or with Anthropic's stop reason `refusal`); JSON mode without "json" in the prompt is a 400.
+`refusal`, or with Anthropic's stop reason `refusal`), `prompt_cache` (written, read) Anthropic's prompt-cache
+counts (`cache_creation_input_tokens`, `cache_read_input_tokens`, besides `input_tokens`); JSON mode without
+"json" in the prompt is a 400.
 Timing (`delivery`): `ttft_ms` to the first output event, then one every 1/`tokens_per_s` (0 = no delay). Faults
 (`faults.FAULT_MODES`): for the instance (`set_fault`, or `/_fake/fault`) or one request (header
 `x-fake-fault: stall; stall_after=3`).
@@ -137,6 +139,7 @@ class FakeProvider:
         reasoning_tokens: int = 0,
         short_tool_ids: bool = False,
         refuse: bool = False,
+        prompt_cache: tuple[int, int] = (0, 0),
         max_tokens_ceiling: int | None = None,
         ttft_ms: float = 0.0,
         tokens_per_s: float = 0.0,
@@ -151,6 +154,8 @@ class FakeProvider:
         self.reasoning_tokens = reasoning_tokens  # a reasoning model: words of reasoning before each answer
         self.short_tool_ids = short_tool_ids  # Mistral's: tool-call ids are 9 letters or digits, both ways
         self.refuse = refuse  # a safety refusal: the text as OpenAI's `refusal`, Anthropic's stop_reason "refusal"
+        # Anthropic's prompt cache: (written, read) tokens every answer reports besides its `input_tokens`.
+        self.prompt_cache = prompt_cache
         self.max_tokens_ceiling = max_tokens_ceiling  # DeepSeek's: a larger max_tokens is a 400
         self.ttft_ms, self.tokens_per_s, self.embedding_dim = ttft_ms, tokens_per_s, embedding_dim
         self._faults = FaultSwitch(fault)
@@ -377,7 +382,13 @@ class FakeProvider:
                 return error_response(api, 400, "invalid_request_error", str(exc), param="input")
             return await delivery.json(payload, 1)
         script = Script(
-            self.reply, self.reply_tokens, self.tool_preamble, self.reasoning_tokens, self.short_tool_ids, self.refuse
+            self.reply,
+            self.reply_tokens,
+            self.tool_preamble,
+            self.reasoning_tokens,
+            self.short_tool_ids,
+            self.refuse,
+            self.prompt_cache,
         )
         return await generate(delivery, kind, body, script)
 

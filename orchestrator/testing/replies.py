@@ -112,6 +112,7 @@ class Reply:
     prompt_tokens: int
     reasoning: list[str] = field(default_factory=list)
     refused: bool = False  # the text is a refusal (OpenAI's `refusal` field; Anthropic's stop_reason "refusal")
+    cache: tuple[int, int] = (0, 0)  # prompt tokens written to, and read from, the provider's prompt cache
 
     @property
     def text(self) -> str:
@@ -200,6 +201,7 @@ class Script:
     reasoning_tokens: int = 0  # a reasoning model: this many words of reasoning before the answer
     short_tool_ids: bool = False  # Mistral's 9-character tool-call ids
     refuse: bool = False  # answer every request without tools with a refusal (the text) instead
+    prompt_cache: tuple[int, int] = (0, 0)  # (written, read): prompt tokens besides the words, from the cache
 
     def text(self, ask: Ask, body: dict[str, Any]) -> str:
         if ask.tool_result is not None:
@@ -215,7 +217,7 @@ class Script:
 
 def compose(ask: Ask, api: Api, seq: int, body: dict[str, Any], script: Script) -> Reply:
     """Decide the reply: a tool call, text about a tool result, or the configured / parroted text."""
-    prompt_tokens = count_words(ask.texts)
+    prompt_tokens, cache = count_words(ask.texts), script.prompt_cache
     forced = ask.tool_choice == "required" or ask.tool_choice.startswith("name:")
     if ask.tools and ask.tool_choice != "none" and (forced or ask.tool_result is None):
         wanted = ask.tool_choice[5:] if ask.tool_choice.startswith("name:") else None
@@ -225,9 +227,10 @@ def compose(ask: Ask, api: Api, seq: int, body: dict[str, Any], script: Script) 
         if script.short_tool_ids:
             call_id = hashlib.sha256(f"{seq}".encode()).hexdigest()[:9]
         tool = ToolCall(call_id, name, dumps(fill_schema(schema)))
-        return Reply(tokenize(script.tool_preamble), tool, "tool_calls", None, prompt_tokens, _reasoning(script))
+        reasoning = _reasoning(script)
+        return Reply(tokenize(script.tool_preamble), tool, "tool_calls", None, prompt_tokens, reasoning, cache=cache)
     tokens, finish, matched = cut_text(script.text(ask, body), ask.stop, ask.max_tokens)
-    return Reply(tokens, None, finish, matched, prompt_tokens, _reasoning(script), refused=script.refuse)
+    return Reply(tokens, None, finish, matched, prompt_tokens, _reasoning(script), script.refuse, cache)
 
 
 def _reasoning(script: Script) -> list[str]:

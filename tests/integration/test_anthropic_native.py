@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import anthropic
+import openai
 import pytest
 from anthropic.types import Message
-from anthropic_gateway import UPSTREAM, Gateway, gateway
+from anthropic_gateway import TEAM, UPSTREAM, Gateway, gateway
 
 from local_models.catalog import prepare
 from orchestrator.testing.provider import FakeProvider
@@ -60,6 +61,7 @@ def fresh(fakes: dict[str, FakeProvider]) -> None:
     for fake in fakes.values():
         fake.clear_fault()
         fake.reset_stats()
+        fake.prompt_cache = (0, 0)
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +176,130 @@ async def test_a_sensitive_request_never_goes_to_anthropic(gw: Gateway, fakes: d
     raw = await client.messages.with_raw_response.create(**asked(model="auto", max_tokens=20), extra_headers=sensitive)
     assert raw.headers["x-served-by"] == "local/fake-chat"
     assert fakes["claude"].counts.total() == 0
+
+
+# Content with no OpenAI translation, as the Messages API takes it (the anthropic SDK's own param types).
+PDF = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}}
+URL_PDF = {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}
+FILE_IMAGE = {"type": "image", "source": {"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}}
+CITED = {
+    "type": "document",
+    "source": {"type": "text", "media_type": "text/plain", "data": "The grass is green."},
+    "citations": {"enabled": True},
+}
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+# Content that has one: a plain-text document and a search result are text the model reads.
+NOTE = {
+    "type": "document",
+    "source": {"type": "text", "media_type": "text/plain", "data": "The grass is green."},
+    "title": "Field notes",
+    "context": "Written in spring.",
+}
+FOUND = {
+    "type": "search_result",
+    "source": "https://example.com/sky",
+    "title": "The sky",
+    "content": [{"type": "text", "text": "The sky is blue."}],
+}
+
+
+def question(*blocks: dict[str, Any]) -> list[Any]:
+    return [{"role": "user", "content": [*blocks, {"type": "text", "text": "What colour?"}]}]
+
+
+async def test_an_anthropic_route_gets_documents_search_results_files_and_server_tools(
+    gw: Gateway, fakes: dict[str, FakeProvider]
+) -> None:
+    """They were a 400 (the door's unions were closed), although the route takes the client's own body."""
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [PDF, FOUND]}
+    messages = [
+        *question(NOTE, PDF, URL_PDF, FOUND, FILE_IMAGE, CITED),
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [result]},
+    ]
+    tools = [WEATHER, WEB_SEARCH]
+    answer = await gw.client().messages.create(model="claude/haiku", max_tokens=50, tools=tools, messages=messages)
+    assert isinstance(answer, Message)
+    sent = received(fakes["claude"])
+    assert sent["messages"] == messages and sent["tools"] == tools  # every block and tool as the client sent it
+
+
+@pytest.mark.parametrize(
+    ("content", "tools", "field"),
+    [
+        (question(PDF), None, "'messages[0].content[0]' (a document from a PDF)"),
+        (question(URL_PDF), None, "'messages[0].content[0]' (a document from a PDF)"),
+        (question(FILE_IMAGE), None, "'messages[0].content[0]' (an image from a 'file' source)"),
+        (question(NOTE, CITED), None, "'messages[0].content[1]' (a document with citations enabled)"),
+        (question(), [WEB_SEARCH], "'tools[0]' (Anthropic's server tool 'web_search_20250305')"),
+    ],
+    ids=["pdf", "pdf-url", "file-image", "citations", "server-tool"],
+)
+async def test_what_only_anthropic_takes_goes_to_an_anthropic_route_or_is_a_400_naming_it(
+    gw: Gateway, fakes: dict[str, FakeProvider], content: list[Any], tools: list[Any] | None, field: str
+) -> None:
+    client = gw.client()
+    ask: dict[str, Any] = {"max_tokens": 20, "messages": content, **({"tools": tools} if tools else {})}
+    # `auto` is the local model first, then claude: only claude can read it.
+    raw = await client.messages.with_raw_response.create(model="auto", **ask)
+    assert raw.headers["x-served-by"] == "claude/claude-test"
+    assert received(fakes["claude"])["messages"] == content
+    # An OpenAI-compatible route can't: a 400 that names the field, never the content silently dropped.
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(model="alpha/m", **ask)
+    error = cast(dict[str, Any], caught.value.body)["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith(f"{field} is not supported by this model's routes")
+    assert fakes["alpha"].counts.total() == 0 and gw.engine.generations == []
+
+
+async def test_a_plain_text_document_and_a_search_result_are_text_to_other_routes(
+    gw: Gateway, fakes: dict[str, FakeProvider]
+) -> None:
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [NOTE]}
+    messages = [
+        *question(NOTE, FOUND),
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [result]},
+    ]
+    await gw.client().messages.create(model="alpha/m", max_tokens=20, tools=[WEATHER], messages=messages)
+    sent = received(fakes["alpha"])["messages"]
+    note = "Field notes\n\nWritten in spring.\n\nThe grass is green."
+    found = "The sky\nhttps://example.com/sky\n\nThe sky is blue."
+    assert sent[0]["content"] == f"{note}\n{found}\nWhat colour?"  # text parts are joined for a text-only route
+    assert sent[-1] == {"role": "tool", "tool_call_id": "toolu_1", "content": note}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_prompt_cache_reads_and_writes_come_back_as_the_route_counted_them(
+    gw: Gateway, fakes: dict[str, FakeProvider], stream: bool
+) -> None:
+    """The writes were folded into input_tokens, and cache_creation_input_tokens lost."""
+    ask = asked(model="claude/haiku", max_tokens=50)
+    words = (await gw.client().messages.create(**ask)).usage.input_tokens  # the fake counts the prompt's words
+    fakes["claude"].prompt_cache = (100, 1000)
+    if stream:
+        async with gw.client().messages.stream(**ask, extra_body={"cache": {"no_store": True}}) as s:
+            answer = await s.get_final_message()
+    else:
+        answer = await gw.client().messages.create(**ask, extra_body={"cache": {"no_store": True}})
+    usage = answer.usage
+    counted = (usage.input_tokens, usage.cache_creation_input_tokens, usage.cache_read_input_tokens)
+    assert counted == (words, 100, 1000)  # input_tokens without either, as Anthropic counts
+
+
+async def test_prompt_cache_writes_are_named_on_openais_doors_too(gw: Gateway, fakes: dict[str, FakeProvider]) -> None:
+    fakes["claude"].prompt_cache = (100, 1000)
+    client = openai.AsyncOpenAI(base_url=gw.url + "/v1", api_key=TEAM, max_retries=0)
+    async with client:
+        chat = await client.chat.completions.create(model="claude/haiku", messages=[{"role": "user", "content": "hi"}])
+        response = await client.responses.create(model="claude/haiku", input="hi", store=False)
+    assert chat.usage is not None and chat.usage.prompt_tokens_details is not None
+    assert chat.usage.prompt_tokens == 1 + 100 + 1000  # OpenAI's total, as before
+    details = chat.usage.prompt_tokens_details
+    assert (details.cached_tokens, details.cache_write_tokens) == (1000, 100)
+    assert response.usage is not None and response.usage.input_tokens == 1101
+    written = response.usage.input_tokens_details
+    assert (written.cached_tokens, written.cache_write_tokens) == (1000, 100)  # was always 0

@@ -445,11 +445,11 @@ async def test_text_reply_chunks() -> None:
         {
             "choices": [],
             "usage": {
-                # 12 uncached + 20 read from the cache + 5 written to it
+                # 12 uncached + 20 read from the cache + 5 written to it (OpenAI's total; the writes named too)
                 "prompt_tokens": 37,
                 "completion_tokens": 15,
                 "total_tokens": 52,
-                "prompt_tokens_details": {"cached_tokens": 20},
+                "prompt_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 5},
             },
         },
     ]

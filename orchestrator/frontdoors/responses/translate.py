@@ -301,10 +301,11 @@ def function_call_item(
 
 
 def usage_of(usage: Usage) -> Json:
-    cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+    details = usage.prompt_tokens_details
+    cached, written = (details.cached_tokens, details.cache_write_tokens or 0) if details else (0, 0)
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
