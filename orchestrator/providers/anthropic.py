@@ -109,6 +109,7 @@ from orchestrator.providers.http import (
     StreamedPost,
     body_pieces,
     credentials_rejected,
+    error_body,
     error_from_response,
     json_body,
     map_transport_errors,
@@ -607,10 +608,10 @@ class AnthropicProvider:
             with map_transport_errors(self.name):
                 async with self._post.send(content) as response:
                     if not response.is_success:
-                        await response.aread()
                         raise error_from_response(
-                            self.name, response.status_code, response.headers, response.content, key_env=self._key_env
-                        )
+                            self.name, response.status_code, response.headers, await error_body(response),
+                            key_env=self._key_env,
+                        )  # fmt: skip
                     pieces = body_pieces(response)
                     async with aclosing(translate(sse_events(pieces), self.name)) as chunks:
                         async for chunk in chunks:

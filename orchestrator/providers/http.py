@@ -166,6 +166,21 @@ def _seconds(value: str, scale: float = 1.0) -> float | None:
     return None if math.isnan(seconds) else min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
+ERROR_BODY_BYTES = 64 * 1024  # of an error answer, what is read: its message is cut to 1,000 characters anyway
+
+
+async def error_body(response: httpx.Response, limit: int = ERROR_BODY_BYTES) -> bytes:
+    """The start of a non-2xx answer's body, no more than `limit` bytes of it: a provider (or a proxy) that
+    answers an error with megabytes costs the gateway no more memory than one that answers a line.
+    The rest is left unread (the response is closed on the way out, its connection not reused)."""
+    read = bytearray()
+    async for piece in body_pieces(response):
+        read += piece
+        if len(read) >= limit:
+            break
+    return bytes(read[:limit])
+
+
 def retry_after_s(headers: httpx.Headers) -> float | None:
     """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
     if (ms := headers.get("retry-after-ms")) is not None and (seconds := _seconds(ms, 0.001)) is not None:

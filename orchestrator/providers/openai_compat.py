@@ -39,6 +39,7 @@ from orchestrator.protocol import (
 from orchestrator.providers.http import (
     StreamedPost,
     body_pieces,
+    error_body,
     error_from_response,
     json_body,
     map_transport_errors,
@@ -193,12 +194,14 @@ class OpenAICompatProvider:
         try:
             with map_transport_errors(self.name):
                 url, content = f"{self._base}/embeddings", json_body(body)
-                response = await self._client.post(url, content=content, headers=self._headers)
-            if response.status_code != 200:
-                raise error_from_response(
-                    self.name, response.status_code, response.headers, response.content, key_env=self._key_env
-                )
-            answer = _parse(self.name, response.content, EmbeddingResponse)
+                async with self._client.stream("POST", url, content=content, headers=self._headers) as response:
+                    if response.status_code != 200:
+                        raise error_from_response(
+                            self.name, response.status_code, response.headers, await error_body(response),
+                            key_env=self._key_env,
+                        )  # fmt: skip
+                    raw = await response.aread()
+            answer = _parse(self.name, raw, EmbeddingResponse)
             if len(answer.data) != (asked := len(request.inputs())):
                 # `data: []` (or one short) as a 200 is the provider's failure: the next route may answer.
                 raise UpstreamUnavailable(f"{self.name}: {len(answer.data)} embeddings for {asked} inputs.")
@@ -216,7 +219,7 @@ class OpenAICompatProvider:
                 async with self._posts[path].send(content) as response:
                     if response.status_code != 200:
                         raise error_from_response(
-                            self.name, response.status_code, response.headers, await response.aread(),
+                            self.name, response.status_code, response.headers, await error_body(response),
                             key_env=self._key_env,
                         )  # fmt: skip
                     pieces = body_pieces(response)

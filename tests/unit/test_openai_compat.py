@@ -294,3 +294,24 @@ async def test_embeddings_one_short_of_the_inputs_are_the_routes_failure() -> No
     p = provider(lambda request: httpx.Response(200, json=body))
     with pytest.raises(UpstreamUnavailable, match="0 embeddings for 2 inputs"):
         await p.embed(EmbeddingRequest(model="e", input=["a", "b"]), "e")
+
+
+@pytest.mark.parametrize("call", ["chat", "embed"])
+async def test_an_error_answer_megabytes_long_is_read_no_further_than_its_start(call: str) -> None:
+    """A 500 with a 60 MB body was read whole (the gateway's memory up by its size) to keep 1,000 characters."""
+    sent = 0
+
+    async def huge() -> Any:
+        nonlocal sent
+        yield b'{"error": {"message": "' + b"x" * 2000
+        for _ in range(1000):  # 64 MB more, never wanted
+            sent += 1
+            yield b"y" * 65536
+
+    p = provider(lambda request: httpx.Response(500, content=huge()))
+    with pytest.raises(UpstreamUnavailable, match="acme answered 500"):
+        if call == "chat":
+            await assemble_chat(p.chat(chat(), "m"))
+        else:
+            await p.embed(EmbeddingRequest(model="e", input="a"), "e")
+    assert sent <= 2
