@@ -351,12 +351,15 @@ class ChatCompletionRequest(SamplingFields):
     @field_validator("tool_choice")
     @classmethod
     def _names_a_tool_it_has(cls, value: Any, info: ValidationInfo) -> Any:
+        """A choice that makes the model call a tool needs one to call: `required`, or a named function that
+        is in `tools` (each was a 200 with plain text, the choice silently dropped; `auto`/`none` need none)."""
+        tools = info.data.get("tools") or []
+        if value == "required" and not tools:
+            raise ValueError("'required' needs 'tools' to choose from")
         function = value.get("function") if isinstance(value, dict) else None
         name = function.get("name") if isinstance(function, dict) else None
-        if isinstance(name, str):
-            tools = info.data.get("tools") or []
-            if name not in {t.function.name for t in tools}:
-                raise ValueError(f"function '{name}' is not in 'tools'")
+        if isinstance(name, str) and name not in {t.function.name for t in tools}:
+            raise ValueError(f"function '{name}' is not in 'tools'")
         return value
 
     @field_validator("continue_final_message")

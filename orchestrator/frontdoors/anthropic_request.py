@@ -107,6 +107,13 @@ class MessagesRequest(_Wire):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
 
+    @model_validator(mode="after")
+    def _a_forced_tool_needs_tools(self) -> MessagesRequest:
+        choice = self.tool_choice
+        if choice is not None and choice.type in ("any", "tool") and not self.tools:
+            raise ValueError(f"tool_choice of type '{choice.type}' needs 'tools' to choose from")
+        return self
+
 
 class TokenCountRequest(MessagesRequest):
     """`POST /v1/messages/count_tokens`: a Messages request without `max_tokens`."""

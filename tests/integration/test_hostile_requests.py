@@ -65,6 +65,8 @@ def chat_body(**extra: Any) -> dict[str, Any]:
         # A named tool that isn't among the tools: a remote route answered as if it were.
         (json.dumps(chat_body(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "b"}})).encode(),
          "tool_choice"),
+        # A tool call required with no tool to call: the choice silently dropped, a 200 with plain text.
+        (json.dumps(chat_body(tool_choice="required")).encode(), "tool_choice"),
         (json.dumps(chat_body(metadata={str(i): "v" for i in range(17)})).encode(), "metadata"),
         (b'{"model": "fake-chat", "temperature": 0, "messages": [{"role": "user", "content": "x"}], '
          b'"cache": {"ttl": 1e400}}', "cache.ttl"),

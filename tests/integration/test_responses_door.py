@@ -258,6 +258,7 @@ async def test_store_false_keeps_nothing(app: FastAPI) -> None:
             },
             "tool_choice",
         ),
+        ({"tool_choice": "required"}, "tool_choice"),  # a tool call forced with no tool to call: was a 200
         ({"text": {"format": {"type": "json_schema"}}}, "text.format"),
         ({"max_output_tokens": 0}, "max_output_tokens"),
         ({"temperature": 3}, "temperature"),

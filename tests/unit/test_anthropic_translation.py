@@ -397,7 +397,6 @@ def test_tool_choice(fields: dict[str, Any], tool_choice: dict[str, Any] | None)
             [{"role": "function", "name": "f", "content": "1"}], {}, UnsupportedCapability, "messages[0].role", id="fn"
         ),
         pytest.param([{"role": "system", "content": "Be brief."}], {}, InvalidRequest, "messages", id="only-system"),
-        pytest.param(None, {"tool_choice": "required"}, InvalidRequest, "tool_choice", id="choice-without-tools"),
         pytest.param(
             None, {"tools": [WEATHER], "tool_choice": {"type": "function"}}, InvalidRequest, "tool_choice", id="choice"
         ),
