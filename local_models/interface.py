@@ -119,6 +119,7 @@ class TokenUsage(TypedDict):
 class Batch(TypedDict):
     deltas: list[Delta]
     usage: NotRequired[TokenUsage]  # only on the last batch
+    prompt: NotRequired[TokenUsage]  # only on the first: the prompt's count (no completion yet)
 
 
 class EmbedResult(TypedDict):

@@ -86,6 +86,7 @@ class Folding:
         self._tools = tool_readers  # by choice index; None: no tools to read
         self.usage = {"prompt_tokens": sum(map(len, prompts)), "completion_tokens": 0, "cached_tokens": 0}
         self.open = len(prompts)  # prompts still generating
+        self._told = False  # the prompt's count sent (on the first batch)
 
     def fold(self, items: list[tuple[int, Any]]) -> Batch | None:
         """The outputs ready at once as one batch (None: nothing to send yet); the last carries usage."""
@@ -109,8 +110,15 @@ class Folding:
                 reasoning = sum(r.reasoning_tokens for r in self._tools.values())
                 if reasoning:
                     self.usage["reasoning_tokens"] = reasoning
-            return Batch(deltas=merged, usage=self.usage)  # type: ignore[typeddict-item]
-        return Batch(deltas=merged) if merged else None
+            return self._first_told(Batch(deltas=merged, usage=self.usage))  # type: ignore[typeddict-item]
+        return self._first_told(Batch(deltas=merged)) if merged else None
+
+    def _first_told(self, batch: Batch) -> Batch:
+        """The first batch says the prompt's count (Anthropic's clients read it before any output)."""
+        if not self._told:
+            self._told = True
+            batch["prompt"] = {**self.usage, "completion_tokens": 0}  # type: ignore[typeddict-item]
+        return batch
 
     def _add(self, deltas: dict[int, Delta], k: int, out: Any) -> None:
         if self._first[k]:

@@ -547,7 +547,8 @@ class ChunkChoice(WireModel):
 
 
 class ChatCompletionChunk(WireModel):
-    """One streamed chunk of a chat completion."""
+    """One streamed chunk of a chat completion. `prompt_usage`, never sent: the prompt's count where a route
+    knows it at the first chunk (Anthropic's `message_start` says it; OpenAI's only at the end)."""
 
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
@@ -556,6 +557,15 @@ class ChatCompletionChunk(WireModel):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+    _prompt_usage: Usage | None = PrivateAttr(default=None)
+
+    @property
+    def prompt_usage(self) -> Usage | None:
+        return self._prompt_usage
+
+    def with_prompt_usage(self, usage: Usage | None) -> ChatCompletionChunk:
+        self._prompt_usage = usage
+        return self
 
 
 class AssistantMessage(WireModel):

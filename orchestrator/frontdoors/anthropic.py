@@ -206,7 +206,9 @@ class MessageEvents:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            # The prompt's count where the route said it at its start (the local engine, an Anthropic route; not
+            # an OpenAI-compatible one, which says it at the end, in message_delta), as Anthropic's own does.
+            "usage": {**usage_of(chunk.prompt_usage), "output_tokens": 0},
         }
         return sse("message_start", {"message": message}) + sse("ping", {})
 

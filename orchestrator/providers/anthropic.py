@@ -438,7 +438,7 @@ class StreamTranslator:
         self._id = f"chatcmpl-{message['id']}"
         self._model = str(message["model"])
         self._take_usage(message.get("usage"))
-        return [self._chunk(ChunkDelta(role="assistant", content=""))]
+        return [self._chunk(ChunkDelta(role="assistant", content="")).with_prompt_usage(self._usage_so_far())]
 
     def _block_start(self, index: int, block: dict[str, Any]) -> list[ChatCompletionChunk]:
         if block["type"] == "tool_use":
@@ -488,19 +488,7 @@ class StreamTranslator:
     def _message_stop(self) -> list[ChatCompletionChunk]:
         self.done = True
         finish = FINISH_REASONS.get(self._stop_reason or "end_turn", "stop")
-        cached = self._usage.get("cache_read_input_tokens", 0)
-        written = self._usage.get("cache_creation_input_tokens", 0)
-        prompt = self._usage.get("input_tokens", 0) + cached + written
-        completion = self._usage.get("output_tokens", 0)
-        details = PromptTokensDetails(cached_tokens=cached)
-        if written:
-            details.cache_write_tokens = written
-        usage = Usage(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=prompt + completion,
-            prompt_tokens_details=details,
-        )
+        usage = self._usage_so_far()
         last = ChatCompletionChunk(
             id=self._id,
             created=self._created,
@@ -509,6 +497,20 @@ class StreamTranslator:
         )
         tail = ChatCompletionChunk(id=self._id, created=self._created, model=self._model, choices=[], usage=usage)
         return [last, tail]
+
+    def _usage_so_far(self) -> Usage:
+        """The counts so far in OpenAI's terms: the prompt with its cache reads and writes, and the output."""
+        cached = self._usage.get("cache_read_input_tokens", 0)
+        written = self._usage.get("cache_creation_input_tokens", 0)
+        prompt = self._usage.get("input_tokens", 0) + cached + written
+        completion = self._usage.get("output_tokens", 0)
+        details = PromptTokensDetails(cached_tokens=cached)
+        if written:
+            details.cache_write_tokens = written
+        return Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+            prompt_tokens_details=details,
+        )  # fmt: skip
 
     def _take_usage(self, usage: dict[str, Any] | None) -> None:
         # message_delta's counts are cumulative, so the latest value wins.

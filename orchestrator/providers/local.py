@@ -13,7 +13,7 @@ from contextlib import aclosing, contextmanager
 from typing import Any, Protocol
 
 from local_models.errors import BadRequest, LocalModelError, PromptTooLong
-from local_models.interface import Batch, Delta, EmbedResult, GenerateRequest, Sampling, ToolCallPiece
+from local_models.interface import Batch, Delta, EmbedResult, GenerateRequest, Sampling, TokenUsage, ToolCallPiece
 from orchestrator.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -187,12 +187,14 @@ class LocalProvider:
                                 ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content=""))
                                 for i in range(request.n)
                             ],
-                        )
+                        ).with_prompt_usage(_usage(batch["prompt"]) if "prompt" in batch else None)
                     choices = [_chat_choice(d) for d in batch["deltas"]]
                     if choices:
                         yield ChatCompletionChunk(id=cid, created=created, model=model, choices=choices)
                     if "usage" in batch:
-                        yield ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
+                        yield ChatCompletionChunk(
+                            id=cid, created=created, model=model, choices=[], usage=_usage(batch["usage"])
+                        )
 
     # ------------------------------------------------------------------ completions
 
@@ -222,7 +224,9 @@ class LocalProvider:
                     if choices:
                         yield CompletionChunk(id=cid, created=created, model=model, choices=choices)
                     if "usage" in batch:
-                        yield CompletionChunk(id=cid, created=created, model=model, choices=[], usage=_usage(batch))
+                        yield CompletionChunk(
+                            id=cid, created=created, model=model, choices=[], usage=_usage(batch["usage"])
+                        )
 
     # ------------------------------------------------------------------- embeddings
 
@@ -253,8 +257,7 @@ def _with_tools(generate: GenerateRequest, request: ChatCompletionRequest) -> No
         generate["parallel_tool_calls"] = request.parallel_tool_calls
 
 
-def _usage(batch: Batch) -> Usage:
-    u = batch["usage"]
+def _usage(u: TokenUsage) -> Usage:
     return Usage(
         prompt_tokens=u["prompt_tokens"],
         completion_tokens=u["completion_tokens"],

@@ -220,10 +220,10 @@ class FakeEngine:
                 self._raise()
             if request["stream"]:
                 await asyncio.sleep(self.token_delay)
-            if j == len(batches) - 1:
-                yield Batch(deltas=deltas, usage=usage)  # type: ignore[typeddict-item]
-            else:
-                yield Batch(deltas=deltas)
+            batch = Batch(deltas=deltas, usage=usage) if j == len(batches) - 1 else Batch(deltas=deltas)  # type: ignore[typeddict-item]
+            if j == 0:  # as the real engine's first batch, the prompt's count
+                batch["prompt"] = {**usage, "completion_tokens": 0}  # type: ignore[typeddict-item]
+            yield batch
         if self.fail_after is not None and gen.batches >= self.fail_after:
             self._raise()
 

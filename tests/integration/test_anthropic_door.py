@@ -45,10 +45,11 @@ def text_of(message: Message) -> str:
     return "".join(b.text for b in message.content if b.type == "text")
 
 
-async def raw_events(app: FastAPI, body: dict[str, Any]) -> list[dict[str, Any]]:
+async def raw_events(app: FastAPI, body: dict[str, Any], key: str | None = None) -> list[dict[str, Any]]:
     """The stream's events as sent, each held to the SDK's event types."""
+    headers = {"x-api-key": key} if key else {}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        r = await http.post("/v1/messages", json={**body, "stream": True})
+        r = await http.post("/v1/messages", json={**body, "stream": True}, headers=headers)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text
     events = []
     for frame in r.text.split("\n\n"):
@@ -105,6 +106,8 @@ async def test_the_stream_events_come_in_anthropics_order(app: FastAPI) -> None:
     assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
     assert set(kinds[3:-3]) == {"content_block_delta"}
     assert events[-2]["delta"]["stop_reason"] == "end_turn" and events[-2]["usage"]["output_tokens"] == 3
+    # The prompt's count comes at the start, as Anthropic's does (LangChain reads it there): it was always 0.
+    assert events[0]["message"]["usage"]["input_tokens"] == events[-2]["usage"]["input_tokens"] > 0
 
 
 async def test_an_assistant_prefill_is_continued_by_the_local_model(app: FastAPI, chat_engine: FakeEngine) -> None:
@@ -242,6 +245,18 @@ def healthy(request: pytest.FixtureRequest) -> None:
 async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
     async with gateway(fakes, tmp_path) as app:
         yield app
+
+
+@pytest.mark.parametrize(("model", "at_start"), [("alpha/m", False), ("claude/haiku", True)])
+async def test_message_start_says_the_prompts_count_where_the_route_does(
+    remote: FastAPI, model: str, at_start: bool
+) -> None:
+    """An Anthropic route's message_start has the count (it was always 0 here); an OpenAI-compatible one
+    says it only at the end, so the start says 0 and message_delta the count, as before."""
+    ask = {"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": "one two three"}]}
+    events = await raw_events(remote, ask, TEAM_KEY)
+    start, end = events[0]["message"]["usage"]["input_tokens"], events[-2]["usage"]["input_tokens"]
+    assert end > 0 and start == (end if at_start else 0)
 
 
 @pytest.mark.parametrize("model", ["alpha/m", "claude/haiku"])

@@ -391,7 +391,7 @@ async def test_tool_requests_the_tiny_model_cant_serve_are_the_clients_mistakes(
             "tool_choice",
             "invalid_value",  # refused at the door, for every route
         ),
-        (chat_body(tool_choice="required"), "tool_choice", None),
+        (chat_body(tool_choice="required"), "tool_choice", "invalid_value"),  # refused at the door too
     ]
     for body, param, code in cases:
         for stream in (False, True):
