@@ -89,6 +89,8 @@ def remote_backend(provider: str, model: RemoteModel, kind: str = "openai") -> B
     features: set[Feature] = set()
     if model.tools:
         features.update(("tools", "auto_tools"))
+        if kind == "openai":
+            features.add("functions")  # passed on as the client sent them
     if model.vision:
         features.add("vision")
     if model.json_schema:

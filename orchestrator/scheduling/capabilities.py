@@ -28,7 +28,9 @@ Task = Literal["chat", "completions", "embeddings"]
 # output, "auto_tools" only with a tool-call parser for its format (`local.tool_parser`). "anthropic": takes
 # Anthropic's Messages content that has no OpenAI translation (a PDF document, a server tool: `Native.untranslated`),
 # which only a route to Anthropic has (it gets the client's own body).
-Feature = Literal["tools", "auto_tools", "vision", "audio", "json_schema", "anthropic"]
+# "functions": OpenAI's legacy function calling (`functions`, `function_call`), which an OpenAI-compatible
+# route with tools passes on; the local engine and Anthropic's API have no such fields.
+Feature = Literal["tools", "auto_tools", "vision", "audio", "json_schema", "anthropic", "functions"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,9 @@ _TASK_NAMES: dict[Task, str] = {
     "completions": "text completions (/v1/completions)",
     "embeddings": "embeddings (/v1/embeddings)",
 }
-FEATURE_ORDER: tuple[Feature, ...] = ("tools", "auto_tools", "vision", "audio", "json_schema", "anthropic")
+FEATURE_ORDER: tuple[Feature, ...] = (
+    "tools", "auto_tools", "vision", "audio", "json_schema", "anthropic", "functions"
+)  # fmt: skip
 _FEATURE_NAMES: dict[Feature, str] = {
     "tools": "tool calls",
     "auto_tools": "tool calls the model chooses itself (tool_choice 'auto', the default with tools)",
@@ -102,6 +106,7 @@ _FEATURE_NAMES: dict[Feature, str] = {
     "audio": "audio or file inputs",
     "json_schema": "structured output (response_format)",
     "anthropic": "content only Anthropic's Messages API takes (PDF documents, files, citations, server tools)",
+    "functions": "legacy function calling ('functions', 'function_call'; 'tools' and 'tool_choice' replace them)",
 }
 _FEATURE_ROUTES: dict[Feature, str] = {"anthropic": "a route to Anthropic"}
 _FEATURE_PARAMS: dict[Feature, str] = {
@@ -111,6 +116,7 @@ _FEATURE_PARAMS: dict[Feature, str] = {
     "audio": "messages",
     "json_schema": "response_format",
     "anthropic": "messages",
+    "functions": "functions",
 }
 
 
@@ -143,6 +149,9 @@ def chat_needs(request: ChatCompletionRequest) -> set[Feature]:
         needs.add("json_schema")
     if (native := request.native()) is not None and native.untranslated:
         needs.add("anthropic")
+    extra = request.model_extra
+    if extra and (extra.get("functions") or extra.get("function_call")):
+        needs.add("functions")  # the local engine and Anthropic's API would drop them: a 200 with plain text
     return needs
 
 

@@ -67,6 +67,8 @@ def chat_body(**extra: Any) -> dict[str, Any]:
          "tool_choice"),
         # A tool call required with no tool to call: the choice silently dropped, a 200 with plain text.
         (json.dumps(chat_body(tool_choice="required")).encode(), "tool_choice"),
+        # Legacy function calling on the local model, which has no such fields: a 200 with plain text before.
+        (json.dumps(chat_body(functions=[TOOL["function"]], function_call="auto")).encode(), "functions"),
         (json.dumps(chat_body(metadata={str(i): "v" for i in range(17)})).encode(), "metadata"),
         (b'{"model": "fake-chat", "temperature": 0, "messages": [{"role": "user", "content": "x"}], '
          b'"cache": {"ttl": 1e400}}', "cache.ttl"),
