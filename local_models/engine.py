@@ -146,6 +146,7 @@ class VllmEngine:
             tool_modes=self._tools.modes if chat else [],
             tool_parser=self._tools.parser_name,
             reasoning_parser=self._tools.reasoning_parser,
+            max_num_seqs=self._config.max_num_seqs,
         )
 
     def _verify(self, params: Any) -> None:

@@ -165,6 +165,7 @@ class ModelInfo(TypedDict):
     tool_parser: NotRequired[str | None]
     reasoning_parser: NotRequired[str | None]
     tokenizer_path: NotRequired[str]  # a local directory AutoTokenizer can load, for the gateway's counts
+    max_num_seqs: NotRequired[int]  # sequences the engine decodes at once, for everyone together
 
 
 class Engine(Protocol):

@@ -44,6 +44,9 @@ class Backend:
     context_length: int | None = None
     owned_by: str = "local"
     weights: str | None = None  # the open weights it runs (local: its name), for same-weights spill
+    # The most sequences (n x prompts) one request may ask of it at once: a local engine's share for one
+    # request (`SEQUENCE_SHARE` of what it decodes at once); None: no limit (a provider's own).
+    max_sequences: int | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,11 @@ class Registry:
         return list(self._entries)
 
 
+# Of the sequences a local engine decodes at once, the most one request may take: n = 128 at 1,900 tokens
+# each took a 32-slot CPU engine from every other client for the whole deadline.
+SEQUENCE_SHARE = 0.25
+
+
 def local_backend(info: ModelInfo, provider: str) -> Backend:
     """The backend for a local model, from what its engine reports."""
     if info["task"] == "embed":
@@ -206,6 +214,7 @@ def local_backend(info: ModelInfo, provider: str) -> Backend:
             features.add("tools")
             if "auto" in modes:
                 features.add("auto_tools")
+    slots = info.get("max_num_seqs")
     return Backend(
         provider=provider,
         model=info["name"],
@@ -213,6 +222,7 @@ def local_backend(info: ModelInfo, provider: str) -> Backend:
         features=frozenset(features),
         context_length=info["max_model_len"],
         weights=info["name"],
+        max_sequences=max(1, int(slots * SEQUENCE_SHARE)) if slots else None,
     )
 
 

@@ -93,6 +93,7 @@ class Facts:
     needs: frozenset[Feature] = frozenset()
     why: Mapping[Feature, str] = field(default_factory=dict)  # what in the request needs a feature (its error)
     prompt_tokens: int = 0
+    sequences: int = 1  # the answers it asks for at once: n (x prompts, for text completions)
     exact: bool = True  # prompt_tokens counted with the local tokenizer; else an upper bound
     text: str = ""  # for rule patterns; empty when no rule needs it
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -189,6 +190,20 @@ def resolve(facts: Facts, registry: Registry, policies: Mapping[str, AliasPolicy
             f"{facts.prompt_tokens} tokens. Please reduce the length of the messages.",
             param="messages" if facts.task == "chat" else "prompt",
         )
+    # A request asking more answers at once than a local engine's share for one goes to a route without
+    # that limit, or is refused: it would hold the engine from every other client.
+    if facts.sequences > 1 and any(b.max_sequences is not None for b in fitting):
+        shared = [b for b in fitting if b.max_sequences is None or facts.sequences <= b.max_sequences]
+        if not shared:
+            most = max(b.max_sequences or 0 for b in fitting)
+            what = "n" if facts.task == "chat" else "n x the prompts"
+            raise InvalidRequest(
+                f"This request asks for {facts.sequences} answers at once ({what}); the model '{entry.name}' "
+                f"serves at most {most} per request, so that one request can't hold its engine from everyone else.",
+                param="n" if facts.task == "chat" else "prompt",
+                code="too_many_answers",
+            )
+        fitting = shared
     return Resolved(entry, policy, via, able, fitting)
 
 

@@ -47,6 +47,7 @@ from orchestrator.scheduling.tokens import (
     HfTokenCounter,
     TokenCounter,
     UsageEstimator,
+    output_allowance,
     request_text,
 )
 from orchestrator.settings import ModelRouting, ProviderSettings
@@ -266,6 +267,7 @@ class Router:
             needs=frozenset(needs),
             why=needs_why(request) if isinstance(request, ChatCompletionRequest) else {},
             prompt_tokens=tokens,
+            sequences=output_allowance(request)[1],
             exact=exact,
             text=text,
             tags=tags,

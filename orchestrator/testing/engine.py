@@ -150,6 +150,7 @@ class FakeEngine:
             task=self.task,
             max_model_len=self.max_model_len,
             has_chat_template=self.has_chat_template,
+            max_num_seqs=self.max_num_seqs,
         )
 
     def stats(self) -> LoadStats:

@@ -419,3 +419,25 @@ async def test_stalled_large_bodies_lose_their_slot_and_never_shut_out_another_k
         r = await c.post(count, json=big, headers={**auth(KEY_A), "anthropic-version": "2023-06-01"})
         assert r.status_code == 200, r.text  # key A's own next large body is read as ever
     assert not large._keys  # no key's claim outlives its requests
+
+
+# ------------------------------------------------------------------ one request, the whole local engine
+
+
+async def test_one_request_cant_ask_the_local_engine_for_every_slot(paid: FakeProvider, tmp_path: Path) -> None:
+    """n = 128 at 1,900 tokens each held a 32-slot engine from every other client for the whole deadline (and
+    500 prompts to /v1/completions likewise). A request asking more answers at once than a quarter of the
+    engine's slots goes where there is no such limit, or is a 400 naming the field."""
+    settings = settings_for(paid, tmp_path, models={"spills": ["fake-chat", "paid/small"]})
+    async with gateway(settings, FakeEngine("fake-chat", max_num_seqs=32), ENV) as (c, _):
+        question = [{"role": "user", "content": "hi"}]
+        ok = await c.post(CHAT, json={"model": "fake-chat", "messages": question, "n": 8}, headers=auth(KEY_A))
+        assert ok.status_code == 200 and len(ok.json()["choices"]) == 8
+        too_many = {"model": "fake-chat", "messages": question, "n": 9}
+        error = error_of(await c.post(CHAT, json=too_many, headers=auth(KEY_A)), 400)
+        assert (error["param"], error["code"]) == ("n", "too_many_answers") and "at most 8" in error["message"]
+        prompts = {"model": "fake-chat", "prompt": ["a", "b", "c"], "n": 3, "max_tokens": 2}
+        error = error_of(await c.post("/v1/completions", json=prompts, headers=auth(KEY_A)), 400)
+        assert error["param"] == "prompt" and "9 answers" in error["message"]
+        spilled = await c.post(CHAT, json={"model": "spills", "messages": question, "n": 9}, headers=auth(KEY_A))
+        assert spilled.status_code == 200 and spilled.headers["x-served-by"] == "paid/paid-small"
