@@ -50,7 +50,7 @@ from orchestrator.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from orchestrator.hedging import HedgedAttempt, discard, first_content
+from orchestrator.hedging import HedgedAttempt, discard, first_content, until_first_content
 from orchestrator.settings import ResilienceSettings
 
 T = TypeVar("T")
@@ -269,8 +269,9 @@ class _Run(Generic[R]):
                 return await self._try(i, target, round_)
             return won
         try:
-            async with asyncio.timeout(remaining):
-                result = await self.attempt(target)
+            async with asyncio.timeout(remaining) as deadline:
+                with until_first_content(deadline):
+                    result = await self.attempt(target)
         except TimeoutError:
             error: OrchestratorError = UpstreamTimeout(f"{target.provider}: no answer within the request's deadline.")
         except OrchestratorError as e:
@@ -294,7 +295,7 @@ class _Run(Generic[R]):
         racing = [first]
         given_up = False  # `target` cancelled because the hedge reached its first content first
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(remaining) as deadline:
                 await asyncio.wait(first.waiters(), timeout=target.hedge_after_s, return_when=asyncio.FIRST_COMPLETED)
                 if not first.answered and self._may_hedge(j, hedge, round_):
                     racing.append(HedgedAttempt(self.attempt, hedge))
@@ -315,6 +316,7 @@ class _Run(Generic[R]):
                             self.gave_up(target, loser.elapsed_ms())
                         await self._discard(loser, first)
                 racing = [winner]
+                deadline.reschedule(None)  # it runs up to the first content (`until_first_content`)
                 await asyncio.wait({winner.task})
                 won = self._ended(i if winner is first else j, winner, round_)
                 return replace(won, hedged=target) if won is not None and given_up else won

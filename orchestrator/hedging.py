@@ -16,22 +16,39 @@ the task), and `discard`, which cancels the loser and releases whatever it produ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 R = TypeVar("R")
 T = TypeVar("T")
 
 _FIRST_CONTENT: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("first_content", default=None)
+_DEADLINE: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar("deadline", default=None)
 
 
 def first_content() -> None:
-    """The attempt running in this task reached its first content (a no-op outside a hedged attempt)."""
+    """The attempt running in this task reached its first content: a hedged attempt's race hears of it,
+    and the request's deadline, which runs up to the first content (`until_first_content`), stops."""
     event = _FIRST_CONTENT.get()
     if event is not None:
         event.set()
+    deadline = _DEADLINE.get()
+    if deadline is not None:
+        deadline.reschedule(None)
+
+
+@contextlib.contextmanager
+def until_first_content(deadline: asyncio.Timeout) -> Iterator[None]:
+    """`deadline` (an `asyncio.timeout`) stopped by the first content of the attempt run inside: a whole
+    answer's generation after it is bounded by its own limits, not the request's deadline."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 class HedgedAttempt(Generic[T, R]):

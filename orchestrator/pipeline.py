@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import replace
 from functools import partial
@@ -35,7 +35,7 @@ from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
-from orchestrator.errors import OrchestratorError, UpstreamError, UpstreamTimeout
+from orchestrator.errors import OrchestratorError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
 from orchestrator.metering import Meter
 from orchestrator.protocol import ModelCard, ModelList, Usage
@@ -43,7 +43,7 @@ from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.capabilities import Registry
 from orchestrator.scheduling.router import Resolution, RoutePlan, Router, RoutingState
-from orchestrator.scheduling.tokens import UsageEstimator, answer_text
+from orchestrator.scheduling.tokens import UsageEstimator, answer_text, output_allowance
 from orchestrator.settings import CacheSettings
 from orchestrator.telemetry import Telemetry
 
@@ -125,7 +125,7 @@ class Pipeline:
         lead = partial(self._attempt, call, plan, whole=False)
         flight, leads = self._flights.join(key, lead, partial(self._store, call, key, decision))
         try:
-            routed = await self._follow(call, flight, asyncio.get_running_loop().time() + self._policy.deadline_s)
+            routed = await self._follow(call, flight)
         except Exception:
             if call.stream or not flight.finished or flight.route is None:
                 raise
@@ -281,10 +281,15 @@ class Pipeline:
 
         sent = plan.attempting(target)
         try:
-            await read_whole(
-                self._chunks(call, target), fold.add, has_content=kind.started, policy=self._patience(target),
-                provider=target.provider, started=started, waited=waited,
-            )  # fmt: skip
+            async with asyncio.timeout(self._policy.answer_timeout_s):
+                await read_whole(
+                    self._chunks(call, target), _bounded(fold.add, call, target), has_content=kind.started,
+                    policy=self._patience(target), provider=target.provider, started=started, waited=waited,
+                )  # fmt: skip
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{target.provider}: the whole answer took over {self._policy.answer_timeout_s:g} s."
+            ) from None
         except OrchestratorError as e:
             if produced:  # broken off mid-answer: what the route read and made may be billed (see `_attempt`)
                 e.spent_usd = self._partial_usd(call, target, fold)  # type: ignore[attr-defined]
@@ -336,18 +341,20 @@ class Pipeline:
         finally:
             call.tab.upstream_s += time.perf_counter() - t0
 
-    async def _follow(self, call: Call, flight: Flight[Any], deadline: float) -> Routed[Any]:
-        """The flight's answer as this call wants it: its stream, or folded whole by `deadline` (as an
-        answer asked for whole on its own is: a stream that never ends must not hold the client, nor
-        the flight's upstream call, which stops when its last follower leaves)."""
+    async def _follow(self, call: Call, flight: Flight[Any]) -> Routed[Any]:
+        """The flight's answer as this call wants it: its stream, or folded whole within the answer's time
+        (as one asked for whole on its own is: a stream that never ends must not hold the client, nor the
+        flight's upstream call, which stops when its last follower leaves)."""
         routed = await flight.follow()
         if call.stream:
             return routed
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(self._policy.answer_timeout_s):
                 return Routed(routed.route, await call.kind.assemble(routed.result.chunks()))
         except TimeoutError:
-            raise UpstreamTimeout(f"{routed.route.provider}: no whole answer within the request's deadline.") from None
+            raise UpstreamTimeout(
+                f"{routed.route.provider}: the whole answer took over {self._policy.answer_timeout_s:g} s."
+            ) from None
 
     def _metered(self, call: Call, routed: Routed[Any], plan: RoutePlan, *, shared: bool = False) -> Routed[Any]:
         if isinstance(routed.result, OpenStream):
@@ -376,6 +383,25 @@ class Pipeline:
         return self._policy.model_copy(
             update={"first_token_timeout_s": min(self._policy.first_token_timeout_s, target.first_token_timeout_s)}
         )
+
+
+def _bounded(add: Callable[[Any], object], call: Call, target: Target) -> Callable[[Any], object]:
+    """`add`, refusing more chunks than the request's output limit allows (twice it, for providers that
+    send a token's text in pieces, and reasoning): a route that ignores `max_tokens` and never stops is
+    a failure, not an answer folded until the memory runs out."""
+    outputs, n = output_allowance(call.body)
+    if outputs is None:
+        return add  # up to the context: the answer's time bounds it
+    most, seen = 2 * n * outputs + 64, 0
+
+    def bounded(chunk: Any) -> object:
+        nonlocal seen
+        seen += 1
+        if seen > most:
+            raise UpstreamUnavailable(f"{target.provider}: the answer ran past the request's max_tokens.")
+        return add(chunk)
+
+    return bounded
 
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:

@@ -198,7 +198,10 @@ class ResilienceSettings(Section):
     connect_timeout_s: float = 5.0
     first_token_timeout_s: float = 30.0
     idle_timeout_s: float = 60.0
-    deadline_s: float = 120.0
+    deadline_s: float = 120.0  # the whole request, retries included, up to its first token
+    # A whole (non-stream) answer's generation after its first token (the openai SDK's own default timeout:
+    # a client still waiting past it has gone); a stream's is its client's to end.
+    answer_timeout_s: float = Field(default=600.0, gt=0)
     breaker_threshold: int = 3  # failures of distinct requests that open a provider's circuit
     breaker_cooldown_s: float = 30.0
     breaker_window_s: float = 60.0  # failures further apart than this don't add up

@@ -10,6 +10,7 @@ model actually ran.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -453,25 +454,73 @@ async def test_the_body_cache_directive_stays_in_the_gateway(
 
 
 @pytest.mark.parametrize("temperature", [0, 1], ids=["shared-flight", "alone"])
-async def test_a_whole_answer_that_never_ends_is_a_504_at_the_deadline(tmp_path: Path, temperature: int) -> None:
-    """A cacheable whole answer (one flight shared by identical requests) was folded outside the deadline: a
-    stream that never ended held the client, the gateway's memory and the upstream call for good."""
+async def test_a_whole_answer_runs_past_the_deadline_up_to_the_answers_time(tmp_path: Path, temperature: int) -> None:
+    """The deadline runs up to the first token, as documented; a whole answer then has `answer_timeout_s`.
+    On a CPU engine a default request (no max_tokens) took longer than the deadline and was a 504 every time
+    (and the SDK retried it twice); a cacheable one (a flight shared by identical requests) was folded with no
+    limit at all: a stream that never ended held the client, the gateway's memory and the upstream call."""
     from orchestrator.testing.provider import FakeProvider
 
-    with FakeProvider(reply_tokens=100_000, tokens_per_s=200) as slow:  # 500 s of answer
+    with FakeProvider(reply_tokens=5_000, tokens_per_s=200) as slow:  # 25 s of answer
         settings = cache_settings(
             tmp_path,
             providers={"up": {"base_url": f"{slow.base_url}/v1", "api_key_env": "K", "models": {"m": {"id": "m"}}}},
             models={"remote": ["up/m"]},
-            resilience={"deadline_s": 1.0, "backoff_base_s": 0.01},
+            resilience={"deadline_s": 1.0, "answer_timeout_s": 2.0, "backoff_base_s": 0.01, "attempts": 1},
         )
         async with httpx.AsyncClient() as http:
             pipeline = await build_pipeline({}, settings, env={"K": "sk-test"}, client=http)
             transport = httpx.ASGITransport(app=build_app(pipeline))
             async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=20) as client:
+                longer = {**REMOTE_BODY, "temperature": temperature, "max_tokens": 300}  # 1.5 s: past the deadline
+                assert (await client.post(CHAT, json=longer)).status_code == 200
                 body = {**REMOTE_BODY, "temperature": temperature}
                 async with asyncio.timeout(10):  # (an in-process client has no timeout of its own)
                     answers = await asyncio.gather(*(client.post(CHAT, json=body) for _ in range(2)))
                 assert [r.status_code for r in answers] == [504, 504], [r.text for r in answers]
-                assert all(r.json()["error"]["code"] == "upstream_timeout" for r in answers)
+                assert all("took over 2 s" in r.json()["error"]["message"] for r in answers), answers[0].text
                 assert await slow.wait_for_async(lambda p: p.in_flight == 0, timeout=5)  # the upstream calls ended
+
+
+async def test_a_route_that_ignores_max_tokens_fails_over_instead_of_folding_forever(tmp_path: Path) -> None:
+    """A provider streaming past the request's max_tokens, without end: the answer is the route's failure (the
+    next route serves), not a fold growing until the answer's time runs out."""
+    from aiohttp import web
+
+    from orchestrator.testing.provider import FakeProvider
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        chunk = {**head, "choices": [{"index": 0, "delta": {"content": "la "}, "finish_reason": None}]}
+        with contextlib.suppress(ConnectionError):  # until the gateway gives up on it
+            while True:
+                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                await asyncio.sleep(0.001)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", endless)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        with FakeProvider(reply="It is sunny.") as good:
+            providers = {
+                "bad": {"base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": "K", "models": {"m": {"id": "m"}}},
+                "good": {"base_url": f"{good.base_url}/v1", "api_key_env": "K", "models": {"m": {"id": "m"}}},
+            }
+            settings = cache_settings(tmp_path, providers=providers, models={"chain": ["bad/m", "good/m"]})
+            async with httpx.AsyncClient() as http:
+                pipeline = await build_pipeline({}, settings, env={"K": "sk-test"}, client=http)
+                transport = httpx.ASGITransport(app=build_app(pipeline))
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                    body = {"model": "chain", "messages": user("hi"), "max_tokens": 5, "temperature": 1}
+                    async with asyncio.timeout(10):
+                        r = await client.post(CHAT, json=body)
+                    assert r.status_code == 200 and r.headers["x-served-by"] == "good/m", r.text
+                    assert r.headers["x-route-reason"] == "fallback after bad upstream_unavailable"
+    finally:
+        await runner.cleanup()
