@@ -50,7 +50,7 @@ from orchestrator.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from orchestrator.hedging import HedgedAttempt, discard, first_content, until_first_content
+from orchestrator.hedging import Deadline, HedgedAttempt, attempt_deadline, discard, first_content
 from orchestrator.settings import ResilienceSettings
 
 T = TypeVar("T")
@@ -268,12 +268,13 @@ class _Run(Generic[R]):
                 self.replaced.add(i)  # as below: straight to another of its replicas, once
                 return await self._try(i, target, round_)
             return won
+        deadline: Deadline | None = None
         try:
-            async with asyncio.timeout(remaining) as deadline:
-                with until_first_content(deadline):
+            async with asyncio.timeout(remaining) as timeout:
+                with attempt_deadline(Deadline(timeout, self.policy.answer_timeout_s)) as deadline:
                     result = await self.attempt(target)
         except TimeoutError:
-            error: OrchestratorError = UpstreamTimeout(f"{target.provider}: no answer within the request's deadline.")
+            error: OrchestratorError = _timed_out(target, self.policy, deadline is not None and deadline.reached)
         except OrchestratorError as e:
             error = e
         else:
@@ -295,7 +296,8 @@ class _Run(Generic[R]):
         racing = [first]
         given_up = False  # `target` cancelled because the hedge reached its first content first
         try:
-            async with asyncio.timeout(remaining) as deadline:
+            async with asyncio.timeout(remaining) as timeout:
+                deadline = Deadline(timeout, self.policy.answer_timeout_s)
                 await asyncio.wait(first.waiters(), timeout=target.hedge_after_s, return_when=asyncio.FIRST_COMPLETED)
                 if not first.answered and self._may_hedge(j, hedge, round_):
                     racing.append(HedgedAttempt(self.attempt, hedge))
@@ -316,13 +318,12 @@ class _Run(Generic[R]):
                             self.gave_up(target, loser.elapsed_ms())
                         await self._discard(loser, first)
                 racing = [winner]
-                deadline.reschedule(None)  # it runs up to the first content (`until_first_content`)
+                deadline.reach()  # the rest of the answer has the answer's time
                 await asyncio.wait({winner.task})
                 won = self._ended(i if winner is first else j, winner, round_)
                 return replace(won, hedged=target) if won is not None and given_up else won
         except TimeoutError:
-            error = UpstreamTimeout(f"{target.provider}: no answer within the request's deadline.")
-            self._failed(i, target, error, round_)
+            self._failed(i, target, _timed_out(target, self.policy, deadline.reached), round_)
             return None
         finally:
             for a in racing:
@@ -370,6 +371,12 @@ class _Run(Generic[R]):
         backoff = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2**round_)
         after = getattr(error, "retry_after", None)
         self.not_before[i] = self.clock() + (after if after is not None else backoff * random.uniform(0.5, 1.0))
+
+
+def _timed_out(target: Target, policy: Policy, answering: bool) -> UpstreamTimeout:
+    if answering:
+        return UpstreamTimeout(f"{target.provider}: the answer took over {policy.answer_timeout_s:g} s.")
+    return UpstreamTimeout(f"{target.provider}: no answer within the request's deadline.")
 
 
 def combine(failures: list[tuple[Target, OrchestratorError]], *, deadline_passed: bool = False) -> OrchestratorError:
@@ -500,11 +507,13 @@ async def read_whole(
     provider: str,
     started: Callable[[], None] | None = None,
     waited: Callable[[float], None] | None = None,
+    most: int | None = None,
 ) -> None:
     """Every chunk of `stream` handed to `add`, under `open_stream`'s and `with_idle_timeout`'s rules at
     once: the first content within the first-token timeout (`started` is called on it), each later wait
     within the idle timeout, the same errors, and the stream closed however it ends. `waited` is told
-    the seconds spent waiting on the stream, once, however it ends.
+    the seconds spent waiting on the stream, once, however it ends. More than `most` chunks after the
+    first content is the route's failure (one that streams past the request's output limit).
 
     For an answer folded whole, which needs neither the prefix nor a stream to hand on: one loop instead
     of three generators stacked per chunk (`open_stream`, `with_idle_timeout`, `OpenStream.chunks`).
@@ -531,12 +540,13 @@ async def read_whole(
                         break
         except TimeoutError:
             raise UpstreamTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
-        first_content()
+        first_content(answering=True)
         if started is not None:
             started()
         watch = _IdleWatch(policy.idle_timeout_s)
         task = asyncio.current_task()
         assert task is not None
+        left = most if most is not None else -1
         try:
             while True:
                 t0 = clock()
@@ -547,6 +557,9 @@ async def read_whole(
                 finally:
                     total += clock() - t0
                 add(chunk)
+                left -= 1
+                if left == 0:
+                    raise UpstreamUnavailable(f"{provider}: the answer ran past the request's output limit.")
         finally:
             watch.close()
     finally:

@@ -26,27 +26,42 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _FIRST_CONTENT: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("first_content", default=None)
-_DEADLINE: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar("deadline", default=None)
+class Deadline:
+    """An attempt's time limit: the request's deadline up to its first content, then `answer_s` more for the
+    rest of the answer (a whole answer's generation is bounded by the answer's time, not the deadline)."""
+
+    __slots__ = ("answer_s", "reached", "timeout")
+
+    def __init__(self, timeout: asyncio.Timeout, answer_s: float):
+        self.timeout, self.answer_s, self.reached = timeout, answer_s, False
+
+    def reach(self) -> None:
+        """The first content came: from now on the answer's time runs."""
+        if not self.reached:
+            self.reached = True
+            self.timeout.reschedule(asyncio.get_running_loop().time() + self.answer_s)
 
 
-def first_content() -> None:
+_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("deadline", default=None)
+
+
+def first_content(answering: bool = False) -> None:
     """The attempt running in this task reached its first content: a hedged attempt's race hears of it,
-    and the request's deadline, which runs up to the first content (`until_first_content`), stops."""
+    and, where the attempt goes on `answering` (a whole answer read to its end; a stream's attempt ends
+    here), its `Deadline` moves from the request's deadline to the answer's time."""
     event = _FIRST_CONTENT.get()
     if event is not None:
         event.set()
-    deadline = _DEADLINE.get()
-    if deadline is not None:
-        deadline.reschedule(None)
+    if answering and (deadline := _DEADLINE.get()) is not None:
+        deadline.reach()
 
 
 @contextlib.contextmanager
-def until_first_content(deadline: asyncio.Timeout) -> Iterator[None]:
-    """`deadline` (an `asyncio.timeout`) stopped by the first content of the attempt run inside: a whole
-    answer's generation after it is bounded by its own limits, not the request's deadline."""
+def attempt_deadline(deadline: Deadline) -> Iterator[Deadline]:
+    """`deadline` moved by the first content of the attempt run inside (`first_content`)."""
     token = _DEADLINE.set(deadline)
     try:
-        yield
+        yield deadline
     finally:
         _DEADLINE.reset(token)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import replace
 from functools import partial
@@ -35,7 +35,7 @@ from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
-from orchestrator.errors import OrchestratorError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from orchestrator.errors import OrchestratorError, UpstreamError, UpstreamTimeout
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
 from orchestrator.metering import Meter
 from orchestrator.protocol import ModelCard, ModelList, Usage
@@ -281,15 +281,10 @@ class Pipeline:
 
         sent = plan.attempting(target)
         try:
-            async with asyncio.timeout(self._policy.answer_timeout_s):
-                await read_whole(
-                    self._chunks(call, target), _bounded(fold.add, call, target), has_content=kind.started,
-                    policy=self._patience(target), provider=target.provider, started=started, waited=waited,
-                )  # fmt: skip
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"{target.provider}: the whole answer took over {self._policy.answer_timeout_s:g} s."
-            ) from None
+            await read_whole(
+                self._chunks(call, target), fold.add, has_content=kind.started, policy=self._patience(target),
+                provider=target.provider, started=started, waited=waited, most=_most_chunks(call),
+            )  # fmt: skip
         except OrchestratorError as e:
             if produced:  # broken off mid-answer: what the route read and made may be billed (see `_attempt`)
                 e.spent_usd = self._partial_usd(call, target, fold)  # type: ignore[attr-defined]
@@ -385,23 +380,12 @@ class Pipeline:
         )
 
 
-def _bounded(add: Callable[[Any], object], call: Call, target: Target) -> Callable[[Any], object]:
-    """`add`, refusing more chunks than the request's output limit allows (twice it, for providers that
-    send a token's text in pieces, and reasoning): a route that ignores `max_tokens` and never stops is
-    a failure, not an answer folded until the memory runs out."""
+def _most_chunks(call: Call) -> int | None:
+    """The most chunks a whole answer within the request's output limit takes (twice it, for providers that
+    send a token's text in pieces, and reasoning): a route that ignores `max_tokens` and never stops is a
+    failure, not an answer folded until its time runs out. None: up to the context (its time bounds it)."""
     outputs, n = output_allowance(call.body)
-    if outputs is None:
-        return add  # up to the context: the answer's time bounds it
-    most, seen = 2 * n * outputs + 64, 0
-
-    def bounded(chunk: Any) -> object:
-        nonlocal seen
-        seen += 1
-        if seen > most:
-            raise UpstreamUnavailable(f"{target.provider}: the answer ran past the request's max_tokens.")
-        return add(chunk)
-
-    return bounded
+    return None if outputs is None else 2 * n * outputs + 64
 
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:

@@ -375,8 +375,11 @@ class ChatCompletionRequest(SamplingFields):
 
     def native(self) -> Native | None:
         """The client's own request, where it came in another wire format (a provider speaking that
-        format sends it rather than a translation). Private: in no dump, so in no cache key by itself."""
-        return self._native
+        format sends it rather than a translation). Private: in no dump, so in no cache key by itself.
+        (Read from pydantic's private store straight: `self._native` goes through `BaseModel.__getattr__`,
+        and this is asked several times of every request.)"""
+        private = self.__pydantic_private__
+        return private.get("_native") if private else None
 
     def carrying(self, native: Native) -> ChatCompletionRequest:
         """This request, carrying the client's own `native` one (copies keep it: `model_copy`)."""
@@ -547,8 +550,7 @@ class ChunkChoice(WireModel):
 
 
 class ChatCompletionChunk(WireModel):
-    """One streamed chunk of a chat completion. `prompt_usage`, never sent: the prompt's count where a route
-    knows it at the first chunk (Anthropic's `message_start` says it; OpenAI's only at the end)."""
+    """One streamed chunk of a chat completion."""
 
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
@@ -557,13 +559,25 @@ class ChatCompletionChunk(WireModel):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+
+    @property
+    def prompt_usage(self) -> Usage | None:
+        """The prompt's count, where a route says it at its first chunk (`OpeningChunk`)."""
+        return None
+
+
+class OpeningChunk(ChatCompletionChunk):
+    """A route's first chunk, carrying the prompt's count where the route knows it at the start (the local
+    engine, Anthropic's `message_start`; OpenAI says it only at the end), never sent. A subclass: a private
+    attribute costs every chunk validated from a provider's bytes a step more."""
+
     _prompt_usage: Usage | None = PrivateAttr(default=None)
 
     @property
     def prompt_usage(self) -> Usage | None:
         return self._prompt_usage
 
-    def with_prompt_usage(self, usage: Usage | None) -> ChatCompletionChunk:
+    def with_prompt_usage(self, usage: Usage | None) -> OpeningChunk:
         self._prompt_usage = usage
         return self
 

@@ -94,6 +94,7 @@ from orchestrator.protocol import (
     EmbeddingResponse,
     FinishReason,
     ImagePart,
+    OpeningChunk,
     PromptTokensDetails,
     RefusalPart,
     TextPart,
@@ -438,7 +439,11 @@ class StreamTranslator:
         self._id = f"chatcmpl-{message['id']}"
         self._model = str(message["model"])
         self._take_usage(message.get("usage"))
-        return [self._chunk(ChunkDelta(role="assistant", content="")).with_prompt_usage(self._usage_so_far())]
+        opening = OpeningChunk(
+            id=self._id, created=self._created, model=self._model,
+            choices=[ChunkChoice(index=0, delta=ChunkDelta(role="assistant", content=""))],
+        )  # fmt: skip
+        return [opening.with_prompt_usage(self._usage_so_far())]
 
     def _block_start(self, index: int, block: dict[str, Any]) -> list[ChatCompletionChunk]:
         if block["type"] == "tool_use":

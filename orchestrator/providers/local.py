@@ -37,6 +37,7 @@ from orchestrator.protocol import (
     EmbeddingRequest,
     EmbeddingResponse,
     EmbeddingUsage,
+    OpeningChunk,
     PromptTokensDetails,
     TokenLogprob,
     ToolCallDelta,
@@ -179,7 +180,7 @@ class LocalProvider:
                         # OpenAI opens every choice with a role delta; sent only once the
                         # engine has produced output, so earlier failures stay plain errors.
                         started = True
-                        yield ChatCompletionChunk(
+                        yield OpeningChunk(
                             id=cid,
                             created=created,
                             model=model,
