@@ -196,6 +196,8 @@ class Gateway:
         self, settings: Settings, local: Any, embed: Any = None, board: Any = None
     ):
         rebind_at_once()  # before Serve starts this replica's listener (after the constructor)
+        if settings.server.request_log:
+            request_log_lines()
         clients: dict[str, tuple[LocalModelClient, ModelInfo]] = {
             LOCAL: (HandleClient(local), await model_info(board, local, served_name(settings.local)))
         }
@@ -255,6 +257,16 @@ class Gateway:
             responses=self._responses,
             ingress_request_ids=True,  # Serve answers with its own x-request-id
         )
+
+
+def request_log_lines() -> None:
+    """Each request's JSON line written to this process's stderr (a Ray worker's log, streamed to the
+    driver's terminal): in a worker, nothing of ours above WARNING reaches a handler by itself."""
+    requests = logging.getLogger("orchestrator.requests")
+    requests.setLevel(logging.INFO)
+    if not requests.handlers:
+        requests.addHandler(logging.StreamHandler())  # stderr, the line as it is
+        requests.propagate = False
 
 
 def freeze_heap() -> None:

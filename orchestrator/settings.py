@@ -49,6 +49,10 @@ class ServerSettings(Section):
     # replica is reached at its own port.
     haproxy: bool = False
     access_log: bool = False
+    # Each /v1 request's row (what the ledger keeps) also as one JSON line on the `orchestrator.requests`
+    # logger, in the Gateway replicas' logs. Off: a line a request costs the hot path its encoding and Ray's
+    # log streaming; the rows are in the ledger either way (`orchestrator report`, /admin/usage).
+    request_log: bool = False
     # A request body over this is refused with a 413 before it is read whole.
     max_body_mb: float = Field(default=8.0, gt=0)
 

@@ -66,7 +66,7 @@ def parse_body(raw: bytes, model: type[M], not_json: str = _NOT_JSON, tags: froz
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=True)  # "5" is no integer, nor "yes" a boolean, as OpenAI has it
     except ValidationError as e:
         raise validation_error(e, tags) from None
 

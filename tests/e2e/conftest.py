@@ -111,7 +111,7 @@ def base_url(
         # A port free a moment ago can be taken by one of Ray's own workers: try another.
         port = _free_port()
         try:
-            runtime.start(load_settings(server={"port": port}, **EAGER, **remote), timeout_s=900)
+            runtime.start(load_settings(server={"port": port, "request_log": True}, **EAGER, **remote), timeout_s=900)
             break
         except Exception:
             runtime.stop()

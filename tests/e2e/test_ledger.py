@@ -61,3 +61,33 @@ def test_metrics_scrape_in_prometheus_text_format(base_url: str, client: openai.
     names = {f.name for f in text_string_to_metric_families(r.text)}
     assert {"orchestrator_requests", "orchestrator_ttft_seconds", "orchestrator_local_queue_depth"} <= names
     assert "orchestrator_route_decisions" in names and "orchestrator_gateway_overhead_seconds" in names
+
+
+def test_with_request_log_each_request_is_a_json_line_in_the_gateways_log(client: openai.OpenAI) -> None:
+    """`server.request_log: true` (as conftest.py starts the app): the README's promised line. Before, under
+    Serve, the logger stopped at a worker's WARNING and no line was ever written."""
+    import glob
+    import json
+    import time
+
+    reply = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=5,
+    )
+    request_id = reply.headers["x-request-id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for path in glob.glob("/tmp/ray/session_latest/logs/**/*", recursive=True):
+            try:
+                with open(path, errors="replace") as f:
+                    lines = [line for line in f if request_id in line and line.lstrip().startswith("{")]
+            except (IsADirectoryError, PermissionError):
+                continue
+            if lines:
+                row = json.loads(lines[0])
+                assert row["status"] == 200 and row["ingress_request_id"] == request_id
+                assert "sk-" not in lines[0]  # the key id, never the key
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"no JSON line with {request_id} in the Ray session's logs")

@@ -65,6 +65,11 @@ def chat_body(**extra: Any) -> dict[str, Any]:
         # A named tool that isn't among the tools: a remote route answered as if it were.
         (json.dumps(chat_body(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "b"}})).encode(),
          "tool_choice"),
+        # Types OpenAI refuses, which the lax validation coerced: "5" as 5, true as 1, "yes" as true, 2.0 as 2.
+        (json.dumps(chat_body(max_tokens="5")).encode(), "max_tokens"),
+        (json.dumps(chat_body(max_tokens=True)).encode(), "max_tokens"),
+        (json.dumps(chat_body(stream="yes")).encode(), "stream"),
+        (json.dumps(chat_body(n=2.0)).encode(), "n"),
         # A tool call required with no tool to call: the choice silently dropped, a 200 with plain text.
         (json.dumps(chat_body(tool_choice="required")).encode(), "tool_choice"),
         # Legacy function calling on the local model, which has no such fields: a 200 with plain text before.
