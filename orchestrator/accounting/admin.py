@@ -59,7 +59,9 @@ def check_master_key(accounts: Accounts, headers: Mapping[str, str], what: str) 
     if accounts.master_key_sha256 is None:
         raise AdminDisabled(f"{what} is disabled: no master key is configured.")
     key = presented(headers)
-    if key is None or not same_hash(hash_key(key), accounts.master_key_sha256):
+    if key is None:
+        raise InvalidApiKey(f"{what} needs the master key (Authorization: Bearer ..., or x-api-key).")
+    if not same_hash(hash_key(key), accounts.master_key_sha256):
         raise InvalidApiKey("Incorrect master key provided.")
 
 

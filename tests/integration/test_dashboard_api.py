@@ -55,7 +55,7 @@ async def test_the_page_and_its_files_are_public_and_fetch_nothing_elsewhere(gw:
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
-        ({}, "Incorrect master key"),
+        ({}, "The dashboard needs the master key"),  # was "Incorrect master key": none was given
         ({"Authorization": "Bearer sk-wrong"}, "Incorrect master key"),
         ({"Authorization": f"Bearer {TEAM_KEY}"}, "Incorrect master key"),  # a client key is not the master key
     ],
