@@ -68,6 +68,7 @@ def test_with_request_log_each_request_is_a_json_line_in_the_gateways_log(client
     Serve, the logger stopped at a worker's WARNING and no line was ever written."""
     import glob
     import json
+    import os
     import time
 
     reply = client.chat.completions.with_raw_response.create(
@@ -78,7 +79,7 @@ def test_with_request_log_each_request_is_a_json_line_in_the_gateways_log(client
     request_id = reply.headers["x-request-id"]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        for path in glob.glob("/tmp/ray/session_latest/logs/**/*", recursive=True):
+        for path in glob.glob(os.environ.get("RAY_TMPDIR", "/tmp/ray") + "/**/logs/**/*", recursive=True):
             try:
                 with open(path, errors="replace") as f:
                     lines = [line for line in f if request_id in line and line.lstrip().startswith("{")]
@@ -90,4 +91,4 @@ def test_with_request_log_each_request_is_a_json_line_in_the_gateways_log(client
                 assert "sk-" not in lines[0]  # the key id, never the key
                 return
         time.sleep(0.5)
-    raise AssertionError(f"no JSON line with {request_id} in the Ray session's logs")
+    raise AssertionError(f"no JSON line with {request_id} in the Ray session's logs (RAY_TMPDIR)")
