@@ -507,13 +507,11 @@ async def read_whole(
     provider: str,
     started: Callable[[], None] | None = None,
     waited: Callable[[float], None] | None = None,
-    most: int | None = None,
 ) -> None:
     """Every chunk of `stream` handed to `add`, under `open_stream`'s and `with_idle_timeout`'s rules at
     once: the first content within the first-token timeout (`started` is called on it), each later wait
     within the idle timeout, the same errors, and the stream closed however it ends. `waited` is told
-    the seconds spent waiting on the stream, once, however it ends. More than `most` chunks after the
-    first content is the route's failure (one that streams past the request's output limit).
+    the seconds spent waiting on the stream, once, however it ends.
 
     For an answer folded whole, which needs neither the prefix nor a stream to hand on: one loop instead
     of three generators stacked per chunk (`open_stream`, `with_idle_timeout`, `OpenStream.chunks`).
@@ -546,7 +544,6 @@ async def read_whole(
         watch = _IdleWatch(policy.idle_timeout_s)
         task = asyncio.current_task()
         assert task is not None
-        left = most if most is not None else -1
         try:
             while True:
                 t0 = clock()
@@ -557,9 +554,6 @@ async def read_whole(
                 finally:
                     total += clock() - t0
                 add(chunk)
-                left -= 1
-                if left == 0:
-                    raise UpstreamUnavailable(f"{provider}: the answer ran past the request's output limit.")
         finally:
             watch.close()
     finally:

@@ -43,7 +43,7 @@ from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.capabilities import Registry
 from orchestrator.scheduling.router import Resolution, RoutePlan, Router, RoutingState
-from orchestrator.scheduling.tokens import UsageEstimator, answer_text, output_allowance
+from orchestrator.scheduling.tokens import UsageEstimator, answer_text
 from orchestrator.settings import CacheSettings
 from orchestrator.telemetry import Telemetry
 
@@ -283,7 +283,7 @@ class Pipeline:
         try:
             await read_whole(
                 self._chunks(call, target), fold.add, has_content=kind.started, policy=self._patience(target),
-                provider=target.provider, started=started, waited=waited, most=_most_chunks(call),
+                provider=target.provider, started=started, waited=waited,
             )  # fmt: skip
         except OrchestratorError as e:
             if produced:  # broken off mid-answer: what the route read and made may be billed (see `_attempt`)
@@ -378,14 +378,6 @@ class Pipeline:
         return self._policy.model_copy(
             update={"first_token_timeout_s": min(self._policy.first_token_timeout_s, target.first_token_timeout_s)}
         )
-
-
-def _most_chunks(call: Call) -> int | None:
-    """The most chunks a whole answer within the request's output limit takes (twice it, for providers that
-    send a token's text in pieces, and reasoning): a route that ignores `max_tokens` and never stops is a
-    failure, not an answer folded until its time runs out. None: up to the context (its time bounds it)."""
-    outputs, n = output_allowance(call.body)
-    return None if outputs is None else 2 * n * outputs + 64
 
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:
