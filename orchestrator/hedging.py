@@ -26,6 +26,8 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _FIRST_CONTENT: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar("first_content", default=None)
+
+
 class Deadline:
     """An attempt's time limit: the request's deadline up to its first content, then `answer_s` more for the
     rest of the answer (a whole answer's generation is bounded by the answer's time, not the deadline)."""
