@@ -34,16 +34,18 @@ _HANDED_OUT: set[int] = set()
 _RANDOM = random.SystemRandom()
 
 
-def free_port(count: int = 1) -> int:
-    """A free port (the first of `count` consecutive free ones), never one this process handed out before.
+def free_port(count: int = 1, also: tuple[int, ...] = ()) -> int:
+    """A free port (the first of `count` consecutive free ones), never one this process handed out before;
+    the ports `also` above each of them (another listener's offset: Serve's proxy with direct ingress,
+    `orchestrator.deploy.PROXY_PORT_OFFSET`) free and held back too.
 
     Drawn from 20000-32767: above Ray's worker ports (10002-19999) and below the kernel's ephemeral range
     (32768+), where any outgoing connection (Ray's own, by the hundred) may take a port between our check
     and the moment a node or a gateway binds it.
     """
     while True:
-        first = _RANDOM.randrange(20000, 32768 - count)
-        ports = set(range(first, first + count))
+        first = _RANDOM.randrange(20000, 32768 - count - max(also, default=0))
+        ports = {p + offset for p in range(first, first + count) for offset in (0, *also)}
         if ports & _HANDED_OUT or not all(_bindable(p) for p in ports):
             continue
         _HANDED_OUT.update(ports)

@@ -38,6 +38,7 @@ from ray_nodes import SERVE, Cluster, free_port
 
 from orchestrator import runtime
 from orchestrator.accounting.keys import hash_key
+from orchestrator.deploy import PROXY_PORT_OFFSET
 from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.scheduling.tokens import prompt_upper_bound
 from orchestrator.settings import load_settings
@@ -114,7 +115,8 @@ def header_env(serve_config: str) -> dict[str, str]:
 def deployment() -> Iterator[Deployment]:
     # Short: Ray's unix sockets live under it (108-byte path limit).
     tmp = Path(tempfile.mkdtemp(prefix="orch-mn-", dir="/tmp"))
-    port = free_port(2)  # a gateway per node: with direct ingress, port and port + 1 on this one host
+    # A gateway per node: with direct ingress, port and port + 1 on this one host, Serve's proxies 1000 above.
+    port = free_port(2, also=(PROXY_PORT_OFFSET,))
     config = tmp / "orchestrator.yaml"
     config.write_text(yaml.safe_dump(orchestrator_config(tmp, port)))
     runtime.prepare_models(load_settings(config), progress=False)  # the model, built once, before any node
