@@ -4,16 +4,17 @@ The flow's meter step. A whole answer is recorded at once; a stream when it
 ends or breaks off (with the usage it reported, or, without any, what the
 tab's tokenizer counts of its text). A cache hit costs nothing and saves what
 the stored answer cost; so does an answer shared with the identical request
-that led its flight (that one paid). Load spill's cost counts against the
-burst budget once per upstream call (`RoutePlan.overflowed`). What attempts
-that didn't serve may be billed (`Route.discarded_usd`: a hedge called off, a
-whole answer broken off before a fallback) is part of the request's cost,
-whichever route served it.
+that led its flight (that one paid). Load spill's
+cost counts against the burst budget once per upstream call
+(`RoutePlan.overflowed`). What attempts that didn't serve may be billed
+(`Route.discarded_usd`: a hedge called off, a whole answer broken off before
+a fallback) is part of the request's cost, whichever route served it; with no
+route serving, it is the failed request's record (`lost`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from orchestrator.accounting.prices import Prices, UsageRecord
@@ -97,6 +98,36 @@ class Meter:
 
         closed = _OnClose(lambda: end(False, None))
         return Routed(routed.route, OpenStream(routed.result.prefix, rest(), also=(routed.result, closed)))
+
+    def lost(self, call: Call, parts: Sequence[Any], hedges_usd: float) -> None:
+        """No route answered `call`, and attempts that didn't may be billed all the same (`parts`: whole
+        answers broken off after their first content, each with its provider, model, usage and cost;
+        `hedges_usd`: the prompts of hedges called off): recorded on the tab, at the first part's route."""
+        usage: Usage | None = None
+        for p in parts:
+            if p.usage is not None:
+                usage = p.usage if usage is None else usage + p.usage
+        first = parts[0] if parts else None
+        call.tab.record(
+            UsageRecord(
+                id=call.tab.request_id,
+                model=call.model,
+                provider=first.provider if first else "none",
+                provider_model=first.model if first else "none",
+                route_reason="failed: " + ", ".join(f"{p.provider}/{p.model} broke off mid-answer" for p in parts)
+                if parts
+                else "failed: hedges called off",
+                cache="BYPASS",
+                stream=call.stream,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cached_tokens=0,
+                cost_usd=sum(p.usd for p in parts) + hedges_usd,
+                saved_usd=0.0,
+                complete=False,
+                estimated=any(p.estimated for p in parts),
+            )
+        )
 
     def _settle(self, provider: str, broke: OrchestratorError | None) -> None:
         """The route's circuit told how its stream ended (the failover's own count stops at the first

@@ -425,6 +425,83 @@ async def test_a_whole_answer_broken_off_before_a_fallback_is_part_of_the_cost(
     assert broken >= prompt * BIG["input_per_mtok"] / 1e6 + BIG["output_per_mtok"] / 1e6
 
 
+def cost_of(usage: dict[str, Any], price: dict[str, float]) -> float:
+    return (
+        usage["prompt_tokens"] * price["input_per_mtok"] + usage["completion_tokens"] * price["output_per_mtok"]
+    ) / 1e6
+
+
+async def test_a_whole_answer_that_broke_off_on_every_route_is_still_billed(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every attempt's answer broke off mid-way and the client got a 5xx: each had its prompt read and
+    output made, which the provider bills, and the request's row said $0 (no budget saw it). Now the
+    failed request's row carries what they may cost, and no route is said to have answered it."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV) as (c, _):
+        paid.set_fault("drop", stall_after=4)
+        try:
+            r = await chat(c, KEY_B)
+        finally:
+            paid.clear_fault()
+        assert r.status_code >= 500, r.text
+        served = await chat(c, KEY_B)
+    row = next(x for x in records(caplog) if x["request_id"] == r.headers["x-request-id"])
+    assert (row["status"], row["route"], row["complete"], row["estimated"]) == (r.status_code, "none", False, True)
+    # Two attempts (`resilience.attempts`), each its prompt and 4 words at least, at paid/big's prices.
+    prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)
+    assert row["cost_usd"] >= 2 * (prompt * BIG["input_per_mtok"] + 4 * BIG["output_per_mtok"]) / 1e6
+    assert row["cost_usd"] < 2 * cost_of(served.json()["usage"], BIG) * 4  # an estimate, not a wild one
+
+
+async def test_a_whole_answer_cut_at_the_answers_time_before_a_fallback_is_part_of_the_cost(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first route streamed for longer than the answer's time (`answer_timeout_s`) and was given up,
+    the next one served: the first's prompt and output so far were left out of the cost (a timeout, unlike
+    an error, cancels the attempt before it can say what it made)."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    with FakeProvider(reply="Paris.") as fast:
+        providers = {name: p.model_dump() for name, p in settings_for(paid, tmp_path).providers.items()}
+        models = {"s": {"id": "s", **SMALL}}
+        providers["fast"] = {"base_url": fast.base_url + "/v1", "api_key_env": "PAID_KEY", "models": models}
+        settings = settings_for(
+            paid,
+            tmp_path,
+            providers=providers,
+            models={"chain": ["paid/big", "fast/s"]},
+            resilience={"answer_timeout_s": 0.5},
+        )
+        paid.tokens_per_s = 5.0  # 11 words: about 2 s
+        try:
+            async with gateway(settings, FakeEngine("fake-chat"), ENV) as (c, _):
+                r = await chat(c, KEY_B, model="chain")
+        finally:
+            paid.tokens_per_s = 0.0
+        assert r.status_code == 200 and r.headers["x-served-by"] == "fast/s", r.text
+        assert "fallback after paid upstream_timeout" in r.headers["x-route-reason"]
+    row = next(x for x in records(caplog) if x["request_id"] == r.headers["x-request-id"])
+    served = cost_of(r.json()["usage"], SMALL)
+    prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)
+    assert row["cost_usd"] - served >= (prompt * BIG["input_per_mtok"] + BIG["output_per_mtok"]) / 1e6
+
+
+async def test_a_shared_whole_answer_that_broke_off_is_paid_by_its_leader_with_its_retry(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reproducible whole answer leads a flight; the flight's call broke off mid-answer and the request
+    retried on its own: only the retry was in the ledger, not the broken call's prompt and output."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV) as (c, _):
+        paid.set_fault("drop", stall_after=4, fail_times=1)
+        r = await chat(c, KEY_B, temperature=0)
+        assert r.status_code == 200 and r.headers["x-cache"] == "MISS", r.text
+    row = next(x for x in records(caplog) if x["request_id"] == r.headers["x-request-id"])
+    prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)
+    broken = row["cost_usd"] - cost_of(r.json()["usage"], BIG)
+    assert broken >= (prompt * BIG["input_per_mtok"] + 4 * BIG["output_per_mtok"]) / 1e6
+
+
 # ------------------------------------------------------------------------------ metrics
 
 
