@@ -4,7 +4,8 @@ The flow's meter step. A whole answer is recorded at once; a stream when it
 ends or breaks off (with the usage it reported, or, without any, what the
 tab's tokenizer counts of its text). A cache hit costs nothing and saves what
 the stored answer cost; so does an answer shared with the identical request
-that led its flight (that one paid). Load spill's
+that led its flight (that one paid: for the flight's whole upstream call, even
+when its own client left before the others had their answer). Load spill's
 cost counts against the burst budget once per upstream call
 (`RoutePlan.overflowed`). What attempts that didn't serve may be billed
 (`Route.discarded_usd`: a hedge called off, a whole answer broken off before
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 from orchestrator.accounting.prices import Prices, UsageRecord
 from orchestrator.caching.cache import Entry
+from orchestrator.caching.singleflight import Flight
 from orchestrator.calls import Call
 from orchestrator.errors import OrchestratorError
 from orchestrator.failover import Breakers, OpenStream, trips_breaker
@@ -60,8 +62,11 @@ class Meter:
         *,
         hit: Entry | None = None,
         shared: bool = False,
+        flight: Flight[Any] | None = None,
     ) -> Routed[OpenStream[Any]]:
-        """The same stream, recorded when it ends (or breaks off)."""
+        """The same stream, recorded when it ends (or breaks off). The leader of a `flight` whose client
+        leaves before its end is recorded when the flight ends: the upstream call goes on for the requests
+        sharing it, and all of it is the leader's to pay (they are recorded as shared, free)."""
         seen = _Seen(collect=call.tab.estimator is not None)  # text only to count it, if need be
         for chunk in routed.result.prefix:
             seen.observe(chunk)
@@ -76,6 +81,9 @@ class Meter:
             ended = True
             if hit is None and not shared:
                 self._settle(routed.route.provider, broke)
+            if flight is not None and not complete and broke is None:  # its client left: the flight's whole call
+                flight.when_ended(lambda: self.flight_ended(call, flight, plan, routed.route))
+                return
             self._record(
                 call, routed.route, seen.usage, seen.id, plan, stream=True, complete=complete, hit=hit,
                 shared=shared, text=seen.text,
@@ -98,6 +106,19 @@ class Meter:
 
         closed = _OnClose(lambda: end(False, None))
         return Routed(routed.route, OpenStream(routed.result.prefix, rest(), also=(routed.result, closed)))
+
+    def flight_ended(self, call: Call, flight: Flight[Any], plan: RoutePlan | None, route: Route | None) -> None:
+        """The upstream call of a flight `call` led, recorded from what it made (its usage, or the count of
+        its text), once it has ended: for a leader that left before the end (its client went away).
+        `route`: the flight's as the leader's answer showed it (None: the flight's own)."""
+        route = route or flight.route
+        if route is None:  # it never reached its first content: nothing came, nothing to bill
+            return
+        seen = _Seen(collect=call.tab.estimator is not None)
+        for chunk in flight.chunks:
+            seen.observe(chunk)
+        # Not complete: its client had only part of the answer (whatever the call made, all of it is billed).
+        self._record(call, route, seen.usage, seen.id, plan, stream=call.stream, complete=False, text=seen.text)
 
     def lost(self, call: Call, parts: Sequence[Any], hedges_usd: float) -> None:
         """No route answered `call`, and attempts that didn't may be billed all the same (`parts`: whole

@@ -126,6 +126,10 @@ class Pipeline:
         flight, leads = self._flights.join(key, lead, partial(self._store, call, key, decision))
         try:
             routed = await self._follow(call, flight)
+        except asyncio.CancelledError:
+            if leads:  # its client left; the flight may go on for others: its upstream call is still this one's
+                flight.when_ended(lambda: self._meter.flight_ended(call, flight, plan, _cached(flight.route, decision)))
+            raise
         except Exception:
             if call.stream or not flight.finished or flight.route is None:
                 raise
@@ -137,7 +141,9 @@ class Pipeline:
             routed, leads = await self._attempt(call, plan, whole=True, spent=broken), True
             await self._store_whole(call, key, decision, routed)
         routed = _with_cache(routed, decision)
-        return self._metered(call, routed if leads else _shared(routed), plan, shared=not leads)
+        if not leads:
+            return self._metered(call, _shared(routed), plan, shared=True)
+        return self._metered(call, routed, plan, flight=flight)
 
     async def count(self, call: Call) -> int:
         """The call's prompt tokens as routing counts them (`Router.count`), for a model that exists
@@ -387,9 +393,17 @@ class Pipeline:
                 f"{routed.route.provider}: the whole answer took over {self._policy.answer_timeout_s:g} s."
             ) from None
 
-    def _metered(self, call: Call, routed: Routed[Any], plan: RoutePlan, *, shared: bool = False) -> Routed[Any]:
+    def _metered(
+        self,
+        call: Call,
+        routed: Routed[Any],
+        plan: RoutePlan,
+        *,
+        shared: bool = False,
+        flight: Flight[Any] | None = None,
+    ) -> Routed[Any]:
         if isinstance(routed.result, OpenStream):
-            return self._meter.stream(call, routed, plan, shared=shared)
+            return self._meter.stream(call, routed, plan, shared=shared, flight=flight)
         return self._meter.whole(call, routed, plan, shared=shared)
 
     async def _store(self, call: Call, key: str, decision: Decision, flight: Flight[Any]) -> None:
@@ -448,6 +462,10 @@ class _Spent:
         """The hedges called off that are not in here already (one that made output before it was
         cancelled is billed as what it made, its prompt included)."""
         return tuple(h for h in hedges if not any(p.target is h for p in self.parts))
+
+
+def _cached(route: Route | None, decision: Decision) -> Route | None:
+    return replace(route, cache=decision.outcome_if_missed) if route is not None else None
 
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:

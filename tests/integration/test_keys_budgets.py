@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from loopback import serving
 from openai_schema import validate
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -110,8 +111,17 @@ def settings_for(paid: FakeProvider, tmp: Path, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def gateway(
-    settings: Settings, engine: FakeEngine, env: dict[str, str], info: ModelInfo | None = None, **app_options: Any
+    settings: Settings,
+    engine: FakeEngine,
+    env: dict[str, str],
+    info: ModelInfo | None = None,
+    *,
+    live: bool = False,
+    **app_options: Any,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """The app and its accounts; `live`: served on a loopback socket (a client can leave mid-answer),
+    else in-process through `ASGITransport`."""
+
     async def stats() -> LoadStats:
         return engine.stats()
 
@@ -126,8 +136,12 @@ async def gateway(
         )
         app = build_app(pipeline, accounts, **app_options)
         try:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
-                yield c, accounts
+            if live:
+                async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as c:
+                    yield c, accounts
+            else:
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+                    yield c, accounts
         finally:
             await accounts.drain()
             await accounts.background.stop()
@@ -500,6 +514,45 @@ async def test_a_shared_whole_answer_that_broke_off_is_paid_by_its_leader_with_i
     prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)
     broken = row["cost_usd"] - cost_of(r.json()["usage"], BIG)
     assert broken >= (prompt * BIG["input_per_mtok"] + 4 * BIG["output_per_mtok"]) / 1e6
+
+
+async def test_the_leader_of_a_shared_stream_pays_for_all_of_it_when_its_client_leaves(
+    paid: FakeProvider, tmp_path: Path
+) -> None:
+    """Two identical reproducible streams share one upstream call: the first leads and pays, the other is
+    recorded as shared ($0). The leader's client left after a few chunks and the call went on to its end
+    for the other one: the leader was charged for what its client had seen, and the rest of what the
+    provider billed was nobody's. Now the leader is charged, once the call has ended, for all of it."""
+    settings = settings_for(paid, tmp_path)
+    body = {"model": "paid/big", "messages": QUESTION, "max_tokens": 20, "temperature": 0, "stream": True}
+    paid.ttft_ms, paid.tokens_per_s = 500.0, 20.0  # the first word after 0.5 s, the 11th after 1 s
+    before = len(paid.requests)
+    try:
+        async with gateway(settings, FakeEngine("fake-chat"), ENV, live=True) as (c, accounts):
+
+            async def lead() -> None:
+                async with c.stream("POST", "/v1/chat/completions", json=body, headers=auth(KEY_B)) as r:
+                    assert r.status_code == 200
+                    async for line in r.aiter_lines():
+                        if line.startswith("data: {") and '"content":"' in line:
+                            return  # its first content: the client leaves
+
+            async def follow() -> str:
+                await asyncio.sleep(0.1)  # the leader's flight is in the air, before its first word
+                r = await c.post("/v1/chat/completions", json=body, headers=auth(KEY_B))
+                return r.text
+
+            _, followed = await asyncio.gather(lead(), follow())
+            assert "[DONE]" in followed
+            await asyncio.sleep(0.3)  # the flight's end is heard after the leader's response ended
+            await accounts.drain()
+            report = (await c.get("/admin/usage", headers=auth(MASTER))).json()
+    finally:
+        paid.ttft_ms, paid.tokens_per_s = 0.0, 0.0
+    asked = [x for x in paid.requests[before:] if x.path == "/v1/chat/completions"]
+    assert [(x.outcome, x.events_sent) for x in asked] == [("completed", 11)]  # one call (shared), to its end
+    full = cost_of({"prompt_tokens": 6, "completion_tokens": 11}, BIG)  # the provider's own usage
+    assert report["by_key"]["team-b"]["cost_usd"] == pytest.approx(full)
 
 
 # ------------------------------------------------------------------------------ metrics
