@@ -82,6 +82,7 @@ class Meter:
             if hit is None and not shared:
                 self._settle(routed.route.provider, broke)
             if flight is not None and not complete and broke is None:  # its client left: the flight's whole call
+                call.tab.expect_record()
                 flight.when_ended(lambda: self.flight_ended(call, flight, plan, routed.route))
                 return
             self._record(
@@ -113,12 +114,17 @@ class Meter:
         `route`: the flight's as the leader's answer showed it (None: the flight's own)."""
         route = route or flight.route
         if route is None:  # it never reached its first content: nothing came, nothing to bill
+            call.tab.no_record()
             return
-        seen = _Seen(collect=call.tab.estimator is not None)
-        for chunk in flight.chunks:
-            seen.observe(chunk)
-        # Not complete: its client had only part of the answer (whatever the call made, all of it is billed).
-        self._record(call, route, seen.usage, seen.id, plan, stream=call.stream, complete=False, text=seen.text)
+        try:
+            seen = _Seen(collect=call.tab.estimator is not None)
+            for chunk in flight.chunks:
+                seen.observe(chunk)
+            # Not complete: its client had only part of the answer (whatever the call made, all of it is billed).
+            self._record(call, route, seen.usage, seen.id, plan, stream=call.stream, complete=False, text=seen.text)
+        except Exception:
+            call.tab.no_record()  # not left waiting
+            raise
 
     def lost(self, call: Call, parts: Sequence[Any], hedges_usd: float) -> None:
         """No route answered `call`, and attempts that didn't may be billed all the same (`parts`: whole
