@@ -215,7 +215,12 @@ class _Run(Generic[R]):
         self.settles = True  # a success closes its route's circuit (see `run_with_failover`)
 
     async def run(self) -> Success[R]:
-        won = await self._run()
+        try:
+            won = await self._run()
+        except OrchestratorError as e:
+            if self.called_off:  # no route answered, and these hedges had their prompts sent all the same
+                e.called_off = tuple(self.called_off)  # type: ignore[attr-defined]
+            raise
         return replace(won, called_off=tuple(self.called_off)) if self.called_off else won
 
     async def _run(self) -> Success[R]:

@@ -4,20 +4,23 @@ The flow's meter step. A whole answer is recorded at once; a stream when it
 ends or breaks off (with the usage it reported, or, without any, what the
 tab's tokenizer counts of its text). A cache hit costs nothing and saves what
 the stored answer cost; so does an answer shared with the identical request
-that led its flight (that one paid). Load spill's cost counts against the
-burst budget once per upstream call (`RoutePlan.overflowed`). What attempts
-that didn't serve may be billed (`Route.discarded_usd`: a hedge called off, a
-whole answer broken off before a fallback) is part of the request's cost,
-whichever route served it.
+that led its flight (that one paid: for the flight's whole upstream call, even
+when its own client left before the others had their answer). Load spill's
+cost counts against the burst budget once per upstream call
+(`RoutePlan.overflowed`). What attempts that didn't serve may be billed
+(`Route.discarded_usd`: a hedge called off, a whole answer broken off before
+a fallback) is part of the request's cost, whichever route served it; with no
+route serving, it is the failed request's record (`lost`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
 from orchestrator.accounting.prices import Prices, UsageRecord
 from orchestrator.caching.cache import Entry
+from orchestrator.caching.singleflight import Flight
 from orchestrator.calls import Call
 from orchestrator.errors import OrchestratorError
 from orchestrator.failover import Breakers, OpenStream, trips_breaker
@@ -59,8 +62,11 @@ class Meter:
         *,
         hit: Entry | None = None,
         shared: bool = False,
+        flight: Flight[Any] | None = None,
     ) -> Routed[OpenStream[Any]]:
-        """The same stream, recorded when it ends (or breaks off)."""
+        """The same stream, recorded when it ends (or breaks off). The leader of a `flight` whose client
+        leaves before its end is recorded when the flight ends: the upstream call goes on for the requests
+        sharing it, and all of it is the leader's to pay (they are recorded as shared, free)."""
         seen = _Seen(collect=call.tab.estimator is not None)  # text only to count it, if need be
         for chunk in routed.result.prefix:
             seen.observe(chunk)
@@ -75,6 +81,10 @@ class Meter:
             ended = True
             if hit is None and not shared:
                 self._settle(routed.route.provider, broke)
+            if flight is not None and not complete and broke is None:  # its client left: the flight's whole call
+                call.tab.expect_record()
+                flight.when_ended(lambda: self.flight_ended(call, flight, plan, routed.route))
+                return
             self._record(
                 call, routed.route, seen.usage, seen.id, plan, stream=True, complete=complete, hit=hit,
                 shared=shared, text=seen.text,
@@ -97,6 +107,54 @@ class Meter:
 
         closed = _OnClose(lambda: end(False, None))
         return Routed(routed.route, OpenStream(routed.result.prefix, rest(), also=(routed.result, closed)))
+
+    def flight_ended(self, call: Call, flight: Flight[Any], plan: RoutePlan | None, route: Route | None) -> None:
+        """The upstream call of a flight `call` led, recorded from what it made (its usage, or the count of
+        its text), once it has ended: for a leader that left before the end (its client went away).
+        `route`: the flight's as the leader's answer showed it (None: the flight's own)."""
+        route = route or flight.route
+        if route is None:  # it never reached its first content: nothing came, nothing to bill
+            call.tab.no_record()
+            return
+        try:
+            seen = _Seen(collect=call.tab.estimator is not None)
+            for chunk in flight.chunks:
+                seen.observe(chunk)
+            # Not complete: its client had only part of the answer (whatever the call made, all of it is billed).
+            self._record(call, route, seen.usage, seen.id, plan, stream=call.stream, complete=False, text=seen.text)
+        except Exception:
+            call.tab.no_record()  # not left waiting
+            raise
+
+    def lost(self, call: Call, parts: Sequence[Any], hedges_usd: float) -> None:
+        """No route answered `call`, and attempts that didn't may be billed all the same (`parts`: whole
+        answers broken off after their first content, each with its provider, model, usage and cost;
+        `hedges_usd`: the prompts of hedges called off): recorded on the tab, at the first part's route."""
+        usage: Usage | None = None
+        for p in parts:
+            if p.usage is not None:
+                usage = p.usage if usage is None else usage + p.usage
+        first = parts[0] if parts else None
+        call.tab.record(
+            UsageRecord(
+                id=call.tab.request_id,
+                model=call.model,
+                provider=first.provider if first else "none",
+                provider_model=first.model if first else "none",
+                route_reason="failed: " + ", ".join(f"{p.provider}/{p.model} broke off mid-answer" for p in parts)
+                if parts
+                else "failed: hedges called off",
+                cache="BYPASS",
+                stream=call.stream,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cached_tokens=0,
+                cost_usd=sum(p.usd for p in parts) + hedges_usd,
+                saved_usd=0.0,
+                complete=False,
+                estimated=any(p.estimated for p in parts),
+            )
+        )
 
     def _settle(self, provider: str, broke: OrchestratorError | None) -> None:
         """The route's circuit told how its stream ended (the failover's own count stops at the first

@@ -25,7 +25,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -126,14 +126,24 @@ class Pipeline:
         flight, leads = self._flights.join(key, lead, partial(self._store, call, key, decision))
         try:
             routed = await self._follow(call, flight)
+        except asyncio.CancelledError:
+            if leads:  # its client left; the flight may go on for others: its upstream call is still this one's
+                flight.when_ended(lambda: self._meter.flight_ended(call, flight, plan, _cached(flight.route, decision)))
+            raise
         except Exception:
             if call.stream or not flight.finished or flight.route is None:
                 raise
-            # The shared flight broke after it started: a whole answer retries on its own.
-            routed, leads = await self._attempt(call, plan, whole=True), True
+            # The shared flight broke after it started: a whole answer retries on its own. What the broken
+            # call read and made is its leader's to pay, as a whole answer broken off before a fallback is.
+            broken = _Spent()
+            for part in self._flight_parts(call, flight.route, flight.chunks) if leads else []:
+                broken.add(part)
+            routed, leads = await self._attempt(call, plan, whole=True, spent=broken), True
             await self._store_whole(call, key, decision, routed)
         routed = _with_cache(routed, decision)
-        return self._metered(call, routed if leads else _shared(routed), plan, shared=not leads)
+        if not leads:
+            return self._metered(call, _shared(routed), plan, shared=True)
+        return self._metered(call, routed, plan, flight=flight)
 
     async def count(self, call: Call) -> int:
         """The call's prompt tokens as routing counts them (`Router.count`), for a model that exists
@@ -206,52 +216,67 @@ class Pipeline:
         replay = await open_stream(kind.replay(hit), has_content=kind.started, policy=self._policy, provider="cache")
         return self._meter.stream(call, Routed(route, replay), None, hit=hit)
 
-    async def _attempt(self, call: Call, plan: RoutePlan, *, whole: bool) -> Routed[Any]:
+    async def _attempt(self, call: Call, plan: RoutePlan, *, whole: bool, spent: _Spent | None = None) -> Routed[Any]:
         """The plan's routes in turn (retries, failover) until one answers: whole, or a stream at its
-        first content."""
-        done = await run_with_failover(
-            plan.targets,
-            partial(self._attempt_route, call, plan, whole),
-            policy=self._policy,
-            breakers=self._breakers,
-            gave_up=plan.gave_up,
-            settles=not call.stream,  # a client's stream settles its route at its end (`Meter.stream`)
-        )
+        first content. `spent`: what earlier upstream calls for this answer may be billed (it grows with
+        each whole answer broken off here); when no route answers, that is recorded on the tab."""
+        spent = spent if spent is not None else _Spent()
+        try:
+            done = await run_with_failover(
+                plan.targets,
+                partial(self._attempt_route, call, plan, whole, spent),
+                policy=self._policy,
+                breakers=self._breakers,
+                gave_up=plan.gave_up,
+                settles=not call.stream,  # a client's stream settles its route at its end (`Meter.stream`)
+            )
+        except OrchestratorError as e:
+            hedges = self._called_off_usd(spent.unbilled(getattr(e, "called_off", ())), plan)
+            if spent.parts or hedges:
+                self._overflowed(plan, spent, hedges)
+                self._meter.lost(call, spent.parts, hedges)  # no answer, and still billed: on the tab
+            raise
         t = done.target
         # A hedge that answered first is load spill too: the local model was too slow for this request.
         overflow = plan.is_overflow(t) or done.hedged is not None
         # Attempts that didn't serve and may be billed: hedges called off had their prompt sent; a whole
         # answer broken off had its prompt read and some output made (`_fold_route`). Spill, where it was.
-        hedges = self._called_off_usd(done.called_off, plan) if done.called_off else 0.0
-        broken = [(f, usd) for f, e in done.failures if (usd := getattr(e, "spent_usd", 0.0))]
-        spill = hedges + sum(usd for f, usd in broken if plan.is_overflow(f))
-        if spill:
-            plan.overflowed(spill)  # counts against the burst budget, once per upstream call
-        discarded = hedges + sum(usd for _, usd in broken)
+        hedges = self._called_off_usd(spent.unbilled(done.called_off), plan)
+        self._overflowed(plan, spent, hedges)
+        discarded = hedges + spent.usd
         route = Route(t.provider, t.model, done.reason(), overflow=overflow, discarded_usd=discarded)
         return Routed(route, done.result)
+
+    @staticmethod
+    def _overflowed(plan: RoutePlan, spent: _Spent, hedges: float) -> None:
+        """Load spill's part of what attempts that didn't serve may be billed, against the burst budget."""
+        spill = hedges + sum(p.usd for p in spent.parts if p.overflow)
+        if spill:
+            plan.overflowed(spill)  # counts against the burst budget, once per upstream call
 
     def _called_off_usd(self, hedges: tuple[Target, ...], plan: RoutePlan) -> float:
         """What hedges called off may be billed: each had the prompt sent (as counted for routing; no
         output came before it was cancelled), at its route's input price."""
+        if not hedges:
+            return 0.0
         n = plan.facts.prompt_tokens
         prompt = Usage(prompt_tokens=n, completion_tokens=0, total_tokens=n)
         return sum(self._prices.cost(h.provider, h.model, prompt) for h in hedges)
 
-    async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, target: Target) -> Any:
+    async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, spent: _Spent, target: Target) -> Any:
         """One route's answer: opened to its first content within the route's patience, then folded
         whole when asked (inside the attempt: a failure mid-answer still falls over)."""
         attributes = {"gen_ai.provider.name": target.provider, "gen_ai.request.model": target.model}
         with self.telemetry.span(f"attempt {target.provider}", attributes, SpanKind.CLIENT) as span:
-            result = await self._try_route(call, plan, whole, target)
+            result = await self._try_route(call, plan, whole, spent, target)
             span.set_attribute("orchestrator.outcome", "ok")
             return result
 
-    async def _try_route(self, call: Call, plan: RoutePlan, whole: bool, target: Target) -> Any:
+    async def _try_route(self, call: Call, plan: RoutePlan, whole: bool, spent: _Spent, target: Target) -> Any:
         if call.kind is EMBEDDING:
             return await self._embed(call, target)
         if whole:
-            return await self._fold_route(call, plan, target)
+            return await self._fold_route(call, plan, spent, target)
         assert call.kind.started is not None
         start = time.monotonic()
         opened = await open_stream(
@@ -261,10 +286,11 @@ class Pipeline:
         plan.first_token(target, (time.monotonic() - start) * 1000)
         return opened
 
-    async def _fold_route(self, call: Call, plan: RoutePlan, target: Target) -> Any:
+    async def _fold_route(self, call: Call, plan: RoutePlan, spent: _Spent, target: Target) -> Any:
         """A whole answer from one route: its chunks folded as they come, under the same patience and
         idle timeout as a stream (`read_whole`), counted as local load while they last, and the time
-        spent waiting on them counted on the tab."""
+        spent waiting on them counted on the tab. Broken off after its first content (a failure, a
+        timeout, a cancel), what it read and made so far goes into `spent`."""
         kind, tab = call.kind, call.tab
         assert kind.started is not None and kind.fold is not None
         fold = kind.fold()
@@ -285,25 +311,41 @@ class Pipeline:
                 self._chunks(call, target), fold.add, has_content=kind.started, policy=self._patience(target),
                 provider=target.provider, started=started, waited=waited,
             )  # fmt: skip
-        except OrchestratorError as e:
-            if produced:  # broken off mid-answer: what the route read and made may be billed (see `_attempt`)
-                e.spent_usd = self._partial_usd(call, target, fold)  # type: ignore[attr-defined]
+        except BaseException:
+            # Broken off mid-answer (an error, the answer's time, a cancel): what the route read and made
+            # may be billed (see `_attempt`). Not a cancel before it produced anything.
+            if produced:
+                spent.add(self._partial(call, target.provider, target.model, fold, plan.is_overflow(target), target))
             raise
         finally:
             sent()
         return fold.whole()
 
-    def _partial_usd(self, call: Call, target: Target, fold: Any) -> float:
+    def _partial(
+        self, call: Call, provider: str, model: str, fold: Any, overflow: bool, target: Target | None = None
+    ) -> _Part:
         """What a whole answer broken off may cost at its route: its usage if it came, else the prompt and
         the text so far as the tab's estimator counts them."""
         try:
             partial = fold.whole()
         except UpstreamError:
-            return 0.0
-        usage = partial.usage
+            return _Part(provider, model, None, 0.0, overflow, False, target)
+        usage, estimated = partial.usage, False
         if usage is None and call.tab.estimator is not None:
-            usage = call.tab.estimator.estimate(call.body, answer_text(partial))
-        return self._prices.cost(target.provider, target.model, usage)
+            usage, estimated = call.tab.estimator.estimate(call.body, answer_text(partial)), True
+        return _Part(provider, model, usage, self._prices.cost(provider, model, usage), overflow, estimated, target)
+
+    def _flight_parts(self, call: Call, route: Route, chunks: list[Any]) -> list[_Part]:
+        """What a flight's upstream call that broke off after its first content may cost (`_partial`), and
+        the attempts before it that didn't serve (the route's `discarded_usd`)."""
+        assert call.kind.fold is not None
+        fold = call.kind.fold()
+        for chunk in chunks:
+            fold.add(chunk)
+        parts = [self._partial(call, route.provider, route.model, fold, route.overflow)]
+        if route.discarded_usd:  # its spill was counted when the flight's call was made
+            parts.append(_Part(route.provider, route.model, None, route.discarded_usd, overflow=False))
+        return parts
 
     async def _route_stream(self, call: Call, plan: RoutePlan, target: Target) -> AsyncIterator[Any]:
         """The provider's chunks for `call`: counted as local load while they last, and the time spent
@@ -351,9 +393,17 @@ class Pipeline:
                 f"{routed.route.provider}: the whole answer took over {self._policy.answer_timeout_s:g} s."
             ) from None
 
-    def _metered(self, call: Call, routed: Routed[Any], plan: RoutePlan, *, shared: bool = False) -> Routed[Any]:
+    def _metered(
+        self,
+        call: Call,
+        routed: Routed[Any],
+        plan: RoutePlan,
+        *,
+        shared: bool = False,
+        flight: Flight[Any] | None = None,
+    ) -> Routed[Any]:
         if isinstance(routed.result, OpenStream):
-            return self._meter.stream(call, routed, plan, shared=shared)
+            return self._meter.stream(call, routed, plan, shared=shared, flight=flight)
         return self._meter.whole(call, routed, plan, shared=shared)
 
     async def _store(self, call: Call, key: str, decision: Decision, flight: Flight[Any]) -> None:
@@ -378,6 +428,44 @@ class Pipeline:
         return self._policy.model_copy(
             update={"first_token_timeout_s": min(self._policy.first_token_timeout_s, target.first_token_timeout_s)}
         )
+
+
+@dataclass(frozen=True)
+class _Part:
+    """An upstream call for an answer that didn't serve it, and what its provider may bill for it."""
+
+    provider: str
+    model: str
+    usage: Usage | None  # what it reported, or the estimate (`estimated`); None: nothing to count
+    usd: float
+    overflow: bool  # load spill: it counts against the burst budget
+    estimated: bool = False
+    target: Target | None = None  # the plan's route it was an attempt of
+
+
+@dataclass
+class _Spent:
+    """The upstream calls for one answer that didn't serve it and may be billed (whole answers broken off
+    after their first content: their prompt read, some output made)."""
+
+    parts: list[_Part] = field(default_factory=list)
+
+    def add(self, part: _Part) -> None:
+        if part.usd or part.usage is not None:
+            self.parts.append(part)
+
+    @property
+    def usd(self) -> float:
+        return sum(p.usd for p in self.parts)
+
+    def unbilled(self, hedges: tuple[Target, ...]) -> tuple[Target, ...]:
+        """The hedges called off that are not in here already (one that made output before it was
+        cancelled is billed as what it made, its prompt included)."""
+        return tuple(h for h in hedges if not any(p.target is h for p in self.parts))
+
+
+def _cached(route: Route | None, decision: Decision) -> Route | None:
+    return replace(route, cache=decision.outcome_if_missed) if route is not None else None
 
 
 def _with_cache(routed: Routed[T], decision: Decision) -> Routed[T]:

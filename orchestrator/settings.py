@@ -151,7 +151,10 @@ class RemoteModel(Section):
     kind: Literal["chat", "embedding"] = "chat"  # chat: chat + text completions
     input_per_mtok: float = 0.0  # dollars per million input tokens
     output_per_mtok: float = 0.0
-    cached_input_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None  # prompt tokens read from the provider's prompt cache (None: input's)
+    # Prompt tokens written to it (Anthropic's `cache_creation_input_tokens`: 1.25 x input for its 5-minute
+    # cache); None: the input price.
+    cache_write_per_mtok: float | None = None
     tools: bool = True
     vision: bool = False
     json_schema: bool = True

@@ -86,6 +86,9 @@ class Tab:
     error_code: str | None = None
     answer: UsageRecord | None = None  # the pipeline's record of the answer
     response_ended: bool = False
+    # Its record comes after its response, whenever that is (`expect_record`): an upstream call it pays
+    # for still runs for others (a flight it led, its client gone). Until then it isn't finished.
+    record_pending: bool = False
     finished: bool = False
     ingress_id: str | None = None  # the request id the ingress in front (Ray Serve) gave it and answers with
 
@@ -117,6 +120,16 @@ class Tab:
             return
         self.answer = record
         if self.response_ended:
+            self.accounts.finish(self)
+
+    def expect_record(self) -> None:
+        """Its record will come, later than its response's end may be (`record`, or `no_record`)."""
+        self.record_pending = True
+
+    def no_record(self) -> None:
+        """The record it expected won't come: finished as it is (once its response has ended)."""
+        self.record_pending = False
+        if self.response_ended and self.answer is None:
             self.accounts.finish(self)
 
     def elapsed(self) -> float:
@@ -342,6 +355,8 @@ class Accounts:
         if tab.answer is not None or tab.status >= 300 or tab.path not in ANSWERING:
             self.finish(tab)
             return
+        if tab.record_pending:
+            return  # its record finishes it (and its reservation holds until then)
         # A stream whose record comes from a generator still closing: give it a moment.
         loop = asyncio.get_running_loop()
         loop.call_later(5.0, self._late, tab)

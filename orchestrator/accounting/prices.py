@@ -27,13 +27,22 @@ class Price:
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
     cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
 
     def cost(self, usage: Usage) -> float:
-        cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+        """The prompt (its tokens read from the provider's prompt cache and written to it at their own
+        prices, where the usage says so: both are counted in `prompt_tokens`) and the output."""
+        details = usage.prompt_tokens_details
+        cached = details.cached_tokens if details else 0
+        written = (details.cache_write_tokens or 0) if details else 0
         cached_price = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
-        fresh = usage.prompt_tokens - cached
+        write_price = self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
+        fresh = max(0, usage.prompt_tokens - cached - written)
         return (
-            fresh * self.input_per_mtok + cached * cached_price + usage.completion_tokens * self.output_per_mtok
+            fresh * self.input_per_mtok
+            + cached * cached_price
+            + written * write_price
+            + usage.completion_tokens * self.output_per_mtok
         ) / 1e6
 
 
@@ -67,7 +76,9 @@ class Prices:
     def from_providers(cls, providers: Mapping[str, ProviderSettings]) -> Prices:
         return cls(
             {
-                (name, m.id): Price(m.input_per_mtok, m.output_per_mtok, m.cached_input_per_mtok)
+                (name, m.id): Price(
+                    m.input_per_mtok, m.output_per_mtok, m.cached_input_per_mtok, m.cache_write_per_mtok
+                )
                 for name, cfg in providers.items()
                 for m in cfg.models.values()
             }

@@ -46,7 +46,8 @@ class RequestLog:
             "error": tab.error_code,
             **base,
             "id": rec.id if rec else None,
-            "route": self._route_kind(rec.provider) if rec else "none",
+            # A failed request's record is what its broken attempts may be billed: no route answered it.
+            "route": self._route_kind(rec.provider) if rec and tab.status < 400 else "none",
             "downgraded_from": tab.downgraded_from,
             "reference_usd": reference,
             "latency_ms": round(tab.elapsed() * 1000, 3),

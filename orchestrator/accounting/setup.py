@@ -73,7 +73,7 @@ def reference_price(settings: Settings) -> Price | None:
     except KeyError:  # reports then show no savings; the gateway still serves
         log.warning("ledger.reference_model %r is not a configured provider/model: no savings figures", name)
         return None
-    return Price(m.input_per_mtok, m.output_per_mtok, m.cached_input_per_mtok)
+    return Price(m.input_per_mtok, m.output_per_mtok, m.cached_input_per_mtok, m.cache_write_per_mtok)
 
 
 async def build_accounts(

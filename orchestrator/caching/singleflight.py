@@ -5,7 +5,8 @@ each request following it (the first one included) replays what was
 recorded, then follows live, so a follower that arrives late still gets the
 whole answer from its first chunk. If the upstream fails, every follower
 gets the same error at the same point; nobody hangs. When the last follower
-goes away before the end, the upstream call is cancelled.
+goes away before the end, the upstream call is cancelled. `when_ended` hears of
+the upstream call's end, however it ends (what it made is in `chunks`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Flight(Generic[T]):
         self._followers = 0
         self._on_empty = on_empty
         self._task: asyncio.Task[None] | None = None
+        self._ended: list[Callable[[], None]] = []
 
     def start(
         self,
@@ -42,6 +44,13 @@ class Flight(Generic[T]):
         on_finish: Callable[[Flight[T]], Awaitable[None]],
     ) -> None:
         self._task = asyncio.create_task(self._pump(upstream, on_finish))
+
+    def when_ended(self, then: Callable[[], None]) -> None:
+        """Call `then` once the upstream call has ended (at once if it has): to its end, failed or cancelled."""
+        if self.finished:
+            then()
+        else:
+            self._ended.append(then)
 
     async def follow(self) -> Routed[OpenStream[T]]:
         """Join: wait until the upstream reached its first content (or failed)."""
@@ -97,6 +106,12 @@ class Flight(Generic[T]):
             self._opened.set()
             self._notify()
             self._on_empty()
+            ended, self._ended = self._ended, []
+            for then in ended:
+                try:
+                    then()
+                except Exception:
+                    log.exception("single-flight: an end hook failed")
 
 
 class _Tail(Generic[T]):

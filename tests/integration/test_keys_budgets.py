@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from loopback import serving
 from openai_schema import validate
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -110,8 +111,17 @@ def settings_for(paid: FakeProvider, tmp: Path, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def gateway(
-    settings: Settings, engine: FakeEngine, env: dict[str, str], info: ModelInfo | None = None, **app_options: Any
+    settings: Settings,
+    engine: FakeEngine,
+    env: dict[str, str],
+    info: ModelInfo | None = None,
+    *,
+    live: bool = False,
+    **app_options: Any,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """The app and its accounts; `live`: served on a loopback socket (a client can leave mid-answer),
+    else in-process through `ASGITransport`."""
+
     async def stats() -> LoadStats:
         return engine.stats()
 
@@ -126,8 +136,12 @@ async def gateway(
         )
         app = build_app(pipeline, accounts, **app_options)
         try:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
-                yield c, accounts
+            if live:
+                async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as c:
+                    yield c, accounts
+            else:
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+                    yield c, accounts
         finally:
             await accounts.drain()
             await accounts.background.stop()
@@ -423,6 +437,122 @@ async def test_a_whole_answer_broken_off_before_a_fallback_is_part_of_the_cost(
     broken = row["cost_usd"] - served  # paid/big's prompt and first words, estimated at 4 bytes a token
     prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)
     assert broken >= prompt * BIG["input_per_mtok"] / 1e6 + BIG["output_per_mtok"] / 1e6
+
+
+def cost_of(usage: dict[str, Any], price: dict[str, float]) -> float:
+    return (
+        usage["prompt_tokens"] * price["input_per_mtok"] + usage["completion_tokens"] * price["output_per_mtok"]
+    ) / 1e6
+
+
+async def test_a_whole_answer_that_broke_off_on_every_route_is_still_billed(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every attempt's answer broke off mid-way and the client got a 5xx: each had its prompt read and
+    output made, which the provider bills, and the request's row said $0 (no budget saw it). Now the
+    failed request's row carries what they may cost, and no route is said to have answered it."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV) as (c, _):
+        paid.set_fault("drop", stall_after=4)
+        try:
+            r = await chat(c, KEY_B)
+        finally:
+            paid.clear_fault()
+        assert r.status_code >= 500, r.text
+        served = await chat(c, KEY_B)
+    row = next(x for x in records(caplog) if x["request_id"] == r.headers["x-request-id"])
+    assert (row["status"], row["route"], row["complete"], row["estimated"]) == (r.status_code, "none", False, True)
+    # Two attempts (`resilience.attempts`), each its prompt and 4 words at least, at paid/big's prices.
+    prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)
+    assert row["cost_usd"] >= 2 * (prompt * BIG["input_per_mtok"] + 4 * BIG["output_per_mtok"]) / 1e6
+    assert row["cost_usd"] < 2 * cost_of(served.json()["usage"], BIG) * 4  # an estimate, not a wild one
+
+
+async def test_a_whole_answer_cut_at_the_answers_time_before_a_fallback_is_part_of_the_cost(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first route streamed for longer than the answer's time (`answer_timeout_s`) and was given up,
+    the next one served: the first's prompt and output so far were left out of the cost (a timeout, unlike
+    an error, cancels the attempt before it can say what it made)."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    with FakeProvider(reply="Paris.") as fast:
+        providers = {name: p.model_dump() for name, p in settings_for(paid, tmp_path).providers.items()}
+        models = {"s": {"id": "s", **SMALL}}
+        providers["fast"] = {"base_url": fast.base_url + "/v1", "api_key_env": "PAID_KEY", "models": models}
+        settings = settings_for(
+            paid,
+            tmp_path,
+            providers=providers,
+            models={"chain": ["paid/big", "fast/s"]},
+            resilience={"answer_timeout_s": 0.5},
+        )
+        paid.tokens_per_s = 5.0  # 11 words: about 2 s
+        try:
+            async with gateway(settings, FakeEngine("fake-chat"), ENV) as (c, _):
+                r = await chat(c, KEY_B, model="chain")
+        finally:
+            paid.tokens_per_s = 0.0
+        assert r.status_code == 200 and r.headers["x-served-by"] == "fast/s", r.text
+        assert "fallback after paid upstream_timeout" in r.headers["x-route-reason"]
+    row = next(x for x in records(caplog) if x["request_id"] == r.headers["x-request-id"])
+    served = cost_of(r.json()["usage"], SMALL)
+    prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)
+    assert row["cost_usd"] - served >= (prompt * BIG["input_per_mtok"] + BIG["output_per_mtok"]) / 1e6
+
+
+async def test_a_shared_whole_answer_that_broke_off_is_paid_by_its_leader_with_its_retry(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reproducible whole answer leads a flight; the flight's call broke off mid-answer and the request
+    retried on its own: only the retry was in the ledger, not the broken call's prompt and output."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV) as (c, _):
+        paid.set_fault("drop", stall_after=4, fail_times=1)
+        r = await chat(c, KEY_B, temperature=0)
+        assert r.status_code == 200 and r.headers["x-cache"] == "MISS", r.text
+    row = next(x for x in records(caplog) if x["request_id"] == r.headers["x-request-id"])
+    prompt = -(-(len(QUESTION[0]["content"].encode()) + 8) // 4)
+    broken = row["cost_usd"] - cost_of(r.json()["usage"], BIG)
+    assert broken >= (prompt * BIG["input_per_mtok"] + 4 * BIG["output_per_mtok"]) / 1e6
+
+
+async def test_the_leader_of_a_shared_stream_pays_for_all_of_it_when_its_client_leaves(
+    paid: FakeProvider, tmp_path: Path
+) -> None:
+    """Two identical reproducible streams share one upstream call: the first leads and pays, the other is
+    recorded as shared ($0). The leader's client left after a few chunks and the call went on to its end
+    for the other one: the leader was charged for what its client had seen, and the rest of what the
+    provider billed was nobody's. Now the leader is charged, once the call has ended, for all of it."""
+    settings = settings_for(paid, tmp_path)
+    body = {"model": "paid/big", "messages": QUESTION, "max_tokens": 20, "temperature": 0, "stream": True}
+    paid.ttft_ms, paid.tokens_per_s = 500.0, 20.0  # the first word after 0.5 s, the 11th after 1 s
+    before = len(paid.requests)
+    try:
+        async with gateway(settings, FakeEngine("fake-chat"), ENV, live=True) as (c, accounts):
+
+            async def lead() -> None:
+                async with c.stream("POST", "/v1/chat/completions", json=body, headers=auth(KEY_B)) as r:
+                    assert r.status_code == 200
+                    async for line in r.aiter_lines():
+                        if line.startswith("data: {") and '"content":"' in line:
+                            return  # its first content: the client leaves
+
+            async def follow() -> str:
+                await asyncio.sleep(0.1)  # the leader's flight is in the air, before its first word
+                r = await c.post("/v1/chat/completions", json=body, headers=auth(KEY_B))
+                return r.text
+
+            _, followed = await asyncio.gather(lead(), follow())
+            assert "[DONE]" in followed
+            await asyncio.sleep(0.3)  # the flight's end is heard after the leader's response ended
+            await accounts.drain()
+            report = (await c.get("/admin/usage", headers=auth(MASTER))).json()
+    finally:
+        paid.ttft_ms, paid.tokens_per_s = 0.0, 0.0
+    asked = [x for x in paid.requests[before:] if x.path == "/v1/chat/completions"]
+    assert [(x.outcome, x.events_sent) for x in asked] == [("completed", 11)]  # one call (shared), to its end
+    full = cost_of({"prompt_tokens": 6, "completion_tokens": 11}, BIG)  # the provider's own usage
+    assert report["by_key"]["team-b"]["cost_usd"] == pytest.approx(full)
 
 
 # ------------------------------------------------------------------------------ metrics

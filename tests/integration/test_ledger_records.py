@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.accounting.prices import Price
+from orchestrator.accounting.prices import Price, Prices
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
 from orchestrator.protocol import PromptTokensDetails, Usage
@@ -31,6 +31,20 @@ def test_price_counts_fresh_cached_and_output_tokens() -> None:
     )
     assert Price(2.0, 10.0, 0.5).cost(usage) == pytest.approx((600 * 2 + 400 * 0.5 + 500 * 10) / 1e6)
     assert Price(2.0, 10.0).cost(usage) == pytest.approx((1000 * 2 + 500 * 10) / 1e6)
+
+
+def test_price_counts_prompt_cache_writes_at_their_own_price() -> None:
+    """Anthropic bills the prompt tokens written to its cache at 1.25 x its input price (its usage names them,
+    `cache_creation_input_tokens`, and the gateway passes them on as `cache_write_tokens`): they were priced
+    as plain input, a quarter of each written token unrecorded."""
+    details = PromptTokensDetails(cached_tokens=1000, cache_write_tokens=100)
+    usage = Usage(prompt_tokens=1 + 1000 + 100, completion_tokens=10, total_tokens=1111, prompt_tokens_details=details)
+    assert Price(1.0, 5.0, 0.1, 1.25).cost(usage) == pytest.approx((1 * 1.0 + 1000 * 0.1 + 100 * 1.25 + 10 * 5) / 1e6)
+    assert Price(1.0, 5.0, 0.1).cost(usage) == pytest.approx((101 * 1.0 + 1000 * 0.1 + 10 * 5) / 1e6)  # unset: input's
+    presets = Prices.from_providers(load_settings().providers)
+    for model in ("claude-3-5-haiku-latest", "claude-sonnet-4-20250514"):
+        price = presets.price("anthropic", model)
+        assert price.cache_write_per_mtok == pytest.approx(1.25 * price.input_per_mtok)
 
 
 @pytest.fixture(scope="module")
