@@ -10,20 +10,22 @@ cost counts against the burst budget once per upstream call
 (`RoutePlan.overflowed`). What attempts that didn't serve may be billed
 (`Route.discarded_usd`: a hedge called off, a whole answer broken off before
 a fallback) is part of the request's cost, whichever route served it; with no
-route serving, it is the failed request's record (`lost`).
+route serving, it is the failed request's record (`lost`). The flow gathers
+those attempts as it goes (`Spent`, one `Part` per upstream call broken off).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from orchestrator.accounting.prices import Prices, UsageRecord
 from orchestrator.caching.cache import Entry
 from orchestrator.caching.singleflight import Flight
 from orchestrator.calls import Call
-from orchestrator.errors import OrchestratorError
-from orchestrator.failover import Breakers, OpenStream, trips_breaker
+from orchestrator.errors import OrchestratorError, UpstreamError
+from orchestrator.failover import Breakers, OpenStream, Target, trips_breaker
 from orchestrator.protocol import EmbeddingResponse, Usage
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.router import RoutePlan
@@ -126,7 +128,33 @@ class Meter:
             call.tab.no_record()  # not left waiting
             raise
 
-    def lost(self, call: Call, parts: Sequence[Any], hedges_usd: float) -> None:
+    def partial(
+        self, call: Call, provider: str, model: str, fold: Any, overflow: bool, target: Target | None = None
+    ) -> Part:
+        """What a whole answer broken off may cost at its route: its usage if it came, else the prompt and
+        the text so far as the tab's estimator counts them."""
+        try:
+            partial = fold.whole()
+        except UpstreamError:
+            return Part(provider, model, None, 0.0, overflow, False, target)
+        usage, estimated = partial.usage, False
+        if usage is None and call.tab.estimator is not None:
+            usage, estimated = call.tab.estimator.estimate(call.body, answer_text(partial)), True
+        return Part(provider, model, usage, self._prices.cost(provider, model, usage), overflow, estimated, target)
+
+    def flight_parts(self, call: Call, route: Route, chunks: list[Any]) -> list[Part]:
+        """What a flight's upstream call that broke off after its first content may cost (`partial`), and
+        the attempts before it that didn't serve (the route's `discarded_usd`)."""
+        assert call.kind.fold is not None
+        fold = call.kind.fold()
+        for chunk in chunks:
+            fold.add(chunk)
+        parts = [self.partial(call, route.provider, route.model, fold, route.overflow)]
+        if route.discarded_usd:  # its spill was counted when the flight's call was made
+            parts.append(Part(route.provider, route.model, None, route.discarded_usd, overflow=False))
+        return parts
+
+    def lost(self, call: Call, parts: Sequence[Part], hedges_usd: float) -> None:
         """No route answered `call`, and attempts that didn't may be billed all the same (`parts`: whole
         answers broken off after their first content, each with its provider, model, usage and cost;
         `hedges_usd`: the prompts of hedges called off): recorded on the tab, at the first part's route."""
@@ -211,6 +239,40 @@ class Meter:
                 estimated=estimated,
             )
         )
+
+
+@dataclass(frozen=True)
+class Part:
+    """An upstream call for an answer that didn't serve it, and what its provider may bill for it."""
+
+    provider: str
+    model: str
+    usage: Usage | None  # what it reported, or the estimate (`estimated`); None: nothing to count
+    usd: float
+    overflow: bool  # load spill: it counts against the burst budget
+    estimated: bool = False
+    target: Target | None = None  # the plan's route it was an attempt of
+
+
+@dataclass
+class Spent:
+    """The upstream calls for one answer that didn't serve it and may be billed (whole answers broken off
+    after their first content: their prompt read, some output made)."""
+
+    parts: list[Part] = field(default_factory=list)
+
+    def add(self, part: Part) -> None:
+        if part.usd or part.usage is not None:
+            self.parts.append(part)
+
+    @property
+    def usd(self) -> float:
+        return sum(p.usd for p in self.parts)
+
+    def unbilled(self, hedges: tuple[Target, ...]) -> tuple[Target, ...]:
+        """The hedges called off that are not in here already (one that made output before it was
+        cancelled is billed as what it made, its prompt included)."""
+        return tuple(h for h in hedges if not any(p.target is h for p in self.parts))
 
 
 class _OnClose:

@@ -25,7 +25,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -35,15 +35,15 @@ from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
-from orchestrator.errors import OrchestratorError, UpstreamError, UpstreamTimeout
+from orchestrator.errors import OrchestratorError, UpstreamTimeout
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
-from orchestrator.metering import Meter
+from orchestrator.metering import Meter, Spent
 from orchestrator.protocol import ModelCard, ModelList, Usage
 from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.capabilities import Registry
 from orchestrator.scheduling.router import Resolution, RoutePlan, Router, RoutingState
-from orchestrator.scheduling.tokens import UsageEstimator, answer_text
+from orchestrator.scheduling.tokens import UsageEstimator
 from orchestrator.settings import CacheSettings
 from orchestrator.telemetry import Telemetry
 
@@ -135,8 +135,8 @@ class Pipeline:
                 raise
             # The shared flight broke after it started: a whole answer retries on its own. What the broken
             # call read and made is its leader's to pay, as a whole answer broken off before a fallback is.
-            broken = _Spent()
-            for part in self._flight_parts(call, flight.route, flight.chunks) if leads else []:
+            broken = Spent()
+            for part in self._meter.flight_parts(call, flight.route, flight.chunks) if leads else []:
                 broken.add(part)
             routed, leads = await self._attempt(call, plan, whole=True, spent=broken), True
             await self._store_whole(call, key, decision, routed)
@@ -216,11 +216,11 @@ class Pipeline:
         replay = await open_stream(kind.replay(hit), has_content=kind.started, policy=self._policy, provider="cache")
         return self._meter.stream(call, Routed(route, replay), None, hit=hit)
 
-    async def _attempt(self, call: Call, plan: RoutePlan, *, whole: bool, spent: _Spent | None = None) -> Routed[Any]:
+    async def _attempt(self, call: Call, plan: RoutePlan, *, whole: bool, spent: Spent | None = None) -> Routed[Any]:
         """The plan's routes in turn (retries, failover) until one answers: whole, or a stream at its
         first content. `spent`: what earlier upstream calls for this answer may be billed (it grows with
         each whole answer broken off here); when no route answers, that is recorded on the tab."""
-        spent = spent if spent is not None else _Spent()
+        spent = spent if spent is not None else Spent()
         try:
             done = await run_with_failover(
                 plan.targets,
@@ -248,7 +248,7 @@ class Pipeline:
         return Routed(route, done.result)
 
     @staticmethod
-    def _overflowed(plan: RoutePlan, spent: _Spent, hedges: float) -> None:
+    def _overflowed(plan: RoutePlan, spent: Spent, hedges: float) -> None:
         """Load spill's part of what attempts that didn't serve may be billed, against the burst budget."""
         spill = hedges + sum(p.usd for p in spent.parts if p.overflow)
         if spill:
@@ -263,7 +263,7 @@ class Pipeline:
         prompt = Usage(prompt_tokens=n, completion_tokens=0, total_tokens=n)
         return sum(self._prices.cost(h.provider, h.model, prompt) for h in hedges)
 
-    async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, spent: _Spent, target: Target) -> Any:
+    async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, spent: Spent, target: Target) -> Any:
         """One route's answer: opened to its first content within the route's patience, then folded
         whole when asked (inside the attempt: a failure mid-answer still falls over)."""
         attributes = {"gen_ai.provider.name": target.provider, "gen_ai.request.model": target.model}
@@ -272,7 +272,7 @@ class Pipeline:
             span.set_attribute("orchestrator.outcome", "ok")
             return result
 
-    async def _try_route(self, call: Call, plan: RoutePlan, whole: bool, spent: _Spent, target: Target) -> Any:
+    async def _try_route(self, call: Call, plan: RoutePlan, whole: bool, spent: Spent, target: Target) -> Any:
         if call.kind is EMBEDDING:
             return await self._embed(call, target)
         if whole:
@@ -286,7 +286,7 @@ class Pipeline:
         plan.first_token(target, (time.monotonic() - start) * 1000)
         return opened
 
-    async def _fold_route(self, call: Call, plan: RoutePlan, spent: _Spent, target: Target) -> Any:
+    async def _fold_route(self, call: Call, plan: RoutePlan, spent: Spent, target: Target) -> Any:
         """A whole answer from one route: its chunks folded as they come, under the same patience and
         idle timeout as a stream (`read_whole`), counted as local load while they last, and the time
         spent waiting on them counted on the tab. Broken off after its first content (a failure, a
@@ -315,37 +315,12 @@ class Pipeline:
             # Broken off mid-answer (an error, the answer's time, a cancel): what the route read and made
             # may be billed (see `_attempt`). Not a cancel before it produced anything.
             if produced:
-                spent.add(self._partial(call, target.provider, target.model, fold, plan.is_overflow(target), target))
+                part = self._meter.partial(call, target.provider, target.model, fold, plan.is_overflow(target), target)
+                spent.add(part)
             raise
         finally:
             sent()
         return fold.whole()
-
-    def _partial(
-        self, call: Call, provider: str, model: str, fold: Any, overflow: bool, target: Target | None = None
-    ) -> _Part:
-        """What a whole answer broken off may cost at its route: its usage if it came, else the prompt and
-        the text so far as the tab's estimator counts them."""
-        try:
-            partial = fold.whole()
-        except UpstreamError:
-            return _Part(provider, model, None, 0.0, overflow, False, target)
-        usage, estimated = partial.usage, False
-        if usage is None and call.tab.estimator is not None:
-            usage, estimated = call.tab.estimator.estimate(call.body, answer_text(partial)), True
-        return _Part(provider, model, usage, self._prices.cost(provider, model, usage), overflow, estimated, target)
-
-    def _flight_parts(self, call: Call, route: Route, chunks: list[Any]) -> list[_Part]:
-        """What a flight's upstream call that broke off after its first content may cost (`_partial`), and
-        the attempts before it that didn't serve (the route's `discarded_usd`)."""
-        assert call.kind.fold is not None
-        fold = call.kind.fold()
-        for chunk in chunks:
-            fold.add(chunk)
-        parts = [self._partial(call, route.provider, route.model, fold, route.overflow)]
-        if route.discarded_usd:  # its spill was counted when the flight's call was made
-            parts.append(_Part(route.provider, route.model, None, route.discarded_usd, overflow=False))
-        return parts
 
     async def _route_stream(self, call: Call, plan: RoutePlan, target: Target) -> AsyncIterator[Any]:
         """The provider's chunks for `call`: counted as local load while they last, and the time spent
@@ -428,40 +403,6 @@ class Pipeline:
         return self._policy.model_copy(
             update={"first_token_timeout_s": min(self._policy.first_token_timeout_s, target.first_token_timeout_s)}
         )
-
-
-@dataclass(frozen=True)
-class _Part:
-    """An upstream call for an answer that didn't serve it, and what its provider may bill for it."""
-
-    provider: str
-    model: str
-    usage: Usage | None  # what it reported, or the estimate (`estimated`); None: nothing to count
-    usd: float
-    overflow: bool  # load spill: it counts against the burst budget
-    estimated: bool = False
-    target: Target | None = None  # the plan's route it was an attempt of
-
-
-@dataclass
-class _Spent:
-    """The upstream calls for one answer that didn't serve it and may be billed (whole answers broken off
-    after their first content: their prompt read, some output made)."""
-
-    parts: list[_Part] = field(default_factory=list)
-
-    def add(self, part: _Part) -> None:
-        if part.usd or part.usage is not None:
-            self.parts.append(part)
-
-    @property
-    def usd(self) -> float:
-        return sum(p.usd for p in self.parts)
-
-    def unbilled(self, hedges: tuple[Target, ...]) -> tuple[Target, ...]:
-        """The hedges called off that are not in here already (one that made output before it was
-        cancelled is billed as what it made, its prompt included)."""
-        return tuple(h for h in hedges if not any(p.target is h for p in self.parts))
 
 
 def _cached(route: Route | None, decision: Decision) -> Route | None:
