@@ -287,6 +287,10 @@ class _Held:
     ids: set[str] = field(default_factory=set)
 
 
+class RetiredKeyId(ValueError):
+    """The config names a key by the id of one the admin API created and deleted."""
+
+
 class Book:
     """Keys, spend per period, reservations and minute windows; see the module docstring."""
 
@@ -304,7 +308,8 @@ class Book:
         for row in self.db.execute("SELECT policy FROM keys"):
             self._index(_policy_from_json(row[0]))
         # Ids of deleted keys: never given to another key (their spend, requests and data stay theirs).
-        self._retired = {row[0] for row in self.db.execute("SELECT id FROM retired_keys")}
+        # Each with where the deleted key came from ("admin", "config"; None: deleted before that was kept).
+        self._retired: dict[str, str | None] = dict(self.db.execute("SELECT id, source FROM retired_keys"))
         self._spent: dict[str, dict[float, list[float]]] = {}  # key -> period start -> [usd, tokens]
         self._reservations: dict[str, _Reservation] = {}
         self._held: dict[str, _Held] = {}
@@ -347,23 +352,34 @@ class Book:
         return self._keys.get(key_id) if key_id is not None else None
 
     def _retire(self, key_id: str) -> None:
+        source = self._keys[key_id].source if key_id in self._keys else None
         self.db.execute("DELETE FROM keys WHERE id = ?", (key_id,))
-        self.db.execute("INSERT OR IGNORE INTO retired_keys (id, retired) VALUES (?, ?)", (key_id, self._clock()))
-        self._retired.add(key_id)
+        self.db.execute(
+            "INSERT OR IGNORE INTO retired_keys (id, retired, source) VALUES (?, ?, ?)", (key_id, self._clock(), source)
+        )
+        self._retired.setdefault(key_id, source)
         self._unindex(key_id)
         self._forget_state(key_id)
 
     def sync_keys(self, keys: Sequence[KeyPolicy]) -> None:
         """The config's keys, as the config declares them: its ids are its own (one deleted at runtime
-        and still in the config comes back), and one it no longer has is deleted."""
+        and still in the config comes back), and one it no longer has is deleted. An id of a key that
+        the admin API created and deleted is never the config's (`RetiredKeyId`): it is that key's
+        tenancy, its stored responses, cache entries and spend."""
         wanted = {k.id: k for k in keys}
+        taken = sorted(i for i in wanted if self._retired.get(i, "") == "admin")
+        if taken:
+            raise RetiredKeyId(
+                f"keys: {', '.join(taken)}: the id of a key created and deleted through the admin API; an id is "
+                "its key's tenancy (stored responses, cache entries, spend), never another key's: choose another id."
+            )
         with self._transaction():
             for k in list(self._keys.values()):
                 if k.source == "config" and k.id not in wanted:
                     self._retire(k.id)
-            for key_id in self._retired & wanted.keys():
+            for key_id in self._retired.keys() & wanted.keys():
                 self.db.execute("DELETE FROM retired_keys WHERE id = ?", (key_id,))
-                self._retired.discard(key_id)
+                del self._retired[key_id]
             for k in wanted.values():
                 current = self._keys.get(k.id)
                 other = self._by_hash.get(k.sha256)
@@ -558,7 +574,7 @@ def _create_schema(db: sqlite3.Connection) -> None:
     db.executescript(
         f"""
         CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, policy TEXT NOT NULL);
-        CREATE TABLE IF NOT EXISTS retired_keys (id TEXT PRIMARY KEY, retired REAL NOT NULL);
+        CREATE TABLE IF NOT EXISTS retired_keys (id TEXT PRIMARY KEY, retired REAL NOT NULL, source TEXT);
         CREATE TABLE IF NOT EXISTS spend (
             key_id TEXT NOT NULL, period_start REAL NOT NULL, usd REAL NOT NULL, tokens INTEGER NOT NULL,
             PRIMARY KEY (key_id, period_start));
@@ -566,3 +582,6 @@ def _create_schema(db: sqlite3.Connection) -> None:
         CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
         """
     )
+    # Ledgers made before a deleted key's source was kept: its deletions' sources stay unknown.
+    if "source" not in {row[1] for row in db.execute("PRAGMA table_info(retired_keys)")}:
+        db.execute("ALTER TABLE retired_keys ADD COLUMN source TEXT")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from orchestrator.accounting.book import (
     Query,
     Refused,
     Reserve,
+    RetiredKeyId,
     Settle,
     SyncKeys,
     period_bounds,
@@ -180,6 +182,39 @@ def test_config_sync_removes_config_keys_only_and_revokes(book: Book) -> None:
     refused = reserve(book, "b", "r")
     assert isinstance(refused, Refused) and refused.reason == "revoked"
     assert book.create_key(policy("a", source="admin")) == "taken"  # the id is in use
+
+
+def test_a_deleted_admin_keys_id_is_never_the_configs(tmp_path: Path, clock: FakeClock) -> None:
+    """An id is its key's tenancy: a config naming a deleted admin key's id is refused (it would take that
+    key's stored responses, cache entries and spend), on this ledger and after a restart; a config key
+    deleted at runtime comes back while the config has it."""
+    path = tmp_path / "ledger.sqlite"
+    book = Book(path, clock=clock)
+    book.sync_keys([policy("team-a")])
+    book.create_key(policy("acme", source="admin"))
+    assert book.delete_key("acme") and book.delete_key("team-a")
+    with pytest.raises(RetiredKeyId, match="acme"):
+        book.sync_keys([policy("team-a"), KeyPolicy(id="acme", sha256=hash_key("sk-new"))])
+    book.sync_keys([policy("team-a")])  # the config's own key, deleted at runtime, comes back
+    assert [k.id for k in book.keys()] == ["team-a"]
+    book.close()
+    again = Book(path, clock=clock)
+    with pytest.raises(RetiredKeyId):
+        again.sync_keys([policy("acme")])
+    assert again.create_key(policy("acme", source="admin")) == "retired"
+
+
+def test_a_ledger_from_before_deleted_keys_sources_opens_as_it_was(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE retired_keys (id TEXT PRIMARY KEY, retired REAL NOT NULL)")
+    old.execute("INSERT INTO retired_keys VALUES ('gone', 1.0)")
+    old.commit()
+    old.close()
+    book = Book(path, clock=clock)
+    assert book.create_key(policy("gone", source="admin")) == "retired"
+    book.sync_keys([policy("gone")])  # its source unknown: the config's, as before
+    assert [k.id for k in book.keys()] == ["gone"]
 
 
 def test_unsettled_reservations_expire(tmp_path: Path, clock: FakeClock) -> None:
