@@ -72,6 +72,7 @@ class Meter:
         seen = _Seen(collect=call.tab.estimator is not None)  # text only to count it, if need be
         for chunk in routed.result.prefix:
             seen.observe(chunk)
+            seen.prompt = seen.prompt or chunk.prompt_usage  # what the route said it read, at its start
 
         ended = False
 
@@ -89,7 +90,7 @@ class Meter:
                 return
             self._record(
                 call, routed.route, seen.usage, seen.id, plan, stream=True, complete=complete, hit=hit,
-                shared=shared, text=seen.text,
+                shared=shared, text=seen.text, prompt=seen.prompt,
             )  # fmt: skip
 
         async def rest() -> AsyncIterator[Any]:
@@ -122,8 +123,12 @@ class Meter:
             seen = _Seen(collect=call.tab.estimator is not None)
             for chunk in flight.chunks:
                 seen.observe(chunk)
+            prompt = flight.chunks[0].prompt_usage if flight.chunks else None
             # Not complete: its client had only part of the answer (whatever the call made, all of it is billed).
-            self._record(call, route, seen.usage, seen.id, plan, stream=call.stream, complete=False, text=seen.text)
+            self._record(
+                call, route, seen.usage, seen.id, plan, stream=call.stream, complete=False, text=seen.text,
+                prompt=prompt,
+            )  # fmt: skip
         except Exception:
             call.tab.no_record()  # not left waiting
             raise
@@ -208,11 +213,23 @@ class Meter:
         hit: Entry | None = None,
         shared: bool = False,
         text: Callable[[], str] | None = None,
+        prompt: Usage | None = None,
     ) -> None:
+        """`usage` as reported, else counted (`text`: the answer's text so far; `prompt`: what the route said
+        at its start that it read of the prompt, its prompt cache's reads and writes too, which no count
+        of ours knows: a stream broken off before its end is counted for its output only)."""
         tab = call.tab
         estimated = False
         if usage is None and text is not None and tab.estimator is not None:
             usage, estimated = tab.estimator.estimate(call.body, text()), True
+            if prompt is not None:
+                output = usage.completion_tokens
+                usage = Usage(
+                    prompt_tokens=prompt.prompt_tokens,
+                    completion_tokens=output,
+                    total_tokens=prompt.prompt_tokens + output,
+                    prompt_tokens_details=prompt.prompt_tokens_details,
+                )
         cost = self._prices.cost(route.provider, route.model, usage)
         free = hit is not None or shared
         if plan is not None and route.overflow and not free:
@@ -288,12 +305,13 @@ class _OnClose:
 class _Seen:
     """What a stream showed so far: its id, its usage, and (only if needed) its text."""
 
-    __slots__ = ("collect", "id", "texts", "usage")
+    __slots__ = ("collect", "id", "prompt", "texts", "usage")
 
     def __init__(self, collect: bool):
         self.collect = collect
         self.id = ""
         self.usage: Usage | None = None
+        self.prompt: Usage | None = None  # the prompt's usage the stream's opening said (Anthropic's, the engine's)
         self.texts: list[str] = []
 
     def observe(self, chunk: Any) -> None:

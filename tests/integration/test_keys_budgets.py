@@ -418,6 +418,43 @@ async def test_without_a_tokenizer_streams_without_usage_are_estimated_from_byte
     assert 0 < cut["completion_tokens"] < quiet["completion_tokens"] and cut["cost_usd"] > prompt * 2.0 / 1e6
 
 
+async def test_a_stream_broken_off_on_an_anthropic_route_counts_the_prompt_its_route_said(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anthropic says at a stream's start what it read of the prompt, its prompt cache's reads and writes
+    too (`message_start`). A stream that broke off before its end was counted from bytes instead, prompt
+    and all: the cache's tokens, billed at their own prices, were lost. Now only its output is counted."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    claude = {"kind": "anthropic", "base_url": paid.base_url, "api_key_env": "PAID_KEY"}
+    price = {**BIG, "cached_input_per_mtok": 0.2, "cache_write_per_mtok": 2.5}
+    settings = settings_for(paid, tmp_path)
+    settings = settings_for(
+        paid, tmp_path,
+        providers={
+            **settings.model_dump()["providers"],
+            "claude": {**claude, "models": {"c": {"id": "claude-test", **price}}},
+        },
+    )  # fmt: skip
+    paid.prompt_cache = (30, 200)  # written, read
+    try:
+        async with gateway(settings, FakeEngine("fake-chat"), ENV) as (c, _):
+            body = {"model": "claude/c", "messages": QUESTION, "stream": True}
+            whole = await c.post("/v1/chat/completions", json=body, headers=auth(KEY_B))
+            assert whole.status_code == 200 and "[DONE]" in whole.text
+            paid.set_fault("drop", stall_after=3, fail_times=1)  # the provider's stream breaks off
+            broken = await c.post("/v1/chat/completions", json=body, headers=auth(KEY_B))
+            assert broken.status_code == 200 and '"error"' in broken.text and "[DONE]" not in broken.text
+    finally:
+        paid.prompt_cache = (0, 0)
+    told, cut = records(caplog)[-2:]
+    assert (told["estimated"], cut["estimated"], cut["complete"]) == (False, True, False)
+    assert cut["prompt_tokens"] == told["prompt_tokens"] and cut["cached_tokens"] == told["cached_tokens"] == 200
+    assert 0 < cut["completion_tokens"] < told["completion_tokens"]
+    fresh = told["prompt_tokens"] - 200 - 30
+    prompt_usd = (fresh * BIG["input_per_mtok"] + 200 * 0.2 + 30 * 2.5) / 1e6
+    assert cut["cost_usd"] == pytest.approx(prompt_usd + cut["completion_tokens"] * BIG["output_per_mtok"] / 1e6)
+
+
 async def test_a_whole_answer_broken_off_before_a_fallback_is_part_of_the_cost(
     paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
