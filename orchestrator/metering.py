@@ -72,7 +72,7 @@ class Meter:
         seen = _Seen(collect=call.tab.estimator is not None)  # text only to count it, if need be
         for chunk in routed.result.prefix:
             seen.observe(chunk)
-            seen.prompt = seen.prompt or chunk.prompt_usage  # what the route said it read, at its start
+            seen.prompt = seen.prompt or getattr(chunk, "prompt_usage", None)  # what the route said it read, first
 
         ended = False
 
@@ -123,7 +123,7 @@ class Meter:
             seen = _Seen(collect=call.tab.estimator is not None)
             for chunk in flight.chunks:
                 seen.observe(chunk)
-            prompt = flight.chunks[0].prompt_usage if flight.chunks else None
+            prompt = getattr(flight.chunks[0], "prompt_usage", None) if flight.chunks else None
             # Not complete: its client had only part of the answer (whatever the call made, all of it is billed).
             self._record(
                 call, route, seen.usage, seen.id, plan, stream=call.stream, complete=False, text=seen.text,
