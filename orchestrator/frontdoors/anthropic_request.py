@@ -16,7 +16,10 @@ Decisions, where the two APIs differ (they matter to routes that are not Anthrop
   Anthropic route serves the request (a 400 naming the field where the model
   has none).
 - `system` (a string or text blocks, joined with blank lines) is the first
-  message; a user turn's `tool_result` blocks become `tool` messages ahead of
+  message; a `system` message among the turns (the mid-conversation system
+  messages of the beta `mid-conversation-system-2026-04-07`, which Claude Code
+  sends for every model it doesn't know as an older one: a gateway's aliases)
+  is a system message where it stands; a user turn's `tool_result` blocks become `tool` messages ahead of
   the rest of the turn; an assistant turn's `tool_use` blocks become its
   `tool_calls`; thinking blocks in the history are dropped.
 - `top_k`, `thinking` and `cache_control` have no OpenAI equivalent and reach
@@ -71,7 +74,7 @@ class _Wire(BaseModel):
 
 
 class Message(_Wire):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block]
 
 
@@ -106,6 +109,12 @@ class MessagesRequest(_Wire):
     stream: bool = False
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
+
+    @model_validator(mode="after")
+    def _a_turn_besides_system_messages(self) -> MessagesRequest:
+        if all(m.role == "system" for m in self.messages):
+            raise ValueError("'messages' needs a user or assistant turn besides system messages")
+        return self
 
     @model_validator(mode="after")
     def _a_forced_tool_needs_tools(self) -> MessagesRequest:
@@ -182,6 +191,8 @@ def _messages(message: Message, param: str, parts: Parts) -> list[dict[str, Any]
     """One Anthropic turn as OpenAI messages: tool results first (as `tool` messages), then the turn."""
     if isinstance(message.content, str):
         return [{"role": message.role, "content": message.content}]
+    if message.role == "system":
+        return [_system_message(message.content, f"{param}.content", parts)]
     if message.role == "assistant":
         return [_assistant(message.content, f"{param}.content", parts)]
     results: list[dict[str, Any]] = []
@@ -197,6 +208,14 @@ def _messages(message: Message, param: str, parts: Parts) -> list[dict[str, Any]
     if not content and not results and len(parts.untranslated) > lost:
         content = [{"type": "text", "text": ""}]  # the turn keeps its place, for the count (no other route serves it)
     return results + ([{"role": "user", "content": content}] if content else [])
+
+
+def _system_message(blocks: list[Any], param: str, parts: Parts) -> dict[str, Any]:
+    """A mid-conversation system message: its text blocks, joined as the top-level `system`'s are."""
+    for j, block in enumerate(blocks):
+        if not isinstance(block, TextBlock):
+            parts.lose(f"{param}[{j}]", f"a '{block.type}' block in a system message")
+    return {"role": "system", "content": "\n\n".join(b.text for b in blocks if isinstance(b, TextBlock))}
 
 
 def _assistant(blocks: list[Any], param: str, parts: Parts) -> dict[str, Any]:
