@@ -48,7 +48,13 @@ from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, Call
 from orchestrator.errors import OrchestratorError, UpstreamError
 from orchestrator.failover import OpenStream
-from orchestrator.frontdoors.anthropic_request import MessagesRequest, TokenCountRequest, check_version, to_chat
+from orchestrator.frontdoors.anthropic_request import (
+    MessagesRequest,
+    TokenCountRequest,
+    betas,
+    check_version,
+    to_chat,
+)
 from orchestrator.frontdoors.base import tenant
 from orchestrator.frontdoors.openai import SSE_HEADERS, parse_body, route_headers
 from orchestrator.frontdoors.sse import EventStream
@@ -327,7 +333,7 @@ class AnthropicMessages:
 
     async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
         check_version(headers)
-        request = to_chat(parse_body(raw, MessagesRequest, _NOT_JSON))
+        request = to_chat(parse_body(raw, MessagesRequest, _NOT_JSON), betas(headers))
         return Call(CHAT, request, headers, tab, tenant(tab))
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:

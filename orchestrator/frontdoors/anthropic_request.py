@@ -36,6 +36,10 @@ Decisions, where the two APIs differ (they matter to routes that are not Anthrop
   requires one, but a curl user who leaves it out would get the same answer
   either way. Anthropic routes are always sent the provider's configured
   version (the answers are read as that version's).
+- `anthropic-beta` (`betas`): the betas the client's body may need
+  (Claude Code's `context_management`, `output_config`, mid-conversation
+  system messages, …) go with that body to an Anthropic route; `oauth-…`
+  ones are not sent on (the gateway authenticates with its own API key).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from orchestrator.frontdoors.openai import validation_error
 from orchestrator.protocol import ANTHROPIC_MESSAGES, ChatCompletionRequest, Native
 
 VERSION_HEADER = "anthropic-version"
+BETA_HEADER = "anthropic-beta"
 VERSION = "2023-06-01"  # what an absent header means
 VERSIONS = frozenset({"2023-01-01", VERSION, "2026-10-21"})
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -147,12 +152,19 @@ def check_version(headers: Mapping[str, str]) -> None:
     )
 
 
+def betas(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The betas the client asked for (`anthropic-beta`, comma-separated), as an Anthropic route is sent them:
+    each once, in order, without the OAuth ones (which would have the route refuse the gateway's API key)."""
+    named = (b.strip() for b in headers.get(BETA_HEADER, "").split(","))
+    return tuple(dict.fromkeys(b for b in named if b and not b.startswith("oauth-")))
+
+
 # --------------------------------------------------------------------------- request -> chat
 
 
-def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
+def to_chat(request: MessagesRequest, betas: tuple[str, ...] = ()) -> ChatCompletionRequest:
     """The OpenAI chat request that asks the same as `request`, carrying the client's own body (and, naming
-    their fields, the blocks and tools only an Anthropic route can take: `anthropic_content`)."""
+    their fields, the blocks and tools only an Anthropic route can take: `anthropic_content`) and `betas`."""
     body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens, "stream": request.stream}
     extra = request.model_extra or {}
     body.update({name: extra[name] for name in GATEWAY_FIELDS if name in extra})
@@ -173,7 +185,7 @@ def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
         chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as e:
         raise validation_error(e) from None
-    return chat.carrying(Native(ANTHROPIC_MESSAGES, native_body(request), tuple(parts.untranslated)))
+    return chat.carrying(Native(ANTHROPIC_MESSAGES, native_body(request), tuple(parts.untranslated), betas))
 
 
 def native_body(request: MessagesRequest) -> dict[str, Any]:

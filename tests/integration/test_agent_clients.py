@@ -159,3 +159,44 @@ async def test_a_conversation_of_system_messages_alone_is_a_400(gw: Gateway) -> 
     r = await post(gw, "/v1/messages", body)
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", r.text
     assert "user or assistant turn" in r.json()["error"]["message"]
+
+
+def received_headers(fake: FakeProvider) -> dict[str, str]:
+    [request] = [r for r in fake.requests if r.method == "POST"]
+    return {k.lower(): v for k, v in request.headers.items()}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["sse", "json"])
+async def test_an_anthropic_route_gets_the_betas_the_clients_body_needs(
+    gw: Gateway, fakes: dict[str, FakeProvider], stream: bool
+) -> None:
+    # context_management, output_config and the system message are betas' fields: Anthropic refuses them
+    # without the betas (its 400 names the field), so the client's own body goes with the client's betas.
+    r = await post(gw, "/v1/messages", claude_code_body("claude/haiku") | {"stream": stream})
+    assert r.status_code == 200, r.text
+    assert received_headers(fakes["claude"])["anthropic-beta"] == CLAUDE_CODE_HEADERS["anthropic-beta"]
+    assert received_headers(fakes["claude"])["x-api-key"] == UPSTREAM["CLAUDE_KEY"]
+
+
+async def test_oauth_betas_stay_with_the_client_and_a_translation_gets_none(
+    gw: Gateway, fakes: dict[str, FakeProvider]
+) -> None:
+    headers = CLAUDE_CODE_HEADERS | {"anthropic-beta": "oauth-2025-04-20, effort-2025-11-24,effort-2025-11-24"}
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        r = await http.post("/v1/messages", json=claude_code_body("claude/haiku"), headers=headers)
+        assert r.status_code == 200, r.text
+        assert received_headers(fakes["claude"])["anthropic-beta"] == "effort-2025-11-24"
+        r = await http.post("/v1/messages", json=claude_code_body("alpha/m"), headers=headers)
+        assert r.status_code == 200, r.text
+        assert "anthropic-beta" not in received_headers(fakes["alpha"])
+
+
+async def test_the_cache_tells_apart_bodies_sent_with_other_betas(gw: Gateway, fakes: dict[str, FakeProvider]) -> None:
+    body = claude_code_body("claude/haiku") | {"stream": False, "temperature": 0}
+    seen = []
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        for beta in ("effort-2025-11-24", "effort-2025-11-24", "context-management-2025-06-27"):
+            r = await http.post("/v1/messages", json=body, headers=CLAUDE_CODE_HEADERS | {"anthropic-beta": beta})
+            assert r.status_code == 200, r.text
+            seen.append(r.headers["x-cache"])
+    assert seen == ["MISS", "HIT", "MISS"]
