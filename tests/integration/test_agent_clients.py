@@ -1,7 +1,8 @@
 """Requests as agent CLIs send them, replayed with plain HTTP (CI can't run the CLIs).
 
 Each body and header set is what the CLI sent to the gateway, trimmed to what
-the test needs (recorded with Claude Code 2.1.197 in `claude -p`). Served by
+the test needs (recorded with Claude Code 2.1.197 in `claude -p` and Codex CLI
+0.171.0 in `codex exec` with a custom provider). Served by
 the in-process gateway of `anthropic_gateway` on a real socket: a fake
 Anthropic provider ("claude", which gets the client's own body), an
 OpenAI-compatible one ("alpha", which gets the translation) and the fake local
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from anthropic_gateway import TEAM, UPSTREAM, Gateway, gateway
+from openai_schema import validate
 
 from local_models.catalog import prepare
 from orchestrator.testing.provider import FakeProvider
@@ -200,3 +202,123 @@ async def test_the_cache_tells_apart_bodies_sent_with_other_betas(gw: Gateway, f
             assert r.status_code == 200, r.text
             seen.append(r.headers["x-cache"])
     assert seen == ["MISS", "HIT", "MISS"]
+
+
+# ------------------------------------------------------------------------------ Codex CLI (Responses API)
+
+CODEX_HEADERS = {
+    "authorization": f"Bearer {TEAM}",
+    "accept": "text/event-stream",
+    "originator": "codex_exec",
+    "user-agent": "codex_exec/0.171.0 (Debian 12.0.0; x86_64) xterm (codex_exec; 0.171.0)",
+    "x-codex-beta-features": "remote_compaction_v2",
+    "session-id": "01a2335d-4c14-72e1-b349-0760b2b32bda",
+}
+SPAWN = {
+    "type": "function",
+    "name": "spawn_agent",
+    "description": "Spawn a sub-agent.",
+    "strict": False,
+    "parameters": {
+        "type": "object",
+        "properties": {"message": {"type": "string"}},
+        "required": ["message"],
+        "additionalProperties": False,
+    },
+}
+EXEC = {
+    "type": "function",
+    "name": "exec_command",
+    "description": "Runs a command in a PTY.",
+    "strict": False,
+    "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]},
+}
+# Codex's sub-agent tools, grouped (the fake provider calls the first tool it is given: this one's first).
+AGENTS = {"type": "namespace", "name": "multi_agent_v1", "description": "Tools for sub-agents.", "tools": [SPAWN]}
+
+
+def codex_body(model: str, input_items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "model": model,
+        "stream": True,
+        "input": input_items,
+        "tools": [AGENTS, EXEC],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "reasoning": {"summary": "auto"},
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "01a2335d-4c14-72e1-b349-0760b2b32bda",
+        "client_metadata": {"x-codex-window-id": "01a2335d:0", "session_id": "01a2335d"},
+    }
+
+
+CODEX_INPUT = [
+    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "You are a coding agent."}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hi in one word."}]},
+]
+
+
+async def codex_events(gw: Gateway, body: dict[str, Any]) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        r = await http.post("/v1/responses", json=body, headers=CODEX_HEADERS)
+    assert r.status_code == 200, r.text
+    out = []
+    for line in r.text.splitlines():
+        if line.startswith("data: "):
+            event = json.loads(line.removeprefix("data: "))
+            validate("ResponseStreamEvent", event)  # the spec's function_call has `namespace`
+            out.append(event)
+    return out
+
+
+@pytest.mark.parametrize("model", ["alpha/m", "claude/haiku"], ids=["openai", "anthropic"])
+async def test_codexs_namespace_tools_round_trip(gw: Gateway, fakes: dict[str, FakeProvider], model: str) -> None:
+    fake = fakes["alpha" if model == "alpha/m" else "claude"]
+    events = await codex_events(gw, codex_body(model, CODEX_INPUT))
+    done = events[-1]
+    assert done["type"] == "response.completed"
+    [call] = [item for item in done["response"]["output"] if item["type"] == "function_call"]
+    assert (call["namespace"], call["name"]) == ("multi_agent_v1", "spawn_agent")
+    added = next(e["item"] for e in events if e["type"] == "response.output_item.added")
+    assert (added["namespace"], added["name"]) == ("multi_agent_v1", "spawn_agent")
+    assert done["response"]["tools"][0]["type"] == "namespace"
+    # The route saw the namespace's function under one chat name.
+    sent = fake.requests[-1].body
+    assert isinstance(sent, dict)
+    names = [t["function"]["name"] for t in sent["tools"]] if model == "alpha/m" else [t["name"] for t in sent["tools"]]
+    assert names == ["multi_agent_v1__spawn_agent", "exec_command"]
+    # Codex sends the call back with its output: the route gets the call it made.
+    output = {"type": "function_call_output", "call_id": call["call_id"], "output": "agent a1 spawned"}
+    returned = {k: call[k] for k in ("type", "call_id", "namespace", "name", "arguments")}
+    events = await codex_events(gw, codex_body(model, [*CODEX_INPUT, returned, output]))
+    assert events[-1]["type"] == "response.completed"
+    sent = fake.requests[-1].body
+    assert isinstance(sent, dict)
+    assert "multi_agent_v1__spawn_agent" in json.dumps(sent["messages"])
+
+
+async def test_a_namespaced_function_whose_chat_name_is_taken_is_a_400(gw: Gateway) -> None:
+    clash = {**EXEC, "name": "multi_agent_v1__spawn_agent"}
+    body = codex_body("alpha/m", CODEX_INPUT) | {"tools": [AGENTS, clash], "stream": False}
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        r = await http.post("/v1/responses", json=body, headers=CODEX_HEADERS)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools[0].tools[0].name", r.text
+
+
+async def test_a_custom_tool_in_a_namespace_is_a_400_naming_it(gw: Gateway) -> None:
+    custom = {"type": "custom", "name": "apply_patch", "description": "Patch files."}
+    body = codex_body("alpha/m", CODEX_INPUT) | {"tools": [{**AGENTS, "tools": [SPAWN, custom]}], "stream": False}
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        r = await http.post("/v1/responses", json=body, headers=CODEX_HEADERS)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools[0].tools[1].type", r.text
+
+
+async def test_a_whole_response_names_the_namespace_of_a_call(gw: Gateway) -> None:
+    body = codex_body("alpha/m", CODEX_INPUT) | {"stream": False}
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        r = await http.post("/v1/responses", json=body, headers=CODEX_HEADERS)
+    assert r.status_code == 200, r.text
+    validate("Response", r.json())
+    [call] = [item for item in r.json()["output"] if item["type"] == "function_call"]
+    assert (call["namespace"], call["name"]) == ("multi_agent_v1", "spawn_agent")

@@ -62,7 +62,7 @@ class ResponsesDoor:
             events = _events(routed.result, turn, self._store)
             return EventStream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
         completion: ChatCompletion = routed.result
-        output, finish = output_of(completion)
+        output, finish = output_of(completion, turn)
         response = response_object(
             turn, completion.model, output=output, status="completed", usage=completion.usage, finish=finish
         )

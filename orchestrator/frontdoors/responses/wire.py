@@ -1,6 +1,7 @@
 """The Responses API request (`CreateResponse`) as the gateway serves it.
 
-Function tools, text and image inputs, messages, `function_call` and
+Function tools (also grouped in a `namespace` tool, as Codex sends its
+sub-agent tools), text and image inputs, messages, `function_call` and
 `function_call_output` items, structured output and the sampling fields are
 served, and the output text's log probabilities (`include:
 ["message.output_text.logprobs"]`, `top_logprobs`). What no route can do here
@@ -44,6 +45,8 @@ BUILT_IN_TOOLS = (
 TAGS = frozenset(
     {
         "message",
+        "function",
+        "namespace",
         "function_call",
         "function_call_output",
         "reasoning",
@@ -100,6 +103,7 @@ class FunctionCallItem(_Wire):
     call_id: Annotated[str, Field(min_length=1)]
     name: Annotated[str, Field(min_length=1)]
     arguments: str
+    namespace: Annotated[str, Field(min_length=1)] | None = None  # a `namespace` tool's function
     id: str | None = None
     status: str | None = None
 
@@ -130,6 +134,18 @@ class FunctionTool(_Wire):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+
+
+class NamespaceTool(_Wire):
+    """Function tools grouped under a name: the model calls `name` in `namespace` (a call item says both)."""
+
+    type: Literal["namespace"]
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str | None = None
+    tools: Annotated[list[FunctionTool], Field(min_length=1)]
+
+
+AnyTool = Annotated[FunctionTool | NamespaceTool, Field(discriminator="type")]
 
 
 class FunctionChoice(_Wire):
@@ -167,7 +183,7 @@ class ResponsesRequest(_Wire):
     input: str | Annotated[list[Item], Field(min_length=1)]
     instructions: str | None = None
     previous_response_id: Annotated[str, Field(min_length=1)] | None = None
-    tools: list[FunctionTool] | None = None
+    tools: list[AnyTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | FunctionChoice | None = None
     parallel_tool_calls: bool | None = None
     text: TextParam | None = None
@@ -202,12 +218,21 @@ class ResponsesRequest(_Wire):
         tools = data.get("tools")
         for i, tool in enumerate(tools if isinstance(tools, list) else []):
             kind = tool.get("type") if isinstance(tool, dict) else None
-            if isinstance(kind, str) and kind != "function":
+            if isinstance(kind, str) and kind not in ("function", "namespace"):
                 raise _unsupported(
-                    f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' tools are "
-                    "supported.",
+                    f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' tools (and "
+                    "'namespace' tools of them) are supported.",
                     f"tools[{i}].type",
                 )
+            members = tool.get("tools") if kind == "namespace" else None
+            for j, member in enumerate(members if isinstance(members, list) else []):
+                inner = member.get("type") if isinstance(member, dict) else None
+                if isinstance(inner, str) and inner != "function":
+                    raise _unsupported(
+                        f"The tool type {inner!r} can't be run by this gateway's routes, in a namespace either; "
+                        "only 'function' tools are supported.",
+                        f"tools[{i}].tools[{j}].type",
+                    )
         items = data.get("input")
         for i, item in enumerate(items if isinstance(items, list) else []):
             if not isinstance(item, dict):
