@@ -1,8 +1,9 @@
 """Requests as agent CLIs send them, replayed with plain HTTP (CI can't run the CLIs).
 
 Each body and header set is what the CLI sent to the gateway, trimmed to what
-the test needs (recorded with Claude Code 2.1.197 in `claude -p` and Codex CLI
-0.171.0 in `codex exec` with a custom provider). Served by
+the test needs (recorded with Claude Code 2.1.197 in `claude -p`, Codex CLI
+0.171.0 in `codex exec` with a custom provider, and the Vercel AI SDK 6 with
+@ai-sdk/openai 3 in a `generateText` tool loop). Served by
 the in-process gateway of `anthropic_gateway` on a real socket: a fake
 Anthropic provider ("claude", which gets the client's own body), an
 OpenAI-compatible one ("alpha", which gets the translation) and the fake local
@@ -18,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from anthropic_gateway import TEAM, UPSTREAM, Gateway, gateway
+from anthropic_gateway import LOCAL_ONLY, TEAM, UPSTREAM, Gateway, gateway
 from openai_schema import validate
 
 from local_models.catalog import prepare
@@ -322,3 +323,81 @@ async def test_a_whole_response_names_the_namespace_of_a_call(gw: Gateway) -> No
     validate("Response", r.json())
     [call] = [item for item in r.json()["output"] if item["type"] == "function_call"]
     assert (call["namespace"], call["name"]) == ("multi_agent_v1", "spawn_agent")
+
+
+# ------------------------------------------------------------------------------ Vercel AI SDK (Responses API)
+
+AI_SDK_HEADERS = {
+    "authorization": f"Bearer {TEAM}",
+    "user-agent": "ai-sdk/openai/3.0.141 ai/6.0.326 runtime/node.js/20",
+}
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "weather",
+    "description": "Get the weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    "strict": False,
+}
+ASK = {"role": "user", "content": [{"type": "input_text", "text": "What is the weather in Paris?"}]}
+
+
+async def responses(gw: Gateway, body: dict[str, Any], key: str = TEAM) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        return await http.post("/v1/responses", json=body, headers=AI_SDK_HEADERS | {"authorization": f"Bearer {key}"})
+
+
+@pytest.fixture
+def reasoning(fakes: dict[str, FakeProvider]) -> Iterator[None]:
+    fakes["claude"].reasoning_tokens = 4  # a thinking model: a signed thinking block before the tool call
+    yield
+    fakes["claude"].reasoning_tokens = 0
+
+
+@pytest.mark.usefixtures("reasoning")
+async def test_the_ai_sdks_item_references_are_the_stored_items(gw: Gateway, fakes: dict[str, FakeProvider]) -> None:
+    # Step 1 of generateText's tool loop: the model thinks, then calls the tool (stored: `store` is the default).
+    body = {"model": "claude/haiku", "input": [ASK], "tools": [WEATHER_TOOL], "tool_choice": "auto", "stream": True}
+    first = await responses(gw, body)
+    assert first.status_code == 200, first.text
+    done = json.loads([line for line in first.text.splitlines() if line.startswith("data: ")][-1][6:])
+    reasoning_item, call = done["response"]["output"]
+    assert reasoning_item["type"] == "reasoning" and reasoning_item["encrypted_content"]
+    # Step 2, as the SDK sends it with store on: the reasoning by reference, the call whole, the tool's output.
+    call_item = {k: call[k] for k in ("type", "call_id", "name", "arguments")}
+    output = {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny, 21 C"}
+    second = await responses(
+        gw, body | {"input": [ASK, {"type": "item_reference", "id": reasoning_item["id"]}, call_item, output]}
+    )
+    assert second.status_code == 200, second.text
+    sent = fakes["claude"].requests[-1].body
+    assert isinstance(sent, dict)
+    assistant = sent["messages"][1]
+    assert assistant["role"] == "assistant" and assistant["content"][0]["type"] == "thinking"
+    assert assistant["content"][0]["signature"] == reasoning_item["encrypted_content"]  # the thinking, signed, back
+    # An earlier answer's message by reference too (a later turn of a chat).
+    message = await responses(gw, {"model": "alpha/m", "input": "Hello", "stream": False})
+    [text_item] = message.json()["output"]
+    later = [
+        {"role": "user", "content": "Hello"},
+        {"type": "item_reference", "id": text_item["id"]},
+        {"role": "user", "content": "Again?"},
+    ]
+    again = await responses(gw, {"model": "alpha/m", "input": later, "stream": False})
+    assert again.status_code == 200, again.text
+    sent = fakes["alpha"].requests[-1].body
+    assert isinstance(sent, dict)
+    assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+    assert sent["messages"][1]["content"] == text_item["content"][0]["text"]
+
+
+async def test_an_item_reference_to_no_item_of_the_keys_own_is_a_404(gw: Gateway) -> None:
+    kept = await responses(gw, {"model": "fake-chat", "input": "Hello", "stream": False})
+    unkept = await responses(gw, {"model": "fake-chat", "input": "Hello", "stream": False, "store": False})
+    [kept_item], [unkept_item] = kept.json()["output"], unkept.json()["output"]
+    for key, item_id in ((LOCAL_ONLY, kept_item["id"]), (TEAM, unkept_item["id"]), (TEAM, "msg_nope")):
+        body = {
+            "model": "fake-chat",
+            "input": [{"type": "item_reference", "id": item_id}, {"role": "user", "content": "x"}],
+        }
+        r = await responses(gw, body, key)
+        assert r.status_code == 404 and r.json()["error"]["param"] == "input[0].id", r.text

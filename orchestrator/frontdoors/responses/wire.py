@@ -6,8 +6,10 @@ sub-agent tools), text and image inputs, messages, `function_call` and
 served, and the output text's log probabilities (`include:
 ["message.output_text.logprobs"]`, `top_logprobs`). What no route can do here
 is a 400 naming the field: built-in tools (web search, file search, code
-interpreter, …), `background`, `conversation`, stored prompts, file inputs and
-item references. Fields OpenAI accepts that change nothing here (`include`'s
+interpreter, …), `background`, `conversation`, stored prompts and file inputs.
+An `item_reference` names an item of a stored response of the same key (the
+door puts that item in its place; the AI SDK sends its earlier reasoning and
+messages so when `store` is on). Fields OpenAI accepts that change nothing here (`include`'s
 other values, `service_tier`, `prompt_cache_key`, `safety_identifier`,
 `text.verbosity`, `stream_options`) are accepted.
 """
@@ -50,6 +52,7 @@ TAGS = frozenset(
         "function_call",
         "function_call_output",
         "reasoning",
+        "item_reference",
         "input_text",
         "output_text",
         "input_image",
@@ -122,7 +125,18 @@ class ReasoningItem(_Wire):
     type: Literal["reasoning"]
 
 
+class ItemReference(_Wire):
+    """An item of a stored response, by its id (the door replaces it with the item)."""
+
+    type: Literal["item_reference"]
+    id: Annotated[str, Field(min_length=1)]
+
+
 Item = Annotated[
+    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | ItemReference,
+    Field(discriminator="type"),
+]
+StoredItem = Annotated[
     MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem,
     Field(discriminator="type"),
 ]
@@ -250,7 +264,7 @@ class ResponsesRequest(_Wire):
         return data
 
 
-_ITEMS = ("message", "function_call", "function_call_output", "reasoning")
+_ITEMS = ("message", "function_call", "function_call_output", "reasoning", "item_reference")
 
 
 def _unsupported(message: str, param: str) -> InvalidRequest:
