@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 
 from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, Call
-from orchestrator.errors import OrchestratorError, UpstreamError
+from orchestrator.errors import ContextLengthExceeded, OrchestratorError, UpstreamError
 from orchestrator.failover import OpenStream
 from orchestrator.frontdoors.anthropic_request import (
     MessagesRequest,
@@ -313,7 +313,20 @@ def error_type(status: int) -> str:
 
 
 def error_body(exc: OrchestratorError) -> dict[str, Any]:
-    return {"error": {"type": error_type(exc.status_code), "message": exc.message}}
+    return {"error": {"type": error_type(exc.status_code), "message": error_message(exc)}}
+
+
+def error_message(exc: OrchestratorError) -> str:
+    """The error's message; a context overflow in Anthropic's words, which clients read: Claude Code retries
+    with the `max_tokens` that fits when told "input length and `max_tokens` exceed context limit: P + M > C"."""
+    if isinstance(exc, ContextLengthExceeded) and exc.prompt_tokens is not None and exc.context is not None:
+        if exc.max_tokens is not None:
+            return (
+                f"input length and `max_tokens` exceed context limit: {exc.prompt_tokens} + {exc.max_tokens} > "
+                f"{exc.context}, decrease input length or `max_tokens` and try again"
+            )
+        return f"prompt is too long: {exc.prompt_tokens} tokens > {exc.context} maximum"
+    return exc.message
 
 
 def error_response(exc: OrchestratorError) -> Response:

@@ -13,6 +13,7 @@ engine ("fake-chat").
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -401,3 +402,34 @@ async def test_an_item_reference_to_no_item_of_the_keys_own_is_a_404(gw: Gateway
         }
         r = await responses(gw, body, key)
         assert r.status_code == 404 and r.json()["error"]["param"] == "input[0].id", r.text
+
+
+# ------------------------------------------------------------------------------ context overflows, in Anthropic's words
+
+# Claude Code's reading of Anthropic's 400 (it retries with max_tokens = limit - input - 1000, at least 3000).
+OVERFLOW = re.compile(r"input length and `max_tokens` exceed context limit: (\d+) \+ (\d+) > (\d+)")
+
+
+async def test_claude_code_reads_a_local_overflow_of_max_tokens_and_retries_with_what_fits(gw: Gateway) -> None:
+    # Claude Code asks 32,000 output tokens of a model it doesn't know; the local model's context is 4,096.
+    body = claude_code_body("fake-chat") | {"tools": [], "max_tokens": 32000}
+    r = await post(gw, "/v1/messages", body)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", r.text
+    found = OVERFLOW.search(r.json()["error"]["message"])
+    assert found is not None, r.text
+    prompt, asked, limit = (int(n) for n in found.groups())
+    assert (asked, limit) == (32000, 4096) and 0 < prompt < limit
+    again = await post(gw, "/v1/messages", body | {"max_tokens": limit - prompt - 1000})
+    assert again.status_code == 200, again.text
+
+
+async def test_a_prompt_over_every_routes_context_is_too_long_in_anthropics_words(gw: Gateway) -> None:
+    body = claude_code_body("fake-chat") | {"tools": [], "max_tokens": 100}
+    body["messages"][0]["content"][1]["text"] = "word " * 6000
+    r = await post(gw, "/v1/messages", body)
+    assert r.status_code == 400, r.text
+    assert re.fullmatch(r"prompt is too long: \d+ tokens > 4096 maximum", r.json()["error"]["message"]), r.text
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:  # OpenAI's door: OpenAI's words
+        chat = {"model": "fake-chat", "messages": [{"role": "user", "content": "word " * 6000}]}
+        r = await http.post("/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {TEAM}"})
+    assert r.status_code == 400 and "maximum context length is 4096 tokens" in r.json()["error"]["message"]
