@@ -82,9 +82,24 @@ class InvalidRequest(OrchestratorError):
 
 
 class ContextLengthExceeded(InvalidRequest):
-    """The prompt plus the requested output doesn't fit the model's context."""
+    """The prompt plus the requested output doesn't fit the model's context. Where known, the counts that
+    don't fit (`prompt_tokens`, `max_tokens`: the output asked for, `context`), which a front door may say
+    in its own protocol's words (Anthropic's, which Claude Code reads to retry with less output)."""
 
     default_code = "context_length_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        prompt_tokens: int | None = None,
+        max_tokens: int | None = None,
+        context: int | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.prompt_tokens, self.max_tokens, self.context = prompt_tokens, max_tokens, context
 
 
 class UnsupportedCapability(InvalidRequest):

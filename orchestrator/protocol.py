@@ -317,11 +317,13 @@ ANTHROPIC_MESSAGES = "anthropic-messages"  # `Native.wire` of a body in Anthropi
 class Native:
     """A client's request as it came, in a wire format other than OpenAI's chat (`wire`), and what in it has
     no translation (`untranslated`: its fields, described, e.g. "'messages[0].content[1]' (a document from a
-    PDF)"), which only a route speaking `wire` can serve."""
+    PDF)"), which only a route speaking `wire` can serve; `betas`: the API betas the client asked for with
+    the body (Anthropic's `anthropic-beta` header), which a route speaking `wire` is sent with it."""
 
     wire: str
     body: Mapping[str, Any]
     untranslated: tuple[str, ...] = ()
+    betas: tuple[str, ...] = ()
 
 
 class ChatCompletionRequest(SamplingFields):

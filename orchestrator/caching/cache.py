@@ -74,6 +74,8 @@ def cache_key(request: ChatCompletionRequest | CompletionRequest, namespace: str
     native = request.native() if isinstance(request, ChatCompletionRequest) else None
     if native is not None:
         canonical["_native"] = [native.wire, {k: v for k, v in native.body.items() if k not in _NOT_IN_KEY}]
+        if native.betas:  # a beta may change the answer (context management, effort, …)
+            canonical["_native"].append(sorted(native.betas))
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return f"{namespace}:{hashlib.sha256(blob.encode()).hexdigest()}"
 

@@ -46,9 +46,15 @@ from starlette.responses import JSONResponse, Response
 
 from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, Call
-from orchestrator.errors import OrchestratorError, UpstreamError
+from orchestrator.errors import ContextLengthExceeded, OrchestratorError, UpstreamError
 from orchestrator.failover import OpenStream
-from orchestrator.frontdoors.anthropic_request import MessagesRequest, TokenCountRequest, check_version, to_chat
+from orchestrator.frontdoors.anthropic_request import (
+    MessagesRequest,
+    TokenCountRequest,
+    betas,
+    check_version,
+    to_chat,
+)
 from orchestrator.frontdoors.base import tenant
 from orchestrator.frontdoors.openai import SSE_HEADERS, parse_body, route_headers
 from orchestrator.frontdoors.sse import EventStream
@@ -307,7 +313,20 @@ def error_type(status: int) -> str:
 
 
 def error_body(exc: OrchestratorError) -> dict[str, Any]:
-    return {"error": {"type": error_type(exc.status_code), "message": exc.message}}
+    return {"error": {"type": error_type(exc.status_code), "message": error_message(exc)}}
+
+
+def error_message(exc: OrchestratorError) -> str:
+    """The error's message; a context overflow in Anthropic's words, which clients read: Claude Code retries
+    with the `max_tokens` that fits when told "input length and `max_tokens` exceed context limit: P + M > C"."""
+    if isinstance(exc, ContextLengthExceeded) and exc.prompt_tokens is not None and exc.context is not None:
+        if exc.max_tokens is not None:
+            return (
+                f"input length and `max_tokens` exceed context limit: {exc.prompt_tokens} + {exc.max_tokens} > "
+                f"{exc.context}, decrease input length or `max_tokens` and try again"
+            )
+        return f"prompt is too long: {exc.prompt_tokens} tokens > {exc.context} maximum"
+    return exc.message
 
 
 def error_response(exc: OrchestratorError) -> Response:
@@ -327,7 +346,7 @@ class AnthropicMessages:
 
     async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
         check_version(headers)
-        request = to_chat(parse_body(raw, MessagesRequest, _NOT_JSON))
+        request = to_chat(parse_body(raw, MessagesRequest, _NOT_JSON), betas(headers))
         return Call(CHAT, request, headers, tab, tenant(tab))
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:

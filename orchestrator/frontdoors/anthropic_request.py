@@ -16,7 +16,10 @@ Decisions, where the two APIs differ (they matter to routes that are not Anthrop
   Anthropic route serves the request (a 400 naming the field where the model
   has none).
 - `system` (a string or text blocks, joined with blank lines) is the first
-  message; a user turn's `tool_result` blocks become `tool` messages ahead of
+  message; a `system` message among the turns (the mid-conversation system
+  messages of the beta `mid-conversation-system-2026-04-07`, which Claude Code
+  sends for every model it doesn't know as an older one: a gateway's aliases)
+  is a system message where it stands; a user turn's `tool_result` blocks become `tool` messages ahead of
   the rest of the turn; an assistant turn's `tool_use` blocks become its
   `tool_calls`; thinking blocks in the history are dropped.
 - `top_k`, `thinking` and `cache_control` have no OpenAI equivalent and reach
@@ -33,6 +36,10 @@ Decisions, where the two APIs differ (they matter to routes that are not Anthrop
   requires one, but a curl user who leaves it out would get the same answer
   either way. Anthropic routes are always sent the provider's configured
   version (the answers are read as that version's).
+- `anthropic-beta` (`betas`): the betas the client's body may need
+  (Claude Code's `context_management`, `output_config`, mid-conversation
+  system messages, …) go with that body to an Anthropic route; `oauth-…`
+  ones are not sent on (the gateway authenticates with its own API key).
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from orchestrator.frontdoors.openai import validation_error
 from orchestrator.protocol import ANTHROPIC_MESSAGES, ChatCompletionRequest, Native
 
 VERSION_HEADER = "anthropic-version"
+BETA_HEADER = "anthropic-beta"
 VERSION = "2023-06-01"  # what an absent header means
 VERSIONS = frozenset({"2023-01-01", VERSION, "2026-10-21"})
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -71,7 +79,7 @@ class _Wire(BaseModel):
 
 
 class Message(_Wire):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block]
 
 
@@ -108,6 +116,12 @@ class MessagesRequest(_Wire):
     tool_choice: ToolChoice | None = None
 
     @model_validator(mode="after")
+    def _a_turn_besides_system_messages(self) -> MessagesRequest:
+        if all(m.role == "system" for m in self.messages):
+            raise ValueError("'messages' needs a user or assistant turn besides system messages")
+        return self
+
+    @model_validator(mode="after")
     def _a_forced_tool_needs_tools(self) -> MessagesRequest:
         choice = self.tool_choice
         if choice is not None and choice.type in ("any", "tool") and not self.tools:
@@ -138,12 +152,19 @@ def check_version(headers: Mapping[str, str]) -> None:
     )
 
 
+def betas(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The betas the client asked for (`anthropic-beta`, comma-separated), as an Anthropic route is sent them:
+    each once, in order, without the OAuth ones (which would have the route refuse the gateway's API key)."""
+    named = (b.strip() for b in headers.get(BETA_HEADER, "").split(","))
+    return tuple(dict.fromkeys(b for b in named if b and not b.startswith("oauth-")))
+
+
 # --------------------------------------------------------------------------- request -> chat
 
 
-def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
+def to_chat(request: MessagesRequest, betas: tuple[str, ...] = ()) -> ChatCompletionRequest:
     """The OpenAI chat request that asks the same as `request`, carrying the client's own body (and, naming
-    their fields, the blocks and tools only an Anthropic route can take: `anthropic_content`)."""
+    their fields, the blocks and tools only an Anthropic route can take: `anthropic_content`) and `betas`."""
     body: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens, "stream": request.stream}
     extra = request.model_extra or {}
     body.update({name: extra[name] for name in GATEWAY_FIELDS if name in extra})
@@ -164,7 +185,7 @@ def to_chat(request: MessagesRequest) -> ChatCompletionRequest:
         chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as e:
         raise validation_error(e) from None
-    return chat.carrying(Native(ANTHROPIC_MESSAGES, native_body(request), tuple(parts.untranslated)))
+    return chat.carrying(Native(ANTHROPIC_MESSAGES, native_body(request), tuple(parts.untranslated), betas))
 
 
 def native_body(request: MessagesRequest) -> dict[str, Any]:
@@ -182,6 +203,8 @@ def _messages(message: Message, param: str, parts: Parts) -> list[dict[str, Any]
     """One Anthropic turn as OpenAI messages: tool results first (as `tool` messages), then the turn."""
     if isinstance(message.content, str):
         return [{"role": message.role, "content": message.content}]
+    if message.role == "system":
+        return [_system_message(message.content, f"{param}.content", parts)]
     if message.role == "assistant":
         return [_assistant(message.content, f"{param}.content", parts)]
     results: list[dict[str, Any]] = []
@@ -197,6 +220,14 @@ def _messages(message: Message, param: str, parts: Parts) -> list[dict[str, Any]
     if not content and not results and len(parts.untranslated) > lost:
         content = [{"type": "text", "text": ""}]  # the turn keeps its place, for the count (no other route serves it)
     return results + ([{"role": "user", "content": content}] if content else [])
+
+
+def _system_message(blocks: list[Any], param: str, parts: Parts) -> dict[str, Any]:
+    """A mid-conversation system message: its text blocks, joined as the top-level `system`'s are."""
+    for j, block in enumerate(blocks):
+        if not isinstance(block, TextBlock):
+            parts.lose(f"{param}[{j}]", f"a '{block.type}' block in a system message")
+    return {"role": "system", "content": "\n\n".join(b.text for b in blocks if isinstance(b, TextBlock))}
 
 
 def _assistant(blocks: list[Any], param: str, parts: Parts) -> dict[str, Any]:

@@ -8,7 +8,8 @@ Responsibilities:
    in as a Messages body (Anthropic's front door: `ChatCompletionRequest.native`)
    is sent as the client wrote it, with only the route's model, the flow's
    `max_tokens` and `stream: true` set (`messages_body`): no double translation,
-   so `top_k`, `cache_control`, `thinking`, `metadata` and the rest arrive intact.
+   so `top_k`, `cache_control`, `thinking`, `metadata` and the rest arrive intact,
+   with the betas the client asked for (`anthropic-beta`: `beta_headers`).
 2. `POST {base_url}/v1/messages` with `stream: true` on the injected
    `httpx.AsyncClient`: a non-2xx answer becomes the gateway's error
    (`error_from_response`, which reads Anthropic's `{"type": "error",
@@ -142,6 +143,14 @@ def messages_body(request: ChatCompletionRequest, model: str, default_max_tokens
         return to_anthropic(request, model, default_max_tokens)
     limit = request.output_limit() or default_max_tokens
     return {**native.body, "model": model, "max_tokens": limit, "stream": True}
+
+
+def beta_headers(request: ChatCompletionRequest) -> dict[str, str]:
+    """`anthropic-beta` for the client's own body: the betas it came with (a translation needs none)."""
+    native = request.native()
+    if native is None or native.wire != ANTHROPIC_MESSAGES or not native.betas:
+        return {}
+    return {"anthropic-beta": ",".join(native.betas)}
 
 
 def to_anthropic(request: ChatCompletionRequest, model: str, default_max_tokens: int) -> dict[str, Any]:
@@ -613,7 +622,7 @@ class AnthropicProvider:
         try:
             content = json_body(body)
             with map_transport_errors(self.name):
-                async with self._post.send(content) as response:
+                async with self._post.send(content, beta_headers(request)) as response:
                     if not response.is_success:
                         raise error_from_response(
                             self.name, response.status_code, response.headers, await error_body(response),

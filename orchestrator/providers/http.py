@@ -95,17 +95,21 @@ class StreamedPost:
         t = client.timeout
         self._timeout = aiohttp.ClientTimeout(sock_connect=t.connect, sock_read=t.read, connect=t.pool)
 
-    def send(self, content: bytes) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+    def send(
+        self, content: bytes, headers: Mapping[str, str] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        """The POST of `content`, with `headers` (this request's own: a client's betas) besides the endpoint's."""
         hooks = self._client.event_hooks
         if self._direct is None or hooks["request"] or hooks["response"]:
-            request = httpx.Request(
-                "POST", self._url, content=content, headers=self._headers, extensions=self._extensions
-            )
+            merged = httpx.Headers({**self._headers, **headers}) if headers else self._headers
+            request = httpx.Request("POST", self._url, content=content, headers=merged, extensions=self._extensions)
             return sent(self._client, request)
-        return self._sent_direct(self._direct, content)
+        return self._sent_direct(self._direct, content, {**self._direct_headers, **headers} if headers else None)
 
     @contextlib.asynccontextmanager
-    async def _sent_direct(self, transport: AiohttpTransport, content: bytes) -> AsyncIterator[httpx.Response]:
+    async def _sent_direct(
+        self, transport: AiohttpTransport, content: bytes, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[httpx.Response]:
         if self._client.is_closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         session = transport.client
@@ -113,7 +117,7 @@ class StreamedPost:
             session = transport.client = transport.get_client()
         with map_aiohttp_exceptions():
             upstream = await session.request(
-                "POST", self._text_url, headers=self._direct_headers, data=content, allow_redirects=False,
+                "POST", self._text_url, headers=headers or self._direct_headers, data=content, allow_redirects=False,
                 auto_decompress=False, compress=False, timeout=self._timeout,
             ).__aenter__()  # fmt: skip
         response = httpx.Response(upstream.status, headers=upstream.raw_headers, stream=AiohttpResponseStream(upstream))

@@ -189,6 +189,8 @@ def resolve(facts: Facts, registry: Registry, policies: Mapping[str, AliasPolicy
             f"This model's maximum context length is {longest} tokens. However, your messages resulted in "
             f"{facts.prompt_tokens} tokens. Please reduce the length of the messages.",
             param="messages" if facts.task == "chat" else "prompt",
+            prompt_tokens=facts.prompt_tokens,
+            context=longest,
         )
     # A request asking more answers at once than a local engine's share for one goes to a route without
     # that limit, or is refused: it would hold the engine from every other client.

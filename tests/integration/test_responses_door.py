@@ -246,7 +246,7 @@ async def test_store_false_keeps_nothing(app: FastAPI) -> None:
         ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[0].type"),
         ({"background": True}, "background"),
         ({"conversation": "conv_1"}, "conversation"),
-        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+        ({"input": [{"type": "item_search_call", "id": "x"}]}, "input[0].type"),
         ({"input": []}, "input"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]}, "input[0].content"),
         ({"tool_choice": {"type": "web_search_preview"}}, "tool_choice"),

@@ -74,6 +74,33 @@ async def test_what_one_replica_stored_the_other_reads_and_continues(replicas: l
     assert (await a.get(f"/v1/responses/{rid}", headers=auth(TEAM))).status_code == 404
 
 
+async def test_an_item_one_replica_stored_the_other_finds_by_reference(replicas: list[httpx.AsyncClient]) -> None:
+    a, b = replicas
+    first = await a.post("/v1/responses", json={"model": "fake-chat", "input": "remember me"}, headers=auth(TEAM))
+    [item] = first.json()["output"]
+    body: dict[str, Any] = {
+        "model": "fake-chat",
+        "input": [{"type": "item_reference", "id": item["id"]}, {"role": "user", "content": "go on"}],
+    }
+    second = await b.post("/v1/responses", json=body, headers=auth(TEAM))  # through the one actor
+    assert second.status_code == 200, second.text
+    listed = await b.get(f"/v1/responses/{second.json()['id']}/input_items?order=asc", headers=auth(TEAM))
+    assert listed.json()["data"][0]["content"][0]["text"] == item["content"][0]["text"]  # the item, not the reference
+    assert (await b.post("/v1/responses", json=body, headers=auth(OTHER))).status_code == 404  # not the other key's
+
+
+def test_an_item_is_found_while_its_response_is_kept(tmp_path: Path) -> None:
+    disk = DiskResponses(tmp_path)
+    output = [{"id": "rs_1", "type": "reasoning"}, {"id": "msg_2", "type": "message"}]
+    disk.put([Stored("key:team", {"id": "resp_1", "output": output}, [{"id": "msg_1", "type": "message"}], [])])
+    for item_id in ("msg_1", "rs_1", "msg_2"):
+        found = disk.get_item(item_id)
+        assert found is not None and found.id == "resp_1" and found.item(item_id) is not None
+    assert disk.get_item("msg_nope") is None
+    disk.delete("resp_1")
+    assert disk.get_item("rs_1") is None
+
+
 def test_entries_expire_after_their_ttl(tmp_path: Path) -> None:
     disk = DiskResponses(tmp_path, ttl_s=0.2)
     disk.put([Stored("key:team", {"id": "resp_1"}, [], [])])

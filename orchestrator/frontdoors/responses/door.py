@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
+from pydantic import TypeAdapter
 from starlette.responses import JSONResponse, Response
 
 from orchestrator.accounting.accounts import Tab
@@ -29,7 +30,7 @@ from orchestrator.frontdoors.openai import SSE_HEADERS, error_response, parse_bo
 from orchestrator.frontdoors.responses.events import ResponseEvents
 from orchestrator.frontdoors.responses.store import ResponseStore, Stored
 from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, response_object, to_chat
-from orchestrator.frontdoors.responses.wire import TAGS, ResponsesRequest
+from orchestrator.frontdoors.responses.wire import TAGS, ItemReference, ResponsesRequest, StoredItem
 from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import ChatCompletion, ChatCompletionChunk
 from orchestrator.routes import Routed
@@ -48,6 +49,7 @@ class ResponsesDoor:
     async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
         request = parse_body(raw, ResponsesRequest, tags=TAGS)
         owner = tenant(tab)
+        await _resolve_references(self._store, request, owner)
         context: list[Json] = []
         if request.previous_response_id is not None:
             previous = await _read(self._store, request.previous_response_id, owner, "previous_response_id")
@@ -62,7 +64,7 @@ class ResponsesDoor:
             events = _events(routed.result, turn, self._store)
             return EventStream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
         completion: ChatCompletion = routed.result
-        output, finish = output_of(completion)
+        output, finish = output_of(completion, turn)
         response = response_object(
             turn, completion.model, output=output, status="completed", usage=completion.usage, finish=finish
         )
@@ -100,6 +102,23 @@ async def _keep(store: ResponseStore, turn: Turn, response: Json) -> None:
     """Store a finished response, when its request asked to."""
     if turn.request.store:
         await store.put([Stored(turn.owner, response, turn.items, turn.context)])
+
+
+_STORED_ITEM: TypeAdapter[Any] = TypeAdapter(StoredItem)
+
+
+async def _resolve_references(store: ResponseStore, request: ResponsesRequest, owner: str) -> None:
+    """Each `item_reference` in the input replaced by the item it names, of a response this key stored."""
+    if isinstance(request.input, str):
+        return
+    for i, item in enumerate(request.input):
+        if not isinstance(item, ItemReference):
+            continue
+        stored = await store.get_item(item.id)
+        found = stored.item(item.id) if stored is not None and stored.owner == owner else None
+        if found is None:
+            raise NotFound(f"Item with id '{item.id}' not found.", param=f"input[{i}].id")
+        request.input[i] = _STORED_ITEM.validate_python(found)
 
 
 async def _read(store: ResponseStore, response_id: str, owner: str, param: str | None = None) -> Stored:

@@ -23,7 +23,6 @@ from typing import Any
 from orchestrator.frontdoors.responses.translate import (
     Json,
     Turn,
-    function_call_item,
     logprobs_of,
     message_item,
     new_id,
@@ -150,7 +149,7 @@ class ResponseEvents:
         if call.index not in self._tools:
             out += self._finish_reasoning() + self._finish_text()
             name = call.function.name if call.function and call.function.name else ""
-            out += self._add(function_call_item(call.id or "", name, "", new_id("fc"), status="in_progress"))
+            out += self._add(self._turn.call_item(call.id or "", name, "", new_id("fc"), status="in_progress"))
             self._tools[call.index] = len(self._items) - 1
         index = self._tools[call.index]
         item = self._items[index]

@@ -6,7 +6,9 @@ One store for every gateway replica on every node: a named Ray actor
 (`process`, for a single replica and tests). Entries expire after
 `responses.ttl_days` and the oldest go first past `responses.size_limit_mb`.
 Each entry names its owner (the key's tenant); the door never shows an entry
-to anyone else, and to them it does not exist.
+to anyone else, and to them it does not exist. Each item of an entry (its input
+items and its output) is found by its id too (`get_item`: the entry that holds
+it), for an `item_reference` in a later request's input.
 
 Writes leave the answer's path (`WriteBehind`): a replica answers at once,
 reads its own writes at once, and sends what was stored meanwhile in one
@@ -50,9 +52,19 @@ class Stored:
     def id(self) -> str:
         return str(self.response["id"])
 
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """This response's own items: its input items and its output."""
+        return [*self.input_items, *self.response.get("output", [])]
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        return next((item for item in self.items if item.get("id") == item_id), None)
+
 
 class ResponseStore(Protocol):
     async def get(self, response_id: str) -> Stored | None: ...
+
+    async def get_item(self, item_id: str) -> Stored | None: ...
 
     async def put(self, entries: list[Stored]) -> None: ...
 
@@ -91,13 +103,25 @@ class DiskResponses:
             log.warning("stored response %s is unreadable; treated as absent", response_id)
             return None
 
+    def get_item(self, item_id: str) -> Stored | None:
+        """The entry that holds the item `item_id` (an input item or an output item)."""
+        response_id = self._cache.get(ITEM + item_id)
+        stored = self.get(response_id) if isinstance(response_id, str) else None
+        return stored if stored is not None and stored.item(item_id) is not None else None
+
     def put(self, entries: list[Stored]) -> None:
         with self._cache.transact():
             for stored in entries:
                 self._cache.set(stored.id, encode(stored), expire=self._ttl_s)
+                for item in stored.items:
+                    if isinstance(item.get("id"), str):
+                        self._cache.set(ITEM + item["id"], stored.id, expire=self._ttl_s)
 
     def delete(self, response_id: str) -> bool:
         return bool(self._cache.delete(response_id))
+
+
+ITEM = "item:"  # an item's key: its entry's id (no response id starts so)
 
 
 def encode(stored: Stored) -> str:
@@ -120,6 +144,9 @@ class InProcessStore:
     async def get(self, response_id: str) -> Stored | None:
         return await asyncio.to_thread(self._disk.get, response_id)
 
+    async def get_item(self, item_id: str) -> Stored | None:
+        return await asyncio.to_thread(self._disk.get_item, item_id)
+
     async def put(self, entries: list[Stored]) -> None:
         await asyncio.to_thread(self._disk.put, entries)
 
@@ -135,6 +162,10 @@ class ActorStore:
 
     async def get(self, response_id: str) -> Stored | None:
         result: Stored | None = await self._handle.get.remote(response_id)
+        return result
+
+    async def get_item(self, item_id: str) -> Stored | None:
+        result: Stored | None = await self._handle.get_item.remote(item_id)
         return result
 
     async def put(self, entries: list[Stored]) -> None:
@@ -183,6 +214,15 @@ class WriteBehind:
         if found is None:
             await asyncio.sleep(self._settle_s)
             found = await self._store.get(response_id)
+        return found
+
+    async def get_item(self, item_id: str) -> Stored | None:
+        if (stored := next((s for s in self._unwritten.values() if s.item(item_id) is not None), None)) is not None:
+            return stored
+        found = await self._store.get_item(item_id)
+        if found is None:
+            await asyncio.sleep(self._settle_s)
+            found = await self._store.get_item(item_id)
         return found
 
     async def put(self, entries: list[Stored]) -> None:

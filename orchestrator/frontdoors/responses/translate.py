@@ -10,6 +10,12 @@
                 message (text or refusal), then one `function_call` item per tool call
     response    the `Response` object around them, echoing what the request asked
 
+A `namespace` tool's functions are chat tools named `<namespace>__<name>`
+(`NAMESPACE_JOIN`, as MCP tools are often named; chat tool names take no dot),
+a call of one comes back as a `function_call` with its `namespace` and `name`,
+and a call item sent back with a `namespace` is that chat tool's call again
+(`Turn.namespaced`).
+
 Decisions, where the two APIs differ: `max_output_tokens` is the chat
 `max_tokens`; `text.format` is `response_format`; a finish by length is status
 `incomplete` with reason `max_output_tokens` (by content filter, reason
@@ -26,6 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from orchestrator.errors import InvalidRequest
 from orchestrator.frontdoors.openai import validation_error
 from orchestrator.frontdoors.responses.wire import (
     FunctionCallItem,
@@ -35,6 +42,7 @@ from orchestrator.frontdoors.responses.wire import (
     InputImage,
     InputText,
     MessageItem,
+    NamespaceTool,
     Refusal,
     ResponsesRequest,
 )
@@ -48,6 +56,7 @@ from orchestrator.protocol import (
 )
 
 Json = dict[str, Any]
+NAMESPACE_JOIN = "__"  # a namespace tool's function as a chat tool: f"{namespace}{NAMESPACE_JOIN}{name}"
 
 
 def new_id(prefix: str) -> str:
@@ -64,10 +73,43 @@ class Turn:
     created_at: int = field(default_factory=lambda: int(time.time()))
     items: list[Json] = field(default_factory=list)  # this request's input items
     context: list[Json] = field(default_factory=list)  # the stored chain's items before them
+    # A namespace tool's functions by their chat tool names: (namespace, name).
+    namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, request: ResponsesRequest, owner: str, context: list[Json]) -> Turn:
-        return cls(request, owner, items=input_items(request), context=context)
+        return cls(request, owner, items=input_items(request), context=context, namespaced=namespaced(request))
+
+    def call_item(
+        self, call_id: str, name: str, arguments: str, item_id: str | None = None, status: str = "completed"
+    ) -> Json:
+        """A chat tool call as its `function_call` item: a namespace's function named by namespace and name."""
+        namespace, name = self.namespaced.get(name, (None, name))
+        return function_call_item(call_id, name, arguments, item_id, status, namespace)
+
+
+def namespaced(request: ResponsesRequest) -> dict[str, tuple[str, str]]:
+    """Each namespace tool's functions by their chat tool names; a 400 naming the tool where two tools would
+    have one name."""
+    names = {t.name for t in request.tools or [] if not isinstance(t, NamespaceTool)}
+    out: dict[str, tuple[str, str]] = {}
+    for i, tool in enumerate(request.tools or []):
+        if not isinstance(tool, NamespaceTool):
+            continue
+        for j, function in enumerate(tool.tools):
+            chat_name = joined(tool.name, function.name)
+            if chat_name in names or chat_name in out:
+                raise InvalidRequest(
+                    f"The function '{function.name}' of the namespace '{tool.name}' would be the tool "
+                    f"'{chat_name}' here, which another tool is already.",
+                    param=f"tools[{i}].tools[{j}].name",
+                )
+            out[chat_name] = (tool.name, function.name)
+    return out
+
+
+def joined(namespace: str, name: str) -> str:
+    return f"{namespace}{NAMESPACE_JOIN}{name}"
 
 
 # --------------------------------------------------------------------------- input items
@@ -90,6 +132,7 @@ def input_items(request: ResponsesRequest) -> list[Json]:
                     "name": item.name,
                     "arguments": item.arguments,
                     "status": "completed",
+                    **({"namespace": item.namespace} if item.namespace else {}),
                 }
             )
         elif isinstance(item, FunctionCallOutputItem):
@@ -158,9 +201,7 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
     if "cache" in (r.model_extra or {}):  # the gateway's own field (README "Cache"), as on every door
         body["cache"] = (r.model_extra or {})["cache"]
     if r.tools:
-        body["tools"] = [
-            {"type": "function", "function": t.model_dump(exclude={"type"}, exclude_none=True)} for t in r.tools
-        ]
+        body["tools"] = [tool for t in r.tools for tool in _chat_tools(t)]
     if isinstance(r.tool_choice, FunctionChoice):
         body["tool_choice"] = {"type": "function", "function": {"name": r.tool_choice.name}}
     elif r.tool_choice is not None:
@@ -181,6 +222,19 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         raise validation_error(e) from None
 
 
+def _chat_tools(tool: FunctionTool | NamespaceTool) -> list[Json]:
+    """A tool as chat tools: a function as itself, a namespace as its functions under their joined names."""
+    if not isinstance(tool, NamespaceTool):
+        return [{"type": "function", "function": tool.model_dump(exclude={"type"}, exclude_none=True)}]
+    return [
+        {
+            "type": "function",
+            "function": f.model_dump(exclude={"type"}, exclude_none=True) | {"name": joined(tool.name, f.name)},
+        }
+        for f in tool.tools
+    ]
+
+
 def chat_messages(items: list[Json]) -> list[Json]:
     """Responses items as chat messages."""
     out: list[Json] = []
@@ -195,10 +249,11 @@ def chat_messages(items: list[Json]) -> list[Json]:
             out.append(_chat_message(item) | (reasoning if item["role"] == "assistant" else {}))
             joinable, reasoning = item["role"] == "assistant", {}
         elif kind == "function_call":
+            name = joined(item["namespace"], item["name"]) if item.get("namespace") else item["name"]
             call = {
                 "id": item["call_id"],
                 "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]},
+                "function": {"name": name, "arguments": item["arguments"]},
             }
             if not joinable:
                 out.append({"role": "assistant", "content": None, **reasoning})
@@ -238,7 +293,7 @@ def _chat_part(part: Json) -> Json:
 # --------------------------------------------------------------------------- answer -> response
 
 
-def output_of(completion: ChatCompletion) -> tuple[list[Json], str | None]:
+def output_of(completion: ChatCompletion, turn: Turn) -> tuple[list[Json], str | None]:
     """A whole chat answer as output items, and its finish reason."""
     choice = completion.choices[0]
     out: list[Json] = []
@@ -251,7 +306,7 @@ def output_of(completion: ChatCompletion) -> tuple[list[Json], str | None]:
     elif message.refusal:
         out.append(message_item([{"type": "refusal", "refusal": message.refusal}]))
     for call in message.tool_calls or []:
-        out.append(function_call_item(call.id, call.function.name, call.function.arguments))
+        out.append(turn.call_item(call.id, call.function.name, call.function.arguments))
     return out, choice.finish_reason
 
 
@@ -288,13 +343,19 @@ def message_item(content: list[Json], item_id: str | None = None, status: str = 
 
 
 def function_call_item(
-    call_id: str, name: str, arguments: str, item_id: str | None = None, status: str = "completed"
+    call_id: str,
+    name: str,
+    arguments: str,
+    item_id: str | None = None,
+    status: str = "completed",
+    namespace: str | None = None,
 ) -> Json:
     return {
         "id": item_id or new_id("fc"),
         "type": "function_call",
         "status": status,
         "call_id": call_id or new_id("call"),
+        **({"namespace": namespace} if namespace else {}),
         "name": name,
         "arguments": arguments,
     }
@@ -365,8 +426,10 @@ def response_object(
     return response
 
 
-def _tool(tool: FunctionTool) -> Json:
+def _tool(tool: FunctionTool | NamespaceTool) -> Json:
     # As OpenAI echoes a function tool: `parameters` and `strict` always there.
+    if isinstance(tool, NamespaceTool):
+        return {**tool.model_dump(exclude_none=True), "tools": [_tool(f) for f in tool.tools]}
     return {"parameters": None, "strict": None, **tool.model_dump(exclude_none=True)}
 
 

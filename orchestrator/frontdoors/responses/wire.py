@@ -1,12 +1,15 @@
 """The Responses API request (`CreateResponse`) as the gateway serves it.
 
-Function tools, text and image inputs, messages, `function_call` and
+Function tools (also grouped in a `namespace` tool, as Codex sends its
+sub-agent tools), text and image inputs, messages, `function_call` and
 `function_call_output` items, structured output and the sampling fields are
 served, and the output text's log probabilities (`include:
 ["message.output_text.logprobs"]`, `top_logprobs`). What no route can do here
 is a 400 naming the field: built-in tools (web search, file search, code
-interpreter, …), `background`, `conversation`, stored prompts, file inputs and
-item references. Fields OpenAI accepts that change nothing here (`include`'s
+interpreter, …), `background`, `conversation`, stored prompts and file inputs.
+An `item_reference` names an item of a stored response of the same key (the
+door puts that item in its place; the AI SDK sends its earlier reasoning and
+messages so when `store` is on). Fields OpenAI accepts that change nothing here (`include`'s
 other values, `service_tier`, `prompt_cache_key`, `safety_identifier`,
 `text.verbosity`, `stream_options`) are accepted.
 """
@@ -44,9 +47,12 @@ BUILT_IN_TOOLS = (
 TAGS = frozenset(
     {
         "message",
+        "function",
+        "namespace",
         "function_call",
         "function_call_output",
         "reasoning",
+        "item_reference",
         "input_text",
         "output_text",
         "input_image",
@@ -100,6 +106,7 @@ class FunctionCallItem(_Wire):
     call_id: Annotated[str, Field(min_length=1)]
     name: Annotated[str, Field(min_length=1)]
     arguments: str
+    namespace: Annotated[str, Field(min_length=1)] | None = None  # a `namespace` tool's function
     id: str | None = None
     status: str | None = None
 
@@ -118,7 +125,18 @@ class ReasoningItem(_Wire):
     type: Literal["reasoning"]
 
 
+class ItemReference(_Wire):
+    """An item of a stored response, by its id (the door replaces it with the item)."""
+
+    type: Literal["item_reference"]
+    id: Annotated[str, Field(min_length=1)]
+
+
 Item = Annotated[
+    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | ItemReference,
+    Field(discriminator="type"),
+]
+StoredItem = Annotated[
     MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem,
     Field(discriminator="type"),
 ]
@@ -130,6 +148,18 @@ class FunctionTool(_Wire):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+
+
+class NamespaceTool(_Wire):
+    """Function tools grouped under a name: the model calls `name` in `namespace` (a call item says both)."""
+
+    type: Literal["namespace"]
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str | None = None
+    tools: Annotated[list[FunctionTool], Field(min_length=1)]
+
+
+AnyTool = Annotated[FunctionTool | NamespaceTool, Field(discriminator="type")]
 
 
 class FunctionChoice(_Wire):
@@ -167,7 +197,7 @@ class ResponsesRequest(_Wire):
     input: str | Annotated[list[Item], Field(min_length=1)]
     instructions: str | None = None
     previous_response_id: Annotated[str, Field(min_length=1)] | None = None
-    tools: list[FunctionTool] | None = None
+    tools: list[AnyTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | FunctionChoice | None = None
     parallel_tool_calls: bool | None = None
     text: TextParam | None = None
@@ -202,12 +232,21 @@ class ResponsesRequest(_Wire):
         tools = data.get("tools")
         for i, tool in enumerate(tools if isinstance(tools, list) else []):
             kind = tool.get("type") if isinstance(tool, dict) else None
-            if isinstance(kind, str) and kind != "function":
+            if isinstance(kind, str) and kind not in ("function", "namespace"):
                 raise _unsupported(
-                    f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' tools are "
-                    "supported.",
+                    f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' tools (and "
+                    "'namespace' tools of them) are supported.",
                     f"tools[{i}].type",
                 )
+            members = tool.get("tools") if kind == "namespace" else None
+            for j, member in enumerate(members if isinstance(members, list) else []):
+                inner = member.get("type") if isinstance(member, dict) else None
+                if isinstance(inner, str) and inner != "function":
+                    raise _unsupported(
+                        f"The tool type {inner!r} can't be run by this gateway's routes, in a namespace either; "
+                        "only 'function' tools are supported.",
+                        f"tools[{i}].tools[{j}].type",
+                    )
         items = data.get("input")
         for i, item in enumerate(items if isinstance(items, list) else []):
             if not isinstance(item, dict):
@@ -225,7 +264,7 @@ class ResponsesRequest(_Wire):
         return data
 
 
-_ITEMS = ("message", "function_call", "function_call_output", "reasoning")
+_ITEMS = ("message", "function_call", "function_call_output", "reasoning", "item_reference")
 
 
 def _unsupported(message: str, param: str) -> InvalidRequest:
