@@ -228,6 +228,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def served_models(timeout_s: float = 10.0) -> list[str] | None:
+    """The models the running application serves, asked of a Gateway replica through its Serve handle
+    (`GET /v1/models` lists a client key's models: once keys are required it takes no master key and no key
+    at all). None if no Gateway answers within `timeout_s`."""
+    from ray import serve
+
+    try:
+        return list(serve.get_app_handle(APP_NAME).model_ids.remote().result(timeout_s=timeout_s))
+    except Exception as e:  # said in the ready line; the endpoint itself may be fine
+        log.warning("no Gateway said which models it serves (%s: %s)", type(e).__name__, e)
+        return None
+
+
 def stop() -> None:
     """Tear down the application, Serve and the Ray instance this process started."""
     import ray

@@ -163,6 +163,18 @@ def test_context_too_long_is_400_even_when_streaming(client: openai.OpenAI) -> N
     assert "maximum context length is 2048 tokens" in info.value.message
 
 
+def test_the_ready_line_lists_every_served_model_though_keys_are_required(client: openai.OpenAI, base_url: str) -> None:
+    """This deployment requires keys and has a master key: `orchestrator serve`'s ready line asked `/v1/models`
+    with the master key, which asks no model, and listed none. The Gateway says, and `/health` answers."""
+    from orchestrator import runtime
+    from orchestrator.cli import health_problem
+
+    models = runtime.served_models()
+    assert models is not None and sorted(models) == sorted(m.id for m in client.models.list())  # an unlimited key's
+    assert {CHAT_MODEL, EMBED_MODEL} <= set(models)
+    assert health_problem(base_url) is None
+
+
 def _local_model_stats() -> dict[str, Any]:
     from ray import serve
 
