@@ -82,19 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     print("Starting Ray Serve and the local models (a few minutes on CPU)...", file=sys.stderr, flush=True)
 
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C while starting: not after minutes of start-up
     try:
-        runtime.start(settings, verbose=args.verbose)  # Ctrl-C here raises KeyboardInterrupt; finally cleans up
-        signal.signal(signal.SIGINT, lambda *_: stopping.set())
+        runtime.start(settings, verbose=args.verbose)  # Ctrl-C or SIGTERM here: KeyboardInterrupt; finally cleans up
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
         base = f"http://{settings.server.host}:{settings.server.port}/v1"
         problem, models = health_problem(base), runtime.served_models()
         text = ready_text(base, models, lines, verbose=args.verbose, problem=problem)
         print("\n" + text + "\n", file=sys.stderr, flush=True)
         stopping.wait()
     finally:
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())  # another one can't cut the clean-up short
         print("Stopping...", file=sys.stderr, flush=True)
         runtime.stop()
     return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def config_error(path: Path, exc: Exception) -> str:
