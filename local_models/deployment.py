@@ -4,7 +4,9 @@ Responsibilities:
 1. prepare the model on its node (the catalog caches, so this is instant
    after the first time) and start the engine, bounded by a timeout;
 2. stream `Batch`es over a `DeploymentHandle` (`generate`, called with
-   `handle.options(stream=True)`), plain data only;
+   `handle.options(stream=True)`), plain data only; a request the engine refuses
+   as its own fault (`BadRequest`) is answered `Refused`, not raised (Serve logs
+   what a replica method raises as the replica's failure);
 3. abort the engine request when the caller goes away (Serve cancels the
    generator; the engine's `finally` aborts);
 4. answer `stats()` and `info()` cheaply, for the scheduler and the gateway,
@@ -33,8 +35,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from .errors import EngineFailure
-from .interface import OVERFLOW_METRIC, Batch, EmbedResult, Engine, EngineConfig, GenerateRequest, LoadStats, ModelInfo
+from .errors import BadRequest, EngineFailure
+from .interface import (
+    OVERFLOW_METRIC,
+    Batch,
+    EmbedResult,
+    Engine,
+    EngineConfig,
+    GenerateRequest,
+    LoadStats,
+    ModelInfo,
+    Refused,
+)
 from .tracing import GenerationTracer
 
 if TYPE_CHECKING:
@@ -87,20 +99,24 @@ class LocalModel:
         gc.collect()
         gc.freeze()
 
-    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch, None]:
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Batch | Refused, None]:
         batches = self._engine.generate(request)
         if self._tracer is not None and "traceparent" in request:
             batches = self._tracer.traced(request, batches)
         try:
             async for batch in batches:
                 yield batch
+        except BadRequest as e:
+            yield Refused(refused=e)
         except EngineFailure:
             await self._gone_if_dead()
             raise
 
-    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
+    async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult | Refused:
         try:
             return await self._engine.embed(inputs)
+        except BadRequest as e:
+            return Refused(refused=e)
         except EngineFailure:
             await self._gone_if_dead()
             raise

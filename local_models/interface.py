@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
-from .errors import PromptTooLong
+from .errors import BadRequest, PromptTooLong
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,15 @@ class Batch(TypedDict):
 class EmbedResult(TypedDict):
     embeddings: list[list[float]]
     prompt_tokens: int
+
+
+class Refused(TypedDict):
+    """The request's own fault (a `BadRequest`), as a `LocalModel` replica answers it across the handle: in
+    place of a generation's batches or an embedding. Raised there, Serve would log each client's mistake as
+    the replica's failure ("Request failed", ERROR with a traceback) and count it an error; the gateway raises
+    it again where it calls the replica (`orchestrator.providers.local`), so the client's 4xx is the same."""
+
+    refused: BadRequest
 
 
 # The custom autoscaling metric a LocalModel replica gives Serve: requests the gateways spilled from its

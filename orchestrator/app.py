@@ -249,6 +249,10 @@ class Gateway:
         except Exception as e:  # the ledger gone too: what it didn't take is logged by the settlements
             log.warning("settlements not all sent at shutdown (%s: %s)", type(e).__name__, e)
 
+    def model_ids(self) -> list[str]:
+        """Every model this replica serves (whatever a key may see), for `orchestrator serve`'s ready line."""
+        return [card.id for card in self._pipeline.models().data]
+
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_app(
             self._pipeline,

@@ -82,18 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     print("Starting Ray Serve and the local models (a few minutes on CPU)...", file=sys.stderr, flush=True)
 
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C while starting: not after minutes of start-up
     try:
-        runtime.start(settings, verbose=args.verbose)  # Ctrl-C here raises KeyboardInterrupt; finally cleans up
-        signal.signal(signal.SIGINT, lambda *_: stopping.set())
+        runtime.start(settings, verbose=args.verbose)  # Ctrl-C or SIGTERM here: KeyboardInterrupt; finally cleans up
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
         base = f"http://{settings.server.host}:{settings.server.port}/v1"
-        models = served_models(base, os.environ.get(settings.ledger.master_key_env))
-        print("\n" + ready_text(base, models, lines, verbose=args.verbose) + "\n", file=sys.stderr, flush=True)
+        problem, models = health_problem(base), runtime.served_models()
+        text = ready_text(base, models, lines, verbose=args.verbose, problem=problem)
+        print("\n" + text + "\n", file=sys.stderr, flush=True)
         stopping.wait()
     finally:
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())  # another one can't cut the clean-up short
         print("Stopping...", file=sys.stderr, flush=True)
         runtime.stop()
     return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def config_error(path: Path, exc: Exception) -> str:
@@ -115,29 +122,30 @@ def config_error(path: Path, exc: Exception) -> str:
     return str(exc)
 
 
-def served_models(base: str, master_key: str | None) -> list[str] | None:
-    """What `/v1/models` lists (with the master key where keys are required); None if it won't say."""
+def health_problem(base: str, timeout_s: float = 10.0) -> str | None:
+    """Why the endpoint at `base` (its `/v1` URL) doesn't answer `GET /health` (which takes no key) with a 200;
+    None when it does."""
     import httpx
 
-    headers = {"Authorization": f"Bearer {master_key}"} if master_key else {}
+    url = base.removesuffix("/v1") + "/health"
     try:
-        r = httpx.get(f"{base}/models", headers=headers, timeout=10)
-        return [m["id"] for m in r.json()["data"]] if r.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return None
+        r = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError as e:
+        return f"GET {url}: {type(e).__name__}: {e}"
+    return None if r.status_code == 200 else f"GET {url}: HTTP {r.status_code}"
 
 
-def ready_text(base: str, models: list[str] | None, availability: list[str], *, verbose: bool) -> str:
-    """The ready line: where the endpoint is, what it serves, which providers it can spill to."""
+def ready_text(
+    base: str, models: list[str] | None, availability: list[str], *, verbose: bool, problem: str | None = None
+) -> str:
+    """The ready line: where the endpoint is (or why it doesn't answer there: `problem`), what it serves,
+    which providers it can spill to."""
     available = [line.split()[1].rstrip(":") for line in availability if ": available" in line]
-    served = ", ".join(models) if models is not None else "see /v1/models (it needs a key)"
+    served = ", ".join(models) if models is not None else "unknown (no Gateway said; GET /v1/models with a key)"
     providers = ", ".join(available) if available else "none (set a provider's API key variable to spill)"
     logs = "" if verbose else "; engine logs: Ray's session logs (--verbose shows them here)"
-    return (
-        f"Ready: {base} (Ctrl-C stops)\n"
-        f"  models: {served}\n"
-        f"  remote providers: {providers}{logs}"
-    )
+    head = f"Ready: {base}" if problem is None else f"Started, but {base} does not answer ({problem})"
+    return f"{head} (Ctrl-C stops)\n  models: {served}\n  remote providers: {providers}{logs}"
 
 
 def import_litellm(path: Path, output: Path | None) -> int:

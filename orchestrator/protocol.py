@@ -246,7 +246,8 @@ class StreamOptions(BaseModel):
     include_usage: bool | None = None
 
 
-Stop = str | Annotated[list[str], Field(max_length=4)] | None
+MAX_STOPS = 4  # OpenAI's cap on `stop` (Anthropic's `stop_sequences` has none: `capabilities`' "many_stops")
+Stop = str | Annotated[list[str], Field(max_length=MAX_STOPS)] | None
 
 
 def _priced(field: str, value: Any) -> str | None:

@@ -9,12 +9,19 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import socket
 import threading
+import time
+from typing import TYPE_CHECKING
 
 from orchestrator.settings import Settings
 
+if TYPE_CHECKING:
+    import psutil  # Ray's own copy where none is installed apart (ray/thirdparty_files, on sys.path once ray is)
+
 APP_NAME = "orchestrator"
+STOP_GRACE_S = 5.0  # how long `stop` lets Ray's processes end by themselves after `ray.shutdown()`
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +164,16 @@ def quiet_serve_driver(verbose: bool) -> None:
 
 
 def _init_ray(settings: Settings, env: dict[str, str], verbose: bool = True) -> None:
-    """Start Ray (or join `ray.address`) with the replicas' environment, unless this process already did."""
+    """Start Ray (or join `ray.address`) with the replicas' environment, unless this process already did.
+
+    `ray.init` installs Ray's own SIGTERM handler in this process: it logs the signal, calls the handler before
+    it, and ends the process with SIGABRT 3 s later, whatever it is doing (stopping Ray too: its agents were
+    left running). The handler this process had is put back (on its main thread), so a SIGTERM does what its
+    owner set (`orchestrator serve`: stop everything)."""
     import ray
 
     if not ray.is_initialized():
+        own = signal.getsignal(signal.SIGTERM)
         ray.init(
             address=settings.ray.address,
             num_cpus=settings.ray.num_cpus,
@@ -168,6 +181,8 @@ def _init_ray(settings: Settings, env: dict[str, str], verbose: bool = True) -> 
             log_to_driver=verbose,
             runtime_env={"env_vars": env},
         )
+        if own is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, own)
     elif settings.server.throughput_optimized:
         log.warning(
             "Ray was initialised before start(): server.throughput_optimized needs "
@@ -228,13 +243,104 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop() -> None:
-    """Tear down the application, Serve and the Ray instance this process started."""
+def served_models(timeout_s: float = 10.0) -> list[str] | None:
+    """The models the running application serves, asked of a Gateway replica through its Serve handle
+    (`GET /v1/models` lists a client key's models: once keys are required it takes no master key and no key
+    at all). None if no Gateway answers within `timeout_s`."""
+    from ray import serve
+
+    try:
+        return list(serve.get_app_handle(APP_NAME).model_ids.remote().result(timeout_s=timeout_s))
+    except Exception as e:  # said in the ready line; the endpoint itself may be fine
+        log.warning("no Gateway said which models it serves (%s: %s)", type(e).__name__, e)
+        return None
+
+
+def stop(grace_s: float = STOP_GRACE_S) -> None:
+    """Tear down the application, Serve and the Ray instance this process started, leaving no process of it.
+
+    `ray.shutdown()` ends the processes it started itself (its GCS, raylet, monitors), and the raylet its workers,
+    but not every process under them: its DashboardAgent and RuntimeEnvAgent were seen to outlive it as orphans
+    that ignore SIGTERM, and a replica's engine processes can outlive their worker. So Ray's processes under this
+    one are collected first (`ray_processes`), and what of them is left `grace_s` after `ray.shutdown()` is
+    killed. A cluster this process only joined (`ray.address`) runs no process under it: nothing of it is ended.
+    """
     import ray
     from ray import serve
 
-    if ray.is_initialized():
+    if not ray.is_initialized():
+        return
+    ours = ray_processes()
+    try:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+    finally:
+        ray.shutdown()
+        end_processes(ours, grace_s)
+
+
+def ray_processes() -> list[psutil.Process]:
+    """The processes of the Ray instance this process started: its children that run Ray's own programs (the GCS,
+    the raylet, the monitors), and everything under them (workers, Ray's agents, the engines' processes).
+    Others under this process (a test's own engine) are not Ray's, and a joined cluster's are not under it."""
+    import psutil
+    import ray
+
+    home = os.path.dirname(ray.__file__) + os.sep
+    found: dict[int, psutil.Process] = {}
+    for child in psutil.Process().children():
         try:
-            serve.shutdown()  # type: ignore[no-untyped-call]
-        finally:
-            ray.shutdown()
+            if not any(part.startswith(home) for part in child.cmdline()):
+                continue
+            for p in [child, *child.children(recursive=True)]:
+                found[p.pid] = p
+        except psutil.Error:  # gone meanwhile
+            continue
+    return list(found.values())
+
+
+def end_processes(procs: list[psutil.Process], grace_s: float) -> None:
+    """Wait up to `grace_s` for `procs` (and what they started meanwhile) to end, then kill what is left."""
+    import psutil
+
+    more: list[psutil.Process] = []
+    for p in procs:
+        try:
+            more.extend(p.children(recursive=True))
+        except psutil.Error:
+            pass
+    alive = _running(list({p.pid: p for p in [*procs, *more]}.values()), grace_s)
+    if not alive:
+        return
+    names = ", ".join(sorted({_name(p) for p in alive}))
+    log.warning("%d process(es) of Ray outlived ray.shutdown() by %.0f s; killed: %s", len(alive), grace_s, names)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    _running(alive, 5.0)
+
+
+def _running(procs: list[psutil.Process], wait_s: float) -> list[psutil.Process]:
+    """Those of `procs` still running after up to `wait_s` (a zombie has ended: its parent may never reap it)."""
+    import psutil
+
+    def running(p: psutil.Process) -> bool:
+        try:
+            return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+
+    deadline = time.monotonic() + wait_s
+    while (procs := [p for p in procs if running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return procs
+
+
+def _name(p: psutil.Process) -> str:
+    import psutil
+
+    try:
+        return str(p.name())
+    except psutil.Error:
+        return str(p.pid)

@@ -740,7 +740,7 @@ def messages_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
     """A valid-ish `POST /v1/messages` body."""
     fields = {
         **_anthropic_fields(),
-        "stop_sequences": st.lists(texts(8), max_size=4),
+        "stop_sequences": st.lists(texts(8), max_size=8),  # Anthropic takes more than OpenAI's 4
         "temperature": st.one_of(st.just(0), _floats(0, 1)),
         "top_p": _floats(0, 1),
         "top_k": st.integers(0, 500),

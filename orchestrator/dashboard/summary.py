@@ -4,9 +4,9 @@ Pure: `summarize(window, routing, now)` does no I/O, so it is tested by
 tables of cases. The document (what `GET /dashboard/data` answers):
 
     window          the bounds read and where the figures come from ("ledger": every replica; null: none)
-    traffic         requests by route; of those answered, the local, spilled (remote) and cache shares
+    traffic         requests by route; of those answered, the local, spilled and cache shares
     timeline        one entry per slot: requests by route (local, remote, cache, failed)
-    spill_reasons   why remote routes served: requests per route-reason code, most first
+    spill_reasons   why requests spilled: requests per route-reason code, most first
     ttft            per model asked for: p50 and p95 time to first byte against the alias's TTFT SLO
     cache           outcomes and the hit rate of the requests the cache could answer
     spend           spend, reference cost and savings, in total and by key and by model
@@ -24,6 +24,11 @@ from orchestrator.dashboard.window import Group, Window
 from orchestrator.scheduling.router import RoutingState
 
 ROUTES = ("local", "remote", "cache", "none")
+# Route-reason codes of remote answers that no local-vs-remote choice made, so no spill: an alias with no local
+# route ("remote: no local route") and an embeddings request's listed route ("embedding route": the scheduler
+# orders embedding routes as configured, never by the local model's load or what it lacks). A remote route
+# after a failed local one is "fallback", and spill.
+NOT_SPILL = frozenset({"remote", "embedding"})
 
 
 def summarize(window: Window | None, routing: RoutingState, now: float) -> dict[str, Any]:
@@ -68,21 +73,28 @@ def count_by(groups: Iterable[Group], label: Callable[[Group], str]) -> dict[str
     return out
 
 
+def spilled(group: Group) -> bool:
+    """Whether the group's requests spilled: a remote route served them instead of a local one it could have."""
+    return group.route == "remote" and group.reason not in NOT_SPILL
+
+
 def traffic(window: Window | None) -> dict[str, Any]:
     groups = _groups(window)
     by_route = count_by(groups, lambda g: g.route)
     counts = {route: by_route.get(route, 0) for route in ROUTES}
     answered = counts["local"] + counts["remote"] + counts["cache"]
+    spill = sum(g.requests for g in groups if spilled(g))
     return {
         "requests": sum(by_route.values()),
         "local": counts["local"],
-        "remote": counts["remote"],
+        "remote": counts["remote"],  # answered by a remote route, spilled or not
+        "spilled": spill,
         "cache": counts["cache"],
         "failed": counts["none"],  # refused or failed: no answer
         "errors": sum(g.errors for g in groups),
         "answered": answered,
         "local_share": share(counts["local"], answered),
-        "spill_share": share(counts["remote"], answered),
+        "spill_share": share(spill, answered),
         "cache_share": share(counts["cache"], answered),
     }
 
@@ -99,8 +111,8 @@ def timeline(window: Window | None) -> list[dict[str, Any]]:
 
 
 def spill_reasons(window: Window | None) -> list[dict[str, Any]]:
-    """Why remote routes served, most requests first (ties by name)."""
-    merged = count_by((g for g in _groups(window) if g.route == "remote"), lambda g: g.reason)
+    """Why requests spilled, most requests first (ties by name)."""
+    merged = count_by((g for g in _groups(window) if spilled(g)), lambda g: g.reason)
     total = sum(merged.values())
     ordered = sorted(merged.items(), key=lambda item: (-item[1], item[0]))
     return [{"reason": code, "requests": n, "share": share(n, total)} for code, n in ordered]

@@ -23,8 +23,11 @@ Decisions, where the two APIs differ (they matter to routes that are not Anthrop
   the rest of the turn; an assistant turn's `tool_use` blocks become its
   `tool_calls`; thinking blocks in the history are dropped.
 - `top_k`, `thinking` and `cache_control` have no OpenAI equivalent and reach
-  only Anthropic routes; `metadata.user_id` is OpenAI's `user`; at most 4
-  `stop_sequences`, as OpenAI takes.
+  only Anthropic routes; `metadata.user_id` is OpenAI's `user`;
+  `stop_sequences` is OpenAI's `stop`, as many as Anthropic takes (no cap is
+  documented): more than OpenAI's 4 go to routes that take them (the local
+  engine, Anthropic's API; the feature `many_stops`), a 400 naming the field
+  where the model has none.
 - the gateway's own `cache` body field (as on OpenAI's routes) is read by the
   gateway and never sent on.
 - `anthropic-version` (`check_version`): the versions whose Messages wire
@@ -62,7 +65,7 @@ from orchestrator.frontdoors.anthropic_content import (
     ToolUseBlock,
 )
 from orchestrator.frontdoors.openai import validation_error
-from orchestrator.protocol import ANTHROPIC_MESSAGES, ChatCompletionRequest, Native
+from orchestrator.protocol import ANTHROPIC_MESSAGES, MAX_STOPS, ChatCompletionRequest, Native
 
 VERSION_HEADER = "anthropic-version"
 BETA_HEADER = "anthropic-beta"
@@ -106,7 +109,7 @@ class MessagesRequest(_Wire):
     max_tokens: Annotated[int, Field(ge=1)]
     messages: Annotated[list[Message], Field(min_length=1)]
     system: str | list[TextBlock] | None = None
-    stop_sequences: Annotated[list[str], Field(max_length=4)] | None = None
+    stop_sequences: list[str] | None = None
     temperature: Annotated[float, Field(ge=0, le=1)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     top_k: Annotated[int, Field(ge=0)] | None = None
@@ -174,8 +177,9 @@ def to_chat(request: MessagesRequest, betas: tuple[str, ...] = ()) -> ChatComple
     for name in ("temperature", "top_p"):
         if (value := getattr(request, name)) is not None:
             body[name] = value
-    if request.stop_sequences:
-        body["stop"] = request.stop_sequences
+    stops = request.stop_sequences or []
+    if 0 < len(stops) <= MAX_STOPS:
+        body["stop"] = stops
     if request.metadata is not None and request.metadata.user_id:
         body["user"] = request.metadata.user_id
     body.update(_tool_fields(request, parts))
@@ -185,6 +189,8 @@ def to_chat(request: MessagesRequest, betas: tuple[str, ...] = ()) -> ChatComple
         chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as e:
         raise validation_error(e) from None
+    if len(stops) > MAX_STOPS:  # past OpenAI's cap on `stop`, which its door holds the chat request to
+        chat = chat.model_copy(update={"stop": list(stops)})
     return chat.carrying(Native(ANTHROPIC_MESSAGES, native_body(request), tuple(parts.untranslated), betas))
 
 

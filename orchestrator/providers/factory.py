@@ -97,6 +97,7 @@ def remote_backend(provider: str, model: RemoteModel, kind: str = "openai") -> B
         features.add("json_schema")
     if kind == "anthropic":
         features.add("anthropic")  # takes the client's own Messages body, documents and server tools too
+        features.add("many_stops")
     return Backend(
         provider=provider,
         model=model.id,

@@ -2,7 +2,8 @@
 
 `LocalModelClient` is the seam. In production it is `HandleClient`, a Ray
 Serve `DeploymentHandle` to the `LocalModel` deployment (Ray's exceptions are
-translated here, at the boundary); in-process it can be the engine itself
+translated here, at the boundary, and a request the replica answered `Refused`
+is raised again as its `BadRequest`); in-process it can be the engine itself
 (`local_models.engine.VllmEngine`) or a test fake.
 """
 
@@ -11,10 +12,19 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from local_models.errors import BadRequest, LocalModelError, PromptTooLong
-from local_models.interface import Batch, Delta, EmbedResult, GenerateRequest, Sampling, TokenUsage, ToolCallPiece
+from local_models.interface import (
+    Batch,
+    Delta,
+    EmbedResult,
+    GenerateRequest,
+    Refused,
+    Sampling,
+    TokenUsage,
+    ToolCallPiece,
+)
 from orchestrator.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -59,6 +69,9 @@ class LocalModelClient(Protocol):
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult: ...
 
 
+_Answer = TypeVar("_Answer", Batch, EmbedResult)
+
+
 class HandleClient:
     """A `LocalModelClient` over a Ray Serve `DeploymentHandle`."""
 
@@ -70,17 +83,24 @@ class HandleClient:
         response = self._stream.generate.remote(request)
         try:
             async for batch in response:
-                yield batch
+                yield _unrefused(batch)
         except BaseException as e:
             response.cancel()  # the replica's generator is cancelled, vLLM aborts
             raise _from_ray(e) from e
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> EmbedResult:
         try:
-            result: EmbedResult = await self._handle.embed.remote(inputs)
+            result: EmbedResult | Refused = await self._handle.embed.remote(inputs)
+            return _unrefused(result)
         except Exception as e:
             raise _from_ray(e) from e
-        return result
+
+
+def _unrefused(answer: _Answer | Refused) -> _Answer:
+    """`answer`, or the `BadRequest` the replica answered in its place raised (the caller translates it)."""
+    if "refused" in answer:
+        raise cast(Refused, answer)["refused"]
+    return answer
 
 
 def _from_ray(e: BaseException) -> BaseException:

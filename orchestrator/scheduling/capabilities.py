@@ -17,7 +17,7 @@ from typing import Literal
 
 from local_models.interface import ModelInfo
 from orchestrator.errors import InvalidRequest, ModelNotFound, UnsupportedCapability
-from orchestrator.protocol import ChatCompletionRequest
+from orchestrator.protocol import MAX_STOPS, ChatCompletionRequest
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,9 @@ Task = Literal["chat", "completions", "embeddings"]
 # which only a route to Anthropic has (it gets the client's own body).
 # "functions": OpenAI's legacy function calling (`functions`, `function_call`), which an OpenAI-compatible
 # route with tools passes on; the local engine and Anthropic's API have no such fields.
-Feature = Literal["tools", "auto_tools", "vision", "audio", "json_schema", "anthropic", "functions"]
+# "many_stops": more stop sequences than OpenAI's API takes (`MAX_STOPS`; Anthropic's `stop_sequences` has no such
+# cap), which the local engine and Anthropic's API take and an OpenAI-compatible route doesn't.
+Feature = Literal["tools", "auto_tools", "vision", "audio", "json_schema", "anthropic", "functions", "many_stops"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,18 @@ class ModelEntry:
                     param=_FEATURE_PARAMS[feature],
                     code=f"unsupported_{feature}",
                 )
-        return [b for b in able if needs <= b.features]
+        fit = [b for b in able if needs <= b.features]
+        if not fit:  # a route for each feature, none with them all (tools on one, many stops on another)
+            ordered = sorted(needs, key=FEATURE_ORDER.index)
+            # Named: the feature fewest routes have (of those, the last: `many_stops` before `tools`).
+            rarest = min(reversed(ordered), key=lambda f: sum(f in b.features for b in able))
+            raise UnsupportedCapability(
+                f"No route of the model '{self.name}' supports "
+                f"{' together with '.join(_FEATURE_NAMES[f] for f in ordered)}.",
+                param=_FEATURE_PARAMS[rarest],
+                code=f"unsupported_{rarest}",
+            )
+        return fit
 
 
 _TASK_NAMES: dict[Task, str] = {
@@ -100,7 +113,7 @@ _TASK_NAMES: dict[Task, str] = {
     "embeddings": "embeddings (/v1/embeddings)",
 }
 FEATURE_ORDER: tuple[Feature, ...] = (
-    "tools", "auto_tools", "vision", "audio", "json_schema", "anthropic", "functions"
+    "tools", "auto_tools", "vision", "audio", "json_schema", "anthropic", "functions", "many_stops"
 )  # fmt: skip
 _FEATURE_NAMES: dict[Feature, str] = {
     "tools": "tool calls",
@@ -110,6 +123,7 @@ _FEATURE_NAMES: dict[Feature, str] = {
     "json_schema": "structured output (response_format)",
     "anthropic": "content only Anthropic's Messages API takes (PDF documents, files, citations, server tools)",
     "functions": "legacy function calling ('functions', 'function_call'; 'tools' and 'tool_choice' replace them)",
+    "many_stops": f"more than {MAX_STOPS} stop sequences (an OpenAI-compatible API takes at most {MAX_STOPS})",
 }
 _FEATURE_ROUTES: dict[Feature, str] = {"anthropic": "a route to Anthropic"}
 _FEATURE_PARAMS: dict[Feature, str] = {
@@ -120,6 +134,7 @@ _FEATURE_PARAMS: dict[Feature, str] = {
     "json_schema": "response_format",
     "anthropic": "messages",
     "functions": "functions",
+    "many_stops": "stop_sequences",  # only Anthropic's Messages door takes more than OpenAI's `stop` does
 }
 
 
@@ -155,6 +170,8 @@ def chat_needs(request: ChatCompletionRequest) -> set[Feature]:
     extra = request.model_extra
     if extra and (extra.get("functions") or extra.get("function_call")):
         needs.add("functions")  # the local engine and Anthropic's API would drop them: a 200 with plain text
+    if isinstance(request.stop, list) and len(request.stop) > MAX_STOPS:
+        needs.add("many_stops")
     return needs
 
 
@@ -206,7 +223,7 @@ def local_backend(info: ModelInfo, provider: str) -> Backend:
             context_length=info["max_model_len"],
         )
     tasks: set[Task] = {"completions"}
-    features: set[Feature] = {"json_schema"}
+    features: set[Feature] = {"json_schema", "many_stops"}
     if info["has_chat_template"]:
         tasks.add("chat")
         modes = info.get("tool_modes") or []

@@ -163,6 +163,52 @@ def test_context_too_long_is_400_even_when_streaming(client: openai.OpenAI) -> N
     assert "maximum context length is 2048 tokens" in info.value.message
 
 
+def _replica_failures(deployment: str) -> int:
+    """Serve's "Request failed" lines (ERROR, with a traceback) for `deployment` in the Ray session's logs (the
+    replicas' stderr, where the throughput bundle's `RAY_SERVE_LOG_TO_STDERR` sends them)."""
+    import glob
+    import os
+
+    count = 0
+    for path in glob.glob(os.environ.get("RAY_TMPDIR", "/tmp/ray") + "/**/logs/**/*", recursive=True):
+        try:
+            with open(path, errors="replace") as f:
+                count += sum("Request failed" in line and deployment in line for line in f)
+        except (IsADirectoryError, PermissionError):
+            continue
+    return count
+
+
+def test_a_requests_own_fault_is_its_400_and_no_failure_of_the_engine_in_the_logs(client: openai.OpenAI) -> None:
+    """A top_p vLLM refuses (0) and an output past the context: the engine's answer, a 400 in OpenAI's shape as
+    before; each was also logged by Serve as the LocalModel replica's failure, ERROR with a traceback."""
+    import time
+
+    before = _replica_failures("LocalModel")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=CHAT_MODEL, messages=FRANCE, top_p=0, max_tokens=4)
+    validate("ErrorResponse", info.value.response.json())
+    assert info.value.type == "invalid_request_error" and "top_p" in info.value.message
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=CHAT_MODEL, messages=FRANCE, max_tokens=2040, stream=True)
+    validate("ErrorResponse", info.value.response.json())
+    assert info.value.code == "context_length_exceeded" and info.value.param == "messages"
+    time.sleep(2)  # what the replica logged reaches its files
+    assert _replica_failures("LocalModel") == before
+
+
+def test_the_ready_line_lists_every_served_model_though_keys_are_required(client: openai.OpenAI, base_url: str) -> None:
+    """This deployment requires keys and has a master key: `orchestrator serve`'s ready line asked `/v1/models`
+    with the master key, which asks no model, and listed none. The Gateway says, and `/health` answers."""
+    from orchestrator import runtime
+    from orchestrator.cli import health_problem
+
+    models = runtime.served_models()
+    assert models is not None and sorted(models) == sorted(m.id for m in client.models.list())  # an unlimited key's
+    assert {CHAT_MODEL, EMBED_MODEL} <= set(models)
+    assert health_problem(base_url) is None
+
+
 def _local_model_stats() -> dict[str, Any]:
     from ray import serve
 

@@ -3,9 +3,9 @@
 The local model is a `FakeEngine` whose load reaches the scheduler through a real `LoadBoard` and
 `LoadView`, as in production; the test reports the load itself (`Dashboarded.load`), so a request spills
 exactly when the test makes the engine look busy. "alpha" is a fake OpenAI-compatible provider on a real
-socket (`alpha/m`, and `alpha/ref`, the reference model savings are measured against). Keys are required
-(`TEAM_KEY`; `MASTER_KEY` for the dashboard), the cache is on, the ledger in this process; the burst budget
-is capped.
+socket (`alpha/m`, `alpha/ref`, the reference model savings are measured against, and `alpha/emb`, an
+embedding model). Keys are required (`TEAM_KEY`; `MASTER_KEY` for the dashboard), the cache is on, the ledger
+in this process; the burst budget is capped.
 
 `burst` sends: three local answers (cache misses), two repeats of them (cache hits), one tool call (spilled
 for a capability the local model lacks), two answers while the engine is busy (spilled for load), and one
@@ -75,6 +75,7 @@ async def dashboard_gateway(tmp: Path, *, master: bool = True) -> AsyncIterator[
                     "models": {
                         "m": {"id": "alpha-model", "input_per_mtok": 3.0, "output_per_mtok": 15.0},
                         "ref": {"id": "alpha-ref", "input_per_mtok": 5.0, "output_per_mtok": 25.0},
+                        "emb": {"id": "alpha-embed", "kind": "embedding", "input_per_mtok": 0.1},
                     },
                 }
             },

@@ -369,7 +369,7 @@ HOSTILE = [
     hostile(b'"max_tokens":5,"system":[{"type":"image"}]'),
     hostile(b'"max_tokens":5,"tools":[{"name":"f"}],"tool_choice":{"type":"tool"}'),
     hostile(b'"max_tokens":5,"tool_choice":{"type":"any"}'),  # a tool call forced with no tool to call
-    hostile(b'"max_tokens":5,"stop_sequences":["a","b","c","d","e"]'),
+    hostile(b'"max_tokens":5,"stop_sequences":["a",5]'),
     hostile(
         b'"max_tokens":5',
         b'[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"x"}}]}]',

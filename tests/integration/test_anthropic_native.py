@@ -98,6 +98,30 @@ async def test_the_stop_sequence_an_anthropic_route_matched_is_named(gw: Gateway
     assert (answer.stop_reason, answer.stop_sequence) == ("stop_sequence", "sunny")
 
 
+async def test_more_stop_sequences_than_openai_takes_go_where_they_are_taken(
+    gw: Gateway, fakes: dict[str, FakeProvider]
+) -> None:
+    """Anthropic's API takes more than OpenAI's 4 (every one was a 400 before): the local engine and an Anthropic
+    route get them all; an OpenAI-compatible route, which takes 4, is never sent them: a 400 naming the field."""
+    client = gw.client()
+    stops = ["s1", "s2", "s3", "s4", "s5", "sunny"]
+    local = await client.messages.create(**asked(model="auto", max_tokens=20, stop_sequences=stops))
+    assert local.stop_reason == "end_turn"
+    [generation] = gw.engine.generations
+    assert generation.request["sampling"]["stop"] == stops
+    answer = await client.messages.create(**asked(model="claude/haiku", max_tokens=100, stop_sequences=stops))
+    assert (answer.stop_reason, answer.stop_sequence) == ("stop_sequence", "sunny")
+    assert received(fakes["claude"])["stop_sequences"] == stops
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(**asked(model="alpha/m", max_tokens=20, stop_sequences=stops))
+    error = cast(dict[str, Any], caught.value.body)["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("The model 'alpha/m' does not support more than 4 stop sequences")
+    assert fakes["alpha"].counts.total() == 0
+    await client.messages.create(**asked(model="alpha/m", max_tokens=20, stop_sequences=stops[-4:]))
+    assert received(fakes["alpha"])["stop"] == stops[-4:]  # up to 4, as before
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_an_anthropic_route_gets_the_clients_own_body(
     gw: Gateway, fakes: dict[str, FakeProvider], stream: bool

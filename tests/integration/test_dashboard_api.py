@@ -52,6 +52,22 @@ async def test_the_page_and_its_files_are_public_and_fetch_nothing_elsewhere(gw:
     openai_error(await http.post("/dashboard/data"), 405)
 
 
+async def test_embeddings_a_remote_route_answers_are_remote_not_spilled(gw: Any) -> None:
+    """The scheduler orders embedding routes as configured, never by the local model's load: an embeddings
+    request answered by its remote route is a remote answer, not spill (it was counted in the spill share)."""
+    http, g = gw
+    await burst(g, http)
+    team = {"Authorization": f"Bearer {TEAM_KEY}"}
+    r = await http.post("/v1/embeddings", json={"model": "alpha/emb", "input": ["a", "b"]}, headers=team)
+    assert r.status_code == 200 and r.headers["x-route-reason"] == "embedding route", r.text
+    g.accounts.flush()
+    d = (await http.get("/dashboard/data", headers=MASTER)).json()
+    t = d["traffic"]
+    assert t["spill_share"] == pytest.approx(3 / 9) and t["local_share"] == pytest.approx(3 / 9)  # was 4 / 9
+    assert (t["answered"], t["remote"], t["spilled"]) == (9, 4, 3)
+    assert {r["reason"]: r["requests"] for r in d["spill_reasons"]} == BURST_REASONS
+
+
 @pytest.mark.parametrize(
     ("headers", "message"),
     [

@@ -167,6 +167,19 @@ async def test_the_stop_sequence_that_ended_a_message_is_named(http: httpx.Async
     assert r["content"][0]["text"] == text[: text.index(stop)]
 
 
+async def test_more_stop_sequences_than_openai_takes_reach_the_engine(http: httpx.AsyncClient) -> None:
+    """Anthropic's `stop_sequences` past OpenAI's 4 (a 400 before): vLLM takes them all, the sixth one ends it."""
+    ask = {"model": MODEL, "max_tokens": 30, "temperature": 0, "messages": [{"role": "user", "content": "Hi!"}]}
+    headers = {"anthropic-version": "2023-06-01"}
+    text = (await http.post("/v1/messages", json=ask, headers=headers)).json()["content"][0]["text"]
+    stop = text[len(text) // 2 :][:3]
+    assert stop.strip(), text
+    stops = ["zzz1", "zzz2", "zzz3", "zzz4", "zzz5", stop]
+    r = (await http.post("/v1/messages", json={**ask, "stop_sequences": stops}, headers=headers)).json()
+    assert (r["stop_reason"], r["stop_sequence"]) == ("stop_sequence", stop)
+    assert r["content"][0]["text"] == text[: text.index(stop)]
+
+
 async def test_an_anthropic_prefill_is_continued_not_closed(http: httpx.AsyncClient) -> None:
     """The prefill stays open: its prompt lacks the end-of-turn and new-turn markers that closing it adds."""
     messages = [{"role": "user", "content": "JSON please"}, {"role": "assistant", "content": '{"a":'}]

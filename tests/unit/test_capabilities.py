@@ -59,6 +59,8 @@ def request(messages: list[dict[str, Any]] | None = None, **fields: Any) -> Chat
             request(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}),
             {"json_schema"},
         ),
+        (request(stop=["a", "b", "c", "d"]), set()),
+        (request(stop=["a", "b", "c", "d"]).model_copy(update={"stop": list("abcde")}), {"many_stops"}),
     ],
 )
 def test_chat_needs(req: ChatCompletionRequest, needs: set[str]) -> None:
@@ -131,6 +133,7 @@ def test_candidates_refuse_an_unsupported_task_with_param_model() -> None:
         ("vision", "messages"),
         ("audio", "messages"),
         ("json_schema", "response_format"),
+        ("many_stops", "stop_sequences"),  # only Anthropic's door takes more stops than OpenAI's 4
     ],
 )
 def test_candidates_raise_unsupported_capability(feature: Any, param: str) -> None:
@@ -147,10 +150,23 @@ def test_candidates_raise_unsupported_capability(feature: Any, param: str) -> No
     assert "'bare'" in e.message
 
 
+def test_features_no_single_route_has_together_are_a_400_not_an_empty_chain() -> None:
+    """Tools on one route, more than 4 stops on another: no route serves the request (it was a 500)."""
+    tools = Backend("remote", "r", frozenset({"chat"}), frozenset({"tools", "auto_tools"}))
+    stops = Backend("local", "l", frozenset({"chat"}), frozenset({"many_stops"}))
+    entry = ModelEntry(name="auto", backends=(stops, tools))
+    with pytest.raises(UnsupportedCapability) as info:
+        entry.candidates("chat", {"tools", "auto_tools", "many_stops"})
+    e = info.value
+    assert (e.status_code, e.param, e.code) == (400, "stop_sequences", "unsupported_many_stops")
+    assert e.message.startswith("No route of the model 'auto' supports tool calls together with")
+    assert entry.candidates("chat", {"many_stops"}) == [stops]
+
+
 def test_local_backend_for_a_chat_model() -> None:
     b = local_backend(ModelInfo(name="m", task="generate", max_model_len=2048, has_chat_template=True), "local")
     assert b.tasks == {"chat", "completions"}
-    assert b.features == {"json_schema"}
+    assert b.features == {"json_schema", "many_stops"}  # vLLM takes any number of stop strings
     assert (b.provider, b.model, b.context_length) == ("local", "m", 2048)
 
 
@@ -161,13 +177,13 @@ def info(**fields: Any) -> ModelInfo:
 @pytest.mark.parametrize(
     ("modes", "features"),
     [
-        ([], {"json_schema"}),
-        (["required", "named"], {"json_schema", "tools"}),  # structured output: any chat model
-        (["required", "named", "auto"], {"json_schema", "tools", "auto_tools"}),  # and a tool-call parser
+        ([], set()),
+        (["required", "named"], {"tools"}),  # structured output: any chat model
+        (["required", "named", "auto"], {"tools", "auto_tools"}),  # and a tool-call parser
     ],
 )
 def test_local_backend_tool_features_follow_the_engines_tool_modes(modes: Any, features: set[str]) -> None:
-    assert local_backend(info(tool_modes=modes), "local").features == features
+    assert local_backend(info(tool_modes=modes), "local").features == {"json_schema", "many_stops", *features}
 
 
 def test_a_local_model_without_a_parser_serves_forced_calls_and_says_what_auto_needs() -> None:

@@ -21,5 +21,5 @@ def test_the_ready_line_names_the_url_the_models_and_the_providers_it_can_spill_
 
 def test_without_providers_or_a_model_list_it_says_what_to_do() -> None:
     text = ready_text("http://h/v1", None, AVAILABILITY[1:2], verbose=True)
-    assert "see /v1/models (it needs a key)" in text
+    assert "  models: unknown (no Gateway said; GET /v1/models with a key)" in text
     assert text.endswith("none (set a provider's API key variable to spill)")

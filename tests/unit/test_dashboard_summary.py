@@ -105,6 +105,18 @@ def test_traffic_shares_are_of_answered_requests() -> None:
     assert t["errors"] == 2
 
 
+def test_remote_answers_no_local_route_could_have_given_are_no_spill() -> None:
+    """An embeddings request on its listed remote route and an alias without a local route never met the
+    scheduler's local-vs-remote choice: answered remotely, not spilled (were counted in the spill share)."""
+    unchosen = [group("remote", 4, reason="embedding", model="emb"), group("remote", 2, reason="remote", model="big")]
+    t = traffic(window(groups=[*GROUPS, *unchosen]))
+    assert (t["answered"], t["remote"], t["spilled"]) == (16, 9, 3)
+    assert t["spill_share"] == 3 / 16
+    assert [r["reason"] for r in spill_reasons(window(groups=[*GROUPS, *unchosen]))] == ["spill", "capability"]
+    fell_over = group("remote", 1, reason="fallback", model="emb")  # the local embedder failed, a remote one answered
+    assert traffic(window(groups=[*unchosen, fell_over]))["spilled"] == 1
+
+
 def test_no_answer_no_shares() -> None:
     t = traffic(window(groups=[group("none", 4)]))
     assert (t["requests"], t["answered"], t["local_share"], t["spill_share"]) == (4, 0, None, None)
@@ -120,7 +132,7 @@ def test_timeline_has_every_slot_in_order() -> None:
     ]
 
 
-def test_spill_reasons_are_the_remote_routes_most_first() -> None:
+def test_spill_reasons_are_the_spilled_requests_most_first() -> None:
     assert spill_reasons(window()) == [
         {"reason": "spill", "requests": 2, "share": 2 / 3},
         {"reason": "capability", "requests": 1, "share": 1 / 3},

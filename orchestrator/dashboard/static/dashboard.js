@@ -10,7 +10,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const SERIES = [
     ["local", "Local"],
-    ["remote", "Spilled"],
+    ["remote", "Remote"],
     ["cache", "Cache"],
     ["failed", "Failed"],
   ];
@@ -20,10 +20,8 @@
     "cold-start": "no local replica ready",
     capability: "the local model lacks a feature",
     context: "the prompt exceeds the local context",
-    remote: "the alias has no local route",
     fallback: "an earlier route failed",
     hedge: "the local model gave no first token in time",
-    embedding: "an embedding route",
   };
   const params = new URLSearchParams(window.location.search);
   const refreshS = Math.max(1, Number(params.get("refresh")) || 5);
@@ -103,7 +101,8 @@
       tile("Served locally", figure("div", "/traffic/local_share", t.local_share, fmtPct(t.local_share), "value v-local"),
         [figure("span", "/traffic/local", t.local, fmtInt(t.local)), " requests"]),
       tile("Spilled", figure("div", "/traffic/spill_share", t.spill_share, fmtPct(t.spill_share), "value v-remote"),
-        [figure("span", "/traffic/remote", t.remote, fmtInt(t.remote)), " to remote routes"]),
+        [figure("span", "/traffic/spilled", t.spilled, fmtInt(t.spilled)), " of ",
+          figure("span", "/traffic/remote", t.remote, fmtInt(t.remote)), " remote answers"]),
       tile("Cache hit rate", figure("div", "/cache/hit_rate", c.hit_rate, fmtPct(c.hit_rate), "value v-cache"),
         [figure("span", "/traffic/cache", t.cache, fmtInt(t.cache)), " answered from the cache"]),
       tile("Spend", figure("div", "/spend/cost_usd", s.cost_usd, fmtUsd(s.cost_usd), "value"),
