@@ -87,6 +87,16 @@ async def test_an_item_one_replica_stored_the_other_finds_by_reference(replicas:
     listed = await b.get(f"/v1/responses/{second.json()['id']}/input_items?order=asc", headers=auth(TEAM))
     assert listed.json()["data"][0]["content"][0]["text"] == item["content"][0]["text"]  # the item, not the reference
     assert (await b.post("/v1/responses", json=body, headers=auth(OTHER))).status_code == 404  # not the other key's
+    # The other key stores an input item under the same id (a client names its input items' ids): the first
+    # key's reference still finds its own item, and the other's finds its own.
+    own = {"type": "message", "id": item["id"], "role": "user", "content": [{"type": "input_text", "text": "mine"}]}
+    taken = await a.post("/v1/responses", json={"model": "fake-chat", "input": [own]}, headers=auth(OTHER))
+    assert taken.status_code == 200, taken.text
+    assert (await b.post("/v1/responses", json=body, headers=auth(TEAM))).status_code == 200
+    theirs = await b.post("/v1/responses", json=body, headers=auth(OTHER))
+    assert theirs.status_code == 200, theirs.text
+    listed = await b.get(f"/v1/responses/{theirs.json()['id']}/input_items?order=asc", headers=auth(OTHER))
+    assert listed.json()["data"][0]["content"][0]["text"] == "mine"
 
 
 def test_an_item_is_found_while_its_response_is_kept(tmp_path: Path) -> None:
@@ -94,11 +104,16 @@ def test_an_item_is_found_while_its_response_is_kept(tmp_path: Path) -> None:
     output = [{"id": "rs_1", "type": "reasoning"}, {"id": "msg_2", "type": "message"}]
     disk.put([Stored("key:team", {"id": "resp_1", "output": output}, [{"id": "msg_1", "type": "message"}], [])])
     for item_id in ("msg_1", "rs_1", "msg_2"):
-        found = disk.get_item(item_id)
+        found = disk.get_item("key:team", item_id)
         assert found is not None and found.id == "resp_1" and found.item(item_id) is not None
-    assert disk.get_item("msg_nope") is None
+    assert disk.get_item("key:team", "msg_nope") is None
+    # Another tenant naming its input item with the same id (a client may) hides nothing of this one's.
+    disk.put([Stored("key:other", {"id": "resp_2", "output": []}, [{"id": "msg_1", "type": "message"}], [])])
+    assert disk.get_item("key:team", "msg_1").id == "resp_1"  # type: ignore[union-attr]
+    assert disk.get_item("key:other", "msg_1").id == "resp_2"  # type: ignore[union-attr]
+    assert disk.get_item("key:other", "rs_1") is None
     disk.delete("resp_1")
-    assert disk.get_item("rs_1") is None
+    assert disk.get_item("key:team", "rs_1") is None
 
 
 def test_entries_expire_after_their_ttl(tmp_path: Path) -> None:

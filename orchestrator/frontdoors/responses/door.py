@@ -114,7 +114,7 @@ async def _resolve_references(store: ResponseStore, request: ResponsesRequest, o
     for i, item in enumerate(request.input):
         if not isinstance(item, ItemReference):
             continue
-        stored = await store.get_item(item.id)
+        stored = await store.get_item(owner, item.id)
         found = stored.item(item.id) if stored is not None and stored.owner == owner else None
         if found is None:
             raise NotFound(f"Item with id '{item.id}' not found.", param=f"input[{i}].id")

@@ -7,8 +7,9 @@ One store for every gateway replica on every node: a named Ray actor
 `responses.ttl_days` and the oldest go first past `responses.size_limit_mb`.
 Each entry names its owner (the key's tenant); the door never shows an entry
 to anyone else, and to them it does not exist. Each item of an entry (its input
-items and its output) is found by its id too (`get_item`: the entry that holds
-it), for an `item_reference` in a later request's input.
+items and its output) is found by its owner and its id too (`get_item`: the entry
+that holds it), for an `item_reference` in a later request's input: a client may
+name its input items' ids, so one tenant's ids never hide another's.
 
 Writes leave the answer's path (`WriteBehind`): a replica answers at once,
 reads its own writes at once, and sends what was stored meanwhile in one
@@ -64,7 +65,7 @@ class Stored:
 class ResponseStore(Protocol):
     async def get(self, response_id: str) -> Stored | None: ...
 
-    async def get_item(self, item_id: str) -> Stored | None: ...
+    async def get_item(self, owner: str, item_id: str) -> Stored | None: ...
 
     async def put(self, entries: list[Stored]) -> None: ...
 
@@ -103,11 +104,13 @@ class DiskResponses:
             log.warning("stored response %s is unreadable; treated as absent", response_id)
             return None
 
-    def get_item(self, item_id: str) -> Stored | None:
-        """The entry that holds the item `item_id` (an input item or an output item)."""
-        response_id = self._cache.get(ITEM + item_id)
+    def get_item(self, owner: str, item_id: str) -> Stored | None:
+        """`owner`'s entry that holds the item `item_id` (an input item or an output item)."""
+        response_id = self._cache.get(item_key(owner, item_id))
         stored = self.get(response_id) if isinstance(response_id, str) else None
-        return stored if stored is not None and stored.item(item_id) is not None else None
+        if stored is None or stored.owner != owner or stored.item(item_id) is None:
+            return None
+        return stored
 
     def put(self, entries: list[Stored]) -> None:
         with self._cache.transact():
@@ -115,13 +118,15 @@ class DiskResponses:
                 self._cache.set(stored.id, encode(stored), expire=self._ttl_s)
                 for item in stored.items:
                     if isinstance(item.get("id"), str):
-                        self._cache.set(ITEM + item["id"], stored.id, expire=self._ttl_s)
+                        self._cache.set(item_key(stored.owner, item["id"]), stored.id, expire=self._ttl_s)
 
     def delete(self, response_id: str) -> bool:
         return bool(self._cache.delete(response_id))
 
 
-ITEM = "item:"  # an item's key: its entry's id (no response id starts so)
+def item_key(owner: str, item_id: str) -> str:
+    """An item's key, whose value is its entry's id: its owner's own (no response id starts so)."""
+    return f"item:{len(owner)}:{owner}:{item_id}"
 
 
 def encode(stored: Stored) -> str:
@@ -144,8 +149,8 @@ class InProcessStore:
     async def get(self, response_id: str) -> Stored | None:
         return await asyncio.to_thread(self._disk.get, response_id)
 
-    async def get_item(self, item_id: str) -> Stored | None:
-        return await asyncio.to_thread(self._disk.get_item, item_id)
+    async def get_item(self, owner: str, item_id: str) -> Stored | None:
+        return await asyncio.to_thread(self._disk.get_item, owner, item_id)
 
     async def put(self, entries: list[Stored]) -> None:
         await asyncio.to_thread(self._disk.put, entries)
@@ -164,8 +169,8 @@ class ActorStore:
         result: Stored | None = await self._handle.get.remote(response_id)
         return result
 
-    async def get_item(self, item_id: str) -> Stored | None:
-        result: Stored | None = await self._handle.get_item.remote(item_id)
+    async def get_item(self, owner: str, item_id: str) -> Stored | None:
+        result: Stored | None = await self._handle.get_item.remote(owner, item_id)
         return result
 
     async def put(self, entries: list[Stored]) -> None:
@@ -216,13 +221,14 @@ class WriteBehind:
             found = await self._store.get(response_id)
         return found
 
-    async def get_item(self, item_id: str) -> Stored | None:
-        if (stored := next((s for s in self._unwritten.values() if s.item(item_id) is not None), None)) is not None:
+    async def get_item(self, owner: str, item_id: str) -> Stored | None:
+        unwritten = (s for s in self._unwritten.values() if s.owner == owner and s.item(item_id) is not None)
+        if (stored := next(unwritten, None)) is not None:
             return stored
-        found = await self._store.get_item(item_id)
+        found = await self._store.get_item(owner, item_id)
         if found is None:
             await asyncio.sleep(self._settle_s)
-            found = await self._store.get_item(item_id)
+            found = await self._store.get_item(owner, item_id)
         return found
 
     async def put(self, entries: list[Stored]) -> None:
