@@ -37,7 +37,29 @@ class BadRequest(LocalModelError):
 
 
 class PromptTooLong(BadRequest):
-    """The prompt plus the requested output doesn't fit the model's context."""
+    """The prompt plus the requested output doesn't fit the model's context; where known, the counts that
+    don't fit (the prompt's tokens, the output asked for, the context), for a front door to say in its
+    protocol's own words."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        prompt_tokens: int | None = None,
+        max_tokens: int | None = None,
+        context: int | None = None,
+    ):
+        super().__init__(message, param=param)
+        self.prompt_tokens, self.max_tokens, self.context = prompt_tokens, max_tokens, context
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        counts = {"prompt_tokens": self.prompt_tokens, "max_tokens": self.max_tokens, "context": self.context}
+        return (_rebuild_too_long, (self.message, self.param, counts))
+
+
+def _rebuild_too_long(message: str, param: str | None, counts: dict[str, int | None]) -> PromptTooLong:
+    return PromptTooLong(message, param=param, **counts)
 
 
 class EngineFailure(LocalModelError):

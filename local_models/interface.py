@@ -209,5 +209,8 @@ def output_budget(max_model_len: int, prompt_len: int, requested: int | None, pa
             f"{param}, {requested} in the completion). Please reduce the length of the "
             f"{param} or completion.",
             param=param,
+            prompt_tokens=prompt_len,
+            max_tokens=requested,
+            context=max_model_len,
         )
     return requested

@@ -9,7 +9,6 @@ is raised again as its `BadRequest`); in-process it can be the engine itself
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 from typing import Any, Protocol, TypeVar, cast
@@ -125,20 +124,12 @@ def _from_ray(e: BaseException) -> BaseException:
     return e
 
 
-# The counts in local_models' PromptTooLong (`interface.output_budget`, OpenAI's words).
-_TOO_LONG = re.compile(
-    r"context length is (\d+) tokens\. However, you requested (\d+) tokens \((\d+) in the \w+, (\d+) in the"
-)
-
-
 def _from_local(e: BaseException) -> BaseException:
     """`local_models.errors` -> the gateway's tree: the request's fault is a 400, the engine's a 500."""
     if isinstance(e, PromptTooLong):
-        counts = _TOO_LONG.search(e.message)
-        if counts is None:
-            return ContextLengthExceeded(e.message, param=e.param)
-        context, _, prompt, output = (int(n) for n in counts.groups())
-        return ContextLengthExceeded(e.message, param=e.param, prompt_tokens=prompt, max_tokens=output, context=context)
+        return ContextLengthExceeded(
+            e.message, param=e.param, prompt_tokens=e.prompt_tokens, max_tokens=e.max_tokens, context=e.context
+        )
     if isinstance(e, BadRequest):
         return InvalidRequest(e.message, param=e.param)
     if isinstance(e, LocalModelError):

@@ -25,6 +25,13 @@ def test_they_cross_a_ray_handle_with_every_attribute(error: LocalModelError) ->
     assert (type(again), again.message, again.param) == (type(error), error.message, error.param)
 
 
+def test_a_prompt_too_long_crosses_with_its_counts() -> None:
+    """The counts the Messages door says in Anthropic's words (Claude Code retries with what fits)."""
+    error = PromptTooLong("p", param="messages", prompt_tokens=9, max_tokens=32000, context=8192)
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.prompt_tokens, again.max_tokens, again.context) == (9, 32000, 8192)
+
+
 @pytest.mark.parametrize(
     ("raised", "expected", "status"),
     [
