@@ -25,9 +25,9 @@ Decisions, where the two APIs differ (they matter to routes that are not Anthrop
 - `top_k`, `thinking` and `cache_control` have no OpenAI equivalent and reach
   only Anthropic routes; `metadata.user_id` is OpenAI's `user`;
   `stop_sequences` is OpenAI's `stop`, as many as Anthropic takes (no cap is
-  documented): more than OpenAI's 4 go to routes that take them (the local
-  engine, Anthropic's API; the feature `many_stops`), a 400 naming the field
-  where the model has none.
+  documented; ours is `MAX_ANTHROPIC_STOPS`, 256): more than OpenAI's 4 go to
+  routes that take them (the local engine, Anthropic's API; the feature
+  `many_stops`), a 400 naming the field where the model has none.
 - the gateway's own `cache` body field (as on OpenAI's routes) is read by the
   gateway and never sent on.
 - `anthropic-version` (`check_version`): the versions whose Messages wire
@@ -72,6 +72,9 @@ BETA_HEADER = "anthropic-beta"
 VERSION = "2023-06-01"  # what an absent header means
 VERSIONS = frozenset({"2023-01-01", VERSION, "2026-10-21"})
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Anthropic documents no cap on `stop_sequences`; ours, far above what clients send: the local engine checks every
+# one at every token of every answer, so a request with 100,000 would slow the engine for every client.
+MAX_ANTHROPIC_STOPS = 256
 GATEWAY_FIELDS = frozenset({"cache"})  # body fields the gateway reads and never sends on
 
 # --------------------------------------------------------------------------- request models
@@ -109,7 +112,7 @@ class MessagesRequest(_Wire):
     max_tokens: Annotated[int, Field(ge=1)]
     messages: Annotated[list[Message], Field(min_length=1)]
     system: str | list[TextBlock] | None = None
-    stop_sequences: list[str] | None = None
+    stop_sequences: Annotated[list[str], Field(max_length=MAX_ANTHROPIC_STOPS)] | None = None
     temperature: Annotated[float, Field(ge=0, le=1)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     top_k: Annotated[int, Field(ge=0)] | None = None

@@ -120,6 +120,11 @@ async def test_more_stop_sequences_than_openai_takes_go_where_they_are_taken(
     assert fakes["alpha"].counts.total() == 0
     await client.messages.create(**asked(model="alpha/m", max_tokens=20, stop_sequences=stops[-4:]))
     assert received(fakes["alpha"])["stop"] == stops[-4:]  # up to 4, as before
+    # Checked at every token of every answer by the local engine: 100,000 of them would slow it for everyone.
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(**asked(model="auto", max_tokens=20, stop_sequences=[f"s{i}" for i in range(257)]))
+    assert "stop_sequences" in cast(dict[str, Any], caught.value.body)["error"]["message"]
+    assert len(gw.engine.generations) == 1
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
