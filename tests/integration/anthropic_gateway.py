@@ -11,8 +11,8 @@ as a user would (`client`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import httpx
 from fastapi import FastAPI
 from loopback import serving
 
+from local_models.catalog import prepare
 from local_models.interface import ModelInfo
 from orchestrator.accounting.book import Book, InProcessOwner
 from orchestrator.accounting.keys import hash_key
@@ -44,6 +45,29 @@ KEYS = {
     "one-rpm": {"sha256": hash_key(ONE_RPM), "rpm": 1},
 }
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 5.0}
+
+
+@contextmanager
+def fake_providers(reply: str) -> Iterator[dict[str, FakeProvider]]:
+    """ "alpha" and "claude", each answering `reply` (a module's fixture, started once)."""
+    with (
+        FakeProvider(api_key=UPSTREAM["ALPHA_KEY"], reply=reply) as alpha,
+        FakeProvider(api_key=UPSTREAM["CLAUDE_KEY"], reply=reply) as claude,
+    ):
+        yield {"alpha": alpha, "claude": claude}
+
+
+def freshen(fakes: Mapping[str, FakeProvider]) -> None:
+    """No fault, count or prompt cache left from an earlier test."""
+    for fake in fakes.values():
+        fake.clear_fault()
+        fake.reset_stats()
+        fake.prompt_cache = (0, 0)
+
+
+def tiny_tokenizer(directory: Path) -> Path:
+    """The tiny-random model's directory (its tokenizer is the fake engine's counter), prepared there."""
+    return prepare("tiny-random", directory, progress=False).path
 
 
 @dataclass

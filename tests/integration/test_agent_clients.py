@@ -20,10 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
-from anthropic_gateway import LOCAL_ONLY, TEAM, UPSTREAM, Gateway, gateway
+from anthropic_gateway import LOCAL_ONLY, TEAM, UPSTREAM, Gateway, fake_providers, freshen, gateway, tiny_tokenizer
 from openai_schema import validate
 
-from local_models.catalog import prepare
 from orchestrator.testing.provider import FakeProvider
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -81,23 +80,18 @@ def claude_code_body(model: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with (
-        FakeProvider(api_key=UPSTREAM["ALPHA_KEY"], reply="Hi.") as alpha,
-        FakeProvider(api_key=UPSTREAM["CLAUDE_KEY"], reply="Hi.") as claude,
-    ):
-        yield {"alpha": alpha, "claude": claude}
+    with fake_providers("Hi.") as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)
 def fresh(fakes: dict[str, FakeProvider]) -> None:
-    for fake in fakes.values():
-        fake.clear_fault()
-        fake.reset_stats()
+    freshen(fakes)
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare("tiny-random", tmp_path_factory.mktemp("models"), progress=False).path
+    return tiny_tokenizer(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

@@ -15,9 +15,18 @@ import anthropic
 import httpx
 import pytest
 from anthropic.types import MessageTokensCount
-from anthropic_gateway import BROKE, LOCAL_ONLY, MASTER, ONE_RPM, TEAM, UPSTREAM, Gateway, gateway
+from anthropic_gateway import (
+    BROKE,
+    LOCAL_ONLY,
+    MASTER,
+    ONE_RPM,
+    TEAM,
+    Gateway,
+    fake_providers,
+    gateway,
+    tiny_tokenizer,
+)
 
-from local_models.catalog import prepare
 from orchestrator.testing.provider import FakeProvider
 
 SYSTEM = "You are terse."
@@ -30,16 +39,13 @@ CONVERSATION: list[Any] = [
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with (
-        FakeProvider(api_key=UPSTREAM["ALPHA_KEY"], reply="It is sunny.") as alpha,
-        FakeProvider(api_key=UPSTREAM["CLAUDE_KEY"], reply="It is sunny.") as claude,
-    ):
-        yield {"alpha": alpha, "claude": claude}
+    with fake_providers("It is sunny.") as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare("tiny-random", tmp_path_factory.mktemp("models"), progress=False).path
+    return tiny_tokenizer(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture
@@ -67,9 +73,7 @@ def error_of(caught: pytest.ExceptionInfo[anthropic.APIStatusError]) -> dict[str
 
 async def test_count_tokens_is_the_local_models_count_of_the_prompt(gw: Gateway, tokenizer: Path) -> None:
     client = gw.client()
-    raw = await client.messages.with_raw_response.count_tokens(
-        model="fake-chat", system=SYSTEM, messages=CONVERSATION
-    )
+    raw = await client.messages.with_raw_response.count_tokens(model="fake-chat", system=SYSTEM, messages=CONVERSATION)
     assert raw.http_request.url.path == "/v1/messages/count_tokens"
     counted = MessageTokensCount.model_validate_json(await raw.read())  # Anthropic's own type, nothing more
     expected = template_count(
@@ -162,9 +166,7 @@ async def test_count_tokens_requests_get_their_own_metrics_label(gw: Gateway) ->
 
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
 @pytest.mark.parametrize("version", ["2099-01-01", "yesterday", "", "2023-06-01; drop table"])
-async def test_an_unknown_or_malformed_version_is_a_400_naming_the_header(
-    gw: Gateway, path: str, version: str
-) -> None:
+async def test_an_unknown_or_malformed_version_is_a_400_naming_the_header(gw: Gateway, path: str, version: str) -> None:
     client = gw.client()
     with pytest.raises(anthropic.BadRequestError) as caught:
         if path.endswith("count_tokens"):

@@ -19,9 +19,8 @@ import anthropic
 import openai
 import pytest
 from anthropic.types import Message
-from anthropic_gateway import TEAM, UPSTREAM, Gateway, gateway
+from anthropic_gateway import TEAM, Gateway, fake_providers, freshen, gateway, tiny_tokenizer
 
-from local_models.catalog import prepare
 from orchestrator.testing.provider import FakeProvider
 
 EPHEMERAL = {"type": "ephemeral"}
@@ -49,24 +48,18 @@ EXTRA = {"top_k": 7, "temperature": 0.5, "future_field": {"kept": True}}
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with (
-        FakeProvider(api_key=UPSTREAM["ALPHA_KEY"], reply="It is sunny.") as alpha,
-        FakeProvider(api_key=UPSTREAM["CLAUDE_KEY"], reply="It is sunny.") as claude,
-    ):
-        yield {"alpha": alpha, "claude": claude}
+    with fake_providers("It is sunny.") as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)
 def fresh(fakes: dict[str, FakeProvider]) -> None:
-    for fake in fakes.values():
-        fake.clear_fault()
-        fake.reset_stats()
-        fake.prompt_cache = (0, 0)
+    freshen(fakes)
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare("tiny-random", tmp_path_factory.mktemp("models"), progress=False).path
+    return tiny_tokenizer(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture
