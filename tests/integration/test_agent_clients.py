@@ -294,6 +294,51 @@ async def test_codexs_namespace_tools_round_trip(gw: Gateway, fakes: dict[str, F
     assert "multi_agent_v1__spawn_agent" in json.dumps(sent["messages"])
 
 
+# Codex CLI's default `web_search = "cached"` offers OpenAI's hosted search with every request.
+WEB_SEARCH = {"type": "web_search", "external_web_access": False}
+
+
+@pytest.mark.parametrize("model", ["alpha/m", "claude/haiku"], ids=["openai", "anthropic"])
+async def test_codexs_default_web_search_is_left_out_and_said_so(
+    gw: Gateway, fakes: dict[str, FakeProvider], model: str
+) -> None:
+    """Codex out of the box failed every request: a 400 on `tools[2].type` (no route here searches the web)."""
+    body = codex_body(model, CODEX_INPUT) | {"tools": [AGENTS, EXEC, WEB_SEARCH]}
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        r = await http.post("/v1/responses", json=body, headers=CODEX_HEADERS)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-tools-left-out"] == "web_search"
+    done = json.loads([line for line in r.text.splitlines() if line.startswith("data: ")][-1].removeprefix("data: "))
+    validate("ResponseStreamEvent", done)
+    assert done["type"] == "response.completed"
+    assert [t["type"] for t in done["response"]["tools"]] == ["namespace", "function", "web_search"]  # as asked
+    sent = fakes["alpha" if model == "alpha/m" else "claude"].requests[-1].body
+    assert isinstance(sent, dict)
+    names = [t["function"]["name"] for t in sent["tools"]] if model == "alpha/m" else [t["name"] for t in sent["tools"]]
+    assert names == ["multi_agent_v1__spawn_agent", "exec_command"]
+
+
+async def test_web_search_alone_is_left_out_and_the_answer_is_text(gw: Gateway, fakes: dict[str, FakeProvider]) -> None:
+    body = {"model": "alpha/m", "input": "What's new?", "tools": [WEB_SEARCH], "tool_choice": "auto"}
+    r = await responses(gw, body)
+    assert r.status_code == 200, r.text
+    validate("Response", r.json())
+    assert r.headers["x-tools-left-out"] == "web_search"
+    assert [item["type"] for item in r.json()["output"]] == ["message"]
+    sent = fakes["alpha"].requests[-1].body
+    assert isinstance(sent, dict) and "tools" not in sent and "tool_choice" not in sent
+
+
+@pytest.mark.parametrize(
+    "choice", [{"type": "web_search_preview"}, "required"], ids=["forced", "required-with-only-search"]
+)
+async def test_web_search_that_must_be_used_is_a_400(gw: Gateway, choice: Any) -> None:
+    body = {"model": "alpha/m", "input": "What's new?", "tools": [WEB_SEARCH], "tool_choice": choice}
+    r = await responses(gw, body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "tool_choice" and "web" in r.json()["error"]["message"]
+
+
 async def test_a_namespaced_function_whose_chat_name_is_taken_is_a_400(gw: Gateway) -> None:
     clash = {**EXEC, "name": "multi_agent_v1__spawn_agent"}
     body = codex_body("alpha/m", CODEX_INPUT) | {"tools": [AGENTS, clash], "stream": False}

@@ -242,7 +242,7 @@ async def test_store_false_keeps_nothing(app: FastAPI) -> None:
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, "tools[0].type"),
         ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[0].type"),
         ({"background": True}, "background"),
         ({"conversation": "conv_1"}, "conversation"),

@@ -60,6 +60,8 @@ class ResponsesDoor:
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         turn: Turn = call.origin
         headers = route_headers(routed.route)
+        if left_out := turn.request.left_out():
+            headers["x-tools-left-out"] = ",".join(left_out)
         if isinstance(routed.result, OpenStream):
             events = _events(routed.result, turn, self._store)
             return EventStream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})

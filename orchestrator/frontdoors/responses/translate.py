@@ -14,7 +14,8 @@ A `namespace` tool's functions are chat tools named `<namespace>__<name>`
 (`NAMESPACE_JOIN`, as MCP tools are often named; chat tool names take no dot),
 a call of one comes back as a `function_call` with its `namespace` and `name`,
 and a call item sent back with a `namespace` is that chat tool's call again
-(`Turn.namespaced`).
+(`Turn.namespaced`). Offered web search is left out (`wire.WEB_SEARCH`): the
+chat request has the other tools only, and the door names it in `x-tools-left-out`.
 
 Decisions, where the two APIs differ: `max_output_tokens` is the chat
 `max_tokens`; `text.format` is `response_format`; a finish by length is status
@@ -45,6 +46,7 @@ from orchestrator.frontdoors.responses.wire import (
     NamespaceTool,
     Refusal,
     ResponsesRequest,
+    WebSearchTool,
 )
 from orchestrator.protocol import (
     ChatCompletion,
@@ -91,7 +93,7 @@ class Turn:
 def namespaced(request: ResponsesRequest) -> dict[str, tuple[str, str]]:
     """Each namespace tool's functions by their chat tool names; a 400 naming the tool where two tools would
     have one name."""
-    names = {t.name for t in request.tools or [] if not isinstance(t, NamespaceTool)}
+    names = {t.name for t in request.tools or [] if isinstance(t, FunctionTool)}
     out: dict[str, tuple[str, str]] = {}
     for i, tool in enumerate(request.tools or []):
         if not isinstance(tool, NamespaceTool):
@@ -191,7 +193,7 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         ("temperature", r.temperature),
         ("top_p", r.top_p),
         ("user", r.user),
-        ("parallel_tool_calls", r.parallel_tool_calls if r.tools else None),
+        ("parallel_tool_calls", r.parallel_tool_calls if r.functions() else None),
         ("reasoning_effort", r.reasoning.effort if r.reasoning else None),
     ):
         if value is not None:
@@ -200,10 +202,17 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         body["logprobs"], body["top_logprobs"] = True, r.top_logprobs or 0
     if "cache" in (r.model_extra or {}):  # the gateway's own field (README "Cache"), as on every door
         body["cache"] = (r.model_extra or {})["cache"]
-    if r.tools:
-        body["tools"] = [tool for t in r.tools for tool in _chat_tools(t)]
+    if r.functions():
+        body["tools"] = [tool for t in r.functions() for tool in _chat_tools(t)]
     if isinstance(r.tool_choice, FunctionChoice):
         body["tool_choice"] = {"type": "function", "function": {"name": r.tool_choice.name}}
+    elif r.tool_choice is not None and r.tools and not r.functions():  # only web search, left out
+        if r.tool_choice == "required":
+            raise InvalidRequest(
+                "tool_choice 'required' with only web search offered can't be served: no route here searches "
+                "the web.",
+                param="tool_choice",
+            )
     elif r.tool_choice is not None:
         body["tool_choice"] = r.tool_choice
     if r.text is not None and r.text.format is not None and r.text.format.type != "text":
@@ -426,8 +435,10 @@ def response_object(
     return response
 
 
-def _tool(tool: FunctionTool | NamespaceTool) -> Json:
+def _tool(tool: FunctionTool | NamespaceTool | WebSearchTool) -> Json:
     # As OpenAI echoes a function tool: `parameters` and `strict` always there.
+    if isinstance(tool, WebSearchTool):
+        return tool.model_dump(exclude_none=True)
     if isinstance(tool, NamespaceTool):
         return {**tool.model_dump(exclude_none=True), "tools": [_tool(f) for f in tool.tools]}
     return {"parameters": None, "strict": None, **tool.model_dump(exclude_none=True)}

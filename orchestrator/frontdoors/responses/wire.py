@@ -5,12 +5,14 @@ sub-agent tools), text and image inputs, messages, `function_call` and
 `function_call_output` items, structured output and the sampling fields are
 served, and the output text's log probabilities (`include:
 ["message.output_text.logprobs"]`, `top_logprobs`). What no route can do here
-is a 400 naming the field: built-in tools (web search, file search, code
-interpreter, …), `background`, `conversation`, stored prompts and file inputs.
-An `item_reference` names an item of a stored response of the same key (the
-door puts that item in its place; the AI SDK sends its earlier reasoning and
-messages so when `store` is on). Fields OpenAI accepts that change nothing here (`include`'s
-other values, `service_tier`, `prompt_cache_key`, `safety_identifier`,
+is a 400 naming the field: built-in tools (file search, code interpreter,
+…; web search only where `tool_choice` forces it: offered, it is left out
+and the answer's `x-tools-left-out` header names it), `background`,
+`conversation`, stored prompts and file inputs. An `item_reference` names
+an item of a stored response of the same key (the door puts that item in its
+place; the AI SDK sends its earlier reasoning and messages so when `store` is
+on). Fields OpenAI accepts that change nothing here (`include`'s other
+values, `service_tier`, `prompt_cache_key`, `safety_identifier`,
 `text.verbosity`, `stream_options`) are accepted.
 """
 
@@ -25,22 +27,11 @@ from orchestrator.protocol import INT64_MAX, Metadata
 
 LOGPROBS = "message.output_text.logprobs"  # the `include` value that asks for them
 
-# What a client may send but no route here runs; named in the 400.
-BUILT_IN_TOOLS = (
-    "web_search",
-    "web_search_preview",
-    "file_search",
-    "code_interpreter",
-    "computer_use_preview",
-    "computer",
-    "image_generation",
-    "mcp",
-    "local_shell",
-    "shell",
-    "apply_patch",
-    "custom",
-    "tool_search",
-)
+# OpenAI's hosted web search, which no route here runs. Offered (not forced) it is left out and the
+# answer says so (`x-tools-left-out`): clients offer it by default (Codex CLI does) and a model answers
+# without it as when it chooses not to search. The other hosted tools (file search over the client's vector
+# stores, code interpreter, MCP servers, …) are what such a request is for: a 400.
+WEB_SEARCH = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
 
 
 # The discriminated unions' tags (input item and content part types): not field names.
@@ -159,7 +150,13 @@ class NamespaceTool(_Wire):
     tools: Annotated[list[FunctionTool], Field(min_length=1)]
 
 
-AnyTool = Annotated[FunctionTool | NamespaceTool, Field(discriminator="type")]
+class WebSearchTool(_Wire):
+    """OpenAI's hosted web search, offered: left out of what a route is asked (`WEB_SEARCH`)."""
+
+    type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"]
+
+
+AnyTool = Annotated[FunctionTool | NamespaceTool | WebSearchTool, Field(discriminator="type")]
 
 
 class FunctionChoice(_Wire):
@@ -214,6 +211,14 @@ class ResponsesRequest(_Wire):
     include: list[str] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
 
+    def functions(self) -> list[FunctionTool | NamespaceTool]:
+        """The tools a route is asked to offer: all but the web search left out."""
+        return [t for t in self.tools or [] if not isinstance(t, WebSearchTool)]
+
+    def left_out(self) -> list[str]:
+        """The offered tools no route here runs, by type."""
+        return [t.type for t in self.tools or [] if isinstance(t, WebSearchTool)]
+
     def logprobs(self) -> bool:
         """Whether the output text carries its tokens' log probabilities (`include`, or `top_logprobs`)."""
         return LOGPROBS in (self.include or []) or bool(self.top_logprobs)
@@ -232,7 +237,7 @@ class ResponsesRequest(_Wire):
         tools = data.get("tools")
         for i, tool in enumerate(tools if isinstance(tools, list) else []):
             kind = tool.get("type") if isinstance(tool, dict) else None
-            if isinstance(kind, str) and kind not in ("function", "namespace"):
+            if isinstance(kind, str) and kind not in ("function", "namespace", *WEB_SEARCH):
                 raise _unsupported(
                     f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' tools (and "
                     "'namespace' tools of them) are supported.",
@@ -257,6 +262,12 @@ class ResponsesRequest(_Wire):
                     f"Input items of type {kind!r} are not supported by this gateway.", f"input[{i}].type"
                 )
         choice = data.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") in WEB_SEARCH:
+            raise _unsupported(
+                f"A tool_choice of {choice['type']!r} can't be served: no route here searches the web (offered "
+                "without being forced, the tool is left out and the answer says so in 'x-tools-left-out').",
+                "tool_choice",
+            )
         if isinstance(choice, dict) and isinstance(choice.get("type"), str) and choice["type"] != "function":
             raise _unsupported(
                 f"A tool_choice of type {choice['type']!r} is not supported by this gateway.", "tool_choice"
