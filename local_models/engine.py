@@ -8,6 +8,8 @@ Responsibilities:
    a reasoning parser (`EngineConfig.reasoning_parser`) splits every chat answer's thinking off there too;
 3. run one vLLM request per prompt and merge their outputs into `Batch`es,
    coalescing whatever is ready so a slow consumer gets fewer, larger items;
+   queued fairly between tenants (`local_models.fairness`: vLLM's priority
+   scheduling, a start tag per request);
 4. abort every engine request when the consumer goes away;
 5. report load (`stats`) from vLLM's own stat stream, without I/O.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import BadRequest, EngineFailure, LocalModelError, PromptTooLong
+from .fairness import FairQueue
 from .interface import Batch, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo, output_budget
 from .outputs import Folding, OutputReader, translate
 from .sampling import to_sampling_params
@@ -61,6 +64,9 @@ class VllmEngine:
         self._vocab_size = llm.model_config.get_vocab_size()
         self._max_len = int(llm.model_config.max_model_len)
         self._tools = ToolCalling(self._tokenizer, config.tool_parser, self._verify, config.reasoning_parser)
+        # Tenants' requests in fair order, unless the engine was configured first-come-first-served.
+        policy = config.extra_engine_args.get("scheduling_policy", "priority")
+        self._fair = FairQueue() if policy == "priority" else None
         # One thread for the tokenizer: off the event loop, and never two calls at once
         # (a Hugging Face fast tokenizer is not safe to share between threads).
         self._tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
@@ -256,8 +262,10 @@ class VllmEngine:
         prompts, params, tool_readers = await self._off_loop(self._prepare, request)
         folding = Folding(self._reader, request, prompts, tool_readers)
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        fair = self._fair
+        tag = fair.tag(request.get("tenant", "")) if fair is not None else 0
         tasks = [
-            asyncio.create_task(self._pump(k, ids, params[k], f"{request['request_id']}-{k}", queue))
+            asyncio.create_task(self._pump(k, ids, params[k], f"{request['request_id']}-{k}", queue, tag))
             for k, ids in enumerate(prompts)
         ]
         window = 0.0  # the first batch goes out at once: time to first token is sacred
@@ -270,6 +278,8 @@ class VllmEngine:
         try:
             while folding.open:
                 batch = folding.fold(await _collect(queue, window))
+                if fair is not None and not window:
+                    fair.started(tag)  # the engine has taken it up: later arrivals queue from here
                 window = interval
                 if batch is not None:
                     yield batch
@@ -286,9 +296,10 @@ class VllmEngine:
         params: Any,
         request_id: str,
         queue: asyncio.Queue[tuple[int, Any]],
+        priority: int,
     ) -> None:
         try:
-            async for out in self._llm.generate({"prompt_token_ids": ids}, params, request_id):
+            async for out in self._llm.generate({"prompt_token_ids": ids}, params, request_id, priority=priority):
                 queue.put_nowait((k, out))
         except asyncio.CancelledError:
             raise
@@ -377,6 +388,7 @@ def _build_async_llm(config: EngineConfig, tracker: LoadTracker) -> Any:
         "dtype": config.dtype,
         "disable_log_stats": False,
         "enable_log_requests": False,
+        "scheduling_policy": "priority",  # tenants queued fairly (`VllmEngine._fair`)
     }
     if config.task == "embed":
         args["runner"] = "pooling"

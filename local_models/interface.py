@@ -74,6 +74,7 @@ class GenerateRequest(TypedDict):
     sampling: Sampling
     stream: bool  # False: the first token, then a batch every 0.5 s (engine.WHOLE_INTERVAL_S), not per token
     traceparent: NotRequired[str]  # W3C: the caller's span, parent of the replica's (local_models/tracing.py)
+    tenant: NotRequired[str]  # who asks (a key's id): the engine queues tenants fairly (local_models/fairness.py)
 
 
 class TopToken(TypedDict):

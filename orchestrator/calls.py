@@ -10,6 +10,7 @@ and the tenant whose cache entries and flights it may share. The flow
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +57,11 @@ class Kind:
         """`chunks` folded into one whole answer."""
         assert self.fold is not None
         return await assemble(self.fold(), chunks)
+
+
+# The tenant of the call the current task serves (`Pipeline.serve` sets it), read where a local engine
+# request is made: the engine queues tenants fairly (local_models/fairness.py).
+ASKING: ContextVar[str] = ContextVar("asking", default="open")
 
 
 CHAT = Kind("chat", "chat", _chat_started, replay_chat, fresh_chat, ChatFold)

@@ -34,7 +34,7 @@ from opentelemetry.trace import SpanKind
 from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.caching.singleflight import Flight, SingleFlight
-from orchestrator.calls import CHAT, EMBEDDING, Call
+from orchestrator.calls import ASKING, CHAT, EMBEDDING, Call
 from orchestrator.errors import OrchestratorError, UpstreamTimeout
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
 from orchestrator.metering import Meter, Spent
@@ -112,6 +112,7 @@ class Pipeline:
     async def serve(self, call: Call) -> Routed[Any]:
         """The answer to `call`: a whole one, or (for a stream request) an `OpenStream` at its first content."""
         self.telemetry.called(call)
+        ASKING.set(call.tenant)  # for the local engine's fair queue (providers/local.py)
         resolution = await self._resolve(call)
         decision = self._decide(call)  # its directives checked before anything is reserved or counted
         call, resolution = await self._admit(call, resolution)

@@ -24,6 +24,7 @@ from local_models.interface import (
     TokenUsage,
     ToolCallPiece,
 )
+from orchestrator.calls import ASKING
 from orchestrator.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -137,8 +138,10 @@ def _from_local(e: BaseException) -> BaseException:
     return e
 
 
-def _traced(generate: GenerateRequest) -> None:
-    """The request carries the current span (the gateway's attempt) across the Serve handle."""
+def _scoped(generate: GenerateRequest) -> None:
+    """The request carries its tenant (the engine queues tenants fairly) and the current span (the
+    gateway's attempt) across the Serve handle."""
+    generate["tenant"] = ASKING.get()
     if (traceparent := outgoing_traceparent()) is not None:
         generate["traceparent"] = traceparent
 
@@ -192,7 +195,7 @@ class LocalProvider:
         if request.continue_final_message:
             generate["continue_final"] = True
         _with_tools(generate, request)
-        _traced(generate)
+        _scoped(generate)
         cid, created = generate["request_id"], now()
         started = False
         with _mapped():
@@ -237,7 +240,7 @@ class LocalProvider:
             sampling=sampling,
             stream=request.stream,
         )
-        _traced(generate)
+        _scoped(generate)
         cid, created = generate["request_id"], now()
         offsets: dict[int, int] = {}
         with _mapped():

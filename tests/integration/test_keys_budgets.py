@@ -176,6 +176,23 @@ def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ keys
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_the_local_engine_is_told_whose_request_it_queues(
+    paid: FakeProvider, tmp_path: Path, stream: bool
+) -> None:
+    """The engine queues tenants fairly (local_models/fairness.py): each request carries its key's id, never
+    the key; on an open endpoint everyone is one tenant."""
+    engine = FakeEngine("fake-chat")
+    async with gateway(settings_for(paid, tmp_path), engine, ENV) as (c, _):
+        for key in (KEY_A, KEY_B, KEY_A):
+            assert (await chat(c, key, model="fake-chat", stream=stream)).status_code == 200
+    assert [g.request["tenant"] for g in engine.generations] == ["key:team-a", "key:team-b", "key:team-a"]
+    engine = FakeEngine("fake-chat")
+    async with gateway(settings_for(paid, tmp_path / "open", keys={}), engine, {"PAID_KEY": "x"}) as (c, _):
+        assert (await chat(c, None, model="fake-chat", stream=stream)).status_code == 200
+    assert [g.request["tenant"] for g in engine.generations] == ["open"]
+
+
 async def test_with_keys_configured_a_request_needs_a_valid_key(gw: tuple[httpx.AsyncClient, Any]) -> None:
     c, _ = gw
     missing = error_of(await chat(c, None), 401)

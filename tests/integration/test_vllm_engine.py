@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from local_models.engine import EngineConfig, VllmEngine
 from local_models.errors import BadRequest
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
+from orchestrator.calls import ASKING
 from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.providers.local import LocalProvider
 from orchestrator.settings import load_settings
@@ -458,3 +460,31 @@ async def test_the_prefill_probe_measures_what_prompts_of_real_tokens_take(
     probe = statistics.median([p for p in probes if p is not None])
     reference = statistics.median(references)
     assert reference / 4 < probe < reference * 4, (probe, reference, references, probes)
+
+
+async def test_another_tenants_request_is_not_queued_behind_a_busy_ones(engine: VllmEngine) -> None:
+    """One key's burst filled the engine's 32 slots and queued 16 more; another key's request then waited
+    behind all 16 (first come, first served). The engine queues tenants fairly: it goes next."""
+    provider = LocalProvider(engine)
+    first_output: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+
+    async def ask(tenant: str, name: str) -> None:
+        ASKING.set(tenant)  # as `Pipeline.serve` does for the call its task serves
+        request = ChatCompletionRequest.model_validate(chat_body(max_tokens=150, temperature=0, stream=True))
+        async with aclosing(provider.chat(request, MODEL)) as chunks:
+            async for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    first_output.setdefault(name, loop.time())
+
+    busy = [asyncio.create_task(ask("key:busy", f"busy-{i}")) for i in range(48)]
+    for _ in range(600):  # until the slots are taken and the rest wait
+        if engine.stats()["running"] >= 32 and engine.stats()["waiting"] >= 8:
+            break
+        await asyncio.sleep(0.01)
+    started = set(first_output)
+    other = asyncio.create_task(ask("key:other", "other"))
+    await asyncio.gather(*busy, other)
+    queued_before = [t for name, t in first_output.items() if name.startswith("busy") and name not in started]
+    overtaken = sum(t < first_output["other"] for t in queued_before)
+    assert len(queued_before) >= 8 and overtaken <= 2, (len(queued_before), overtaken)
