@@ -170,10 +170,13 @@ class VllmEngine:
         bookkeeping would go on answering), so the replica's health check fails and Serve replaces it."""
         if self._llm.errored:
             raise EngineFailure(f"The local engine for '{self._config.served_name}' has died.")
-        return self._tracker.snapshot(
+        stats = self._tracker.snapshot(
             unfinished=self._llm.get_num_unfinished_requests(),
             queued_prompt_tokens=self._llm.get_num_queued_tokens(),
         )
+        if self._fair is not None and (by_tenant := self._fair.waiting()):
+            stats["waiting_by_tenant"] = by_tenant
+        return stats
 
     def shutdown(self) -> None:
         self._tokenizing.shutdown(wait=False)
@@ -262,8 +265,9 @@ class VllmEngine:
         prompts, params, tool_readers = await self._off_loop(self._prepare, request)
         folding = Folding(self._reader, request, prompts, tool_readers)
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-        fair = self._fair
-        tag = fair.tag(request.get("tenant", "")) if fair is not None else 0
+        tenant = request.get("tenant", "")
+        queued = self._fair  # the fair queue counting it as waiting, until it starts (then None)
+        tag = queued.enter(tenant) if queued is not None else 0
         tasks = [
             asyncio.create_task(self._pump(k, ids, params[k], f"{request['request_id']}-{k}", queue, tag))
             for k, ids in enumerate(prompts)
@@ -278,12 +282,15 @@ class VllmEngine:
         try:
             while folding.open:
                 batch = folding.fold(await _collect(queue, window))
-                if fair is not None and not window:
-                    fair.started(tag)  # the engine has taken it up: later arrivals queue from here
+                if queued is not None:  # the engine took it up: later arrivals queue from here
+                    queued.start(tenant, tag)
+                    queued = None
                 window = interval
                 if batch is not None:
                     yield batch
         finally:
+            if queued is not None:
+                queued.leave(tenant)
             for t in tasks:
                 t.cancel()
             # Cancelling a task cancels its vLLM generate(), which aborts the request.

@@ -159,6 +159,9 @@ class LoadStats(TypedDict):
     step_ms: float | None  # median engine step interval while busy, over the window
     max_num_seqs: int  # requests the engine runs at once; the rest wait
     updated_at: float  # time.time() of this snapshot
+    # Requests not yet started, by tenant (local_models/fairness.py: the engine queues tenants fairly);
+    # absent where none wait or the engine is first come, first served.
+    waiting_by_tenant: NotRequired[dict[str, int]]
 
 
 ToolMode = Literal["required", "named", "auto"]

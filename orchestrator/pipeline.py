@@ -156,7 +156,7 @@ class Pipeline:
     # ----------------------------------------------------------------- the steps
 
     async def _resolve(self, call: Call) -> Resolution:
-        return await self._router.resolve(call.body, call.kind.task, call.needs(), call.headers)
+        return await self._router.resolve(call.body, call.kind.task, call.needs(), call.headers, call.tenant)
 
     async def _admit(self, call: Call, resolution: Resolution) -> tuple[Call, Resolution]:
         """The key's limits checked and its worst case reserved at the resolved routes; past a soft

@@ -64,6 +64,9 @@ class LoadSnapshot:
     sent: int = 0  # requests this gateway sent since `taken_at` that are still running (LoadView)
     sent_prompt_tokens: int = 0
     stale_s: float = 0.0  # past the view's freshness: the board was last read this long ago (LoadView)
+    # Requests not yet started, by tenant, summed over the replicas (the engines queue tenants fairly:
+    # local_models/fairness.py); None: not reported (none waiting, or engines first come, first served).
+    waiting_by_tenant: Mapping[str, int] | None = None
 
 
 def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) -> LoadSnapshot:
@@ -77,6 +80,7 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
     prefills: list[float] = []
     kv: float | None = None
     taken_at: float | None = None
+    by_tenant: dict[str, int] | None = None
     for r in fresh:
         slots += r["max_num_seqs"]
         waiting += r["waiting"]
@@ -92,6 +96,12 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
             kv = r["kv_cache_usage"]
         if taken_at is None or r["updated_at"] < taken_at:  # the first of the oldest, as min() takes it
             taken_at = r["updated_at"]
+        if tenants := r.get("waiting_by_tenant"):
+            if by_tenant is None:
+                by_tenant = dict(tenants)
+            else:
+                for tenant, n in tenants.items():
+                    by_tenant[tenant] = by_tenant.get(tenant, 0) + n
     return LoadSnapshot(
         replicas=len(fresh),
         slots=slots,
@@ -106,6 +116,7 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
         recent_ttft_ms=_upper_quartile(ttfts),
         kv_cache_usage=kv if kv is not None else 0.0,
         taken_at=taken_at if taken_at is not None else now,
+        waiting_by_tenant=by_tenant,
     )
 
 

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from local_models.fairness import ahead
 from orchestrator.errors import ContextLengthExceeded, InvalidRequest, OverflowBudgetExhausted
 from orchestrator.failover import Target
 from orchestrator.scheduling.capabilities import FEATURE_ORDER, Backend, Feature, ModelEntry, Registry, Task
@@ -99,6 +100,7 @@ class Facts:
     tags: Mapping[str, str] = field(default_factory=dict)
     ttft_slo_ms: float | None = None  # the request's own (x-ttft-slo-ms)
     data_class: DataClass = "default"
+    tenant: str = "open"  # whose it is (`Call.tenant`): the local engine queues tenants fairly
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ class Plan:
     threshold_ms: float | None = None  # what the prediction was held against
 
 
-def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) -> float:
+def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs, tenant: str | None = None) -> float:
     """The local model's time to first token for a new request of `prompt_tokens`.
 
     One engine step (measured), plus the prefill of every prompt queued ahead
@@ -137,13 +139,22 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) ->
     every cost (a CPU shared with other work, a step slowed by a bigger
     batch), the measurement can. It grows with the requests in flight since
     it was measured: on a busy engine every extra request slows every step.
+
+    The engines queue tenants fairly (local_models/fairness.py): where they
+    report who waits, `tenant`'s request waits behind its share of the queue
+    (`fairness.ahead`), not all of it, and the measured floor shrinks with it
+    (the first tokens measured were the busy tenant's, waiting behind its own).
     """
     replicas = max(1, snapshot.replicas)
-    waiting = snapshot.waiting + snapshot.sent
+    share = 1.0
+    if tenant is not None and (by_tenant := snapshot.waiting_by_tenant):
+        share = min(1.0, ahead(by_tenant, tenant) / max(1, sum(by_tenant.values())))
+    engine_waiting = snapshot.waiting * share
+    waiting = engine_waiting + snapshot.sent
     step = snapshot.step_ms if snapshot.step_ms is not None else knobs.idle_step_ms
     # The engine's own best prefill speed lately (idle: its start's probe); without one, the configured figure.
     rate = snapshot.prefill_capacity_tokens_per_s or knobs.prefill_tokens_per_s
-    queued = snapshot.queued_prompt_tokens + snapshot.sent_prompt_tokens
+    queued = snapshot.queued_prompt_tokens * share + snapshot.sent_prompt_tokens
     prefill = (queued / replicas + prompt_tokens) / rate * 1000
     free = snapshot.slots - snapshot.running
     wait = 0.0
@@ -153,7 +164,7 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs) ->
     measured = 0.0
     if snapshot.recent_ttft_ms is not None:
         in_flight = snapshot.running + snapshot.waiting
-        measured = snapshot.recent_ttft_ms * (in_flight + snapshot.sent + 1) / (in_flight + 1)
+        measured = snapshot.recent_ttft_ms * (snapshot.running + engine_waiting + snapshot.sent + 1) / (in_flight + 1)
     return max(step + prefill + wait, measured)
 
 
@@ -358,7 +369,7 @@ def _by_latency(o: _Ordering) -> Plan:
     if snapshot.replicas == 0:
         predicted, lead = float("inf"), "cold-start: no local replica ready"
     else:
-        predicted = predict_ttft_ms(snapshot, o.facts.prompt_tokens, c.knobs) * o.factor
+        predicted = predict_ttft_ms(snapshot, o.facts.prompt_tokens, c.knobs, o.facts.tenant) * o.factor
         notes = "" if o.factor == 1.0 else f", x{o.factor:.2f} learned"
         if snapshot.stale_s:
             notes += f", load data {snapshot.stale_s:.1f} s old"

@@ -177,12 +177,12 @@ class Router:
     # ------------------------------------------------------------------ planning
 
     async def resolve(
-        self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]
+        self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str], tenant: str = "open"
     ) -> Resolution:
         """The request's facts and its alias resolved once (a 4xx when nothing can serve it)."""
         if isinstance(request, EmbeddingRequest):
             return self._resolve_embedding(request, headers)
-        facts = await self.facts(request, task, needs, headers)
+        facts = await self.facts(request, task, needs, headers, tenant)
         return Resolution(facts, resolve(facts, self._registry, self._policies))
 
     def _resolve_embedding(self, request: EmbeddingRequest, headers: Mapping[str, str]) -> Resolution:
@@ -254,7 +254,9 @@ class Router:
         """`resolve`, then `order`."""
         return self.order(await self.resolve(request, task, needs, headers))
 
-    async def facts(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> Facts:
+    async def facts(
+        self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str], tenant: str = "open"
+    ) -> Facts:
         tags = dict(getattr(request, "metadata", None) or {})
         tags.update(_tags(headers.get(TAGS_HEADER)))
         slo = _slo(headers.get(SLO_HEADER))
@@ -273,6 +275,7 @@ class Router:
             tags=tags,
             ttft_slo_ms=slo,
             data_class=data_class,
+            tenant=tenant,
         )
 
     async def _count(self, request: Countable, task: Task) -> tuple[int, bool]:

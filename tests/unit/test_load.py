@@ -47,6 +47,17 @@ def test_aggregate_sums_fresh_replicas_and_drops_stale_ones() -> None:
     assert (s.step_ms, s.kv_cache_usage, s.finished_per_s, s.taken_at) == (60.0, 0.7, 1.5, 9.8)
 
 
+def test_aggregate_sums_who_waits_over_the_replicas_that_say() -> None:
+    reports = {
+        "a": stats(10.0, waiting=3, waiting_by_tenant={"key:busy": 2, "key:x": 1}),
+        "b": stats(10.0, waiting=4, waiting_by_tenant={"key:busy": 4}),
+        "c": stats(10.0),  # nothing waiting: nothing said
+        "gone": stats(8.0, waiting=9, waiting_by_tenant={"key:old": 9}),
+    }
+    assert aggregate(reports, now=10.1, max_age_s=1.0).waiting_by_tenant == {"key:busy": 6, "key:x": 1}
+    assert aggregate({"c": stats(10.0)}, now=10.1, max_age_s=1.0).waiting_by_tenant is None
+
+
 def test_no_fresh_report_means_no_ready_replica() -> None:
     s = aggregate({"a": stats(1.0)}, now=10.0, max_age_s=1.0)
     assert (s.replicas, s.slots) == (0, 0)

@@ -114,6 +114,27 @@ def test_predicted_ttft(snapshot: LoadSnapshot, prompt: int, expected_ms: float)
     assert predict_ttft_ms(snapshot, prompt, KNOBS) == pytest.approx(expected_ms)
 
 
+# One busy key's backlog: every slot its, 10 of its requests waiting (the engines queue keys fairly).
+BUSY_KEY = replace(SATURATED, recent_ttft_ms=5000.0, waiting_by_tenant={"key:busy": 10})
+
+
+def test_a_key_with_nothing_waiting_is_predicted_behind_its_share_of_the_queue() -> None:
+    """Behind at most one of the busy key's 10: the slot wait and the queued prompts scale by 1/10, and so does
+    the measured floor (the first tokens measured were the busy key's own, behind its backlog)."""
+    other = predict_ttft_ms(BUSY_KEY, 100, KNOBS, "key:other")
+    assert other == pytest.approx(max(30 + 50 + 100 + 2 / 2 * 1000, 5000 * (8 + 1 + 1) / (18 + 1)))
+    assert predict_ttft_ms(BUSY_KEY, 100, KNOBS, "key:busy") == predict_ttft_ms(BUSY_KEY, 100, KNOBS)
+    assert predict_ttft_ms(SATURATED, 100, KNOBS, "key:other") == predict_ttft_ms(SATURATED, 100, KNOBS)
+
+
+def test_the_busy_key_spills_and_another_key_stays_local() -> None:
+    slo = {"ttft_slo_ms": 3000}
+    busy = make(ask(tenant="key:busy", **slo), replace(BUSY_KEY, recent_ttft_ms=None))
+    other = make(ask(tenant="key:other", **slo), replace(BUSY_KEY, recent_ttft_ms=None))
+    assert routes(busy)[0] != "local/small" and busy.overflow
+    assert routes(other)[0] == "local/small", other.targets[0].reason
+
+
 # ------------------------------------------------------------------------ latency
 
 
