@@ -1,6 +1,7 @@
 """The request flow, readable top to bottom in one function: `Pipeline.serve`.
 
-    resolve   the alias, once: rules, capabilities, context, routing headers (`Router.resolve`);
+    resolve   the alias, once: rules, capabilities, context, routing headers (`Router.resolve`),
+              a conversation that may be truncated first cut to fit (`truncation`);
               the cache directives (a bad one is a 400 before anything is reserved)
     admit     the key's limits, reserving the worst case at the resolved routes (the tab)
     cache     a reproducible request's stored answer, replayed as a whole or as a real stream
@@ -35,10 +36,10 @@ from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
-from orchestrator.errors import OrchestratorError, UpstreamTimeout
+from orchestrator.errors import ContextLengthExceeded, OrchestratorError, UpstreamTimeout
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
 from orchestrator.metering import Meter, Spent
-from orchestrator.protocol import ModelCard, ModelList, Usage
+from orchestrator.protocol import ChatCompletionRequest, ModelCard, ModelList, Usage
 from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.capabilities import Registry
@@ -46,6 +47,7 @@ from orchestrator.scheduling.router import Resolution, RoutePlan, Router, Routin
 from orchestrator.scheduling.tokens import UsageEstimator
 from orchestrator.settings import CacheSettings
 from orchestrator.telemetry import Telemetry
+from orchestrator.truncation import fitted
 
 __all__ = ["Pipeline", "Route", "Routed"]
 
@@ -112,7 +114,7 @@ class Pipeline:
     async def serve(self, call: Call) -> Routed[Any]:
         """The answer to `call`: a whole one, or (for a stream request) an `OpenStream` at its first content."""
         self.telemetry.called(call)
-        resolution = await self._resolve(call)
+        call, resolution = await self._resolve(call)
         decision = self._decide(call)  # its directives checked before anything is reserved or counted
         call, resolution = await self._admit(call, resolution)
         key = self._cache_key(call, decision, resolution.facts.data_class)
@@ -154,25 +156,37 @@ class Pipeline:
 
     # ----------------------------------------------------------------- the steps
 
-    async def _resolve(self, call: Call) -> Resolution:
-        return await self._router.resolve(call.body, call.kind.task, call.needs(), call.headers)
+    async def _resolve(self, call: Call) -> tuple[Call, Resolution]:
+        """The call's routes; a call that may be truncated (`Call.truncate`) first loses as few of its
+        oldest turns as make it fit one (`truncation`)."""
+        if call.truncate and isinstance(call.body, ChatCompletionRequest):
+            call = replace(call, body=await fitted(call.body, partial(self._fits, call)))
+        return call, await self._router.resolve(call.body, call.kind.task, call.needs(), call.headers)
+
+    async def _fits(self, call: Call, body: ChatCompletionRequest) -> bool:
+        probe = replace(call, body=body)
+        try:
+            resolution = await self._router.resolve(body, probe.kind.task, probe.needs(), probe.headers)
+        except ContextLengthExceeded:
+            return False
+        return self._router.fits(resolution, body.output_limit())
 
     async def _admit(self, call: Call, resolution: Resolution) -> tuple[Call, Resolution]:
         """The key's limits checked and its worst case reserved at the resolved routes; past a soft
         limit, the call moves to the key's cheaper model (resolved the same way)."""
         key = call.tab.key
-        downgrade: Resolution | None = None
+        downgrade: tuple[Call, Resolution] | None = None
         if key is not None and key.limited and key.downgrade_to and key.downgrade_to != call.model:
             try:
                 downgrade = await self._resolve(call.on(key.downgrade_to))
             except Exception:  # the cheaper model can't serve this request: no downgrade
                 downgrade = None
         model = await call.tab.admit(
-            call.body, resolution.backends, (downgrade.facts.model, downgrade.backends) if downgrade else None
+            call.body, resolution.backends, (downgrade[1].facts.model, downgrade[1].backends) if downgrade else None
         )
         if model == call.model or downgrade is None:
             return call, resolution
-        return call.on(model), downgrade
+        return downgrade
 
     def _decide(self, call: Call) -> Decision:
         """What the cache may do for the call (an `InvalidRequest` for a bad directive)."""
