@@ -38,7 +38,7 @@ from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import CHAT, EMBEDDING, Call
 from orchestrator.errors import ContextLengthExceeded, OrchestratorError, UpstreamTimeout
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
-from orchestrator.metering import Meter, Spent
+from orchestrator.metering import Hedges, Meter, Spent
 from orchestrator.protocol import ChatCompletionRequest, ModelCard, ModelList, Usage
 from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
@@ -245,8 +245,8 @@ class Pipeline:
                 settles=not call.stream,  # a client's stream settles its route at its end (`Meter.stream`)
             )
         except OrchestratorError as e:
-            hedges = self._called_off_usd(spent.unbilled(getattr(e, "called_off", ())), plan)
-            if spent.parts or hedges:
+            hedges = self._called_off(spent.unbilled(getattr(e, "called_off", ())), plan)
+            if spent.parts or hedges.usd or hedges.tokens:
                 self._overflowed(plan, spent, hedges)
                 self._meter.lost(call, spent.parts, hedges)  # no answer, and still billed: on the tab
             raise
@@ -255,27 +255,29 @@ class Pipeline:
         overflow = plan.is_overflow(t) or done.hedged is not None
         # Attempts that didn't serve and may be billed: hedges called off had their prompt sent; a whole
         # answer broken off had its prompt read and some output made (`_fold_route`). Spill, where it was.
-        hedges = self._called_off_usd(spent.unbilled(done.called_off), plan)
+        hedges = self._called_off(spent.unbilled(done.called_off), plan)
         self._overflowed(plan, spent, hedges)
-        discarded = hedges + spent.usd
-        route = Route(t.provider, t.model, done.reason(), overflow=overflow, discarded_usd=discarded)
+        route = Route(
+            t.provider, t.model, done.reason(), overflow=overflow,
+            discarded_usd=hedges.usd + spent.usd, discarded_tokens=hedges.tokens + spent.tokens,
+        )  # fmt: skip
         return Routed(route, done.result)
 
     @staticmethod
-    def _overflowed(plan: RoutePlan, spent: Spent, hedges: float) -> None:
+    def _overflowed(plan: RoutePlan, spent: Spent, hedges: Hedges) -> None:
         """Load spill's part of what attempts that didn't serve may be billed, against the burst budget."""
-        spill = hedges + sum(p.usd for p in spent.parts if p.overflow)
+        spill = hedges.usd + sum(p.usd for p in spent.parts if p.overflow)
         if spill:
             plan.overflowed(spill)  # counts against the burst budget, once per upstream call
 
-    def _called_off_usd(self, hedges: tuple[Target, ...], plan: RoutePlan) -> float:
+    def _called_off(self, hedges: tuple[Target, ...], plan: RoutePlan) -> Hedges:
         """What hedges called off may be billed: each had the prompt sent (as counted for routing; no
         output came before it was cancelled), at its route's input price."""
         if not hedges:
-            return 0.0
+            return Hedges()
         n = plan.facts.prompt_tokens
         prompt = Usage(prompt_tokens=n, completion_tokens=0, total_tokens=n)
-        return sum(self._prices.cost(h.provider, h.model, prompt) for h in hedges)
+        return Hedges(sum(self._prices.cost(h.provider, h.model, prompt) for h in hedges), n * len(hedges))
 
     async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, spent: Spent, target: Target) -> Any:
         """One route's answer: opened to its first content within the route's patience, then folded
