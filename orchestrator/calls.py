@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from orchestrator.accounting.accounts import Tab
@@ -79,6 +79,7 @@ class Call:
     tab: Tab = field(default_factory=Tab.detached)
     tenant: str = "open"  # whose cache entries and flights it may share
     origin: Any = None  # the front door's own request, when it isn't `body` (for its encoding)
+    truncate: bool = False  # its oldest turns may go to fit a route's context (Responses' truncation "auto")
 
     @property
     def stream(self) -> bool:
@@ -94,5 +95,4 @@ class Call:
 
     def on(self, model: str) -> Call:
         """The same call for another model (a soft-limit downgrade)."""
-        body = self.body.model_copy(update={"model": model})
-        return Call(self.kind, body, self.headers, self.tab, self.tenant, self.origin)
+        return replace(self, body=self.body.model_copy(update={"model": model}))

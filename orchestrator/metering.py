@@ -9,9 +9,11 @@ when its own client left before the others had their answer). Load spill's
 cost counts against the burst budget once per upstream call
 (`RoutePlan.overflowed`). What attempts that didn't serve may be billed
 (`Route.discarded_usd`: a hedge called off, a whole answer broken off before
-a fallback) is part of the request's cost, whichever route served it; with no
-route serving, it is the failed request's record (`lost`). The flow gathers
-those attempts as it goes (`Spent`, one `Part` per upstream call broken off).
+a fallback) is part of the request's cost, whichever route served it, and
+what they read and made (`Route.discarded_tokens`) is spent by its key as
+the answer's tokens are; with no route serving, it is the failed request's
+record (`lost`). The flow gathers those attempts as it goes (`Spent`, one
+`Part` per upstream call broken off; `Hedges` for those called off).
 """
 
 from __future__ import annotations
@@ -155,14 +157,16 @@ class Meter:
         for chunk in chunks:
             fold.add(chunk)
         parts = [self.partial(call, route.provider, route.model, fold, route.overflow)]
-        if route.discarded_usd:  # its spill was counted when the flight's call was made
-            parts.append(Part(route.provider, route.model, None, route.discarded_usd, overflow=False))
+        if route.discarded_usd or route.discarded_tokens:  # its spill was counted when the flight's call was made
+            n = route.discarded_tokens
+            usage = Usage(prompt_tokens=n, completion_tokens=0, total_tokens=n) if n else None
+            parts.append(Part(route.provider, route.model, usage, route.discarded_usd, overflow=False))
         return parts
 
-    def lost(self, call: Call, parts: Sequence[Part], hedges_usd: float) -> None:
+    def lost(self, call: Call, parts: Sequence[Part], hedges: Hedges) -> None:
         """No route answered `call`, and attempts that didn't may be billed all the same (`parts`: whole
         answers broken off after their first content, each with its provider, model, usage and cost;
-        `hedges_usd`: the prompts of hedges called off): recorded on the tab, at the first part's route."""
+        `hedges`: the prompts of hedges called off): recorded on the tab, at the first part's route."""
         usage: Usage | None = None
         for p in parts:
             if p.usage is not None:
@@ -182,10 +186,11 @@ class Meter:
                 prompt_tokens=usage.prompt_tokens if usage else 0,
                 completion_tokens=usage.completion_tokens if usage else 0,
                 cached_tokens=0,
-                cost_usd=sum(p.usd for p in parts) + hedges_usd,
+                cost_usd=sum(p.usd for p in parts) + hedges.usd,
                 saved_usd=0.0,
                 complete=False,
                 estimated=any(p.estimated for p in parts),
+                discarded_tokens=hedges.tokens,
             )
         )
 
@@ -254,8 +259,18 @@ class Meter:
                 saved_usd=saved,
                 complete=complete,
                 estimated=estimated,
+                discarded_tokens=0 if free else route.discarded_tokens,
             )
         )
+
+
+@dataclass(frozen=True)
+class Hedges:
+    """Hedges called off for one answer, not billed as a `Part` (no output came): what their providers
+    may bill for the prompt each was sent."""
+
+    usd: float = 0.0
+    tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -285,6 +300,11 @@ class Spent:
     @property
     def usd(self) -> float:
         return sum(p.usd for p in self.parts)
+
+    @property
+    def tokens(self) -> int:
+        """What they read and made, as their usage (or its estimate) says."""
+        return sum(p.usage.prompt_tokens + p.usage.completion_tokens for p in self.parts if p.usage is not None)
 
     def unbilled(self, hedges: tuple[Target, ...]) -> tuple[Target, ...]:
         """The hedges called off that are not in here already (one that made output before it was

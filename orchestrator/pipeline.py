@@ -1,6 +1,7 @@
 """The request flow, readable top to bottom in one function: `Pipeline.serve`.
 
-    resolve   the alias, once: rules, capabilities, context, routing headers (`Router.resolve`);
+    resolve   the alias, once: rules, capabilities, context, routing headers (`Router.resolve`),
+              a conversation that may be truncated first cut to fit (`truncation`);
               the cache directives (a bad one is a 400 before anything is reserved)
     admit     the key's limits, reserving the worst case at the resolved routes (the tab)
     cache     a reproducible request's stored answer, replayed as a whole or as a real stream
@@ -35,10 +36,10 @@ from orchestrator.accounting.prices import Prices
 from orchestrator.caching.cache import Decision, Entry, ResponseCache, cache_key, complete_enough, decide
 from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import ASKING, CHAT, EMBEDDING, Call
-from orchestrator.errors import OrchestratorError, UpstreamTimeout
+from orchestrator.errors import ContextLengthExceeded, OrchestratorError, UpstreamTimeout
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
-from orchestrator.metering import Meter, Spent
-from orchestrator.protocol import ModelCard, ModelList, Usage
+from orchestrator.metering import Hedges, Meter, Spent
+from orchestrator.protocol import ChatCompletionRequest, ModelCard, ModelList, Usage
 from orchestrator.providers.base import Provider
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.capabilities import Registry
@@ -46,6 +47,7 @@ from orchestrator.scheduling.router import Resolution, RoutePlan, Router, Routin
 from orchestrator.scheduling.tokens import UsageEstimator
 from orchestrator.settings import CacheSettings
 from orchestrator.telemetry import Telemetry
+from orchestrator.truncation import fitted
 
 __all__ = ["Pipeline", "Route", "Routed"]
 
@@ -113,7 +115,7 @@ class Pipeline:
         """The answer to `call`: a whole one, or (for a stream request) an `OpenStream` at its first content."""
         self.telemetry.called(call)
         ASKING.set(call.tenant)  # for the local engine's fair queue (providers/local.py)
-        resolution = await self._resolve(call)
+        call, resolution = await self._resolve(call)
         decision = self._decide(call)  # its directives checked before anything is reserved or counted
         call, resolution = await self._admit(call, resolution)
         key = self._cache_key(call, decision, resolution.facts.data_class)
@@ -155,25 +157,37 @@ class Pipeline:
 
     # ----------------------------------------------------------------- the steps
 
-    async def _resolve(self, call: Call) -> Resolution:
-        return await self._router.resolve(call.body, call.kind.task, call.needs(), call.headers, call.tenant)
+    async def _resolve(self, call: Call) -> tuple[Call, Resolution]:
+        """The call's routes; a call that may be truncated (`Call.truncate`) first loses as few of its
+        oldest turns as make it fit one (`truncation`)."""
+        if call.truncate and isinstance(call.body, ChatCompletionRequest):
+            call = replace(call, body=await fitted(call.body, partial(self._fits, call)))
+        return call, await self._router.resolve(call.body, call.kind.task, call.needs(), call.headers, call.tenant)
+
+    async def _fits(self, call: Call, body: ChatCompletionRequest) -> bool:
+        probe = replace(call, body=body)
+        try:
+            resolution = await self._router.resolve(body, probe.kind.task, probe.needs(), probe.headers, call.tenant)
+        except ContextLengthExceeded:
+            return False
+        return self._router.fits(resolution, body.output_limit())
 
     async def _admit(self, call: Call, resolution: Resolution) -> tuple[Call, Resolution]:
         """The key's limits checked and its worst case reserved at the resolved routes; past a soft
         limit, the call moves to the key's cheaper model (resolved the same way)."""
         key = call.tab.key
-        downgrade: Resolution | None = None
+        downgrade: tuple[Call, Resolution] | None = None
         if key is not None and key.limited and key.downgrade_to and key.downgrade_to != call.model:
             try:
                 downgrade = await self._resolve(call.on(key.downgrade_to))
             except Exception:  # the cheaper model can't serve this request: no downgrade
                 downgrade = None
         model = await call.tab.admit(
-            call.body, resolution.backends, (downgrade.facts.model, downgrade.backends) if downgrade else None
+            call.body, resolution.backends, (downgrade[1].facts.model, downgrade[1].backends) if downgrade else None
         )
         if model == call.model or downgrade is None:
             return call, resolution
-        return call.on(model), downgrade
+        return downgrade
 
     def _decide(self, call: Call) -> Decision:
         """What the cache may do for the call (an `InvalidRequest` for a bad directive)."""
@@ -232,8 +246,8 @@ class Pipeline:
                 settles=not call.stream,  # a client's stream settles its route at its end (`Meter.stream`)
             )
         except OrchestratorError as e:
-            hedges = self._called_off_usd(spent.unbilled(getattr(e, "called_off", ())), plan)
-            if spent.parts or hedges:
+            hedges = self._called_off(spent.unbilled(getattr(e, "called_off", ())), plan)
+            if spent.parts or hedges.usd or hedges.tokens:
                 self._overflowed(plan, spent, hedges)
                 self._meter.lost(call, spent.parts, hedges)  # no answer, and still billed: on the tab
             raise
@@ -242,27 +256,29 @@ class Pipeline:
         overflow = plan.is_overflow(t) or done.hedged is not None
         # Attempts that didn't serve and may be billed: hedges called off had their prompt sent; a whole
         # answer broken off had its prompt read and some output made (`_fold_route`). Spill, where it was.
-        hedges = self._called_off_usd(spent.unbilled(done.called_off), plan)
+        hedges = self._called_off(spent.unbilled(done.called_off), plan)
         self._overflowed(plan, spent, hedges)
-        discarded = hedges + spent.usd
-        route = Route(t.provider, t.model, done.reason(), overflow=overflow, discarded_usd=discarded)
+        route = Route(
+            t.provider, t.model, done.reason(), overflow=overflow,
+            discarded_usd=hedges.usd + spent.usd, discarded_tokens=hedges.tokens + spent.tokens,
+        )  # fmt: skip
         return Routed(route, done.result)
 
     @staticmethod
-    def _overflowed(plan: RoutePlan, spent: Spent, hedges: float) -> None:
+    def _overflowed(plan: RoutePlan, spent: Spent, hedges: Hedges) -> None:
         """Load spill's part of what attempts that didn't serve may be billed, against the burst budget."""
-        spill = hedges + sum(p.usd for p in spent.parts if p.overflow)
+        spill = hedges.usd + sum(p.usd for p in spent.parts if p.overflow)
         if spill:
             plan.overflowed(spill)  # counts against the burst budget, once per upstream call
 
-    def _called_off_usd(self, hedges: tuple[Target, ...], plan: RoutePlan) -> float:
+    def _called_off(self, hedges: tuple[Target, ...], plan: RoutePlan) -> Hedges:
         """What hedges called off may be billed: each had the prompt sent (as counted for routing; no
         output came before it was cancelled), at its route's input price."""
         if not hedges:
-            return 0.0
+            return Hedges()
         n = plan.facts.prompt_tokens
         prompt = Usage(prompt_tokens=n, completion_tokens=0, total_tokens=n)
-        return sum(self._prices.cost(h.provider, h.model, prompt) for h in hedges)
+        return Hedges(sum(self._prices.cost(h.provider, h.model, prompt) for h in hedges), n * len(hedges))
 
     async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, spent: Spent, target: Target) -> Any:
         """One route's answer: opened to its first content within the route's patience, then folded

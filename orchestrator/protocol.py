@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, cast
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -39,6 +40,7 @@ from pydantic import (
 )
 
 from orchestrator.errors import InvalidRequest
+from orchestrator.schema_cycles import ref_cycle
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -63,6 +65,16 @@ def _metadata(value: object) -> object:
 
 
 Metadata = Annotated[dict[str, str], BeforeValidator(_metadata)]
+
+
+def _matchable(schema: dict[str, Any]) -> dict[str, Any]:
+    if why := ref_cycle(schema):
+        raise ValueError(f"no value can match this schema: {why}")
+    return schema
+
+
+# A structured-output schema some answer can match (`schema_cycles`): a route never gets one that can't.
+OutputSchema = Annotated[dict[str, Any], AfterValidator(_matchable)]
 
 
 def finite_number(raw: str) -> float | None:
@@ -225,7 +237,7 @@ class JsonSchemaFormat(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     name: str
     description: str | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: OutputSchema | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 

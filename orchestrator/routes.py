@@ -18,8 +18,10 @@ class Route:
     cache: CacheOutcome = "BYPASS"
     overflow: bool = False  # a remote route serving because the local model was too busy (burst budget)
     # What attempts that didn't serve may be billed: hedges called off (their prompts), whole answers
-    # broken off before a fallback (their prompts and the output that came). Part of the request's cost.
+    # broken off before a fallback (their prompts and the output that came). Part of the request's cost,
+    # and their tokens part of what its key spends (`budget_tokens`, `tpm`).
     discarded_usd: float = 0.0
+    discarded_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("saved_usd", "REAL"),
     ("estimated", "INTEGER"),
     ("complete", "INTEGER"),
+    ("discarded_tokens", "INTEGER"),
     ("latency_ms", "REAL"),
     ("ttft_ms", "REAL"),
     ("overhead_ms", "REAL"),
@@ -520,7 +521,9 @@ class Book:
         # A cache hit or an answer shared with the request that paid for it: free in tokens as in dollars
         # (its row keeps the tokens it carried; no key's budget or minute window spends them).
         free = row["cache"] in ("HIT", "SHARED")
-        tokens = 0 if free else int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0)
+        tokens = (
+            0 if free else sum(int(row[n] or 0) for n in ("prompt_tokens", "completion_tokens", "discarded_tokens"))
+        )
         if res is not None:
             res.window_entry[1] = float(tokens)  # the minute window counts what was really used
         key_id = row["key_id"]
@@ -585,3 +588,6 @@ def _create_schema(db: sqlite3.Connection) -> None:
     # Ledgers made before a deleted key's source was kept: its deletions' sources stay unknown.
     if "source" not in {row[1] for row in db.execute("PRAGMA table_info(retired_keys)")}:
         db.execute("ALTER TABLE retired_keys ADD COLUMN source TEXT")
+    # Ledgers made before attempts that didn't serve were counted in tokens: their rows' are unknown (null).
+    if "discarded_tokens" not in {row[1] for row in db.execute("PRAGMA table_info(requests)")}:
+        db.execute("ALTER TABLE requests ADD COLUMN discarded_tokens INTEGER")

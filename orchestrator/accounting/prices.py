@@ -108,6 +108,9 @@ class UsageRecord:
     saved_usd: float
     complete: bool  # False: the answer broke off (the tokens received are still counted)
     estimated: bool = False  # the provider gave no usage: counted (the local tokenizer, else bytes / 4)
+    # Tokens of attempts that didn't serve (`Route.discarded_tokens`; their cost is in `cost_usd`): not the
+    # answer's usage, but spent by its key all the same (`budget_tokens`, `tpm`).
+    discarded_tokens: int = 0
 
 
 class Ledger(Protocol):

@@ -98,4 +98,5 @@ _NO_ANSWER: dict[str, Any] = {
     "saved_usd": 0.0,
     "complete": False,
     "estimated": False,
+    "discarded_tokens": 0,
 }

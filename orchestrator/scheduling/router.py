@@ -250,6 +250,16 @@ class Router:
                     view.wanted(model)  # no replica ready: ask for one (scaled to zero, it never would be)
         return RoutePlan(self, made, resolution.facts)
 
+    def fits(self, resolution: Resolution, output: int | None) -> bool:
+        """Whether a route of `resolution` has room for its prompt and `output` tokens more (at least
+        one: None is the rest of the context). A route whose context isn't known fits, as does a prompt
+        counted only as an upper bound (bytes): the route is the judge then."""
+        facts = resolution.facts
+        if facts.model not in self._exact or not facts.exact:
+            return True
+        room = facts.prompt_tokens + (output or 1)
+        return any(b.context_length is None or room <= b.context_length for b in resolution.backends)
+
     async def plan(self, request: Countable, task: Task, needs: set[Feature], headers: Mapping[str, str]) -> RoutePlan:
         """`resolve`, then `order`."""
         return self.order(await self.resolve(request, task, needs, headers))

@@ -101,9 +101,34 @@ def invalid(kind: Kind, body: Any) -> Problem | None:
         if name not in body:
             message = f"Missing required parameter: '{name}'."
             return Problem(400, "invalid_request_error", message, "missing_required_parameter", name)
+    if kind == "chat" and (problem := _bad_tool_name(body.get("tools"))):
+        return problem
     dimensions = body.get("dimensions") if kind == "embedding" else None
     if dimensions is not None and (not isinstance(dimensions, int) or not 1 <= dimensions <= 4096):
         return Problem(400, "invalid_request_error", "dimensions: 1 to 4096", param="dimensions")
+    return None
+
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def _bad_tool_name(tools: Any) -> Problem | None:
+    """OpenAI's 400 for a function name over 64 characters, or with others than letters, digits, _ and -."""
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        name = (tool.get("function") or {}).get("name") if isinstance(tool, dict) else None
+        param = f"tools[{i}].function.name"
+        if isinstance(name, str) and len(name) > 64:
+            message = (
+                f"Invalid '{param}': string too long. Expected a string with maximum length 64, "
+                f"but got a string with length {len(name)} instead."
+            )
+            return Problem(400, "invalid_request_error", message, "string_above_max_length", param)
+        if isinstance(name, str) and not _TOOL_NAME.match(name):
+            message = (
+                f"Invalid '{param}': string does not match pattern. "
+                "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'."
+            )
+            return Problem(400, "invalid_request_error", message, "invalid_value", param)
     return None
 
 

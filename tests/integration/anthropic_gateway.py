@@ -115,10 +115,12 @@ def settings_for(fakes: Mapping[str, FakeProvider], tmp: Path) -> Settings:
 
 
 @asynccontextmanager
-async def gateway(fakes: Mapping[str, FakeProvider], tmp: Path, tokenizer: Path) -> AsyncIterator[Gateway]:
+async def gateway(
+    fakes: Mapping[str, FakeProvider], tmp: Path, tokenizer: Path, max_model_len: int = 4096
+) -> AsyncIterator[Gateway]:
     settings = settings_for(fakes, tmp)
     env = {**UPSTREAM, "ORCHESTRATOR_MASTER_KEY": MASTER}
-    engine = FakeEngine("fake-chat", max_model_len=4096)
+    engine = FakeEngine("fake-chat", max_model_len=max_model_len)
     info: ModelInfo = {**engine.info(), "tokenizer_path": str(tokenizer)}
     async with AsyncExitStack() as stack:
         upstream = await stack.enter_async_context(httpx.AsyncClient())

@@ -339,6 +339,34 @@ async def test_web_search_that_must_be_used_is_a_400(gw: Gateway, choice: Any) -
     assert r.json()["error"]["param"] == "tool_choice" and "web" in r.json()["error"]["message"]
 
 
+async def test_a_namespaced_function_too_long_for_a_chat_route_round_trips(
+    gw: Gateway, fakes: dict[str, FakeProvider]
+) -> None:
+    # An MCP server's namespace and tool: 74 characters joined, past the 64 an OpenAI-compatible route takes
+    # (it answered 400 `string_above_max_length`, an error the client didn't cause).
+    namespace, name = "mcp__github_enterprise_server.acme_corp", "list_pull_request_review_comments"
+    long = {**AGENTS, "name": namespace, "tools": [{**SPAWN, "name": name}]}
+    body = codex_body("alpha/m", CODEX_INPUT) | {"tools": [long, EXEC]}
+    events = await codex_events(gw, body)
+    done = events[-1]
+    assert done["type"] == "response.completed", done
+    [call] = [item for item in done["response"]["output"] if item["type"] == "function_call"]
+    assert (call["namespace"], call["name"]) == (namespace, name)
+    sent = fakes["alpha"].requests[-1].body
+    assert isinstance(sent, dict)
+    [chat_name, _] = [t["function"]["name"] for t in sent["tools"]]
+    assert len(chat_name) == 64 and re.fullmatch(r"[a-zA-Z0-9_-]+", chat_name) and chat_name.startswith("mcp__github")
+    # Sent back with its output, the call is the route's own call again.
+    output = {"type": "function_call_output", "call_id": call["call_id"], "output": "no comments"}
+    returned = {k: call[k] for k in ("type", "call_id", "namespace", "name", "arguments")}
+    events = await codex_events(gw, body | {"input": [*CODEX_INPUT, returned, output]})
+    assert events[-1]["type"] == "response.completed"
+    sent = fakes["alpha"].requests[-1].body
+    assert isinstance(sent, dict)
+    [assistant] = [m for m in sent["messages"] if m.get("tool_calls")]
+    assert assistant["tool_calls"][0]["function"]["name"] == chat_name
+
+
 async def test_a_namespaced_function_whose_chat_name_is_taken_is_a_400(gw: Gateway) -> None:
     clash = {**EXEC, "name": "multi_agent_v1__spawn_agent"}
     body = codex_body("alpha/m", CODEX_INPUT) | {"tools": [AGENTS, clash], "stream": False}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import httpx
+import pytest
 from http_checks import CHAT_MODEL, Api, user
 
 from orchestrator.testing.engine import FakeEngine
@@ -107,6 +109,34 @@ async def test_chat_json_response_format_is_accepted(api: Api, chat_engine: Fake
     sent = chat_engine.generations[0].request["sampling"]["response_format"]
     assert sent is not None and sent["json_schema"]["schema"] == schema  # by alias, not `schema_`
     await api.ok(PATH, body(response_format={"type": "json_object"}))
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+        {"type": "object", "properties": {"a": {"allOf": [{"$ref": "#/properties/a"}]}}, "required": ["a"]},
+    ],
+)
+async def test_a_schema_no_value_matches_is_a_400_naming_it(
+    live_server: str, chat_engine: FakeEngine, schema: dict[str, object]
+) -> None:
+    # The local engine's grammar for it allows only the empty answer: it was a 200 with empty content.
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}
+    async with httpx.AsyncClient(base_url=live_server, timeout=10) as http:
+        r = await http.post(PATH, json=body(response_format=fmt))
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "response_format.json_schema.schema"
+    assert "circle" in error["message"]
+    assert chat_engine.generations == []
+
+
+async def test_a_recursive_schema_that_descends_is_served(api: Api, chat_engine: FakeEngine) -> None:
+    chat_engine.enqueue(['{"kids": []}'])
+    tree = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}}
+    await api.ok(PATH, body(response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": tree}}))
 
 
 async def test_chat_with_text_parts(api: Api) -> None:

@@ -493,6 +493,39 @@ async def test_a_whole_answer_broken_off_before_a_fallback_is_part_of_the_cost(
     assert broken >= prompt * BIG["input_per_mtok"] / 1e6 + BIG["output_per_mtok"] / 1e6
 
 
+async def test_the_tokens_of_an_answer_broken_off_before_a_fallback_count_in_the_keys_tokens(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first route's answer broke off mid-way and the second served: the first's prompt and output
+    were in the request's cost but not in its key's `budget_tokens` nor its `tpm` window, so a key held to
+    tokens spent them unseen. Now they count in both, as their cost counts in `budget_usd`."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    budget, tpm = (
+        "sk-orch-tokens-EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE5",
+        "sk-orch-tpm-FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF6",
+    )
+    # The served answer alone is 17 tokens (6 + 11); with the broken one's prompt and first words, over 25.
+    keys = {
+        "tokens": {"sha256": hash_key(budget), "budget_tokens": 25, "period": "day"},
+        "tpm": {"sha256": hash_key(tpm), "tpm": 25},
+    }
+    settings = settings_for(paid, tmp_path, models={"chain": ["paid/big", "paid/small"]}, keys=keys)
+    async with gateway(settings, FakeEngine("fake-chat"), ENV) as (c, accounts):
+        for key in (budget, tpm):
+            paid.set_fault("drop", stall_after=4, fail_times=1)
+            r = await chat(c, key, model="chain")
+            assert r.status_code == 200 and "fallback after paid" in r.headers["x-route-reason"], r.text
+            assert r.json()["usage"]["total_tokens"] == 17
+            await accounts.drain()
+        spent = await chat(c, budget, model="chain")
+        assert error_of(spent, 429)["code"] == "insufficient_quota"
+        limited = await chat(c, tpm, model="chain")
+        assert error_of(limited, 429)["code"] == "rate_limit_exceeded"
+    row = next(x for x in records(caplog) if x["request_id"] == r.headers["x-request-id"])
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (6, 11)  # the served answer's, as the client saw
+    assert row["discarded_tokens"] >= 10 + 4  # the broken one's prompt (bytes / 4) and its first words
+
+
 def cost_of(usage: dict[str, Any], price: dict[str, float]) -> float:
     return (
         usage["prompt_tokens"] * price["input_per_mtok"] + usage["completion_tokens"] * price["output_per_mtok"]
@@ -621,9 +654,7 @@ async def test_metrics_scrape_in_prometheus_text_format(gw: tuple[httpx.AsyncCli
     r = await c.get("/metrics", headers=auth(MASTER))  # it shows key ids: keys required, so is a key here
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=")
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
-    }
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
 
     def value(name: str, **labels: str) -> float:
         return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))

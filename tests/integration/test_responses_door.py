@@ -260,6 +260,8 @@ async def test_store_false_keeps_nothing(app: FastAPI) -> None:
         ),
         ({"tool_choice": "required"}, "tool_choice"),  # a tool call forced with no tool to call: was a 200
         ({"text": {"format": {"type": "json_schema"}}}, "text.format"),
+        # A schema no value matches: the local engine answered it with empty content.
+        ({"text": {"format": {"type": "json_schema", "name": "s", "schema": {"$ref": "#"}}}}, "text.format.schema"),
         ({"max_output_tokens": 0}, "max_output_tokens"),
         ({"temperature": 3}, "temperature"),
         ({"model": ""}, "model"),

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.accounting.book import (
+    REQUEST_COLUMNS,
     Admitted,
     Book,
     Choice,
@@ -299,3 +300,28 @@ def test_cache_hits_and_shared_answers_spend_no_tokens(tmp_path: Path, clock: Fa
         assert isinstance(reserve(book, "team-a", rid, usd=0.0, tokens=20), Admitted), i
         book.settle(Settle(rid, row("team-a", 0.0, prompt=10, completion=5, cache="HIT" if i % 2 else "SHARED")))
     assert book.spend("team-a").spent_tokens == 15  # the one generated answer
+
+
+def test_the_tokens_of_attempts_that_didnt_serve_are_spent_in_the_period_and_the_minute(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    book = Book(tmp_path / "l.sqlite", clock=clock)
+    book.sync_keys([policy(budget_tokens=1000, tpm=40)])
+    assert isinstance(reserve(book, "team-a", "r1", usd=0.0, tokens=20), Admitted)
+    book.settle(Settle("r1", row("team-a", 0.01, prompt=10, completion=5, discarded_tokens=30)))
+    assert book.spend("team-a").spent_tokens == 45
+    refused = reserve(book, "team-a", "r2", usd=0.0, tokens=1)
+    assert isinstance(refused, Refused) and refused.reason == "tpm"
+
+
+def test_a_ledger_from_before_discarded_tokens_opens_and_settles(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "ledger.sqlite"
+    old = sqlite3.connect(path)
+    columns = [(n, k) for n, k in REQUEST_COLUMNS if n != "discarded_tokens"]
+    old.execute(f"CREATE TABLE requests ({', '.join(f'{n} {k}' for n, k in columns)})")
+    old.commit()
+    old.close()
+    book = Book(path, clock=clock)
+    book.sync_keys([policy()])
+    book.settle(Settle(None, row("team-a", 0.01, discarded_tokens=3)))
+    assert book.spend("team-a").spent_tokens == 18

@@ -55,7 +55,7 @@ class ResponsesDoor:
             previous = await _read(self._store, request.previous_response_id, owner, "previous_response_id")
             context = previous.context
         turn = Turn.of(request, owner, context)
-        return Call(CHAT, to_chat(turn), headers, tab, owner, origin=turn)
+        return Call(CHAT, to_chat(turn), headers, tab, owner, origin=turn, truncate=request.truncation == "auto")
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         turn: Turn = call.origin

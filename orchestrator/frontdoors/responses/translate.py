@@ -10,12 +10,13 @@
                 message (text or refusal), then one `function_call` item per tool call
     response    the `Response` object around them, echoing what the request asked
 
-A `namespace` tool's functions are chat tools named `<namespace>__<name>`
-(`NAMESPACE_JOIN`, as MCP tools are often named; chat tool names take no dot),
-a call of one comes back as a `function_call` with its `namespace` and `name`,
-and a call item sent back with a `namespace` is that chat tool's call again
-(`Turn.namespaced`). Offered web search is left out (`wire.WEB_SEARCH`): the
-chat request has the other tools only, and the door names it in `x-tools-left-out`.
+A function reaches a route under its chat tool name (`tool_names`: a
+`namespace` tool's as `<namespace>__<name>`, one too long for a chat route
+shortened), a call of one comes back as a `function_call` with its own
+`namespace` and `name`, and a call item sent back is that chat tool's call
+again (`Turn.renamed`). Offered web search is left out (`wire.WEB_SEARCH`):
+the chat request has the other tools only, and the door names it in
+`x-tools-left-out`.
 
 Decisions, where the two APIs differ: `max_output_tokens` is the chat
 `max_tokens`; `text.format` is `response_format`; a finish by length is status
@@ -35,6 +36,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import InvalidRequest
 from orchestrator.frontdoors.openai import validation_error
+from orchestrator.frontdoors.responses.tool_names import Origin, chat_name, renamed
 from orchestrator.frontdoors.responses.wire import (
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -58,7 +60,6 @@ from orchestrator.protocol import (
 )
 
 Json = dict[str, Any]
-NAMESPACE_JOIN = "__"  # a namespace tool's function as a chat tool: f"{namespace}{NAMESPACE_JOIN}{name}"
 
 
 def new_id(prefix: str) -> str:
@@ -75,43 +76,19 @@ class Turn:
     created_at: int = field(default_factory=lambda: int(time.time()))
     items: list[Json] = field(default_factory=list)  # this request's input items
     context: list[Json] = field(default_factory=list)  # the stored chain's items before them
-    # A namespace tool's functions by their chat tool names: (namespace, name).
-    namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The functions a route knows by another name (a namespace's, a long one), by that name.
+    renamed: dict[str, Origin] = field(default_factory=dict)
 
     @classmethod
     def of(cls, request: ResponsesRequest, owner: str, context: list[Json]) -> Turn:
-        return cls(request, owner, items=input_items(request), context=context, namespaced=namespaced(request))
+        return cls(request, owner, items=input_items(request), context=context, renamed=renamed(request))
 
     def call_item(
         self, call_id: str, name: str, arguments: str, item_id: str | None = None, status: str = "completed"
     ) -> Json:
-        """A chat tool call as its `function_call` item: a namespace's function named by namespace and name."""
-        namespace, name = self.namespaced.get(name, (None, name))
+        """A chat tool call as its `function_call` item: the function by its own name (and namespace)."""
+        namespace, name = self.renamed.get(name, (None, name))
         return function_call_item(call_id, name, arguments, item_id, status, namespace)
-
-
-def namespaced(request: ResponsesRequest) -> dict[str, tuple[str, str]]:
-    """Each namespace tool's functions by their chat tool names; a 400 naming the tool where two tools would
-    have one name."""
-    names = {t.name for t in request.tools or [] if isinstance(t, FunctionTool)}
-    out: dict[str, tuple[str, str]] = {}
-    for i, tool in enumerate(request.tools or []):
-        if not isinstance(tool, NamespaceTool):
-            continue
-        for j, function in enumerate(tool.tools):
-            chat_name = joined(tool.name, function.name)
-            if chat_name in names or chat_name in out:
-                raise InvalidRequest(
-                    f"The function '{function.name}' of the namespace '{tool.name}' would be the tool "
-                    f"'{chat_name}' here, which another tool is already.",
-                    param=f"tools[{i}].tools[{j}].name",
-                )
-            out[chat_name] = (tool.name, function.name)
-    return out
-
-
-def joined(namespace: str, name: str) -> str:
-    return f"{namespace}{NAMESPACE_JOIN}{name}"
 
 
 # --------------------------------------------------------------------------- input items
@@ -205,7 +182,7 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
     if r.functions():
         body["tools"] = [tool for t in r.functions() for tool in _chat_tools(t)]
     if isinstance(r.tool_choice, FunctionChoice):
-        body["tool_choice"] = {"type": "function", "function": {"name": r.tool_choice.name}}
+        body["tool_choice"] = {"type": "function", "function": {"name": chat_name(None, r.tool_choice.name)}}
     elif r.tool_choice is not None and r.tools and not r.functions():  # only web search, left out
         if r.tool_choice == "required":
             raise InvalidRequest(
@@ -232,15 +209,14 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
 
 
 def _chat_tools(tool: FunctionTool | NamespaceTool) -> list[Json]:
-    """A tool as chat tools: a function as itself, a namespace as its functions under their joined names."""
-    if not isinstance(tool, NamespaceTool):
-        return [{"type": "function", "function": tool.model_dump(exclude={"type"}, exclude_none=True)}]
+    """A tool as chat tools: a function as itself, a namespace as its functions, each by its chat name."""
+    namespace, functions = (tool.name, tool.tools) if isinstance(tool, NamespaceTool) else (None, [tool])
     return [
         {
             "type": "function",
-            "function": f.model_dump(exclude={"type"}, exclude_none=True) | {"name": joined(tool.name, f.name)},
+            "function": f.model_dump(exclude={"type"}, exclude_none=True) | {"name": chat_name(namespace, f.name)},
         }
-        for f in tool.tools
+        for f in functions
     ]
 
 
@@ -258,11 +234,10 @@ def chat_messages(items: list[Json]) -> list[Json]:
             out.append(_chat_message(item) | (reasoning if item["role"] == "assistant" else {}))
             joinable, reasoning = item["role"] == "assistant", {}
         elif kind == "function_call":
-            name = joined(item["namespace"], item["name"]) if item.get("namespace") else item["name"]
             call = {
                 "id": item["call_id"],
                 "type": "function",
-                "function": {"name": name, "arguments": item["arguments"]},
+                "function": {"name": chat_name(item.get("namespace"), item["name"]), "arguments": item["arguments"]},
             }
             if not joinable:
                 out.append({"role": "assistant", "content": None, **reasoning})

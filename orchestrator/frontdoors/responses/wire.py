@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.errors import InvalidRequest
-from orchestrator.protocol import INT64_MAX, Metadata
+from orchestrator.protocol import INT64_MAX, Metadata, OutputSchema
 
 LOGPROBS = "message.output_text.logprobs"  # the `include` value that asks for them
 
@@ -167,7 +167,7 @@ class FunctionChoice(_Wire):
 class TextFormat(_Wire):
     type: Literal["text", "json_object", "json_schema"]
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: OutputSchema | None = Field(default=None, alias="schema")
     description: str | None = None
     strict: bool | None = None
 

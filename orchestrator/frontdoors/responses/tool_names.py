@@ -1,0 +1,67 @@
+"""Responses tool names as chat tool names, and back.
+
+A chat route takes a tool name of at most 64 characters of `[a-zA-Z0-9_-]` (OpenAI's chat API
+refuses any other with a 400; Anthropic's Messages API the same). The Responses API takes longer
+ones: a function name of up to 128 characters, and a `namespace` tool's functions, which reach a
+route as `<namespace>__<name>` (`NAMESPACE_JOIN`, as MCP tools are often named). A name that fits
+goes as it is; one that doesn't goes as its first characters (others than those allowed as `_`)
+and a digest of the whole (`chat_name`), so two long names that begin alike stay apart. The mapping
+depends on nothing but the name, so a call sent back in a later request (or a stored chain) maps
+to the same chat name; the answer's calls come back with their own `namespace` and `name`
+(`Names.of`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from orchestrator.errors import InvalidRequest
+from orchestrator.frontdoors.responses.wire import FunctionTool, NamespaceTool, ResponsesRequest
+
+NAMESPACE_JOIN = "__"  # a namespace tool's function as a chat tool: f"{namespace}{NAMESPACE_JOIN}{name}"
+MAX_CHAT_NAME = 64
+_CHAT_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+_DIGEST = 10  # hex characters: 40 bits, so a client would need ~a million long names for one clash
+
+Origin = tuple[str | None, str]  # (namespace, name) of a chat tool name's function
+
+
+def chat_name(namespace: str | None, name: str) -> str:
+    """The name a route knows the function `name` (of `namespace`, if any) by."""
+    whole = f"{namespace}{NAMESPACE_JOIN}{name}" if namespace else name
+    if len(whole) <= MAX_CHAT_NAME and _CHAT_NAME.match(whole):
+        return whole
+    digest = hashlib.sha256(whole.encode()).hexdigest()[:_DIGEST]
+    head = re.sub(r"[^a-zA-Z0-9_-]", "_", whole)[: MAX_CHAT_NAME - _DIGEST - 1]
+    return f"{head}_{digest}"
+
+
+def renamed(request: ResponsesRequest) -> dict[str, Origin]:
+    """Each function whose chat name isn't its own name (a namespace's, or a long one), by that chat
+    name; a 400 naming the function where it would be a tool the request has already."""
+    taken: dict[str, bool] = {}  # the request's chat tool names: renamed or not
+    out: dict[str, Origin] = {}
+    for param, namespace, name in sorted(_functions(request), key=lambda f: f[1] is not None):
+        chat = chat_name(namespace, name)
+        if chat in taken and (chat != name or taken[chat]):  # two plain functions of one name: the route's to judge
+            of = f" of the namespace '{namespace}'" if namespace else ""
+            raise InvalidRequest(
+                f"The function '{name}'{of} would be the tool '{chat}' on a route, which another tool is already.",
+                param=f"{param}.name",
+            )
+        taken[chat] = chat != name
+        if chat != name:
+            out[chat] = (namespace, name)
+    return out
+
+
+def _functions(request: ResponsesRequest) -> list[tuple[str, str | None, str]]:
+    """The request's functions: (the field naming it, its namespace, its name)."""
+    out: list[tuple[str, str | None, str]] = []
+    for i, tool in enumerate(request.tools or []):
+        if isinstance(tool, NamespaceTool):
+            out += [(f"tools[{i}].tools[{j}]", tool.name, f.name) for j, f in enumerate(tool.tools)]
+        elif isinstance(tool, FunctionTool):  # not a web search, which is left out
+            out.append((f"tools[{i}]", None, tool.name))
+    return out

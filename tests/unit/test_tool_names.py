@@ -1,0 +1,76 @@
+"""`tool_names`: Responses function names as the chat tool names a route takes, and back."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import InvalidRequest
+from orchestrator.frontdoors.responses.tool_names import chat_name, renamed
+from orchestrator.frontdoors.responses.wire import ResponsesRequest
+
+CHAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def request(*tools: dict[str, Any]) -> ResponsesRequest:
+    return ResponsesRequest.model_validate({"model": "m", "input": "hi", "tools": list(tools)})
+
+
+def function(name: str) -> dict[str, Any]:
+    return {"type": "function", "name": name}
+
+
+def namespace(name: str, *functions: str) -> dict[str, Any]:
+    return {"type": "namespace", "name": name, "tools": [function(f) for f in functions]}
+
+
+@pytest.mark.parametrize(
+    ("namespace_name", "name", "expected"),
+    [(None, "get_weather", "get_weather"), ("crm", "find", "crm__find"), (None, "a" * 64, "a" * 64)],
+)
+def test_a_name_that_fits_goes_as_it_is(namespace_name: str | None, name: str, expected: str) -> None:
+    assert chat_name(namespace_name, name) == expected
+
+
+@pytest.mark.parametrize(
+    ("namespace_name", "name"),
+    [("n" * 40, "f" * 30), (None, "f" * 65), (None, "f" * 128), ("mcp.server", "find"), (None, "a.b")],
+)
+def test_a_name_that_doesnt_is_shortened_to_one_a_route_takes(namespace_name: str | None, name: str) -> None:
+    short = chat_name(namespace_name, name)
+    assert CHAT_NAME.match(short) and short == chat_name(namespace_name, name)  # the same in every request
+
+
+def test_long_names_that_begin_alike_stay_apart() -> None:
+    assert chat_name("n" * 60, "first") != chat_name("n" * 60, "second")
+    assert chat_name("n" * 60, "x") != chat_name(None, "n" * 60 + "__x_")
+
+
+def test_renamed_maps_each_chat_name_back() -> None:
+    long = "f" * 100
+    r = request(function("plain"), function(long), namespace("crm", "find", "add"))
+    assert renamed(r) == {
+        chat_name(None, long): (None, long),
+        "crm__find": ("crm", "find"),
+        "crm__add": ("crm", "add"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("tools", "param"),
+    [
+        ([namespace("crm", "find"), function("crm__find")], "tools[0].tools[0].name"),
+        ([namespace("crm", "find", "find")], "tools[0].tools[1].name"),
+        ([function(chat_name("n" * 60, "x")), namespace("n" * 60, "x")], "tools[1].tools[0].name"),
+    ],
+)
+def test_two_tools_of_one_chat_name_are_a_400_naming_the_second(tools: list[dict[str, Any]], param: str) -> None:
+    with pytest.raises(InvalidRequest) as e:
+        renamed(request(*tools))
+    assert e.value.param == param
+
+
+def test_two_plain_functions_of_one_name_are_the_routes_to_judge() -> None:
+    assert renamed(request(function("a"), function("a"))) == {}
