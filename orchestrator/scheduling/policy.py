@@ -142,8 +142,9 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs, te
 
     The engines queue tenants fairly (local_models/fairness.py): where they
     report who waits, `tenant`'s request waits behind its share of the queue
-    (`fairness.ahead`), not all of it, and the measured floor shrinks with it
-    (the first tokens measured were the busy tenant's, waiting behind its own).
+    (`fairness.ahead`), not all of it, and the measured floor is taken at its
+    place in the queue (the first tokens measured were the busy tenants', each
+    behind the whole queue).
     """
     replicas = max(1, snapshot.replicas)
     share = 1.0
@@ -162,9 +163,13 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs, te
         finish_rate = max(snapshot.finished_per_s, knobs.min_finish_rate * replicas)
         wait = (waiting - free + 1) / finish_rate * 1000
     measured = 0.0
-    if snapshot.recent_ttft_ms is not None:
+    if snapshot.recent_ttft_ms is not None and share < 1.0:
+        # The first tokens measured were other tenants', each behind the queue they were in; this one
+        # is behind its share of it.
+        measured = snapshot.recent_ttft_ms * (engine_waiting + snapshot.sent + 1) / (snapshot.waiting + 1)
+    elif snapshot.recent_ttft_ms is not None:
         in_flight = snapshot.running + snapshot.waiting
-        measured = snapshot.recent_ttft_ms * (snapshot.running + engine_waiting + snapshot.sent + 1) / (in_flight + 1)
+        measured = snapshot.recent_ttft_ms * (in_flight + snapshot.sent + 1) / (in_flight + 1)
     return max(step + prefill + wait, measured)
 
 

@@ -119,10 +119,12 @@ BUSY_KEY = replace(SATURATED, recent_ttft_ms=5000.0, waiting_by_tenant={"key:bus
 
 
 def test_a_key_with_nothing_waiting_is_predicted_behind_its_share_of_the_queue() -> None:
-    """Behind at most one of the busy key's 10: the slot wait and the queued prompts scale by 1/10, and so does
-    the measured floor (the first tokens measured were the busy key's own, behind its backlog)."""
+    """Behind at most one of the busy key's 10: the slot wait and the queued prompts scale by 1/10, and the
+    measured floor is taken at that place in the queue (the first tokens measured were the busy key's own,
+    each behind the whole queue: 5 s)."""
     other = predict_ttft_ms(BUSY_KEY, 100, KNOBS, "key:other")
-    assert other == pytest.approx(max(30 + 50 + 100 + 2 / 2 * 1000, 5000 * (8 + 1 + 1) / (18 + 1)))
+    assert other == pytest.approx(max(30 + 50 + 100 + 2 / 2 * 1000, 5000 * (1 + 1) / (10 + 1)))
+    assert other == pytest.approx(1180)
     assert predict_ttft_ms(BUSY_KEY, 100, KNOBS, "key:busy") == predict_ttft_ms(BUSY_KEY, 100, KNOBS)
     assert predict_ttft_ms(SATURATED, 100, KNOBS, "key:other") == predict_ttft_ms(SATURATED, 100, KNOBS)
 
