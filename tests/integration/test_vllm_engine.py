@@ -88,6 +88,21 @@ async def test_greedy_is_deterministic_and_stream_equals_whole(http: httpx.Async
     assert text == whole["choices"][0]["message"]["content"]
 
 
+async def test_top_p_zero_is_the_most_likely_token_on_every_door(http: httpx.AsyncClient) -> None:
+    """OpenAI and Anthropic take top_p 0; vLLM refuses it, and every door answered a valid request with a 400."""
+    greedy = (await http.post("/v1/chat/completions", json=chat_body(max_tokens=8, temperature=0))).json()
+    for seed in (1, 2):
+        body = chat_body(max_tokens=8, temperature=1.0, top_p=0, seed=seed)
+        r = await http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == greedy["choices"][0]["message"]["content"]
+    messages = {"model": MODEL, "max_tokens": 4, "top_p": 0, "messages": [{"role": "user", "content": "Hi."}]}
+    r = await http.post("/v1/messages", json=messages, headers={"anthropic-version": "2023-06-01"})
+    assert r.status_code == 200, r.text
+    r = await http.post("/v1/responses", json={"model": MODEL, "input": "Hi.", "top_p": 0, "max_output_tokens": 4})
+    assert r.status_code == 200, r.text
+
+
 async def test_seeded_sampling_reproduces_and_n_gives_choices(http: httpx.AsyncClient) -> None:
     body = chat_body(max_tokens=8, temperature=1.0, seed=7, n=3)
     a = (await http.post("/v1/chat/completions", json=body)).json()
