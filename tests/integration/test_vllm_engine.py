@@ -149,6 +149,25 @@ async def test_json_schema_output_is_enforced(http: httpx.AsyncClient) -> None:
     assert json.loads(r["choices"][0]["message"]["content"])["c"] in ("alpha", "beta")
 
 
+async def test_a_pattern_that_would_stall_the_engine_is_refused_and_holds_up_no_one(http: httpx.AsyncClient) -> None:
+    """xgrammar took 20 s to convert this pattern, on the engine's event loop (48 s in all): a request beside
+    it waited 17 s for its four tokens."""
+    import time
+
+    slow = {"type": "string", "pattern": "[a-z]{0,9999}[0-9]{0,9999}x{5,9999}"}
+    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": slow}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": slow}}}}
+    t0 = time.monotonic()
+    refused = await asyncio.gather(
+        http.post("/v1/chat/completions", json=chat_body(max_tokens=4, response_format=fmt)),
+        http.post("/v1/chat/completions", json=chat_body(max_tokens=4, tools=[tool], tool_choice="required")),
+        http.post("/v1/chat/completions", json=chat_body(max_tokens=4, temperature=0)),
+    )
+    assert time.monotonic() - t0 < 5
+    assert [r.status_code for r in refused] == [400, 400, 200], [r.text for r in refused]
+    assert [r.json()["error"]["param"] for r in refused[:2]] == ["response_format", "tools[0]"]
+
+
 async def test_stop_sequence_ends_generation(http: httpx.AsyncClient) -> None:
     free = (
         await http.post(
