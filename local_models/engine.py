@@ -29,6 +29,7 @@ from .errors import BadRequest, EngineFailure, LocalModelError, PromptTooLong
 from .fairness import FairQueue
 from .interface import Batch, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo, output_budget
 from .outputs import Folding, OutputReader, translate
+from .patterns import check_patterns
 from .sampling import to_sampling_params
 from .stats import PROBE_LONG, PROBE_MIN_S, PROBE_SHORT, LoadTracker, stat_logger_factory
 from .tools import ToolCalling, ToolReader, chat_template_input, parser_class
@@ -222,6 +223,9 @@ class VllmEngine:
         """
         param = "messages" if request["kind"] == "chat" else "prompt"
         sampling = request["sampling"]
+        check_patterns(sampling.get("response_format"), "response_format")  # before anything converts them
+        for i, tool in enumerate(request.get("tools") or []):
+            check_patterns(tool, f"tools[{i}]")
         try:
             tools = self._tools.session(request) if request["kind"] == "chat" else None
         except LocalModelError:

@@ -2,7 +2,9 @@
 
 The one place that knows both vocabularies. OpenAI's defaults apply where a
 field is absent (temperature 1, top_p 1), `logit_bias` keys are token ids as
-strings, and `response_format` becomes vLLM structured output.
+strings, and `response_format` becomes vLLM structured output. OpenAI's and
+Anthropic's `top_p` run from 0, vLLM's from just above it: a nucleus of no
+mass is the most likely token alone, vLLM's `top_k=1`.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def _build(
     return SamplingParams(
         n=sampling.get("n", 1),
         temperature=1.0 if temperature is None else temperature,
-        top_p=1.0 if top_p is None else top_p,
+        top_p=1.0 if top_p is None or top_p == 0 else top_p,
+        top_k=1 if top_p == 0 else 0,
         presence_penalty=sampling.get("presence_penalty") or 0.0,
         frequency_penalty=sampling.get("frequency_penalty") or 0.0,
         seed=sampling.get("seed"),

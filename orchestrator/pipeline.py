@@ -118,7 +118,7 @@ class Pipeline:
         call, resolution = await self._resolve(call)
         decision = self._decide(call)  # its directives checked before anything is reserved or counted
         call, resolution = await self._admit(call, resolution)
-        key = self._cache_key(call, decision, resolution.facts.data_class)
+        key = self._cache_key(call, decision, resolution)
         if (hit := self._lookup(key, decision)) is not None:
             return await self._replay(call, hit)
         plan = self._plan(resolution)
@@ -196,11 +196,14 @@ class Pipeline:
         decision = decide(call.body, call.headers, mode=self._cache_config.mode, default_ttl_s=self._cache_config.ttl_s)
         return replace(decision, read=False, write=False) if self._cache is None else decision
 
-    def _cache_key(self, call: Call, decision: Decision, data_class: str) -> str:
+    def _cache_key(self, call: Call, decision: Decision, resolution: Resolution) -> str:
         """The call's key where the cache or a flight will use it: a request that must stay local never
-        reads an answer a remote route made (nor one of another tenant's, unless the cache is shared)."""
+        reads an answer a remote route made, nor one a rule sent to another alias (a rule may read tags,
+        which the body's key leaves out) one its alias made (nor one of another tenant's, unless the
+        cache is shared)."""
         tenant = "shared" if self._cache_config.shared else call.tenant
-        return cache_key(call.body, f"{tenant}|{data_class}") if decision.cacheable else ""
+        namespace = f"{tenant}|{resolution.facts.data_class}|{resolution.resolved.entry.name}"
+        return cache_key(call.body, namespace) if decision.cacheable else ""
 
     def _lookup(self, key: str, decision: Decision) -> Entry | None:
         if not decision.read or self._cache is None:

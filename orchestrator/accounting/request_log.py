@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # the tab is built by accounts.py, which builds this too
 # and Anthropic's count_tokens, which record none).
 ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/responses"})
 ENDPOINTS = ANSWERING | {"/v1/models", "/v1/messages/count_tokens"}
+# Of a path, what a row keeps: any client (no key needed for a 404) chooses it, up to the server's header limit.
+ENDPOINT_CHARS = 200
 
 
 class RequestLog:
@@ -41,7 +43,7 @@ class RequestLog:
             "request_id": tab.request_id,
             "ingress_request_id": tab.ingress_id,
             "key_id": tab.key.id if tab.key else None,
-            "endpoint": tab.path,
+            "endpoint": tab.path[:ENDPOINT_CHARS],
             "status": tab.status,
             "error": tab.error_code,
             **base,

@@ -180,15 +180,16 @@ def _replica_failures(deployment: str) -> int:
 
 
 def test_a_requests_own_fault_is_its_400_and_no_failure_of_the_engine_in_the_logs(client: openai.OpenAI) -> None:
-    """A top_p vLLM refuses (0) and an output past the context: the engine's answer, a 400 in OpenAI's shape as
-    before; each was also logged by Serve as the LocalModel replica's failure, ERROR with a traceback."""
+    """Choices vLLM refuses (n > 1 when greedy) and an output past the context: the engine's answer, a 400 in
+    OpenAI's shape as before; each was also logged by Serve as the LocalModel replica's failure, ERROR with a
+    traceback."""
     import time
 
     before = _replica_failures("LocalModel")
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model=CHAT_MODEL, messages=FRANCE, top_p=0, max_tokens=4)
+        client.chat.completions.create(model=CHAT_MODEL, messages=FRANCE, n=2, temperature=0, max_tokens=4)
     validate("ErrorResponse", info.value.response.json())
-    assert info.value.type == "invalid_request_error" and "top_p" in info.value.message
+    assert info.value.type == "invalid_request_error" and "greedy" in info.value.message
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=CHAT_MODEL, messages=FRANCE, max_tokens=2040, stream=True)
     validate("ErrorResponse", info.value.response.json())

@@ -366,7 +366,8 @@ async def test_a_broken_cache_at_start_still_serves(tmp_path: Path, chat_engine:
 async def test_an_entry_that_is_not_an_answer_is_only_a_miss(
     client: httpx.AsyncClient, cache_dir: Path, stream: bool
 ) -> None:
-    key = cache_key(ChatCompletionRequest.model_validate(chat_body()), "default")
+    # The key the gateway looks up: tenant, data class and alias (a bare "default" was never looked up).
+    key = cache_key(ChatCompletionRequest.model_validate(chat_body()), f"open|default|{CHAT_MODEL}")
     poisoned = Entry(kind="chat", body={"id": "x", "choices": "not a list"}, provider="local", model=CHAT_MODEL)
     cache = ResponseCache(cache_dir, size_limit_bytes=1 << 30)
     assert cache.set(key, poisoned, 600)

@@ -199,6 +199,29 @@ async def test_a_shared_cache_is_one_the_config_asks_for(paid: FakeProvider, tmp
         assert (await c.post(CHAT, json=body, headers=auth(KEY_B))).headers["x-cache"] == "HIT"
 
 
+@pytest.mark.parametrize("tagged", ["x-tags", "metadata"])
+async def test_a_rules_tags_choose_the_model_of_a_cached_answer_too(
+    paid: FakeProvider, tmp_path: Path, tagged: str
+) -> None:
+    """A rule sends `tier=premium` requests for `auto` to the paid model. The cache key left the tags out (the
+    body's metadata, the x-tags header), so whichever tier asked first chose the answer every other got: a
+    free-tier request the paid model's (free of charge), a premium one the local model's."""
+    engine = FakeEngine("fake-chat")
+    rule = {"use": "paid/big", "tags": {"tier": "premium"}}
+    settings = settings_for(paid, tmp_path, models={"auto": {"routes": ["fake-chat"], "rules": [rule]}})
+    async with gateway(settings, engine, ENV) as (c, _):
+        body = {"model": "auto", "messages": [{"role": "user", "content": "capital?"}], "temperature": 0}
+        tags = {"x-tags": "tier=premium"} if tagged == "x-tags" else {}
+        premium = {**body, "metadata": {"tier": "premium"}} if tagged == "metadata" else body
+        first = await c.post(CHAT, json=premium, headers={**tags, **auth(KEY_A)})
+        free = await c.post(CHAT, json=body, headers=auth(KEY_A))
+        again = await c.post(CHAT, json=premium, headers={**tags, **auth(KEY_A)})
+        assert [r.status_code for r in (first, free, again)] == [200, 200, 200]
+        assert (first.headers["x-served-by"], first.headers["x-cache"]) == ("paid/paid-big", "MISS")
+        assert (free.headers["x-served-by"], free.headers["x-cache"]) == ("local/fake-chat", "MISS")
+        assert (again.headers["x-served-by"], again.headers["x-cache"]) == ("cache/paid/paid-big", "HIT")
+
+
 async def test_flights_are_per_key_and_shared_answers_are_billed_once(
     paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

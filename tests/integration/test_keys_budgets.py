@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from local_models.catalog import prepare
 from local_models.interface import LoadStats, ModelInfo
-from orchestrator.accounting.book import Book, InProcessOwner
+from orchestrator.accounting.book import Book, InProcessOwner, Query
 from orchestrator.accounting.keys import hash_key
 from orchestrator.accounting.reports import usage_report
 from orchestrator.accounting.setup import build_accounts
@@ -385,6 +385,22 @@ async def test_every_request_is_one_json_line_with_its_id_and_key_id(
     assert first["latency_ms"] >= first["ttft_ms"] > 0 and first["overhead_ms"] >= 0
     assert first["route_reason"] and first["completion_tokens"] > 0 and first["cost_usd"] > 0
     assert (second["status"], second["error"], second["key_id"]) == (403, "model_not_found", "rpm")
+
+
+async def test_a_long_unknown_path_is_logged_by_its_first_200_characters(
+    gw: tuple[httpx.AsyncClient, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 404 needs no key: each GET of a 60 kB path wrote 60 kB into the ledger's request log (and the log
+    line), so anyone could grow the shared ledger, and slow every reader of it, at will."""
+    c, accounts = gw
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    path = "/v1/" + "A" * 60_000
+    assert (await c.get(path)).status_code == 404
+    await accounts.drain()
+    [row] = records(caplog)
+    assert row["endpoint"] == path[:200]
+    logged = await accounts.owner.call(Query(lambda db: db.execute("SELECT endpoint FROM requests").fetchall()))
+    assert logged == [(path[:200],)]
 
 
 async def test_streams_without_usage_are_counted_with_the_tokenizer(

@@ -292,7 +292,9 @@ async def test_unknown_stored_ids_and_bad_list_params_are_4xx(app: FastAPI) -> N
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         assert (await http.get("/v1/responses/resp_nope")).status_code == 404
         assert (await http.delete("/v1/responses/resp_nope")).status_code == 404
-        for query in ("limit=0", "limit=101", "limit=x", "order=up", "after=msg_nope"):
+        # "²" and "١٠" are digits to str.isdigit; int() refused the first (a 500), took the second.
+        bad = ("limit=0", "limit=101", "limit=x", "limit=\u00b2", "limit=\u0661\u0660", "order=up", "after=msg_nope")
+        for query in bad:
             r = await http.get(f"/v1/responses/{created.id}/input_items?{query}")
             assert r.status_code == 400 and r.json()["error"]["param"] == query.split("=")[0], r.text
 

@@ -90,6 +90,21 @@ async def test_greedy_is_deterministic_and_stream_equals_whole(http: httpx.Async
     assert text == whole["choices"][0]["message"]["content"]
 
 
+async def test_top_p_zero_is_the_most_likely_token_on_every_door(http: httpx.AsyncClient) -> None:
+    """OpenAI and Anthropic take top_p 0; vLLM refuses it, and every door answered a valid request with a 400."""
+    greedy = (await http.post("/v1/chat/completions", json=chat_body(max_tokens=8, temperature=0))).json()
+    for seed in (1, 2):
+        body = chat_body(max_tokens=8, temperature=1.0, top_p=0, seed=seed)
+        r = await http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == greedy["choices"][0]["message"]["content"]
+    messages = {"model": MODEL, "max_tokens": 4, "top_p": 0, "messages": [{"role": "user", "content": "Hi."}]}
+    r = await http.post("/v1/messages", json=messages, headers={"anthropic-version": "2023-06-01"})
+    assert r.status_code == 200, r.text
+    r = await http.post("/v1/responses", json={"model": MODEL, "input": "Hi.", "top_p": 0, "max_output_tokens": 4})
+    assert r.status_code == 200, r.text
+
+
 async def test_seeded_sampling_reproduces_and_n_gives_choices(http: httpx.AsyncClient) -> None:
     body = chat_body(max_tokens=8, temperature=1.0, seed=7, n=3)
     a = (await http.post("/v1/chat/completions", json=body)).json()
@@ -134,6 +149,25 @@ async def test_json_schema_output_is_enforced(http: httpx.AsyncClient) -> None:
     ).json()
     validate("CreateChatCompletionResponse", r)
     assert json.loads(r["choices"][0]["message"]["content"])["c"] in ("alpha", "beta")
+
+
+async def test_a_pattern_that_would_stall_the_engine_is_refused_and_holds_up_no_one(http: httpx.AsyncClient) -> None:
+    """xgrammar took 20 s to convert this pattern, on the engine's event loop (48 s in all): a request beside
+    it waited 17 s for its four tokens."""
+    import time
+
+    slow = {"type": "string", "pattern": "[a-z]{0,9999}[0-9]{0,9999}x{5,9999}"}
+    fmt = {"type": "json_schema", "json_schema": {"name": "s", "schema": slow}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": slow}}}}
+    t0 = time.monotonic()
+    refused = await asyncio.gather(
+        http.post("/v1/chat/completions", json=chat_body(max_tokens=4, response_format=fmt)),
+        http.post("/v1/chat/completions", json=chat_body(max_tokens=4, tools=[tool], tool_choice="required")),
+        http.post("/v1/chat/completions", json=chat_body(max_tokens=4, temperature=0)),
+    )
+    assert time.monotonic() - t0 < 5
+    assert [r.status_code for r in refused] == [400, 400, 200], [r.text for r in refused]
+    assert [r.json()["error"]["param"] for r in refused[:2]] == ["response_format", "tools[0]"]
 
 
 async def test_stop_sequence_ends_generation(http: httpx.AsyncClient) -> None:

@@ -51,6 +51,15 @@ def test_greedy_temperature_zero_is_kept() -> None:
     assert params({"temperature": 0.0}).temperature == 0.0
 
 
+@pytest.mark.parametrize("temperature", [None, 0.0, 0.7])
+def test_top_p_zero_is_the_most_likely_token_not_a_400(temperature: float | None) -> None:
+    # OpenAI and Anthropic take top_p 0; vLLM refuses it ("top_p must be in (0, 1]"), as it did here.
+    s: Sampling = {"top_p": 0.0} if temperature is None else {"top_p": -0.0, "temperature": temperature}
+    p = params(s)
+    assert p.top_k == 1 or p.temperature == 0.0
+    assert params({"top_p": 0.5}).top_k == 0
+
+
 def test_json_object_becomes_structured_output() -> None:
     so = params({"response_format": {"type": "json_object"}}).structured_outputs
     assert so is not None and so.json_object is True and so.json is None
@@ -91,7 +100,6 @@ def test_greedy_n_above_one_is_an_invalid_request() -> None:
 
 
 def test_vllm_validation_keeps_its_parameter() -> None:
-    # OpenAI accepts top_p=0 (the protocol does too); vLLM wants (0, 1].
-    with pytest.raises(BadRequest, match="top_p") as info:
-        params({"top_p": 0.0})
-    assert info.value.param == "top_p"
+    with pytest.raises(BadRequest, match="temperature") as info:
+        params({"temperature": 3.0})  # the protocol refuses it first; vLLM names the field too
+    assert info.value.param == "temperature"

@@ -171,7 +171,7 @@ def item_page(items: list[Json], query: Mapping[str, str]) -> Json:
             "Invalid value for 'order': expected 'asc' or 'desc'.", param="order", code="invalid_value"
         )
     limit_text = query.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+    if not (limit_text.isascii() and limit_text.isdigit() and 1 <= int(limit_text) <= 100):  # "²" is a digit
         raise InvalidRequest(
             "Invalid value for 'limit': expected an integer from 1 to 100.", param="limit", code="invalid_value"
         )
