@@ -198,9 +198,9 @@ class Pipeline:
 
     def _cache_key(self, call: Call, decision: Decision, resolution: Resolution) -> str:
         """The call's key where the cache or a flight will use it: a request that must stay local never
-        reads an answer a remote route made, nor one a rule sent to another alias (a rule may read tags,
-        which the body's key leaves out) one its alias made (nor one of another tenant's, unless the
-        cache is shared)."""
+        reads an answer a remote route made, a request never reads one made for the alias its rules
+        didn't choose (a rule may read tags, which the body's key leaves out), nor one of another
+        tenant's, unless the cache is shared."""
         tenant = "shared" if self._cache_config.shared else call.tenant
         namespace = f"{tenant}|{resolution.facts.data_class}|{resolution.resolved.entry.name}"
         return cache_key(call.body, namespace) if decision.cacheable else ""
