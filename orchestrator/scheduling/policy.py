@@ -142,7 +142,8 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs, te
 
     The engines queue tenants fairly (local_models/fairness.py): where they
     report who waits, `tenant`'s request waits behind its share of the queue
-    (`fairness.ahead`), not all of it, and the measured floor is taken at its
+    (`fairness.ahead`), not all of it, and of the sends since (mostly a busy
+    tenant's, which queue behind it), and the measured floor is taken at its
     place in the queue (the first tokens measured were the busy tenants', each
     behind the whole queue).
     """
@@ -150,12 +151,11 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs, te
     share = 1.0
     if tenant is not None and (by_tenant := snapshot.waiting_by_tenant):
         share = min(1.0, ahead(by_tenant, tenant) / max(1, sum(by_tenant.values())))
-    engine_waiting = snapshot.waiting * share
-    waiting = engine_waiting + snapshot.sent
+    waiting = (snapshot.waiting + snapshot.sent) * share
     step = snapshot.step_ms if snapshot.step_ms is not None else knobs.idle_step_ms
     # The engine's own best prefill speed lately (idle: its start's probe); without one, the configured figure.
     rate = snapshot.prefill_capacity_tokens_per_s or knobs.prefill_tokens_per_s
-    queued = snapshot.queued_prompt_tokens * share + snapshot.sent_prompt_tokens
+    queued = (snapshot.queued_prompt_tokens + snapshot.sent_prompt_tokens) * share
     prefill = (queued / replicas + prompt_tokens) / rate * 1000
     free = snapshot.slots - snapshot.running
     wait = 0.0
@@ -166,7 +166,7 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs, te
     if snapshot.recent_ttft_ms is not None and share < 1.0:
         # The first tokens measured were other tenants', each behind the queue they were in; this one
         # is behind its share of it.
-        measured = snapshot.recent_ttft_ms * (engine_waiting + snapshot.sent + 1) / (snapshot.waiting + 1)
+        measured = snapshot.recent_ttft_ms * (waiting + 1) / (snapshot.waiting + 1)
     elif snapshot.recent_ttft_ms is not None:
         in_flight = snapshot.running + snapshot.waiting
         measured = snapshot.recent_ttft_ms * (in_flight + snapshot.sent + 1) / (in_flight + 1)

@@ -125,6 +125,9 @@ def test_a_key_with_nothing_waiting_is_predicted_behind_its_share_of_the_queue()
     other = predict_ttft_ms(BUSY_KEY, 100, KNOBS, "key:other")
     assert other == pytest.approx(max(30 + 50 + 100 + 2 / 2 * 1000, 5000 * (1 + 1) / (10 + 1)))
     assert other == pytest.approx(1180)
+    # Sends since the snapshot (mostly the busy key's, queued behind it) count by the same share.
+    sent = replace(BUSY_KEY, sent=10, sent_prompt_tokens=500)
+    assert predict_ttft_ms(sent, 100, KNOBS, "key:other") == pytest.approx(30 + 200 + 3 / 2 * 1000)
     assert predict_ttft_ms(BUSY_KEY, 100, KNOBS, "key:busy") == predict_ttft_ms(BUSY_KEY, 100, KNOBS)
     assert predict_ttft_ms(SATURATED, 100, KNOBS, "key:other") == predict_ttft_ms(SATURATED, 100, KNOBS)
 
