@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from anthropic_gateway import BROKE, Gateway, fake_providers, freshen, gateway, tiny_tokenizer
+from anthropic_gateway import BROKE, TEAM, Gateway, fake_providers, freshen, gateway, tiny_tokenizer
 from openai_schema import validate
 
 from orchestrator.testing.provider import FakeProvider
@@ -63,3 +64,46 @@ async def test_a_spent_budget_tells_the_sdks_not_to_retry(gw: Gateway) -> None:
     for r in refused:
         assert r.status_code == 429, r.text
         assert int(r.headers["retry-after"]) > 60 and r.headers["x-should-retry"] == "false"
+
+
+CITY = {
+    "type": "object",
+    "description": "A city.",
+    "title": "City",
+    "properties": {
+        "name": {"type": "string", "title": "Name"},
+        "population": {"type": "integer", "title": "Population"},
+    },
+    "additionalProperties": False,
+    "required": ["name", "population"],
+}
+# LangChain's ChatAnthropic(...).with_structured_output(City, method="json_schema"); `output_format` is the same
+# under the beta structured-outputs-2025-11-13, as older SDKs send it.
+STRUCTURED = [
+    {"output_config": {"format": {"type": "json_schema", "schema": CITY}}},
+    {"output_format": {"type": "json_schema", "schema": CITY}},
+]
+
+
+def posted(fake: FakeProvider) -> dict[str, Any]:
+    [request] = [r for r in fake.requests if r.method == "POST"]
+    assert isinstance(request.body, dict)
+    return request.body
+
+
+@pytest.mark.parametrize("asked", STRUCTURED, ids=["output_config", "output_format"])
+async def test_anthropic_structured_output_is_a_json_schema_on_every_route(
+    gw: Gateway, fakes: dict[str, FakeProvider], asked: dict[str, Any]
+) -> None:
+    # It was dropped on the way to a route that is not Anthropic's: the answer was free text, not the JSON asked.
+    body = {"max_tokens": 4096, "messages": [{"role": "user", "content": "Paris"}], **asked}
+    headers = {"anthropic-version": "2023-06-01", "x-api-key": TEAM}
+    async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+        for model in ("alpha/m", "claude/haiku"):
+            r = await http.post("/v1/messages", json=body | {"model": model}, headers=headers)
+            assert r.status_code == 200, r.text
+    assert posted(fakes["alpha"])["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": CITY, "strict": True},
+    }
+    assert {k: posted(fakes["claude"])[k] for k in asked} == asked  # Anthropic's route gets the client's own
