@@ -55,7 +55,7 @@ from orchestrator.frontdoors.anthropic_request import (
     check_version,
     to_chat,
 )
-from orchestrator.frontdoors.base import tenant
+from orchestrator.frontdoors.base import retry_headers, tenant
 from orchestrator.frontdoors.openai import SSE_HEADERS, parse_body, route_headers
 from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ToolCallDelta, Usage
@@ -331,9 +331,7 @@ def error_message(exc: OrchestratorError) -> str:
 
 def error_response(exc: OrchestratorError) -> Response:
     """Anthropic's error JSON with the gateway error's status (and `Retry-After`)."""
-    retry_after = getattr(exc, "retry_after", None)
-    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-    return JSONResponse({"type": "error", **error_body(exc)}, status_code=exc.status_code, headers=headers)
+    return JSONResponse({"type": "error", **error_body(exc)}, status_code=exc.status_code, headers=retry_headers(exc))
 
 
 # --------------------------------------------------------------------------- the doors

@@ -22,6 +22,10 @@ Decisions, where the two APIs differ (they matter to routes that are not Anthrop
   is a system message where it stands; a user turn's `tool_result` blocks become `tool` messages ahead of
   the rest of the turn; an assistant turn's `tool_use` blocks become its
   `tool_calls`; thinking blocks in the history are dropped.
+- structured output (`output_config.format`, or `output_format` under its
+  beta) is OpenAI's strict `response_format` `json_schema`, so every route
+  answers JSON valid for the schema (the local model through vLLM's
+  structured output) and a route that can't is skipped, as on OpenAI's door.
 - `top_k`, `thinking` and `cache_control` have no OpenAI equivalent and reach
   only Anthropic routes; `metadata.user_id` is OpenAI's `user`;
   `stop_sequences` is OpenAI's `stop`, as many as Anthropic takes (no cap is
@@ -105,6 +109,17 @@ class RequestMetadata(_Wire):
     user_id: str | None = None
 
 
+class OutputFormat(_Wire):
+    """Structured output: the answer's text is JSON valid for `schema`."""
+
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Wire):
+    format: OutputFormat | None = None
+
+
 class MessagesRequest(_Wire):
     """`POST /v1/messages`: the fields the gateway serves; others are accepted and ignored."""
 
@@ -120,6 +135,8 @@ class MessagesRequest(_Wire):
     stream: bool = False
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
+    output_config: OutputConfig | None = None
+    output_format: OutputFormat | None = None  # `output_config.format` under its beta (structured-outputs-2025-11-13)
 
     @model_validator(mode="after")
     def _a_turn_besides_system_messages(self) -> MessagesRequest:
@@ -186,6 +203,7 @@ def to_chat(request: MessagesRequest, betas: tuple[str, ...] = ()) -> ChatComple
     if request.metadata is not None and request.metadata.user_id:
         body["user"] = request.metadata.user_id
     body.update(_tool_fields(request, parts))
+    body.update(_output_fields(request))
     if request.messages and request.messages[-1].role == "assistant":
         body["continue_final_message"] = True  # a prefill: the answer continues it (the local engine does)
     try:
@@ -282,3 +300,16 @@ def _tool_fields(request: MessagesRequest, parts: Parts) -> dict[str, Any]:
         if choice.disable_parallel_tool_use and tools:
             fields["parallel_tool_calls"] = False
     return fields
+
+
+def _output_fields(request: MessagesRequest) -> dict[str, Any]:
+    """Structured output as OpenAI's strict `response_format` (see the module docstring)."""
+    output = (request.output_config.format if request.output_config else None) or request.output_format
+    if output is None:
+        return {}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": output.schema_, "strict": True},
+        }
+    }

@@ -52,6 +52,23 @@ class SideDoor(Protocol):
         ...
 
 
+# An SDK retries a 429 or 503 by itself after its `Retry-After`: the anthropic SDK waits whatever it says (a spent
+# budget's is the rest of its period, weeks), the openai SDK gives up past two minutes. A longer wait is the
+# caller's to decide, so it comes with `x-should-retry: false`, which both SDKs obey: the error reaches the caller.
+RETRY_WITHIN_S = 60.0
+
+
+def retry_headers(exc: OrchestratorError) -> dict[str, str] | None:
+    """`Retry-After` for an error that says when to retry, and `x-should-retry: false` when that is too far off."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None:
+        return None
+    headers = {"Retry-After": str(max(1, round(retry_after)))}
+    if retry_after > RETRY_WITHIN_S:
+        headers["x-should-retry"] = "false"
+    return headers
+
+
 def tenant(tab: Tab) -> str:
     """Whose cache entries and flights the request may share: its key's (everyone's on an open endpoint)."""
     return f"key:{tab.key.id}" if tab.key is not None else "open"

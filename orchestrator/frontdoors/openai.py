@@ -22,7 +22,7 @@ from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, COMPLETION, EMBEDDING, Call, Kind
 from orchestrator.errors import InvalidRequest, OrchestratorError, UpstreamError
 from orchestrator.failover import OpenStream
-from orchestrator.frontdoors.base import tenant
+from orchestrator.frontdoors.base import retry_headers, tenant
 from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import (
     ChatCompletionChunk,
@@ -114,9 +114,7 @@ def json_response(model: WireModel, route: Route | None = None) -> Response:
 
 def error_response(exc: OrchestratorError) -> Response:
     """OpenAI's error JSON (`error.message`, `type`, `param`, `code`) with its status and `Retry-After`."""
-    retry_after = getattr(exc, "retry_after", None)
-    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=retry_headers(exc))
 
 
 def stream_response(routed: Routed[OpenStream[Any]], include_usage: bool) -> Response:
