@@ -7,6 +7,7 @@ Anthropic's. Keys are required (`KEYS`), the cache is on (in a temporary
 directory), the ledger is in this process. `auto` is the local model first,
 then claude (it spills). Tests talk to it with the official anthropic SDK,
 as a user would (`client`).
+Its fixtures are in `anthropic_fixtures`.
 """
 
 from __future__ import annotations

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from anthropic_gateway import LOCAL_ONLY, TEAM, UPSTREAM, Gateway, fake_providers, freshen, gateway, tiny_tokenizer
+from anthropic_gateway import LOCAL_ONLY, TEAM, UPSTREAM, Gateway
 from openai_schema import validate
 
 from orchestrator.testing.provider import FakeProvider
+
+pytest_plugins = ["anthropic_fixtures"]  # fakes, tokenizer, gw
 
 EPHEMERAL = {"type": "ephemeral"}
 # Claude Code's headers to a base URL of its own (ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY).
@@ -76,28 +77,6 @@ def claude_code_body(model: str) -> dict[str, Any]:
         "output_config": {"effort": "high"},
         "stream": True,
     }
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with fake_providers("Hi.") as started:
-        yield started
-
-
-@pytest.fixture(autouse=True)
-def fresh(fakes: dict[str, FakeProvider]) -> None:
-    freshen(fakes)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_tokenizer(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-async def gw(fakes: dict[str, FakeProvider], tmp_path: Path, tokenizer: Path) -> AsyncIterator[Gateway]:
-    async with gateway(fakes, tmp_path, tokenizer) as g:
-        yield g
 
 
 def posted(fake: FakeProvider) -> dict[str, Any]:

@@ -7,7 +7,6 @@ route the model has; errors are Anthropic's `{"type": "error", "error": {"type",
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,19 +14,11 @@ import anthropic
 import httpx
 import pytest
 from anthropic.types import MessageTokensCount
-from anthropic_gateway import (
-    BROKE,
-    LOCAL_ONLY,
-    MASTER,
-    ONE_RPM,
-    TEAM,
-    Gateway,
-    fake_providers,
-    gateway,
-    tiny_tokenizer,
-)
+from anthropic_gateway import BROKE, LOCAL_ONLY, MASTER, ONE_RPM, TEAM, Gateway
 
 from orchestrator.testing.provider import FakeProvider
+
+pytest_plugins = ["anthropic_fixtures"]  # fakes, tokenizer, gw
 
 SYSTEM = "You are terse."
 CONVERSATION: list[Any] = [
@@ -36,22 +27,7 @@ CONVERSATION: list[Any] = [
     {"role": "user", "content": [{"type": "text", "text": "And of Italy?"}]},
 ]
 
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with fake_providers("It is sunny.") as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_tokenizer(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-async def gw(fakes: dict[str, FakeProvider], tmp_path: Path, tokenizer: Path) -> AsyncIterator[Gateway]:
-    async with gateway(fakes, tmp_path, tokenizer) as g:
-        yield g
+REPLY = "It is sunny."  # what the fake providers answer
 
 
 def template_count(tokenizer: Path, messages: list[dict[str, str]]) -> int:

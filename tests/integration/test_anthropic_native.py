@@ -11,17 +11,17 @@ OpenAI chat body. The cache and single-flight key on the native body too.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import anthropic
 import openai
 import pytest
 from anthropic.types import Message
-from anthropic_gateway import TEAM, Gateway, fake_providers, freshen, gateway, tiny_tokenizer
+from anthropic_gateway import TEAM, Gateway
 
 from orchestrator.testing.provider import FakeProvider
+
+pytest_plugins = ["anthropic_fixtures"]  # fakes, tokenizer, gw
 
 EPHEMERAL = {"type": "ephemeral"}
 WEATHER = {
@@ -45,27 +45,7 @@ MESSAGES = [
 # What this SDK version no longer names goes in extra_body, as a user of it would send it.
 EXTRA = {"top_k": 7, "temperature": 0.5, "future_field": {"kept": True}}
 
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with fake_providers("It is sunny.") as started:
-        yield started
-
-
-@pytest.fixture(autouse=True)
-def fresh(fakes: dict[str, FakeProvider]) -> None:
-    freshen(fakes)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_tokenizer(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-async def gw(fakes: dict[str, FakeProvider], tmp_path: Path, tokenizer: Path) -> AsyncIterator[Gateway]:
-    async with gateway(fakes, tmp_path, tokenizer) as g:
-        yield g
+REPLY = "It is sunny."  # what the fake providers answer
 
 
 def received(fake: FakeProvider) -> dict[str, Any]:

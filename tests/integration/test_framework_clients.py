@@ -11,39 +11,16 @@ socket: a fake Anthropic provider ("claude"), an OpenAI-compatible one
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from anthropic_gateway import BROKE, TEAM, Gateway, fake_providers, freshen, gateway, tiny_tokenizer
+from anthropic_gateway import BROKE, TEAM, Gateway
 from openai_schema import validate
 
 from orchestrator.testing.provider import FakeProvider
 
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with fake_providers("Hi.") as started:
-        yield started
-
-
-@pytest.fixture(autouse=True)
-def fresh(fakes: dict[str, FakeProvider]) -> None:
-    freshen(fakes)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_tokenizer(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-async def gw(fakes: dict[str, FakeProvider], tmp_path: Path, tokenizer: Path) -> AsyncIterator[Gateway]:
-    async with gateway(fakes, tmp_path, tokenizer) as g:
-        yield g
-
+pytest_plugins = ["anthropic_fixtures"]  # fakes, tokenizer, gw
 
 HI = [{"role": "user", "content": "Hi"}]
 ANTHROPIC = {"anthropic-version": "2023-06-01", "x-api-key": BROKE}

@@ -5,38 +5,17 @@ local model's context; "disabled" (the default) refuses it. The real app on a re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from anthropic_gateway import TEAM, Gateway, fake_providers, freshen, gateway, tiny_tokenizer
+from anthropic_gateway import TEAM, Gateway
 from openai_schema import validate
 
-from orchestrator.testing.provider import FakeProvider
+pytest_plugins = ["anthropic_fixtures"]  # fakes, tokenizer, gw
 
 CONTEXT = 100
 LONG = " ".join(["one two three four five six seven eight nine ten"] * 4)  # ~50 tokens: two fit, three don't
 WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with fake_providers("Hi.") as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_tokenizer(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-async def gw(fakes: dict[str, FakeProvider], tmp_path: Path, tokenizer: Path) -> AsyncIterator[Gateway]:
-    freshen(fakes)
-    async with gateway(fakes, tmp_path, tokenizer, max_model_len=CONTEXT) as g:
-        yield g
 
 
 async def respond(gw: Gateway, **body: Any) -> httpx.Response:
