@@ -37,31 +37,13 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.burst import body
 from benchmarks.harness import StreamResult, free_port, percentile, run_meta, save, stamp, stream_chat
 from orchestrator.accounting.keys import hash_key
 from orchestrator.testing.provider import FakeProvider
 
 REMOTE = "fair/llama-3.1-8b"
 KEYS = {"batch": "sk-orch-bench-batch-" + "B" * 40, "chat": "sk-orch-bench-chat-" + "C" * 41}
-PROMPTS = [
-    "Summarize the plot of a detective novel set in a small harbour town.",
-    "Write a short product description for a waterproof hiking backpack.",
-    "Explain how a refrigerator keeps food cold, step by step.",
-    "List five questions to ask before adopting a dog, with one line on each.",
-]
-
-
-def body(model: str, i: int, max_tokens: int) -> bytes:
-    return json.dumps(
-        {
-            "model": model,
-            "messages": [{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} (#{i})"}],
-            "max_tokens": max_tokens,
-            "temperature": 0.7,  # not cacheable: every request reaches a model
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-    ).encode()
 
 
 def settings_for(args: argparse.Namespace, policy: str, fake: FakeProvider, port: int, data_dir: Path) -> Any:
