@@ -213,7 +213,7 @@ class Gateway:
             gateway = uuid.uuid4().hex
             load = LoadView(
                 lambda overflow: board.read.remote(gateway, overflow),
-                report=lambda usd: board.spent.remote(usd),
+                report=lambda by_tenant: board.spent.remote(by_tenant),
                 wake=lambda model: handles[model].info.remote(),
                 interval_s=s.poll_interval_ms / 1000,
                 max_staleness_s=s.max_staleness_ms / 1000,

@@ -245,6 +245,10 @@ class UpstreamTimeout(UpstreamError):
     default_code = "upstream_timeout"
 
 
+class FirstTokenTimeout(UpstreamTimeout):
+    """No first token within the attempt's first-token timeout (the route's, or a plan's patience)."""
+
+
 class UpstreamRateLimited(UpstreamError):
     status_code = 429
     error_type = "rate_limit_error"

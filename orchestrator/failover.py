@@ -9,7 +9,9 @@ the first success. The rules, in the order they apply:
    timed out, 5xx, 429, the operator's credentials refused), once per
    request, within a window: a client's bad requests never open a circuit
    other clients depend on, nor does a local replica that went away
-   (`ReplicaLost`: the deployment's other replicas serve). A route known to
+   (`ReplicaLost`: the deployment's other replicas serve), nor a plan's
+   patience running out (`Target.first_token_timeout_s` shorter than the
+   route's own: a wrong prediction, and the SLO may be the request's own). A route known to
    be alive by another signal (`Target.alive`: a local engine that reports
    its load) is never shut out when it is all that is left: it gets this
    request's attempts anyway, even when other requests opened its circuit
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from orchestrator.errors import (
+    FirstTokenTimeout,
     InvalidRequest,
     OrchestratorError,
     Overloaded,
@@ -349,6 +352,14 @@ class _Run(Generic[R]):
         self.hedges[j] = round_
         return True
 
+    def _impatient(self, target: Target, error: OrchestratorError) -> bool:
+        """Whether `error` is the plan giving up on a route sooner than the route's own first-token timeout
+        (a local attempt's patience, from the request's SLO): a prediction that was wrong, not the route
+        failing, so no one else's requests lose the route over it."""
+        patience = target.first_token_timeout_s
+        shorter = patience is not None and patience < self.policy.first_token_timeout_s
+        return shorter and isinstance(error, FirstTokenTimeout)
+
     def _ended(self, i: int, attempt: HedgedAttempt[Target, R], round_: int) -> Success[R] | None:
         """A raced attempt's end as `_try` would take it: its success, or None with the failure noted."""
         target, task = attempt.target, attempt.task
@@ -364,7 +375,7 @@ class _Run(Generic[R]):
 
     def _failed(self, i: int, target: Target, error: OrchestratorError, round_: int) -> None:
         self.failures.append((target, error))
-        if trips_breaker(error) and target.provider not in self.tripped:
+        if trips_breaker(error) and not self._impatient(target, error) and target.provider not in self.tripped:
             self.tripped.add(target.provider)
             self.breakers.failure(target.provider, getattr(error, "retry_after", None))
         if not retryable(error):
@@ -466,7 +477,7 @@ async def open_stream(
                     return OpenStream(prefix, rest, also=(stream,))
     except TimeoutError:
         await _close(stream)
-        raise UpstreamTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
+        raise FirstTokenTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
     except BaseException:
         await _close(stream)
         raise
@@ -542,7 +553,7 @@ async def read_whole(
                     if has_content(chunk):
                         break
         except TimeoutError:
-            raise UpstreamTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
+            raise FirstTokenTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
         first_content(answering=True)
         if started is not None:
             started()

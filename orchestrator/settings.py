@@ -326,6 +326,9 @@ class SchedulerSettings(Section):
     hysteresis: float = 0.0  # once spilling, back to local only below (1 - hysteresis) x that
     same_weights_first: bool = True  # spill first to hosts of the local model's open weights
     overflow_budget_usd_per_hour: float | None = None  # spend cap for load spill; None: no cap
+    # With keys, the most of that cap one key may spend in the hour: one key's spill (a backlog of its own, or
+    # a tight x-ttft-slo-ms on every request) leaves the rest of the budget to the others.
+    overflow_budget_key_share: float = Field(default=0.5, gt=0, le=1)
     budget_max_wait_ms: float = 30_000.0  # budget spent: wait locally at most this long, else 429
     prefill_tokens_per_s: float = 2000.0  # the local prefill speed where the engine reports none of its own
     # A local attempt with remote routes behind it gives up after this many SLOs without a first

@@ -21,7 +21,8 @@ that stopped reporting (removed by autoscaling, crashed) stops counting, and
 a board with no fresh report says there is no ready local replica.
 
 The board also keeps the overflow spend of the last hour, reported by every
-gateway, for the scheduler's burst budget.
+gateway, for the scheduler's burst budget: in all and by tenant (a key's
+share of the budget is capped, so one key's spill leaves the rest to others).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from local_models.interface import LoadStats, ModelInfo
 
@@ -135,6 +136,7 @@ class BoardState(TypedDict):
 
     models: dict[str, dict[str, Any]]  # model -> LoadSnapshot fields
     overflow_spent_usd: float  # over the last hour, every gateway together
+    overflow_spent_by_tenant: NotRequired[dict[str, float]]  # the same by tenant, those that spent in the hour
     read_at: float
 
 
@@ -145,8 +147,9 @@ class LoadBoard:
         self._max_age_s = max_age_s
         self._clock = clock
         self._reports: dict[str, dict[str, LoadStats]] = {}
-        self._spend: deque[tuple[float, float]] = deque()
+        self._spend: deque[tuple[float, float, str]] = deque()
         self._spent = 0.0
+        self._spent_by: dict[str, float] = {}
         self._overflow: dict[str, tuple[float, Mapping[str, int]]] = {}  # gateway -> (told at, in flight by model)
         self._described: dict[str, ModelInfo] = {}
 
@@ -176,10 +179,13 @@ class LoadBoard:
             del self._overflow[gateway]  # a gateway that stopped reading is gone
         return sum(counts.get(model, 0) for _, counts in self._overflow.values())
 
-    def spent(self, usd: float) -> None:
+    def spent(self, by_tenant: Mapping[str, float]) -> None:
+        """Overflow spend a gateway made, by tenant."""
         now = self._clock()
-        self._spend.append((now, usd))
-        self._spent += usd
+        for tenant, usd in by_tenant.items():
+            self._spend.append((now, usd, tenant))
+            self._spent += usd
+            self._spent_by[tenant] = self._spent_by.get(tenant, 0.0) + usd
 
     def read(self, gateway: str | None = None, overflow: Mapping[str, int] | None = None) -> BoardState:
         """The aggregate; a gateway reading says what it has in flight elsewhere, spilled from each model."""
@@ -187,13 +193,22 @@ class LoadBoard:
         if gateway is not None:
             self._overflow[gateway] = (now, dict(overflow or {}))
         while self._spend and self._spend[0][0] < now - HOUR_S:
-            self._spent -= self._spend.popleft()[1]
+            _, usd, tenant = self._spend.popleft()
+            self._spent -= usd
+            left = self._spent_by.pop(tenant, 0.0) - usd
+            if left > 1e-12:  # a tenant whose spend all left the hour is gone from the figures
+                self._spent_by[tenant] = left
         models = {}
         for model, reports in self._reports.items():
             for replica in [r for r, s in reports.items() if now - s["updated_at"] > 10 * self._max_age_s]:
                 del reports[replica]  # long gone
             models[model] = aggregate(reports, now, self._max_age_s).__dict__
-        return BoardState(models=models, overflow_spent_usd=max(0.0, self._spent), read_at=now)
+        return BoardState(
+            models=models,
+            overflow_spent_usd=max(0.0, self._spent),
+            overflow_spent_by_tenant=dict(self._spent_by),
+            read_at=now,
+        )
 
 
 class _Since:
@@ -224,7 +239,7 @@ class LoadView:
         self,
         read: Callable[[Mapping[str, int]], Awaitable[BoardState]],
         *,
-        report: Callable[[float], Awaitable[None]] | None = None,
+        report: Callable[[Mapping[str, float]], Awaitable[None]] | None = None,
         wake: Callable[[str], Awaitable[object]] | None = None,
         interval_s: float = 0.1,
         max_staleness_s: float = 1.0,
@@ -243,8 +258,10 @@ class LoadView:
         # By model, once a plan has used `_state`'s figures: its sends still in flight that those figures
         # don't count, kept as sends start and end (a plan then walks none of them).
         self._since: dict[str, _Since] = {}
-        self._unreported_usd = 0.0  # spent here and not yet on the board (counted in `overflow_spent_usd`)
-        self._unsent_usd = 0.0  # of that, what no report carries yet
+        # Spent here and not yet on the board (counted in `overflow_spent_usd`), by tenant; and of that, what
+        # no report carries yet.
+        self._unreported: dict[str, float] = {}
+        self._unsent: dict[str, float] = {}
         self._report = report
         self._reporting: asyncio.Task[None] | None = None
         self._wake = wake
@@ -410,15 +427,15 @@ class LoadView:
         if not task.cancelled() and (e := task.exception()) is not None:
             log.warning("could not ask the local model %s for a replica (%s: %s)", model, type(e).__name__, e)
 
-    def spending(self, usd: float) -> None:
-        """Overflow spend of this gateway: counted here at once, and reported to the board.
+    def spending(self, usd: float, tenant: str = "open") -> None:
+        """Overflow spend of this gateway for `tenant`: counted here at once, and reported to the board.
 
         The first spend after a quiet spell is reported at once; while spending goes on, what
         comes meanwhile goes in one report per poll interval. A report is a call to the board, and
         during a burst every spilled request spends: one call each was the board's busiest work
         (and the gateway's) exactly when the gateway had the most to do."""
-        self._unreported_usd += usd
-        self._unsent_usd += usd
+        self._unreported[tenant] = self._unreported.get(tenant, 0.0) + usd
+        self._unsent[tenant] = self._unsent.get(tenant, 0.0) + usd
         if self._report is not None and self._reporting is None:
             self._reporting = asyncio.get_running_loop().create_task(self._send())
 
@@ -426,20 +443,27 @@ class LoadView:
         assert self._report is not None
         loop = asyncio.get_running_loop()
         try:
-            while (usd := self._unsent_usd) > 0:
-                self._unsent_usd = 0.0
+            while by_tenant := self._unsent:
+                self._unsent = {}
                 began = loop.time()
                 try:
-                    await self._report(usd)
+                    await self._report(by_tenant)
                 except Exception as e:  # kept counted here; the board's hourly figure misses it
                     log.warning("could not report overflow spend to the load board (%s: %s)", type(e).__name__, e)
                 else:
-                    self._unreported_usd = max(0.0, self._unreported_usd - usd)
+                    for tenant, usd in by_tenant.items():
+                        left = self._unreported.pop(tenant, 0.0) - usd
+                        if left > 1e-12:
+                            self._unreported[tenant] = left
                 await asyncio.sleep(max(0.0, began + self._interval_s - loop.time()))
         finally:
             self._reporting = None
 
-    def overflow_spent_usd(self) -> float | None:
+    def overflow_spent_usd(self, tenant: str | None = None) -> float | None:
+        """The hour's overflow spend, every gateway's (as the board last said) and this one's since; of
+        `tenant` only where given. None before the board was read."""
         if self._state is None:
             return None
-        return self._state["overflow_spent_usd"] + self._unreported_usd
+        if tenant is None:
+            return self._state["overflow_spent_usd"] + sum(self._unreported.values())
+        return self._state.get("overflow_spent_by_tenant", {}).get(tenant, 0.0) + self._unreported.get(tenant, 0.0)

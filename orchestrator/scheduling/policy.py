@@ -23,7 +23,8 @@ The order of questions:
    local model takes traffic back only when the prediction is `hysteresis`
    below the SLO, so traffic doesn't flap at the edge;
 5. *burst budget* — spilling spends money; once the hour's overflow budget is
-   spent, requests wait for the local model if it can answer within
+   spent (or, with keys, the request's key has spent its `overflow_budget_key_share`
+   of it), requests wait for the local model if it can answer within
    `budget_max_wait_ms`, and otherwise get a 429.
 
 The local routes stay in every plan that may use them: a local rejection
@@ -105,12 +106,24 @@ class Facts:
 
 @dataclass(frozen=True)
 class Budget:
+    """The hour's overflow budget as one request sees it: spent by everyone, and by the request's key."""
+
     cap_usd_per_hour: float | None
     spent_usd: float | None  # None: unknown (board not read yet)
+    key_spent_usd: float = 0.0  # by the request's key (none for an open endpoint: one tenant)
+    key_share: float = 1.0  # of the cap, the most one key may spend
 
     @property
     def exhausted(self) -> bool:
-        return self.cap_usd_per_hour is not None and (self.spent_usd or 0.0) >= self.cap_usd_per_hour
+        return self.cap_usd_per_hour is not None and (
+            (self.spent_usd or 0.0) >= self.cap_usd_per_hour or self.key_exhausted
+        )
+
+    @property
+    def key_exhausted(self) -> bool:
+        """The key has spent its share, while others may still spill."""
+        cap = self.cap_usd_per_hour
+        return cap is not None and self.key_share < 1 and self.key_spent_usd >= cap * self.key_share
 
 
 @dataclass(frozen=True)
@@ -322,9 +335,11 @@ class _Ordering:
         for i, b in enumerate(routes):
             provider = b.provider
             if provider in local:
-                # A hedge needs a remote route right behind the local one.
+                # Patience only where a remote route follows (the last route waits as long as routes do), and a
+                # hedge only where one is right behind.
+                waits = patience if any(r.provider not in local for r in routes[i + 1 :]) else None
                 after = hedge if i + 1 < len(routes) and routes[i + 1].provider not in local else None
-                targets.append(Target(provider, b.model, label, patience, provider in alive, hedge_after_s=after))
+                targets.append(Target(provider, b.model, label, waits, provider in alive, hedge_after_s=after))
             else:
                 targets.append(Target(provider, b.model, label))
             label = "fallback"
@@ -388,9 +403,16 @@ def _by_latency(o: _Ordering) -> Plan:
         if predicted <= c.knobs.budget_max_wait_ms:
             reason = f"budget: overflow budget spent, waiting locally (predicted TTFT {predicted:.0f} ms)"
             return o.done(reason, local, [], spill=True, predicted=predicted, threshold=threshold, teach=teach)
+        b = c.budget
+        whose = (
+            f"This key's share of the overflow budget (${(b.cap_usd_per_hour or 0) * b.key_share:.2f} of "
+            f"${b.cap_usd_per_hour or 0:.2f} per hour)"
+            if b.key_exhausted
+            else f"The overflow budget of ${b.cap_usd_per_hour or 0:.2f} per hour"
+        )
         raise OverflowBudgetExhausted(
-            f"The overflow budget of ${c.budget.cap_usd_per_hour or 0:.2f} per hour is spent and the local model "
-            f"can't start answering within {c.knobs.budget_max_wait_ms / 1000:.0f} s. Retry later.",
+            f"{whose} is spent and the local model can't start answering within "
+            f"{c.knobs.budget_max_wait_ms / 1000:.0f} s. Retry later.",
             retry_after=60.0,
         )
     return o.done(lead, remote, local, spill=True, overflow=True, predicted=predicted, threshold=threshold, teach=teach)

@@ -116,7 +116,7 @@ class RoutePlan:
         return self.plan.overflow and not self._router.is_local(target)
 
     def overflowed(self, cost_usd: float) -> None:
-        self._router.overflowed(cost_usd)
+        self._router.overflowed(cost_usd, self.facts.tenant)
 
 
 class Router:
@@ -233,7 +233,7 @@ class Router:
         conditions = Conditions(
             self._local_providers,
             load,
-            Budget(self._knobs.overflow_budget_usd_per_hour, spent),
+            self._budget(spent, resolution.facts.tenant),
             self._knobs,
             self._spilling,
             self._prices,
@@ -243,12 +243,20 @@ class Router:
             self._ranked,
         )
         made = order(resolution.resolved, resolution.facts, conditions)
-        self._spilling[made.alias] = made.spilling
+        if resolution.facts.ttft_slo_ms is None:  # a request's own SLO moves no one else's line
+            self._spilling[made.alias] = made.spilling
         if view is not None and len(alive) < len(self._local):
             for model in {self._local[t.provider] for t in made.targets if t.provider in self._local}:
                 if (snap := load.get(model)) is not None and snap.replicas == 0:
                     view.wanted(model)  # no replica ready: ask for one (scaled to zero, it never would be)
         return RoutePlan(self, made, resolution.facts)
+
+    def _budget(self, spent: float | None, tenant: str) -> Budget:
+        """The burst budget as `tenant`'s request sees it (its key's share only where there is a cap)."""
+        cap = self._knobs.overflow_budget_usd_per_hour
+        if cap is None or spent is None or tenant == "open" or self._load is None:
+            return Budget(cap, spent)
+        return Budget(cap, spent, self._load.overflow_spent_usd(tenant) or 0.0, self._knobs.overflow_budget_key_share)
 
     def fits(self, resolution: Resolution, output: int | None) -> bool:
         """Whether a route of `resolution` has room for its prompt and `output` tokens more (at least
@@ -397,10 +405,10 @@ class Router:
         """The local model's prediction calibration (for tests and reports)."""
         return self._calibration.get(model)
 
-    def overflowed(self, cost_usd: float) -> None:
-        """An overflow answer cost this much."""
+    def overflowed(self, cost_usd: float, tenant: str = "open") -> None:
+        """An overflow answer for `tenant` cost this much."""
         if cost_usd > 0 and self._load is not None:
-            self._load.spending(cost_usd)
+            self._load.spending(cost_usd, tenant)
 
 
 def _nothing() -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from orchestrator.accounting.reports import usage_report
 from orchestrator.accounting.setup import build_accounts
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
+from orchestrator.scheduling.load import BoardState, LoadBoard, LoadView
 from orchestrator.settings import Settings, load_settings
 from orchestrator.testing.engine import FakeEngine
 from orchestrator.testing.provider import FakeProvider
@@ -117,17 +118,18 @@ async def gateway(
     info: ModelInfo | None = None,
     *,
     live: bool = False,
+    load: LoadView | None = None,
     **app_options: Any,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     """The app and its accounts; `live`: served on a loopback socket (a client can leave mid-answer),
-    else in-process through `ASGITransport`."""
+    else in-process through `ASGITransport`; `load`: the gateway's view of a load board."""
 
     async def stats() -> LoadStats:
         return engine.stats()
 
     info = info or engine.info()
     async with httpx.AsyncClient() as upstream:
-        pipeline = await build_pipeline({"local": (engine, info)}, settings, env=env, client=upstream)
+        pipeline = await build_pipeline({"local": (engine, info)}, settings, env=env, client=upstream, load=load)
         path = settings.ledger.path
         assert path is not None
         book = Book(path)
@@ -191,6 +193,60 @@ async def test_the_local_engine_is_told_whose_request_it_queues(
     async with gateway(settings_for(paid, tmp_path / "open", keys={}), engine, {"PAID_KEY": "x"}) as (c, _):
         assert (await chat(c, None, model="fake-chat", stream=stream)).status_code == 200
     assert [g.request["tenant"] for g in engine.generations] == ["open"]
+
+
+async def test_one_key_spends_at_most_its_share_of_the_burst_budget(paid: FakeProvider, tmp_path: Path) -> None:
+    """A key that asks for a first token no local model gives (`x-ttft-slo-ms: 1e-300`) on every request spills
+    each one and spends the hour's overflow budget; past its share (half), its requests wait for the local
+    model, and the other key's requests still spill with the rest of the budget. Spend is counted across
+    gateways by the load board, by key."""
+    engine = FakeEngine("fake-chat")
+    board = LoadBoard(max_age_s=5.0)
+
+    async def read(overflow: Mapping[str, int]) -> BoardState:
+        board.report("fake-chat", "replica-1", engine.stats())
+        return board.read("gateway-1", overflow)
+
+    async def report(by_tenant: Mapping[str, float]) -> None:
+        board.spent(by_tenant)
+
+    view = LoadView(read, report=report, max_staleness_s=5.0)
+    await view.poll_once()
+    # A spilled answer here costs ~$0.00012 (its prompt and 12 words at paid/big's prices): two of them
+    # pass a key's half of $0.0004, and two of the other key's.
+    settings = settings_for(
+        paid,
+        tmp_path,
+        models={"auto": {"routes": ["fake-chat", "paid/big"]}},
+        scheduler={"overflow_budget_usd_per_hour": 0.0004, "hedge_at": None},
+    )
+    tight = {"x-ttft-slo-ms": "1e-300"}
+
+    asked = iter(range(100))
+
+    async def ask(c: httpx.AsyncClient, key: str) -> str:
+        question = [{"role": "user", "content": f"Question {next(asked)}: what is the capital of France?"}]
+        r = await c.post(
+            "/v1/chat/completions",
+            json={"model": "auto", "messages": question, "max_tokens": 20},
+            headers={**auth(key), **tight},
+        )
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(0.05)  # the spend report reaches the board
+        await view.poll_once()
+        return f"{r.headers['x-served-by']}: {r.headers['x-route-reason'].split(':')[0]}"
+
+    async with gateway(settings, engine, ENV, load=view) as (c, _):
+        assert [await ask(c, KEY_A) for _ in range(3)] == [
+            "paid/paid-big: spill",
+            "paid/paid-big: spill",
+            "local/fake-chat: budget",  # team-a's share is spent
+        ]
+        assert await ask(c, KEY_B) == "paid/paid-big: spill"  # the rest of the budget is team-b's
+        assert await ask(c, KEY_B) == "paid/paid-big: spill"
+        assert await ask(c, KEY_B) == "local/fake-chat: budget"  # its share (and the hour's budget) spent
+    spent = board.read().get("overflow_spent_by_tenant", {})
+    assert set(spent) == {"key:team-a", "key:team-b"} and spent["key:team-a"] == pytest.approx(spent["key:team-b"])
 
 
 async def test_with_keys_configured_a_request_needs_a_valid_key(gw: tuple[httpx.AsyncClient, Any]) -> None:

@@ -84,8 +84,8 @@ async def gateway(remote: FakeProvider, cache_dir: Path | None = None, **schedul
     async def read(overflow: Mapping[str, int]) -> BoardState:
         return board.read("test-gateway", overflow)
 
-    async def report(usd: float) -> None:
-        board.spent(usd)
+    async def report(by_tenant: Mapping[str, float]) -> None:
+        board.spent(by_tenant)
 
     view = LoadView(read, report=report, max_staleness_s=5.0)
     async with httpx.AsyncClient() as upstream:
@@ -205,6 +205,23 @@ async def test_a_wrong_prediction_costs_a_fall_over_not_the_budget(remote: FakeP
         r = await env.chat(headers={"x-ttft-slo-ms": "200"})
         assert r.headers["x-served-by"] == HOSTED
         assert r.headers["x-route-reason"] == "fallback after local upstream_timeout"
+
+
+async def test_wrong_predictions_never_shut_the_local_model_out_for_everyone(remote: FakeProvider) -> None:
+    """A local attempt given up at its patience is the plan's call (a prediction that was wrong, under an SLO
+    the client may have set itself), not the local model failing: however many there are, its circuit stays
+    closed, and the next request it can answer in time is served locally. (Counted as failures, three within
+    a minute shut the local model out of every plan for 30 s.)"""
+    async with gateway(remote, hedge_at=None) as env:
+        env.engine.token_delay = 1.0
+        for _ in range(4):  # more than the breaker's threshold (3)
+            r = await env.chat(headers={"x-ttft-slo-ms": "100"})  # patience 0.3 s
+            assert r.headers["x-served-by"] == HOSTED
+            assert r.headers["x-route-reason"] == "fallback after local upstream_timeout"
+        env.engine.token_delay = 0.0
+        r = await env.chat()
+        assert r.headers["x-served-by"] == "local/local-chat"
+        assert r.headers["x-route-reason"].startswith("local: predicted TTFT")
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -69,14 +69,19 @@ def test_board_keeps_the_last_report_per_replica_and_the_hours_spend() -> None:
     board.report("m", "r1", stats(clock.now, waiting=5))
     board.report("m", "r1", stats(clock.now, waiting=1))
     board.report("m", "r2", stats(clock.now, waiting=2))
-    board.spent(0.5)
+    board.spent({"key:a": 0.5})
     clock.advance(1800)
-    board.spent(0.25)
+    board.spent({"key:a": 0.125, "key:b": 0.125})
     state = board.read()
     assert state["models"]["m"]["waiting"] == 0  # both reports are 30 minutes old now
     assert state["overflow_spent_usd"] == pytest.approx(0.75)
+    assert state.get("overflow_spent_by_tenant") == pytest.approx({"key:a": 0.625, "key:b": 0.125})
     clock.advance(1801)
-    assert board.read()["overflow_spent_usd"] == pytest.approx(0.25)  # the first spend left the hour
+    state = board.read()
+    assert state["overflow_spent_usd"] == pytest.approx(0.25)  # the first spend left the hour
+    assert state.get("overflow_spent_by_tenant") == pytest.approx({"key:a": 0.125, "key:b": 0.125})
+    clock.advance(1800)
+    assert board.read().get("overflow_spent_by_tenant") == {}  # a tenant whose spend left the hour is gone
 
 
 def test_board_aggregates_fresh_reports() -> None:
@@ -173,17 +178,20 @@ async def test_view_keeps_planning_on_its_own_sends_while_the_board_is_late_then
 
 
 async def test_view_counts_its_own_spend_until_the_board_has_it() -> None:
-    reported: list[float] = []
+    reported: list[Mapping[str, float]] = []
 
-    async def report(usd: float) -> None:
-        reported.append(usd)
+    async def report(by_tenant: Mapping[str, float]) -> None:
+        reported.append(by_tenant)
 
     view = LoadView(_never, report=report)
-    view.update(state(0.0))
-    view.spending(0.5)
+    view.update({**state(0.0), "overflow_spent_by_tenant": {"key:a": 0.25}})
+    view.spending(0.5, "key:a")
     assert view.overflow_spent_usd() == pytest.approx(1.5)
+    assert view.overflow_spent_usd("key:a") == pytest.approx(0.75)
+    assert view.overflow_spent_usd("key:b") == 0
     await _settle()
-    assert reported == [0.5]
+    assert reported == [{"key:a": 0.5}]
+    assert view.overflow_spent_usd("key:a") == pytest.approx(0.25)  # reported: the next read has it
 
 
 async def test_a_burst_of_spend_goes_to_the_board_in_a_few_reports_not_one_per_request() -> None:
@@ -193,8 +201,8 @@ async def test_a_burst_of_spend_goes_to_the_board_in_a_few_reports_not_one_per_r
 
     reported: list[float] = []
 
-    async def report(usd: float) -> None:
-        reported.append(usd)
+    async def report(by_tenant: Mapping[str, float]) -> None:
+        reported.append(by_tenant["open"])
 
     view = LoadView(_never, report=report, interval_s=0.05)
     view.update(state(0.0))

@@ -70,7 +70,7 @@ class Board:
             recent_ttft_ms=None, kv_cache_usage=0.1, taken_at=0.0,
         )  # fmt: skip
 
-    def overflow_spent_usd(self) -> float:
+    def overflow_spent_usd(self, tenant: str | None = None) -> float:
         return 0.0
 
     def wanted(self, model: str) -> None:
@@ -218,3 +218,55 @@ async def test_a_local_attempt_given_up_for_its_hedge_teaches_that_it_was_slow()
     for _ in range(5):  # given up sooner than the estimate says it takes: that says nothing
         planned.gave_up(planned.targets[0], modelled * 0.5)
     assert calibration.observations == seen > 0
+
+
+# ------------------------------------------------------------- one tenant's effect on the others
+
+
+async def test_one_keys_spill_spends_at_most_its_share_of_the_burst_budget() -> None:
+    """The burst budget as each request sees it: a key that spent its share (here by asking for a first
+    token no local model gives, on every request) waits for the local model; another key still spills;
+    an open endpoint (one tenant) has the whole budget."""
+    figures = asdict(replace(Board().snapshot("small"), taken_at=time.time()))
+
+    async def read(overflow: object) -> BoardState:
+        raise AssertionError("not polled in this test")
+
+    view = LoadView(read)
+    view.update(BoardState(models={"small": figures}, overflow_spent_usd=0.0, read_at=time.time()))
+    knobs = Knobs(overflow_budget_usd_per_hour=1.0, overflow_budget_key_share=0.5)
+    router = Router(HYBRID, local={"local": "small"}, load=view, knobs=knobs)
+    tight = {"x-ttft-slo-ms": "1e-300"}
+
+    async def plan(tenant: str) -> list[str]:
+        made = router.order(await router.resolve(HYBRID_REQUEST, "chat", set(), tight, tenant))
+        for t in made.targets[:1]:
+            if made.is_overflow(t):
+                made.overflowed(0.3)  # the spilled answer's cost
+        return [t.provider for t in made.targets]
+
+    assert await plan("key:a") == ["quickco", "local"]
+    assert await plan("key:a") == ["quickco", "local"]  # 0.6 spent: past its share of 0.5
+    assert await plan("key:a") == ["local"]
+    assert await plan("key:b") == ["quickco", "local"]  # the other key's half is there
+    assert view.overflow_spent_usd() == pytest.approx(0.9)
+    assert await plan("open") == ["quickco", "local"]  # no keys: one tenant, the whole budget
+    assert await plan("key:b") == ["local"]  # 1.2 spent: the budget itself
+
+
+async def test_a_requests_own_slo_moves_no_one_elses_spill_state() -> None:
+    """Hysteresis keeps an alias spilling until the prediction is well under its SLO: a request with its own
+    SLO (x-ttft-slo-ms) plans by that, and leaves the alias's state as the alias's own SLO set it."""
+    figures = asdict(replace(Board().snapshot("small"), taken_at=time.time()))
+
+    async def read(overflow: object) -> BoardState:
+        raise AssertionError("not polled in this test")
+
+    view = LoadView(read)
+    view.update(BoardState(models={"small": figures}, overflow_spent_usd=0.0, read_at=time.time()))
+    router = Router(HYBRID, local={"local": "small"}, load=view, knobs=Knobs(hysteresis=0.5))
+    own = router.order(await router.resolve(HYBRID_REQUEST, "chat", set(), {"x-ttft-slo-ms": "1"}, "key:a"))
+    assert own.plan.spilling and own.targets[0].provider == "quickco"
+    assert router.state().spilling == {}
+    other = router.order(await router.resolve(HYBRID_REQUEST, "chat", set(), {}, "key:b"))
+    assert other.targets[0].provider == "local" and "hysteresis" not in other.targets[0].reason

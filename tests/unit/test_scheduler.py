@@ -396,6 +396,21 @@ def test_budget_left_spills_normally() -> None:
     assert make(ask(), SATURATED, budget=Budget(5.0, 4.99)).overflow
 
 
+def test_a_key_that_spent_its_share_of_the_budget_waits_while_others_still_spill() -> None:
+    """One key's spill (its own backlog, or a tight x-ttft-slo-ms on every request) spends at most its share of
+    the hour's budget: past it, its requests wait locally or get a 429 that says whose budget is spent."""
+    mine = Budget(5.0, 2.5, key_spent_usd=2.5, key_share=0.5)
+    p = make(ask(), SATURATED, budget=mine)
+    assert routes(p) == ["local/small"] and p.targets[0].reason.startswith("budget: overflow budget spent")
+    with pytest.raises(OverflowBudgetExhausted) as e:
+        make(ask(), SATURATED, budget=mine, knobs=KNOBS.model_copy(update={"budget_max_wait_ms": 100}))
+    assert e.value.status_code == 429 and e.value.code == "overflow_budget_exhausted"
+    assert "This key's share of the overflow budget ($2.50 of $5.00 per hour) is spent" in e.value.message
+    other = Budget(5.0, 2.5, key_spent_usd=0.0, key_share=0.5)
+    assert make(ask(), SATURATED, budget=other).overflow  # the rest is the others'
+    assert make(ask(), SATURATED, budget=Budget(5.0, 2.5, key_spent_usd=2.5, key_share=1.0)).overflow  # no share
+
+
 def test_capability_routes_are_not_overflow_and_ignore_the_burst_budget() -> None:
     p = make(ask(needs=frozenset({"tools"})), SATURATED, budget=Budget(5.0, 50.0))
     assert routes(p)[0] == "r1/big" and not p.overflow
@@ -458,6 +473,15 @@ def test_a_local_attempt_with_remote_routes_behind_it_has_a_first_token_budget()
 def test_a_local_attempt_that_must_or_may_wait_keeps_the_policys_timeout(facts: Facts) -> None:
     assert all(t.first_token_timeout_s is None for t in make(facts, SATURATED).targets)
     assert all(t.hedge_after_s is None for t in make(facts).targets)  # and gets no hedge
+
+
+def test_a_local_attempt_with_nothing_remote_behind_it_keeps_the_policys_timeout() -> None:
+    """Patience is for falling over: the local route last (the spill's fallback) or alone (waiting out a spent
+    budget) waits as long as any route does; given up at 3 x a 1 ms SLO, the budget's wait was a 504."""
+    waiting = make(ask(ttft_slo_ms=1), SATURATED, budget=Budget(5.0, 5.0))
+    assert [(t.provider, t.first_token_timeout_s) for t in waiting.targets] == [("local", None)]
+    spilled = make(ask(ttft_slo_ms=1), SATURATED)
+    assert spilled.targets[-1].provider == "local" and spilled.targets[-1].first_token_timeout_s is None
 
 
 def test_a_local_attempt_with_a_remote_route_right_behind_it_is_hedged_at_its_fraction_of_the_slo() -> None:
