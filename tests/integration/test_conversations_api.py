@@ -119,19 +119,19 @@ async def test_another_key_sees_nothing_of_a_conversation(app: FastAPI, fakes: d
     conv = await team.conversations.create(items=[user("secret")], metadata={"owner": "team"})
     [item] = [i async for i in team.conversations.items.list(conv.id)]
     attempts = [
-        other.conversations.retrieve(conv.id),
-        other.conversations.update(conv.id, metadata={"owner": "other"}),
-        other.conversations.delete(conv.id),
-        other.conversations.items.list(conv.id),
-        other.conversations.items.create(conv.id, items=[user("mine now")]),
-        other.conversations.items.retrieve(item.id, conversation_id=conv.id),
-        other.conversations.items.delete(item.id, conversation_id=conv.id),
-        other.responses.create(model="alpha/m", input="what was the secret?", conversation=conv.id),
+        lambda: other.conversations.retrieve(conv.id),
+        lambda: other.conversations.update(conv.id, metadata={"owner": "other"}),
+        lambda: other.conversations.delete(conv.id),
+        lambda: other.conversations.items.list(conv.id),
+        lambda: other.conversations.items.create(conv.id, items=[user("mine now")]),
+        lambda: other.conversations.items.retrieve(item.id, conversation_id=conv.id),
+        lambda: other.conversations.items.delete(item.id, conversation_id=conv.id),
+        lambda: other.responses.create(model="alpha/m", input="what was the secret?", conversation=conv.id),
     ]
     asked = fakes["alpha"].counts["total"]
     for attempt in attempts:
         with pytest.raises(openai.NotFoundError) as refused:
-            await attempt
+            await attempt()
         assert f"Conversation with id '{conv.id}' not found." in str(refused.value)
     assert fakes["alpha"].counts["total"] == asked  # no model was asked
     # Untouched for its owner.
@@ -166,21 +166,21 @@ async def test_what_a_client_sends_is_bounded_with_400s(app: FastAPI) -> None:
     twice = [user("a") | {"id": "m1"}, user("b") | {"id": "m1"}]
     reference = [{"type": "item_reference", "id": "msg_1"}]
     refusals: list[tuple[Any, str]] = [
-        (client.conversations.create(items=[user(str(i)) for i in range(21)]), "items"),
-        (client.conversations.items.create(conv.id, items=[user(str(i)) for i in range(21)]), "items"),
-        (client.conversations.create(metadata={f"k{i}": "v" for i in range(17)}), "metadata"),
-        (client.conversations.update(conv.id, metadata={"k" * 65: "v"}), "metadata"),
-        (client.conversations.update(conv.id, metadata={"k": "v" * 513}), "metadata"),
-        (client.conversations.items.create(conv.id, items=reference), "items[0].type"),  # type: ignore[arg-type]
-        (client.conversations.items.create(conv.id, items=twice), "items"),  # type: ignore[arg-type]
-        (client.conversations.items.list(conv.id, limit=0), "limit"),
-        (client.conversations.items.list(conv.id, limit=101), "limit"),
-        (client.conversations.items.list(conv.id, include=["everything"]), "include[0]"),  # type: ignore[list-item]
-        (client.conversations.items.list(conv.id, after="msg_nope"), "after"),
+        (lambda: client.conversations.create(items=[user(str(i)) for i in range(21)]), "items"),
+        (lambda: client.conversations.items.create(conv.id, items=[user(str(i)) for i in range(21)]), "items"),
+        (lambda: client.conversations.create(metadata={f"k{i}": "v" for i in range(17)}), "metadata"),
+        (lambda: client.conversations.update(conv.id, metadata={"k" * 65: "v"}), "metadata"),
+        (lambda: client.conversations.update(conv.id, metadata={"k": "v" * 513}), "metadata"),
+        (lambda: client.conversations.items.create(conv.id, items=reference), "items[0].type"),  # type: ignore[arg-type]
+        (lambda: client.conversations.items.create(conv.id, items=twice), "items"),  # type: ignore[arg-type]
+        (lambda: client.conversations.items.list(conv.id, limit=0), "limit"),
+        (lambda: client.conversations.items.list(conv.id, limit=101), "limit"),
+        (lambda: client.conversations.items.list(conv.id, include=["everything"]), "include[0]"),  # type: ignore[list-item]
+        (lambda: client.conversations.items.list(conv.id, after="msg_nope"), "after"),
     ]
     for request, param in refusals:
         with pytest.raises(openai.BadRequestError) as refused:
-            await request
+            await request()
         assert refused.value.status_code == 400 and refused.value.param == param, (param, refused.value)
     async with raw(app) as http:
         for bad in (b"[]", b"{", b'{"metadata": 5}', b'{"items": "hi"}'):
@@ -205,11 +205,11 @@ async def test_a_full_conversation_is_a_400_before_any_model_is_asked(
         assert first.output_text == SAID
         asked = fakes["alpha"].counts["total"]
         for refused in (
-            client.responses.create(model="alpha/m", input="three", conversation=conv.id),
-            client.conversations.items.create(conv.id, items=[user("three")]),
+            lambda: client.responses.create(model="alpha/m", input="three", conversation=conv.id),
+            lambda: client.conversations.items.create(conv.id, items=[user("three")]),
         ):
             with pytest.raises(openai.BadRequestError, match="at most 3 items") as full:
-                await refused
+                await refused()
             assert full.value.code == "conversation_too_large"
         assert fakes["alpha"].counts["total"] == asked
         with pytest.raises(openai.BadRequestError, match="at most 0.00390625 MB"):
