@@ -47,6 +47,7 @@ from fuzz_bodies import (
     admin_requests,
     any_request,
     body_requests,
+    conversation_requests,
     encode,
     fake_providers,
     known_requests,
@@ -351,6 +352,10 @@ def test_responses_bodies(open_gw: Gateway) -> None:
 
 def test_stored_responses_routes(keyed_gw: Gateway) -> None:
     fuzz(keyed_gw, stored_response_requests(KEYED), 60)
+
+
+def test_conversations_routes(keyed_gw: Gateway) -> None:
+    fuzz(keyed_gw, conversation_requests(KEYED), 80)
 
 
 def test_raw_bodies_and_other_routes(open_gw: Gateway) -> None:
