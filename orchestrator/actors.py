@@ -1,4 +1,4 @@
-"""The cluster's single owners: one named, detached Ray actor per file (the ledger, the stored responses).
+"""The cluster's single owners: one named, detached Ray actor per file (ledger, stored responses, conversations).
 
 Every gateway replica, on every node, gets the same actor by name (get-or-create); it outlives the
 replica that happened to create it, asks for no CPU, and comes back after a crash (its state is on

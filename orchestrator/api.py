@@ -36,15 +36,22 @@ from orchestrator.frontdoors.base import FrontDoor, SideDoor
 from orchestrator.frontdoors.models import list_response, model_response, speaks_anthropic, visible
 from orchestrator.frontdoors.openai import error_response, openai_doors
 from orchestrator.frontdoors.responses import (
+    ConversationStore,
+    DiskConversations,
     DiskResponses,
+    InProcessConversations,
     InProcessStore,
+    Limits,
     ResponsesDoor,
     ResponseStore,
     WriteBehind,
+    add_conversation_routes,
     add_stored_routes,
+    limits,
 )
 from orchestrator.pipeline import Pipeline
 from orchestrator.scope import RequestScope
+from orchestrator.settings import ConversationsSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,8 @@ def build_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     doors: list[FrontDoor] | None = None,
     responses: ResponseStore | None = None,
+    conversations: ConversationStore | None = None,
+    conversation_room: Limits | None = None,
     ingress_request_ids: bool = False,
     large_bodies: LargeBodies | None = None,
 ) -> FastAPI:
@@ -68,16 +77,19 @@ def build_app(
     Responses, and Anthropic's Messages by default), the stored responses, `/v1/models`, `/health`,
     `/metrics`, the admin API and the dashboard. `accounts` checks keys and budgets and accounts for every request
     (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413;
-    `responses` keeps what the Responses door answered (default: on this process's disk, in a
-    temporary directory); `ingress_request_ids`: an ingress in front (Ray Serve) gives every request
-    its `x-request-id` and answers with it, so the app adds none of its own; `large_bodies`: how bodies
-    over 1 MB share the event loop (`LargeBodies`). With the pipeline's telemetry on, every front-door
-    request is a span (`Telemetry.request`)."""
+    `responses` keeps what the Responses door answered and `conversations` the conversations (default:
+    each on this process's disk, in a temporary directory), none grown past `conversation_room` (default:
+    `conversations.max_items` and `max_mb`'s defaults); `ingress_request_ids`: an ingress in front (Ray
+    Serve) gives every request its `x-request-id` and answers with it, so the app adds none of its own;
+    `large_bodies`: how bodies over 1 MB share the event loop (`LargeBodies`). With the pipeline's
+    telemetry on, every front-door request is a span (`Telemetry.request`)."""
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.redirect_slashes = False  # `/v1/chat/completions/` is a 404 in OpenAI's shape, as OpenAI answers
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
     store = responses or WriteBehind(InProcessStore(DiskResponses()))
-    doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store), AnthropicMessages()]
+    talks = conversations or InProcessConversations(DiskConversations())
+    room = conversation_room or limits(ConversationsSettings().max_items, ConversationsSettings().max_mb)
+    doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store, talks, room), AnthropicMessages()]
     sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow
     large = large_bodies or LargeBodies()  # shared by every door
     posts: dict[str, DoorRoute] = {door.path: _serving(door, pipeline, acct, max_body_bytes, large) for door in doors}
@@ -99,6 +111,8 @@ def build_app(
 
     _info_routes(app, pipeline, acct)
     add_stored_routes(app, store, partial(_authenticated, acct))
+    read = partial(_read_limited, max_body_bytes, large)
+    add_conversation_routes(app, talks, partial(_authenticated, acct), read, room)
     for path, route in posts.items():  # the same routes in Starlette's router: its 405s, HEAD, OPTIONS
         app.add_route(path, route.handle, methods=["POST"])
     return app
@@ -247,6 +261,12 @@ async def _authenticated(acct: Accounts, request: Request) -> Tab:
     tab = _tab(request)
     await acct.authenticate(tab, request.headers)
     return tab
+
+
+async def _read_limited(max_body_bytes: int, large: LargeBodies, request: Request, tab: Tab) -> bytes:
+    """A body read as a door's is: within the limit, a large one in its key's turn (`LargeBodies`)."""
+    async with large.slot(tab.key.id if tab.key else None) as slot:
+        return await read_body(request, max_body_bytes, slot)
 
 
 def _tab(request: Request) -> Tab:

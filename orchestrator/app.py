@@ -41,6 +41,8 @@ from orchestrator.accounting.setup import StatsReader, build_accounts
 from orchestrator.actors import HEAD_NODE
 from orchestrator.api import build_app
 from orchestrator.caching.cache import ResponseCache
+from orchestrator.frontdoors.responses.conversation_store import conversations_for
+from orchestrator.frontdoors.responses.conversations import limits
 from orchestrator.frontdoors.responses.store import store_for
 from orchestrator.pipeline import Pipeline
 from orchestrator.providers.base import Provider
@@ -224,6 +226,8 @@ class Gateway:
         self._pipeline = await build_pipeline(clients, settings, load=load, telemetry=telemetry)
         self._max_body_mb = settings.server.max_body_mb
         self._responses = store_for(settings)
+        self._conversations = conversations_for(settings)
+        self._conversation_room = limits(settings.conversations.max_items, settings.conversations.max_mb)
         info = clients[LOCAL][1]
         figures = board_figures(load, info["name"]) if load is not None else (lambda: local.stats.remote())
         self._accounts = await build_accounts(settings, self._pipeline, local={LOCAL: (figures, info)})
@@ -259,6 +263,8 @@ class Gateway:
             self._accounts,
             max_body_bytes=int(self._max_body_mb * 2**20),
             responses=self._responses,
+            conversations=self._conversations,
+            conversation_room=self._conversation_room,
             ingress_request_ids=True,  # Serve answers with its own x-request-id
         )
 

@@ -278,6 +278,15 @@ class ResponsesSettings(Section):
     size_limit_mb: int = Field(default=1024, ge=1)  # the oldest go first past this
 
 
+class ConversationsSettings(Section):
+    """Stored conversations (`/v1/conversations`, a response's `conversation`): kept as the stored
+    responses are (`responses.owner`, `ttl_days` from the last change, `size_limit_mb`), in their own directory."""
+
+    directory: Path | None = None  # default: <data_dir>/conversations (on the actor's node)
+    max_items: int = Field(default=1000, ge=1)  # items one conversation may hold (more: a 400)
+    max_mb: float = Field(default=16.0, gt=0)  # its items' size, as JSON (more: a 400)
+
+
 class RuleSettings(Section):
     """Route matching requests for an alias to another alias; every condition given must hold."""
 
@@ -389,6 +398,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    conversations: ConversationsSettings = Field(default_factory=ConversationsSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     # Virtual keys by id (the id appears in logs and reports; the key never does). None: the endpoint is open.
     keys: dict[str, KeySettings] = Field(default_factory=dict)

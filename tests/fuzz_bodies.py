@@ -1071,6 +1071,53 @@ def stored_response_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
     )
 
 
+def conversation_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
+    """Every `/v1/conversations…` route with fuzzed ids, list queries and bodies (items as a response's input)."""
+    ids = st.one_of(
+        st.sampled_from(["conv_nope", "conv_" + "0" * 32, "conv", "thread_1", "..", "%00", "conv" + "a" * 300]),
+        texts(20, long=False).map(lambda t: quote(t.encode("utf-8", "surrogatepass"), safe="")).filter(bool),
+    )
+    query = st.fixed_dictionaries(
+        {},
+        optional={
+            "limit": st.sampled_from(["1", "20", "100", "0", "101", "-1", "x", ""]),
+            "order": st.sampled_from(["asc", "desc", "up", ""]),
+            "after": st.sampled_from(["msg_nope", "", "%ff"]),
+            "include[]": st.sampled_from(["message.output_text.logprobs", "x", ""]),
+        },
+    ).map(lambda q: ("?" + "&".join(f"{k}={v}" for k, v in q.items())) if q else "")
+    metadata = st.one_of(
+        st.dictionaries(texts(70, long=False), texts(600), max_size=18), st.just(None), st.just([]), st.just(5)
+    )
+    items = st.one_of(st.lists(response_items(), max_size=22), st.just(None), st.just("hi"), st.just([5]))
+    bodies = st.one_of(
+        st.fixed_dictionaries({}, optional={"items": items, "metadata": metadata}).map(
+            lambda b: json.dumps(b).encode()
+        ),
+        st.sampled_from([b"", b"{", b"[]", b"null", b'{"items": []}']),
+    )
+    kinds = st.sampled_from(
+        [
+            ("POST", "", False),
+            ("GET", "/{id}", False),
+            ("POST", "/{id}", False),
+            ("DELETE", "/{id}", False),
+            ("GET", "/{id}/items", True),
+            ("POST", "/{id}/items", True),
+            ("GET", "/{id}/items/{id}", True),
+            ("DELETE", "/{id}/items/{id}", False),
+        ]
+    )
+
+    def build(kind: tuple[str, str, bool], cid: str, q: str, body: bytes, headers: dict[str, bytes]) -> FuzzRequest:
+        method, tail, queried = kind
+        path = "/v1/conversations" + tail.replace("{id}", cid) + (q if queried else "")
+        sent = body if method == "POST" else None
+        return _request(method, path, headers, sent, f"conversations {method} {tail}", target.auth())
+
+    return st.builds(build, kinds, ids, query, bodies, routing_headers(target.keys))
+
+
 def other_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
     """GET routes, unknown paths and wrong methods (admin paths included)."""
     paths = st.one_of(

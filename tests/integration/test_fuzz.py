@@ -10,14 +10,13 @@ open a circuit for 30 s) and a ledger in this process. Two gateways:
     open    no keys: the default config's endpoint
     keyed   virtual keys and a master key: authentication, budgets, /admin/*
 
-Generated traffic (`fuzz_bodies`): mutated bodies for every POST route
-(Anthropic's Messages and count_tokens, and OpenAI's Responses, too), the
-stored responses' routes with fuzzed ids and list queries, raw non-JSON bodies, GET routes,
-admin paths, unknown paths and wrong methods, each with fuzzed routing
-headers. The property (`fuzz_bodies.violation`): no status >= 500, every 4xx
-in OpenAI's error shape (Anthropic's on its routes), every 200 strict JSON or
-an SSE stream ending in `[DONE]` or an error event (`message_stop` or an
-`error` event on Anthropic's routes). After each test's
+Generated traffic (`fuzz_bodies`): mutated bodies for every POST route (Anthropic's Messages and
+count_tokens, and OpenAI's Responses, too), the stored responses' routes with fuzzed ids and list
+queries, the Conversations API's routes with fuzzed ids, queries and bodies, raw non-JSON bodies,
+GET routes, admin paths, unknown paths and wrong methods, each with fuzzed routing headers. The
+property (`fuzz_bodies.violation`): no status >= 500, every 4xx in OpenAI's error shape (Anthropic's
+on its routes), every 200 strict JSON or an SSE stream ending in `[DONE]` or an error event
+(`message_stop` or an `error` event on Anthropic's routes). After each test's
 fuzzing, valid requests to the local and remote routes still succeed: bad
 requests open no circuit that others depend on.
 
@@ -47,6 +46,7 @@ from fuzz_bodies import (
     admin_requests,
     any_request,
     body_requests,
+    conversation_requests,
     encode,
     fake_providers,
     known_requests,
@@ -351,6 +351,10 @@ def test_responses_bodies(open_gw: Gateway) -> None:
 
 def test_stored_responses_routes(keyed_gw: Gateway) -> None:
     fuzz(keyed_gw, stored_response_requests(KEYED), 60)
+
+
+def test_conversations_routes(keyed_gw: Gateway) -> None:
+    fuzz(keyed_gw, conversation_requests(KEYED), 80)
 
 
 def test_raw_bodies_and_other_routes(open_gw: Gateway) -> None:

@@ -245,7 +245,7 @@ async def test_store_false_keeps_nothing(app: FastAPI) -> None:
         ({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}, "tools[0].type"),
         ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[0].type"),
         ({"background": True}, "background"),
-        ({"conversation": "conv_1"}, "conversation"),
+        ({"conversation": "thread_1"}, "conversation"),  # not a conversation's id (served: test_conversations_api)
         ({"input": [{"type": "item_search_call", "id": "x"}]}, "input[0].type"),
         ({"input": []}, "input"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]}, "input[0].content"),

@@ -47,9 +47,10 @@ def heal(fakes: dict[str, FakeProvider]) -> None:
 
 @asynccontextmanager
 async def gateway(
-    fakes: dict[str, FakeProvider], tmp: Path, models: dict[str, Any] | None = None
+    fakes: dict[str, FakeProvider], tmp: Path, models: dict[str, Any] | None = None, **app_options: Any
 ) -> AsyncIterator[FastAPI]:
-    """The whole app over both fakes and a fake local engine; `models`: aliases over them."""
+    """The whole app over both fakes and a fake local engine; `models`: aliases over them; `app_options`:
+    `build_app`'s."""
     settings = load_settings(
         providers={
             "alpha": {
@@ -76,7 +77,7 @@ async def gateway(
         book = Book(tmp / "ledger.sqlite")
         accounts = await build_accounts(settings, pipeline, owner=InProcessOwner(book), env=KEYS)
         try:
-            yield build_app(pipeline, accounts)
+            yield build_app(pipeline, accounts, **app_options)
         finally:
             await accounts.drain()
             await accounts.background.stop()

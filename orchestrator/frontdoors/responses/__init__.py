@@ -1,7 +1,30 @@
 """OpenAI's Responses API front door (`door`), its request (`wire`), its translation to and from
-chat (`translate`), its stream events (`events`) and the stored responses (`store`)."""
+chat (`translate`), its stream events (`events`) and the stored responses (`store`); OpenAI's
+Conversations API over it: the policy (`conversations`), the stored conversations
+(`conversation_store`) and their routes (`conversation_routes`)."""
 
+from orchestrator.frontdoors.responses.conversation_routes import add_conversation_routes
+from orchestrator.frontdoors.responses.conversation_store import (
+    ConversationStore,
+    DiskConversations,
+    InProcessConversations,
+    Limits,
+)
+from orchestrator.frontdoors.responses.conversations import limits
 from orchestrator.frontdoors.responses.door import ResponsesDoor, add_stored_routes
 from orchestrator.frontdoors.responses.store import DiskResponses, InProcessStore, ResponseStore, WriteBehind
 
-__all__ = ["DiskResponses", "InProcessStore", "ResponseStore", "ResponsesDoor", "WriteBehind", "add_stored_routes"]
+__all__ = [
+    "ConversationStore",
+    "DiskConversations",
+    "DiskResponses",
+    "InProcessConversations",
+    "InProcessStore",
+    "Limits",
+    "ResponseStore",
+    "ResponsesDoor",
+    "WriteBehind",
+    "add_conversation_routes",
+    "add_stored_routes",
+    "limits",
+]

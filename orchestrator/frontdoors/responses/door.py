@@ -1,14 +1,18 @@
 """OpenAI's Responses API: `POST /v1/responses` through the chat flow, and the stored responses.
 
 A request is validated (`wire`), its `previous_response_id` read from the
-store (the owner's only), and translated into the chat request the flow
+store (the owner's only) or its `conversation`'s items from the stored
+conversations (`conversation_store`), and translated into the chat request the flow
 answers (`translate.to_chat`), so it is resolved, admitted, cached, spilled
 and billed like any chat request. The answer goes back as a `Response`
 object, or as the Responses event stream (`events`). With `store` (the
 default, as OpenAI's) the response, its input items and the conversation so
 far are kept (`store`) before the client is told it completed, so a
 `GET /v1/responses/{id}` or a `previous_response_id` right after it finds it.
-Errors are OpenAI's JSON.
+A response in a conversation adds its input and output items to it when it
+completes, with `store` or without (as OpenAI's: `store` is about the response
+object; the conversation is the client's own), before the client is told, so
+the next turn finds them. Errors are OpenAI's JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError, Ups
 from orchestrator.failover import OpenStream
 from orchestrator.frontdoors.base import tenant
 from orchestrator.frontdoors.openai import SSE_HEADERS, error_response, parse_body, route_headers
+from orchestrator.frontdoors.responses.conversation_store import Conversation, ConversationStore, Limits, Refused
+from orchestrator.frontdoors.responses.conversations import check_room, not_found
 from orchestrator.frontdoors.responses.events import ResponseEvents
 from orchestrator.frontdoors.responses.store import ResponseStore, Stored
 from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, response_object, to_chat
@@ -43,18 +49,28 @@ class ResponsesDoor:
 
     path = "/v1/responses"
 
-    def __init__(self, store: ResponseStore):
+    def __init__(self, store: ResponseStore, conversations: ConversationStore, room: Limits):
         self._store = store
+        self._conversations = conversations
+        self._room = room  # how large a conversation may grow
 
     async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
         request = parse_body(raw, ResponsesRequest, tags=TAGS)
         owner = tenant(tab)
         await _resolve_references(self._store, request, owner)
         context: list[Json] = []
+        conversation: Conversation | None = None
         if request.previous_response_id is not None:
             previous = await _read(self._store, request.previous_response_id, owner, "previous_response_id")
             context = previous.context
-        turn = Turn.of(request, owner, context)
+        elif (conversation_id := request.conversation_id()) is not None:
+            conversation = await self._conversations.get(owner, conversation_id)
+            if conversation is None:
+                raise not_found(conversation_id, param="conversation")
+            context = conversation.items
+        turn = Turn.of(request, owner, context, conversation.id if conversation is not None else None)
+        if conversation is not None:
+            check_room(conversation, turn.items, self._room)  # full: a 400 before a model is asked
         return Call(CHAT, to_chat(turn), headers, tab, owner, origin=turn, truncate=request.truncation == "auto")
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
@@ -63,22 +79,37 @@ class ResponsesDoor:
         if left_out := turn.request.left_out():
             headers["x-tools-left-out"] = ",".join(left_out)
         if isinstance(routed.result, OpenStream):
-            events = _events(routed.result, turn, self._store)
+            events = _events(routed.result, turn, self._keep)
             return EventStream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
         completion: ChatCompletion = routed.result
         output, finish = output_of(completion, turn)
         response = response_object(
             turn, completion.model, output=output, status="completed", usage=completion.usage, finish=finish
         )
-        await _keep(self._store, turn, response)
+        await self._keep(turn, response)
         return JSONResponse(response, headers=headers)
 
     def error(self, exc: OrchestratorError) -> Response:
         return error_response(exc)
 
+    async def _keep(self, turn: Turn, response: Json) -> None:
+        """A finished response's items added to its conversation, and the response stored (when its
+        request asked to). The conversation gone or grown full meanwhile costs it these items, not the
+        answer (its room was checked before the model was asked)."""
+        if turn.conversation is not None:
+            added = await self._conversations.append(
+                turn.owner, turn.conversation, [*turn.items, *response["output"]], None
+            )
+            if isinstance(added, Refused):
+                log.warning("response %s not added to conversation %s: %s", turn.id, turn.conversation, added)
+        if turn.request.store:
+            await self._store.put([Stored(turn.owner, response, turn.items, turn.context)])
 
-async def _events(stream: OpenStream[ChatCompletionChunk], turn: Turn, store: ResponseStore) -> AsyncIterator[bytes]:
-    """The stream as Responses events; stored before `response.completed` goes out."""
+
+async def _events(
+    stream: OpenStream[ChatCompletionChunk], turn: Turn, keep: Callable[[Turn, Json], Awaitable[None]]
+) -> AsyncIterator[bytes]:
+    """The stream as Responses events; kept (`ResponsesDoor._keep`) before `response.completed` goes out."""
     events = ResponseEvents(turn)
     try:
         yield b"".join(events.feed(c) for c in stream.prefix)
@@ -96,14 +127,8 @@ async def _events(stream: OpenStream[ChatCompletionChunk], turn: Turn, store: Re
     finally:
         await stream.aclose()
     assert events.done is not None
-    await _keep(store, turn, events.done)
+    await keep(turn, events.done)
     yield closing
-
-
-async def _keep(store: ResponseStore, turn: Turn, response: Json) -> None:
-    """Store a finished response, when its request asked to."""
-    if turn.request.store:
-        await store.put([Stored(turn.owner, response, turn.items, turn.context)])
 
 
 _STORED_ITEM: TypeAdapter[Any] = TypeAdapter(StoredItem)
@@ -162,9 +187,9 @@ def add_stored_routes(app: FastAPI, store: ResponseStore, authenticate: Callable
     app.add_route("/v1/responses/{response_id}/input_items", input_items, methods=["GET"])
 
 
-def item_page(items: list[Json], query: Mapping[str, str]) -> Json:
-    """One page of `items` as OpenAI lists them: `order` (desc by default), `after` an item id,
-    `limit` 1 to 100 (20)."""
+def item_page(items: list[Json], query: Mapping[str, str], after_missing: str | None = None) -> Json:
+    """One page of `items` as OpenAI lists them: `order` (desc by default), `after` an item id
+    (one not there: a 400 saying `after_missing`), `limit` 1 to 100 (20)."""
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest(
@@ -181,7 +206,9 @@ def item_page(items: list[Json], query: Mapping[str, str]) -> Json:
         ids = [item.get("id") for item in ordered]
         if after not in ids:
             raise InvalidRequest(
-                f"No input item with id '{after}' in this response.", param="after", code="invalid_value"
+                after_missing or f"No input item with id '{after}' in this response.",
+                param="after",
+                code="invalid_value",
             )
         ordered = ordered[ids.index(after) + 1 :]
     page = ordered[: int(limit_text)]

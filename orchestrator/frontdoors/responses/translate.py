@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ from orchestrator.frontdoors.responses.wire import (
     FunctionTool,
     InputImage,
     InputText,
+    Item,
     MessageItem,
     NamespaceTool,
     Refusal,
@@ -75,13 +77,21 @@ class Turn:
     id: str = field(default_factory=lambda: new_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
     items: list[Json] = field(default_factory=list)  # this request's input items
-    context: list[Json] = field(default_factory=list)  # the stored chain's items before them
+    context: list[Json] = field(default_factory=list)  # the stored chain's (or conversation's) items before them
+    conversation: str | None = None  # the conversation it belongs to (its items are `context`), by id
     # The functions a route knows by another name (a namespace's, a long one), by that name.
     renamed: dict[str, Origin] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, request: ResponsesRequest, owner: str, context: list[Json]) -> Turn:
-        return cls(request, owner, items=input_items(request), context=context, renamed=renamed(request))
+    def of(cls, request: ResponsesRequest, owner: str, context: list[Json], conversation: str | None = None) -> Turn:
+        return cls(
+            request,
+            owner,
+            items=input_items(request),
+            context=context,
+            conversation=conversation,
+            renamed=renamed(request),
+        )
 
     def call_item(
         self, call_id: str, name: str, arguments: str, item_id: str | None = None, status: str = "completed"
@@ -98,8 +108,13 @@ def input_items(request: ResponsesRequest) -> list[Json]:
     """The request's input as items with ids, in the shape the API lists them."""
     if isinstance(request.input, str):
         return [_message("user", [{"type": "input_text", "text": request.input}])]
+    return items_of(request.input)
+
+
+def items_of(items: Sequence[Item]) -> list[Json]:
+    """Input items with ids (a client's own, else new ones), in the shape the API lists them."""
     out: list[Json] = []
-    for item in request.input:
+    for item in items:
         if isinstance(item, MessageItem):
             out.append(_message(item.role, _parts(item), item.id))
         elif isinstance(item, FunctionCallItem):
@@ -142,7 +157,7 @@ def _parts(item: MessageItem) -> list[Json]:
 
 def _text(text: str, role: str) -> Json:
     if role == "assistant":
-        return {"type": "output_text", "text": text, "annotations": []}
+        return output_text(text)  # as OpenAI lists it: `logprobs` too (the spec's OutputTextContent)
     return {"type": "input_text", "text": text}
 
 
@@ -407,6 +422,8 @@ def response_object(
         response["usage"] = usage_of(usage)
     if r.user is not None:
         response["user"] = r.user
+    if turn.conversation is not None:
+        response["conversation"] = {"id": turn.conversation}
     return response
 
 

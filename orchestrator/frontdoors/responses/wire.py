@@ -4,11 +4,13 @@ Function tools (also grouped in a `namespace` tool, as Codex sends its
 sub-agent tools), text and image inputs, messages, `function_call` and
 `function_call_output` items, structured output and the sampling fields are
 served, and the output text's log probabilities (`include:
-["message.output_text.logprobs"]`, `top_logprobs`). What no route can do here
-is a 400 naming the field: built-in tools (file search, code interpreter,
-…; web search only where `tool_choice` forces it: offered, it is left out
-and the answer's `x-tools-left-out` header names it), `background`,
-`conversation`, stored prompts and file inputs. An `item_reference` names
+["message.output_text.logprobs"]`, `top_logprobs`). A `conversation` (an id
+or `{"id": …}`) names a stored conversation of the same key (`conversations`),
+never together with `previous_response_id` (a 400, as OpenAI's). What no route
+can do here is a 400 naming the field: built-in tools (file search, code
+interpreter, …; web search only where `tool_choice` forces it: offered, it is
+left out and the answer's `x-tools-left-out` header names it), `background`,
+stored prompts and file inputs. An `item_reference` names
 an item of a stored response of the same key (the door puts that item in its
 place; the AI SDK sends its earlier reasoning and messages so when `store` is
 on). Fields OpenAI accepts that change nothing here (`include`'s other
@@ -187,6 +189,23 @@ class ReasoningParam(_Wire):
     summary: str | None = None
 
 
+class ConversationRef(_Wire):
+    """`conversation` as an object: `{"id": "conv_…"}`."""
+
+    id: str
+
+
+def conversation_id(value: str, param: str) -> str:
+    """A conversation's id as a client names it, or a 400 in OpenAI's words (its ids begin so)."""
+    if not value.startswith("conv"):
+        raise InvalidRequest(
+            f"Invalid '{param}': '{value[:100]}'. Expected an ID that begins with 'conv'.",
+            param=param,
+            code="invalid_value",
+        )
+    return value
+
+
 class ResponsesRequest(_Wire):
     """`POST /v1/responses`."""
 
@@ -194,6 +213,7 @@ class ResponsesRequest(_Wire):
     input: str | Annotated[list[Item], Field(min_length=1)]
     instructions: str | None = None
     previous_response_id: Annotated[str, Field(min_length=1)] | None = None
+    conversation: str | ConversationRef | None = None
     tools: list[AnyTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | FunctionChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -210,6 +230,11 @@ class ResponsesRequest(_Wire):
     background: Literal[False] | None = None
     include: list[str] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    def conversation_id(self) -> str | None:
+        """The conversation this response belongs to, by its id."""
+        c = self.conversation
+        return conversation_id(c if isinstance(c, str) else c.id, "conversation") if c is not None else None
 
     def functions(self) -> list[FunctionTool | NamespaceTool]:
         """The tools a route is asked to offer: all but the web search left out."""
@@ -229,9 +254,14 @@ class ResponsesRequest(_Wire):
         """Name what no route here can do before pydantic reports it as a shape error."""
         if not isinstance(data, dict):
             return data
-        for field in ("conversation", "prompt"):
-            if data.get(field) is not None:
-                raise _unsupported(f"'{field}' is not supported by this gateway; send the input itself.", field)
+        if data.get("prompt") is not None:
+            raise _unsupported("'prompt' is not supported by this gateway; send the input itself.", "prompt")
+        if data.get("conversation") is not None and data.get("previous_response_id") is not None:
+            raise InvalidRequest(
+                "Mutually exclusive parameters. Ensure you are only providing one of: 'previous_response_id' or "
+                "'conversation'.",
+                code="mutually_exclusive_parameters",
+            )
         if data.get("background"):
             raise _unsupported("'background' responses are not supported by this gateway.", "background")
         tools = data.get("tools")
@@ -252,15 +282,7 @@ class ResponsesRequest(_Wire):
                         "only 'function' tools are supported.",
                         f"tools[{i}].tools[{j}].type",
                     )
-        items = data.get("input")
-        for i, item in enumerate(items if isinstance(items, list) else []):
-            if not isinstance(item, dict):
-                continue
-            kind = item.setdefault("type", "message")  # easy input messages may omit it
-            if isinstance(kind, str) and kind not in _ITEMS:
-                raise _unsupported(
-                    f"Input items of type {kind!r} are not supported by this gateway.", f"input[{i}].type"
-                )
+        check_items(data.get("input"), "input", _ITEMS)
         choice = data.get("tool_choice")
         if isinstance(choice, dict) and choice.get("type") in WEB_SEARCH:
             raise _unsupported(
@@ -276,6 +298,16 @@ class ResponsesRequest(_Wire):
 
 
 _ITEMS = ("message", "function_call", "function_call_output", "reasoning", "item_reference")
+
+
+def check_items(items: Any, field: str, served: tuple[str, ...]) -> None:
+    """Each item of `items` typed (an easy input message may leave its type out), and of a type `served`."""
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            continue
+        kind = item.setdefault("type", "message")
+        if isinstance(kind, str) and kind not in served:
+            raise _unsupported(f"Input items of type {kind!r} are not supported by this gateway.", f"{field}[{i}].type")
 
 
 def _unsupported(message: str, param: str) -> InvalidRequest:
