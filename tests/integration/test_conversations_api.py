@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from openai_schema import validate
 from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
 
-from orchestrator.frontdoors.responses import Limits
+from orchestrator.frontdoors.responses import DiskConversations, InProcessConversations, Limits
 from orchestrator.testing.provider import FakeProvider
 
 SAID = "It is sunny."  # what both fakes answer
@@ -358,3 +358,26 @@ async def test_the_agents_sdk_runs_with_a_conversation_id(app: FastAPI, fakes: d
     sent = fakes["alpha"].requests[-1].body
     assert texts(sent["messages"]) == ["Answer briefly.", "My name is Ada.", SAID, "What is my name?"]
     assert len([i async for i in client.conversations.items.list(conv.id)]) == 4
+
+
+async def test_one_key_filling_the_store_never_pushes_out_another_keys_conversation(
+    fakes: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """Items cost no tokens to add: one key adding them as fast as it can fills the store's disk. What goes
+    then is that key's own oldest, never the conversation of a key that holds less (the store's eviction,
+    least recently written of anyone's, took every other key's conversation first)."""
+    heal(fakes)
+    store = InProcessConversations(DiskConversations(tmp_path / "conversations", size_limit_bytes=300_000))
+    async with gateway(fakes, tmp_path, conversations=store) as app:
+        other, team = sdk(app, OTHER_KEY), sdk(app)
+        kept = await other.conversations.create(items=[user("Remember the milk.")])
+        filled = []
+        for _ in range(12):  # 12 x 40 kB into 300 kB
+            conv = await team.conversations.create()
+            await team.conversations.items.create(conv.id, items=[user("y" * 4_000) for _ in range(10)])
+            filled.append(conv.id)
+        items = [i async for i in other.conversations.items.list(kept.id)]
+        assert [i.content[0].text for i in items] == ["Remember the milk."]  # type: ignore[union-attr]
+        with pytest.raises(openai.NotFoundError):
+            await team.conversations.retrieve(filled[0])  # the filling key's own oldest went
+        assert (await team.conversations.retrieve(filled[-1])).id == filled[-1]

@@ -3,17 +3,17 @@
 A conversation is one entry: its owner (the key's tenant), id, creation time,
 metadata and items, in order. Like the stored responses (`store`), one store
 serves every gateway replica on every node: a named Ray actor around one
-`diskcache.Cache` (its own directory, `conversations.directory`), or that cache
+`Shelf` (its own directory, `conversations.directory`), or that shelf
 in this process. Every change is a read, a change and a write in one
-transaction (the actor runs one call at a time; in a process, SQLite's write
-lock orders the threads), so two replicas appending at once both land, in some
+step (the actor runs one call at a time; in a process, the shelf's lock
+orders the threads), so two replicas appending at once both land, in some
 order, and a limit checked is a limit kept. Writes are not behind the answer
 (as the responses' are): a conversation's next turn may come to any replica
 the moment the last one is answered, and must find its items.
 
 An entry lives `ttl_days` from its last change (OpenAI keeps conversations
-until deleted; a gateway's disk is bounded: the least recently written go
-first past `size_limit_mb`). Reads name the owner: another tenant's
+until deleted; a gateway's disk is bounded: past `size_limit_mb` the least
+recently written of the key holding the most go first, `shelf`). Reads name the owner: another tenant's
 conversation is `None` here, as if it were not there. What can be refused
 (the conversation gone, full, an item id it already holds) comes back as a
 `Refused`, plain data, so it crosses the actor's handle as it is.
@@ -24,14 +24,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import diskcache
-
 from orchestrator.actors import named_actor
+from orchestrator.frontdoors.responses.shelf import Shelf
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,21 +93,7 @@ class DiskConversations:
     in-process store's body). The directory is opened at the first use (`None`: a temporary one)."""
 
     def __init__(self, directory: Path | None = None, *, ttl_s: float = 30 * 86400, size_limit_bytes: int = 1 << 30):
-        self._directory = directory
-        self._size_limit_bytes = size_limit_bytes
-        self._ttl_s = ttl_s
-        self._opened: diskcache.Cache | None = None
-        self._opening = threading.Lock()  # calls run on threads: open it once
-
-    @property
-    def _cache(self) -> diskcache.Cache:
-        with self._opening:
-            if self._opened is None:
-                directory = None if self._directory is None else str(self._directory)
-                self._opened = diskcache.Cache(
-                    directory, size_limit=self._size_limit_bytes, eviction_policy="least-recently-stored"
-                )
-            return self._opened
+        self._shelf = Shelf(directory, ttl_s=ttl_s, size_limit_bytes=size_limit_bytes)
 
     def create(self, conversation: Conversation) -> None:
         self._write(conversation)
@@ -118,7 +102,7 @@ class DiskConversations:
         return self._read(owner, conversation_id)
 
     def update(self, owner: str, conversation_id: str, metadata: dict[str, str]) -> Conversation | None:
-        with self._cache.transact():
+        with self._shelf.locked():
             found = self._read(owner, conversation_id)
             if found is None:
                 return None
@@ -126,17 +110,17 @@ class DiskConversations:
         return replace(found, metadata=metadata, items=[])
 
     def delete(self, owner: str, conversation_id: str) -> bool:
-        with self._cache.transact():
+        with self._shelf.locked():
             if self._read(owner, conversation_id) is None:
                 return False
-            return bool(self._cache.delete(conversation_id))
+            return self._shelf.delete(conversation_id)
 
     def append(
         self, owner: str, conversation_id: str, items: list[Json], limits: Limits | None
     ) -> Conversation | Refused:
         """`items` after the conversation's own, all or none: none past `limits` (None: no limit, for
         a response's output, which its request's limits were checked for), none with an id it holds."""
-        with self._cache.transact():
+        with self._shelf.locked():
             found = self._read(owner, conversation_id)
             if found is None:
                 return Refused("missing")
@@ -153,7 +137,7 @@ class DiskConversations:
         return replace(found, items=[])
 
     def delete_item(self, owner: str, conversation_id: str, item_id: str) -> Conversation | Refused:
-        with self._cache.transact():
+        with self._shelf.locked():
             found = self._read(owner, conversation_id)
             if found is None:
                 return Refused("missing")
@@ -163,7 +147,7 @@ class DiskConversations:
         return replace(found, items=[])
 
     def _read(self, owner: str, conversation_id: str) -> Conversation | None:
-        raw = self._cache.get(conversation_id)
+        raw = self._shelf.get(conversation_id)
         if raw is None:
             return None
         try:
@@ -186,7 +170,7 @@ class DiskConversations:
         )
         if limit is not None and len(raw) > limit:
             return None
-        self._cache.set(conversation.id, raw, expire=self._ttl_s)
+        self._shelf.put(conversation.owner, conversation.id, raw)
         return len(raw)
 
 

@@ -4,7 +4,8 @@ One store for every gateway replica on every node: a named Ray actor
 (`responses.owner: actor`, get-or-create, like the ledger's) around one
 `diskcache.Cache` on `responses.directory`, or that cache in this process
 (`process`, for a single replica and tests). Entries expire after
-`responses.ttl_days` and the oldest go first past `responses.size_limit_mb`.
+`responses.ttl_days`; past `responses.size_limit_mb` the oldest of the key holding
+the most go first (`shelf`: one key's entries never push out another's smaller share).
 Each entry names its owner (the key's tenant); the door never shows an entry
 to anyone else, and to them it does not exist. Each item of an entry (its input
 items and its output) is found by its owner and its id too (`get_item`: the entry
@@ -22,14 +23,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import diskcache
-
 from orchestrator.actors import named_actor
+from orchestrator.frontdoors.responses.shelf import Shelf
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,29 +72,15 @@ class ResponseStore(Protocol):
 
 
 class DiskResponses:
-    """The entries on disk, as JSON, each with its time to live (synchronous: the actor's and the
-    in-process store's body). The directory is opened at the first use (`None`: a temporary one),
-    so an app that never stores a response never opens one."""
+    """The entries on disk, as JSON, each with its time to live, the disk shared fairly between owners
+    (`Shelf`; synchronous: the actor's and the in-process store's body). The directory is opened at the
+    first use (`None`: a temporary one), so an app that never stores a response never opens one."""
 
     def __init__(self, directory: Path | None = None, *, ttl_s: float = 30 * 86400, size_limit_bytes: int = 1 << 30):
-        self._directory = directory
-        self._size_limit_bytes = size_limit_bytes
-        self._ttl_s = ttl_s
-        self._opened: diskcache.Cache | None = None
-        self._opening = threading.Lock()  # reads run on threads: open it once
-
-    @property
-    def _cache(self) -> diskcache.Cache:
-        with self._opening:
-            if self._opened is None:
-                directory = None if self._directory is None else str(self._directory)
-                self._opened = diskcache.Cache(
-                    directory, size_limit=self._size_limit_bytes, eviction_policy="least-recently-stored"
-                )
-            return self._opened
+        self._shelf = Shelf(directory, ttl_s=ttl_s, size_limit_bytes=size_limit_bytes)
 
     def get(self, response_id: str) -> Stored | None:
-        raw = self._cache.get(response_id)
+        raw = self._shelf.get(response_id)
         if raw is None:
             return None
         try:
@@ -106,22 +91,20 @@ class DiskResponses:
 
     def get_item(self, owner: str, item_id: str) -> Stored | None:
         """`owner`'s entry that holds the item `item_id` (an input item or an output item)."""
-        response_id = self._cache.get(item_key(owner, item_id))
-        stored = self.get(response_id) if isinstance(response_id, str) else None
+        response_id = self._shelf.get(item_key(owner, item_id))
+        stored = self.get(response_id) if response_id is not None else None
         if stored is None or stored.owner != owner or stored.item(item_id) is None:
             return None
         return stored
 
     def put(self, entries: list[Stored]) -> None:
-        with self._cache.transact():
-            for stored in entries:
-                self._cache.set(stored.id, encode(stored), expire=self._ttl_s)
-                for item in stored.items:
-                    if isinstance(item.get("id"), str):
-                        self._cache.set(item_key(stored.owner, item["id"]), stored.id, expire=self._ttl_s)
+        for stored in entries:
+            ids = [i["id"] for i in stored.items if isinstance(i.get("id"), str)]
+            pointers = {item_key(stored.owner, item_id): stored.id for item_id in ids}
+            self._shelf.put(stored.owner, stored.id, encode(stored), pointers)
 
     def delete(self, response_id: str) -> bool:
-        return bool(self._cache.delete(response_id))
+        return self._shelf.delete(response_id)
 
 
 def item_key(owner: str, item_id: str) -> str:

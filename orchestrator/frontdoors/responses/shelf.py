@@ -1,0 +1,170 @@
+"""Entries kept on one disk for many owners, shared fairly: what the stored responses and conversations sit on.
+
+Each entry is a JSON text under a key, with its owner (a key's tenant), a time to live, and the
+pointers that lead to it (other keys whose value is its key: a response's items, found by id). The
+values are a `diskcache.Cache`; beside it an index (SQLite, `owners.sqlite3` in the same directory)
+keeps each entry's owner, size and time, so the disk's limit is shared **max-min**: when a new entry
+would pass it, the oldest entries of the owner holding the most go first, whoever is writing. One
+key filling the store with its own entries (a conversation's items cost no tokens to add) pushes out
+its own oldest, never another key's while it holds more than they do. (The cache's own eviction,
+least recently stored of anyone's, would let any key wipe every other's.)
+
+Synchronous, for one process at a time (the store's actor, or a gateway's threads through
+`asyncio.to_thread`): `locked()` makes a read, a change and a write one step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import diskcache
+
+_EXPIRE_EVERY_S = 60.0  # how often expired entries leave the index (a read never returns one)
+
+
+class Shelf:
+    """Owned entries on disk under `size_limit_bytes` (their JSON, pointers included), each for `ttl_s`
+    from its last write. Opened at the first use (`directory` None: a temporary one)."""
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        ttl_s: float,
+        size_limit_bytes: int,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._directory = directory
+        self._ttl_s = ttl_s
+        self._limit = size_limit_bytes
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._values: diskcache.Cache | None = None
+        self._index: sqlite3.Connection | None = None
+        self._held: dict[str, int] = {}  # bytes by owner
+        self._expired_at = 0.0
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """One step for everything done inside: no other thread's read or write between."""
+        with self._lock:
+            yield
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            self._open()
+            assert self._values is not None
+            value = self._values.get(key)
+        return value if isinstance(value, str) else None
+
+    def put(self, owner: str, key: str, value: str, pointers: Mapping[str, str] | None = None) -> None:
+        """`value` under `key` for `owner` (replacing what was there), and each pointer key with `key` as
+        its value; room made first by the largest owner's oldest entries."""
+        pointers = pointers or {}
+        size = len(key) + len(value) + sum(len(p) + len(key) for p in pointers)
+        with self._lock:
+            db = self._open()
+            assert self._values is not None
+            now = self._clock()
+            self._expire(now)
+            self._drop(key)
+            self._make_room(owner, size)
+            expires = now + self._ttl_s
+            with db:
+                db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, NULL)", (key, owner, size, now, expires))
+                db.executemany(
+                    "INSERT OR REPLACE INTO entries VALUES (?, ?, 0, ?, ?, ?)",
+                    [(p, owner, now, expires, key) for p in pointers],
+                )
+            with self._values.transact():
+                self._values.set(key, value, expire=self._ttl_s)
+                for p in pointers:
+                    self._values.set(p, key, expire=self._ttl_s)
+            self._held[owner] = self._held.get(owner, 0) + size
+
+    def delete(self, key: str) -> bool:
+        """The entry at `key` and its pointers gone; whether it was there."""
+        with self._lock:
+            self._open()
+            return self._drop(key)
+
+    def held(self, owner: str) -> int:
+        """The bytes `owner`'s entries take, as the limit counts them."""
+        with self._lock:
+            self._open()
+            return self._held.get(owner, 0)
+
+    # ------------------------------------------------------------------ inside
+
+    def _open(self) -> sqlite3.Connection:
+        if self._index is not None:
+            return self._index
+        directory = str(self._directory) if self._directory is not None else tempfile.mkdtemp(prefix="shelf-")
+        # No eviction of the cache's own: `_make_room` is the only one.
+        self._values = diskcache.Cache(directory, eviction_policy="none", cull_limit=0, size_limit=2**62)
+        db = sqlite3.connect(Path(directory) / "owners.sqlite3", check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # as the cache's own (a crash may lose the last writes, not the file)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, owner TEXT NOT NULL, bytes INTEGER NOT NULL,"
+            " stored_at REAL NOT NULL, expires_at REAL NOT NULL, parent TEXT)"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS by_owner ON entries (owner, stored_at) WHERE parent IS NULL")
+        db.execute("CREATE INDEX IF NOT EXISTS by_parent ON entries (parent) WHERE parent IS NOT NULL")
+        db.execute("CREATE INDEX IF NOT EXISTS by_expiry ON entries (expires_at) WHERE parent IS NULL")
+        self._held = dict(db.execute("SELECT owner, SUM(bytes) FROM entries GROUP BY owner").fetchall())
+        self._index = db
+        return db
+
+    def _drop(self, key: str) -> bool:
+        """Remove the entry `key` (and the pointers to it) from the index and the values."""
+        db, values = self._index, self._values
+        assert db is not None and values is not None
+        row = db.execute("SELECT owner, bytes FROM entries WHERE key = ? AND parent IS NULL", (key,)).fetchone()
+        if row is None:
+            return False
+        owner, size = row
+        pointers = [p for (p,) in db.execute("SELECT key FROM entries WHERE parent = ?", (key,))]
+        with db:
+            db.execute("DELETE FROM entries WHERE key = ? OR parent = ?", (key, key))
+        with values.transact():
+            for k in (key, *pointers):
+                values.delete(k)
+        left = self._held.get(owner, 0) - size
+        if left > 0:
+            self._held[owner] = left
+        else:
+            self._held.pop(owner, None)
+        return True
+
+    def _make_room(self, writer: str, size: int) -> None:
+        """`size` bytes more for `writer`: the oldest entries of whoever holds the most with them (the writer
+        counted with its new entry) dropped until they fit, or nothing is left."""
+        db = self._index
+        assert db is not None
+        while self._held and sum(self._held.values()) + size > self._limit:
+            largest = max(self._held, key=lambda owner: self._held[owner] + (size if owner == writer else 0))
+            oldest = db.execute(
+                "SELECT key FROM entries WHERE owner = ? AND parent IS NULL ORDER BY stored_at LIMIT 1", (largest,)
+            ).fetchone()
+            if oldest is None:  # counted, but no entry left to drop: the count was off
+                self._held.pop(largest)
+                continue
+            self._drop(oldest[0])
+
+    def _expire(self, now: float) -> None:
+        """Entries past their time leave the index (and the disk), once a minute at most."""
+        if now - self._expired_at < _EXPIRE_EVERY_S:
+            return
+        self._expired_at = now
+        db, values = self._index, self._values
+        assert db is not None and values is not None
+        for (key,) in db.execute("SELECT key FROM entries WHERE parent IS NULL AND expires_at < ?", (now,)).fetchall():
+            self._drop(key)
+        values.expire()
