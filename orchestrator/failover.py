@@ -9,9 +9,11 @@ the first success. The rules, in the order they apply:
    timed out, 5xx, 429, the operator's credentials refused), once per
    request, within a window: a client's bad requests never open a circuit
    other clients depend on, nor does a local replica that went away
-   (`ReplicaLost`: the deployment's other replicas serve), nor a plan's
-   patience running out (`Target.first_token_timeout_s` shorter than the
-   route's own: a wrong prediction, and the SLO may be the request's own). A route known to
+   (`ReplicaLost`: the deployment's other replicas serve), nor a wait for a
+   first token that was the request's own: the plan's patience running out
+   (`Target.first_token_timeout_s`, shorter than the route's: a wrong
+   prediction, under an SLO the request may have set), or a route that gave
+   other requests their first tokens meanwhile (a huge prompt, a long think). A route known to
    be alive by another signal (`Target.alive`: a local engine that reports
    its load) is never shut out when it is all that is left: it gets this
    request's attempts anyway, even when other requests opened its circuit
@@ -35,6 +37,7 @@ the first success. The rules, in the order they apply:
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -98,6 +101,14 @@ class Breakers:
     clock: Callable[[], float] = time.monotonic
     window_s: float = 60.0
     _circuits: dict[str, _Circuit] = field(default_factory=dict)
+    _answered: dict[str, float] = field(default_factory=dict)  # provider -> when it last gave a first token
+
+    def answered(self, provider: str) -> None:
+        """The provider gave some request its first token now (it is up, whatever else waits on it)."""
+        self._answered[provider] = self.clock()
+
+    def answered_since(self, provider: str, since: float) -> bool:
+        return self._answered.get(provider, -math.inf) >= since
 
     def allow(self, provider: str) -> bool:
         c = self._circuits.get(provider)
@@ -216,6 +227,7 @@ class _Run(Generic[R]):
         self.replaced: set[int] = set()  # routes retried at once after a replica was lost under the request
         self.called_off: list[Target] = []  # hedges cancelled because the route beside them answered first
         self.settles = True  # a success closes its route's circuit (see `run_with_failover`)
+        self.began: dict[int, float] = {}  # each route's latest attempt, started at (the breakers' clock)
 
     async def run(self) -> Success[R]:
         try:
@@ -269,6 +281,7 @@ class _Run(Generic[R]):
         remaining = self.deadline - self.clock()
         if remaining <= 0:
             raise combine(self.failures, deadline_passed=True)
+        self.began[i] = self.breakers.clock()
         if round_ == 0 and target.hedge_after_s is not None and i + 1 < len(self.targets):
             won = await self._race(i, target, round_, remaining)
             lost = [e for t, e in self.failures if t is target]
@@ -286,6 +299,7 @@ class _Run(Generic[R]):
         except OrchestratorError as e:
             error = e
         else:
+            self.breakers.answered(target.provider)
             if self.settles:
                 self.breakers.success(target.provider)
             return Success(target, result, tuple(self.failures))
@@ -350,21 +364,28 @@ class _Run(Generic[R]):
         if j in self.done or self.not_before.get(j) or not self._allowed(j, hedge):
             return False
         self.hedges[j] = round_
+        self.began[j] = self.breakers.clock()
         return True
 
-    def _impatient(self, target: Target, error: OrchestratorError) -> bool:
-        """Whether `error` is the plan giving up on a route sooner than the route's own first-token timeout
-        (a local attempt's patience, from the request's SLO): a prediction that was wrong, not the route
-        failing, so no one else's requests lose the route over it."""
+    def _own_wait(self, i: int, target: Target, error: OrchestratorError) -> bool:
+        """Whether `error` is a first-token timeout that says more about this request than about its route,
+        so no one else's requests lose the route over it: the plan giving up sooner than the route's own
+        timeout (a local attempt's patience, from an SLO the request may have set itself: a prediction that
+        was wrong), or a route that gave other requests their first tokens while this one waited (a huge
+        prompt, a long think before the first word)."""
+        if not isinstance(error, FirstTokenTimeout):
+            return False
         patience = target.first_token_timeout_s
-        shorter = patience is not None and patience < self.policy.first_token_timeout_s
-        return shorter and isinstance(error, FirstTokenTimeout)
+        if patience is not None and patience < self.policy.first_token_timeout_s:
+            return True
+        return self.breakers.answered_since(target.provider, self.began.get(i, math.inf))
 
     def _ended(self, i: int, attempt: HedgedAttempt[Target, R], round_: int) -> Success[R] | None:
         """A raced attempt's end as `_try` would take it: its success, or None with the failure noted."""
         target, task = attempt.target, attempt.task
         error = task.exception()
         if error is None:
+            self.breakers.answered(target.provider)
             if self.settles:
                 self.breakers.success(target.provider)
             return Success(target, task.result(), tuple(self.failures))
@@ -375,7 +396,7 @@ class _Run(Generic[R]):
 
     def _failed(self, i: int, target: Target, error: OrchestratorError, round_: int) -> None:
         self.failures.append((target, error))
-        if trips_breaker(error) and not self._impatient(target, error) and target.provider not in self.tripped:
+        if trips_breaker(error) and not self._own_wait(i, target, error) and target.provider not in self.tripped:
             self.tripped.add(target.provider)
             self.breakers.failure(target.provider, getattr(error, "retry_after", None))
         if not retryable(error):

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.errors import (
     ContextLengthExceeded,
+    FirstTokenTimeout,
     OrchestratorError,
     Overloaded,
     ReplicaLost,
@@ -178,6 +179,46 @@ async def test_one_request_counts_once_however_often_it_retried() -> None:
     with pytest.raises(UpstreamUnavailable):
         await run(Script(a=list(down)), [A], clock, Policy(attempts=3), breakers)
     assert breakers.state("a") == "open"
+
+
+async def test_a_first_token_timeout_while_the_route_answers_others_is_the_requests_own() -> None:
+    """A request waiting long for its first token (a huge prompt, a long think) while the route gives other
+    requests theirs says nothing about the route: however many, its circuit stays closed for everyone. A
+    route that answered no one meanwhile is down: then the timeouts count."""
+    clock = Clock()
+    breakers = Breakers(threshold=2, clock=clock)
+    slow = FirstTokenTimeout("a: no first token within 30 s.")
+
+    async def waits_while_others_are_answered(target: Target) -> str:
+        clock.now += 30
+        breakers.answered("a")  # another request's first token, meanwhile
+        raise slow
+
+    for _ in range(3):
+        with pytest.raises(UpstreamTimeout):
+            await run_with_failover(
+                [A], waits_while_others_are_answered, policy=Policy(attempts=1), breakers=breakers, clock=clock
+            )
+    assert breakers.state("a") == "closed"
+    clock.now += 1
+    for _ in range(2):  # no one answered while these waited
+        with pytest.raises(UpstreamTimeout):
+            await run(Script(a=[slow]), [A], clock, Policy(attempts=1), breakers)
+    assert breakers.state("a") == "open"
+
+
+async def test_a_plans_patience_running_out_never_counts_against_the_route() -> None:
+    """A local attempt's patience (from the SLO, maybe the request's own) is shorter than the route's first-token
+    timeout: giving up at it is the plan's call on a wrong prediction, not the route failing."""
+    clock = Clock()
+    breakers = Breakers(threshold=1, clock=clock)
+    patient = Target("local", "m", first_token_timeout_s=0.3)
+    script = Script(local=[FirstTokenTimeout("local: no first token within 0.3 s.")], b=["ok-b"])
+    assert (await run(script, [patient, B], clock, Policy(attempts=1), breakers)).result == "ok-b"  # type: ignore[attr-defined]
+    assert breakers.state("local") == "closed"
+    script = Script(local=[FirstTokenTimeout("local: no first token within 30 s.")], b=["ok-b"])
+    await run(script, [Target("local", "m"), B], clock, Policy(attempts=1), breakers)
+    assert breakers.state("local") == "open"  # its own timeout, and no one answered: it counts
 
 
 async def test_failures_far_apart_never_add_up_to_an_open_circuit() -> None:
