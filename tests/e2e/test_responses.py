@@ -123,3 +123,30 @@ def test_a_one_tool_agent_runs_against_auto(base_url: str) -> None:
     result = asyncio.run(run())
     assert asked, "the agent never called its tool"
     assert isinstance(result.final_output, str) and result.final_output
+
+
+def test_a_conversation_on_the_local_model(client: openai.OpenAI) -> None:
+    """OpenAI's Conversations API on the deployment (its store a named Ray actor): each turn's input and
+    answer are added to the conversation, and the next turn is asked with them before its own input."""
+    conv = client.conversations.create(items=[{"role": "user", "content": "My name is Ada."}])
+    turns = [
+        client.responses.create(
+            model=CHAT_MODEL, conversation=conv.id, input=question, temperature=0, max_output_tokens=16
+        )
+        for question in ("What is the capital of France?", "And of Italy?")
+    ]
+    assert all(t.conversation is not None and t.conversation.id == conv.id for t in turns)
+    first, second = (t.usage.input_tokens for t in turns if t.usage is not None)
+    assert second > first + 5  # asked with the first turn's question and answer
+    items = list(client.conversations.items.list(conv.id, order="asc"))
+    said = [i.content[0].text for i in items if i.type == "message"]  # type: ignore[union-attr]
+    assert said == [
+        "My name is Ada.",
+        "What is the capital of France?",
+        turns[0].output_text,
+        "And of Italy?",
+        turns[1].output_text,
+    ]
+    client.conversations.delete(conv.id)
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.retrieve(conv.id)
