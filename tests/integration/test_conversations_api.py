@@ -216,6 +216,24 @@ async def test_a_full_conversation_is_a_400_before_any_model_is_asked(
             await client.conversations.create(items=[user("y" * 5000)])
 
 
+async def test_a_turn_past_the_conversations_size_is_a_400_before_any_model_is_asked(
+    fakes: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """`max_mb` holds for a response's turn as for added items (a turn's input went in whatever its size: a
+    conversation grew past its limit by turns, as far as the body limit and `max_items` let it)."""
+    heal(fakes)
+    async with gateway(fakes, tmp_path, conversation_room=Limits(max_items=100, max_bytes=4096)) as app:
+        client = sdk(app)
+        conv = await client.conversations.create(items=[user("one")])
+        with pytest.raises(openai.BadRequestError, match="at most 0.00390625 MB") as full:
+            await client.responses.create(model="alpha/m", input="y" * 5000, conversation=conv.id)
+        assert full.value.code == "conversation_too_large" and full.value.param == "items"
+        assert fakes["alpha"].counts["total"] == 0
+        assert len([i async for i in client.conversations.items.list(conv.id)]) == 1
+        small = await client.responses.create(model="alpha/m", input="two", conversation=conv.id)
+        assert small.output_text == SAID
+
+
 async def test_items_come_in_pages(app: FastAPI) -> None:
     client = sdk(app)
     conv = await client.conversations.create(items=[user(f"m{i}") for i in range(20)])
