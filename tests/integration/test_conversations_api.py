@@ -8,6 +8,7 @@ provider was sent is read from its recorder.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -214,6 +215,42 @@ async def test_a_full_conversation_is_a_400_before_any_model_is_asked(
         assert fakes["alpha"].counts["total"] == asked
         with pytest.raises(openai.BadRequestError, match="at most 0.00390625 MB"):
             await client.conversations.create(items=[user("y" * 5000)])
+
+
+async def test_a_turn_past_the_conversations_size_is_a_400_before_any_model_is_asked(
+    fakes: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """`max_mb` holds for a response's turn as for added items (a turn's input went in whatever its size: a
+    conversation grew past its limit by turns, as far as the body limit and `max_items` let it)."""
+    heal(fakes)
+    async with gateway(fakes, tmp_path, conversation_room=Limits(max_items=100, max_bytes=4096)) as app:
+        client = sdk(app)
+        conv = await client.conversations.create(items=[user("one")])
+        with pytest.raises(openai.BadRequestError, match="at most 0.00390625 MB") as full:
+            await client.responses.create(model="alpha/m", input="y" * 5000, conversation=conv.id)
+        assert full.value.code == "conversation_too_large" and full.value.param == "items"
+        assert fakes["alpha"].counts["total"] == 0
+        assert len([i async for i in client.conversations.items.list(conv.id)]) == 1
+        small = await client.responses.create(model="alpha/m", input="two", conversation=conv.id)
+        assert small.output_text == SAID
+
+
+async def test_turns_at_once_never_grow_a_conversation_past_its_limits(
+    fakes: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """Two turns asked at once each find room for themselves; the one that completes second finds it
+    taken and its items stay out (both were answered): a conversation never holds more than
+    `max_items` (each turn's items went in unchecked, so N turns at once passed the limit N-fold)."""
+    heal(fakes)
+    async with gateway(fakes, tmp_path, conversation_room=Limits(max_items=3, max_bytes=1 << 20)) as app:
+        client = sdk(app)
+        conv = await client.conversations.create(items=[user("one")])
+        answers = await asyncio.gather(
+            *(client.responses.create(model="alpha/m", input=f"turn {i}", conversation=conv.id) for i in range(2))
+        )
+        assert [a.output_text for a in answers] == [SAID, SAID]
+        items = [i async for i in client.conversations.items.list(conv.id, order="asc")]
+        assert len(items) == 3
 
 
 async def test_items_come_in_pages(app: FastAPI) -> None:

@@ -138,6 +138,11 @@ def test_room_is_checked_before_a_model_is_asked() -> None:
     assert full.value.code == "conversation_too_large"
     with pytest.raises(InvalidRequest, match="Duplicate item found with id m2"):
         check_room(conversation, [msg("m2")], ROOM)
+    tight = Limits(max_items=100, max_bytes=600)
+    check_room(conversation, [msg("m3")], tight)
+    with pytest.raises(InvalidRequest, match="at most 0.000572205 MB of items") as big:
+        check_room(conversation, [msg("m3", "y" * 400)], tight)  # in bytes, as the store counts them
+    assert big.value.code == "conversation_too_large"
 
 
 def test_refusals_are_openais_errors() -> None:

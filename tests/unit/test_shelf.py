@@ -38,6 +38,26 @@ def test_the_key_holding_the_most_gives_way_whoever_writes(tmp_path: Path) -> No
     assert shelf.get("b0") is None and shelf.get("b1") is not None and shelf.get("a1") is not None
 
 
+def test_a_new_keys_entry_larger_than_anyones_share_never_pushes_out_a_smaller_key(tmp_path: Path) -> None:
+    """The writer counts with its new entry even when it holds nothing yet: an entry larger than what every
+    other key holds goes in over the limit (and is the first out after), never wiping the keys that hold
+    less (a new key's one large entry took every other key's entries, the largest's first, then the rest)."""
+    shelf = Shelf(tmp_path, ttl_s=3600, size_limit_bytes=10_000)
+    shelf.put("key:a", "a0", entry(3))
+    shelf.put("key:b", "b0", entry(3))
+    shelf.put("key:b", "b1", entry(3))
+    shelf.put("key:c", "c0", entry(7))  # more than anyone holds: it would hold the most, so no one else gives way
+    assert shelf.get("c0") == entry(7)
+    assert [shelf.get(k) for k in ("a0", "b0", "b1")] == [entry(3)] * 3
+    shelf.put("key:a", "a1", "x" * 500)  # the next write: key:c, holding the most, gives way first
+    assert shelf.get("c0") is None and shelf.get("a1") == "x" * 500
+    assert [shelf.get(k) for k in ("a0", "b0", "b1")] == [entry(3)] * 3
+    assert sum(shelf.held(k) for k in ("key:a", "key:b", "key:c")) <= 10_000
+    shelf.put("key:d", "d0", entry(7))
+    shelf.put("key:e", "e0", entry(7))  # as large as key:d's: key:d's goes (over the limit by one such, not two)
+    assert shelf.get("d0") is None and shelf.get("e0") == entry(7)
+
+
 def test_an_entry_rewritten_counts_once_and_is_the_newest(tmp_path: Path) -> None:
     shelf = Shelf(tmp_path, ttl_s=3600, size_limit_bytes=8_000)
     shelf.put("key:a", "c1", entry(2))

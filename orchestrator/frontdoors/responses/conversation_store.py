@@ -159,19 +159,24 @@ class DiskConversations:
 
     def _write(self, conversation: Conversation, limit: int | None = None) -> int | None:
         """Write it (its time to live starts again); not past `limit` bytes (then None)."""
-        raw = json.dumps(
-            {
-                "owner": conversation.owner,
-                "id": conversation.id,
-                "created_at": conversation.created_at,
-                "metadata": conversation.metadata,
-                "items": conversation.items,
-            }
-        )
+        raw = encode(conversation)
         if limit is not None and len(raw) > limit:
             return None
         self._shelf.put(conversation.owner, conversation.id, raw)
         return len(raw)
+
+
+def encode(conversation: Conversation) -> str:
+    """The conversation as it is stored: what `Limits.max_bytes` measures."""
+    return json.dumps(
+        {
+            "owner": conversation.owner,
+            "id": conversation.id,
+            "created_at": conversation.created_at,
+            "metadata": conversation.metadata,
+            "items": conversation.items,
+        }
+    )
 
 
 class InProcessConversations:

@@ -14,12 +14,13 @@ An `item_reference` is not added to a conversation (a 400): send the item.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
 from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError
-from orchestrator.frontdoors.responses.conversation_store import Conversation, Limits, Refused
+from orchestrator.frontdoors.responses.conversation_store import Conversation, Limits, Refused, encode
 from orchestrator.frontdoors.responses.translate import Json, items_of, new_id
 from orchestrator.frontdoors.responses.wire import StoredItem, _Wire, check_items
 from orchestrator.protocol import Metadata
@@ -87,13 +88,16 @@ def limits(max_items: int, max_mb: float) -> Limits:
 
 
 def check_room(conversation: Conversation, adding: list[Json], room: Limits) -> None:
-    """A 400 before anything is asked when `adding` would take `conversation` past its limits (a
-    response's output still goes in after: its request's limits were checked), or repeat an item id."""
+    """A 400 before anything is asked when `adding` would take `conversation` past its limits, in items
+    or in bytes as the store counts them (a response's output still goes in after: its request's limits
+    were checked), or repeat an item id."""
     held = {item.get("id") for item in conversation.items}
     if dup := next((item["id"] for item in adding if item.get("id") in held), None):
         raise duplicate(dup)
     if len(conversation.items) + len(adding) > room.max_items:
         raise full(conversation.id, f"at most {room.max_items} items")
+    if len(encode(replace(conversation, items=[*conversation.items, *adding]))) > room.max_bytes:
+        raise full(conversation.id, f"at most {room.max_bytes / 2**20:g} MB of items")
 
 
 def refusal(refused: Refused, conversation_id: str, item_id: str = "") -> OrchestratorError:

@@ -17,6 +17,7 @@ the next turn finds them. Errors are OpenAI's JSON.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -94,11 +95,13 @@ class ResponsesDoor:
 
     async def _keep(self, turn: Turn, response: Json) -> None:
         """A finished response's items added to its conversation, and the response stored (when its
-        request asked to). The conversation gone or grown full meanwhile costs it these items, not the
-        answer (its room was checked before the model was asked)."""
+        request asked to). The conversation gone or grown full meanwhile (turns at once each found room
+        for themselves) costs it these items, not the answer; the output always has room past the
+        limits, as the request's input had when it was checked, before the model was asked."""
         if turn.conversation is not None:
+            output = response["output"]
             added = await self._conversations.append(
-                turn.owner, turn.conversation, [*turn.items, *response["output"]], None
+                turn.owner, turn.conversation, [*turn.items, *output], _with_room_for(self._room, output)
             )
             if isinstance(added, Refused):
                 log.warning("response %s not added to conversation %s: %s", turn.id, turn.conversation, added)
@@ -129,6 +132,12 @@ async def _events(
     assert events.done is not None
     await keep(turn, events.done)
     yield closing
+
+
+def _with_room_for(room: Limits, output: list[Json]) -> Limits:
+    """`room` grown by `output`, as a conversation's items count it (one item each, and its JSON with
+    the separator before it)."""
+    return Limits(room.max_items + len(output), room.max_bytes + sum(len(json.dumps(o)) + 2 for o in output))
 
 
 _STORED_ITEM: TypeAdapter[Any] = TypeAdapter(StoredItem)

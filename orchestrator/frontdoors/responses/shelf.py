@@ -6,7 +6,9 @@ values are a `diskcache.Cache`; beside it an index (SQLite, `owners.sqlite3` in 
 keeps each entry's owner, size and time, so the disk's limit is shared **max-min**: when a new entry
 would pass it, the oldest entries of the owner holding the most go first, whoever is writing. One
 key filling the store with its own entries (a conversation's items cost no tokens to add) pushes out
-its own oldest, never another key's while it holds more than they do. (The cache's own eviction,
+its own oldest, never another key's while it holds more than they do; nor does a key holding little
+with one entry larger than what any other key holds (that entry goes in past the limit, and is the
+first to go at the next write). (The cache's own eviction,
 least recently stored of anyone's, would let any key wipe every other's.)
 
 Synchronous, for one process at a time (the store's actor, or a gateway's threads through
@@ -145,11 +147,17 @@ class Shelf:
 
     def _make_room(self, writer: str, size: int) -> None:
         """`size` bytes more for `writer`: the oldest entries of whoever holds the most with them (the writer
-        counted with its new entry) dropped until they fit, or nothing is left."""
+        counted with its new entry) dropped until they fit, or until the writer, with nothing left to drop,
+        would hold the most: then its entry goes in past the limit (by at most itself, and first out at
+        the next write), never at the cost of a key holding less."""
         db = self._index
         assert db is not None
-        while self._held and sum(self._held.values()) + size > self._limit:
-            largest = max(self._held, key=lambda owner: self._held[owner] + (size if owner == writer else 0))
+        while sum(self._held.values()) + size > self._limit:
+            # The writer is a candidate even holding nothing yet (last: on a tie, one holding entries gives way,
+            # so keys writing one large entry each pass the limit by one of them, not one each).
+            largest = max([*self._held, writer], key=lambda owner: self._held.get(owner, 0) + (owner == writer) * size)
+            if largest not in self._held:  # its new entry alone outweighs what anyone holds: over the limit by it
+                return
             oldest = db.execute(
                 "SELECT key FROM entries WHERE owner = ? AND parent IS NULL ORDER BY stored_at LIMIT 1", (largest,)
             ).fetchone()
