@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from orchestrator.frontdoors.responses.shelf import Shelf
 
 KB = "x" * 1000
@@ -96,3 +98,21 @@ def test_entries_expire_and_leave_the_count(tmp_path: Path) -> None:
     now[0] += 120  # the index lets expired entries go once a minute, at a write
     shelf.put("key:a", "a1", entry(1))
     assert shelf.held("key:a") == 1002
+
+
+def test_an_entry_written_again_is_never_absent_meanwhile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conversation is rewritten whole at every change: the old value stays until the new one replaces it,
+    so a store that dies between the two (here: the write fails) still has the conversation as it was."""
+    import diskcache
+
+    shelf = Shelf(tmp_path, ttl_s=3600, size_limit_bytes=1 << 20)
+    shelf.put("key:a", "conv_1", "old", {"item:a:m1": "conv_1"})
+
+    def dies(*args: object, **kwargs: object) -> None:
+        raise OSError("the store died")
+
+    monkeypatch.setattr(diskcache.Cache, "set", dies)
+    with pytest.raises(OSError):
+        shelf.put("key:a", "conv_1", "new", {"item:a:m1": "conv_1"})
+    monkeypatch.undo()
+    assert Shelf(tmp_path, ttl_s=3600, size_limit_bytes=1 << 20).get("conv_1") == "old"

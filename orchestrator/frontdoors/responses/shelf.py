@@ -75,7 +75,7 @@ class Shelf:
             assert self._values is not None
             now = self._clock()
             self._expire(now)
-            self._drop(key)
+            self._drop(key, keeping={key, *pointers})  # what is written again stays until overwritten
             self._make_room(owner, size)
             expires = now + self._ttl_s
             with db:
@@ -124,8 +124,9 @@ class Shelf:
         self._index = db
         return db
 
-    def _drop(self, key: str) -> bool:
-        """Remove the entry `key` (and the pointers to it) from the index and the values."""
+    def _drop(self, key: str, keeping: set[str] | frozenset[str] = frozenset()) -> bool:
+        """Remove the entry `key` (and the pointers to it) from the index, and from the values but those in
+        `keeping` (about to be written again: a crash between the two leaves the old value, not none)."""
         db, values = self._index, self._values
         assert db is not None and values is not None
         row = db.execute("SELECT owner, bytes FROM entries WHERE key = ? AND parent IS NULL", (key,)).fetchone()
@@ -137,7 +138,8 @@ class Shelf:
             db.execute("DELETE FROM entries WHERE key = ? OR parent = ?", (key, key))
         with values.transact():
             for k in (key, *pointers):
-                values.delete(k)
+                if k not in keeping:
+                    values.delete(k)
         left = self._held.get(owner, 0) - size
         if left > 0:
             self._held[owner] = left
