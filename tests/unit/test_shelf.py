@@ -94,10 +94,10 @@ def test_entries_expire_and_leave_the_count(tmp_path: Path) -> None:
     shelf = Shelf(tmp_path, ttl_s=0.2, size_limit_bytes=1 << 20, clock=lambda: now[0])
     shelf.put("key:a", "a0", entry(1), {"item:a:m": "a0"})
     time.sleep(0.3)
-    assert shelf.get("a0") is None and shelf.get("item:a:m") is None
-    now[0] += 120  # the index lets expired entries go once a minute, at a write
+    assert shelf.get("a0") is None  # its children (no time of their own) lead nowhere until they go with it
+    now[0] += 120  # the index lets expired entries go once a minute, at a write: their children with them
     shelf.put("key:a", "a1", entry(1))
-    assert shelf.held("key:a") == 1002
+    assert shelf.get("item:a:m") is None and shelf.held("key:a") == 1002
 
 
 def test_an_entry_written_again_is_never_absent_meanwhile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,3 +116,21 @@ def test_an_entry_written_again_is_never_absent_meanwhile(tmp_path: Path, monkey
         shelf.put("key:a", "conv_1", "new", {"item:a:m1": "conv_1"})
     monkeypatch.undo()
     assert Shelf(tmp_path, ttl_s=3600, size_limit_bytes=1 << 20).get("conv_1") == "old"
+
+
+def test_children_added_and_removed_are_counted_and_go_with_their_entry(tmp_path: Path) -> None:
+    """A conversation's items are its entry's children: each written once, counted to its owner, and the
+    conversation leaves whole (never an item at a time, which would leave holes in it)."""
+    shelf = Shelf(tmp_path, ttl_s=3600, size_limit_bytes=12_000)
+    shelf.put("key:b", "conv_b", "{}")
+    assert shelf.update("conv_b", "{b}", add={"item:conv_b:1": entry(2)})
+    shelf.put("key:a", "conv_a", "{}")
+    for i in range(4):
+        assert shelf.update("conv_a", "{" + "a" * i + "}", add={f"item:conv_a:{i}": entry(1)})
+    assert shelf.update("conv_a", "{a}", remove=["item:conv_a:0"])
+    assert shelf.get("item:conv_a:0") is None and shelf.get("item:conv_a:3") == entry(1)
+    assert shelf.held("key:a") == len("conv_a{a}") + 3 * (len("item:conv_a:1") + 1000)
+    assert not shelf.update("conv_x", "{}")  # not there: nothing written
+    shelf.put("key:a", "conv_a2", entry(8))  # over: key:a holds the most; its oldest conversation goes whole
+    assert shelf.get("conv_a") is None and all(shelf.get(f"item:conv_a:{i}") is None for i in range(4))
+    assert shelf.get("item:conv_b:1") == entry(2)

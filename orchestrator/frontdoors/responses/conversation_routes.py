@@ -37,7 +37,7 @@ from orchestrator.frontdoors.responses.conversations import (
     refusal,
 )
 from orchestrator.frontdoors.responses.door import item_page
-from orchestrator.frontdoors.responses.translate import new_id
+from orchestrator.frontdoors.responses.translate import Json, new_id
 from orchestrator.frontdoors.responses.wire import TAGS, _Wire, conversation_id
 
 Body = TypeVar("Body", bound=_Wire)
@@ -56,9 +56,12 @@ def add_conversation_routes(
     async def body(request: Request, tab: Tab, model: type[Body]) -> Body:
         return parse_body(await read_body(request, tab) or b"{}", model, tags=TAGS)  # the SDK may send none
 
-    async def read(request: Request, tab: Tab) -> Conversation:
-        cid = conversation_id(request.path_params["conversation_id"], "conversation_id")
-        found = await store.get(tenant(tab), cid)
+    def named(request: Request) -> str:
+        return conversation_id(request.path_params["conversation_id"], "conversation_id")
+
+    async def listed(tab: Tab, cid: str, item_ids: list[str]) -> list[Json]:
+        """Those items of the conversation (only they are read), or its 404."""
+        found = await store.items(tenant(tab), cid, item_ids)
         if found is None:
             raise not_found(cid)
         return found
@@ -76,11 +79,14 @@ def add_conversation_routes(
 
     async def get(request: Request) -> Response:
         tab = await authenticate(request)
-        return JSONResponse((await read(request, tab)).resource())
+        found = await store.get(tenant(tab), cid := named(request), with_items=False)
+        if found is None:
+            raise not_found(cid)
+        return JSONResponse(found.resource())
 
     async def update(request: Request) -> Response:
         tab = await authenticate(request)
-        cid = conversation_id(request.path_params["conversation_id"], "conversation_id")
+        cid = named(request)
         asked = await body(request, tab, UpdateConversationBody)
         updated = await store.update(tenant(tab), cid, asked.metadata)
         if updated is None:
@@ -89,7 +95,7 @@ def add_conversation_routes(
 
     async def delete(request: Request) -> Response:
         tab = await authenticate(request)
-        cid = conversation_id(request.path_params["conversation_id"], "conversation_id")
+        cid = named(request)
         if not await store.delete(tenant(tab), cid):
             raise not_found(cid)
         return JSONResponse({"id": cid, "object": "conversation.deleted", "deleted": True})
@@ -97,14 +103,19 @@ def add_conversation_routes(
     async def list_items(request: Request) -> Response:
         tab = await authenticate(request)
         check_include(_include(request))
-        found = await read(request, tab)
+        ids = await store.item_ids(tenant(tab), cid := named(request))
+        if ids is None:
+            raise not_found(cid)
         after = f"No item with id '{request.query_params.get('after')}' in this conversation."
-        return JSONResponse(item_page(found.items, request.query_params, after_missing=after))
+        page = item_page([{"id": i} for i in ids], request.query_params, after_missing=after)  # a page of ids
+        by_id = {item["id"]: item for item in await listed(tab, cid, [p["id"] for p in page["data"]])}
+        page["data"] = [by_id[p["id"]] for p in page["data"] if p["id"] in by_id]  # gone meanwhile: left out
+        return JSONResponse(page)
 
     async def add_items(request: Request) -> Response:
         tab = await authenticate(request)
         check_include(_include(request))
-        cid = conversation_id(request.path_params["conversation_id"], "conversation_id")
+        cid = named(request)
         items = conversation_items((await body(request, tab, ItemsBody)).items)
         added = await store.append(tenant(tab), cid, items, room)
         if isinstance(added, Refused):
@@ -117,14 +128,14 @@ def add_conversation_routes(
         tab = await authenticate(request)
         check_include(_include(request))
         item_id = request.path_params["item_id"]
-        item = (await read(request, tab)).item(item_id)
-        if item is None:
+        found = await listed(tab, named(request), [item_id])
+        if not found:
             raise refusal(Refused("missing_item"), "", item_id)
-        return JSONResponse(item)
+        return JSONResponse(found[0])
 
     async def delete_item(request: Request) -> Response:
         tab = await authenticate(request)
-        cid = conversation_id(request.path_params["conversation_id"], "conversation_id")
+        cid = named(request)
         item_id = request.path_params["item_id"]
         left = await store.delete_item(tenant(tab), cid, item_id)
         if isinstance(left, Refused):

@@ -14,13 +14,12 @@ An `item_reference` is not added to a conversation (a 400): send the item.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
 from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError
-from orchestrator.frontdoors.responses.conversation_store import Conversation, Limits, Refused, encode
+from orchestrator.frontdoors.responses.conversation_store import Conversation, Limits, Refused, item_bytes
 from orchestrator.frontdoors.responses.translate import Json, items_of, new_id
 from orchestrator.frontdoors.responses.wire import StoredItem, _Wire, check_items
 from orchestrator.protocol import Metadata
@@ -96,7 +95,7 @@ def check_room(conversation: Conversation, adding: list[Json], room: Limits) -> 
         raise duplicate(dup)
     if len(conversation.items) + len(adding) > room.max_items:
         raise full(conversation.id, f"at most {room.max_items} items")
-    if len(encode(replace(conversation, items=[*conversation.items, *adding]))) > room.max_bytes:
+    if sum(map(item_bytes, [*conversation.items, *adding])) > room.max_bytes:
         raise full(conversation.id, f"at most {room.max_bytes / 2**20:g} MB of items")
 
 

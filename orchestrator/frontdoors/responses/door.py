@@ -17,7 +17,6 @@ the next turn finds them. Errors are OpenAI's JSON.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -32,7 +31,13 @@ from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError, Ups
 from orchestrator.failover import OpenStream
 from orchestrator.frontdoors.base import tenant
 from orchestrator.frontdoors.openai import SSE_HEADERS, error_response, parse_body, route_headers
-from orchestrator.frontdoors.responses.conversation_store import Conversation, ConversationStore, Limits, Refused
+from orchestrator.frontdoors.responses.conversation_store import (
+    Conversation,
+    ConversationStore,
+    Limits,
+    Refused,
+    item_bytes,
+)
 from orchestrator.frontdoors.responses.conversations import check_room, not_found
 from orchestrator.frontdoors.responses.events import ResponseEvents
 from orchestrator.frontdoors.responses.store import ResponseStore, Stored
@@ -135,9 +140,8 @@ async def _events(
 
 
 def _with_room_for(room: Limits, output: list[Json]) -> Limits:
-    """`room` grown by `output`, as a conversation's items count it (one item each, and its JSON with
-    the separator before it)."""
-    return Limits(room.max_items + len(output), room.max_bytes + sum(len(json.dumps(o)) + 2 for o in output))
+    """`room` grown by `output`, as a conversation's items count it (one item each, and its JSON)."""
+    return Limits(room.max_items + len(output), room.max_bytes + sum(map(item_bytes, output)))
 
 
 _STORED_ITEM: TypeAdapter[Any] = TypeAdapter(StoredItem)

@@ -1,7 +1,8 @@
 """Entries kept on one disk for many owners, shared fairly: what the stored responses and conversations sit on.
 
-Each entry is a JSON text under a key, with its owner (a key's tenant), a time to live, and the
-pointers that lead to it (other keys whose value is its key: a response's items, found by id). The
+Each entry is a JSON text under a key, with its owner (a key's tenant), a time to live, and its
+children: keys of their own, each with its value, that go with it (a stored response's items, each
+pointing back to it; a conversation's items, so that one added or removed is written alone). The
 values are a `diskcache.Cache`; beside it an index (SQLite, `owners.sqlite3` in the same directory)
 keeps each entry's owner, size and time, so the disk's limit is shared **max-min**: when a new entry
 would pass it, the oldest entries of the owner holding the most go first, whoever is writing. One
@@ -21,7 +22,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,7 +32,7 @@ _EXPIRE_EVERY_S = 60.0  # how often expired entries leave the index (a read neve
 
 
 class Shelf:
-    """Owned entries on disk under `size_limit_bytes` (their JSON, pointers included), each for `ttl_s`
+    """Owned entries on disk under `size_limit_bytes` (their JSON, children included), each for `ttl_s`
     from its last write. Opened at the first use (`directory` None: a temporary one)."""
 
     def __init__(
@@ -65,33 +66,41 @@ class Shelf:
             value = self._values.get(key)
         return value if isinstance(value, str) else None
 
-    def put(self, owner: str, key: str, value: str, pointers: Mapping[str, str] | None = None) -> None:
-        """`value` under `key` for `owner` (replacing what was there), and each pointer key with `key` as
-        its value; room made first by the largest owner's oldest entries."""
-        pointers = pointers or {}
-        size = len(key) + len(value) + sum(len(p) + len(key) for p in pointers)
+    def put(self, owner: str, key: str, value: str, children: Mapping[str, str] | None = None) -> None:
+        """`value` under `key` for `owner`, with `children` (keys of their own, each with its value, found
+        by key and gone with the entry: a response's items pointing back to it), replacing what was there;
+        room made first (`_make_room`)."""
+        children = dict(children or {})
+        with self._lock:
+            self._open()
+            now = self._clock()
+            self._expire(now)
+            self._drop(key, keeping={key, *children})  # what is written again stays until overwritten
+            self._write(owner, key, value, children, now)
+
+    def update(
+        self, key: str, value: str, add: Mapping[str, str] | None = None, remove: Iterable[str] = ()
+    ) -> bool:
+        """The entry `key` rewritten as `value` (its time starts again: now its owner's newest), children
+        added and removed, the rest kept as they are; False where it is not there. A conversation's items
+        are its children: one added or removed costs that item and the entry's own value, not the whole."""
         with self._lock:
             db = self._open()
             assert self._values is not None
+            row = db.execute("SELECT owner FROM entries WHERE key = ? AND parent IS NULL", (key,)).fetchone()
+            if row is None:
+                return False
+            owner = row[0]
             now = self._clock()
-            self._expire(now)
-            self._drop(key, keeping={key, *pointers})  # what is written again stays until overwritten
-            self._make_room(owner, size)
-            expires = now + self._ttl_s
-            with db:
-                db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, NULL)", (key, owner, size, now, expires))
-                db.executemany(
-                    "INSERT OR REPLACE INTO entries VALUES (?, ?, 0, ?, ?, ?)",
-                    [(p, owner, now, expires, key) for p in pointers],
-                )
+            gone = self._forget([key, *remove], parent=key)
             with self._values.transact():
-                self._values.set(key, value, expire=self._ttl_s)
-                for p in pointers:
-                    self._values.set(p, key, expire=self._ttl_s)
-            self._held[owner] = self._held.get(owner, 0) + size
+                for k in gone:
+                    self._values.delete(k)
+            self._write(owner, key, value, dict(add or {}), now)
+            return True
 
     def delete(self, key: str) -> bool:
-        """The entry at `key` and its pointers gone; whether it was there."""
+        """The entry at `key` and its children gone; whether it was there."""
         with self._lock:
             self._open()
             return self._drop(key)
@@ -124,27 +133,65 @@ class Shelf:
         self._index = db
         return db
 
-    def _drop(self, key: str, keeping: set[str] | frozenset[str] = frozenset()) -> bool:
-        """Remove the entry `key` (and the pointers to it) from the index, and from the values but those in
-        `keeping` (about to be written again: a crash between the two leaves the old value, not none)."""
+    def _write(self, owner: str, key: str, value: str, children: dict[str, str], now: float) -> None:
+        """Index, then write, the entry `key` and `children` (rows of neither left in the index)."""
         db, values = self._index, self._values
         assert db is not None and values is not None
-        row = db.execute("SELECT owner, bytes FROM entries WHERE key = ? AND parent IS NULL", (key,)).fetchone()
-        if row is None:
-            return False
-        owner, size = row
-        pointers = [p for (p,) in db.execute("SELECT key FROM entries WHERE parent = ?", (key,))]
+        self._forget(list(children), parent=None)  # a child that another entry of the owner held: this one's now
+        size = len(key) + len(value)
+        sizes = {c: len(c) + len(v) for c, v in children.items()}
+        self._make_room(owner, size + sum(sizes.values()))
+        expires = now + self._ttl_s
         with db:
-            db.execute("DELETE FROM entries WHERE key = ? OR parent = ?", (key, key))
+            db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, NULL)", (key, owner, size, now, expires))
+            db.executemany(
+                "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                [(c, owner, n, now, expires, key) for c, n in sizes.items()],
+            )
         with values.transact():
-            for k in (key, *pointers):
-                if k not in keeping:
-                    values.delete(k)
+            values.set(key, value, expire=self._ttl_s)
+            for c, v in children.items():
+                values.set(c, v)  # no time of its own: it goes with its entry (`_expire`)
+        self._held[owner] = self._held.get(owner, 0) + size + sum(sizes.values())
+
+    def _forget(self, keys: list[str], parent: str | None) -> list[str]:
+        """`keys` out of the index (entries only as children of `parent` where given, and then no entry
+        itself but `parent`), their bytes out of their owners' counts; the keys that were there."""
+        db = self._index
+        assert db is not None
+        found: list[str] = []
+        for k in keys:
+            row = db.execute("SELECT owner, bytes, parent FROM entries WHERE key = ?", (k,)).fetchone()
+            if row is None or (parent is not None and k != parent and row[2] != parent):
+                continue
+            owner, size, _ = row
+            with db:
+                db.execute("DELETE FROM entries WHERE key = ?", (k,))
+            self._count_out(owner, size)
+            found.append(k)
+        return found
+
+    def _count_out(self, owner: str, size: int) -> None:
         left = self._held.get(owner, 0) - size
         if left > 0:
             self._held[owner] = left
         else:
             self._held.pop(owner, None)
+
+    def _drop(self, key: str, keeping: set[str] | frozenset[str] = frozenset()) -> bool:
+        """Remove the entry `key` and its children from the index, and from the values but those in
+        `keeping` (about to be written again: a crash between the two leaves the old value, not none)."""
+        db, values = self._index, self._values
+        assert db is not None and values is not None
+        row = db.execute("SELECT owner FROM entries WHERE key = ? AND parent IS NULL", (key,)).fetchone()
+        if row is None:
+            return False
+        children = [c for (c,) in db.execute("SELECT key FROM entries WHERE parent = ?", (key,))]
+        gone = self._forget([key, *children], parent=key)
+        with values.transact():
+            for k in gone:
+                if k not in keeping:
+                    values.delete(k)
         return True
 
     def _make_room(self, writer: str, size: int) -> None:
