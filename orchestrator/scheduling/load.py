@@ -262,6 +262,7 @@ class LoadView:
         # no report carries yet.
         self._unreported: dict[str, float] = {}
         self._unsent: dict[str, float] = {}
+        self._reserved: dict[str, float] = {}  # by tenant: what its spills in flight may cost (`reserve`)
         self._report = report
         self._reporting: asyncio.Task[None] | None = None
         self._wake = wake
@@ -352,6 +353,23 @@ class LoadView:
                 self._overflow[model] -= 1
 
         return done
+
+    def reserve(self, tenant: str, usd: float) -> Callable[[], None]:
+        """What a spill just planned may cost `tenant`, counted as spent (`overflow_spent_usd`) until the
+        result is called (once its own cost is counted), so spills planned at once can't all pass a budget
+        that each alone was within: their costs are known only as they end."""
+        self._reserved[tenant] = self._reserved.get(tenant, 0.0) + usd
+        ended = False
+
+        def release() -> None:
+            nonlocal ended
+            if not ended:
+                ended = True
+                left = self._reserved.pop(tenant, 0.0) - usd
+                if left > 1e-12:
+                    self._reserved[tenant] = left
+
+        return release
 
     def snapshot(self, model: str, *, planning: bool = True) -> LoadSnapshot | None:
         """The board's last figures for `model` with this gateway's sends since; None when there are none,
@@ -460,10 +478,12 @@ class LoadView:
             self._reporting = None
 
     def overflow_spent_usd(self, tenant: str | None = None) -> float | None:
-        """The hour's overflow spend, every gateway's (as the board last said) and this one's since; of
-        `tenant` only where given. None before the board was read."""
+        """The hour's overflow spend, every gateway's (as the board last said) and this one's since, with
+        what this one's spills in flight may cost (`reserve`); of `tenant` only where given. None before
+        the board was read."""
         if self._state is None:
             return None
         if tenant is None:
-            return self._state["overflow_spent_usd"] + sum(self._unreported.values())
-        return self._state.get("overflow_spent_by_tenant", {}).get(tenant, 0.0) + self._unreported.get(tenant, 0.0)
+            return self._state["overflow_spent_usd"] + sum(self._unreported.values()) + sum(self._reserved.values())
+        spent = self._state.get("overflow_spent_by_tenant", {}).get(tenant, 0.0)
+        return spent + self._unreported.get(tenant, 0.0) + self._reserved.get(tenant, 0.0)

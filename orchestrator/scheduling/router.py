@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -249,7 +250,14 @@ class Router:
             for model in {self._local[t.provider] for t in made.targets if t.provider in self._local}:
                 if (snap := load.get(model)) is not None and snap.replicas == 0:
                     view.wanted(model)  # no replica ready: ask for one (scaled to zero, it never would be)
-        return RoutePlan(self, made, resolution.facts)
+        planned = RoutePlan(self, made, resolution.facts)
+        if made.overflow and view is not None and self._knobs.overflow_budget_usd_per_hour is not None:
+            # What it may cost counts as spent while the plan lives (its prompt, and as much again out, at the
+            # leading route's price): spills planned at once can't all pass the budget.
+            lead = made.targets[0]
+            usd = resolution.facts.prompt_tokens * self._prices.get((lead.provider, lead.model), 0.0) / 1e6
+            weakref.finalize(planned, view.reserve(resolution.facts.tenant, usd))
+        return planned
 
     def _budget(self, spent: float | None, tenant: str) -> Budget:
         """The burst budget as `tenant`'s request sees it (its key's share only where there is a cap)."""

@@ -199,7 +199,7 @@ async def test_one_key_spends_at_most_its_share_of_the_burst_budget(paid: FakePr
     """A key that asks for a first token no local model gives (`x-ttft-slo-ms: 1e-300`) on every request spills
     each one and spends the hour's overflow budget; past its share (half), its requests wait for the local
     model, and the other key's requests still spill with the rest of the budget. Spend is counted across
-    gateways by the load board, by key."""
+    gateways by the load board, by key; spills asked at once count what they may cost while they run."""
     engine = FakeEngine("fake-chat")
     board = LoadBoard(max_age_s=5.0)
 
@@ -237,14 +237,22 @@ async def test_one_key_spends_at_most_its_share_of_the_burst_budget(paid: FakePr
         return f"{r.headers['x-served-by']}: {r.headers['x-route-reason'].split(':')[0]}"
 
     async with gateway(settings, engine, ENV, load=view) as (c, _):
-        assert [await ask(c, KEY_A) for _ in range(3)] == [
+        paid.ttft_ms = 300.0  # three asked at once: each spill's cost is known only as it ends
+        try:
+            at_once = sorted(await asyncio.gather(*(ask(c, KEY_B) for _ in range(3))))
+        finally:
+            paid.ttft_ms = 0.0
+        # What the first may cost counted while it ran: the others waited for the local model.
+        assert at_once == ["local/fake-chat: budget", "local/fake-chat: budget", "paid/paid-big: spill"]
+        assert [await ask(c, KEY_B) for _ in range(2)] == [
             "paid/paid-big: spill",
-            "paid/paid-big: spill",
-            "local/fake-chat: budget",  # team-a's share is spent
+            "local/fake-chat: budget",  # team-b's share is spent
         ]
-        assert await ask(c, KEY_B) == "paid/paid-big: spill"  # the rest of the budget is team-b's
-        assert await ask(c, KEY_B) == "paid/paid-big: spill"
-        assert await ask(c, KEY_B) == "local/fake-chat: budget"  # its share (and the hour's budget) spent
+        assert [await ask(c, KEY_A) for _ in range(3)] == [
+            "paid/paid-big: spill",  # the rest of the budget is team-a's
+            "paid/paid-big: spill",
+            "local/fake-chat: budget",  # its share (and the hour's budget) spent
+        ]
     spent = board.read().get("overflow_spent_by_tenant", {})
     assert set(spent) == {"key:team-a", "key:team-b"} and spent["key:team-a"] == pytest.approx(spent["key:team-b"])
 

@@ -14,7 +14,7 @@ from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.scheduling.capabilities import Backend, ModelEntry, Registry
 from orchestrator.scheduling.load import BoardState, LoadSnapshot, LoadView
 from orchestrator.scheduling.policy import AliasPolicy, Knobs
-from orchestrator.scheduling.router import Router
+from orchestrator.scheduling.router import RoutePlan, Router
 
 CHAT = frozenset({"chat", "completions"})
 REGISTRY = Registry(
@@ -270,3 +270,33 @@ async def test_a_requests_own_slo_moves_no_one_elses_spill_state() -> None:
     assert router.state().spilling == {}
     other = router.order(await router.resolve(HYBRID_REQUEST, "chat", set(), {}, "key:b"))
     assert other.targets[0].provider == "local" and "hysteresis" not in other.targets[0].reason
+
+
+async def test_spills_planned_at_once_count_against_the_budget_before_their_costs_are_known() -> None:
+    """A spill's cost is known only as it ends: a key starting many at once would pass its share (and the
+    hour's budget) before any was counted. While a spill's plan lives, what it may cost counts as spent."""
+    figures = asdict(replace(Board().snapshot("small"), taken_at=time.time()))
+
+    async def read(overflow: object) -> BoardState:
+        raise AssertionError("not polled in this test")
+
+    view = LoadView(read)
+    view.update(BoardState(models={"small": figures}, overflow_spent_usd=0.0, read_at=time.time()))
+    tight = {"x-ttft-slo-ms": "1"}
+    tokens = (await Router(HYBRID, local={"local": "small"}).resolve(HYBRID_REQUEST, "chat", set(), {})).facts
+    price = 0.3 / tokens.prompt_tokens * 1e6  # each spill may cost $0.30
+    knobs = Knobs(overflow_budget_usd_per_hour=1.0, overflow_budget_key_share=0.5)
+    router = Router(HYBRID, local={"local": "small"}, load=view, knobs=knobs, prices={("quickco", "m2"): price})
+
+    async def plan(tenant: str) -> RoutePlan:
+        return router.order(await router.resolve(HYBRID_REQUEST, "chat", set(), tight, tenant))
+
+    running = [await plan("key:a") for _ in range(2)]  # both planned before either has cost anything
+    assert [p.targets[0].provider for p in running] == ["quickco", "quickco"]
+    assert view.overflow_spent_usd("key:a") == pytest.approx(0.6)
+    held = await plan("key:a")
+    assert held.targets[0].provider == "local" and held.targets[0].reason.startswith("budget:")
+    assert (await plan("key:b")).targets[0].provider == "quickco"  # the other key's share is there
+    del running, held
+    assert view.overflow_spent_usd("key:a") == pytest.approx(0.0)  # ended without cost: nothing held
+    assert (await plan("key:a")).targets[0].provider == "quickco"
