@@ -211,3 +211,22 @@ def test_the_response_echoes_its_conversation() -> None:
     assert response_object(turn, "m", output=[], status="completed")["conversation"] == {"id": "conv_1"}
     alone = Turn.of(request(), TEAM, [])
     assert "conversation" not in response_object(alone, "m", output=[], status="completed")
+
+
+@pytest.mark.parametrize(
+    ("conversation", "param", "code"),
+    [
+        ({}, "conversation.id", "missing_required_parameter"),
+        ({"id": 5}, "conversation.id", "invalid_value"),
+        (5, "conversation", "invalid_value"),
+        ("resp_1", "conversation", "invalid_value"),
+    ],
+)
+def test_a_bad_conversation_field_names_itself(conversation: object, param: str, code: str) -> None:
+    """As the field is named in the request, not as the gateway's model of it (`conversation.ConversationRef.id`)."""
+    import json
+
+    body = json.dumps({"model": "m", "input": "hi", "conversation": conversation}).encode()
+    with pytest.raises(InvalidRequest) as e:
+        parse_body(body, ResponsesRequest, tags=TAGS).conversation_id()
+    assert (e.value.param, e.value.code) == (param, code)

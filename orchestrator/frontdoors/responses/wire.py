@@ -50,6 +50,7 @@ TAGS = frozenset(
         "output_text",
         "input_image",
         "refusal",
+        "ConversationRef",  # `conversation` as an object: the union member's label (not a field)
     }
 )
 
