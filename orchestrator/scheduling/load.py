@@ -477,13 +477,14 @@ class LoadView:
         finally:
             self._reporting = None
 
-    def overflow_spent_usd(self, tenant: str | None = None) -> float | None:
+    def overflow_spent_usd(self, tenant: str | None = None, *, held: bool = True) -> float | None:
         """The hour's overflow spend, every gateway's (as the board last said) and this one's since, with
-        what this one's spills in flight may cost (`reserve`); of `tenant` only where given. None before
-        the board was read."""
+        what this one's spills in flight may cost (`reserve`) unless not `held`; of `tenant` only where
+        given. None before the board was read."""
         if self._state is None:
             return None
         if tenant is None:
-            return self._state["overflow_spent_usd"] + sum(self._unreported.values()) + sum(self._reserved.values())
-        spent = self._state.get("overflow_spent_by_tenant", {}).get(tenant, 0.0)
-        return spent + self._unreported.get(tenant, 0.0) + self._reserved.get(tenant, 0.0)
+            spent = self._state["overflow_spent_usd"] + sum(self._unreported.values())
+            return spent + sum(self._reserved.values()) if held else spent
+        spent = self._state.get("overflow_spent_by_tenant", {}).get(tenant, 0.0) + self._unreported.get(tenant, 0.0)
+        return spent + self._reserved.get(tenant, 0.0) if held else spent

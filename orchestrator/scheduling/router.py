@@ -401,7 +401,7 @@ class Router:
         return RoutingState(
             local=dict(self._local),
             load={m: view.snapshot(m) for m in self._local.values()} if view is not None else {},
-            budget=Budget(knobs.overflow_budget_usd_per_hour, view.overflow_spent_usd() if view else None),
+            budget=Budget(knobs.overflow_budget_usd_per_hour, view.overflow_spent_usd(held=False) if view else None),
             slo_ms={
                 e.name: self._policies.get(e.name, AliasPolicy()).ttft_slo_ms or knobs.ttft_slo_ms
                 for e in self._registry.entries()

@@ -70,7 +70,7 @@ class Board:
             recent_ttft_ms=None, kv_cache_usage=0.1, taken_at=0.0,
         )  # fmt: skip
 
-    def overflow_spent_usd(self, tenant: str | None = None) -> float:
+    def overflow_spent_usd(self, tenant: str | None = None, *, held: bool = True) -> float:
         return 0.0
 
     def wanted(self, model: str) -> None:
