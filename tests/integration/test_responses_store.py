@@ -138,3 +138,25 @@ def test_an_unreadable_entry_is_absent_not_an_error(tmp_path: Path) -> None:
         cache.set("resp_junk", "not json")
     disk = DiskResponses(tmp_path)
     assert disk.get("resp_old") is None and disk.get("resp_junk") is None
+
+
+def test_a_store_written_before_the_owner_index_is_counted_when_it_opens(tmp_path: Path) -> None:
+    """An upgraded deployment's stored responses (written before the disk was shared by owner) are indexed
+    at the store's first open: still found, counted against the limit, and pushed out in their turn."""
+    import diskcache
+
+    from orchestrator.frontdoors.responses.store import encode, item_key
+
+    old = diskcache.Cache(str(tmp_path), eviction_policy="least-recently-stored")  # as the store wrote them
+    for i in range(3):
+        stored = Stored("key:old", {"id": f"resp_{i}", "output": []}, [{"id": f"msg_{i}", "text": "x" * 3000}], [])
+        old.set(stored.id, encode(stored), expire=3600)
+        old.set(item_key("key:old", f"msg_{i}"), stored.id, expire=3600)
+    old.close()
+    disk = DiskResponses(tmp_path, size_limit_bytes=12_000)
+    found = disk.get_item("key:old", "msg_1")
+    assert found is not None and found.id == "resp_1"
+    new = Stored("key:new", {"id": "resp_new", "output": []}, [{"id": "m", "text": "y" * 3000}], [])
+    disk.put([new])  # over the limit: the old key, holding the most, gives way, its oldest first
+    assert disk.get("resp_new") is not None and disk.get("resp_0") is None
+    assert disk.get_item("key:old", "msg_0") is None and disk.get("resp_2") is not None

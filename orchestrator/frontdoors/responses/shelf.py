@@ -24,11 +24,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import diskcache
 
 _EXPIRE_EVERY_S = 60.0  # how often expired entries leave the index (a read never returns one)
+
+
+@dataclass(frozen=True)
+class Owned:
+    """Whose a value found on disk is: an entry of `owner`'s, or (with `parent`) a child of that entry."""
+
+    owner: str
+    parent: str | None = None
 
 
 class Shelf:
@@ -42,8 +51,10 @@ class Shelf:
         ttl_s: float,
         size_limit_bytes: int,
         clock: Callable[[], float] = time.time,
+        owned: Callable[[str, str], Owned | None] | None = None,
     ):
         self._directory = directory
+        self._owned = owned  # for values written before the index: whose each is (`_adopt`)
         self._ttl_s = ttl_s
         self._limit = size_limit_bytes
         self._clock = clock
@@ -129,9 +140,39 @@ class Shelf:
         db.execute("CREATE INDEX IF NOT EXISTS by_owner ON entries (owner, stored_at) WHERE parent IS NULL")
         db.execute("CREATE INDEX IF NOT EXISTS by_parent ON entries (parent) WHERE parent IS NOT NULL")
         db.execute("CREATE INDEX IF NOT EXISTS by_expiry ON entries (expires_at) WHERE parent IS NULL")
-        self._held = dict(db.execute("SELECT owner, SUM(bytes) FROM entries GROUP BY owner").fetchall())
         self._index = db
+        if self._owned is not None and db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None:
+            self._adopt(self._owned)
+        self._held = dict(db.execute("SELECT owner, SUM(bytes) FROM entries GROUP BY owner").fetchall())
         return db
+
+    def _adopt(self, owned: Callable[[str, str], Owned | None]) -> None:
+        """Index the values a store wrote before it had an index (an upgraded deployment's stored
+        responses), so the limit counts them and they go in their turn: each entry with its owner (the
+        time it has left as written), each child with its entry; what `owned` doesn't know stays as it
+        is, to expire. Once, on a store's first open with this index."""
+        db, values = self._index, self._values
+        assert db is not None and values is not None
+        now = self._clock()
+        entries: list[tuple[str, str, int, float, float, None]] = []
+        children: list[tuple[str, str, int]] = []  # key, parent, bytes
+        for key in list(values.iterkeys()):
+            value, expire_time = values.get(key, expire_time=True)
+            if not isinstance(key, str) or not isinstance(value, str) or (whose := owned(key, value)) is None:
+                continue
+            size = len(key) + len(value)
+            if whose.parent is None:
+                entries.append((key, whose.owner, size, now, expire_time or now + self._ttl_s, None))
+            else:
+                children.append((key, whose.parent, size))
+        owners = {key: owner for key, owner, *_ in entries}
+        expiry = {key: expires for key, _, _, _, expires, _ in entries}
+        with db:
+            db.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?)", entries)
+            db.executemany(
+                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                [(k, owners[p], n, now, expiry[p], p) for k, p, n in children if p in owners],
+            )
 
     def _write(self, owner: str, key: str, value: str, children: dict[str, str], now: float) -> None:
         """Index, then write, the entry `key` and `children` (rows of neither left in the index)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.actors import named_actor
-from orchestrator.frontdoors.responses.shelf import Shelf
+from orchestrator.frontdoors.responses.shelf import Owned, Shelf
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class DiskResponses:
     first use (`None`: a temporary one), so an app that never stores a response never opens one."""
 
     def __init__(self, directory: Path | None = None, *, ttl_s: float = 30 * 86400, size_limit_bytes: int = 1 << 30):
-        self._shelf = Shelf(directory, ttl_s=ttl_s, size_limit_bytes=size_limit_bytes)
+        self._shelf = Shelf(directory, ttl_s=ttl_s, size_limit_bytes=size_limit_bytes, owned=_owned)
 
     def get(self, response_id: str) -> Stored | None:
         raw = self._shelf.get(response_id)
@@ -105,6 +105,18 @@ class DiskResponses:
 
     def delete(self, response_id: str) -> bool:
         return self._shelf.delete(response_id)
+
+
+def _owned(key: str, value: str) -> Owned | None:
+    """Whose a value a store wrote before its owner index is: an entry names its owner; an item's key
+    holds its entry's id (`item_key`)."""
+    if key.startswith("item:"):
+        return Owned("", parent=value)
+    try:
+        owner = json.loads(value).get("owner")
+    except (ValueError, AttributeError):
+        return None
+    return Owned(owner) if isinstance(owner, str) else None
 
 
 def item_key(owner: str, item_id: str) -> str:
