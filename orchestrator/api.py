@@ -88,7 +88,8 @@ def build_app(
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
     store = responses or WriteBehind(InProcessStore(DiskResponses()))
     talks = conversations or InProcessConversations(DiskConversations())
-    room = conversation_room or limits(ConversationsSettings().max_items, ConversationsSettings().max_mb)
+    defaults = ConversationsSettings()
+    room = conversation_room or limits(defaults.max_items, defaults.max_mb)
     doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store, talks, room), AnthropicMessages()]
     sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow
     large = large_bodies or LargeBodies()  # shared by every door
