@@ -36,6 +36,7 @@ from orchestrator.frontdoors.base import FrontDoor, SideDoor
 from orchestrator.frontdoors.models import list_response, model_response, speaks_anthropic, visible
 from orchestrator.frontdoors.openai import error_response, openai_doors
 from orchestrator.frontdoors.responses import (
+    CompactDoor,
     ConversationStore,
     DiskConversations,
     DiskResponses,
@@ -90,7 +91,11 @@ def build_app(
     talks = conversations or InProcessConversations(DiskConversations())
     defaults = ConversationsSettings()
     room = conversation_room or limits(defaults.max_items, defaults.max_mb)
-    doors = doors if doors is not None else [*openai_doors(), ResponsesDoor(store, talks, room), AnthropicMessages()]
+    doors = (
+        doors
+        if doors is not None
+        else [*openai_doors(), ResponsesDoor(store, talks, room), CompactDoor(store), AnthropicMessages()]
+    )
     sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow
     large = large_bodies or LargeBodies()  # shared by every door
     posts: dict[str, DoorRoute] = {door.path: _serving(door, pipeline, acct, max_body_bytes, large) for door in doors}

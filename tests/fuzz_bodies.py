@@ -56,6 +56,8 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
+from orchestrator.frontdoors.responses.compaction import seal
+
 # ------------------------------------------------------------------------------ encoding
 
 
@@ -810,6 +812,12 @@ def response_items() -> st.SearchStrategy[Any]:
     other = st.sampled_from(
         [
             {"type": "reasoning", "summary": []},
+            {"type": "compaction", "encrypted_content": seal("Earlier: the user asked about Paris.")},
+            {"type": "compaction_summary", "encrypted_content": seal("😀 \ud800 ünï " * 3)},
+            {"type": "compaction", "encrypted_content": "gAAAAABpM0Yj-another-services="},
+            {"type": "compaction", "encrypted_content": "orch-cmp-v1.%%%"},
+            {"type": "compaction", "encrypted_content": "orch-cmp-v1.bnVsbA=="},  # JSON null
+            {"type": "compaction"},
             {"type": "item_reference", "id": "msg_1"},
             {"type": "web_search_call", "id": "ws_1"},
             {"type": 5},
@@ -855,6 +863,23 @@ def responses_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
     }
     inputs = st.one_of(texts(), st.lists(response_items(), min_size=1, max_size=4))
     return st.fixed_dictionaries({"model": models.names(models.chat), "input": inputs}, optional=fields)
+
+
+def compact_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid-ish `POST /v1/responses/compact` body (and the fields it refuses)."""
+    fields = {
+        "input": st.one_of(texts(), st.lists(response_items(), max_size=4), st.none()),
+        "instructions": texts(),
+        "previous_response_id": st.one_of(st.sampled_from(["resp_nope", ""]), texts(20, long=False)),
+        "tools": st.sampled_from([[RESPONSES_TOOL], [{"type": "web_search"}], [{"type": "function"}], [TOOL]]),
+        "parallel_tool_calls": st.booleans(),
+        "reasoning": st.sampled_from([{"effort": "low"}, {"effort": "max"}]),
+        "text": st.just({"format": {"type": "json_object"}}),
+        "prompt_cache_key": texts(64, long=False),
+        "stream": st.booleans(),
+        "conversation": st.just("conv_1"),
+    }
+    return st.fixed_dictionaries({"model": models.names(models.chat)}, optional=fields)
 
 
 def raw_bodies() -> st.SearchStrategy[bytes]:
@@ -951,6 +976,7 @@ def routing_headers(keys: Sequence[str] = ()) -> st.SearchStrategy[dict[str, byt
 
 POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 RESPONSES_ROUTE = "/v1/responses"  # streams in the Responses API's events
+COMPACT_ROUTE = "/v1/responses/compact"
 ANTHROPIC_ROUTES = ("/v1/messages", "/v1/messages/count_tokens")  # errors and streams in Anthropic's shape
 GET_ROUTES = ("/health", "/metrics", "/v1/models")
 ADMIN_ROUTES = ("/admin/keys", "/admin/usage")
@@ -992,6 +1018,7 @@ def body_requests(target: Target, route: str) -> st.SearchStrategy[FuzzRequest]:
         "/v1/messages": messages_bodies,
         "/v1/messages/count_tokens": count_tokens_bodies,
         "/v1/responses": responses_bodies,
+        COMPACT_ROUTE: compact_bodies,
         "/admin/keys": admin_key_bodies,
     }
     auth = target.admin_auth() if route.startswith("/admin") else target.auth()
@@ -1008,7 +1035,7 @@ def raw_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
         lambda path, body, headers: _request(
             "POST", path, headers, body, f"raw {path}", target.admin_auth() if "admin" in path else target.auth()
         ),
-        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE, "/admin/keys"]),
+        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE, COMPACT_ROUTE, "/admin/keys"]),
         raw_bodies(),
         routing_headers(target.keys),
     )
@@ -1124,7 +1151,7 @@ def other_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
         st.sampled_from([*GET_ROUTES, *ADMIN_ROUTES]),
         st.sampled_from(["/", "/v1", "/v1/chat", "/v1/models/fake", "/v2/chat/completions", "/%ff", "/admin"]),
         st.sampled_from(["/admin/keys/", "/v1/chat/completions/", "/admin/keys/x/y", "/v1/messages/"]),
-        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE]),
+        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE, COMPACT_ROUTE]),
     )
     methods = st.sampled_from(["GET", "GET", "GET", "POST", "PUT", "PATCH", "OPTIONS", "HEAD"])
 
@@ -1140,7 +1167,7 @@ def any_request(target: Target, admin: bool = False) -> st.SearchStrategy[FuzzRe
     """Every kind of request above, weighted toward the model routes."""
     routes = [body_requests(target, r) for r in POST_ROUTES]
     extra = [
-        *(body_requests(target, r) for r in [*ANTHROPIC_ROUTES, RESPONSES_ROUTE]),
+        *(body_requests(target, r) for r in [*ANTHROPIC_ROUTES, RESPONSES_ROUTE, COMPACT_ROUTE]),
         stored_response_requests(target),
         raw_requests(target),
         other_requests(target),

@@ -177,6 +177,7 @@ class Gateway:
             ("/v1/messages/count_tokens", valid_messages("claude/haiku"), ""),
             ("/v1/responses", valid_responses("fake-chat"), "local/"),
             ("/v1/responses", valid_responses("claude/haiku"), "claude/"),
+            ("/v1/responses/compact", {"model": "claude/haiku", "input": "Plan a trip."}, "claude/"),
         ]
         for path, body, served_by in checks:
             request = FuzzRequest("POST", path, (*auth, ("content-type", b"application/json")), encode(body))
@@ -347,6 +348,10 @@ def test_count_tokens_bodies(open_gw: Gateway) -> None:
 
 def test_responses_bodies(open_gw: Gateway) -> None:
     fuzz(open_gw, body_requests(OPEN, "/v1/responses"), 120)
+
+
+def test_compact_bodies(open_gw: Gateway) -> None:
+    fuzz(open_gw, body_requests(OPEN, "/v1/responses/compact"), 60)
 
 
 def test_stored_responses_routes(keyed_gw: Gateway) -> None:

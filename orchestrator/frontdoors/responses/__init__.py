@@ -1,8 +1,10 @@
 """OpenAI's Responses API front door (`door`), its request (`wire`), its translation to and from
-chat (`translate`), its stream events (`events`) and the stored responses (`store`); OpenAI's
+chat (`translate`), its stream events (`events`) and the stored responses (`store`); compaction
+(`compaction`, and its door `compact_door`); OpenAI's
 Conversations API over it: the policy (`conversations`), the stored conversations
 (`conversation_store`) and their routes (`conversation_routes`)."""
 
+from orchestrator.frontdoors.responses.compact_door import CompactDoor
 from orchestrator.frontdoors.responses.conversation_routes import add_conversation_routes
 from orchestrator.frontdoors.responses.conversation_store import (
     ConversationStore,
@@ -15,6 +17,7 @@ from orchestrator.frontdoors.responses.door import ResponsesDoor, add_stored_rou
 from orchestrator.frontdoors.responses.store import DiskResponses, InProcessStore, ResponseStore, WriteBehind
 
 __all__ = [
+    "CompactDoor",
     "ConversationStore",
     "DiskConversations",
     "DiskResponses",

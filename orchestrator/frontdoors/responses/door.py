@@ -63,11 +63,12 @@ class ResponsesDoor:
     async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
         request = parse_body(raw, ResponsesRequest, tags=TAGS)
         owner = tenant(tab)
-        await _resolve_references(self._store, request, owner)
+        if not isinstance(request.input, str):
+            await resolve_references(self._store, request.input, owner)
         context: list[Json] = []
         conversation: Conversation | None = None
         if request.previous_response_id is not None:
-            previous = await _read(self._store, request.previous_response_id, owner, "previous_response_id")
+            previous = await read_stored(self._store, request.previous_response_id, owner, "previous_response_id")
             context = previous.context
         elif (conversation_id := request.conversation_id()) is not None:
             conversation = await self._conversations.get(owner, conversation_id)
@@ -147,21 +148,20 @@ def _with_room_for(room: Limits, output: list[Json]) -> Limits:
 _STORED_ITEM: TypeAdapter[Any] = TypeAdapter(StoredItem)
 
 
-async def _resolve_references(store: ResponseStore, request: ResponsesRequest, owner: str) -> None:
-    """Each `item_reference` in the input replaced by the item it names, of a response this key stored."""
-    if isinstance(request.input, str):
-        return
-    for i, item in enumerate(request.input):
+async def resolve_references(store: ResponseStore, items: list[Any], owner: str) -> None:
+    """Each `item_reference` in `items` (a request's input) replaced by the item it names, of a response
+    this key stored."""
+    for i, item in enumerate(items):
         if not isinstance(item, ItemReference):
             continue
         stored = await store.get_item(owner, item.id)
         found = stored.item(item.id) if stored is not None and stored.owner == owner else None
         if found is None:
             raise NotFound(f"Item with id '{item.id}' not found.", param=f"input[{i}].id")
-        request.input[i] = _STORED_ITEM.validate_python(found)
+        items[i] = _STORED_ITEM.validate_python(found)
 
 
-async def _read(store: ResponseStore, response_id: str, owner: str, param: str | None = None) -> Stored:
+async def read_stored(store: ResponseStore, response_id: str, owner: str, param: str | None = None) -> Stored:
     """A stored response its owner may read; anyone else's is not there."""
     stored = await store.get(response_id)
     if stored is None or stored.owner != owner:
@@ -180,19 +180,19 @@ def add_stored_routes(app: FastAPI, store: ResponseStore, authenticate: Callable
         tab = await authenticate(request)
         if request.query_params.get("stream", "false").lower() not in ("false", "0"):
             raise InvalidRequest("Streaming a stored response again is not supported by this gateway.", param="stream")
-        stored = await _read(store, request.path_params["response_id"], tenant(tab))
+        stored = await read_stored(store, request.path_params["response_id"], tenant(tab))
         return JSONResponse(stored.response)
 
     async def delete(request: Request) -> Response:
         tab = await authenticate(request)
         response_id = request.path_params["response_id"]
-        await _read(store, response_id, tenant(tab))
+        await read_stored(store, response_id, tenant(tab))
         await store.delete(response_id)
         return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
     async def input_items(request: Request) -> Response:
         tab = await authenticate(request)
-        stored = await _read(store, request.path_params["response_id"], tenant(tab))
+        stored = await read_stored(store, request.path_params["response_id"], tenant(tab))
         return JSONResponse(item_page(stored.input_items, request.query_params))
 
     app.add_route("/v1/responses/{response_id}", get, methods=["GET"])

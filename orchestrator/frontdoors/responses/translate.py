@@ -5,7 +5,8 @@
                 request's) as chat messages: `developer` is `system`; a `function_call` joins
                 the assistant turn it follows; a `function_call_output` is a `tool` message;
                 a reasoning item with `encrypted_content` (an Anthropic route's signature)
-                joins the next assistant turn as its signed reasoning, others are not sent
+                joins the next assistant turn as its signed reasoning, others are not sent;
+                a `compaction` item is a user message with its summary (`compaction`)
     output      a whole chat answer as output items: the reasoning (a reasoning model's), the
                 message (text or refusal), then one `function_call` item per tool call
     response    the `Response` object around them, echoing what the request asked
@@ -37,8 +38,10 @@ from pydantic import ValidationError
 
 from orchestrator.errors import InvalidRequest
 from orchestrator.frontdoors.openai import validation_error
+from orchestrator.frontdoors.responses.compaction import summary_message
 from orchestrator.frontdoors.responses.tool_names import Origin, chat_name, renamed
 from orchestrator.frontdoors.responses.wire import (
+    CompactionItem,
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionChoice,
@@ -87,7 +90,7 @@ class Turn:
         return cls(
             request,
             owner,
-            items=input_items(request),
+            items=input_items(request.input),
             context=context,
             conversation=conversation,
             renamed=renamed(request),
@@ -104,11 +107,11 @@ class Turn:
 # --------------------------------------------------------------------------- input items
 
 
-def input_items(request: ResponsesRequest) -> list[Json]:
-    """The request's input as items with ids, in the shape the API lists them."""
-    if isinstance(request.input, str):
-        return [_message("user", [{"type": "input_text", "text": request.input}])]
-    return items_of(request.input)
+def input_items(given: str | Sequence[Item]) -> list[Json]:
+    """A request's input (a text is a user message) as items with ids, in the shape the API lists them."""
+    if isinstance(given, str):
+        return [_message("user", [{"type": "input_text", "text": given}])]
+    return items_of(given)
 
 
 def items_of(items: Sequence[Item]) -> list[Json]:
@@ -139,6 +142,10 @@ def items_of(items: Sequence[Item]) -> list[Json]:
                     "output": output,
                     "status": "completed",
                 }
+            )
+        elif isinstance(item, CompactionItem):
+            out.append(
+                {"id": item.id or new_id("cmp"), "type": "compaction", "encrypted_content": item.encrypted_content}
             )
         else:
             out.append(item.model_dump(exclude_none=True))  # a reasoning item, as given
@@ -195,7 +202,7 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
     if "cache" in (r.model_extra or {}):  # the gateway's own field (README "Cache"), as on every door
         body["cache"] = (r.model_extra or {})["cache"]
     if r.functions():
-        body["tools"] = [tool for t in r.functions() for tool in _chat_tools(t)]
+        body["tools"] = [tool for t in r.functions() for tool in chat_tools(t)]
     if isinstance(r.tool_choice, FunctionChoice):
         body["tool_choice"] = {"type": "function", "function": {"name": chat_name(None, r.tool_choice.name)}}
     elif r.tool_choice is not None and r.tools and not r.functions():  # only web search, left out
@@ -223,7 +230,7 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         raise validation_error(e) from None
 
 
-def _chat_tools(tool: FunctionTool | NamespaceTool) -> list[Json]:
+def chat_tools(tool: FunctionTool | NamespaceTool) -> list[Json]:
     """A tool as chat tools: a function as itself, a namespace as its functions, each by its chat name."""
     namespace, functions = (tool.name, tool.tools) if isinstance(tool, NamespaceTool) else (None, [tool])
     return [
@@ -263,6 +270,9 @@ def chat_messages(items: list[Json]) -> list[Json]:
             content = output if isinstance(output, str) else [_chat_part(p) for p in output]
             out.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
             joinable = False
+        elif kind == "compaction":  # the turns it stands for, summarized (`compaction`)
+            out.append(summary_message(item["encrypted_content"]))
+            joinable, reasoning = False, {}
     return out
 
 

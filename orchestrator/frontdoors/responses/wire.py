@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.errors import InvalidRequest
+from orchestrator.frontdoors.responses.compaction import summary_of
 from orchestrator.protocol import INT64_MAX, Metadata, OutputSchema
 
 LOGPROBS = "message.output_text.logprobs"  # the `include` value that asks for them
@@ -46,6 +47,8 @@ TAGS = frozenset(
         "function_call_output",
         "reasoning",
         "item_reference",
+        "compaction",
+        "compaction_summary",
         "input_text",
         "output_text",
         "input_image",
@@ -119,6 +122,21 @@ class ReasoningItem(_Wire):
     type: Literal["reasoning"]
 
 
+class CompactionItem(_Wire):
+    """A compaction item (`POST /v1/responses/compact`'s): the conversation before it, summarized.
+    Only this gateway's own are read (`compaction.summary_of`); `compaction_summary` is Codex's older name."""
+
+    type: Literal["compaction", "compaction_summary"]
+    encrypted_content: Annotated[str, Field(min_length=1)]
+    id: str | None = None
+
+    @field_validator("encrypted_content")
+    @classmethod
+    def _ours(cls, content: str) -> str:
+        summary_of(content)  # a ValueError saying whose it is when it isn't ours
+        return content
+
+
 class ItemReference(_Wire):
     """An item of a stored response, by its id (the door replaces it with the item)."""
 
@@ -127,11 +145,11 @@ class ItemReference(_Wire):
 
 
 Item = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | ItemReference,
+    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | CompactionItem | ItemReference,
     Field(discriminator="type"),
 ]
 StoredItem = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem,
+    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | CompactionItem,
     Field(discriminator="type"),
 ]
 
@@ -265,24 +283,7 @@ class ResponsesRequest(_Wire):
             )
         if data.get("background"):
             raise _unsupported("'background' responses are not supported by this gateway.", "background")
-        tools = data.get("tools")
-        for i, tool in enumerate(tools if isinstance(tools, list) else []):
-            kind = tool.get("type") if isinstance(tool, dict) else None
-            if isinstance(kind, str) and kind not in ("function", "namespace", *WEB_SEARCH):
-                raise _unsupported(
-                    f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' tools (and "
-                    "'namespace' tools of them) are supported.",
-                    f"tools[{i}].type",
-                )
-            members = tool.get("tools") if kind == "namespace" else None
-            for j, member in enumerate(members if isinstance(members, list) else []):
-                inner = member.get("type") if isinstance(member, dict) else None
-                if isinstance(inner, str) and inner != "function":
-                    raise _unsupported(
-                        f"The tool type {inner!r} can't be run by this gateway's routes, in a namespace either; "
-                        "only 'function' tools are supported.",
-                        f"tools[{i}].tools[{j}].type",
-                    )
+        check_tools(data.get("tools"))
         check_items(data.get("input"), "input", _ITEMS)
         choice = data.get("tool_choice")
         if isinstance(choice, dict) and choice.get("type") in WEB_SEARCH:
@@ -298,7 +299,36 @@ class ResponsesRequest(_Wire):
         return data
 
 
-_ITEMS = ("message", "function_call", "function_call_output", "reasoning", "item_reference")
+_ITEMS = (
+    "message",
+    "function_call",
+    "function_call_output",
+    "reasoning",
+    "compaction",
+    "compaction_summary",
+    "item_reference",
+)
+
+
+def check_tools(tools: Any) -> None:
+    """Each tool of a type a route here can run: a function, a namespace of them, or web search (left out)."""
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind not in ("function", "namespace", *WEB_SEARCH):
+            raise _unsupported(
+                f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' tools (and "
+                "'namespace' tools of them) are supported.",
+                f"tools[{i}].type",
+            )
+        members = tool.get("tools") if kind == "namespace" else None
+        for j, member in enumerate(members if isinstance(members, list) else []):
+            inner = member.get("type") if isinstance(member, dict) else None
+            if isinstance(inner, str) and inner != "function":
+                raise _unsupported(
+                    f"The tool type {inner!r} can't be run by this gateway's routes, in a namespace either; "
+                    "only 'function' tools are supported.",
+                    f"tools[{i}].tools[{j}].type",
+                )
 
 
 def check_items(items: Any, field: str, served: tuple[str, ...]) -> None:
@@ -309,6 +339,42 @@ def check_items(items: Any, field: str, served: tuple[str, ...]) -> None:
         kind = item.setdefault("type", "message")
         if isinstance(kind, str) and kind not in served:
             raise _unsupported(f"Input items of type {kind!r} are not supported by this gateway.", f"{field}[{i}].type")
+
+
+class CompactRequest(_Wire):
+    """`POST /v1/responses/compact`: the conversation to compact (its items, after a stored response's
+    with `previous_response_id`), and what its turns were asked with (`instructions`, `tools`, …: as
+    Codex sends them, so the summary is asked in the same context). Answered whole, never stored."""
+
+    model: Annotated[str, Field(min_length=1)]
+    input: str | list[Item] | None = None
+    instructions: str | None = None
+    previous_response_id: Annotated[str, Field(min_length=1)] | None = None
+    tools: list[AnyTool] | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning: ReasoningParam | None = None
+    text: TextParam | None = None  # the turns' output format: not the summary's
+
+    def functions(self) -> list[FunctionTool | NamespaceTool]:
+        """The tools a route is told of (none is called while summarizing): all but web search."""
+        return [t for t in self.tools or [] if not isinstance(t, WebSearchTool)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _served(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name, why in (
+            ("stream", "a compaction is answered whole"),
+            ("background", "a compaction is answered whole"),
+            ("conversation", "compact a conversation's items by sending them as 'input'"),
+            ("prompt", "send the input itself"),
+        ):
+            if data.get(name):
+                raise _unsupported(f"'{name}' is not supported by this endpoint: {why}.", name)
+        check_tools(data.get("tools"))
+        check_items(data.get("input"), "input", _ITEMS)
+        return data
 
 
 def _unsupported(message: str, param: str) -> InvalidRequest:

@@ -1,0 +1,66 @@
+"""Compaction: a conversation's earlier turns as a summary the next turns carry instead of them.
+
+OpenAI's `POST /v1/responses/compact` answers a conversation with all its user
+messages and one `compaction` item, whose `encrypted_content` stands for the
+rest (the assistant's turns, its tool calls and their results) from then on:
+the client sends that output, plus its next turns, instead of the whole history
+(Codex CLI does so when its context fills, on every provider it calls `openai`).
+Here the summary is the route's model's own, asked for with `PROMPT` after the
+conversation (`compact_door`), and the item carries it sealed (`seal`): its
+text, not encrypted, behind a prefix that says it is this gateway's, so any
+replica reads it back, after a restart too, and no store holds it (nor can
+another key's request find it). It says nothing the client couldn't send as a
+message: a client that crafts one only sends itself a message. Sent back, the
+item is a user message with the summary (`summary_message`), where it stands
+in the conversation. Another service's item (OpenAI's own are encrypted) can't
+be read here: a 400 that says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+SEALED = "orch-cmp-v1."  # what begins this gateway's `encrypted_content`
+
+PROMPT = (
+    "Stop here and compact the conversation so far: it is about to be replaced by your summary of it, "
+    "and the user's own messages, which are kept as they are. Write the summary for whoever continues "
+    "the work from it, with nothing else to go on: the task and what the user asked for, the decisions "
+    "made and why, what was done (the files, commands and tool results that matter, with the exact names, "
+    "paths and values), where things stand now, what is left and what to do next. Keep every fact that "
+    "is needed to continue; leave out what isn't. Write notes, not a reply to the user, and call no tools."
+)
+
+SUMMARY_HEADER = "[A summary of the conversation before this point, which was compacted to save context:]\n\n"
+
+
+def seal(summary: str) -> str:
+    """The `encrypted_content` of a compaction item that carries `summary`."""
+    payload = json.dumps({"summary": summary}).encode()  # ASCII: a lone surrogate from a model is escaped too
+    return SEALED + base64.urlsafe_b64encode(payload).decode("ascii")
+
+
+def summary_of(content: str) -> str:
+    """The summary a compaction item's `encrypted_content` carries; a `ValueError` that says why not."""
+    if not content.startswith(SEALED):
+        raise ValueError(
+            "this compaction item was not made by this gateway (its 'encrypted_content' is another "
+            "service's, which only that service can read); send the conversation's items instead, or "
+            "compact them here with POST /v1/responses/compact"
+        )
+    try:
+        payload: Any = json.loads(base64.urlsafe_b64decode(content[len(SEALED) :].encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):  # bad base64, JSON or UTF-8 (json's are ValueErrors)
+        payload = None
+    summary = payload.get("summary") if isinstance(payload, dict) else None
+    if not isinstance(summary, str):
+        raise ValueError("this compaction item's 'encrypted_content' is damaged: send it as it was given")
+    return summary
+
+
+def summary_message(content: str) -> dict[str, Any]:
+    """A compaction item sent back, as the chat message that stands in its place."""
+    return {"role": "user", "content": [{"type": "text", "text": SUMMARY_HEADER + summary_of(content)}]}

@@ -1,0 +1,252 @@
+"""`POST /v1/responses/compact` and compaction items, through the official openai SDK.
+
+A conversation is compacted by the route's model (the local fake engine, or a fake provider on a real
+socket that records what it was asked), and the compacted output sent back as the next turn's input
+puts the summary where the turns were. Bodies are held to the shared OpenAPI spec.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from fastapi import FastAPI
+from http_checks import CHAT_MODEL
+from openai_schema import validate
+from test_responses_door import WEATHER, sdk
+from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
+
+from orchestrator.frontdoors.responses.compaction import PROMPT, SUMMARY_HEADER, seal, summary_of
+from orchestrator.testing.engine import FakeEngine
+from orchestrator.testing.provider import FakeProvider
+
+CONVERSATION: list[dict[str, Any]] = [
+    {"role": "user", "content": "Plan a trip to Paris."},
+    {"role": "assistant", "content": "Which month?"},
+    {"role": "user", "content": "May, please."},
+]
+
+
+async def compact_raw(app: FastAPI, body: dict[str, Any], api_key: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        return await http.post("/v1/responses/compact", json=body, headers=headers)
+
+
+def compaction_of(output: list[Any]) -> Any:
+    (item,) = [i for i in output if i.type == "compaction"]
+    return item
+
+
+def text_of(content: Any) -> str:
+    """A chat message's text, as a provider was sent it (a string, or text parts)."""
+    return content if isinstance(content, str) else "".join(p["text"] for p in content)
+
+
+async def compacted_output(client: openai.AsyncOpenAI, **kwargs: Any) -> list[dict[str, Any]]:
+    """A compaction's output items as sent: what a client hands back as the next turn's input."""
+    raw = await client.responses.with_raw_response.compact(**kwargs)
+    body = json.loads(raw.content)
+    validate("CompactResource", body)
+    return list(body["output"])
+
+
+@pytest.fixture
+def chat_engine() -> FakeEngine:
+    return FakeEngine(CHAT_MODEL, max_model_len=1024)  # room for a conversation and the request for its summary
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict[str, FakeProvider]]:
+    with two_fakes() as both:
+        yield both
+
+
+@pytest.fixture(autouse=True)
+def healthy(request: pytest.FixtureRequest) -> None:
+    if "fakes" in request.fixturenames:
+        heal(request.getfixturevalue("fakes"))
+
+
+@pytest.fixture
+async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
+    async with gateway(fakes, tmp_path) as app:
+        yield app
+
+
+# ------------------------------------------------------------------------------ the local model
+
+
+async def test_the_local_model_compacts_a_conversation_and_the_next_turn_reads_its_summary(
+    app: FastAPI, chat_engine: FakeEngine
+) -> None:
+    client = sdk(app)
+    chat_engine.enqueue(["The user plans a trip to Paris in May."])
+    raw = await client.responses.with_raw_response.compact(model=CHAT_MODEL, input=CONVERSATION)  # type: ignore[arg-type]
+    validate("CompactResource", json.loads(raw.content))
+    assert raw.headers["x-served-by"].endswith(CHAT_MODEL)
+    compacted = raw.parse()
+    assert compacted.object == "response.compaction" and compacted.id.startswith("resp_")
+    # Every user message as it was, then one compaction item: the assistant's turn is in the summary.
+    assert [(i.type, getattr(i, "role", None)) for i in compacted.output] == [
+        ("message", "user"),
+        ("message", "user"),
+        ("compaction", None),
+    ]
+    assert summary_of(compaction_of(compacted.output).encrypted_content) == "The user plans a trip to Paris in May."
+    assert compacted.usage.output_tokens > 0 and compacted.usage.input_tokens > 0
+    asked = chat_engine.generations[-1].request
+    assert PROMPT in json.dumps(asked["messages"][-1]) and "Which month?" in json.dumps(asked["messages"])
+
+    kept = json.loads(raw.content)["output"]
+    answer = await client.responses.create(model=CHAT_MODEL, input=[*kept, {"role": "user", "content": "Hotels?"}])
+    assert answer.status == "completed" and answer.output_text == "Hotels?"  # the fake parrots the last turn
+    seen = json.dumps(chat_engine.generations[-1].request["messages"])
+    assert "The user plans a trip to Paris in May." in seen and "Which month?" not in seen
+
+
+# ------------------------------------------------------------------------------ a remote route
+
+
+async def test_a_tool_using_conversation_is_summarized_in_its_own_context(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    """The summary is asked as the next turn would be (instructions, tools), told to call none."""
+    client = sdk(remote, TEAM_KEY)
+    history = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Oslo"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": '{"sky": "snow"}'},
+        {"role": "assistant", "content": "It snows in Oslo."},
+    ]
+    compacted = await client.responses.compact(
+        model="alpha/m",
+        input=history,  # type: ignore[arg-type]
+        instructions="You are a weather bot.",
+        extra_body={"tools": [WEATHER], "parallel_tool_calls": False},
+    )
+    sent = fakes["alpha"].requests[-1].body
+    assert sent["messages"][0] == {"role": "system", "content": "You are a weather bot."}
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert sent["messages"][-1]["content"] == PROMPT
+    assert sent["tool_choice"] == "none" and sent["tools"][0]["function"]["name"] == "get_weather"
+    assert [i.type for i in compacted.output] == ["message", "compaction"]
+    assert summary_of(compaction_of(compacted.output).encrypted_content) == "It is sunny."
+
+    kept = await compacted_output(client, model="alpha/m", input=history, extra_body={"tools": [WEATHER]})
+    await client.responses.create(model="alpha/m", input=[*kept, {"role": "user", "content": "And Bergen?"}])
+    messages = fakes["alpha"].requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["user", "user", "user"]  # no tool turns: they are in the summary
+    assert text_of(messages[1]["content"]) == SUMMARY_HEADER + "It is sunny."
+
+
+async def test_an_anthropic_route_compacts_a_conversation_with_tool_calls(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    history = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"type": "function_call", "call_id": "toolu_1", "name": "get_weather", "arguments": '{"city": "Oslo"}'},
+        {"type": "function_call_output", "call_id": "toolu_1", "output": "snow"},
+    ]
+    compacted = await sdk(remote, TEAM_KEY).responses.compact(
+        model="claude/haiku",
+        input=history,  # type: ignore[arg-type]
+        extra_body={"tools": [WEATHER]},
+    )
+    sent = fakes["claude"].requests[-1].body
+    assert sent["tool_choice"] == {"type": "none"} and sent["tools"][0]["name"] == "get_weather"
+    assert PROMPT in json.dumps(sent["messages"][-1])
+    assert summary_of(compaction_of(compacted.output).encrypted_content)  # the fake's answer to a tool result
+
+
+async def test_a_stored_response_is_compacted_with_the_input_after_it(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    client = sdk(remote, TEAM_KEY)
+    first = await client.responses.create(model="alpha/m", input="Plan a trip to Paris.")
+    compacted = await client.responses.compact(model="alpha/m", previous_response_id=first.id, input="In May.")
+    texts = [text_of(m["content"]) for m in fakes["alpha"].requests[-1].body["messages"]]
+    assert texts[1] == "It is sunny." and texts[-1] == PROMPT  # the stored answer, then the new input
+    users = [i.content[0].text for i in compacted.output if i.type == "message"]
+    assert users == ["Plan a trip to Paris.", "In May."]
+    with pytest.raises(openai.NotFoundError):  # another key's stored response is not there
+        await sdk(remote, OTHER_KEY).responses.compact(model="alpha/m", previous_response_id=first.id)
+
+
+async def test_a_compaction_item_is_kept_in_the_stored_response_and_its_chain(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    client = sdk(remote, TEAM_KEY)
+    item = {"type": "compaction", "encrypted_content": seal("Earlier: the user likes trains.")}
+    first = await client.responses.create(model="alpha/m", input=[item, {"role": "user", "content": "Go on."}])  # type: ignore[list-item]
+    listed = await client.responses.input_items.with_raw_response.list(first.id)
+    validate("ResponseItemList", json.loads(listed.content))
+    assert [i["type"] for i in json.loads(listed.content)["data"]] == ["message", "compaction"]  # newest first
+    await client.responses.create(model="alpha/m", input="More.", previous_response_id=first.id)
+    messages = fakes["alpha"].requests[-1].body["messages"]
+    assert text_of(messages[0]["content"]) == SUMMARY_HEADER + "Earlier: the user likes trains."
+
+
+async def test_codexs_older_item_name_is_read_as_a_compaction(remote: FastAPI, fakes: dict[str, FakeProvider]) -> None:
+    item = {"type": "compaction_summary", "encrypted_content": seal("Summary.")}
+    await sdk(remote, TEAM_KEY).responses.create(model="alpha/m", input=[item, {"role": "user", "content": "Hi"}])  # type: ignore[list-item]
+    assert text_of(fakes["alpha"].requests[-1].body["messages"][0]["content"]) == SUMMARY_HEADER + "Summary."
+
+
+# ------------------------------------------------------------------------------ what it refuses
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("gAAAAABpM0Yj-another-services-token=", "not made by this gateway"),
+        ("orch-cmp-v1." + base64.urlsafe_b64encode(b"not json").decode(), "damaged"),
+        ("orch-cmp-v1.%%%", "damaged"),
+    ],
+)
+async def test_a_compaction_item_this_gateway_cant_read_is_a_400(remote: FastAPI, content: str, words: str) -> None:
+    item = {"type": "compaction", "encrypted_content": content}
+    for path, body in (
+        ("/v1/responses", {"model": "alpha/m", "input": [item]}),
+        ("/v1/responses/compact", {"model": "alpha/m", "input": [item]}),
+    ):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=remote), base_url="http://t") as http:
+            r = await http.post(path, json=body, headers={"Authorization": f"Bearer {TEAM_KEY}"})
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert words in error["message"] and error["param"] == "input[0].encrypted_content"
+        validate("ErrorResponse", r.json())
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "alpha/m"}, "input"),
+        ({"model": "alpha/m", "input": []}, "input"),
+        ({"model": "alpha/m", "input": "hi", "stream": True}, "stream"),
+        ({"model": "alpha/m", "input": "hi", "conversation": "conv_1"}, "conversation"),
+        ({"model": "alpha/m", "input": "hi", "tools": [{"type": "file_search"}]}, "tools[0].type"),
+        ({"input": "hi"}, "model"),
+        ({"model": "alpha/m", "input": [{"type": "mystery"}]}, "input[0].type"),
+    ],
+)
+async def test_a_bad_compaction_request_is_a_400_naming_its_field(
+    remote: FastAPI, fakes: dict[str, FakeProvider], body: dict[str, Any], param: str
+) -> None:
+    r = await compact_raw(remote, body, TEAM_KEY)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+    validate("ErrorResponse", r.json())
+    assert not fakes["alpha"].requests  # no model was asked
+
+
+async def test_an_empty_summary_is_the_routes_failure_not_a_compaction(app: FastAPI, chat_engine: FakeEngine) -> None:
+    chat_engine.enqueue([""])
+    r = await compact_raw(app, {"model": CHAT_MODEL, "input": CONVERSATION})
+    assert r.status_code == 502 and "no summary" in r.json()["error"]["message"]

@@ -1,0 +1,43 @@
+"""A compaction item's sealed summary: what `seal` makes, `summary_of` reads back, and nothing else."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from orchestrator.frontdoors.responses.compaction import SEALED, SUMMARY_HEADER, seal, summary_message, summary_of
+
+
+@pytest.mark.parametrize("summary", ["", "Plan: Paris in May.", "😀 ünï \ud800 \x00 " * 50, "x" * 1_000_000])
+def test_a_sealed_summary_reads_back_as_it_was(summary: str) -> None:
+    content = seal(summary)
+    assert content.startswith(SEALED) and content.isascii()
+    assert summary_of(content) == summary
+
+
+def test_another_services_item_is_refused_as_such() -> None:
+    with pytest.raises(ValueError, match="not made by this gateway"):
+        summary_of("gAAAAABpM0Yj-Zm9v=")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"null", b"[]", b'{"summary": 5}', b'{"other": "x"}', b"\xff\xfe", b'{"summary": "x"'],
+)
+def test_a_damaged_item_is_refused_as_such(payload: bytes) -> None:
+    with pytest.raises(ValueError, match="damaged"):
+        summary_of(SEALED + base64.urlsafe_b64encode(payload).decode())
+
+
+@pytest.mark.parametrize("tail", ["%%%", "abc", "é", ""])
+def test_a_body_that_isnt_base64_is_damaged(tail: str) -> None:
+    with pytest.raises(ValueError, match="damaged"):
+        summary_of(SEALED + tail)
+
+
+def test_sent_back_it_stands_as_a_user_message_with_its_summary() -> None:
+    assert summary_message(seal("Done: A. Next: B.")) == {
+        "role": "user",
+        "content": [{"type": "text", "text": SUMMARY_HEADER + "Done: A. Next: B."}],
+    }
