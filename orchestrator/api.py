@@ -44,6 +44,7 @@ from orchestrator.frontdoors.responses import (
     InProcessStore,
     Limits,
     ResponsesDoor,
+    ResponsesTokenCount,
     ResponseStore,
     WriteBehind,
     add_conversation_routes,
@@ -91,12 +92,9 @@ def build_app(
     talks = conversations or InProcessConversations(DiskConversations())
     defaults = ConversationsSettings()
     room = conversation_room or limits(defaults.max_items, defaults.max_mb)
-    doors = (
-        doors
-        if doors is not None
-        else [*openai_doors(), ResponsesDoor(store, talks, room), CompactDoor(store), AnthropicMessages()]
-    )
-    sides: list[SideDoor] = [AnthropicTokenCount()]  # answered without the flow
+    responses_door = ResponsesDoor(store, talks, room)
+    doors = doors if doors is not None else [*openai_doors(), responses_door, CompactDoor(store), AnthropicMessages()]
+    sides: list[SideDoor] = [AnthropicTokenCount(), ResponsesTokenCount(responses_door)]  # answered without the flow
     large = large_bodies or LargeBodies()  # shared by every door
     posts: dict[str, DoorRoute] = {door.path: _serving(door, pipeline, acct, max_body_bytes, large) for door in doors}
     posts.update((side.path, _answering(side, pipeline, acct, max_body_bytes, large)) for side in sides)

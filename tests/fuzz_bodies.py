@@ -977,6 +977,7 @@ def routing_headers(keys: Sequence[str] = ()) -> st.SearchStrategy[dict[str, byt
 POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 RESPONSES_ROUTE = "/v1/responses"  # streams in the Responses API's events
 COMPACT_ROUTE = "/v1/responses/compact"
+INPUT_TOKENS_ROUTE = "/v1/responses/input_tokens"
 ANTHROPIC_ROUTES = ("/v1/messages", "/v1/messages/count_tokens")  # errors and streams in Anthropic's shape
 GET_ROUTES = ("/health", "/metrics", "/v1/models")
 ADMIN_ROUTES = ("/admin/keys", "/admin/usage")
@@ -1019,6 +1020,7 @@ def body_requests(target: Target, route: str) -> st.SearchStrategy[FuzzRequest]:
         "/v1/messages/count_tokens": count_tokens_bodies,
         "/v1/responses": responses_bodies,
         COMPACT_ROUTE: compact_bodies,
+        INPUT_TOKENS_ROUTE: responses_bodies,
         "/admin/keys": admin_key_bodies,
     }
     auth = target.admin_auth() if route.startswith("/admin") else target.auth()
@@ -1035,7 +1037,9 @@ def raw_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
         lambda path, body, headers: _request(
             "POST", path, headers, body, f"raw {path}", target.admin_auth() if "admin" in path else target.auth()
         ),
-        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE, COMPACT_ROUTE, "/admin/keys"]),
+        st.sampled_from(
+            [*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE, COMPACT_ROUTE, INPUT_TOKENS_ROUTE, "/admin/keys"]
+        ),
         raw_bodies(),
         routing_headers(target.keys),
     )
@@ -1151,7 +1155,7 @@ def other_requests(target: Target) -> st.SearchStrategy[FuzzRequest]:
         st.sampled_from([*GET_ROUTES, *ADMIN_ROUTES]),
         st.sampled_from(["/", "/v1", "/v1/chat", "/v1/models/fake", "/v2/chat/completions", "/%ff", "/admin"]),
         st.sampled_from(["/admin/keys/", "/v1/chat/completions/", "/admin/keys/x/y", "/v1/messages/"]),
-        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE, COMPACT_ROUTE]),
+        st.sampled_from([*POST_ROUTES, *ANTHROPIC_ROUTES, RESPONSES_ROUTE, COMPACT_ROUTE, INPUT_TOKENS_ROUTE]),
     )
     methods = st.sampled_from(["GET", "GET", "GET", "POST", "PUT", "PATCH", "OPTIONS", "HEAD"])
 
@@ -1167,7 +1171,7 @@ def any_request(target: Target, admin: bool = False) -> st.SearchStrategy[FuzzRe
     """Every kind of request above, weighted toward the model routes."""
     routes = [body_requests(target, r) for r in POST_ROUTES]
     extra = [
-        *(body_requests(target, r) for r in [*ANTHROPIC_ROUTES, RESPONSES_ROUTE, COMPACT_ROUTE]),
+        *(body_requests(target, r) for r in [*ANTHROPIC_ROUTES, RESPONSES_ROUTE, COMPACT_ROUTE, INPUT_TOKENS_ROUTE]),
         stored_response_requests(target),
         raw_requests(target),
         other_requests(target),

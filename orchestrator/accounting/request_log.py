@@ -13,9 +13,18 @@ if TYPE_CHECKING:  # the tab is built by accounts.py, which builds this too
     from orchestrator.accounting.accounts import Tab
 
 # The front doors' paths: these record usage (and get a metrics label of their own, as do /v1/models
-# and Anthropic's count_tokens, which record none).
-ANSWERING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/responses"})
-ENDPOINTS = ANSWERING | {"/v1/models", "/v1/messages/count_tokens"}
+# and the token counts, which record none).
+ANSWERING = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/messages",
+        "/v1/responses",
+        "/v1/responses/compact",
+    }
+)
+ENDPOINTS = ANSWERING | {"/v1/models", "/v1/messages/count_tokens", "/v1/responses/input_tokens"}
 # Of a path, what a row keeps: any client (no key needed for a 404) chooses it, up to the server's header limit.
 ENDPOINT_CHARS = 200
 

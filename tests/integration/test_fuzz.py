@@ -178,6 +178,7 @@ class Gateway:
             ("/v1/responses", valid_responses("fake-chat"), "local/"),
             ("/v1/responses", valid_responses("claude/haiku"), "claude/"),
             ("/v1/responses/compact", {"model": "claude/haiku", "input": "Plan a trip."}, "claude/"),
+            ("/v1/responses/input_tokens", valid_responses("claude/haiku"), ""),
         ]
         for path, body, served_by in checks:
             request = FuzzRequest("POST", path, (*auth, ("content-type", b"application/json")), encode(body))
@@ -350,8 +351,9 @@ def test_responses_bodies(open_gw: Gateway) -> None:
     fuzz(open_gw, body_requests(OPEN, "/v1/responses"), 120)
 
 
-def test_compact_bodies(open_gw: Gateway) -> None:
-    fuzz(open_gw, body_requests(OPEN, "/v1/responses/compact"), 60)
+def test_compact_and_input_tokens_bodies(open_gw: Gateway) -> None:
+    routes = [body_requests(OPEN, "/v1/responses/compact"), body_requests(OPEN, "/v1/responses/input_tokens")]
+    fuzz(open_gw, st.one_of(*routes), 80)
 
 
 def test_stored_responses_routes(keyed_gw: Gateway) -> None:

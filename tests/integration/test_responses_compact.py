@@ -250,3 +250,64 @@ async def test_an_empty_summary_is_the_routes_failure_not_a_compaction(app: Fast
     chat_engine.enqueue([""])
     r = await compact_raw(app, {"model": CHAT_MODEL, "input": CONVERSATION})
     assert r.status_code == 502 and "no summary" in r.json()["error"]["message"]
+
+
+async def test_a_compaction_is_accounted_under_its_own_endpoint_and_billed(app: FastAPI) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        r = await http.post("/v1/responses/compact", json={"model": CHAT_MODEL, "input": CONVERSATION})
+        assert r.status_code == 200, r.text
+        metrics = (await http.get("/metrics")).text
+    line = next(x for x in metrics.splitlines() if 'endpoint="/v1/responses/compact"' in x and "requests_total" in x)
+    assert 'status="200"' in line and line.endswith(" 1.0")
+
+
+# ------------------------------------------------------------------------------ POST /v1/responses/input_tokens
+
+
+async def test_input_tokens_counts_what_the_response_would_send(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    client = sdk(remote, TEAM_KEY)
+    raw = await client.responses.input_tokens.with_raw_response.count(model="alpha/m", input="Plan a trip to Paris.")
+    body = json.loads(raw.content)
+    validate("TokenCountsResource", body)
+    short = raw.parse().input_tokens
+    longer = await client.responses.input_tokens.count(
+        model="alpha/m",
+        input="Plan a trip to Paris.",
+        instructions="Be brief. " * 20,
+        tools=[WEATHER],  # type: ignore[list-item]
+    )
+    assert 0 < short < longer.input_tokens
+    first = await client.responses.create(model="alpha/m", input="Plan a trip to Paris.")
+    chained = await client.responses.input_tokens.count(model="alpha/m", previous_response_id=first.id)
+    assert chained.input_tokens > short  # the stored turn and its answer
+    conv = await client.conversations.create(items=[{"role": "user", "content": "Plan a trip to Paris."}])
+    assert (await client.responses.input_tokens.count(model="alpha/m", conversation=conv.id)).input_tokens == short
+    assert not fakes["alpha"].requests[1:]  # counting asks no model (the one request: the stored turn)
+    for other in (
+        sdk(remote, OTHER_KEY).responses.input_tokens.count(model="alpha/m", previous_response_id=first.id),
+        sdk(remote, OTHER_KEY).responses.input_tokens.count(model="alpha/m", conversation=conv.id),
+    ):
+        with pytest.raises(openai.NotFoundError):  # another key's stored turns are not there
+            await other
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"model": "alpha/m"}, 400, "input"),
+        ({"input": "hi"}, 400, "model"),
+        ({"model": "no-such-model", "input": "hi"}, 404, "model"),
+        ({"model": "alpha/m", "input": [{"type": "mystery"}]}, 400, "input[0].type"),
+        ({"model": "alpha/m", "previous_response_id": "resp_nope"}, 404, "previous_response_id"),
+    ],
+)
+async def test_a_bad_token_count_is_a_4xx_naming_its_field(
+    remote: FastAPI, body: dict[str, Any], status: int, param: str
+) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=remote), base_url="http://t") as http:
+        r = await http.post("/v1/responses/input_tokens", json=body, headers={"Authorization": f"Bearer {TEAM_KEY}"})
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["param"] == param
+    validate("ErrorResponse", r.json())

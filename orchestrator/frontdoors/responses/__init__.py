@@ -13,7 +13,7 @@ from orchestrator.frontdoors.responses.conversation_store import (
     Limits,
 )
 from orchestrator.frontdoors.responses.conversations import limits
-from orchestrator.frontdoors.responses.door import ResponsesDoor, add_stored_routes
+from orchestrator.frontdoors.responses.door import ResponsesDoor, ResponsesTokenCount, add_stored_routes
 from orchestrator.frontdoors.responses.store import DiskResponses, InProcessStore, ResponseStore, WriteBehind
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Limits",
     "ResponseStore",
     "ResponsesDoor",
+    "ResponsesTokenCount",
     "WriteBehind",
     "add_conversation_routes",
     "add_stored_routes",

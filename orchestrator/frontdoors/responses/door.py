@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from pydantic import TypeAdapter
@@ -42,10 +42,13 @@ from orchestrator.frontdoors.responses.conversations import check_room, not_foun
 from orchestrator.frontdoors.responses.events import ResponseEvents
 from orchestrator.frontdoors.responses.store import ResponseStore, Stored
 from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, response_object, to_chat
-from orchestrator.frontdoors.responses.wire import TAGS, ItemReference, ResponsesRequest, StoredItem
+from orchestrator.frontdoors.responses.wire import TAGS, ItemReference, ResponsesRequest, StoredItem, TokenCountRequest
 from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import ChatCompletion, ChatCompletionChunk
 from orchestrator.routes import Routed
+
+if TYPE_CHECKING:  # the pipeline is handed to a side door by the edge
+    from orchestrator.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,14 @@ class ResponsesDoor:
     async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
         request = parse_body(raw, ResponsesRequest, tags=TAGS)
         owner = tenant(tab)
+        turn, conversation = await self.turn(request, owner)
+        if conversation is not None:
+            check_room(conversation, turn.items, self._room)  # full: a 400 before a model is asked
+        return Call(CHAT, to_chat(turn), headers, tab, owner, origin=turn, truncate=request.truncation == "auto")
+
+    async def turn(self, request: ResponsesRequest, owner: str) -> tuple[Turn, Conversation | None]:
+        """`request` as the turn it asks for: its `item_reference`s resolved, after the stored chain its
+        `previous_response_id` names, or its `conversation`'s items (and that conversation), `owner`'s only."""
         if not isinstance(request.input, str):
             await resolve_references(self._store, request.input, owner)
         context: list[Json] = []
@@ -76,9 +87,7 @@ class ResponsesDoor:
                 raise not_found(conversation_id, param="conversation")
             context = conversation.items
         turn = Turn.of(request, owner, context, conversation.id if conversation is not None else None)
-        if conversation is not None:
-            check_room(conversation, turn.items, self._room)  # full: a 400 before a model is asked
-        return Call(CHAT, to_chat(turn), headers, tab, owner, origin=turn, truncate=request.truncation == "auto")
+        return turn, conversation
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         turn: Turn = call.origin
@@ -113,6 +122,33 @@ class ResponsesDoor:
                 log.warning("response %s not added to conversation %s: %s", turn.id, turn.conversation, added)
         if turn.request.store:
             await self._store.put([Stored(turn.owner, response, turn.items, turn.context)])
+
+
+class ResponsesTokenCount:
+    """`POST /v1/responses/input_tokens`: the input tokens a `POST /v1/responses` with this body would
+    send (its stored chain or conversation, instructions and tools too), as the gateway counts a prompt
+    (the local model's tokenizer and chat template; no model is asked)."""
+
+    path = "/v1/responses/input_tokens"
+
+    def __init__(self, door: ResponsesDoor):
+        self._door = door  # whose stored responses and conversations a request may name
+
+    async def answer(self, raw: bytes, headers: Mapping[str, str], tab: Tab, pipeline: Pipeline) -> Response:
+        request = parse_body(raw, TokenCountRequest, tags=TAGS)
+        owner = tenant(tab)
+        turn, _ = await self._door.turn(request, owner)
+        if not (turn.items or turn.context or request.instructions):
+            raise InvalidRequest(
+                "There is nothing to count: send 'input', or name a stored response or a conversation.",
+                param="input",
+                code="missing_required_parameter",
+            )
+        tokens = await pipeline.count(Call(CHAT, to_chat(turn), headers, tab, owner))
+        return JSONResponse({"object": "response.input_tokens", "input_tokens": tokens})
+
+    def error(self, exc: OrchestratorError) -> Response:
+        return error_response(exc)
 
 
 async def _events(

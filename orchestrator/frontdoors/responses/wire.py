@@ -341,6 +341,13 @@ def check_items(items: Any, field: str, served: tuple[str, ...]) -> None:
             raise _unsupported(f"Input items of type {kind!r} are not supported by this gateway.", f"{field}[{i}].type")
 
 
+class TokenCountRequest(ResponsesRequest):
+    """`POST /v1/responses/input_tokens`: a Responses request to count, not to answer (`input` may be
+    left out where a stored chain or conversation is named; the model, whose tokenizer counts, may not)."""
+
+    input: str | list[Item] = []  # type: ignore[assignment]  # an empty list: nothing of its own
+
+
 class CompactRequest(_Wire):
     """`POST /v1/responses/compact`: the conversation to compact (its items, after a stored response's
     with `previous_response_id`), and what its turns were asked with (`instructions`, `tools`, …: as
