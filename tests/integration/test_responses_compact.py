@@ -16,12 +16,16 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from anthropic_gateway import tiny_tokenizer
 from fastapi import FastAPI
 from http_checks import CHAT_MODEL
 from openai_schema import validate
 from test_responses_door import WEATHER, sdk
 from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
 
+from local_models.interface import ModelInfo
+from orchestrator.api import build_app
+from orchestrator.app import build_pipeline
 from orchestrator.frontdoors.responses.compaction import PROMPT, SUMMARY_HEADER, seal, summary_of
 from orchestrator.testing.engine import FakeEngine
 from orchestrator.testing.provider import FakeProvider
@@ -311,3 +315,20 @@ async def test_a_bad_token_count_is_a_4xx_naming_its_field(
     assert r.status_code == status, r.text
     assert r.json()["error"]["param"] == param
     validate("ErrorResponse", r.json())
+
+
+async def test_a_conversation_too_long_for_the_model_is_summarized_from_its_latest_turns(tmp_path: Path) -> None:
+    """Compaction is for a conversation that outgrew its context: the oldest turns that don't fit are left
+    out of what the model reads (as `truncation: auto` leaves them), every user message is still kept."""
+    engine = FakeEngine(CHAT_MODEL, max_model_len=800)
+    info: ModelInfo = {**engine.info(), "tokenizer_path": str(tiny_tokenizer(tmp_path))}  # the router counts
+    app = build_app(await build_pipeline({"local": (engine, info)}))
+    history = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn{i} " + "word " * 40} for i in range(10)
+    ]
+    engine.enqueue(["A summary."])
+    output = await compacted_output(sdk(app), model=CHAT_MODEL, input=history)
+    asked = json.dumps(engine.generations[-1].request["messages"])
+    assert "turn9" in asked and "turn0" not in asked and PROMPT in asked
+    assert [item["content"][0]["text"].split()[0] for item in output[:-1]] == [f"turn{i}" for i in range(0, 10, 2)]
+    assert summary_of(output[-1]["encrypted_content"]) == "A summary."

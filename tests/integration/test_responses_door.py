@@ -388,6 +388,16 @@ async def test_one_key_never_reads_anothers_responses(remote: FastAPI) -> None:
     assert (await team.responses.retrieve(mine.id)).output_text == mine.output_text  # still there
 
 
+async def test_cancelling_a_response_says_none_here_runs_in_the_background(remote: FastAPI) -> None:
+    client = sdk(remote, TEAM_KEY)
+    mine = await client.responses.create(model="alpha/m", input="hi")
+    with pytest.raises(openai.BadRequestError, match="background"):
+        await client.responses.cancel(mine.id)
+    for attempt in (client.responses.cancel("resp_nope"), sdk(remote, OTHER_KEY).responses.cancel(mine.id)):
+        with pytest.raises(openai.NotFoundError):
+            await attempt
+
+
 async def test_failover_before_the_first_event_is_invisible(remote: FastAPI, fakes: dict[str, FakeProvider]) -> None:
     fakes["alpha"].set_fault("server_error")
     client = sdk(remote, TEAM_KEY)

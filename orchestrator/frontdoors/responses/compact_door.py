@@ -5,7 +5,10 @@ The conversation (the request's input, after a stored response's items with
 goes to the flow as the chat request its next turn would be (the same
 instructions and tools, so a provider's prompt cache still holds its prefix),
 with `compaction.PROMPT` after it and `tool_choice: none`: resolved, admitted,
-spilled and billed like any chat request, answered whole. The answer is OpenAI's
+spilled and billed like any chat request, answered whole. One too long for every
+route is summarized from its latest turns that fit (its oldest dropped, as
+`truncation: "auto"` drops them: `orchestrator.truncation`): compaction is for a
+conversation that outgrew its context. The answer is OpenAI's
 `response.compaction` object: every user message of the conversation, as it was,
 then a `compaction` item carrying the model's summary (`compaction.seal`). Nothing
 is stored.
@@ -68,7 +71,8 @@ class CompactDoor:
                 code="missing_required_parameter",
             )
         kept = [item for item in conversation if item["type"] == "message" and item["role"] == "user"]
-        return Call(CHAT, _summary_request(request, conversation), headers, tab, owner, origin=Compacting(kept))
+        body = _summary_request(request, conversation)
+        return Call(CHAT, body, headers, tab, owner, origin=Compacting(kept), truncate=True)
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         completion: ChatCompletion = routed.result  # asked whole (`stream: false`)

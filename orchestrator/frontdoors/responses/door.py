@@ -209,8 +209,9 @@ async def read_stored(store: ResponseStore, response_id: str, owner: str, param:
 
 
 def add_stored_routes(app: FastAPI, store: ResponseStore, authenticate: Callable[[Request], Awaitable[Tab]]) -> None:
-    """`GET` and `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`, each
-    reading only the presenting key's own responses."""
+    """`GET` and `DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` and `POST
+    /v1/responses/{id}/cancel` (a 400: no response here is a background one), each reading only the
+    presenting key's own responses."""
 
     async def get(request: Request) -> Response:
         tab = await authenticate(request)
@@ -231,7 +232,17 @@ def add_stored_routes(app: FastAPI, store: ResponseStore, authenticate: Callable
         stored = await read_stored(store, request.path_params["response_id"], tenant(tab))
         return JSONResponse(item_page(stored.input_items, request.query_params))
 
+    async def cancel(request: Request) -> Response:
+        tab = await authenticate(request)
+        await read_stored(store, request.path_params["response_id"], tenant(tab))
+        raise InvalidRequest(
+            "Only a response created with 'background' can be cancelled, and this gateway makes none: "
+            "its responses are answered while the request waits (end that request to stop one).",
+            code="invalid_request",
+        )
+
     app.add_route("/v1/responses/{response_id}", get, methods=["GET"])
+    app.add_route("/v1/responses/{response_id}/cancel", cancel, methods=["POST"])
     app.add_route("/v1/responses/{response_id}", delete, methods=["DELETE"])
     app.add_route("/v1/responses/{response_id}/input_items", input_items, methods=["GET"])
 
