@@ -818,6 +818,7 @@ def response_items() -> st.SearchStrategy[Any]:
             {"type": "compaction", "encrypted_content": "orch-cmp-v1.%%%"},
             {"type": "compaction", "encrypted_content": "orch-cmp-v1.bnVsbA=="},  # JSON null
             {"type": "compaction"},
+            {"type": "compaction_trigger"},
             {"type": "item_reference", "id": "msg_1"},
             {"type": "web_search_call", "id": "ws_1"},
             {"type": 5},

@@ -20,7 +20,7 @@ from anthropic_gateway import tiny_tokenizer
 from fastapi import FastAPI
 from http_checks import CHAT_MODEL
 from openai_schema import validate
-from test_responses_door import WEATHER, sdk
+from test_responses_door import WEATHER, kinds, post, raw_events, sdk
 from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
 
 from local_models.interface import ModelInfo
@@ -332,3 +332,87 @@ async def test_a_conversation_too_long_for_the_model_is_summarized_from_its_late
     assert "turn9" in asked and "turn0" not in asked and PROMPT in asked
     assert [item["content"][0]["text"].split()[0] for item in output[:-1]] == [f"turn{i}" for i in range(0, 10, 2)]
     assert summary_of(output[-1]["encrypted_content"]) == "A summary."
+
+
+# ------------------------------------------------------------------------------ compaction_trigger (Codex's remote v2)
+
+TOOL_HISTORY: list[dict[str, Any]] = [
+    {"role": "user", "content": "Weather in Oslo?"},
+    {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    {"type": "function_call_output", "call_id": "call_1", "output": '{"sky": "snow"}'},
+    {"role": "assistant", "content": "It snows in Oslo."},
+]
+
+
+async def test_a_streamed_compaction_trigger_answers_with_one_compaction_item(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    """As Codex CLI's remote compaction asks: the history, then `compaction_trigger`, streamed; exactly one
+    compaction item comes back, then `response.completed`."""
+    body = {
+        "model": "alpha/m",
+        "instructions": "You are a weather bot.",
+        "input": [*TOOL_HISTORY, {"type": "compaction_trigger"}],
+        "tools": [WEATHER],
+        "store": False,
+    }
+    events = await raw_events(remote, body, TEAM_KEY)
+    assert kinds(events) == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    done = events[3]["item"]
+    assert done["type"] == "compaction" and summary_of(done["encrypted_content"]) == "It is sunny."
+    assert events[-1]["response"]["output"] == [done] and events[-1]["response"]["usage"]["output_tokens"] > 0
+    sent = fakes["alpha"].requests[-1].body
+    assert sent["messages"][-1]["content"] == PROMPT and sent["tool_choice"] == "none"
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "tool", "assistant", "user"]
+
+
+async def test_a_whole_compaction_trigger_and_what_the_chain_after_it_sends(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    client = sdk(remote, TEAM_KEY)
+    raw = await post(remote, {"model": "alpha/m", "input": [*TOOL_HISTORY, {"type": "compaction_trigger"}]}, TEAM_KEY)
+    assert raw.status_code == 200, raw.text
+    validate("Response", raw.json())
+    compacted = raw.json()
+    assert [i["type"] for i in compacted["output"]] == ["compaction"]
+    items = await client.responses.input_items.with_raw_response.list(compacted["id"], order="asc")
+    assert "compaction_trigger" not in [i["type"] for i in json.loads(items.content)["data"]]  # a control, not kept
+    await client.responses.create(model="alpha/m", input="And Bergen?", previous_response_id=compacted["id"])
+    messages = fakes["alpha"].requests[-1].body["messages"]
+    # Past the compaction only the user's messages before it: the tool turns are in its summary.
+    assert [m["role"] for m in messages] == ["user", "user", "user"]
+    assert [text_of(m["content"]) for m in messages] == [
+        "Weather in Oslo?",
+        SUMMARY_HEADER + "It is sunny.",
+        "And Bergen?",
+    ]
+
+
+async def test_a_history_with_a_compaction_appended_sends_only_what_it_did_not_replace(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    """Stateless chaining: the client appends the compaction to the whole history and goes on."""
+    item = {"type": "compaction", "encrypted_content": seal("Oslo: snow.")}
+    given = [*TOOL_HISTORY, item, {"role": "assistant", "content": "Noted."}, {"role": "user", "content": "Bergen?"}]
+    client = sdk(remote, TEAM_KEY)
+    await client.responses.create(model="alpha/m", input=given, tools=[WEATHER], store=False)  # type: ignore[arg-type,list-item]
+    messages = fakes["alpha"].requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["user", "user", "assistant", "user"]
+    assert text_of(messages[1]["content"]) == SUMMARY_HEADER + "Oslo: snow."
+    whole = await client.responses.input_tokens.count(model="alpha/m", input=TOOL_HISTORY + given[-2:])  # type: ignore[arg-type]
+    after = await client.responses.input_tokens.count(model="alpha/m", input=given)  # type: ignore[arg-type]
+    assert after.input_tokens < whole.input_tokens
+
+
+async def test_a_compaction_trigger_that_isnt_last_is_a_400(remote: FastAPI) -> None:
+    body = {"model": "alpha/m", "input": [{"type": "compaction_trigger"}, {"role": "user", "content": "hi"}]}
+    r = await post(remote, body, TEAM_KEY)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input[0]", r.text
+    r = await compact_raw(remote, {"model": "alpha/m", "input": [{"type": "compaction_trigger"}]}, TEAM_KEY)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input[0].type", r.text

@@ -26,13 +26,21 @@ from starlette.responses import JSONResponse, Response
 
 from orchestrator.accounting.accounts import Tab
 from orchestrator.calls import CHAT, Call
-from orchestrator.errors import InvalidRequest, OrchestratorError, UpstreamError
+from orchestrator.errors import InvalidRequest, OrchestratorError
 from orchestrator.frontdoors.base import tenant
 from orchestrator.frontdoors.openai import error_response, parse_body, route_headers, validation_error
-from orchestrator.frontdoors.responses.compaction import PROMPT, seal
 from orchestrator.frontdoors.responses.door import read_stored, resolve_references
 from orchestrator.frontdoors.responses.store import ResponseStore
-from orchestrator.frontdoors.responses.translate import Json, chat_messages, chat_tools, input_items, new_id, usage_of
+from orchestrator.frontdoors.responses.translate import (
+    Json,
+    asking_for_summary,
+    chat_messages,
+    chat_tools,
+    compaction_item,
+    input_items,
+    new_id,
+    usage_of,
+)
 from orchestrator.frontdoors.responses.wire import TAGS, CompactRequest
 from orchestrator.protocol import ChatCompletion, ChatCompletionRequest, Usage
 from orchestrator.routes import Routed
@@ -76,11 +84,8 @@ class CompactDoor:
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         completion: ChatCompletion = routed.result  # asked whole (`stream: false`)
-        summary = (completion.choices[0].message.content or "").strip() if completion.choices else ""
-        if not summary:
-            raise UpstreamError("The model gave no summary to compact the conversation into; try again.")
+        compaction = compaction_item(completion)
         compacting: Compacting = call.origin
-        compaction = {"id": new_id("cmp"), "type": "compaction", "encrypted_content": seal(summary)}
         body = {
             "id": new_id("resp"),
             "object": "response.compaction",
@@ -98,15 +103,14 @@ def _summary_request(request: CompactRequest, conversation: list[Json]) -> ChatC
     """The conversation as its next turn would ask a route, then the request for its summary."""
     messages: list[Json] = [{"role": "system", "content": request.instructions}] if request.instructions else []
     messages += chat_messages(conversation)
-    messages.append({"role": "user", "content": PROMPT})
-    body: Json = {"model": request.model, "messages": messages, "stream": False}
+    body: Json = {"model": request.model, "messages": messages}
     if functions := request.functions():
         body["tools"] = [tool for t in functions for tool in chat_tools(t)]
-        body["tool_choice"] = "none"  # told of them, as in the turns, but not to call one now
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.reasoning is not None and request.reasoning.effort is not None:
         body["reasoning_effort"] = request.reasoning.effort
+    asking_for_summary(body)
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValidationError as e:

@@ -41,7 +41,14 @@ from orchestrator.frontdoors.responses.conversation_store import (
 from orchestrator.frontdoors.responses.conversations import check_room, not_found
 from orchestrator.frontdoors.responses.events import ResponseEvents
 from orchestrator.frontdoors.responses.store import ResponseStore, Stored
-from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, response_object, to_chat
+from orchestrator.frontdoors.responses.translate import (
+    Json,
+    Turn,
+    compaction_item,
+    output_of,
+    response_object,
+    to_chat,
+)
 from orchestrator.frontdoors.responses.wire import TAGS, ItemReference, ResponsesRequest, StoredItem, TokenCountRequest
 from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import ChatCompletion, ChatCompletionChunk
@@ -98,11 +105,15 @@ class ResponsesDoor:
             events = _events(routed.result, turn, self._keep)
             return EventStream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
         completion: ChatCompletion = routed.result
-        output, finish = output_of(completion, turn)
+        # A compaction (its summary asked whole, `asking_for_summary`) answers with its item alone.
+        output, finish = ([compaction_item(completion)], None) if turn.compacting else output_of(completion, turn)
         response = response_object(
             turn, completion.model, output=output, status="completed", usage=completion.usage, finish=finish
         )
         await self._keep(turn, response)
+        if turn.request.stream:  # a compaction asked as a stream: its events, now that it is whole
+            body = ResponseEvents(turn).whole(response)
+            return Response(body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
         return JSONResponse(response, headers=headers)
 
     def error(self, exc: OrchestratorError) -> Response:

@@ -10,6 +10,9 @@
                       response.output_item.done
     response.completed (or response.incomplete: a finish by length or filter)
 
+A compaction (`compaction_trigger`) is summarized whole, then sent as the same events with
+its one item (`whole`).
+
 A failure after the stream started ends it with an `error` event and a
 `response.failed` carrying what was produced so far: never a silent end.
 Every event has its `sequence_number`.
@@ -80,6 +83,19 @@ class ResponseEvents:
         )
         kind = "response.completed" if self.done["status"] == "completed" else "response.incomplete"
         return out + self._event(kind, response=self.done)
+
+    def whole(self, response: Json) -> bytes:
+        """A response answered whole (a compaction's) as its events: created and in progress, each
+        output item added and done, completed."""
+        snapshot = {**response, "status": "in_progress", "output": [], "completed_at": None}
+        snapshot.pop("usage", None)
+        out = self._event("response.created", response=snapshot) + self._event(
+            "response.in_progress", response=snapshot
+        )
+        for index, item in enumerate(response["output"]):
+            out += self._event("response.output_item.added", output_index=index, item=item)
+            out += self._event("response.output_item.done", output_index=index, item=item)
+        return out + self._event("response.completed", response=response)
 
     def fail(self, code: str | None, message: str, param: str | None = None) -> bytes:
         """An `error` event and `response.failed`, with the unfinished items marked incomplete."""

@@ -36,12 +36,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.errors import InvalidRequest
+from orchestrator.errors import InvalidRequest, UpstreamError
 from orchestrator.frontdoors.openai import validation_error
-from orchestrator.frontdoors.responses.compaction import summary_message
+from orchestrator.frontdoors.responses.compaction import PROMPT, seal, summary_message
 from orchestrator.frontdoors.responses.tool_names import Origin, chat_name, renamed
 from orchestrator.frontdoors.responses.wire import (
     CompactionItem,
+    CompactionTrigger,
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionChoice,
@@ -84,16 +85,19 @@ class Turn:
     conversation: str | None = None  # the conversation it belongs to (its items are `context`), by id
     # The functions a route knows by another name (a namespace's, a long one), by that name.
     renamed: dict[str, Origin] = field(default_factory=dict)
+    compacting: bool = False  # its input ends with a `compaction_trigger`: the conversation compacted, not answered
 
     @classmethod
     def of(cls, request: ResponsesRequest, owner: str, context: list[Json], conversation: str | None = None) -> Turn:
+        given = request.input
         return cls(
             request,
             owner,
-            items=input_items(request.input),
+            items=input_items(given),
             context=context,
             conversation=conversation,
             renamed=renamed(request),
+            compacting=not isinstance(given, str) and bool(given) and isinstance(given[-1], CompactionTrigger),
         )
 
     def call_item(
@@ -147,6 +151,8 @@ def items_of(items: Sequence[Item]) -> list[Json]:
             out.append(
                 {"id": item.id or new_id("cmp"), "type": "compaction", "encrypted_content": item.encrypted_content}
             )
+        elif isinstance(item, CompactionTrigger):
+            continue  # a request control, not an item of the conversation
         else:
             out.append(item.model_dump(exclude_none=True))  # a reasoning item, as given
     return out
@@ -208,8 +214,7 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
     elif r.tool_choice is not None and r.tools and not r.functions():  # only web search, left out
         if r.tool_choice == "required":
             raise InvalidRequest(
-                "tool_choice 'required' with only web search offered can't be served: no route here searches "
-                "the web.",
+                "tool_choice 'required' with only web search offered can't be served: no route here searches the web.",
                 param="tool_choice",
             )
     elif r.tool_choice is not None:
@@ -224,10 +229,24 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
                 "json_schema": f.model_dump(by_alias=True, exclude={"type"}, exclude_none=True),
             }
         )
+    if turn.compacting:
+        asking_for_summary(body)
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValidationError as e:
         raise validation_error(e) from None
+
+
+def asking_for_summary(body: Json) -> None:
+    """A chat body for the next turn of a conversation made into the request for its summary (`compaction`):
+    `PROMPT` after the conversation, its tools offered as before (a provider's prompt cache keeps the prefix)
+    but none to be called, no output format, answered whole."""
+    body["messages"].append({"role": "user", "content": PROMPT})
+    if body.get("tools"):
+        body["tool_choice"] = "none"
+    for name in ("response_format", "logprobs", "top_logprobs", "stream_options"):
+        body.pop(name, None)
+    body["stream"] = False
 
 
 def chat_tools(tool: FunctionTool | NamespaceTool) -> list[Json]:
@@ -242,8 +261,20 @@ def chat_tools(tool: FunctionTool | NamespaceTool) -> list[Json]:
     ]
 
 
+def compacted(items: list[Json]) -> list[Json]:
+    """`items` as a route reads them past a compaction: before the last compaction item, only the user's
+    messages (what a compaction's output keeps; the item's summary stands for the rest), so a client that
+    appends a compaction to the whole history, or chains after one, sends what it replaced no more."""
+    last = next((i for i in range(len(items) - 1, -1, -1) if items[i]["type"] == "compaction"), None)
+    if last is None:
+        return items
+    kept = [item for item in items[:last] if item["type"] == "message" and item["role"] == "user"]
+    return [*kept, *items[last:]]
+
+
 def chat_messages(items: list[Json]) -> list[Json]:
-    """Responses items as chat messages."""
+    """Responses items as chat messages (past a compaction: `compacted`)."""
+    items = compacted(items)
     out: list[Json] = []
     joinable = False  # the last message is an assistant turn a function call may join
     reasoning: Json = {}  # a reasoning item's, for the assistant turn it belongs to
@@ -317,6 +348,14 @@ def output_of(completion: ChatCompletion, turn: Turn) -> tuple[list[Json], str |
     for call in message.tool_calls or []:
         out.append(turn.call_item(call.id, call.function.name, call.function.arguments))
     return out, choice.finish_reason
+
+
+def compaction_item(completion: ChatCompletion) -> Json:
+    """A summary asked for (`asking_for_summary`) as the compaction item that carries it."""
+    summary = (completion.choices[0].message.content or "").strip() if completion.choices else ""
+    if not summary:
+        raise UpstreamError("The model gave no summary to compact the conversation into; try again.")
+    return {"id": new_id("cmp"), "type": "compaction", "encrypted_content": seal(summary)}
 
 
 def reasoning_item(text: str, item_id: str | None = None, status: str = "completed") -> Json:

@@ -49,6 +49,7 @@ TAGS = frozenset(
         "item_reference",
         "compaction",
         "compaction_summary",
+        "compaction_trigger",
         "input_text",
         "output_text",
         "input_image",
@@ -137,6 +138,13 @@ class CompactionItem(_Wire):
         return content
 
 
+class CompactionTrigger(_Wire):
+    """The last input item of a request that asks for the conversation compacted, not answered: its
+    output is one compaction item (Codex CLI's remote compaction sends it). A request control: not kept."""
+
+    type: Literal["compaction_trigger"]
+
+
 class ItemReference(_Wire):
     """An item of a stored response, by its id (the door replaces it with the item)."""
 
@@ -145,7 +153,13 @@ class ItemReference(_Wire):
 
 
 Item = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | CompactionItem | ItemReference,
+    MessageItem
+    | FunctionCallItem
+    | FunctionCallOutputItem
+    | ReasoningItem
+    | CompactionItem
+    | CompactionTrigger
+    | ItemReference,
     Field(discriminator="type"),
 ]
 StoredItem = Annotated[
@@ -285,6 +299,7 @@ class ResponsesRequest(_Wire):
             raise _unsupported("'background' responses are not supported by this gateway.", "background")
         check_tools(data.get("tools"))
         check_items(data.get("input"), "input", _ITEMS)
+        _trigger_last(data.get("input"))
         choice = data.get("tool_choice")
         if isinstance(choice, dict) and choice.get("type") in WEB_SEARCH:
             raise _unsupported(
@@ -306,8 +321,19 @@ _ITEMS = (
     "reasoning",
     "compaction",
     "compaction_summary",
+    "compaction_trigger",
     "item_reference",
 )
+
+
+def _trigger_last(items: Any) -> None:
+    """A `compaction_trigger` only as the last input item, as OpenAI has it."""
+    items = items if isinstance(items, list) else []
+    for i, item in enumerate(items[:-1]):
+        if isinstance(item, dict) and item.get("type") == "compaction_trigger":
+            raise InvalidRequest(
+                "A 'compaction_trigger' item must be the final input item.", param=f"input[{i}]", code="invalid_value"
+            )
 
 
 def check_tools(tools: Any) -> None:
@@ -380,7 +406,7 @@ class CompactRequest(_Wire):
             if data.get(name):
                 raise _unsupported(f"'{name}' is not supported by this endpoint: {why}.", name)
         check_tools(data.get("tools"))
-        check_items(data.get("input"), "input", _ITEMS)
+        check_items(data.get("input"), "input", tuple(t for t in _ITEMS if t != "compaction_trigger"))
         return data
 
 
