@@ -365,11 +365,17 @@ class _Slot:
         """When a body holding this slot must have its next bytes, at `size` bytes so far (the loop's clock)."""
         return self._taken_at + self._bodies.grace_s + size / self._bodies.min_bytes_per_s
 
+    def small_deadline(self) -> float:
+        """When a body must be whole while it is no larger than the threshold (the loop's clock): the grace
+        plus the threshold's size at the least pace, counted from now."""
+        b = self._bodies
+        return asyncio.get_running_loop().time() + b.grace_s + b.threshold / b.min_bytes_per_s
+
     def too_slow(self) -> RequestTimeout:
         b = self._bodies
         return RequestTimeout(
-            f"The request body arrived too slowly: a body over {b.threshold / 2**20:g} MB must arrive within "
-            f"{b.grace_s:g} s plus its size at {b.min_bytes_per_s / 1024:g} KB/s."
+            f"The request body arrived too slowly: a body must arrive within {b.grace_s:g} s plus its size "
+            f"at {b.min_bytes_per_s / 1024:g} KB/s."
         )
 
     def release(self) -> None:
@@ -386,7 +392,10 @@ async def read_body(request: Request, limit: int, slot: _Slot | None = None) -> 
     """The whole body, or `RequestTooLarge` as soon as it is known to be over `limit` bytes
     (from its Content-Length, else while it arrives): a huge body is never held in memory.
     A large one waits for a large-body `slot` before more of it is read, and then must keep
-    arriving at the slot's pace (`RequestTimeout`)."""
+    arriving at the slot's pace (`RequestTimeout`); with a slot, a small one must be whole within
+    the time its slot would give a body of the threshold's size (a client that sends headers and
+    then a body it never finishes held its request, and a place among the replica's ongoing ones,
+    for as long as it liked)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -395,25 +404,62 @@ async def read_body(request: Request, limit: int, slot: _Slot | None = None) -> 
     parts: list[bytes] = []
     size = 0
     stream = aiter(request.stream())
-    while True:
-        try:
-            if slot is not None and slot.held:
-                async with asyncio.timeout_at(slot.deadline(size)):
+    alarm = _Alarm(slot.small_deadline()) if slot is not None and not slot.held else None  # a small body's time
+    try:
+        while True:
+            try:
+                if slot is not None and slot.held:
+                    async with asyncio.timeout_at(slot.deadline(size)):
+                        part = await anext(stream)
+                else:
                     part = await anext(stream)
-            else:
-                part = await anext(stream)
-        except StopAsyncIteration:
-            break
-        except TimeoutError:
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                assert slot is not None
+                raise slot.too_slow() from None
+            size += len(part)
+            if size > limit:
+                raise _too_large(limit)
+            if slot is not None and size > LARGE_BODY_BYTES:
+                if alarm is not None:  # a large body: its slot's pace from now on, and no clock while it waits for one
+                    alarm.stop()
+                    alarm = None
+                await slot.take()
+            parts.append(part)
+    except asyncio.CancelledError:
+        if alarm is not None and alarm.rang():
             assert slot is not None
             raise slot.too_slow() from None
-        size += len(part)
-        if size > limit:
-            raise _too_large(limit)
-        if slot is not None and size > LARGE_BODY_BYTES:
-            await slot.take()
-        parts.append(part)
+        raise
+    finally:
+        if alarm is not None:
+            alarm.stop()
     return b"".join(parts)
+
+
+class _Alarm:
+    """The running task cancelled at `deadline` (the loop's clock) unless stopped first: one timer for a
+    whole small body (an `asyncio.timeout` costs twice as much, and a body is read on every request)."""
+
+    def __init__(self, deadline: float):
+        self._task = asyncio.current_task()
+        self._rang = False
+        self._handle = asyncio.get_running_loop().call_at(deadline, self._ring)
+
+    def _ring(self) -> None:
+        self._rang = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def rang(self) -> bool:
+        """Whether the cancellation is this alarm's (then it is taken back: the task goes on to answer)."""
+        if self._rang and self._task is not None:
+            self._task.uncancel()
+        return self._rang
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
 def _too_large(limit: int) -> RequestTooLarge:

@@ -449,6 +449,37 @@ async def test_stalled_large_bodies_lose_their_slot_and_never_shut_out_another_k
     assert not large._keys  # no key's claim outlives its requests
 
 
+async def test_a_small_body_that_never_finishes_is_a_408_and_a_slow_one_still_arrives(
+    paid: FakeProvider, tmp_path: Path
+) -> None:
+    """A client that sent its headers and part of a small body, then nothing, held its request (and a place
+    among the replica's ongoing ones) for as long as it liked: a small body must now be whole within the time
+    a body of the large-body threshold's size gets (here 0.4 s), on every route that reads one."""
+    async def stalling() -> AsyncIterator[bytes]:
+        yield b'{"model": "fake-chat", "messages": [{"role": "user", "content": "hi'
+        await asyncio.sleep(60)  # and never the rest
+        yield b'"}]}'
+
+    async def slow() -> AsyncIterator[bytes]:
+        body = json.dumps(chat_body(max_tokens=2)).encode()
+        for i in range(0, len(body), 20):
+            yield body[i : i + 20]
+            await asyncio.sleep(0.02)
+
+    large = LargeBodies(grace_s=0.3, min_bytes_per_s=10 << 20)  # 0.3 s + 1 MB at 10 MB/s
+    async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV, large_bodies=large) as (c, _):
+        headers = {**auth(KEY_A), "content-type": "application/json"}
+        for path in (CHAT, "/v1/conversations", "/v1/messages/count_tokens"):
+            started = time.monotonic()
+            r = await asyncio.wait_for(c.post(path, content=stalling(), headers=headers), 5)
+            assert r.status_code == 408 and "too slowly" in r.text, r.text  # in each door's own error shape
+            assert 0.3 < time.monotonic() - started < 2.0
+            if path == CHAT:
+                assert error_of(r, 408)["code"] == "request_timeout"
+        assert (await c.post(CHAT, content=slow(), headers=headers)).status_code == 200  # ~0.2 s: in time
+        assert (await c.post(CHAT, json=chat_body(max_tokens=2), headers=headers)).status_code == 200
+
+
 # ------------------------------------------------------------------ one request, the whole local engine
 
 
