@@ -150,3 +150,28 @@ def test_a_conversation_on_the_local_model(client: openai.OpenAI) -> None:
     client.conversations.delete(conv.id)
     with pytest.raises(openai.NotFoundError):
         client.conversations.retrieve(conv.id)
+
+
+def test_the_local_model_compacts_a_conversation_codex_style(client: openai.OpenAI) -> None:
+    """Codex CLI's remote compaction (the history, then a `compaction_trigger`) on SmolLM2: one compaction
+    item comes back, and the next turn sent with it is asked with its summary, not with what it replaced."""
+    history: Any = [
+        {"role": "user", "content": "My name is Ada. I am planning a train trip from Paris to Rome."},
+        {"role": "assistant", "content": "That sounds lovely, Ada. The trip takes about eleven hours."},
+    ]
+    compacted = client.responses.create(
+        model=CHAT_MODEL,
+        input=[*history, {"type": "compaction_trigger"}],
+        temperature=0,
+        max_output_tokens=32,
+        store=False,
+    )
+    assert [item.type for item in compacted.output] == ["compaction"]
+    assert compacted.usage is not None and compacted.usage.output_tokens > 0
+    item = compacted.output[0].model_dump(exclude_none=True)
+    follow_up: Any = [*history, item, {"role": "user", "content": "What is my name?"}]
+    answer = client.responses.create(model=CHAT_MODEL, input=follow_up, temperature=0, max_output_tokens=16)
+    assert answer.status in ("completed", "incomplete") and answer.output_text
+    asked = client.responses.input_tokens.count(model=CHAT_MODEL, input=follow_up).input_tokens
+    whole = client.responses.input_tokens.count(model=CHAT_MODEL, input=[*history, follow_up[-1]]).input_tokens
+    assert answer.usage is not None and answer.usage.input_tokens == asked != whole  # asked compacted
