@@ -26,8 +26,9 @@ from orchestrator.scheduling.router import RoutingState
 ROUTES = ("local", "remote", "cache", "none")
 # Route-reason codes of remote answers that no local-vs-remote choice made, so no spill: an alias with no local
 # route ("remote: no local route") and an embeddings request's listed route ("embedding route": the scheduler
-# orders embedding routes as configured, never by the local model's load or what it lacks). A remote route
-# after a failed local one is "fallback", and spill.
+# orders embedding routes as configured, never by the local model's load or what it lacks); a route after a
+# failed remote one keeps its plan's reason (`policy.fallback_label`). A remote route after a failed local one
+# is "fallback", and spill.
 NOT_SPILL = frozenset({"remote", "embedding"})
 
 

@@ -330,7 +330,7 @@ class _Ordering:
                 hedge = c.knobs.hedge_at * self.slo / 1000
         local, alive = c.local_providers, c.alive
         targets = []
-        label = reason + self.resolved.via
+        label = lead = reason + self.resolved.via
         routes = (*first, *then)
         for i, b in enumerate(routes):
             provider = b.provider
@@ -342,8 +342,16 @@ class _Ordering:
                 targets.append(Target(provider, b.model, label, waits, provider in alive, hedge_after_s=after))
             else:
                 targets.append(Target(provider, b.model, label))
-            label = "fallback"
+            label = fallback_label(lead, label, provider in local)
         return Plan(self.resolved.entry.name, targets, spill, overflow, predicted, modelled, threshold)
+
+
+def fallback_label(lead: str, before: str, local_before: bool) -> str:
+    """The reason of a plan's next route: "fallback" once a local route came before it (a remote answer
+    after a local one failed is a spill), else the plan's own `lead` reason: a remote route after a failed
+    remote one answers for the same reason the first would have (an alias without a local route doesn't
+    spill when its first provider fails; a spilled request still spilled)."""
+    return "fallback" if local_before or before == "fallback" else lead
 
 
 def order(resolved: Resolved, facts: Facts, c: Conditions) -> Plan:

@@ -39,6 +39,7 @@ from orchestrator.scheduling.policy import (
     Plan,
     Resolved,
     Rule,
+    fallback_label,
     order,
     resolve,
 )
@@ -337,10 +338,11 @@ class Router:
         """Embedding routes as listed; a local embedder is alive while we are."""
         facts, backends = resolution.facts, resolution.backends
         reason = "data-class: sensitive stays local" if facts.data_class == "sensitive" else "embedding route"
-        targets = [
-            Target(b.provider, b.model, reason if i == 0 else "fallback", alive=b.provider in self._embedders)
-            for i, b in enumerate(backends)
-        ]
+        targets, label = [], reason
+        for b in backends:
+            local = b.provider in self._embedders
+            targets.append(Target(b.provider, b.model, label, alive=local))
+            label = fallback_label(reason, label, local)
         return RoutePlan(self, Plan(resolution.resolved.entry.name, targets, False, False), facts)
 
     # ------------------------------------------------------------ as it runs

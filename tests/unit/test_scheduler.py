@@ -151,6 +151,20 @@ def test_idle_local_model_serves_with_remote_routes_behind_it() -> None:
     assert (p.spilling, p.overflow) == (False, False)
 
 
+def test_a_route_after_a_remote_one_keeps_the_plans_reason_and_after_a_local_one_is_fallback() -> None:
+    """What the dashboard counts as spill is read from these: an alias without a local route whose first
+    provider failed didn't spill (it was counted as spilled); a spilled request whose first remote failed
+    still spilled, and says why; a remote route after the local one is a fallback, and a spill."""
+    no_local = make(ask("remote"))
+    assert [t.reason for t in no_local.targets] == ["remote: no local route"] * 2
+    spilled = make(ask(), SATURATED)
+    assert spilled.targets[0].reason.startswith("spill:") and routes(spilled)[-1] == "local/small"
+    assert [t.reason for t in spilled.targets[:-1]] == [spilled.targets[0].reason] * (len(spilled.targets) - 1)
+    assert spilled.targets[-1].reason == spilled.targets[0].reason  # the local route last: tried as spilled
+    after_local = make(ask("hybrid-smart"))
+    assert [t.reason for t in after_local.targets][1:] == ["fallback"]
+
+
 def test_saturated_local_model_spills_same_weights_first_and_keeps_local_last() -> None:
     p = make(ask(), SATURATED)
     assert routes(p) == ["r2/small-hosted", "r1/big", "r3/cheap", "local/small"]
