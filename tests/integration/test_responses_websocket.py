@@ -135,6 +135,21 @@ async def test_a_chain_of_store_false_turns_is_the_sockets_own(url: str) -> None
     assert error["status"] == 404 and error["error"]["param"] == "previous_response_id"
 
 
+async def test_a_response_in_a_conversation_joins_it_as_a_posts_does(url: str, chat_engine: FakeEngine) -> None:
+    async with sdk(url) as client:
+        conv = await client.conversations.create(items=[{"role": "user", "content": "My name is Ada."}])
+        async with connect(url) as conn:
+            await conn.response.create(model=CHAT_MODEL, input="What is my name?", conversation=conv.id, store=False)
+            events = await answer(conn)
+        items = (await client.conversations.items.list(conv.id, order="asc")).data
+    assert events[-1]["type"] == "response.completed" and events[-1]["response"]["conversation"]["id"] == conv.id
+    assert [item.type for item in items] == ["message"] * 3  # the first, this input, this answer
+    assert [m["content"] for m in chat_engine.generations[-1].request.get("messages", [])] == [
+        "My name is Ada.",
+        "What is my name?",
+    ]
+
+
 async def test_bad_messages_get_an_error_event_and_the_socket_goes_on(url: str) -> None:
     async with connect(url) as conn:
         for raw, status, param in [
