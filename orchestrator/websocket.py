@@ -117,8 +117,8 @@ class Connection:
                 job = await self._read(raw)
                 if job is not None:
                     await self._queue(job)
-        except WebSocketDisconnect:
-            pass
+        except (WebSocketDisconnect, WebSocketDisconnected):
+            pass  # gone while refusing a message
         finally:
             for worker in self.workers:
                 worker.cancel()
