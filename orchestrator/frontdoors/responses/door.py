@@ -151,7 +151,8 @@ class ResponsesDoor:
         """A finished response's items added to its conversation, and the response stored (when its
         request asked to). The conversation gone or grown full meanwhile (turns at once each found room
         for themselves) costs it these items, not the answer; the output always has room past the
-        limits, as the request's input had when it was checked, before the model was asked."""
+        limits, as the request's input had when it was checked, before the model was asked. On a
+        WebSocket the connection remembers it too, stored or not (`remembering`)."""
         if turn.conversation is not None:
             output = response["output"]
             added = await self._conversations.append(
