@@ -7,9 +7,10 @@ whole), lets its front door parse it into a `Call`, asks the flow
 (`Pipeline.serve`), and lets the front door encode the answer. A POST to
 a door's path goes to its route straight from the middleware (`DoorsFirst`),
 not through Starlette's router and exception layers; every other request
-takes those. An error from anywhere becomes the error shape of the front
-door it came in by (OpenAI's JSON on OpenAI's routes) here and nowhere else
-(`answer_error`).
+takes those. A WebSocket at the Responses door's path is OpenAI's WebSocket
+mode, answered through the same door (`orchestrator.websocket`). An error
+from anywhere becomes the error shape of the front door it came in by
+(OpenAI's JSON on OpenAI's routes) here and nowhere else (`answer_error`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from functools import partial
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.accounting.accounts import Accounts, Tab
@@ -54,6 +56,7 @@ from orchestrator.frontdoors.responses import (
 from orchestrator.pipeline import Pipeline
 from orchestrator.scope import RequestScope
 from orchestrator.settings import ConversationsSettings
+from orchestrator.websocket import ResponsesSocket
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,8 @@ def build_app(
     `conversations.max_items` and `max_mb`'s defaults); `ingress_request_ids`: an ingress in front (Ray
     Serve) gives every request its `x-request-id` and answers with it, so the app adds none of its own;
     `large_bodies`: how bodies over 1 MB share the event loop (`LargeBodies`). With the pipeline's
-    telemetry on, every front-door request is a span (`Telemetry.request`)."""
+    telemetry on, every front-door request is a span (`Telemetry.request`). The Responses door also
+    answers over a WebSocket at its path (OpenAI's WebSocket mode: `orchestrator.websocket`)."""
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.redirect_slashes = False  # `/v1/chat/completions/` is a 404 in OpenAI's shape, as OpenAI answers
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
@@ -119,6 +123,12 @@ def build_app(
     add_conversation_routes(app, talks, partial(_authenticated, acct), read, room)
     for path, route in posts.items():  # the same routes in Starlette's router: its 405s, HEAD, OPTIONS
         app.add_route(path, route.handle, methods=["POST"])
+    for door in doors:  # OpenAI's Responses API in WebSocket mode, at the door's own path
+        if isinstance(door, ResponsesDoor):
+            socket = ResponsesSocket(
+                door, pipeline, acct, large, max_message_bytes=max_body_bytes, ingress_ids=ingress_request_ids
+            )
+            app.router.routes.append(WebSocketRoute(door.path, socket))
     return app
 
 
@@ -398,7 +408,7 @@ async def read_body(request: Request, limit: int, slot: _Slot | None = None) -> 
     for as long as it liked)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise RequestTooLarge.over(limit)
     if slot is not None and declared.isdigit() and int(declared) > LARGE_BODY_BYTES:
         await slot.take()
     parts: list[bytes] = []
@@ -420,7 +430,7 @@ async def read_body(request: Request, limit: int, slot: _Slot | None = None) -> 
                 raise slot.too_slow() from None
             size += len(part)
             if size > limit:
-                raise _too_large(limit)
+                raise RequestTooLarge.over(limit)
             if slot is not None and size > LARGE_BODY_BYTES:
                 if alarm is not None:  # a large body: its slot's pace from now on, and no clock while it waits for one
                     alarm.stop()
@@ -461,8 +471,3 @@ class _Alarm:
     def stop(self) -> None:
         self._handle.cancel()
 
-
-def _too_large(limit: int) -> RequestTooLarge:
-    return RequestTooLarge(
-        f"The request body is larger than this gateway accepts ({limit / 2**20:g} MB, server.max_body_mb)."
-    )

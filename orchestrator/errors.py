@@ -113,6 +113,11 @@ class RequestTooLarge(OrchestratorError):
     error_type = "invalid_request_error"
     default_code = "request_too_large"
 
+    @classmethod
+    def over(cls, limit: int, what: str = "request body") -> RequestTooLarge:
+        """The error for a `what` (a body, a WebSocket message) over `limit` bytes, naming the setting."""
+        return cls(f"The {what} is larger than this gateway accepts ({limit / 2**20:g} MB, server.max_body_mb).")
+
 
 class RequestTimeout(OrchestratorError):
     """The request body arrived too slowly (408): a large body holds one of a few slots while it arrives."""

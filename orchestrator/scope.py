@@ -40,7 +40,7 @@ class RequestScope:
         with self.accounts.open(scope["method"], scope["path"]) as tab, self.telemetry.request(scope, tab):
             scope.setdefault("state", {})["tab"] = tab
             if self.ingress_ids:
-                tab.ingress_id = _ingress_id(scope["headers"])
+                tab.ingress_id = ingress_id(scope["headers"])
 
             async def tracking_send(message: dict[str, Any]) -> None:
                 if message["type"] == "http.response.start":
@@ -55,7 +55,7 @@ class RequestScope:
             await self.app(scope, receive, tracking_send)
 
 
-def _ingress_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+def ingress_id(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The ingress's `x-request-id` (at most 200 printable characters of it, for the log line)."""
     for name, value in headers:
         if name.lower() == b"x-request-id":

@@ -42,7 +42,9 @@ def _tagged(known: frozenset[str], kind: str, aliases: dict[str, str] | None = N
 
     def tag(value: Any) -> str:
         kind_of = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-        kind_of = (aliases or {}).get(kind_of, kind_of) if isinstance(kind_of, str) else kind_of
+        if not isinstance(kind_of, str):  # `{"type": {...}}`: no type a member has (and unhashable: no lookup)
+            return f"other-{kind}"
+        kind_of = (aliases or {}).get(kind_of, kind_of)
         return f"{kind_of}-{kind}" if kind_of in known else f"other-{kind}"
 
     return tag

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 from openai_schema import validate
+from websockets.exceptions import InvalidStatus
 
 pytestmark = pytest.mark.e2e
 
@@ -175,3 +176,36 @@ def test_the_local_model_compacts_a_conversation_codex_style(client: openai.Open
     asked = client.responses.input_tokens.count(model=CHAT_MODEL, input=follow_up).input_tokens
     whole = client.responses.input_tokens.count(model=CHAT_MODEL, input=[*history, follow_up[-1]]).input_tokens
     assert answer.usage is not None and answer.usage.input_tokens == asked != whole  # asked compacted
+
+
+def test_two_turns_over_a_websocket_through_serve(client: openai.OpenAI, base_url: str) -> None:
+    """OpenAI's WebSocket mode through the deployment's own listener (Serve's direct ingress): two turns
+    on one socket, the second continuing a `store: false` one (as Codex chains its turns); a bad key is
+    refused at the handshake with OpenAI's 401."""
+    ends = ("response.completed", "response.incomplete", "response.failed")
+
+    def answer(conn: Any) -> list[dict[str, Any]]:
+        events = [json.loads(conn.recv_bytes())]
+        while events[-1]["type"] not in ends and events[-1]["type"] != "error":
+            events.append(json.loads(conn.recv_bytes()))
+        for event in events:
+            validate("ResponsesServerEvent", event)
+        return events
+
+    ask: Any = {"model": CHAT_MODEL, "temperature": 0, "max_output_tokens": 24}
+    with client.responses.connect() as conn:
+        conn.response.create(input="What is the capital of France?", store=False, **ask)
+        first = answer(conn)
+        conn.response.create(input="And of Italy?", previous_response_id=first[-1]["response"]["id"], **ask)
+        second = answer(conn)
+    assert first[0]["type"] == "response.created" and first[-1]["type"] in ends[:2], first[-1]
+    assert "Paris" in "".join(e["delta"] for e in first if e["type"] == "response.output_text.delta")
+    assert (
+        second[-1]["type"] in ends[:2] and second[-1]["response"]["previous_response_id"] == first[-1]["response"]["id"]
+    )
+    with openai.OpenAI(base_url=base_url, api_key="sk-orch-not-a-key", max_retries=0) as stranger:
+        with pytest.raises(InvalidStatus) as refused:
+            with stranger.responses.connect():
+                pass
+    assert refused.value.response.status_code == 401
+    validate("ErrorResponse", json.loads(refused.value.response.body or b""))

@@ -1,7 +1,8 @@
 """Any ASGI app under uvicorn on 127.0.0.1 (a free port), on the test's own event loop.
 
 For clients that must talk over a real socket: an SDK with its own HTTP
-client, a test of what a client going away does.
+client, a test of what a client going away does, a WebSocket (`ws`: uvicorn's
+WebSocket implementation; none by default, as a plain HTTP server).
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
+async def serving(app: ASGIApp, ws: str = "none") -> AsyncIterator[str]:
     """`app` served on a free local port while the block runs; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False)
+    config = uvicorn.Config(app, lifespan="off", ws=ws, log_level="warning", access_log=False)
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

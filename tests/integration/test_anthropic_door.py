@@ -379,6 +379,10 @@ HOSTILE = [
     hostile(b'"max_tokens":5', b"[]"),
     hostile(b'"max_tokens":5', b'[{"role":"system","content":"hi"}]'),
     hostile(b'"max_tokens":5,"temperature":1e400'),
+    # A block whose type is an object (a 500: the union's tag looked it up in a set; fuzz finding).
+    hostile(b'"max_tokens":5', b'[{"role":"user","content":[{"type":{"value":"tool_use"},"id":"t","name":"f"}]}]'),
+    hostile(b'"max_tokens":5,"system":[{"type":["text"],"text":"x"}]'),
+    hostile(b'"max_tokens":5,"tools":[{"type":{"a":1},"name":"f","input_schema":{}}]'),
 ]
 
 

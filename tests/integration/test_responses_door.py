@@ -18,7 +18,7 @@ import httpx2
 import openai
 import pytest
 from fastapi import FastAPI
-from http_checks import CHAT_MODEL
+from http_checks import CHAT_MODEL, EVENT_SCHEMAS
 from openai_schema import validate
 from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
 
@@ -29,26 +29,6 @@ WEATHER = {
     "name": "get_weather",
     "description": "The weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
-
-
-EVENT_SCHEMAS = {
-    "response.created": "ResponseCreatedEvent",
-    "response.in_progress": "ResponseInProgressEvent",
-    "response.output_item.added": "ResponseOutputItemAddedEvent",
-    "response.output_item.done": "ResponseOutputItemDoneEvent",
-    "response.content_part.added": "ResponseContentPartAddedEvent",
-    "response.content_part.done": "ResponseContentPartDoneEvent",
-    "response.output_text.delta": "ResponseTextDeltaEvent",
-    "response.output_text.done": "ResponseTextDoneEvent",
-    "response.refusal.delta": "ResponseRefusalDeltaEvent",
-    "response.refusal.done": "ResponseRefusalDoneEvent",
-    "response.function_call_arguments.delta": "ResponseFunctionCallArgumentsDeltaEvent",
-    "response.function_call_arguments.done": "ResponseFunctionCallArgumentsDoneEvent",
-    "response.completed": "ResponseCompletedEvent",
-    "response.incomplete": "ResponseIncompleteEvent",
-    "response.failed": "ResponseFailedEvent",
-    "error": "ResponseErrorEvent",
 }
 
 

@@ -13,10 +13,18 @@ A response in a conversation adds its input and output items to it when it
 completes, with `store` or without (as OpenAI's: `store` is about the response
 object; the conversation is the client's own), before the client is told, so
 the next turn finds them. Errors are OpenAI's JSON.
+
+The WebSocket mode (`orchestrator.websocket`) asks this door the same way:
+its parse (`call`, from a body already validated), the flow, then the same
+events, sent as lines of JSON (`socket_events`); a door bound to one connection
+(`remembering`) also finds that connection's latest responses, stored or not
+(`store.Recent`), and a response asked with `generate: false` is answered and
+kept without asking a model (`unasked`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -40,7 +48,7 @@ from orchestrator.frontdoors.responses.conversation_store import (
 )
 from orchestrator.frontdoors.responses.conversations import check_room, not_found
 from orchestrator.frontdoors.responses.events import ResponseEvents
-from orchestrator.frontdoors.responses.store import ResponseStore, Stored
+from orchestrator.frontdoors.responses.store import Recent, ResponseStore, Stored
 from orchestrator.frontdoors.responses.translate import (
     Json,
     Turn,
@@ -69,32 +77,50 @@ class ResponsesDoor:
         self._store = store
         self._conversations = conversations
         self._room = room  # how large a conversation may grow
+        self._recent: Recent | None = None  # one WebSocket connection's latest responses (`remembering`)
+
+    def remembering(self, recent: Recent) -> ResponsesDoor:
+        """This door for one WebSocket connection: every response it answers is remembered in `recent`,
+        stored or not, and a `previous_response_id` is looked for there first (OpenAI's connection-local
+        state, which a `store: false` chain over the socket relies on)."""
+        door = copy.copy(self)
+        door._recent = recent
+        return door
 
     async def parse(self, raw: bytes, headers: Mapping[str, str], tab: Tab) -> Call:
-        request = parse_body(raw, ResponsesRequest, tags=TAGS)
-        owner = tenant(tab)
-        turn, conversation = await self.turn(request, owner)
-        if conversation is not None:
-            check_room(conversation, turn.items, self._room)  # full: a 400 before a model is asked
-        return Call(CHAT, to_chat(turn), headers, tab, owner, origin=turn, truncate=request.truncation == "auto")
+        return await self.call(parse_body(raw, ResponsesRequest, tags=TAGS), headers, tab)
 
-    async def turn(self, request: ResponsesRequest, owner: str) -> tuple[Turn, Conversation | None]:
-        """`request` as the turn it asks for: its `item_reference`s resolved, after the stored chain its
-        `previous_response_id` names, or its `conversation`'s items (and that conversation), `owner`'s only."""
+    async def call(self, request: ResponsesRequest, headers: Mapping[str, str], tab: Tab) -> Call:
+        """A valid request as the call the flow answers."""
+        turn = await self.turn(request, tab)
+        return Call(CHAT, to_chat(turn), headers, tab, turn.owner, origin=turn, truncate=request.truncation == "auto")
+
+    async def turn(self, request: ResponsesRequest, tab: Tab, *, room: bool = True) -> Turn:
+        """`request` as the turn it asks for, the tab's key's only: its `item_reference`s resolved, after
+        the chain its `previous_response_id` names or its `conversation`'s items (with `room` for it there:
+        a full one is a 400 before a model is asked)."""
+        owner = tenant(tab)
         if not isinstance(request.input, str):
             await resolve_references(self._store, request.input, owner)
         context: list[Json] = []
         conversation: Conversation | None = None
         if request.previous_response_id is not None:
-            previous = await read_stored(self._store, request.previous_response_id, owner, "previous_response_id")
-            context = previous.context
+            context = (await self._previous(request.previous_response_id, owner)).context
         elif (conversation_id := request.conversation_id()) is not None:
             conversation = await self._conversations.get(owner, conversation_id)
             if conversation is None:
                 raise not_found(conversation_id, param="conversation")
             context = conversation.items
         turn = Turn.of(request, owner, context, conversation.id if conversation is not None else None)
-        return turn, conversation
+        if conversation is not None and room:
+            check_room(conversation, turn.items, self._room)  # full: a 400 before a model is asked
+        return turn
+
+    async def _previous(self, response_id: str, owner: str) -> Stored:
+        recent = self._recent.get(response_id) if self._recent is not None else None
+        if recent is not None and recent.owner == owner:
+            return recent
+        return await read_stored(self._store, response_id, owner, "previous_response_id")
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         turn: Turn = call.origin
@@ -102,28 +128,55 @@ class ResponsesDoor:
         if left_out := turn.request.left_out():
             headers["x-tools-left-out"] = ",".join(left_out)
         if isinstance(routed.result, OpenStream):
-            events = _events(routed.result, turn, self._keep)
+            events = _events(routed.result, ResponseEvents(turn), turn, self._keep)
             return EventStream(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
-        completion: ChatCompletion = routed.result
-        # A compaction (its summary asked whole, `asking_for_summary`) answers with its item alone.
-        output, finish = ([compaction_item(completion)], None) if turn.compacting else output_of(completion, turn)
-        response = response_object(
-            turn, completion.model, output=output, status="completed", usage=completion.usage, finish=finish
-        )
-        await self._keep(turn, response)
+        response = await self._whole(turn, routed.result)
         if turn.request.stream:  # a compaction asked as a stream: its events, now that it is whole
             body = ResponseEvents(turn).whole(response)
             return Response(body, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
         return JSONResponse(response, headers=headers)
 
+    async def _whole(self, turn: Turn, completion: ChatCompletion) -> Json:
+        """A whole answer as its `Response`, kept. A compaction (its summary asked whole,
+        `asking_for_summary`, streamed or not) answers with its compaction item alone."""
+        output, finish = ([compaction_item(completion)], None) if turn.compacting else output_of(completion, turn)
+        response = response_object(
+            turn, completion.model, output=output, status="completed", usage=completion.usage, finish=finish
+        )
+        await self._keep(turn, response)
+        return response
+
     def error(self, exc: OrchestratorError) -> Response:
         return error_response(exc)
+
+    def socket_events(self, call: Call, routed: Routed[Any], stream_id: str | None) -> AsyncIterator[bytes]:
+        """The flow's answer to a streamed call as the WebSocket mode sends it: a streamed POST's events,
+        each a line of JSON (one message each) naming its lane (`stream_id`), kept as `encode` keeps them."""
+        turn: Turn = call.origin
+        events = ResponseEvents(turn, lines=True, stream_id=stream_id)
+        if not isinstance(routed.result, OpenStream):  # a compaction: its summary asked whole
+            return self._said_whole(turn, routed.result, events)
+        return _events(routed.result, events, turn, self._keep)
+
+    async def _said_whole(self, turn: Turn, completion: ChatCompletion, events: ResponseEvents) -> AsyncIterator[bytes]:
+        yield events.whole(await self._whole(turn, completion))
+
+    async def unasked(self, turn: Turn, stream_id: str | None) -> AsyncIterator[bytes]:
+        """A response asked with `generate: false` (the WebSocket mode's): no model is asked; it is created and
+        completed with no output, and kept as any other (stored, remembered, added to its conversation) so
+        that a later response continues from it: a client warms up its tools and instructions so (Codex)."""
+        events = ResponseEvents(turn, lines=True, stream_id=stream_id)
+        said = events.begin() + events.close()
+        assert events.done is not None
+        await self._keep(turn, events.done)
+        yield said
 
     async def _keep(self, turn: Turn, response: Json) -> None:
         """A finished response's items added to its conversation, and the response stored (when its
         request asked to). The conversation gone or grown full meanwhile (turns at once each found room
         for themselves) costs it these items, not the answer; the output always has room past the
-        limits, as the request's input had when it was checked, before the model was asked."""
+        limits, as the request's input had when it was checked, before the model was asked. On a
+        WebSocket the connection remembers it too, stored or not (`remembering`)."""
         if turn.conversation is not None:
             output = response["output"]
             added = await self._conversations.append(
@@ -131,8 +184,11 @@ class ResponsesDoor:
             )
             if isinstance(added, Refused):
                 log.warning("response %s not added to conversation %s: %s", turn.id, turn.conversation, added)
+        stored = Stored(turn.owner, response, turn.items, turn.context)
+        if self._recent is not None:
+            self._recent.remember(stored)
         if turn.request.store:
-            await self._store.put([Stored(turn.owner, response, turn.items, turn.context)])
+            await self._store.put([stored])
 
 
 class ResponsesTokenCount:
@@ -147,15 +203,14 @@ class ResponsesTokenCount:
 
     async def answer(self, raw: bytes, headers: Mapping[str, str], tab: Tab, pipeline: Pipeline) -> Response:
         request = parse_body(raw, TokenCountRequest, tags=TAGS)
-        owner = tenant(tab)
-        turn, _ = await self._door.turn(request, owner)
+        turn = await self._door.turn(request, tab, room=False)  # counting adds nothing to a conversation
         if not (turn.items or turn.context or request.instructions):
             raise InvalidRequest(
                 "There is nothing to count: send 'input', or name a stored response or a conversation.",
                 param="input",
                 code="missing_required_parameter",
             )
-        tokens = await pipeline.count(Call(CHAT, to_chat(turn), headers, tab, owner))
+        tokens = await pipeline.count(Call(CHAT, to_chat(turn), headers, tab, turn.owner))
         return JSONResponse({"object": "response.input_tokens", "input_tokens": tokens})
 
     def error(self, exc: OrchestratorError) -> Response:
@@ -163,10 +218,12 @@ class ResponsesTokenCount:
 
 
 async def _events(
-    stream: OpenStream[ChatCompletionChunk], turn: Turn, keep: Callable[[Turn, Json], Awaitable[None]]
+    stream: OpenStream[ChatCompletionChunk],
+    events: ResponseEvents,
+    turn: Turn,
+    keep: Callable[[Turn, Json], Awaitable[None]],
 ) -> AsyncIterator[bytes]:
-    """The stream as Responses events; kept (`ResponsesDoor._keep`) before `response.completed` goes out."""
-    events = ResponseEvents(turn)
+    """The stream as Responses `events`; kept (`ResponsesDoor._keep`) before `response.completed` goes out."""
     try:
         yield b"".join(events.feed(c) for c in stream.prefix)
         async for chunk in stream.rest:
@@ -174,11 +231,12 @@ async def _events(
                 yield out
         closing = events.close()
     except OrchestratorError as e:
-        yield events.fail(e.code, e.message, e.param)
+        yield events.fail(e.code, e.message, e.param, e.error_type)
         return
     except Exception as e:  # never a silent truncation: say the stream broke
         log.exception("stream failed")
-        yield events.fail("server_error", UpstreamError(f"The stream failed: {type(e).__name__}.").message)
+        broke = UpstreamError(f"The stream failed: {type(e).__name__}.")
+        yield events.fail("server_error", broke.message, kind=broke.error_type)
         return
     finally:
         await stream.aclose()

@@ -16,6 +16,12 @@ its one item (`whole`).
 A failure after the stream started ends it with an `error` event and a
 `response.failed` carrying what was produced so far: never a silent end.
 Every event has its `sequence_number`.
+
+The same events go out as SSE frames (a streamed `POST`) or as lines of
+JSON, one WebSocket message each (the WebSocket mode, `orchestrator.websocket`),
+where every event names its lane (`stream_id`) when the client named one and
+the `error` event has the socket's shape (`ResponseWsError`: the error object
+under `error`).
 """
 
 from __future__ import annotations
@@ -43,8 +49,12 @@ class ResponseEvents:
     or another part kind starts, tool-call items at the end (a route may interleave the
     arguments of parallel calls)."""
 
-    def __init__(self, turn: Turn):
+    def __init__(self, turn: Turn, *, lines: bool = False, stream_id: str | None = None):
+        """`lines`: each event a line of JSON (a WebSocket message) instead of an SSE frame; `stream_id`: the
+        WebSocket lane every event names."""
         self._turn = turn
+        self._lines = lines
+        self._stream_id = stream_id
         self._seq = 0
         self._model = turn.request.model
         self._started = False
@@ -59,7 +69,7 @@ class ResponseEvents:
         self.done: Json | None = None
 
     def feed(self, chunk: ChatCompletionChunk) -> bytes:
-        out = b"" if self._started else self._start(chunk)
+        out = b"" if self._started else self._start(chunk.model or self._model)
         if chunk.usage is not None:
             self._usage = chunk.usage
         for choice in chunk.choices[:1]:
@@ -97,22 +107,30 @@ class ResponseEvents:
             out += self._event("response.output_item.done", output_index=index, item=item)
         return out + self._event("response.completed", response=response)
 
-    def fail(self, code: str | None, message: str, param: str | None = None) -> bytes:
-        """An `error` event and `response.failed`, with the unfinished items marked incomplete."""
+    def begin(self) -> bytes:
+        """`response.created` and `response.in_progress` with no chunk yet: a response that asks no model
+        (the WebSocket mode's `generate: false`) goes straight on to `close`."""
+        return self._start(self._model)
+
+    def fail(self, code: str | None, message: str, param: str | None = None, kind: str = "server_error") -> bytes:
+        """An `error` event and `response.failed`, with the unfinished items marked incomplete (`kind`: the
+        error's type, which the socket's `error` event says)."""
         for index, item in enumerate(self._items):
             if index not in self._finished:
                 item["status"] = "incomplete"
         error = {"code": "rate_limit_exceeded" if code == "rate_limit_exceeded" else "server_error", "message": message}
         failed = response_object(self._turn, self._model, output=self._items, status="failed", error=error)
-        return self._event("error", code=code, message=message, param=param) + self._event(
-            "response.failed", response=failed
-        )
+        if self._lines:
+            said = self._event("error", error={"type": kind, "code": code, "message": message, "param": param})
+        else:
+            said = self._event("error", code=code, message=message, param=param)
+        return said + self._event("response.failed", response=failed)
 
     # ------------------------------------------------------------------ events
 
-    def _start(self, chunk: ChatCompletionChunk) -> bytes:
+    def _start(self, model: str) -> bytes:
         self._started = True
-        self._model = chunk.model or self._model
+        self._model = model
         snapshot = response_object(self._turn, self._model, output=[], status="in_progress")
         return self._event("response.created", response=snapshot) + self._event(
             "response.in_progress", response=snapshot
@@ -214,6 +232,9 @@ class ResponseEvents:
         return {"item_id": self._items[index]["id"], "output_index": index, "content_index": 0}
 
     def _event(self, kind: str, **data: Any) -> bytes:
-        body = json.dumps({"type": kind, "sequence_number": self._seq, **data})
+        event = {"type": kind, "sequence_number": self._seq, **data}
+        if self._stream_id is not None:
+            event["stream_id"] = self._stream_id
         self._seq += 1
-        return f"event: {kind}\ndata: {body}\n\n".encode()
+        body = json.dumps(event)  # ASCII: no line break inside it, so a line is one event
+        return f"{body}\n".encode() if self._lines else f"event: {kind}\ndata: {body}\n\n".encode()

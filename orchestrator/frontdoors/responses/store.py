@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -251,6 +252,27 @@ class WriteBehind:
                         del self._unwritten[stored.id]
         finally:
             self._writing = None
+
+
+class Recent:
+    """One WebSocket connection's latest responses, stored or not: what a `previous_response_id` on that
+    socket finds first. OpenAI keeps each lane's latest response in the connection's memory, so that a
+    chain of `store: false` responses goes on over one socket (Codex's turns are such a chain) and a
+    continuation needs no store read. Here the connection's last `size` responses are kept (one per lane,
+    for as many lanes as a connection may name); they go with the connection."""
+
+    def __init__(self, size: int = 32):
+        self._size = size
+        self._latest: OrderedDict[str, Stored] = OrderedDict()
+
+    def remember(self, stored: Stored) -> None:
+        self._latest[stored.id] = stored
+        self._latest.move_to_end(stored.id)
+        while len(self._latest) > self._size:
+            self._latest.popitem(last=False)
+
+    def get(self, response_id: str) -> Stored | None:
+        return self._latest.get(response_id)
 
 
 def store_for(settings: Settings) -> ResponseStore:
