@@ -179,8 +179,9 @@ async def test_a_stored_response_is_compacted_with_the_input_after_it(
     assert texts[1] == "It is sunny." and texts[-1] == PROMPT  # the stored answer, then the new input
     users = [i.content[0].text for i in compacted.output if i.type == "message"]
     assert users == ["Plan a trip to Paris.", "In May."]
-    with pytest.raises(openai.NotFoundError):  # another key's stored response is not there
+    with pytest.raises(openai.BadRequestError) as e:  # another key's stored response is not there
         await sdk(remote, OTHER_KEY).responses.compact(model="alpha/m", previous_response_id=first.id)
+    assert e.value.code == "previous_response_not_found"
 
 
 async def test_a_compaction_item_is_kept_in_the_stored_response_and_its_chain(
@@ -289,12 +290,11 @@ async def test_input_tokens_counts_what_the_response_would_send(
     conv = await client.conversations.create(items=[{"role": "user", "content": "Plan a trip to Paris."}])
     assert (await client.responses.input_tokens.count(model="alpha/m", conversation=conv.id)).input_tokens == short
     assert not fakes["alpha"].requests[1:]  # counting asks no model (the one request: the stored turn)
-    for other in (
-        sdk(remote, OTHER_KEY).responses.input_tokens.count(model="alpha/m", previous_response_id=first.id),
-        sdk(remote, OTHER_KEY).responses.input_tokens.count(model="alpha/m", conversation=conv.id),
-    ):
-        with pytest.raises(openai.NotFoundError):  # another key's stored turns are not there
-            await other
+    stranger = sdk(remote, OTHER_KEY)  # another key's stored turns are not there
+    with pytest.raises(openai.BadRequestError):
+        await stranger.responses.input_tokens.count(model="alpha/m", previous_response_id=first.id)
+    with pytest.raises(openai.NotFoundError):
+        await stranger.responses.input_tokens.count(model="alpha/m", conversation=conv.id)
 
 
 @pytest.mark.parametrize(
@@ -304,7 +304,7 @@ async def test_input_tokens_counts_what_the_response_would_send(
         ({"input": "hi"}, 400, "model"),
         ({"model": "no-such-model", "input": "hi"}, 404, "model"),
         ({"model": "alpha/m", "input": [{"type": "mystery"}]}, 400, "input[0].type"),
-        ({"model": "alpha/m", "previous_response_id": "resp_nope"}, 404, "previous_response_id"),
+        ({"model": "alpha/m", "previous_response_id": "resp_nope"}, 400, "previous_response_id"),
     ],
 )
 async def test_a_bad_token_count_is_a_4xx_naming_its_field(

@@ -214,9 +214,10 @@ async def test_store_false_keeps_nothing(app: FastAPI) -> None:
     assert response.store is False
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(response.id)
-    with pytest.raises(openai.NotFoundError) as e:
+    with pytest.raises(openai.BadRequestError) as e:  # OpenAI's word for it, on which clients resend it all
         await client.responses.create(model=CHAT_MODEL, input="again", previous_response_id=response.id)
     assert e.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    assert e.value.code == "previous_response_not_found"
 
 
 @pytest.mark.parametrize(
@@ -361,10 +362,12 @@ async def test_one_key_never_reads_anothers_responses(remote: FastAPI) -> None:
         other.responses.retrieve(mine.id),
         other.responses.input_items.list(mine.id),
         other.responses.delete(mine.id),
-        other.responses.create(model="alpha/m", input="go on", previous_response_id=mine.id),
     ):
         with pytest.raises(openai.NotFoundError):
             await attempt
+    with pytest.raises(openai.BadRequestError) as e:  # as a response that isn't there
+        await other.responses.create(model="alpha/m", input="go on", previous_response_id=mine.id)
+    assert e.value.code == "previous_response_not_found"
     assert (await team.responses.retrieve(mine.id)).output_text == mine.output_text  # still there
 
 

@@ -132,7 +132,8 @@ async def test_a_chain_of_store_false_turns_is_the_sockets_own(url: str) -> None
     async with connect(url) as other:  # another connection: not stored, so not found
         await other.response.create(model=CHAT_MODEL, input="go on", previous_response_id=first["id"])
         [error] = await answer(other)
-    assert error["status"] == 404 and error["error"]["param"] == "previous_response_id"
+    assert error["status"] == 400 and error["error"]["param"] == "previous_response_id"
+    assert error["error"]["code"] == "previous_response_not_found"
 
 
 async def test_a_response_in_a_conversation_joins_it_as_a_posts_does(url: str, chat_engine: FakeEngine) -> None:
@@ -291,7 +292,7 @@ async def test_one_key_never_sees_anothers_responses(keyed: str) -> None:
         async with connect(keyed, OTHER_KEY) as other:
             await other.response.create(model="alpha/m", input="go on", previous_response_id=mine["id"])
             [error] = await answer(other)
-        assert error["status"] == 404 and error["error"]["param"] == "previous_response_id"
+        assert error["status"] == 400 and error["error"]["code"] == "previous_response_not_found"
         await team.response.create(model="alpha/m", input="go on", previous_response_id=mine["id"])
         assert (await answer(team))[-1]["type"] == "response.completed"
     async with sdk(keyed, OTHER_KEY) as other_client, sdk(keyed, TEAM_KEY) as team_client:

@@ -267,9 +267,17 @@ async def resolve_references(store: ResponseStore, items: list[Any], owner: str)
 
 
 async def read_stored(store: ResponseStore, response_id: str, owner: str, param: str | None = None) -> Stored:
-    """A stored response its owner may read; anyone else's is not there."""
+    """A stored response its owner may read; anyone else's is not there: a 404, or, named as the one a
+    request continues (`previous_response_id`), OpenAI's 400 `previous_response_not_found`, on which clients
+    send the whole conversation again."""
     stored = await store.get(response_id)
     if stored is None or stored.owner != owner:
+        if param == "previous_response_id":
+            raise InvalidRequest(
+                f"Previous response with id '{response_id}' not found.",
+                param=param,
+                code="previous_response_not_found",
+            )
         raise NotFound(f"Response with id '{response_id}' not found.", param=param)
     return stored
 
