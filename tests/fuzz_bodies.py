@@ -812,6 +812,9 @@ def response_items() -> st.SearchStrategy[Any]:
     other = st.sampled_from(
         [
             {"type": "reasoning", "summary": []},
+            {"type": "custom_tool_call", "call_id": "call_1", "name": "apply_patch", "input": "*** Begin Patch"},
+            {"type": "custom_tool_call_output", "call_id": "call_1", "output": "done"},
+            {"type": "custom_tool_call", "call_id": "", "name": "apply_patch"},
             {"type": "compaction", "encrypted_content": seal("Earlier: the user asked about Paris.")},
             {"type": "compaction_summary", "encrypted_content": seal("😀 \ud800 ünï " * 3)},
             {"type": "compaction", "encrypted_content": "gAAAAABpM0Yj-another-services="},
@@ -841,7 +844,15 @@ def responses_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
         "instructions": texts(),
         "previous_response_id": st.one_of(st.sampled_from(["resp_nope", ""]), texts(20, long=False)),
         "tools": st.sampled_from(
-            [[RESPONSES_TOOL], [{"type": "web_search"}], [{"type": "function"}], [TOOL], [RESPONSES_TOOL] * 2]
+            [
+                [RESPONSES_TOOL],
+                [{"type": "web_search"}],
+                [{"type": "function"}],
+                [TOOL],
+                [RESPONSES_TOOL] * 2,
+                [{"type": "custom", "name": "apply_patch", "format": {"type": "grammar", "definition": "start: x"}}],
+                [{"type": "custom"}],
+            ]
         ),
         "tool_choice": st.sampled_from(
             ["none", "auto", "required", {"type": "function", "name": "get_weather"}, {"type": "file_search"}]

@@ -6,7 +6,9 @@
         a message:    response.content_part.added, response.output_text.delta … (or
                       response.refusal.delta …), response.output_text.done (refusal.done),
                       response.content_part.done
-        a tool call:  response.function_call_arguments.delta …, …arguments.done
+        a tool call:  response.function_call_arguments.delta …, …arguments.done (a custom tool's:
+                      response.custom_tool_call_input.delta and .done, at its end: its input
+                      is the string inside the JSON a route streams)
                       response.output_item.done
     response.completed (or response.incomplete: a finish by length or filter)
 
@@ -32,6 +34,7 @@ from typing import Any
 from orchestrator.frontdoors.responses.translate import (
     Json,
     Turn,
+    custom_input,
     logprobs_of,
     message_item,
     new_id,
@@ -64,6 +67,7 @@ class ResponseEvents:
         self._reasoning: int | None = None  # the open reasoning item's index
         self._kind = ""  # its part's kind: "output_text" or "refusal"
         self._tools: dict[int, int] = {}  # chat tool-call index -> its item's index
+        self._custom: dict[int, str] = {}  # a custom tool call's arguments so far (`{"input": …}`), by item index
         self._usage: Usage | None = None
         self._finish: str | None = None
         self.done: Json | None = None
@@ -188,7 +192,9 @@ class ResponseEvents:
         index = self._tools[call.index]
         item = self._items[index]
         arguments = call.function.arguments if call.function else None
-        if arguments:
+        if arguments and item["type"] == "custom_tool_call":  # JSON of its input so far: told whole, at its end
+            self._custom[index] = self._custom.get(index, "") + arguments
+        elif arguments:
             item["arguments"] += arguments
             out += self._event(
                 "response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=arguments
@@ -199,13 +205,15 @@ class ResponseEvents:
         out = self._finish_reasoning() + self._finish_text()
         for index in self._tools.values():
             item = self._items[index]
-            out += self._event(
-                "response.function_call_arguments.done",
-                item_id=item["id"],
-                output_index=index,
-                name=item["name"],
-                arguments=item["arguments"],
-            )
+            where = {"item_id": item["id"], "output_index": index}
+            if item["type"] == "custom_tool_call":
+                item["input"] = custom_input(self._custom.get(index, ""))
+                out += self._event("response.custom_tool_call_input.delta", **where, delta=item["input"])
+                out += self._event("response.custom_tool_call_input.done", **where, input=item["input"])
+            else:
+                out += self._event(
+                    "response.function_call_arguments.done", **where, name=item["name"], arguments=item["arguments"]
+                )
             out += self._finish_item(index)
         return out
 

@@ -17,7 +17,7 @@ import hashlib
 import re
 
 from orchestrator.errors import InvalidRequest
-from orchestrator.frontdoors.responses.wire import FunctionTool, NamespaceTool, ResponsesRequest
+from orchestrator.frontdoors.responses.wire import CustomTool, FunctionTool, NamespaceTool, ResponsesRequest
 
 NAMESPACE_JOIN = "__"  # a namespace tool's function as a chat tool: f"{namespace}{NAMESPACE_JOIN}{name}"
 MAX_CHAT_NAME = 64
@@ -62,6 +62,11 @@ def _functions(request: ResponsesRequest) -> list[tuple[str, str | None, str]]:
     for i, tool in enumerate(request.tools or []):
         if isinstance(tool, NamespaceTool):
             out += [(f"tools[{i}].tools[{j}]", tool.name, f.name) for j, f in enumerate(tool.tools)]
-        elif isinstance(tool, FunctionTool):  # not a web search, which is left out
+        elif isinstance(tool, FunctionTool | CustomTool):  # not a web search, which is left out
             out.append((f"tools[{i}]", None, tool.name))
     return out
+
+
+def custom_names(request: ResponsesRequest) -> frozenset[str]:
+    """The chat names of the request's custom tools: a call of one comes back as a `custom_tool_call`."""
+    return frozenset(chat_name(None, t.name) for t in request.tools or [] if isinstance(t, CustomTool))

@@ -28,6 +28,7 @@ chat provider would refuse metadata without its own `store`).
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Sequence
@@ -39,10 +40,13 @@ from pydantic import ValidationError
 from orchestrator.errors import InvalidRequest, UpstreamError
 from orchestrator.frontdoors.openai import validation_error
 from orchestrator.frontdoors.responses.compaction import PROMPT, seal, summary_message
-from orchestrator.frontdoors.responses.tool_names import Origin, chat_name, renamed
+from orchestrator.frontdoors.responses.tool_names import Origin, chat_name, custom_names, renamed
 from orchestrator.frontdoors.responses.wire import (
     CompactionItem,
     CompactionTrigger,
+    CustomTool,
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionChoice,
@@ -86,6 +90,7 @@ class Turn:
     # The functions a route knows by another name (a namespace's, a long one), by that name.
     renamed: dict[str, Origin] = field(default_factory=dict)
     compacting: bool = False  # its input ends with a `compaction_trigger`: the conversation compacted, not answered
+    custom: frozenset[str] = frozenset()  # the chat names of its custom tools (`wire.CustomTool`)
 
     @classmethod
     def of(cls, request: ResponsesRequest, owner: str, context: list[Json], conversation: str | None = None) -> Turn:
@@ -98,13 +103,17 @@ class Turn:
             conversation=conversation,
             renamed=renamed(request),
             compacting=not isinstance(given, str) and bool(given) and isinstance(given[-1], CompactionTrigger),
+            custom=custom_names(request),
         )
 
     def call_item(
         self, call_id: str, name: str, arguments: str, item_id: str | None = None, status: str = "completed"
     ) -> Json:
-        """A chat tool call as its `function_call` item: the function by its own name (and namespace)."""
-        namespace, name = self.renamed.get(name, (None, name))
+        """A chat tool call as its `function_call` item: the function by its own name (and namespace); a custom
+        tool's as its `custom_tool_call`, its input the string it was called with (`custom_input`)."""
+        chat, (namespace, name) = name, self.renamed.get(name, (None, name))
+        if chat in self.custom:
+            return custom_call_item(call_id, name, custom_input(arguments), item_id, status)
         return function_call_item(call_id, name, arguments, item_id, status, namespace)
 
 
@@ -142,6 +151,22 @@ def items_of(items: Sequence[Item]) -> list[Json]:
                 {
                     "id": item.id or new_id("fco"),
                     "type": "function_call_output",
+                    "call_id": item.call_id,
+                    "output": output,
+                    "status": "completed",
+                }
+            )
+        elif isinstance(item, CustomToolCallItem):
+            out.append(
+                custom_call_item(item.call_id, item.name, item.input, item.id or new_id("ctc"))
+                | ({"namespace": item.namespace} if item.namespace else {})
+            )
+        elif isinstance(item, CustomToolCallOutputItem):
+            output = item.output if isinstance(item.output, str) else [_part(p, "user") for p in item.output]
+            out.append(
+                {
+                    "id": item.id or new_id("ctco"),
+                    "type": "custom_tool_call_output",
                     "call_id": item.call_id,
                     "output": output,
                     "status": "completed",
@@ -249,8 +274,11 @@ def asking_for_summary(body: Json) -> None:
     body["stream"] = False
 
 
-def chat_tools(tool: FunctionTool | NamespaceTool) -> list[Json]:
-    """A tool as chat tools: a function as itself, a namespace as its functions, each by its chat name."""
+def chat_tools(tool: FunctionTool | NamespaceTool | CustomTool) -> list[Json]:
+    """A tool as chat tools: a function as itself, a namespace as its functions, each by its chat name; a
+    custom tool as a function of one string (`custom_function`)."""
+    if isinstance(tool, CustomTool):
+        return [custom_function(tool)]
     namespace, functions = (tool.name, tool.tools) if isinstance(tool, NamespaceTool) else (None, [tool])
     return [
         {
@@ -259,6 +287,38 @@ def chat_tools(tool: FunctionTool | NamespaceTool) -> list[Json]:
         }
         for f in functions
     ]
+
+
+def custom_function(tool: CustomTool) -> Json:
+    """A custom tool as the chat function a route is offered: its whole input as one string, `input`, and
+    its format (a grammar the input follows) told in the description, as Codex offers `apply_patch` to a
+    model without custom tools. (A route that checks grammars could be held to it; none here does.)"""
+    described = [tool.description or ""]
+    fmt = tool.format or {}
+    if fmt.get("type") == "grammar" and isinstance(fmt.get("definition"), str):
+        described.append(f"The input must follow this {fmt.get('syntax', '')} grammar:\n{fmt['definition']}")
+    described.append("Send the tool's whole input as the string `input`, exactly as the tool takes it.")
+    parameters = {
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": "The tool's whole input."}},
+        "required": ["input"],
+        "additionalProperties": False,
+    }
+    description = "\n\n".join(d for d in described if d)
+    return {
+        "type": "function",
+        "function": {"name": chat_name(None, tool.name), "description": description, "parameters": parameters},
+    }
+
+
+def custom_input(arguments: str) -> str:
+    """A custom tool's input from the arguments a route called its function with (`{"input": "..."}`); what
+    else it sent (a model that answered with the input itself), as it came."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return arguments
+    return value["input"] if isinstance(value, dict) and isinstance(value.get("input"), str) else arguments
 
 
 def compacted(items: list[Json]) -> list[Json]:
@@ -286,17 +346,18 @@ def chat_messages(items: list[Json]) -> list[Json]:
         elif kind == "message":
             out.append(_chat_message(item) | (reasoning if item["role"] == "assistant" else {}))
             joinable, reasoning = item["role"] == "assistant", {}
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
+            arguments = item["arguments"] if kind == "function_call" else json.dumps({"input": item["input"]})
             call = {
                 "id": item["call_id"],
                 "type": "function",
-                "function": {"name": chat_name(item.get("namespace"), item["name"]), "arguments": item["arguments"]},
+                "function": {"name": chat_name(item.get("namespace"), item["name"]), "arguments": arguments},
             }
             if not joinable:
                 out.append({"role": "assistant", "content": None, **reasoning})
                 joinable, reasoning = True, {}
             out[-1].setdefault("tool_calls", []).append(call)
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item["output"]
             content = output if isinstance(output, str) else [_chat_part(p) for p in output]
             out.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
@@ -390,6 +451,19 @@ def message_item(content: list[Json], item_id: str | None = None, status: str = 
     }
 
 
+def custom_call_item(
+    call_id: str, name: str, given: str, item_id: str | None = None, status: str = "completed"
+) -> Json:
+    return {
+        "id": item_id or new_id("ctc"),
+        "type": "custom_tool_call",
+        "status": status,
+        "call_id": call_id or new_id("call"),
+        "name": name,
+        "input": given,
+    }
+
+
 def function_call_item(
     call_id: str,
     name: str,
@@ -476,9 +550,9 @@ def response_object(
     return response
 
 
-def _tool(tool: FunctionTool | NamespaceTool | WebSearchTool) -> Json:
+def _tool(tool: FunctionTool | NamespaceTool | CustomTool | WebSearchTool) -> Json:
     # As OpenAI echoes a function tool: `parameters` and `strict` always there.
-    if isinstance(tool, WebSearchTool):
+    if isinstance(tool, WebSearchTool | CustomTool):
         return tool.model_dump(exclude_none=True)
     if isinstance(tool, NamespaceTool):
         return {**tool.model_dump(exclude_none=True), "tools": [_tool(f) for f in tool.tools]}
@@ -487,5 +561,5 @@ def _tool(tool: FunctionTool | NamespaceTool | WebSearchTool) -> Json:
 
 def _tool_choice(r: ResponsesRequest) -> Any:
     if isinstance(r.tool_choice, FunctionChoice):
-        return {"type": "function", "name": r.tool_choice.name}
+        return {"type": r.tool_choice.type, "name": r.tool_choice.name}
     return r.tool_choice or "auto"

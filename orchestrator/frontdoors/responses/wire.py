@@ -45,6 +45,9 @@ TAGS = frozenset(
         "namespace",
         "function_call",
         "function_call_output",
+        "custom",
+        "custom_tool_call",
+        "custom_tool_call_output",
         "reasoning",
         "item_reference",
         "compaction",
@@ -117,6 +120,26 @@ class FunctionCallOutputItem(_Wire):
     status: str | None = None
 
 
+class CustomToolCallItem(_Wire):
+    """A call of a custom tool (free-form input: Codex's `apply_patch` is one), sent back."""
+
+    type: Literal["custom_tool_call"]
+    call_id: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1)]
+    input: str
+    namespace: Annotated[str, Field(min_length=1)] | None = None
+    id: str | None = None
+    status: str | None = None
+
+
+class CustomToolCallOutputItem(_Wire):
+    type: Literal["custom_tool_call_output"]
+    call_id: Annotated[str, Field(min_length=1)]
+    output: str | list[Part]
+    id: str | None = None
+    status: str | None = None
+
+
 class ReasoningItem(_Wire):
     """An earlier reasoning item: kept in the history, not sent to a chat route."""
 
@@ -156,6 +179,8 @@ Item = Annotated[
     MessageItem
     | FunctionCallItem
     | FunctionCallOutputItem
+    | CustomToolCallItem
+    | CustomToolCallOutputItem
     | ReasoningItem
     | CompactionItem
     | CompactionTrigger
@@ -163,7 +188,13 @@ Item = Annotated[
     Field(discriminator="type"),
 ]
 StoredItem = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem | CompactionItem,
+    MessageItem
+    | FunctionCallItem
+    | FunctionCallOutputItem
+    | CustomToolCallItem
+    | CustomToolCallOutputItem
+    | ReasoningItem
+    | CompactionItem,
     Field(discriminator="type"),
 ]
 
@@ -185,17 +216,29 @@ class NamespaceTool(_Wire):
     tools: Annotated[list[FunctionTool], Field(min_length=1)]
 
 
+class CustomTool(_Wire):
+    """A tool whose input is free-form text, not JSON (`format`: plain text, or a Lark or regex grammar it
+    follows): Codex CLI's `apply_patch` for its GPT-5 models. A chat route is offered it as a function of one
+    string, `input`, told the grammar in its description (`translate.chat_tools`); the call comes back as a
+    `custom_tool_call` with that string as its input."""
+
+    type: Literal["custom"]
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
 class WebSearchTool(_Wire):
     """OpenAI's hosted web search, offered: left out of what a route is asked (`WEB_SEARCH`)."""
 
     type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"]
 
 
-AnyTool = Annotated[FunctionTool | NamespaceTool | WebSearchTool, Field(discriminator="type")]
+AnyTool = Annotated[FunctionTool | NamespaceTool | CustomTool | WebSearchTool, Field(discriminator="type")]
 
 
 class FunctionChoice(_Wire):
-    type: Literal["function"]
+    type: Literal["function", "custom"]
     name: Annotated[str, Field(min_length=1)]
 
 
@@ -269,7 +312,7 @@ class ResponsesRequest(_Wire):
         c = self.conversation
         return conversation_id(c if isinstance(c, str) else c.id, "conversation") if c is not None else None
 
-    def functions(self) -> list[FunctionTool | NamespaceTool]:
+    def functions(self) -> list[FunctionTool | NamespaceTool | CustomTool]:
         """The tools a route is asked to offer: all but the web search left out."""
         return [t for t in self.tools or [] if not isinstance(t, WebSearchTool)]
 
@@ -307,7 +350,11 @@ class ResponsesRequest(_Wire):
                 "without being forced, the tool is left out and the answer says so in 'x-tools-left-out').",
                 "tool_choice",
             )
-        if isinstance(choice, dict) and isinstance(choice.get("type"), str) and choice["type"] != "function":
+        if (
+            isinstance(choice, dict)
+            and isinstance(choice.get("type"), str)
+            and choice["type"] not in ("function", "custom")
+        ):
             raise _unsupported(
                 f"A tool_choice of type {choice['type']!r} is not supported by this gateway.", "tool_choice"
             )
@@ -318,6 +365,8 @@ _ITEMS = (
     "message",
     "function_call",
     "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
     "reasoning",
     "compaction",
     "compaction_summary",
@@ -340,10 +389,10 @@ def check_tools(tools: Any) -> None:
     """Each tool of a type a route here can run: a function, a namespace of them, or web search (left out)."""
     for i, tool in enumerate(tools if isinstance(tools, list) else []):
         kind = tool.get("type") if isinstance(tool, dict) else None
-        if isinstance(kind, str) and kind not in ("function", "namespace", *WEB_SEARCH):
+        if isinstance(kind, str) and kind not in ("function", "namespace", "custom", *WEB_SEARCH):
             raise _unsupported(
-                f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' tools (and "
-                "'namespace' tools of them) are supported.",
+                f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' and 'custom' tools "
+                "(and 'namespace' tools of functions) are supported.",
                 f"tools[{i}].type",
             )
         members = tool.get("tools") if kind == "namespace" else None
@@ -388,7 +437,7 @@ class CompactRequest(_Wire):
     reasoning: ReasoningParam | None = None
     text: TextParam | None = None  # the turns' output format: not the summary's
 
-    def functions(self) -> list[FunctionTool | NamespaceTool]:
+    def functions(self) -> list[FunctionTool | NamespaceTool | CustomTool]:
         """The tools a route is told of (none is called while summarizing): all but web search."""
         return [t for t in self.tools or [] if not isinstance(t, WebSearchTool)]
 
