@@ -174,7 +174,10 @@ async def test_a_stored_response_is_compacted_with_the_input_after_it(
 ) -> None:
     client = sdk(remote, TEAM_KEY)
     first = await client.responses.create(model="alpha/m", input="Plan a trip to Paris.")
-    compacted = await client.responses.compact(model="alpha/m", previous_response_id=first.id, input="In May.")
+    compacted = await client.responses.compact(
+        model="alpha/m", previous_response_id=first.id, input="In May.", extra_body={"max_output_tokens": 40}
+    )
+    assert fakes["alpha"].requests[-1].body["max_tokens"] == 40  # the gateway's own cap on the summary
     texts = [text_of(m["content"]) for m in fakes["alpha"].requests[-1].body["messages"]]
     assert texts[1] == "It is sunny." and texts[-1] == PROMPT  # the stored answer, then the new input
     users = [i.content[0].text for i in compacted.output if i.type == "message"]

@@ -110,6 +110,8 @@ def _summary_request(request: CompactRequest, conversation: list[Json]) -> ChatC
             body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.reasoning is not None and request.reasoning.effort is not None:
         body["reasoning_effort"] = request.reasoning.effort
+    if request.max_output_tokens is not None:  # not OpenAI's field here: the gateway's, to cap a summary
+        body["max_tokens"] = request.max_output_tokens
     asking_for_summary(body)
     try:
         return ChatCompletionRequest.model_validate(body)

@@ -436,6 +436,7 @@ class CompactRequest(_Wire):
     parallel_tool_calls: bool | None = None
     reasoning: ReasoningParam | None = None
     text: TextParam | None = None  # the turns' output format: not the summary's
+    max_output_tokens: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None  # this gateway's: the summary's cap
 
     def functions(self) -> list[FunctionTool | NamespaceTool | CustomTool]:
         """The tools a route is told of (none is called while summarizing): all but web search."""
