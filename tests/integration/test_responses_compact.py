@@ -213,6 +213,10 @@ async def test_codexs_older_item_name_is_read_as_a_compaction(remote: FastAPI, f
         ("gAAAAABpM0Yj-another-services-token=", "not made by this gateway"),
         ("orch-cmp-v1." + base64.urlsafe_b64encode(b"not json").decode(), "damaged"),
         ("orch-cmp-v1.%%%", "damaged"),
+        # Sealed by a client, not by this gateway: nested past any parser (Python's raised a RecursionError,
+        # a 500), and a lone surrogate (no route could be sent it: a 500 on every route).
+        ("orch-cmp-v1." + base64.urlsafe_b64encode(b"[" * 100_000).decode(), "damaged"),
+        ("orch-cmp-v1." + base64.urlsafe_b64encode(b'{"summary": "\\ud800"}').decode(), "damaged"),
     ],
 )
 async def test_a_compaction_item_this_gateway_cant_read_is_a_400(remote: FastAPI, content: str, words: str) -> None:
@@ -220,6 +224,7 @@ async def test_a_compaction_item_this_gateway_cant_read_is_a_400(remote: FastAPI
     for path, body in (
         ("/v1/responses", {"model": "alpha/m", "input": [item]}),
         ("/v1/responses/compact", {"model": "alpha/m", "input": [item]}),
+        ("/v1/responses/input_tokens", {"model": "alpha/m", "input": [item]}),
     ):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=remote), base_url="http://t") as http:
             r = await http.post(path, json=body, headers={"Authorization": f"Bearer {TEAM_KEY}"})

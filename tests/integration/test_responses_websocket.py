@@ -11,6 +11,7 @@ OpenAPI spec: its own event schema, and the socket's `ResponsesServerEvent`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -151,6 +152,11 @@ async def test_a_response_in_a_conversation_joins_it_as_a_posts_does(url: str, c
     ]
 
 
+# A compaction item a client sealed itself, nested past any parser (Python's raised a RecursionError: the socket died).
+DEEP = {"type": "compaction", "encrypted_content": "orch-cmp-v1." + base64.urlsafe_b64encode(b"[" * 100_000).decode()}
+DEEP_PARAM = "input[0].encrypted_content"
+
+
 async def test_bad_messages_get_an_error_event_and_the_socket_goes_on(url: str) -> None:
     async with connect(url) as conn:
         for raw, status, param in [
@@ -164,6 +170,7 @@ async def test_bad_messages_get_an_error_event_and_the_socket_goes_on(url: str) 
             ('{"type": "response.create", "model": "fake-chat", "input": "x", "generate": "no"}', 400, "generate"),
             ('{"type": "response.create", "model": "fake-chat", "input": "x", "background": true}', 400, "background"),
             ('{"type": "response.create", "model": "no-such-model", "input": "x"}', 404, "model"),
+            (json.dumps({"type": "response.create", "model": CHAT_MODEL, "input": [DEEP]}), 400, DEEP_PARAM),
         ]:
             await conn.send_raw(raw)
             [error] = await answer(conn)
