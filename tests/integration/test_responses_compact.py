@@ -415,6 +415,29 @@ async def test_a_history_with_a_compaction_appended_sends_only_what_it_did_not_r
     assert after.input_tokens < whole.input_tokens
 
 
+async def test_instructions_a_client_puts_before_the_compaction_still_reach_the_route(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    """Codex rebuilds its history after a remote compaction as the compaction's user messages with its own
+    instructions (a `developer` message) and environment put before the last of them, the compaction item last,
+    as OpenAI reads them; the next turn sends that, then its input. The instructions were dropped with the
+    turns the summary replaced: every turn after a compaction ran without Codex's permissions and rules."""
+    client = sdk(remote, TEAM_KEY)
+    raw = await post(remote, {"model": "alpha/m", "input": [*TOOL_HISTORY, {"type": "compaction_trigger"}]}, TEAM_KEY)
+    [item] = raw.json()["output"]
+    rules = {"role": "developer", "content": "Sandbox: read-only. Never run rm."}
+    history = [*TOOL_HISTORY[:1], rules, {"role": "user", "content": "<environment_context/>"}, item]
+    await client.responses.create(model="alpha/m", input=[*history, {"role": "user", "content": "Go on."}])  # type: ignore[arg-type]
+    messages = fakes["alpha"].requests[-1].body["messages"]
+    assert [(m["role"], text_of(m["content"])) for m in messages] == [
+        ("user", "Weather in Oslo?"),
+        ("system", "Sandbox: read-only. Never run rm."),
+        ("user", "<environment_context/>"),
+        ("user", SUMMARY_HEADER + "It is sunny."),
+        ("user", "Go on."),
+    ]
+
+
 async def test_a_compaction_trigger_that_isnt_last_is_a_400(remote: FastAPI) -> None:
     body = {"model": "alpha/m", "input": [{"type": "compaction_trigger"}, {"role": "user", "content": "hi"}]}
     r = await post(remote, body, TEAM_KEY)

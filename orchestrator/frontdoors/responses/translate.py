@@ -262,13 +262,16 @@ def chat_tools(tool: FunctionTool | NamespaceTool) -> list[Json]:
 
 
 def compacted(items: list[Json]) -> list[Json]:
-    """`items` as a route reads them past a compaction: before the last compaction item, only the user's
-    messages (what a compaction's output keeps; the item's summary stands for the rest), so a client that
-    appends a compaction to the whole history, or chains after one, sends what it replaced no more."""
+    """`items` as a route reads them past a compaction: before the last compaction item, only the messages
+    that are no turn of the model's (what a compaction's output keeps, the user's, and the instructions a
+    client puts there, `developer` and `system`; the item's summary stands for the rest), so a client that
+    appends a compaction to the whole history, or chains after one, sends what it replaced no more. Codex
+    puts its permissions and instructions (`developer` messages) before the compaction item it got back,
+    as OpenAI reads them: dropped, every later turn ran without them."""
     last = next((i for i in range(len(items) - 1, -1, -1) if items[i]["type"] == "compaction"), None)
     if last is None:
         return items
-    kept = [item for item in items[:last] if item["type"] == "message" and item["role"] == "user"]
+    kept = [item for item in items[:last] if item["type"] == "message" and item["role"] != "assistant"]
     return [*kept, *items[last:]]
 
 
