@@ -254,6 +254,14 @@ class Pipeline:
                 self._overflowed(plan, spent, hedges)
                 self._meter.lost(call, spent.parts, hedges)  # no answer, and still billed: on the tab
             raise
+        except asyncio.CancelledError:
+            # Its client left mid-answer (a socket closed, Serve's proxy saw the connection go): what the
+            # route read and made so far is still billed by its provider, and was nobody's. A compaction is
+            # always asked whole, its long conversation read first.
+            if spent.parts:
+                self._overflowed(plan, spent, Hedges())
+                self._meter.lost(call, spent.parts, Hedges())
+            raise
         t = done.target
         # A hedge that answered first is load spill too: the local model was too slow for this request.
         overflow = plan.is_overflow(t) or done.hedged is not None

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,6 +323,33 @@ async def test_a_failure_mid_stream_ends_with_errors_and_the_socket_goes_on(
         fakes["alpha"].clear_fault()
         await conn.response.create(model="alpha/m", input="again")
         assert (await answer(conn))[-1]["type"] == "response.completed"
+
+
+async def test_a_compaction_whose_client_leaves_is_billed_for_what_the_route_read_and_made(
+    keyed: str, fakes: dict[str, FakeProvider], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A compaction is asked whole, its whole conversation read first. A client that closed its socket while
+    the summary was being written (or a POST's, behind Serve) left what the provider had read and made, and
+    bills, to nobody: the request's row said 0 tokens and $0, and no budget saw it."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    alpha = fakes["alpha"]
+    alpha.set_fault("stall", stall_after=2)  # two words of the summary, then nothing until the client leaves
+    history = [{"role": "user", "content": "Plan a long trip. " * 40}, {"type": "compaction_trigger"}]
+    async with connect(keyed, TEAM_KEY) as conn:
+        await conn.response.create(model="alpha/m", input=history, store=False)  # type: ignore[arg-type]
+        for _ in range(200):
+            if alpha.requests and alpha.requests[-1].events_sent >= 2:
+                break
+            await asyncio.sleep(0.01)
+    for _ in range(200):
+        if alpha.requests[-1].outcome == "disconnected":
+            break
+        await asyncio.sleep(0.01)
+    assert alpha.requests[-1].outcome == "disconnected"  # the socket's close stopped the route's work
+    await asyncio.sleep(0.1)  # the answer's tab is closed as its task ends
+    [row] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "orchestrator.requests"]
+    assert row["key_id"] == "team" and row["complete"] is False
+    assert row["prompt_tokens"] > 40 * 4 and row["completion_tokens"] >= 2  # the conversation, the words so far
 
 
 # ------------------------------------------------------------------------------ fuzzed messages
