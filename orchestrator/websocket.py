@@ -16,7 +16,8 @@ Per connection:
                socket too), the door's parse, `Pipeline.serve`, the door's events (`ResponsesDoor.socket_events`);
                an error before the first event: the `error` event with a POST's status
     recent     the connection's latest responses, stored or not, found by a `previous_response_id`
-               (`store.Recent`, OpenAI's connection-local state: Codex chains `store: false` turns so)
+               (`store.Recent`, OpenAI's connection-local state: Codex chains `store: false` turns so), their
+               conversations within four messages' worth (`server.max_body_mb` each), the oldest going first
     close      the client gone: every answer in progress is cancelled, so the model's work stops
 
 Large messages share the event loop as large bodies do (`api.LargeBodies`): one over 1 MB is
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 MAX_WAITING = 16  # messages waiting or being answered on one connection (OpenAI's "in flight")
 MAX_LANES = 32  # distinct stream_ids one connection may name
+RECENT_BODIES = 4  # a connection's latest responses are kept within this many messages' worth (`store.Recent`)
 METHOD = "WS"  # what a tab says its request came by
 
 
@@ -104,7 +106,7 @@ class Connection:
         self.edge = edge
         self.ws = ws
         self.key_id = key_id  # whose turn a large message is parsed in
-        self.door = edge.door.remembering(Recent(MAX_LANES))
+        self.door = edge.door.remembering(Recent(MAX_LANES, RECENT_BODIES * edge.max_message_bytes))
         self.lanes: dict[str | None, asyncio.Queue[Create | Refused]] = {}
         self.workers: list[asyncio.Task[None]] = []
         self.waiting = 0

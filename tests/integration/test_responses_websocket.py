@@ -252,6 +252,29 @@ async def test_a_message_over_the_body_limit_is_refused(chat_engine: FakeEngine)
             assert text(await answer(conn)) == "small"
 
 
+async def test_a_socket_remembers_its_latest_responses_within_four_messages_worth() -> None:
+    """32 lanes of full-size `store: false` messages kept 32 bodies' worth in the replica's memory for as long
+    as the socket stayed open (and any number of sockets may be open): now four messages' worth, the oldest
+    going first; a continuation of one forgotten is OpenAI's `previous_response_not_found`."""
+    engine = FakeEngine(CHAT_MODEL, max_model_len=1024)  # the fake parrots each input: ~30 KB in, ~30 KB out
+    pipeline = await build_pipeline({"local": (engine, engine.info())})
+    async with serving(build_app(pipeline, max_body_bytes=64 << 10), ws=WS) as base, connect(base) as conn:
+        ids = []
+        for lane in range(6):
+            words = f"lane{lane} " + ("w" * 999 + " ") * 30  # 30 KB in 31 words: a quick parrot
+            create: Any = {"type": "response.create", "model": CHAT_MODEL, "input": words, "store": False}
+            await conn.send({**create, "stream_id": f"l{lane}"})
+            ids.append((await answer(conn))[-1]["response"]["id"])
+        found = []
+        for response_id in ids:
+            await conn.response.create(model=CHAT_MODEL, input="go on", store=False, previous_response_id=response_id)
+            events = await answer(conn)
+            found.append(events[-1]["type"] == "response.completed")
+            if not found[-1]:
+                assert events[0]["error"]["code"] == "previous_response_not_found", events
+    assert found[-1] and not found[0] and sum(found) <= 4, found
+
+
 async def test_socket_responses_are_accounted_as_responses(url: str) -> None:
     async with connect(url) as conn:
         for words in ("one", "two"):
