@@ -31,10 +31,11 @@ from hypothesis import strategies as st
 from loopback import serving
 from openai.resources.responses.responses import AsyncResponsesConnection as Connection
 from openai_schema import validate
+from starlette.routing import WebSocketRoute
 from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as raw_connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
@@ -273,6 +274,37 @@ async def test_a_socket_remembers_its_latest_responses_within_four_messages_wort
             if not found[-1]:
                 assert events[0]["error"]["code"] == "previous_response_not_found", events
     assert found[-1] and not found[0] and sum(found) <= 4, found
+
+
+async def test_a_socket_lives_its_hour_then_refuses_new_work_and_closes_once_done(
+    app: FastAPI, chat_engine: FakeEngine
+) -> None:
+    """An idle socket held one of the replica's ongoing requests (Serve's `max_ongoing_requests`) and its
+    memory for as long as its client kept it open: one key's idle sockets could take them all. Now a socket
+    lives as OpenAI's do (an hour; here half a second): past it a message is refused with
+    `websocket_connection_limit_reached` (clients reconnect on it), the answer in progress goes on to its end,
+    and then the socket is closed."""
+    [route] = [r for r in app.router.routes if isinstance(r, WebSocketRoute)]
+    route.app.max_age_s = 0.5
+    async with serving(app, ws=WS) as base:
+        ws_url = base.replace("http", "ws", 1) + "/v1/responses"
+        async with raw_connect(ws_url) as idle:
+            await asyncio.wait_for(idle.wait_closed(), 5)
+            assert idle.close_code == 1000
+        chat_engine.token_delay = 0.1  # ten words: a second
+        async with raw_connect(ws_url) as busy:
+            create = {"type": "response.create", "model": CHAT_MODEL}
+            await busy.send(json.dumps({**create, "input": "a b c d e f g h i j"}))
+            await asyncio.sleep(0.7)
+            await busy.send(json.dumps({**create, "input": "more", "stream_id": "x"}))
+            events = []
+            with contextlib.suppress(ConnectionClosedOK):
+                while True:
+                    events.append(check(json.loads(await asyncio.wait_for(busy.recv(), 5))))
+            assert busy.close_code == 1000
+    [refused] = [e for e in events if e["type"] == "error"]
+    assert refused["error"]["code"] == "websocket_connection_limit_reached" and refused["stream_id"] == "x"
+    assert events[-1]["type"] == "response.completed" and text(events) == "a b c d e f g h i j"
 
 
 async def test_socket_responses_are_accounted_as_responses(url: str) -> None:
