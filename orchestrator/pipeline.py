@@ -158,10 +158,10 @@ class Pipeline:
     # ----------------------------------------------------------------- the steps
 
     async def _resolve(self, call: Call) -> tuple[Call, Resolution]:
-        """The call's routes; a call that may be truncated (`Call.truncate`) first loses as few of its
+        """The call's routes; a call that may be truncated (`Call.keep_turns`) first loses as few of its
         oldest turns as make it fit one (`truncation`)."""
-        if call.truncate and isinstance(call.body, ChatCompletionRequest):
-            call = replace(call, body=await fitted(call.body, partial(self._fits, call)))
+        if call.keep_turns is not None and isinstance(call.body, ChatCompletionRequest):
+            call = replace(call, body=await fitted(call.body, partial(self._fits, call), keep=call.keep_turns))
         return call, await self._router.resolve(call.body, call.kind.task, call.needs(), call.headers, call.tenant)
 
     async def _fits(self, call: Call, body: ChatCompletionRequest) -> bool:

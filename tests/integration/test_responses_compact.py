@@ -339,6 +339,33 @@ async def test_a_conversation_too_long_for_the_model_is_summarized_from_its_late
     assert summary_of(output[-1]["encrypted_content"]) == "A summary."
 
 
+async def test_a_conversation_whose_last_turn_alone_is_too_long_is_a_400_not_a_summary_of_nothing(
+    tmp_path: Path,
+) -> None:
+    """Codex compacts when its context fills, often on a huge tool output: that last turn alone didn't fit, so
+    truncation dropped every turn of the conversation and kept only the request for its summary; the model
+    "summarized" nothing and the 200's compaction item stood for turns it never read (so did the capability
+    checks: a conversation's tool turns dropped, a model without tools took it). Now it is the 400 a turn too
+    long for every route is, on both ways of asking for a compaction."""
+    engine = FakeEngine(CHAT_MODEL, max_model_len=800)
+    info: ModelInfo = {**engine.info(), "tokenizer_path": str(tiny_tokenizer(tmp_path))}
+    app = build_app(await build_pipeline({"local": (engine, info)}))
+    history = [
+        {"role": "user", "content": "Show me the file."},
+        {"role": "assistant", "content": "line " * 2_000},  # as a tool's output would be, on a model with tools
+    ]
+    engine.enqueue(["A summary of nothing."] * 2)
+    for r in (
+        await compact_raw(app, {"model": CHAT_MODEL, "input": history}),
+        await post(
+            app, {"model": CHAT_MODEL, "input": [*history, {"type": "compaction_trigger"}], "truncation": "auto"}
+        ),
+    ):
+        assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded", r.text
+        validate("ErrorResponse", r.json())
+    assert not engine.generations  # no model was asked to summarize what it could not read
+
+
 # ------------------------------------------------------------------------------ compaction_trigger (Codex's remote v2)
 
 TOOL_HISTORY: list[dict[str, Any]] = [

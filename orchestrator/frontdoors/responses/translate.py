@@ -237,6 +237,11 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         raise validation_error(e) from None
 
 
+# What truncation keeps of a request for a summary: the conversation's last turn and the request itself (a
+# conversation whose last turn alone is too long is a 400, never a summary of nothing: `truncation`).
+SUMMARY_TURNS = 2
+
+
 def asking_for_summary(body: Json) -> None:
     """A chat body for the next turn of a conversation made into the request for its summary (`compaction`):
     `PROMPT` after the conversation, its tools offered as before (a provider's prompt cache keeps the prefix)
