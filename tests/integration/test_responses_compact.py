@@ -465,9 +465,15 @@ async def test_instructions_a_client_puts_before_the_compaction_still_reach_the_
     ]
 
 
-async def test_a_compaction_trigger_that_isnt_last_is_a_400(remote: FastAPI) -> None:
+async def test_a_compaction_trigger_that_isnt_last_is_a_400(remote: FastAPI, fakes: dict[str, FakeProvider]) -> None:
     body = {"model": "alpha/m", "input": [{"type": "compaction_trigger"}, {"role": "user", "content": "hi"}]}
     r = await post(remote, body, TEAM_KEY)
     assert r.status_code == 400 and r.json()["error"]["param"] == "input[0]", r.text
+    # Alone, with nothing before it to compact: a billed model call "summarized" nothing into a 200.
+    r = await post(
+        remote, {"model": "alpha/m", "input": [{"type": "compaction_trigger"}], "instructions": "Hi."}, TEAM_KEY
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "missing_required_parameter", r.text
+    assert not fakes["alpha"].requests
     r = await compact_raw(remote, {"model": "alpha/m", "input": [{"type": "compaction_trigger"}]}, TEAM_KEY)
     assert r.status_code == 400 and r.json()["error"]["param"] == "input[0].type", r.text
