@@ -385,7 +385,8 @@ async def test_a_compaction_whose_client_leaves_is_billed_for_what_the_route_rea
 ) -> None:
     """A compaction is asked whole, its whole conversation read first. A client that closed its socket while
     the summary was being written (or a POST's, behind Serve) left what the provider had read and made, and
-    bills, to nobody: the request's row said 0 tokens and $0, and no budget saw it."""
+    bills, to nobody: the request's row said 0 tokens and $0, and no budget saw it (and a 500, as if the gateway
+    had failed)."""
     caplog.set_level(logging.INFO, logger="orchestrator.requests")
     alpha = fakes["alpha"]
     alpha.set_fault("stall", stall_after=2)  # two words of the summary, then nothing until the client leaves
@@ -404,6 +405,7 @@ async def test_a_compaction_whose_client_leaves_is_billed_for_what_the_route_rea
     await asyncio.sleep(0.1)  # the answer's tab is closed as its task ends
     [row] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "orchestrator.requests"]
     assert row["key_id"] == "team" and row["complete"] is False
+    assert row["status"] == 499  # its client left: not a 500, which says the gateway failed
     assert row["prompt_tokens"] > 40 * 4 and row["completion_tokens"] >= 2  # the conversation, the words so far
 
 
