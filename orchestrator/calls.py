@@ -79,7 +79,9 @@ class Call:
     tab: Tab = field(default_factory=Tab.detached)
     tenant: str = "open"  # whose cache entries and flights it may share
     origin: Any = None  # the front door's own request, when it isn't `body` (for its encoding)
-    truncate: bool = False  # its oldest turns may go to fit a route's context (Responses' truncation "auto")
+    # Its oldest turns may go to fit a route's context, all but this many of its newest (Responses' truncation
+    # "auto": its last turn; a compaction: the conversation's last turn and the request for its summary).
+    keep_turns: int | None = None
 
     @property
     def stream(self) -> bool:

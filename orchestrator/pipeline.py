@@ -158,10 +158,10 @@ class Pipeline:
     # ----------------------------------------------------------------- the steps
 
     async def _resolve(self, call: Call) -> tuple[Call, Resolution]:
-        """The call's routes; a call that may be truncated (`Call.truncate`) first loses as few of its
+        """The call's routes; a call that may be truncated (`Call.keep_turns`) first loses as few of its
         oldest turns as make it fit one (`truncation`)."""
-        if call.truncate and isinstance(call.body, ChatCompletionRequest):
-            call = replace(call, body=await fitted(call.body, partial(self._fits, call)))
+        if call.keep_turns is not None and isinstance(call.body, ChatCompletionRequest):
+            call = replace(call, body=await fitted(call.body, partial(self._fits, call), keep=call.keep_turns))
         return call, await self._router.resolve(call.body, call.kind.task, call.needs(), call.headers, call.tenant)
 
     async def _fits(self, call: Call, body: ChatCompletionRequest) -> bool:
@@ -253,6 +253,14 @@ class Pipeline:
             if spent.parts or hedges.usd or hedges.tokens:
                 self._overflowed(plan, spent, hedges)
                 self._meter.lost(call, spent.parts, hedges)  # no answer, and still billed: on the tab
+            raise
+        except asyncio.CancelledError:
+            # Its client left mid-answer (a socket closed, Serve's proxy saw the connection go): what the
+            # route read and made so far is still billed by its provider, and was nobody's. A compaction is
+            # always asked whole, its long conversation read first.
+            if spent.parts:
+                self._overflowed(plan, spent, Hedges())
+                self._meter.lost(call, spent.parts, Hedges())
             raise
         t = done.target
         # A hedge that answered first is load spill too: the local model was too slow for this request.

@@ -6,7 +6,10 @@ Here the conversation is the chat request a front door made of it, and what goes
 oldest first: a user message; an assistant message together with the tool messages that answer its
 calls (so a `function_call` never goes without its `function_call_output`). System and developer
 messages (the instructions) always stay, and so does the last turn: a request whose last turn alone
-doesn't fit is still a 400 `context_length_exceeded`, as it is without truncation.
+doesn't fit is still a 400 `context_length_exceeded`, as it is without truncation. A compaction's request
+ends with the request for the summary, a turn of its own: the conversation's last turn stays with it
+(`keep=2`), or a conversation whose last turn alone didn't fit lost every turn and was "summarized" from
+nothing, a 200 whose compaction item stood for turns the model never read.
 
 Whether a request fits is the caller's to say (`fits`: the router's counts against its routes'
 contexts, `Pipeline._fits`); the fewest turns are found by a binary search over how many, one count
@@ -44,13 +47,14 @@ def without_oldest(request: ChatCompletionRequest, n: int) -> ChatCompletionRequ
 
 
 async def fitted(
-    request: ChatCompletionRequest, fits: Callable[[ChatCompletionRequest], Awaitable[bool]]
+    request: ChatCompletionRequest, fits: Callable[[ChatCompletionRequest], Awaitable[bool]], keep: int = 1
 ) -> ChatCompletionRequest:
-    """`request` without as few of its oldest turns as make it fit; without all but its last turn
-    where nothing fits (its routes then say it is too long); as it is where it fits already."""
+    """`request` without as few of its oldest turns as make it fit, its newest `keep` turns always kept;
+    without all but those where nothing fits (its routes then say it is too long); as it is where it fits
+    already."""
     if await fits(request):
         return request
-    fewest, most = 1, len(turns(request.messages)) - 1
+    fewest, most = 1, len(turns(request.messages)) - keep
     best = most
     while fewest <= most:
         middle = (fewest + most) // 2

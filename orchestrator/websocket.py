@@ -16,8 +16,13 @@ Per connection:
                socket too), the door's parse, `Pipeline.serve`, the door's events (`ResponsesDoor.socket_events`);
                an error before the first event: the `error` event with a POST's status
     recent     the connection's latest responses, stored or not, found by a `previous_response_id`
-               (`store.Recent`, OpenAI's connection-local state: Codex chains `store: false` turns so)
+               (`store.Recent`, OpenAI's connection-local state: Codex chains `store: false` turns so), their
+               conversations within four messages' worth (`server.max_body_mb` each), the oldest going first
     close      the client gone: every answer in progress is cancelled, so the model's work stops
+    age        60 minutes, as OpenAI's connections: a message after that is refused
+               (`websocket_connection_limit_reached`, on which clients open a new one and send the whole
+               conversation), and once no answer is in progress the socket is closed (1000); an idle socket
+               held one of the replica's ongoing requests, and its memory, for as long as its client liked
 
 Large messages share the event loop as large bodies do (`api.LargeBodies`): one over 1 MB is
 parsed in its key's turn. Behind Ray Serve every open socket holds one of the Gateway's
@@ -33,7 +38,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from orchestrator.accounting.accounts import Accounts, Tab
@@ -52,6 +57,8 @@ log = logging.getLogger(__name__)
 
 MAX_WAITING = 16  # messages waiting or being answered on one connection (OpenAI's "in flight")
 MAX_LANES = 32  # distinct stream_ids one connection may name
+MAX_AGE_S = 3600.0  # a connection's life, as OpenAI's (`websocket_connection_limit_reached`)
+RECENT_BODIES = 4  # a connection's latest responses are kept within this many messages' worth (`store.Recent`)
 METHOD = "WS"  # what a tab says its request came by
 
 
@@ -67,6 +74,7 @@ class ResponsesSocket:
         *,
         max_message_bytes: int,
         ingress_ids: bool = False,
+        max_age_s: float = MAX_AGE_S,
     ):
         self.door = door
         self.pipeline = pipeline
@@ -74,6 +82,7 @@ class ResponsesSocket:
         self.large = large
         self.max_message_bytes = max_message_bytes
         self.ingress_ids = ingress_ids
+        self.max_age_s = max_age_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ws = WebSocket(scope, receive, send)
@@ -104,17 +113,24 @@ class Connection:
         self.edge = edge
         self.ws = ws
         self.key_id = key_id  # whose turn a large message is parsed in
-        self.door = edge.door.remembering(Recent(MAX_LANES))
+        self.door = edge.door.remembering(Recent(MAX_LANES, RECENT_BODIES * edge.max_message_bytes))
         self.lanes: dict[str | None, asyncio.Queue[Create | Refused]] = {}
         self.workers: list[asyncio.Task[None]] = []
         self.waiting = 0
+        self.ends_at = asyncio.get_running_loop().time() + edge.max_age_s  # its age limit, on the loop's clock
+        self.aged = False
+        self.closing = False
 
     async def run(self) -> None:
         """Read until the client leaves (or Serve, seeing it leave, cancels this); then stop every answer."""
         try:
-            while (message := await self.ws.receive())["type"] == "websocket.receive":
+            while (message := await self._receive())["type"] == "websocket.receive":
+                if self.closing:
+                    continue  # closed at its age: its client's close is all that is left to read
                 raw = message.get("bytes") or (message.get("text") or "").encode()
                 job = await self._read(raw)
+                if isinstance(job, Create) and self.aged:
+                    job = Refused(_connection_limit(self.edge.max_age_s), job.stream_id)
                 if job is not None:
                     await self._queue(job)
         except (WebSocketDisconnect, WebSocketDisconnected):
@@ -123,6 +139,24 @@ class Connection:
             for worker in self.workers:
                 worker.cancel()
             await asyncio.gather(*self.workers, return_exceptions=True)
+
+    async def _receive(self) -> Message:
+        """The client's next message; at the connection's age limit it is aged, and closed if idle."""
+        if not self.aged:
+            try:
+                async with asyncio.timeout_at(self.ends_at):
+                    return await self.ws.receive()
+            except TimeoutError:
+                self.aged = True
+                await self._close_if_done()
+        return await self.ws.receive()
+
+    async def _close_if_done(self) -> None:
+        """An aged connection closed once no answer is in progress (its client opens another)."""
+        if self.aged and self.waiting == 0 and not self.closing:
+            self.closing = True
+            with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected, RuntimeError):  # gone already
+                await self.ws.close(1000, "websocket_connection_limit_reached")
 
     async def _read(self, raw: bytes) -> Create | Refused | None:
         """A message as what to do, read as a body is: none over the limit, a large one in its key's turn."""
@@ -162,6 +196,7 @@ class Connection:
                 log.exception("answering a WebSocket message failed")
             finally:
                 self.waiting -= 1
+            await self._close_if_done()
 
     async def _answer(self, job: Create | Refused) -> None:
         """One message on its own tab, as a POST is: its events, or the `error` event."""
@@ -213,6 +248,14 @@ def _stream_limit(limit: str, param: str | None) -> InvalidRequest:
         f"This WebSocket connection has reached its stream limit: {limit}.",
         param=param,
         code="websocket_stream_limit_reached",
+    )
+
+
+def _connection_limit(max_age_s: float) -> InvalidRequest:
+    return InvalidRequest(
+        f"This WebSocket connection has reached its limit of {max_age_s / 60:g} minutes: open a new one and send "
+        "the whole conversation (this connection's responses that were not stored went with it).",
+        code="websocket_connection_limit_reached",
     )
 
 

@@ -61,6 +61,7 @@ DEFAULT_MAX_OUTPUT = 4096
 KNOWN_KEYS_CACHED = 100_000
 UNKNOWN_KEYS_CACHED = 10_000
 UNKNOWN_KEY_TTL_S = 1.0
+CLIENT_GONE = 499  # the status a request's row says when its client left before its response began
 
 
 # ------------------------------------------------------------------------------ the tab
@@ -183,10 +184,16 @@ class Accounts:
 
     @contextlib.contextmanager
     def open(self, method: str, path: str) -> Iterator[Tab]:
-        """A new tab, finished once the response has ended."""
+        """A new tab, finished once the response has ended. A request cancelled before its response began
+        is one whose client left (Serve cancels it when its connection goes; a WebSocket's answers when the
+        socket closes): 499, as proxies log it, not a 500 that says the gateway failed."""
         tab = Tab(self, f"req_{uuid.uuid4().hex}", method, path)
         try:
             yield tab
+        except asyncio.CancelledError:
+            if tab.status == 0:
+                tab.status = CLIENT_GONE
+            raise
         finally:
             self.response_ended(tab)
 

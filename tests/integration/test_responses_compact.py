@@ -216,6 +216,10 @@ async def test_codexs_older_item_name_is_read_as_a_compaction(remote: FastAPI, f
         ("gAAAAABpM0Yj-another-services-token=", "not made by this gateway"),
         ("orch-cmp-v1." + base64.urlsafe_b64encode(b"not json").decode(), "damaged"),
         ("orch-cmp-v1.%%%", "damaged"),
+        # Sealed by a client, not by this gateway: nested past any parser (Python's raised a RecursionError,
+        # a 500), and a lone surrogate (no route could be sent it: a 500 on every route).
+        ("orch-cmp-v1." + base64.urlsafe_b64encode(b"[" * 100_000).decode(), "damaged"),
+        ("orch-cmp-v1." + base64.urlsafe_b64encode(b'{"summary": "\\ud800"}').decode(), "damaged"),
     ],
 )
 async def test_a_compaction_item_this_gateway_cant_read_is_a_400(remote: FastAPI, content: str, words: str) -> None:
@@ -223,6 +227,7 @@ async def test_a_compaction_item_this_gateway_cant_read_is_a_400(remote: FastAPI
     for path, body in (
         ("/v1/responses", {"model": "alpha/m", "input": [item]}),
         ("/v1/responses/compact", {"model": "alpha/m", "input": [item]}),
+        ("/v1/responses/input_tokens", {"model": "alpha/m", "input": [item]}),
     ):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=remote), base_url="http://t") as http:
             r = await http.post(path, json=body, headers={"Authorization": f"Bearer {TEAM_KEY}"})
@@ -337,6 +342,33 @@ async def test_a_conversation_too_long_for_the_model_is_summarized_from_its_late
     assert summary_of(output[-1]["encrypted_content"]) == "A summary."
 
 
+async def test_a_conversation_whose_last_turn_alone_is_too_long_is_a_400_not_a_summary_of_nothing(
+    tmp_path: Path,
+) -> None:
+    """Codex compacts when its context fills, often on a huge tool output: that last turn alone didn't fit, so
+    truncation dropped every turn of the conversation and kept only the request for its summary; the model
+    "summarized" nothing and the 200's compaction item stood for turns it never read (so did the capability
+    checks: a conversation's tool turns dropped, a model without tools took it). Now it is the 400 a turn too
+    long for every route is, on both ways of asking for a compaction."""
+    engine = FakeEngine(CHAT_MODEL, max_model_len=800)
+    info: ModelInfo = {**engine.info(), "tokenizer_path": str(tiny_tokenizer(tmp_path))}
+    app = build_app(await build_pipeline({"local": (engine, info)}))
+    history = [
+        {"role": "user", "content": "Show me the file."},
+        {"role": "assistant", "content": "line " * 2_000},  # as a tool's output would be, on a model with tools
+    ]
+    engine.enqueue(["A summary of nothing."] * 2)
+    for r in (
+        await compact_raw(app, {"model": CHAT_MODEL, "input": history}),
+        await post(
+            app, {"model": CHAT_MODEL, "input": [*history, {"type": "compaction_trigger"}], "truncation": "auto"}
+        ),
+    ):
+        assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded", r.text
+        validate("ErrorResponse", r.json())
+    assert not engine.generations  # no model was asked to summarize what it could not read
+
+
 # ------------------------------------------------------------------------------ compaction_trigger (Codex's remote v2)
 
 TOOL_HISTORY: list[dict[str, Any]] = [
@@ -413,9 +445,38 @@ async def test_a_history_with_a_compaction_appended_sends_only_what_it_did_not_r
     assert after.input_tokens < whole.input_tokens
 
 
-async def test_a_compaction_trigger_that_isnt_last_is_a_400(remote: FastAPI) -> None:
+async def test_instructions_a_client_puts_before_the_compaction_still_reach_the_route(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    """Codex rebuilds its history after a remote compaction as the compaction's user messages with its own
+    instructions (a `developer` message) and environment put before the last of them, the compaction item last,
+    as OpenAI reads them; the next turn sends that, then its input. The instructions were dropped with the
+    turns the summary replaced: every turn after a compaction ran without Codex's permissions and rules."""
+    client = sdk(remote, TEAM_KEY)
+    raw = await post(remote, {"model": "alpha/m", "input": [*TOOL_HISTORY, {"type": "compaction_trigger"}]}, TEAM_KEY)
+    [item] = raw.json()["output"]
+    rules = {"role": "developer", "content": "Sandbox: read-only. Never run rm."}
+    history = [*TOOL_HISTORY[:1], rules, {"role": "user", "content": "<environment_context/>"}, item]
+    await client.responses.create(model="alpha/m", input=[*history, {"role": "user", "content": "Go on."}])  # type: ignore[arg-type]
+    messages = fakes["alpha"].requests[-1].body["messages"]
+    assert [(m["role"], text_of(m["content"])) for m in messages] == [
+        ("user", "Weather in Oslo?"),
+        ("system", "Sandbox: read-only. Never run rm."),
+        ("user", "<environment_context/>"),
+        ("user", SUMMARY_HEADER + "It is sunny."),
+        ("user", "Go on."),
+    ]
+
+
+async def test_a_compaction_trigger_that_isnt_last_is_a_400(remote: FastAPI, fakes: dict[str, FakeProvider]) -> None:
     body = {"model": "alpha/m", "input": [{"type": "compaction_trigger"}, {"role": "user", "content": "hi"}]}
     r = await post(remote, body, TEAM_KEY)
     assert r.status_code == 400 and r.json()["error"]["param"] == "input[0]", r.text
+    # Alone, with nothing before it to compact: a billed model call "summarized" nothing into a 200.
+    r = await post(
+        remote, {"model": "alpha/m", "input": [{"type": "compaction_trigger"}], "instructions": "Hi."}, TEAM_KEY
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "missing_required_parameter", r.text
+    assert not fakes["alpha"].requests
     r = await compact_raw(remote, {"model": "alpha/m", "input": [{"type": "compaction_trigger"}]}, TEAM_KEY)
     assert r.status_code == 400 and r.json()["error"]["param"] == "input[0].type", r.text

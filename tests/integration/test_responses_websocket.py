@@ -11,8 +11,10 @@ OpenAPI spec: its own event schema, and the socket's `ResponsesServerEvent`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +31,11 @@ from hypothesis import strategies as st
 from loopback import serving
 from openai.resources.responses.responses import AsyncResponsesConnection as Connection
 from openai_schema import validate
+from starlette.routing import WebSocketRoute
 from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as raw_connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
@@ -151,6 +154,11 @@ async def test_a_response_in_a_conversation_joins_it_as_a_posts_does(url: str, c
     ]
 
 
+# A compaction item a client sealed itself, nested past any parser (Python's raised a RecursionError: the socket died).
+DEEP = {"type": "compaction", "encrypted_content": "orch-cmp-v1." + base64.urlsafe_b64encode(b"[" * 100_000).decode()}
+DEEP_PARAM = "input[0].encrypted_content"
+
+
 async def test_bad_messages_get_an_error_event_and_the_socket_goes_on(url: str) -> None:
     async with connect(url) as conn:
         for raw, status, param in [
@@ -164,6 +172,7 @@ async def test_bad_messages_get_an_error_event_and_the_socket_goes_on(url: str) 
             ('{"type": "response.create", "model": "fake-chat", "input": "x", "generate": "no"}', 400, "generate"),
             ('{"type": "response.create", "model": "fake-chat", "input": "x", "background": true}', 400, "background"),
             ('{"type": "response.create", "model": "no-such-model", "input": "x"}', 404, "model"),
+            (json.dumps({"type": "response.create", "model": CHAT_MODEL, "input": [DEEP]}), 400, DEEP_PARAM),
         ]:
             await conn.send_raw(raw)
             [error] = await answer(conn)
@@ -244,6 +253,60 @@ async def test_a_message_over_the_body_limit_is_refused(chat_engine: FakeEngine)
             assert text(await answer(conn)) == "small"
 
 
+async def test_a_socket_remembers_its_latest_responses_within_four_messages_worth() -> None:
+    """32 lanes of full-size `store: false` messages kept 32 bodies' worth in the replica's memory for as long
+    as the socket stayed open (and any number of sockets may be open): now four messages' worth, the oldest
+    going first; a continuation of one forgotten is OpenAI's `previous_response_not_found`."""
+    engine = FakeEngine(CHAT_MODEL, max_model_len=1024)  # the fake parrots each input: ~30 KB in, ~30 KB out
+    pipeline = await build_pipeline({"local": (engine, engine.info())})
+    async with serving(build_app(pipeline, max_body_bytes=64 << 10), ws=WS) as base, connect(base) as conn:
+        ids = []
+        for lane in range(6):
+            words = f"lane{lane} " + ("w" * 999 + " ") * 30  # 30 KB in 31 words: a quick parrot
+            create: Any = {"type": "response.create", "model": CHAT_MODEL, "input": words, "store": False}
+            await conn.send({**create, "stream_id": f"l{lane}"})
+            ids.append((await answer(conn))[-1]["response"]["id"])
+        found = []
+        for response_id in ids:
+            await conn.response.create(model=CHAT_MODEL, input="go on", store=False, previous_response_id=response_id)
+            events = await answer(conn)
+            found.append(events[-1]["type"] == "response.completed")
+            if not found[-1]:
+                assert events[0]["error"]["code"] == "previous_response_not_found", events
+    assert found[-1] and not found[0] and sum(found) <= 4, found
+
+
+async def test_a_socket_lives_its_hour_then_refuses_new_work_and_closes_once_done(
+    app: FastAPI, chat_engine: FakeEngine
+) -> None:
+    """An idle socket held one of the replica's ongoing requests (Serve's `max_ongoing_requests`) and its
+    memory for as long as its client kept it open: one key's idle sockets could take them all. Now a socket
+    lives as OpenAI's do (an hour; here half a second): past it a message is refused with
+    `websocket_connection_limit_reached` (clients reconnect on it), the answer in progress goes on to its end,
+    and then the socket is closed."""
+    [route] = [r for r in app.router.routes if isinstance(r, WebSocketRoute)]
+    route.app.max_age_s = 0.5
+    async with serving(app, ws=WS) as base:
+        ws_url = base.replace("http", "ws", 1) + "/v1/responses"
+        async with raw_connect(ws_url) as idle:
+            await asyncio.wait_for(idle.wait_closed(), 5)
+            assert idle.close_code == 1000
+        chat_engine.token_delay = 0.1  # ten words: a second
+        async with raw_connect(ws_url) as busy:
+            create = {"type": "response.create", "model": CHAT_MODEL}
+            await busy.send(json.dumps({**create, "input": "a b c d e f g h i j"}))
+            await asyncio.sleep(0.7)
+            await busy.send(json.dumps({**create, "input": "more", "stream_id": "x"}))
+            events = []
+            with contextlib.suppress(ConnectionClosedOK):
+                while True:
+                    events.append(check(json.loads(await asyncio.wait_for(busy.recv(), 5))))
+            assert busy.close_code == 1000
+    [refused] = [e for e in events if e["type"] == "error"]
+    assert refused["error"]["code"] == "websocket_connection_limit_reached" and refused["stream_id"] == "x"
+    assert events[-1]["type"] == "response.completed" and text(events) == "a b c d e f g h i j"
+
+
 async def test_socket_responses_are_accounted_as_responses(url: str) -> None:
     async with connect(url) as conn:
         for words in ("one", "two"):
@@ -315,6 +378,35 @@ async def test_a_failure_mid_stream_ends_with_errors_and_the_socket_goes_on(
         fakes["alpha"].clear_fault()
         await conn.response.create(model="alpha/m", input="again")
         assert (await answer(conn))[-1]["type"] == "response.completed"
+
+
+async def test_a_compaction_whose_client_leaves_is_billed_for_what_the_route_read_and_made(
+    keyed: str, fakes: dict[str, FakeProvider], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A compaction is asked whole, its whole conversation read first. A client that closed its socket while
+    the summary was being written (or a POST's, behind Serve) left what the provider had read and made, and
+    bills, to nobody: the request's row said 0 tokens and $0, and no budget saw it (and a 500, as if the gateway
+    had failed)."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    alpha = fakes["alpha"]
+    alpha.set_fault("stall", stall_after=2)  # two words of the summary, then nothing until the client leaves
+    history = [{"role": "user", "content": "Plan a long trip. " * 40}, {"type": "compaction_trigger"}]
+    async with connect(keyed, TEAM_KEY) as conn:
+        await conn.response.create(model="alpha/m", input=history, store=False)  # type: ignore[arg-type]
+        for _ in range(200):
+            if alpha.requests and alpha.requests[-1].events_sent >= 2:
+                break
+            await asyncio.sleep(0.01)
+    for _ in range(200):
+        if alpha.requests[-1].outcome == "disconnected":
+            break
+        await asyncio.sleep(0.01)
+    assert alpha.requests[-1].outcome == "disconnected"  # the socket's close stopped the route's work
+    await asyncio.sleep(0.1)  # the answer's tab is closed as its task ends
+    [row] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "orchestrator.requests"]
+    assert row["key_id"] == "team" and row["complete"] is False
+    assert row["status"] == 499  # its client left: not a 500, which says the gateway failed
+    assert row["prompt_tokens"] > 40 * 4 and row["completion_tokens"] >= 2  # the conversation, the words so far
 
 
 # ------------------------------------------------------------------------------ fuzzed messages

@@ -9,11 +9,16 @@ import pytest
 from orchestrator.frontdoors.responses.compaction import SEALED, SUMMARY_HEADER, seal, summary_message, summary_of
 
 
-@pytest.mark.parametrize("summary", ["", "Plan: Paris in May.", "😀 ünï \ud800 \x00 " * 50, "x" * 1_000_000])
+@pytest.mark.parametrize("summary", ["", "Plan: Paris in May.", "😀 ünï \x00 " * 50, "x" * 1_000_000])
 def test_a_sealed_summary_reads_back_as_it_was(summary: str) -> None:
     content = seal(summary)
     assert content.startswith(SEALED) and content.isascii()
     assert summary_of(content) == summary
+
+
+def test_a_models_lone_surrogate_reads_back_as_a_replacement_character() -> None:
+    """No route can be sent a lone surrogate (it is no UTF-8): sealed, it is U+FFFD, and the item reads back."""
+    assert summary_of(seal("a \ud800 b \udfff")) == "a \ufffd b \ufffd"
 
 
 def test_another_services_item_is_refused_as_such() -> None:
@@ -23,7 +28,18 @@ def test_another_services_item_is_refused_as_such() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"not json", b"null", b"[]", b'{"summary": 5}', b'{"other": "x"}', b"\xff\xfe", b'{"summary": "x"'],
+    [
+        b"not json",
+        b"null",
+        b"[]",
+        b'{"summary": 5}',
+        b'{"other": "x"}',
+        b"\xff\xfe",
+        b'{"summary": "x"',
+        b"[" * 100_000,  # Python's json raised a RecursionError (a 500): a client may seal anything
+        b'{"summary": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+        b'{"summary": "\\ud800 a lone surrogate"}',  # no route could be sent it
+    ],
 )
 def test_a_damaged_item_is_refused_as_such(payload: bytes) -> None:
     with pytest.raises(ValueError, match="damaged"):

@@ -59,3 +59,20 @@ async def test_fitted_leaves_a_request_that_fits_and_keeps_the_last_turn_when_no
 
     assert await fitted(CONVERSATION, always) is CONVERSATION
     assert [m.role for m in (await fitted(CONVERSATION, never)).messages] == ["system", "developer", "user"]
+
+
+async def test_a_request_for_a_summary_keeps_the_conversations_last_turn_with_it() -> None:
+    """A compaction asks for its summary in a turn of its own: with the last turn alone kept, a conversation whose
+    last turn didn't fit lost every turn, and the model summarized nothing."""
+    summary = chat(*CONVERSATION.model_dump(exclude_none=True)["messages"], {"role": "user", "content": "summarize"})
+
+    async def fits_three(request: ChatCompletionRequest) -> bool:
+        return len(request.messages) <= 5
+
+    async def never(request: ChatCompletionRequest) -> bool:
+        return False
+
+    kept = (await fitted(summary, fits_three, keep=2)).messages
+    assert [(m.role, m.content) for m in kept][-2:] == [("user", "u2"), ("user", "summarize")]
+    nothing_fits = (await fitted(summary, never, keep=2)).messages  # its routes then say it is too long
+    assert [m.content for m in nothing_fits] == ["s", "d", "u2", "summarize"]

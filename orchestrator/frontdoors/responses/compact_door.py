@@ -32,6 +32,7 @@ from orchestrator.frontdoors.openai import error_response, parse_body, route_hea
 from orchestrator.frontdoors.responses.door import read_stored, resolve_references
 from orchestrator.frontdoors.responses.store import ResponseStore
 from orchestrator.frontdoors.responses.translate import (
+    SUMMARY_TURNS,
     Json,
     asking_for_summary,
     chat_messages,
@@ -80,7 +81,7 @@ class CompactDoor:
             )
         kept = [item for item in conversation if item["type"] == "message" and item["role"] == "user"]
         body = _summary_request(request, conversation)
-        return Call(CHAT, body, headers, tab, owner, origin=Compacting(kept), truncate=True)
+        return Call(CHAT, body, headers, tab, owner, origin=Compacting(kept), keep_turns=SUMMARY_TURNS)
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         completion: ChatCompletion = routed.result  # asked whole (`stream: false`)

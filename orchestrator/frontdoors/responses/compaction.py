@@ -21,7 +21,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
+
+import pydantic_core
 
 SEALED = "orch-cmp-v1."  # what begins this gateway's `encrypted_content`
 
@@ -36,15 +39,21 @@ PROMPT = (
 
 SUMMARY_HEADER = "[A summary of the conversation before this point, which was compacted to save context:]\n\n"
 
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a `str`, a surrogate is always a lone one
+
 
 def seal(summary: str) -> str:
-    """The `encrypted_content` of a compaction item that carries `summary`."""
-    payload = json.dumps({"summary": summary}).encode()  # ASCII: a lone surrogate from a model is escaped too
+    """The `encrypted_content` of a compaction item that carries `summary`. A lone surrogate (a model's
+    broken output) is U+FFFD: no route could be sent one, and the item would not read back (`summary_of`)."""
+    payload = json.dumps({"summary": _SURROGATE.sub("\ufffd", summary)}).encode()
     return SEALED + base64.urlsafe_b64encode(payload).decode("ascii")
 
 
 def summary_of(content: str) -> str:
-    """The summary a compaction item's `encrypted_content` carries; a `ValueError` that says why not."""
+    """The summary a compaction item's `encrypted_content` carries; a `ValueError` that says why not.
+    Read as the request body is (`pydantic_core`): a client may seal anything, and Python's own parser let
+    a payload nested 100,000 deep raise a `RecursionError` (a 500) and a lone surrogate through (which no
+    route can be sent: a 500 later)."""
     if not content.startswith(SEALED):
         raise ValueError(
             "this compaction item was not made by this gateway (its 'encrypted_content' is another "
@@ -52,8 +61,8 @@ def summary_of(content: str) -> str:
             "compact them here with POST /v1/responses/compact"
         )
     try:
-        payload: Any = json.loads(base64.urlsafe_b64decode(content[len(SEALED) :].encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):  # bad base64, JSON or UTF-8 (json's are ValueErrors)
+        payload: Any = pydantic_core.from_json(base64.urlsafe_b64decode(content[len(SEALED) :].encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):  # bad base64, JSON, UTF-8, nesting or a lone surrogate
         payload = None
     summary = payload.get("summary") if isinstance(payload, dict) else None
     if not isinstance(summary, str):

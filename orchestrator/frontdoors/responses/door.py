@@ -50,6 +50,7 @@ from orchestrator.frontdoors.responses.conversations import check_room, not_foun
 from orchestrator.frontdoors.responses.events import ResponseEvents
 from orchestrator.frontdoors.responses.store import Recent, ResponseStore, Stored
 from orchestrator.frontdoors.responses.translate import (
+    SUMMARY_TURNS,
     Json,
     Turn,
     compaction_item,
@@ -93,7 +94,15 @@ class ResponsesDoor:
     async def call(self, request: ResponsesRequest, headers: Mapping[str, str], tab: Tab) -> Call:
         """A valid request as the call the flow answers."""
         turn = await self.turn(request, tab)
-        return Call(CHAT, to_chat(turn), headers, tab, turn.owner, origin=turn, truncate=request.truncation == "auto")
+        if turn.compacting and not (turn.items or turn.context):  # as `POST /v1/responses/compact` refuses it
+            raise InvalidRequest(
+                "There is nothing to compact: send the conversation before the 'compaction_trigger', or name a "
+                "stored response with 'previous_response_id' or a conversation with 'conversation'.",
+                param="input",
+                code="missing_required_parameter",
+            )
+        keep = (SUMMARY_TURNS if turn.compacting else 1) if request.truncation == "auto" else None
+        return Call(CHAT, to_chat(turn), headers, tab, turn.owner, origin=turn, keep_turns=keep)
 
     async def turn(self, request: ResponsesRequest, tab: Tab, *, room: bool = True) -> Turn:
         """`request` as the turn it asks for, the tab's key's only: its `item_reference`s resolved, after

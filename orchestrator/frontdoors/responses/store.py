@@ -259,20 +259,49 @@ class Recent:
     socket finds first. OpenAI keeps each lane's latest response in the connection's memory, so that a
     chain of `store: false` responses goes on over one socket (Codex's turns are such a chain) and a
     continuation needs no store read. Here the connection's last `size` responses are kept (one per lane,
-    for as many lanes as a connection may name); they go with the connection."""
+    for as many lanes as a connection may name), their conversations within `max_bytes` (as JSON, each
+    response's whole conversation counted: a chain's turns share theirs, so this errs only towards keeping
+    fewer), the oldest going first; one alone over it is not kept (stored, it is still found in the store;
+    if not, a continuation is OpenAI's `previous_response_not_found`, on which clients send the whole
+    conversation again). By count alone, 32 lanes of full-size messages held 32 bodies' worth for as long
+    as the socket stayed open, and a chain continued with `truncation: "auto"` grew without end. They go
+    with the connection."""
 
-    def __init__(self, size: int = 32):
+    def __init__(self, size: int = 32, max_bytes: int = 32 << 20):
         self._size = size
-        self._latest: OrderedDict[str, Stored] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._latest: OrderedDict[str, tuple[Stored, int]] = OrderedDict()  # each with its conversation's size
+        self._bytes = 0
 
     def remember(self, stored: Stored) -> None:
-        self._latest[stored.id] = stored
-        self._latest.move_to_end(stored.id)
-        while len(self._latest) > self._size:
-            self._latest.popitem(last=False)
+        weight = self._weight(stored)
+        self._forget(stored.id)
+        if weight > self._max_bytes:
+            return
+        self._latest[stored.id] = (stored, weight)
+        self._bytes += weight
+        while len(self._latest) > self._size or self._bytes > self._max_bytes:
+            self._forget(next(iter(self._latest)))
 
     def get(self, response_id: str) -> Stored | None:
-        return self._latest.get(response_id)
+        kept = self._latest.get(response_id)
+        return kept[0] if kept is not None else None
+
+    def _weight(self, stored: Stored) -> int:
+        """The size of `stored`'s conversation: its own items', and those before them (the size this
+        connection already counted for the response it continues, else measured)."""
+        own = sum(map(_json_bytes, stored.input_items)) + sum(map(_json_bytes, stored.response.get("output", [])))
+        previous = self._latest.get(stored.response.get("previous_response_id") or "")
+        return own + (previous[1] if previous is not None else sum(map(_json_bytes, stored.earlier)))
+
+    def _forget(self, response_id: str) -> None:
+        kept = self._latest.pop(response_id, None)
+        if kept is not None:
+            self._bytes -= kept[1]
+
+
+def _json_bytes(item: dict[str, Any]) -> int:
+    return len(json.dumps(item))
 
 
 def store_for(settings: Settings) -> ResponseStore:

@@ -262,6 +262,11 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         raise validation_error(e) from None
 
 
+# What truncation keeps of a request for a summary: the conversation's last turn and the request itself (a
+# conversation whose last turn alone is too long is a 400, never a summary of nothing: `truncation`).
+SUMMARY_TURNS = 2
+
+
 def asking_for_summary(body: Json) -> None:
     """A chat body for the next turn of a conversation made into the request for its summary (`compaction`):
     `PROMPT` after the conversation, its tools offered as before (a provider's prompt cache keeps the prefix)
@@ -322,13 +327,16 @@ def custom_input(arguments: str) -> str:
 
 
 def compacted(items: list[Json]) -> list[Json]:
-    """`items` as a route reads them past a compaction: before the last compaction item, only the user's
-    messages (what a compaction's output keeps; the item's summary stands for the rest), so a client that
-    appends a compaction to the whole history, or chains after one, sends what it replaced no more."""
+    """`items` as a route reads them past a compaction: before the last compaction item, only the messages
+    that are no turn of the model's (what a compaction's output keeps, the user's, and the instructions a
+    client puts there, `developer` and `system`; the item's summary stands for the rest), so a client that
+    appends a compaction to the whole history, or chains after one, sends what it replaced no more. Codex
+    puts its permissions and instructions (`developer` messages) before the compaction item it got back,
+    as OpenAI reads them: dropped, every later turn ran without them."""
     last = next((i for i in range(len(items) - 1, -1, -1) if items[i]["type"] == "compaction"), None)
     if last is None:
         return items
-    kept = [item for item in items[:last] if item["type"] == "message" and item["role"] == "user"]
+    kept = [item for item in items[:last] if item["type"] == "message" and item["role"] != "assistant"]
     return [*kept, *items[last:]]
 
 
