@@ -7,7 +7,8 @@ and gets, as one JSON text message each, the events a streamed POST sends.
 Per connection:
 
     handshake  the key checked as a POST's is (`Accounts.authenticate`); refused as OpenAI refuses it:
-               an HTTP error (401) in OpenAI's JSON instead of the upgrade
+               an HTTP error (401) in OpenAI's JSON instead of the upgrade; a key's open sockets are counted
+               (`Accounts.sockets_per_key`, a quarter of the replica's places: past them, a 429)
     read       every message read as it comes (so a client gone is seen at once): over `server.max_body_mb`,
                not JSON, not a client event: an `error` event, and the socket goes on
     lanes      the messages of one `stream_id` (none: the default lane) answered in order, lanes at once;
@@ -86,13 +87,18 @@ class ResponsesSocket:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ws = WebSocket(scope, receive, send)
+        socket = Tab(self.accounts, "", METHOD, self.door.path)  # the connection's own: in flight while it is open
         try:
-            key = await self.accounts.authenticate(Tab(self.accounts, "", METHOD, self.door.path), ws.headers)
+            key = await self.accounts.authenticate(socket, ws.headers)
+            self.accounts.hold_socket(socket)
         except OrchestratorError as e:
             await self._refuse(ws, e)
             return
-        await ws.accept()
-        await Connection(self, ws, key.id if key is not None else None).run()
+        try:
+            await ws.accept()
+            await Connection(self, ws, key.id if key is not None else None).run()
+        finally:
+            self.accounts.release_socket(socket)
 
     async def _refuse(self, ws: WebSocket, exc: OrchestratorError) -> None:
         """No upgrade: the HTTP error a POST would get, in OpenAI's JSON (a server without the denial

@@ -92,6 +92,7 @@ class Tab:
     record_pending: bool = False
     finished: bool = False
     ingress_id: str | None = None  # the request id the ingress in front (Ray Serve) gave it and answers with
+    holds: bool = False  # a WebSocket's: it counts among its key's open sockets here (`Accounts.sockets_per_key`)
 
     @classmethod
     def detached(cls) -> Tab:
@@ -162,6 +163,7 @@ class Accounts:
         clock: Callable[[], float] = time.monotonic,
         settle_rows: int = settlement.ROWS,
         settle_delay_s: float = settlement.DELAY_S,
+        sockets_per_key: int | None = None,
     ):
         self.owner = owner
         self.metrics = metrics or Metrics()
@@ -179,6 +181,11 @@ class Accounts:
         self.settlements = Settlements(owner, rows=settle_rows, delay_s=settle_delay_s)
         self.request_log = RequestLog(self.metrics, reference, local_providers)
         self.background: object | None = None  # what keeps its local rates current (kept alive here)
+        # At most this many open WebSockets of one key on this replica: each holds one of the places Serve gives
+        # the replica for as long as it is open (up to an hour), working or idle, so one key's idle sockets could
+        # take every place from every other key. (Requests are not capped: they work while they hold one.)
+        self.sockets_per_key = sockets_per_key
+        self._sockets: dict[str, int] = {}
 
     # ---------------------------------------------------------------- tabs
 
@@ -222,6 +229,34 @@ class Accounts:
             raise InvalidApiKey("Incorrect API key provided.")
         tab.key = policy
         return policy
+
+    def hold_socket(self, tab: Tab) -> None:
+        """A WebSocket's `tab` (its key authenticated) counted among its key's open sockets, or a 429 where
+        the key has its share open already."""
+        cap, key = self.sockets_per_key, tab.key
+        if cap is None or key is None or tab.holds:
+            return
+        held = self._sockets.get(key.id, 0)
+        if held >= cap:
+            raise KeyRateLimited(
+                f"This API key has {held} WebSockets open on this gateway replica, its most at once; close one, "
+                "or send requests over HTTP.",
+                kind="requests",
+                retry_after=1.0,
+            )
+        self._sockets[key.id] = held + 1
+        tab.holds = True
+
+    def release_socket(self, tab: Tab) -> None:
+        """A WebSocket's `tab` no longer open."""
+        if not tab.holds or tab.key is None:
+            return
+        tab.holds = False
+        left = self._sockets.get(tab.key.id, 1) - 1
+        if left > 0:
+            self._sockets[tab.key.id] = left
+        else:
+            self._sockets.pop(tab.key.id, None)
 
     async def _lookup(self, sha256: str) -> KeyPolicy | None:
         """The key's policy; a known key is asked again after `lookup_ttl_s` (revocation reaches

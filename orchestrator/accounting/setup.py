@@ -110,6 +110,8 @@ async def build_accounts(
         # Usage for answers without any (a stream broken off, a provider that reports none): the pipeline's
         # tokenizer (loaded once), else its byte count; such records say `estimated`.
         estimator=pipeline.estimator,
+        # A quarter of a replica's places for one key's open WebSockets: the rest stay for requests and other keys.
+        sockets_per_key=max(1, settings.gateway.max_ongoing_requests // 4),
     )
     accounts.background = poller
     return accounts

@@ -348,6 +348,30 @@ async def test_a_bad_key_is_refused_at_the_handshake(keyed: str) -> None:
         assert body["error"]["code"] == "invalid_api_key" and body["error"]["message"]
 
 
+async def test_one_keys_open_sockets_are_capped_and_never_shut_out_another_key(
+    fakes: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """Each open socket holds one of the replica's places (`gateway.max_ongoing_requests`) for up to an hour,
+    working or idle: a key may hold a quarter of them (here 1 of 4); past that the handshake is a 429, and
+    another key's socket opens as ever."""
+    heal(fakes)
+    async with gateway(fakes, tmp_path, replica={"max_ongoing_requests": 4}) as app, serving(app, ws=WS) as url:
+        async with connect(url, TEAM_KEY):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(url, TEAM_KEY):
+                    pass
+            assert refused.value.response.status_code == 429
+            body = json.loads(refused.value.response.body or b"")
+            validate("ErrorResponse", body)
+            assert "WebSockets open" in body["error"]["message"]
+            async with connect(url, OTHER_KEY) as other:
+                await other.response.create(model="alpha/m", input="hi")
+                assert (await answer(other))[-1]["type"] == "response.completed"
+        async with connect(url, TEAM_KEY) as again:  # the first one closed: its place is free
+            await again.response.create(model="alpha/m", input="hi")
+            assert (await answer(again))[-1]["type"] == "response.completed"
+
+
 async def test_one_key_never_sees_anothers_responses(keyed: str) -> None:
     async with connect(keyed, TEAM_KEY) as team:
         await team.response.create(model="alpha/m", input="a secret")

@@ -47,10 +47,14 @@ def heal(fakes: dict[str, FakeProvider]) -> None:
 
 @asynccontextmanager
 async def gateway(
-    fakes: dict[str, FakeProvider], tmp: Path, models: dict[str, Any] | None = None, **app_options: Any
+    fakes: dict[str, FakeProvider],
+    tmp: Path,
+    models: dict[str, Any] | None = None,
+    replica: dict[str, Any] | None = None,
+    **app_options: Any,
 ) -> AsyncIterator[FastAPI]:
-    """The whole app over both fakes and a fake local engine; `models`: aliases over them; `app_options`:
-    `build_app`'s."""
+    """The whole app over both fakes and a fake local engine; `models`: aliases over them; `replica`: the
+    `gateway:` settings; `app_options`: `build_app`'s."""
     settings = load_settings(
         providers={
             "alpha": {
@@ -70,6 +74,7 @@ async def gateway(
         resilience={"first_token_timeout_s": 1.0, "idle_timeout_s": 0.5, "deadline_s": 8.0, "backoff_base_s": 0.05},
         ledger={"path": str(tmp / "ledger.sqlite"), "owner": "process"},
         keys={"team": {"sha256": hash_key(TEAM_KEY)}, "other": {"sha256": hash_key(OTHER_KEY)}},
+        gateway=replica or {},
     )
     engine = FakeEngine("local-chat")
     async with httpx.AsyncClient() as upstream:
