@@ -145,12 +145,13 @@ def items_of(items: Sequence[Item]) -> list[Json]:
                     **({"namespace": item.namespace} if item.namespace else {}),
                 }
             )
-        elif isinstance(item, FunctionCallOutputItem):
+        elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):  # a function's, a custom tool's
             output = item.output if isinstance(item.output, str) else [_part(p, "user") for p in item.output]
+            prefix = "fco" if isinstance(item, FunctionCallOutputItem) else "ctco"
             out.append(
                 {
-                    "id": item.id or new_id("fco"),
-                    "type": "function_call_output",
+                    "id": item.id or new_id(prefix),
+                    "type": item.type,
                     "call_id": item.call_id,
                     "output": output,
                     "status": "completed",
@@ -160,17 +161,6 @@ def items_of(items: Sequence[Item]) -> list[Json]:
             out.append(
                 custom_call_item(item.call_id, item.name, item.input, item.id or new_id("ctc"))
                 | ({"namespace": item.namespace} if item.namespace else {})
-            )
-        elif isinstance(item, CustomToolCallOutputItem):
-            output = item.output if isinstance(item.output, str) else [_part(p, "user") for p in item.output]
-            out.append(
-                {
-                    "id": item.id or new_id("ctco"),
-                    "type": "custom_tool_call_output",
-                    "call_id": item.call_id,
-                    "output": output,
-                    "status": "completed",
-                }
             )
         elif isinstance(item, CompactionItem):
             out.append(
