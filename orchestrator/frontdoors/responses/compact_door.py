@@ -29,19 +29,11 @@ from orchestrator.calls import CHAT, Call
 from orchestrator.errors import InvalidRequest, OrchestratorError
 from orchestrator.frontdoors.base import tenant
 from orchestrator.frontdoors.openai import error_response, parse_body, route_headers, validation_error
+from orchestrator.frontdoors.responses.compaction import SUMMARY_TURNS, asking_for_summary, compaction_item
 from orchestrator.frontdoors.responses.door import read_stored, resolve_references
+from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.store import ResponseStore
-from orchestrator.frontdoors.responses.translate import (
-    SUMMARY_TURNS,
-    Json,
-    asking_for_summary,
-    chat_messages,
-    chat_tools,
-    compaction_item,
-    input_items,
-    new_id,
-    usage_of,
-)
+from orchestrator.frontdoors.responses.translate import Json, chat_messages, chat_tools, input_items, usage_of
 from orchestrator.frontdoors.responses.wire import TAGS, CompactRequest
 from orchestrator.protocol import ChatCompletion, ChatCompletionRequest, Usage
 from orchestrator.routes import Routed

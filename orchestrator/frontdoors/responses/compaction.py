@@ -6,14 +6,16 @@ rest (the assistant's turns, its tool calls and their results) from then on:
 the client sends that output, plus its next turns, instead of the whole history
 (Codex CLI does so when its context fills, on every provider it calls `openai`).
 Here the summary is the route's model's own, asked for with `PROMPT` after the
-conversation (`compact_door`), and the item carries it sealed (`seal`): its
-text, not encrypted, behind a prefix that says it is this gateway's, so any
-replica reads it back, after a restart too, and no store holds it (nor can
-another key's request find it). It says nothing the client couldn't send as a
-message: a client that crafts one only sends itself a message. Sent back, the
-item is a user message with the summary (`summary_message`), where it stands
-in the conversation. Another service's item (OpenAI's own are encrypted) can't
-be read here: a 400 that says so.
+conversation (`asking_for_summary`: by `compact_door`, or by a request whose
+input ends with a `compaction_trigger`), and the item carries it sealed
+(`compaction_item`, `seal`): its text, not encrypted, behind a prefix that
+says it is this gateway's, so any replica reads it back, after a restart too,
+and no store holds it (nor can another key's request find it). It says nothing
+the client couldn't send as a message: a client that crafts one only sends
+itself a message. Sent back, the item is a user message with the summary
+(`summary_message`), where it stands in the conversation, and what it replaced
+is sent no more (`compacted`). Another service's item (OpenAI's own are
+encrypted) can't be read here: a 400 that says so.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ import re
 from typing import Any
 
 import pydantic_core
+
+from orchestrator.errors import UpstreamError
+from orchestrator.frontdoors.responses.ids import new_id
+from orchestrator.protocol import ChatCompletion
+
+Json = dict[str, Any]
 
 SEALED = "orch-cmp-v1."  # what begins this gateway's `encrypted_content`
 
@@ -73,3 +81,42 @@ def summary_of(content: str) -> str:
 def summary_message(content: str) -> dict[str, Any]:
     """A compaction item sent back, as the chat message that stands in its place."""
     return {"role": "user", "content": [{"type": "text", "text": SUMMARY_HEADER + summary_of(content)}]}
+
+
+# What truncation keeps of a request for a summary: the conversation's last turn and the request itself (a
+# conversation whose last turn alone is too long is a 400, never a summary of nothing: `truncation`).
+SUMMARY_TURNS = 2
+
+
+def asking_for_summary(body: Json) -> None:
+    """A chat body for the next turn of a conversation made into the request for its summary:
+    `PROMPT` after the conversation, its tools offered as before (a provider's prompt cache keeps the prefix)
+    but none to be called, no output format, answered whole."""
+    body["messages"].append({"role": "user", "content": PROMPT})
+    if body.get("tools"):
+        body["tool_choice"] = "none"
+    for name in ("response_format", "logprobs", "top_logprobs", "stream_options"):
+        body.pop(name, None)
+    body["stream"] = False
+
+
+def compaction_item(completion: ChatCompletion) -> Json:
+    """A summary asked for (`asking_for_summary`) as the compaction item that carries it."""
+    summary = (completion.choices[0].message.content or "").strip() if completion.choices else ""
+    if not summary:
+        raise UpstreamError("The model gave no summary to compact the conversation into; try again.")
+    return {"id": new_id("cmp"), "type": "compaction", "encrypted_content": seal(summary)}
+
+
+def compacted(items: list[Json]) -> list[Json]:
+    """`items` as a route reads them past a compaction: before the last compaction item, only the messages
+    that are no turn of the model's (what a compaction's output keeps, the user's, and the instructions a
+    client puts there, `developer` and `system`; the item's summary stands for the rest), so a client that
+    appends a compaction to the whole history, or chains after one, sends what it replaced no more. Codex
+    puts its permissions and instructions (`developer` messages) before the compaction item it got back,
+    as OpenAI reads them: dropped, every later turn ran without them."""
+    last = next((i for i in range(len(items) - 1, -1, -1) if items[i]["type"] == "compaction"), None)
+    if last is None:
+        return items
+    kept = [item for item in items[:last] if item["type"] == "message" and item["role"] != "assistant"]
+    return [*kept, *items[last:]]

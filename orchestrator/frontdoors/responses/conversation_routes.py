@@ -37,7 +37,8 @@ from orchestrator.frontdoors.responses.conversations import (
     refusal,
 )
 from orchestrator.frontdoors.responses.door import item_page
-from orchestrator.frontdoors.responses.translate import Json, new_id
+from orchestrator.frontdoors.responses.ids import new_id
+from orchestrator.frontdoors.responses.translate import Json
 from orchestrator.frontdoors.responses.wire import TAGS, _Wire, conversation_id
 
 Body = TypeVar("Body", bound=_Wire)

@@ -39,6 +39,7 @@ from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError, Ups
 from orchestrator.failover import OpenStream
 from orchestrator.frontdoors.base import tenant
 from orchestrator.frontdoors.openai import SSE_HEADERS, error_response, parse_body, route_headers
+from orchestrator.frontdoors.responses.compaction import SUMMARY_TURNS, compaction_item
 from orchestrator.frontdoors.responses.conversation_store import (
     Conversation,
     ConversationStore,
@@ -49,15 +50,7 @@ from orchestrator.frontdoors.responses.conversation_store import (
 from orchestrator.frontdoors.responses.conversations import check_room, not_found
 from orchestrator.frontdoors.responses.events import ResponseEvents
 from orchestrator.frontdoors.responses.store import Recent, ResponseStore, Stored
-from orchestrator.frontdoors.responses.translate import (
-    SUMMARY_TURNS,
-    Json,
-    Turn,
-    compaction_item,
-    output_of,
-    response_object,
-    to_chat,
-)
+from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, response_object, to_chat
 from orchestrator.frontdoors.responses.wire import TAGS, ItemReference, ResponsesRequest, StoredItem, TokenCountRequest
 from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import ChatCompletion, ChatCompletionChunk

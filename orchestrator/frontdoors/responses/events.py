@@ -31,13 +31,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestrator.frontdoors.responses.custom_tools import custom_input
+from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.translate import (
     Json,
     Turn,
-    custom_input,
     logprobs_of,
     message_item,
-    new_id,
     output_text,
     reasoning_item,
     response_object,

@@ -6,7 +6,8 @@
                 the assistant turn it follows; a `function_call_output` is a `tool` message;
                 a reasoning item with `encrypted_content` (an Anthropic route's signature)
                 joins the next assistant turn as its signed reasoning, others are not sent;
-                a `compaction` item is a user message with its summary (`compaction`)
+                a `compaction` item is a user message with its summary, and a request that ends
+                with a `compaction_trigger` asks for its summary, not an answer (`compaction`)
     output      a whole chat answer as output items: the reasoning (a reasoning model's), the
                 message (text or refusal), then one `function_call` item per tool call
     response    the `Response` object around them, echoing what the request asked
@@ -15,9 +16,10 @@ A function reaches a route under its chat tool name (`tool_names`: a
 `namespace` tool's as `<namespace>__<name>`, one too long for a chat route
 shortened), a call of one comes back as a `function_call` with its own
 `namespace` and `name`, and a call item sent back is that chat tool's call
-again (`Turn.renamed`). Offered web search is left out (`wire.WEB_SEARCH`):
-the chat request has the other tools only, and the door names it in
-`x-tools-left-out`.
+again (`Turn.renamed`). A custom tool reaches a route as a function of one
+string and its calls come back as `custom_tool_call` items (`custom_tools`).
+Offered web search is left out (`wire.WEB_SEARCH`): the chat request has the
+other tools only, and the door names it in `x-tools-left-out`.
 
 Decisions, where the two APIs differ: `max_output_tokens` is the chat
 `max_tokens`; `text.format` is `response_format`; a finish by length is status
@@ -29,7 +31,6 @@ chat provider would refuse metadata without its own `store`).
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,9 +38,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.errors import InvalidRequest, UpstreamError
+from orchestrator.errors import InvalidRequest
 from orchestrator.frontdoors.openai import validation_error
-from orchestrator.frontdoors.responses.compaction import PROMPT, seal, summary_message
+from orchestrator.frontdoors.responses.compaction import asking_for_summary, compacted, summary_message
+from orchestrator.frontdoors.responses.custom_tools import custom_call_item, custom_function, custom_input
+from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.tool_names import Origin, chat_name, custom_names, renamed
 from orchestrator.frontdoors.responses.wire import (
     CompactionItem,
@@ -70,10 +73,6 @@ from orchestrator.protocol import (
 )
 
 Json = dict[str, Any]
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(16)}"
 
 
 @dataclass
@@ -252,23 +251,6 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         raise validation_error(e) from None
 
 
-# What truncation keeps of a request for a summary: the conversation's last turn and the request itself (a
-# conversation whose last turn alone is too long is a 400, never a summary of nothing: `truncation`).
-SUMMARY_TURNS = 2
-
-
-def asking_for_summary(body: Json) -> None:
-    """A chat body for the next turn of a conversation made into the request for its summary (`compaction`):
-    `PROMPT` after the conversation, its tools offered as before (a provider's prompt cache keeps the prefix)
-    but none to be called, no output format, answered whole."""
-    body["messages"].append({"role": "user", "content": PROMPT})
-    if body.get("tools"):
-        body["tool_choice"] = "none"
-    for name in ("response_format", "logprobs", "top_logprobs", "stream_options"):
-        body.pop(name, None)
-    body["stream"] = False
-
-
 def chat_tools(tool: FunctionTool | NamespaceTool | CustomTool) -> list[Json]:
     """A tool as chat tools: a function as itself, a namespace as its functions, each by its chat name; a
     custom tool as a function of one string (`custom_function`)."""
@@ -282,52 +264,6 @@ def chat_tools(tool: FunctionTool | NamespaceTool | CustomTool) -> list[Json]:
         }
         for f in functions
     ]
-
-
-def custom_function(tool: CustomTool) -> Json:
-    """A custom tool as the chat function a route is offered: its whole input as one string, `input`, and
-    its format (a grammar the input follows) told in the description, as Codex offers `apply_patch` to a
-    model without custom tools. (A route that checks grammars could be held to it; none here does.)"""
-    described = [tool.description or ""]
-    fmt = tool.format or {}
-    if fmt.get("type") == "grammar" and isinstance(fmt.get("definition"), str):
-        described.append(f"The input must follow this {fmt.get('syntax', '')} grammar:\n{fmt['definition']}")
-    described.append("Send the tool's whole input as the string `input`, exactly as the tool takes it.")
-    parameters = {
-        "type": "object",
-        "properties": {"input": {"type": "string", "description": "The tool's whole input."}},
-        "required": ["input"],
-        "additionalProperties": False,
-    }
-    description = "\n\n".join(d for d in described if d)
-    return {
-        "type": "function",
-        "function": {"name": chat_name(None, tool.name), "description": description, "parameters": parameters},
-    }
-
-
-def custom_input(arguments: str) -> str:
-    """A custom tool's input from the arguments a route called its function with (`{"input": "..."}`); what
-    else it sent (a model that answered with the input itself), as it came."""
-    try:
-        value = json.loads(arguments)
-    except ValueError:
-        return arguments
-    return value["input"] if isinstance(value, dict) and isinstance(value.get("input"), str) else arguments
-
-
-def compacted(items: list[Json]) -> list[Json]:
-    """`items` as a route reads them past a compaction: before the last compaction item, only the messages
-    that are no turn of the model's (what a compaction's output keeps, the user's, and the instructions a
-    client puts there, `developer` and `system`; the item's summary stands for the rest), so a client that
-    appends a compaction to the whole history, or chains after one, sends what it replaced no more. Codex
-    puts its permissions and instructions (`developer` messages) before the compaction item it got back,
-    as OpenAI reads them: dropped, every later turn ran without them."""
-    last = next((i for i in range(len(items) - 1, -1, -1) if items[i]["type"] == "compaction"), None)
-    if last is None:
-        return items
-    kept = [item for item in items[:last] if item["type"] == "message" and item["role"] != "assistant"]
-    return [*kept, *items[last:]]
 
 
 def chat_messages(items: list[Json]) -> list[Json]:
@@ -409,14 +345,6 @@ def output_of(completion: ChatCompletion, turn: Turn) -> tuple[list[Json], str |
     return out, choice.finish_reason
 
 
-def compaction_item(completion: ChatCompletion) -> Json:
-    """A summary asked for (`asking_for_summary`) as the compaction item that carries it."""
-    summary = (completion.choices[0].message.content or "").strip() if completion.choices else ""
-    if not summary:
-        raise UpstreamError("The model gave no summary to compact the conversation into; try again.")
-    return {"id": new_id("cmp"), "type": "compaction", "encrypted_content": seal(summary)}
-
-
 def reasoning_item(text: str, item_id: str | None = None, status: str = "completed") -> Json:
     """A reasoning model's reasoning as an output item; an Anthropic route's signature goes in
     `encrypted_content`, so the item sent back as input continues a tool use it thought about."""
@@ -446,19 +374,6 @@ def message_item(content: list[Json], item_id: str | None = None, status: str = 
         "role": "assistant",
         "status": status,
         "content": content,
-    }
-
-
-def custom_call_item(
-    call_id: str, name: str, given: str, item_id: str | None = None, status: str = "completed"
-) -> Json:
-    return {
-        "id": item_id or new_id("ctc"),
-        "type": "custom_tool_call",
-        "status": status,
-        "call_id": call_id or new_id("call"),
-        "name": name,
-        "input": given,
     }
 
 

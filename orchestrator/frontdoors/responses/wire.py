@@ -219,7 +219,7 @@ class NamespaceTool(_Wire):
 class CustomTool(_Wire):
     """A tool whose input is free-form text, not JSON (`format`: plain text, or a Lark or regex grammar it
     follows): Codex CLI's `apply_patch` for its GPT-5 models. A chat route is offered it as a function of one
-    string, `input`, told the grammar in its description (`translate.chat_tools`); the call comes back as a
+    string, `input`, told the grammar in its description (`custom_tools`); the call comes back as a
     `custom_tool_call` with that string as its input."""
 
     type: Literal["custom"]
