@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 CHROMIUM := $(VENV)/.chromium
+# OpenAI's Codex CLI, a client the suite drives as its users run it (tests/integration/test_codex_cli.py).
+CODEX_VERSION := 0.171.0
+CODEX := $(VENV)/codex/node_modules/.bin/codex
 CONFIG ?= config/default.yaml
 # GPU present -> the CUDA build of vLLM; otherwise vLLM's CPU build.
 ENGINE := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
@@ -20,7 +23,7 @@ QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 serve: $(STAMP)
 	$(VENV)/bin/orchestrator serve --config $(CONFIG)
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(CODEX)
 	$(PY) -m pytest
 
 install: $(STAMP)
@@ -46,6 +49,17 @@ $(CHROMIUM): | $(STAMP)
 		else echo "no Chromium and not root: the dashboard's browser test will be skipped"; fi; \
 	fi
 	if command -v chromium >/dev/null; then touch $(CHROMIUM); fi
+
+# The Codex CLI from npm (its binary is the platform package's), Debian's Node.js and npm installed first
+# when missing, as root; without npm and without root its tests are skipped and say why.
+$(CODEX): Makefile | $(STAMP)
+	if ! command -v npm >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm; \
+	fi
+	if command -v npm >/dev/null; then \
+		npm install --prefix $(VENV)/codex --no-audit --no-fund --loglevel=error @openai/codex@$(CODEX_VERSION) \
+			&& touch $(CODEX); \
+	else echo "no npm and not root: the Codex CLI's tests will be skipped"; fi
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.local_slice
