@@ -822,6 +822,12 @@ def response_items() -> st.SearchStrategy[Any]:
             {"type": "compaction", "encrypted_content": "orch-cmp-v1.bnVsbA=="},  # JSON null
             {"type": "compaction"},
             {"type": "compaction_trigger"},
+            {"type": "tool_search_call", "call_id": "call_s", "execution": "client", "arguments": {"query": "x"}},
+            {"type": "tool_search_call", "execution": "server", "arguments": "\ud800"},
+            {"type": "tool_search_output", "call_id": "call_s", "execution": "client", "tools": [RESPONSES_TOOL]},
+            {"type": "tool_search_output", "call_id": "call_s", "tools": [{"type": "namespace", "name": "n"}]},
+            {"type": "tool_search_output", "tools": [{"type": "tool_search"}, {"type": "mcp"}]},
+            {"type": "tool_search_output", "call_id": "", "tools": None},
             {"type": "item_reference", "id": "msg_1"},
             {"type": "web_search_call", "id": "ws_1"},
             {"type": 5},
@@ -852,6 +858,8 @@ def responses_bodies(models: Models) -> st.SearchStrategy[dict[str, Any]]:
                 [RESPONSES_TOOL] * 2,
                 [{"type": "custom", "name": "apply_patch", "format": {"type": "grammar", "definition": "start: x"}}],
                 [{"type": "custom"}],
+                [{"type": "tool_search", "execution": "client"}, {**RESPONSES_TOOL, "defer_loading": True}],
+                [{"type": "tool_search"}, {"type": "tool_search", "execution": "nobody", "parameters": 5}],
             ]
         ),
         "tool_choice": st.sampled_from(

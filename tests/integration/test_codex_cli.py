@@ -56,7 +56,7 @@ class Run:
         return [e["item"] for e in self.events if e["type"] == "item.completed" and e["item"]["type"] == kind]
 
 
-def command(base: str, *args: str, http: bool = False) -> list[str]:
+def command(base: str, *args: str, http: bool = False, model: str = MODEL) -> list[str]:
     """`codex exec --json` against the gateway at `base`: its built-in OpenAI provider pointed there, or
     (`http`) a provider of the user's own with `wire_api = "responses"` (HTTP and SSE, no WebSocket)."""
     if http:
@@ -66,7 +66,7 @@ def command(base: str, *args: str, http: bool = False) -> list[str]:
         chosen = ["-c", provider, "-c", "model_provider=gw"]
     else:
         chosen = ["-c", f'openai_base_url="{base}/v1"']
-    argv = [codex_binary(), "exec", "--json", "--skip-git-repo-check", "-m", MODEL, *chosen]
+    argv = [codex_binary(), "exec", "--json", "--skip-git-repo-check", "-m", model, *chosen]
     return [*argv, "-c", "check_for_update_on_startup=false", *args]
 
 
@@ -89,11 +89,13 @@ async def login(home: Path, work: Path) -> None:
         assert code == 0, err
 
 
-async def codex(base: str, home: Path, work: Path, *args: str, http: bool = False, key: str = TEAM_KEY) -> Run:
+async def codex(
+    base: str, home: Path, work: Path, *args: str, http: bool = False, key: str = TEAM_KEY, model: str = MODEL
+) -> Run:
     """One `codex exec` to its end: its JSONL events and its log."""
     if not http:
         await login(home, work)
-    code, out, err = await _run(command(base, *args, http=http), work, environment(home, key))
+    code, out, err = await _run(command(base, *args, http=http, model=model), work, environment(home, key))
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return Run(code, events, err)
 
@@ -199,6 +201,27 @@ async def test_codex_runs_a_tool_round_over_the_websocket(
     tool_round(alpha, run)
     assert CONNECTED in run.log  # Codex's first choice, the Responses WebSocket, was served
     assert "Falling back from WebSockets" not in run.log
+
+
+async def test_codex_with_a_gpt5_model_name_gets_its_own_tools(
+    fakes: dict[str, FakeProvider], alpha: FakeProvider, dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A gateway alias named as Codex's own models are (`gpt-5.5` here, over the fake): Codex sends what it
+    sends OpenAI for them, its `apply_patch` a custom tool, a client-run `tool_search` for its MCP tools,
+    web search, reasoning and verbosity; each reaches the route as what a chat route can take."""
+    home, work = dirs
+    async with (
+        gateway(fakes, tmp_path, models={"gpt-5.5": {"routes": ["alpha/m"]}}) as app,
+        serving(app, ws=WS) as base,
+    ):
+        run = await codex(base, home, work, "list the files here", model="gpt-5.5")
+    first, _ = tool_round(alpha, run)
+    tools = {t["function"]["name"]: t["function"] for t in first["tools"]}
+    assert {"exec_command", "apply_patch", "tool_search"} <= set(tools)
+    assert list(tools["apply_patch"]["parameters"]["properties"]) == ["input"]  # the custom tool's one string
+    assert tools["tool_search"]["parameters"]["required"] == ["query"]
+    assert "web_search" not in tools  # offered by Codex, left out: no route here searches the web
+    assert first["reasoning_effort"] == "medium"
 
 
 async def test_codex_runs_a_tool_round_over_http(

@@ -51,7 +51,7 @@ def test_long_names_that_begin_alike_stay_apart() -> None:
 def test_renamed_maps_each_chat_name_back() -> None:
     long = "f" * 100
     r = request(function("plain"), function(long), namespace("crm", "find", "add"))
-    assert renamed(r) == {
+    assert renamed(r.tools) == {
         chat_name(None, long): (None, long),
         "crm__find": ("crm", "find"),
         "crm__add": ("crm", "add"),
@@ -68,9 +68,9 @@ def test_renamed_maps_each_chat_name_back() -> None:
 )
 def test_two_tools_of_one_chat_name_are_a_400_naming_the_second(tools: list[dict[str, Any]], param: str) -> None:
     with pytest.raises(InvalidRequest) as e:
-        renamed(request(*tools))
+        renamed(request(*tools).tools)
     assert e.value.param == param
 
 
 def test_two_plain_functions_of_one_name_are_the_routes_to_judge() -> None:
-    assert renamed(request(function("a"), function("a"))) == {}
+    assert renamed(request(function("a"), function("a")).tools) == {}

@@ -8,7 +8,8 @@
                       response.content_part.done
         a tool call:  response.function_call_arguments.delta …, …arguments.done (a custom tool's:
                       response.custom_tool_call_input.delta and .done, at its end: its input
-                      is the string inside the JSON a route streams)
+                      is the string inside the JSON a route streams; a client's tool search:
+                      none, its arguments in the item done)
                       response.output_item.done
     response.completed (or response.incomplete: a finish by length or filter)
 
@@ -33,6 +34,7 @@ from typing import Any
 
 from orchestrator.frontdoors.responses.custom_tools import custom_input
 from orchestrator.frontdoors.responses.ids import new_id
+from orchestrator.frontdoors.responses.tool_search import search_arguments
 from orchestrator.frontdoors.responses.translate import (
     Json,
     Turn,
@@ -43,6 +45,8 @@ from orchestrator.frontdoors.responses.translate import (
     response_object,
 )
 from orchestrator.protocol import ChatCompletionChunk, ToolCallDelta, Usage
+
+WHOLE = ("custom_tool_call", "tool_search_call")  # call items whose arguments are not streamed as they come
 
 
 class ResponseEvents:
@@ -67,7 +71,7 @@ class ResponseEvents:
         self._reasoning: int | None = None  # the open reasoning item's index
         self._kind = ""  # its part's kind: "output_text" or "refusal"
         self._tools: dict[int, int] = {}  # chat tool-call index -> its item's index
-        self._custom: dict[int, str] = {}  # a custom tool call's arguments so far (`{"input": …}`), by item index
+        self._custom: dict[int, str] = {}  # a custom tool's or a search's call arguments so far, by item index
         self._usage: Usage | None = None
         self._finish: str | None = None
         self.done: Json | None = None
@@ -187,12 +191,12 @@ class ResponseEvents:
         if call.index not in self._tools:
             out += self._finish_reasoning() + self._finish_text()
             name = call.function.name if call.function and call.function.name else ""
-            out += self._add(self._turn.call_item(call.id or "", name, "", new_id("fc"), status="in_progress"))
+            out += self._add(self._turn.call_item(call.id or "", name, "", status="in_progress"))
             self._tools[call.index] = len(self._items) - 1
         index = self._tools[call.index]
         item = self._items[index]
         arguments = call.function.arguments if call.function else None
-        if arguments and item["type"] == "custom_tool_call":  # JSON of its input so far: told whole, at its end
+        if arguments and item["type"] in WHOLE:  # JSON of its input or search so far: told whole, at its end
             self._custom[index] = self._custom.get(index, "") + arguments
         elif arguments:
             item["arguments"] += arguments
@@ -210,6 +214,8 @@ class ResponseEvents:
                 item["input"] = custom_input(self._custom.get(index, ""))
                 out += self._event("response.custom_tool_call_input.delta", **where, delta=item["input"])
                 out += self._event("response.custom_tool_call_input.done", **where, input=item["input"])
+            elif item["type"] == "tool_search_call":  # no events of its own: the item done carries its arguments
+                item["arguments"] = search_arguments(self._custom.get(index, ""))
             else:
                 out += self._event(
                     "response.function_call_arguments.done", **where, name=item["name"], arguments=item["arguments"]

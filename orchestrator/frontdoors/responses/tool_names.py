@@ -15,9 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 from orchestrator.errors import InvalidRequest
-from orchestrator.frontdoors.responses.wire import CustomTool, FunctionTool, NamespaceTool, ResponsesRequest
+from orchestrator.frontdoors.responses.wire import (
+    AnyTool,
+    CustomTool,
+    FunctionTool,
+    LoadedTool,
+    NamespaceTool,
+    ToolSearchTool,
+)
+
+SEARCH = "tool_search"  # a client's tool search, as the function a route calls (`tool_search`)
 
 NAMESPACE_JOIN = "__"  # a namespace tool's function as a chat tool: f"{namespace}{NAMESPACE_JOIN}{name}"
 MAX_CHAT_NAME = 64
@@ -37,12 +47,13 @@ def chat_name(namespace: str | None, name: str) -> str:
     return f"{head}_{digest}"
 
 
-def renamed(request: ResponsesRequest) -> dict[str, Origin]:
+def renamed(tools: Sequence[AnyTool] | None, loaded: Sequence[LoadedTool] = ()) -> dict[str, Origin]:
     """Each function whose chat name isn't its own name (a namespace's, or a long one), by that chat
-    name; a 400 naming the function where it would be a tool the request has already."""
+    name, of a request's `tools` and those a tool search `loaded`; a 400 naming the function where it
+    would be a tool the request has already."""
     taken: dict[str, bool] = {}  # the request's chat tool names: renamed or not
     out: dict[str, Origin] = {}
-    for param, namespace, name in sorted(_functions(request), key=lambda f: f[1] is not None):
+    for param, namespace, name in sorted(_functions(tools, loaded), key=lambda f: f[1] is not None):
         chat = chat_name(namespace, name)
         if chat in taken and (chat != name or taken[chat]):  # two plain functions of one name: the route's to judge
             of = f" of the namespace '{namespace}'" if namespace else ""
@@ -56,17 +67,22 @@ def renamed(request: ResponsesRequest) -> dict[str, Origin]:
     return out
 
 
-def _functions(request: ResponsesRequest) -> list[tuple[str, str | None, str]]:
-    """The request's functions: (the field naming it, its namespace, its name)."""
+def _functions(tools: Sequence[AnyTool] | None, loaded: Sequence[LoadedTool]) -> list[tuple[str, str | None, str]]:
+    """The functions of a request's tools and of those a search loaded: (the field naming it, its
+    namespace, its name); a tool search as the function a route calls."""
     out: list[tuple[str, str | None, str]] = []
-    for i, tool in enumerate(request.tools or []):
-        if isinstance(tool, NamespaceTool):
-            out += [(f"tools[{i}].tools[{j}]", tool.name, f.name) for j, f in enumerate(tool.tools)]
-        elif isinstance(tool, FunctionTool | CustomTool):  # not a web search, which is left out
-            out.append((f"tools[{i}]", None, tool.name))
+    for field, listed in (("tools", tools or []), ("input", loaded)):
+        for i, tool in enumerate(listed):
+            param = f"{field}[{i}]" if field == "tools" else field
+            if isinstance(tool, NamespaceTool):
+                out += [(f"{param}.tools[{j}]", tool.name, f.name) for j, f in enumerate(tool.tools)]
+            elif isinstance(tool, FunctionTool | CustomTool):  # not a web search, which is left out
+                out.append((param, None, tool.name))
+            elif isinstance(tool, ToolSearchTool) and tool.execution == "client":
+                out.append((param, None, SEARCH))
     return out
 
 
-def custom_names(request: ResponsesRequest) -> frozenset[str]:
-    """The chat names of the request's custom tools: a call of one comes back as a `custom_tool_call`."""
-    return frozenset(chat_name(None, t.name) for t in request.tools or [] if isinstance(t, CustomTool))
+def custom_names(tools: Sequence[AnyTool]) -> frozenset[str]:
+    """The chat names of the custom tools among `tools`: a call of one comes back as a `custom_tool_call`."""
+    return frozenset(chat_name(None, t.name) for t in tools if isinstance(t, CustomTool))

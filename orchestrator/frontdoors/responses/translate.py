@@ -18,6 +18,8 @@ shortened), a call of one comes back as a `function_call` with its own
 `namespace` and `name`, and a call item sent back is that chat tool's call
 again (`Turn.renamed`). A custom tool reaches a route as a function of one
 string and its calls come back as `custom_tool_call` items (`custom_tools`).
+A client's tool search is a function too, its calls `tool_search_call` items,
+and the tools a search loaded are offered from then on (`tool_search`).
 Offered web search is left out (`wire.WEB_SEARCH`): the chat request has the
 other tools only, and the door names it in `x-tools-left-out`.
 
@@ -43,8 +45,18 @@ from orchestrator.frontdoors.openai import validation_error
 from orchestrator.frontdoors.responses.compaction import asking_for_summary, compacted, summary_message
 from orchestrator.frontdoors.responses.custom_tools import custom_call_item, custom_function, custom_input
 from orchestrator.frontdoors.responses.ids import new_id
-from orchestrator.frontdoors.responses.tool_names import Origin, chat_name, custom_names, renamed
+from orchestrator.frontdoors.responses.tool_names import SEARCH, Origin, chat_name, custom_names, renamed
+from orchestrator.frontdoors.responses.tool_search import (
+    Offered,
+    client_search,
+    found,
+    loaded,
+    offered,
+    search_call_item,
+    search_function,
+)
 from orchestrator.frontdoors.responses.wire import (
+    AnyTool,
     CompactionItem,
     CompactionTrigger,
     CustomTool,
@@ -53,7 +65,6 @@ from orchestrator.frontdoors.responses.wire import (
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionChoice,
-    FunctionTool,
     InputImage,
     InputText,
     Item,
@@ -61,6 +72,9 @@ from orchestrator.frontdoors.responses.wire import (
     NamespaceTool,
     Refusal,
     ResponsesRequest,
+    ToolSearchCallItem,
+    ToolSearchOutputItem,
+    ToolSearchTool,
     WebSearchTool,
 )
 from orchestrator.protocol import (
@@ -90,29 +104,38 @@ class Turn:
     renamed: dict[str, Origin] = field(default_factory=dict)
     compacting: bool = False  # its input ends with a `compaction_trigger`: the conversation compacted, not answered
     custom: frozenset[str] = frozenset()  # the chat names of its custom tools (`wire.CustomTool`)
+    tools: list[Offered] = field(default_factory=list)  # what a route is offered (`tool_search.offered`)
+    searching: bool = False  # a client's tool search is offered: a call of it is a `tool_search_call`
 
     @classmethod
     def of(cls, request: ResponsesRequest, owner: str, context: list[Json], conversation: str | None = None) -> Turn:
         given = request.input
+        items = input_items(given)
+        found = loaded(context + items)
         return cls(
             request,
             owner,
-            items=input_items(given),
+            items=items,
             context=context,
             conversation=conversation,
-            renamed=renamed(request),
+            renamed=renamed(request.tools, found),
             compacting=not isinstance(given, str) and bool(given) and isinstance(given[-1], CompactionTrigger),
-            custom=custom_names(request),
+            custom=custom_names([*(request.tools or []), *found]),
+            tools=offered(request.tools, context + items),
+            searching=client_search(request.tools) is not None,
         )
 
     def call_item(
         self, call_id: str, name: str, arguments: str, item_id: str | None = None, status: str = "completed"
     ) -> Json:
         """A chat tool call as its `function_call` item: the function by its own name (and namespace); a custom
-        tool's as its `custom_tool_call`, its input the string it was called with (`custom_input`)."""
+        tool's as its `custom_tool_call`, its input the string it was called with (`custom_input`); a client's
+        tool search as its `tool_search_call`."""
         chat, (namespace, name) = name, self.renamed.get(name, (None, name))
         if chat in self.custom:
             return custom_call_item(call_id, name, custom_input(arguments), item_id, status)
+        if self.searching and chat == SEARCH:
+            return search_call_item(call_id, arguments, item_id, status)
         return function_call_item(call_id, name, arguments, item_id, status, namespace)
 
 
@@ -167,6 +190,9 @@ def items_of(items: Sequence[Item]) -> list[Json]:
             )
         elif isinstance(item, CompactionTrigger):
             continue  # a request control, not an item of the conversation
+        elif isinstance(item, ToolSearchCallItem | ToolSearchOutputItem):
+            prefix = "tsc" if isinstance(item, ToolSearchCallItem) else "tso"
+            out.append({**item.model_dump(exclude_none=True), "id": item.id or new_id(prefix), "status": "completed"})
         else:
             out.append(item.model_dump(exclude_none=True))  # a reasoning item, as given
     return out
@@ -212,7 +238,7 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         ("temperature", r.temperature),
         ("top_p", r.top_p),
         ("user", r.user),
-        ("parallel_tool_calls", r.parallel_tool_calls if r.functions() else None),
+        ("parallel_tool_calls", r.parallel_tool_calls if turn.tools else None),
         ("reasoning_effort", r.reasoning.effort if r.reasoning else None),
     ):
         if value is not None:
@@ -221,11 +247,11 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         body["logprobs"], body["top_logprobs"] = True, r.top_logprobs or 0
     if "cache" in (r.model_extra or {}):  # the gateway's own field (README "Cache"), as on every door
         body["cache"] = (r.model_extra or {})["cache"]
-    if r.functions():
-        body["tools"] = [tool for t in r.functions() for tool in chat_tools(t)]
+    if turn.tools:
+        body["tools"] = [tool for t in turn.tools for tool in chat_tools(t)]
     if isinstance(r.tool_choice, FunctionChoice):
         body["tool_choice"] = {"type": "function", "function": {"name": chat_name(None, r.tool_choice.name)}}
-    elif r.tool_choice is not None and r.tools and not r.functions():  # only web search, left out
+    elif r.tool_choice is not None and r.tools and not turn.tools:  # only web search, left out
         if r.tool_choice == "required":
             raise InvalidRequest(
                 "tool_choice 'required' with only web search offered can't be served: no route here searches the web.",
@@ -251,16 +277,20 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
         raise validation_error(e) from None
 
 
-def chat_tools(tool: FunctionTool | NamespaceTool | CustomTool) -> list[Json]:
+def chat_tools(tool: Offered) -> list[Json]:
     """A tool as chat tools: a function as itself, a namespace as its functions, each by its chat name; a
-    custom tool as a function of one string (`custom_function`)."""
+    custom tool as a function of one string (`custom_function`); a client's tool search as a function
+    (`search_function`)."""
     if isinstance(tool, CustomTool):
         return [custom_function(tool)]
+    if isinstance(tool, ToolSearchTool):
+        return [search_function(tool)]
     namespace, functions = (tool.name, tool.tools) if isinstance(tool, NamespaceTool) else (None, [tool])
     return [
         {
             "type": "function",
-            "function": f.model_dump(exclude={"type"}, exclude_none=True) | {"name": chat_name(namespace, f.name)},
+            "function": f.model_dump(exclude={"type", "defer_loading"}, exclude_none=True)
+            | {"name": chat_name(namespace, f.name)},
         }
         for f in functions
     ]
@@ -280,13 +310,13 @@ def chat_messages(items: list[Json]) -> list[Json]:
         elif kind == "message":
             out.append(_chat_message(item) | (reasoning if item["role"] == "assistant" else {}))
             joinable, reasoning = item["role"] == "assistant", {}
-        elif kind in ("function_call", "custom_tool_call"):
-            arguments = item["arguments"] if kind == "function_call" else json.dumps({"input": item["input"]})
-            call = {
-                "id": item["call_id"],
-                "type": "function",
-                "function": {"name": chat_name(item.get("namespace"), item["name"]), "arguments": arguments},
-            }
+        elif kind in ("function_call", "custom_tool_call") or (kind == "tool_search_call" and item.get("call_id")):
+            if kind == "tool_search_call":  # a client's search (a server's, without a call id, was never a route's)
+                name, arguments = SEARCH, json.dumps(item.get("arguments") or {})
+            else:
+                name = chat_name(item.get("namespace"), item["name"])
+                arguments = item["arguments"] if kind == "function_call" else json.dumps({"input": item["input"]})
+            call = {"id": item["call_id"], "type": "function", "function": {"name": name, "arguments": arguments}}
             if not joinable:
                 out.append({"role": "assistant", "content": None, **reasoning})
                 joinable, reasoning = True, {}
@@ -295,6 +325,9 @@ def chat_messages(items: list[Json]) -> list[Json]:
             output = item["output"]
             content = output if isinstance(output, str) else [_chat_part(p) for p in output]
             out.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
+            joinable = False
+        elif kind == "tool_search_output" and item.get("call_id"):  # what it loaded is offered (`tool_search`)
+            out.append({"role": "tool", "tool_call_id": item["call_id"], "content": found(item)})
             joinable = False
         elif kind == "compaction":  # the turns it stands for, summarized (`compaction`)
             out.append(summary_message(item["encrypted_content"]))
@@ -463,9 +496,9 @@ def response_object(
     return response
 
 
-def _tool(tool: FunctionTool | NamespaceTool | CustomTool | WebSearchTool) -> Json:
+def _tool(tool: AnyTool) -> Json:
     # As OpenAI echoes a function tool: `parameters` and `strict` always there.
-    if isinstance(tool, WebSearchTool | CustomTool):
+    if isinstance(tool, WebSearchTool | CustomTool | ToolSearchTool):
         return tool.model_dump(exclude_none=True)
     if isinstance(tool, NamespaceTool):
         return {**tool.model_dump(exclude_none=True), "tools": [_tool(f) for f in tool.tools]}

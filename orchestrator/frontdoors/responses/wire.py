@@ -53,6 +53,9 @@ TAGS = frozenset(
         "compaction",
         "compaction_summary",
         "compaction_trigger",
+        "tool_search",
+        "tool_search_call",
+        "tool_search_output",
         "input_text",
         "output_text",
         "input_image",
@@ -90,6 +93,57 @@ class Refusal(_Wire):
 
 
 Part = Annotated[InputText | InputImage | Refusal, Field(discriminator="type")]
+
+
+class FunctionTool(_Wire):
+    type: Literal["function"]
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+    defer_loading: bool | None = None  # offered once a tool search loads it (`tool_search`)
+
+
+class NamespaceTool(_Wire):
+    """Function tools grouped under a name: the model calls `name` in `namespace` (a call item says both)."""
+
+    type: Literal["namespace"]
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str | None = None
+    tools: Annotated[list[FunctionTool], Field(min_length=1)]
+
+
+class CustomTool(_Wire):
+    """A tool whose input is free-form text, not JSON (`format`: plain text, or a Lark or regex grammar it
+    follows): Codex CLI's `apply_patch` for its GPT-5 models. A chat route is offered it as a function of one
+    string, `input`, told the grammar in its description (`custom_tools`); the call comes back as a
+    `custom_tool_call` with that string as its input."""
+
+    type: Literal["custom"]
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str | None = None
+    format: dict[str, Any] | None = None
+    defer_loading: bool | None = None
+
+
+class WebSearchTool(_Wire):
+    """OpenAI's hosted web search, offered: left out of what a route is asked (`WEB_SEARCH`)."""
+
+    type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"]
+
+
+LoadedTool = Annotated[FunctionTool | NamespaceTool | CustomTool, Field(discriminator="type")]  # a search's find
+
+
+class ToolSearchTool(_Wire):
+    """A search over the deferred tools (`defer_loading`), run by the client (Codex CLI offers one for its
+    MCP tools: the route is offered it as a function) or by the server (here: the deferred tools are
+    offered to the route from the start, and it calls them straight away). See `tool_search`."""
+
+    type: Literal["tool_search"]
+    execution: Literal["server", "client"] = "server"
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
 
 
 class MessageItem(_Wire):
@@ -168,6 +222,28 @@ class CompactionTrigger(_Wire):
     type: Literal["compaction_trigger"]
 
 
+class ToolSearchCallItem(_Wire):
+    """A model's search for deferred tools, sent back (`tool_search`): the route's call of that function."""
+
+    type: Literal["tool_search_call"]
+    call_id: Annotated[str, Field(min_length=1)] | None = None  # none for OpenAI's own (server) searches
+    execution: Literal["server", "client"] | None = None
+    arguments: Any = None
+    id: str | None = None
+    status: str | None = None
+
+
+class ToolSearchOutputItem(_Wire):
+    """What a tool search found: the tools it loaded, offered to the route from then on (`tool_search`)."""
+
+    type: Literal["tool_search_output"]
+    call_id: Annotated[str, Field(min_length=1)] | None = None
+    execution: Literal["server", "client"] | None = None
+    tools: list[LoadedTool]
+    id: str | None = None
+    status: str | None = None
+
+
 class ItemReference(_Wire):
     """An item of a stored response, by its id (the door replaces it with the item)."""
 
@@ -184,6 +260,8 @@ Item = Annotated[
     | ReasoningItem
     | CompactionItem
     | CompactionTrigger
+    | ToolSearchCallItem
+    | ToolSearchOutputItem
     | ItemReference,
     Field(discriminator="type"),
 ]
@@ -194,47 +272,16 @@ StoredItem = Annotated[
     | CustomToolCallItem
     | CustomToolCallOutputItem
     | ReasoningItem
-    | CompactionItem,
+    | CompactionItem
+    | ToolSearchCallItem
+    | ToolSearchOutputItem,
     Field(discriminator="type"),
 ]
 
 
-class FunctionTool(_Wire):
-    type: Literal["function"]
-    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
-
-
-class NamespaceTool(_Wire):
-    """Function tools grouped under a name: the model calls `name` in `namespace` (a call item says both)."""
-
-    type: Literal["namespace"]
-    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
-    description: str | None = None
-    tools: Annotated[list[FunctionTool], Field(min_length=1)]
-
-
-class CustomTool(_Wire):
-    """A tool whose input is free-form text, not JSON (`format`: plain text, or a Lark or regex grammar it
-    follows): Codex CLI's `apply_patch` for its GPT-5 models. A chat route is offered it as a function of one
-    string, `input`, told the grammar in its description (`custom_tools`); the call comes back as a
-    `custom_tool_call` with that string as its input."""
-
-    type: Literal["custom"]
-    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
-    description: str | None = None
-    format: dict[str, Any] | None = None
-
-
-class WebSearchTool(_Wire):
-    """OpenAI's hosted web search, offered: left out of what a route is asked (`WEB_SEARCH`)."""
-
-    type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"]
-
-
-AnyTool = Annotated[FunctionTool | NamespaceTool | CustomTool | WebSearchTool, Field(discriminator="type")]
+AnyTool = Annotated[
+    FunctionTool | NamespaceTool | CustomTool | WebSearchTool | ToolSearchTool, Field(discriminator="type")
+]
 
 
 class FunctionChoice(_Wire):
@@ -312,10 +359,6 @@ class ResponsesRequest(_Wire):
         c = self.conversation
         return conversation_id(c if isinstance(c, str) else c.id, "conversation") if c is not None else None
 
-    def functions(self) -> list[FunctionTool | NamespaceTool | CustomTool]:
-        """The tools a route is asked to offer: all but the web search left out."""
-        return [t for t in self.tools or [] if not isinstance(t, WebSearchTool)]
-
     def left_out(self) -> list[str]:
         """The offered tools no route here runs, by type."""
         return [t.type for t in self.tools or [] if isinstance(t, WebSearchTool)]
@@ -371,6 +414,8 @@ _ITEMS = (
     "compaction",
     "compaction_summary",
     "compaction_trigger",
+    "tool_search_call",
+    "tool_search_output",
     "item_reference",
 )
 
@@ -385,15 +430,16 @@ def _trigger_last(items: Any) -> None:
             )
 
 
-def check_tools(tools: Any) -> None:
-    """Each tool of a type a route here can run: a function, a namespace of them, or web search (left out)."""
+def check_tools(tools: Any, field: str = "tools") -> None:
+    """Each tool of a type a route here can run: a function, a namespace of them, a custom tool, a tool
+    search (`tool_search`), or web search (left out)."""
     for i, tool in enumerate(tools if isinstance(tools, list) else []):
         kind = tool.get("type") if isinstance(tool, dict) else None
-        if isinstance(kind, str) and kind not in ("function", "namespace", "custom", *WEB_SEARCH):
+        if isinstance(kind, str) and kind not in ("function", "namespace", "custom", "tool_search", *WEB_SEARCH):
             raise _unsupported(
                 f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' and 'custom' tools "
-                "(and 'namespace' tools of functions) are supported.",
-                f"tools[{i}].type",
+                "(and 'namespace' tools of functions, and 'tool_search') are supported.",
+                f"{field}[{i}].type",
             )
         members = tool.get("tools") if kind == "namespace" else None
         for j, member in enumerate(members if isinstance(members, list) else []):
@@ -402,18 +448,21 @@ def check_tools(tools: Any) -> None:
                 raise _unsupported(
                     f"The tool type {inner!r} can't be run by this gateway's routes, in a namespace either; "
                     "only 'function' tools are supported.",
-                    f"tools[{i}].tools[{j}].type",
+                    f"{field}[{i}].tools[{j}].type",
                 )
 
 
 def check_items(items: Any, field: str, served: tuple[str, ...]) -> None:
-    """Each item of `items` typed (an easy input message may leave its type out), and of a type `served`."""
+    """Each item of `items` typed (an easy input message may leave its type out), and of a type `served`;
+    the tools a tool search loaded, each of a type a route here can run."""
     for i, item in enumerate(items if isinstance(items, list) else []):
         if not isinstance(item, dict):
             continue
         kind = item.setdefault("type", "message")
         if isinstance(kind, str) and kind not in served:
             raise _unsupported(f"Input items of type {kind!r} are not supported by this gateway.", f"{field}[{i}].type")
+        if kind == "tool_search_output":
+            check_tools(item.get("tools"), f"{field}[{i}].tools")
 
 
 class TokenCountRequest(ResponsesRequest):
@@ -437,10 +486,6 @@ class CompactRequest(_Wire):
     reasoning: ReasoningParam | None = None
     text: TextParam | None = None  # the turns' output format: not the summary's
     max_output_tokens: Annotated[int, Field(ge=1, le=INT64_MAX)] | None = None  # this gateway's: the summary's cap
-
-    def functions(self) -> list[FunctionTool | NamespaceTool | CustomTool]:
-        """The tools a route is told of (none is called while summarizing): all but web search."""
-        return [t for t in self.tools or [] if not isinstance(t, WebSearchTool)]
 
     @model_validator(mode="before")
     @classmethod

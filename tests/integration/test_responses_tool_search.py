@@ -1,0 +1,215 @@
+"""Tool search on `POST /v1/responses` (`tool_search`, deferred tools): Codex CLI offers a client-run search
+over its MCP tools to its GPT-5 models. Through the official openai SDK and raw bodies, on routes that know
+only function tools (an OpenAI-compatible fake and an Anthropic one, on real sockets, recording what they
+were sent); every body and event held to the spec."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from openai_schema import validate
+from test_responses_door import kinds, post, raw_events, sdk
+from two_fakes import TEAM_KEY, gateway, heal, two_fakes
+
+from orchestrator.testing.provider import FakeProvider
+
+SEARCH: dict[str, Any] = {  # as Codex CLI 0.171 sends it
+    "type": "tool_search",
+    "execution": "client",
+    "description": "# Tool discovery\n\nSearches over deferred tool metadata with BM25.",
+    "parameters": {
+        "type": "object",
+        "properties": {"query": {"type": "string"}, "limit": {"type": "number"}},
+        "required": ["query"],
+        "additionalProperties": False,
+    },
+}
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+SHELL: dict[str, Any] = {
+    "type": "function",
+    "name": "exec_command",
+    "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]},
+}
+LOADED: dict[str, Any] = {  # an MCP server's tools as Codex's search loads them: a namespace
+    "type": "namespace",
+    "name": "mcp__weather",
+    "description": "The weather server.",
+    "tools": [WEATHER],
+}
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[dict[str, FakeProvider]]:
+    with two_fakes() as both:
+        yield both
+
+
+@pytest.fixture(autouse=True)
+def healthy(fakes: dict[str, FakeProvider]) -> None:
+    heal(fakes)
+
+
+@pytest.fixture
+async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
+    async with gateway(fakes, tmp_path) as app:
+        yield app
+
+
+def offered(fake: FakeProvider) -> list[str]:
+    return [t["function"]["name"] for t in fake.requests[-1].body.get("tools", [])]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_clients_search_is_a_function_and_its_call_a_tool_search_call(
+    remote: FastAPI, fakes: dict[str, FakeProvider], stream: bool
+) -> None:
+    body = {"model": "alpha/m", "input": "What's the weather in Paris?", "tools": [SEARCH], "stream": stream}
+    if stream:
+        events = await raw_events(remote, body, TEAM_KEY)
+        assert "response.function_call_arguments.delta" not in kinds(events)  # none of its own: the item says it
+        response = events[-1]["response"]
+        added = next(e for e in events if e["type"] == "response.output_item.added")["item"]
+        done = next(e for e in events if e["type"] == "response.output_item.done")["item"]
+        assert added["type"] == done["type"] == "tool_search_call" and added["status"] == "in_progress"
+        assert done == response["output"][0]
+    else:
+        r = await post(remote, body, TEAM_KEY)
+        assert r.status_code == 200, r.text
+        response = r.json()
+        validate("Response", response)
+    [call] = response["output"]
+    assert call["type"] == "tool_search_call" and call["execution"] == "client" and call["status"] == "completed"
+    assert call["arguments"] == {"query": "x"}  # the fake fills the schema it was offered: an object, not a string
+    assert call["call_id"] and call["id"].startswith("tsc_")
+    assert response["tools"] == [SEARCH]
+    [tool] = fakes["alpha"].requests[-1].body["tools"]
+    assert tool["function"] == {
+        "name": "tool_search",
+        "description": SEARCH["description"],
+        "parameters": SEARCH["parameters"],
+    }
+
+
+@pytest.mark.parametrize("model", ["alpha/m", "claude/haiku"])
+async def test_what_a_search_loaded_is_offered_from_then_on_and_its_calls_come_back_by_their_own_names(
+    remote: FastAPI, fakes: dict[str, FakeProvider], model: str
+) -> None:
+    """Codex runs the search and sends its output back: the route reads which tools it loaded and is offered
+    them; the deferred tool the request holds back is not offered before that. A call of a loaded tool comes
+    back as that tool's, in its namespace."""
+    deferred = {**WEATHER, "name": "get_forecast", "defer_loading": True}
+    history = [
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"type": "tool_search_call", "call_id": "call_s", "execution": "client", "arguments": {"query": "weather"}},
+        {"type": "tool_search_output", "call_id": "call_s", "execution": "client", "tools": [LOADED]},
+    ]
+    client = sdk(remote, TEAM_KEY)
+    tools = [SEARCH, SHELL, deferred]
+    raw = await client.responses.with_raw_response.create(model=model, input=history, tools=tools)  # type: ignore[arg-type]
+    response = json.loads(raw.content)
+    validate("Response", response)
+    provider = fakes["alpha" if model == "alpha/m" else "claude"]
+    sent = provider.requests[-1].body
+    names = [t["function"]["name"] for t in sent["tools"]] if model == "alpha/m" else [t["name"] for t in sent["tools"]]
+    assert names == ["tool_search", "exec_command", "mcp__weather__get_weather"]  # not get_forecast: deferred
+    if model == "alpha/m":
+        call = sent["messages"][1]["tool_calls"][0]
+        assert call["function"] == {"name": "tool_search", "arguments": json.dumps({"query": "weather"})}
+        result = sent["messages"][2]
+        assert result["role"] == "tool" and result["tool_call_id"] == "call_s"
+        assert "mcp__weather__get_weather" in result["content"]
+    else:
+        use = next(b for m in sent["messages"] for b in m["content"] if isinstance(b, dict) and b["type"] == "tool_use")
+        assert use["name"] == "tool_search" and use["input"] == {"query": "weather"}
+    if model != "alpha/m":
+        return  # (Anthropic's fake reads "Go on." in the tool result's user turn: it answers, it doesn't call)
+    # The fake calls the first tool it is offered unless a tool result ends the request: with the search the
+    # server's (not offered), the first is the loaded one.
+    body = {
+        "model": model,
+        "input": [*history, {"role": "user", "content": "Go on."}],
+        "tools": [{"type": "tool_search"}],
+    }
+    r = await post(remote, body, TEAM_KEY)
+    assert r.status_code == 200, r.text
+    validate("Response", r.json())
+    [call] = r.json()["output"]
+    assert call["type"] == "function_call"
+    assert (call["namespace"], call["name"]) == ("mcp__weather", "get_weather")
+
+
+async def test_the_deferred_tools_of_a_server_search_are_offered_from_the_start(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    """No route here searches for a request: with OpenAI's hosted search the deferred tools are offered at
+    once, the search itself not, and the model calls the tool it wants straight away."""
+    deferred = {**WEATHER, "defer_loading": True}
+    body = {"model": "alpha/m", "input": "Weather in Paris?", "tools": [{"type": "tool_search"}, deferred]}
+    r = await post(remote, body, TEAM_KEY)
+    assert r.status_code == 200, r.text
+    validate("Response", r.json())
+    assert offered(fakes["alpha"]) == ["get_weather"]
+    assert "defer_loading" not in fakes["alpha"].requests[-1].body["tools"][0]["function"]
+    [call] = r.json()["output"]
+    assert call["type"] == "function_call" and call["name"] == "get_weather"
+
+
+async def test_a_loaded_tool_stays_offered_across_a_stored_chain(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    history = [
+        {"role": "user", "content": "Weather?"},
+        {"type": "tool_search_call", "call_id": "call_s", "execution": "client", "arguments": {"query": "weather"}},
+        {"type": "tool_search_output", "call_id": "call_s", "execution": "client", "tools": [LOADED]},
+    ]
+    first = await post(remote, {"model": "alpha/m", "input": history, "tools": [SEARCH]}, TEAM_KEY)
+    assert first.status_code == 200, first.text
+    second = {
+        "model": "alpha/m",
+        "input": "And in Rome?",
+        "tools": [SEARCH],
+        "previous_response_id": first.json()["id"],
+    }
+    r = await post(remote, second, TEAM_KEY)
+    assert r.status_code == 200, r.text
+    assert offered(fakes["alpha"]) == ["tool_search", "mcp__weather__get_weather"]
+
+
+@pytest.mark.parametrize(
+    ("tools", "param"),
+    [
+        ([{"type": "file_search", "vector_store_ids": ["vs_1"]}], "input[1].tools[0].type"),
+        (
+            [{"type": "namespace", "name": "n", "tools": [{"type": "mcp", "server_label": "s"}]}],
+            "input[1].tools[0].tools[0].type",
+        ),
+        ("not a list", "input[1].tools"),
+        ([{"type": "tool_search"}], "input[1].tools[0]"),  # a search finds tools, not another search
+    ],
+)
+async def test_a_search_output_with_tools_no_route_runs_is_a_400(
+    remote: FastAPI, fakes: dict[str, FakeProvider], tools: Any, param: str
+) -> None:
+    body = {
+        "model": "alpha/m",
+        "input": [
+            {"role": "user", "content": "hi"},
+            {"type": "tool_search_output", "call_id": "c", "execution": "client", "tools": tools},
+        ],
+        "tools": [SEARCH],
+    }
+    r = await post(remote, body, TEAM_KEY)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert fakes["alpha"].requests == []
