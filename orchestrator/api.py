@@ -31,7 +31,14 @@ from orchestrator.accounting.accounts import Accounts, Tab
 from orchestrator.accounting.admin import add_admin_routes
 from orchestrator.accounting.metrics import CONTENT_TYPE_LATEST
 from orchestrator.dashboard import add_dashboard_routes
-from orchestrator.errors import MethodNotAllowed, NotFound, OrchestratorError, RequestTimeout, RequestTooLarge
+from orchestrator.errors import (
+    MethodNotAllowed,
+    NotFound,
+    OrchestratorError,
+    RequestTimeout,
+    RequestTooLarge,
+    UnsupportedEncoding,
+)
 from orchestrator.frontdoors.anthropic import AnthropicMessages, AnthropicTokenCount
 from orchestrator.frontdoors.anthropic import error_response as anthropic_error
 from orchestrator.frontdoors.base import FrontDoor, SideDoor
@@ -406,6 +413,12 @@ async def read_body(request: Request, limit: int, slot: _Slot | None = None) -> 
     the time its slot would give a body of the threshold's size (a client that sends headers and
     then a body it never finishes held its request, and a place among the replica's ongoing ones,
     for as long as it liked)."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedEncoding(
+            f"The request body is encoded ({encoding[:40]!r}); this gateway takes it as JSON, not compressed: "
+            "send it without 'Content-Encoding'."
+        )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge.over(limit)

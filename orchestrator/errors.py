@@ -119,6 +119,14 @@ class RequestTooLarge(OrchestratorError):
         return cls(f"The {what} is larger than this gateway accepts ({limit / 2**20:g} MB, server.max_body_mb).")
 
 
+class UnsupportedEncoding(OrchestratorError):
+    """A compressed request body (415): read as it came it would be a JSON error that hides the cause."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_content_encoding"
+
+
 class RequestTimeout(OrchestratorError):
     """The request body arrived too slowly (408): a large body holds one of a few slots while it arrives."""
 

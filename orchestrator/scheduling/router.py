@@ -347,8 +347,6 @@ class Router:
 
     # ------------------------------------------------------------ as it runs
 
-    # ------------------------------------------------------------ as it runs
-
     def attempting(self, target: Target, planned: RoutePlan) -> Callable[[], None]:
         """A route of `planned` is being tried; call the result when that attempt's output ends.
         Local sends count toward the local load from now until then."""

@@ -115,6 +115,28 @@ async def test_content_parts_and_null_content_are_served_by_a_text_only_model(
 # --------------------------------------------------------------------------- size limits
 
 
+@pytest.mark.parametrize("path", [CHAT, "/v1/responses", "/v1/messages"])
+async def test_a_compressed_body_is_a_415_that_says_so_not_a_json_error(chat_engine: FakeEngine, path: str) -> None:
+    """A gzip body was "could not parse the JSON body", which sends a client looking at its JSON."""
+    import gzip
+
+    app = build_app(await build_pipeline({"local": (chat_engine, chat_engine.info())}))
+    body = gzip.compress(json.dumps(chat_body()).encode())
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post(path, content=body, headers=headers)
+        plain = await c.post(path, json=chat_body(), headers={"content-encoding": "identity"})
+    assert r.status_code == 415, r.text
+    error = r.json()["error"]
+    assert "Content-Encoding" in error["message"] and "gzip" in error["message"]
+    if path != "/v1/messages":
+        validate("ErrorResponse", r.json())
+        assert error["code"] == "unsupported_content_encoding"
+    else:
+        assert r.json()["type"] == "error"
+    assert plain.status_code != 415
+
+
 async def test_a_body_over_the_limit_is_a_413_before_it_is_read_whole(chat_engine: FakeEngine) -> None:
     app = build_app(await build_pipeline({"local": (chat_engine, chat_engine.info())}), max_body_bytes=1 << 20)
     sent = 0
