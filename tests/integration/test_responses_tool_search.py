@@ -213,3 +213,64 @@ async def test_a_search_output_with_tools_no_route_runs_is_a_400(
     error = r.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error"
     assert fakes["alpha"].requests == []
+
+
+FORECAST: dict[str, Any] = {**WEATHER, "name": "get_forecast", "description": "The forecast for a city."}
+
+
+@pytest.mark.parametrize("model", ["alpha/m", "claude/haiku"])
+@pytest.mark.parametrize(
+    ("tools", "searches"),
+    [
+        # The request holds the namespace back and the search loads it, as OpenAI's client search has it.
+        (
+            [SEARCH, {**LOADED, "tools": [{**WEATHER, "defer_loading": True}, {**FORECAST, "defer_loading": True}]}],
+            [[{**LOADED, "tools": [WEATHER, FORECAST]}]],
+        ),
+        ([SEARCH], [[LOADED], [LOADED, {**LOADED, "tools": [FORECAST]}]]),  # loaded again by a second search
+        ([SEARCH], [[LOADED], [{**LOADED, "tools": [WEATHER, FORECAST]}]]),  # the namespace again, with more
+        ([SEARCH, WEATHER], [[WEATHER, {**LOADED, "tools": [WEATHER, FORECAST]}]]),  # a tool the request has
+    ],
+    ids=["deferred", "twice", "more", "offered"],
+)
+async def test_a_tool_loaded_again_is_offered_once(
+    remote: FastAPI, fakes: dict[str, FakeProvider], model: str, tools: list[Any], searches: list[list[Any]]
+) -> None:
+    """A search may load a tool the request holds back, or one an earlier search loaded (it finds it again):
+    the same tool, offered once, not two tools of one name (which was a 400 for every later request of the
+    conversation, its stored chain too); a namespace loaded again with more of its functions offers those."""
+    history: list[Any] = [{"role": "user", "content": "Weather?"}]
+    for i, found in enumerate(searches):
+        call = {"type": "tool_search_call", "call_id": f"call_{i}", "execution": "client", "arguments": {"query": "w"}}
+        history += [call, {"type": "tool_search_output", "call_id": f"call_{i}", "execution": "client", "tools": found}]
+    first = await post(remote, {"model": model, "input": history, "tools": tools}, TEAM_KEY)
+    assert first.status_code == 200, first.text
+    validate("Response", first.json())
+    chained = {"model": model, "input": "And Rome?", "tools": tools, "previous_response_id": first.json()["id"]}
+    r = await post(remote, chained, TEAM_KEY)
+    assert r.status_code == 200, r.text
+    sent = fakes["alpha" if model == "alpha/m" else "claude"].requests[-1].body["tools"]
+    names = [t["function"]["name"] if model == "alpha/m" else t["name"] for t in sent]
+    expected = ["mcp__weather__get_weather", "mcp__weather__get_forecast"]
+    assert sorted(names) == sorted(["tool_search", *(["get_weather"] if WEATHER in tools else []), *expected])
+
+
+@pytest.mark.parametrize(
+    ("tools", "param"),
+    [
+        ([SEARCH, {**WEATHER, "name": "tool_search"}], "tools[1].name"),
+        ([{"type": "custom", "name": "tool_search"}, SEARCH], "tools[1]"),
+        ([SEARCH, SEARCH], "tools[1]"),
+        ([SEARCH, {"type": "tool_search"}], "tools[1]"),
+    ],
+    ids=["function", "custom", "two", "server-too"],
+)
+async def test_a_tool_a_route_would_know_as_the_search_is_a_400(
+    remote: FastAPI, fakes: dict[str, FakeProvider], tools: list[Any], param: str
+) -> None:
+    """A client's search is the route's function `tool_search`: another tool of that name (or another search)
+    was offered beside it, and its calls came back as searches."""
+    r = await post(remote, {"model": "alpha/m", "input": "Weather?", "tools": tools}, TEAM_KEY)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+    assert fakes["alpha"].requests == []

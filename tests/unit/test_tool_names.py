@@ -74,3 +74,19 @@ def test_two_tools_of_one_chat_name_are_a_400_naming_the_second(tools: list[dict
 
 def test_two_plain_functions_of_one_name_are_the_routes_to_judge() -> None:
     assert renamed(request(function("a"), function("a")).tools) == {}
+
+
+def test_a_function_a_search_loads_again_is_no_clash() -> None:
+    """A search may load a tool the request holds back, or one an earlier search loaded: the same function."""
+    r = request(namespace("crm", "find"), {"type": "tool_search", "execution": "client"})
+    loaded = request(namespace("crm", "find", "add"), namespace("crm", "find")).tools or []
+    assert renamed(r.tools, [t for t in loaded if t.type == "namespace"]) == {
+        "crm__find": ("crm", "find"),
+        "crm__add": ("crm", "add"),
+    }
+
+
+def test_a_function_a_route_would_know_as_the_clients_search_is_a_400() -> None:
+    with pytest.raises(InvalidRequest) as e:
+        renamed(request({"type": "tool_search", "execution": "client"}, function("tool_search")).tools)
+    assert e.value.param == "tools[1].name"

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from orchestrator.errors import InvalidRequest
 from orchestrator.frontdoors.responses.wire import (
@@ -50,36 +52,60 @@ def chat_name(namespace: str | None, name: str) -> str:
 def renamed(tools: Sequence[AnyTool] | None, loaded: Sequence[LoadedTool] = ()) -> dict[str, Origin]:
     """Each function whose chat name isn't its own name (a namespace's, or a long one), by that chat
     name, of a request's `tools` and those a tool search `loaded`; a 400 naming the function where it
-    would be a tool the request has already."""
-    taken: dict[str, bool] = {}  # the request's chat tool names: renamed or not
+    would be a tool the request has already: another function, or the client's tool search. One function
+    twice is no clash where a search loaded it (a tool the request holds back, or one an earlier search
+    loaded: it is offered once, `tool_search.offered`); two plain functions of one name are the route's
+    to judge."""
+    taken: dict[str, Function] = {}  # each chat tool name's first function
     out: dict[str, Origin] = {}
-    for param, namespace, name in sorted(_functions(tools, loaded), key=lambda f: f[1] is not None):
+    for function in sorted(_functions(tools, loaded), key=lambda f: f.namespace is not None):
+        param, namespace, name = function.param, function.namespace, function.name
         chat = chat_name(namespace, name)
-        if chat in taken and (chat != name or taken[chat]):  # two plain functions of one name: the route's to judge
+        if (first := taken.get(chat)) is not None:
+            again = (first.namespace, first.name) == (namespace, name) and "search" not in (first.kind, function.kind)
+            if again and (function.kind == "loaded" or namespace is None):
+                continue
+            search = function.kind == "search"
             of = f" of the namespace '{namespace}'" if namespace else ""
             raise InvalidRequest(
-                f"The function '{name}'{of} would be the tool '{chat}' on a route, which another tool is already.",
-                param=f"{param}.name",
+                f"{'A tool search' if search else f'The function {name!r}{of}'} would be the tool '{chat}' on a "
+                "route, which another tool is already.",
+                param=param if search else f"{param}.name",
             )
-        taken[chat] = chat != name
+        taken[chat] = function
         if chat != name:
             out[chat] = (namespace, name)
     return out
 
 
-def _functions(tools: Sequence[AnyTool] | None, loaded: Sequence[LoadedTool]) -> list[tuple[str, str | None, str]]:
-    """The functions of a request's tools and of those a search loaded: (the field naming it, its
-    namespace, its name); a tool search as the function a route calls."""
-    out: list[tuple[str, str | None, str]] = []
+Kind = Literal["tool", "loaded", "search"]  # a tool of the request's, one a search loaded, a tool search
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function a route is offered: the field naming it, its namespace and name, and what it is."""
+
+    param: str
+    namespace: str | None
+    name: str
+    kind: Kind
+
+
+def _functions(tools: Sequence[AnyTool] | None, loaded: Sequence[LoadedTool]) -> list[Function]:
+    """The functions of a request's tools and of those a search loaded; a tool search as the function a
+    route calls (each of them where the client runs one: a route is offered one search)."""
+    searching = any(isinstance(t, ToolSearchTool) and t.execution == "client" for t in tools or [])
+    out: list[Function] = []
     for field, listed in (("tools", tools or []), ("input", loaded)):
         for i, tool in enumerate(listed):
-            param = f"{field}[{i}]" if field == "tools" else field
+            kind: Kind = "tool" if field == "tools" else "loaded"
+            param = f"tools[{i}]" if field == "tools" else "input"
             if isinstance(tool, NamespaceTool):
-                out += [(f"{param}.tools[{j}]", tool.name, f.name) for j, f in enumerate(tool.tools)]
+                out += [Function(f"{param}.tools[{j}]", tool.name, f.name, kind) for j, f in enumerate(tool.tools)]
             elif isinstance(tool, FunctionTool | CustomTool):  # not a web search, which is left out
-                out.append((param, None, tool.name))
-            elif isinstance(tool, ToolSearchTool) and tool.execution == "client":
-                out.append((param, None, SEARCH))
+                out.append(Function(param, None, tool.name, kind))
+            elif isinstance(tool, ToolSearchTool) and searching:
+                out.append(Function(param, None, SEARCH, "search"))
     return out
 
 

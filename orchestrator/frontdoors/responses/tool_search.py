@@ -52,7 +52,8 @@ PARAMETERS: Json = {  # OpenAI's, where the client's tool names none
 }
 DESCRIPTION = "Searches the tools that are not loaded yet and loads those that match, for the next step."
 
-_LOADED: TypeAdapter[list[FunctionTool | NamespaceTool | CustomTool]] = TypeAdapter(list[LoadedTool])
+Loaded = FunctionTool | NamespaceTool | CustomTool  # what a search loads
+_LOADED: TypeAdapter[list[Loaded]] = TypeAdapter(list[LoadedTool])
 
 
 def client_search(tools: Sequence[AnyTool] | None) -> ToolSearchTool | None:
@@ -74,13 +75,13 @@ def offered(tools: Sequence[AnyTool] | None, items: Sequence[Json]) -> list[Offe
             out.append(kept)
     names = {name for tool in out for name in _chat_names(tool)}
     for tool in loaded(items):
-        if not names.intersection(_chat_names(tool)):
-            out.append(tool)
-            names.update(_chat_names(tool))
+        if (new := _unoffered(tool, names)) is not None:
+            out.append(new)
+            names.update(_chat_names(new))
     return out
 
 
-def loaded(items: Sequence[Json]) -> list[FunctionTool | NamespaceTool | CustomTool]:
+def loaded(items: Sequence[Json]) -> list[Loaded]:
     """The tools the searches in `items` loaded, in order (each was checked when its request was read)."""
     found = [tool for item in items if item["type"] == "tool_search_output" for tool in item["tools"]]
     return _LOADED.validate_python(found) if found else []
@@ -92,6 +93,19 @@ def _undeferred(tool: Offered) -> Offered | None:
         functions = [f for f in tool.tools if not f.defer_loading]
         return tool.model_copy(update={"tools": functions}) if functions else None
     return None if isinstance(tool, FunctionTool | CustomTool) and tool.defer_loading else tool
+
+
+def _unoffered(tool: Loaded, names: set[str]) -> Loaded | None:
+    """What a search loaded that isn't offered yet (by its chat `names`): of a namespace, the functions that
+    aren't (a search may load a namespace again, with more of its functions); None when that is none of it."""
+    if isinstance(tool, NamespaceTool):
+        functions, seen = [], set(names)
+        for f in tool.tools:
+            if (name := chat_name(tool.name, f.name)) not in seen:
+                functions.append(f)
+                seen.add(name)
+        return tool.model_copy(update={"tools": functions}) if functions else None
+    return None if chat_name(None, tool.name) in names else tool
 
 
 def _chat_names(tool: Offered) -> list[str]:
