@@ -274,3 +274,26 @@ async def test_a_tool_a_route_would_know_as_the_search_is_a_400(
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param
     assert fakes["alpha"].requests == []
+
+
+@pytest.mark.parametrize("model", ["alpha/m", "claude/haiku"])
+@pytest.mark.parametrize("arguments", ["weather", ["weather"], 5])
+async def test_a_search_call_whose_arguments_are_no_object_is_a_400(
+    remote: FastAPI, fakes: dict[str, FakeProvider], model: str, arguments: Any
+) -> None:
+    """The spec's arguments of a search sent back are an object, as a route's call of a function takes them:
+    other JSON went to an OpenAI-compatible route as the call's arguments, and an Anthropic route's was a 400
+    naming a chat field the request doesn't have."""
+    body = {
+        "model": model,
+        "input": [
+            {"role": "user", "content": "Weather?"},
+            {"type": "tool_search_call", "call_id": "call_s", "execution": "client", "arguments": arguments},
+            {"type": "tool_search_output", "call_id": "call_s", "execution": "client", "tools": [LOADED]},
+        ],
+        "tools": [SEARCH],
+    }
+    r = await post(remote, body, TEAM_KEY)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "input[1].arguments"
+    assert all(fake.requests == [] for fake in fakes.values())

@@ -228,7 +228,7 @@ class ToolSearchCallItem(_Wire):
     type: Literal["tool_search_call"]
     call_id: Annotated[str, Field(min_length=1)] | None = None  # none for OpenAI's own (server) searches
     execution: Literal["server", "client"] | None = None
-    arguments: Any = None
+    arguments: dict[str, Any] | None = None  # an object (the spec's `EmptyModelParam`): a route's call takes one
     id: str | None = None
     status: str | None = None
 
