@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from openai_schema import validate
@@ -297,3 +298,29 @@ async def test_a_search_call_whose_arguments_are_no_object_is_a_400(
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "input[1].arguments"
     assert all(fake.requests == [] for fake in fakes.values())
+
+
+async def test_search_items_are_listed_in_the_specs_shape(remote: FastAPI) -> None:
+    """A search's items as `input_items` (and a conversation's items) list them: the call id null for a
+    server's search, who ran it (a client that left it out: the client where there is a call id), the tools
+    an output loaded as a response echoes tools. They were listed as sent, which the spec's items are not."""
+    items = [
+        {"role": "user", "content": "Weather?"},
+        {"type": "tool_search_call", "arguments": {"query": "weather"}},  # a server's, as OpenAI's are sent back
+        {"type": "tool_search_output", "tools": [LOADED]},
+        {"type": "tool_search_call", "call_id": "call_s", "arguments": {"query": "shell"}},
+        {"type": "tool_search_output", "call_id": "call_s", "tools": [{"type": "function", "name": "exec_command"}]},
+    ]
+    r = await post(remote, {"model": "alpha/m", "input": items, "tools": [SEARCH]}, TEAM_KEY)
+    assert r.status_code == 200, r.text
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=remote), base_url="http://t") as http:
+        listed = await http.get(
+            f"/v1/responses/{r.json()['id']}/input_items?order=asc", headers={"Authorization": f"Bearer {TEAM_KEY}"}
+        )
+    assert listed.status_code == 200, listed.text
+    validate("ResponseItemList", listed.json())
+    _, server_call, server_output, call, output = listed.json()["data"]
+    assert server_call["call_id"] is server_output["call_id"] is None
+    assert (server_call["execution"], server_output["execution"]) == ("server", "server")
+    assert (call["execution"], output["execution"]) == ("client", "client")
+    assert output["tools"] == [{"type": "function", "name": "exec_command", "parameters": None, "strict": None}]

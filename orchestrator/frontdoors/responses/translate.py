@@ -191,11 +191,25 @@ def items_of(items: Sequence[Item]) -> list[Json]:
         elif isinstance(item, CompactionTrigger):
             continue  # a request control, not an item of the conversation
         elif isinstance(item, ToolSearchCallItem | ToolSearchOutputItem):
-            prefix = "tsc" if isinstance(item, ToolSearchCallItem) else "tso"
-            out.append({**item.model_dump(exclude_none=True), "id": item.id or new_id(prefix), "status": "completed"})
+            out.append(_search_item(item))
         else:
             out.append(item.model_dump(exclude_none=True))  # a reasoning item, as given
     return out
+
+
+def _search_item(item: ToolSearchCallItem | ToolSearchOutputItem) -> Json:
+    """A tool search's call or output in the shape the API lists it: its call id (null for a server's
+    search), who ran it (where the client left it out: the client, when there is a call id), an output's
+    tools as a response echoes tools (`_tool`)."""
+    listed = {
+        **item.model_dump(exclude_none=True),
+        "call_id": item.call_id,
+        "execution": item.execution or ("client" if item.call_id else "server"),
+        "status": "completed",
+    }
+    if isinstance(item, ToolSearchOutputItem):
+        return {**listed, "id": item.id or new_id("tso"), "tools": [_tool(t) for t in item.tools]}
+    return {**listed, "id": item.id or new_id("tsc"), "arguments": item.arguments or {}}
 
 
 def _message(role: str, content: list[Json], item_id: str | None = None) -> Json:
