@@ -37,10 +37,12 @@ def sdk(app: FastAPI, api_key: str = "x") -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(api_key=api_key, base_url="http://t/v1", http_client=http, max_retries=0)
 
 
-async def post(app: FastAPI, body: dict[str, Any], api_key: str | None = None) -> httpx.Response:
+async def post(
+    app: FastAPI, body: dict[str, Any], api_key: str | None = None, path: str = "/v1/responses"
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        return await http.post("/v1/responses", json=body, headers=headers)
+        return await http.post(path, json=body, headers=headers)
 
 
 async def raw_events(app: FastAPI, body: dict[str, Any], api_key: str | None = None) -> list[dict[str, Any]]:

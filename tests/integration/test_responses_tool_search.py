@@ -271,9 +271,10 @@ async def test_a_tool_a_route_would_know_as_the_search_is_a_400(
 ) -> None:
     """A client's search is the route's function `tool_search`: another tool of that name (or another search)
     was offered beside it, and its calls came back as searches."""
-    r = await post(remote, {"model": "alpha/m", "input": "Weather?", "tools": tools}, TEAM_KEY)
-    assert r.status_code == 400, r.text
-    assert r.json()["error"]["param"] == param
+    for path in ("/v1/responses", "/v1/responses/compact"):  # a summary is asked with the turns' tools
+        r = await post(remote, {"model": "alpha/m", "input": "Weather?", "tools": tools}, TEAM_KEY, path=path)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == param
     assert fakes["alpha"].requests == []
 
 

@@ -33,7 +33,8 @@ from orchestrator.frontdoors.responses.compaction import SUMMARY_TURNS, asking_f
 from orchestrator.frontdoors.responses.door import read_stored, resolve_references
 from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.store import ResponseStore
-from orchestrator.frontdoors.responses.tool_search import offered
+from orchestrator.frontdoors.responses.tool_names import renamed
+from orchestrator.frontdoors.responses.tool_search import loaded, offered
 from orchestrator.frontdoors.responses.translate import Json, chat_messages, chat_tools, input_items, usage_of
 from orchestrator.frontdoors.responses.wire import TAGS, CompactRequest
 from orchestrator.protocol import ChatCompletion, ChatCompletionRequest, Usage
@@ -98,6 +99,7 @@ def _summary_request(request: CompactRequest, conversation: list[Json]) -> ChatC
     messages: list[Json] = [{"role": "system", "content": request.instructions}] if request.instructions else []
     messages += chat_messages(conversation)
     body: Json = {"model": request.model, "messages": messages}
+    renamed(request.tools, loaded(conversation))  # tools a route can't be offered together: a 400, as on a turn
     if tools := offered(request.tools, conversation):
         body["tools"] = [tool for t in tools for tool in chat_tools(t)]
         if request.parallel_tool_calls is not None:
