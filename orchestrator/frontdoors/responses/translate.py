@@ -61,7 +61,6 @@ from orchestrator.frontdoors.responses.wire import (
     CompactionTrigger,
     CustomTool,
     CustomToolCallItem,
-    CustomToolCallOutputItem,
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionChoice,
@@ -167,9 +166,9 @@ def items_of(items: Sequence[Item]) -> list[Json]:
                     **({"namespace": item.namespace} if item.namespace else {}),
                 }
             )
-        elif isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):  # a function's, a custom tool's
+        elif isinstance(item, FunctionCallOutputItem):  # a function's, a custom tool's
             output = item.output if isinstance(item.output, str) else [_part(p, "user") for p in item.output]
-            prefix = "fco" if isinstance(item, FunctionCallOutputItem) else "ctco"
+            prefix = "fco" if item.type == "function_call_output" else "ctco"
             out.append(
                 {
                     "id": item.id or new_id(prefix),

@@ -167,7 +167,9 @@ class FunctionCallItem(_Wire):
 
 
 class FunctionCallOutputItem(_Wire):
-    type: Literal["function_call_output"]
+    """What a function (or a custom tool: `custom_tool_call_output`) returned, sent back."""
+
+    type: Literal["function_call_output", "custom_tool_call_output"]
     call_id: Annotated[str, Field(min_length=1)]
     output: str | list[Part]
     id: str | None = None
@@ -182,14 +184,6 @@ class CustomToolCallItem(_Wire):
     name: Annotated[str, Field(min_length=1)]
     input: str
     namespace: Annotated[str, Field(min_length=1)] | None = None
-    id: str | None = None
-    status: str | None = None
-
-
-class CustomToolCallOutputItem(_Wire):
-    type: Literal["custom_tool_call_output"]
-    call_id: Annotated[str, Field(min_length=1)]
-    output: str | list[Part]
     id: str | None = None
     status: str | None = None
 
@@ -256,7 +250,6 @@ Item = Annotated[
     | FunctionCallItem
     | FunctionCallOutputItem
     | CustomToolCallItem
-    | CustomToolCallOutputItem
     | ReasoningItem
     | CompactionItem
     | CompactionTrigger
@@ -270,7 +263,6 @@ StoredItem = Annotated[
     | FunctionCallItem
     | FunctionCallOutputItem
     | CustomToolCallItem
-    | CustomToolCallOutputItem
     | ReasoningItem
     | CompactionItem
     | ToolSearchCallItem
