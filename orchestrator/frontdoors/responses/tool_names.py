@@ -94,7 +94,7 @@ class Function:
 def _functions(tools: Sequence[AnyTool] | None, loaded: Sequence[LoadedTool]) -> list[Function]:
     """The functions of a request's tools and of those a search loaded; a tool search as the function a
     route calls (each of them where the client runs one: a route is offered one search)."""
-    searching = any(isinstance(t, ToolSearchTool) and t.execution == "client" for t in tools or [])
+    searching = client_search(tools) is not None
     out: list[Function] = []
     for field, listed in (("tools", tools or []), ("input", loaded)):
         for i, tool in enumerate(listed):
@@ -107,6 +107,11 @@ def _functions(tools: Sequence[AnyTool] | None, loaded: Sequence[LoadedTool]) ->
             elif isinstance(tool, ToolSearchTool) and searching:
                 out.append(Function(param, None, SEARCH, "search"))
     return out
+
+
+def client_search(tools: Sequence[AnyTool] | None) -> ToolSearchTool | None:
+    """The request's tool search when its client runs it: then the route is offered it (`tool_search`)."""
+    return next((t for t in tools or [] if isinstance(t, ToolSearchTool) and t.execution == "client"), None)
 
 
 def custom_names(tools: Sequence[AnyTool]) -> frozenset[str]:

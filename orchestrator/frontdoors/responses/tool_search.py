@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from orchestrator.frontdoors.responses.ids import new_id
-from orchestrator.frontdoors.responses.tool_names import SEARCH, chat_name
+from orchestrator.frontdoors.responses.tool_names import SEARCH, chat_name, client_search
 from orchestrator.frontdoors.responses.wire import (
     AnyTool,
     CustomTool,
@@ -40,7 +40,6 @@ from orchestrator.frontdoors.responses.wire import (
 Json = dict[str, Any]
 Offered = FunctionTool | NamespaceTool | CustomTool | ToolSearchTool  # what a route is offered, as a request has it
 
-NAME = SEARCH  # the function a route calls to search
 PARAMETERS: Json = {  # OpenAI's, where the client's tool names none
     "type": "object",
     "properties": {
@@ -54,11 +53,6 @@ DESCRIPTION = "Searches the tools that are not loaded yet and loads those that m
 
 Loaded = FunctionTool | NamespaceTool | CustomTool  # what a search loads
 _LOADED: TypeAdapter[list[Loaded]] = TypeAdapter(list[LoadedTool])
-
-
-def client_search(tools: Sequence[AnyTool] | None) -> ToolSearchTool | None:
-    """The request's tool search when its client runs it: then the route is offered it."""
-    return next((t for t in tools or [] if isinstance(t, ToolSearchTool) and t.execution == "client"), None)
 
 
 def offered(tools: Sequence[AnyTool] | None, items: Sequence[Json]) -> list[Offered]:
@@ -111,7 +105,7 @@ def _unoffered(tool: Loaded, names: set[str]) -> Loaded | None:
 def _chat_names(tool: Offered) -> list[str]:
     if isinstance(tool, NamespaceTool):
         return [chat_name(tool.name, f.name) for f in tool.tools]
-    return [chat_name(None, NAME if isinstance(tool, ToolSearchTool) else tool.name)]
+    return [chat_name(None, SEARCH if isinstance(tool, ToolSearchTool) else tool.name)]
 
 
 def search_function(tool: ToolSearchTool) -> Json:
@@ -119,7 +113,7 @@ def search_function(tool: ToolSearchTool) -> Json:
     return {
         "type": "function",
         "function": {
-            "name": NAME,
+            "name": SEARCH,
             "description": tool.description or DESCRIPTION,
             "parameters": tool.parameters or PARAMETERS,
         },

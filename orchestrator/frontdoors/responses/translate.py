@@ -45,10 +45,9 @@ from orchestrator.frontdoors.openai import validation_error
 from orchestrator.frontdoors.responses.compaction import asking_for_summary, compacted, summary_message
 from orchestrator.frontdoors.responses.custom_tools import custom_call_item, custom_function, custom_input
 from orchestrator.frontdoors.responses.ids import new_id
-from orchestrator.frontdoors.responses.tool_names import SEARCH, Origin, chat_name, custom_names, renamed
+from orchestrator.frontdoors.responses.tool_names import SEARCH, Origin, chat_name, client_search, custom_names, renamed
 from orchestrator.frontdoors.responses.tool_search import (
     Offered,
-    client_search,
     found,
     loaded,
     offered,
