@@ -325,3 +325,52 @@ async def test_search_items_are_listed_in_the_specs_shape(remote: FastAPI) -> No
     assert (server_call["execution"], server_output["execution"]) == ("server", "server")
     assert (call["execution"], output["execution"]) == ("client", "client")
     assert output["tools"] == [{"type": "function", "name": "exec_command", "parameters": None, "strict": None}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/responses", {"tools": [{**LOADED, "description": None}]}, "tools[0].description"),
+        (
+            "/v1/responses/compact",
+            {"tools": [SHELL, {"type": "namespace", "name": "n", "tools": [WEATHER]}]},
+            "tools[1].description",
+        ),
+        (
+            "/v1/responses/input_tokens",
+            {"tools": [{k: v for k, v in LOADED.items() if k != "description"}]},
+            "tools[0].description",
+        ),
+        (
+            "/v1/responses",
+            {
+                "tools": [SEARCH],
+                "input": [
+                    {"role": "user", "content": "Weather?"},
+                    {
+                        "type": "tool_search_output",
+                        "call_id": "c",
+                        "tools": [{"type": "namespace", "name": "n", "tools": [WEATHER]}],
+                    },
+                ],
+            },
+            "input[1].tools[0].description",
+        ),
+    ],
+    ids=["null", "compact", "count", "loaded"],
+)
+async def test_a_namespace_without_its_description_is_a_400_naming_it(
+    remote: FastAPI, fakes: dict[str, FakeProvider], path: str, body: dict[str, Any], param: str
+) -> None:
+    """The spec's namespace tool requires its description (Codex always sends one): one without it was served,
+    and the `tools` the response echoed failed the spec."""
+    r = await post(remote, {"model": "alpha/m", "input": "Weather?", **body}, TEAM_KEY, path=path)
+    assert r.status_code == 400, r.text
+    validate("ErrorResponse", r.json())
+    assert r.json()["error"] == {
+        "message": f"Missing required parameter: '{param}'.",
+        "type": "invalid_request_error",
+        "param": param,
+        "code": "missing_required_parameter",
+    }
+    assert all(fake.requests == [] for fake in fakes.values())

@@ -23,7 +23,7 @@ def function(name: str) -> dict[str, Any]:
 
 
 def namespace(name: str, *functions: str) -> dict[str, Any]:
-    return {"type": "namespace", "name": name, "tools": [function(f) for f in functions]}
+    return {"type": "namespace", "name": name, "description": name, "tools": [function(f) for f in functions]}
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,9 @@ class FunctionTool(_Wire):
 
 
 class NamespaceTool(_Wire):
-    """Function tools grouped under a name: the model calls `name` in `namespace` (a call item says both)."""
+    """Function tools grouped under a name: the model calls `name` in `namespace` (a call item says both).
+    The spec requires its `description`, and `check_tools` refuses a request's tool without one; the model
+    leaves it out so that a search's output stored before that still reads."""
 
     type: Literal["namespace"]
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -423,8 +425,8 @@ def _trigger_last(items: Any) -> None:
 
 
 def check_tools(tools: Any, field: str = "tools") -> None:
-    """Each tool of a type a route here can run: a function, a namespace of them, a custom tool, a tool
-    search (`tool_search`), or web search (left out)."""
+    """Each tool of a type a route here can run: a function, a namespace of them (with its description, which
+    the spec requires), a custom tool, a tool search (`tool_search`), or web search (left out)."""
     for i, tool in enumerate(tools if isinstance(tools, list) else []):
         kind = tool.get("type") if isinstance(tool, dict) else None
         if isinstance(kind, str) and kind not in ("function", "namespace", "custom", "tool_search", *WEB_SEARCH):
@@ -442,6 +444,11 @@ def check_tools(tools: Any, field: str = "tools") -> None:
                     "only 'function' tools are supported.",
                     f"{field}[{i}].tools[{j}].type",
                 )
+        if kind == "namespace" and tool.get("description") is None:  # as pydantic reports a missing field
+            param = f"{field}[{i}].description"
+            raise InvalidRequest(
+                f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+            )
 
 
 def check_items(items: Any, field: str, served: tuple[str, ...]) -> None:
