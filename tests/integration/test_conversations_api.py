@@ -418,3 +418,140 @@ async def test_one_key_filling_the_store_never_pushes_out_another_keys_conversat
         with pytest.raises(openai.NotFoundError):
             await team.conversations.retrieve(filled[0])  # the filling key's own oldest went
         assert (await team.conversations.retrieve(filled[-1])).id == filled[-1]
+
+
+# ------------------------------------------------------------------------------ tool and compaction items
+
+SEARCH: dict[str, Any] = {"type": "tool_search", "execution": "client"}
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+LOADED: dict[str, Any] = {"type": "namespace", "name": "mcp__weather", "description": "Weather.", "tools": [WEATHER]}
+APPLY_PATCH: dict[str, Any] = {"type": "custom", "name": "apply_patch", "description": "Edit files."}
+PATCH = "*** Begin Patch\n*** Add File: a.txt\n+a\n*** End Patch\n"
+
+
+async def test_tool_and_compaction_items_are_added_listed_and_read_by_the_next_turn(
+    app: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    """What `/v1/responses` writes into a conversation (a tool search's call and output, a custom tool's call
+    and output, a compaction) a client may add too, as it would send them as input: they were a 400. Listed
+    in the spec's shapes; the next turn reads them as it reads them as input (the loaded tool offered)."""
+    from orchestrator.frontdoors.responses.compaction import seal
+
+    searched = [
+        user("Weather in Paris, then add a.txt."),
+        {"type": "tool_search_call", "call_id": "call_s", "execution": "client", "arguments": {"query": "weather"}},
+        {"type": "tool_search_output", "call_id": "call_s", "execution": "client", "tools": [LOADED]},
+    ]
+    patched = [
+        {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch", "input": PATCH},
+        {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done."},
+        {"type": "compaction_summary", "encrypted_content": seal("The user wants a.txt added.")},  # Codex's older name
+    ]
+    async with raw(app) as http:
+        created = await http.post("/v1/conversations", json={"items": searched})
+        assert created.status_code == 200, created.text
+        cid = created.json()["id"]
+        added = await http.post(f"/v1/conversations/{cid}/items", json={"items": patched})
+        assert added.status_code == 200, added.text
+        validate("ConversationItemList", added.json())
+        listed = await http.get(f"/v1/conversations/{cid}/items", params={"order": "asc"})
+    validate("ConversationItemList", listed.json())
+    items = listed.json()["data"]
+    assert [i["type"] for i in items] == [
+        "message",
+        "tool_search_call",
+        "tool_search_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+        "compaction",
+    ]
+    assert [i["id"][:4] for i in items[1:]] == ["tsc_", "tso_", "ctc_", "ctco", "cmp_"]
+    assert items[2]["tools"][0]["tools"][0]["strict"] is None  # as a response echoes a function tool
+    assert added.json()["data"] == items[3:]
+
+    client = sdk(app)
+    turn = await client.responses.with_raw_response.create(
+        model="alpha/m",
+        input="Go on.",
+        conversation=cid,
+        tools=[SEARCH, APPLY_PATCH],  # type: ignore[list-item]
+    )
+    validate("Response", json.loads(turn.content))
+    sent = fakes["alpha"].requests[-1].body
+    assert [t["function"]["name"] for t in sent["tools"]] == ["tool_search", "apply_patch", "mcp__weather__get_weather"]
+    # Past the compaction a route reads the user's messages before it, the summary, then what came after.
+    assert [m["role"] for m in sent["messages"]] == ["user", "user", "user"]
+    assert "The user wants a.txt added." in texts(sent["messages"])[1]
+
+    # Before the compaction was added, the tool calls and their results reached the route as a turn's would.
+    conv = await client.conversations.create(items=[*searched, *patched[:2]])  # type: ignore[list-item]
+    await client.responses.create(model="alpha/m", input="Go on.", conversation=conv.id, tools=[SEARCH, APPLY_PATCH])  # type: ignore[list-item]
+    sent = fakes["alpha"].requests[-1].body
+    calls = [c["function"] for m in sent["messages"] for c in m.get("tool_calls") or []]
+    assert calls == [
+        {"name": "tool_search", "arguments": json.dumps({"query": "weather"})},
+        {"name": "apply_patch", "arguments": json.dumps({"input": PATCH})},
+    ]
+    results = [(m["tool_call_id"], m["content"]) for m in sent["messages"] if m["role"] == "tool"]
+    assert results[1] == ("call_p", "Done.") and "mcp__weather__get_weather" in results[0][1]
+
+
+@pytest.mark.parametrize(
+    ("items", "param"),
+    [
+        (
+            [{"type": "tool_search_output", "tools": [{"type": "file_search", "vector_store_ids": ["v"]}]}],
+            "items[0].tools[0].type",
+        ),
+        (
+            [{"type": "tool_search_output", "tools": [{"type": "namespace", "name": "n", "tools": [WEATHER]}]}],
+            "items[0].tools[0].description",
+        ),
+        ([{"type": "tool_search_output", "tools": [{**WEATHER, "name": "n" * 129}]}], "items[0].tools[0].name"),
+        ([{"type": "tool_search_output", "tools": "all of them"}], "items[0].tools"),
+        ([{"type": "tool_search_call", "call_id": "c", "arguments": "weather"}], "items[0].arguments"),
+        ([{"type": "custom_tool_call", "call_id": "c", "name": "apply_patch"}], "items[0].input"),
+        ([{"type": "custom_tool_call", "call_id": "", "name": "apply_patch", "input": "x"}], "items[0].call_id"),
+        ([{"type": "custom_tool_call_output", "call_id": "c", "output": 5}], "items[0].output"),
+        ([{"type": "compaction", "encrypted_content": "gAAAAABpM0Yj-another-services="}], "items[0].encrypted_content"),
+        ([{"type": "compaction", "encrypted_content": "orch-cmp-v1.%%%"}], "items[0].encrypted_content"),
+        ([{"type": "compaction"}], "items[0].encrypted_content"),
+        ([{"type": "compaction_trigger"}], "items[0].type"),  # a request control, not an item
+        (
+            [
+                user("hi"),
+                {"type": "custom_tool_call_output", "call_id": "c", "output": "x", "id": "x" * 5 + "ñ" * 3},
+                {"type": "compaction", "encrypted_content": "orch-cmp-v1.e30=", "id": "xxxxxñññ"},
+            ],
+            "items[2].encrypted_content",
+        ),
+    ],
+)
+async def test_a_tool_or_compaction_item_of_the_wrong_shape_is_a_400_naming_it(
+    app: FastAPI, items: list[Any], param: str
+) -> None:
+    async with raw(app) as http:
+        conv = (await http.post("/v1/conversations", json={})).json()["id"]
+        for path in ("/v1/conversations", f"/v1/conversations/{conv}/items"):
+            sent = json.dumps({"items": items})  # a lone surrogate as its escape, as a JSON library sends it
+            r = await http.post(path, content=sent, headers={"content-type": "application/json"})
+            assert r.status_code == 400, r.text
+            validate("ErrorResponse", r.json())
+            assert r.json()["error"]["param"] == param, r.json()
+        listed = await http.get(f"/v1/conversations/{conv}/items")
+    assert listed.json()["data"] == []
+
+
+async def test_tool_items_of_one_id_are_a_400(app: FastAPI) -> None:
+    call = {"type": "custom_tool_call", "call_id": "c", "name": "apply_patch", "input": "x", "id": "ctc_1"}
+    async with raw(app) as http:
+        r = await http.post("/v1/conversations", json={"items": [call, {**call, "type": "tool_search_call"}]})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "items", r.text
+        conv = (await http.post("/v1/conversations", json={"items": [call]})).json()["id"]
+        again = {"type": "custom_tool_call_output", "call_id": "c", "output": "x", "id": "ctc_1"}
+        r = await http.post(f"/v1/conversations/{conv}/items", json={"items": [again]})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_value", r.text

@@ -9,7 +9,10 @@
     refusals    the store's `Refused` as OpenAI's errors: a missing (or another key's)
                 conversation or item a 404, a full one or a repeated item id a 400
 
-An `item_reference` is not added to a conversation (a 400): send the item.
+The items are those a response's input takes (messages, function and custom tool calls and their outputs,
+reasoning, a tool search's call and output, compaction items), checked as it checks them. An
+`item_reference` is not added to a conversation (a 400): send the item; nor is a `compaction_trigger`,
+which asks a response for a compaction and is no item of one.
 """
 
 from __future__ import annotations
@@ -26,8 +29,21 @@ from orchestrator.frontdoors.responses.wire import StoredItem, _Wire, check_item
 from orchestrator.protocol import Metadata
 
 MAX_ITEMS_PER_REQUEST = 20  # OpenAI's, for `items` on create and on add
-# The items a conversation takes: what a response's input may hold, but for a reference to a stored one.
-_ITEMS = ("message", "function_call", "function_call_output", "reasoning")
+# The items a conversation takes: what a response's input may hold (and its output writes into a conversation),
+# but for a reference to a stored one and a request control (`compaction_trigger`). Codex's older name for a
+# compaction item is one too, added as a `compaction` (`items_of`).
+_ITEMS = (
+    "message",
+    "function_call",
+    "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "reasoning",
+    "compaction",
+    "compaction_summary",
+    "tool_search_call",
+    "tool_search_output",
+)
 # `include`'s values (the spec's IncludeEnum): items are kept whole, so none changes what is listed.
 INCLUDE = frozenset(
     {
@@ -41,7 +57,17 @@ INCLUDE = frozenset(
         "message.output_text.logprobs",
     }
 )
-ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+ITEM_PREFIXES = {  # each item's id begins as the one a response makes (`translate.items_of`)
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
+    "reasoning": "rs",
+    "compaction": "cmp",
+    "tool_search_call": "tsc",
+    "tool_search_output": "tso",
+}
 
 
 class _Items(_Wire):
