@@ -374,3 +374,68 @@ async def test_a_namespace_without_its_description_is_a_400_naming_it(
         "code": "missing_required_parameter",
     }
     assert all(fake.requests == [] for fake in fakes.values())
+
+
+def searched(*found: list[Any]) -> list[Any]:
+    """A conversation in which the client's searches loaded `found`, one search each: a search's output is at
+    input[2 + 2k]."""
+    items: list[Any] = [{"role": "user", "content": "Weather?"}]
+    for i, tools in enumerate(found):
+        call = {"type": "tool_search_call", "call_id": f"call_{i}", "execution": "client", "arguments": {"query": "w"}}
+        items += [call, {"type": "tool_search_output", "call_id": f"call_{i}", "execution": "client", "tools": tools}]
+    return items
+
+
+PATCH_TOOL: dict[str, Any] = {"type": "custom", "name": "apply_patch", "description": "Edit files."}
+PATCH_FUNCTION: dict[str, Any] = {"type": "function", "name": "apply_patch", "parameters": {"type": "object"}}
+
+
+@pytest.mark.parametrize(
+    ("tools", "found", "param"),
+    [
+        # A request's function of the chat name a loaded namespace's function has: the loaded one, by its place.
+        ([SEARCH, {**WEATHER, "name": "mcp__weather__get_weather"}], [[LOADED]], "input[2].tools[0].tools[0].name"),
+        ([SEARCH], [[{**WEATHER, "name": "mcp__weather__get_weather"}], [LOADED]], "input[4].tools[0].tools[0].name"),
+        # A custom tool and a function of one name: one was offered, the other's calls came back.
+        ([SEARCH, PATCH_FUNCTION], [[PATCH_TOOL]], "input[2].tools[0].name"),
+        ([SEARCH, PATCH_TOOL], [[SHELL, PATCH_FUNCTION]], "input[2].tools[1].name"),
+        ([SEARCH], [[PATCH_FUNCTION], [PATCH_TOOL]], "input[4].tools[0].name"),
+        ([SEARCH, PATCH_TOOL, PATCH_FUNCTION], [], "tools[2].name"),
+    ],
+    ids=["namespace", "two-searches", "custom-loaded", "function-loaded", "both-loaded", "both-asked"],
+)
+async def test_a_loaded_tool_a_route_would_know_by_another_tools_name_is_a_400_naming_it(
+    remote: FastAPI, fakes: dict[str, FakeProvider], tools: list[Any], found: list[list[Any]], param: str
+) -> None:
+    """The 400 names the loaded tool by its place in the input (it said `input.tools[j]`, with no item). A
+    custom tool and a function of one name were served: the route was offered one of them, and its calls came
+    back as the custom tool's whichever it was."""
+    for path in ("/v1/responses", "/v1/responses/compact"):
+        r = await post(remote, {"model": "alpha/m", "input": searched(*found), "tools": tools}, TEAM_KEY, path=path)
+        assert r.status_code == 400, r.text
+        validate("ErrorResponse", r.json())
+        assert r.json()["error"]["param"] == param
+        assert r.json()["error"]["type"] == "invalid_request_error"
+    assert fakes["alpha"].requests == []
+
+
+async def test_a_tool_the_request_adds_that_a_route_would_know_as_a_loaded_one_is_a_400_naming_the_tool(
+    remote: FastAPI, fakes: dict[str, FakeProvider]
+) -> None:
+    """The loaded tool is in the stored chain, which the client can't change: the 400 names the request's tool."""
+    first = await post(remote, {"model": "alpha/m", "input": searched([LOADED]), "tools": [SEARCH]}, TEAM_KEY)
+    assert first.status_code == 200, first.text
+    tools = [SEARCH, {**WEATHER, "name": "mcp__weather__get_weather"}]
+    body = {"model": "alpha/m", "input": "Rome?", "tools": tools, "previous_response_id": first.json()["id"]}
+    r = await post(remote, body, TEAM_KEY)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "tools[1].name"
+    assert "input[" not in r.json()["error"]["message"]
+
+
+async def test_a_custom_tool_loaded_again_stays_custom(remote: FastAPI, fakes: dict[str, FakeProvider]) -> None:
+    """The request holds its custom tool back and a search loads it: one tool, offered once, its call custom."""
+    tools = [SEARCH, {**PATCH_TOOL, "defer_loading": True}]
+    r = await post(remote, {"model": "alpha/m", "input": searched([PATCH_TOOL]), "tools": tools}, TEAM_KEY)
+    assert r.status_code == 200, r.text
+    assert offered(fakes["alpha"]) == ["tool_search", "apply_patch"]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import InvalidRequest
-from orchestrator.frontdoors.responses.tool_names import chat_name, renamed
-from orchestrator.frontdoors.responses.wire import ResponsesRequest
+from orchestrator.frontdoors.responses.tool_names import Found, chat_name, renamed
+from orchestrator.frontdoors.responses.wire import CustomTool, FunctionTool, NamespaceTool, ResponsesRequest
 
 CHAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -80,7 +80,8 @@ def test_a_function_a_search_loads_again_is_no_clash() -> None:
     """A search may load a tool the request holds back, or one an earlier search loaded: the same function."""
     r = request(namespace("crm", "find"), {"type": "tool_search", "execution": "client"})
     loaded = request(namespace("crm", "find", "add"), namespace("crm", "find")).tools or []
-    assert renamed(r.tools, [t for t in loaded if t.type == "namespace"]) == {
+    found = [Found(t, f"input[1].tools[{j}]") for j, t in enumerate(loaded) if isinstance(t, NamespaceTool)]
+    assert renamed(r.tools, found) == {
         "crm__find": ("crm", "find"),
         "crm__add": ("crm", "add"),
     }
@@ -90,3 +91,35 @@ def test_a_function_a_route_would_know_as_the_clients_search_is_a_400() -> None:
     with pytest.raises(InvalidRequest) as e:
         renamed(request({"type": "tool_search", "execution": "client"}, function("tool_search")).tools)
     assert e.value.param == "tools[1].name"
+
+
+NAMESPACE = NamespaceTool.model_validate(namespace("crm", "find"))
+CUSTOM = CustomTool(type="custom", name="crm__find")
+FIND = FunctionTool(type="function", name="crm__find")
+
+
+@pytest.mark.parametrize(
+    ("tools", "loaded", "param"),
+    [
+        # The later of two is named, where the request has it.
+        ([function("crm__find")], [Found(NAMESPACE, "input[3].tools[0]")], "input[3].tools[0].tools[0].name"),
+        # Where the later came with a stored chain (or a compaction), the earlier: the client can change it.
+        ([function("crm__find")], [Found(NAMESPACE, "previous_response_id", exact=False)], "tools[0].name"),
+        # Neither is the request's own: the field that brought them in.
+        ([], [Found(CUSTOM, "conversation", False), Found(FIND, "conversation", False)], "conversation"),
+        # A custom tool and a function of one name are two tools, wherever they are.
+        ([{"type": "custom", "name": "crm__find"}, function("crm__find")], [], "tools[1].name"),
+        ([function("crm__find")], [Found(CUSTOM, "input[1].tools[0]")], "input[1].tools[0].name"),
+    ],
+)
+def test_a_clash_names_the_tool_the_client_can_change(
+    tools: list[dict[str, Any]], loaded: list[Found], param: str
+) -> None:
+    with pytest.raises(InvalidRequest) as e:
+        renamed(request(*tools).tools if tools else None, loaded)
+    assert e.value.param == param
+
+
+def test_a_custom_tool_loaded_again_is_no_clash() -> None:
+    r = request({"type": "custom", "name": "apply_patch", "defer_loading": True})
+    assert renamed(r.tools, [Found(CustomTool(type="custom", name="apply_patch"), "input[1].tools[0]")]) == {}

@@ -34,7 +34,7 @@ from orchestrator.frontdoors.responses.door import read_stored, resolve_referenc
 from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.store import ResponseStore
 from orchestrator.frontdoors.responses.tool_names import renamed
-from orchestrator.frontdoors.responses.tool_search import loaded, offered
+from orchestrator.frontdoors.responses.tool_search import loads, offered
 from orchestrator.frontdoors.responses.translate import Json, chat_messages, chat_tools, input_items, usage_of
 from orchestrator.frontdoors.responses.wire import TAGS, CompactRequest
 from orchestrator.protocol import ChatCompletion, ChatCompletionRequest, Usage
@@ -74,7 +74,7 @@ class CompactDoor:
                 code="missing_required_parameter",
             )
         kept = [item for item in conversation if item["type"] == "message" and item["role"] == "user"]
-        body = _summary_request(request, conversation)
+        body = _summary_request(request, conversation, len(context))
         return Call(CHAT, body, headers, tab, owner, origin=Compacting(kept), keep_turns=SUMMARY_TURNS)
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
@@ -94,12 +94,14 @@ class CompactDoor:
         return error_response(exc)
 
 
-def _summary_request(request: CompactRequest, conversation: list[Json]) -> ChatCompletionRequest:
-    """The conversation as its next turn would ask a route, then the request for its summary."""
+def _summary_request(request: CompactRequest, conversation: list[Json], asked: int) -> ChatCompletionRequest:
+    """The conversation (the request's input from `asked` on) as its next turn would ask a route, then the
+    request for its summary."""
     messages: list[Json] = [{"role": "system", "content": request.instructions}] if request.instructions else []
     messages += chat_messages(conversation)
     body: Json = {"model": request.model, "messages": messages}
-    renamed(request.tools, loaded(conversation))  # tools a route can't be offered together: a 400, as on a turn
+    # Tools a route can't be offered together: a 400, as on a turn.
+    renamed(request.tools, loads(conversation, asked, "previous_response_id"))
     if tools := offered(request.tools, conversation):
         body["tools"] = [tool for t in tools for tool in chat_tools(t)]
         if request.parallel_tool_calls is not None:

@@ -24,7 +24,6 @@ from orchestrator.frontdoors.responses.wire import (
     AnyTool,
     CustomTool,
     FunctionTool,
-    LoadedTool,
     NamespaceTool,
     ToolSearchTool,
 )
@@ -49,32 +48,24 @@ def chat_name(namespace: str | None, name: str) -> str:
     return f"{head}_{digest}"
 
 
-def renamed(tools: Sequence[AnyTool] | None, loaded: Sequence[LoadedTool] = ()) -> dict[str, Origin]:
+def renamed(tools: Sequence[AnyTool] | None, loaded: Sequence[Found] = ()) -> dict[str, Origin]:
     """Each function whose chat name isn't its own name (a namespace's, or a long one), by that chat
-    name, of a request's `tools` and those a tool search `loaded`; a 400 naming the function where it
-    would be a tool the request has already: another function, or the client's tool search. One function
-    twice is no clash where a search loaded it (a tool the request holds back, or one an earlier search
-    loaded: it is offered once, `tool_search.offered`); two plain functions of one name are the route's
-    to judge."""
+    name, of a request's `tools` and those a tool search `loaded`; a 400 where two tools would be one
+    chat tool: another function, a custom tool (offered as a function: its calls come back custom), or
+    the client's tool search. One tool twice is no clash where a search loaded it (a tool the request
+    holds back, or one an earlier search loaded: it is offered once, `tool_search.offered`); two plain
+    functions of one name are the route's to judge."""
     taken: dict[str, Function] = {}  # each chat tool name's first function
     out: dict[str, Origin] = {}
     for function in sorted(_functions(tools, loaded), key=lambda f: f.namespace is not None):
-        param, namespace, name = function.param, function.namespace, function.name
-        chat = chat_name(namespace, name)
+        chat = chat_name(function.namespace, function.name)
         if (first := taken.get(chat)) is not None:
-            again = (first.namespace, first.name) == (namespace, name) and "search" not in (first.kind, function.kind)
-            if again and (function.kind == "loaded" or namespace is None):
+            if _again(first, function):
                 continue
-            search = function.kind == "search"
-            of = f" of the namespace '{namespace}'" if namespace else ""
-            raise InvalidRequest(
-                f"{'A tool search' if search else f'The function {name!r}{of}'} would be the tool '{chat}' on a "
-                "route, which another tool is already.",
-                param=param if search else f"{param}.name",
-            )
+            raise _clash(first, function, chat)
         taken[chat] = function
-        if chat != name:
-            out[chat] = (namespace, name)
+        if chat != function.name:
+            out[chat] = (function.namespace, function.name)
     return out
 
 
@@ -82,31 +73,79 @@ Kind = Literal["tool", "loaded", "search"]  # a tool of the request's, one a sea
 
 
 @dataclass(frozen=True)
+class Found:
+    """A tool a search loaded, and where the request has it: `param` is the tool itself (`input[i].tools[j]`),
+    or, where it isn't `exact`, the field that brings it in (the stored chain or conversation it was loaded in,
+    the compaction item that carries it)."""
+
+    tool: FunctionTool | NamespaceTool | CustomTool
+    param: str
+    exact: bool = True
+
+
+@dataclass(frozen=True)
 class Function:
-    """A function a route is offered: the field naming it, its namespace and name, and what it is."""
+    """A function a route is offered: the field naming it (where it isn't `exact`, the field that brings it
+    in), its namespace and name, what it is, and whether it is a custom tool's."""
 
     param: str
     namespace: str | None
     name: str
     kind: Kind
+    exact: bool = True
+    custom: bool = False
+
+    def said(self) -> str:
+        if self.kind == "search":
+            return "a tool search"
+        if self.custom:
+            return f"the custom tool {self.name!r}"
+        return f"the function {self.name!r}" + (f" of the namespace {self.namespace!r}" if self.namespace else "")
 
 
-def _functions(tools: Sequence[AnyTool] | None, loaded: Sequence[LoadedTool]) -> list[Function]:
+def _again(first: Function, then: Function) -> bool:
+    """Whether `then` is `first` offered again (a search's find, or a plain function twice), not another tool."""
+    same = (first.namespace, first.name, first.custom) == (then.namespace, then.name, then.custom)
+    return same and "search" not in (first.kind, then.kind) and (then.kind == "loaded" or then.namespace is None)
+
+
+def _clash(first: Function, then: Function, chat: str) -> InvalidRequest:
+    """Two tools a route would know as `chat`: a 400 naming the one the client can change, the later, unless
+    only the earlier is the request's own (the later came with a stored chain, a conversation, a compaction)."""
+    blamed, other = (first, then) if first.exact and not then.exact else (then, first)
+    said = blamed.said()
+    return InvalidRequest(
+        f"{said[0].upper()}{said[1:]} would be the tool '{chat}' on a route, which {other.said()} "
+        f"({other.param}) is already; give one of them another name.",
+        param=blamed.param,
+    )
+
+
+def _functions(tools: Sequence[AnyTool] | None, loaded: Sequence[Found]) -> list[Function]:
     """The functions of a request's tools and of those a search loaded; a tool search as the function a
     route calls (each of them where the client runs one: a route is offered one search)."""
     searching = client_search(tools) is not None
     out: list[Function] = []
-    for field, listed in (("tools", tools or []), ("input", loaded)):
-        for i, tool in enumerate(listed):
-            kind: Kind = "tool" if field == "tools" else "loaded"
-            param = f"tools[{i}]" if field == "tools" else "input"
-            if isinstance(tool, NamespaceTool):
-                out += [Function(f"{param}.tools[{j}]", tool.name, f.name, kind) for j, f in enumerate(tool.tools)]
-            elif isinstance(tool, FunctionTool | CustomTool):  # not a web search, which is left out
-                out.append(Function(param, None, tool.name, kind))
-            elif isinstance(tool, ToolSearchTool) and searching:
-                out.append(Function(param, None, SEARCH, "search"))
+    for i, tool in enumerate(tools or []):
+        out += _named(tool, f"tools[{i}]", "tool", exact=True, searching=searching)
+    for found in loaded:
+        out += _named(found.tool, found.param, "loaded", exact=found.exact)
     return out
+
+
+def _named(tool: AnyTool, param: str, kind: Kind, exact: bool, searching: bool = False) -> list[Function]:
+    """`tool`'s functions as a route is offered them, each with the field naming it (`param` the tool's)."""
+
+    def at(member: str) -> str:
+        return f"{param}{member}.name" if exact else param
+
+    if isinstance(tool, NamespaceTool):
+        return [Function(at(f".tools[{j}]"), tool.name, f.name, kind, exact) for j, f in enumerate(tool.tools)]
+    if isinstance(tool, FunctionTool | CustomTool):  # not a web search, which is left out
+        return [Function(at(""), None, tool.name, kind, exact, isinstance(tool, CustomTool))]
+    if isinstance(tool, ToolSearchTool) and searching:
+        return [Function(param, None, SEARCH, "search", exact)]
+    return []
 
 
 def client_search(tools: Sequence[AnyTool] | None) -> ToolSearchTool | None:

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from orchestrator.frontdoors.responses.ids import new_id
-from orchestrator.frontdoors.responses.tool_names import SEARCH, chat_name, client_search
+from orchestrator.frontdoors.responses.tool_names import SEARCH, Found, chat_name, client_search
 from orchestrator.frontdoors.responses.wire import (
     AnyTool,
     CustomTool,
@@ -77,8 +77,21 @@ def offered(tools: Sequence[AnyTool] | None, items: Sequence[Json]) -> list[Offe
 
 def loaded(items: Sequence[Json]) -> list[Loaded]:
     """The tools the searches in `items` loaded, in order (each was checked when its request was read)."""
-    found = [tool for item in items if item["type"] == "tool_search_output" for tool in item["tools"]]
-    return _LOADED.validate_python(found) if found else []
+    return [found.tool for found in loads(items, len(items), "input")]
+
+
+def loads(items: Sequence[Json], asked: int, context: str) -> list[Found]:
+    """The tools the searches in `items` loaded (`loaded`), each with where the request has it: the items from
+    `asked` on are the request's input (the tool is `input[i].tools[j]`), those before it came with the request
+    from `context` (its stored chain's `previous_response_id`, its `conversation`: the tool is no field of the
+    request's)."""
+    out: list[Found] = []
+    for i, item in enumerate(items):
+        if item["type"] != "tool_search_output" or not item["tools"]:
+            continue
+        for j, tool in enumerate(_LOADED.validate_python(item["tools"])):
+            out.append(Found(tool, f"input[{i - asked}].tools[{j}]") if i >= asked else Found(tool, context, False))
+    return out
 
 
 def _undeferred(tool: Offered) -> Offered | None:

@@ -49,7 +49,7 @@ from orchestrator.frontdoors.responses.tool_names import SEARCH, Origin, chat_na
 from orchestrator.frontdoors.responses.tool_search import (
     Offered,
     found,
-    loaded,
+    loads,
     offered,
     search_call_item,
     search_function,
@@ -109,17 +109,18 @@ class Turn:
     def of(cls, request: ResponsesRequest, owner: str, context: list[Json], conversation: str | None = None) -> Turn:
         given = request.input
         items = input_items(given)
-        found = loaded(context + items)
+        came_with = "previous_response_id" if request.previous_response_id is not None else "conversation"
+        tools = offered(request.tools, context + items)
         return cls(
             request,
             owner,
             items=items,
             context=context,
             conversation=conversation,
-            renamed=renamed(request.tools, found),
+            renamed=renamed(request.tools, loads(context + items, len(context), came_with)),
             compacting=not isinstance(given, str) and bool(given) and isinstance(given[-1], CompactionTrigger),
-            custom=custom_names([*(request.tools or []), *found]),
-            tools=offered(request.tools, context + items),
+            custom=custom_names(tools),  # of what is offered: a call comes back as the tool the route was offered
+            tools=tools,
             searching=client_search(request.tools) is not None,
         )
 
