@@ -5,6 +5,7 @@ were sent); every body and event held to the spec."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -439,3 +440,67 @@ async def test_a_custom_tool_loaded_again_stays_custom(remote: FastAPI, fakes: d
     r = await post(remote, {"model": "alpha/m", "input": searched([PATCH_TOOL]), "tools": tools}, TEAM_KEY)
     assert r.status_code == 200, r.text
     assert offered(fakes["alpha"]) == ["tool_search", "apply_patch"]
+
+
+def sealed(summary: str, tools: Any) -> str:
+    """A compaction's `encrypted_content` as this gateway seals it, with the tools it carries (a client's own)."""
+    payload = json.dumps({"summary": summary, "tools": tools}).encode()
+    return "orch-cmp-v1." + base64.urlsafe_b64encode(payload).decode()
+
+
+@pytest.mark.parametrize("how", ["compact", "trigger", "again"])
+async def test_a_compaction_carries_the_tools_a_search_loaded(
+    remote: FastAPI, fakes: dict[str, FakeProvider], how: str
+) -> None:
+    """A compaction replaces the search's call and output with its summary: the tools they loaded went with
+    them, and the next turn was offered the search alone (the model had to search again). The compaction item
+    carries them: a turn after it is offered them, a compaction of a compaction keeps them."""
+    history = [*searched([LOADED], [{**LOADED, "tools": [FORECAST]}]), {"role": "assistant", "content": "Snow."}]
+    body = {"model": "alpha/m", "tools": [SEARCH]}
+    if how == "trigger":
+        r = await post(remote, {**body, "input": [*history, {"type": "compaction_trigger"}]}, TEAM_KEY)
+        assert r.status_code == 200, r.text
+        output = r.json()["output"]
+    else:
+        r = await post(remote, {**body, "input": history}, TEAM_KEY, path="/v1/responses/compact")
+        assert r.status_code == 200, r.text
+        validate("CompactResource", r.json())
+        output = r.json()["output"]
+        if how == "again":  # the compacted conversation goes on, and is compacted again
+            later = [*output, {"role": "user", "content": "Rome?"}, {"role": "assistant", "content": "Rain."}]
+            r = await post(remote, {**body, "input": later}, TEAM_KEY, path="/v1/responses/compact")
+            assert r.status_code == 200, r.text
+            output = r.json()["output"]
+    assert [i["type"] for i in output][-1] == "compaction"
+    r = await post(remote, {**body, "input": [*output, {"role": "user", "content": "Go on."}]}, TEAM_KEY)
+    assert r.status_code == 200, r.text
+    validate("Response", r.json())
+    assert offered(fakes["alpha"]) == ["tool_search", "mcp__weather__get_weather", "mcp__weather__get_forecast"]
+    count = await post(remote, {**body, "input": output}, TEAM_KEY, path="/v1/responses/input_tokens")
+    assert count.status_code == 200, count.text
+
+
+@pytest.mark.parametrize(
+    ("carried", "tools", "param"),
+    [
+        ([{"type": "file_search"}], [SEARCH], "input[1].encrypted_content"),
+        ("all of them", [SEARCH], "input[1].encrypted_content"),
+        ([{**WEATHER, "name": "é" * 200}], [SEARCH], "input[1].encrypted_content"),
+        ([LOADED], [SEARCH, {**WEATHER, "name": "mcp__weather__get_weather"}], "tools[1].name"),
+        ([PATCH_FUNCTION, PATCH_TOOL], [SEARCH], "input[1].encrypted_content"),
+    ],
+    ids=["no-route-runs-it", "no-list", "bad-name", "clash", "clash-within"],
+)
+async def test_tools_a_compaction_carries_are_checked_as_a_searchs(
+    remote: FastAPI, fakes: dict[str, FakeProvider], carried: Any, tools: list[Any], param: str
+) -> None:
+    """A client may seal anything (the item says nothing it couldn't send): the tools it carries are checked as
+    a search's output's are, a 400 naming the item (or the request's tool a carried one would clash with)."""
+    item = {"type": "compaction", "encrypted_content": sealed("Earlier: weather.", carried)}
+    body = {"model": "alpha/m", "input": [{"role": "user", "content": "Weather?"}, item], "tools": tools}
+    for path in ("/v1/responses", "/v1/responses/compact", "/v1/responses/input_tokens"):
+        r = await post(remote, body, TEAM_KEY, path=path)
+        assert r.status_code == 400, (path, r.text)
+        validate("ErrorResponse", r.json())
+        assert r.json()["error"]["param"] == param
+    assert fakes["alpha"].requests == []

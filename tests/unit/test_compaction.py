@@ -6,7 +6,14 @@ import base64
 
 import pytest
 
-from orchestrator.frontdoors.responses.compaction import SEALED, SUMMARY_HEADER, seal, summary_message, summary_of
+from orchestrator.frontdoors.responses.compaction import (
+    SEALED,
+    SUMMARY_HEADER,
+    seal,
+    sealed_tools,
+    summary_message,
+    summary_of,
+)
 
 
 @pytest.mark.parametrize("summary", ["", "Plan: Paris in May.", "😀 ünï \x00 " * 50, "x" * 1_000_000])
@@ -57,3 +64,20 @@ def test_sent_back_it_stands_as_a_user_message_with_its_summary() -> None:
         "role": "user",
         "content": [{"type": "text", "text": SUMMARY_HEADER + "Done: A. Next: B."}],
     }
+
+
+def test_the_tools_a_search_loaded_are_sealed_with_the_summary_and_read_back() -> None:
+    tools = [{"type": "namespace", "name": "mcp__w", "description": "W.", "tools": [{"type": "function", "name": "f"}]}]
+    content = seal("Earlier: weather.", tools)
+    assert summary_of(content) == "Earlier: weather." and sealed_tools(content) == tools
+    assert sealed_tools(seal("None loaded.")) == []
+    # An item sealed before it carried tools reads as carrying none.
+    older = SEALED + base64.urlsafe_b64encode(b'{"summary": "Old."}').decode()
+    assert summary_of(older) == "Old." and sealed_tools(older) == []
+
+
+@pytest.mark.parametrize("tools", [b'"all"', b"5", b"null", b"{}"])
+def test_sealed_tools_that_are_no_list_are_damaged(tools: bytes) -> None:
+    content = SEALED + base64.urlsafe_b64encode(b'{"summary": "x", "tools": ' + tools + b"}").decode()
+    with pytest.raises(ValueError, match="damaged"):
+        sealed_tools(content)

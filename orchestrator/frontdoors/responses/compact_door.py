@@ -10,8 +10,8 @@ route is summarized from its latest turns that fit (its oldest dropped, as
 `truncation: "auto"` drops them: `orchestrator.truncation`): compaction is for a
 conversation that outgrew its context. The answer is OpenAI's
 `response.compaction` object: every user message of the conversation, as it was,
-then a `compaction` item carrying the model's summary (`compaction.seal`). Nothing
-is stored.
+then a `compaction` item carrying the model's summary and the tools its searches
+had loaded (`compaction.seal`). Nothing is stored.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from orchestrator.frontdoors.responses.door import read_stored, resolve_referenc
 from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.store import ResponseStore
 from orchestrator.frontdoors.responses.tool_names import renamed
-from orchestrator.frontdoors.responses.tool_search import loads, offered
+from orchestrator.frontdoors.responses.tool_search import carried, loads, offered
 from orchestrator.frontdoors.responses.translate import Json, chat_messages, chat_tools, input_items, usage_of
 from orchestrator.frontdoors.responses.wire import TAGS, CompactRequest
 from orchestrator.protocol import ChatCompletion, ChatCompletionRequest, Usage
@@ -43,9 +43,11 @@ from orchestrator.routes import Routed
 
 @dataclass(frozen=True)
 class Compacting:
-    """What the answer keeps of the conversation: its user messages."""
+    """What the answer keeps of the conversation: its user messages, and the tools its searches loaded (the
+    compaction item carries them)."""
 
     kept: list[Json]
+    tools: list[Json]
 
 
 class CompactDoor:
@@ -75,12 +77,13 @@ class CompactDoor:
             )
         kept = [item for item in conversation if item["type"] == "message" and item["role"] == "user"]
         body = _summary_request(request, conversation, len(context))
-        return Call(CHAT, body, headers, tab, owner, origin=Compacting(kept), keep_turns=SUMMARY_TURNS)
+        origin = Compacting(kept, carried(conversation))
+        return Call(CHAT, body, headers, tab, owner, origin=origin, keep_turns=SUMMARY_TURNS)
 
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         completion: ChatCompletion = routed.result  # asked whole (`stream: false`)
-        compaction = compaction_item(completion)
         compacting: Compacting = call.origin
+        compaction = compaction_item(completion, compacting.tools)
         body = {
             "id": new_id("resp"),
             "object": "response.compaction",

@@ -10,12 +10,16 @@ conversation (`asking_for_summary`: by `compact_door`, or by a request whose
 input ends with a `compaction_trigger`), and the item carries it sealed
 (`compaction_item`, `seal`): its text, not encrypted, behind a prefix that
 says it is this gateway's, so any replica reads it back, after a restart too,
-and no store holds it (nor can another key's request find it). It says nothing
-the client couldn't send as a message: a client that crafts one only sends
-itself a message. Sent back, the item is a user message with the summary
-(`summary_message`), where it stands in the conversation, and what it replaced
-is sent no more (`compacted`). Another service's item (OpenAI's own are
-encrypted) can't be read here: a 400 that says so.
+and no store holds it (nor can another key's request find it). With it go the
+tools the conversation's tool searches had loaded (`tool_search.carried`): the
+searches are among the turns it replaces, and what they loaded stays offered
+(`sealed_tools`; checked as a search's output is, `wire.CompactionItem`). It
+says nothing the client couldn't send as a message and a search's output: a
+client that crafts one only sends itself those. Sent back, the item is a user
+message with the summary (`summary_message`), where it stands in the
+conversation, and what it replaced is sent no more (`compacted`). Another
+service's item (OpenAI's own are encrypted) can't be read here: a 400 that
+says so.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic_core
@@ -35,6 +40,7 @@ from orchestrator.protocol import ChatCompletion
 Json = dict[str, Any]
 
 SEALED = "orch-cmp-v1."  # what begins this gateway's `encrypted_content`
+DAMAGED = "this compaction item's 'encrypted_content' is damaged: send it as it was given"
 
 PROMPT = (
     "Stop here and compact the conversation so far: it is about to be replaced by your summary of it, "
@@ -50,15 +56,33 @@ SUMMARY_HEADER = "[A summary of the conversation before this point, which was co
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a `str`, a surrogate is always a lone one
 
 
-def seal(summary: str) -> str:
-    """The `encrypted_content` of a compaction item that carries `summary`. A lone surrogate (a model's
-    broken output) is U+FFFD: no route could be sent one, and the item would not read back (`summary_of`)."""
-    payload = json.dumps({"summary": _SURROGATE.sub("\ufffd", summary)}).encode()
-    return SEALED + base64.urlsafe_b64encode(payload).decode("ascii")
+def seal(summary: str, tools: Sequence[Json] = ()) -> str:
+    """The `encrypted_content` of a compaction item that carries `summary`, and the `tools` a search had loaded
+    (as a request has them: they were read from one). A lone surrogate (a model's broken output) is U+FFFD: no
+    route could be sent one, and the item would not read back (`summary_of`)."""
+    sealed: Json = {"summary": _SURROGATE.sub("\ufffd", summary)}
+    if tools:
+        sealed["tools"] = list(tools)
+    return SEALED + base64.urlsafe_b64encode(json.dumps(sealed).encode()).decode("ascii")
 
 
 def summary_of(content: str) -> str:
-    """The summary a compaction item's `encrypted_content` carries; a `ValueError` that says why not.
+    """The summary a compaction item's `encrypted_content` carries; a `ValueError` that says why not."""
+    summary: str = _payload(content)["summary"]  # a string: `_payload` checked it
+    return summary
+
+
+def sealed_tools(content: str) -> list[Any]:
+    """The tools a compaction item's `encrypted_content` carries, as sealed (a client's own are checked by the
+    item's reader, `wire.CompactionItem`); a `ValueError` where they are no list."""
+    tools = _payload(content).get("tools", [])
+    if not isinstance(tools, list):
+        raise _damaged()
+    return tools
+
+
+def _payload(content: str) -> Json:
+    """What a compaction item's `encrypted_content` seals; a `ValueError` that says why it can't be read.
     Read as the request body is (`pydantic_core`): a client may seal anything, and Python's own parser let
     a payload nested 100,000 deep raise a `RecursionError` (a 500) and a lone surrogate through (which no
     route can be sent: a 500 later)."""
@@ -72,10 +96,13 @@ def summary_of(content: str) -> str:
         payload: Any = pydantic_core.from_json(base64.urlsafe_b64decode(content[len(SEALED) :].encode("ascii")))
     except (ValueError, binascii.Error, UnicodeError):  # bad base64, JSON, UTF-8, nesting or a lone surrogate
         payload = None
-    summary = payload.get("summary") if isinstance(payload, dict) else None
-    if not isinstance(summary, str):
-        raise ValueError("this compaction item's 'encrypted_content' is damaged: send it as it was given")
-    return summary
+    if not isinstance(payload, dict) or not isinstance(payload.get("summary"), str):
+        raise _damaged()
+    return payload
+
+
+def _damaged() -> ValueError:
+    return ValueError(DAMAGED)
 
 
 def summary_message(content: str) -> dict[str, Any]:
@@ -100,12 +127,13 @@ def asking_for_summary(body: Json) -> None:
     body["stream"] = False
 
 
-def compaction_item(completion: ChatCompletion) -> Json:
-    """A summary asked for (`asking_for_summary`) as the compaction item that carries it."""
+def compaction_item(completion: ChatCompletion, tools: Sequence[Json] = ()) -> Json:
+    """A summary asked for (`asking_for_summary`) as the compaction item that carries it, and the `tools` the
+    conversation's searches had loaded (`tool_search.carried`)."""
     summary = (completion.choices[0].message.content or "").strip() if completion.choices else ""
     if not summary:
         raise UpstreamError("The model gave no summary to compact the conversation into; try again.")
-    return {"id": new_id("cmp"), "type": "compaction", "encrypted_content": seal(summary)}
+    return {"id": new_id("cmp"), "type": "compaction", "encrypted_content": seal(summary, tools)}
 
 
 def compacted(items: list[Json]) -> list[Json]:

@@ -50,6 +50,7 @@ from orchestrator.frontdoors.responses.conversation_store import (
 from orchestrator.frontdoors.responses.conversations import check_room, not_found
 from orchestrator.frontdoors.responses.events import ResponseEvents
 from orchestrator.frontdoors.responses.store import Recent, ResponseStore, Stored
+from orchestrator.frontdoors.responses.tool_search import carried
 from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, response_object, to_chat
 from orchestrator.frontdoors.responses.wire import TAGS, ItemReference, ResponsesRequest, StoredItem, TokenCountRequest
 from orchestrator.frontdoors.sse import EventStream
@@ -141,7 +142,10 @@ class ResponsesDoor:
     async def _whole(self, turn: Turn, completion: ChatCompletion) -> Json:
         """A whole answer as its `Response`, kept. A compaction (its summary asked whole,
         `asking_for_summary`, streamed or not) answers with its compaction item alone."""
-        output, finish = ([compaction_item(completion)], None) if turn.compacting else output_of(completion, turn)
+        if turn.compacting:
+            output, finish = [compaction_item(completion, carried(turn.context + turn.items))], None
+        else:
+            output, finish = output_of(completion, turn)
         response = response_object(
             turn, completion.model, output=output, status="completed", usage=completion.usage, finish=finish
         )

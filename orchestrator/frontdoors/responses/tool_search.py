@@ -13,8 +13,9 @@ finds them when the model needs them. Who searches is the tool's `execution`:
   start, the search tool itself not: the model calls the tool it wants straight away, as it would once a
   search had found it.
 
-What was loaded stays loaded for the rest of the conversation, past a compaction too (the items before a
-compaction are read for it, `offered`, though a route no longer sees them).
+What was loaded stays loaded for the rest of the conversation, past a compaction too: the compaction item
+carries what the searches it replaces had loaded (`carried`), and where a client keeps those searches before
+it, they are read for it too (`offered`), though a route no longer sees them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from orchestrator.frontdoors.responses.compaction import sealed_tools
 from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.tool_names import SEARCH, Found, chat_name, client_search
 from orchestrator.frontdoors.responses.wire import (
@@ -87,10 +89,24 @@ def loads(items: Sequence[Json], asked: int, context: str) -> list[Found]:
     request's)."""
     out: list[Found] = []
     for i, item in enumerate(items):
-        if item["type"] != "tool_search_output" or not item["tools"]:
-            continue
-        for j, tool in enumerate(_LOADED.validate_python(item["tools"])):
-            out.append(Found(tool, f"input[{i - asked}].tools[{j}]") if i >= asked else Found(tool, context, False))
+        if item["type"] == "tool_search_output" and item["tools"]:
+            for j, tool in enumerate(_LOADED.validate_python(item["tools"])):
+                out.append(Found(tool, f"input[{i - asked}].tools[{j}]") if i >= asked else Found(tool, context, False))
+        elif item["type"] == "compaction" and (tools := sealed_tools(item["encrypted_content"])):
+            where = f"input[{i - asked}].encrypted_content" if i >= asked else context  # the item, not the tool
+            out += [Found(tool, where, False) for tool in _LOADED.validate_python(tools)]
+    return out
+
+
+def carried(items: Sequence[Json]) -> list[Json]:
+    """The tools the searches in `items` loaded (a compaction's among them), each once, as a compaction of
+    `items` carries them on (`compaction.seal`): it replaces the searches, not what they loaded."""
+    out: list[Json] = []
+    names: set[str] = set()
+    for tool in loaded(items):
+        if (new := _unoffered(tool, names)) is not None:
+            out.append(new.model_dump(exclude_none=True))
+            names.update(_chat_names(new))
     return out
 
 

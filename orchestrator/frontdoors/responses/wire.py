@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import InvalidRequest
-from orchestrator.frontdoors.responses.compaction import summary_of
+from orchestrator.frontdoors.responses.compaction import DAMAGED, sealed_tools, summary_of
 from orchestrator.protocol import INT64_MAX, Metadata, OutputSchema
 
 LOGPROBS = "message.output_text.logprobs"  # the `include` value that asks for them
@@ -135,6 +135,7 @@ class WebSearchTool(_Wire):
 
 
 LoadedTool = Annotated[FunctionTool | NamespaceTool | CustomTool, Field(discriminator="type")]  # a search's find
+_CARRIED: TypeAdapter[list[Any]] = TypeAdapter(list[LoadedTool])  # a compaction's (`compaction.sealed_tools`)
 
 
 class ToolSearchTool(_Wire):
@@ -208,6 +209,10 @@ class CompactionItem(_Wire):
     @classmethod
     def _ours(cls, content: str) -> str:
         summary_of(content)  # a ValueError saying whose it is when it isn't ours
+        try:  # the tools it carries, as a search's output has them: a client may seal anything
+            _CARRIED.validate_python(sealed_tools(content))
+        except ValidationError:
+            raise ValueError(DAMAGED) from None
         return content
 
 
