@@ -431,7 +431,11 @@ async def test_a_tool_the_request_adds_that_a_route_would_know_as_a_loaded_one_i
     r = await post(remote, body, TEAM_KEY)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == "tools[1].name"
-    assert "input[" not in r.json()["error"]["message"]
+    assert r.json()["error"]["message"] == (
+        "The function 'mcp__weather__get_weather' would be the tool 'mcp__weather__get_weather' on a route, which "
+        "the function 'get_weather' of the namespace 'mcp__weather' (from previous_response_id) is already; give "
+        "one of them another name."
+    )
 
 
 async def test_a_custom_tool_loaded_again_stays_custom(remote: FastAPI, fakes: dict[str, FakeProvider]) -> None:

@@ -113,10 +113,10 @@ def _clash(first: Function, then: Function, chat: str) -> InvalidRequest:
     """Two tools a route would know as `chat`: a 400 naming the one the client can change, the later, unless
     only the earlier is the request's own (the later came with a stored chain, a conversation, a compaction)."""
     blamed, other = (first, then) if first.exact and not then.exact else (then, first)
-    said = blamed.said()
+    said, where = blamed.said(), f"{'at' if other.exact else 'from'} {other.param}"
     return InvalidRequest(
-        f"{said[0].upper()}{said[1:]} would be the tool '{chat}' on a route, which {other.said()} "
-        f"({other.param}) is already; give one of them another name.",
+        f"{said[0].upper()}{said[1:]} would be the tool '{chat}' on a route, which {other.said()} ({where}) "
+        "is already; give one of them another name.",
         param=blamed.param,
     )
 
