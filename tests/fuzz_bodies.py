@@ -773,6 +773,7 @@ RESPONSES_TOOL = {
     "description": "Weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
+NAMESPACED = {"type": "namespace", "name": "n", "description": "N.", "tools": [{"type": "function", "name": "f"}]}
 
 
 def response_parts() -> st.SearchStrategy[dict[str, Any]]:
@@ -820,6 +821,11 @@ def response_items() -> st.SearchStrategy[Any]:
             {"type": "compaction", "encrypted_content": "gAAAAABpM0Yj-another-services="},
             {"type": "compaction", "encrypted_content": "orch-cmp-v1.%%%"},
             {"type": "compaction", "encrypted_content": "orch-cmp-v1.bnVsbA=="},  # JSON null
+            # Sealed with the tools a search loaded (a client may seal anything): one a route knows as the search,
+            # a namespace and a custom tool of one chat name, a tool no route runs.
+            {"type": "compaction", "encrypted_content": seal("s", [{"type": "function", "name": "tool_search"}])},
+            {"type": "compaction", "encrypted_content": seal("s", [NAMESPACED, {"type": "custom", "name": "n__f"}])},
+            {"type": "compaction", "encrypted_content": seal("s", [{"type": "mcp", "server_label": "s"}])},
             {"type": "compaction"},
             {"type": "compaction_trigger"},
             {"type": "tool_search_call", "call_id": "call_s", "execution": "client", "arguments": {"query": "x"}},
