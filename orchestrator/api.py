@@ -1,9 +1,11 @@
 """The HTTP edge: routes, the request body's size limit, and errors in each front door's shape.
 
 The only place that knows HTTP. For every request the `RequestScope`
-middleware opens a tab; a front-door route then authenticates the key,
-reads the body (at most `max_body_bytes`: 413 past it, before it is read
-whole), lets its front door parse it into a `Call`, asks the flow
+middleware opens a tab; a front-door route then authenticates the key
+(the request holds one of the key's places among its requests in progress
+until its response has ended: `Accounts.hold_request`), reads the body (at
+most `max_body_bytes`: 413 past it, before it is read whole), lets its
+front door parse it into a `Call`, asks the flow
 (`Pipeline.serve`), and lets the front door encode the answer. A POST to
 a door's path goes to its route straight from the middleware (`DoorsFirst`),
 not through Starlette's router and exception layers; every other request
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 
 from fastapi import FastAPI, Request
@@ -29,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.accounting.accounts import Accounts, Tab
 from orchestrator.accounting.admin import add_admin_routes
+from orchestrator.accounting.keys import KeyPolicy
 from orchestrator.accounting.metrics import CONTENT_TYPE_LATEST
 from orchestrator.dashboard import add_dashboard_routes
 from orchestrator.errors import (
@@ -188,7 +191,7 @@ def _serving(door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes
 
     async def handle(request: Request) -> Response:
         tab = _tab(request)
-        key = await acct.authenticate(tab, request.headers)
+        key = await _keyed(acct, tab, request.headers)
         async with large.slot(key.id if key else None) as slot:
             call = await door.parse(await read_body(request, max_body_bytes, slot), request.headers, tab)
         return await door.encode(call, await pipeline.serve(call))
@@ -204,7 +207,7 @@ def _answering(
 
     async def handle(request: Request) -> Response:
         tab = _tab(request)
-        key = await acct.authenticate(tab, request.headers)
+        key = await _keyed(acct, tab, request.headers)
         async with large.slot(key.id if key else None) as slot:
             return await door.answer(await read_body(request, max_body_bytes, slot), request.headers, tab, pipeline)
 
@@ -226,14 +229,14 @@ def _info_routes(app: FastAPI, pipeline: Pipeline, acct: Accounts) -> None:
         return Response(acct.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def models(request: Request) -> Response:
-        key = await acct.authenticate(_tab(request), request.headers)
+        key = await _keyed(acct, _tab(request), request.headers)
         return list_response(visible(pipeline.models(), key), request.headers, request.query_params)
 
     async def model(request: Request) -> Response:
         name = request.path_params["model"]
         if not name:  # `/v1/models/`: a trailing slash, as on every other path
             raise StarletteHTTPException(404)
-        key = await acct.authenticate(_tab(request), request.headers)
+        key = await _keyed(acct, _tab(request), request.headers)
         return model_response(visible(pipeline.models(), key), name, request.headers)
 
     app.add_route("/health", health, methods=["GET"])
@@ -280,8 +283,16 @@ def answer_error(request: Request, exc: Exception, door: FrontDoor | SideDoor | 
 
 async def _authenticated(acct: Accounts, request: Request) -> Tab:
     tab = _tab(request)
-    await acct.authenticate(tab, request.headers)
+    await _keyed(acct, tab, request.headers)
     return tab
+
+
+async def _keyed(acct: Accounts, tab: Tab, headers: Mapping[str, str]) -> KeyPolicy | None:
+    """The request's key (401 without a valid one, once keys exist), holding one of its places among its
+    requests in progress on this replica until the response has ended (429 past its `parallel_requests`)."""
+    key = await acct.authenticate(tab, headers)
+    acct.hold_request(tab)
+    return key
 
 
 async def _read_limited(max_body_bytes: int, large: LargeBodies, request: Request, tab: Tab) -> bytes:

@@ -21,6 +21,8 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+# A cap on requests in progress past any replica's places (Serve's max_ongoing_requests): a larger one is a typo.
+MAX_PARALLEL_REQUESTS = 1_000_000
 
 
 class Section(BaseModel):
@@ -137,6 +139,9 @@ class GatewaySettings(Section):
 
     num_replicas: int = 1
     max_ongoing_requests: int = 512
+    # HTTP requests one key may have in progress at once on a replica, for keys that set no
+    # `parallel_requests`; None: a quarter of `max_ongoing_requests` (no key alone takes the replica).
+    parallel_requests_per_key: int | None = Field(default=None, ge=1, le=MAX_PARALLEL_REQUESTS)
     num_cpus: float = 0.0
     # Ray custom resources per replica, e.g. {gateway: 1}: replicas go only to nodes offering them.
     resources: dict[str, float] = Field(default_factory=dict)
@@ -241,6 +246,8 @@ class KeySettings(Section):
     period: Literal["hour", "day", "week", "month", "total"] = "month"
     rpm: Annotated[int, Field(ge=1)] | None = None  # requests per minute (none at all: leave `models` empty)
     tpm: Annotated[int, Field(ge=1)] | None = None  # tokens (prompt + completion) per minute
+    # HTTP requests in progress at once on one gateway replica; None: `gateway.parallel_requests_per_key`.
+    parallel_requests: Annotated[int, Field(ge=1, le=MAX_PARALLEL_REQUESTS)] | None = None
     models: list[str] | None = None  # models/aliases this key may use; None: all
     soft_limit_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     soft_limit_tokens: Annotated[int, Field(ge=0)] | None = None

@@ -2,7 +2,7 @@
 
 A sub-package because it is a family that grew past a handful of modules. The
 flow and the edge call it through one facade, the request's `Tab` (and the
-`Accounts` behind it): authenticate, admit, record; everything else is inside.
+`Accounts` behind it): authenticate, hold, admit, record; everything else is inside.
 
     accounts.py      the facade: `Accounts` (keys, admission, settlement, request log, metrics) and `Tab`
     keys.py          virtual keys: format, hashing, per-key policy
@@ -16,6 +16,7 @@ flow and the edge call it through one facade, the request's `Tab` (and the
     cli.py           `orchestrator report` and `orchestrator hash-key`
     setup.py         building `Accounts` from settings
     bounded.py       a map bounded by size and age (every per-client map)
+    places.py        a key's share of a replica's places (its requests in progress, its open sockets)
 """
 
 from orchestrator.accounting.accounts import Accounts, Tab

@@ -4,6 +4,8 @@ The edge opens a `Tab` for each HTTP request (`scope.RequestScope`, a plain
 ASGI middleware) and `Accounts` runs it:
 
     authenticate   the virtual key (401 without a valid one, once keys exist)
+    hold           a place among the key's requests in progress on this replica (429 past its
+                   `parallel_requests`), given back when the response has ended (`places`)
     admit          model allowed for the key (403); reserve the worst case with
                    the ledger's owner: refused (429) or admitted, perhaps on the
                    key's cheaper model past its soft limit
@@ -35,6 +37,7 @@ from orchestrator.accounting.book import Admitted, Choice, LedgerOwner, Lookup, 
 from orchestrator.accounting.bounded import TTLMap
 from orchestrator.accounting.keys import KeyPolicy, hash_key, presented, same_hash
 from orchestrator.accounting.metrics import Metrics
+from orchestrator.accounting.places import Places
 from orchestrator.accounting.prices import Price, Prices, UsageRecord
 from orchestrator.accounting.request_log import ANSWERING, RequestLog
 from orchestrator.accounting.settlement import Settlements
@@ -92,7 +95,9 @@ class Tab:
     record_pending: bool = False
     finished: bool = False
     ingress_id: str | None = None  # the request id the ingress in front (Ray Serve) gave it and answers with
-    holds: bool = False  # a WebSocket's: it counts among its key's open sockets here (`Accounts.sockets_per_key`)
+    # The places it holds one of (its key's requests in progress here, or a WebSocket's: its key's open sockets)
+    # and whose, until its response ends or its socket closes (`Accounts.release`).
+    place: tuple[Places, str] | None = None
 
     @classmethod
     def detached(cls) -> Tab:
@@ -164,6 +169,7 @@ class Accounts:
         settle_rows: int = settlement.ROWS,
         settle_delay_s: float = settlement.DELAY_S,
         sockets_per_key: int | None = None,
+        requests_per_key: int | None = None,
     ):
         self.owner = owner
         self.metrics = metrics or Metrics()
@@ -183,9 +189,13 @@ class Accounts:
         self.background: object | None = None  # what keeps its local rates current (kept alive here)
         # At most this many open WebSockets of one key on this replica: each holds one of the places Serve gives
         # the replica for as long as it is open (up to an hour), working or idle, so one key's idle sockets could
-        # take every place from every other key. (Requests are not capped: they work while they hold one.)
+        # take every place from every other key (`places`).
         self.sockets_per_key = sockets_per_key
-        self._sockets: dict[str, int] = {}
+        self.sockets = Places()
+        # At most this many HTTP requests of one key in progress on this replica, for a key that sets no
+        # `parallel_requests` of its own (None: no cap): one key's slow streams took every place as well.
+        self.requests_per_key = requests_per_key
+        self.requests = Places()
 
     # ---------------------------------------------------------------- tabs
 
@@ -202,6 +212,7 @@ class Accounts:
                 tab.status = CLIENT_GONE
             raise
         finally:
+            self.release(tab)  # first: nothing after it may keep a key's place from coming back
             self.response_ended(tab)
 
     # ------------------------------------------------------- authentication
@@ -230,33 +241,55 @@ class Accounts:
         tab.key = policy
         return policy
 
+    # --------------------------------------------------------------- places
+
     def hold_socket(self, tab: Tab) -> None:
         """A WebSocket's `tab` (its key authenticated) counted among its key's open sockets, or a 429 where
         the key has its share open already."""
-        cap, key = self.sockets_per_key, tab.key
-        if cap is None or key is None or tab.holds:
+        key = tab.key
+        if self.sockets_per_key is None or key is None or tab.place is not None:
             return
-        held = self._sockets.get(key.id, 0)
-        if held >= cap:
+        held = self.sockets.take(key.id, self.sockets_per_key)
+        if held is not None:
+            self.metrics.refusals.labels(key=key.id, reason="sockets").inc()
             raise KeyRateLimited(
                 f"This API key has {held} WebSockets open on this gateway replica, its most at once; close one, "
                 "or send requests over HTTP.",
                 kind="requests",
                 retry_after=1.0,
             )
-        self._sockets[key.id] = held + 1
-        tab.holds = True
+        tab.place = (self.sockets, key.id)
 
     def release_socket(self, tab: Tab) -> None:
         """A WebSocket's `tab` no longer open."""
-        if not tab.holds or tab.key is None:
+        self.release(tab)
+
+    def hold_request(self, tab: Tab) -> None:
+        """An HTTP request's `tab` (its key authenticated) counted among its key's requests in progress here,
+        until its response has ended (`open` gives it back); a 429 where the key has its most in progress."""
+        key = tab.key
+        if key is None or tab.place is not None:
             return
-        tab.holds = False
-        left = self._sockets.get(tab.key.id, 1) - 1
-        if left > 0:
-            self._sockets[tab.key.id] = left
-        else:
-            self._sockets.pop(tab.key.id, None)
+        cap = key.parallel_requests if key.parallel_requests is not None else self.requests_per_key
+        if cap is None:
+            return
+        held = self.requests.take(key.id, cap)
+        if held is not None:
+            self.metrics.refusals.labels(key=key.id, reason="parallel_requests").inc()
+            raise KeyRateLimited(
+                f"Rate limit reached for parallel requests: this API key has {held} requests in progress on this "
+                f"gateway replica, its limit (parallel_requests: {cap}); retry when one has ended.",
+                kind="requests",
+                retry_after=1.0,
+            )
+        tab.place = (self.requests, key.id)
+
+    def release(self, tab: Tab) -> None:
+        """The place `tab` holds (a request's, a socket's) free again; once, however often it is called."""
+        held, tab.place = tab.place, None
+        if held is not None:
+            places, key_id = held
+            places.give_back(key_id)
 
     async def _lookup(self, sha256: str) -> KeyPolicy | None:
         """The key's policy; a known key is asked again after `lookup_ttl_s` (revocation reaches

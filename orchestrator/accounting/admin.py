@@ -27,7 +27,7 @@ from orchestrator.accounting.reports import usage_report
 from orchestrator.errors import InvalidApiKey, InvalidRequest, NotFound, OrchestratorError
 from orchestrator.frontdoors.openai import parse_body
 from orchestrator.protocol import finite_number
-from orchestrator.settings import KeySettings
+from orchestrator.settings import MAX_PARALLEL_REQUESTS, KeySettings
 
 
 class NewKey(BaseModel):
@@ -42,6 +42,7 @@ class NewKey(BaseModel):
     period: str = Field(default="month", pattern=r"^(hour|day|week|month|total)$")
     rpm: int | None = Field(default=None, ge=1, le=2**62)
     tpm: int | None = Field(default=None, ge=1, le=2**62)
+    parallel_requests: int | None = Field(default=None, ge=1, le=MAX_PARALLEL_REQUESTS)
     models: list[str] | None = None
     soft_limit_usd: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
     soft_limit_tokens: int | None = Field(default=None, ge=0, le=2**62)

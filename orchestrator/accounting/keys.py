@@ -59,6 +59,7 @@ class KeyPolicy:
     period: str = "month"
     rpm: int | None = None
     tpm: int | None = None
+    parallel_requests: int | None = None  # at once, per gateway replica; None: the gateway's default
     models: tuple[str, ...] | None = None
     soft_limit_usd: float | None = None
     soft_limit_tokens: int | None = None
@@ -76,6 +77,7 @@ class KeyPolicy:
             period=s.period,
             rpm=s.rpm,
             tpm=s.tpm,
+            parallel_requests=s.parallel_requests,
             models=tuple(s.models) if s.models is not None else None,
             soft_limit_usd=s.soft_limit_usd,
             soft_limit_tokens=s.soft_limit_tokens,
@@ -92,6 +94,7 @@ class KeyPolicy:
             period=self.period,  # type: ignore[arg-type]
             rpm=self.rpm,
             tpm=self.tpm,
+            parallel_requests=self.parallel_requests,
             models=list(self.models) if self.models is not None else None,
             soft_limit_usd=self.soft_limit_usd,
             soft_limit_tokens=self.soft_limit_tokens,
@@ -100,7 +103,8 @@ class KeyPolicy:
 
     @property
     def limited(self) -> bool:
-        """Whether admission must ask the ledger's owner (a budget, a rate or a soft limit to check)."""
+        """Whether admission must ask the ledger's owner (a budget, a rate or a soft limit to check; requests
+        in progress are counted by each replica, without it)."""
         limits = (self.budget_usd, self.budget_tokens, self.rpm, self.tpm, self.soft_limit_usd, self.soft_limit_tokens)
         return any(v is not None for v in limits)
 

@@ -112,9 +112,21 @@ async def build_accounts(
         estimator=pipeline.estimator,
         # A quarter of a replica's places for one key's open WebSockets: the rest stay for requests and other keys.
         sockets_per_key=max(1, settings.gateway.max_ongoing_requests // 4),
+        requests_per_key=requests_per_key(settings),
     )
     accounts.background = poller
     return accounts
+
+
+def requests_per_key(settings: Settings) -> int:
+    """The HTTP requests a key that sets no `parallel_requests` may have in progress on one replica: the
+    gateway's `parallel_requests_per_key`, by default a quarter of the replica's places (as for its open
+    WebSockets): one key's flood leaves three quarters to the others. (Four keys at their caps take them all:
+    with many busy tenants, a smaller share.)"""
+    gateway = settings.gateway
+    if gateway.parallel_requests_per_key is not None:
+        return gateway.parallel_requests_per_key
+    return max(1, gateway.max_ongoing_requests // 4)
 
 
 def _local_rates(

@@ -98,7 +98,13 @@ def orchestrator_config(tmp: Path, port: int) -> dict[str, Any]:
         "ledger": {"path": str(tmp / "ledger.sqlite"), "reference_model": None},
         "responses": {"directory": str(tmp / "responses")},
         "keys": {
-            "budget": {"sha256": hash_key(BUDGET_KEY), "budget_tokens": BUDGET_TOKENS, "period": "total"},
+            # Its burst is 250 requests at once on each gateway: past the default share of a replica (128).
+            "budget": {
+                "sha256": hash_key(BUDGET_KEY),
+                "budget_tokens": BUDGET_TOKENS,
+                "period": "total",
+                "parallel_requests": 500,
+            },
             "open": {"sha256": hash_key(OPEN_KEY)},
         },
     }

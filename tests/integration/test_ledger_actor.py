@@ -47,7 +47,8 @@ def settings(tmp: Path) -> Settings:
             "min_prefill_tokens_per_s": 1000,
         },
         keys={
-            "busy": {"sha256": hash_key(KEY), "budget_usd": BUDGET},
+            # All 1,000 in progress at once: past the gateway's default share of a replica (`parallel_requests`).
+            "busy": {"sha256": hash_key(KEY), "budget_usd": BUDGET, "parallel_requests": 1000},
             "other": {"sha256": hash_key(OTHER), "budget_usd": 100.0},
         },
     )

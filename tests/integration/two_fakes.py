@@ -51,10 +51,15 @@ async def gateway(
     tmp: Path,
     models: dict[str, Any] | None = None,
     replica: dict[str, Any] | None = None,
+    limits: dict[str, dict[str, Any]] | None = None,
+    env: dict[str, str] | None = None,
     **app_options: Any,
 ) -> AsyncIterator[FastAPI]:
     """The whole app over both fakes and a fake local engine; `models`: aliases over them; `replica`: the
-    `gateway:` settings; `app_options`: `build_app`'s."""
+    `gateway:` settings; `limits`: each key's (by id, "team" and "other"); `env`: more of the environment
+    (a master key); `app_options`: `build_app`'s."""
+    limits = limits or {}
+    env = {**KEYS, **(env or {})}
     settings = load_settings(
         providers={
             "alpha": {
@@ -73,14 +78,17 @@ async def gateway(
         cache={"directory": str(tmp / "cache")},  # never the user's own cache
         resilience={"first_token_timeout_s": 1.0, "idle_timeout_s": 0.5, "deadline_s": 8.0, "backoff_base_s": 0.05},
         ledger={"path": str(tmp / "ledger.sqlite"), "owner": "process"},
-        keys={"team": {"sha256": hash_key(TEAM_KEY)}, "other": {"sha256": hash_key(OTHER_KEY)}},
+        keys={
+            "team": {"sha256": hash_key(TEAM_KEY), **limits.get("team", {})},
+            "other": {"sha256": hash_key(OTHER_KEY), **limits.get("other", {})},
+        },
         gateway=replica or {},
     )
     engine = FakeEngine("local-chat")
     async with httpx.AsyncClient() as upstream:
-        pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env=KEYS, client=upstream)
+        pipeline = await build_pipeline({"local": (engine, engine.info())}, settings, env=env, client=upstream)
         book = Book(tmp / "ledger.sqlite")
-        accounts = await build_accounts(settings, pipeline, owner=InProcessOwner(book), env=KEYS)
+        accounts = await build_accounts(settings, pipeline, owner=InProcessOwner(book), env=env)
         try:
             yield build_app(pipeline, accounts, **app_options)
         finally:
