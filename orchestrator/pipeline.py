@@ -150,9 +150,11 @@ class Pipeline:
 
     async def count(self, call: Call) -> int:
         """The call's prompt tokens as routing counts them (`Router.count`), for a model that exists
-        (404) and that its key may use (403). Nothing is reserved or asked of any route."""
+        (404) and that its key may use (403), within its key's requests per minute (429: counting costs the
+        gateway CPU). Nothing is reserved or asked of any route."""
         self._registry.resolve(call.model)
         call.tab.check_model(call.model)
+        await call.tab.admit_unasked()
         return await self._router.count(call.body)
 
     # ----------------------------------------------------------------- the steps

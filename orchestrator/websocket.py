@@ -229,6 +229,7 @@ class Connection:
         await self.edge.accounts.authenticate(tab, self.ws.headers)
         if not job.generate:
             tab.check_model(job.request.model)  # as admission would: a model the key may not use, or none such
+            await tab.admit_unasked()  # a request of its key's minute, as a token count is
             return self.door.unasked(await self.door.turn(job.request, tab), job.stream_id)
         call = await self.door.call(job.request, self.ws.headers, tab)
         return self.door.socket_events(call, await self.edge.pipeline.serve(call), job.stream_id)

@@ -33,7 +33,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.accounting import settlement
-from orchestrator.accounting.book import Admitted, Choice, LedgerOwner, Lookup, Reserve, Settle
+from orchestrator.accounting.book import (
+    Admitted,
+    AdmitUnasked,
+    Choice,
+    LedgerOwner,
+    Lookup,
+    Refused,
+    Reserve,
+    Settle,
+)
 from orchestrator.accounting.bounded import TTLMap
 from orchestrator.accounting.keys import KeyPolicy, hash_key, presented, same_hash
 from orchestrator.accounting.metrics import Metrics
@@ -47,6 +56,7 @@ from orchestrator.errors import (
     KeyRateLimited,
     LedgerUnavailable,
     ModelNotAllowed,
+    OrchestratorError,
 )
 from orchestrator.protocol import (
     Usage,
@@ -113,6 +123,10 @@ class Tab:
     ) -> str:
         """The key's limits checked for `request` on `routes` (its resolved routes); the model to serve."""
         return await self.accounts.admit(self, request, routes, downgrade)
+
+    async def admit_unasked(self) -> None:
+        """The key's requests per minute checked for a request no model answers (`Accounts.admit_unasked`)."""
+        await self.accounts.admit_unasked(self)
 
     def check_model(self, model: str) -> None:
         """`ModelNotAllowed` (403) where the request's key may not use `model` (a 404 if it doesn't exist)."""
@@ -360,19 +374,39 @@ class Accounts:
             self.settlements.requeue(settles, e)
             raise LedgerUnavailable("The gateway can't check this key's limits now; try again shortly.") from None
         if not isinstance(answer, Admitted):
-            self.metrics.refusals.labels(key=key.id, reason=answer.reason).inc()
-            if answer.reason == "revoked":
-                self.forget(key.sha256)
-                raise InvalidApiKey("Incorrect API key provided.")
-            if answer.reason in ("rpm", "tpm"):
-                kind = "requests" if answer.reason == "rpm" else "tokens"
-                raise KeyRateLimited(answer.message, kind=kind, retry_after=answer.retry_after)
-            raise KeyBudgetExhausted(answer.message, retry_after=answer.retry_after)
+            raise self._refused(key, answer)
         tab.reservation = answer.reservation_id
         if answer.downgraded:
             tab.downgraded_from = str(request.model)
             self.metrics.downgrades.labels(key=key.id).inc()
         return answer.model
+
+    async def admit_unasked(self, tab: Tab) -> None:
+        """A request no model answers (a token count, a response made with `generate: false`) counted in its
+        key's requests per minute, or refused past them (429, as any request): tokenizing costs the gateway
+        its CPU. Nothing is reserved: it uses no tokens per minute and spends no budget."""
+        key = tab.key
+        if key is None or self.owner is None or key.rpm is None:
+            return  # no rate to count: no round trip (revocation: the lookup's TTL, as for a key without limits)
+        settles = self.settlements.take_batch()
+        try:
+            refused = await self.owner.call(AdmitUnasked(key.id, settles))
+        except Exception as e:
+            self.settlements.requeue(settles, e)
+            raise LedgerUnavailable("The gateway can't check this key's limits now; try again shortly.") from None
+        if refused is not None:
+            raise self._refused(key, refused)
+
+    def _refused(self, key: KeyPolicy, answer: Refused) -> OrchestratorError:
+        """The error for the owner's refusal of a request of `key` (counted in the metrics)."""
+        self.metrics.refusals.labels(key=key.id, reason=answer.reason).inc()
+        if answer.reason == "revoked":
+            self.forget(key.sha256)
+            return InvalidApiKey("Incorrect API key provided.")
+        if answer.reason in ("rpm", "tpm"):
+            kind = "requests" if answer.reason == "rpm" else "tokens"
+            return KeyRateLimited(answer.message, kind=kind, retry_after=answer.retry_after)
+        return KeyBudgetExhausted(answer.message, retry_after=answer.retry_after)
 
     def check_model(self, tab: Tab, model: str) -> None:
         """`ModelNotAllowed` (403) where the tab's key may not use `model`; a 404 for a model that

@@ -10,6 +10,8 @@ behind the same method.
 Admission reserves, completion settles:
 
     Reserve(key, worst case $ and tokens)  ──▶ Admitted(model, downgraded) | Refused(reason, retry_after)
+    AdmitUnasked(key)                       ──▶ None | Refused: a request no model answers (a token count)
+                                                counts in the key's requests per minute, and only there
     Settle(reservation, the request's row)  ──▶ spend += real cost; the row goes into the request log
                                                 (a replica sends them in batches: SettleMany)
 
@@ -179,6 +181,20 @@ class Reserve(Command[Admitted | Refused]):
         if self.settles:
             book.settle_many(self.settles)
         return book.reserve(self)
+
+
+@dataclass(frozen=True)
+class AdmitUnasked(Command[Refused | None]):
+    """A request no model answers (a token count, a response made with `generate: false`): a request of its
+    key's minute, refused past its `rpm`; no tokens, no reservation, no spend."""
+
+    key_id: str
+    settles: tuple[Settle, ...] = ()  # as `Reserve`'s: applied first
+
+    def apply(self, book: Book) -> Refused | None:
+        if self.settles:
+            book.settle_many(self.settles)
+        return book.admit_unasked(self.key_id)
 
 
 @dataclass(frozen=True)
@@ -445,12 +461,8 @@ class Book:
         if k is None:
             return Refused("revoked", "This API key has been revoked.")
         window = self._window(k.id, now)
-        if k.rpm is not None and len(window) >= k.rpm:
-            return Refused(
-                "rpm",
-                f"Rate limit reached for requests per min (RPM): Limit {k.rpm}, Used {len(window)}, Requested 1.",
-                window[0][0] + WINDOW_S - now,
-            )
+        if (over := _over_rpm(k, window, now)) is not None:
+            return over
         if k.tpm is not None:
             used = int(sum(e[1] for e in window))
             if used >= k.tpm:
@@ -483,6 +495,18 @@ class Book:
         held.tokens += choice.tokens
         held.ids.add(r.request_id)
         return Admitted(r.request_id, choice.model, downgraded)
+
+    def admit_unasked(self, key_id: str) -> Refused | None:
+        """`AdmitUnasked`: None once counted in the key's minute window (as a request of no tokens)."""
+        now = self._clock()
+        k = self._keys.get(key_id)
+        if k is None:
+            return Refused("revoked", "This API key has been revoked.")
+        window = self._window(k.id, now)
+        if (over := _over_rpm(k, window, now)) is not None:
+            return over
+        window.append([now, 0.0])
+        return None
 
     def _window(self, key_id: str, now: float) -> deque[list[float]]:
         window = self._windows.setdefault(key_id, deque())
@@ -553,6 +577,17 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _over_rpm(k: KeyPolicy, window: deque[list[float]], now: float) -> Refused | None:
+    """The refusal for a request of `k` whose minute `window` holds its `rpm` already."""
+    if k.rpm is None or len(window) < k.rpm:
+        return None
+    return Refused(
+        "rpm",
+        f"Rate limit reached for requests per min (RPM): Limit {k.rpm}, Used {len(window)}, Requested 1.",
+        window[0][0] + WINDOW_S - now,
+    )
 
 
 def _tokens_free_after(window: deque[list[float]], needed: float, now: float) -> float:

@@ -202,3 +202,21 @@ async def test_a_rate_limit_is_a_429_in_anthropics_shape(gw: Gateway) -> None:
         await client.messages.create(model="fake-chat", max_tokens=5, messages=CONVERSATION)
     assert error_of(caught)["type"] == "rate_limit_error"
     assert int(caught.value.response.headers["retry-after"]) >= 1
+
+
+async def test_count_tokens_is_one_of_the_keys_requests_per_minute(gw: Gateway) -> None:
+    """A count is the gateway's CPU (its tokenizer): a request of the key's minute, refused past its rpm in
+    Anthropic's shape as a message is; it spends nothing (no tokens, no budget)."""
+    client = gw.client(ONE_RPM)
+    assert (await client.messages.count_tokens(model="fake-chat", messages=CONVERSATION)).input_tokens > 0
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await client.messages.count_tokens(model="fake-chat", messages=CONVERSATION)
+    error = error_of(caught)
+    assert error["type"] == "rate_limit_error" and "requests per min" in error["message"]
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    with pytest.raises(anthropic.RateLimitError):  # the minute's one request was the count
+        await client.messages.create(model="fake-chat", max_tokens=5, messages=CONVERSATION)
+    async with httpx.AsyncClient(base_url=gw.url) as http:
+        listed = (await http.get("/admin/keys", headers={"x-api-key": MASTER})).json()["data"]
+    spend = next(k["spend"] for k in listed if k["id"] == "one-rpm")
+    assert (spend["usd"], spend["tokens"], spend["reserved_tokens"]) == (0, 0, 0)

@@ -324,3 +324,32 @@ async def test_the_admin_api_refuses_a_cap_that_is_no_count_of_requests(
         assert [k["id"] for k in listed] == ["other", "team"]  # none of them was made
         made = await c.post("/admin/keys", json={"id": "most", "parallel_requests": 1_000_000}, headers=auth(MASTER))
         assert made.status_code == 201 and made.json()["parallel_requests"] == 1_000_000
+
+
+# ------------------------------------------------------------------------------ requests no model answers
+
+
+async def test_a_token_count_is_one_of_the_keys_requests_per_minute(
+    fakes: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """`POST /v1/responses/input_tokens` tokenizes on the gateway's CPU: it counts in its key's rpm and is
+    refused past it as any request is, but uses no tokens of the minute and spends nothing."""
+    async with served(fakes, tmp_path, limits={"team": {"rpm": 2, "tpm": 10**6, "budget_usd": 1.0}}) as c:
+        body = {"model": "alpha/m", "input": "What is the capital of France?"}
+        for _ in range(2):
+            r = await c.post("/v1/responses/input_tokens", json=body, headers=auth(TEAM_KEY))
+            assert r.status_code == 200 and r.json()["input_tokens"] > 0, r.text
+        r = await c.post("/v1/responses/input_tokens", json=body, headers=auth(TEAM_KEY))
+        error = openai_error(r)
+        assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
+        assert error["message"].startswith("Rate limit reached for requests per min (RPM): Limit 2, Used 2")
+        assert 50 <= int(r.headers["retry-after"]) <= 60
+        assert openai_error(await c.post("/v1/chat/completions", json=CHAT, headers=auth(TEAM_KEY)))["type"] == (
+            "requests"  # the same minute's requests
+        )
+        other = await c.post("/v1/responses/input_tokens", json=body, headers=auth(OTHER_KEY))
+        assert other.status_code == 200
+        [team] = [k for k in (await c.get("/admin/keys", headers=auth(MASTER))).json()["data"] if k["id"] == "team"]
+        spend = team["spend"]
+        assert (spend["usd"], spend["tokens"], spend["reserved_usd"], spend["reserved_tokens"]) == (0, 0, 0, 0)
+        assert (await refusals(c))[("team", "rpm")] == 2

@@ -372,6 +372,32 @@ async def test_one_keys_open_sockets_are_capped_and_never_shut_out_another_key(
             assert (await answer(again))[-1]["type"] == "response.completed"
 
 
+async def test_a_response_made_with_generate_false_is_one_of_the_keys_requests_per_minute(
+    fakes: dict[str, FakeProvider], tmp_path: Path
+) -> None:
+    """No model is asked, but the gateway makes, keeps and sends it: over the key's rpm it is refused as a
+    POST is (the `error` event with a 429); it takes no tokens of the minute (a tpm of 1 stays free for a turn)."""
+    heal(fakes)
+    warm_up = {"type": "response.create", "model": "alpha/m", "input": [], "generate": False, "store": False}
+    async with (
+        gateway(fakes, tmp_path, limits={"team": {"rpm": 3, "tpm": 1}}) as app,
+        serving(app, ws=WS) as url,
+        connect(url, TEAM_KEY) as conn,
+    ):
+        for _ in range(2):
+            await conn.send(warm_up)  # type: ignore[arg-type]
+            assert (await answer(conn))[-1]["type"] == "response.completed"
+        await conn.response.create(model="alpha/m", input="hi", store=False)
+        assert (await answer(conn))[-1]["type"] == "response.completed"
+        await conn.send(warm_up)  # type: ignore[arg-type]
+        [error] = await answer(conn)
+        assert error["status"] == 429 and error["error"]["type"] == "requests"
+        assert error["error"]["message"].startswith("Rate limit reached for requests per min (RPM): Limit 3")
+        async with connect(url, OTHER_KEY) as other:
+            await other.send(warm_up)  # type: ignore[arg-type]
+            assert (await answer(other))[-1]["type"] == "response.completed"
+
+
 async def test_one_key_never_sees_anothers_responses(keyed: str) -> None:
     async with connect(keyed, TEAM_KEY) as team:
         await team.response.create(model="alpha/m", input="a secret")

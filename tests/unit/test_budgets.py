@@ -12,6 +12,7 @@ import pytest
 from orchestrator.accounting.book import (
     REQUEST_COLUMNS,
     Admitted,
+    AdmitUnasked,
     Book,
     Choice,
     CreateKey,
@@ -122,6 +123,38 @@ def test_rpm_and_tpm_windows_with_retry_after(book: Book, clock: FakeClock) -> N
     assert isinstance(reserve(book, "tpm", "t2"), Refused)
     book.settle(Settle("t1", row("tpm", 0.0, prompt=20, completion=10)))  # really 30
     assert isinstance(reserve(book, "tpm", "t3", tokens=10), Admitted)
+
+
+def test_a_request_no_model_answers_counts_in_the_minutes_requests_and_nothing_else(
+    book: Book, clock: FakeClock
+) -> None:
+    """A token count (`AdmitUnasked`) is one of its key's requests per minute, refused past them as any
+    request; it takes no tokens of the minute, reserves nothing and spends nothing, so a key at its tpm or
+    its budget may still count."""
+    book.sync_keys([policy("k", rpm=3, tpm=100, budget_usd=1.0), policy("free")])
+    assert book.admit_unasked("k") is None
+    assert isinstance(reserve(book, "k", "r1", usd=1.0, tokens=100), Admitted)  # tpm and budget now used up
+    assert book.admit_unasked("k") is None
+    refused = book.admit_unasked("k")
+    assert isinstance(refused, Refused) and refused.reason == "rpm"
+    assert refused.retry_after == pytest.approx(60)
+    refused = reserve(book, "k", "r2")  # one window for both kinds: the counts filled it
+    assert isinstance(refused, Refused) and refused.reason == "rpm"
+    assert book.spend("k").reserved_tokens == 100 and book.spend("k").reserved_usd == pytest.approx(1.0)
+    clock.advance(61)
+    assert book.admit_unasked("k") is None
+    assert [e[1] for e in book._windows["k"]] == [0.0]  # inspected: a count adds no tokens
+    assert all(book.admit_unasked("free") is None for _ in range(100))  # no rpm, no refusal
+    book.delete_key("k")
+    revoked = book.admit_unasked("k")
+    assert isinstance(revoked, Refused) and revoked.reason == "revoked"
+
+
+async def test_an_unasked_admission_carries_the_replicas_settlements(book: Book) -> None:
+    owner = InProcessOwner(book)
+    book.sync_keys([policy("k", rpm=10)])
+    assert await owner.call(AdmitUnasked("k", (Settle(None, row("k", 0.25)),))) is None
+    assert book.spend("k").spent_usd == pytest.approx(0.25)
 
 
 def test_what_the_book_holds_per_key_in_memory_stays_bounded(book: Book, clock: FakeClock) -> None:
