@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from orchestrator.accounting.accounts import Accounts, Tab
 from orchestrator.accounting.keys import KeyPolicy, hash_key
@@ -169,3 +170,13 @@ def test_the_gateways_default_is_a_quarter_of_a_replicas_places() -> None:
     assert requests_per_key(load_settings()) == 128  # max_ongoing_requests: 512
     assert requests_per_key(load_settings(gateway={"max_ongoing_requests": 2})) == 1
     assert requests_per_key(load_settings(gateway={"parallel_requests_per_key": 7})) == 7
+
+
+@pytest.mark.parametrize("value", [0, -1, 1_000_001])
+def test_a_configured_cap_is_a_count_of_requests(value: int) -> None:
+    """0 would lock a key out for good (none: the gateway's default); past a million is no replica's."""
+    with pytest.raises(ValidationError, match="parallel_requests"):
+        load_settings(keys={"a": {"sha256": "0" * 64, "parallel_requests": value}})
+    with pytest.raises(ValidationError, match="parallel_requests_per_key"):
+        load_settings(gateway={"parallel_requests_per_key": value})
+    assert load_settings(keys={"a": {"sha256": "0" * 64, "parallel_requests": 1}}).keys["a"].parallel_requests == 1
