@@ -209,13 +209,17 @@ async def test_a_burst_of_spend_goes_to_the_board_in_a_few_reports_not_one_per_r
     view.spending(0.01)
     await _settle()
     assert reported == [0.01]  # at once
-    for _ in range(200):  # 200 spills within ~2 intervals
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    for _ in range(200):  # 200 spills within ~2 intervals (more on a busy machine: its sleeps run long)
         view.spending(0.01)
         await asyncio.sleep(0.0005)
+    intervals = (loop.time() - began) / 0.05
     # Counted here at once: the board's figure as last read (1.0) plus what no report has carried yet.
     assert view.overflow_spent_usd() == pytest.approx(1.0 + 2.01 - sum(reported))
     await asyncio.sleep(0.2)
-    assert 2 <= len(reported) <= 6
+    assert 2 <= len(reported) <= 4 + intervals  # one at once, one an interval, the rest at the end
+    assert len(reported) < 20  # not one per request
     assert sum(reported) == pytest.approx(2.01)
     assert view.overflow_spent_usd() == pytest.approx(1.0)  # all of it reported: the next read has it
 
