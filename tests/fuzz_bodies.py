@@ -823,9 +823,12 @@ def response_items() -> st.SearchStrategy[Any]:
             {"type": "compaction", "encrypted_content": "orch-cmp-v1.bnVsbA=="},  # JSON null
             # Sealed with the tools a search loaded (a client may seal anything): one a route knows as the search,
             # a namespace and a custom tool of one chat name, a tool no route runs.
-            {"type": "compaction", "encrypted_content": seal("s", [{"type": "function", "name": "tool_search"}])},
-            {"type": "compaction", "encrypted_content": seal("s", [NAMESPACED, {"type": "custom", "name": "n__f"}])},
-            {"type": "compaction", "encrypted_content": seal("s", [{"type": "mcp", "server_label": "s"}])},
+            {"type": "compaction", "encrypted_content": seal("s", tools=[{"type": "function", "name": "tool_search"}])},
+            {
+                "type": "compaction",
+                "encrypted_content": seal("s", tools=[NAMESPACED, {"type": "custom", "name": "n__f"}]),
+            },
+            {"type": "compaction", "encrypted_content": seal("s", tools=[{"type": "mcp", "server_label": "s"}])},
             {"type": "compaction"},
             {"type": "compaction_trigger"},
             {"type": "tool_search_call", "call_id": "call_s", "execution": "client", "arguments": {"query": "x"}},

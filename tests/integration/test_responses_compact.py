@@ -26,7 +26,7 @@ from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
 from local_models.interface import ModelInfo
 from orchestrator.api import build_app
 from orchestrator.app import build_pipeline
-from orchestrator.frontdoors.responses.compaction import PROMPT, SUMMARY_HEADER, seal, summary_of
+from orchestrator.frontdoors.responses.compaction import PROMPT, SUMMARY_HEADER, seal, unseal
 from orchestrator.testing.engine import FakeEngine
 from orchestrator.testing.provider import FakeProvider
 
@@ -103,7 +103,7 @@ async def test_the_local_model_compacts_a_conversation_and_the_next_turn_reads_i
         ("message", "user"),
         ("compaction", None),
     ]
-    assert summary_of(compaction_of(compacted.output).encrypted_content) == "The user plans a trip to Paris in May."
+    assert unseal(compaction_of(compacted.output).encrypted_content).summary == "The user plans a trip to Paris in May."
     assert compacted.usage.output_tokens > 0 and compacted.usage.input_tokens > 0
     asked = chat_engine.generations[-1].request
     assert PROMPT in json.dumps(asked["messages"][-1]) and "Which month?" in json.dumps(asked["messages"])
@@ -141,7 +141,7 @@ async def test_a_tool_using_conversation_is_summarized_in_its_own_context(
     assert sent["messages"][-1]["content"] == PROMPT
     assert sent["tool_choice"] == "none" and sent["tools"][0]["function"]["name"] == "get_weather"
     assert [i.type for i in compacted.output] == ["message", "compaction"]
-    assert summary_of(compaction_of(compacted.output).encrypted_content) == "It is sunny."
+    assert unseal(compaction_of(compacted.output).encrypted_content).summary == "It is sunny."
 
     kept = await compacted_output(client, model="alpha/m", input=history, extra_body={"tools": [WEATHER]})
     await client.responses.create(model="alpha/m", input=[*kept, {"role": "user", "content": "And Bergen?"}])
@@ -166,7 +166,7 @@ async def test_an_anthropic_route_compacts_a_conversation_with_tool_calls(
     sent = fakes["claude"].requests[-1].body
     assert sent["tool_choice"] == {"type": "none"} and sent["tools"][0]["name"] == "get_weather"
     assert PROMPT in json.dumps(sent["messages"][-1])
-    assert summary_of(compaction_of(compacted.output).encrypted_content)  # the fake's answer to a tool result
+    assert unseal(compaction_of(compacted.output).encrypted_content).summary  # the fake's answer to a tool result
 
 
 async def test_a_stored_response_is_compacted_with_the_input_after_it(
@@ -339,7 +339,7 @@ async def test_a_conversation_too_long_for_the_model_is_summarized_from_its_late
     asked = json.dumps(engine.generations[-1].request["messages"])
     assert "turn9" in asked and "turn0" not in asked and PROMPT in asked
     assert [item["content"][0]["text"].split()[0] for item in output[:-1]] == [f"turn{i}" for i in range(0, 10, 2)]
-    assert summary_of(output[-1]["encrypted_content"]) == "A summary."
+    assert unseal(output[-1]["encrypted_content"]).summary == "A summary."
 
 
 async def test_a_conversation_whose_last_turn_alone_is_too_long_is_a_400_not_a_summary_of_nothing(
@@ -400,7 +400,7 @@ async def test_a_streamed_compaction_trigger_answers_with_one_compaction_item(
         "response.completed",
     ]
     done = events[3]["item"]
-    assert done["type"] == "compaction" and summary_of(done["encrypted_content"]) == "It is sunny."
+    assert done["type"] == "compaction" and unseal(done["encrypted_content"]).summary == "It is sunny."
     assert events[-1]["response"]["output"] == [done] and events[-1]["response"]["usage"]["output_tokens"] > 0
     sent = fakes["alpha"].requests[-1].body
     assert sent["messages"][-1]["content"] == PROMPT and sent["tool_choice"] == "none"

@@ -83,7 +83,7 @@ class CompactDoor:
     async def encode(self, call: Call, routed: Routed[Any]) -> Response:
         completion: ChatCompletion = routed.result  # asked whole (`stream: false`)
         compacting: Compacting = call.origin
-        compaction = compaction_item(completion, compacting.tools)
+        compaction = compaction_item(completion, tools=compacting.tools)
         body = {
             "id": new_id("resp"),
             "object": "response.compaction",

@@ -13,13 +13,23 @@ says it is this gateway's, so any replica reads it back, after a restart too,
 and no store holds it (nor can another key's request find it). With it go the
 tools the conversation's tool searches had loaded (`tool_search.carried`): the
 searches are among the turns it replaces, and what they loaded stays offered
-(`sealed_tools`; checked as a search's output is, `wire.CompactionItem`). It
-says nothing the client couldn't send as a message and a search's output: a
-client that crafts one only sends itself those. Sent back, the item is a user
-message with the summary (`summary_message`), where it stands in the
-conversation, and what it replaced is sent no more (`compacted`). Another
-service's item (OpenAI's own are encrypted) can't be read here: a 400 that
-says so.
+(checked as a search's output is, `wire.CompactionItem`). It says nothing the
+client couldn't send as a message and a search's output: a client that crafts
+one only sends itself those. Sent back, the item is a user message with the
+summary (`compaction_messages`), where it stands in the conversation, and what
+it replaced is sent no more (`compacted`). Another service's item (OpenAI's own
+are encrypted) can't be read here: a 400 that says so.
+
+A server-side compaction's item (`context_management`) carries the user's
+messages it stood among too (`seal`'s `messages`), as OpenAI's does: OpenAI
+tells clients they may drop every item before the latest compaction, and one
+that does so loses nothing. Past such an item a route reads the `developer` and
+`system` messages before it, then the user's messages it carries and its
+summary (`compaction_messages`).
+
+One payload, read by one function (`unseal`, a `Sealed`): the summary, and
+where sealed, the user's messages and the loaded tools; anything in it that
+can't be read is the one `DAMAGED` error.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic_core
@@ -56,33 +67,33 @@ SUMMARY_HEADER = "[A summary of the conversation before this point, which was co
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a `str`, a surrogate is always a lone one
 
 
-def seal(summary: str, tools: Sequence[Json] = ()) -> str:
-    """The `encrypted_content` of a compaction item that carries `summary`, and the `tools` a search had loaded
-    (as a request has them: they were read from one). A lone surrogate (a model's broken output) is U+FFFD: no
-    route could be sent one, and the item would not read back (`summary_of`)."""
-    sealed: Json = {"summary": _SURROGATE.sub("\ufffd", summary)}
+@dataclass(frozen=True)
+class Sealed:
+    """What a compaction item carries: the summary; (a server-side compaction's) the user's messages it stood
+    among, as chat messages; and the tools the searches it replaced had loaded, as sealed (a client's own are
+    checked as a search's output is by the item's reader, `wire.CompactionItem`)."""
+
+    summary: str
+    messages: list[Json] | None = None
+    tools: list[Any] = field(default_factory=list)
+
+
+def seal(summary: str, *, messages: list[Json] | None = None, tools: Sequence[Json] = ()) -> str:
+    """The `encrypted_content` of a compaction item that carries `summary` (and the user's `messages`, chat
+    messages, where it stands for them too; and the `tools` a search had loaded, as a request has them: they
+    were read from one). A lone surrogate (a model's broken output) is U+FFFD: no route could be sent one, and
+    the item would not read back (`unseal`)."""
+    payload: Json = {"summary": summary}
+    if messages is not None:
+        payload["messages"] = messages
     if tools:
-        sealed["tools"] = list(tools)
-    return SEALED + base64.urlsafe_b64encode(json.dumps(sealed).encode()).decode("ascii")
+        payload["tools"] = list(tools)
+    text = _SURROGATE.sub("\ufffd", json.dumps(payload, ensure_ascii=False))  # not ASCII: a surrogate stays one
+    return SEALED + base64.urlsafe_b64encode(text.encode()).decode("ascii")
 
 
-def summary_of(content: str) -> str:
-    """The summary a compaction item's `encrypted_content` carries; a `ValueError` that says why not."""
-    summary: str = _payload(content)["summary"]  # a string: `_payload` checked it
-    return summary
-
-
-def sealed_tools(content: str) -> list[Any]:
-    """The tools a compaction item's `encrypted_content` carries, as sealed (a client's own are checked by the
-    item's reader, `wire.CompactionItem`); a `ValueError` where they are no list."""
-    tools = _payload(content).get("tools", [])
-    if not isinstance(tools, list):
-        raise _damaged()
-    return tools
-
-
-def _payload(content: str) -> Json:
-    """What a compaction item's `encrypted_content` seals; a `ValueError` that says why it can't be read.
+def unseal(content: str) -> Sealed:
+    """What a compaction item's `encrypted_content` carries; a `ValueError` that says why not.
     Read as the request body is (`pydantic_core`): a client may seal anything, and Python's own parser let
     a payload nested 100,000 deep raise a `RecursionError` (a 500) and a lone surrogate through (which no
     route can be sent: a 500 later)."""
@@ -96,18 +107,51 @@ def _payload(content: str) -> Json:
         payload: Any = pydantic_core.from_json(base64.urlsafe_b64decode(content[len(SEALED) :].encode("ascii")))
     except (ValueError, binascii.Error, UnicodeError):  # bad base64, JSON, UTF-8, nesting or a lone surrogate
         payload = None
-    if not isinstance(payload, dict) or not isinstance(payload.get("summary"), str):
+    summary = payload.get("summary") if isinstance(payload, dict) else None
+    if not isinstance(summary, str):
         raise _damaged()
-    return payload
+    carried, tools = payload.get("messages"), payload.get("tools", [])
+    if not isinstance(tools, list):
+        raise _damaged()
+    return Sealed(summary, None if carried is None else _user_messages(carried), tools)
 
 
 def _damaged() -> ValueError:
     return ValueError(DAMAGED)
 
 
-def summary_message(content: str) -> dict[str, Any]:
-    """A compaction item sent back, as the chat message that stands in its place."""
-    return {"role": "user", "content": [{"type": "text", "text": SUMMARY_HEADER + summary_of(content)}]}
+def _user_messages(value: Any) -> list[Json]:
+    """The user's messages an item carries, as chat messages of text and image parts, made anew (a client may
+    seal anything: what reaches a route is only ever these); a `ValueError` for anything else."""
+    if not isinstance(value, list):
+        raise _damaged()
+    out: list[Json] = []
+    for message in value:
+        content = message.get("content") if isinstance(message, dict) and message.get("role") == "user" else None
+        if not isinstance(content, list):
+            raise _damaged()
+        out.append({"role": "user", "content": [_part(p) for p in content]})
+    return out
+
+
+def _part(part: Any) -> Json:
+    if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+        return {"type": "text", "text": part["text"]}
+    image = part.get("image_url") if isinstance(part, dict) and part.get("type") == "image_url" else None
+    if isinstance(image, dict) and isinstance(image.get("url"), str) and isinstance(image.get("detail", ""), str):
+        return {"type": "image_url", "image_url": {"url": image["url"], "detail": image.get("detail", "auto")}}
+    raise _damaged()
+
+
+def compaction_messages(content: str) -> list[Json]:
+    """A compaction item sent back, as the chat messages that stand in its place: the user's messages it
+    carries (a server-side compaction's), then its summary."""
+    sealed = unseal(content)
+    return [*(sealed.messages or []), _summary(sealed.summary)]
+
+
+def _summary(summary: str) -> Json:
+    return {"role": "user", "content": [{"type": "text", "text": SUMMARY_HEADER + summary}]}
 
 
 # What truncation keeps of a request for a summary: the conversation's last turn and the request itself (a
@@ -127,13 +171,17 @@ def asking_for_summary(body: Json) -> None:
     body["stream"] = False
 
 
-def compaction_item(completion: ChatCompletion, tools: Sequence[Json] = ()) -> Json:
-    """A summary asked for (`asking_for_summary`) as the compaction item that carries it, and the `tools` the
-    conversation's searches had loaded (`tool_search.carried`)."""
+def compaction_item(
+    completion: ChatCompletion, *, messages: list[Json] | None = None, tools: Sequence[Json] = ()
+) -> Json:
+    """A summary asked for (`asking_for_summary`) as the compaction item that carries it (and the user's
+    `messages`, a server-side compaction's; and the `tools` the conversation's searches had loaded,
+    `tool_search.carried`)."""
     summary = (completion.choices[0].message.content or "").strip() if completion.choices else ""
     if not summary:
         raise UpstreamError("The model gave no summary to compact the conversation into; try again.")
-    return {"id": new_id("cmp"), "type": "compaction", "encrypted_content": seal(summary, tools)}
+    content = seal(summary, messages=messages, tools=tools)
+    return {"id": new_id("cmp"), "type": "compaction", "encrypted_content": content}
 
 
 def compacted(items: list[Json]) -> list[Json]:
@@ -142,9 +190,13 @@ def compacted(items: list[Json]) -> list[Json]:
     client puts there, `developer` and `system`; the item's summary stands for the rest), so a client that
     appends a compaction to the whole history, or chains after one, sends what it replaced no more. Codex
     puts its permissions and instructions (`developer` messages) before the compaction item it got back,
-    as OpenAI reads them: dropped, every later turn ran without them."""
+    as OpenAI reads them: dropped, every later turn ran without them. An item that carries the user's
+    messages (a server-side compaction's) keeps only the `developer` and `system` ones before it: the user's
+    are in it."""
     last = next((i for i in range(len(items) - 1, -1, -1) if items[i]["type"] == "compaction"), None)
     if last is None:
         return items
-    kept = [item for item in items[:last] if item["type"] == "message" and item["role"] != "assistant"]
+    carries = unseal(items[last]["encrypted_content"]).messages is not None
+    dropped = ("assistant", "user") if carries else ("assistant",)
+    kept = [item for item in items[:last] if item["type"] == "message" and item["role"] not in dropped]
     return [*kept, *items[last:]]

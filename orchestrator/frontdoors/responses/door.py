@@ -143,7 +143,7 @@ class ResponsesDoor:
         """A whole answer as its `Response`, kept. A compaction (its summary asked whole,
         `asking_for_summary`, streamed or not) answers with its compaction item alone."""
         if turn.compacting:
-            output, finish = [compaction_item(completion, carried(turn.context + turn.items))], None
+            output, finish = [compaction_item(completion, tools=carried(turn.context + turn.items))], None
         else:
             output, finish = output_of(completion, turn)
         response = response_object(

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from orchestrator.frontdoors.responses.compaction import sealed_tools
+from orchestrator.frontdoors.responses.compaction import unseal
 from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.tool_names import SEARCH, Found, chat_name, client_search
 from orchestrator.frontdoors.responses.wire import (
@@ -92,7 +92,7 @@ def loads(items: Sequence[Json], asked: int, context: str) -> list[Found]:
         if item["type"] == "tool_search_output" and item["tools"]:
             for j, tool in enumerate(_LOADED.validate_python(item["tools"])):
                 out.append(Found(tool, f"input[{i - asked}].tools[{j}]") if i >= asked else Found(tool, context, False))
-        elif item["type"] == "compaction" and (tools := sealed_tools(item["encrypted_content"])):
+        elif item["type"] == "compaction" and (tools := unseal(item["encrypted_content"]).tools):
             where = f"input[{i - asked}].encrypted_content" if i >= asked else context  # the item, not the tool
             out += [Found(tool, where, False) for tool in _LOADED.validate_python(tools)]
     return out

@@ -6,8 +6,9 @@
                 the assistant turn it follows; a `function_call_output` is a `tool` message;
                 a reasoning item with `encrypted_content` (an Anthropic route's signature)
                 joins the next assistant turn as its signed reasoning, others are not sent;
-                a `compaction` item is a user message with its summary, and a request that ends
-                with a `compaction_trigger` asks for its summary, not an answer (`compaction`)
+                a `compaction` item is a user message with its summary (after the user's messages
+                it carries, a server-side compaction's), and a request that ends with a
+                `compaction_trigger` asks for its summary, not an answer (`compaction`)
     output      a whole chat answer as output items: the reasoning (a reasoning model's), the
                 message (text or refusal), then one `function_call` item per tool call
     response    the `Response` object around them, echoing what the request asked
@@ -42,7 +43,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import InvalidRequest
 from orchestrator.frontdoors.openai import validation_error
-from orchestrator.frontdoors.responses.compaction import asking_for_summary, compacted, summary_message
+from orchestrator.frontdoors.responses.compaction import asking_for_summary, compacted, compaction_messages
 from orchestrator.frontdoors.responses.custom_tools import custom_call_item, custom_function, custom_input
 from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.tool_names import SEARCH, Origin, chat_name, client_search, custom_names, renamed
@@ -343,7 +344,7 @@ def chat_messages(items: list[Json]) -> list[Json]:
             out.append({"role": "tool", "tool_call_id": item["call_id"], "content": found(item)})
             joinable = False
         elif kind == "compaction":  # the turns it stands for, summarized (`compaction`)
-            out.append(summary_message(item["encrypted_content"]))
+            out.extend(compaction_messages(item["encrypted_content"]))
             joinable, reasoning = False, {}
     return out
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import InvalidRequest
-from orchestrator.frontdoors.responses.compaction import DAMAGED, sealed_tools, summary_of
+from orchestrator.frontdoors.responses.compaction import DAMAGED, unseal
 from orchestrator.protocol import INT64_MAX, Metadata, OutputSchema
 
 LOGPROBS = "message.output_text.logprobs"  # the `include` value that asks for them
@@ -135,7 +135,7 @@ class WebSearchTool(_Wire):
 
 
 LoadedTool = Annotated[FunctionTool | NamespaceTool | CustomTool, Field(discriminator="type")]  # a search's find
-_CARRIED: TypeAdapter[list[Any]] = TypeAdapter(list[LoadedTool])  # a compaction's (`compaction.sealed_tools`)
+_CARRIED: TypeAdapter[list[Any]] = TypeAdapter(list[LoadedTool])  # a compaction's (`compaction.Sealed.tools`)
 
 
 class ToolSearchTool(_Wire):
@@ -199,7 +199,8 @@ class ReasoningItem(_Wire):
 
 class CompactionItem(_Wire):
     """A compaction item (`POST /v1/responses/compact`'s): the conversation before it, summarized.
-    Only this gateway's own are read (`compaction.summary_of`); `compaction_summary` is Codex's older name."""
+    Only this gateway's own are read (`compaction.unseal`), all it carries checked (the user's messages made
+    anew, the loaded tools as a search's output's); `compaction_summary` is Codex's older name."""
 
     type: Literal["compaction", "compaction_summary"]
     encrypted_content: Annotated[str, Field(min_length=1)]
@@ -208,9 +209,9 @@ class CompactionItem(_Wire):
     @field_validator("encrypted_content")
     @classmethod
     def _ours(cls, content: str) -> str:
-        summary_of(content)  # a ValueError saying whose it is when it isn't ours
+        sealed = unseal(content)  # a ValueError saying whose it is when it isn't ours, or what is damaged
         try:  # the tools it carries, as a search's output has them: a client may seal anything
-            _CARRIED.validate_python(sealed_tools(content))
+            _CARRIED.validate_python(sealed.tools)
         except ValidationError:
             raise ValueError(DAMAGED) from None
         return content
