@@ -152,10 +152,31 @@ class Pipeline:
         """The call's prompt tokens as routing counts them (`Router.count`), for a model that exists
         (404) and that its key may use (403), within its key's requests per minute (429: counting costs the
         gateway CPU). Nothing is reserved or asked of any route."""
-        self._registry.resolve(call.model)
-        call.tab.check_model(call.model)
+        self._usable(call)
         await call.tab.admit_unasked()
         return await self._router.count(call.body)
+
+    async def tokens(self, call: Call) -> int:
+        """The call's prompt tokens as `count` counts them, for a call about to be served (a response's, held
+        to its `context_management` threshold): one of its key's requests per minute once it is admitted, not
+        a second one now. For a model that exists (404) and that its key may use (403); nothing is reserved
+        or asked of any route."""
+        self._usable(call)
+        return await self._router.count(call.body)
+
+    async def fits(self, call: Call) -> bool:
+        """Whether the chat call, as it is, fits a route of its model (its prompt and its output limit within
+        the route's context), as truncation judges it (`_fits`): a route whose context isn't known fits, as
+        does a prompt counted only as an upper bound. For a model that exists (404) and that its key may use
+        (403); nothing is reserved or asked of any route."""
+        self._usable(call)
+        return not isinstance(call.body, ChatCompletionRequest) or await self._fits(call, call.body)
+
+    def _usable(self, call: Call) -> None:
+        """`ModelNotFound` (404) for a model that doesn't exist, `ModelNotAllowed` (403) for one the call's key
+        may not use."""
+        self._registry.resolve(call.model)
+        call.tab.check_model(call.model)
 
     # ----------------------------------------------------------------- the steps
 
