@@ -187,13 +187,16 @@ class DoorsFirst:
 
 
 def _serving(door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes: int, large: LargeBodies) -> DoorRoute:
-    """A front door's route: key, body (size-limited), the door's parse, the flow, the door's encoding."""
+    """A front door's route: key, body (size-limited), the door's parse, the flow, the door's encoding (the
+    Responses door's call compacted first where it asks, once its body's slot is given back)."""
 
     async def handle(request: Request) -> Response:
         tab = _tab(request)
         key = await _keyed(acct, tab, request.headers)
         async with large.slot(key.id if key else None) as slot:
             call = await door.parse(await read_body(request, max_body_bytes, slot), request.headers, tab)
+        if isinstance(door, ResponsesDoor):  # its context compacted first where it asks (`context_management`)
+            call = await door.compacted(call, pipeline)
         return await door.encode(call, await pipeline.serve(call))
 
     return DoorRoute(door, handle)

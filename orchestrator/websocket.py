@@ -14,8 +14,9 @@ Per connection:
     lanes      the messages of one `stream_id` (none: the default lane) answered in order, lanes at once;
                at most 16 messages waiting or being answered, 32 lanes (`websocket_stream_limit_reached`)
     answer     each `response.create` on its own tab, as a POST is: its key (a revoked key stops an open
-               socket too), the door's parse, `Pipeline.serve`, the door's events (`ResponsesDoor.socket_events`);
-               an error before the first event: the `error` event with a POST's status
+               socket too), the door's parse and `compacted`, `Pipeline.serve`, the door's events
+               (`ResponsesDoor.socket_events`); an error before the first event: the `error` event with a
+               POST's status
     recent     the connection's latest responses, stored or not, found by a `previous_response_id`
                (`store.Recent`, OpenAI's connection-local state: Codex chains `store: false` turns so), their
                conversations within four messages' worth (`server.max_body_mb` each), the oldest going first
@@ -231,7 +232,7 @@ class Connection:
             tab.check_model(job.request.model)  # as admission would: a model the key may not use, or none such
             await tab.admit_unasked()  # a request of its key's minute, as a token count is
             return self.door.unasked(await self.door.turn(job.request, tab), job.stream_id)
-        call = await self.door.call(job.request, self.ws.headers, tab)
+        call = await self.door.compacted(await self.door.call(job.request, self.ws.headers, tab), self.edge.pipeline)
         return self.door.socket_events(call, await self.edge.pipeline.serve(call), job.stream_id)
 
     async def _stream(self, tab: Tab, events: AsyncIterator[bytes]) -> None:

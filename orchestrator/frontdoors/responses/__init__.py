@@ -1,6 +1,6 @@
 """OpenAI's Responses API front door (`door`), its request (`wire`), its translation to and from
 chat (`translate`), its stream events (`events`) and the stored responses (`store`); compaction
-(`compaction`, and its door `compact_door`); OpenAI's
+(`compaction`, its door `compact_door`, and server-side compaction, `context_management`); OpenAI's
 Conversations API over it: the policy (`conversations`), the stored conversations
 (`conversation_store`) and their routes (`conversation_routes`)."""
 

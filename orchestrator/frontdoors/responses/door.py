@@ -14,8 +14,13 @@ completes, with `store` or without (as OpenAI's: `store` is about the response
 object; the conversation is the client's own), before the client is told, so
 the next turn finds them. Errors are OpenAI's JSON.
 
+A response that asks for server-side compaction (`context_management`) and
+crossed its threshold is answered from its context compacted first
+(`compacted`, which the edge calls between the parse and the flow): its output
+begins with the compaction item.
+
 The WebSocket mode (`orchestrator.websocket`) asks this door the same way:
-its parse (`call`, from a body already validated), the flow, then the same
+its parse (`call`, from a body already validated), `compacted`, the flow, then the same
 events, sent as lines of JSON (`socket_events`); a door bound to one connection
 (`remembering`) also finds that connection's latest responses, stored or not
 (`store.Recent`), and a response asked with `generate: false` is answered and
@@ -40,6 +45,7 @@ from orchestrator.failover import OpenStream
 from orchestrator.frontdoors.base import tenant
 from orchestrator.frontdoors.openai import SSE_HEADERS, error_response, parse_body, route_headers
 from orchestrator.frontdoors.responses.compaction import SUMMARY_TURNS, compaction_item
+from orchestrator.frontdoors.responses.context_management import compact_first
 from orchestrator.frontdoors.responses.conversation_store import (
     Conversation,
     ConversationStore,
@@ -98,6 +104,12 @@ class ResponsesDoor:
         keep = (SUMMARY_TURNS if turn.compacting else 1) if request.truncation == "auto" else None
         return Call(CHAT, to_chat(turn), headers, tab, turn.owner, origin=turn, keep_turns=keep)
 
+    async def compacted(self, call: Call, pipeline: Pipeline) -> Call:
+        """`call` (this door's) answered from its context compacted first, where its request asks for
+        server-side compaction and its input crossed the threshold (`context_management`); else as it is. The
+        edge calls it once the body is parsed (a large body's slot given back: a compaction asks a model)."""
+        return await compact_first(call, pipeline)
+
     async def turn(self, request: ResponsesRequest, tab: Tab, *, room: bool = True) -> Turn:
         """`request` as the turn it asks for, the tab's key's only: its `item_reference`s resolved, after
         the chain its `previous_response_id` names or its `conversation`'s items (with `room` for it there:
@@ -140,12 +152,15 @@ class ResponsesDoor:
         return JSONResponse(response, headers=headers)
 
     async def _whole(self, turn: Turn, completion: ChatCompletion) -> Json:
-        """A whole answer as its `Response`, kept. A compaction (its summary asked whole,
-        `asking_for_summary`, streamed or not) answers with its compaction item alone."""
+        """A whole answer as its `Response`, kept, after the compaction its context had first (if any). A
+        compaction (its summary asked whole, `asking_for_summary`, streamed or not) answers with its compaction
+        item alone."""
         if turn.compacting:
             output, finish = [compaction_item(completion, tools=carried(turn.context + turn.items))], None
         else:
             output, finish = output_of(completion, turn)
+        if turn.compaction is not None:
+            output = [turn.compaction, *output]
         response = response_object(
             turn, completion.model, output=output, status="completed", usage=completion.usage, finish=finish
         )

@@ -1,6 +1,8 @@
 """Chat chunks -> the Responses API's stream events, in the official order.
 
     response.created, response.in_progress
+    a compaction its context had first (`context_management`): response.output_item.added
+                      and .done, whole, at output index 0
     per output item:  response.output_item.added
         reasoning:    response.reasoning_text.delta …, response.reasoning_text.done
         a message:    response.content_part.added, response.output_text.delta … (or
@@ -140,9 +142,14 @@ class ResponseEvents:
         self._started = True
         self._model = model
         snapshot = response_object(self._turn, self._model, output=[], status="in_progress")
-        return self._event("response.created", response=snapshot) + self._event(
-            "response.in_progress", response=snapshot
-        )
+        out = self._event("response.created", response=snapshot)
+        out += self._event("response.in_progress", response=snapshot)
+        if (compaction := self._turn.compaction) is not None:  # made before the answer was asked: done already
+            self._items.append(compaction)
+            self._finished.add(0)
+            out += self._event("response.output_item.added", output_index=0, item=compaction)
+            out += self._event("response.output_item.done", output_index=0, item=compaction)
+        return out
 
     def _add(self, item: Json) -> bytes:
         self._items.append(item)

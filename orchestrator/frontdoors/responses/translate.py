@@ -8,7 +8,8 @@
                 joins the next assistant turn as its signed reasoning, others are not sent;
                 a `compaction` item is a user message with its summary (after the user's messages
                 it carries, a server-side compaction's), and a request that ends with a
-                `compaction_trigger` asks for its summary, not an answer (`compaction`)
+                `compaction_trigger` asks for its summary, not an answer (`compaction`); a turn
+                whose context was compacted first (`context_management`) reads it past its item
     output      a whole chat answer as output items: the reasoning (a reasoning model's), the
                 message (text or refusal), then one `function_call` item per tool call
     response    the `Response` object around them, echoing what the request asked
@@ -102,6 +103,9 @@ class Turn:
     # The functions a route knows by another name (a namespace's, a long one), by that name.
     renamed: dict[str, Origin] = field(default_factory=dict)
     compacting: bool = False  # its input ends with a `compaction_trigger`: the conversation compacted, not answered
+    # Its context compacted first (`context_management`): the item its output begins with, which the route
+    # reads the conversation past.
+    compaction: Json | None = None
     custom: frozenset[str] = frozenset()  # the chat names of its custom tools (`wire.CustomTool`)
     tools: list[Offered] = field(default_factory=list)  # what a route is offered (`tool_search.offered`)
     searching: bool = False  # a client's tool search is offered: a call of it is a `tool_search_call`
@@ -243,7 +247,7 @@ def to_chat(turn: Turn) -> ChatCompletionRequest:
     """The chat request that asks what `turn` asks."""
     r = turn.request
     messages: list[Json] = [{"role": "system", "content": r.instructions}] if r.instructions else []
-    messages += chat_messages(turn.context + turn.items)
+    messages += chat_messages([*turn.context, *turn.items, *([turn.compaction] if turn.compaction else [])])
     body: Json = {"model": r.model, "messages": messages, "stream": r.stream}
     if r.stream:
         body["stream_options"] = {"include_usage": True}  # usage is part of `response.completed`

@@ -15,7 +15,9 @@ an item of a stored response of the same key (the door puts that item in its
 place; the AI SDK sends its earlier reasoning and messages so when `store` is
 on). Fields OpenAI accepts that change nothing here (`include`'s other
 values, `service_tier`, `prompt_cache_key`, `safety_identifier`,
-`text.verbosity`, `stream_options`) are accepted.
+`text.verbosity`, `stream_options`) are accepted. `context_management` asks
+for server-side compaction (`context_management`): one `compaction` entry, its
+`compact_threshold` at least 1,000 tokens or null.
 """
 
 from __future__ import annotations
@@ -312,6 +314,15 @@ class ReasoningParam(_Wire):
     summary: str | None = None
 
 
+class ContextManagement(_Wire):
+    """An entry of `context_management` (the spec's `ContextManagementParam`): `compaction`, the only type
+    OpenAI has, compacts the response's context first once its input crosses `compact_threshold` tokens
+    (null: once it no longer fits the model's context; see `context_management`)."""
+
+    type: str
+    compact_threshold: Annotated[int, Field(ge=1000, le=INT64_MAX)] | None = None
+
+
 class ConversationRef(_Wire):
     """`conversation` as an object: `{"id": "conv_…"}`."""
 
@@ -353,6 +364,7 @@ class ResponsesRequest(_Wire):
     background: Literal[False] | None = None
     include: list[str] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    context_management: Annotated[list[ContextManagement], Field(min_length=1)] | None = None
 
     def conversation_id(self) -> str | None:
         """The conversation this response belongs to, by its id."""
@@ -366,6 +378,10 @@ class ResponsesRequest(_Wire):
     def logprobs(self) -> bool:
         """Whether the output text carries its tokens' log probabilities (`include`, or `top_logprobs`)."""
         return LOGPROBS in (self.include or []) or bool(self.top_logprobs)
+
+    def compaction(self) -> ContextManagement | None:
+        """Its server-side compaction (`context_management`), if it asks for one."""
+        return next((entry for entry in self.context_management or [] if entry.type == COMPACTION), None)
 
     @model_validator(mode="before")
     @classmethod
@@ -386,6 +402,7 @@ class ResponsesRequest(_Wire):
         check_tools(data.get("tools"))
         check_items(data.get("input"), "input", _ITEMS)
         _trigger_last(data.get("input"))
+        _one_compaction(data.get("context_management"))
         choice = data.get("tool_choice")
         if isinstance(choice, dict) and choice.get("type") in WEB_SEARCH:
             raise _unsupported(
@@ -428,6 +445,32 @@ def _trigger_last(items: Any) -> None:
             raise InvalidRequest(
                 "A 'compaction_trigger' item must be the final input item.", param=f"input[{i}]", code="invalid_value"
             )
+
+
+COMPACTION = "compaction"  # the one `context_management` type OpenAI has
+
+
+def _one_compaction(entries: Any) -> None:
+    """`context_management` of known types (OpenAI's one, `compaction`), each at most once: two thresholds
+    for one compaction say nothing a server could follow."""
+    seen: set[str] = set()
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if not isinstance(kind, str):
+            continue  # not a type at all: pydantic names it
+        if kind != COMPACTION:
+            raise InvalidRequest(
+                f"Invalid value: '{kind[:100]}'. Supported values are: '{COMPACTION}'.",
+                param=f"context_management[{i}].type",
+                code="invalid_value",
+            )
+        if kind in seen:
+            raise InvalidRequest(
+                f"Duplicate context management entry of type '{kind}': send one, with one 'compact_threshold'.",
+                param=f"context_management[{i}]",
+                code="invalid_value",
+            )
+        seen.add(kind)
 
 
 def check_tools(tools: Any, field: str = "tools") -> None:
