@@ -113,6 +113,8 @@ async def gateway_in_process(*fake_args: str) -> AsyncIterator[Any]:
                     break
                 except Exception:
                     await asyncio.sleep(0.2)
+            else:  # not one answer in 20 s: the fake never came up (its port taken meanwhile?), say so
+                raise RuntimeError(f"the fake provider on port {port} never answered (exit code {fake.poll()})")
             try:
                 yield app
             finally:
