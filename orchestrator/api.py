@@ -29,10 +29,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.accounting.accounts import Accounts, Tab
+from orchestrator.accounting.accounts import CLIENT_GONE, Accounts, Tab
 from orchestrator.accounting.admin import add_admin_routes
 from orchestrator.accounting.keys import KeyPolicy
 from orchestrator.accounting.metrics import CONTENT_TYPE_LATEST
+from orchestrator.calls import Call
 from orchestrator.dashboard import add_dashboard_routes
 from orchestrator.errors import (
     MethodNotAllowed,
@@ -63,6 +64,7 @@ from orchestrator.frontdoors.responses import (
     add_stored_routes,
     limits,
 )
+from orchestrator.frontdoors.sse import until_gone
 from orchestrator.pipeline import Pipeline
 from orchestrator.scope import RequestScope
 from orchestrator.settings import ConversationsSettings
@@ -142,6 +144,12 @@ def build_app(
     return app
 
 
+# Ray Serve's header for a request whose client leaving it should not watch (`x-request-disconnect-disabled:
+# ?1`, `ray.serve._private.http_util.parse_disconnect_disabled_header`): Serve then never cancels its work, and a
+# client could leave a whole answer generating on the shared engine. The edge watches such a request itself.
+UNWATCHED = (b"x-request-disconnect-disabled", b"?1")
+
+
 class DoorRoute:
     """One door's POST route: its handler, and its errors in its own shape (`answer_error`)."""
 
@@ -195,6 +203,11 @@ def _serving(door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes
         key = await _keyed(acct, tab, request.headers)
         async with large.slot(key.id if key else None) as slot:
             call = await door.parse(await read_body(request, max_body_bytes, slot), request.headers, tab)
+        if UNWATCHED in request.scope["headers"]:  # Serve won't cancel its work when its client leaves: we do
+            return await until_gone(answer(call), request.receive) or Response(status_code=CLIENT_GONE)
+        return await answer(call)
+
+    async def answer(call: Call) -> Response:
         if isinstance(door, ResponsesDoor):  # its context compacted first where it asks (`context_management`)
             call = await door.compacted(call, pipeline)
         return await door.encode(call, await pipeline.serve(call))

@@ -4,15 +4,20 @@ Starlette's `StreamingResponse` watches for the client leaving (so that a gone c
 stops and its upstream work is cancelled) with an anyio task group per response, on servers that
 speak ASGI spec 2.3, as Serve's uvicorn does: a cancel scope and a second task per stream, much of
 what a short stream costs the gateway (benchmarks/README.md, "the third diet"). `EventStream`
-watches the same way with one plain task.
+watches the same way with one plain task (`until_gone`, which the edge also puts around a request's wait
+for its answer where Ray Serve was told not to watch it: `api.UNWATCHED`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+T = TypeVar("T")
 
 
 class EventStream(StreamingResponse):
@@ -25,19 +30,27 @@ class EventStream(StreamingResponse):
         if scope["type"] != "http" or tuple(map(int, spec.split("."))) >= (2, 4):
             await super().__call__(scope, receive, send)  # the server says so itself: no watch needed
             return
-        streaming = asyncio.current_task()
-        assert streaming is not None
-        gone = asyncio.Event()
-        watch = asyncio.create_task(_watch(receive, streaming, gone))
-        try:
-            await self.stream_response(send)
-        except asyncio.CancelledError:
-            if not gone.is_set() or streaming.uncancel() > 0:
-                raise  # someone else's cancellation
-        finally:
-            watch.cancel()
+        await until_gone(self.stream_response(send), receive)
         if self.background is not None:
             await self.background()
+
+
+async def until_gone(work: Awaitable[T], receive: Receive) -> T | None:
+    """`work`'s result, or None once the client is gone (`receive` says so: `work` is cancelled, and with it
+    whatever it waits on upstream). `receive` must have nothing more to give but the disconnect: the
+    request's body read already."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = asyncio.Event()
+    watch = asyncio.create_task(_watch(receive, task, gone))
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not gone.is_set() or task.uncancel() > 0:
+            raise  # someone else's cancellation
+        return None
+    finally:
+        watch.cancel()
 
 
 async def _watch(receive: Receive, streaming: asyncio.Task[object], gone: asyncio.Event) -> None:

@@ -71,3 +71,23 @@ async def test_a_stream_read_to_the_end_finishes(live_server: str, chat_engine: 
     assert r.text.endswith("data: [DONE]\n\n")
     [gen] = chat_engine.generations
     assert gen.outcome == "finished"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_client_that_told_serve_not_to_watch_it_still_stops_its_work_when_it_leaves(
+    live_server: str, chat_engine: FakeEngine, stream: bool
+) -> None:
+    """Ray Serve cancels a request whose client leaves, unless the request says `x-request-disconnect-disabled:
+    ?1`; then a client could leave its answer generating on the shared engine (plain uvicorn, here, never
+    watches: what such a request gets under Serve). The edge watches it itself, before the first byte too."""
+    chat_engine.enqueue([" ".join(["tick"] * WORDS)])
+    # A whole answer comes after 3 s; a stream's first words after 4 s (its response begins with them).
+    chat_engine.token_delay = 4.0 if stream else 0.05
+    body = {"model": CHAT_MODEL, "messages": user("go"), "max_tokens": WORDS, "stream": stream}
+    headers = {"x-request-disconnect-disabled": "?1"}
+    async with httpx.AsyncClient(base_url=live_server, timeout=0.5) as client:
+        with pytest.raises(httpx.ReadTimeout):  # it leaves before the first byte of the answer
+            await client.post("/v1/chat/completions", json=body, headers=headers)
+    [gen] = chat_engine.generations
+    await asyncio.wait_for(gen.done.wait(), 2)  # not the 3 s the answer would take
+    assert gen.stopped_early, gen.outcome
