@@ -18,7 +18,8 @@ from orchestrator.frontdoors.responses.conversations import (
     conversation_items,
     refusal,
 )
-from orchestrator.frontdoors.responses.translate import Turn, response_object
+from orchestrator.frontdoors.responses.response_object import response_object
+from orchestrator.frontdoors.responses.translate import Turn
 from orchestrator.frontdoors.responses.wire import TAGS, ResponsesRequest
 
 TEAM, OTHER = "key:team", "key:other"

@@ -1,8 +1,9 @@
 """OpenAI's Responses API front door (`door`), its request (`wire`), its translation to and from
-chat (`translate`), its stream events (`events`) and the stored responses (`store`); compaction
-(`compaction`, its door `compact_door`, and server-side compaction, `context_management`); OpenAI's
-Conversations API over it: the policy (`conversations`), the stored conversations
-(`conversation_store`) and their routes (`conversation_routes`)."""
+chat (`translate`), its output items (`output_items`) and `Response` object (`response_object`),
+its stream events (`events`) and the stored responses (`store`); compaction (`compaction`, its
+door `compact_door`, and server-side compaction, `context_management`); OpenAI's Conversations API
+over it: the policy (`conversations`), the stored conversations (`conversation_store`) and their
+routes (`conversation_routes`)."""
 
 from orchestrator.frontdoors.responses.compact_door import CompactDoor
 from orchestrator.frontdoors.responses.conversation_routes import add_conversation_routes

@@ -32,10 +32,11 @@ from orchestrator.frontdoors.openai import error_response, parse_body, route_hea
 from orchestrator.frontdoors.responses.compaction import SUMMARY_TURNS, asking_for_summary, compaction_item
 from orchestrator.frontdoors.responses.door import read_stored, resolve_references
 from orchestrator.frontdoors.responses.ids import new_id
+from orchestrator.frontdoors.responses.response_object import usage_of
 from orchestrator.frontdoors.responses.store import ResponseStore
 from orchestrator.frontdoors.responses.tool_names import renamed
 from orchestrator.frontdoors.responses.tool_search import carried, loads, offered
-from orchestrator.frontdoors.responses.translate import Json, chat_messages, chat_tools, input_items, usage_of
+from orchestrator.frontdoors.responses.translate import Json, chat_messages, chat_tools, input_items
 from orchestrator.frontdoors.responses.wire import TAGS, CompactRequest
 from orchestrator.protocol import ChatCompletion, ChatCompletionRequest, Usage
 from orchestrator.routes import Routed

@@ -55,9 +55,10 @@ from orchestrator.frontdoors.responses.conversation_store import (
 )
 from orchestrator.frontdoors.responses.conversations import check_room, not_found
 from orchestrator.frontdoors.responses.events import ResponseEvents
+from orchestrator.frontdoors.responses.response_object import response_object
 from orchestrator.frontdoors.responses.store import Recent, ResponseStore, Stored
 from orchestrator.frontdoors.responses.tool_search import carried
-from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, response_object, to_chat
+from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, to_chat
 from orchestrator.frontdoors.responses.wire import TAGS, ItemReference, ResponsesRequest, StoredItem, TokenCountRequest
 from orchestrator.frontdoors.sse import EventStream
 from orchestrator.protocol import ChatCompletion, ChatCompletionChunk

@@ -36,16 +36,10 @@ from typing import Any
 
 from orchestrator.frontdoors.responses.custom_tools import custom_input
 from orchestrator.frontdoors.responses.ids import new_id
+from orchestrator.frontdoors.responses.output_items import logprobs_of, message_item, output_text, reasoning_item
+from orchestrator.frontdoors.responses.response_object import response_object
 from orchestrator.frontdoors.responses.tool_search import search_arguments
-from orchestrator.frontdoors.responses.translate import (
-    Json,
-    Turn,
-    logprobs_of,
-    message_item,
-    output_text,
-    reasoning_item,
-    response_object,
-)
+from orchestrator.frontdoors.responses.translate import Json, Turn
 from orchestrator.protocol import ChatCompletionChunk, ToolCallDelta, Usage
 
 WHOLE = ("custom_tool_call", "tool_search_call")  # call items whose arguments are not streamed as they come

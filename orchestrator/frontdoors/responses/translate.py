@@ -10,9 +10,10 @@
                 it carries, a server-side compaction's), and a request that ends with a
                 `compaction_trigger` asks for its summary, not an answer (`compaction`); a turn
                 whose context was compacted first (`context_management`) reads it past its item
-    output      a whole chat answer as output items: the reasoning (a reasoning model's), the
-                message (text or refusal), then one `function_call` item per tool call
-    response    the `Response` object around them, echoing what the request asked
+    output      a whole chat answer as output items (`output_items`): the reasoning (a reasoning
+                model's), the message (text or refusal), then one `function_call` item per tool call
+
+The `Response` object around them is `response_object`'s.
 
 A function reaches a route under its chat tool name (`tool_names`: a
 `namespace` tool's as `<namespace>__<name>`, one too long for a chat route
@@ -47,6 +48,13 @@ from orchestrator.frontdoors.openai import validation_error
 from orchestrator.frontdoors.responses.compaction import asking_for_summary, compacted, compaction_messages
 from orchestrator.frontdoors.responses.custom_tools import custom_call_item, custom_function, custom_input
 from orchestrator.frontdoors.responses.ids import new_id
+from orchestrator.frontdoors.responses.output_items import (
+    function_call_item,
+    logprobs_of,
+    message_item,
+    output_text,
+    reasoning_item,
+)
 from orchestrator.frontdoors.responses.tool_names import SEARCH, Origin, chat_name, client_search, custom_names, renamed
 from orchestrator.frontdoors.responses.tool_search import (
     Offered,
@@ -77,14 +85,7 @@ from orchestrator.frontdoors.responses.wire import (
     ToolSearchTool,
     WebSearchTool,
 )
-from orchestrator.protocol import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    ChoiceLogprobs,
-    TokenLogprob,
-    TopLogprob,
-    Usage,
-)
+from orchestrator.protocol import ChatCompletion, ChatCompletionRequest
 
 Json = dict[str, Any]
 
@@ -201,10 +202,20 @@ def items_of(items: Sequence[Item]) -> list[Json]:
     return out
 
 
+def echo_tool(tool: AnyTool) -> Json:
+    """A tool as OpenAI echoes it (a response's `tools`, a tool search's output): a function's
+    `parameters` and `strict` always there."""
+    if isinstance(tool, WebSearchTool | CustomTool | ToolSearchTool):
+        return tool.model_dump(exclude_none=True)
+    if isinstance(tool, NamespaceTool):
+        return {**tool.model_dump(exclude_none=True), "tools": [echo_tool(f) for f in tool.tools]}
+    return {"parameters": None, "strict": None, **tool.model_dump(exclude_none=True)}
+
+
 def _search_item(item: ToolSearchCallItem | ToolSearchOutputItem) -> Json:
     """A tool search's call or output in the shape the API lists it: its call id (null for a server's
     search), who ran it (where the client left it out: the client, when there is a call id), an output's
-    tools as a response echoes tools (`_tool`)."""
+    tools as a response echoes tools (`echo_tool`)."""
     listed = {
         **item.model_dump(exclude_none=True),
         "call_id": item.call_id,
@@ -212,7 +223,7 @@ def _search_item(item: ToolSearchCallItem | ToolSearchOutputItem) -> Json:
         "status": "completed",
     }
     if isinstance(item, ToolSearchOutputItem):
-        return {**listed, "id": item.id or new_id("tso"), "tools": [_tool(t) for t in item.tools]}
+        return {**listed, "id": item.id or new_id("tso"), "tools": [echo_tool(t) for t in item.tools]}
     return {**listed, "id": item.id or new_id("tsc"), "arguments": item.arguments or {}}
 
 
@@ -376,7 +387,7 @@ def _chat_part(part: Json) -> Json:
     return {"type": "text", "text": part.get("text") or part.get("refusal") or ""}
 
 
-# --------------------------------------------------------------------------- answer -> response
+# --------------------------------------------------------------------------- answer -> output items
 
 
 def output_of(completion: ChatCompletion, turn: Turn) -> tuple[list[Json], str | None]:
@@ -394,136 +405,3 @@ def output_of(completion: ChatCompletion, turn: Turn) -> tuple[list[Json], str |
     for call in message.tool_calls or []:
         out.append(turn.call_item(call.id, call.function.name, call.function.arguments))
     return out, choice.finish_reason
-
-
-def reasoning_item(text: str, item_id: str | None = None, status: str = "completed") -> Json:
-    """A reasoning model's reasoning as an output item; an Anthropic route's signature goes in
-    `encrypted_content`, so the item sent back as input continues a tool use it thought about."""
-    content = [{"type": "reasoning_text", "text": text}]
-    return {"id": item_id or new_id("rs"), "type": "reasoning", "summary": [], "content": content, "status": status}
-
-
-def output_text(text: str, logprobs: list[Json] | None = None) -> Json:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
-
-
-def logprobs_of(logprobs: ChoiceLogprobs | None) -> list[Json]:
-    """A chat choice's token log probabilities as the Responses API gives them (`bytes` always a list)."""
-    if logprobs is None or not logprobs.content:
-        return []
-    return [{**_logprob(t), "top_logprobs": [_logprob(a) for a in t.top_logprobs]} for t in logprobs.content]
-
-
-def _logprob(t: TokenLogprob | TopLogprob) -> Json:
-    return {"token": t.token, "logprob": t.logprob, "bytes": t.bytes if t.bytes is not None else list(t.token.encode())}
-
-
-def message_item(content: list[Json], item_id: str | None = None, status: str = "completed") -> Json:
-    return {
-        "id": item_id or new_id("msg"),
-        "type": "message",
-        "role": "assistant",
-        "status": status,
-        "content": content,
-    }
-
-
-def function_call_item(
-    call_id: str,
-    name: str,
-    arguments: str,
-    item_id: str | None = None,
-    status: str = "completed",
-    namespace: str | None = None,
-) -> Json:
-    return {
-        "id": item_id or new_id("fc"),
-        "type": "function_call",
-        "status": status,
-        "call_id": call_id or new_id("call"),
-        **({"namespace": namespace} if namespace else {}),
-        "name": name,
-        "arguments": arguments,
-    }
-
-
-def usage_of(usage: Usage) -> Json:
-    details = usage.prompt_tokens_details
-    cached, written = (details.cached_tokens, details.cache_write_tokens or 0) if details else (0, 0)
-    return {
-        "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
-        "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    }
-
-
-INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
-
-def response_object(
-    turn: Turn,
-    model: str,
-    *,
-    output: list[Json],
-    status: str,
-    usage: Usage | None = None,
-    finish: str | None = None,
-    error: Json | None = None,
-) -> Json:
-    """The `Response` object for `turn` in a given state; a finish by length or filter is `incomplete`."""
-    r = turn.request
-    incomplete = None
-    if status == "completed" and finish in INCOMPLETE:
-        status, incomplete = "incomplete", {"reason": INCOMPLETE[finish]}
-    done = status in ("completed", "incomplete")
-    response = {
-        "id": turn.id,
-        "object": "response",
-        "created_at": turn.created_at,
-        "status": status,
-        "completed_at": int(time.time()) if done else None,
-        "error": error,
-        "incomplete_details": incomplete,
-        "instructions": r.instructions,
-        "max_output_tokens": r.max_output_tokens,
-        "model": model,
-        "output": output,
-        "parallel_tool_calls": r.parallel_tool_calls if r.parallel_tool_calls is not None else True,
-        "previous_response_id": r.previous_response_id,
-        "reasoning": {"effort": r.reasoning.effort if r.reasoning else None, "summary": None},
-        "store": r.store,
-        "temperature": r.temperature if r.temperature is not None else 1.0,
-        "text": {"format": r.text.format.model_dump(by_alias=True, exclude_none=True)}
-        if r.text is not None and r.text.format is not None
-        else {"format": {"type": "text"}},
-        "tool_choice": _tool_choice(r),
-        "tools": [_tool(t) for t in r.tools or []],
-        "top_p": r.top_p if r.top_p is not None else 1.0,
-        "top_logprobs": r.top_logprobs or 0,
-        "truncation": r.truncation or "disabled",
-        "metadata": r.metadata or {},
-    }
-    if done and usage is not None:
-        response["usage"] = usage_of(usage)
-    if r.user is not None:
-        response["user"] = r.user
-    if turn.conversation is not None:
-        response["conversation"] = {"id": turn.conversation}
-    return response
-
-
-def _tool(tool: AnyTool) -> Json:
-    # As OpenAI echoes a function tool: `parameters` and `strict` always there.
-    if isinstance(tool, WebSearchTool | CustomTool | ToolSearchTool):
-        return tool.model_dump(exclude_none=True)
-    if isinstance(tool, NamespaceTool):
-        return {**tool.model_dump(exclude_none=True), "tools": [_tool(f) for f in tool.tools]}
-    return {"parameters": None, "strict": None, **tool.model_dump(exclude_none=True)}
-
-
-def _tool_choice(r: ResponsesRequest) -> Any:
-    if isinstance(r.tool_choice, FunctionChoice):
-        return {"type": r.tool_choice.type, "name": r.tool_choice.name}
-    return r.tool_choice or "auto"
