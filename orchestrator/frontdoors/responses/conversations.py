@@ -24,8 +24,9 @@ from pydantic import Field, model_validator
 from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError
 from orchestrator.frontdoors.responses.conversation_store import Conversation, Limits, Refused, item_bytes
 from orchestrator.frontdoors.responses.ids import new_id
+from orchestrator.frontdoors.responses.request_checks import check_items
 from orchestrator.frontdoors.responses.translate import Json, items_of
-from orchestrator.frontdoors.responses.wire import StoredItem, _Wire, check_items
+from orchestrator.frontdoors.responses.wire import StoredItem, _Wire
 from orchestrator.protocol import Metadata
 
 MAX_ITEMS_PER_REQUEST = 20  # OpenAI's, for `items` on create and on add

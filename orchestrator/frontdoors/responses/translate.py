@@ -23,7 +23,7 @@ again (`Turn.renamed`). A custom tool reaches a route as a function of one
 string and its calls come back as `custom_tool_call` items (`custom_tools`).
 A client's tool search is a function too, its calls `tool_search_call` items,
 and the tools a search loaded are offered from then on (`tool_search`).
-Offered web search is left out (`wire.WEB_SEARCH`): the chat request has the
+Offered web search is left out (`request_checks.WEB_SEARCH`): the chat request has the
 other tools only, and the door names it in `x-tools-left-out`.
 
 Decisions, where the two APIs differ: `max_output_tokens` is the chat

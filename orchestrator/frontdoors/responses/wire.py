@@ -17,7 +17,8 @@ on). Fields OpenAI accepts that change nothing here (`include`'s other
 values, `service_tier`, `prompt_cache_key`, `safety_identifier`,
 `text.verbosity`, `stream_options`) are accepted. `context_management` asks
 for server-side compaction (`context_management`): one `compaction` entry, its
-`compact_threshold` at least 1,000 tokens or null.
+`compact_threshold` at least 1,000 tokens or null. What is served is checked on the
+request's JSON first (`request_checks`), so that what is not is a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -28,16 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from orchestrator.errors import InvalidRequest
 from orchestrator.frontdoors.responses.compaction import DAMAGED, unseal
+from orchestrator.frontdoors.responses.request_checks import COMPACTION, check_compact_request, check_request
 from orchestrator.protocol import INT64_MAX, Metadata, OutputSchema
 
 LOGPROBS = "message.output_text.logprobs"  # the `include` value that asks for them
-
-# OpenAI's hosted web search, which no route here runs. Offered (not forced) it is left out and the
-# answer says so (`x-tools-left-out`): clients offer it by default (Codex CLI does) and a model answers
-# without it as when it chooses not to search. The other hosted tools (file search over the client's vector
-# stores, code interpreter, MCP servers, …) are what such a request is for: a 400.
-WEB_SEARCH = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
-
 
 # The discriminated unions' tags (input item and content part types): not field names.
 TAGS = frozenset(
@@ -108,7 +103,7 @@ class FunctionTool(_Wire):
 
 class NamespaceTool(_Wire):
     """Function tools grouped under a name: the model calls `name` in `namespace` (a call item says both).
-    The spec requires its `description`, and `check_tools` refuses a request's tool without one; the model
+    The spec requires its `description`, and `request_checks` refuses a request's tool without one; the model
     leaves it out so that a search's output stored before that still reads."""
 
     type: Literal["namespace"]
@@ -131,7 +126,7 @@ class CustomTool(_Wire):
 
 
 class WebSearchTool(_Wire):
-    """OpenAI's hosted web search, offered: left out of what a route is asked (`WEB_SEARCH`)."""
+    """OpenAI's hosted web search, offered: left out of what a route is asked (`request_checks.WEB_SEARCH`)."""
 
     type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"]
 
@@ -387,130 +382,9 @@ class ResponsesRequest(_Wire):
     @classmethod
     def _served(cls, data: Any) -> Any:
         """Name what no route here can do before pydantic reports it as a shape error."""
-        if not isinstance(data, dict):
-            return data
-        if data.get("prompt") is not None:
-            raise _unsupported("'prompt' is not supported by this gateway; send the input itself.", "prompt")
-        if data.get("conversation") is not None and data.get("previous_response_id") is not None:
-            raise InvalidRequest(
-                "Mutually exclusive parameters. Ensure you are only providing one of: 'previous_response_id' or "
-                "'conversation'.",
-                code="mutually_exclusive_parameters",
-            )
-        if data.get("background"):
-            raise _unsupported("'background' responses are not supported by this gateway.", "background")
-        check_tools(data.get("tools"))
-        check_items(data.get("input"), "input", _ITEMS)
-        _trigger_last(data.get("input"))
-        _one_compaction(data.get("context_management"))
-        choice = data.get("tool_choice")
-        if isinstance(choice, dict) and choice.get("type") in WEB_SEARCH:
-            raise _unsupported(
-                f"A tool_choice of {choice['type']!r} can't be served: no route here searches the web (offered "
-                "without being forced, the tool is left out and the answer says so in 'x-tools-left-out').",
-                "tool_choice",
-            )
-        if (
-            isinstance(choice, dict)
-            and isinstance(choice.get("type"), str)
-            and choice["type"] not in ("function", "custom")
-        ):
-            raise _unsupported(
-                f"A tool_choice of type {choice['type']!r} is not supported by this gateway.", "tool_choice"
-            )
+        if isinstance(data, dict):
+            check_request(data)
         return data
-
-
-_ITEMS = (
-    "message",
-    "function_call",
-    "function_call_output",
-    "custom_tool_call",
-    "custom_tool_call_output",
-    "reasoning",
-    "compaction",
-    "compaction_summary",
-    "compaction_trigger",
-    "tool_search_call",
-    "tool_search_output",
-    "item_reference",
-)
-
-
-def _trigger_last(items: Any) -> None:
-    """A `compaction_trigger` only as the last input item, as OpenAI has it."""
-    items = items if isinstance(items, list) else []
-    for i, item in enumerate(items[:-1]):
-        if isinstance(item, dict) and item.get("type") == "compaction_trigger":
-            raise InvalidRequest(
-                "A 'compaction_trigger' item must be the final input item.", param=f"input[{i}]", code="invalid_value"
-            )
-
-
-COMPACTION = "compaction"  # the one `context_management` type OpenAI has
-
-
-def _one_compaction(entries: Any) -> None:
-    """`context_management` of known types (OpenAI's one, `compaction`), each at most once: two thresholds
-    for one compaction say nothing a server could follow."""
-    seen: set[str] = set()
-    for i, entry in enumerate(entries if isinstance(entries, list) else []):
-        kind = entry.get("type") if isinstance(entry, dict) else None
-        if not isinstance(kind, str):
-            continue  # not a type at all: pydantic names it
-        if kind != COMPACTION:
-            raise InvalidRequest(
-                f"Invalid value: '{kind[:100]}'. Supported values are: '{COMPACTION}'.",
-                param=f"context_management[{i}].type",
-                code="invalid_value",
-            )
-        if kind in seen:
-            raise InvalidRequest(
-                f"Duplicate context management entry of type '{kind}': send one, with one 'compact_threshold'.",
-                param=f"context_management[{i}]",
-                code="invalid_value",
-            )
-        seen.add(kind)
-
-
-def check_tools(tools: Any, field: str = "tools") -> None:
-    """Each tool of a type a route here can run: a function, a namespace of them (with its description, which
-    the spec requires), a custom tool, a tool search (`tool_search`), or web search (left out)."""
-    for i, tool in enumerate(tools if isinstance(tools, list) else []):
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if isinstance(kind, str) and kind not in ("function", "namespace", "custom", "tool_search", *WEB_SEARCH):
-            raise _unsupported(
-                f"The tool type {kind!r} can't be run by this gateway's routes; only 'function' and 'custom' tools "
-                "(and 'namespace' tools of functions, and 'tool_search') are supported.",
-                f"{field}[{i}].type",
-            )
-        members = tool.get("tools") if kind == "namespace" else None
-        for j, member in enumerate(members if isinstance(members, list) else []):
-            inner = member.get("type") if isinstance(member, dict) else None
-            if isinstance(inner, str) and inner != "function":
-                raise _unsupported(
-                    f"The tool type {inner!r} can't be run by this gateway's routes, in a namespace either; "
-                    "only 'function' tools are supported.",
-                    f"{field}[{i}].tools[{j}].type",
-                )
-        if kind == "namespace" and tool.get("description") is None:  # as pydantic reports a missing field
-            param = f"{field}[{i}].description"
-            raise InvalidRequest(
-                f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-            )
-
-
-def check_items(items: Any, field: str, served: tuple[str, ...]) -> None:
-    """Each item of `items` typed (an easy input message may leave its type out), and of a type `served`;
-    the tools a tool search loaded, each of a type a route here can run."""
-    for i, item in enumerate(items if isinstance(items, list) else []):
-        if not isinstance(item, dict):
-            continue
-        kind = item.setdefault("type", "message")
-        if isinstance(kind, str) and kind not in served:
-            raise _unsupported(f"Input items of type {kind!r} are not supported by this gateway.", f"{field}[{i}].type")
-        if kind == "tool_search_output":
-            check_tools(item.get("tools"), f"{field}[{i}].tools")
 
 
 class TokenCountRequest(ResponsesRequest):
@@ -538,20 +412,6 @@ class CompactRequest(_Wire):
     @model_validator(mode="before")
     @classmethod
     def _served(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        for name, why in (
-            ("stream", "a compaction is answered whole"),
-            ("background", "a compaction is answered whole"),
-            ("conversation", "compact a conversation's items by sending them as 'input'"),
-            ("prompt", "send the input itself"),
-        ):
-            if data.get(name):
-                raise _unsupported(f"'{name}' is not supported by this endpoint: {why}.", name)
-        check_tools(data.get("tools"))
-        check_items(data.get("input"), "input", tuple(t for t in _ITEMS if t != "compaction_trigger"))
+        if isinstance(data, dict):
+            check_compact_request(data)
         return data
-
-
-def _unsupported(message: str, param: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="unsupported_parameter")
