@@ -9,8 +9,6 @@ stream event is also held to the SDK's own types.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import anthropic
@@ -21,7 +19,10 @@ from anthropic.types import Message, RawMessageStreamEvent
 from fastapi import FastAPI
 from http_checks import CHAT_MODEL
 from pydantic import TypeAdapter
-from two_fakes import TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import TEAM_KEY
+from two_fakes import fakes_fixture as fakes_fixture
+from two_fakes import healthy_fixture as healthy_fixture
+from two_fakes import remote_fixture as remote_fixture
 
 from orchestrator.testing.engine import FakeEngine
 from orchestrator.testing.provider import FakeProvider
@@ -227,24 +228,6 @@ async def test_a_body_that_is_not_json_is_a_400_in_anthropics_shape(app: FastAPI
 
 
 # ------------------------------------------------------------------------------ remote (fake providers)
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
-
-
-@pytest.fixture(autouse=True)
-def healthy(request: pytest.FixtureRequest) -> None:
-    if "fakes" in request.fixturenames:
-        heal(request.getfixturevalue("fakes"))
-
-
-@pytest.fixture
-async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
-    async with gateway(fakes, tmp_path) as app:
-        yield app
 
 
 @pytest.mark.parametrize(("model", "at_start"), [("alpha/m", False), ("claude/haiku", True)])

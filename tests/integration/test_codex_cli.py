@@ -18,14 +18,15 @@ import json
 import os
 import signal
 from asyncio.subprocess import Process
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from loopback import serving
-from two_fakes import TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import TEAM_KEY, gateway, heal
+from two_fakes import fakes_fixture as fakes_fixture
 
 from orchestrator.frontdoors.responses.compaction import PROMPT, SUMMARY_HEADER
 from orchestrator.testing.openai_wire import chat_ask
@@ -139,12 +140,6 @@ async def running(base: str, home: Path, work: Path, *args: str) -> AsyncIterato
     finally:
         _stop(proc)
         await proc.wait()
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +20,13 @@ import openai
 import pytest
 from fastapi import FastAPI
 from openai_schema import validate
-from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal
+from two_fakes import fakes_fixture as fakes_fixture
 
 from orchestrator.frontdoors.responses import DiskConversations, InProcessConversations, Limits
 from orchestrator.testing.provider import FakeProvider
 
 SAID = "It is sunny."  # what both fakes answer
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as f:
-        yield f
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from loopback import serving
 from openai_schema import validate
 from prometheus_client.parser import text_string_to_metric_families
-from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal
+from two_fakes import fakes_fixture as fakes_fixture
 
 from orchestrator.testing.provider import FakeProvider
 
@@ -29,12 +29,6 @@ WORDS = 30  # a slow stream's words: at 10 a second, 3 s of stream
 ASK = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "alpha/m", "messages": ASK, "stream": True}
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
 
 
 @contextlib.contextmanager

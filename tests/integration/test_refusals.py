@@ -7,7 +7,7 @@ The gateway asks every upstream for a stream and folds it for a whole answer; th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import pytest
 from fastapi import FastAPI
 from openai_schema import validate
 from pydantic import BaseModel
-from two_fakes import TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import TEAM_KEY, gateway, heal
+from two_fakes import fakes_fixture as fakes_fixture
 
 from orchestrator.testing.provider import FakeProvider
 
@@ -27,12 +28,6 @@ REFUSAL = "I can't help with that."
 
 class Answer(BaseModel):
     city: str
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
 
 
 @pytest.fixture

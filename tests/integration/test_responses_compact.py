@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,10 @@ from fastapi import FastAPI
 from http_checks import CHAT_MODEL
 from openai_schema import validate
 from test_responses_door import WEATHER, kinds, post, raw_events, sdk
-from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import OTHER_KEY, TEAM_KEY
+from two_fakes import fakes_fixture as fakes_fixture
+from two_fakes import healthy_fixture as healthy_fixture
+from two_fakes import remote_fixture as remote_fixture
 
 from local_models.interface import ModelInfo
 from orchestrator.api import build_app
@@ -64,24 +66,6 @@ async def compacted_output(client: openai.AsyncOpenAI, **kwargs: Any) -> list[di
 @pytest.fixture
 def chat_engine() -> FakeEngine:
     return FakeEngine(CHAT_MODEL, max_model_len=1024)  # room for a conversation and the request for its summary
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
-
-
-@pytest.fixture(autouse=True)
-def healthy(request: pytest.FixtureRequest) -> None:
-    if "fakes" in request.fixturenames:
-        heal(request.getfixturevalue("fakes"))
-
-
-@pytest.fixture
-async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
-    async with gateway(fakes, tmp_path) as app:
-        yield app
 
 
 # ------------------------------------------------------------------------------ the local model

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,10 @@ from test_responses_compact import text_of
 from test_responses_door import WEATHER, kinds, post, raw_events, sdk
 from test_responses_tool_search import LOADED, SEARCH, offered, searched
 from test_responses_websocket import WS, answer, connect
-from two_fakes import TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import TEAM_KEY, gateway
+from two_fakes import fakes_fixture as fakes_fixture
+from two_fakes import healthy_fixture as healthy_fixture
+from two_fakes import remote_fixture as remote_fixture
 
 from local_models.interface import ModelInfo
 from orchestrator.api import build_app
@@ -45,24 +47,6 @@ HISTORY: list[dict[str, Any]] = [
 ]
 COMPACT_AT_1000 = [{"type": "compaction", "compact_threshold": 1000}]
 SUMMARY = SUMMARY_HEADER + "It is sunny."  # the fake provider's reply, as a route reads it back
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
-
-
-@pytest.fixture(autouse=True)
-def healthy(request: pytest.FixtureRequest) -> None:
-    if "fakes" in request.fixturenames:
-        heal(request.getfixturevalue("fakes"))
-
-
-@pytest.fixture
-async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
-    async with gateway(fakes, tmp_path) as app:
-        yield app
 
 
 def asked(fake: FakeProvider) -> list[tuple[str, str]]:

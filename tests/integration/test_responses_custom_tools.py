@@ -5,15 +5,16 @@ Anthropic one, on real sockets, recording what they were sent. Bodies and events
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from openai_schema import validate
 from test_responses_door import kinds, post, raw_events, sdk
-from two_fakes import TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import TEAM_KEY
+from two_fakes import fakes_fixture as fakes_fixture
+from two_fakes import healthy_fixture as healthy_fixture
+from two_fakes import remote_fixture as remote_fixture
 
 from orchestrator.testing.provider import FakeProvider
 
@@ -25,23 +26,6 @@ APPLY_PATCH: dict[str, Any] = {
     "format": {"type": "grammar", "syntax": "lark", "definition": GRAMMAR},
 }
 PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hello\n*** End Patch\n"
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
-
-
-@pytest.fixture(autouse=True)
-def healthy(fakes: dict[str, FakeProvider]) -> None:
-    heal(fakes)
-
-
-@pytest.fixture
-async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
-    async with gateway(fakes, tmp_path) as app:
-        yield app
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])

@@ -9,7 +9,7 @@ Every body and stream event is held to the shared OpenAPI spec.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ import pytest
 from fastapi import FastAPI
 from http_checks import CHAT_MODEL, EVENT_SCHEMAS
 from openai_schema import validate
-from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import OTHER_KEY, TEAM_KEY, gateway
+from two_fakes import fakes_fixture as fakes_fixture
+from two_fakes import healthy_fixture as healthy_fixture
 
 from orchestrator.testing.provider import FakeProvider
 
@@ -290,18 +292,6 @@ async def test_responses_requests_are_accounted_under_their_own_endpoint(client:
 
 
 # ------------------------------------------------------------------------------ remote (fake providers)
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
-
-
-@pytest.fixture(autouse=True)
-def healthy(request: pytest.FixtureRequest) -> None:
-    if "fakes" in request.fixturenames:
-        heal(request.getfixturevalue("fakes"))
 
 
 @pytest.fixture

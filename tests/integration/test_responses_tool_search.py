@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +14,10 @@ import pytest
 from fastapi import FastAPI
 from openai_schema import validate
 from test_responses_door import kinds, post, raw_events, sdk
-from two_fakes import TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import TEAM_KEY
+from two_fakes import fakes_fixture as fakes_fixture
+from two_fakes import healthy_fixture as healthy_fixture
+from two_fakes import remote_fixture as remote_fixture
 
 from orchestrator.testing.provider import FakeProvider
 
@@ -48,23 +49,6 @@ LOADED: dict[str, Any] = {  # an MCP server's tools as Codex's search loads them
     "description": "The weather server.",
     "tools": [WEATHER],
 }
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
-
-
-@pytest.fixture(autouse=True)
-def healthy(fakes: dict[str, FakeProvider]) -> None:
-    heal(fakes)
-
-
-@pytest.fixture
-async def remote(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
-    async with gateway(fakes, tmp_path) as app:
-        yield app
 
 
 def offered(fake: FakeProvider) -> list[str]:

@@ -32,7 +32,8 @@ from loopback import serving
 from openai.resources.responses.responses import AsyncResponsesConnection as Connection
 from openai_schema import validate
 from starlette.routing import WebSocketRoute
-from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal, two_fakes
+from two_fakes import OTHER_KEY, TEAM_KEY, gateway, heal
+from two_fakes import fakes_fixture as fakes_fixture
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as raw_connect
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
@@ -319,12 +320,6 @@ async def test_socket_responses_are_accounted_as_responses(url: str) -> None:
 
 
 # ------------------------------------------------------------------------------ keys (fake providers)
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[dict[str, FakeProvider]]:
-    with two_fakes() as both:
-        yield both
 
 
 @pytest.fixture

@@ -3,6 +3,14 @@
 "alpha" speaks OpenAI's wire format (`alpha/m`), "claude" Anthropic's (`claude/haiku`); both reply "It is
 sunny." and support tools. Keys are required (`TEAM_KEY`, and `OTHER_KEY` for a second tenant), the cache
 is on in a temporary directory, the ledger is in this process, timeouts are short.
+
+Its fixtures: `fakes` (both providers, started once per module), `healthy` (autouse: each test that uses
+them finds them healed, `heal`) and `remote` (the gateway over them, per test). A test module takes the
+ones it wants by importing them (`from two_fakes import fakes_fixture as fakes_fixture`: a name of their
+own, so that a test's `fakes` parameter does not shadow an import, and an explicit re-export, so that the
+import is not unused), which makes them its own, `fakes` started once per module. They
+are not a plugin (`pytest_plugins`): a plugin's fixtures are the whole session's, and `anthropic_fixtures`
+has a `fakes` of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from orchestrator.accounting.book import Book, InProcessOwner
@@ -36,6 +45,24 @@ def two_fakes() -> Iterator[dict[str, FakeProvider]]:
         FakeProvider(api_key=KEYS["CLAUDE_KEY"], reply="It is sunny.") as claude,
     ):
         yield {"alpha": alpha, "claude": claude}
+
+
+@pytest.fixture(scope="module", name="fakes")
+def fakes_fixture() -> Iterator[dict[str, FakeProvider]]:
+    with two_fakes() as both:
+        yield both
+
+
+@pytest.fixture(autouse=True, name="healthy")
+def healthy_fixture(request: pytest.FixtureRequest) -> None:
+    if "fakes" in request.fixturenames:
+        heal(request.getfixturevalue("fakes"))
+
+
+@pytest.fixture(name="remote")
+async def remote_fixture(fakes: dict[str, FakeProvider], tmp_path: Path) -> AsyncIterator[FastAPI]:
+    async with gateway(fakes, tmp_path) as app:
+        yield app
 
 
 def heal(fakes: dict[str, FakeProvider]) -> None:
