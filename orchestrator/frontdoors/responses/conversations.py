@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from orchestrator.errors import InvalidRequest, NotFound, OrchestratorError
 from orchestrator.frontdoors.responses.conversation_store import Conversation, Limits, Refused, item_bytes
 from orchestrator.frontdoors.responses.ids import new_id
-from orchestrator.frontdoors.responses.request_checks import check_items
+from orchestrator.frontdoors.responses.request_checks import INPUT_ITEMS, check_items
 from orchestrator.frontdoors.responses.translate import Json, items_of
 from orchestrator.frontdoors.responses.wire import StoredItem, _Wire
 from orchestrator.protocol import Metadata
@@ -33,18 +33,7 @@ MAX_ITEMS_PER_REQUEST = 20  # OpenAI's, for `items` on create and on add
 # The items a conversation takes: what a response's input may hold (and its output writes into a conversation),
 # but for a reference to a stored one and a request control (`compaction_trigger`). Codex's older name for a
 # compaction item is one too, added as a `compaction` (`items_of`).
-_ITEMS = (
-    "message",
-    "function_call",
-    "function_call_output",
-    "custom_tool_call",
-    "custom_tool_call_output",
-    "reasoning",
-    "compaction",
-    "compaction_summary",
-    "tool_search_call",
-    "tool_search_output",
-)
+_ITEMS = tuple(t for t in INPUT_ITEMS if t not in ("item_reference", "compaction_trigger"))
 # `include`'s values (the spec's IncludeEnum): items are kept whole, so none changes what is listed.
 INCLUDE = frozenset(
     {

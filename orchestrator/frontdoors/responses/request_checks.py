@@ -17,7 +17,7 @@ from orchestrator.errors import InvalidRequest
 # stores, code interpreter, MCP servers, …) are what such a request is for: a 400.
 WEB_SEARCH = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
 
-_ITEMS = (
+INPUT_ITEMS = (  # what a response's input may hold
     "message",
     "function_call",
     "function_call_output",
@@ -46,7 +46,7 @@ def check_request(data: dict[str, Any]) -> None:
     if data.get("background"):
         raise _unsupported("'background' responses are not supported by this gateway.", "background")
     check_tools(data.get("tools"))
-    check_items(data.get("input"), "input", _ITEMS)
+    check_items(data.get("input"), "input", INPUT_ITEMS)
     _trigger_last(data.get("input"))
     _one_compaction(data.get("context_management"))
     choice = data.get("tool_choice")
@@ -75,7 +75,7 @@ def check_compact_request(data: dict[str, Any]) -> None:
         if data.get(name):
             raise _unsupported(f"'{name}' is not supported by this endpoint: {why}.", name)
     check_tools(data.get("tools"))
-    check_items(data.get("input"), "input", tuple(t for t in _ITEMS if t != "compaction_trigger"))
+    check_items(data.get("input"), "input", tuple(t for t in INPUT_ITEMS if t != "compaction_trigger"))
 
 
 def _trigger_last(items: Any) -> None:
