@@ -48,6 +48,16 @@ HISTORY: list[dict[str, Any]] = [
 COMPACT_AT_1000 = [{"type": "compaction", "compact_threshold": 1000}]
 SUMMARY = SUMMARY_HEADER + "It is sunny."  # the fake provider's reply, as a route reads it back
 
+# What a route is asked for the turn after the compaction: the user's messages the item carries, its summary,
+# the answer that came with it, and the new message.
+NEXT_TURN = [
+    ("user", "Weather in Oslo?"),
+    ("user", "And Bergen?"),
+    ("user", SUMMARY),
+    ("assistant", "It is sunny."),
+    ("user", "And Trondheim?"),
+]
+
 
 def asked(fake: FakeProvider) -> list[tuple[str, str]]:
     """What the provider's last request read: each message's role and text."""
@@ -186,13 +196,7 @@ async def test_previous_response_id_goes_on_from_the_compacted_context(
     )
     assert [item.type for item in second.output] == ["message"]
     assert len(fakes["alpha"].requests) == 3  # the summary, the first answer, the second: nothing compacted again
-    assert asked(fakes["alpha"]) == [
-        ("user", "Weather in Oslo?"),
-        ("user", "And Bergen?"),
-        ("user", SUMMARY),
-        ("assistant", "It is sunny."),
-        ("user", "And Trondheim?"),
-    ]
+    assert asked(fakes["alpha"]) == NEXT_TURN
     stored = await client.responses.retrieve(first.id)  # as it was answered: the compaction item first
     assert [item.type for item in stored.output] == ["compaction", "message"]
 
@@ -215,13 +219,7 @@ async def test_a_client_that_drops_what_came_before_the_item_loses_nothing(
         [*output, {"role": "user", "content": "And Trondheim?"}],  # what came before the item dropped
     ):
         await client.responses.create(model="alpha/m", input=given, store=False)  # type: ignore[arg-type]
-        assert asked(fakes["alpha"]) == [
-            ("user", "Weather in Oslo?"),
-            ("user", "And Bergen?"),
-            ("user", SUMMARY),
-            ("assistant", "It is sunny."),
-            ("user", "And Trondheim?"),
-        ]
+        assert asked(fakes["alpha"]) == NEXT_TURN
 
 
 async def test_the_item_carries_the_tools_a_search_had_loaded(remote: FastAPI, fakes: dict[str, FakeProvider]) -> None:
