@@ -78,6 +78,18 @@ LARGE_BODY_GRACE_S = 10.0  # a large body holding a slot: all of it within this 
 LARGE_BODY_MIN_BYTES_PER_S = 128 << 10  # ...this rate (a client that stalls loses its slot: 408)
 
 
+Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+
+def _stopping(on_stop: Callable[[], Awaitable[None]]) -> Lifespan:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await on_stop()
+
+    return lifespan
+
+
 def build_app(
     pipeline: Pipeline,
     accounts: Accounts | None = None,
@@ -89,6 +101,7 @@ def build_app(
     conversation_room: Limits | None = None,
     ingress_request_ids: bool = False,
     large_bodies: LargeBodies | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """The ASGI app over one pipeline: its front doors (OpenAI's chat, completions, embeddings and
     Responses, and Anthropic's Messages by default), the stored responses, `/v1/models`, `/health`,
@@ -98,10 +111,12 @@ def build_app(
     each on this process's disk, in a temporary directory), none grown past `conversation_room` (default:
     `conversations.max_items` and `max_mb`'s defaults); `ingress_request_ids`: an ingress in front (Ray
     Serve) gives every request its `x-request-id` and answers with it, so the app adds none of its own;
-    `large_bodies`: how bodies over 1 MB share the event loop (`LargeBodies`). With the pipeline's
+    `large_bodies`: how bodies over 1 MB share the event loop (`LargeBodies`); `on_stop`: awaited when the
+    server stops the app (its ASGI lifespan's shutdown, which Serve awaits when it stops a replica). With the pipeline's
     telemetry on, every front-door request is a span (`Telemetry.request`). The Responses door also
     answers over a WebSocket at its path (OpenAI's WebSocket mode: `orchestrator.websocket`)."""
-    app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None)
+    lifespan = _stopping(on_stop) if on_stop is not None else None
+    app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.router.redirect_slashes = False  # `/v1/chat/completions/` is a 404 in OpenAI's shape, as OpenAI answers
     acct = accounts or Accounts(registry=pipeline.registry, prices=pipeline.prices)
     store = responses or WriteBehind(InProcessStore(DiskResponses()))

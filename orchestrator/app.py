@@ -25,7 +25,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
@@ -233,18 +233,10 @@ class Gateway:
         self._accounts = await build_accounts(settings, self._pipeline, local={LOCAL: (figures, info)})
         freeze_heap()
 
-    def __del__(self) -> Coroutine[Any, Any, None] | None:
-        """Serve's graceful shutdown (scaled down, redeployed, stopped), once the replica's requests ended:
-        the settlements still batched go to the ledger, so no answered request is missing there.
-
-        Serve awaits what a synchronous `__del__` returns; Python's own finalizer, which calls it again
-        later, gets nothing to await (an `async def` would leave a coroutine never awaited)."""
-        if getattr(self, "_stopping", False) or not hasattr(self, "_accounts"):
-            return None
-        self._stopping = True
-        return self._stop()
-
     async def _stop(self) -> None:
+        """Serve's graceful shutdown (scaled down, redeployed, stopped), once the replica's requests ended
+        (the app's ASGI lifespan shutdown, which Serve's ingress awaits): the settlements still batched go
+        to the ledger, so no answered request is missing there."""
         poller = getattr(self, "_poller", None)
         if poller is not None:
             poller.cancel()
@@ -266,6 +258,7 @@ class Gateway:
             conversations=self._conversations,
             conversation_room=self._conversation_room,
             ingress_request_ids=True,  # Serve answers with its own x-request-id
+            on_stop=self._stop,
         )
 
 
