@@ -128,42 +128,46 @@ def test_a_replica_that_goes_away_stops_counting(serve_app: Any) -> None:
 
 
 class Stopping:
-    """Stops as `orchestrator.app.Gateway` does: a synchronous `__del__` that returns the work still to do
-    (the Gateway's: the settlements it batches), which Serve must await before the replica goes."""
+    """Stops as `orchestrator.app.Gateway` does: an ingress whose app (`__serve_build_asgi_app__`) does the
+    work still to do (the Gateway's: the settlements it batches) in its ASGI lifespan's shutdown, which Serve
+    must await before the replica goes."""
 
     def __init__(self, marker: str):
         self.marker = marker
-        self.stopped = False
 
-    def __call__(self) -> str:
-        return "up"
+    def __serve_build_asgi_app__(self) -> Any:
+        from contextlib import asynccontextmanager
 
-    def __del__(self) -> Any:
-        if self.stopped:
-            return None
-        self.stopped = True
-        return self._stop()
+        from fastapi import FastAPI
 
-    async def _stop(self) -> None:
-        await asyncio.sleep(0.5)  # the ledger's answer takes a while
-        Path(self.marker).write_text("drained")
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> Any:
+            yield
+            await asyncio.sleep(0.5)  # the ledger's answer takes a while
+            Path(self.marker).write_text("drained")
+
+        app = FastAPI(lifespan=lifespan)
+        app.get("/")(lambda: "up")
+        return app
 
 
-def test_serve_awaits_what_a_stopping_replica_returns(serve_app: Any, tmp_path: Path) -> None:
-    """The contract `Gateway.__del__` rests on (Serve 2.60, `UserCallableWrapper.call_destructor`): a replica
-    stopped gracefully runs the coroutine its `__del__` returned to its end. Were it dropped, a stopped
-    Gateway's last settlements would never reach the ledger."""
+def test_serve_awaits_a_stopping_ingress_apps_shutdown(serve_app: Any, tmp_path: Path) -> None:
+    """The contract the Gateway's drain rests on (Serve 2.60, `ASGIAppReplicaWrapper.__del__`): a replica
+    stopped gracefully runs its ASGI app's lifespan shutdown to its end. Were it dropped, a stopped
+    Gateway's last settlements would never reach the ledger. (What a wrapped class's own `__del__`
+    returns, Serve's ingress wrapper drops: the Gateway's drain was there until 2026-12-02.)"""
     from ray import serve
 
     marker = tmp_path / "stopped"
     paths = f"{TESTS / 'e2e'}:{TESTS}:{TESTS.parent}"
     actor = {"num_cpus": 0, "runtime_env": {"env_vars": {"PYTHONPATH": paths}}}
-    app = serve.deployment(Stopping).options(name="StopUnderTest", ray_actor_options=actor).bind(str(marker))
-    handle = serve.run(app, name="stopping-test", route_prefix=None)
-    assert handle.remote().result() == "up"
+    ingress = serve.deployment(serve.ingress()(Stopping))
+    app = ingress.options(name="StopUnderTest", ray_actor_options=actor).bind(str(marker))
+    serve.run(app, name="stopping-test", route_prefix=None)
+    assert not marker.exists()
     serve.delete("stopping-test")
     deadline = time.monotonic() + 30
     while not marker.exists():
-        assert time.monotonic() < deadline, "the replica's returned coroutine never ran to its end"
+        assert time.monotonic() < deadline, "the replica's app never finished its shutdown"
         time.sleep(0.1)
     assert marker.read_text() == "drained"
