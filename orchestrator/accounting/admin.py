@@ -1,8 +1,14 @@
 """The admin API, guarded by the master key: virtual keys and usage reports.
 
-    POST   /admin/keys          create a key; the answer shows it once (only its hash is kept)
-    GET    /admin/keys          every key: its limits and this period's spend (never a key or a hash)
-    DELETE /admin/keys/{id}     revoke a key (config keys come back at the next start: remove them there)
+    POST   /admin/keys              create a key; the answer shows it once (only its hash is kept)
+    GET    /admin/keys              every key: its limits and this period's spend (never a key or a hash)
+    GET    /admin/keys/{id}         one key, the same way
+    PATCH  /admin/keys/{id}         change an admin key's limits (the fields given; null lifts one)
+    POST   /admin/keys/{id}/rotate  a new secret for an admin key (shown once); the old one stops working
+    DELETE /admin/keys/{id}         revoke a key (config keys come back at the next start: remove them there)
+
+Config keys are the config's: they change there, not here. A change reaches this replica at once and
+every other within the keys' lookup cache (`Accounts`' `lookup_ttl_s`, 5 s), as a revocation does.
     GET    /admin/usage         usage, spend and savings by key, model, provider and route (?since=&until=)
 
 The master key comes from the environment variable `ledger.master_key_env`;
@@ -21,7 +27,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from orchestrator.accounting.accounts import Accounts
-from orchestrator.accounting.book import CreateKey, DeleteKey, LedgerOwner, ListKeys, Query
+from orchestrator.accounting.book import (
+    CreateKey,
+    DeleteKey,
+    GetKey,
+    KeySpend,
+    LedgerOwner,
+    ListKeys,
+    Query,
+    RotateKey,
+    UpdateKey,
+)
 from orchestrator.accounting.keys import KeyPolicy, hash_key, new_key, presented, same_hash
 from orchestrator.accounting.reports import usage_report
 from orchestrator.errors import InvalidApiKey, InvalidRequest, NotFound, OrchestratorError
@@ -30,12 +46,11 @@ from orchestrator.protocol import finite_number
 from orchestrator.settings import MAX_PARALLEL_REQUESTS, KeySettings
 
 
-class NewKey(BaseModel):
-    """What `POST /admin/keys` takes: an id and the key's limits (all optional)."""
+class KeyLimits(BaseModel):
+    """A key's limits, as `PATCH /admin/keys/{id}` takes them (the fields given change)."""
 
     model_config = {"extra": "forbid"}
 
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     # Finite, and within what sqlite's INTEGER and REAL hold: a limit is a number, never inf or NaN.
     budget_usd: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
     budget_tokens: int | None = Field(default=None, ge=0, le=2**62)
@@ -47,6 +62,12 @@ class NewKey(BaseModel):
     soft_limit_usd: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
     soft_limit_tokens: int | None = Field(default=None, ge=0, le=2**62)
     downgrade_to: str | None = None
+
+
+class NewKey(KeyLimits):
+    """What `POST /admin/keys` takes: an id and the key's limits (all optional)."""
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
 class AdminDisabled(OrchestratorError):
@@ -70,6 +91,9 @@ def add_admin_routes(app: FastAPI, accounts: Accounts) -> None:
     admin = AdminApi(accounts)
     app.add_api_route("/admin/keys", admin.create_key, methods=["POST"])
     app.add_api_route("/admin/keys", admin.list_keys, methods=["GET"])
+    app.add_api_route("/admin/keys/{key_id}", admin.get_key, methods=["GET"])
+    app.add_api_route("/admin/keys/{key_id}", admin.update_key, methods=["PATCH"])
+    app.add_api_route("/admin/keys/{key_id}/rotate", admin.rotate_key, methods=["POST"])
     app.add_api_route("/admin/keys/{key_id}", admin.delete_key, methods=["DELETE"])
     app.add_api_route("/admin/usage", admin.usage, methods=["GET"])
 
@@ -89,14 +113,17 @@ class AdminApi:
         accounts.flush()  # this replica's settlements first: what it answered counts in what it shows
         return accounts.owner
 
-    async def create_key(self, request: Request) -> Response:
-        owner = self._owner(request)
-        spec = parse_body(await request.body(), NewKey)  # the front doors' JSON parse, naming the field
+    def _check_models(self, spec: KeyLimits) -> None:
         named = [(f"models[{i}]", m) for i, m in enumerate(spec.models or [])] + [("downgrade_to", spec.downgrade_to)]
         for field, model in named:
             if model is not None and not self._accounts.serves(model):
                 message = f"Invalid value for '{field}': no model '{model}' is served."
                 raise InvalidRequest(message, param=field, code="invalid_value")
+
+    async def create_key(self, request: Request) -> Response:
+        owner = self._owner(request)
+        spec = parse_body(await request.body(), NewKey)  # the front doors' JSON parse, naming the field
+        self._check_models(spec)
         key = new_key()
         settings = KeySettings(sha256=hash_key(key), **spec.model_dump(exclude={"id"}))
         policy = KeyPolicy.from_settings(spec.id, settings, source="admin", created=time.time())
@@ -118,6 +145,34 @@ class AdminApi:
         data = [{**k.public(), "spend": _spend(s)} for k, s in listed]
         return JSONResponse({"object": "list", "data": data})
 
+    async def get_key(self, key_id: str, request: Request) -> Response:
+        found = await self._owner(request).call(GetKey(key_id))
+        if found is None:
+            raise NotFound(f"No key with id '{key_id}'.", param="id")
+        k, spend = found
+        return JSONResponse({**k.public(), "spend": _spend(spend)})
+
+    async def update_key(self, key_id: str, request: Request) -> Response:
+        owner = self._owner(request)
+        spec = parse_body(await request.body(), KeyLimits)
+        self._check_models(spec)
+        given = spec.model_dump(include=spec.model_fields_set)
+        if "models" in given and given["models"] is not None:
+            given["models"] = tuple(given["models"])
+        updated = _admins_only(key_id, await owner.call(UpdateKey(key_id, tuple(given.items()))), "change")
+        self._accounts.forget(updated.sha256)
+        return JSONResponse(updated.public())
+
+    async def rotate_key(self, key_id: str, request: Request) -> Response:
+        owner = self._owner(request)
+        key = new_key()
+        rotated = await owner.call(RotateKey(key_id, hash_key(key)))
+        if rotated == "taken":  # 256 random bits met another key's: never, but not silently
+            raise InvalidRequest("The new key collided with another; rotate again.", code="key_exists")
+        updated = _admins_only(key_id, rotated, "rotate")
+        self._accounts.forget()  # the old secret, refused here from now
+        return JSONResponse({**updated.public(), "key": key})
+
     async def delete_key(self, key_id: str, request: Request) -> Response:
         if not await self._owner(request).call(DeleteKey(key_id)):
             raise NotFound(f"No key with id '{key_id}'.", param="id")
@@ -134,7 +189,21 @@ class AdminApi:
         return JSONResponse(report)
 
 
-def _spend(s: Any) -> dict[str, Any]:
+def _admins_only(key_id: str, outcome: KeyPolicy | str, what: str) -> KeyPolicy:
+    """The key an update or rotation made, or the error of why not."""
+    if isinstance(outcome, KeyPolicy):
+        return outcome
+    if outcome == "missing":
+        raise NotFound(f"No key with id '{key_id}'.", param="id")
+    raise InvalidRequest(
+        f"The key '{key_id}' is defined in the config (its `keys` section): {what} it there; the admin API "
+        "changes the keys it made.",
+        param="id",
+        code="key_from_config",
+    )
+
+
+def _spend(s: KeySpend) -> dict[str, Any]:
     return {
         "period_start": int(s.period_start),
         "usd": s.spent_usd,

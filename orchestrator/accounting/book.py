@@ -38,7 +38,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -244,6 +244,37 @@ class DeleteKey(Command[bool]):
 
 
 @dataclass(frozen=True)
+class UpdateKey(Command[KeyPolicy | Literal["missing", "config"]]):
+    """New limits for a key the admin API made (`Book.update_key`): `changes` are `KeyPolicy` fields."""
+
+    key_id: str
+    changes: tuple[tuple[str, Any], ...]
+
+    def apply(self, book: Book) -> KeyPolicy | Literal["missing", "config"]:
+        return book.update_key(self.key_id, dict(self.changes))
+
+
+@dataclass(frozen=True)
+class RotateKey(Command[KeyPolicy | Literal["missing", "config", "taken"]]):
+    """A new secret for a key the admin API made, its id, limits and tenancy kept (`Book.rotate_key`)."""
+
+    key_id: str
+    sha256: str
+
+    def apply(self, book: Book) -> KeyPolicy | Literal["missing", "config", "taken"]:
+        return book.rotate_key(self.key_id, self.sha256)
+
+
+@dataclass(frozen=True)
+class GetKey(Command[tuple[KeyPolicy, KeySpend] | None]):
+    key_id: str
+
+    def apply(self, book: Book) -> tuple[KeyPolicy, KeySpend] | None:
+        k = book.key(self.key_id)
+        return (k, book.spend(k.id)) if k is not None else None
+
+
+@dataclass(frozen=True)
 class ListKeys(Command[list[tuple[KeyPolicy, KeySpend]]]):
     def apply(self, book: Book) -> list[tuple[KeyPolicy, KeySpend]]:
         return [(k, book.spend(k.id)) for k in book.keys()]
@@ -364,6 +395,9 @@ class Book:
     def keys(self) -> list[KeyPolicy]:
         return sorted(self._keys.values(), key=lambda k: k.id)
 
+    def key(self, key_id: str) -> KeyPolicy | None:
+        return self._keys.get(key_id)
+
     def lookup(self, sha256: str) -> KeyPolicy | None:
         key_id = self._by_hash.get(sha256)
         return self._keys.get(key_id) if key_id is not None else None
@@ -422,6 +456,38 @@ class Book:
             self._save_key(policy)
         self._index(policy)
         return policy
+
+    def _admins(self, key_id: str) -> KeyPolicy | Literal["missing", "config"]:
+        k = self._keys.get(key_id)
+        if k is None:
+            return "missing"
+        return "config" if k.source == "config" else k  # a config key is the config's: changed there
+
+    def update_key(self, key_id: str, changes: dict[str, Any]) -> KeyPolicy | Literal["missing", "config"]:
+        """The key with `changes` (`KeyPolicy` fields), or why not. Its spend, windows and reservations
+        are its id's and stay."""
+        k = self._admins(key_id)
+        if isinstance(k, str):
+            return k
+        updated = replace(k, **changes)
+        with self._transaction():
+            self._save_key(updated)
+        self._index(updated)
+        return updated
+
+    def rotate_key(self, key_id: str, sha256: str) -> KeyPolicy | Literal["missing", "config", "taken"]:
+        """The key under a new secret (`sha256` its hash), or why not; the old secret is no key from now."""
+        k = self._admins(key_id)
+        if isinstance(k, str):
+            return k
+        if sha256 in self._by_hash:
+            return "taken"
+        updated = replace(k, sha256=sha256)
+        with self._transaction():
+            self._save_key(updated)
+        self._unindex(key_id)
+        self._index(updated)
+        return updated
 
     def delete_key(self, key_id: str) -> bool:
         if key_id not in self._keys:

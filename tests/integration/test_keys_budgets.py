@@ -395,6 +395,77 @@ async def test_admin_creates_lists_and_deletes_keys(gw: tuple[httpx.AsyncClient,
     assert reused["code"] == "key_exists" and "was deleted" in reused["message"] and reused["param"] == "id"
 
 
+async def test_admin_changes_a_keys_limits_and_the_gateway_holds_it_to_them(
+    gw: tuple[httpx.AsyncClient, Any],
+) -> None:
+    c, _ = gw
+    made = (await c.post("/admin/keys", json={"id": "growing", "rpm": 1000}, headers=auth(MASTER))).json()
+    key = made["key"]
+    assert (await chat(c, key, model="fake-chat")).status_code == 200
+    changed = await c.patch("/admin/keys/growing", json={"rpm": 2, "models": ["fake-chat"]}, headers=auth(MASTER))
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["rpm"], changed.json()["models"]) == (2, ["fake-chat"]) and key not in changed.text
+    # At once on this replica: the minute's second request is its last, another model is not its own.
+    assert error_of(await chat(c, key, model="paid/big"), 403)["code"] == "model_not_found"
+    assert (await chat(c, key, model="fake-chat")).status_code == 200
+    assert error_of(await chat(c, key, model="fake-chat"), 429)["code"] == "rate_limit_exceeded"
+    # A null lifts a limit; the fields not given stay; the spend is the key's still.
+    lifted = (await c.patch("/admin/keys/growing", json={"rpm": None}, headers=auth(MASTER))).json()
+    assert lifted["rpm"] is None and lifted["models"] == ["fake-chat"]
+    assert (await chat(c, key, model="fake-chat")).status_code == 200
+    shown = (await c.get("/admin/keys/growing", headers=auth(MASTER))).json()
+    assert shown["id"] == "growing" and shown["spend"]["tokens"] > 0 and "key" not in shown
+    # Wrong fields, values and models are 400s naming the field; the key is unchanged by them.
+    for body, param in [
+        ({"rpm": 0}, "rpm"),
+        ({"period": None}, "period"),
+        ({"id": "other"}, "id"),
+        ({"budget_usd": "lots"}, "budget_usd"),
+        ({"models": ["nope"]}, "models[0]"),
+    ]:
+        assert error_of(await c.patch("/admin/keys/growing", json=body, headers=auth(MASTER)), 400)["param"] == param
+    assert (await c.get("/admin/keys/growing", headers=auth(MASTER))).json()["models"] == ["fake-chat"]
+
+
+async def test_admin_rotates_a_key_its_spend_and_data_kept_the_old_secret_refused(
+    gw: tuple[httpx.AsyncClient, Any],
+) -> None:
+    c, _ = gw
+    old = (await c.post("/admin/keys", json={"id": "leaked", "budget_usd": 5}, headers=auth(MASTER))).json()["key"]
+    stored = await c.post("/v1/responses", json={"model": "fake-chat", "input": "hi"}, headers=auth(old))
+    assert stored.status_code == 200, stored.text
+    spent = (await c.get("/admin/keys/leaked", headers=auth(MASTER))).json()["spend"]
+    rotated = await c.post("/admin/keys/leaked/rotate", headers=auth(MASTER))
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["key"]
+    assert new.startswith("sk-orch-") and new != old and rotated.json()["budget_usd"] == 5
+    assert error_of(await chat(c, old, model="fake-chat"), 401)["code"] == "invalid_api_key"
+    # The same tenant under its new secret: its stored response and its spend.
+    again = await c.get(f"/v1/responses/{stored.json()['id']}", headers=auth(new))
+    assert again.status_code == 200 and again.json()["id"] == stored.json()["id"]
+    assert (await c.get("/admin/keys/leaked", headers=auth(MASTER))).json()["spend"] == spent
+    assert (await chat(c, new, model="fake-chat")).status_code == 200
+
+
+async def test_the_admin_api_changes_only_the_keys_it_made(gw: tuple[httpx.AsyncClient, Any]) -> None:
+    c, _ = gw
+    for call in (
+        c.patch("/admin/keys/team-b", json={"rpm": 1}, headers=auth(MASTER)),
+        c.post("/admin/keys/team-b/rotate", headers=auth(MASTER)),
+    ):
+        error = error_of(await call, 400)
+        assert (error["code"], error["param"]) == ("key_from_config", "id") and "config" in error["message"]
+    assert (await chat(c, KEY_B, model="fake-chat")).status_code == 200  # unchanged, its secret too
+    for call in (
+        c.get("/admin/keys/nobody", headers=auth(MASTER)),
+        c.patch("/admin/keys/nobody", json={}, headers=auth(MASTER)),
+        c.post("/admin/keys/nobody/rotate", headers=auth(MASTER)),
+    ):
+        assert error_of(await call, 404)["code"] == "not_found"
+    for call in (c.patch("/admin/keys/team-b", json={}, headers=auth(KEY_B)), c.get("/admin/keys/team-b")):
+        assert error_of(await call, 401)["code"] == "invalid_api_key"
+
+
 async def test_without_a_master_key_there_is_no_admin_api(paid: FakeProvider, tmp_path: Path) -> None:
     async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), {"PAID_KEY": "k"}) as (c, _):
         assert error_of(await c.get("/admin/keys", headers=auth(MASTER)), 401)["code"] == "invalid_api_key"
