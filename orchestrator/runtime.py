@@ -15,7 +15,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from orchestrator import cpu_split
 from orchestrator.settings import Settings
 
 if TYPE_CHECKING:
@@ -148,15 +147,11 @@ def start(settings: Settings, *, timeout_s: float = 900.0, verbose: bool = True)
     os.environ.update({k: v for k, v in env.items() if k not in _WORKERS_ONLY})
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
-    cpus = cpu_split.plan(settings, os.environ)  # on two CPUs: the engine on one, Ray's processes on the other
-    if cpus is not None:
-        env[cpu_split.BIND] = cpus.binding()  # the workers' only: an engine this process starts binds as vLLM does
 
     from ray import serve
 
     quiet_serve_driver(verbose)
-    with cpu_split.pinned(cpus.rest if cpus is not None else None):  # what ray.init starts inherits it
-        _init_ray(settings, env, verbose)
+    _init_ray(settings, env, verbose)
     serve.start(http_options={"host": settings.server.host, "port": http_port})
     _run_bounded(settings, timeout_s)
 

@@ -86,12 +86,6 @@ def test_sigterm_stops_serve_and_every_process_of_its_ray(
         assert "tiny-random" in models.split(": ", 1)[1].split(", "), models
         seen = psutil.Process(serve.pid).children(recursive=True)
         assert any(p.name() == "raylet" for p in seen) and len(seen) > 5
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) == 2:  # the engine computes on the first CPU and every other process runs on the second
-            engine = [p for p in seen if p.name().startswith("VLLM::Worker")]
-            ray = [p for p in seen if p.name() == "raylet" or p.name().startswith("ray::")]
-            assert engine and all(p.cpu_affinity() == cpus[:1] for p in engine), [p.cpu_affinity() for p in engine]
-            assert ray and all(p.cpu_affinity() == cpus[1:] for p in ray), [(p.name(), p.cpu_affinity()) for p in ray]
 
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=120) == 0, Path(log.name).read_text()[-3000:]
