@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import cpu_threads
 from .errors import BadRequest, EngineFailure, LocalModelError, PromptTooLong
 from .fairness import FairQueue
 from .interface import Batch, EmbedResult, EngineConfig, GenerateRequest, LoadStats, ModelInfo, output_budget
@@ -81,12 +80,9 @@ class VllmEngine:
         """Start the engine in a worker thread, giving up after the timeout."""
         _engine_env(config)
         parser_class(config.tool_parser, config.reasoning_parser)  # an unknown name fails before the engine starts
-        cpus = cpu_threads.this_process()
         tracker = LoadTracker(max_num_seqs=config.max_num_seqs)
         try:
-            llm = await asyncio.wait_for(
-                asyncio.to_thread(_build_async_llm, config, tracker, cpus), config.startup_timeout_s
-            )
+            llm = await asyncio.wait_for(asyncio.to_thread(_build_async_llm, config, tracker), config.startup_timeout_s)
         except TimeoutError:
             raise EngineFailure(
                 f"The local engine for '{config.served_name}' did not start within {config.startup_timeout_s:.0f} s."
@@ -389,7 +385,7 @@ async def _collect(queue: asyncio.Queue[tuple[int, Any]], window_s: float) -> li
     return items
 
 
-def _build_async_llm(config: EngineConfig, tracker: LoadTracker, cpus: cpu_threads.Split | None = None) -> Any:
+def _build_async_llm(config: EngineConfig, tracker: LoadTracker) -> Any:
     from vllm.config import StructuredOutputsConfig
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -417,5 +413,4 @@ def _build_async_llm(config: EngineConfig, tracker: LoadTracker, cpus: cpu_threa
         args["structured_outputs_config"] = StructuredOutputsConfig(**{**defaults, **(structured or {})})
     if not Path(config.model_path).is_dir():
         raise EngineFailure(f"Model directory not found: {config.model_path}")
-    with cpu_threads.spawning(cpus):
-        return AsyncLLM.from_engine_args(AsyncEngineArgs(**args), stat_loggers=[stat_logger_factory(tracker)])
+    return AsyncLLM.from_engine_args(AsyncEngineArgs(**args), stat_loggers=[stat_logger_factory(tracker)])
