@@ -112,8 +112,8 @@ def build_app(
     `conversations.max_items` and `max_mb`'s defaults); `ingress_request_ids`: an ingress in front (Ray
     Serve) gives every request its `x-request-id` and answers with it, so the app adds none of its own;
     `large_bodies`: how bodies over 1 MB share the event loop (`LargeBodies`); `on_stop`: awaited when the
-    server stops the app (its ASGI lifespan's shutdown, which Serve awaits when it stops a replica). With the pipeline's
-    telemetry on, every front-door request is a span (`Telemetry.request`). The Responses door also
+    server stops the app (its ASGI lifespan's shutdown, which Serve awaits when it stops a replica). With
+    the pipeline's telemetry on, every front-door request is a span (`Telemetry.request`). The Responses door also
     answers over a WebSocket at its path (OpenAI's WebSocket mode: `orchestrator.websocket`)."""
     lifespan = _stopping(on_stop) if on_stop is not None else None
     app = FastAPI(title="burst-orchestrator", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)

@@ -6,10 +6,10 @@
     PATCH  /admin/keys/{id}         change an admin key's limits (the fields given; null lifts one)
     POST   /admin/keys/{id}/rotate  a new secret for an admin key (shown once); the old one stops working
     DELETE /admin/keys/{id}         revoke a key (config keys come back at the next start: remove them there)
+    GET    /admin/usage             usage, spend and savings by key, model, provider and route (?since=&until=)
 
 Config keys are the config's: they change there, not here. A change reaches this replica at once and
 every other within the keys' lookup cache (`Accounts`' `lookup_ttl_s`, 5 s), as a revocation does.
-    GET    /admin/usage         usage, spend and savings by key, model, provider and route (?since=&until=)
 
 The master key comes from the environment variable `ledger.master_key_env`;
 without it there is no admin API (every call is a 401). Errors are OpenAI-shaped.
