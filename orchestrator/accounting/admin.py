@@ -117,7 +117,7 @@ class AdminApi:
         named = [(f"models[{i}]", m) for i, m in enumerate(spec.models or [])] + [("downgrade_to", spec.downgrade_to)]
         for field, model in named:
             if model is not None and not self._accounts.serves(model):
-                message = f"Invalid value for '{field}': no model '{model}' is served."
+                message = f"Invalid value for '{field}': no model '{model[:100]}' is served."  # a long one cut
                 raise InvalidRequest(message, param=field, code="invalid_value")
 
     async def create_key(self, request: Request) -> Response:

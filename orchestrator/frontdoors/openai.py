@@ -49,6 +49,9 @@ _NOT_JSON = (
 # ---------------------------------------------------------------------------- parsing
 
 
+MAX_PATH_SHOWN = 200  # characters of a field's path that an error shows (message and param)
+
+
 def parse_body(raw: bytes, model: type[M], not_json: str = _NOT_JSON, tags: frozenset[str] = frozenset()) -> M:
     """`raw` as `model`, or an `InvalidRequest` that says what is wrong, naming the field
     (`not_json`, with `{why}`, when it isn't JSON at all; `tags`: the tag values of the body's
@@ -90,6 +93,7 @@ def validation_error(e: ValidationError, tags: frozenset[str] = frozenset()) -> 
     # furthest into the value ("at most 4 items", an inner field) says what is wrong.
     param, err = max(errors, key=lambda pe: (len(pe[0]), not pe[1]["type"].endswith("_type")))
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in param).lstrip(".")
+    path = path[:MAX_PATH_SHOWN]  # a client's own key (an unknown field, a metadata key) is not echoed whole, twice
     if err["type"] == "missing":
         return InvalidRequest(f"Missing required parameter: '{path}'.", param=path, code="missing_required_parameter")
     message = err["msg"].removeprefix("Value error, ")

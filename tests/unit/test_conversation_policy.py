@@ -21,6 +21,7 @@ from orchestrator.frontdoors.responses.conversations import (
 from orchestrator.frontdoors.responses.response_object import response_object
 from orchestrator.frontdoors.responses.translate import Turn
 from orchestrator.frontdoors.responses.wire import TAGS, ResponsesRequest
+from orchestrator.protocol import ChatCompletionRequest
 
 TEAM, OTHER = "key:team", "key:other"
 ROOM = Limits(max_items=4, max_bytes=1 << 20)
@@ -231,3 +232,16 @@ def test_a_bad_conversation_field_names_itself(conversation: object, param: str,
     with pytest.raises(InvalidRequest) as e:
         parse_body(body, ResponsesRequest, tags=TAGS).conversation_id()
     assert (e.value.param, e.value.code) == (param, code)
+
+
+def test_a_long_key_or_type_of_the_clients_is_not_echoed_whole() -> None:
+    """A field's path names the client's own keys (a `logit_bias` token, an unknown field): a megabyte of one was
+    shown twice in the error (message and param); an input item's unknown type once, whole."""
+    key = "k" * 1_000_000
+    chat = b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"%s": "x"}}'
+    with pytest.raises(InvalidRequest) as raised:
+        parse_body(chat % key.encode(), ChatCompletionRequest)
+    assert raised.value.param == "logit_bias." + "k" * 189 and len(str(raised.value)) < 400
+    with pytest.raises(InvalidRequest) as raised:
+        parse_body(b'{"model": "m", "input": [{"type": "%s"}]}' % key.encode(), ResponsesRequest, tags=TAGS)
+    assert raised.value.param == "input[0].type" and len(str(raised.value)) < 300

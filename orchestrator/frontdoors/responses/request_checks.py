@@ -149,7 +149,8 @@ def check_items(items: Any, field: str, served: tuple[str, ...]) -> None:
             continue
         kind = item.setdefault("type", "message")
         if isinstance(kind, str) and kind not in served:
-            raise _unsupported(f"Input items of type {kind!r} are not supported by this gateway.", f"{field}[{i}].type")
+            message = f"Input items of type {kind[:100]!r} are not supported by this gateway."  # a long one cut
+            raise _unsupported(message, f"{field}[{i}].type")
         if kind == "tool_search_output":
             check_tools(item.get("tools"), f"{field}[{i}].tools")
 
