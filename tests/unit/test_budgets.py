@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.accounting.accounts import Accounts, Tab
 from orchestrator.accounting.book import (
     REQUEST_COLUMNS,
     Admitted,
@@ -24,12 +25,15 @@ from orchestrator.accounting.book import (
     Refused,
     Reserve,
     RetiredKeyId,
+    RotateKey,
     Settle,
     SyncKeys,
+    UpdateKey,
     period_bounds,
 )
 from orchestrator.accounting.keys import KeyPolicy, hash_key, new_key, presented, redact
 from orchestrator.accounting.reports import render, usage_report
+from orchestrator.errors import InvalidApiKey
 from orchestrator.testing.clock import FakeClock
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC).timestamp()
@@ -358,3 +362,27 @@ def test_a_ledger_from_before_discarded_tokens_opens_and_settles(tmp_path: Path,
     book.sync_keys([policy()])
     book.settle(Settle(None, row("team-a", 0.01, discarded_tokens=3)))
     assert book.spend("team-a").spent_tokens == 18
+
+
+async def test_a_key_changed_on_one_replica_reaches_another_within_its_lookup_ttl(book: Book) -> None:
+    """The admin API changes a key through one replica; another replica holds its cached lookup for
+    `lookup_ttl_s` (5 s by default: README, "Keys"), then sees the change: a rotated secret refused, new limits."""
+    owner = InProcessOwner(book)
+    made = await owner.call(CreateKey(KeyPolicy(id="p", sha256=hash_key("sk-old"), source="admin")))
+    assert isinstance(made, KeyPolicy)
+    now = FakeClock(0.0)
+    other = Accounts(owner=owner, require_keys=True, clock=now)  # the replica that made no change
+
+    async def seen(secret: str) -> KeyPolicy | None:
+        return await other.authenticate(Tab(other, "req", "POST", "/v1/chat/completions"), {"x-api-key": secret})
+
+    assert (await seen("sk-old")) == made  # cached from here on
+    await owner.call(UpdateKey("p", (("rpm", 7),)))
+    await owner.call(RotateKey("p", hash_key("sk-new")))
+    now.advance(4.9)
+    assert (await seen("sk-old")) == made  # within the TTL: as it was
+    now.advance(0.2)
+    with pytest.raises(InvalidApiKey):
+        await seen("sk-old")
+    fresh = await seen("sk-new")
+    assert fresh is not None and fresh.rpm == 7 and fresh.id == "p"
