@@ -80,6 +80,13 @@ def serve_env(settings: Settings) -> dict[str, str]:
     # instead of ~400; benchmarks/ray_rss.py). Read by the GCS when the head node starts: `start` sets
     # it for the Ray it starts; build-config's header says so.
     env["RAY_task_events_max_num_task_in_gcs"] = os.environ.get("RAY_task_events_max_num_task_in_gcs", "10000")
+    # Ray lowers every worker process to nice 15 (its `worker_niceness`), below its own daemons (raylet, GCS,
+    # log monitor) and anything else the machine runs at 0: the replicas, the Gateway and the local engine's
+    # compute thread (vLLM's processes are the replica's children) then lose their CPU to whichever of those
+    # wakes. Here the replicas are the service, so they run at the machine's normal priority. Each worker
+    # applies it to itself when it starts, so this holds on a cluster started elsewhere too
+    # (benchmarks/README.md, "Worker priority").
+    env["RAY_worker_niceness"] = os.environ.get("RAY_worker_niceness", "0")
     if server.throughput_optimized:
         # The bundle also sends the replicas' logs, prints and stderr (vLLM's included) only to
         # files under the Ray session; keep them on the console as without it. With the access

@@ -8,6 +8,7 @@ the repository root, is on their path).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -139,7 +140,9 @@ def serve_trivial(argv: list[str]) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    ray.init(include_dashboard=False, log_to_driver=True)  # the same as orchestrator.runtime.start
+    # The same as orchestrator.runtime.start, the workers' priority included (serve_env).
+    niceness = {"RAY_worker_niceness": os.environ.get("RAY_worker_niceness", "0")}
+    ray.init(include_dashboard=False, log_to_driver=True, runtime_env={"env_vars": niceness})
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         deployment = serve.deployment(serve.ingress()(TrivialIngress)).options(  # type: ignore[attr-defined]

@@ -43,6 +43,19 @@ def _running(procs: list[psutil.Process]) -> list[str]:
     return left
 
 
+def _service_priorities(procs: list[psutil.Process]) -> dict[str, int]:
+    """The nice value of each Serve replica and vLLM process among `procs`, by its title."""
+    found = {}
+    for p in procs:
+        try:
+            title = " ".join(p.cmdline()) or p.name()
+            if title.startswith(("ray::ServeReplica", "VLLM::")):
+                found[f"{p.pid} {title[:60]}"] = p.nice()
+        except psutil.Error:
+            pass
+    return found
+
+
 def test_sigterm_stops_serve_and_every_process_of_its_ray(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -86,6 +99,11 @@ def test_sigterm_stops_serve_and_every_process_of_its_ray(
         assert "tiny-random" in models.split(": ", 1)[1].split(", "), models
         seen = psutil.Process(serve.pid).children(recursive=True)
         assert any(p.name() == "raylet" for p in seen) and len(seen) > 5
+        # Ray starts its workers at nice 15, behind its own daemons: the Gateway and the engine's processes
+        # lost their CPU to them. They run at the priority `orchestrator serve` was started with.
+        service = _service_priorities(seen)
+        assert any("Gateway" in title for title in service) and any("VLLM::" in title for title in service), service
+        assert set(service.values()) == {os.getpriority(os.PRIO_PROCESS, serve.pid)}, service
 
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=120) == 0, Path(log.name).read_text()[-3000:]

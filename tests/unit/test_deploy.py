@@ -107,3 +107,16 @@ def test_haproxy_takes_the_port_and_the_gateways_the_ports_after_it() -> None:
     assert "RAY_SERVE_ENABLE_HA_PROXY" not in serve_env(load_settings())  # off by default
     with pytest.raises(ValueError, match="server.haproxy needs server.direct_ingress"):
         load_settings(server={"haproxy": True, "direct_ingress": False})
+
+
+def test_the_replicas_run_at_normal_priority_unless_the_environment_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ray starts every worker at nice 15, behind its own daemons: the Gateway and the engine lost their CPU
+    # to them (benchmarks/README.md, "Worker priority"). The replicas' environment says 0; an operator's own
+    # setting stands.
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    assert serve_env(load_settings())["RAY_worker_niceness"] == "0"
+    assert serve_config(load_settings())["applications"][0]["runtime_env"]["env_vars"]["RAY_worker_niceness"] == "0"
+    monkeypatch.setenv("RAY_worker_niceness", "5")
+    assert serve_env(load_settings())["RAY_worker_niceness"] == "5"
