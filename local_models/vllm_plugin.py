@@ -1,0 +1,49 @@
+"""vLLM's general plugin (entry point `vllm.general_plugins`, loaded in each of vLLM's processes): on the CPU
+build, vLLM's processes sleep while they wait for each other instead of spinning.
+
+vLLM's engine-core process hands each step to its worker process through shared memory and waits for the
+result the same way. A reader that has read within the last second doesn't sleep on the writer's notification
+but spins (`shm_broadcast.SpinCondition`: `sched_yield` in a loop), so the engine core spins for the whole of
+every step. On a GPU host that saves microseconds a step on a spare core. On the CPU build the model computes on
+the CPUs vLLM binds its compute threads to and the engine core spins on the one it keeps out of them (on two
+cores: all the rest of the machine), so the replicas', the Gateway's and Ray's work, finding no idle CPU, runs
+on the compute thread's and every step waits for it. Asleep, the engine core wakes on the notification every
+write sends (a few microseconds a step); its CPU went from ~45 % of a core to ~9 % during a burst, the local
+engine's capacity in the deployment grew, and so did the share the burst kept local (benchmarks/README.md,
+"Engine-core spinning").
+
+GPU platforms keep vLLM's own waiting. `VLLM_PLUGINS`, where an operator sets it, must name
+`orchestrator_cpu_wait` for this to load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NAME = "orchestrator_cpu_wait"
+
+
+def register() -> None:
+    """On the CPU platform, every shared-memory reader vLLM creates in this process sleeps between reads."""
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        sleep_between_reads()
+
+
+def sleep_between_reads() -> None:
+    """Make `SpinCondition` readers wait on the writer's notification at once (no busy loop). Idempotent."""
+    from vllm.distributed.device_communicators import shm_broadcast
+
+    condition: Any = shm_broadcast.SpinCondition
+    if getattr(condition, "_orchestrator_sleeps", False):
+        return
+    init = condition.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if self.is_reader:
+            self.busy_loop_s = 0.0  # `wait` spins only within busy_loop_s of the last read
+
+    condition.__init__ = __init__
+    condition._orchestrator_sleeps = True
