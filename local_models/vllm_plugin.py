@@ -31,19 +31,32 @@ def register() -> None:
         sleep_between_reads()
 
 
+RECHECK_MS = 1
+"""How long a waiting reader sleeps at most before it looks at the shared memory again. The writer's notification
+is best-effort (a PUB socket with a high-water mark of 1 drops it silently; vLLM relies on its spinning to miss
+few and, in this build, waits for the next one without a limit), so a reader that only slept on it stalled: the
+engine idled mid-request until another write came, which at low load was never. A lost notification costs a
+reader at most this; a waiting reader wakes this often (tens of microseconds of CPU a wake)."""
+
+
 def sleep_between_reads() -> None:
-    """Make `SpinCondition` readers wait on the writer's notification at once (no busy loop). Idempotent."""
+    """Make `SpinCondition` readers sleep on the writer's notification at once (no busy loop), for at most
+    `RECHECK_MS` at a time. Idempotent."""
     from vllm.distributed.device_communicators import shm_broadcast
 
     condition: Any = shm_broadcast.SpinCondition
     if getattr(condition, "_orchestrator_sleeps", False):
         return
-    init = condition.__init__
+    init, wait = condition.__init__, condition.wait
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         if self.is_reader:
             self.busy_loop_s = 0.0  # `wait` spins only within busy_loop_s of the last read
 
+    def bounded_wait(self: Any, timeout_ms: int | None = None) -> None:
+        wait(self, RECHECK_MS if timeout_ms is None else min(timeout_ms, RECHECK_MS))
+
     condition.__init__ = __init__
+    condition.wait = bounded_wait
     condition._orchestrator_sleeps = True
