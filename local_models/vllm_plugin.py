@@ -18,6 +18,7 @@ GPU platforms keep vLLM's own waiting. `VLLM_PLUGINS`, where an operator sets it
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 NAME = "orchestrator_cpu_wait"
@@ -32,16 +33,24 @@ def register() -> None:
 
 
 RECHECK_MS = 1
-"""How long a waiting reader sleeps at most before it looks at the shared memory again. The writer's notification
-is best-effort (a PUB socket with a high-water mark of 1 drops it silently; vLLM relies on its spinning to miss
-few and, in this build, waits for the next one without a limit), so a reader that only slept on it stalled: the
-engine idled mid-request until another write came, which at low load was never. A lost notification costs a
-reader at most this; a waiting reader wakes this often (tens of microseconds of CPU a wake)."""
+"""How long a reader that read within the last `RECENT_S` sleeps at most before it looks at the shared memory
+again. The writer's notification is best-effort (a PUB socket with a high-water mark of 1 drops it silently;
+vLLM relies on its spinning to miss few and, in this build, waits for the next one without a limit), so a
+reader that only slept on it stalled: the engine idled mid-request until another write came, which at low load
+was never. A lost notification costs a step at most this."""
+
+IDLE_RECHECK_MS = 50
+"""The same for a reader that hasn't read for `RECENT_S` (an idle engine's worker waiting for the next step):
+it wakes this often instead of a thousand times a second. Its next notification, the first after a quiet
+second, finds the writer's queue empty and isn't dropped in practice; were it, the step waits this long."""
+
+RECENT_S = 1.0
+"""vLLM's own window: its readers spin this long after a read (`SpinCondition.busy_loop_s`)."""
 
 
 def sleep_between_reads() -> None:
     """Make `SpinCondition` readers sleep on the writer's notification at once (no busy loop), for at most
-    `RECHECK_MS` at a time. Idempotent."""
+    `RECHECK_MS` at a time while reads are recent and `IDLE_RECHECK_MS` after. Idempotent."""
     from vllm.distributed.device_communicators import shm_broadcast
 
     condition: Any = shm_broadcast.SpinCondition
@@ -55,7 +64,9 @@ def sleep_between_reads() -> None:
             self.busy_loop_s = 0.0  # `wait` spins only within busy_loop_s of the last read
 
     def bounded_wait(self: Any, timeout_ms: int | None = None) -> None:
-        wait(self, RECHECK_MS if timeout_ms is None else min(timeout_ms, RECHECK_MS))
+        recent = time.monotonic() - self.last_read <= RECENT_S
+        cap = RECHECK_MS if recent else IDLE_RECHECK_MS
+        wait(self, cap if timeout_ms is None else min(timeout_ms, cap))
 
     condition.__init__ = __init__
     condition.wait = bounded_wait

@@ -1,6 +1,6 @@
 """The vLLM plugin this package installs: on the CPU build, vLLM's engine core sleeps while its worker computes
 a step instead of spinning on the CPU the replicas and the Gateway need, and never waits on a notification
-that was dropped (local_models/vllm_plugin.py)."""
+that was dropped, and an idle one wakes rarely (local_models/vllm_plugin.py)."""
 
 from __future__ import annotations
 
@@ -36,14 +36,30 @@ def test_a_waiting_reader_sleeps_and_a_lost_notification_never_stalls_it() -> No
         assert time.thread_time() - cpu < 0.1, "the reader spun instead of sleeping"
 
         # Nothing notifies, as when the writer's notification is dropped after a write: vLLM waits without a
-        # limit here (timeout None) and the engine stalled until the next write; this reader looks again.
-        waiting = threading.Thread(target=reader.wait, kwargs={"timeout_ms": None}, daemon=True)
+        # limit here (timeout None) and the engine stalled until the next write; a reader in the middle of a
+        # request (it read just now) looks at the buffer again within milliseconds.
+        waiting = threading.Thread(target=_wait_times, args=(reader, 20), daemon=True)
+        started = time.monotonic()
         waiting.start()
         waiting.join(timeout=2)
         assert not waiting.is_alive(), "the reader slept on a notification that never came"
+        assert time.monotonic() - started < 0.5, "a lost notification held up a request's step"
+
+        # An idle engine's reader (no read for seconds) wakes a few times a second, not a thousand.
+        reader.last_read = time.monotonic() - 5
+        wakes, started = 0, time.monotonic()
+        while time.monotonic() - started < 0.5:
+            reader.wait(timeout_ms=None)
+            wakes += 1
+        assert wakes <= 0.5 * 1000 / vllm_plugin.IDLE_RECHECK_MS + 3, f"an idle reader woke {wakes} times in 0.5 s"
     finally:
         for condition in (reader, writer):
             condition.local_notify_socket.close(linger=0)
         reader.read_cancel_socket.close(linger=0)
         reader.write_cancel_socket.close(linger=0)
         context.term()
+
+
+def _wait_times(reader: SpinCondition, times: int) -> None:
+    for _ in range(times):
+        reader.wait(timeout_ms=None)
