@@ -1,6 +1,6 @@
 """The vLLM plugin this package installs: on the CPU build, vLLM's engine core sleeps while its worker computes
-a step instead of spinning on the CPU the replicas and the Gateway need, and never waits on a notification
-that was dropped, and an idle one wakes rarely (local_models/vllm_plugin.py)."""
+a step instead of spinning on the CPU the replicas and the Gateway need, never waits long on a notification
+that was dropped, and wakes rarely while idle (local_models/vllm_plugin.py)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def test_a_waiting_reader_sleeps_and_a_lost_notification_never_stalls_it() -> No
         # limit here (timeout None) and the engine stalled until the next write; a reader in the middle of a
         # request (it read just now) looks at the buffer again within milliseconds.
         waiting = threading.Thread(target=_wait_times, args=(reader, 20), daemon=True)
+        reader.record_read()
         started = time.monotonic()
         waiting.start()
         waiting.join(timeout=2)
