@@ -8,9 +8,8 @@ every step. On a GPU host that saves microseconds a step on a spare core. On the
 the CPUs vLLM binds its compute threads to and the engine core spins on the one it keeps out of them (on two
 cores: all the rest of the machine), so the replicas', the Gateway's and Ray's work, finding no idle CPU, runs
 on the compute thread's and every step waits for it. Asleep, the engine core wakes on the notification every
-write sends (a few microseconds a step); its CPU went from ~45 % of a core to ~9 % during a burst, the local
-engine's capacity in the deployment grew, and so did the share the burst kept local (benchmarks/README.md,
-"Engine-core spinning").
+write sends (a few microseconds a step); the local engine's capacity in the deployment grew, and so did the
+share the burst kept local (benchmarks/README.md, "Engine-core spinning").
 
 GPU platforms keep vLLM's own waiting. `VLLM_PLUGINS`, where an operator sets it, must name
 `orchestrator_cpu_wait` for this to load.
@@ -33,19 +32,16 @@ def register() -> None:
 
 
 RECHECK_MS = 1
-"""How long a reader that read within the last `RECENT_S` sleeps at most before it looks at the shared memory
-again. The writer's notification is best-effort (a PUB socket with a high-water mark of 1 drops it silently;
-vLLM relies on its spinning to miss few and, in this build, waits for the next one without a limit), so a
-reader that only slept on it stalled: the engine idled mid-request until another write came, which at low load
-was never. A lost notification costs a step at most this."""
+"""How long a reader that read within vLLM's own spinning window (`SpinCondition.busy_loop_s`, a second) sleeps
+at most before it looks at the shared memory again. The writer's notification is best-effort (a PUB socket with a
+high-water mark of 1 drops it silently; vLLM relies on its spinning to miss few and, in this build, waits for the
+next one without a limit), so a reader that only slept on it stalled: the engine idled mid-request until another
+write came, which at low load was never. A lost notification costs a step at most this."""
 
 IDLE_RECHECK_MS = 50
-"""The same for a reader that hasn't read for `RECENT_S` (an idle engine's worker waiting for the next step):
+"""The same for a reader that hasn't read within that window (an idle engine's worker waiting for the next step):
 it wakes this often instead of a thousand times a second. Its next notification, the first after a quiet
 second, finds the writer's queue empty and isn't dropped in practice; were it, the step waits this long."""
-
-RECENT_S = 1.0
-"""vLLM's own window: its readers spin this long after a read (`SpinCondition.busy_loop_s`)."""
 
 
 def sleep_between_reads() -> None:
@@ -60,11 +56,12 @@ def sleep_between_reads() -> None:
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        if self.is_reader:
-            self.busy_loop_s = 0.0  # `wait` spins only within busy_loop_s of the last read
+        if self.is_reader:  # `wait` spins only within busy_loop_s of the last read: the window becomes ours
+            self._recent_s, self.busy_loop_s = self.busy_loop_s, 0.0
 
     def bounded_wait(self: Any, timeout_ms: int | None = None) -> None:
-        recent = time.monotonic() - self.last_read <= RECENT_S
+        window = getattr(self, "_recent_s", self.busy_loop_s)  # one made before the patch keeps its own
+        recent = time.monotonic() - self.last_read <= window
         cap = RECHECK_MS if recent else IDLE_RECHECK_MS
         wait(self, cap if timeout_ms is None else min(timeout_ms, cap))
 
