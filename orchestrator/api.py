@@ -95,7 +95,6 @@ def build_app(
     accounts: Accounts | None = None,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    doors: list[FrontDoor] | None = None,
     responses: ResponseStore | None = None,
     conversations: ConversationStore | None = None,
     conversation_room: Limits | None = None,
@@ -104,7 +103,7 @@ def build_app(
     on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
     """The ASGI app over one pipeline: its front doors (OpenAI's chat, completions, embeddings and
-    Responses, and Anthropic's Messages by default), the stored responses, `/v1/models`, `/health`,
+    Responses, and Anthropic's Messages), the stored responses, `/v1/models`, `/health`,
     `/metrics`, the admin API and the dashboard. `accounts` checks keys and budgets and accounts for every request
     (default: an open endpoint that logs and meters); bodies over `max_body_bytes` get a 413;
     `responses` keeps what the Responses door answered and `conversations` the conversations (default:
@@ -124,10 +123,13 @@ def build_app(
     defaults = ConversationsSettings()
     room = conversation_room or limits(defaults.max_items, defaults.max_mb)
     responses_door = ResponsesDoor(store, talks, room)
-    doors = doors if doors is not None else [*openai_doors(), responses_door, CompactDoor(store), AnthropicMessages()]
+    doors: list[FrontDoor] = [*openai_doors(), responses_door, CompactDoor(store), AnthropicMessages()]
     sides: list[SideDoor] = [AnthropicTokenCount(), ResponsesTokenCount(responses_door)]  # answered without the flow
     large = large_bodies or LargeBodies()  # shared by every door
-    posts: dict[str, DoorRoute] = {door.path: _serving(door, pipeline, acct, max_body_bytes, large) for door in doors}
+    first = {responses_door.path: responses_door.compacted}  # compacted first where it asks (`context_management`)
+    posts: dict[str, DoorRoute] = {
+        door.path: _serving(door, pipeline, acct, max_body_bytes, large, first.get(door.path)) for door in doors
+    }
     posts.update((side.path, _answering(side, pipeline, acct, max_body_bytes, large)) for side in sides)
     # Added first, so it runs inside RequestScope (the tab is open) and ahead of Starlette's layers.
     app.add_middleware(DoorsFirst, posts=posts)  # type: ignore[arg-type]
@@ -150,12 +152,10 @@ def build_app(
     add_conversation_routes(app, talks, partial(_authenticated, acct), read, room)
     for path, route in posts.items():  # the same routes in Starlette's router: its 405s, HEAD, OPTIONS
         app.add_route(path, route.handle, methods=["POST"])
-    for door in doors:  # OpenAI's Responses API in WebSocket mode, at the door's own path
-        if isinstance(door, ResponsesDoor):
-            socket = ResponsesSocket(
-                door, pipeline, acct, large, max_message_bytes=max_body_bytes, ingress_ids=ingress_request_ids
-            )
-            app.router.routes.append(WebSocketRoute(door.path, socket))
+    socket = ResponsesSocket(  # OpenAI's Responses API in WebSocket mode, at the door's own path
+        responses_door, pipeline, acct, large, max_message_bytes=max_body_bytes, ingress_ids=ingress_request_ids
+    )
+    app.router.routes.append(WebSocketRoute(responses_door.path, socket))
     return app
 
 
@@ -209,9 +209,16 @@ class DoorsFirst:
             await self.app(scope, receive, send)
 
 
-def _serving(door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes: int, large: LargeBodies) -> DoorRoute:
-    """A front door's route: key, body (size-limited), the door's parse, the flow, the door's encoding (the
-    Responses door's call compacted first where it asks, once its body's slot is given back)."""
+def _serving(
+    door: FrontDoor,
+    pipeline: Pipeline,
+    acct: Accounts,
+    max_body_bytes: int,
+    large: LargeBodies,
+    first: Callable[[Call, Pipeline], Awaitable[Call]] | None = None,
+) -> DoorRoute:
+    """A front door's route: key, body (size-limited), the door's parse, `first` (once the body's slot is
+    given back: the Responses door's compaction asks a model), the flow, the door's encoding."""
 
     async def handle(request: Request) -> Response:
         tab = _tab(request)
@@ -223,8 +230,8 @@ def _serving(door: FrontDoor, pipeline: Pipeline, acct: Accounts, max_body_bytes
         return await answer(call)
 
     async def answer(call: Call) -> Response:
-        if isinstance(door, ResponsesDoor):  # its context compacted first where it asks (`context_management`)
-            call = await door.compacted(call, pipeline)
+        if first is not None:
+            call = await first(call, pipeline)
         return await door.encode(call, await pipeline.serve(call))
 
     return DoorRoute(door, handle)
