@@ -48,7 +48,6 @@ import aiohttp
 
 from benchmarks.harness import RESULTS, free_port, percentile, run_meta, save, stamp, stream_chat
 from benchmarks.harness.progress import bar, timed
-from orchestrator.settings import SchedulerSettings
 from orchestrator.testing.provider import FakeProvider
 
 REMOTE = "burst/llama-3.1-8b"
@@ -348,8 +347,9 @@ def _setting(text: str) -> tuple[str, float | None]:
     return name, None if value.strip().lower() == "none" else float(value)
 
 
-def start(args: argparse.Namespace) -> tuple[FakeProvider, str]:
-    """The fake provider, then the orchestrator on Ray Serve (minutes: vLLM starts); the chat URL."""
+def start(args: argparse.Namespace) -> tuple[FakeProvider, str, Any]:
+    """The fake provider, then the orchestrator on Ray Serve (minutes: vLLM starts); the chat URL and the
+    settings it runs with."""
     from orchestrator import runtime
 
     fake = FakeProvider(
@@ -365,7 +365,7 @@ def start(args: argparse.Namespace) -> tuple[FakeProvider, str]:
     print(f"starting the orchestrator on :{port} (Ray Serve + vLLM CPU, SmolLM2-135M) ...", flush=True)
     runtime.prepare_models(settings, progress=False)
     runtime.start(settings, timeout_s=900)
-    return fake, f"http://127.0.0.1:{port}/v1/chat/completions"
+    return fake, f"http://127.0.0.1:{port}/v1/chat/completions", settings
 
 
 async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
@@ -404,7 +404,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator import runtime
 
     meta = run_meta("benchmarks.burst")
-    fake, url = start(args)
+    fake, url, settings = start(args)
     try:
         figures = asyncio.run(measure(args, url))
     finally:
@@ -417,9 +417,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "calibration": figures["calibration"],
         "capacity_rps": figures["c"],  # what the arrivals were scaled to: measured, or `--capacity`
         "scheduler": dict(_setting(kv) for kv in args.scheduler),
-        # Every scheduler setting the run had (the defaults of its commit, and the overrides above): what
-        # `benchmarks.simulate.validate` replays it with.
-        "scheduler_settings": SchedulerSettings(**dict(_setting(kv) for kv in args.scheduler)).model_dump(),
+        # Every scheduler setting the run had (the embedded default's at its commit, and the overrides above):
+        # what `benchmarks.simulate.validate` replays it with.
+        "scheduler_settings": settings.scheduler.model_dump(),
         "profile": {"base": args.base, "peak": 4, "edge_s": args.edge_s, "ramp_s": args.ramp_s}
         | {"peak_s": args.peak_s, "seed": args.seed, "requests": figures["requests"]},
         "remote": {"ttft_ms": args.remote_ttft_ms, "tokens_per_s": args.remote_tokens_per_s}
