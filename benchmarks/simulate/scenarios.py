@@ -1,12 +1,14 @@
 """The default fleets and workloads of `python -m benchmarks.simulate`.
 
-Fleets (local replicas x gateway replicas, their remote routes, SLO 1 s, default scheduler settings):
+Fleets (local replicas x gateway replicas, their remote routes, SLO 1 s):
 
     cpu-1    this machine's engine profile (SmolLM2 on CPU) x 1, 1 gateway; the burst benchmark's
-             fake remote (TTFT 350 ms, 80 tokens/s, $0.18/$0.18 per Mtok)
+             fake remote (TTFT 350 ms, 80 tokens/s, $0.18/$0.18 per Mtok); the scheduler settings of
+             the embedded default (config/default.yaml), which is this deployment
     gpu-1    an H200 serving an 8B model x 1, 1 gateway; the config presets' hosts of
     gpu-8    llama-3.1-8b-instruct (groq, together, openrouter: prices as configured, latency and
-    gpu-64   error odds assumed, `profiles.PRESET_BEHAVIOUR`), x 8 with 2 gateways, x 64 with 8
+    gpu-64   error odds assumed, `profiles.PRESET_BEHAVIOUR`), x 8 with 2 gateways, x 64 with 8;
+             the scheduler's code defaults (`SchedulerSettings`)
 
 Workloads, at rates relative to the fleet's capacity C (`fleet.capacity_rps` x replicas):
 
@@ -32,6 +34,7 @@ from benchmarks.simulate.fleet import Fleet, capacity_rps
 from benchmarks.simulate.profiles import EngineProfile, RemoteProfile, remote_from_presets
 from benchmarks.simulate.trace import SYNTHETIC, load_azure_csv
 from benchmarks.simulate.workloads import Lengths, Workload, diurnal, mmpp, poisson, poisson_burst, replay
+from orchestrator.settings import load_settings
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 BURST_RUN = RESULTS / "burst-20261123-101555.json"  # the latest recorded real burst run (benchmarks/README.md)
@@ -76,7 +79,8 @@ def fleets(names: list[str] | None = None, cpu_profile: str = "cpu-smollm2", *, 
         if name == "cpu-1":
             profile = EngineProfile.load(cpu_profile)
             profile = profile if as_fitted else at_measured_capacity(profile)
-            out.append(Fleet(name, profile, 1, 1, (BURST_REMOTE,), context_length=2048))
+            knobs = load_settings().scheduler  # the embedded default's, as `make serve` and the burst run it
+            out.append(Fleet(name, profile, 1, 1, (BURST_REMOTE,), knobs=knobs, context_length=2048))
             continue
         replicas, gateways = {"gpu-1": (1, 1), "gpu-8": (8, 2), "gpu-64": (64, 8)}[name]
         remotes = tuple(remote_from_presets("llama-3.1-8b-instruct"))
