@@ -338,7 +338,7 @@ class SchedulerSettings(Section):
     # the hedge, below, catches what the prediction missed). 0.65 with the hedge at 0.55 since 2026-12-01
     # (0.6 and no hedge before): more local and as much within the SLO in the simulator's fleets and the
     # real burst (benchmarks/README.md, "Simulator": "The hedge"). For GPU fleets; the embedded default
-    # (config/default.yaml: a CPU engine, one gateway) sets 0.8 (benchmarks/README.md, "Headroom").
+    # (config/default.yaml: a CPU engine, one gateway) sets 0.8 (benchmarks/README.md, "Headroom on the CPU engine").
     headroom: float = 0.65
     hysteresis: float = 0.0  # once spilling, back to local only below (1 - hysteresis) x that
     same_weights_first: bool = True  # spill first to hosts of the local model's open weights

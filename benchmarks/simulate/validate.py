@@ -54,6 +54,7 @@ def burst_workload(run: dict[str, Any], seed_sizes: int) -> Workload:
 _DEFAULTS_BEFORE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("2026-11-30T18:01", {"headroom": 0.7, "hysteresis": 0.2, "hedge_at": None}),  # before 9e922f7
     ("2026-12-01T13:30", {"headroom": 0.6, "hysteresis": 0.0, "hedge_at": None}),  # before the hedge
+    ("2026-12-03T08:45", {"headroom": 0.65, "hysteresis": 0.0, "hedge_at": 0.55}),  # before the file's 0.8
 )
 
 
