@@ -165,8 +165,13 @@ async def test_max_output_tokens_makes_an_incomplete_response(app: FastAPI) -> N
     response = await sdk(app).responses.create(model=CHAT_MODEL, input="one two three four five", max_output_tokens=2)
     assert response.status == "incomplete"
     assert response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
+    assert [item.status for item in response.output] == ["incomplete"]  # the message it cut, as OpenAI marks it
     events = await raw_events(app, {"model": CHAT_MODEL, "input": "one two three four five", "max_output_tokens": 2})
     assert events[-1]["type"] == "response.incomplete"
+    assert [e["item"]["status"] for e in events if e["type"] == "response.output_item.done"] == ["incomplete"]
+    assert [item["status"] for item in events[-1]["response"]["output"]] == ["incomplete"]
+    whole = await sdk(app).responses.create(model=CHAT_MODEL, input="one two three four five")
+    assert whole.status == "completed" and [item.status for item in whole.output] == ["completed"]
 
 
 async def test_a_conversation_continues_by_previous_response_id(app: FastAPI) -> None:

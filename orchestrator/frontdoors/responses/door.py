@@ -55,7 +55,7 @@ from orchestrator.frontdoors.responses.conversation_store import (
 )
 from orchestrator.frontdoors.responses.conversations import check_room, not_found
 from orchestrator.frontdoors.responses.events import ResponseEvents
-from orchestrator.frontdoors.responses.response_object import response_object
+from orchestrator.frontdoors.responses.response_object import mark_cut, response_object
 from orchestrator.frontdoors.responses.store import Recent, ResponseStore, Stored
 from orchestrator.frontdoors.responses.tool_search import carried
 from orchestrator.frontdoors.responses.translate import Json, Turn, output_of, to_chat
@@ -160,6 +160,7 @@ class ResponsesDoor:
             output, finish = [compaction_item(completion, tools=carried(turn.context + turn.items))], None
         else:
             output, finish = output_of(completion, turn)
+            mark_cut(output, finish)
         if turn.compaction is not None:
             output = [turn.compaction, *output]
         response = response_object(

@@ -28,6 +28,13 @@ def usage_of(usage: Usage) -> Json:
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
+def mark_cut(items: list[Json], finish: str | None) -> None:
+    """A finish by length or filter cut the answer's last item: it is `incomplete`, as OpenAI marks it (the
+    response says why in `incomplete_details`)."""
+    if finish in INCOMPLETE and items:
+        items[-1]["status"] = "incomplete"
+
+
 def response_object(
     turn: Turn,
     model: str,
