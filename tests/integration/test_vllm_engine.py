@@ -490,8 +490,11 @@ async def test_the_prefill_probe_measures_what_prompts_of_real_tokens_take(
         t_short, t_long = await first_token_s(short), await first_token_s(long)
         references.append((long - short) / max(t_long - t_short, 1e-6))
         probes.append(await engine.measure_prefill(short, long))
-    assert all(p is not None and p > 0 for p in probes)
-    probe = statistics.median([p for p in probes if p is not None])
+    # A probe that saw its long prompt come no later than its short one (a millisecond's jitter on a shared host,
+    # against the tiny model's few milliseconds of difference) says None, as it does in production; most measure.
+    measured = [p for p in probes if p is not None]
+    assert len(measured) >= 3 and all(p > 0 for p in measured), probes
+    probe = statistics.median(measured)
     reference = statistics.median(references)
     assert reference / 4 < probe < reference * 4, (probe, reference, references, probes)
 
