@@ -37,7 +37,7 @@ from typing import Any
 from orchestrator.frontdoors.responses.custom_tools import custom_input
 from orchestrator.frontdoors.responses.ids import new_id
 from orchestrator.frontdoors.responses.output_items import logprobs_of, message_item, output_text, reasoning_item
-from orchestrator.frontdoors.responses.response_object import INCOMPLETE, response_object
+from orchestrator.frontdoors.responses.response_object import cut_index, response_object
 from orchestrator.frontdoors.responses.tool_search import search_arguments
 from orchestrator.frontdoors.responses.translate import Json, Turn
 from orchestrator.protocol import ChatCompletionChunk, ToolCallDelta, Usage
@@ -239,9 +239,8 @@ class ResponseEvents:
 
     def _finish_item(self, index: int) -> bytes:
         item = self._items[index]
-        # The last item, still open when a finish by length or filter came, is the one it cut (`mark_cut`).
-        cut = self._finish in INCOMPLETE and index == len(self._items) - 1
-        item["status"] = "incomplete" if cut else "completed"
+        # The last item is still open when a finish by length or filter comes: the one it cut.
+        item["status"] = "incomplete" if index == cut_index(len(self._items), self._finish) else "completed"
         self._finished.add(index)
         return self._event("response.output_item.done", output_index=index, item=item)
 

@@ -28,11 +28,16 @@ def usage_of(usage: Usage) -> Json:
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
+def cut_index(count: int, finish: str | None) -> int | None:
+    """Which of an answer's `count` items a finish by length or filter cut: the last one, which OpenAI marks
+    `incomplete` (the response says why in `incomplete_details`); None when the finish cut nothing."""
+    return count - 1 if finish in INCOMPLETE and count else None
+
+
 def mark_cut(items: list[Json], finish: str | None) -> None:
-    """A finish by length or filter cut the answer's last item: it is `incomplete`, as OpenAI marks it (the
-    response says why in `incomplete_details`)."""
-    if finish in INCOMPLETE and items:
-        items[-1]["status"] = "incomplete"
+    """The item `finish` cut (`cut_index`), if any, marked `incomplete`."""
+    if (index := cut_index(len(items), finish)) is not None:
+        items[index]["status"] = "incomplete"
 
 
 def response_object(
