@@ -310,10 +310,11 @@ def _save(fig: Any, name: str) -> str:
 def settings_for(args: argparse.Namespace, fake: FakeProvider, port: int, data_dir: Path) -> Any:
     from orchestrator.settings import load_settings
 
+    slots = {"max_num_seqs": args.max_num_seqs} if args.max_num_seqs else {}
     return load_settings(
         data_dir=str(data_dir),
         server={"port": port},
-        local={"engine_args": {"enforce_eager": True}},
+        local={"engine_args": {"enforce_eager": True}} | slots,
         embedding={"model": None},
         providers={
             "burst": {
@@ -420,6 +421,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Every scheduler setting the run had (the embedded default's at its commit, and the overrides above):
         # what `benchmarks.simulate.validate` replays it with.
         "scheduler_settings": settings.scheduler.model_dump(),
+        "local_settings": settings.local.model_dump(include={"model", "max_num_seqs", "max_model_len", "kv_cache_gib"}),
         "profile": {"base": args.base, "peak": 4, "edge_s": args.edge_s, "ramp_s": args.ramp_s}
         | {"peak_s": args.peak_s, "seed": args.seed, "requests": figures["requests"]},
         "remote": {"ttft_ms": args.remote_ttft_ms, "tokens_per_s": args.remote_tokens_per_s}
@@ -473,6 +475,9 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument(
         "--scheduler", nargs="*", default=[], metavar="NAME=VALUE", help="scheduler settings, e.g. hysteresis=0"
+    )
+    p.add_argument(
+        "--max-num-seqs", type=int, default=None, metavar="N", help="the local engine's slots (default: the file's)"
     )
     p.add_argument("--data-dir", default=str(Path(__file__).resolve().parent.parent / ".data" / "bench"))
     args = p.parse_args()

@@ -97,6 +97,8 @@ def validate(fleet: Fleet, seeds: int = 5, run_path: Path = BURST_RUN, jobs: int
     real = run["results"]
     modes = _run_modes(run)
     fleet = with_knobs(fleet, **ran_with(run))
+    if (slots := run.get("local_settings", {}).get("max_num_seqs")) is not None:  # the engine's slots, as it ran
+        fleet = replace(fleet, profile=replace(fleet.profile, max_num_seqs=slots))
     sims: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     for by_mode in ordered(_seed, [(fleet, run_path, s) for s in range(seeds)], jobs):
         for mode, summary in by_mode.items():

@@ -49,3 +49,18 @@ def test_arrivals_keep_the_c_they_were_drawn_from() -> None:
 def test_a_hybrid_only_run_validates_its_hybrid_mode() -> None:
     v = validate(fleets(["cpu-1"], "cpu-smollm2-host2")[0], 1, HOST2_RUN)
     assert list(v["modes"]) == ["hybrid"] and v["met"]  # benchmarks/README.md, "Simulator": another host
+
+
+def test_a_run_is_replayed_with_the_engine_slots_it_ran_with(tmp_path: Path) -> None:
+    path = RESULTS / "burst-20261203-111610.json"  # `--max-num-seqs 48`
+    run = json.loads(path.read_text())
+    assert run["local_settings"]["max_num_seqs"] == 48
+    as_32 = tmp_path / "as-32.json"
+    as_32.write_text(json.dumps({**run, "local_settings": {**run["local_settings"], "max_num_seqs": 32}}))
+    fleet = fleets(["cpu-1"], "cpu-smollm2-host4-plugin2")[0]
+    assert fleet.profile.max_num_seqs == 32
+
+    def share(p: Path) -> float:
+        return float(validate(fleet, 1, p)["modes"]["hybrid"]["sim_local_share_mean"])
+
+    assert share(path) > share(as_32)  # 16 more slots take more of the burst's peak
