@@ -155,6 +155,9 @@ class LoadStats(TypedDict):
     decode_tokens_per_s: float
     ttft_p50_ms: float | None
     ttft_p90_ms: float | None  # over the last TTFT_WINDOW_S (local_models.stats): what requests saw just now
+    # The requests in flight (running and waiting), on average over the steps of that same window: the load
+    # that p90 was measured at.
+    ttft_in_flight: NotRequired[float | None]
     finished_per_s: float  # requests completed, over the stats window
     step_ms: float | None  # median engine step interval while busy, over the window
     max_num_seqs: int  # requests the engine runs at once; the rest wait

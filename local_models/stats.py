@@ -36,8 +36,8 @@ class LoadTracker:
         self.kv_cache_usage = 0.0
         self.updated_at = clock()
         # (timestamp, prompt tokens computed, tokens generated, requests finished, interval since
-        # the previous step when the engine was busy in between, else None)
-        self._steps: deque[tuple[float, int, int, int, float | None]] = deque()
+        # the previous step when the engine was busy in between, else None, requests in flight after it)
+        self._steps: deque[tuple[float, int, int, int, float | None, int]] = deque()
         self._ttfts: deque[tuple[float, float]] = deque(maxlen=256)
         self._last_step: float | None = None
         self._busy_after_last = False
@@ -55,7 +55,7 @@ class LoadTracker:
         interval = now - self._last_step if self._busy_after_last and self._last_step is not None else None
         self._last_step = now
         self._busy_after_last = self.running > 0 or self.waiting > 0
-        self._steps.append((now, prompt_tokens, generated_tokens, finished, interval))
+        self._steps.append((now, prompt_tokens, generated_tokens, finished, interval, self.running + self.waiting))
         for t in ttfts_s:
             self._ttfts.append((now, t))
         self._expire(now)
@@ -77,7 +77,9 @@ class LoadTracker:
         prompt = sum(s[1] for s in self._steps)
         generated = sum(s[2] for s in self._steps)
         recent = sorted(t for ts, t in self._ttfts if ts >= now - self._window_s)
-        latest = sorted(t for ts, t in self._ttfts if ts >= now - min(TTFT_WINDOW_S, self._window_s))
+        short = now - min(TTFT_WINDOW_S, self._window_s)
+        latest = sorted(t for ts, t in self._ttfts if ts >= short)
+        loads = [s[5] for s in self._steps if s[0] >= short]  # what that p90 was measured at
         intervals = sorted(s[4] for s in self._steps if s[4] is not None)
         # Prefill speed the engine showed: prompt tokens of a busy step over its length (decodes
         # shared those steps, so it understates what the engine can do: a safe estimate).
@@ -93,6 +95,7 @@ class LoadTracker:
             decode_tokens_per_s=generated / self._window_s,
             ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
             ttft_p90_ms=latest[int(0.9 * (len(latest) - 1))] * 1000 if latest else None,
+            ttft_in_flight=sum(loads) / len(loads) if latest and loads else None,
             finished_per_s=sum(s[3] for s in self._steps) / self._window_s,
             step_ms=intervals[len(intervals) // 2] * 1000 if intervals else None,
             max_num_seqs=self.max_num_seqs,

@@ -5,8 +5,9 @@ about 0.6 ms with a GPU's ~500 steps in the 5 s window, which made snapshots 60 
 fleet's time (a cProfile of an 8-replica run). `WindowedStats` keeps the same window, the same
 fields and the same definitions (busy intervals only, the median interval, the best prefill speed
 of a busy step, TTFT p50 over the window and p90 over `TTFT_WINDOW_S`, both nearest-lower rank as
-the tracker takes them) with running sums, the intervals kept sorted (a run of m equal decode steps
-adds m copies at once), the first-token times kept sorted per window and a monotonic deque for the
+the tracker takes them, the mean requests in flight over the steps of `TTFT_WINDOW_S`) with running
+sums, the intervals kept sorted (a run of m equal decode steps adds m copies at once, and counts m
+times in the mean), the first-token times kept sorted per window and a monotonic deque for the
 maximum, so a step costs O(log n) plus a short memmove and a snapshot O(1).
 `tests/unit/test_sim_stats.py` holds it equal to the real tracker on random step sequences.
 """
@@ -52,6 +53,10 @@ class WindowedStats:
         self._last_step: float | None = None
         self._busy_after_last = False
         self.idle_prefill_tokens_per_s: float | None = None  # as `LoadTracker`'s: the start's probe
+        # (time, requests in flight after the step x steps, steps) over `TTFT_WINDOW_S`, and their sums
+        self._loads: deque[tuple[float, int, int]] = deque()
+        self._load_sum = 0
+        self._load_steps = 0
 
     def record_scheduler(self, waiting: int, running: int, kv_cache_usage: float) -> None:
         self.waiting, self.running, self.kv_cache_usage = waiting, running, kv_cache_usage
@@ -69,6 +74,10 @@ class WindowedStats:
         self._busy_after_last = self.running > 0 or self.waiting > 0
         speed = prompt_tokens / interval if interval and prompt_tokens > 0 else None
         self._steps.append((now, prompt_tokens, generated_tokens, finished, interval, steps))
+        load = (self.running + self.waiting) * steps
+        self._loads.append((now, load, steps))
+        self._load_sum += load
+        self._load_steps += steps
         self._prompt += prompt_tokens
         self._generated += generated_tokens
         self._finished += finished
@@ -131,6 +140,11 @@ class WindowedStats:
             _remove(self._ttfts_sorted, ttfts.popleft()[1])
         recent = self._ttfts_sorted
         latest = self._short_sorted
+        loads = self._loads
+        while loads and loads[0][0] < horizon:
+            _, load, n = loads.popleft()
+            self._load_sum -= load
+            self._load_steps -= n
         return LoadStats(
             waiting=self.waiting,
             running=self.running,
@@ -142,6 +156,7 @@ class WindowedStats:
             decode_tokens_per_s=self._generated / w,
             ttft_p50_ms=recent[len(recent) // 2] * 1000 if recent else None,
             ttft_p90_ms=latest[int(0.9 * (len(latest) - 1))] * 1000 if latest else None,
+            ttft_in_flight=self._load_sum / self._load_steps if latest and self._load_steps else None,
             finished_per_s=self._finished / w,
             step_ms=self._intervals[len(self._intervals) // 2] * 1000 if self._intervals else None,
             max_num_seqs=self.max_num_seqs,

@@ -68,6 +68,9 @@ class LoadSnapshot:
     # Requests not yet started, by tenant, summed over the replicas (the engines queue tenants fairly:
     # local_models/fairness.py); None: not reported (none waiting, or engines first come, first served).
     waiting_by_tenant: Mapping[str, int] | None = None
+    # The requests in flight on the replica `recent_ttft_ms` is from, on average while it measured that
+    # (None: not reported).
+    recent_ttft_in_flight: float | None = None
 
 
 def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) -> LoadSnapshot:
@@ -77,7 +80,7 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
     # passes); the rates are summed by `sum` as before, so every figure is the same to the bit.
     slots = waiting = running = queued = 0
     steps: list[float] = []
-    ttfts: list[float] = []
+    ttfts: list[tuple[float, float | None]] = []
     prefills: list[float] = []
     kv: float | None = None
     taken_at: float | None = None
@@ -90,7 +93,7 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
         if (step := r["step_ms"]) is not None:
             steps.append(step)
         if (ttft := r.get("ttft_p90_ms")) is not None:
-            ttfts.append(ttft)
+            ttfts.append((ttft, r.get("ttft_in_flight")))
         if prefill := r.get("prefill_capacity_tokens_per_s"):
             prefills.append(prefill)
         if kv is None or r["kv_cache_usage"] > kv:  # the first of the largest, as max() takes it
@@ -114,11 +117,17 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
         finished_per_s=sum([r["finished_per_s"] for r in fresh]),
         prefill_capacity_tokens_per_s=min(prefills) if prefills else None,
         step_ms=_upper_quartile(steps),
-        recent_ttft_ms=_upper_quartile(ttfts),
+        recent_ttft_ms=upper[0] if (upper := _upper_quartile_of(ttfts)) is not None else None,
+        recent_ttft_in_flight=upper[1] if upper is not None else None,
         kv_cache_usage=kv if kv is not None else 0.0,
         taken_at=taken_at if taken_at is not None else now,
         waiting_by_tenant=by_tenant,
     )
+
+
+def _upper_quartile_of(pairs: list[tuple[float, float | None]]) -> tuple[float, float | None] | None:
+    """`_upper_quartile` of the pairs' first values, with its pair."""
+    return sorted(pairs, key=lambda p: p[0])[(3 * len(pairs)) // 4] if pairs else None
 
 
 def _upper_quartile(values: list[Any]) -> float | None:

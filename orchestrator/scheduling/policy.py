@@ -152,6 +152,10 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs, te
     every cost (a CPU shared with other work, a step slowed by a bigger
     batch), the measurement can. It grows with the requests in flight since
     it was measured: on a busy engine every extra request slows every step.
+    It shrinks with them where the engine has fewer in flight now than while
+    it measured (`recent_ttft_in_flight`): once a queue has drained, a new
+    request isn't held to the times that queue gave (benchmarks/README.md,
+    "The measured floor, at the load it was measured at").
 
     The engines queue tenants fairly (local_models/fairness.py): where they
     report who waits, `tenant`'s request waits behind its share of the queue
@@ -183,6 +187,9 @@ def predict_ttft_ms(snapshot: LoadSnapshot, prompt_tokens: int, knobs: Knobs, te
     elif snapshot.recent_ttft_ms is not None:
         in_flight = snapshot.running + snapshot.waiting
         measured = snapshot.recent_ttft_ms * (in_flight + snapshot.sent + 1) / (in_flight + 1)
+        then = snapshot.recent_ttft_in_flight  # per replica, as `in_flight / replicas`
+        if then is not None and then > (per_replica := in_flight / replicas):
+            measured *= (per_replica + 1) / (then + 1)
     return max(step + prefill + wait, measured)
 
 

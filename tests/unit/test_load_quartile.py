@@ -27,3 +27,11 @@ def test_one_outlier_among_many_replicas_is_not_what_a_request_meets() -> None:
     many = {f"r{i}": stats(float(i), float(i)) for i in range(64)}
     snap = aggregate(many, now=10.0, max_age_s=1.0)
     assert (snap.recent_ttft_ms, snap.step_ms) == (48.0, 48.0)  # the upper quartile of 0..63
+
+
+def test_the_load_a_p90_was_measured_at_comes_with_it() -> None:
+    reports = {f"r{i}": LoadStats(stats(100.0 * (i + 1), 10.0), ttft_in_flight=float(10 - i)) for i in range(4)}
+    snap = aggregate(reports, now=10.0, max_age_s=1.0)
+    assert (snap.recent_ttft_ms, snap.recent_ttft_in_flight) == (400.0, 7.0)  # r3's p90, and r3's load
+    snap = aggregate({"old": stats(100.0, 10.0)}, now=10.0, max_age_s=1.0)  # an engine that doesn't say
+    assert (snap.recent_ttft_ms, snap.recent_ttft_in_flight) == (100.0, None)

@@ -92,6 +92,9 @@ def ask(model: str = "auto", **kw: Any) -> Facts:
         (replace(IDLE, recent_ttft_ms=900.0), 100, 900),  # what requests just saw is a floor
         (replace(IDLE, recent_ttft_ms=50.0), 100, 130),  # but never lowers the model's figure
         (replace(IDLE, recent_ttft_ms=900.0, sent=2), 100, 900 * 4 / 2),  # scaled by the sends since
+        # measured while 9 were in flight, 1 now: the queue that gave it has drained (floor 900 x 2 / 10)
+        (replace(IDLE, recent_ttft_ms=900.0, recent_ttft_in_flight=9.0), 100, 180),
+        (replace(IDLE, recent_ttft_ms=900.0, recent_ttft_in_flight=0.5), 100, 900),  # more now: as measured
         (replace(IDLE, sent=8, sent_prompt_tokens=400), 100, 30 + 500 + 2 / 2 * 1000),  # sends wait like any
     ],
     ids=[
@@ -107,6 +110,8 @@ def ask(model: str = "auto", **kw: Any) -> Facts:
         "measured-floor",
         "measured-below",
         "measured-scaled",
+        "measured-drained",
+        "measured-busier",
         "sent-since",
     ],
 )

@@ -34,6 +34,7 @@ def test_empty_snapshot(tracker: LoadTracker, clock: FakeClock) -> None:
         "decode_tokens_per_s": 0.0,
         "ttft_p50_ms": None,
         "ttft_p90_ms": None,
+        "ttft_in_flight": None,
         "finished_per_s": 0.0,
         "step_ms": None,
         "max_num_seqs": 8,
@@ -120,6 +121,20 @@ def test_recent_ttft_p90_covers_only_the_last_two_seconds(tracker: LoadTracker, 
     s = snap(tracker)
     assert s["ttft_p90_ms"] == pytest.approx(100)  # 10 recent samples; the 5 s ones are too old
     assert s["ttft_p50_ms"] == pytest.approx(100)
+
+
+def test_recent_ttft_comes_with_the_load_it_was_measured_at(tracker: LoadTracker, clock: FakeClock) -> None:
+    tracker.record_scheduler(waiting=20, running=8, kv_cache_usage=0.5)
+    tracker.record_step(prompt_tokens=0, generated_tokens=8, ttfts_s=[2.0])  # 28 in flight, 3 s ago
+    clock.advance(3)
+    for waiting, running in ((4, 8), (0, 6)):  # the queue drains
+        tracker.record_scheduler(waiting=waiting, running=running, kv_cache_usage=0.5)
+        tracker.record_step(prompt_tokens=0, generated_tokens=running, ttfts_s=[0.5])
+        clock.advance(0.1)
+    s = snap(tracker)
+    assert (s["ttft_p90_ms"], s["ttft_in_flight"]) == (pytest.approx(500), pytest.approx((12 + 6) / 2))
+    clock.advance(3)
+    assert snap(tracker)["ttft_in_flight"] is None  # no first token measured lately: nothing to say it of
 
 
 def test_prefill_capacity_is_the_fastest_busy_step(tracker: LoadTracker, clock: FakeClock) -> None:
