@@ -34,7 +34,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NotRequired, TypedDict
+from operator import itemgetter
+from typing import Any, NotRequired, TypedDict, TypeVar
 
 from local_models.interface import LoadStats, ModelInfo
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 HOUR_S = 3600.0
 STALE_HORIZON = 10  # a view's last snapshot, past its freshness, is used for up to this many freshness limits
 QUIET_POLLS = 10  # polls in a row that no plan used before a gateway polls less often (a second, at 100 ms)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,8 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
         decode_tokens_per_s=sum([r["decode_tokens_per_s"] for r in fresh]),
         finished_per_s=sum([r["finished_per_s"] for r in fresh]),
         prefill_capacity_tokens_per_s=min(prefills) if prefills else None,
-        step_ms=_upper_quartile(steps),
-        recent_ttft_ms=upper[0] if (upper := _upper_quartile_of(ttfts)) is not None else None,
+        step_ms=_upper_quartile(steps, key=float),
+        recent_ttft_ms=upper[0] if (upper := _upper_quartile(ttfts, key=itemgetter(0))) is not None else None,
         recent_ttft_in_flight=upper[1] if upper is not None else None,
         kv_cache_usage=kv if kv is not None else 0.0,
         taken_at=taken_at if taken_at is not None else now,
@@ -125,19 +127,14 @@ def aggregate(reports: Mapping[str, LoadStats], now: float, max_age_s: float) ->
     )
 
 
-def _upper_quartile_of(pairs: list[tuple[float, float | None]]) -> tuple[float, float | None] | None:
-    """`_upper_quartile` of the pairs' first values, with its pair."""
-    return sorted(pairs, key=lambda p: p[0])[(3 * len(pairs)) // 4] if pairs else None
-
-
-def _upper_quartile(values: list[Any]) -> float | None:
-    """The replica at the upper quartile (the slowest of up to four): what a request that Serve
-    spreads over the replicas meets, pessimistically. The slowest of many is an outlier: at 64
+def _upper_quartile(values: list[T], key: Callable[[T], float]) -> T | None:
+    """The replica at the upper quartile by `key` (the slowest of up to four): what a request
+    that Serve spreads over the replicas meets, pessimistically. The slowest of many is an outlier: at 64
     replicas the worst one's TTFT p90 kept a fleet 20 to 30 points less local than the same load on
     8 (benchmarks/simulate; benchmarks/README.md)."""
     if not values:
         return None
-    return float(sorted(values)[(3 * len(values)) // 4])
+    return sorted(values, key=key)[(3 * len(values)) // 4]
 
 
 class BoardState(TypedDict):
