@@ -338,7 +338,7 @@ class _Run(Generic[R]):
                         given_up = loser is first
                         if given_up and self.gave_up is not None:
                             self.gave_up(target, loser.elapsed_ms())
-                        await self._discard(loser, first)
+                        await self._discard(loser, first, lost=True)
                 racing = [winner]
                 deadline.reach()  # the rest of the answer has the answer's time
                 await asyncio.wait({winner.task})
@@ -353,11 +353,14 @@ class _Run(Generic[R]):
                     await self._discard(a, first)
                 a.stop_waiting()
 
-    async def _discard(self, attempt: HedgedAttempt[Target, R], first: HedgedAttempt[Target, R]) -> None:
-        """Cancel a raced attempt; a hedge cancelled is one called off (its prompt may be billed)."""
+    async def _discard(
+        self, attempt: HedgedAttempt[Target, R], first: HedgedAttempt[Target, R], *, lost: bool = False
+    ) -> None:
+        """Cancel a raced attempt (`lost`: the other answered first; otherwise the request itself ended); a
+        hedge cancelled is one called off (its prompt may be billed)."""
         if attempt is not first:
             self.called_off.append(attempt.target)
-        await discard(attempt)
+        await discard(attempt, lost=lost)
 
     def _may_hedge(self, j: int, hedge: Target, round_: int) -> bool:
         """Whether route `j` may be tried now as a hedge (then it counts as tried in this round)."""

@@ -103,12 +103,22 @@ async def _run(attempt: Callable[[T], Awaitable[R]], target: T) -> R:
     return await attempt(target)
 
 
-async def discard(hedged: HedgedAttempt[Any, Any]) -> None:
-    """Cancel the attempt (the loser of a race) and release what it produced if it finished anyway
-    (a stream opened in the same moment as the winner's is closed)."""
+# The message a race's loser is cancelled with: the attempt can tell it from its request's own end (its client
+# gone, its deadline passed), which cuts off every attempt in progress (`lost_race`).
+LOST_RACE = "lost its race"
+
+
+def lost_race(e: asyncio.CancelledError) -> bool:
+    """Whether the cancel that stopped an attempt was its race's decision (`discard(..., lost=True)`)."""
+    return bool(e.args) and e.args[0] == LOST_RACE
+
+
+async def discard(hedged: HedgedAttempt[Any, Any], *, lost: bool = False) -> None:
+    """Cancel the attempt (`lost`: the loser of a race; otherwise cut off with its request) and release what
+    it produced if it finished anyway (a stream opened in the same moment as the winner's is closed)."""
     hedged.stop_waiting()
     task = hedged.task
-    task.cancel()
+    task.cancel(LOST_RACE if lost else None)
     await asyncio.wait({task})
     if task.cancelled() or task.exception() is not None:
         return

@@ -171,16 +171,15 @@ class Meter:
         for p in parts:
             if p.usage is not None:
                 usage = p.usage if usage is None else usage + p.usage
-        first = parts[0] if parts else None
+        first = parts[0] if parts else hedges.first
+        broken = [f"{p.provider}/{p.model} broke off mid-answer" for p in parts]
         call.tab.record(
             UsageRecord(
                 id=call.tab.request_id,
                 model=call.model,
                 provider=first.provider if first else "none",
                 provider_model=first.model if first else "none",
-                route_reason="failed: " + ", ".join(f"{p.provider}/{p.model} broke off mid-answer" for p in parts)
-                if parts
-                else "failed: hedges called off",
+                route_reason="failed: " + "; ".join(broken + ([hedges.why] if hedges.tokens or hedges.usd else [])),
                 cache="BYPASS",
                 stream=call.stream,
                 prompt_tokens=usage.prompt_tokens if usage else 0,
@@ -266,11 +265,14 @@ class Meter:
 
 @dataclass(frozen=True)
 class Hedges:
-    """Hedges called off for one answer, not billed as a `Part` (no output came): what their providers
-    may bill for the prompt each was sent."""
+    """Upstream calls for one answer that had its prompt sent and were cancelled before any output came, not
+    billed as a `Part`: hedges called off, or (its client gone) attempts cut off before their first token;
+    what their providers may bill for the prompt each was sent."""
 
     usd: float = 0.0
     tokens: int = 0
+    why: str = "hedges called off"
+    first: Target | None = None  # the first of them: the route a row of nothing else names
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,9 @@ class Spent:
     after their first content: their prompt read, some output made)."""
 
     parts: list[Part] = field(default_factory=list)
+    # Remote attempts cut off before their first token by their request's own end (its client gone, its
+    # deadline), not by a race they lost: each had the prompt sent. Billed when the client left (`Pipeline._attempt`).
+    cut: list[Target] = field(default_factory=list)
 
     def add(self, part: Part) -> None:
         if part.usd or part.usage is not None:

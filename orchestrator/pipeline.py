@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from functools import partial
@@ -38,6 +38,7 @@ from orchestrator.caching.singleflight import Flight, SingleFlight
 from orchestrator.calls import ASKING, CHAT, EMBEDDING, Call
 from orchestrator.errors import ContextLengthExceeded, OrchestratorError, UpstreamTimeout
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
+from orchestrator.hedging import lost_race
 from orchestrator.metering import Hedges, Meter, Spent
 from orchestrator.protocol import ChatCompletionRequest, ModelCard, ModelList, Usage
 from orchestrator.providers.base import Provider
@@ -278,12 +279,14 @@ class Pipeline:
                 self._meter.lost(call, spent.parts, hedges)  # no answer, and still billed: on the tab
             raise
         except asyncio.CancelledError:
-            # Its client left mid-answer (a socket closed, Serve's proxy saw the connection go): what the
-            # route read and made so far is still billed by its provider, and was nobody's. A compaction is
-            # always asked whole, its long conversation read first.
-            if spent.parts:
+            # Its client left (a socket closed, Serve's proxy saw the connection go): what the routes read
+            # and made so far is still billed by their providers, and was nobody's: an answer broken off
+            # mid-way (a compaction is always asked whole, its long conversation read first), and the
+            # prompt of every attempt cut off before its first token, as a hedge called off is billed.
+            cut = self._cut_off(spent.cut, plan)
+            if spent.parts or cut.usd or cut.tokens:
                 self._overflowed(plan, spent, Hedges())
-                self._meter.lost(call, spent.parts, Hedges())
+                self._meter.lost(call, spent.parts, cut)
             raise
         t = done.target
         # A hedge that answered first is load spill too: the local model was too slow for this request.
@@ -306,13 +309,28 @@ class Pipeline:
             plan.overflowed(spill)  # counts against the burst budget, once per upstream call
 
     def _called_off(self, hedges: tuple[Target, ...], plan: RoutePlan) -> Hedges:
-        """What hedges called off may be billed: each had the prompt sent (as counted for routing; no
-        output came before it was cancelled), at its route's input price."""
-        if not hedges:
+        """What hedges called off may be billed: each had the prompt sent (no output came before it was
+        cancelled), at its route's input price."""
+        costs, n = self._prompts(hedges, plan)
+        return Hedges(sum(costs), n * len(hedges))
+
+    def _cut_off(self, targets: list[Target], plan: RoutePlan) -> Hedges:
+        """What remote attempts cut off before their first token when the client left may be billed, as hedges
+        called off are; the load spill's part of it counts against the burst budget."""
+        if not targets:
             return Hedges()
+        costs, n = self._prompts(targets, plan)
+        if spill := sum(usd for t, usd in zip(targets, costs, strict=True) if plan.is_overflow(t)):
+            plan.overflowed(spill)
+        routes = ", ".join(dict.fromkeys(f"{t.provider}/{t.model}" for t in targets))
+        why = f"the client left before the first token (the prompt sent to {routes})"
+        return Hedges(sum(costs), n * len(targets), why=why, first=targets[0])
+
+    def _prompts(self, targets: Sequence[Target], plan: RoutePlan) -> tuple[list[float], int]:
+        """What sending the prompt (as counted for routing) costs at each target's input price, and its tokens."""
         n = plan.facts.prompt_tokens
         prompt = Usage(prompt_tokens=n, completion_tokens=0, total_tokens=n)
-        return Hedges(sum(self._prices.cost(h.provider, h.model, prompt) for h in hedges), n * len(hedges))
+        return [self._prices.cost(t.provider, t.model, prompt) for t in targets], n
 
     async def _attempt_route(self, call: Call, plan: RoutePlan, whole: bool, spent: Spent, target: Target) -> Any:
         """One route's answer: opened to its first content within the route's patience, then folded
@@ -324,18 +342,26 @@ class Pipeline:
             return result
 
     async def _try_route(self, call: Call, plan: RoutePlan, whole: bool, spent: Spent, target: Target) -> Any:
-        if call.kind is EMBEDDING:
-            return await self._embed(call, target)
-        if whole:
-            return await self._fold_route(call, plan, spent, target)
-        assert call.kind.started is not None
-        start = time.monotonic()
-        opened = await open_stream(
-            self._route_stream(call, plan, target), has_content=call.kind.started, policy=self._patience(target),
-            provider=target.provider,
-        )  # fmt: skip
-        plan.first_token(target, (time.monotonic() - start) * 1000)
-        return opened
+        parts = len(spent.parts)
+        try:
+            if call.kind is EMBEDDING:
+                return await self._embed(call, target)
+            if whole:
+                return await self._fold_route(call, plan, spent, target)
+            assert call.kind.started is not None
+            start = time.monotonic()
+            opened = await open_stream(
+                self._route_stream(call, plan, target), has_content=call.kind.started,
+                policy=self._patience(target), provider=target.provider,
+            )  # fmt: skip
+            plan.first_token(target, (time.monotonic() - start) * 1000)
+            return opened
+        except asyncio.CancelledError as e:
+            # A remote call cut off before it produced anything: its provider had the prompt (a local engine
+            # drops the request; a race's loser is billed as its race says: `Spent.unbilled`).
+            if not lost_race(e) and len(spent.parts) == parts and not plan.is_local(target):
+                spent.cut.append(target)
+            raise
 
     async def _fold_route(self, call: Call, plan: RoutePlan, spent: Spent, target: Target) -> Any:
         """A whole answer from one route: its chunks folded as they come, under the same patience and
@@ -364,7 +390,7 @@ class Pipeline:
             )  # fmt: skip
         except BaseException:
             # Broken off mid-answer (an error, the answer's time, a cancel): what the route read and made
-            # may be billed (see `_attempt`). Not a cancel before it produced anything.
+            # may be billed (see `_attempt`). A cancel before it produced anything is `_try_route`'s to note.
             if produced:
                 part = self._meter.partial(call, target.provider, target.model, fold, plan.is_overflow(target), target)
                 spent.add(part)

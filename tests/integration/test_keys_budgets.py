@@ -795,6 +795,44 @@ async def test_the_leader_of_a_shared_stream_pays_for_all_of_it_when_its_client_
     assert report["by_key"]["team-b"]["cost_usd"] == pytest.approx(full)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_client_that_leaves_before_the_first_token_pays_for_the_prompt_it_sent(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture, stream: bool
+) -> None:
+    """A client that left while the provider was still reading its prompt (no token yet) left that prompt, which
+    the provider may bill, to nobody: its row said 0 tokens and $0, though a hedge called off in the same state
+    is billed its prompt. Now the prompt is on its key, as the hedge's is."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    body = {"model": "paid/big", "messages": QUESTION, "max_tokens": 20, "stream": stream}
+    # Plain uvicorn never cancels a request whose client left; with this header the edge watches it (as Serve does).
+    headers = {**auth(KEY_B), "x-request-disconnect-disabled": "?1"}
+    paid.ttft_ms = 5000.0  # the first word after 5 s: the client has left by then
+    before = len(paid.requests)
+    try:
+        async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV, live=True) as (c, accounts):
+            with pytest.raises(httpx.ReadTimeout):
+                await c.post("/v1/chat/completions", json=body, headers=headers, timeout=0.5)
+            for _ in range(200):
+                asked = [x for x in paid.requests[before:] if x.path == "/v1/chat/completions"]
+                if asked and asked[-1].outcome != "in_flight":
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)  # the tab is closed as the request's task ends
+            await accounts.drain()
+            report = (await c.get("/admin/usage", headers=auth(MASTER))).json()
+    finally:
+        paid.ttft_ms = 0.0
+    assert [(x.outcome, x.events_sent) for x in asked] == [("disconnected", 0)]  # one call, cut before a word
+    [row] = [r for r in records(caplog) if r["endpoint"] == "/v1/chat/completions"]
+    assert row["status"] == 499 and row["complete"] is False and row["key_id"] == "team-b"
+    assert row["provider"] == "paid" and "client left before the first token" in row["route_reason"]
+    # No usage came: the prompt as routing counted it, among the tokens of calls that didn't answer (as a hedge's).
+    assert row["discarded_tokens"] > 0 and row["prompt_tokens"] == row["completion_tokens"] == 0
+    prompt = row["discarded_tokens"] * BIG["input_per_mtok"] / 1e6
+    assert row["cost_usd"] == pytest.approx(prompt)
+    assert report["by_key"]["team-b"]["cost_usd"] == pytest.approx(prompt)
+
+
 # ------------------------------------------------------------------------------ metrics
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.errors import UpstreamRateLimited, UpstreamUnavailable
 from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_stream, read_whole, run_with_failover
+from orchestrator.hedging import lost_race
 
 LOCAL = Target("local", "m", "local: predicted TTFT 300 ms within 600 ms", hedge_after_s=0.05)
 REMOTE = Target("remote", "r", "fallback")
@@ -142,3 +143,32 @@ async def test_the_deadline_ends_both_and_a_cancel_from_outside_cancels_both() -
     with pytest.raises(asyncio.CancelledError):
         await task
     assert routes["local"].closed_early and routes["remote"].closed_early
+
+
+async def test_an_attempt_can_tell_a_race_it_lost_from_its_request_ending() -> None:
+    """A race's loser was sent and cancelled by the race (billed as the race says: a hedge called off, a local
+    attempt given up); an attempt still running when its request ends (its client gone) is cut off, and may be
+    billed its prompt (`Pipeline._attempt`). The attempt tells them apart by the cancel it got."""
+    cancels: dict[str, bool] = {}
+
+    def telling(routes: dict[str, Route]) -> Any:
+        async def attempt(target: Target) -> OpenStream[str]:
+            try:
+                return await streaming(routes)(target)
+            except asyncio.CancelledError as e:
+                cancels[target.provider] = lost_race(e)
+                raise
+
+        return attempt
+
+    # The hedge answers first: the local attempt lost its race.
+    await race(telling({"local": Route(first_s=1.0), "remote": Route(first_s=0.02)}))
+    assert cancels == {"local": True}
+    # Both still waiting when the request is cancelled (its client left): neither lost a race.
+    cancels.clear()
+    request = asyncio.create_task(race(telling({"local": Route(first_s=5.0), "remote": Route(first_s=5.0)})))
+    await asyncio.sleep(0.2)  # the hedge has started beside the local attempt
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert cancels == {"local": False, "remote": False}
