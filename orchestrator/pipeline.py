@@ -132,6 +132,7 @@ class Pipeline:
             routed = await self._follow(call, flight)
         except asyncio.CancelledError:
             if leads:  # its client left; the flight may go on for others: its upstream call is still this one's
+                call.tab.expect_record()  # one row, when the call has ended (its prompt, if that is all it cost)
                 flight.when_ended(lambda: self._meter.flight_ended(call, flight, plan, _cached(flight.route, decision)))
             raise
         except Exception:

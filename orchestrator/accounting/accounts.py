@@ -461,11 +461,11 @@ class Accounts:
             tab.status = 500
         if not tab.path.startswith("/v1/"):
             return  # /metrics, /health, /admin: not requests to account for
+        if tab.record_pending and tab.answer is None:
+            return  # its record finishes it (and its reservation holds until then): a 499 too, whose flight pays
         if tab.answer is not None or tab.status >= 300 or tab.path not in ANSWERING:
             self.finish(tab)
             return
-        if tab.record_pending:
-            return  # its record finishes it (and its reservation holds until then)
         # A stream whose record comes from a generator still closing: give it a moment.
         loop = asyncio.get_running_loop()
         loop.call_later(5.0, self._late, tab)

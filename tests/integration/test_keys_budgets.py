@@ -795,15 +795,20 @@ async def test_the_leader_of_a_shared_stream_pays_for_all_of_it_when_its_client_
     assert report["by_key"]["team-b"]["cost_usd"] == pytest.approx(full)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(
+    "extra",
+    [{"stream": False}, {"stream": True}, {"stream": True, "temperature": 0}],
+    ids=["whole", "stream", "stream-leading-a-flight"],
+)
 async def test_a_client_that_leaves_before_the_first_token_pays_for_the_prompt_it_sent(
-    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture, stream: bool
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture, extra: dict[str, Any]
 ) -> None:
     """A client that left while the provider was still reading its prompt (no token yet) left that prompt, which
     the provider may bill, to nobody: its row said 0 tokens and $0, though a hedge called off in the same state
-    is billed its prompt. Now the prompt is on its key, as the hedge's is."""
+    is billed its prompt. Now the prompt is on its key, as the hedge's is (once: a reproducible request leads a
+    flight, which nobody else joined and which ends with it)."""
     caplog.set_level(logging.INFO, logger="orchestrator.requests")
-    body = {"model": "paid/big", "messages": QUESTION, "max_tokens": 20, "stream": stream}
+    body = {"model": "paid/big", "messages": QUESTION, "max_tokens": 20, **extra}
     # Plain uvicorn never cancels a request whose client left; with this header the edge watches it (as Serve does).
     headers = {**auth(KEY_B), "x-request-disconnect-disabled": "?1"}
     paid.ttft_ms = 5000.0  # the first word after 5 s: the client has left by then
