@@ -118,7 +118,8 @@ class Meter:
         its text), once it has ended: for a leader that left before the end (its client went away).
         `route`: the flight's as the leader's answer showed it (None: the flight's own)."""
         route = route or flight.route
-        if route is None:  # it never reached its first content: nothing came, nothing to bill
+        # No first content, no output: nothing of it to bill here (a remote call's prompt is `Pipeline._attempt`'s).
+        if route is None:
             call.tab.no_record()
             return
         try:
