@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks.simulate.ceiling import ceiling
 from benchmarks.simulate.fleet import simulate
 from benchmarks.simulate.policies import factories
 from benchmarks.simulate.scenarios import fleets, scenario
@@ -42,9 +43,17 @@ def run_cell(cell: Cell) -> list[dict[str, Any]]:
     sc = scenario(fleet, cell.workload, seed=cell.seed, max_requests=cell.max_requests)
     results = {p: simulate(fleet, sc.workload, f, p, seed=cell.seed) for p, f in policies.items()}
     all_remote = sum(results["remote-only"].cost_usd)
+    top = ceiling(fleet, sc.workload, seed=cell.seed)
     rows = []
     for r in results.values():
         row = summarize(r, fleet.slo_ms, all_remote)
-        row.update(fleet=fleet.name, workload=cell.workload, capacity_rps=sc.capacity_rps)
+        row.update(
+            fleet=fleet.name,
+            workload=cell.workload,
+            capacity_rps=sc.capacity_rps,
+            ceiling_local_share=top.local_share,
+            ceiling_unsorted_share=top.unsorted_share,
+            ceiling_clairvoyant_share=top.clairvoyant_share,
+        )
         rows.append(row)
     return rows

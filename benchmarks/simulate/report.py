@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 PEERS_EXCLUDED = ("ours", "remote-only")  # remote-only keeps nothing local: not a peer for local share
+CEILINGS = ("local_share", "unsorted_share", "clairvoyant_share")  # benchmarks.simulate.ceiling
 
 
 def _ms(x: float) -> str:
@@ -44,6 +45,7 @@ def verdicts(rows: list[dict[str, Any]], attainment: float = 0.99) -> list[dict[
         best = max(peers, key=lambda r: (r["local_share"], -r["cost_per_1k_usd"]), default=None)
         v: dict[str, Any] = {"fleet": fleet, "workload": workload, "ours": ours and _pick(ours)}
         v["best_peer"] = best and _pick(best)
+        v["ceiling"] = {k: rs[0][f"ceiling_{k}"] for k in CEILINGS if f"ceiling_{k}" in rs[0]} or None
         if ours is not None:
             ok = ours["slo_attainment"] >= attainment
             if best is None:
@@ -123,8 +125,22 @@ def verdict_text(vs: list[dict[str, Any]], attainment: float = 0.99) -> str:
         lines.append(
             f"  {v['fleet']:7s} {v['workload']:14s} {mine}; best peer {b['policy']} {100 * b['local_share']:.1f} % "
             f"({v['local_points_over_best']:+.1f} points, {cost}) -> {'met' if v['met'] else 'MISSED'}"
+            f"{_against_ceiling(v, b)}"
         )
     return "\n".join(lines)
+
+
+def _against_ceiling(v: dict[str, Any], best: dict[str, Any]) -> str:
+    """Where the target's 10 points stand against what any policy could keep local (`ceiling.py`)."""
+    top = v.get("ceiling")
+    if not top:
+        return ""
+    target = best["local_share"] + 0.10
+    where = "above" if target > top["local_share"] + 1e-9 else "within"
+    return (
+        f"; ceiling {100 * top['local_share']:.1f} % (FIFO {100 * top['unsorted_share']:.1f}, "
+        f"knowing answers' lengths {100 * top['clairvoyant_share']:.1f}): +10 points is {where} it"
+    )
 
 
 def pareto_plots(rows: list[dict[str, Any]], directory: Path, stamp: str) -> list[str]:

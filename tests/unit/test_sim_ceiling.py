@@ -1,0 +1,70 @@
+"""The ceiling the simulator's verdicts are read against: what any policy could keep local within the SLO."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+
+import pytest
+
+from benchmarks.simulate.ceiling import ceiling, lone_ttft_ms
+from benchmarks.simulate.fleet import Fleet, capacity_rps, simulate
+from benchmarks.simulate.ours import Ours
+from benchmarks.simulate.policies import LocalOnly, PolicyFactory, Threshold
+from benchmarks.simulate.profiles import EngineProfile, RemoteProfile
+from benchmarks.simulate.summary import summarize
+from benchmarks.simulate.workloads import Lengths, Workload, poisson, poisson_burst
+
+PROFILE = EngineProfile(
+    name="test",
+    max_num_seqs=8,
+    max_batched_tokens=512,
+    kv_capacity_tokens=100_000,
+    step_base_ms=20.0,
+    step_per_seq_ms=2.0,
+    prefill_ms_per_token=0.5,
+    hop_ms=10.0,
+)
+REMOTE = RemoteProfile("cloud", "m", ttft_median_ms=300.0, ttft_sigma=0.0, input_per_mtok=1.0, output_per_mtok=2.0)
+FLEET = Fleet("test", PROFILE, remotes=(REMOTE,), slo_ms=1000.0)
+SIZES = Lengths("lognormal", prompt=200, output=30, spread=0.6, max_prompt=1500)
+
+
+def _c() -> float:
+    return capacity_rps(PROFILE, poisson(1.0, 1.0, 100, SIZES, seed=0), seconds=100)
+
+
+def test_a_lone_first_token_is_the_prompts_chunks_and_the_hop() -> None:
+    assert lone_ttft_ms(PROFILE, 100) == pytest.approx(20 + 0.5 * 100 + 10)
+    assert lone_ttft_ms(PROFILE, 700) == pytest.approx((20 + 0.5 * 512) + (20 + 0.5 * 188) + 10)
+
+
+def test_no_policy_keeps_more_local_within_the_slo_than_the_ceiling() -> None:
+    w = poisson_burst(_c(), SIZES, seed=3)
+    top = ceiling(FLEET, w, seed=3)
+    assert 0.3 < top.local_share < 0.95  # a burst at 4 x C: some of it must go
+    assert top.unsorted_share <= top.local_share <= top.clairvoyant_share
+    held = []
+    policies: list[PolicyFactory] = [LocalOnly, Ours, *(partial(Threshold, n=n) for n in (1, 2, 4, 8, 16))]
+    for policy in policies:
+        r = summarize(simulate(FLEET, w, policy, seed=1), FLEET.slo_ms)
+        if r["slo_attainment"] >= 0.99:
+            held.append(r["local_share"])
+            assert r["local_share"] <= top.local_share
+    assert len(held) >= 3 and max(held) > 0.8 * top.local_share  # a ceiling near what policies reach, not 100 %
+
+
+def test_a_quiet_workload_could_all_stay_local() -> None:
+    w = poisson(_c(), 0.5, 300, SIZES, seed=4)
+    assert ceiling(FLEET, w).local_share == 1.0
+
+
+def test_a_request_that_misses_the_slo_on_an_idle_engine_is_never_counted() -> None:
+    # Prompts of 3,000 tokens take 1.5 s to prefill alone: only the 1 % the SLO lets be late stays.
+    n = 200
+    w = Workload("long", [i * 10.0 for i in range(n)], [3000] * n, [10] * n, n * 10.0)
+    top = ceiling(FLEET, w)
+    assert top.feasible_share == 0.0 and top.local_share == pytest.approx(0.01)
+    # Past the context length, too: an idle engine can't take it at all.
+    short = Workload("short", w.times, [100] * n, [10] * n, w.duration_s)
+    assert ceiling(replace(FLEET, context_length=50), short).feasible_share == 0.0
