@@ -263,6 +263,9 @@ class Conditions:
     # The caller's memo of spill routes ranked by price or as listed, which change with neither load nor
     # answers: valid while the prices and knobs it is handed stay the same (a `Router`'s do). None: none.
     ranked: dict[tuple[object, ...], tuple[tuple[Backend, ...], list[Backend]]] | None = None
+    # By local model: the prompt tokens of its typical request lately (the caller's moving average), the
+    # scale `size_bias` weighs a request's wait by. Absent: one line for every size.
+    typical_prompt: Mapping[str, float] = field(default_factory=dict)
 
 
 def plan(
@@ -278,11 +281,13 @@ def plan(
     prices: Mapping[tuple[str, str], float] | None = None,
     remote_ttft_ms: Mapping[str, float] | None = None,
     calibration: Mapping[str, float] | None = None,
+    typical_prompt: Mapping[str, float] | None = None,
 ) -> Plan:
     """The ordered routes for `facts`, each with its reason; see the module docstring."""
     conditions = Conditions(
         local_providers, load, budget, knobs, spilling or {}, prices or {}, remote_ttft_ms or {}, calibration or {}
     )
+    conditions.typical_prompt = typical_prompt or {}
     return order(resolve(facts, registry, policies), facts, conditions)
 
 
@@ -392,6 +397,10 @@ def order(resolved: Resolved, facts: Facts, c: Conditions) -> Plan:
     return _by_latency(o)
 
 
+LONG_PROMPT_MOST = 2.0  # a long prompt's wait counts at most twice
+SHORT_PROMPT_LINE = 0.9  # a short prompt's wait weighs no less than keeps it within 0.9 x the SLO
+
+
 def _by_latency(o: _Ordering) -> Plan:
     """Local while its predicted first token fits the SLO; otherwise spill, within the burst budget."""
     local, remote, c = o.local, o.remote, o.c
@@ -409,11 +418,18 @@ def _by_latency(o: _Ordering) -> Plan:
         if snapshot.stale_s:
             notes += f", load data {snapshot.stale_s:.1f} s old"
         threshold = o.slo * c.knobs.headroom * ((1 - c.knobs.hysteresis) if was_spilling else 1)
-        if predicted <= threshold:
-            reason = f"local: predicted TTFT {predicted:.0f} ms within {threshold:.0f} ms (SLO {o.slo:.0f} ms{notes})"
+        weighed, shown = predicted, f"{predicted:.0f} ms"
+        typical = c.typical_prompt.get(local[0].model)
+        if c.knobs.size_bias and typical:
+            weighed, weight = _weigh_by_size(predicted, o, snapshot, typical)
+            if round(weighed) != round(predicted):  # a wait to weigh, and weighed
+                ratio = o.facts.prompt_tokens / typical
+                shown += f" (its wait x{weight:.2f} for a prompt {ratio:.2g}x the typical: {weighed:.0f} ms)"
+        if weighed <= threshold:
+            reason = f"local: predicted TTFT {shown} within {threshold:.0f} ms (SLO {o.slo:.0f} ms{notes})"
             return o.done(reason, local, remote, predicted=predicted, threshold=threshold, teach=teach)
         band = f"{notes}, hysteresis" if was_spilling and c.knobs.hysteresis else notes  # only where it moved the line
-        lead = f"spill: predicted local TTFT {predicted:.0f} ms over {threshold:.0f} ms (SLO {o.slo:.0f} ms{band})"
+        lead = f"spill: predicted local TTFT {shown} over {threshold:.0f} ms (SLO {o.slo:.0f} ms{band})"
     if c.budget.exhausted:
         if predicted <= c.knobs.budget_max_wait_ms:
             reason = f"budget: overflow budget spent, waiting locally (predicted TTFT {predicted:.0f} ms)"
@@ -431,6 +447,26 @@ def _by_latency(o: _Ordering) -> Plan:
             retry_after=60.0,
         )
     return o.done(lead, remote, local, spill=True, overflow=True, predicted=predicted, threshold=threshold, teach=teach)
+
+
+def _weigh_by_size(predicted: float, o: _Ordering, snapshot: LoadSnapshot, typical: float) -> tuple[float, float]:
+    """The predicted TTFT with the wait in it (all of it but the request's own step and prefill) weighed by the
+    request's size against the typical prompt: (the weighed TTFT, the wait's weight).
+
+    Under load a long prompt takes engine time from every request behind it, a short one little: a line
+    that holds each to its own share of that time keeps more requests local within the SLO than one line
+    for all (`size_bias` 1: a prompt twice the typical has its wait count twice; at most `LONG_PROMPT_MOST`
+    times, and a short one's at least as much as keeps its TTFT within `SHORT_PROMPT_LINE` of the SLO). On
+    an idle engine the wait is nothing and a long prompt stays local where its own prefill fits.
+    benchmarks/README.md, "A line by the prompt's size"."""
+    c = o.c
+    prompt = max(1, o.facts.prompt_tokens)
+    least = min(1.0, c.knobs.headroom / SHORT_PROMPT_LINE)
+    weight = min(max((prompt / typical) ** c.knobs.size_bias, least), LONG_PROMPT_MOST)
+    rate = snapshot.prefill_capacity_tokens_per_s or c.knobs.prefill_tokens_per_s
+    step = snapshot.step_ms if snapshot.step_ms is not None else c.knobs.idle_step_ms
+    own = min(predicted, (step + prompt / rate * 1000) * o.factor)  # what it would wait alone
+    return own + (predicted - own) * weight, weight
 
 
 def _remote(

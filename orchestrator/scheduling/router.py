@@ -60,6 +60,7 @@ TAGS_HEADER = "x-tags"
 _DATA_CLASSES = ("default", "sensitive", "batch")
 _BYTES = ByteCounter()
 _EWMA = 0.2  # weight of the newest first-token time
+TYPICAL_OVER = 100  # requests the typical prompt is averaged over
 _INLINE_BYTES = 16_384  # prompts up to this size are counted on the event loop (well under a millisecond)
 
 
@@ -145,6 +146,7 @@ class Router:
         self._counter = counter or ByteCounter()
         self._prices = dict(prices or {})
         self._spilling: dict[str, bool] = {}
+        self._typical: dict[str, float] = {}
         self._ranked: dict[tuple[object, ...], tuple[tuple[Backend, ...], list[Backend]]] = {}  # see Conditions
         self._ttft_ms: dict[str, float] = {}
         self._calibration = {model: Calibration() for model in self._local.values()}
@@ -243,8 +245,11 @@ class Router:
             {m: c.factor for m, c in self._calibration.items()},
             alive,
             self._ranked,
+            self._typical,
         )
         made = order(resolution.resolved, resolution.facts, conditions)
+        if local_routes:
+            self._saw_prompt(resolution)
         if resolution.facts.ttft_slo_ms is None:  # a request's own SLO moves no one else's line
             self._spilling[made.alias] = made.spilling
         if view is not None and len(alive) < len(self._local):
@@ -259,6 +264,15 @@ class Router:
             usd = resolution.facts.prompt_tokens * self._prices.get((lead.provider, lead.model), 0.0) / 1e6
             weakref.finalize(planned, view.reserve(resolution.facts.tenant, usd))
         return planned
+
+    def _saw_prompt(self, resolution: Resolution) -> None:
+        """The typical prompt of each local model's requests (`Conditions.typical_prompt`): a moving average
+        over about the last `TYPICAL_OVER` requests planned for it."""
+        prompt, typical = resolution.facts.prompt_tokens, self._typical
+        for b in resolution.resolved.fitting:
+            if (model := self._local.get(b.provider)) is not None:
+                t = typical.get(model)
+                typical[model] = prompt if t is None else t + (prompt - t) / TYPICAL_OVER
 
     def _budget(self, spent: float | None, tenant: str) -> Budget:
         """The burst budget as `tenant`'s request sees it (its key's share only where there is a cap)."""

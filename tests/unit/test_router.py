@@ -103,6 +103,20 @@ async def test_only_local_answers_the_plan_chose_on_a_prediction_count() -> None
     assert calibration is not None and calibration.factor == 1.0 and calibration.observations == 0
 
 
+async def test_the_typical_prompt_is_learned_from_the_requests_planned_and_weighs_a_long_ones_wait() -> None:
+    router = Router(HYBRID, local={"local": "small"}, load=Board(), knobs=Knobs(headroom=0.7))  # type: ignore[arg-type]
+    long = ChatCompletionRequest.model_validate(
+        {"model": "hybrid", "messages": [{"role": "user", "content": "word " * 40}]}
+    )
+    # The first request sets the typical prompt: a long one alone is typical, and stays local.
+    assert (await router.plan(long, "chat", set(), {})).targets[0].provider == "local"
+    for _ in range(300):  # then short requests, a few prompt tokens each
+        assert (await router.plan(HYBRID_REQUEST, "chat", set(), {})).targets[0].provider == "local"
+    planned = await router.plan(long, "chat", set(), {})
+    assert planned.targets[0].provider == "quickco"  # its wait (500 ms) now counts twice
+    assert "for a prompt" in planned.targets[0].reason and "the typical" in planned.targets[0].reason
+
+
 async def test_predictions_far_from_the_threshold_teach_nothing() -> None:
     # An idle engine: ~50 ms modelled against a 700 ms line; its error is the hops' fixed cost.
     class Idle(Board):

@@ -145,6 +145,50 @@ def test_the_busy_key_spills_and_another_key_stays_local() -> None:
     assert routes(other)[0] == "local/small", other.targets[0].reason
 
 
+# ------------------------------------------------------------------ the prompt's size
+
+# Every slot busy, none waiting: a slot frees in 1 / 2 per s = 500 ms; prefill at 4,000 tokens/s.
+LOADED = replace(IDLE, running=8, prefill_capacity_tokens_per_s=4000.0)
+SIZED = KNOBS.model_copy(update={"headroom": 0.8, "hysteresis": 0.0})  # the line at 800 ms; size_bias 1
+TYPICAL = {"small": 200.0}
+
+
+def test_under_load_a_long_prompts_wait_weighs_more_and_it_spills_where_a_typical_one_stays() -> None:
+    typical = make(ask(prompt_tokens=200), LOADED, knobs=SIZED, typical_prompt=TYPICAL)
+    assert routes(typical)[0] == "local/small"  # 30 + 50 + 500 = 580 ms
+    # 30 + 200 + 500 = 730 ms, within the line; its wait (500 ms) counts twice: 230 + 1,000 = 1,230 ms.
+    long = make(ask(prompt_tokens=800), LOADED, knobs=SIZED, typical_prompt=TYPICAL)
+    assert routes(long)[0] != "local/small" and long.overflow
+    assert long.targets[0].reason == (
+        "spill: predicted local TTFT 730 ms (its wait x2.00 for a prompt 4x the typical: 1230 ms) over 800 ms "
+        "(SLO 1000 ms)"
+    )
+    # One line for every size without the bias, or without a typical prompt known yet.
+    unweighed = SIZED.model_copy(update={"size_bias": 0.0})
+    assert routes(make(ask(prompt_tokens=800), LOADED, knobs=unweighed, typical_prompt=TYPICAL))[0] == "local/small"
+    assert routes(make(ask(prompt_tokens=800), LOADED, knobs=SIZED))[0] == "local/small"
+
+
+def test_under_load_a_short_prompt_stays_local_past_the_line_but_within_0_9_of_the_slo() -> None:
+    slow = replace(LOADED, finished_per_s=1.25)  # a slot in 800 ms
+    # 30 + 12.5 + 800 = 842.5 ms: over the 800 ms line; its wait weighs 0.8 / 0.9 (not 50 / 200): 753.6 ms.
+    short = make(ask(prompt_tokens=50), slow, knobs=SIZED, typical_prompt=TYPICAL)
+    assert routes(short)[0] == "local/small", short.targets[0].reason
+    assert short.predicted_ttft_ms == pytest.approx(842.5) and short.predicted_ttft_ms <= 900
+    assert "its wait x0.89 for a prompt 0.25x the typical: 754 ms" in short.targets[0].reason
+    assert routes(make(ask(prompt_tokens=200), slow, knobs=SIZED, typical_prompt=TYPICAL))[0] != "local/small"
+    # Further past the line, the least weight can't bring it within 0.9 x SLO: it spills.
+    slower = replace(LOADED, finished_per_s=1.1)  # a slot in 909 ms
+    assert routes(make(ask(prompt_tokens=50), slower, knobs=SIZED, typical_prompt=TYPICAL))[0] != "local/small"
+
+
+def test_a_long_prompt_on_an_idle_engine_stays_local_where_its_own_step_and_prefill_fit() -> None:
+    idle = replace(IDLE, prefill_capacity_tokens_per_s=2500.0)
+    # 30 + 760 = 790 ms, all of it its own (no queue, a slot free): nothing to weigh, within the 800 ms line.
+    long = make(ask(prompt_tokens=1900), idle, knobs=SIZED, typical_prompt=TYPICAL)
+    assert routes(long)[0] == "local/small" and "typical" not in long.targets[0].reason, long.targets[0].reason
+
+
 # ------------------------------------------------------------------------ latency
 
 
