@@ -172,6 +172,10 @@ def pareto_plots(rows: list[dict[str, Any]], directory: Path, stamp: str) -> lis
                 )
                 ax.plot(xs, ys, label=family, linestyle="-" if len(members) > 1 else "none", **style)
             ax.axhline(99, color="gray", linestyle=":", linewidth=1)
+            if (top := rs[0].get("ceiling_local_share")) is not None:  # what any policy could keep at 99 %
+                ax.axvline(
+                    100 * top, color="black", linestyle="--", linewidth=1, label="ceiling" if ax is axes[0][0] else None
+                )
             ax.set_title(f"{fleet}: {workload}", fontsize=10)
             ax.set_xlabel("served locally (%)")
             ax.set_ylabel("requests within the TTFT SLO (%)")
