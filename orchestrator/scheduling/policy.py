@@ -17,8 +17,9 @@ The order of questions:
    cheapest route and may wait for it;
 4. *latency* — the local model serves when its predicted time to first token
    (`predict_ttft_ms`, scaled by the error the gateway has learned it makes:
-   `calibration`, see `orchestrator.scheduling.calibration`) fits the request's SLO;
-   otherwise the request spills to
+   `calibration`, see `orchestrator.scheduling.calibration`) fits the request's SLO,
+   under load the wait in it weighed by the request's prompt against the typical
+   one (`size_bias`: long prompts spill first); otherwise the request spills to
    a remote route, hosts of the same open weights first. Once spilling, the
    local model takes traffic back only when the prediction is `hysteresis`
    below the SLO, so traffic doesn't flap at the edge;
