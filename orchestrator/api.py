@@ -532,4 +532,3 @@ class _Alarm:
 
     def stop(self) -> None:
         self._handle.cancel()
-

@@ -112,9 +112,7 @@ WORKLOADS: dict[str, WorkloadMaker] = {
         c, n, s, edge_s=150 * scale, ramp_s=20 * scale, peak_s=60 * scale
     ),
     "diurnal": lambda c, n, s, scale: diurnal(c, n, s, period_s=600 * scale),
-    "mmpp": lambda c, n, s, scale: mmpp(
-        c, n, s, duration_s=600 * scale, mean_off_s=60 * scale, mean_on_s=15 * scale
-    ),
+    "mmpp": lambda c, n, s, scale: mmpp(c, n, s, duration_s=600 * scale, mean_off_s=60 * scale, mean_on_s=15 * scale),
     "heavy-tail": lambda c, n, s, scale: poisson(c, 0.9, 400 * scale, n, s, name="heavy-tail"),
     "azure-replay": _replay,
 }

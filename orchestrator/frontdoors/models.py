@@ -46,9 +46,7 @@ def model_response(cards: list[ModelCard], model: str, headers: Mapping[str, str
     if speaks_anthropic(headers):
         check_version(headers)
     if card is None:
-        raise ModelNotFound(
-            f"The model {_shown(model)} does not exist or you do not have access to it.", param="model"
-        )
+        raise ModelNotFound(f"The model {_shown(model)} does not exist or you do not have access to it.", param="model")
     return JSONResponse(model_info(card)) if speaks_anthropic(headers) else json_response(card)
 
 

@@ -47,9 +47,7 @@ def json_body(body: dict[str, Any]) -> bytes:
     try:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except ValueError:
-        raise InvalidRequest(
-            "A number in the request is too large to send on as JSON.", code="invalid_value"
-        ) from None
+        raise InvalidRequest("A number in the request is too large to send on as JSON.", code="invalid_value") from None
 
 
 @contextlib.contextmanager

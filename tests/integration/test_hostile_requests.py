@@ -56,15 +56,22 @@ def chat_body(**extra: Any) -> dict[str, Any]:
         # A lone surrogate: the fallback JSON parser took it, the cache key and the tokenizer crashed.
         (b'{"model": "fake-chat", "temperature": 0, "messages": [{"role": "user", "content": "a\\ud800b"}]}', None),
         # Nested far past any parser's recursion limit.
-        (b'{"model": "fake-chat", "messages": [{"role": "user", "content": "x"}], "x": '
-         + b"[" * 5000 + b"]" * 5000 + b"}", None),
+        (
+            b'{"model": "fake-chat", "messages": [{"role": "user", "content": "x"}], "x": '
+            + b"[" * 5000
+            + b"]" * 5000
+            + b"}",
+            None,
+        ),
         (json.dumps(chat_body(seed=2**63)).encode(), "seed"),
         (json.dumps(chat_body(seed=-(2**63) - 1)).encode(), "seed"),
         (json.dumps(chat_body(max_tokens=10**30)).encode(), "max_tokens"),
         (json.dumps(chat_body(metadata="not an object")).encode(), "metadata"),
         # A named tool that isn't among the tools: a remote route answered as if it were.
-        (json.dumps(chat_body(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "b"}})).encode(),
-         "tool_choice"),
+        (
+            json.dumps(chat_body(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "b"}})).encode(),
+            "tool_choice",
+        ),
         # Types OpenAI refuses, which the lax validation coerced: "5" as 5, true as 1, "yes" as true, 2.0 as 2.
         (json.dumps(chat_body(max_tokens="5")).encode(), "max_tokens"),
         (json.dumps(chat_body(max_tokens=True)).encode(), "max_tokens"),
@@ -75,8 +82,11 @@ def chat_body(**extra: Any) -> dict[str, Any]:
         # Legacy function calling on the local model, which has no such fields: a 200 with plain text before.
         (json.dumps(chat_body(functions=[TOOL["function"]], function_call="auto")).encode(), "functions"),
         (json.dumps(chat_body(metadata={str(i): "v" for i in range(17)})).encode(), "metadata"),
-        (b'{"model": "fake-chat", "temperature": 0, "messages": [{"role": "user", "content": "x"}], '
-         b'"cache": {"ttl": 1e400}}', "cache.ttl"),
+        (
+            b'{"model": "fake-chat", "temperature": 0, "messages": [{"role": "user", "content": "x"}], '
+            b'"cache": {"ttl": 1e400}}',
+            "cache.ttl",
+        ),
     ],
 )
 async def test_malformed_bodies_are_a_400_naming_the_field(client: httpx.AsyncClient, raw: bytes, param: str) -> None:
@@ -273,8 +283,9 @@ async def test_flights_are_per_key_and_shared_answers_are_billed_once(
         assert len(paid.requests) - calls == 2
 
 
-async def test_a_request_that_joins_a_flight_is_validated_like_any_other(client: httpx.AsyncClient,
-                                                                         chat_engine: FakeEngine) -> None:
+async def test_a_request_that_joins_a_flight_is_validated_like_any_other(
+    client: httpx.AsyncClient, chat_engine: FakeEngine
+) -> None:
     chat_engine.token_delay = 0.05
     body = chat_body(temperature=0)
     leader = asyncio.create_task(client.post(CHAT, json=body))
@@ -477,6 +488,7 @@ async def test_a_small_body_that_never_finishes_is_a_408_and_a_slow_one_still_ar
     """A client that sent its headers and part of a small body, then nothing, held its request (and a place
     among the replica's ongoing ones) for as long as it liked: a small body must now be whole within the time
     a body of the large-body threshold's size gets (here 0.4 s), on every route that reads one."""
+
     async def stalling() -> AsyncIterator[bytes]:
         yield b'{"model": "fake-chat", "messages": [{"role": "user", "content": "hi'
         await asyncio.sleep(60)  # and never the rest

@@ -143,9 +143,7 @@ async def test_spend_survives_a_restart_of_the_actor(gateway: tuple[httpx.AsyncC
 def _request() -> Any:
     from orchestrator.protocol import ChatCompletionRequest
 
-    return ChatCompletionRequest.model_validate(
-        {"model": "fake-chat", "messages": MESSAGES, "max_tokens": MAX_TOKENS}
-    )
+    return ChatCompletionRequest.model_validate({"model": "fake-chat", "messages": MESSAGES, "max_tokens": MAX_TOKENS})
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:

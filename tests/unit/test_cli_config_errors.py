@@ -84,8 +84,7 @@ def test_names_that_name_nothing_configured_are_named(tmp_path: Path, capsys: py
     key = "a" * 64
     config = tmp_path / "c.yaml"
     config.write_text(
-        openrouter
-        + "models:\n  chat:\n    routes: [smollm2-135m]\n    rules: [{use: smarter, pattern: prove}]\n"
+        openrouter + "models:\n  chat:\n    routes: [smollm2-135m]\n    rules: [{use: smarter, pattern: prove}]\n"
         f"keys:\n  team:\n    sha256: '{key}'\n    models: [chat, gpt-5]\n    downgrade_to: cheapest\n"
         "ledger:\n  reference_model: openrouter/gpt-5\n"
     )

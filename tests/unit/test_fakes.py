@@ -163,7 +163,11 @@ async def test_embed() -> None:
 def test_info_and_stats() -> None:
     engine = FakeEngine("m", max_model_len=10, has_chat_template=False)
     assert engine.info() == {
-        "name": "m", "task": "generate", "max_model_len": 10, "has_chat_template": False, "max_num_seqs": 32
+        "name": "m",
+        "task": "generate",
+        "max_model_len": 10,
+        "has_chat_template": False,
+        "max_num_seqs": 32,
     }
     assert engine.stats()["running"] == 0
     engine.shutdown()

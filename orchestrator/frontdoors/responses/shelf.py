@@ -89,9 +89,7 @@ class Shelf:
             self._drop(key, keeping={key, *children})  # what is written again stays until overwritten
             self._write(owner, key, value, children, now)
 
-    def update(
-        self, key: str, value: str, add: Mapping[str, str] | None = None, remove: Iterable[str] = ()
-    ) -> bool:
+    def update(self, key: str, value: str, add: Mapping[str, str] | None = None, remove: Iterable[str] = ()) -> bool:
         """The entry `key` rewritten as `value` (its time starts again: now its owner's newest), children
         added and removed, the rest kept as they are; False where it is not there. A conversation's items
         are its children: one added or removed costs that item and the entry's own value, not the whole."""
