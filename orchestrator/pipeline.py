@@ -284,7 +284,7 @@ class Pipeline:
             # and made so far is still billed by their providers, and was nobody's: an answer broken off
             # mid-way (a compaction is always asked whole, its long conversation read first), and the
             # prompt of every attempt cut off before its first token, as a hedge called off is billed.
-            cut = self._cut_off(spent.cut, plan)
+            cut = self._cut_off(spent.cut, plan, "the answer" if call.kind is EMBEDDING else "the first token")
             if spent.parts or cut.usd or cut.tokens:
                 self._overflowed(plan, spent, Hedges())
                 self._meter.lost(call, spent.parts, cut)
@@ -315,16 +315,16 @@ class Pipeline:
         costs, n = self._prompts(hedges, plan)
         return Hedges(sum(costs), n * len(hedges))
 
-    def _cut_off(self, targets: list[Target], plan: RoutePlan) -> Hedges:
-        """What remote attempts cut off before their first token when the client left may be billed, as hedges
-        called off are; the load spill's part of it counts against the burst budget."""
+    def _cut_off(self, targets: list[Target], plan: RoutePlan, before: str) -> Hedges:
+        """What remote attempts cut off before `before` (their first token; an embedding's answer) when the client
+        left may be billed, as hedges called off are; the load spill's part of it counts against the burst budget."""
         if not targets:
             return Hedges()
         costs, n = self._prompts(targets, plan)
         if spill := sum(usd for t, usd in zip(targets, costs, strict=True) if plan.is_overflow(t)):
             plan.overflowed(spill)
         routes = ", ".join(dict.fromkeys(f"{t.provider}/{t.model}" for t in targets))
-        why = f"the client left before the first token (the prompt sent to {routes})"
+        why = f"the client left before {before} (the prompt sent to {routes})"
         return Hedges(sum(costs), n * len(targets), why=why, first=targets[0])
 
     def _prompts(self, targets: Sequence[Target], plan: RoutePlan) -> tuple[list[float], int]:

@@ -49,6 +49,7 @@ from orchestrator.scheduling.tokens import (
     HfTokenCounter,
     TokenCounter,
     UsageEstimator,
+    embedding_tokens,
     output_allowance,
     request_text,
 )
@@ -195,6 +196,7 @@ class Router:
         facts = Facts(
             model=request.model,
             task="embeddings",
+            prompt_tokens=embedding_tokens(request),  # what a call cut off may be billed (`Pipeline._cut_off`)
             tags=_tags(headers.get(TAGS_HEADER)),
             ttft_slo_ms=_slo(headers.get(SLO_HEADER)),
             data_class=_data_class(headers.get(DATA_CLASS_HEADER)),

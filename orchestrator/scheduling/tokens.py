@@ -111,6 +111,12 @@ def _tokens_of(text: str) -> int:
     return -(-len(text.encode()) // BYTES_PER_TOKEN)
 
 
+def embedding_tokens(request: EmbeddingRequest) -> int:
+    """An embedding request's input tokens: token ids as counted, text estimated as `ByteCounter.estimate` does
+    (what a provider that read the input may bill, where no usage came: the input of a call cut off)."""
+    return sum(len(x) if isinstance(x, list) else _tokens_of(x) for x in request.inputs())
+
+
 # What a chat template (or the local engine's note, for one that takes none) writes around the tools.
 _TOOLS_PREAMBLE = 1024
 

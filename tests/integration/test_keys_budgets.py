@@ -838,6 +838,39 @@ async def test_a_client_that_leaves_before_the_first_token_pays_for_the_prompt_i
     assert report["by_key"]["team-b"]["cost_usd"] == pytest.approx(prompt)
 
 
+async def test_a_client_that_leaves_before_its_embeddings_come_pays_for_the_input_it_sent(
+    paid: FakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same for an embeddings call: the provider read the input, the client left before the vectors came."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    body = {"model": "paid/embed", "input": ["a sentence to embed"] * 4}
+    headers = {**auth(KEY_B), "x-request-disconnect-disabled": "?1"}
+    paid.ttft_ms = 5000.0
+    before = len(paid.requests)
+    try:
+        async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV, live=True) as (c, accounts):
+            with pytest.raises(httpx.ReadTimeout):
+                await c.post("/v1/embeddings", json=body, headers=headers, timeout=0.5)
+            for _ in range(200):
+                asked = [x for x in paid.requests[before:] if x.path == "/v1/embeddings"]
+                if asked and asked[-1].outcome != "in_flight":
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            await accounts.drain()
+            report = (await c.get("/admin/usage", headers=auth(MASTER))).json()
+    finally:
+        paid.ttft_ms = 0.0
+    assert [x.outcome for x in asked] == ["disconnected"]
+    [row] = [r for r in records(caplog) if r["endpoint"] == "/v1/embeddings"]
+    assert row["status"] == 499 and row["complete"] is False and row["key_id"] == "team-b"
+    assert row["provider"] == "paid" and "client left before the answer" in row["route_reason"]
+    assert row["discarded_tokens"] > 0 and row["prompt_tokens"] == 0
+    cost = row["discarded_tokens"] * 0.5 / 1e6
+    assert row["cost_usd"] == pytest.approx(cost)
+    assert report["by_key"]["team-b"]["cost_usd"] == pytest.approx(cost)
+
+
 # ------------------------------------------------------------------------------ metrics
 
 
