@@ -57,15 +57,19 @@ _DEFAULTS_BEFORE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("2026-12-03T08:45", {"headroom": 0.65, "hysteresis": 0.0, "hedge_at": 0.55}),  # before the file's 0.8
 )
 
+# Settings added since runs record theirs, at the value that does what the code did before them: a run whose
+# record lacks one ran without it.
+_NOT_YET: dict[str, Any] = {"size_bias": 0.0}  # 329e3c1
+
 
 def ran_with(run: dict[str, Any]) -> dict[str, Any]:
     """The scheduler settings the real run's deployment had: as it recorded them, or else the defaults of
     its day with its own `--scheduler` overrides. The simulated hybrid replays the policy that ran."""
     if "scheduler_settings" in run:
-        return dict(run["scheduler_settings"])
+        return {**_NOT_YET, **run["scheduler_settings"]}
     started = str(run.get("started", ""))
     defaults = next((d for before, d in _DEFAULTS_BEFORE if started < before), {})
-    return {**defaults, **run.get("scheduler", {})}
+    return {**_NOT_YET, **defaults, **run.get("scheduler", {})}
 
 
 def _modes() -> dict[str, PolicyFactory]:

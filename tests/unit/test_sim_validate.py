@@ -11,7 +11,7 @@ import pytest
 from benchmarks.simulate.fleet import capacity_rps
 from benchmarks.simulate.profiles import EngineProfile
 from benchmarks.simulate.scenarios import RESULTS, burst_lengths, fleets
-from benchmarks.simulate.validate import arrivals_capacity, validate
+from benchmarks.simulate.validate import arrivals_capacity, ran_with, validate
 from benchmarks.simulate.workloads import poisson
 
 HOST2_RUN = RESULTS / "burst-20261201-062837.json"  # `--modes hybrid` only, on the host of cpu-smollm2-host2
@@ -64,3 +64,11 @@ def test_a_run_is_replayed_with_the_engine_slots_it_ran_with(tmp_path: Path) -> 
         return float(validate(fleet, 1, p)["modes"]["hybrid"]["sim_local_share_mean"])
 
     assert share(path) > share(as_32)  # 16 more slots take more of the burst's peak
+
+
+def test_a_run_recorded_before_a_setting_existed_is_replayed_without_it() -> None:
+    before = json.loads((RESULTS / "burst-20261203-134955.json").read_text())  # before the prompt-size line
+    assert "size_bias" not in before["scheduler_settings"] and ran_with(before)["size_bias"] == 0.0
+    after = json.loads((RESULTS / "burst-20261203-164800.json").read_text())
+    assert ran_with(after)["size_bias"] == after["scheduler_settings"]["size_bias"] == 1.0
+    assert ran_with({"started": "2026-11-29T10:00", "scheduler": {}})["size_bias"] == 0.0  # recorded none at all
