@@ -51,6 +51,7 @@ class Ceiling:
     concurrency: int
     unsorted_share: float  # the same for a policy that can't choose by size: `rate_rps` requests a second
     clairvoyant_share: float  # the same for a policy that knows each answer's length in advance
+    cost_floor_per_1k_usd: float = 0.0  # the least a policy could pay for the rest, per 1,000 requests
     window_s: float = WINDOW_S
 
 
@@ -115,8 +116,12 @@ def ceiling(fleet: Fleet, workload: Workload, seed: int = 0) -> Ceiling:
         for i in range(n)
         if workload.prompts[i] < fleet.context_length and lone_ttft_ms(p, workload.prompts[i]) <= slo
     ]
+    cheapest = min(fleet.remotes, key=lambda r: r.input_per_mtok + r.output_per_mtok)
+    costs = [cheapest.cost_usd(workload.prompts[i], workload.outputs[i]) for i in range(n)]
     if not feasible:
-        return Ceiling(min(1.0, LATE), 0.0, 0.0, 0, min(1.0, LATE), min(1.0, LATE))
+        kept = sorted(costs)[n - int(LATE * n) :] if int(LATE * n) else []
+        floor = 1000 * (sum(costs) - sum(kept)) / n
+        return Ceiling(min(1.0, LATE), 0.0, 0.0, 0, min(1.0, LATE), min(1.0, LATE), floor)
     rng = random.Random(seed)
     sizes = [(workload.prompts[i], workload.outputs[i]) for i in rng.sample(feasible, min(len(feasible), 4000))]
     loops = {k: closed_loop(p, sizes, k, slo, seed=seed) for k in CONCURRENCIES if k <= p.max_num_seqs}
@@ -125,26 +130,53 @@ def ceiling(fleet: Fleet, workload: Workload, seed: int = 0) -> Ceiling:
     engine_ms_per_s = rate * sum(work_ms(p, a, b, k) for a, b in sizes) / len(sizes) * fleet.replicas
     budget = engine_ms_per_s * WINDOW_S
     packed = clairvoyant = unsorted = 0
-    windows: dict[int, list[tuple[int, float]]] = {}
+    saved = 0.0  # the most remote cost the engine time could save (`_pack_cost`)
+    left_over: list[float] = []  # the remote cost of each request that didn't fit
+    windows: dict[int, list[tuple[int, float, float]]] = {}
     for i in feasible:
         windows.setdefault(int(workload.times[i] // WINDOW_S), []).append(
-            (workload.prompts[i], work_ms(p, workload.prompts[i], workload.outputs[i], k))
+            (workload.prompts[i], work_ms(p, workload.prompts[i], workload.outputs[i], k), costs[i])
         )
     for reqs in windows.values():
         unsorted += min(len(reqs), int(good * fleet.replicas * WINDOW_S))
         packed += _pack(sorted(reqs), budget)
         clairvoyant += _pack(sorted(reqs, key=lambda r: r[1]), budget)
+        could, rest = _pack_cost(reqs, budget)
+        saved += could
+        left_over += rest
+    infeasible = set(range(n)).difference(feasible)
+    left_over += [costs[i] for i in infeasible]
+    late = int(min(LATE * n, len(left_over)))
+    saved += sum(sorted(left_over)[len(left_over) - late :]) if late else 0.0
 
     def share(kept: int) -> float:
         return (kept + min(LATE * n, n - kept)) / n
 
-    return Ceiling(share(packed), len(feasible) / n, good, k, share(unsorted), share(clairvoyant))
+    floor = 1000 * max(0.0, sum(costs) - saved) / n
+    return Ceiling(share(packed), len(feasible) / n, good, k, share(unsorted), share(clairvoyant), floor)
 
 
-def _pack(reqs: list[tuple[int, float]], budget: float) -> int:
-    """How many of `reqs` (prompt, work), in their order, the engine time `budget` holds."""
+def _pack_cost(reqs: list[tuple[int, float, float]], budget: float) -> tuple[float, list[float]]:
+    """The most remote cost (`reqs`: prompt, work, cost) the engine time `budget` could keep local, the dearest
+    per engine millisecond first and the last one in part (a bound no whole choice beats), and the cost of each
+    request left out whole."""
+    saved, rest = 0.0, []
+    for _, w, usd in sorted(reqs, key=lambda r: r[2] / max(r[1], 1e-9), reverse=True):
+        if budget <= 0:
+            rest.append(usd)
+        elif w <= budget:
+            budget -= w
+            saved += usd
+        else:
+            saved += usd * budget / w
+            budget = 0.0
+    return saved, rest
+
+
+def _pack(reqs: list[tuple[int, float, float]], budget: float) -> int:
+    """How many of `reqs` (prompt, work, cost), in their order, the engine time `budget` holds."""
     kept = 0
-    for _, w in reqs:
+    for _, w, _ in reqs:
         if w > budget:
             break
         budget -= w

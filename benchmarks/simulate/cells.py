@@ -54,6 +54,7 @@ def run_cell(cell: Cell) -> list[dict[str, Any]]:
             ceiling_local_share=top.local_share,
             ceiling_unsorted_share=top.unsorted_share,
             ceiling_clairvoyant_share=top.clairvoyant_share,
+            ceiling_cost_floor_per_1k_usd=top.cost_floor_per_1k_usd,
         )
         rows.append(row)
     return rows

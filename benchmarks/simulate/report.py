@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 PEERS_EXCLUDED = ("ours", "remote-only")  # remote-only keeps nothing local: not a peer for local share
-CEILINGS = ("local_share", "unsorted_share", "clairvoyant_share")  # benchmarks.simulate.ceiling
+CEILINGS = ("local_share", "unsorted_share", "clairvoyant_share", "cost_floor_per_1k_usd")  # simulate.ceiling
 
 
 def _ms(x: float) -> str:
@@ -46,6 +46,9 @@ def verdicts(rows: list[dict[str, Any]], attainment: float = 0.99) -> list[dict[
         v: dict[str, Any] = {"fleet": fleet, "workload": workload, "ours": ours and _pick(ours)}
         v["best_peer"] = best and _pick(best)
         v["ceiling"] = {k: rs[0][f"ceiling_{k}"] for k in CEILINGS if f"ceiling_{k}" in rs[0]} or None
+        v["reachable"] = (
+            reachable(v["ceiling"], best) if v["ceiling"] and len(v["ceiling"]) == len(CEILINGS) and best else None
+        )
         if ours is not None:
             ok = ours["slo_attainment"] >= attainment
             if best is None:
@@ -130,16 +133,26 @@ def verdict_text(vs: list[dict[str, Any]], attainment: float = 0.99) -> str:
     return "\n".join(lines)
 
 
+def reachable(top: dict[str, float], best: dict[str, Any]) -> dict[str, bool]:
+    """Whether any policy could meet the target's each form against `best` (`ceiling.py`): 10 points more local
+    than the ceiling allows, and 20 % cheaper than the cost floor allows (never where the best pays nothing)."""
+    cheaper = 0.8 * best["cost_per_1k_usd"]
+    return {
+        "local": best["local_share"] + 0.10 <= top["local_share"] + 1e-9,
+        "cost": best["cost_per_1k_usd"] > 0 and cheaper >= top["cost_floor_per_1k_usd"] - 1e-12,
+    }
+
+
 def _against_ceiling(v: dict[str, Any], best: dict[str, Any]) -> str:
-    """Where the target's 10 points stand against what any policy could keep local (`ceiling.py`)."""
-    top = v.get("ceiling")
-    if not top:
+    """Where the target stands against what any policy could do (`ceiling.py`)."""
+    top, can = v.get("ceiling"), v.get("reachable")
+    if not top or not can:
         return ""
-    target = best["local_share"] + 0.10
-    where = "above" if target > top["local_share"] + 1e-9 else "within"
+    local, cost = ("within" if can[form] else "out of" for form in ("local", "cost"))
     return (
-        f"; ceiling {100 * top['local_share']:.1f} % (FIFO {100 * top['unsorted_share']:.1f}, "
-        f"knowing answers' lengths {100 * top['clairvoyant_share']:.1f}): +10 points is {where} it"
+        f"; ceiling {100 * top['local_share']:.1f} % (FIFO {100 * top['unsorted_share']:.1f}, knowing answers' "
+        f"lengths {100 * top['clairvoyant_share']:.1f}), cost floor ${top['cost_floor_per_1k_usd']:.4f}: "
+        f"+10 points {local} reach, 20 % cheaper {cost} reach"
     )
 
 

@@ -10,8 +10,9 @@ import pytest
 from benchmarks.simulate.ceiling import ceiling, lone_ttft_ms
 from benchmarks.simulate.fleet import Fleet, capacity_rps, simulate
 from benchmarks.simulate.ours import Ours
-from benchmarks.simulate.policies import LocalOnly, PolicyFactory, Threshold
+from benchmarks.simulate.policies import LocalOnly, PolicyFactory, RemoteOnly, Threshold
 from benchmarks.simulate.profiles import EngineProfile, RemoteProfile
+from benchmarks.simulate.report import reachable
 from benchmarks.simulate.summary import summarize
 from benchmarks.simulate.workloads import Lengths, Workload, poisson, poisson_burst
 
@@ -45,18 +46,22 @@ def test_no_policy_keeps_more_local_within_the_slo_than_the_ceiling() -> None:
     assert 0.3 < top.local_share < 0.95  # a burst at 4 x C: some of it must go
     assert top.unsorted_share <= top.local_share <= top.clairvoyant_share
     held = []
+    all_remote = sum(simulate(FLEET, w, RemoteOnly, seed=1).cost_usd)
+    assert 0 < top.cost_floor_per_1k_usd < 1000 * all_remote / len(w)
     policies: list[PolicyFactory] = [LocalOnly, Ours, *(partial(Threshold, n=n) for n in (1, 2, 4, 8, 16))]
     for policy in policies:
         r = summarize(simulate(FLEET, w, policy, seed=1), FLEET.slo_ms)
         if r["slo_attainment"] >= 0.99:
             held.append(r["local_share"])
             assert r["local_share"] <= top.local_share
+            assert r["cost_per_1k_usd"] >= top.cost_floor_per_1k_usd  # and none pays less for the rest
     assert len(held) >= 3 and max(held) > 0.8 * top.local_share  # a ceiling near what policies reach, not 100 %
 
 
 def test_a_quiet_workload_could_all_stay_local() -> None:
     w = poisson(_c(), 0.5, 300, SIZES, seed=4)
-    assert ceiling(FLEET, w).local_share == 1.0
+    top = ceiling(FLEET, w)
+    assert top.local_share == 1.0 and top.cost_floor_per_1k_usd == pytest.approx(0.0, abs=1e-12)
 
 
 def test_a_request_that_misses_the_slo_on_an_idle_engine_is_never_counted() -> None:
@@ -68,3 +73,16 @@ def test_a_request_that_misses_the_slo_on_an_idle_engine_is_never_counted() -> N
     # Past the context length, too: an idle engine can't take it at all.
     short = Workload("short", w.times, [100] * n, [10] * n, w.duration_s)
     assert ceiling(replace(FLEET, context_length=50), short).feasible_share == 0.0
+
+
+def test_the_verdict_says_which_form_of_the_target_any_policy_could_reach() -> None:
+    top = {"local_share": 0.843, "cost_floor_per_1k_usd": 0.0022}
+    assert reachable(top, {"local_share": 0.747, "cost_per_1k_usd": 0.0039}) == {"local": False, "cost": True}
+    assert reachable(top, {"local_share": 0.70, "cost_per_1k_usd": 0.0025}) == {"local": True, "cost": False}
+    # A best peer that pays nothing (local-only holds the SLO): nobody is 20 % cheaper than nothing.
+    assert reachable(
+        {"local_share": 1.0, "cost_floor_per_1k_usd": 0.0}, {"local_share": 1.0, "cost_per_1k_usd": 0.0}
+    ) == {
+        "local": False,
+        "cost": False,
+    }
