@@ -345,7 +345,7 @@ class SchedulerSettings(Section):
     # its own prefill) counts (prompt / typical prompt) ** size_bias times, within 0.9 x SLO for a short
     # one and at most twice for a long one; 0: one line for every size. 1 since 2026-12-03: 2-16 points
     # more local at the same SLO attainment in the simulator's GPU fleets, the same on the CPU engine
-    # (benchmarks/README.md, "A line by the prompt's size").
+    # (benchmarks/README.md, "A ceiling for the verdicts, and a line by the prompt's size").
     size_bias: float = Field(default=1.0, ge=0, le=8)
     same_weights_first: bool = True  # spill first to hosts of the local model's open weights
     overflow_budget_usd_per_hour: float | None = None  # spend cap for load spill; None: no cap

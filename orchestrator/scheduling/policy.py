@@ -459,7 +459,7 @@ def _weigh_by_size(predicted: float, o: _Ordering, snapshot: LoadSnapshot, typic
     for all (`size_bias` 1: a prompt twice the typical has its wait count twice; at most `LONG_PROMPT_MOST`
     times, and a short one's at least as much as keeps its TTFT within `SHORT_PROMPT_LINE` of the SLO). On
     an idle engine the wait is nothing and a long prompt stays local where its own prefill fits.
-    benchmarks/README.md, "A line by the prompt's size"."""
+    benchmarks/README.md, "A ceiling for the verdicts, and a line by the prompt's size"."""
     c = o.c
     prompt = max(1, o.facts.prompt_tokens)
     least = min(1.0, c.knobs.headroom / SHORT_PROMPT_LINE)
