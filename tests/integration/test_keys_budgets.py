@@ -795,6 +795,32 @@ async def test_the_leader_of_a_shared_stream_pays_for_all_of_it_when_its_client_
     assert report["by_key"]["team-b"]["cost_usd"] == pytest.approx(full)
 
 
+async def _leave_before_the_first_word(
+    paid: FakeProvider, tmp_path: Path, path: str, body: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """Post `body` to `path` on key B and leave after 0.5 s, while the provider still reads it (its first word
+    after 5 s): the provider's record of the call (once it has ended) and the usage report after it."""
+    # Plain uvicorn never cancels a request whose client left; with this header the edge watches it (as Serve does).
+    headers = {**auth(KEY_B), "x-request-disconnect-disabled": "?1"}
+    paid.ttft_ms = 5000.0  # the first word after 5 s: the client has left by then
+    before = len(paid.requests)
+    try:
+        async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV, live=True) as (c, accounts):
+            with pytest.raises(httpx.ReadTimeout):
+                await c.post(path, json=body, headers=headers, timeout=0.5)
+            for _ in range(200):
+                asked = [x for x in paid.requests[before:] if x.path == path]
+                if asked and asked[-1].outcome != "in_flight":
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)  # the tab is closed as the request's task ends
+            await accounts.drain()
+            report = (await c.get("/admin/usage", headers=auth(MASTER))).json()
+    finally:
+        paid.ttft_ms = 0.0
+    return asked, report
+
+
 @pytest.mark.parametrize(
     "extra",
     [{"stream": False}, {"stream": True}, {"stream": True, "temperature": 0}],
@@ -809,24 +835,7 @@ async def test_a_client_that_leaves_before_the_first_token_pays_for_the_prompt_i
     flight, which nobody else joined and which ends with it)."""
     caplog.set_level(logging.INFO, logger="orchestrator.requests")
     body = {"model": "paid/big", "messages": QUESTION, "max_tokens": 20, **extra}
-    # Plain uvicorn never cancels a request whose client left; with this header the edge watches it (as Serve does).
-    headers = {**auth(KEY_B), "x-request-disconnect-disabled": "?1"}
-    paid.ttft_ms = 5000.0  # the first word after 5 s: the client has left by then
-    before = len(paid.requests)
-    try:
-        async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV, live=True) as (c, accounts):
-            with pytest.raises(httpx.ReadTimeout):
-                await c.post("/v1/chat/completions", json=body, headers=headers, timeout=0.5)
-            for _ in range(200):
-                asked = [x for x in paid.requests[before:] if x.path == "/v1/chat/completions"]
-                if asked and asked[-1].outcome != "in_flight":
-                    break
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.1)  # the tab is closed as the request's task ends
-            await accounts.drain()
-            report = (await c.get("/admin/usage", headers=auth(MASTER))).json()
-    finally:
-        paid.ttft_ms = 0.0
+    asked, report = await _leave_before_the_first_word(paid, tmp_path, "/v1/chat/completions", body)
     assert [(x.outcome, x.events_sent) for x in asked] == [("disconnected", 0)]  # one call, cut before a word
     [row] = [r for r in records(caplog) if r["endpoint"] == "/v1/chat/completions"]
     assert row["status"] == 499 and row["complete"] is False and row["key_id"] == "team-b"
@@ -844,23 +853,7 @@ async def test_a_client_that_leaves_before_its_embeddings_come_pays_for_the_inpu
     """The same for an embeddings call: the provider read the input, the client left before the vectors came."""
     caplog.set_level(logging.INFO, logger="orchestrator.requests")
     body = {"model": "paid/embed", "input": ["a sentence to embed"] * 4}
-    headers = {**auth(KEY_B), "x-request-disconnect-disabled": "?1"}
-    paid.ttft_ms = 5000.0
-    before = len(paid.requests)
-    try:
-        async with gateway(settings_for(paid, tmp_path), FakeEngine("fake-chat"), ENV, live=True) as (c, accounts):
-            with pytest.raises(httpx.ReadTimeout):
-                await c.post("/v1/embeddings", json=body, headers=headers, timeout=0.5)
-            for _ in range(200):
-                asked = [x for x in paid.requests[before:] if x.path == "/v1/embeddings"]
-                if asked and asked[-1].outcome != "in_flight":
-                    break
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.1)
-            await accounts.drain()
-            report = (await c.get("/admin/usage", headers=auth(MASTER))).json()
-    finally:
-        paid.ttft_ms = 0.0
+    asked, report = await _leave_before_the_first_word(paid, tmp_path, "/v1/embeddings", body)
     assert [x.outcome for x in asked] == ["disconnected"]
     [row] = [r for r in records(caplog) if r["endpoint"] == "/v1/embeddings"]
     assert row["status"] == 499 and row["complete"] is False and row["key_id"] == "team-b"

@@ -6,28 +6,16 @@ from dataclasses import replace
 from functools import partial
 
 import pytest
+from sim_small import FLEET, PROFILE
 
 from benchmarks.simulate.ceiling import ceiling, lone_ttft_ms
-from benchmarks.simulate.fleet import Fleet, capacity_rps, simulate
+from benchmarks.simulate.fleet import capacity_rps, simulate
 from benchmarks.simulate.ours import Ours
 from benchmarks.simulate.policies import LocalOnly, PolicyFactory, RemoteOnly, Threshold
-from benchmarks.simulate.profiles import EngineProfile, RemoteProfile
 from benchmarks.simulate.report import reachable
 from benchmarks.simulate.summary import summarize
 from benchmarks.simulate.workloads import Lengths, Workload, poisson, poisson_burst
 
-PROFILE = EngineProfile(
-    name="test",
-    max_num_seqs=8,
-    max_batched_tokens=512,
-    kv_capacity_tokens=100_000,
-    step_base_ms=20.0,
-    step_per_seq_ms=2.0,
-    prefill_ms_per_token=0.5,
-    hop_ms=10.0,
-)
-REMOTE = RemoteProfile("cloud", "m", ttft_median_ms=300.0, ttft_sigma=0.0, input_per_mtok=1.0, output_per_mtok=2.0)
-FLEET = Fleet("test", PROFILE, remotes=(REMOTE,), slo_ms=1000.0)
 SIZES = Lengths("lognormal", prompt=200, output=30, spread=0.6, max_prompt=1500)
 
 
