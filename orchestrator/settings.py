@@ -342,7 +342,7 @@ class SchedulerSettings(Section):
     headroom: float = 0.65
     hysteresis: float = 0.0  # once spilling, back to local only below (1 - hysteresis) x that
     # Under load, how much a prompt's size moves its line: a local request's predicted wait (its TTFT but
-    # its own prefill) counts (prompt / typical prompt) ** size_bias times, within 0.9 x SLO for a short
+    # its own step and prefill) counts (prompt / typical prompt) ** size_bias times, within 0.9 x SLO for a short
     # one and at most twice for a long one; 0: one line for every size. 1 since 2026-12-03: 2-16 points
     # more local at the same SLO attainment in the simulator's GPU fleets, the same on the CPU engine
     # (benchmarks/README.md, "A ceiling for the verdicts, and a line by the prompt's size").

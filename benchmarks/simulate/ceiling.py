@@ -9,21 +9,25 @@ in advance, balances replicas perfectly, and packs the engine as tightly as a cl
 
 1. **Feasible requests.** A request can be local within the SLO only if it could on an idle replica:
    its prompt under the context length and its lone first token (hop, chunked prefill) within the SLO.
-2. **The engine's rate within the SLO.** Closed loops of k streams on one simulated replica, with the
-   workload's feasible sizes: the highest completion rate among the k whose p99 time to first token
-   stays within the SLO. A closed loop admits a request exactly when one leaves, the best an
-   admission policy can do; `rate_rps` and its `concurrency` k.
+2. **The engine's rate within the SLO.** Closed loops of k streams (1 to `max_num_seqs`) on one simulated
+   replica, with the workload's feasible sizes: the k with the most first tokens within the SLO per second
+   (`rate_rps`, at `concurrency` k). A closed loop admits a request exactly when one leaves, the best an
+   admission policy can do.
 3. **The busiest windows.** Each request costs engine time, `work_ms` = its prompt's prefill plus its
    output's steps (each step's per-sequence cost and its share of the step's fixed cost at k). The
-   fleet's engine time per second is what the closed loop used: its rate x the mean work of its
-   requests, times the replicas. In each window of `WINDOW_S`, the cheapest feasible requests first,
-   as many as that engine time holds.
+   fleet's engine time per second is what the closed loop used: its completions per second x the mean work
+   of its requests, times the replicas. In each window of `WINDOW_S`, the feasible requests with the
+   smallest prompts first (what a gateway knows of a request's size), as many as that engine time holds;
+   beside it, in arrival order (`unsorted_share`: `rate_rps` requests a second) and smallest work first
+   (`clairvoyant_share`: knowing the answers' lengths, which no gateway does).
 4. **The 1 % the SLO allows.** At 99 % attainment a policy may also keep 1 % of all requests local
    and late (their engine time not counted).
 
-`local_share` = (requests packed + the 1 %) / all requests. A ceiling, not a prediction: a real policy
-can't see the future, the window lets engine time move within it, and remote routes' own late first
-tokens (which also spend the 1 %) are left out.
+`local_share` = (requests packed + the 1 %) / all requests. The **cost floor** is the same engine time kept
+for the requests dearest to send per engine millisecond (the last one in part), the 1 % late the dearest of
+the rest, and everything else at the cheapest remote route: the least a policy could pay at >= 99 % within
+the SLO. Bounds, not predictions: a real policy can't see the future, the window lets engine time move
+within it, and remote routes' own late first tokens (which also spend the 1 %) are left out.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ CONCURRENCIES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 38
 class Ceiling:
     local_share: float  # the most a policy could keep local at >= 99 % within the SLO
     feasible_share: float  # requests that could be local within the SLO on an idle replica
-    rate_rps: float  # one replica's completions per second at `concurrency`, p99 TTFT within the SLO
+    rate_rps: float  # one replica's first tokens within the SLO per second at `concurrency`
     concurrency: int
     unsorted_share: float  # the same for a policy that can't choose by size: `rate_rps` requests a second
     clairvoyant_share: float  # the same for a policy that knows each answer's length in advance
