@@ -272,6 +272,7 @@ class Hedges:
 
     usd: float = 0.0
     tokens: int = 0
+    spill_usd: float = 0.0  # the part of `usd` that was load spill (against the burst budget): all of a hedge's
     why: str = "hedges called off"
     first: Target | None = None  # the first of them: the route a row of nothing else names
 

@@ -286,7 +286,7 @@ class Pipeline:
             # prompt of every attempt cut off before its first token, as a hedge called off is billed.
             cut = self._cut_off(spent.cut, plan, "the answer" if call.kind is EMBEDDING else "the first token")
             if spent.parts or cut.usd or cut.tokens:
-                self._overflowed(plan, spent, Hedges())
+                self._overflowed(plan, spent, cut)
                 self._meter.lost(call, spent.parts, cut)
             raise
         t = done.target
@@ -305,7 +305,7 @@ class Pipeline:
     @staticmethod
     def _overflowed(plan: RoutePlan, spent: Spent, hedges: Hedges) -> None:
         """Load spill's part of what attempts that didn't serve may be billed, against the burst budget."""
-        spill = hedges.usd + sum(p.usd for p in spent.parts if p.overflow)
+        spill = hedges.spill_usd + sum(p.usd for p in spent.parts if p.overflow)
         if spill:
             plan.overflowed(spill)  # counts against the burst budget, once per upstream call
 
@@ -313,19 +313,18 @@ class Pipeline:
         """What hedges called off may be billed: each had the prompt sent (no output came before it was
         cancelled), at its route's input price."""
         costs, n = self._prompts(hedges, plan)
-        return Hedges(sum(costs), n * len(hedges))
+        return Hedges(sum(costs), n * len(hedges), spill_usd=sum(costs))  # a hedge is load spill
 
     def _cut_off(self, targets: list[Target], plan: RoutePlan, before: str) -> Hedges:
         """What remote attempts cut off before `before` (their first token; an embedding's answer) when the client
-        left may be billed, as hedges called off are; the load spill's part of it counts against the burst budget."""
+        left may be billed, as hedges called off are, and the load spill's part of it."""
         if not targets:
             return Hedges()
         costs, n = self._prompts(targets, plan)
-        if spill := sum(usd for t, usd in zip(targets, costs, strict=True) if plan.is_overflow(t)):
-            plan.overflowed(spill)
+        spill = sum(usd for t, usd in zip(targets, costs, strict=True) if plan.is_overflow(t))
         routes = ", ".join(dict.fromkeys(f"{t.provider}/{t.model}" for t in targets))
         why = f"the client left before {before} (the prompt sent to {routes})"
-        return Hedges(sum(costs), n * len(targets), why=why, first=targets[0])
+        return Hedges(sum(costs), n * len(targets), why=why, first=targets[0], spill_usd=spill)
 
     def _prompts(self, targets: Sequence[Target], plan: RoutePlan) -> tuple[list[float], int]:
         """What sending the prompt (as counted for routing) costs at each target's input price, and its tokens."""
