@@ -310,3 +310,31 @@ async def test_a_spent_burst_budget_stops_the_spill(remote: FakeProvider, max_wa
             assert err["code"] == "overflow_budget_exhausted" and "overflow budget" in err["message"]
             assert err["type"] and "param" in err
         await asyncio.gather(*busy)
+
+
+async def test_a_spill_whose_client_left_before_its_first_token_spends_the_burst_budget(
+    remote: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spilled request whose client left while the remote route was still reading its prompt: what the provider
+    may bill for that prompt is load spill, on the burst budget as on the request's row."""
+    caplog.set_level(logging.INFO, logger="orchestrator.requests")
+    remote.ttft_ms = 3000.0
+    try:
+        async with gateway(remote) as env:
+            env.engine.enqueue(["word " * 30] * 3)
+            local = {"x-data-class": "sensitive"}  # the busy work itself never spills, never spends
+            busy = [asyncio.create_task(env.chat(headers=local, max_tokens=30)) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            await env.poll()
+            payload = {"model": "auto", "messages": QUESTION, "max_tokens": 8}
+            with pytest.raises(TimeoutError):  # the client gives up before the remote's first word
+                await asyncio.wait_for(env.http.post("/v1/chat/completions", json=payload), 0.5)
+            await asyncio.sleep(0.1)  # the tab is closed and the spend reported
+            rows = [json.loads(m.getMessage()) for m in caplog.records if m.name == "orchestrator.requests"]
+            [row] = [x for x in rows if x["status"] == 499]
+            assert row["provider"] == "remote" and "client left before the first token" in row["route_reason"]
+            assert row["cost_usd"] > 0
+            assert env.board.read()["overflow_spent_usd"] == pytest.approx(row["cost_usd"])
+            await asyncio.gather(*busy)
+    finally:
+        remote.ttft_ms = 0.0
