@@ -10,7 +10,9 @@ client's); the fake answers `--tokens` filler words as fast as it can, one SSE e
 answer length, a whole answer (`stream: false`) and a stream (`stream: true`, with usage), in
 `--rounds` rounds alternating. Printed and saved (`benchmarks/results/request_cpu-<stamp>.json`):
 CPU µs per request for each, their medians, and the cost of one more chunk (the slope between the
-shortest and the longest answer).
+shortest and the longest answer). Beside them, what Ray Serve's direct ingress spends on each request
+outside the app to name its route for its metrics (`get_asgi_route_name`: the app's routes matched in
+order until one fits), for the benchmark's request.
 
 What it is for: a change on the request path measured before and after, from two trees, in one
 sitting (`PYTHONPATH=<tree>`, the command run from that tree): the figures move with the machine,
@@ -28,7 +30,7 @@ import time
 from statistics import median
 from typing import Any
 
-from benchmarks.gc_pauses import CONCURRENCY, gateway_in_process, post
+from benchmarks.gc_pauses import CONCURRENCY, PATH, gateway_in_process, post
 from benchmarks.harness import run_meta, save, stamp
 from benchmarks.remote_overhead.bodies import nonstream_body
 
@@ -52,10 +54,23 @@ async def cpu_per_request(app: Any, raw: bytes, requests: int) -> float:
     return 1e6 * (time.process_time() - t0) / (per * CONCURRENCY)
 
 
+def serve_route_lookup_us(app: Any, n: int = 20000) -> float:
+    """µs Ray Serve's replica spends naming the benchmark's request's route (per request, before the app)."""
+    from ray.serve._private.thirdparty.get_asgi_route_name import get_asgi_route_name
+
+    scope = {"type": "http", "method": "POST", "path": PATH, "root_path": "", "headers": [], "query_string": b""}
+    assert get_asgi_route_name(app, scope) == PATH
+    t0 = time.perf_counter()
+    for _ in range(n):
+        get_asgi_route_name(app, scope)
+    return 1e6 * (time.perf_counter() - t0) / n
+
+
 async def measure(tokens: int, requests: int, rounds: int) -> dict[str, list[float]]:
     """One fake answering `tokens` words, one app; every kind once per round."""
     out: dict[str, list[float]] = {k: [] for k in KINDS}
     async with gateway_in_process("--reply-tokens", str(tokens)) as app:
+        out["serve_route_lookup"] = [serve_route_lookup_us(app)]
         for kind in KINDS:  # warm: every path once
             await cpu_per_request(app, body(kind, tokens), 4 * CONCURRENCY)
         gc.collect()
@@ -77,12 +92,14 @@ def report(results: dict[int, dict[str, list[float]]], requests: int, rounds: in
         "|---|---|---|",
     ]
     for tokens, by_kind in results.items():
-        cells = [f"{median(v):.0f} ({' / '.join(f'{x:.0f}' for x in v)})" for v in by_kind.values()]
+        cells = [f"{median(by_kind[k]):.0f} ({' / '.join(f'{x:.0f}' for x in by_kind[k])})" for k in KINDS]
         lines.append(f"| {tokens} tokens | {cells[0]} | {cells[1]} |")
     if len(results) > 1:
         lo, hi = min(results), max(results)
         slope = {k: (median(results[hi][k]) - median(results[lo][k])) / (hi - lo) for k in KINDS}
         lines += ["", f"One more chunk: whole {slope['whole']:.1f} µs, stream {slope['stream']:.1f} µs."]
+    lookup = median(r["serve_route_lookup"][0] for r in results.values())
+    lines += ["", f"Ray Serve's route lookup for the request (outside the app, per request): {lookup:.1f} µs."]
     return "\n".join(lines)
 
 

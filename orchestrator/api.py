@@ -139,6 +139,10 @@ def build_app(
         ingress_ids=ingress_request_ids,
         telemetry=pipeline.telemetry,
     )
+    # The same routes in Starlette's router (its 405s, HEAD, OPTIONS), first: Ray Serve names every request's
+    # route for its metrics by matching the app's routes in order (`get_asgi_route_name`), a regex each.
+    for path, route in posts.items():
+        app.add_route(path, route.handle, methods=["POST"])
     add_admin_routes(app, acct)
     add_dashboard_routes(app, pipeline, acct)
     by_path: dict[str, FrontDoor | SideDoor] = {door.path: door for door in doors}
@@ -150,8 +154,6 @@ def build_app(
     add_stored_routes(app, store, partial(_authenticated, acct))
     read = partial(_read_limited, max_body_bytes, large)
     add_conversation_routes(app, talks, partial(_authenticated, acct), read, room)
-    for path, route in posts.items():  # the same routes in Starlette's router: its 405s, HEAD, OPTIONS
-        app.add_route(path, route.handle, methods=["POST"])
     socket = ResponsesSocket(  # OpenAI's Responses API in WebSocket mode, at the door's own path
         responses_door, pipeline, acct, large, max_message_bytes=max_body_bytes, ingress_ids=ingress_request_ids
     )
