@@ -27,13 +27,18 @@ drops only work in flight, and a reservation never settled is released after
 `reservation_ttl_s`. What is held per key in memory stays bounded: a key's
 window and spend go with the key, and of its spend only the current and the
 previous period are kept (an older one is read from disk again if a late
-settlement needs it).
+settlement needs it). A period's spend is a row per key and period start; a
+period without one (a new period, or every period of a key whose `period`
+changed: its old rows are dropped) starts from what the request log holds
+for the period's time, so a key moved from a month to a week or to its
+whole life keeps what it spent in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 import time
 from collections import deque
@@ -79,6 +84,13 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("overhead_ms", "REAL"),
 )
 
+
+# A key's spend in [start, end) from the request log, counted as a settlement counts it (`Book._settle`).
+_LOGGED_SPEND = (
+    "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(CASE WHEN cache IN ('HIT', 'SHARED') THEN 0 ELSE "
+    "COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0) + COALESCE(discarded_tokens, 0) END), 0) "
+    "FROM requests WHERE key_id = ? AND ts >= ? AND ts < ?"
+)
 
 _INSERT_REQUEST = (
     f"INSERT INTO requests ({', '.join(n for n, _ in REQUEST_COLUMNS)}) "
@@ -321,7 +333,6 @@ def period_bounds(period: str, now: float) -> tuple[float, float | None]:
 @dataclass
 class _Reservation:
     key_id: str
-    period_start: float
     usd: float
     tokens: int
     at: float
@@ -442,6 +453,7 @@ class Book:
                     if current is not None:
                         self._unindex(k.id)
                     self._save_key(k)
+                    self._repartition(current, k)
                     self._index(k)
 
     def create_key(self, policy: KeyPolicy) -> KeyPolicy | Literal["taken", "retired"]:
@@ -472,8 +484,16 @@ class Book:
         updated = replace(k, **changes)
         with self._transaction():
             self._save_key(updated)
+            self._repartition(k, updated)
         self._index(updated)
         return updated
+
+    def _repartition(self, old: KeyPolicy | None, new: KeyPolicy) -> None:
+        """A key whose period changed: its spend rows are the old period's, so they go, and each period of the
+        new one is read again from the request log when it is first needed (`_spend_row`)."""
+        if old is not None and old.period != new.period:
+            self.db.execute("DELETE FROM spend WHERE key_id = ?", (new.id,))
+            self._spent.pop(new.id, None)
 
     def rotate_key(self, key_id: str, sha256: str) -> KeyPolicy | Literal["missing", "config", "taken"]:
         """The key under a new secret (`sha256` its hash), or why not; the old secret is no key from now."""
@@ -499,13 +519,21 @@ class Book:
     # ------------------------------------------------------------------- spend
 
     def _spend_row(self, key_id: str, period_start: float) -> list[float]:
+        """The key's [usd, tokens] in the period from `period_start` (of the key's period): its row in `spend`,
+        or, where the period has none yet (new, or the key's period changed), what the request log holds for
+        the period's time."""
         periods = self._spent.setdefault(key_id, {})
         slot = periods.get(period_start)
         if slot is None:
             row = self.db.execute(
                 "SELECT usd, tokens FROM spend WHERE key_id = ? AND period_start = ?", (key_id, period_start)
             ).fetchone()
-            slot = [float(row[0]), float(row[1])] if row else [0.0, 0.0]
+            if row is None:
+                k = self._keys.get(key_id)
+                _, end = period_bounds(k.period if k else "total", period_start)
+                until = math.inf if end is None else end
+                row = self.db.execute(_LOGGED_SPEND, (key_id, period_start, until)).fetchone()
+            slot = [float(row[0]), float(row[1])]
             periods[period_start] = slot
             while len(periods) > PERIODS_HELD:  # written through to disk: the oldest can go
                 del periods[min(periods)]
@@ -556,7 +584,7 @@ class Book:
             choice, downgraded = r.downgrade, True
         entry = [now, float(choice.tokens)]
         window.append(entry)
-        self._reservations[r.request_id] = _Reservation(k.id, start, choice.usd, choice.tokens, now, entry)
+        self._reservations[r.request_id] = _Reservation(k.id, choice.usd, choice.tokens, now, entry)
         held.usd += choice.usd
         held.tokens += choice.tokens
         held.ids.add(r.request_id)
@@ -618,8 +646,9 @@ class Book:
             res.window_entry[1] = float(tokens)  # the minute window counts what was really used
         key_id = row["key_id"]
         if key_id is not None and key_id in self._keys:
-            now = float(row["ts"] or self._clock())
-            start = res.period_start if res is not None else period_bounds(self._keys[key_id].period, now)[0]
+            # The period it was admitted in (its reservation's time), of the key's period now (it may have changed).
+            at = res.at if res is not None else float(row["ts"] or self._clock())
+            start = period_bounds(self._keys[key_id].period, at)[0]
             slot = self._spend_row(key_id, start)
             slot[0] += float(row["cost_usd"] or 0.0)
             slot[1] += tokens
@@ -684,6 +713,7 @@ def _create_schema(db: sqlite3.Connection) -> None:
             PRIMARY KEY (key_id, period_start));
         CREATE TABLE IF NOT EXISTS requests ({columns});
         CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+        CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key_id, ts);
         """
     )
     # Ledgers made before a deleted key's source was kept: its deletions' sources stay unknown.

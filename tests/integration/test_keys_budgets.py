@@ -332,6 +332,24 @@ async def test_two_keys_one_refused_at_its_budget_the_other_working_and_spend_su
         assert {k["id"]: k["spend"]["usd"] for k in listed}["team-a"] == pytest.approx(spent["team-a"])
 
 
+async def test_a_config_keys_spend_follows_it_into_the_period_a_new_config_gives_it(
+    paid: FakeProvider, tmp_path: Path
+) -> None:
+    settings = settings_for(paid, tmp_path)
+    async with gateway(settings, FakeEngine("fake-chat"), ENV) as (c, _):
+        while (r := await chat(c, KEY_A)).status_code == 200:
+            pass
+        assert error_of(r, 429)["code"] == "insufficient_quota"  # its day's budget spent
+        spent = (await c.get("/admin/keys/team-a", headers=auth(MASTER))).json()["spend"]
+
+    keys = settings.model_dump()["keys"]
+    keys["team-a"]["period"] = "month"  # the config changed, the ledger the same: the month holds today
+    async with gateway(settings_for(paid, tmp_path, keys=keys), FakeEngine("fake-chat"), ENV) as (c, _):
+        assert error_of(await chat(c, KEY_A), 429)["code"] == "insufficient_quota"
+        moved = (await c.get("/admin/keys/team-a", headers=auth(MASTER))).json()["spend"]
+        assert (moved["usd"], moved["tokens"]) == (pytest.approx(spent["usd"]), spent["tokens"])
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_past_the_soft_limit_requests_downgrade_and_say_so(
     gw: tuple[httpx.AsyncClient, Any], stream: bool
@@ -427,6 +445,28 @@ async def test_admin_changes_a_keys_limits_and_the_gateway_holds_it_to_them(
         error = error_of(await c.patch("/admin/keys/growing", json=body, headers=auth(MASTER)), 400)
         assert error["param"] == param and len(error["message"]) < 300  # a long value is not echoed whole
     assert (await c.get("/admin/keys/growing", headers=auth(MASTER))).json()["models"] == ["fake-chat"]
+
+
+async def test_a_keys_spend_follows_it_into_a_new_period(gw: tuple[httpx.AsyncClient, Any]) -> None:
+    """A key moved to another period (month to week, to its whole life, to a day and back) still has what it spent
+    in the new period's time: its budget holds it to that, and it never starts again from nothing."""
+    c, _ = gw
+    key = (await c.post("/admin/keys", json={"id": "moved", "budget_usd": 5}, headers=auth(MASTER))).json()["key"]
+    for _ in range(2):
+        assert (await chat(c, key)).status_code == 200
+    month = (await c.get("/admin/keys/moved", headers=auth(MASTER))).json()["spend"]
+    assert month["usd"] > 0 and month["tokens"] > 0
+    for period in ("week", "total", "day", "month"):
+        moved = await c.patch("/admin/keys/moved", json={"period": period}, headers=auth(MASTER))
+        assert moved.status_code == 200, moved.text
+        spend = (await c.get("/admin/keys/moved", headers=auth(MASTER))).json()["spend"]
+        assert (spend["usd"], spend["tokens"]) == (pytest.approx(month["usd"]), month["tokens"]), period
+    # Spent now counts in the period the key has now, and a budget under it is spent.
+    assert (await chat(c, key)).status_code == 200
+    again = (await c.get("/admin/keys/moved", headers=auth(MASTER))).json()["spend"]
+    assert again["usd"] > month["usd"] and again["tokens"] > month["tokens"]
+    await c.patch("/admin/keys/moved", json={"period": "total", "budget_usd": again["usd"]}, headers=auth(MASTER))
+    assert error_of(await chat(c, key), 429)["code"] == "insufficient_quota"
 
 
 async def test_admin_rotates_a_key_its_spend_and_data_kept_the_old_secret_refused(
