@@ -5,10 +5,12 @@
 A provider's typical text chunk (one token of content, OpenAI's shape) through the steps the gateway
 runs on each: pydantic's validation of its bytes (`_parse`), beside the same JSON parsed without
 validation and a plain model of the same fields without our extras, aliases and validators (pydantic's
-floor for the shape); the dump for the client (`frontdoors.openai._event`), beside it the same dump with
-`exclude_none` instead of the models' `exclude_if` callbacks; one hop through an async generator, as
-the chunk takes seven on its way; `asyncio.current_task`, which py-spy blamed for a third of a stream's
-samples. Printed and saved (`benchmarks/results/chunk_costs-<stamp>.json`): µs per call, best of 5.
+floor for the shape); the dump for the client, beside it the same dump with `exclude_none` instead of the
+models' `exclude_if` callbacks, and the whole SSE event as `frontdoors.openai._event` makes it (from the
+serializer's bytes) and as it was made before (from `model_dump_json`'s text, encoded again); one hop
+through an async generator, as the chunk takes seven on its way; `asyncio.current_task`, which py-spy
+blamed for a third of a stream's samples. Printed and saved (`benchmarks/results/chunk_costs-<stamp>.json`):
+µs per call, best of 5.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict
 
 from benchmarks.harness import run_meta, save, stamp
+from orchestrator.frontdoors.openai import _event
 from orchestrator.protocol import ChatCompletionChunk
 
 CHUNK = (
@@ -99,8 +102,14 @@ def measure(n: int) -> dict[str, float]:
         "validate (plain model, the floor)": per_call_us(lambda: _Plain.model_validate_json(CHUNK), n),
         "parse without validation (pydantic_core.from_json)": per_call_us(lambda: pydantic_core.from_json(CHUNK), n),
         "parse without validation (json.loads)": per_call_us(lambda: json.loads(CHUNK), n),
-        "dump (ours, exclude_if)": per_call_us(chunk.model_dump_json, n),
-        "dump (exclude_none)": per_call_us(lambda: chunk.model_dump_json(exclude_none=True), n),
+        "dump (model_dump_json, exclude_if)": per_call_us(chunk.model_dump_json, n),
+        "dump (model_dump_json, exclude_none)": per_call_us(lambda: chunk.model_dump_json(exclude_none=True), n),
+        "the event for the client (ours: `_event`, the serializer's bytes)": per_call_us(
+            lambda: _event(chunk, True), n
+        ),
+        "the event from model_dump_json's text, encoded (before 2026-12-03)": per_call_us(
+            lambda: b"data: " + chunk.model_dump_json().encode() + b"\n\n", n
+        ),
         "one async generator hop": hop,
         "asyncio.current_task()": current,
     }

@@ -121,6 +121,11 @@ class WireModel(BaseModel):
         if changed and cls.__pydantic_complete__:
             cls.model_rebuild(force=True)
 
+    def json_bytes(self, exclude: set[str] | None = None) -> bytes:
+        """The model's JSON as `model_dump_json` writes it, as the bytes pydantic's serializer makes
+        (`model_dump_json` decodes them to text, which a response encodes again): per chunk of a stream."""
+        return self.__pydantic_serializer__.to_json(self, exclude=exclude)
+
 
 # --------------------------------------------------------------------------- requests
 

@@ -125,7 +125,7 @@ def route_headers(route: Route | None) -> dict[str, str]:
 
 
 def json_response(model: WireModel, route: Route | None = None) -> Response:
-    return Response(content=model.model_dump_json(), media_type="application/json", headers=route_headers(route))
+    return Response(content=model.json_bytes(), media_type="application/json", headers=route_headers(route))
 
 
 def error_response(exc: OrchestratorError) -> Response:
@@ -170,8 +170,8 @@ def _event(chunk: Chunk, include_usage: bool) -> bytes:
     if chunk.usage is not None and not include_usage:
         if not chunk.choices:
             return b""
-        return b"data: " + chunk.model_dump_json(exclude={"usage"}).encode() + b"\n\n"
-    return b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+        return b"".join((b"data: ", chunk.json_bytes(exclude={"usage"}), b"\n\n"))
+    return b"".join((b"data: ", chunk.json_bytes(), b"\n\n"))
 
 
 def _error_event(exc: OrchestratorError) -> bytes:
