@@ -1,6 +1,6 @@
 """Gateway overhead on a remote route: direct, a trivial Ray Serve ingress, ours, LiteLLM's proxy, Portkey's gateway.
 
-    .venv/bin/python -m benchmarks.remote_overhead [--groups tput di ...] [--rounds 3] [--no-profile]
+    .venv/bin/python -m benchmarks.remote_overhead [--groups tput di ...] [--rounds 3] [--no-profile] [--long-streams N]
 
 Every target answers the same requests from one fake provider (`orchestrator.testing.provider`, 0 ms to the
 first token, no pacing), on loopback:
@@ -34,7 +34,10 @@ one Gateway at its own port, one behind Serve's HAProxy (`server.haproxy`), and 
 (`gateway.num_replicas: 2`), each measured at the port its clients use, with the peers.
 
 Per target, per round (`measure.py`): sequential non-stream chat latency (one keep-alive connection, `max_tokens`
-8), sequential stream first-content-chunk latency, and requests/s from 32 closed-loop clients for a fixed time.
+8), sequential stream first-content-chunk latency, and requests/s from 32 closed-loop clients for a fixed time;
+with `--long-streams N`, also whole streamed answers of N tokens a second from 32 closed-loop clients (the fake then
+answers N filler words, cut at each request's `max_tokens`), each stream counted when its usage says every token
+came, and its processes' CPU per stream and per token: what a chunk costs each target.
 Requests carry no `temperature`, so our response cache passes them by; ours also gets cacheable ones that miss
 (temperature 0, a new prompt each). CPU seconds per request of each server's processes come from /proc; py-spy
 (in the LiteLLM venv) profiles the ingress replicas of one group (`profile.py`).

@@ -28,6 +28,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--warm", type=float, default=Load.warm_s, help="seconds of unmeasured closed loop per target, per group"
     )
+    parser.add_argument(
+        "--long-streams",
+        type=int,
+        default=Load.long_tokens,
+        metavar="TOKENS",
+        help="also a closed loop of streamed answers this long per round (the fake answers filler words; 0: none)",
+    )
     parser.add_argument("--ready-timeout", type=float, default=240.0)
     parser.add_argument(
         "--no-profile",

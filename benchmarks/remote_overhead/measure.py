@@ -38,6 +38,9 @@ class Load:
     # An unmeasured closed loop per target before a group's first round: V8 compiles Portkey's hot path over its
     # first few thousand requests (without it, its first round ran at ~0.4× its later ones); every target gets it.
     warm_s: float = 3.0
+    # Answers of this many tokens, streamed, in a closed loop of their own after each throughput phase (0: none):
+    # what a chunk costs each target, where the default phases' 8-token answers are mostly the request's cost.
+    long_tokens: int = 0
 
 
 @dataclass
@@ -60,6 +63,12 @@ class Figures:
     upstream_cpu_s: float = 0.0  # the fake's, during the same phases
     client_cpu_s: float = 0.0
     foreign_cpu_s: float = 0.0  # everything else on the machine (other people's jobs)
+    long_requests: int = 0  # the long-stream phase (`Load.long_tokens`): whole streams, every token come
+    long_wall_s: float = 0.0
+    long_failed: int = 0
+    long_rounds: list[float] = field(default_factory=list)
+    long_server_cpu_s: float = 0.0
+    long_upstream_cpu_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         server = sum(self.server_cpu_s.values())
@@ -81,6 +90,13 @@ class Figures:
             "upstream_cpu_ms_per_req": self.upstream_cpu_s * 1000 / n,
             "client_cpu_ms_per_req": self.client_cpu_s * 1000 / n,
             "foreign_cpu_cores": self.foreign_cpu_s / self.rate_wall_s if self.rate_wall_s else math.nan,
+            "long_streams": {
+                "streams_per_s": self.long_requests / self.long_wall_s if self.long_wall_s else math.nan,
+                "streams_per_s_rounds": self.long_rounds,
+                "failed": self.long_failed,
+                "server_cpu_ms_per_stream": self.long_server_cpu_s * 1000 / (self.long_requests or 1),
+                "upstream_cpu_ms_per_stream": self.long_upstream_cpu_s * 1000 / (self.long_requests or 1),
+            },
         }
 
 
@@ -156,6 +172,48 @@ async def rate(
     return ok_n, failed, wall, latencies
 
 
+async def long_streams(
+    url: str, tokens: int, concurrency: int, duration_s: float, headers: dict[str, str] | None = None
+) -> tuple[int, int, float, list[str]]:
+    """Closed loop of streams of `tokens` tokens, each read to its `[DONE]`: (whole streams, failed, wall s,
+    errors). A stream counts when it ended well and its usage says every token came."""
+    body = nonstream_body(max_tokens=tokens, stream=True, stream_options={"include_usage": True})
+    ok_n = failed = 0
+    errors: list[str] = []
+    async with _session(concurrency, headers) as session:
+        deadline = time.perf_counter() + duration_s
+
+        async def client() -> None:
+            nonlocal ok_n, failed
+            while time.perf_counter() < deadline:
+                r = await stream_chat(session, url, body)
+                if r.ok and r.completion_tokens == tokens:
+                    ok_n += 1
+                else:
+                    failed += 1
+                    errors.append(r.error or f"{r.completion_tokens} tokens of {tokens}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return ok_n, failed, wall, errors
+
+
+async def _long_stream_phase(target: Target, figures: Figures, load: Load, url: str, fake: Server) -> None:
+    before, upstream0 = _cpu(target.server), _cpu(fake)
+    ok_n, failed, wall, errors = await long_streams(
+        url, load.long_tokens, load.concurrency, load.duration_s, target.headers
+    )
+    figures.long_upstream_cpu_s += sum(cpu_delta(upstream0, _cpu(fake)).values())
+    if target.kind != "direct":
+        figures.long_server_cpu_s += sum(cpu_delta(before, _cpu(target.server)).values())
+    figures.long_requests += ok_n
+    figures.long_wall_s += wall
+    figures.long_failed += failed
+    figures.long_rounds.append(ok_n / wall)
+    figures.errors += errors
+
+
 async def _latency_phases(target: Target, figures: Figures, load: Load, url: str) -> None:
     """Sequential non-stream requests, sequential streams (first content chunk), and for ours cacheable misses."""
     seq, failed = await sequential(url, load.sequential, load.warmup, headers=target.headers)
@@ -213,6 +271,11 @@ async def measure_group(targets: list[Target], load: Load, fake: Server) -> dict
             f = figures[t.key]
             await _latency_phases(t, f, load, url)
             await _throughput_phase(t, f, load, url, fake)
+            if load.long_tokens:
+                await _long_stream_phase(t, f, load, url, fake)
+                log(
+                    f"  round {r + 1}/{load.rounds} {t.key}: {f.long_rounds[-1]:.1f} {load.long_tokens}-token streams/s"
+                )
             log(
                 f"  round {r + 1}/{load.rounds} {t.key}: seq p50 {f.seq_p50_rounds[-1]:.2f} ms, first chunk p50 "
                 f"{f.chunk_p50_rounds[-1]:.2f} ms, {f.rate_rounds[-1]:.0f} req/s ({time.perf_counter() - t0:.1f} s)"

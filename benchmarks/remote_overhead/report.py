@@ -399,8 +399,43 @@ def _servers(result: dict[str, Any]) -> list[str]:
     return parts
 
 
+def long_stream_lines(result: dict[str, Any]) -> list[str]:
+    """The long-stream phase (`--long-streams N`), where it ran: per group, each target's whole streams a second
+    and the CPU they cost its processes, per stream and per token, and ours against each."""
+    tokens = result["meta"]["load"].get("long_tokens") or 0
+    if not tokens:
+        return []
+    parts = [
+        "",
+        f"## Long streams: {tokens}-token answers, streamed ({result['meta']['load']['concurrency']} closed-loop "
+        "clients, after each round's throughput phase)",
+    ]
+    for name, group in result["groups"].items():
+        t = group["targets"]
+        ours = next((s for key, s in t.items() if key.startswith("ours")), None)
+        parts += [
+            "",
+            f"### {name}",
+            "",
+            "| target | whole streams/s | tokens/s | server CPU ms/stream | server CPU µs/token | ours ÷ it |",
+            "|---|---|---|---|---|---|",
+        ]
+        for key, s in t.items():
+            rate, cpu = _g(s, "long_streams", "streams_per_s"), _g(s, "long_streams", "server_cpu_ms_per_stream")
+            if key == "direct":
+                cpu = _g(s, "long_streams", "upstream_cpu_ms_per_stream")
+            if not rate:  # no stream came whole: no CPU per stream to tell
+                cpu = math.nan
+            versus = "" if ours is None or ours is s else _times(_div(_g(ours, "long_streams", "streams_per_s"), rate))
+            failed = int(_g(s, "long_streams", "failed"))
+            cells = [label(key) + (f" ({failed} failed)" if failed else ""), _f(rate, 1), _f(rate * tokens, 0)]
+            parts.append("| " + " | ".join([*cells, _f(cpu), _f(cpu * 1000 / tokens, 1), versus]) + " |")
+    return parts
+
+
 def report(result: dict[str, Any]) -> str:
-    parts = [*_header(result), *_groups(result), *peers_section(result), "", "## Targets", "", *verdicts(result), ""]
+    parts = [*_header(result), *_groups(result), *peers_section(result), *long_stream_lines(result)]
+    parts += ["", "## Targets", "", *verdicts(result), ""]
     parts += ["## Options, one at a time (against a reference in the same group)", "", *options_lines(result)]
     parts += ["", "## Server CPU per request (throughput phases, ms)", "", *cpu_lines(result)]
     return "\n".join(parts + _profiles(result) + _servers(result)) + "\n"

@@ -163,7 +163,15 @@ def _measure(bench: Bench, group: str, targets: list[Target]) -> None:
 
 
 def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
-    load = Load(args.rounds, args.sequential, args.streams, args.concurrency, args.duration, warm_s=args.warm)
+    load = Load(
+        args.rounds,
+        args.sequential,
+        args.streams,
+        args.concurrency,
+        args.duration,
+        warm_s=args.warm,
+        long_tokens=args.long_streams,
+    )
     logs = LOGS / f"remote-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="rob-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 chars
@@ -173,7 +181,7 @@ def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     t_run = time.perf_counter()
     result: dict[str, Any] = {"meta": meta(load, logs, args), "groups": {}, "servers": {}, "errors": {}}
     result["meta"]["versions"]["litellm"] = ensure_litellm(log)
-    fake = fake_server(free_port(), logs, data_dir)
+    fake = fake_server(free_port(), logs, data_dir, reply_tokens=args.long_streams or None)
     lite = litellm_server(free_port(), _url(fake), logs, tmp, data_dir)
     peers = [Target("litellm", "litellm", None, lite, _url(lite)), *_portkey_peers(result, _url(fake), logs, data_dir)]
     bench = Bench(args, load, logs, tmp, data_dir, result, fake, peers)

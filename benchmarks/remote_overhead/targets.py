@@ -85,9 +85,13 @@ def ray_env(tmp: Path, setting: RaySetting, di_ports: range, data_dir: Path, kin
     return env
 
 
-def fake_server(port: int, logs: Path, data_dir: Path) -> Server:
+def fake_server(port: int, logs: Path, data_dir: Path, reply_tokens: int | None = None) -> Server:
+    """The fake provider, answering as fast as it can: the prompt's words back, or `reply_tokens` filler words
+    (cut at each request's `max_tokens`, so the default phases' answers stay 8 tokens long)."""
     argv = [sys.executable, "-m", "orchestrator.testing.provider", "--port", str(port)]
     argv += ["--ttft-ms", "0", "--tokens-per-s", "0", "--model", MODEL]
+    if reply_tokens:
+        argv += ["--reply-tokens", str(reply_tokens)]
     return Server("fake", argv, env=child_env(data_dir), log_path=logs / "fake.log", cwd=ROOT)
 
 
