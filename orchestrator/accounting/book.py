@@ -85,11 +85,18 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-# A key's spend in [start, end) from the request log, counted as a settlement counts it (`Book._settle`).
+# What a request spends of its key's tokens: these columns, unless its answer was free (a cache hit, or an answer
+# shared with the request that paid for it). One rule for a settlement (`Book._settle`) and the request log's sum.
+_FREE_CACHE = ("HIT", "SHARED")
+_SPENT_TOKENS = ("prompt_tokens", "completion_tokens", "discarded_tokens")
+
+# A key's spend in [start, end) from the request log, counted as a settlement counts it.
 _LOGGED_SPEND = (
-    "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(CASE WHEN cache IN ('HIT', 'SHARED') THEN 0 ELSE "
-    "COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0) + COALESCE(discarded_tokens, 0) END), 0) "
-    "FROM requests WHERE key_id = ? AND ts >= ? AND ts < ?"
+    "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(CASE WHEN cache IN ("
+    + ", ".join(f"'{c}'" for c in _FREE_CACHE)
+    + ") THEN 0 ELSE "
+    + " + ".join(f"COALESCE({n}, 0)" for n in _SPENT_TOKENS)
+    + " END), 0) FROM requests WHERE key_id = ? AND ts >= ? AND ts < ?"
 )
 
 _INSERT_REQUEST = (
@@ -638,10 +645,8 @@ class Book:
         row = {name: s.row.get(name) for name, _ in REQUEST_COLUMNS}
         # A cache hit or an answer shared with the request that paid for it: free in tokens as in dollars
         # (its row keeps the tokens it carried; no key's budget or minute window spends them).
-        free = row["cache"] in ("HIT", "SHARED")
-        tokens = (
-            0 if free else sum(int(row[n] or 0) for n in ("prompt_tokens", "completion_tokens", "discarded_tokens"))
-        )
+        free = row["cache"] in _FREE_CACHE
+        tokens = 0 if free else sum(int(row[n] or 0) for n in _SPENT_TOKENS)
         if res is not None:
             res.window_entry[1] = float(tokens)  # the minute window counts what was really used
         key_id = row["key_id"]
