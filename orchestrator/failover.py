@@ -456,7 +456,8 @@ def _summary(failures: list[tuple[Target, OrchestratorError]]) -> str:
 
 @dataclass
 class OpenStream(Generic[T]):
-    """A stream that reached its first content: what came so far, and the rest.
+    """A stream that reached its first content: what came so far (the batch with the first content
+    included, whole), and the rest in batches: the chunks that came together, together, never none.
 
     `aclose()` releases everything behind it (the upstream connection, a
     single-flight seat) even when `rest` was never iterated, which closing an
@@ -465,7 +466,7 @@ class OpenStream(Generic[T]):
     """
 
     prefix: list[T]
-    rest: AsyncIterator[T]
+    rest: AsyncIterator[list[T]]
     also: tuple[Any, ...] = ()
 
     async def aclose(self) -> None:
@@ -474,28 +475,30 @@ class OpenStream(Generic[T]):
             await inner.aclose()
 
     async def chunks(self) -> AsyncIterator[T]:
+        """Every chunk, one by one."""
         try:
             for chunk in self.prefix:
                 yield chunk
-            async for chunk in self.rest:
-                yield chunk
+            async for batch in self.rest:
+                for chunk in batch:
+                    yield chunk
         finally:
             await self.aclose()
 
 
 async def open_stream(
-    stream: AsyncIterator[T], *, has_content: Callable[[T], bool], policy: Policy, provider: str
+    stream: AsyncIterator[list[T]], *, has_content: Callable[[T], bool], policy: Policy, provider: str
 ) -> OpenStream[T]:
-    """Read until the first content chunk (within the first-token timeout).
+    """Read batches of chunks until one has content (within the first-token timeout).
 
     On failure the upstream stream is closed, which cancels the provider's work.
     """
     prefix: list[T] = []
     try:
         async with asyncio.timeout(policy.first_token_timeout_s):
-            async for chunk in stream:
-                prefix.append(chunk)
-                if has_content(chunk):
+            async for batch in stream:
+                prefix += batch
+                if any(map(has_content, batch)):
                     first_content()
                     rest = with_idle_timeout(stream, policy.idle_timeout_s, provider)
                     return OpenStream(prefix, rest, also=(stream,))
@@ -517,7 +520,7 @@ def _answers(chunk: Any) -> bool:
 
 
 async def with_idle_timeout(stream: AsyncIterator[T], seconds: float, provider: str) -> AsyncIterator[T]:
-    """`stream`, failing with `UpstreamTimeout` if a wait for its next chunk lasts `seconds`.
+    """`stream`, failing with `UpstreamTimeout` if a wait for its next item (a chunk, a batch) lasts `seconds`.
 
     Only waiting counts: time the consumer spends between chunks doesn't. One timer serves the
     whole stream (`_IdleWatch`), not one `asyncio.timeout` per chunk: this runs for every chunk of

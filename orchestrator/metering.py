@@ -95,13 +95,14 @@ class Meter:
                 shared=shared, text=seen.text, prompt=seen.prompt,
             )  # fmt: skip
 
-        async def rest() -> AsyncIterator[Any]:
+        async def rest() -> AsyncIterator[list[Any]]:
             complete = False
             broke: OrchestratorError | None = None
             try:
-                async for chunk in routed.result.rest:
-                    seen.observe(chunk)
-                    yield chunk
+                async for batch in routed.result.rest:
+                    for chunk in batch:
+                        seen.observe(chunk)
+                    yield batch
                 complete = True
             except OrchestratorError as e:
                 call.tab.error_code, broke = e.code, e  # broken off after the client's 200: the log says why

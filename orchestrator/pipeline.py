@@ -41,7 +41,7 @@ from orchestrator.failover import Breakers, OpenStream, Policy, Target, open_str
 from orchestrator.hedging import lost_race
 from orchestrator.metering import Hedges, Meter, Spent
 from orchestrator.protocol import ChatCompletionRequest, ModelCard, ModelList, Usage
-from orchestrator.providers.base import Provider
+from orchestrator.providers.base import ChunkStream, Provider
 from orchestrator.routes import Route, Routed
 from orchestrator.scheduling.capabilities import Registry
 from orchestrator.scheduling.router import Resolution, RoutePlan, Router, RoutingState
@@ -256,7 +256,9 @@ class Pipeline:
         assert kind.replay is not None and kind.fresh is not None and kind.started is not None
         if not call.stream:
             return self._meter.whole(call, Routed(route, kind.fresh(hit)), None, hit=hit)
-        replay = await open_stream(kind.replay(hit), has_content=kind.started, policy=self._policy, provider="cache")
+        replay = await open_stream(
+            _together(kind.replay(hit)), has_content=kind.started, policy=self._policy, provider="cache"
+        )  # fmt: skip
         return self._meter.stream(call, Routed(route, replay), None, hit=hit)
 
     async def _attempt(self, call: Call, plan: RoutePlan, *, whole: bool, spent: Spent | None = None) -> Routed[Any]:
@@ -399,27 +401,26 @@ class Pipeline:
             sent()
         return fold.whole()
 
-    async def _route_stream(self, call: Call, plan: RoutePlan, target: Target) -> AsyncIterator[Any]:
-        """The provider's chunks for `call`: counted as local load while they last, and the time spent
-        waiting on them counted on the tab (it is not the gateway's overhead)."""
-        tab, stream = call.tab, self._chunks(call, target)
+    async def _route_stream(self, call: Call, plan: RoutePlan, target: Target) -> AsyncIterator[list[Any]]:
+        """The provider's chunks for `call`, in the batches they came in: counted as local load while they
+        last, and the time spent waiting on them counted on the tab (it is not the gateway's overhead)."""
+        tab = call.tab
         sent = plan.attempting(target)
         try:
-            async with aclosing(stream) as chunks:  # type: ignore[type-var]
-                iterator = aiter(chunks)
+            async with aclosing(self._chunks(call, target).batches()) as batches:
                 while True:
                     t0 = time.perf_counter()
                     try:
-                        chunk = await anext(iterator)
+                        batch = await anext(batches)
                     except StopAsyncIteration:
                         return
                     finally:
                         tab.upstream_s += time.perf_counter() - t0
-                    yield chunk
+                    yield batch
         finally:
             sent()
 
-    def _chunks(self, call: Call, target: Target) -> AsyncIterator[Any]:
+    def _chunks(self, call: Call, target: Target) -> ChunkStream[Any]:
         provider, model = self._providers[target.provider], target.model
         return provider.chat(call.body, model) if call.kind is CHAT else provider.complete(call.body, model)
 
@@ -497,6 +498,11 @@ def _shared(routed: Routed[T]) -> Routed[T]:
 
 def _hit_route(entry: Entry) -> Route:
     return Route(provider="cache", model=f"{entry.provider}/{entry.model}", reason="cache-hit", cache="HIT")
+
+
+async def _together(chunks: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+    """`chunks` as one batch: a cached answer's replay is there at once (one write to the client)."""
+    yield [chunk async for chunk in chunks]
 
 
 async def _aiter(items: list[T]) -> AsyncIterator[T]:

@@ -89,8 +89,8 @@ class Flight(Generic[T]):
             self.route = routed.route
             self._opened.set()
             self._notify()
-            async for chunk in routed.result.rest:
-                self.chunks.append(chunk)
+            async for batch in routed.result.rest:
+                self.chunks += batch
                 self._notify()
             # Before anyone sees the end: a client that asks again right after gets the stored answer.
             try:
@@ -115,7 +115,8 @@ class Flight(Generic[T]):
 
 
 class _Tail(Generic[T]):
-    """A follower's view of the flight from chunk `i` on; leaving is idempotent and
+    """A follower's view of the flight from chunk `i` on, in batches (all that came since its last one);
+    leaving is idempotent and
     happens on exhaustion, failure, cancellation or `aclose()`, started or not."""
 
     def __init__(self, flight: Flight[T], i: int):
@@ -126,14 +127,14 @@ class _Tail(Generic[T]):
     def __aiter__(self) -> _Tail[T]:
         return self
 
-    async def __anext__(self) -> T:
+    async def __anext__(self) -> list[T]:
         flight = self._flight
         try:
             while not self._left:
                 changed = flight._changed
                 if self._i < len(flight.chunks):
-                    self._i += 1
-                    return flight.chunks[self._i - 1]
+                    start, self._i = self._i, len(flight.chunks)
+                    return flight.chunks[start:]  # all that came since: one batch
                 if flight.finished:
                     self._leave()
                     if flight.error is not None:

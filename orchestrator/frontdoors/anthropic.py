@@ -288,8 +288,8 @@ async def message_events(
     events = MessageEvents(request)
     try:
         yield b"".join(events.feed(c) for c in stream.prefix)
-        async for chunk in stream.rest:
-            if out := events.feed(chunk):
+        async for batch in stream.rest:
+            if out := b"".join(events.feed(c) for c in batch):
                 yield out
     except OrchestratorError as e:
         yield sse("error", error_body(e))

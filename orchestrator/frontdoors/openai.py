@@ -147,12 +147,13 @@ async def sse_events(stream: OpenStream[Chunk], include_usage: bool) -> AsyncIte
 
     What arrived before the first content (the role chunk) goes out in the same
     write as it: one packet, and no small-write stall in front of the first token.
+    After it, the chunks that came together go out together: one write a batch.
     """
     try:
         yield b"".join(_event(c, include_usage) for c in stream.prefix)
-        async for chunk in stream.rest:
-            if event := _event(chunk, include_usage):
-                yield event
+        async for batch in stream.rest:
+            if events := b"".join(_event(c, include_usage) for c in batch):
+                yield events
     except OrchestratorError as e:
         yield _error_event(e)
         return

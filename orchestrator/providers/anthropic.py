@@ -106,6 +106,7 @@ from orchestrator.protocol import (
     Usage,
     now,
 )
+from orchestrator.providers.base import ChunkStream
 from orchestrator.providers.http import (
     SSEEvent,
     StreamedPost,
@@ -116,7 +117,7 @@ from orchestrator.providers.http import (
     json_body,
     map_transport_errors,
     redact,
-    sse_events,
+    sse_batches,
 )
 
 FINISH_REASONS: dict[str, FinishReason] = {
@@ -542,21 +543,41 @@ class StreamTranslator:
         )
 
 
-async def translate(events: AsyncIterator[SSEEvent], provider: str) -> AsyncGenerator[ChatCompletionChunk, None]:
-    """Translate an Anthropic SSE stream into chunks, each as soon as its event arrives."""
+async def translate(
+    reads: AsyncIterator[list[SSEEvent]], provider: str
+) -> AsyncGenerator[list[ChatCompletionChunk], None]:
+    """Translate an Anthropic SSE stream into chunks as its events arrive: the chunks of the events that
+    came together (`sse_batches`), together; never an empty batch."""
     translator = StreamTranslator(provider)
-    async for sse in events:
+    async for events in reads:
+        batch: list[ChatCompletionChunk] = []
+        try:
+            _feed(translator, events, batch, provider)
+        except OrchestratorError:
+            if batch:
+                yield batch  # what came before the failure is the client's
+            raise
+        if batch:
+            yield batch
+        if translator.done:
+            return
+    raise UpstreamUnavailable(f"{provider}: the stream ended early, before message_stop.")
+
+
+def _feed(
+    translator: StreamTranslator, events: list[SSEEvent], batch: list[ChatCompletionChunk], provider: str
+) -> None:
+    """`events`' chunks appended to `batch`, up to the stream's end (what follows it is ignored)."""
+    for sse in events:
         try:
             event = json.loads(sse.data)
         except ValueError:
             raise _malformed(provider, "a data line is not JSON") from None
         if not isinstance(event, dict):
             raise _malformed(provider, "an event is not a JSON object")
-        for chunk in translator.feed(event):
-            yield chunk
+        batch.extend(translator.feed(event))
         if translator.done:
             return
-    raise UpstreamUnavailable(f"{provider}: the stream ended early, before message_stop.")
 
 
 def _malformed(provider: str, detail: str) -> UpstreamUnavailable:
@@ -595,6 +616,15 @@ def stream_error(provider: str, event: dict[str, Any]) -> UpstreamError:
 # --------------------------------------------------------------------------- provider
 
 
+async def _no_completions(model: str) -> AsyncGenerator[list[CompletionChunk], None]:
+    raise UnsupportedCapability(
+        f"'{model}' is an Anthropic model; Anthropic has no text completions API. Use /v1/chat/completions.",
+        param="model",
+        code="unsupported_task",
+    )
+    yield  # unreachable: makes this an async generator, failing when the stream is read, as a provider's do
+
+
 class AnthropicProvider:
     """Serves OpenAI chat requests from Anthropic's Messages API; nothing else."""
 
@@ -617,7 +647,12 @@ class AnthropicProvider:
         self._version = version
         self._post = StreamedPost(client, base_url.rstrip("/") + "/v1/messages", self._headers())
 
-    async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
+    def chat(self, request: ChatCompletionRequest, model: str) -> ChunkStream[ChatCompletionChunk]:
+        return ChunkStream(self._chat(request, model))
+
+    async def _chat(
+        self, request: ChatCompletionRequest, model: str
+    ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
         body = messages_body(request, model, self._default_max_tokens)
         try:
             content = json_body(body)
@@ -629,9 +664,9 @@ class AnthropicProvider:
                             key_env=self._key_env,
                         )  # fmt: skip
                     pieces = body_pieces(response)
-                    async with aclosing(translate(sse_events(pieces), self.name)) as chunks:
-                        async for chunk in chunks:
-                            yield chunk
+                    async with aclosing(translate(sse_batches(pieces), self.name)) as batches:
+                        async for batch in batches:
+                            yield batch
                     # Read the body to its end, so the connection goes back to the pool.
                     async for _ in pieces:
                         pass
@@ -644,13 +679,8 @@ class AnthropicProvider:
             redact(e, self._api_key)
             raise
 
-    async def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
-        raise UnsupportedCapability(
-            f"'{model}' is an Anthropic model; Anthropic has no text completions API. Use /v1/chat/completions.",
-            param="model",
-            code="unsupported_task",
-        )
-        yield  # unreachable: makes this an async generator, as the Provider protocol expects
+    def complete(self, request: CompletionRequest, model: str) -> ChunkStream[CompletionChunk]:
+        return ChunkStream(_no_completions(model))
 
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         raise UnsupportedCapability(

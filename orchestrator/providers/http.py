@@ -10,7 +10,7 @@ a 401 or 403 is the operator's key being refused, and its body is never
 kept (providers quote part of the key in it): `credentials_rejected` says
 which provider refused and which variable the operator must check, nothing
 of the key (code `provider_auth_failed`, a 502 to the client);
-`sse_events` parses a Server-Sent Events body incrementally.
+`sse_batches` parses a Server-Sent Events body incrementally, the events of one read together.
 """
 
 from __future__ import annotations
@@ -266,8 +266,9 @@ class SSEEvent:
     data: str
 
 
-async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
-    """Parse a Server-Sent Events body into events, as its bytes arrive in pieces of any size.
+async def sse_batches(body: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
+    """Parse a Server-Sent Events body into events, as its bytes arrive in pieces of any size: the events
+    each piece completes, together (a piece that completes none yields nothing).
 
     Lines end in LF, CRLF or CR (a CR at the end of one piece and an LF at the start of the
     next are one line end); `data:` lines of one event are joined with newlines; comments and
@@ -275,6 +276,7 @@ async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
     Bytes, not text: no decoder or line splitter runs per piece, only `bytes.splitlines`.
     """
     event: str | None = None
+    events: list[SSEEvent] = []
     data: list[bytes] = []
     rest = b""  # the start of a line whose end hasn't arrived
     after_cr = False  # the last piece ended in CR: an LF opening the next one belongs to it
@@ -291,7 +293,7 @@ async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
         for line in complete.splitlines():
             if not line:
                 if data:
-                    yield SSEEvent(event, b"\n".join(data).decode("utf-8", "replace"))
+                    events.append(SSEEvent(event, b"\n".join(data).decode("utf-8", "replace")))
                 event, data = None, []
                 continue
             if line[:1] == b":":
@@ -303,9 +305,12 @@ async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
                 data.append(value)
             elif field == b"event":
                 event = value.decode("utf-8", "replace")
+        if events:
+            yield events
+            events = []
     if rest:
         field, _, value = rest.partition(b":")
         if field == b"data":
             data.append(value[1:] if value[:1] == b" " else value)
     if data:
-        yield SSEEvent(event, b"\n".join(data).decode("utf-8", "replace"))
+        yield [SSEEvent(event, b"\n".join(data).decode("utf-8", "replace"))]

@@ -9,7 +9,7 @@ is raised again as its `BadRequest`); in-process it can be the engine itself
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
 from typing import Any, Protocol, TypeVar, cast
 
@@ -58,6 +58,7 @@ from orchestrator.protocol import (
     new_id,
     now,
 )
+from orchestrator.providers.base import ChunkStream
 from orchestrator.telemetry.traces import outgoing_traceparent
 
 
@@ -178,7 +179,13 @@ class LocalProvider:
 
     # ------------------------------------------------------------------------ chat
 
-    async def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
+    def chat(self, request: ChatCompletionRequest, model: str) -> ChunkStream[ChatCompletionChunk]:
+        return ChunkStream(self._chat(request, model))
+
+    async def _chat(
+        self, request: ChatCompletionRequest, model: str
+    ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
+        """The chunks of each of the engine's batches, together."""
         sampling = _sampling(request)
         sampling["max_tokens"] = request.output_limit()
         sampling["logprobs"] = (request.top_logprobs or 0) if request.logprobs else None
@@ -201,11 +208,12 @@ class LocalProvider:
         with _mapped():
             async with aclosing(self._client.generate(generate)) as batches:
                 async for batch in batches:
+                    chunks: list[ChatCompletionChunk] = []
                     if not started:
                         # OpenAI opens every choice with a role delta; sent only once the
                         # engine has produced output, so earlier failures stay plain errors.
                         started = True
-                        yield OpeningChunk(
+                        opening = OpeningChunk(
                             id=cid,
                             created=created,
                             model=model,
@@ -213,18 +221,25 @@ class LocalProvider:
                                 ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content=""))
                                 for i in range(request.n)
                             ],
-                        ).with_prompt_usage(_usage(batch["prompt"]) if "prompt" in batch else None)
-                    choices = [_chat_choice(d) for d in batch["deltas"]]
-                    if choices:
-                        yield ChatCompletionChunk(id=cid, created=created, model=model, choices=choices)
-                    if "usage" in batch:
-                        yield ChatCompletionChunk(
-                            id=cid, created=created, model=model, choices=[], usage=_usage(batch["usage"])
                         )
+                        chunks.append(opening.with_prompt_usage(_usage(batch["prompt"]) if "prompt" in batch else None))
+                    if choices := [_chat_choice(d) for d in batch["deltas"]]:
+                        chunks.append(ChatCompletionChunk(id=cid, created=created, model=model, choices=choices))
+                    if "usage" in batch:
+                        usage = _usage(batch["usage"])
+                        chunks.append(
+                            ChatCompletionChunk(id=cid, created=created, model=model, choices=[], usage=usage)
+                        )
+                    if chunks:
+                        yield chunks
 
     # ------------------------------------------------------------------ completions
 
-    async def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
+    def complete(self, request: CompletionRequest, model: str) -> ChunkStream[CompletionChunk]:
+        return ChunkStream(self._complete(request, model))
+
+    async def _complete(self, request: CompletionRequest, model: str) -> AsyncGenerator[list[CompletionChunk], None]:
+        """The chunks of each of the engine's batches, together."""
         if request.suffix is not None:
             from orchestrator.errors import UnsupportedCapability
 
@@ -246,13 +261,14 @@ class LocalProvider:
         with _mapped():
             async with aclosing(self._client.generate(generate)) as batches:
                 async for batch in batches:
-                    choices = [_completion_choice(d, offsets) for d in batch["deltas"]]
-                    if choices:
-                        yield CompletionChunk(id=cid, created=created, model=model, choices=choices)
+                    chunks: list[CompletionChunk] = []
+                    if choices := [_completion_choice(d, offsets) for d in batch["deltas"]]:
+                        chunks.append(CompletionChunk(id=cid, created=created, model=model, choices=choices))
                     if "usage" in batch:
-                        yield CompletionChunk(
-                            id=cid, created=created, model=model, choices=[], usage=_usage(batch["usage"])
-                        )
+                        usage = _usage(batch["usage"])
+                        chunks.append(CompletionChunk(id=cid, created=created, model=model, choices=[], usage=usage))
+                    if chunks:
+                        yield chunks
 
     # ------------------------------------------------------------------- embeddings
 

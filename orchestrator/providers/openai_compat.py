@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -36,7 +36,9 @@ from orchestrator.protocol import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from orchestrator.providers.base import ChunkStream
 from orchestrator.providers.http import (
+    SSEEvent,
     StreamedPost,
     body_pieces,
     error_body,
@@ -44,7 +46,7 @@ from orchestrator.providers.http import (
     json_body,
     map_transport_errors,
     redact,
-    sse_events,
+    sse_batches,
 )
 
 C = TypeVar("C", ChatCompletionChunk, CompletionChunk)
@@ -180,13 +182,13 @@ class OpenAICompatProvider:
         }
         self._quirks = quirks or Quirks()
 
-    def chat(self, request: ChatCompletionRequest, model: str) -> AsyncIterator[ChatCompletionChunk]:
+    def chat(self, request: ChatCompletionRequest, model: str) -> ChunkStream[ChatCompletionChunk]:
         body = chat_body(request, model, self._quirks)
-        return self._stream("/chat/completions", body, ChatCompletionChunk, normalize_chunk)
+        return ChunkStream(self._stream("/chat/completions", body, ChatCompletionChunk, normalize_chunk))
 
-    def complete(self, request: CompletionRequest, model: str) -> AsyncIterator[CompletionChunk]:
+    def complete(self, request: CompletionRequest, model: str) -> ChunkStream[CompletionChunk]:
         body = completion_body(request, model, self._quirks)
-        return self._stream("/completions", body, CompletionChunk)
+        return ChunkStream(self._stream("/completions", body, CompletionChunk))
 
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         body = request.model_dump(exclude_none=True)
@@ -212,7 +214,8 @@ class OpenAICompatProvider:
 
     async def _stream(
         self, path: str, body: dict[str, Any], kind: type[C], fix: Callable[[C], C] | None = None
-    ) -> AsyncGenerator[C, None]:
+    ) -> AsyncGenerator[list[C], None]:
+        """The answer's chunks, those of one network read together; the last batch may be empty."""
         content = json_body(body)
         try:
             with map_transport_errors(self.name):
@@ -223,21 +226,37 @@ class OpenAICompatProvider:
                             key_env=self._key_env,
                         )  # fmt: skip
                     pieces = body_pieces(response)
-                    async for event in sse_events(pieces):
-                        if event.data == "[DONE]":
+                    async for events in sse_batches(pieces):
+                        batch: list[C] = []
+                        try:
+                            done = self._read(events, kind, fix, batch)
+                        except OrchestratorError:
+                            if batch:
+                                yield batch  # what came before the failure is the client's
+                            raise
+                        if batch:
+                            yield batch
+                        if done:
                             # Read the body to its end, so the connection goes back to the pool.
                             async for _ in pieces:
                                 pass
                             return
-                        if event.event == "error" or '"error"' in event.data[:20]:
-                            raise _stream_error(self.name, event.data)
-                        chunk = _parse(self.name, event.data, kind)
-                        # Only a chunk with tool calls has anything to repair (most chunks are a token of text).
-                        yield fix(chunk) if fix is not None and '"tool_calls"' in event.data else chunk
             raise UpstreamUnavailable(f"{self.name}: the stream ended before [DONE].")
         except OrchestratorError as e:
             redact(e, self._api_key)  # a provider, or a proxy before it, may quote the request's headers
             raise
+
+    def _read(self, events: list[SSEEvent], kind: type[C], fix: Callable[[C], C] | None, batch: list[C]) -> bool:
+        """`events`' chunks appended to `batch`; whether `[DONE]` came (what follows it is ignored)."""
+        for event in events:
+            if event.data == "[DONE]":
+                return True
+            if event.event == "error" or '"error"' in event.data[:20]:
+                raise _stream_error(self.name, event.data)
+            chunk = _parse(self.name, event.data, kind)
+            # Only a chunk with tool calls has anything to repair (most chunks are a token of text).
+            batch.append(fix(chunk) if fix is not None and '"tool_calls"' in event.data else chunk)
+        return False
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from orchestrator.providers.anthropic import (
     translate,
 )
 from orchestrator.providers.base import Provider
-from orchestrator.providers.http import sse_events
+from orchestrator.providers.http import sse_batches
 from orchestrator.streams import assemble_chat
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
@@ -421,8 +421,16 @@ async def body_of(name: str) -> AsyncIterator[bytes]:
         yield raw[i : i + 7]
 
 
+async def translated(body: AsyncIterator[bytes]) -> AsyncIterator[ChatCompletionChunk]:
+    """Anthropic's stream as chunks one by one (`translate` gives those of one read together)."""
+    async for batch in translate(sse_batches(body), "anthropic"):
+        assert batch, "never an empty batch"
+        for chunk in batch:
+            yield chunk
+
+
 async def chunks_of(name: str) -> list[ChatCompletionChunk]:
-    return [c async for c in translate(sse_events(body_of(name)), "anthropic")]
+    return [c async for c in translated(body_of(name))]
 
 
 def dumps(chunks: list[ChatCompletionChunk]) -> list[dict[str, Any]]:
@@ -505,7 +513,7 @@ async def test_tool_use_reply_chunks() -> None:
 
 
 async def test_tool_use_reply_assembles() -> None:
-    result = await assemble_chat(translate(sse_events(body_of("tool_use_reply.sse")), "anthropic"))
+    result = await assemble_chat(translated(body_of("tool_use_reply.sse")))
     message = result.choices[0].message
     assert message.content == "Okay, let me check."
     assert message.tool_calls is not None
@@ -519,7 +527,7 @@ async def test_tool_use_reply_assembles() -> None:
 async def test_error_event_mid_stream() -> None:
     received: list[ChatCompletionChunk] = []
     with pytest.raises(UpstreamUnavailable) as info:
-        async for chunk in translate(sse_events(body_of("error_mid_stream.sse")), "anthropic"):
+        async for chunk in translated(body_of("error_mid_stream.sse")):
             received.append(chunk)
     assert [c.choices[0].delta.content for c in received] == ["", "Once upon"]
     assert info.value.retryable
@@ -529,7 +537,7 @@ async def test_error_event_mid_stream() -> None:
 async def test_truncated_stream_is_an_error() -> None:
     received: list[ChatCompletionChunk] = []
     with pytest.raises(UpstreamUnavailable, match="ended early"):
-        async for chunk in translate(sse_events(body_of("truncated.sse")), "anthropic"):
+        async for chunk in translated(body_of("truncated.sse")):
             received.append(chunk)
     assert received[-1].choices[0].delta.content == "The first half of an ans"
 
@@ -693,7 +701,7 @@ async def test_malformed_data_lines(data: str) -> None:
             yield line.encode() + b"\n"
 
     with pytest.raises(UpstreamUnavailable, match="malformed stream"):
-        async for _ in translate(sse_events(events()), "anthropic"):
+        async for _ in translated(events()):
             pass
 
 
@@ -907,7 +915,6 @@ async def test_chunks_are_yielded_as_events_arrive_and_closing_early_closes_upst
     stream = gated("text_reply.sse")
     async with httpx.AsyncClient(transport=httpx.MockTransport(Upstream(content=stream))) as client:
         chunks = AnthropicProvider("anthropic", client, BASE_URL, API_KEY).chat(request(), MODEL)
-        assert isinstance(chunks, AsyncGenerator)
         stream.gates[0].set()
         first = await asyncio.wait_for(anext(chunks), 1)
         assert first.choices[0].delta.role == "assistant"

@@ -272,9 +272,20 @@ async def chunks(items: list[object], fail: BaseException | None = None, delay: 
         raise fail
 
 
+async def reads(
+    batches: list[list[object]], fail: BaseException | None = None, delay: float = 0
+) -> AsyncIterator[list[object]]:
+    """A provider's stream: the chunks of each network read together."""
+    for batch in batches:
+        await asyncio.sleep(delay)
+        yield batch
+    if fail is not None:
+        raise fail
+
+
 async def test_open_stream_buffers_until_the_first_content() -> None:
     opened = await open_stream(
-        chunks(["role", "", "Hello", " world"]),
+        reads([["role"], [""], ["Hello"], [" world"]]),
         has_content=lambda c: c not in ("role", ""),
         policy=Policy(),
         provider="a",
@@ -283,15 +294,27 @@ async def test_open_stream_buffers_until_the_first_content() -> None:
     assert [c async for c in opened.chunks()] == ["role", "", "Hello", " world"]
 
 
+async def test_open_stream_keeps_the_read_with_the_first_content_whole_and_the_rest_as_it_came() -> None:
+    # What arrived together goes on together: the first write holds all of the first content's read.
+    opened = await open_stream(
+        reads([["role", ""], ["Hello", " wor"], ["ld", "!", "usage"], ["[end]"]]),
+        has_content=lambda c: c not in ("role", ""),
+        policy=Policy(),
+        provider="a",
+    )
+    assert opened.prefix == ["role", "", "Hello", " wor"]
+    assert [batch async for batch in opened.rest] == [["ld", "!", "usage"], ["[end]"]]
+
+
 async def test_open_stream_failure_before_content_is_raised() -> None:
     with pytest.raises(UpstreamUnavailable):
-        await open_stream(chunks([""], UpstreamUnavailable("reset")), has_content=bool, policy=Policy(), provider="a")
+        await open_stream(reads([[""]], UpstreamUnavailable("reset")), has_content=bool, policy=Policy(), provider="a")
 
 
 async def test_open_stream_first_token_timeout() -> None:
     with pytest.raises(UpstreamTimeout, match="no first token"):
         await open_stream(
-            chunks(["x"], delay=1), has_content=bool, policy=Policy(first_token_timeout_s=0.05), provider="a"
+            reads([["x"]], delay=1), has_content=bool, policy=Policy(first_token_timeout_s=0.05), provider="a"
         )
 
 
@@ -502,4 +525,4 @@ async def test_a_stream_of_nothing_but_usage_is_a_failure_whole_or_streamed() ->
     with pytest.raises(UpstreamUnavailable, match="without any output"):
         await read_whole(chunks([usage_only]), [].append, has_content=lambda c: False, policy=Policy(), provider="a")
     with pytest.raises(UpstreamUnavailable, match="without any output"):
-        await open_stream(chunks([usage_only]), has_content=lambda c: False, policy=Policy(), provider="a")
+        await open_stream(reads([[usage_only]]), has_content=lambda c: False, policy=Policy(), provider="a")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import pytest
@@ -41,10 +42,17 @@ class Route:
             self.closed_early = not done
 
 
+async def one_a_read(chunks: AsyncIterator[str]) -> AsyncIterator[list[str]]:
+    """`chunks` as a provider passes them on, each read's chunks a batch: here each chunk its own read."""
+    async with aclosing(chunks):  # type: ignore[type-var]
+        async for chunk in chunks:
+            yield [chunk]
+
+
 def streaming(routes: dict[str, Route]) -> Any:
     async def attempt(target: Target) -> OpenStream[str]:
         return await open_stream(
-            routes[target.provider].chunks(), has_content=bool, policy=Policy(), provider=target.provider
+            one_a_read(routes[target.provider].chunks()), has_content=bool, policy=Policy(), provider=target.provider
         )
 
     return attempt

@@ -315,3 +315,32 @@ async def test_an_error_answer_megabytes_long_is_read_no_further_than_its_start(
         else:
             await p.embed(EmbeddingRequest(model="e", input="a"), "e")
     assert sent <= 2
+
+
+def reads(*pieces: bytes) -> Callable[[httpx.Request], httpx.Response]:
+    """An upstream whose body arrives in these network reads."""
+
+    async def body() -> Any:
+        for piece in pieces:
+            yield piece
+
+    return lambda request: httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+
+async def test_the_chunks_of_one_read_go_on_together() -> None:
+    # The door writes each batch to the client at once: a stream the gateway falls behind on catches up in
+    # few writes, not one a token.
+    first = sse(chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}))
+    rest = sse(chunk({"content": "lo"}), chunk({"content": "!"}), chunk({}, "stop"), "[DONE]")
+    stream = provider(reads(first, rest)).chat(chat(), "m")
+    batches = [[(c.choices[0].delta.content, c.choices[0].finish_reason) for c in b] async for b in stream.batches()]
+    assert batches == [[("", None), ("Hel", None)], [("lo", None), ("!", None), (None, "stop")]]
+
+
+async def test_what_came_before_an_error_in_the_same_read_still_reaches_the_client() -> None:
+    body = sse(chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}), {"error": {"message": "gone"}})
+    got: list[str | None] = []
+    with pytest.raises(UpstreamUnavailable, match="gone"):
+        async for c in provider(reads(body)).chat(chat(), "m"):
+            got.append(c.choices[0].delta.content)
+    assert got == ["", "Hel"]

@@ -40,13 +40,13 @@ class Upstream:
             raise self.error
         return Routed(ROUTE, OpenStream([CHUNKS[0]], self._rest()))
 
-    async def _rest(self) -> AsyncIterator[str]:
+    async def _rest(self) -> AsyncIterator[list[str]]:
         try:
             for i, chunk in enumerate(CHUNKS[1:], start=1):
                 await asyncio.sleep(self.delay)
                 if self.fail_at == i:
                     raise self.error
-                yield chunk
+                yield [chunk]  # each chunk a read of its own
         except asyncio.CancelledError:
             self.outcomes.append("cancelled")
             raise
@@ -190,7 +190,7 @@ async def test_when_every_follower_leaves_the_upstream_is_cancelled() -> None:
 
     async def read_two_and_leave() -> list[str]:
         routed = await flight.follow()
-        got = [*routed.result.prefix, await anext(routed.result.rest)]
+        got = [*routed.result.prefix, *await anext(routed.result.rest)]
         await routed.result.rest.aclose()  # type: ignore[attr-defined]
         return got
 
@@ -203,6 +203,15 @@ async def test_when_every_follower_leaves_the_upstream_is_cancelled() -> None:
     assert len(flights) == 0  # a new request starts afresh, it doesn't join a dead flight
     await asyncio.sleep(0.05)
     assert done.calls == []
+
+
+async def test_a_follower_behind_the_flight_gets_all_it_missed_in_one_batch() -> None:
+    flights, up, done = SingleFlight(), Upstream(delay=0.005), Finished()
+    flight, _ = flights.join("k", up, done)
+    async with asyncio.timeout(TIMEOUT):
+        routed = await flight.follow()
+        await until(lambda: flight.finished)  # a slow client: the flight went on without it
+        assert [batch async for batch in routed.result.rest] == [CHUNKS[1:]]  # one write to catch up
 
 
 async def test_one_follower_leaving_does_not_stop_the_others() -> None:

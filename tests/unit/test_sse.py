@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from orchestrator.providers.http import SSEEvent, body_pieces, sse_events
+from orchestrator.providers.http import SSEEvent, body_pieces, sse_batches
 
 BODY = (
     b": keep-alive comment\n"
@@ -36,7 +36,7 @@ async def pieces(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 async def parse(*parts: bytes) -> list[SSEEvent]:
-    return [e async for e in sse_events(pieces(*parts))]
+    return [e async for batch in sse_batches(pieces(*parts)) for e in batch]
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
@@ -54,6 +54,13 @@ async def test_one_byte_at_a_time_with_crlf() -> None:
 async def test_a_cr_ending_one_piece_and_an_lf_opening_the_next_are_one_line_end() -> None:
     # Were they two, the empty line between would end the event after its first data line.
     assert await parse(b"data: a\r", b"\ndata: b\r\n\r\n") == [SSEEvent(None, "a\nb")]
+
+
+async def test_the_events_one_piece_completes_come_together() -> None:
+    # The provider relays them so: one write to the client for what arrived in one read.
+    reads = [b"data: a\n\ndata: b\n\ndata: c", b"\n\n", b": a comment\n", b"data: d\n\ndata: e"]
+    batches = [[e.data for e in batch] async for batch in sse_batches(pieces(*reads))]
+    assert batches == [["a", "b"], ["c"], ["d"], ["e"]]
 
 
 async def test_an_event_the_body_ends_in_still_counts() -> None:
@@ -84,7 +91,7 @@ async def test_a_streamed_body_arrives_decoded_whatever_its_content_encoding(enc
     raw = {None: BODY, "identity": BODY, "gzip": gzip.compress(BODY), "deflate": zlib.compress(BODY)}[encoding]
     headers = {"content-type": "text/event-stream"} | ({"content-encoding": encoding} if encoding else {})
     response = httpx.Response(200, headers=headers, stream=_Body(raw[:7], raw[7:40], raw[40:]))
-    assert [e async for e in sse_events(body_pieces(response))] == EXPECTED
+    assert [e async for batch in sse_batches(body_pieces(response)) for e in batch] == EXPECTED
 
 
 def test_redact_takes_a_key_out_whole_or_cut_off_at_the_end() -> None:

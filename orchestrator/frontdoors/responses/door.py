@@ -249,8 +249,8 @@ async def _events(
     """The stream as Responses `events`; kept (`ResponsesDoor._keep`) before `response.completed` goes out."""
     try:
         yield b"".join(events.feed(c) for c in stream.prefix)
-        async for chunk in stream.rest:
-            if out := events.feed(chunk):
+        async for batch in stream.rest:
+            if out := b"".join(events.feed(c) for c in batch):
                 yield out
         closing = events.close()
     except OrchestratorError as e:
