@@ -542,7 +542,7 @@ async def with_idle_timeout(stream: AsyncIterator[T], seconds: float, provider: 
 
 
 async def read_whole(
-    stream: AsyncIterator[T],
+    stream: AsyncIterator[list[T]],
     add: Callable[[T], object],
     *,
     has_content: Callable[[T], bool],
@@ -551,7 +551,7 @@ async def read_whole(
     started: Callable[[], None] | None = None,
     waited: Callable[[float], None] | None = None,
 ) -> None:
-    """Every chunk of `stream` handed to `add`, under `open_stream`'s and `with_idle_timeout`'s rules at
+    """Every chunk of `stream`'s batches handed to `add`, under `open_stream`'s and `with_idle_timeout`'s rules at
     once: the first content within the first-token timeout (`started` is called on it), each later wait
     within the idle timeout, the same errors, and the stream closed however it ends. `waited` is told
     the seconds spent waiting on the stream, once, however it ends.
@@ -568,16 +568,17 @@ async def read_whole(
                 while True:
                     t0 = clock()
                     try:
-                        chunk = await anext(stream)
+                        batch = await anext(stream)
                     except StopAsyncIteration:
                         if any_chunk:  # a complete stream without content (e.g. an empty answer): an answer
                             return
                         raise UpstreamUnavailable(f"{provider}: the stream ended without any output.") from None
                     finally:
                         total += clock() - t0
-                    any_chunk = any_chunk or _answers(chunk)
-                    add(chunk)
-                    if has_content(chunk):
+                    any_chunk = any_chunk or any(map(_answers, batch))
+                    for chunk in batch:
+                        add(chunk)
+                    if any(map(has_content, batch)):
                         break
         except TimeoutError:
             raise FirstTokenTimeout(f"{provider}: no first token within {policy.first_token_timeout_s:g} s.") from None
@@ -591,12 +592,13 @@ async def read_whole(
             while True:
                 t0 = clock()
                 try:
-                    chunk = await watch.next(stream, task, provider)
+                    batch = await watch.next(stream, task, provider)
                 except StopAsyncIteration:
                     return
                 finally:
                     total += clock() - t0
-                add(chunk)
+                for chunk in batch:
+                    add(chunk)
         finally:
             watch.close()
     finally:

@@ -387,7 +387,7 @@ class Pipeline:
         sent = plan.attempting(target)
         try:
             await read_whole(
-                self._chunks(call, target), fold.add, has_content=kind.started, policy=self._patience(target),
+                self._chunks(call, target).batches(), fold.add, has_content=kind.started, policy=self._patience(target),
                 provider=target.provider, started=started, waited=waited,
             )  # fmt: skip
         except BaseException:

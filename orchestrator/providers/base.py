@@ -28,9 +28,9 @@ T = TypeVar("T")
 
 
 class ChunkStream(Generic[T]):
-    """A provider's answer as it arrives: iterated, its chunks one by one (an answer folded whole);
-    `batches()`, the same chunks as lists of those that came together (a stream relayed as it comes).
-    One way or the other, not both. `aclose()` stops the provider's work."""
+    """A provider's answer as it arrives: `batches()`, lists of the chunks that came together (what the
+    gateway reads: a stream relayed as it comes, an answer folded whole); iterated, the same chunks one by
+    one. One way or the other, not both. `aclose()` stops the provider's work."""
 
     __slots__ = ("_batches", "_held")
 

@@ -215,7 +215,7 @@ class OpenAICompatProvider:
     async def _stream(
         self, path: str, body: dict[str, Any], kind: type[C], fix: Callable[[C], C] | None = None
     ) -> AsyncGenerator[list[C], None]:
-        """The answer's chunks, those of one network read together; the last batch may be empty."""
+        """The answer's chunks, those of one network read together (never an empty batch)."""
         content = json_body(body)
         try:
             with map_transport_errors(self.name):

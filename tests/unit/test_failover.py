@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import pytest
 
@@ -399,12 +400,20 @@ class Closing:
         self.closed = True
 
 
+async def one_a_read(stream: AsyncIterator[object]) -> AsyncIterator[list[object]]:
+    """`stream`'s chunks as a provider passes them on when each came in a network read of its own."""
+    async with aclosing(stream):  # type: ignore[type-var]
+        async for chunk in stream:
+            yield [chunk]
+
+
 async def whole(stream: AsyncIterator[object], policy: Policy | None = None) -> tuple[list[object], list[str]]:
     got: list[object] = []
     events: list[str] = []
     await read_whole(
-        stream, got.append, has_content=lambda c: c not in ("role", ""), policy=policy or Policy(), provider="a",
-        started=lambda: events.append(f"started after {len(got)}"), waited=lambda s: events.append("waited"),
+        one_a_read(stream), got.append, has_content=lambda c: c not in ("role", ""), policy=policy or Policy(),
+        provider="a", started=lambda: events.append(f"started after {len(got)}"),
+        waited=lambda s: events.append("waited"),
     )  # fmt: skip
     return got, events
 
@@ -413,6 +422,17 @@ async def test_read_whole_hands_every_chunk_on_and_says_when_the_content_started
     stream = Closing(chunks(["role", "", "Hello", " world"]))
     got, events = await whole(stream)
     assert got == ["role", "", "Hello", " world"] and events == ["started after 3", "waited"] and stream.closed
+
+
+async def test_read_whole_hands_on_every_chunk_of_a_read_and_starts_at_the_read_with_content() -> None:
+    got: list[object] = []
+    events: list[str] = []
+    await read_whole(
+        reads([["role", ""], ["Hello", " wor"], ["ld", "usage"]]), got.append,
+        has_content=lambda c: c not in ("role", ""), policy=Policy(), provider="a",
+        started=lambda: events.append(f"started after {len(got)}"),
+    )  # fmt: skip
+    assert got == ["role", "", "Hello", " wor", "ld", "usage"] and events == ["started after 4"]
 
 
 async def test_read_whole_an_answer_without_content_is_an_answer_and_nothing_is_an_error() -> None:
@@ -427,8 +447,9 @@ async def test_read_whole_a_failure_is_raised_the_stream_closed_and_the_wait_cou
     events: list[str] = []
     with pytest.raises(UpstreamUnavailable, match="reset"):
         await read_whole(
-            stream, lambda c: None, has_content=bool, policy=Policy(), provider="a", waited=lambda s: events.append("w")
-        )
+            one_a_read(stream), lambda c: None, has_content=bool, policy=Policy(), provider="a",
+            waited=lambda s: events.append("w"),
+        )  # fmt: skip
     assert stream.closed and events == ["w"]
 
 
@@ -523,6 +544,6 @@ async def test_a_stream_of_nothing_but_usage_is_a_failure_whole_or_streamed() ->
 
     usage_only = ChatCompletionChunk(id="c", created=1, model="m", choices=[], usage=Usage(prompt_tokens=3))
     with pytest.raises(UpstreamUnavailable, match="without any output"):
-        await read_whole(chunks([usage_only]), [].append, has_content=lambda c: False, policy=Policy(), provider="a")
+        await read_whole(reads([[usage_only]]), [].append, has_content=lambda c: False, policy=Policy(), provider="a")
     with pytest.raises(UpstreamUnavailable, match="without any output"):
         await open_stream(reads([[usage_only]]), has_content=lambda c: False, policy=Policy(), provider="a")

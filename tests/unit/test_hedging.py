@@ -62,8 +62,9 @@ def whole(routes: dict[str, Route]) -> Any:
     async def attempt(target: Target) -> list[str]:
         got: list[str] = []
         await read_whole(
-            routes[target.provider].chunks(), got.append, has_content=bool, policy=Policy(), provider=target.provider
-        )
+            one_a_read(routes[target.provider].chunks()), got.append, has_content=bool, policy=Policy(),
+            provider=target.provider,
+        )  # fmt: skip
         return got
 
     return attempt
