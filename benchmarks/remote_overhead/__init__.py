@@ -1,6 +1,7 @@
 """Gateway overhead on a remote route: direct, a trivial Ray Serve ingress, ours, LiteLLM's proxy, Portkey's gateway.
 
-    .venv/bin/python -m benchmarks.remote_overhead [--groups tput di ...] [--rounds 3] [--no-profile] [--long-streams N]
+    .venv/bin/python -m benchmarks.remote_overhead [--groups tput di ...] [--rounds 3] [--no-profile]
+        [--long-streams N [--long-pace T]]
 
 Every target answers the same requests from one fake provider (`orchestrator.testing.provider`, 0 ms to the
 first token, no pacing), on loopback:
@@ -37,7 +38,9 @@ Per target, per round (`measure.py`): sequential non-stream chat latency (one ke
 8), sequential stream first-content-chunk latency, and requests/s from 32 closed-loop clients for a fixed time;
 with `--long-streams N`, also whole streamed answers of N tokens a second from 32 closed-loop clients (the fake then
 answers N filler words, cut at each request's `max_tokens`), each stream counted when its usage says every token
-came, and its processes' CPU per stream and per token: what a chunk costs each target.
+came, and its processes' CPU per stream and per token: what a chunk costs each target; with `--long-pace T`,
+those tokens come T a second each (the fake paced for that phase only, `POST /_fake/pace`), a network read each as a
+live model's do, where unpaced they come several to a read.
 Requests carry no `temperature`, so our response cache passes them by; ours also gets cacheable ones that miss
 (temperature 0, a new prompt each). CPU seconds per request of each server's processes come from /proc; py-spy
 (in the LiteLLM venv) profiles the ingress replicas of one group (`profile.py`).

@@ -35,6 +35,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="TOKENS",
         help="also a closed loop of streamed answers this long per round (the fake answers filler words; 0: none)",
     )
+    parser.add_argument(
+        "--long-pace",
+        type=float,
+        default=Load.long_pace,
+        metavar="TOKENS_PER_S",
+        help="the long streams' tokens paced at this many a second each, a read each as a live model's (0: unpaced)",
+    )
     parser.add_argument("--ready-timeout", type=float, default=240.0)
     parser.add_argument(
         "--no-profile",
@@ -43,7 +50,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="skip py-spy on the ingress replicas of --profile-group",
     )
     parser.add_argument("--profile-group", default="di", choices=list(GROUPS))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.long_pace and not args.long_streams:
+        parser.error("--long-pace paces the long streams: give --long-streams too")
+    if not 0 <= args.long_pace < float("inf"):
+        parser.error("--long-pace must be a number of tokens a second, >= 0")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

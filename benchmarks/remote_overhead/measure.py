@@ -41,6 +41,9 @@ class Load:
     # Answers of this many tokens, streamed, in a closed loop of their own after each throughput phase (0: none):
     # what a chunk costs each target, where the default phases' 8-token answers are mostly the request's cost.
     long_tokens: int = 0
+    # Their tokens paced by the fake at this many a second each (0: as fast as it can write them): a live model's
+    # tokens arrive a read each, where an unpaced fake's come several to a read and relaying can batch them.
+    long_pace: float = 0.0
 
 
 @dataclass
@@ -201,9 +204,13 @@ async def long_streams(
 
 async def _long_stream_phase(target: Target, figures: Figures, load: Load, url: str, fake: Server) -> None:
     before, upstream0 = _cpu(target.server), _cpu(fake)
-    ok_n, failed, wall, errors = await long_streams(
-        url, load.long_tokens, load.concurrency, load.duration_s, target.headers
-    )
+    await _pace(fake, load.long_pace)
+    try:
+        ok_n, failed, wall, errors = await long_streams(
+            url, load.long_tokens, load.concurrency, load.duration_s, target.headers
+        )
+    finally:
+        await _pace(fake, 0.0)
     figures.long_upstream_cpu_s += sum(cpu_delta(upstream0, _cpu(fake)).values())
     if target.kind != "direct":
         figures.long_server_cpu_s += sum(cpu_delta(before, _cpu(target.server)).values())
@@ -212,6 +219,17 @@ async def _long_stream_phase(target: Target, figures: Figures, load: Load, url: 
     figures.long_failed += failed
     figures.long_rounds.append(ok_n / wall)
     figures.errors += errors
+
+
+def server_url(server: Server) -> str:
+    return f"http://127.0.0.1:{server.argv[server.argv.index('--port') + 1]}"
+
+
+async def _pace(fake: Server, tokens_per_s: float) -> None:
+    """The fake's output pace from its next request on (`POST /_fake/pace`)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{server_url(fake)}/_fake/pace", json={"tokens_per_s": tokens_per_s}) as response:
+            response.raise_for_status()
 
 
 async def _latency_phases(target: Target, figures: Figures, load: Load, url: str) -> None:

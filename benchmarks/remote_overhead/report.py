@@ -405,10 +405,12 @@ def long_stream_lines(result: dict[str, Any]) -> list[str]:
     tokens = result["meta"]["load"].get("long_tokens") or 0
     if not tokens:
         return []
+    pace = result["meta"]["load"].get("long_pace") or 0
+    paced = f", the fake's tokens paced at {pace:g} a second each" if pace else ", the fake's tokens unpaced"
     parts = [
         "",
         f"## Long streams: {tokens}-token answers, streamed ({result['meta']['load']['concurrency']} closed-loop "
-        "clients, after each round's throughput phase)",
+        f"clients, after each round's throughput phase{paced})",
     ]
     for name, group in result["groups"].items():
         t = group["targets"]

@@ -18,7 +18,7 @@ from benchmarks.harness import LOGS, Server, free_port, free_port_ranges, run_me
 from benchmarks.harness.progress import bar
 from benchmarks.remote_overhead.bodies import MAX_TOKENS, MODEL
 from benchmarks.remote_overhead.groups import GROUPS, SETTINGS, RaySetting
-from benchmarks.remote_overhead.measure import Load, log, measure_group
+from benchmarks.remote_overhead.measure import Load, log, measure_group, server_url
 from benchmarks.remote_overhead.portkey import (
     BUILDS,
     ensure_portkey,
@@ -56,16 +56,12 @@ class Bench:
     servers: list[Server] = field(default_factory=list)  # the fake and the peers, stopped at the very end
 
 
-def _url(server: Server) -> str:
-    return f"http://127.0.0.1:{server.argv[server.argv.index('--port') + 1]}"
-
-
 def _launch(bench: Bench, name: str, kind: str, setting: RaySetting, di_ports: range, into: list[Server]) -> Target:
     """Start one Ray-hosted target (it is stopped with its group, whatever happens)."""
     # Behind HAProxy ours' Gateways take the ports after server.port: the start of a free range.
     port = di_ports.start if setting.haproxy else free_port()
     make = trivial_server if kind == "trivial" else ours_server
-    server, ray_tmp = make(name, setting, port, _url(bench.fake), bench.logs, bench.tmp, di_ports, bench.data_dir)
+    server, ray_tmp = make(name, setting, port, server_url(bench.fake), bench.logs, bench.tmp, di_ports, bench.data_dir)
     into.append(server)
     server.start()
     return Target(f"{kind}@{setting.name}", kind, setting, server, f"http://127.0.0.1:{port}", ray_tmp, di_ports)
@@ -134,7 +130,7 @@ def _run_group(bench: Bench, group: str) -> None:
         if GROUPS[group].peers:
             _await_peers(bench)
             peers = bench.peers
-        targets = [Target("direct", "direct", None, None, _url(bench.fake)), *peers, *hosted]
+        targets = [Target("direct", "direct", None, None, server_url(bench.fake)), *peers, *hosted]
         _ready(bench, group, targets, group_servers)
         log(f"group {group}: ready in {time.perf_counter() - t0:.0f} s; measuring")
         _measure(bench, group, targets)
@@ -171,6 +167,7 @@ def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         args.duration,
         warm_s=args.warm,
         long_tokens=args.long_streams,
+        long_pace=args.long_pace,
     )
     logs = LOGS / f"remote-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
@@ -182,12 +179,15 @@ def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     result: dict[str, Any] = {"meta": meta(load, logs, args), "groups": {}, "servers": {}, "errors": {}}
     result["meta"]["versions"]["litellm"] = ensure_litellm(log)
     fake = fake_server(free_port(), logs, data_dir, reply_tokens=args.long_streams or None)
-    lite = litellm_server(free_port(), _url(fake), logs, tmp, data_dir)
-    peers = [Target("litellm", "litellm", None, lite, _url(lite)), *_portkey_peers(result, _url(fake), logs, data_dir)]
+    lite = litellm_server(free_port(), server_url(fake), logs, tmp, data_dir)
+    peers = [
+        Target("litellm", "litellm", None, lite, server_url(lite)),
+        *_portkey_peers(result, server_url(fake), logs, data_dir),
+    ]
     bench = Bench(args, load, logs, tmp, data_dir, result, fake, peers)
     try:
         bench.servers.append(fake.start())
-        wait_answering(fake, _url(fake), 30)
+        wait_answering(fake, server_url(fake), 30)
         for peer in peers:
             assert peer.server is not None
             bench.servers.append(peer.server.start())

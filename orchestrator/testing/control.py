@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -27,6 +28,7 @@ class Control:
             web.get("/v1/models/{model}", self.get_model),
             web.get("/_fake/stats", self.stats),
             web.post("/_fake/fault", self.set_fault),
+            web.post("/_fake/pace", self.set_pace),
             web.post("/_fake/reset", self.reset),
         ]
 
@@ -43,6 +45,19 @@ class Control:
         except (ValueError, TypeError, AttributeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(self.provider.stats())
+
+    async def set_pace(self, request: web.Request) -> web.Response:
+        """`{"ttft_ms": ..., "tokens_per_s": ...}` (either) from the next request on; 0 is no delay."""
+        try:
+            spec = await request.json()
+            pace = {name: float(spec.pop(name)) for name in ("ttft_ms", "tokens_per_s") if name in spec}
+            if spec or not all(0 <= v < math.inf for v in pace.values()):
+                raise ValueError("expected only 'ttft_ms' and 'tokens_per_s', each a number >= 0")
+        except (ValueError, TypeError, AttributeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        for name, value in pace.items():
+            setattr(self.provider, name, value)
+        return web.json_response({"ttft_ms": self.provider.ttft_ms, "tokens_per_s": self.provider.tokens_per_s})
 
     async def reset(self, request: web.Request) -> web.Response:
         self.provider.clear_fault()

@@ -18,6 +18,7 @@ what its Python SDK 2.x sends — and `anthropic-version`):
     GET  /health                200, no auth (readiness checks)
     GET  /_fake/stats           counts, for a fake running in another process (the CLI)
     POST /_fake/fault           {"mode": ..., options} sets the instance fault; {"mode": null} clears it
+    POST /_fake/pace            {"ttft_ms": ..., "tokens_per_s": ...} sets the timing below (0: no delay)
     POST /_fake/reset           clears the fault, the records and the counts
 
 Replies (`replies.compose`): a tool call when the request has tools, text about a trailing tool result, the

@@ -518,6 +518,18 @@ def test_control_endpoints(provider: FakeProvider, http: httpx.Client) -> None:
     assert http.post("/_fake/fault", json={"mode": "nonsense"}).status_code == 400
 
 
+def test_the_pace_is_set_over_http_from_the_next_request_on(provider: FakeProvider, http: httpx.Client) -> None:
+    # A benchmark paces one phase's answers (its tokens a read each, as a live model's arrive) and not the others.
+    assert http.post("/_fake/pace", json={"tokens_per_s": 50}).json() == {"ttft_ms": 0.0, "tokens_per_s": 50.0}
+    started = time.perf_counter()
+    chat(http, stream=True, max_tokens=5)
+    assert time.perf_counter() - started >= 4 / 50
+    for bad in ({"tokens_per_s": -1}, {"tokens_per_s": "fast"}, {"ttft": 3}, [1]):
+        assert http.post("/_fake/pace", json=bad).status_code == 400
+    assert provider.tokens_per_s == 50  # a refused change changes nothing
+    assert http.post("/_fake/pace", json={"tokens_per_s": 0}).json()["tokens_per_s"] == 0
+
+
 # -- lifecycle --------------------------------------------------------------------------------------------------
 
 
