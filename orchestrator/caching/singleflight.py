@@ -116,8 +116,7 @@ class Flight(Generic[T]):
 
 class _Tail(Generic[T]):
     """A follower's view of the flight from chunk `i` on, in batches (all that came since its last one);
-    leaving is idempotent and
-    happens on exhaustion, failure, cancellation or `aclose()`, started or not."""
+    leaving is idempotent and happens on exhaustion, failure, cancellation or `aclose()`, started or not."""
 
     def __init__(self, flight: Flight[T], i: int):
         self._flight = flight

@@ -3,8 +3,9 @@
 A provider streams typed chunks for a request, in batches: the chunks that came
 together (one network read, one engine step) go on together, so that a stream
 relayed to its client is one write a batch, not one a chunk (`ChunkStream`). It
-never encodes SSE and never decides routing. `model` is the name the provider itself knows the model by
-(the pipeline resolves client-facing names and aliases before calling).
+never encodes SSE and never decides routing. `model` is the name the provider
+itself knows the model by (the pipeline resolves client-facing names and aliases
+before calling).
 Errors are raised from the `orchestrator.errors` tree, translated from the
 provider's own failures at its boundary.
 """
