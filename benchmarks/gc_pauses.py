@@ -32,18 +32,19 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from benchmarks.harness import ROOT, free_port, percentile, run_meta, save, stamp
+from benchmarks.harness import ROOT, free_port, http_get, percentile, run_meta, save, stamp
 from benchmarks.remote_overhead.bodies import MODEL, nonstream_body
 
 CONCURRENCY = 32
 PATH = "/v1/chat/completions"
 
 
-async def post(app: Any, body: bytes) -> None:
-    """One request straight into the ASGI app, as a server would hand it over."""
+async def post(app: Any, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """One request straight into the ASGI app, as a server would hand it over (`extra`: more headers)."""
     headers = [(b"host", b"gateway"), (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += extra
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
         "path": PATH, "raw_path": PATH.encode(), "query_string": b"", "root_path": "", "headers": headers,
@@ -96,27 +97,34 @@ async def build(upstream: str, tmp: Path) -> tuple[Any, Any, Any]:
     return build_app(pipeline, accounts), accounts, client
 
 
+class InProcess(NamedTuple):
+    app: Any  # the gateway's ASGI app
+    upstream: str  # the fake provider's URL (its API under /v1)
+
+
 @contextlib.asynccontextmanager
-async def gateway_in_process(*fake_args: str) -> AsyncIterator[Any]:
+async def gateway_in_process(*fake_args: str) -> AsyncIterator[InProcess]:
     """A fake provider (answering as fast as it can; `fake_args` for more) and the gateway's app in front
-    of it, answering: the app is yielded; the fake, the accounts and the upstream client are stopped after."""
+    of it, answering: both are yielded; the fake, the accounts and the upstream client are stopped after."""
     port = free_port()
     argv = [sys.executable, "-m", "orchestrator.testing.provider", "--port", str(port), "--ttft-ms", "0"]
     argv += ["--tokens-per-s", "0", "--model", MODEL, *fake_args]
     fake = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
+    upstream = f"http://127.0.0.1:{port}"
     try:
+        # The fake up before the gateway's first request: the gateway's requests to a fake still starting
+        # would be refused, and enough refusals open the route's circuit for longer than this waits.
+        for _ in range(100):
+            if (await asyncio.to_thread(http_get, f"{upstream}/health", 0.5))[0] == 200:
+                break
+            await asyncio.sleep(0.2)
+        else:  # not up in 20 s or more (its port taken meanwhile?): say so
+            raise RuntimeError(f"the fake provider on port {port} never answered (exit code {fake.poll()})")
         with tempfile.TemporaryDirectory() as tmp:
-            app, accounts, client = await build(f"http://127.0.0.1:{port}", Path(tmp))
-            for _ in range(100):  # the fake is up, the connections open
-                try:
-                    await post(app, nonstream_body())
-                    break
-                except Exception:
-                    await asyncio.sleep(0.2)
-            else:  # not one answer in 20 s: the fake never came up (its port taken meanwhile?), say so
-                raise RuntimeError(f"the fake provider on port {port} never answered (exit code {fake.poll()})")
+            app, accounts, client = await build(upstream, Path(tmp))
+            await post(app, nonstream_body())  # the connections open
             try:
-                yield app
+                yield InProcess(app, upstream)
             finally:
                 await accounts.drain()
                 await accounts.background.stop()
@@ -180,7 +188,7 @@ async def main(requests: int, rounds: int) -> None:
     logging.disable(logging.WARNING)
     pauses = Pauses()
     results: dict[str, list[dict[str, Any]]] = {"default": [], "frozen": []}
-    async with gateway_in_process() as app:
+    async with gateway_in_process() as (app, _):
         import ray  # noqa: F401  # what a Gateway replica holds besides the app
         import ray.serve._private.replica  # noqa: F401
         import transformers  # noqa: F401

@@ -1,22 +1,28 @@
-"""The gateway's CPU per request in one process: whole and streamed answers of a given length.
+"""The gateway's CPU per request in one process, beside a forwarder's: whole and streamed answers of a given length.
 
-    .venv/bin/python -m benchmarks.request_cpu [--tokens 8 64] [--requests 3200] [--rounds 3]
+    .venv/bin/python -m benchmarks.request_cpu [--tokens 8 64] [--requests 3200] [--rounds 3] [--pace 0]
 
 The gateway's ASGI app in-process, built as `benchmarks.gc_pauses` builds it (the default
 configuration, the `openrouter` preset pointed at a fake provider on loopback, the real upstream
 client), its startup heap frozen as a replica's is. 32 concurrent clients post a chat request
 straight into the app (no client sockets: the process's CPU is the gateway's and its upstream
-client's); the fake answers `--tokens` filler words as fast as it can, one SSE event each. Per
+client's); the fake answers `--tokens` filler words, one SSE event each, as fast as it can or, with
+`--pace T`, T a second (a live model's pace: each token then arrives in a read of its own). Per
 answer length, a whole answer (`stream: false`) and a stream (`stream: true`, with usage), in
-`--rounds` rounds alternating. Printed and saved (`benchmarks/results/request_cpu-<stamp>.json`):
-CPU µs per request for each, their medians, and the cost of one more chunk (the slope between the
-shortest and the longest answer). Beside them, what Ray Serve's direct ingress spends on each request
-outside the app to name its route for its metrics (`get_asgi_route_name`: the app's routes matched in
-order until one fits), for the benchmark's request.
+`--rounds` rounds alternating; each round also sends both through the **forwarder** in the same
+process, the baseline: the remote overhead benchmark's trivial ingress (`benchmarks.remote_overhead.trivial`,
+the gateway's own upstream client, no parse: the provider's bytes relayed as they come; a whole answer
+asked of the provider whole, where ours reads it as a stream to keep its first-token and idle timeouts).
+Printed and saved (`benchmarks/results/request_cpu-<stamp>.json`): CPU µs per request for each, their
+medians, ours ÷ the forwarder's, and the cost of one more chunk (the slope between the shortest and the
+longest answer). Beside them, what Ray Serve's direct ingress spends on each request outside the app
+to name its route for its metrics (`get_asgi_route_name`: the app's routes matched in order until one
+fits), for the benchmark's request.
 
 What it is for: a change on the request path measured before and after, from two trees, in one
 sitting (`PYTHONPATH=<tree>`, the command run from that tree): the figures move with the machine,
-the differences between two runs back to back don't.
+the differences between two runs back to back don't; the forwarder's figures in the same run say how
+much of a move was the machine's.
 """
 
 from __future__ import annotations
@@ -27,14 +33,19 @@ import gc
 import json
 import logging
 import time
+from itertools import product
 from statistics import median
 from typing import Any
 
 from benchmarks.gc_pauses import CONCURRENCY, PATH, gateway_in_process, post
 from benchmarks.harness import run_meta, save, stamp
 from benchmarks.remote_overhead.bodies import nonstream_body
+from benchmarks.remote_overhead.trivial import TrivialIngress
 
 KINDS = ("whole", "stream")
+FORWARDER = "forwarder "  # the forwarder's figures: under "forwarder whole", "forwarder stream"
+# The fake's key, which the forwarder passes on as the client sent it (the gateway sends its own).
+FORWARDED = ((b"authorization", b"Bearer bench"),)
 
 
 def body(kind: str, tokens: int) -> bytes:
@@ -43,10 +54,10 @@ def body(kind: str, tokens: int) -> bytes:
     return json.dumps({**json.loads(nonstream_body()), "max_tokens": tokens}).encode()
 
 
-async def cpu_per_request(app: Any, raw: bytes, requests: int) -> float:
+async def cpu_per_request(app: Any, raw: bytes, requests: int, extra: tuple[tuple[bytes, bytes], ...] = ()) -> float:
     async def client(n: int) -> None:
         for _ in range(n):
-            await post(app, raw)
+            await post(app, raw, extra)
 
     per = requests // CONCURRENCY
     t0 = time.process_time()
@@ -66,50 +77,73 @@ def serve_route_lookup_us(app: Any, n: int = 20000) -> float:
     return 1e6 * (time.perf_counter() - t0) / n
 
 
-async def measure(tokens: int, requests: int, rounds: int) -> dict[str, list[float]]:
-    """One fake answering `tokens` words, one app; every kind once per round."""
-    out: dict[str, list[float]] = {k: [] for k in KINDS}
-    async with gateway_in_process("--reply-tokens", str(tokens)) as app:
+async def measure(tokens: int, requests: int, rounds: int, pace: float) -> dict[str, list[float]]:
+    """One fake answering `tokens` words (`pace` a second; 0: at once), the gateway's app and the forwarder
+    in front of it; every kind through each once per round."""
+    out: dict[str, list[float]] = {}
+    async with gateway_in_process("--reply-tokens", str(tokens), "--tokens-per-s", f"{pace:g}") as (app, upstream):
+        apps = {"": (app, ()), FORWARDER: (TrivialIngress(f"{upstream}/v1").__serve_build_asgi_app__(), FORWARDED)}
         out["serve_route_lookup"] = [serve_route_lookup_us(app)]
-        for kind in KINDS:  # warm: every path once
-            await cpu_per_request(app, body(kind, tokens), 4 * CONCURRENCY)
+        for target, kind in product(apps, KINDS):  # warm: every path once
+            await cpu_per_request(apps[target][0], body(kind, tokens), 4 * CONCURRENCY, apps[target][1])
         gc.collect()
         gc.freeze()  # as a Gateway replica does once started (`orchestrator.app.freeze_heap`)
         for _ in range(rounds):
-            for kind in KINDS:
-                us = await cpu_per_request(app, body(kind, tokens), requests)
-                out[kind].append(us)
-                print(f"{tokens:4d} tokens  {kind:6s} {us:7.0f} µs CPU/request", flush=True)
+            for target, kind in product(apps, KINDS):
+                us = await cpu_per_request(apps[target][0], body(kind, tokens), requests, apps[target][1])
+                out.setdefault(target + kind, []).append(us)
+                print(f"{tokens:4d} tokens  {target + kind:16s} {us:7.0f} µs CPU/request", flush=True)
         gc.unfreeze()
     return out
 
 
-def report(results: dict[int, dict[str, list[float]]], requests: int, rounds: int) -> str:
+def report(results: dict[int, dict[str, list[float]]], requests: int, rounds: int, pace: float) -> str:
+    arrive = f"{pace:g} tokens a second" if pace else "as fast as the fake writes them"
     lines = [
         f"# Gateway CPU per request, in process ({rounds} rounds x {requests:,} requests, {CONCURRENCY} clients)",
         "",
-        "| answer | whole: µs/request (median; rounds) | stream: µs/request (median; rounds) |",
-        "|---|---|---|",
+        f"The answers' tokens arrive {arrive}. µs CPU a request: the median (the rounds).",
+        "",
+        "| answer | whole, ours | the forwarder's | ours ÷ it | stream, ours | the forwarder's | ours ÷ it |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for tokens, by_kind in results.items():
-        cells = [f"{median(by_kind[k]):.0f} ({' / '.join(f'{x:.0f}' for x in by_kind[k])})" for k in KINDS]
-        lines.append(f"| {tokens} tokens | {cells[0]} | {cells[1]} |")
+
+    def cell(runs: list[float]) -> str:
+        return f"{median(runs):.0f} ({' / '.join(f'{x:.0f}' for x in runs)})"
+
+    for tokens, got in results.items():
+        cells = []
+        for kind in KINDS:
+            ours, theirs = got[kind], got[FORWARDER + kind]
+            cells += [cell(ours), cell(theirs), f"{median(ours) / median(theirs):.2f}×"]
+        lines.append(f"| {tokens} tokens | {' | '.join(cells)} |")
+    longest = max(results)
+    per_token = {k: median(results[longest][k]) / longest for k in ("stream", FORWARDER + "stream")}
+    lines += [
+        "",
+        f"A {longest}-token stream a token: ours {per_token['stream']:.1f} µs, the forwarder's "
+        f"{per_token[FORWARDER + 'stream']:.1f} µs.",
+    ]
     if len(results) > 1:
         lo, hi = min(results), max(results)
-        slope = {k: (median(results[hi][k]) - median(results[lo][k])) / (hi - lo) for k in KINDS}
-        lines += ["", f"One more chunk: whole {slope['whole']:.1f} µs, stream {slope['stream']:.1f} µs."]
+        slope = {k: (median(results[hi][k]) - median(results[lo][k])) / (hi - lo) for k in results[hi]}
+        lines.append(
+            f"One more chunk: whole {slope['whole']:.1f} µs, stream {slope['stream']:.1f} µs (the forwarder: "
+            f"whole {slope[FORWARDER + 'whole']:.1f}, stream {slope[FORWARDER + 'stream']:.1f})."
+        )
     lookup = median(r["serve_route_lookup"][0] for r in results.values())
     lines += ["", f"Ray Serve's route lookup for the request (outside the app, per request): {lookup:.1f} µs."]
     return "\n".join(lines)
 
 
-async def main(tokens: list[int], requests: int, rounds: int) -> None:
+async def main(tokens: list[int], requests: int, rounds: int, pace: float) -> None:
     meta = run_meta("benchmarks.request_cpu")
     logging.disable(logging.WARNING)
-    results = {t: await measure(t, requests, rounds) for t in tokens}
-    text = report(results, requests, rounds)
+    results = {t: await measure(t, requests, rounds, pace) for t in tokens}
+    text = report(results, requests, rounds, pace)
     print(text)
-    data = {**meta, "requests": requests, "rounds": rounds, "results": {str(t): r for t, r in results.items()}}
+    data = {**meta, "requests": requests, "rounds": rounds, "pace": pace}
+    data["results"] = {str(t): r for t, r in results.items()}
     print(f"saved {save('request_cpu', stamp(), data, text)}")
 
 
@@ -118,10 +152,16 @@ def cli() -> None:
     p.add_argument("--tokens", type=int, nargs="+", default=[8, 64], help="answer lengths (filler words)")
     p.add_argument("--requests", type=int, default=3200, help="per round and kind")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--pace", type=float, default=0.0,
+        help="the fake's tokens a second (0: as fast as it writes them); at 500, --requests 640 takes ~2 s a kind",
+    )  # fmt: skip
     args = p.parse_args()
+    if args.pace < 0:
+        p.error("--pace: tokens a second, 0 or more")
     import uvloop
 
-    uvloop.run(main(sorted(set(args.tokens)), args.requests, args.rounds))
+    uvloop.run(main(sorted(set(args.tokens)), args.requests, args.rounds, args.pace))
 
 
 if __name__ == "__main__":
