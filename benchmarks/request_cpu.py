@@ -1,6 +1,6 @@
 """The gateway's CPU per request in one process, beside a forwarder's: whole and streamed answers of a given length.
 
-    .venv/bin/python -m benchmarks.request_cpu [--tokens 8 64] [--requests 3200] [--rounds 3] [--pace 0]
+    .venv/bin/python -m benchmarks.request_cpu [--tokens 8 64] [--requests 3200] [--rounds 3] [--pace 0] [--calls]
 
 The gateway's ASGI app in-process, built as `benchmarks.gc_pauses` builds it (the default
 configuration, the `openrouter` preset pointed at a fake provider on loopback, the real upstream
@@ -17,7 +17,9 @@ Printed and saved (`benchmarks/results/request_cpu-<stamp>.json`): CPU µs per r
 medians, ours ÷ the forwarder's, and the cost of one more chunk (the slope between the shortest and the
 longest answer). Beside them, what Ray Serve's direct ingress spends on each request outside the app
 to name its route for its metrics (`get_asgi_route_name`: the app's routes matched in order until one
-fits), for the benchmark's request.
+fits), for the benchmark's request. With `--calls`, each length's stream then runs once more under
+cProfile, ours and the forwarder's: the Python calls (builtins included) a token takes, in all and the
+most called functions (where the difference lies, counted, not timed).
 
 What it is for: a change on the request path measured before and after, from two trees, in one
 sitting (`PYTHONPATH=<tree>`, the command run from that tree): the figures move with the machine,
@@ -29,16 +31,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import json
 import logging
+import pstats
 import time
 from itertools import product
 from statistics import median
 from typing import Any
 
 from benchmarks.gc_pauses import CONCURRENCY, PATH, gateway_in_process, post
-from benchmarks.harness import run_meta, save, stamp
+from benchmarks.harness import ROOT, run_meta, save, stamp
 from benchmarks.remote_overhead.bodies import nonstream_body
 from benchmarks.remote_overhead.trivial import TrivialIngress
 
@@ -46,6 +50,7 @@ KINDS = ("whole", "stream")
 FORWARDER = "forwarder "  # the forwarder's figures: under "forwarder whole", "forwarder stream"
 # The fake's key, which the forwarder passes on as the client sent it (the gateway sends its own).
 FORWARDED = ((b"authorization", b"Bearer bench"),)
+CALLS_SHOWN = 12  # with --calls: the most called functions shown
 
 
 def body(kind: str, tokens: int) -> bytes:
@@ -77,10 +82,30 @@ def serve_route_lookup_us(app: Any, n: int = 20000) -> float:
     return 1e6 * (time.perf_counter() - t0) / n
 
 
-async def measure(tokens: int, requests: int, rounds: int, pace: float) -> dict[str, list[float]]:
+async def calls_per_token(
+    app: Any, raw: bytes, tokens: int, requests: int, extra: tuple[tuple[bytes, bytes], ...]
+) -> dict[str, Any]:
+    """Python function calls (builtins included) per token of `requests` streams, under cProfile: in all,
+    and the most called functions'."""
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        await cpu_per_request(app, raw, requests, extra)
+    finally:
+        profile.disable()
+    done = requests // CONCURRENCY * CONCURRENCY * tokens
+    counts: dict[str, float] = {}
+    for (path, line, name), (_, calls, *_rest) in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+        where = name if path == "~" else f"{path.split('site-packages/')[-1].split(str(ROOT) + '/')[-1]}:{line}({name})"
+        counts[where] = counts.get(where, 0.0) + calls / done
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:CALLS_SHOWN]
+    return {"total": sum(counts.values()), "top": [[where, round(n, 2)] for where, n in top]}
+
+
+async def measure(tokens: int, requests: int, rounds: int, pace: float, calls: bool) -> dict[str, Any]:
     """One fake answering `tokens` words (`pace` a second; 0: at once), the gateway's app and the forwarder
-    in front of it; every kind through each once per round."""
-    out: dict[str, list[float]] = {}
+    in front of it; every kind through each once per round. `calls`: then a stream's calls a token, each."""
+    out: dict[str, Any] = {}
     async with gateway_in_process("--reply-tokens", str(tokens), "--tokens-per-s", f"{pace:g}") as (app, upstream):
         apps = {"": (app, ()), FORWARDER: (TrivialIngress(f"{upstream}/v1").__serve_build_asgi_app__(), FORWARDED)}
         out["serve_route_lookup"] = [serve_route_lookup_us(app)]
@@ -93,11 +118,17 @@ async def measure(tokens: int, requests: int, rounds: int, pace: float) -> dict[
                 us = await cpu_per_request(apps[target][0], body(kind, tokens), requests, apps[target][1])
                 out.setdefault(target + kind, []).append(us)
                 print(f"{tokens:4d} tokens  {target + kind:16s} {us:7.0f} µs CPU/request", flush=True)
+        if calls:
+            raw = body("stream", tokens)
+            out["calls"] = {
+                name or "ours": await calls_per_token(app_, raw, tokens, max(CONCURRENCY, requests // 8), extra)
+                for name, (app_, extra) in apps.items()
+            }
         gc.unfreeze()
     return out
 
 
-def report(results: dict[int, dict[str, list[float]]], requests: int, rounds: int, pace: float) -> str:
+def report(results: dict[int, dict[str, Any]], requests: int, rounds: int, pace: float) -> str:
     arrive = f"{pace:g} tokens a second" if pace else "as fast as the fake writes them"
     lines = [
         f"# Gateway CPU per request, in process ({rounds} rounds x {requests:,} requests, {CONCURRENCY} clients)",
@@ -133,13 +164,23 @@ def report(results: dict[int, dict[str, list[float]]], requests: int, rounds: in
         )
     lookup = median(r["serve_route_lookup"][0] for r in results.values())
     lines += ["", f"Ray Serve's route lookup for the request (outside the app, per request): {lookup:.1f} µs."]
+    for tokens, got in results.items():
+        if "calls" in got:
+            lines += [
+                "",
+                f"Calls a token of a {tokens}-token stream (Python functions and builtins, under cProfile):",
+                "",
+            ]
+            for name, seen in got["calls"].items():
+                top = ", ".join(f"`{where}` {n:.2f}" for where, n in seen["top"])
+                lines.append(f"- {name.strip()}: {seen['total']:.1f} in all; the most called: {top}")
     return "\n".join(lines)
 
 
-async def main(tokens: list[int], requests: int, rounds: int, pace: float) -> None:
+async def main(tokens: list[int], requests: int, rounds: int, pace: float, calls: bool) -> None:
     meta = run_meta("benchmarks.request_cpu")
     logging.disable(logging.WARNING)
-    results = {t: await measure(t, requests, rounds, pace) for t in tokens}
+    results = {t: await measure(t, requests, rounds, pace, calls) for t in tokens}
     text = report(results, requests, rounds, pace)
     print(text)
     data = {**meta, "requests": requests, "rounds": rounds, "pace": pace}
@@ -156,12 +197,16 @@ def cli() -> None:
         "--pace", type=float, default=0.0,
         help="the fake's tokens a second (0: as fast as it writes them); at 500, --requests 640 takes ~2 s a kind",
     )  # fmt: skip
+    p.add_argument(
+        "--calls", action="store_true",
+        help="then count a stream's Python calls a token, ours and the forwarder's (cProfile; slower: not timed)",
+    )  # fmt: skip
     args = p.parse_args()
     if args.pace < 0:
         p.error("--pace: tokens a second, 0 or more")
     import uvloop
 
-    uvloop.run(main(sorted(set(args.tokens)), args.requests, args.rounds, args.pace))
+    uvloop.run(main(sorted(set(args.tokens)), args.requests, args.rounds, args.pace, args.calls))
 
 
 if __name__ == "__main__":
