@@ -122,8 +122,8 @@ async def gateway_in_process(*fake_args: str) -> AsyncIterator[InProcess]:
             raise RuntimeError(f"the fake provider on port {port} never answered (exit code {fake.poll()})")
         with tempfile.TemporaryDirectory() as tmp:
             app, accounts, client = await build(upstream, Path(tmp))
-            await post(app, nonstream_body())  # the connections open
             try:
+                await post(app, nonstream_body())  # the connections open
                 yield InProcess(app, upstream)
             finally:
                 await accounts.drain()
