@@ -35,6 +35,7 @@ import cProfile
 import gc
 import json
 import logging
+import math
 import pstats
 import time
 from itertools import product
@@ -202,7 +203,7 @@ def cli() -> None:
         help="then count a stream's Python calls a token, ours and the forwarder's (cProfile; slower: not timed)",
     )  # fmt: skip
     args = p.parse_args()
-    if args.pace < 0:
+    if not 0 <= args.pace < math.inf:  # NaN fails this too
         p.error("--pace: tokens a second, 0 or more")
     import uvloop
 
